@@ -1,0 +1,27 @@
+// Metrics as JSON lines (one object per line, flushed at once) that a user can plot or tail.
+#pragma once
+
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace autotrain {
+
+class MetricsWriter {
+ public:
+  // Appends to `path` (created with its folder when missing), so a resumed run continues the file.
+  explicit MetricsWriter(const std::string& path);
+  // Writes `record` plus "time" (seconds since the Unix epoch) when it has none.
+  void write(nlohmann::json record);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+// Reads every record of a metrics file (for tests and tools); throws Error naming the line on bad JSON.
+std::vector<nlohmann::json> read_metrics(const std::string& path);
+
+}  // namespace autotrain

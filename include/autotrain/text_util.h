@@ -1,0 +1,16 @@
+// Small string helpers shared by parsers and error messages.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace autotrain {
+
+std::string trim(const std::string& text);
+std::vector<std::string> split(const std::string& text, char separator);
+std::string join(const std::vector<std::string>& parts, const std::string& separator);
+size_t edit_distance(const std::string& a, const std::string& b);
+// The candidate nearest to `word` by edit distance (ties: the first); empty when there are none.
+std::string nearest_word(const std::string& word, const std::vector<std::string>& candidates);
+
+}  // namespace autotrain

@@ -1,0 +1,3 @@
+// Precompiled header: the libtorch include every translation unit pays for once.
+#pragma once
+#include <torch/torch.h>

@@ -1,0 +1,65 @@
+// A tiny kernel that proves a build's kernels load and run on the machine's GPU.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <vector>
+
+#include "autotrain/cuda_kernels.h"
+
+namespace autotrain::cuda {
+
+namespace {
+
+// x, y are (n,); y <- a*x + y
+__global__ void axpy_kernel(int n, float a, const float* x, float* y) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = a * x[i] + y[i];
+}
+
+std::string describe(const char* step, cudaError_t status) {
+  return std::string(step) + ": " + cudaGetErrorString(status);
+}
+
+}  // namespace
+
+std::string compiled_architectures() { return AUTOTRAIN_CUDA_ARCHITECTURES; }
+
+std::string self_test() {
+  int devices = 0;
+  if (cudaError_t status = cudaGetDeviceCount(&devices); status != cudaSuccess)
+    return std::string("no usable CUDA device (") + cudaGetErrorString(status) + ")";
+  if (devices == 0) return "no CUDA device";
+  const int n = 1000;
+  const float a = 0.5f;
+  std::vector<float> x(n), y(n);
+  for (int i = 0; i < n; ++i) {
+    x[i] = static_cast<float>(i);
+    y[i] = static_cast<float>(n - i);
+  }
+  float *device_x = nullptr, *device_y = nullptr;
+  std::string error;
+  if (cudaError_t s = cudaMalloc(&device_x, n * sizeof(float)); s != cudaSuccess) return describe("cudaMalloc", s);
+  if (cudaError_t s = cudaMalloc(&device_y, n * sizeof(float)); s != cudaSuccess) {
+    cudaFree(device_x);
+    return describe("cudaMalloc", s);
+  }
+  cudaMemcpy(device_x, x.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+  cudaMemcpy(device_y, y.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+  axpy_kernel<<<(n + 255) / 256, 256>>>(n, a, device_x, device_y);
+  if (cudaError_t s = cudaGetLastError(); s != cudaSuccess) error = describe("axpy_kernel launch", s);
+  std::vector<float> result(n);
+  if (error.empty()) {
+    if (cudaError_t s = cudaMemcpy(result.data(), device_y, n * sizeof(float), cudaMemcpyDeviceToHost); s != cudaSuccess)
+      error = describe("cudaMemcpy", s);
+  }
+  cudaFree(device_x);
+  cudaFree(device_y);
+  if (!error.empty()) return error;
+  for (int i = 0; i < n; ++i) {
+    float expected = a * x[i] + y[i];  // exact in fp32 for these small integers and halves
+    if (result[i] != expected) return "axpy_kernel: wrong result at index " + std::to_string(i);
+  }
+  return "";
+}
+
+}  // namespace autotrain::cuda

@@ -48,6 +48,10 @@ void fsync_directory(const fs::path& dir) {
 
 void write_file_atomic(const std::string& path, std::string_view contents) {
   const fs::path target(path);
+  std::error_code ec;
+  auto status = fs::status(target, ec);
+  if (fs::exists(status) && !fs::is_regular_file(status))
+    throw Error(path + ": exists and is not a regular file; choose another output path");
   const std::string temporary = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error(path + ": cannot create (" + std::strerror(errno) + "); check that the folder exists and is writable");

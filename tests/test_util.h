@@ -1,0 +1,36 @@
+// Helpers shared by the tests: temporary folders and running the autotrain binary.
+#pragma once
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace autotrain::testing {
+
+// A fresh folder under the system temp dir, removed when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_text(const std::string& path, const std::string& text);
+
+struct RunResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs the built autotrain binary with `arguments` (a shell-quoted string) in folder `cwd`.
+RunResult run_autotrain(const std::string& arguments, const std::string& cwd = ".");
+
+// Shell-quotes one argument.
+std::string quote(const std::string& argument);
+
+}  // namespace autotrain::testing

@@ -1,0 +1,68 @@
+#include "autotrain/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autotrain/error.h"
+
+namespace autotrain {
+
+namespace {
+// transformers' defaults for the schedules that take extra arguments.
+constexpr double kCosineCycles = 0.5;           // get_cosine_schedule_with_warmup
+constexpr double kRestartCycles = 1.0;          // get_cosine_with_hard_restarts_schedule_with_warmup
+constexpr double kPolynomialLrEnd = 1e-7;       // get_polynomial_decay_schedule_with_warmup
+constexpr double kPolynomialPower = 1.0;
+}  // namespace
+
+int64_t warmup_steps_for(int64_t total_steps, double warmup_ratio) {
+  return static_cast<int64_t>(std::ceil(static_cast<double>(total_steps) * warmup_ratio));
+}
+
+LearningRateSchedule::LearningRateSchedule(const std::string& name, double lr, int64_t total_steps,
+                                           double warmup_ratio)
+    : lr_(lr), total_steps_(total_steps), warmup_steps_(warmup_steps_for(total_steps, warmup_ratio)) {
+  if (name == "linear") kind_ = Kind::linear;
+  else if (name == "cosine") kind_ = Kind::cosine;
+  else if (name == "cosine_with_restarts") kind_ = Kind::cosine_with_restarts;
+  else if (name == "polynomial") kind_ = Kind::polynomial;
+  else if (name == "constant") kind_ = Kind::constant;
+  else if (name == "constant_with_warmup") kind_ = Kind::constant_with_warmup;
+  else throw config_error("scheduler \"" + name + "\" is not supported");
+  if (kind_ == Kind::polynomial && kPolynomialLrEnd > lr)
+    throw config_error("scheduler \"polynomial\" decays to 1e-7: \"lr\" must be larger than that");
+}
+
+double LearningRateSchedule::factor(int64_t step) const {
+  const double s = static_cast<double>(step);
+  const double warmup = static_cast<double>(warmup_steps_);
+  const double total = static_cast<double>(total_steps_);
+  if (kind_ == Kind::constant) return 1.0;
+  if (step < warmup_steps_) {
+    // constant_with_warmup divides by max(1.0, w), the others by max(1, w): the same number.
+    return s / std::max(1.0, warmup);
+  }
+  const double progress = (s - warmup) / std::max(1.0, total - warmup);
+  switch (kind_) {
+    case Kind::constant_with_warmup:
+      return 1.0;
+    case Kind::linear:
+      return std::max(0.0, (total - s) / std::max(1.0, total - warmup));
+    case Kind::cosine:
+      return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * kCosineCycles * 2.0 * progress)));
+    case Kind::cosine_with_restarts:
+      if (progress >= 1.0) return 0.0;
+      return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * std::fmod(kRestartCycles * progress, 1.0))));
+    case Kind::polynomial: {
+      if (step > total_steps_) return kPolynomialLrEnd / lr_;
+      const double lr_range = lr_ - kPolynomialLrEnd;
+      const double remaining = 1.0 - (s - warmup) / (total - warmup);
+      return (lr_range * std::pow(remaining, kPolynomialPower) + kPolynomialLrEnd) / lr_;
+    }
+    case Kind::constant:
+      break;
+  }
+  return 1.0;
+}
+
+}  // namespace autotrain

@@ -1,0 +1,44 @@
+// The training texts: AutoTrain's dataset layouts read as a stream of strings, and the packing of their
+// token ids into fixed-size blocks (AutoTrain's default trainer: concatenate, cut, drop the remainder).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace autotrain {
+
+// data_path is a file (.jsonl, .json, .csv, .txt) or a folder holding `<split>.jsonl|.json|.csv|.txt`
+// (AutoTrain's layout: data/train.csv). Throws Error naming what was looked for.
+std::string resolve_split_file(const std::string& data_path, const std::string& split);
+
+// Calls `visit` with the text_column of every record, in file order. JSONL: one object per line; JSON: an
+// array of objects; CSV: RFC 4180 with a header row (quoted fields may hold commas, quotes and newlines);
+// TXT: one text per line. Throws Error naming the file and line on a missing column (listing the
+// columns found), a non-string value, malformed JSON/CSV or bytes that are not UTF-8. Returns the count.
+int64_t for_each_text(const std::string& path, const std::string& text_column,
+                      const std::function<void(const std::string&)>& visit);
+
+// True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
+bool is_valid_utf8(const std::string& text);
+
+// Packs token ids into blocks of block_size: the ids of all texts are concatenated and cut; the last,
+// incomplete block is dropped (AutoTrain's group_texts). Labels are the inputs (loss on every token).
+class BlockPacker {
+ public:
+  explicit BlockPacker(int64_t block_size);
+  void add(const std::vector<int32_t>& ids);      // appends the ids of one text
+  bool has_block() const;
+  std::vector<int32_t> take_block();               // the oldest complete block
+  int64_t tokens_seen() const { return tokens_seen_; }
+  int64_t pending_tokens() const { return static_cast<int64_t>(buffer_.size() - start_); }
+
+ private:
+  int64_t block_size_;
+  std::vector<int32_t> buffer_;
+  size_t start_ = 0;
+  int64_t tokens_seen_ = 0;
+};
+
+}  // namespace autotrain

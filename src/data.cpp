@@ -1,0 +1,250 @@
+#include "autotrain/data.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/error.h"
+#include "autotrain/text_util.h"
+
+namespace autotrain {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+const char* kExtensions[] = {".jsonl", ".json", ".csv", ".txt"};
+
+std::string extension_of(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
+}
+
+std::string where(const std::string& path, int64_t line) { return path + ":" + std::to_string(line); }
+
+std::string text_of(const json& record, const std::string& column, const std::string& path, int64_t line) {
+  if (!record.is_object()) throw Error(where(path, line) + ": expected a JSON object per record");
+  auto it = record.find(column);
+  if (it == record.end()) {
+    std::vector<std::string> columns;
+    for (const auto& item : record.items()) columns.push_back(item.key());
+    throw Error(where(path, line) + ": no column \"" + column + "\" (columns found: " + join(columns, ", ") +
+                "); set \"text_column\" in training_params.json");
+  }
+  if (!it->is_string())
+    throw Error(where(path, line) + ": column \"" + column + "\" is " + it->dump().substr(0, 40) + ", not a string");
+  return it->get<std::string>();
+}
+
+void check_utf8(const std::string& text, const std::string& path, int64_t line) {
+  if (!is_valid_utf8(text))
+    throw Error(where(path, line) + ": not valid UTF-8; re-encode the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)");
+}
+
+int64_t read_jsonl(std::istream& in, const std::string& path, const std::string& column,
+                   const std::function<void(const std::string&)>& visit) {
+  std::string line;
+  int64_t number = 0, count = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (trim(line).empty()) continue;
+    check_utf8(line, path, number);
+    json record;
+    try {
+      record = json::parse(line);
+    } catch (const json::parse_error&) {
+      throw Error(where(path, number) + ": not valid JSON; each line of a .jsonl file must be one JSON object");
+    }
+    visit(text_of(record, column, path, number));
+    ++count;
+  }
+  return count;
+}
+
+int64_t read_json_array(std::istream& in, const std::string& path, const std::string& column,
+                        const std::function<void(const std::string&)>& visit) {
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  check_utf8(text, path, 1);
+  json document;
+  try {
+    document = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error(path + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
+  }
+  if (!document.is_array()) throw Error(path + ": expected a JSON array of records (or use .jsonl)");
+  int64_t count = 0;
+  for (const auto& record : document) visit(text_of(record, column, path, ++count));
+  return count;
+}
+
+// One CSV record (RFC 4180): fields split on commas; a quoted field may hold commas, "" and newlines.
+// Returns false at end of input. `line` is advanced by the physical lines the record spans.
+bool read_csv_record(std::istream& in, std::vector<std::string>& fields, int64_t& line, const std::string& path) {
+  fields.clear();
+  std::string field;
+  bool in_quotes = false, any = false, was_quoted = false;
+  int64_t start_line = line + 1;
+  char c;
+  while (in.get(c)) {
+    any = true;
+    if (in_quotes) {
+      if (c == '"') {
+        if (in.peek() == '"') {
+          in.get(c);
+          field += '"';
+        } else {
+          in_quotes = false;
+        }
+      } else {
+        if (c == '\n') ++line;
+        field += c;
+      }
+      continue;
+    }
+    if (c == '"' && field.empty() && !was_quoted) {
+      in_quotes = was_quoted = true;
+    } else if (c == ',') {
+      fields.push_back(std::move(field));
+      field.clear();
+      was_quoted = false;
+    } else if (c == '\n') {
+      ++line;
+      if (!field.empty() && field.back() == '\r') field.pop_back();
+      fields.push_back(std::move(field));
+      return true;
+    } else {
+      field += c;
+    }
+  }
+  if (in_quotes) throw Error(where(path, start_line) + ": a quoted CSV field is never closed");
+  if (!any) return false;
+  ++line;
+  if (!field.empty() && field.back() == '\r') field.pop_back();
+  fields.push_back(std::move(field));
+  return true;
+}
+
+int64_t read_csv(std::istream& in, const std::string& path, const std::string& column,
+                 const std::function<void(const std::string&)>& visit) {
+  std::vector<std::string> header, fields;
+  int64_t line = 0, count = 0;
+  if (!read_csv_record(in, header, line, path)) throw Error(path + ": empty CSV file (expected a header row)");
+  if (!header.empty() && header[0].rfind("\xEF\xBB\xBF", 0) == 0) header[0] = header[0].substr(3);  // BOM
+  size_t index = header.size();
+  for (size_t i = 0; i < header.size(); ++i)
+    if (trim(header[i]) == column) index = i;
+  if (index == header.size())
+    throw Error(path + ": no column \"" + column + "\" in the header (columns found: " + join(header, ", ") +
+                "); set \"text_column\" in training_params.json");
+  while (true) {
+    int64_t record_line = line + 1;
+    if (!read_csv_record(in, fields, line, path)) break;
+    if (fields.size() == 1 && fields[0].empty()) continue;  // blank line
+    if (fields.size() != header.size())
+      throw Error(where(path, record_line) + ": " + std::to_string(fields.size()) + " fields, the header has " +
+                  std::to_string(header.size()) + "; quote fields that contain commas");
+    check_utf8(fields[index], path, record_line);
+    visit(fields[index]);
+    ++count;
+  }
+  return count;
+}
+
+int64_t read_txt(std::istream& in, const std::string& path, const std::function<void(const std::string&)>& visit) {
+  std::string line;
+  int64_t number = 0, count = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    check_utf8(line, path, number);
+    visit(line);
+    ++count;
+  }
+  return count;
+}
+
+}  // namespace
+
+std::string resolve_split_file(const std::string& data_path, const std::string& split) {
+  std::error_code ec;
+  if (fs::is_regular_file(data_path, ec)) return data_path;
+  if (!fs::is_directory(data_path, ec))
+    throw Error("data_path \"" + data_path + "\" does not exist; give a .jsonl/.csv/.txt file or a folder holding " +
+                split + ".jsonl (or .csv/.txt)");
+  for (const char* ext : kExtensions) {
+    fs::path candidate = fs::path(data_path) / (split + ext);
+    if (fs::is_regular_file(candidate, ec)) return candidate.string();
+  }
+  throw Error("data_path \"" + data_path + "\" holds no " + split + ".jsonl, " + split + ".json, " + split +
+              ".csv or " + split + ".txt");
+}
+
+int64_t for_each_text(const std::string& path, const std::string& text_column,
+                      const std::function<void(const std::string&)>& visit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open the dataset");
+  const std::string ext = extension_of(path);
+  int64_t count = 0;
+  if (ext == ".jsonl") count = read_jsonl(in, path, text_column, visit);
+  else if (ext == ".json") count = read_json_array(in, path, text_column, visit);
+  else if (ext == ".csv") count = read_csv(in, path, text_column, visit);
+  else if (ext == ".txt") count = read_txt(in, path, visit);
+  else throw Error(path + ": unknown dataset format \"" + ext + "\"; use .jsonl, .json, .csv or .txt");
+  if (in.bad()) throw Error(path + ": read failed");
+  if (count == 0) throw Error(path + ": the dataset has no texts; add records with a \"" + text_column + "\" column");
+  return count;
+}
+
+bool is_valid_utf8(const std::string& text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  size_t n = text.size(), i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length;
+    uint32_t code, minimum;
+    if ((c & 0xE0) == 0xC0) length = 2, code = c & 0x1F, minimum = 0x80;
+    else if ((c & 0xF0) == 0xE0) length = 3, code = c & 0x0F, minimum = 0x800;
+    else if ((c & 0xF8) == 0xF0) length = 4, code = c & 0x07, minimum = 0x10000;
+    else return false;
+    if (i + length > n) return false;
+    for (size_t k = 1; k < length; ++k) {
+      if ((s[i + k] & 0xC0) != 0x80) return false;
+      code = (code << 6) | (s[i + k] & 0x3F);
+    }
+    if (code < minimum || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    i += length;
+  }
+  return true;
+}
+
+BlockPacker::BlockPacker(int64_t block_size) : block_size_(block_size) {
+  if (block_size < 1) throw Error("block_size must be >= 1");
+}
+
+void BlockPacker::add(const std::vector<int32_t>& ids) {
+  buffer_.insert(buffer_.end(), ids.begin(), ids.end());
+  tokens_seen_ += static_cast<int64_t>(ids.size());
+}
+
+bool BlockPacker::has_block() const { return pending_tokens() >= block_size_; }
+
+std::vector<int32_t> BlockPacker::take_block() {
+  if (!has_block()) throw Error("BlockPacker: no complete block");
+  std::vector<int32_t> block(buffer_.begin() + static_cast<std::ptrdiff_t>(start_),
+                             buffer_.begin() + static_cast<std::ptrdiff_t>(start_ + block_size_));
+  start_ += static_cast<size_t>(block_size_);
+  if (start_ > buffer_.size() / 2) {  // compact now and then, so memory stays near one block
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
+    start_ = 0;
+  }
+  return block;
+}
+
+}  // namespace autotrain

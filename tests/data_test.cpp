@@ -1,0 +1,103 @@
+// Dataset readers against Python's json / csv modules, and packing against AutoTrain's group_texts
+// (fixtures written by tests/reference/datasets.py).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/data.h"
+#include "autotrain/error.h"
+#include "autotrain/fileio.h"
+#include "test_util.h"
+
+namespace autotrain {
+namespace {
+
+const std::string kDir = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/datasets";
+
+nlohmann::json expected() { return nlohmann::json::parse(read_file(kDir + "/expected.json")); }
+
+std::vector<std::string> read_all(const std::string& path, const std::string& column = "text") {
+  std::vector<std::string> texts;
+  int64_t count = for_each_text(path, column, [&](const std::string& t) { texts.push_back(t); });
+  EXPECT_EQ(count, static_cast<int64_t>(texts.size()));
+  return texts;
+}
+
+TEST(Dataset, EveryFormatReadsWhatPythonReads) {
+  auto want = expected();
+  for (const char* format : {"jsonl", "json", "csv", "txt"}) {
+    auto texts = read_all(kDir + "/train." + format);
+    EXPECT_EQ(texts, want[format].get<std::vector<std::string>>()) << format;
+  }
+}
+
+TEST(Dataset, FolderAndSplitFollowAutoTrainsLayout) {
+  EXPECT_EQ(resolve_split_file(kDir, "train"), kDir + "/train.jsonl");  // .jsonl first
+  EXPECT_EQ(resolve_split_file(kDir + "/train.csv", "ignored"), kDir + "/train.csv");
+  try {
+    resolve_split_file(kDir, "validation");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("validation.jsonl"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(resolve_split_file("/nonexistent/data", "train"), Error);
+}
+
+// Each bad file: the message must name the file and carry `fragment`.
+void expect_bad(const std::string& name, const std::string& contents, const std::string& fragment,
+                const std::string& column = "text") {
+  testing::TempDir dir;
+  std::string path = dir.file(name);
+  testing::write_text(path, contents);
+  try {
+    read_all(path, column);
+    ADD_FAILURE() << name << ": expected an error";
+  } catch (const Error& e) {
+    std::string message = e.what();
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(fragment), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
+  }
+}
+
+TEST(Dataset, BadInputIsOneLineNamingFileAndLine) {
+  expect_bad("a.jsonl", "{\"prompt\": \"x\", \"answer\": \"y\"}\n", "columns found: answer, prompt");
+  expect_bad("b.jsonl", "{\"text\": \"ok\"}\n{\"text\": 5}\n", ":2: column \"text\" is 5");
+  expect_bad("c.jsonl", "{\"text\": \"ok\"}\n{broken\n", ":2: not valid JSON");
+  expect_bad("d.jsonl", "{\"text\": \"caf\xE9\"}\n", ":1: not valid UTF-8");
+  expect_bad("e.jsonl", "\n  \n", "has no texts");
+  expect_bad("f.csv", "id,body\n1,hello\n", "columns found: id, body");
+  expect_bad("g.csv", "text,other\n\"never closed,1\n", "never closed");
+  expect_bad("h.csv", "text,other\nhello,1,extra\n", "3 fields, the header has 2");
+  expect_bad("i.csv", "", "empty CSV");
+  expect_bad("j.txt", "fine\n\xFF\xFE\n", ":2: not valid UTF-8");
+  expect_bad("k.parquet", "PAR1", "unknown dataset format");
+  expect_bad("l.json", "{\"text\": \"not an array\"}", "expected a JSON array");
+}
+
+TEST(Dataset, Utf8Validation) {
+  EXPECT_TRUE(is_valid_utf8("plain"));
+  EXPECT_TRUE(is_valid_utf8("한국어 😀"));
+  EXPECT_FALSE(is_valid_utf8("\xC0\xAF"));          // overlong '/'
+  EXPECT_FALSE(is_valid_utf8("\xED\xA0\x80"));      // a UTF-16 surrogate
+  EXPECT_FALSE(is_valid_utf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_FALSE(is_valid_utf8("\xE2\x82"));          // truncated
+}
+
+TEST(BlockPacker, EqualsAutoTrainsGroupTexts) {
+  auto want = expected();
+  auto id_lists = want["id_lists"].get<std::vector<std::vector<int32_t>>>();
+  for (const auto& [size, blocks] : want["packing"].items()) {
+    BlockPacker packer(std::stoll(size));
+    std::vector<std::vector<int32_t>> got;
+    for (const auto& ids : id_lists) {
+      packer.add(ids);
+      while (packer.has_block()) got.push_back(packer.take_block());  // streaming, as training reads
+    }
+    EXPECT_EQ(got, blocks.get<std::vector<std::vector<int32_t>>>()) << "block_size " << size;
+    EXPECT_LT(packer.pending_tokens(), std::stoll(size)) << "only the dropped remainder is left";
+  }
+}
+
+}  // namespace
+}  // namespace autotrain

@@ -1,0 +1,59 @@
+// Frozen-weight quantization, byte for byte as bitsandbytes stores it (the oracle is
+// bitsandbytes.functional.quantize_4bit / quantize_blockwise on the CPU):
+//  - 4-bit NF4 / FP4: the weight flattened, cut into blocks of `blocksize`, each block divided by its
+//    absmax (fp32) and mapped to the nearest code; two codes per byte, the first element in the high nibble.
+//  - double quantization (bitsandbytes' compress_statistics): the absmax vector minus its mean is itself
+//    quantized to 8 bits with bitsandbytes' dynamic map in blocks of 256.
+// These CPU functions are the reference the CUDA kernels in kernels/ are held to.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace autotrain {
+
+enum class QuantType { nf4, fp4 };
+
+QuantType parse_quant_type(const std::string& name);  // "nf4" or "fp4"
+const std::array<float, 16>& code_4bit(QuantType type);
+
+// bitsandbytes' signed dynamic 8-bit map (create_dynamic_map(signed=True)): 256 sorted values in [-1, 1].
+const std::array<float, 256>& dynamic_map_8bit();
+
+struct Quantized8bit {
+  at::Tensor codes;   // uint8 (n,)
+  at::Tensor absmax;  // float32 (ceil(n / blocksize),)
+  int64_t blocksize = 256;
+};
+
+// Blockwise 8-bit quantization with the dynamic map (bitsandbytes quantize_blockwise on the CPU).
+Quantized8bit quantize_blockwise_8bit(const at::Tensor& values, int64_t blocksize);
+at::Tensor dequantize_blockwise_8bit(const Quantized8bit& quantized);  // float32 (n,)
+
+struct Quantized4bit {
+  QuantType type = QuantType::nf4;
+  int64_t blocksize = 64;
+  std::vector<int64_t> shape;  // the original weight's shape
+  at::Tensor packed;           // uint8 (ceil(n / 2),): two 4-bit codes per byte, first in the high nibble
+  at::Tensor absmax;           // float32 (blocks,) without double quantization
+  // With double quantization: absmax = dequantize_blockwise_8bit(nested) + offset.
+  bool double_quantized = false;
+  Quantized8bit nested;
+  float offset = 0;
+
+  int64_t numel() const;
+  int64_t bytes() const;  // storage of packed + absmax (+ nested statistics)
+};
+
+// weight: any float dtype, any shape. blocksize: 32, 64, ..., 4096 (bitsandbytes' choices).
+Quantized4bit quantize_4bit(const at::Tensor& weight, QuantType type = QuantType::nf4, int64_t blocksize = 64,
+                            bool double_quantize = false);
+// The absmax of every block in float32, undoing double quantization when present.
+at::Tensor block_absmax(const Quantized4bit& quantized);
+// Back to a dense tensor of `dtype` and the original shape (values computed in fp32, then cast, as
+// bitsandbytes does).
+at::Tensor dequantize_4bit(const Quantized4bit& quantized, at::ScalarType dtype = at::kFloat);
+
+}  // namespace autotrain

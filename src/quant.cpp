@@ -1,0 +1,233 @@
+#include "autotrain/quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "autotrain/error.h"
+
+namespace autotrain {
+
+namespace {
+
+// NF4: quantiles of N(0, 1) normalised to [-1, 1] (QLoRA paper; bitsandbytes get_4bit_type("nf4")).
+// The tables are double literals rounded to float once, as torch.tensor(python_floats) does: a float
+// literal of the same decimal can round differently in the last bit.
+constexpr std::array<double, 16> kNf4Double = {
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+    0.7229568362236023, 1.0};
+// FP4 (e2m1 without inf/nan, bitsandbytes get_4bit_type("fp4")): index bit 3 is the sign.
+constexpr std::array<double, 16> kFp4Double = {
+    0.0, 0.0052083334885537624, 0.6666666865348816, 1.0, 0.3333333432674408, 0.5, 0.1666666716337204, 0.25,
+    -0.0, -0.0052083334885537624, -0.6666666865348816, -1.0, -0.3333333432674408, -0.5,
+    -0.1666666716337204, -0.25};
+
+template <size_t N>
+std::array<float, N> to_float(const std::array<double, N>& values) {
+  std::array<float, N> out;
+  for (size_t i = 0; i < N; ++i) out[i] = static_cast<float>(values[i]);
+  return out;
+}
+const std::array<float, 16> kNf4 = to_float(kNf4Double);
+const std::array<float, 16> kFp4 = to_float(kFp4Double);
+
+// The decision boundaries of a 4-bit code: the midpoints between neighbours in sorted order (fp32
+// arithmetic, as bitsandbytes' bucketize), and the code index of each sorted position.
+struct Boundaries {
+  std::array<float, 15> midpoints;
+  std::array<uint8_t, 16> index_of_sorted;
+};
+
+Boundaries boundaries_of(const std::array<float, 16>& code) {
+  Boundaries b;
+  std::array<uint8_t, 16> order;
+  std::iota(order.begin(), order.end(), uint8_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](uint8_t x, uint8_t y) { return code[x] < code[y]; });
+  for (int i = 0; i < 15; ++i) b.midpoints[i] = (code[order[i]] + code[order[i + 1]]) / 2.0f;
+  b.index_of_sorted = order;
+  return b;
+}
+
+// torch.bucketize(x, midpoints, right=False): the number of midpoints strictly below x.
+inline uint8_t bucket(float x, const Boundaries& b) {
+  int k = 0;
+  while (k < 15 && b.midpoints[k] < x) ++k;
+  return b.index_of_sorted[k];
+}
+
+void check_blocksize(int64_t blocksize, const char* what) {
+  static const int64_t allowed[] = {32, 64, 128, 256, 512, 1024, 2048, 4096};
+  if (std::find(std::begin(allowed), std::end(allowed), blocksize) == std::end(allowed))
+    throw Error(std::string(what) + ": blocksize " + std::to_string(blocksize) +
+                " is not one of 32, 64, 128, 256, 512, 1024, 2048, 4096");
+}
+
+}  // namespace
+
+QuantType parse_quant_type(const std::string& name) {
+  if (name == "nf4") return QuantType::nf4;
+  if (name == "fp4") return QuantType::fp4;
+  throw Error("4-bit quant type \"" + name + "\" is unknown; use nf4 or fp4");
+}
+
+const std::array<float, 16>& code_4bit(QuantType type) { return type == QuantType::nf4 ? kNf4 : kFp4; }
+
+const std::array<float, 256>& dynamic_map_8bit() {
+  // create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): for each exponent i, the means of
+  // a float32 linspace(0.1, 1, 2^i + 1) scaled by 10^(i - 6), with both signs; then 0 and 1; sorted.
+  // The linspace is libtorch's, so the float32 values are the oracle's bit for bit.
+  static const std::array<float, 256> map = [] {
+    std::vector<double> data;
+    const int max_exponent_bits = 7, non_sign_bits = 7;
+    for (int i = 0; i < max_exponent_bits; ++i) {
+      int64_t items = (int64_t{1} << (i + non_sign_bits - max_exponent_bits)) + 1;
+      at::Tensor bounds = at::linspace(0.1, 1.0, items, at::kFloat);
+      at::Tensor means = (bounds.slice(0, 0, items - 1) + bounds.slice(0, 1, items)) / 2.0;
+      // The product is a float32 tensor op with a double scalar, as in the Python original.
+      const double scale = std::pow(10.0, -(max_exponent_bits - 1) + i);
+      for (const at::Tensor& scaled : {means * scale, means * -scale}) {
+        auto accessor = scaled.accessor<float, 1>();
+        for (int64_t k = 0; k < items - 1; ++k) data.push_back(accessor[k]);
+      }
+    }
+    data.push_back(0.0);
+    data.push_back(1.0);
+    while (data.size() < 256) data.push_back(0.0);
+    std::array<float, 256> out;
+    for (size_t k = 0; k < 256; ++k) out[k] = static_cast<float>(data[k]);
+    std::sort(out.begin(), out.end());
+    return out;
+  }();
+  return map;
+}
+
+Quantized8bit quantize_blockwise_8bit(const at::Tensor& values, int64_t blocksize) {
+  check_blocksize(blocksize, "8-bit quantization");
+  at::Tensor flat = values.reshape(-1).to(at::kFloat).contiguous();
+  const int64_t n = flat.numel(), blocks = (n + blocksize - 1) / blocksize;
+  Quantized8bit q;
+  q.blocksize = blocksize;
+  q.codes = at::empty({n}, at::kByte);
+  q.absmax = at::empty({blocks}, at::kFloat);
+  // bitsandbytes' CPU kernel searches a copy of the map whose first entry is -1 (its stored map keeps
+  // -0.993): a value below the smallest entry would otherwise break its binary search.
+  std::array<float, 256> code = dynamic_map_8bit();
+  code[0] = -1.0f;
+  const float* x = flat.data_ptr<float>();
+  uint8_t* out = q.codes.data_ptr<uint8_t>();
+  float* absmax = q.absmax.data_ptr<float>();
+  at::parallel_for(0, blocks, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t first = block * blocksize, last = std::min(n, first + blocksize);
+      float m = 0.0f;
+      for (int64_t i = first; i < last; ++i) m = std::fmax(m, std::fabs(x[i]));
+      absmax[block] = m;
+      for (int64_t i = first; i < last; ++i) {
+        float normed = x[i] / m;
+        // The entry at or left of `normed`, then its right neighbour when strictly nearer (ties go left).
+        int64_t idx = std::upper_bound(code.begin(), code.end(), normed) - code.begin() - 1;
+        idx = std::clamp<int64_t>(idx, 0, 255);
+        if (idx < 255 && std::fabs(normed - code[idx + 1]) < std::fabs(normed - code[idx])) ++idx;
+        // An all-zero block gives 0/0; bitsandbytes stores code 0 there (its value times absmax 0 is 0).
+        if (std::isnan(normed)) idx = 0;
+        out[i] = static_cast<uint8_t>(idx);
+      }
+    }
+  });
+  return q;
+}
+
+at::Tensor dequantize_blockwise_8bit(const Quantized8bit& q) {
+  const auto& code = dynamic_map_8bit();
+  const int64_t n = q.codes.numel();
+  at::Tensor out = at::empty({n}, at::kFloat);
+  const uint8_t* codes = q.codes.data_ptr<uint8_t>();
+  const float* absmax = q.absmax.data_ptr<float>();
+  float* y = out.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i) y[i] = code[codes[i]] * absmax[i / q.blocksize];
+  return out;
+}
+
+int64_t Quantized4bit::numel() const {
+  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+}
+
+int64_t Quantized4bit::bytes() const {
+  int64_t total = packed.numel() + absmax.numel() * absmax.element_size();
+  if (double_quantized) total += nested.absmax.numel() * 4 + 4;
+  return total;
+}
+
+Quantized4bit quantize_4bit(const at::Tensor& weight, QuantType type, int64_t blocksize, bool double_quantize) {
+  check_blocksize(blocksize, "4-bit quantization");
+  if (!weight.is_floating_point()) throw Error("4-bit quantization needs a floating-point weight");
+  at::Tensor flat = weight.reshape(-1).to(at::kFloat).contiguous();
+  const int64_t n = flat.numel(), blocks = (n + blocksize - 1) / blocksize;
+  Quantized4bit q;
+  q.type = type;
+  q.blocksize = blocksize;
+  q.shape = weight.sizes().vec();
+  q.packed = at::zeros({(n + 1) / 2}, at::kByte);
+  at::Tensor absmax = at::empty({blocks}, at::kFloat);
+  const Boundaries b = boundaries_of(code_4bit(type));
+  const float* x = flat.data_ptr<float>();
+  uint8_t* packed = q.packed.data_ptr<uint8_t>();
+  float* am = absmax.data_ptr<float>();
+  // Blocks are even-sized, so no byte is shared between two blocks and blocks can run in parallel.
+  at::parallel_for(0, blocks, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t first = block * blocksize, last = std::min(n, first + blocksize);
+      const bool full = last - first == blocksize;
+      float m = 0.0f;
+      for (int64_t i = first; i < last; ++i) m = std::max(m, std::fabs(x[i]));
+      am[block] = m;
+      const float clamped = std::max(m, 1e-38f);
+      // bitsandbytes multiplies full blocks by the reciprocal but divides the last, partial block.
+      const float reciprocal = 1.0f / clamped;
+      for (int64_t i = first; i < last; ++i) {
+        float scaled = full ? x[i] * reciprocal : x[i] / clamped;
+        scaled = std::clamp(scaled, -1.0f, 1.0f);
+        uint8_t nibble = bucket(scaled, b);
+        packed[i / 2] |= (i % 2 == 0) ? static_cast<uint8_t>(nibble << 4) : nibble;
+      }
+      // An odd element count is padded with a zero value, which maps to code bucket(0).
+      if (last == n && n % 2 == 1) packed[n / 2] |= bucket(0.0f, b);
+    }
+  });
+  if (double_quantize) {
+    q.double_quantized = true;
+    q.offset = absmax.mean().item<float>();
+    q.nested = quantize_blockwise_8bit(absmax - q.offset, 256);
+    q.absmax = q.nested.codes;
+  } else {
+    q.absmax = absmax;
+  }
+  return q;
+}
+
+at::Tensor block_absmax(const Quantized4bit& q) {
+  if (!q.double_quantized) return q.absmax;
+  return dequantize_blockwise_8bit(q.nested) + q.offset;
+}
+
+at::Tensor dequantize_4bit(const Quantized4bit& q, at::ScalarType dtype) {
+  const auto& code = code_4bit(q.type);
+  const int64_t n = q.numel();
+  at::Tensor absmax = block_absmax(q).contiguous();
+  at::Tensor out = at::empty({n}, at::kFloat);
+  const uint8_t* packed = q.packed.data_ptr<uint8_t>();
+  const float* am = absmax.data_ptr<float>();
+  float* y = out.data_ptr<float>();
+  at::parallel_for(0, n, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      uint8_t byte = packed[i / 2];
+      uint8_t nibble = (i % 2 == 0) ? (byte >> 4) : (byte & 0x0F);
+      y[i] = code[nibble] * am[i / q.blocksize];
+    }
+  });
+  return out.reshape(q.shape).to(dtype);
+}
+
+}  // namespace autotrain

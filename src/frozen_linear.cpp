@@ -1,0 +1,104 @@
+#include "autotrain/frozen_linear.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "autotrain/error.h"
+
+namespace autotrain {
+
+BaseQuantization parse_base_quantization(const std::optional<std::string>& name) {
+  if (!name || *name == "none") return BaseQuantization::none;
+  if (*name == "int4") return BaseQuantization::int4;
+  if (*name == "int8") return BaseQuantization::int8;
+  throw config_error("quantization \"" + *name + "\": expected int4, int8 or none");
+}
+
+Int8Weight quantize_int8_rowwise(const at::Tensor& weight) {
+  at::Tensor w = weight.to(at::kFloat);
+  at::Tensor scale = w.abs().amax(1) / 127.0f;
+  at::Tensor safe = at::where(scale > 0, scale, at::ones_like(scale));
+  at::Tensor codes = at::round(w / safe.unsqueeze(1)).clamp(-127, 127).to(at::kChar);
+  return {codes, scale};
+}
+
+at::Tensor dequantize_int8_rowwise(const Int8Weight& q, at::ScalarType dtype) {
+  return (q.codes.to(at::kFloat) * q.scale.unsqueeze(1)).to(dtype);
+}
+
+namespace {
+
+// y = x W^T + b with W produced by `layer` on demand; the backward gives dx = dy W only.
+struct DequantizeMatmul : public torch::autograd::Function<DequantizeMatmul> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const FrozenLinear* layer) {
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    at::Tensor w = layer->weight(x.scalar_type());
+    at::Tensor b = layer->bias().defined() ? layer->bias().to(x.scalar_type()) : at::Tensor();
+    return at::linear(x, w, b);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto* layer = reinterpret_cast<const FrozenLinear*>(ctx->saved_data["layer"].toInt());
+    const at::Tensor& dy = grad_outputs[0];
+    at::Tensor dx = at::matmul(dy, layer->weight(dy.scalar_type()));
+    return {dx, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+FrozenLinear::FrozenLinear(const at::Tensor& weight, const at::Tensor& bias, BaseQuantization quantization,
+                           at::ScalarType dtype, FourBitOptions four_bit)
+    : quantization_(quantization), in_features_(weight.size(1)), out_features_(weight.size(0)) {
+  if (weight.dim() != 2) throw Error("FrozenLinear: the weight must be 2-D (out, in)");
+  at::NoGradGuard no_grad;
+  if (bias.defined()) bias_ = bias.detach().to(dtype);
+  switch (quantization) {
+    case BaseQuantization::none:
+      dense_ = weight.detach().to(dtype).contiguous();
+      break;
+    case BaseQuantization::int4:
+      four_bit_ = quantize_4bit(weight.detach(), four_bit.type, four_bit.blocksize, four_bit.double_quantize);
+      break;
+    case BaseQuantization::int8:
+      eight_bit_ = quantize_int8_rowwise(weight.detach());
+      break;
+  }
+}
+
+at::Tensor FrozenLinear::weight(at::ScalarType dtype) const {
+  at::NoGradGuard no_grad;
+  switch (quantization_) {
+    case BaseQuantization::none:
+      return dense_.scalar_type() == dtype ? dense_ : dense_.to(dtype);
+    case BaseQuantization::int4:
+      return dequantize_4bit(four_bit_, dtype);
+    case BaseQuantization::int8:
+      return dequantize_int8_rowwise(eight_bit_, dtype);
+  }
+  return {};
+}
+
+at::Tensor FrozenLinear::forward(const at::Tensor& x) const {
+  if (quantization_ == BaseQuantization::none) {
+    // A dense frozen weight: libtorch's linear saves only what it needs and gives no weight gradient
+    // because the weight does not require one.
+    at::Tensor b = bias_.defined() ? bias_.to(x.scalar_type()) : at::Tensor();
+    return at::linear(x, weight(x.scalar_type()), b);
+  }
+  return DequantizeMatmul::apply(x, this);
+}
+
+int64_t FrozenLinear::storage_bytes() const {
+  int64_t bias_bytes = bias_.defined() ? static_cast<int64_t>(bias_.nbytes()) : 0;
+  switch (quantization_) {
+    case BaseQuantization::none:
+      return static_cast<int64_t>(dense_.nbytes()) + bias_bytes;
+    case BaseQuantization::int4:
+      return four_bit_.bytes() + bias_bytes;
+    case BaseQuantization::int8:
+      return static_cast<int64_t>(eight_bit_.codes.nbytes() + eight_bit_.scale.nbytes()) + bias_bytes;
+  }
+  return 0;
+}
+
+}  // namespace autotrain

@@ -1,0 +1,85 @@
+// One LoRA layer against PEFT (fixtures written by tests/reference/lora.py): dense fp32 and bitsandbytes
+// NF4 bases, forward and the gradients of x, A and B; A's initial values for a seed.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/fileio.h"
+#include "autotrain/lora.h"
+
+namespace autotrain {
+namespace {
+
+const std::string kDir = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/lora";
+
+at::Tensor load(const std::string& name, std::vector<int64_t> shape) {
+  std::string bytes = read_file(kDir + "/" + name + ".bin");
+  at::Tensor t = at::empty(shape, at::kFloat);
+  EXPECT_EQ(bytes.size(), t.nbytes()) << name;
+  std::memcpy(t.data_ptr(), bytes.data(), std::min<size_t>(bytes.size(), t.nbytes()));
+  return t;
+}
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+TEST(LoraLinear, ForwardAndGradientsEqualPeft) {
+  auto cases = nlohmann::json::parse(read_file(kDir + "/cases.json"));
+  ASSERT_EQ(cases.size(), 4u);
+  for (const auto& c : cases) {
+    const std::string id = c["case"];
+    const int64_t in = c["in"], out = c["out"], r = c["r"];
+    SCOPED_TRACE(id + " base " + c["base"].get<std::string>());
+    at::Tensor weight = load(id + ".weight", {out, in});
+    at::Tensor bias = c["bias"] ? load(id + ".bias", {out}) : at::Tensor();
+    auto quantization = c["base"] == "nf4" ? BaseQuantization::int4 : BaseQuantization::none;
+    auto base = std::make_shared<FrozenLinear>(weight, bias, quantization, at::kFloat);
+    LoraLinear layer(base, LoraOptions{r, c["alpha"].get<double>(), 0.0, c["rslora"].get<bool>()});
+    {
+      at::NoGradGuard no_grad;
+      layer->lora_A.copy_(load(id + ".lora_A", {r, in}));
+      layer->lora_B.copy_(load(id + ".lora_B", {out, r}));
+    }
+    at::Tensor x = load(id + ".x", {3, 5, in}).requires_grad_(true);
+    at::Tensor y = layer->forward(x);
+    // fp32 throughout: the same products summed in a possibly different order, |values| ~ 1, so a few
+    // ulps of the sums (~1e-6) separate us from PEFT; 1e-5 catches any wrong term (scaling, transpose).
+    EXPECT_LT(max_diff(y, load(id + ".y", {3, 5, out})), 1e-5);
+    (y * load(id + ".upstream", {3, 5, out})).sum().backward();
+    EXPECT_LT(max_diff(x.grad(), load(id + ".dx", {3, 5, in})), 1e-5);
+    EXPECT_LT(max_diff(layer->lora_A.grad(), load(id + ".dA", {r, in})), 1e-5);
+    EXPECT_LT(max_diff(layer->lora_B.grad(), load(id + ".dB", {out, r})), 1e-5);
+  }
+}
+
+TEST(LoraLinear, InitialisationEqualsPeftForTheSameSeed) {
+  torch::manual_seed(42);
+  auto base = std::make_shared<FrozenLinear>(at::zeros({45, 67}), at::Tensor(), BaseQuantization::none, at::kFloat);
+  LoraLinear layer(base, LoraOptions{8, 16, 0.0, false});
+  EXPECT_TRUE(at::equal(layer->lora_A, load("init.lora_A", {8, 67})));  // same generator, same draws
+  EXPECT_TRUE(at::equal(layer->lora_B, at::zeros({45, 8})));
+}
+
+TEST(FrozenLinear, NoGradientReachesTheBaseWeight) {
+  for (auto q : {BaseQuantization::none, BaseQuantization::int4, BaseQuantization::int8}) {
+    SCOPED_TRACE(static_cast<int>(q));
+    at::Tensor w = torch::randn({32, 64}, torch::requires_grad());
+    FrozenLinear base(w, at::Tensor(), q, at::kFloat);
+    at::Tensor x = torch::randn({4, 64}, torch::requires_grad());
+    base.forward(x).sum().backward();
+    EXPECT_FALSE(w.grad().defined());
+    ASSERT_TRUE(x.grad().defined());
+    // dx = 1 @ W_q: the column sums of the weight the layer really uses.
+    EXPECT_LT(max_diff(x.grad()[0], base.weight(at::kFloat).sum(0)), 1e-5);
+  }
+}
+
+TEST(FrozenLinear, Int8RowwiseErrorIsWithinHalfAStep) {
+  at::Tensor w = at::randn({16, 100});
+  Int8Weight q = quantize_int8_rowwise(w);
+  at::Tensor back = dequantize_int8_rowwise(q, at::kFloat);
+  at::Tensor half_step = (w.abs().amax(1, true) / 127.0f) / 2.0f;
+  EXPECT_TRUE(((back - w).abs() <= half_step * 1.0001f).all().item<bool>());
+}
+
+}  // namespace
+}  // namespace autotrain

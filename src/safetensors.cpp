@@ -63,6 +63,13 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return out + "]";
 }
 
+// nlohmann quotes the offending bytes of a bad header raw; keep the one-line message printable.
+std::string printable(std::string text) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+  return text;
+}
+
 // nlohmann keeps the last of two equal keys without a word; a file with two "model.norm.weight" entries
 // is ambiguous, so we refuse it. `what` names the JSON for the message ("header", "index").
 json parse_json_rejecting_duplicates(std::string_view text, const std::string& path, const std::string& what) {
@@ -83,7 +90,7 @@ json parse_json_rejecting_duplicates(std::string_view text, const std::string& p
   try {
     parsed = json::parse(text.begin(), text.end(), callback);
   } catch (const json::exception& e) {
-    throw Error(path + ": the " + what + " is not valid JSON (" + e.what() + ")" + kCorrupt);
+    throw Error(path + ": the " + what + " is not valid JSON (" + printable(e.what()) + ")" + kCorrupt);
   }
   if (!duplicate.empty())
     throw Error(path + ": the " + what + " names " + in_quotes(duplicate) + " twice, so it is ambiguous" + kCorrupt);
@@ -214,7 +221,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 
   const char* text = reinterpret_cast<const char*>(file->mapping_->bytes + 8);
   json header = parse_json_rejecting_duplicates(std::string_view(text, header_size), path, "header");
-  if (!header.is_object()) throw Error(path + ": the header is " + std::string(header.type_name()) + ", not a JSON object" + kCorrupt);
+  if (!header.is_object()) throw Error(path + ": the header is a JSON " + std::string(header.type_name()) + ", not an object" + kCorrupt);
 
   std::vector<const TensorInfo*> by_offset;
   for (const auto& [name, entry] : header.items()) {

@@ -304,7 +304,7 @@ class SafetensorsBadInput : public SafetensorsTest {
       EXPECT_NE(message.find(path), std::string::npos) << message;
       if (!tensor.empty()) EXPECT_NE(message.find("\"" + tensor + "\""), std::string::npos) << message;
       if (!says.empty()) EXPECT_NE(message.find(says), std::string::npos) << message;
-      EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+      for (char c : message) EXPECT_TRUE(c >= 0x20 && c <= 0x7e) << "not one printable line: " << message;
     }
   }
 
@@ -341,7 +341,7 @@ TEST_F(SafetensorsBadInput, AbsurdHeaderLength) {
 TEST_F(SafetensorsBadInput, HeaderThatIsNotJsonOrNotAnObject) {
   expect_error(with_header_text("{\"a\": {\"dtype\": "), "", "not valid JSON");
   expect_error(with_header_text(std::string("\xff\xfe garbage", 10)), "", "not valid JSON");
-  expect_error(with_header_text("[1, 2, 3]"), "", "not a JSON object");
+  expect_error(with_header_text("[1, 2, 3]"), "", "not an object");
   expect_error(with_header_text(""), "", "not valid JSON");
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "autotrain/error.h"
 
@@ -46,33 +47,50 @@ void fsync_directory(const fs::path& dir) {
 
 }  // namespace
 
-void write_file_atomic(const std::string& path, std::string_view contents) {
-  const fs::path target(path);
+AtomicFileWriter::AtomicFileWriter(std::string path)
+    : path_(std::move(path)), temporary_(path_ + ".tmp." + std::to_string(::getpid())) {
   std::error_code ec;
-  auto status = fs::status(target, ec);
+  auto status = fs::status(path_, ec);
   if (fs::exists(status) && !fs::is_regular_file(status))
-    throw Error(path + ": exists and is not a regular file; choose another output path");
-  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(path + ": cannot create (" + std::strerror(errno) + "); check that the folder exists and is writable");
-  try {
-    write_all(fd, contents, path);
-    if (::fsync(fd) != 0) throw Error(path + ": fsync failed (" + std::strerror(errno) + ")");
-  } catch (...) {
-    ::close(fd);
-    ::unlink(temporary.c_str());
-    throw;
+    throw Error(path_ + ": exists and is not a regular file; choose another output path");
+  fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(path_ + ": cannot create (" + std::strerror(errno) + "); check that the folder exists and is writable");
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(temporary_.c_str());
   }
+}
+
+void AtomicFileWriter::write(std::string_view data) {
+  if (fd_ < 0) throw Error(path_ + ": write after commit");
+  write_all(fd_, data, path_);
+}
+
+void AtomicFileWriter::commit() {
+  if (fd_ < 0) throw Error(path_ + ": committed twice");
+  if (::fsync(fd_) != 0) throw Error(path_ + ": fsync failed (" + std::strerror(errno) + ")");
+  int fd = fd_;
+  fd_ = -1;
   if (::close(fd) != 0) {
-    ::unlink(temporary.c_str());
-    throw Error(path + ": close failed (" + std::strerror(errno) + ")");
-  }
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
     int saved = errno;
-    ::unlink(temporary.c_str());
-    throw Error(path + ": rename failed (" + std::strerror(saved) + ")");
+    ::unlink(temporary_.c_str());
+    throw Error(path_ + ": close failed (" + std::strerror(saved) + ")");
   }
-  fsync_directory(target.parent_path());
+  if (::rename(temporary_.c_str(), path_.c_str()) != 0) {
+    int saved = errno;
+    ::unlink(temporary_.c_str());
+    throw Error(path_ + ": rename failed (" + std::strerror(saved) + ")");
+  }
+  fsync_directory(fs::path(path_).parent_path());
+}
+
+void write_file_atomic(const std::string& path, std::string_view contents) {
+  AtomicFileWriter writer(path);
+  writer.write(contents);
+  writer.commit();
 }
 
 void make_directories(const std::string& path) {

@@ -1,0 +1,104 @@
+// Safetensors files and Hugging Face model folders: read (mmap, zero-copy) and write (atomic).
+//
+// Format (huggingface/safetensors, docs "Format"): an 8-byte little-endian header length N, N bytes of
+// JSON {"__metadata__": {str: str}, "<name>": {"dtype": "BF16", "shape": [..], "data_offsets": [b, e]}},
+// then the data section; offsets are relative to its start. Every field is checked before any byte of
+// data is trusted; a bad file is an Error naming the file (and the tensor) and saying what to do.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace autotrain {
+
+struct TensorInfo {
+  std::string name;
+  std::string dtype;           // as spelled in the file: "F32", "F16", "BF16", "I8", "U8", "I32", "I64", "BOOL", ...
+  std::vector<int64_t> shape;  // empty for a 0-d scalar
+  uint64_t data_begin = 0;     // byte offsets into the data section, begin <= end
+  uint64_t data_end = 0;
+
+  uint64_t byte_size() const { return data_end - data_begin; }
+  int64_t numel() const;
+};
+
+// The safetensors dtype for a torch dtype ("BF16" for at::kBFloat16); throws Error for one we cannot write.
+std::string safetensors_dtype_name(at::ScalarType type);
+
+// One mapped .safetensors file. Tensors it hands out are CPU views over the mapping (copied only when
+// the writer left a tensor misaligned for its element size) and keep the mapping alive. The mapping is
+// private copy-on-write: writing into such a tensor changes this process's copy, never the file.
+class SafetensorsFile {
+ public:
+  // Maps and validates the file; throws Error naming the path on any problem.
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const std::vector<std::string>& names() const { return names_; }  // in data-section order
+  bool has(const std::string& name) const { return infos_.count(name) != 0; }
+  const TensorInfo& info(const std::string& name) const;  // throws Error for an unknown name
+  // The tensor's data; throws Error for an unknown name or a dtype outside the supported set.
+  at::Tensor tensor(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  struct Mapping;  // the mmap'd bytes (defined in src/safetensors.cpp)
+
+ private:
+  SafetensorsFile() = default;
+
+  std::string path_;
+  std::shared_ptr<Mapping> mapping_;
+  uint64_t data_start_ = 0;  // 8 + header length
+  std::vector<std::string> names_;
+  std::unordered_map<std::string, TensorInfo> infos_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A model's weights: `model.safetensors`, or the shards listed by `model.safetensors.index.json`
+// ({"weight_map": {tensor: shard file}}). Every shard is opened and validated up front.
+class Checkpoint {
+ public:
+  // `path` is a model folder, a .safetensors file or a .safetensors.index.json file.
+  static Checkpoint open(const std::string& path);
+
+  const std::vector<std::string>& names() const { return names_; }  // shard by shard, in data order
+  bool has(const std::string& name) const { return file_of_.count(name) != 0; }
+  const TensorInfo& info(const std::string& name) const;
+  at::Tensor tensor(const std::string& name) const;
+  const std::string& path_of(const std::string& name) const;  // the shard file holding the tensor
+  const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
+
+ private:
+  const SafetensorsFile& file_of(const std::string& name) const;
+
+  std::string source_;  // what open() was given, for error messages
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::vector<std::string> names_;
+  std::unordered_map<std::string, const SafetensorsFile*> file_of_;
+};
+
+// Writes a .safetensors file the Python library reads unchanged, through a temporary name + rename.
+// Tensors may live on any device; each is copied to the CPU on its own, so memory stays at one tensor.
+// The data section holds them in the given order, stably sorted by element size (largest first) so
+// that every tensor stays aligned, as the Python library does. transformers refuses a file whose
+// metadata lacks "format", hence the default.
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// Writes `tensors` into `folder` as transformers does: one `<prefix>.safetensors` when it fits in
+// `max_shard_bytes`, else `<prefix>-00001-of-0000K.safetensors` ... plus `<prefix>.safetensors.index.json`
+// ({"metadata": {"total_size": bytes}, "weight_map": {...}}). A tensor larger than the limit gets a shard
+// of its own. Returns the files written, index last.
+std::vector<std::string> write_sharded_safetensors(
+    const std::string& folder, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+    uint64_t max_shard_bytes, const std::string& prefix = "model",
+    const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+}  // namespace autotrain

@@ -67,7 +67,7 @@ def train_sentencepiece(out: Path):
     out.mkdir(parents=True, exist_ok=True)
     spm.SentencePieceTrainer.train(
         input=str(CORPUS), model_prefix=str(out / "tokenizer"), model_type="bpe", vocab_size=VOCAB_SIZE,
-        byte_fallback=True, split_digits=True, add_dummy_prefix=True, character_coverage=0.9995,
+        byte_fallback=True, split_digits=True, add_dummy_prefix=True, character_coverage=0.98,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, minloglevel=2,
         remove_extra_whitespaces=False, normalization_rule_name="identity", hard_vocab_limit=False)
     (out / "tokenizer.vocab").unlink()

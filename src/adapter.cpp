@@ -1,0 +1,124 @@
+#include "autotrain/adapter.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/config.h"
+#include "autotrain/error.h"
+#include "autotrain/fileio.h"
+#include "autotrain/safetensors.h"
+
+namespace autotrain {
+using json = nlohmann::json;
+
+std::string module_parent(const std::string& module) {
+  if (module == "q_proj" || module == "k_proj" || module == "v_proj" || module == "o_proj") return "self_attn";
+  if (module == "gate_proj" || module == "up_proj" || module == "down_proj") return "mlp";
+  throw Error("\"" + module + "\" is not a LoRA target of Llama/Qwen2/Mistral");
+}
+
+std::string peft_lora_tensor_name(int64_t layer, const std::string& module, bool lora_a) {
+  return "base_model.model.model.layers." + std::to_string(layer) + "." + module_parent(module) + "." + module +
+         (lora_a ? ".lora_A.weight" : ".lora_B.weight");
+}
+
+json peft_adapter_config_json(const AdapterConfig& config) {
+  // The fields PEFT 0.21 writes for a plain LoRA adapter; PEFT fills any field left out with its default.
+  return json{{"peft_type", "LORA"},
+              {"task_type", "CAUSAL_LM"},
+              {"base_model_name_or_path", config.base_model_name_or_path},
+              {"r", config.lora.r},
+              {"lora_alpha", config.lora.alpha},
+              {"lora_dropout", config.lora.dropout},
+              {"use_rslora", config.lora.rslora},
+              {"target_modules", config.target_modules},
+              {"bias", "none"},
+              {"fan_in_fan_out", false},
+              {"use_dora", false},
+              {"modules_to_save", nullptr},
+              {"init_lora_weights", true},
+              {"inference_mode", true},
+              {"layers_to_transform", nullptr},
+              {"layers_pattern", nullptr},
+              {"rank_pattern", json::object()},
+              {"alpha_pattern", json::object()},
+              {"revision", nullptr}};
+}
+
+namespace {
+
+template <typename T>
+T require(const json& document, const std::string& key, const std::string& path) {
+  auto it = document.find(key);
+  if (it == document.end()) throw Error(path + ": key \"" + key + "\" is missing; is this a PEFT LoRA adapter?");
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    throw Error(path + ": key \"" + key + "\" has the wrong type (" + it->dump() + ")");
+  }
+}
+
+void refuse_if(bool condition, const std::string& path, const std::string& what) {
+  if (condition) throw Error(path + ": " + what);
+}
+
+}  // namespace
+
+AdapterConfig load_adapter_config(const std::string& folder) {
+  const std::string path = folder + "/adapter_config.json";
+  json document;
+  try {
+    document = json::parse(read_file(path));
+  } catch (const json::parse_error&) {
+    throw Error(path + ": not valid JSON");
+  }
+  refuse_if(!document.is_object(), path, "expected a JSON object");
+  refuse_if(require<std::string>(document, "peft_type", path) != "LORA", path,
+            "peft_type is " + document["peft_type"].dump() + "; only LORA adapters are supported");
+  refuse_if(document.value("use_dora", false), path, "DoRA adapters (use_dora: true) are not supported");
+  refuse_if(document.value("fan_in_fan_out", false), path, "fan_in_fan_out adapters (GPT-2 Conv1D) are not supported");
+  refuse_if(document.contains("bias") && document["bias"] != "none", path,
+            "bias " + document["bias"].dump() + " is not supported; only bias \"none\"");
+  refuse_if(document.contains("modules_to_save") && !document["modules_to_save"].is_null() &&
+                !document["modules_to_save"].empty(),
+            path,
+            "modules_to_save " + document["modules_to_save"].dump() +
+                " (full copies of e.g. embeddings or lm_head) is not supported; retrain without it");
+  refuse_if(document.contains("rank_pattern") && !document["rank_pattern"].empty(), path,
+            "rank_pattern (per-module ranks) is not supported");
+  refuse_if(document.contains("alpha_pattern") && !document["alpha_pattern"].empty(), path,
+            "alpha_pattern (per-module alphas) is not supported");
+  AdapterConfig config;
+  config.lora.r = require<int64_t>(document, "r", path);
+  config.lora.alpha = require<double>(document, "lora_alpha", path);
+  config.lora.dropout = document.value("lora_dropout", 0.0);
+  config.lora.rslora = document.value("use_rslora", false);
+  config.base_model_name_or_path = document.value("base_model_name_or_path", "");
+  const json& targets = document["target_modules"];
+  if (targets.is_string()) {
+    TrainingParams params;
+    params.target_modules = targets.get<std::string>();
+    config.target_modules = resolve_target_modules(params);
+  } else if (targets.is_array()) {
+    for (const auto& t : targets) {
+      refuse_if(!t.is_string(), path, "target_modules holds a non-string");
+      module_parent(t.get<std::string>());  // throws for a module we do not know
+      config.target_modules.push_back(t.get<std::string>());
+    }
+  } else {
+    throw Error(path + ": key \"target_modules\" must be a list of module names");
+  }
+  refuse_if(config.target_modules.empty(), path, "target_modules is empty");
+  return config;
+}
+
+void save_adapter(const std::string& folder, const AdapterConfig& config,
+                  const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  make_directories(folder);
+  write_safetensors(folder + "/adapter_model.safetensors", tensors);
+  write_file_atomic(folder + "/adapter_config.json", peft_adapter_config_json(config).dump(2) + "\n");
+}
+
+}  // namespace autotrain

@@ -24,4 +24,12 @@ class MetricsWriter {
 // Reads every record of a metrics file (for tests and tools); throws Error naming the line on bad JSON.
 std::vector<nlohmann::json> read_metrics(const std::string& path);
 
+// Rewrites `path` keeping only the records whose "step" is at most `step` (a resumed run drops what the
+// interrupted one logged after its checkpoint; step 0 empties the file). A missing file stays missing.
+void keep_metrics_through_step(const std::string& path, int64_t step);
+
+// Draws the "loss" (and "eval_loss") of the records in `metrics_path` against their step as an SVG line
+// chart at `svg_path`.
+void write_loss_curve_svg(const std::string& metrics_path, const std::string& svg_path);
+
 }  // namespace autotrain

@@ -1,0 +1,48 @@
+// The optimizers of AutoTrain's `optimizer` key, written out so their state is ours to checkpoint and
+// their arithmetic is torch.optim's single-tensor path op for op (torch/optim/adam.py, sgd.py): the same
+// update to the last bit on the CPU, which the resume test and the Trainer+PEFT comparison rely on.
+//   adamw_torch, adamw: torch.optim.AdamW  (decoupled weight decay: p *= 1 - lr*wd)
+//   adam:               torch.optim.Adam   (L2 weight decay added to the gradient)
+//   sgd:                torch.optim.SGD    (no momentum, as transformers' optim="sgd")
+// Betas (0.9, 0.999) and eps 1e-8 are transformers' TrainingArguments defaults.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace autotrain {
+
+struct OptimizerOptions {
+  std::string name = "adamw_torch";
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+
+class Optimizer {
+ public:
+  // `parameters` are the trainable tensors (fp32 leaves with requires_grad), named for checkpoints.
+  Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, OptimizerOptions options);
+
+  // One update of every parameter with a defined gradient, at learning rate `lr`.
+  void step(double lr);
+  void zero_grad();
+
+  const std::vector<std::pair<std::string, at::Tensor>>& parameters() const { return parameters_; }
+  int64_t steps_taken() const { return steps_; }
+
+  // The state as named tensors (exp_avg / exp_avg_sq per parameter, plus the step count) for a
+  // checkpoint, and its restoration; load_state throws Error naming a missing or misshapen tensor.
+  std::vector<std::pair<std::string, at::Tensor>> state() const;
+  void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state, const std::string& source);
+
+ private:
+  enum class Kind { adamw, adam, sgd };
+  Kind kind_;
+  OptimizerOptions options_;
+  std::vector<std::pair<std::string, at::Tensor>> parameters_;
+  std::vector<at::Tensor> exp_avg_, exp_avg_sq_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace autotrain

@@ -1,0 +1,74 @@
+// The training loop (a flat recipe, as torchtune's): for each optimizer step, gradient_accumulation
+// micro-batches of batch_size packed blocks -> summed token loss -> backward into the LoRA parameters;
+// unscale (fp16), clip, skip on inf/nan, optimizer step at the schedule's learning rate; log, evaluate,
+// checkpoint. Step for step what transformers' Trainer does with the same settings:
+//   - micro-batches per epoch = ceil(blocks / batch_size) (the last may be short); optimizer steps per
+//     epoch = ceil(micro-batches / gradient_accumulation) (the last window may be short);
+//   - the loss of a step is the sum of the token losses of its window divided by the number of predicted
+//     tokens in the window (transformers' num_items_in_batch), so batch 5 x accumulation 4 and batch 20 x
+//     accumulation 1 give the same update;
+//   - blocks are shuffled each epoch by torch.randperm with a generator seeded seed + epoch (accelerate's
+//     SeedableRandomSampler);
+//   - the scheduler steps only when the optimizer did (a step skipped by the loss scaler does not count).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autotrain/config.h"
+#include "autotrain/token_cache.h"
+
+namespace autotrain {
+
+// What the loop needs from the model.
+struct TrainableModel {
+  std::vector<std::pair<std::string, at::Tensor>> parameters;  // the trainable tensors, PEFT names
+  // Sum (float32 scalar) of the token losses of a micro-batch: input_ids and labels (B, T) int64, labels
+  // shifted inside as transformers does, -100 ignored.
+  std::function<at::Tensor(const at::Tensor& input_ids, const at::Tensor& labels)> loss_sum;
+  std::function<void(bool training)> set_training;
+  // Writes adapter_config.json + adapter_model.safetensors (the parameters' current values) into a folder.
+  std::function<void(const std::string& folder)> save_adapter;
+};
+
+struct TrainingData {
+  TokenizedText train;
+  std::optional<TokenizedText> valid;
+  int64_t block_size = 0;
+  std::string fingerprint;  // of data + tokenizer + settings; a checkpoint only resumes the same run
+};
+
+struct TrainerOptions {
+  TrainingParams params;
+  int64_t save_steps = 0;       // 0: a checkpoint at the end of every epoch
+  std::string resume_from;      // a checkpoint folder; empty: the newest in project_name, if any
+  bool resume = true;           // false: ignore existing checkpoints
+  // Stop (with a checkpoint) after this many optimizer steps in this process; 0 = no limit. For tests of
+  // resume and for users who train in slices of a rented GPU's time.
+  int64_t stop_after_steps = 0;
+};
+
+struct TrainingSummary {
+  int64_t steps = 0, total_steps = 0, skipped_steps = 0;
+  double first_loss = 0, last_loss = 0;
+  std::optional<double> eval_loss;
+  bool stopped_early = false;  // by stop_after_steps or a signal; a checkpoint holds the state
+  std::string output_folder;
+};
+
+// Micro-batches and optimizer steps of one epoch, as transformers counts them.
+int64_t micro_batches_per_epoch(int64_t blocks, int64_t batch_size);
+int64_t optimizer_steps_per_epoch(int64_t blocks, int64_t batch_size, int64_t gradient_accumulation);
+// AutoTrain's automatic logging_steps (-1): 20% of an epoch's micro-batches, clamped to [1, 25].
+int64_t automatic_logging_steps(int64_t blocks, int64_t batch_size);
+// The block order of an epoch: torch.randperm(blocks) from a CPU generator seeded seed + epoch.
+std::vector<int64_t> epoch_block_order(int64_t blocks, int64_t seed, int64_t epoch);
+
+// Runs the loop; writes project_name/{adapter files, metrics.jsonl, loss_curve.svg, checkpoint-N/}.
+// SIGINT / SIGTERM end it after the current step with a checkpoint, and it throws Error saying how to resume.
+TrainingSummary train(TrainableModel& model, const TrainingData& data, const TrainerOptions& options);
+
+}  // namespace autotrain

@@ -1,0 +1,150 @@
+#include "autotrain/checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/error.h"
+#include "autotrain/fileio.h"
+#include "autotrain/logging.h"
+#include "autotrain/safetensors.h"
+
+namespace autotrain {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string kPrefix = "checkpoint-";
+
+std::optional<int64_t> checkpoint_step(const fs::path& folder) {
+  const std::string name = folder.filename().string();
+  if (name.rfind(kPrefix, 0) != 0 || name.size() == kPrefix.size()) return std::nullopt;
+  const std::string digits = name.substr(kPrefix.size());
+  if (!std::all_of(digits.begin(), digits.end(), ::isdigit)) return std::nullopt;  // e.g. checkpoint-7.partial
+  return std::stoll(digits);
+}
+
+std::vector<std::pair<int64_t, std::string>> checkpoints_in(const std::string& project) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!fs::is_directory(project)) return found;
+  for (const auto& entry : fs::directory_iterator(project)) {
+    auto step = checkpoint_step(entry.path());
+    if (entry.is_directory() && step && fs::exists(entry.path() / "trainer_state.json")) {
+      found.emplace_back(*step, entry.path().string());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+at::Tensor cpu_rng_state() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_cpu_rng_state(const at::Tensor& state) {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+json to_json(const TrainerState& s) {
+  return json{{"global_step", s.global_step},   {"scheduler_step", s.scheduler_step},
+              {"skipped_steps", s.skipped_steps}, {"epoch", s.epoch},
+              {"micro_batch", s.micro_batch},   {"loss_scale", s.loss_scale},
+              {"growth_tracker", s.growth_tracker}, {"first_loss", s.first_loss},
+              {"fingerprint", s.fingerprint}};
+}
+
+TrainerState state_from_json(const json& j, const std::string& path) {
+  try {
+    TrainerState s;
+    s.global_step = j.at("global_step");
+    s.scheduler_step = j.at("scheduler_step");
+    s.skipped_steps = j.at("skipped_steps");
+    s.epoch = j.at("epoch");
+    s.micro_batch = j.at("micro_batch");
+    s.loss_scale = j.at("loss_scale");
+    s.growth_tracker = j.at("growth_tracker");
+    s.first_loss = j.at("first_loss");
+    s.fingerprint = j.at("fingerprint");
+    return s;
+  } catch (const json::exception& e) {
+    throw Error(path + ": not a trainer state written by autotrain (" + e.what() + ")");
+  }
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& project, const TrainerState& state, const Optimizer& optimizer,
+                            const std::function<void(const std::string& folder)>& save_adapter, int64_t keep) {
+  const fs::path final_folder = fs::path(project) / (kPrefix + std::to_string(state.global_step));
+  const fs::path partial = final_folder.string() + ".partial";
+  std::error_code ignored;
+  fs::remove_all(partial, ignored);
+  make_directories(partial.string());
+  save_adapter(partial.string());
+  auto tensors = optimizer.state();
+  tensors.emplace_back("cpu_rng_state", cpu_rng_state());
+  write_safetensors((partial / "optimizer.safetensors").string(), tensors);
+  write_file_atomic((partial / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
+  fs::remove_all(final_folder, ignored);
+  std::error_code error;
+  fs::rename(partial, final_folder, error);
+  if (error) throw Error(partial.string() + ": cannot rename to " + final_folder.string() + " (" + error.message() + ")");
+
+  auto all = checkpoints_in(project);
+  const auto limit = static_cast<size_t>(std::max<int64_t>(keep, 1));
+  for (size_t i = 0; i + limit < all.size(); ++i) {
+    if (all[i].second == final_folder.string()) continue;
+    fs::remove_all(all[i].second, ignored);
+  }
+  return final_folder.string();
+}
+
+std::optional<std::string> newest_checkpoint(const std::string& project) {
+  auto all = checkpoints_in(project);
+  if (all.empty()) return std::nullopt;
+  return all.back().second;
+}
+
+TrainerState load_checkpoint(const std::string& folder, Optimizer& optimizer) {
+  const std::string state_path = folder + "/trainer_state.json";
+  json document;
+  try {
+    document = json::parse(read_file(state_path));
+  } catch (const json::parse_error& e) {
+    throw Error(state_path + ": not valid JSON (" + e.what() + "); delete this checkpoint folder");
+  }
+  TrainerState state = state_from_json(document, state_path);
+
+  const std::string adapter_path = folder + "/adapter_model.safetensors";
+  auto adapter = SafetensorsFile::open(adapter_path);
+  {
+    at::NoGradGuard no_grad;
+    for (const auto& [name, parameter] : optimizer.parameters()) {
+      if (!adapter->has(name)) throw Error(adapter_path + ": tensor " + name + " is missing; the model's LoRA layout changed");
+      at::Tensor saved = adapter->tensor(name);
+      if (saved.sizes() != parameter.sizes()) {
+        throw Error(adapter_path + ": tensor " + name + " has the wrong shape for this model's LoRA settings");
+      }
+      parameter.copy_(saved);
+    }
+  }
+  const std::string optimizer_path = folder + "/optimizer.safetensors";
+  auto optimizer_file = SafetensorsFile::open(optimizer_path);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& name : optimizer_file->names()) tensors.emplace_back(name, optimizer_file->tensor(name));
+  optimizer.load_state(tensors, optimizer_path);
+  if (!optimizer_file->has("cpu_rng_state")) throw Error(optimizer_path + ": tensor cpu_rng_state is missing");
+  set_cpu_rng_state(optimizer_file->tensor("cpu_rng_state").clone());
+  return state;
+}
+
+}  // namespace autotrain

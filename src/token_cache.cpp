@@ -1,0 +1,126 @@
+#include "autotrain/token_cache.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "autotrain/data.h"
+#include "autotrain/error.h"
+#include "autotrain/fileio.h"
+#include "autotrain/logging.h"
+#include "autotrain/progress.h"
+
+namespace autotrain {
+namespace {
+
+constexpr char kMagic[8] = {'A', 'T', 'T', 'O', 'K', 'E', 'N', '1'};
+constexpr char kEndMagic[8] = {'A', 'T', 'T', 'O', 'K', 'E', 'N', 'D'};
+constexpr uint64_t kFnvOffset = 14695981039346656037ull, kFnvPrime = 1099511628211ull;
+
+void fnv1a(uint64_t& hash, const char* data, size_t size) {
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= static_cast<unsigned char>(data[i]);
+    hash *= kFnvPrime;
+  }
+}
+
+}  // namespace
+
+std::string fingerprint(const std::vector<std::string>& files, const std::string& extra) {
+  uint64_t hash = kFnvOffset;
+  std::vector<char> buffer(1 << 20);
+  for (const auto& path : files) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open to fingerprint it; check the path and permissions");
+    while (in) {
+      in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+      fnv1a(hash, buffer.data(), static_cast<size_t>(in.gcount()));
+    }
+    const char separator = '\0';
+    fnv1a(hash, &separator, 1);
+  }
+  fnv1a(hash, extra.data(), extra.size());
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return hex;
+}
+
+TokenizedText TokenizedText::open(const std::string& path) {
+  const std::string corrupt = ": not a complete autotrain token cache; delete it to tokenize again";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_size < 32) {
+    ::close(fd);
+    throw Error(path + corrupt);
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* address = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (address == MAP_FAILED) throw Error(path + ": cannot map (" + std::strerror(errno) + ")");
+  TokenizedText text;
+  text.mapping_ = std::shared_ptr<void>(address, [size](void* a) { ::munmap(a, size); });
+  const char* bytes = static_cast<const char*>(address);
+  uint64_t count = 0;
+  std::memcpy(&count, bytes + size - 16, 8);
+  if (std::memcmp(bytes, kMagic, 8) != 0 || std::memcmp(bytes + size - 8, kEndMagic, 8) != 0 ||
+      count > (size - 24) / 4 || 8 + count * 4 + 16 != size) {
+    throw Error(path + corrupt);
+  }
+  text.ids_ = reinterpret_cast<const int32_t*>(bytes + 8);
+  text.size_ = static_cast<int64_t>(count);
+  return text;
+}
+
+at::Tensor TokenizedText::block(int64_t index, int64_t block_size) const {
+  if (index < 0 || (index + 1) * block_size > size_) throw Error("token cache: block index out of range");
+  return at::from_blob(const_cast<int32_t*>(ids_ + index * block_size), {block_size}, at::kInt).to(at::kLong);
+}
+
+std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncoder& encode) {
+  make_directories(request.cache_dir);
+  const std::string path = request.cache_dir + "/tokens-" + request.fingerprint + ".bin";
+  if (std::filesystem::exists(path)) {
+    try {
+      TokenizedText::open(path);
+      log::info("token cache: reusing " + path);
+      return path;
+    } catch (const Error& e) {
+      log::warn(std::string(e.what()) + "; tokenizing again");
+    }
+  }
+  const auto total_bytes = static_cast<int64_t>(std::filesystem::file_size(request.data_file));
+  ProgressBar progress("tokenize " + std::filesystem::path(request.data_file).filename().string(), total_bytes, "B");
+  AtomicFileWriter out(path);
+  out.write(kMagic, 8);
+  uint64_t count = 0;
+  std::vector<int32_t> ids32;
+  const int64_t texts = for_each_text(request.data_file, request.text_column, [&](const std::string& text) {
+    std::vector<int64_t> ids = encode(text);
+    ids32.assign(ids.begin(), ids.end());
+    out.write(ids32.data(), ids32.size() * sizeof(int32_t));
+    count += ids32.size();
+    progress.advance(static_cast<int64_t>(text.size()) + 1);
+    progress.set_status(format_count(static_cast<double>(count)) + " tokens");
+  });
+  progress.finish();
+  if (texts == 0 || count == 0) {
+    throw Error(request.data_file + ": the dataset has no texts in column \"" + request.text_column +
+                "\"; add data or point data_path at the right file");
+  }
+  out.write(&count, 8);
+  out.write(kEndMagic, 8);
+  out.commit();
+  log::info("token cache: " + std::to_string(texts) + " texts, " + std::to_string(count) + " tokens -> " + path);
+  return path;
+}
+
+}  // namespace autotrain

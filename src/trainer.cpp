@@ -1,0 +1,253 @@
+#include "autotrain/trainer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/checkpoint.h"
+#include "autotrain/error.h"
+#include "autotrain/logging.h"
+#include "autotrain/loss_scaler.h"
+#include "autotrain/metrics.h"
+#include "autotrain/optimizer.h"
+#include "autotrain/progress.h"
+#include "autotrain/scheduler.h"
+
+namespace autotrain {
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int signal) { g_stop_signal.store(signal); }
+
+// Installs the SIGINT / SIGTERM handlers for the loop's lifetime and puts the previous ones back.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal.store(0);
+    previous_int_ = std::signal(SIGINT, on_stop_signal);
+    previous_term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+  int received() const { return g_stop_signal.load(); }
+
+ private:
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
+};
+
+// Micro-batch `index` of an epoch: the blocks order[index*B, min((index+1)*B, n)) stacked to (b, T).
+at::Tensor micro_batch(const TokenizedText& text, const std::vector<int64_t>& order, int64_t index,
+                       int64_t batch_size, int64_t block_size) {
+  const int64_t begin = index * batch_size;
+  const int64_t end = std::min<int64_t>(begin + batch_size, static_cast<int64_t>(order.size()));
+  std::vector<at::Tensor> blocks;
+  for (int64_t i = begin; i < end; ++i) blocks.push_back(text.block(order[i], block_size));
+  return at::stack(blocks);
+}
+
+// Tokens whose next token is predicted: the labels after the shift that are not -100.
+int64_t predicted_tokens(const at::Tensor& labels) {
+  return labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+}
+
+// Mean loss per predicted token over every block of the validation split.
+double evaluate(TrainableModel& model, const TokenizedText& valid, int64_t block_size, int64_t batch_size) {
+  at::NoGradGuard no_grad;
+  model.set_training(false);
+  const int64_t blocks = valid.num_blocks(block_size);
+  std::vector<int64_t> order(blocks);
+  for (int64_t i = 0; i < blocks; ++i) order[i] = i;
+  double loss_sum = 0;
+  int64_t tokens = 0;
+  for (int64_t m = 0; m < micro_batches_per_epoch(blocks, batch_size); ++m) {
+    at::Tensor ids = micro_batch(valid, order, m, batch_size, block_size);
+    loss_sum += model.loss_sum(ids, ids).item<double>();
+    tokens += predicted_tokens(ids);
+  }
+  model.set_training(true);
+  return tokens ? loss_sum / static_cast<double>(tokens) : std::nan("");
+}
+
+std::string memory_text() { return format_count(static_cast<double>(resident_memory_bytes())) + "B"; }
+
+}  // namespace
+
+int64_t micro_batches_per_epoch(int64_t blocks, int64_t batch_size) { return (blocks + batch_size - 1) / batch_size; }
+
+int64_t optimizer_steps_per_epoch(int64_t blocks, int64_t batch_size, int64_t gradient_accumulation) {
+  const int64_t micro = micro_batches_per_epoch(blocks, batch_size);
+  return std::max<int64_t>((micro + gradient_accumulation - 1) / gradient_accumulation, 1);
+}
+
+int64_t automatic_logging_steps(int64_t blocks, int64_t batch_size) {
+  return std::clamp<int64_t>(static_cast<int64_t>(0.2 * static_cast<double>(blocks) / static_cast<double>(batch_size)), 1, 25);
+}
+
+std::vector<int64_t> epoch_block_order(int64_t blocks, int64_t seed, int64_t epoch) {
+  at::Generator generator = at::detail::createCPUGenerator(static_cast<uint64_t>(seed + epoch));
+  at::Tensor order = at::randperm(blocks, generator, at::kLong);
+  return std::vector<int64_t>(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + blocks);
+}
+
+TrainingSummary train(TrainableModel& model, const TrainingData& data, const TrainerOptions& options) {
+  const TrainingParams& p = options.params;
+  const int64_t blocks = data.train.num_blocks(data.block_size);
+  if (blocks == 0) {
+    throw Error(p.data_path + ": " + std::to_string(data.train.size()) + " tokens make no block of block_size " +
+                std::to_string(data.block_size) + "; lower block_size or add data");
+  }
+  const int64_t micro_per_epoch = micro_batches_per_epoch(blocks, p.batch_size);
+  const int64_t steps_per_epoch = optimizer_steps_per_epoch(blocks, p.batch_size, p.gradient_accumulation);
+  const int64_t total_steps = steps_per_epoch * p.epochs;
+  const int64_t logging_steps = p.logging_steps > 0 ? p.logging_steps : automatic_logging_steps(blocks, p.batch_size);
+  const int64_t save_total_limit = p.save_total_limit > 0 ? p.save_total_limit : 1;
+
+  LearningRateSchedule schedule(p.scheduler, p.lr, total_steps, p.warmup_ratio);
+  Optimizer optimizer(model.parameters, OptimizerOptions{p.optimizer, p.weight_decay});
+  LossScaler scaler(p.mixed_precision.value_or("none") == "fp16");
+  std::vector<at::Tensor> trainable;
+  for (const auto& [name, tensor] : model.parameters) trainable.push_back(tensor);
+
+  TrainerState state;
+  state.fingerprint = data.fingerprint;
+  std::string resume_folder = options.resume_from;
+  if (resume_folder.empty() && options.resume) resume_folder = newest_checkpoint(p.project_name).value_or("");
+  if (!resume_folder.empty()) {
+    state = load_checkpoint(resume_folder, optimizer);
+    if (state.fingerprint != data.fingerprint) {
+      throw Error(resume_folder + ": this checkpoint belongs to a run with other data or settings; use another "
+                  "project_name or delete " + p.project_name + "/checkpoint-*");
+    }
+    scaler.restore(state.loss_scale, state.growth_tracker);
+    log::info("resuming from " + resume_folder + " at step " + std::to_string(state.global_step) + "/" +
+              std::to_string(total_steps));
+  }
+
+  // A resumed run continues the metrics of the run it resumes; a fresh run starts them anew.
+  keep_metrics_through_step(p.project_name + "/metrics.jsonl", state.global_step);
+  MetricsWriter metrics(p.project_name + "/metrics.jsonl");
+  log::info(log::cat("training: ", blocks, " blocks of ", data.block_size, " tokens, ", p.epochs, " epoch(s), ",
+                     total_steps, " optimizer steps of ", p.batch_size, " x ", p.gradient_accumulation, " blocks"));
+  ProgressBar progress("train", total_steps, "step");
+  progress.advance(state.global_step);
+  StopSignals signals;
+  TrainingSummary summary;
+  summary.total_steps = total_steps;
+  auto save = [&] {
+    state.loss_scale = scaler.scale();
+    state.growth_tracker = scaler.growth_tracker();
+    return save_checkpoint(p.project_name, state, optimizer, model.save_adapter, save_total_limit);
+  };
+
+  model.set_training(true);
+  int64_t steps_this_run = 0, tokens_this_run = 0, order_epoch = -1;
+  double last_loss = 0;
+  std::vector<int64_t> order;
+  const auto started = std::chrono::steady_clock::now();
+  bool stop = false;
+  while (state.epoch < p.epochs && !stop) {
+    if (order_epoch != state.epoch) {
+      order = epoch_block_order(blocks, p.seed, state.epoch);
+      order_epoch = state.epoch;
+    }
+    // One optimizer step: its window of micro-batches, each loss divided by the window's predicted tokens.
+    const int64_t window = std::min(p.gradient_accumulation, micro_per_epoch - state.micro_batch);
+    std::vector<at::Tensor> batches;
+    int64_t window_tokens = 0;
+    for (int64_t m = 0; m < window; ++m) {
+      batches.push_back(micro_batch(data.train, order, state.micro_batch + m, p.batch_size, data.block_size));
+      window_tokens += predicted_tokens(batches.back());
+    }
+    double step_loss = 0;
+    for (const at::Tensor& ids : batches) {
+      at::Tensor loss = model.loss_sum(ids, ids) / static_cast<double>(window_tokens);
+      scaler.scale_loss(loss).backward();
+      step_loss += loss.item<double>();
+      tokens_this_run += ids.numel();
+    }
+    const bool found_inf = scaler.unscale_and_check(trainable);
+    double grad_norm = std::nan("");
+    const double lr = schedule.lr_at(state.scheduler_step);
+    if (!found_inf) {
+      grad_norm = torch::nn::utils::clip_grad_norm_(trainable, p.max_grad_norm > 0 ? p.max_grad_norm : INFINITY);
+      optimizer.step(lr);
+      ++state.scheduler_step;
+    } else {
+      ++state.skipped_steps;
+      log::warn(log::cat("step ", state.global_step + 1, ": inf/nan gradients at loss scale ", scaler.scale(),
+                         "; step skipped, scale halved"));
+    }
+    scaler.update(found_inf);
+    optimizer.zero_grad();
+    ++state.global_step;
+    ++steps_this_run;
+    if (state.global_step == 1) state.first_loss = step_loss;
+    last_loss = step_loss;
+    state.micro_batch += window;
+    const bool epoch_done = state.micro_batch >= micro_per_epoch;
+    if (epoch_done) {  // the state (and a checkpoint of it) points at the next epoch's start
+      ++state.epoch;
+      state.micro_batch = 0;
+    }
+
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double tokens_per_second = seconds > 0 ? static_cast<double>(tokens_this_run) / seconds : 0;
+    metrics.write({{"step", state.global_step},
+                   {"epoch", static_cast<double>(state.global_step) / static_cast<double>(steps_per_epoch)},
+                   {"loss", step_loss},
+                   {"lr", lr},
+                   {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json()},
+                   {"tokens_per_second", tokens_per_second},
+                   {"memory_bytes", resident_memory_bytes()},
+                   {"loss_scale", scaler.scale()},
+                   {"skipped", found_inf}});
+    progress.set_status(log::cat("loss ", step_loss, " | lr ", lr, " | ", format_count(tokens_per_second),
+                                 " tok/s | mem ", memory_text()));
+    progress.advance();
+    if (state.global_step % logging_steps == 0) {
+      log::info(log::cat("step ", state.global_step, "/", total_steps, ": loss ", step_loss, ", lr ", lr,
+                         ", grad_norm ", grad_norm, ", ", static_cast<int64_t>(tokens_per_second), " tok/s"));
+    }
+    if (epoch_done && data.valid && p.eval_strategy != "no") {
+      const double eval_loss = evaluate(model, *data.valid, data.block_size, p.batch_size);
+      summary.eval_loss = eval_loss;
+      metrics.write({{"step", state.global_step}, {"epoch", state.epoch}, {"eval_loss", eval_loss},
+                     {"eval_perplexity", std::exp(eval_loss)}});
+      log::info(log::cat("epoch ", state.epoch, ": eval loss ", eval_loss, ", perplexity ", std::exp(eval_loss)));
+    }
+
+    stop = signals.received() != 0 || (options.stop_after_steps > 0 && steps_this_run >= options.stop_after_steps);
+    const bool periodic = options.save_steps > 0 ? state.global_step % options.save_steps == 0 : epoch_done;
+    if (periodic || stop || state.global_step == total_steps) log::info("checkpoint " + save());
+  }
+  progress.finish();
+  model.set_training(false);
+
+  summary.steps = state.global_step;
+  summary.skipped_steps = state.skipped_steps;
+  summary.first_loss = state.first_loss;
+  summary.last_loss = last_loss;
+  summary.output_folder = p.project_name;
+  if (state.global_step < total_steps) {
+    summary.stopped_early = true;
+    if (signals.received()) {
+      throw Error(log::cat("interrupted by signal ", signals.received(), " at step ", state.global_step, "/", total_steps,
+                           "; the checkpoint in ", p.project_name,
+                           " holds the state: rerun the same command to resume"));
+    }
+    return summary;
+  }
+  model.save_adapter(p.project_name);
+  write_loss_curve_svg(metrics.path(), p.project_name + "/loss_curve.svg");
+  return summary;
+}
+
+}  // namespace autotrain

@@ -64,6 +64,12 @@ void refuse_if(bool condition, const std::string& path, const std::string& what)
   if (condition) throw Error(path + ": " + what);
 }
 
+std::string shape_text(at::IntArrayRef shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
 }  // namespace
 
 AdapterConfig load_adapter_config(const std::string& folder) {
@@ -104,7 +110,11 @@ AdapterConfig load_adapter_config(const std::string& folder) {
   } else if (targets.is_array()) {
     for (const auto& t : targets) {
       refuse_if(!t.is_string(), path, "target_modules holds a non-string");
-      module_parent(t.get<std::string>());  // throws for a module we do not know
+      const std::string name = t.get<std::string>();
+      const auto& known = linear_module_names();
+      refuse_if(std::find(known.begin(), known.end(), name) == known.end(), path,
+                "target module \"" + name + "\" is not a Llama/Qwen2/Mistral linear layer (embeddings and lm_head "
+                "adapters are not supported)");
       config.target_modules.push_back(t.get<std::string>());
     }
   } else {
@@ -119,6 +129,29 @@ void save_adapter(const std::string& folder, const AdapterConfig& config,
   make_directories(folder);
   write_safetensors(folder + "/adapter_model.safetensors", tensors);
   write_file_atomic(folder + "/adapter_config.json", peft_adapter_config_json(config).dump(2) + "\n");
+}
+
+void load_adapter_weights(const std::string& folder,
+                          const std::vector<std::pair<std::string, at::Tensor>>& parameters) {
+  const std::string path = folder + "/adapter_model.safetensors";
+  auto file = SafetensorsFile::open(path);
+  at::NoGradGuard no_grad;
+  for (const auto& [name, parameter] : parameters) {
+    if (!file->has(name)) {
+      throw Error(path + ": tensor " + name + " is missing; was the adapter trained on another model or with other "
+                  "target_modules?");
+    }
+    at::Tensor saved = file->tensor(name);
+    if (saved.sizes() != parameter.sizes()) {
+      throw Error(path + ": tensor " + name + " has shape " + shape_text(saved.sizes()) + ", the model wants " +
+                  shape_text(parameter.sizes()) + "; the adapter belongs to another base model or rank");
+    }
+    parameter.copy_(saved);
+  }
+  if (file->names().size() != parameters.size()) {
+    throw Error(path + ": holds " + std::to_string(file->names().size()) + " tensors, the model has " +
+                std::to_string(parameters.size()) + " LoRA matrices; the adapter belongs to another base model");
+  }
 }
 
 }  // namespace autotrain

@@ -1,5 +1,5 @@
 // Dataset readers against Python's json / csv modules, and packing against AutoTrain's group_texts
-// (fixtures written by tests/reference/datasets.py).
+// (fixtures written by tests/reference/dataset_files.py).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

@@ -35,4 +35,9 @@ AdapterConfig load_adapter_config(const std::string& folder);
 void save_adapter(const std::string& folder, const AdapterConfig& config,
                   const std::vector<std::pair<std::string, at::Tensor>>& tensors);
 
+// Copies folder/adapter_model.safetensors into `parameters` (named as PEFT names them). Throws Error
+// naming the file and the tensor when one is missing or has another shape (another rank or base model).
+void load_adapter_weights(const std::string& folder,
+                          const std::vector<std::pair<std::string, at::Tensor>>& parameters);
+
 }  // namespace autotrain

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Oracle for the training loop: transformers' Trainer + PEFT LoRA on the llama fixture, 30 optimizer
+steps (2 epochs of 15) over fixed random token blocks, fp32, dropout 0, clipping on, accumulation 4 with a
+short last window. Writes, per case, under reference/trainer_peft/<case>/:
+  tokens.bin                 the blocks as an autotrain token cache (so both sides read the same ids)
+  initial/ final/            PEFT adapters (save_pretrained) before and after training
+  steps.json                 per optimizer step: the loss (the window's summed token loss / its token
+                             count, unrounded) and the learning rate used
+  settings.json              the hyperparameters, for the C++ side to use the same."""
+import argparse
+import json
+import os
+import struct
+from pathlib import Path
+
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+BLOCK, BLOCKS = 16, 117  # 117 blocks / batch 2 = 59 micro-batches: the last has 1 block; 15 steps of 4, 4, ..., 3
+
+
+class Blocks(torch.utils.data.Dataset):
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __len__(self):
+        return self.ids.shape[0]
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+class RecordingTrainer(Trainer):
+    """Keeps every micro-batch's loss unrounded (transformers logs it rounded)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.micro_losses = []
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.micro_losses.append((self.state.global_step, loss.item()))
+        return loss
+
+
+class LearningRates(TrainerCallback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+def write_token_cache(path, ids):
+    flat = ids.reshape(-1).to(torch.int32)
+    with open(path, "wb") as f:
+        f.write(b"ATTOKEN1")
+        f.write(flat.numpy().tobytes())
+        f.write(struct.pack("<Q", flat.numel()))
+        f.write(b"ATTOKEND")
+
+
+def run_case(fixtures, out, name, scheduler, targets):
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"scheduler": scheduler, "target_modules": targets, "lr": 2e-3, "batch_size": 2,
+                "gradient_accumulation": 4, "epochs": 2, "warmup_ratio": 0.1, "weight_decay": 0.01,
+                "max_grad_norm": 0.5, "seed": 42, "block_size": BLOCK, "lora_r": 8, "lora_alpha": 16}
+    generator = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, 1000, (BLOCKS, BLOCK), generator=generator)
+    write_token_cache(out / "tokens.bin", ids)
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(fixtures / "models" / "llama", dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets,
+                                             task_type="CAUSAL_LM"))
+    with torch.no_grad():  # B non-zero from the start, so the first steps move A too
+        for module_name, parameter in model.named_parameters():
+            if "lora_B" in module_name:
+                parameter.normal_(0, 0.02, generator=generator)
+    model.save_pretrained(out / "initial")
+
+    args = TrainingArguments(output_dir=str(out / "hf-run"), per_device_train_batch_size=2, gradient_accumulation_steps=4,
+                             num_train_epochs=2, learning_rate=settings["lr"], lr_scheduler_type=scheduler,
+                             warmup_steps=0.1, weight_decay=0.01, max_grad_norm=0.5, optim="adamw_torch", seed=42,
+                             logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
+                             dataloader_num_workers=0, disable_tqdm=True)
+    lrs = LearningRates()
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=Blocks(ids), callbacks=[lrs])
+    trainer.train()
+    steps = {}
+    for step, loss in trainer.micro_losses:
+        steps.setdefault(step, 0.0)
+        steps[step] += loss
+    losses = [steps[s] for s in sorted(steps)]
+    assert len(losses) == 30 and len(lrs.lrs) == 30, (len(losses), len(lrs.lrs))
+    model.save_pretrained(out / "final")
+    (out / "steps.json").write_text(json.dumps({"loss": losses, "lr": lrs.lrs}))
+    (out / "settings.json").write_text(json.dumps(settings))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fixtures", required=True)
+    fixtures = Path(parser.parse_args().fixtures)
+    out = fixtures / "reference" / "trainer_peft"
+    run_case(fixtures, out / "linear", "linear", "linear", ["q_proj", "k_proj", "v_proj", "o_proj"])
+    run_case(fixtures, out / "cosine", "cosine", "cosine",
+             ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,12 @@
 tests/data/multilingual.txt plus hand-written edge cases, for the fixture tokenizers and model folders.
 Writes reference/tokenizer/<name>.json:
 
-  <folder name>.json           transformers.AutoTokenizer.from_pretrained(folder) -- what the C++ must match
+  <folder name>.json           transformers.AutoTokenizer.from_pretrained(folder) -- what the C++ must match;
+                               for models/mistral, LlamaTokenizer.from_pretrained (the class its
+                               tokenizer_config.json names): transformers 5.23 maps model_type "mistral"
+                               without a tokenizer.json to a generic TokenizersBackend conversion of
+                               tokenizer.model that drops sentencepiece's dummy-prefix "▁" (so "The" becomes
+                               "T" "he"), which neither sentencepiece nor the model's training did
   bpe_tokenizers.json          tokenizers.Tokenizer.from_file(tokenizers/bpe/tokenizer.json)
   sentencepiece_raw.json       sentencepiece.SentencePieceProcessor (no HF rules), for information
 
@@ -58,15 +63,16 @@ def read_corpus():
     return lines
 
 
-def hf_record(folder, texts, corpus_lines, fixtures):
+def hf_record(folder, texts, corpus_lines, fixtures, tokenizer_class=None):
     from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok = (tokenizer_class or AutoTokenizer).from_pretrained(str(folder))
     ids = [tok.encode(t, add_special_tokens=False) for t in texts]
     ids_special = [tok.encode(t, add_special_tokens=True) for t in texts]
     special_names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>", "</s>", "<unk>", "hello", "Ġthe", "▁the"]
     return {
         "folder": str(folder.relative_to(fixtures)),
-        "library": f"transformers.AutoTokenizer ({type(tok).__name__})",
+        "library": f"transformers.{'AutoTokenizer' if tokenizer_class is None else tokenizer_class.__name__} "
+                   f"({type(tok).__name__})",
         "corpus_lines": corpus_lines,
         "texts": texts,
         "ids": ids,
@@ -102,7 +108,8 @@ def main():
         "mistral": fixtures / "models" / "mistral",
     }
     for name, folder in folders.items():
-        record = hf_record(folder, texts, len(corpus), fixtures)
+        tokenizer_class = transformers.LlamaTokenizer if name == "mistral" else None
+        record = hf_record(folder, texts, len(corpus), fixtures, tokenizer_class)
         (out / f"{name}.json").write_text(json.dumps(record, ensure_ascii=False))
 
     from tokenizers import Tokenizer

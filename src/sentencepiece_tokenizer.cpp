@@ -132,12 +132,13 @@ class SentencePieceTokenizer : public Tokenizer {
     return out;
   }
 
-  // HF Metaspace: "▁" in front unless the piece already starts with a space; then sentencepiece.
+  // HF Metaspace: "▁" in front unless the piece already starts with one after spaces became "▁" (so a
+  // leading space or a literal "▁" suppresses it); then sentencepiece.
   void encode_piece(std::string_view text, size_t offset, std::vector<int64_t>& ids) const {
     if (text.empty()) return;
     std::string input(text);
     bool prepend = prepend_ == Prepend::kAlways || (prepend_ == Prepend::kFirst && offset == 0);
-    if (prepend && input[0] != ' ') input.insert(0, " ");
+    if (prepend && input[0] != ' ' && input.compare(0, 3, "\xE2\x96\x81") != 0) input.insert(0, " ");
     std::vector<int> pieces;
     auto status = processor_.Encode(input, &pieces);
     if (!status.ok()) throw Error("tokenizer: sentencepiece failed on a text: " + status.ToString());

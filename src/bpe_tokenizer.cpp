@@ -147,7 +147,8 @@ class PreTokenizer {
     for (const Step& step : steps_) {
       std::vector<std::string> next;
       for (std::string& piece : pieces) {
-        if (step.prefix_space && (piece.empty() || piece[0] != ' ')) piece.insert(0, " ");
+        if (piece.empty()) continue;  // `tokenizers` drops empty splits before each step
+        if (step.prefix_space && piece[0] != ' ') piece.insert(0, " ");
         if (!step.regex) {
           next.push_back(std::move(piece));
           continue;

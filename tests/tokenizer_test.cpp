@@ -52,23 +52,28 @@ void expect_all_equal(const json& want, const std::string& key, const std::strin
                             << texts.size() << " texts differ (" << corpus_mismatches << " corpus lines); first: " << first;
 }
 
+void expect_same_ids_and_text(const json& want, const Tokenizer& tokenizer, const std::string& name) {
+  const Tokenizer* t = &tokenizer;
+  expect_all_equal(want, "ids", name + " ids", [&](const std::string& text, size_t) { return t->encode(text); });
+  expect_all_equal(want, "ids_with_special", name + " ids with special tokens",
+                   [&](const std::string& text, size_t) { return t->encode(text, true); });
+  expect_all_equal(want, "decoded", name + " decode", [&](const std::string&, size_t i) {
+    return t->decode(want["ids"][i].get<std::vector<int64_t>>());
+  });
+  expect_all_equal(want, "decoded_with_special", name + " decode with special tokens", [&](const std::string&, size_t i) {
+    return t->decode(want["ids_with_special"][i].get<std::vector<int64_t>>());
+  });
+  expect_all_equal(want, "decoded_skip_special", name + " decode skipping special tokens", [&](const std::string&, size_t i) {
+    return t->decode(want["ids_with_special"][i].get<std::vector<int64_t>>(), true);
+  });
+  EXPECT_EQ(tokenizer.vocab_size(), want["vocab_size"].get<int64_t>());
+}
+
 void expect_parity(const std::string& name) {
   SCOPED_TRACE(name);
   json want = reference(name);
   auto tokenizer = Tokenizer::load(kFixtures + "/" + want["folder"].get<std::string>());
-  expect_all_equal(want, "ids", name + " ids", [&](const std::string& t, size_t) { return tokenizer->encode(t); });
-  expect_all_equal(want, "ids_with_special", name + " ids with special tokens",
-                   [&](const std::string& t, size_t) { return tokenizer->encode(t, true); });
-  expect_all_equal(want, "decoded", name + " decode", [&](const std::string&, size_t i) {
-    return tokenizer->decode(want["ids"][i].get<std::vector<int64_t>>());
-  });
-  expect_all_equal(want, "decoded_with_special", name + " decode with special tokens", [&](const std::string&, size_t i) {
-    return tokenizer->decode(want["ids_with_special"][i].get<std::vector<int64_t>>());
-  });
-  expect_all_equal(want, "decoded_skip_special", name + " decode skipping special tokens", [&](const std::string&, size_t i) {
-    return tokenizer->decode(want["ids_with_special"][i].get<std::vector<int64_t>>(), true);
-  });
-  EXPECT_EQ(tokenizer->vocab_size(), want["vocab_size"].get<int64_t>());
+  expect_same_ids_and_text(want, *tokenizer, name);
   auto id_or_null = [](std::optional<int64_t> id) { return id ? json(*id) : json(nullptr); };
   EXPECT_EQ(id_or_null(tokenizer->bos_id()), want["bos_id"]);
   EXPECT_EQ(id_or_null(tokenizer->eos_id()), want["eos_id"]);
@@ -82,6 +87,18 @@ TEST(Tokenizer, Qwen2ModelFolderMatchesTransformers) { expect_parity("qwen2"); }
 TEST(Tokenizer, SentencePieceMatchesTransformersLlamaTokenizer) { expect_parity("sentencepiece"); }
 TEST(Tokenizer, LlamaModelFolderMatchesTransformers) { expect_parity("llama"); }
 TEST(Tokenizer, MistralModelFolderMatchesLlamaTokenizer) { expect_parity("mistral"); }
+
+// The bpe fixture rewritten by the oracle: GPT-2's ByteLevel regex with add_prefix_space and an eos
+// template; Llama-3's ignore_merges with a Sequence post-processor; added tokens with lstrip, rstrip,
+// single_word and normalized.
+TEST(Tokenizer, BpeVariantsMatchTokenizersLibrary) {
+  for (const char* name : {"gpt2_style", "llama3_style"}) {
+    SCOPED_TRACE(name);
+    json want = reference(std::string("variants/") + name);
+    auto tokenizer = Tokenizer::load(kFixtures + "/" + want["folder"].get<std::string>());
+    expect_same_ids_and_text(want, *tokenizer, name);
+  }
+}
 
 TEST(Tokenizer, ByteLevelBpeMatchesTokenizersLibrary) {
   json want = reference("bpe_tokenizers");

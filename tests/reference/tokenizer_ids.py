@@ -11,6 +11,11 @@ Writes reference/tokenizer/<name>.json:
                                "T" "he"), which neither sentencepiece nor the model's training did
   bpe_tokenizers.json          tokenizers.Tokenizer.from_file(tokenizers/bpe/tokenizer.json)
   sentencepiece_raw.json       sentencepiece.SentencePieceProcessor (no HF rules), for information
+  variants/<name>/tokenizer.json + variants/<name>.json
+                               the bpe fixture rewritten to reach the rest of the pipeline (GPT-2's
+                               ByteLevel regex with add_prefix_space, Llama-3's ignore_merges, post-processor
+                               templates, added tokens with lstrip / rstrip / single_word / normalized), with
+                               the ids and decoded text of tokenizers.Tokenizer
 
 Invalid UTF-8 has no case here: HF's Rust tokenizers take `str`, so they cannot be given it; the C++
 tokenizer rejects it with an Error (and so does the dataset reader before it).
@@ -89,6 +94,65 @@ def hf_record(folder, texts, corpus_lines, fixtures, tokenizer_class=None):
     }
 
 
+VARIANT_CASES = [
+    "The quick brown fox",
+    " leading space and  two",
+    "call <tool> now",
+    "call   <tool>   now",
+    "<tool><tool>",
+    "wow that is wow, but not wowza or sowow",
+    "Cafe\u0301 is café, CAFÉ is not",
+    "hi <|im_end|> there",
+    "",
+    "12345 digits",
+    "안녕하세요 😀 中文",
+]
+
+
+def write_variants(out, bpe_json):
+    """Variants of the bpe fixture, run through the `tokenizers` library."""
+    from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, processors
+
+    def record(name, tokenizer):
+        folder = out / "variants" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(str(folder / "tokenizer.json"))
+        ids = [tokenizer.encode(t, add_special_tokens=False).ids for t in VARIANT_CASES]
+        ids_special = [tokenizer.encode(t, add_special_tokens=True).ids for t in VARIANT_CASES]
+        (out / "variants" / f"{name}.json").write_text(json.dumps({
+            "library": "tokenizers.Tokenizer", "folder": f"reference/tokenizer/variants/{name}",
+            "corpus_lines": 0, "texts": VARIANT_CASES, "ids": ids, "ids_with_special": ids_special,
+            "decoded": [tokenizer.decode(i, skip_special_tokens=False) for i in ids],
+            "decoded_with_special": [tokenizer.decode(i, skip_special_tokens=False) for i in ids_special],
+            "decoded_skip_special": [tokenizer.decode(i, skip_special_tokens=True) for i in ids_special],
+            "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True)}, ensure_ascii=False))
+
+    added = [AddedToken("<tool>", lstrip=True, rstrip=True, special=True, normalized=False),
+             AddedToken("wow", single_word=True, special=False, normalized=True),
+             AddedToken("café", special=False, normalized=True)]
+
+    gpt2 = Tokenizer.from_file(str(bpe_json))
+    gpt2.normalizer = None
+    gpt2.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    gpt2.post_processor = processors.TemplateProcessing(single="$A <|endoftext|>",
+                                                        special_tokens=[("<|endoftext|>", 0)])
+    gpt2.add_tokens(added)
+    record("gpt2_style", gpt2)
+
+    llama3 = Tokenizer.from_file(str(bpe_json))
+    document = json.loads(llama3.to_str())
+    document["model"]["ignore_merges"] = True
+    document["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in document["model"]["merges"]]
+    llama3 = Tokenizer.from_str(json.dumps(document))
+    llama3.normalizer = normalizers.Sequence([normalizers.NFC()])
+    llama3.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|im_start|> $A", special_tokens=[("<|im_start|>", 1)])])
+    llama3.add_special_tokens([AddedToken("<tool>", lstrip=True, rstrip=False, special=True, normalized=False)])
+    llama3.add_tokens(added[1:])
+    record("llama3_style", llama3)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixtures", required=True)
@@ -119,6 +183,8 @@ def main():
         "library": "tokenizers.Tokenizer.from_file", "corpus_lines": len(corpus), "texts": texts,
         "ids": encodings, "decoded": [raw.decode(i, skip_special_tokens=False) for i in encodings],
         "vocab_size": raw.get_vocab_size(with_added_tokens=True)}, ensure_ascii=False))
+
+    write_variants(out, folders["bpe"] / "tokenizer.json")
 
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=str(folders["sentencepiece"] / "tokenizer.model"))

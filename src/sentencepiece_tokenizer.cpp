@@ -120,18 +120,6 @@ class SentencePieceTokenizer : public Tokenizer {
   static bool is_hex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
   static bool is_utf8(const std::string& bytes) { return utf8_lossy(bytes) == bytes; }
 
-  static std::string replace_all(const std::string& text, const std::string& from, const std::string& to) {
-    std::string out;
-    size_t position = 0, hit;
-    while ((hit = text.find(from, position)) != std::string::npos) {
-      out.append(text, position, hit - position);
-      out += to;
-      position = hit + from.size();
-    }
-    out.append(text, position, std::string::npos);
-    return out;
-  }
-
   // HF Metaspace: "▁" in front unless the piece already starts with one after spaces became "▁" (so a
   // leading space or a literal "▁" suppresses it); then sentencepiece.
   void encode_piece(std::string_view text, size_t offset, std::vector<int64_t>& ids) const {

@@ -134,22 +134,23 @@ void append_utf8(std::string& out, uint32_t c) {
   out.append(buffer, static_cast<size_t>(length));
 }
 
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
+  std::string out;
+  size_t position = 0, hit;
+  while ((hit = text.find(from, position)) != std::string_view::npos) {
+    out.append(text.substr(position, hit - position));
+    out.append(to);
+    position = hit + from.size();
+  }
+  out.append(text.substr(position));
+  return out;
+}
+
 std::string clean_up_tokenization(std::string text) {
   static const std::pair<const char*, const char*> kReplacements[] = {
       {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
       {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-  for (const auto& [from, to] : kReplacements) {  // one after another, as Python's chained str.replace
-    std::string out;
-    std::string_view pattern(from);
-    size_t position = 0, hit;
-    while ((hit = text.find(pattern, position)) != std::string::npos) {
-      out.append(text, position, hit - position);
-      out += to;
-      position = hit + pattern.size();
-    }
-    out.append(text, position, std::string::npos);
-    text = std::move(out);
-  }
+  for (const auto& [from, to] : kReplacements) text = replace_all(text, from, to);  // as Python's chained replace
   return text;
 }
 

@@ -233,3 +233,28 @@ TEST(Tokenizer, IgnoreMergesEmitsWholeVocabularyWords) {
 
 }  // namespace
 }  // namespace autotrain
+
+namespace autotrain {
+namespace {
+
+TEST(Tokenizer, SentencePieceWinsWhenBothFilesArePresent) {
+  testing::TempDir dir;
+  for (const char* name : {"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
+    testing::write_text(dir.file(name), read_file(kFixtures + "/tokenizers/sentencepiece/" + name));
+  testing::write_text(dir.file("tokenizer.json"), read_file(kFixtures + "/tokenizers/bpe/tokenizer.json"));
+  auto both = Tokenizer::load(dir.path().string());
+  auto spm = Tokenizer::load(kFixtures + "/tokenizers/sentencepiece");
+  EXPECT_EQ(both->encode("Hello world 123", true), spm->encode("Hello world 123", true));
+}
+
+// transformers' clean_up_tokenization, when tokenizer_config.json asks for it (older GPT-2 style configs).
+TEST(Tokenizer, DecodeCleansUpSpacesWhenConfigured) {
+  testing::TempDir dir;
+  testing::write_text(dir.file("tokenizer.json"), read_file(kFixtures + "/tokenizers/bpe/tokenizer.json"));
+  testing::write_text(dir.file("tokenizer_config.json"), "{\"clean_up_tokenization_spaces\": true}");
+  auto tokenizer = Tokenizer::load(dir.path().string());
+  EXPECT_EQ(tokenizer->decode(tokenizer->encode("I do n't know . ok ? yes !")), "I don't know. ok? yes!");
+}
+
+}  // namespace
+}  // namespace autotrain

@@ -1,0 +1,551 @@
+// Byte-level BPE from tokenizer.json (GPT-2, Llama-3, Qwen2), reproducing the `tokenizers` library's
+// pipeline: added tokens -> normalizer -> pre-tokenizer (Split regex / ByteLevel) -> BPE by merge rank ->
+// post-processor template; decoding through the ByteLevel decoder.
+#include <array>
+#include <mutex>
+#include <unordered_map>
+
+#include <pcre2.h>
+#include <unicode/normalizer2.h>
+#include <unicode/bytestream.h>
+#include <unicode/utf8.h>
+
+#include "autotrain/error.h"
+#include "tokenizer_parts.h"
+
+namespace autotrain::tokenization {
+namespace {
+using json = nlohmann::json;
+
+// GPT-2's pre-tokenizer pattern: what ByteLevel(use_regex=true) splits with.
+const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+// GPT-2's bytes_to_unicode(): printable bytes map to themselves, the others to U+0100 onwards, so that
+// every byte is one visible character of the vocabulary.
+struct ByteAlphabet {
+  std::array<std::string, 256> byte_to_text;
+  std::unordered_map<UChar32, uint8_t> char_to_byte;
+
+  ByteAlphabet() {
+    int next = 256;
+    for (int b = 0; b < 256; ++b) {
+      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      UChar32 c = printable ? b : next++;
+      append_utf8(byte_to_text[b], static_cast<uint32_t>(c));
+      char_to_byte[c] = static_cast<uint8_t>(b);
+    }
+  }
+};
+
+const ByteAlphabet& byte_alphabet() {
+  static const ByteAlphabet alphabet;
+  return alphabet;
+}
+
+// A PCRE2 pattern compiled with UTF + UCP, so \p{L}, \s and \w are Unicode-aware like Oniguruma's.
+class Regex {
+ public:
+  Regex(const std::string& pattern, const std::string& file) {
+    int error = 0;
+    PCRE2_SIZE offset = 0;
+    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP,
+                          &error, &offset, nullptr);
+    if (!code_) {
+      PCRE2_UCHAR message[256];
+      pcre2_get_error_message(error, message, sizeof(message));
+      throw Error(file + ": pre_tokenizer regex does not compile at offset " + std::to_string(offset) + " (" +
+                  reinterpret_cast<char*>(message) + "): " + pattern);
+    }
+    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // falls back to the interpreter when JIT is unavailable
+  }
+  ~Regex() { pcre2_code_free(code_); }
+  Regex(const Regex&) = delete;
+  Regex& operator=(const Regex&) = delete;
+
+  // Non-overlapping matches, left to right, as [start, end) byte ranges. The text is valid UTF-8.
+  std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const {
+    std::vector<std::pair<size_t, size_t>> matches;
+    pcre2_match_data* data = pcre2_match_data_create_from_pattern(code_, nullptr);
+    size_t position = 0;
+    while (position <= text.size()) {
+      int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), position,
+                           PCRE2_NO_UTF_CHECK, data, nullptr);
+      if (rc < 0) break;
+      PCRE2_SIZE* range = pcre2_get_ovector_pointer(data);
+      if (range[1] == range[0]) {  // an empty match: step over one character
+        position = range[0] + 1;
+        while (position < text.size() && (static_cast<uint8_t>(text[position]) & 0xC0) == 0x80) ++position;
+        continue;
+      }
+      matches.emplace_back(range[0], range[1]);
+      position = range[1];
+    }
+    pcre2_match_data_free(data);
+    return matches;
+  }
+
+ private:
+  pcre2_code* code_ = nullptr;
+};
+
+// tokenizer.json "normalizer": null, NFC / NFD / NFKC / NFKD, or a Sequence of those.
+class Normalizer {
+ public:
+  Normalizer(const json& spec, const std::string& file) { add(spec, file); }
+
+  std::string apply(std::string_view text) const {
+    std::string current(text);
+    for (const icu::Normalizer2* form : forms_) {
+      std::string out;
+      icu::StringByteSink<std::string> sink(&out);
+      UErrorCode status = U_ZERO_ERROR;
+      form->normalizeUTF8(0, icu::StringPiece(current.data(), static_cast<int32_t>(current.size())), sink,
+                          nullptr, status);
+      if (U_FAILURE(status)) throw Error(std::string("tokenizer: Unicode normalisation failed: ") + u_errorName(status));
+      current = std::move(out);
+    }
+    return current;
+  }
+
+ private:
+  std::vector<const icu::Normalizer2*> forms_;
+
+  void add(const json& spec, const std::string& file) {
+    if (spec.is_null()) return;
+    std::string type = spec.value("type", "");
+    if (type == "Sequence") {
+      for (const auto& item : spec.value("normalizers", json::array())) add(item, file);
+      return;
+    }
+    UErrorCode status = U_ZERO_ERROR;
+    const icu::Normalizer2* form = nullptr;
+    if (type == "NFC") form = icu::Normalizer2::getNFCInstance(status);
+    else if (type == "NFD") form = icu::Normalizer2::getNFDInstance(status);
+    else if (type == "NFKC") form = icu::Normalizer2::getNFKCInstance(status);
+    else if (type == "NFKD") form = icu::Normalizer2::getNFKDInstance(status);
+    else
+      throw Error(file + ": normalizer type \"" + type + "\" is not supported (supported: NFC, NFD, NFKC, NFKD, "
+                  "Sequence); a byte-level BPE tokenizer (GPT-2, Llama-3, Qwen2) is expected");
+    if (U_FAILURE(status)) throw Error(file + ": ICU has no " + type + " data: " + u_errorName(status));
+    forms_.push_back(form);
+  }
+};
+
+// tokenizer.json "pre_tokenizer": Split(regex or string, Isolated / Removed) and ByteLevel, or a Sequence.
+class PreTokenizer {
+ public:
+  PreTokenizer(const json& spec, const std::string& file) {
+    add(spec, file);
+    if (!byte_level_)
+      throw Error(file + ": the pre_tokenizer has no ByteLevel step; only byte-level BPE tokenizer.json files "
+                  "(GPT-2, Llama-3, Qwen2) are supported");
+  }
+
+  // Splits normalised text into words, each mapped through the byte alphabet.
+  std::vector<std::string> apply(std::string_view text) const {
+    std::vector<std::string> pieces{std::string(text)};
+    for (const Step& step : steps_) {
+      std::vector<std::string> next;
+      for (std::string& piece : pieces) {
+        if (piece.empty()) continue;  // `tokenizers` drops empty splits before each step
+        if (step.prefix_space && piece[0] != ' ') piece.insert(0, " ");
+        if (!step.regex) {
+          next.push_back(std::move(piece));
+          continue;
+        }
+        size_t last = 0;
+        for (auto [start, end] : step.regex->find_all(piece)) {
+          if (start > last) next.push_back(piece.substr(last, start - last));
+          if (!step.remove_matches) next.push_back(piece.substr(start, end - start));
+          last = end;
+        }
+        if (last < piece.size()) next.push_back(piece.substr(last));
+      }
+      pieces = std::move(next);
+    }
+    const auto& alphabet = byte_alphabet();
+    std::vector<std::string> words;
+    words.reserve(pieces.size());
+    for (const std::string& piece : pieces) {
+      if (piece.empty()) continue;
+      std::string word;
+      for (unsigned char byte : piece) word += alphabet.byte_to_text[byte];
+      words.push_back(std::move(word));
+    }
+    return words;
+  }
+
+ private:
+  struct Step {
+    std::shared_ptr<Regex> regex;  // null: no split
+    bool remove_matches = false;   // Split behavior Removed (else Isolated)
+    bool prefix_space = false;     // ByteLevel add_prefix_space
+  };
+  std::vector<Step> steps_;
+  bool byte_level_ = false;
+
+  void add(const json& spec, const std::string& file) {
+    if (spec.is_null()) return;
+    std::string type = spec.value("type", "");
+    if (type == "Sequence") {
+      for (const auto& item : spec.value("pretokenizers", json::array())) add(item, file);
+    } else if (type == "ByteLevel") {
+      byte_level_ = true;
+      Step step;
+      step.prefix_space = spec.value("add_prefix_space", true);
+      if (spec.value("use_regex", true)) step.regex = std::make_shared<Regex>(kGpt2Pattern, file);
+      steps_.push_back(step);
+    } else if (type == "Split") {
+      add_split(spec, file);
+    } else {
+      throw Error(file + ": pre_tokenizer type \"" + type + "\" is not supported (supported: Split, ByteLevel, "
+                  "Sequence)");
+    }
+  }
+
+  void add_split(const json& spec, const std::string& file) {
+    if (spec.value("invert", false)) throw Error(file + ": Split pre_tokenizer with invert=true is not supported");
+    std::string behavior = spec.value("behavior", "");
+    if (behavior != "Isolated" && behavior != "Removed")
+      throw Error(file + ": Split behavior \"" + behavior + "\" is not supported (supported: Isolated, Removed)");
+    const json& pattern = spec.value("pattern", json::object());
+    std::string regex;
+    if (pattern.contains("Regex") && pattern["Regex"].is_string()) {
+      regex = pattern["Regex"].get<std::string>();
+    } else if (pattern.contains("String") && pattern["String"].is_string()) {
+      regex = "\\Q" + pattern["String"].get<std::string>() + "\\E";
+    } else {
+      throw Error(file + ": Split pre_tokenizer has no \"pattern\" {\"Regex\": ...} or {\"String\": ...}");
+    }
+    Step step;
+    step.regex = std::make_shared<Regex>(regex, file);
+    step.remove_matches = behavior == "Removed";
+    steps_.push_back(step);
+  }
+};
+
+uint64_t pair_key(int64_t left, int64_t right) {
+  return (static_cast<uint64_t>(left) << 32) | static_cast<uint64_t>(right);
+}
+
+class BpeTokenizer : public Tokenizer {
+ public:
+  BpeTokenizer(const json& document, const std::string& file, const TokenizerConfig& config)
+      : file_(file), normalizer_(document.value("normalizer", json()), file),
+        pre_tokenizer_(document.value("pre_tokenizer", json()), file) {
+    read_model(document["model"]);
+    read_added_tokens(document.value("added_tokens", json::array()));
+    read_decoder(document.value("decoder", json()));
+    read_post_processor(document.value("post_processor", json()), config);
+    clean_up_spaces_ = config.clean_up_tokenization_spaces.value_or(false);
+    if (config.bos_token) bos_id_ = find_token(*config.bos_token);
+    if (config.eos_token) eos_id_ = find_token(*config.eos_token);
+    if (config.pad_token) pad_id_ = find_token(*config.pad_token);
+  }
+
+  std::vector<int64_t> encode(std::string_view text, bool add_special_tokens) const override {
+    require_utf8(text);
+    std::vector<int64_t> ids;
+    if (add_special_tokens) ids = prefix_ids_;
+    for (const auto& piece : added_.split(text, false)) {
+      if (piece.id) {
+        ids.push_back(*piece.id);
+        continue;
+      }
+      std::string normalized = normalizer_.apply(piece.text);
+      for (const auto& part : added_.split(normalized, true)) {
+        if (part.id) {
+          ids.push_back(*part.id);
+          continue;
+        }
+        for (const std::string& word : pre_tokenizer_.apply(part.text)) encode_word(word, ids);
+      }
+    }
+    if (add_special_tokens) ids.insert(ids.end(), suffix_ids_.begin(), suffix_ids_.end());
+    return ids;
+  }
+
+  std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const override {
+    // The ByteLevel decoder: a token made of byte-alphabet characters gives those bytes; any other
+    // token (an added token such as "<|im_end|>" with characters outside the alphabet) its own UTF-8.
+    const auto& alphabet = byte_alphabet();
+    std::string bytes;
+    for (int64_t id : ids) {
+      const std::string* token = nullptr;
+      if (const AddedToken* added = added_.find(id)) {
+        if (skip_special_tokens && added->special) continue;
+        token = &added->content;
+      } else if (id >= 0 && id < static_cast<int64_t>(id_to_token_.size()) && !id_to_token_[id].empty()) {
+        token = &id_to_token_[id];
+      } else {
+        throw Error("tokenizer: id " + std::to_string(id) + " is not in the vocabulary of " + file_);
+      }
+      std::string token_bytes;
+      const auto* s = reinterpret_cast<const uint8_t*>(token->data());
+      int32_t i = 0, length = static_cast<int32_t>(token->size());
+      bool mapped = true;
+      while (i < length && mapped) {
+        UChar32 c;
+        U8_NEXT(s, i, length, c);
+        auto it = alphabet.char_to_byte.find(c);
+        if (it == alphabet.char_to_byte.end()) mapped = false;
+        else token_bytes += static_cast<char>(it->second);
+      }
+      bytes += mapped ? token_bytes : *token;
+    }
+    std::string text = utf8_lossy(bytes);
+    return clean_up_spaces_ ? clean_up_tokenization(text) : text;
+  }
+
+  int64_t vocab_size() const override { return vocab_size_; }
+
+ protected:
+  std::optional<int64_t> find_token(const std::string& token) const override {
+    if (auto id = added_.id_of(token)) return id;
+    auto it = vocab_.find(token);
+    if (it == vocab_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  struct Merge {
+    int64_t rank;
+    int64_t merged_id;
+  };
+
+  std::string file_;
+  Normalizer normalizer_;
+  PreTokenizer pre_tokenizer_;
+  AddedVocabulary added_;
+  std::unordered_map<std::string, int64_t> vocab_;
+  std::vector<std::string> id_to_token_;
+  std::unordered_map<uint64_t, Merge> merges_;
+  std::optional<int64_t> unk_id_;
+  bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false, clean_up_spaces_ = false;
+  std::vector<int64_t> prefix_ids_, suffix_ids_;  // the post-processor template around the text
+  int64_t vocab_size_ = 0;
+
+  // Words seen before (the `tokenizers` BPE keeps the same cache, 10,000 entries).
+  static constexpr size_t kCacheCapacity = 10000;
+  mutable std::mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<int64_t>> cache_;
+
+  void read_model(const json& model);
+  void read_added_tokens(const json& list);
+  void read_decoder(const json& decoder);
+  void read_post_processor(const json& processor, const TokenizerConfig& config);
+  void read_template(const json& processor);
+  void encode_word(const std::string& word, std::vector<int64_t>& ids) const;
+  std::vector<int64_t> merge_word(const std::string& word) const;
+};
+
+void BpeTokenizer::read_model(const json& model) {
+  if (!model.is_object()) throw Error(file_ + ": no \"model\" object");
+  std::string type = model.value("type", "BPE");
+  if (type != "BPE")
+    throw Error(file_ + ": model type \"" + type + "\" is not supported; only byte-level BPE tokenizer.json "
+                "(GPT-2, Llama-3, Qwen2) or a sentencepiece tokenizer.model can be loaded");
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    auto it = model.find(key);
+    if (it != model.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty()))
+      throw Error(file_ + ": BPE model \"" + key + "\" is not supported");
+  }
+  auto dropout = model.find("dropout");
+  if (dropout != model.end() && dropout->is_number() && dropout->get<double>() > 0.0)
+    throw Error(file_ + ": BPE dropout is not supported; set \"dropout\": null");
+  fuse_unk_ = model.value("fuse_unk", false);
+  byte_fallback_ = model.value("byte_fallback", false);
+  ignore_merges_ = model.value("ignore_merges", false);
+  const json& vocab = model.value("vocab", json::object());
+  if (!vocab.is_object() || vocab.empty()) throw Error(file_ + ": model.vocab is missing or empty");
+  for (const auto& [token, id] : vocab.items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0)
+      throw Error(file_ + ": model.vocab[\"" + token + "\"] is not a token id");
+    int64_t value = id.get<int64_t>();
+    vocab_[token] = value;
+    if (value >= static_cast<int64_t>(id_to_token_.size())) id_to_token_.resize(value + 1);
+    id_to_token_[value] = token;
+  }
+  auto unk = model.find("unk_token");
+  if (unk != model.end() && unk->is_string()) {
+    auto it = vocab_.find(unk->get<std::string>());
+    if (it != vocab_.end()) unk_id_ = it->second;
+  }
+  int64_t rank = 0;
+  for (const auto& merge : model.value("merges", json::array())) {
+    // "a b" (tokenizers < 0.20) or ["a", "b"] (later).
+    std::string left, right;
+    if (merge.is_string()) {
+      std::string text = merge.get<std::string>();
+      size_t space = text.find(' ');
+      if (space == std::string::npos) throw Error(file_ + ": merge \"" + text + "\" is not \"left right\"");
+      left = text.substr(0, space);
+      right = text.substr(space + 1);
+    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+      left = merge[0].get<std::string>();
+      right = merge[1].get<std::string>();
+    } else {
+      throw Error(file_ + ": merge " + merge.dump() + " is neither \"left right\" nor [left, right]");
+    }
+    auto l = vocab_.find(left), r = vocab_.find(right), m = vocab_.find(left + right);
+    if (l == vocab_.end() || r == vocab_.end() || m == vocab_.end())
+      throw Error(file_ + ": merge \"" + left + " " + right + "\" uses a token that is not in model.vocab");
+    merges_.emplace(pair_key(l->second, r->second), Merge{rank++, m->second});
+  }
+}
+
+void BpeTokenizer::read_added_tokens(const json& list) {
+  for (const auto& item : list) {
+    AddedToken token;
+    token.content = item.value("content", "");
+    token.id = item.value("id", int64_t{-1});
+    if (token.content.empty() || token.id < 0) throw Error(file_ + ": added_tokens entry " + item.dump() + " lacks content or id");
+    token.special = item.value("special", false);
+    token.lstrip = item.value("lstrip", false);
+    token.rstrip = item.value("rstrip", false);
+    token.single_word = item.value("single_word", false);
+    token.normalized = item.value("normalized", !token.special);
+    added_.add(token);
+  }
+  vocab_size_ = static_cast<int64_t>(vocab_.size());
+  for (const auto& token : added_.tokens())
+    if (!vocab_.count(token.content)) ++vocab_size_;
+}
+
+void BpeTokenizer::read_decoder(const json& decoder) {
+  std::string type = decoder.is_object() ? decoder.value("type", "") : "null";
+  if (type != "ByteLevel")
+    throw Error(file_ + ": decoder \"" + type + "\" is not supported; a byte-level BPE tokenizer.json has a "
+                "ByteLevel decoder");
+}
+
+void BpeTokenizer::read_post_processor(const json& processor, const TokenizerConfig& config) {
+  // transformers rebuilds the template from tokenizer_config.json's add_bos_token / add_eos_token when
+  // either is set (TokenizersBackend.update_post_processor); otherwise tokenizer.json's template holds.
+  if (config.add_bos_token || config.add_eos_token) {
+    auto id_of = [&](const std::optional<std::string>& token, const char* name) {
+      if (!token) throw Error(config.path + ": add_" + std::string(name) + "_token is true but there is no " + name + "_token");
+      auto id = find_token(*token);
+      if (!id) throw Error(config.path + ": " + name + "_token \"" + *token + "\" is not in " + file_);
+      return *id;
+    };
+    if (config.add_bos_token.value_or(false)) prefix_ids_.push_back(id_of(config.bos_token, "bos"));
+    if (config.add_eos_token.value_or(false)) suffix_ids_.push_back(id_of(config.eos_token, "eos"));
+    return;
+  }
+  read_template(processor);
+}
+
+void BpeTokenizer::read_template(const json& processor) {
+  if (processor.is_null()) return;
+  std::string type = processor.value("type", "");
+  if (type == "ByteLevel") return;  // offsets only
+  if (type == "Sequence") {
+    for (const auto& item : processor.value("processors", json::array())) read_template(item);
+    return;
+  }
+  if (type != "TemplateProcessing")
+    throw Error(file_ + ": post_processor \"" + type + "\" is not supported (supported: TemplateProcessing, "
+                "ByteLevel, Sequence)");
+  const json& specials = processor.value("special_tokens", json::object());
+  bool after_text = false;
+  for (const auto& piece : processor.value("single", json::array())) {
+    if (piece.contains("Sequence")) {
+      after_text = true;
+      continue;
+    }
+    std::string name = piece.value("SpecialToken", json::object()).value("id", "");
+    auto special = specials.find(name);
+    if (special == specials.end())
+      throw Error(file_ + ": post_processor template names \"" + name + "\", which is not in its special_tokens");
+    for (const auto& id : special->value("ids", json::array()))
+      (after_text ? suffix_ids_ : prefix_ids_).push_back(id.get<int64_t>());
+  }
+}
+
+void BpeTokenizer::encode_word(const std::string& word, std::vector<int64_t>& ids) const {
+  if (ignore_merges_) {
+    // Llama-3: a pre-token that is itself a vocabulary entry is emitted whole, whatever the merges say.
+    auto it = vocab_.find(word);
+    if (it != vocab_.end()) {
+      ids.push_back(it->second);
+      return;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    auto it = cache_.find(word);
+    if (it != cache_.end()) {
+      ids.insert(ids.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<int64_t> word_ids = merge_word(word);
+  ids.insert(ids.end(), word_ids.begin(), word_ids.end());
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  if (cache_.size() < kCacheCapacity) cache_.emplace(word, std::move(word_ids));
+}
+
+std::vector<int64_t> BpeTokenizer::merge_word(const std::string& word) const {
+  // One symbol per character (a byte of the original text), then repeatedly merge the adjacent pair of
+  // lowest rank, leftmost first: the order of the `tokenizers` priority queue.
+  std::vector<int64_t> symbols;
+  const auto* s = reinterpret_cast<const uint8_t*>(word.data());
+  int32_t i = 0, length = static_cast<int32_t>(word.size());
+  bool previous_unknown = false;
+  while (i < length) {
+    int32_t start = i;
+    UChar32 c;
+    U8_NEXT(s, i, length, c);
+    std::string character = word.substr(start, i - start);
+    auto it = vocab_.find(character);
+    if (it != vocab_.end()) {
+      symbols.push_back(it->second);
+      previous_unknown = false;
+      continue;
+    }
+    if (byte_fallback_) {
+      bool all_bytes = true;
+      std::vector<int64_t> byte_ids;
+      for (unsigned char byte : character) {
+        char name[8];
+        std::snprintf(name, sizeof(name), "<0x%02X>", byte);
+        auto byte_it = vocab_.find(name);
+        if (byte_it == vocab_.end()) all_bytes = false;
+        else byte_ids.push_back(byte_it->second);
+      }
+      if (all_bytes) {
+        symbols.insert(symbols.end(), byte_ids.begin(), byte_ids.end());
+        previous_unknown = false;
+        continue;
+      }
+    }
+    if (unk_id_ && !(fuse_unk_ && previous_unknown)) symbols.push_back(*unk_id_);
+    previous_unknown = true;
+  }
+  while (symbols.size() > 1) {
+    const Merge* best = nullptr;
+    size_t best_at = 0;
+    for (size_t k = 0; k + 1 < symbols.size(); ++k) {
+      auto it = merges_.find(pair_key(symbols[k], symbols[k + 1]));
+      if (it != merges_.end() && (!best || it->second.rank < best->rank)) {
+        best = &it->second;
+        best_at = k;
+      }
+    }
+    if (!best) break;
+    symbols[best_at] = best->merged_id;
+    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
+  }
+  return symbols;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::string& tokenizer_json, const TokenizerConfig& config) {
+  json document = read_json_file(tokenizer_json);
+  if (!document.is_object()) throw Error(tokenizer_json + ": expected a JSON object");
+  return std::make_unique<BpeTokenizer>(document, tokenizer_json, config);
+}
+
+}  // namespace autotrain::tokenization

@@ -27,15 +27,6 @@ std::string write_config(const testing::TempDir& dir, const json& config) {
 
 json fixture_config(const std::string& name) { return json::parse(read_file(kModels + name + "/config.json")); }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(ModelConfig, ReadsLlamaWithRopeParameters) {
   ModelConfig c = load_model_config(kModels + "llama");
   EXPECT_EQ(c.model_type, "llama");
@@ -137,7 +128,7 @@ TEST(ModelConfig, UnsupportedModelTypeListsTheSupportedOnes) {
   json config = fixture_config("llama");
   config["model_type"] = "gpt2";
   testing::TempDir dir;
-  std::string message = error_of([&] { load_model_config(write_config(dir, config)); });
+  std::string message = testing::error_message_of([&] { load_model_config(write_config(dir, config)); });
   EXPECT_NE(message.find("config.json"), std::string::npos) << message;
   EXPECT_NE(message.find("gpt2"), std::string::npos) << message;
   EXPECT_NE(message.find("llama, mistral, qwen2"), std::string::npos) << message;
@@ -147,18 +138,18 @@ TEST(ModelConfig, MissingOrWrongTypedKeyNamesFileAndKey) {
   testing::TempDir dir;
   json config = fixture_config("mistral");
   config.erase("hidden_size");
-  std::string message = error_of([&] { load_model_config(write_config(dir, config)); });
+  std::string message = testing::error_message_of([&] { load_model_config(write_config(dir, config)); });
   EXPECT_NE(message.find("config.json: key \"hidden_size\" is missing"), std::string::npos) << message;
 
   config = fixture_config("mistral");
   config["num_attention_heads"] = "4";
-  message = error_of([&] { load_model_config(write_config(dir, config)); });
+  message = testing::error_message_of([&] { load_model_config(write_config(dir, config)); });
   EXPECT_NE(message.find("config.json: key \"num_attention_heads\" should be an integer"), std::string::npos)
       << message;
 
   config = fixture_config("llama");
   config["rope_parameters"]["rope_type"] = "yarn";
-  message = error_of([&] { load_model_config(write_config(dir, config)); });
+  message = testing::error_message_of([&] { load_model_config(write_config(dir, config)); });
   EXPECT_NE(message.find("rope_type"), std::string::npos) << message;
   EXPECT_NE(message.find("yarn"), std::string::npos) << message;
 }

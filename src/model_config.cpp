@@ -216,6 +216,9 @@ ModelConfig load_model_config(const std::string& model_dir) {
   config.qkv_bias = arch.qkv_bias || attention_bias;
   config.o_bias = arch.o_bias || attention_bias;
   config.mlp_bias = arch.mlp_bias_key.empty() ? false : reader.boolean(arch.mlp_bias_key, false);
+  // The MLP is SwiGLU (silu) in all three; another activation would silently compute something else.
+  const std::string activation = reader.string("hidden_act", "silu");
+  if (activation != "silu") throw reader.bad_value("hidden_act", "is \"" + activation + "\"; only silu is supported");
   config.layer_sliding_window = parse_sliding_windows(reader, arch, config.num_hidden_layers);
 
   // transformers 5 writes rope_parameters {rope_type, rope_theta, ...}; 4.x wrote rope_theta + rope_scaling.

@@ -147,6 +147,11 @@ TEST(ModelConfig, MissingOrWrongTypedKeyNamesFileAndKey) {
   EXPECT_NE(message.find("config.json: key \"num_attention_heads\" should be an integer"), std::string::npos)
       << message;
 
+  config = fixture_config("qwen2");
+  config["hidden_act"] = "gelu";
+  message = testing::error_message_of([&] { load_model_config(write_config(dir, config)); });
+  EXPECT_NE(message.find("config.json: key \"hidden_act\" is \"gelu\""), std::string::npos) << message;
+
   config = fixture_config("llama");
   config["rope_parameters"]["rope_type"] = "yarn";
   message = testing::error_message_of([&] { load_model_config(write_config(dir, config)); });

@@ -279,6 +279,27 @@ TEST(ModelTraining, GradientCheckpointingGivesTheSameLoraGradients) {
   EXPECT_LE(diff, 1e-6);
 }
 
+TEST(ModelTraining, QloraBf16BackwardReachesEveryLoraParameter) {
+  // The trainer's configuration: NF4 base, bf16 compute, LoRA on all projections, checkpointing.
+  ModelOptions options = lora_options(0.05);
+  options.dtype = at::kBFloat16;
+  options.quantization = BaseQuantization::int4;
+  options.gradient_checkpointing = true;
+  CausalLM model(kModels + "qwen2", options);
+  load_peft_adapter(model, "qwen2");
+  model.set_training(true);
+  Batch b = batch_of("qwen2");
+  at::Tensor loss = causal_lm_loss(model.forward(b.input_ids, b.attention_mask), b.labels);
+  EXPECT_EQ(loss.scalar_type(), at::kFloat);
+  loss.backward();
+  for (const auto& [name, parameter] : model.lora_parameters()) {
+    ASSERT_TRUE(parameter.grad().defined()) << name;
+    EXPECT_EQ(parameter.grad().scalar_type(), at::kFloat) << name;  // LoRA stays fp32, as PEFT
+    EXPECT_TRUE(parameter.grad().isfinite().all().item<bool>()) << name;
+    EXPECT_GT(parameter.grad().abs().max().item<double>(), 0) << name;
+  }
+}
+
 // A copy of the llama fixture whose tensors went through `edit`.
 std::string edited_llama(const testing::TempDir& dir,
                          const std::function<void(std::vector<std::pair<std::string, at::Tensor>>&)>& edit) {

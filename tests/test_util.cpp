@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "autotrain/error.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +27,15 @@ void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
   if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string error_message_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 std::string quote(const std::string& argument) {

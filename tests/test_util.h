@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 
 namespace autotrain::testing {
@@ -21,6 +22,9 @@ class TempDir {
 };
 
 void write_text(const std::string& path, const std::string& text);
+
+// The message of the autotrain::Error that `action` throws, or "(no error)".
+std::string error_message_of(const std::function<void()>& action);
 
 struct RunResult {
   int exit_code;

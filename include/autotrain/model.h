@@ -1,0 +1,91 @@
+// The decoder-only transformer of Llama, Qwen2 and Mistral (transformers' *ForCausalLM), in libtorch:
+// token embedding, num_hidden_layers x [RMSNorm, grouped-query attention with RoPE, RMSNorm, SwiGLU MLP],
+// final RMSNorm, lm_head (tied to the embedding or not). Loaded from a Hugging Face folder (config.json +
+// safetensors); the 7 linear projections of each layer are frozen (dense, NF4 or int8) and optionally
+// carry LoRA. Numerically it follows transformers op for op, so fp32 logits match to float rounding.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autotrain/frozen_linear.h"
+#include "autotrain/lora.h"
+#include "autotrain/model_config.h"
+
+namespace autotrain {
+
+struct ModelOptions {
+  at::ScalarType dtype = at::kFloat;                       // unquantized weights and compute: fp32/fp16/bf16
+  BaseQuantization quantization = BaseQuantization::none;  // the 7 linear projections only
+  FourBitOptions four_bit;                                 // NF4/FP4, double quantization
+  std::vector<std::string> lora_target_modules;  // subset of q_proj..down_proj; empty = no LoRA
+  LoraOptions lora;
+  bool gradient_checkpointing = false;  // recompute each decoder layer in the backward
+};
+
+// Keys and values of every layer for the positions seen so far; grows as forward() appends tokens.
+class KVCache {
+ public:
+  int64_t length() const { return length_; }
+  int64_t num_layers() const { return static_cast<int64_t>(keys_.size()); }
+  void clear();
+
+ private:
+  friend class CausalLM;
+  friend class DecoderLayer;
+  explicit KVCache(int64_t num_layers) : keys_(num_layers), values_(num_layers) {}
+  // keys/values (B, kv_heads, T, head_dim) of layer `layer` appended; returns all (B, kv_heads, L + T, hd).
+  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& keys, const at::Tensor& values);
+
+  std::vector<at::Tensor> keys_, values_;
+  at::Tensor key_mask_;  // (B, L) bool, false at padding; undefined while nothing is cached
+  int64_t length_ = 0;
+};
+
+class DecoderLayer;  // src/decoder_layer.h
+
+class CausalLM {
+ public:
+  // Reads model_dir/config.json and its safetensors (one file or shards), layer by layer, converting or
+  // quantizing each tensor as it goes. Throws Error naming the file and tensor that is missing or wrong.
+  CausalLM(const std::string& model_dir, const ModelOptions& options);
+  ~CausalLM();
+  CausalLM(CausalLM&&) noexcept;
+  CausalLM& operator=(CausalLM&&) noexcept;
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+
+  // input_ids (B,T) int64; attention_mask (B,T) 1 = token, 0 = padding (undefined = all ones); with a cache
+  // the T tokens follow the cache's L positions (positions L..L+T-1). Pad on the right: positions are the
+  // index in the sequence, as transformers' forward without position_ids. Returns logits (B,T,vocab) fp32.
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, KVCache* cache = nullptr);
+  KVCache make_cache() const;
+
+  // LoRA A and B of every targeted projection, named as PEFT names them in adapter_model.safetensors, in
+  // PEFT's order (layer by layer; q, k, v, o, gate, up, down; A then B). The tensors are the parameters.
+  std::vector<std::pair<std::string, at::Tensor>> lora_parameters() const;
+  void set_training(bool training);  // LoRA dropout on/off
+  bool is_training() const { return training_; }
+
+ private:
+  ModelConfig config_;
+  ModelOptions options_;
+  at::Tensor embed_tokens_;  // (vocab, C), frozen
+  at::Tensor final_norm_;    // (C,)
+  at::Tensor lm_head_;       // (vocab, C); the embedding itself when tied
+  at::Tensor inv_freq_;      // (head_dim / 2,) float32
+  std::vector<std::unique_ptr<DecoderLayer>> layers_;
+  bool training_ = false;
+};
+
+// Causal-LM loss as transformers (ForCausalLMLoss): logits (B,T,V) at t predict labels at t+1; labels -100
+// are ignored; the mean over the counted tokens, in float32.
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
+
+// transformers' LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) in float32, cast back to x's dtype, times weight.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+}  // namespace autotrain

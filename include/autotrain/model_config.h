@@ -1,0 +1,97 @@
+// A Hugging Face decoder's config.json (Llama, Qwen2, Mistral), and the architecture table that says how
+// those three differ: defaults, bias flags, sliding-window rule, tensor names. Everything downstream (the
+// decoder, the loader) reads these structs; nothing branches on the model_type string.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace autotrain {
+
+// How an architecture decides which layers attend through a sliding window.
+enum class SlidingWindowRule {
+  none,         // Llama: full causal attention everywhere
+  every_layer,  // Mistral: config "sliding_window" (null = off) applies to all layers
+  layer_types,  // Qwen2: only when "use_sliding_window"; layers whose layer_types entry is
+                // "sliding_attention" (default: layer index >= "max_window_layers")
+};
+
+// One row of the architecture table. Tensor names take the layer index for "{}".
+struct Architecture {
+  std::string model_type;
+  // Biases: a config key that switches them (empty = fixed by the architecture) and the fixed/default value.
+  std::string attention_bias_key;  // Llama: "attention_bias" switches q/k/v/o together
+  bool qkv_bias = false;
+  bool o_bias = false;
+  std::string mlp_bias_key;  // Llama: "mlp_bias"
+  SlidingWindowRule sliding_window_rule = SlidingWindowRule::none;
+  // transformers' defaults for keys a config.json may omit.
+  double default_rms_norm_eps = 1e-6;
+  double default_rope_theta = 10000.0;
+  int64_t default_max_position_embeddings = 2048;
+  std::optional<int64_t> default_sliding_window;
+  // Checkpoint tensor names.
+  std::string embed_tokens = "model.embed_tokens.weight";
+  std::string layer_prefix = "model.layers.{}.";  // + "self_attn.q_proj.weight", "input_layernorm.weight", ...
+  std::string final_norm = "model.norm.weight";
+  std::string lm_head = "lm_head.weight";
+};
+
+// The row for a model_type; throws Error listing the supported ones for another.
+const Architecture& architecture_of(const std::string& model_type);
+// "llama, mistral, qwen2"
+std::string supported_model_types();
+
+enum class RopeType { default_rope, linear, llama3 };
+
+// transformers' rope_parameters (rope_scaling in older configs), standardised.
+struct RopeParameters {
+  RopeType type = RopeType::default_rope;
+  double theta = 10000.0;
+  double factor = 1.0;                              // linear, llama3
+  double low_freq_factor = 1.0;                     // llama3
+  double high_freq_factor = 4.0;                    // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+struct ModelConfig {
+  std::string model_type;
+  const Architecture* architecture = nullptr;
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;  // default: num_attention_heads (no GQA)
+  int64_t head_dim = 0;             // default: hidden_size / num_attention_heads
+  double rms_norm_eps = 1e-6;
+  int64_t max_position_embeddings = 0;
+  bool tie_word_embeddings = false;
+  bool qkv_bias = false;  // q/k/v projections carry a bias
+  bool o_bias = false;
+  bool mlp_bias = false;
+  // Window of each layer in tokens (0 = full causal attention): a query at position i sees keys j with
+  // i - window < j <= i, as transformers' sliding-window mask.
+  std::vector<int64_t> layer_sliding_window;
+  RopeParameters rope;
+  at::ScalarType dtype = at::kFloat;  // torch_dtype / dtype of the checkpoint (float32 when absent)
+  std::optional<int64_t> bos_token_id, pad_token_id;
+  std::vector<int64_t> eos_token_ids;  // config "eos_token_id": an int or a list
+
+  int64_t q_size() const { return num_attention_heads * head_dim; }
+  int64_t kv_size() const { return num_key_value_heads * head_dim; }
+};
+
+// Reads model_dir/config.json; throws Error naming config.json and the key that is missing, of the wrong
+// type or of an unsupported value.
+ModelConfig load_model_config(const std::string& model_dir);
+
+// The rotary inverse frequencies, float32 (head_dim / 2,), as transformers' ROPE_INIT_FUNCTIONS computes
+// them for rope_type default, linear and llama3.
+at::Tensor rope_inverse_frequencies(const ModelConfig& config);
+
+}  // namespace autotrain

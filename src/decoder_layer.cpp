@@ -1,0 +1,160 @@
+#include "decoder_layer.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cmath>
+#include <mutex>
+
+namespace autotrain {
+
+const std::vector<std::string>& projection_names() {
+  static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
+// x (..., C), weight (C,). Variance in float32 whatever x's dtype; the weight multiplies after the cast
+// back, as LlamaRMSNorm (weight * hidden_states.to(input_dtype)).
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor h = x.to(at::kFloat);
+  at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * at::rsqrt(variance + eps);
+  return weight * h.to(x.scalar_type());
+}
+
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x * cos + rotated * sin;
+}
+
+void KVCache::clear() {
+  for (auto& k : keys_) k = at::Tensor();
+  for (auto& v : values_) v = at::Tensor();
+  key_mask_ = at::Tensor();
+  length_ = 0;
+}
+
+// Concatenation keeps the cache simple and autograd-correct; the copies it costs per step (L x kv_size)
+// are small next to the weight reads of a decoding step.
+std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t layer, const at::Tensor& keys, const at::Tensor& values) {
+  at::Tensor& k = keys_.at(layer);
+  at::Tensor& v = values_.at(layer);
+  k = k.defined() ? at::cat({k, keys}, 2) : keys;
+  v = v.defined() ? at::cat({v, values}, 2) : values;
+  return {k, v};
+}
+
+namespace {
+
+// (B, kv_heads, L, D) -> (B, kv_heads * groups, L, D): each key/value head serves `groups` query heads,
+// as transformers' repeat_kv.
+at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
+  if (groups == 1) return x;
+  auto s = x.sizes();
+  return x.unsqueeze(2).expand({s[0], s[1], groups, s[2], s[3]}).reshape({s[0], s[1] * groups, s[2], s[3]});
+}
+
+}  // namespace
+
+// x (B,T,C) -> (B,T,C). q (B,H,T,D), k/v (B,KV,L,D) with L = cached + T.
+at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& inputs, KVCache* cache) const {
+  const int64_t B = x.size(0), T = x.size(1), D = config_.head_dim;
+  at::Tensor q = projection("q_proj").forward(x).view({B, T, -1, D}).transpose(1, 2);
+  at::Tensor k = projection("k_proj").forward(x).view({B, T, -1, D}).transpose(1, 2);
+  at::Tensor v = projection("v_proj").forward(x).view({B, T, -1, D}).transpose(1, 2);
+  q = apply_rotary(q, inputs.cos, inputs.sin);
+  k = apply_rotary(k, inputs.cos, inputs.sin);
+  if (cache) std::tie(k, v) = cache->append(index_, k, v);
+  const int64_t groups = config_.num_attention_heads / config_.num_key_value_heads;
+  k = repeat_kv(k, groups);
+  v = repeat_kv(v, groups);
+  const at::Tensor& mask = inputs.masks.at(sliding_window_);
+  at::Tensor out = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask)
+                                                                              : std::nullopt,
+                                                    /*dropout_p=*/0.0, /*is_causal=*/!mask.defined(),
+                                                    /*scale=*/1.0 / std::sqrt(static_cast<double>(D)));
+  out = out.transpose(1, 2).reshape({B, T, -1});
+  return projection("o_proj").forward(out);
+}
+
+// x (B,T,C) -> (B,T,C) through (B,T,intermediate).
+at::Tensor DecoderLayer::mlp(const at::Tensor& x) const {
+  return projection("down_proj").forward(at::silu(projection("gate_proj").forward(x)) *
+                                         projection("up_proj").forward(x));
+}
+
+at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const LayerInputs& inputs, KVCache* cache) const {
+  at::Tensor h = hidden + attention(rms_norm(hidden, input_layernorm, config_.rms_norm_eps), inputs, cache);
+  return h + mlp(rms_norm(h, post_attention_layernorm, config_.rms_norm_eps));
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The CPU generator's state, swapped in and out under its lock (LoRA dropout draws from it).
+at::Tensor swap_cpu_rng_state(const at::Tensor& state) {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  at::Tensor previous = generator.get_state();
+  generator.set_state(state);
+  return previous;
+}
+
+at::Tensor cpu_rng_state() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+struct SavedInputs : public torch::CustomClassHolder {
+  explicit SavedInputs(LayerInputs value) : inputs(std::move(value)) {}
+  LayerInputs inputs;
+};
+
+// Reentrant activation checkpoint of one layer (torch.utils.checkpoint with use_reentrant=True): the forward
+// runs without a graph and keeps only the layer's input; the backward re-runs the layer with grad enabled
+// from the same RNG state (identical dropout masks) and backpropagates through it, which accumulates the
+// LoRA gradients and yields the input's gradient.
+struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const DecoderLayer* layer,
+                            const LayerInputs* inputs) {
+    ctx->save_for_backward({hidden});
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    ctx->saved_data["rng"] = cpu_rng_state();
+    // The caller's LayerInputs are gone by the backward: keep a copy (its tensors are shared, not copied).
+    ctx->saved_data["inputs"] = c10::IValue::make_capsule(c10::make_intrusive<SavedInputs>(*inputs));
+    return layer->forward(hidden, *inputs, nullptr);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto* layer = reinterpret_cast<const DecoderLayer*>(ctx->saved_data["layer"].toInt());
+    auto saved = c10::static_intrusive_pointer_cast<SavedInputs>(ctx->saved_data["inputs"].toCapsule());
+    const LayerInputs& inputs = saved->inputs;
+    at::Tensor hidden = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    at::Tensor outside_state = swap_cpu_rng_state(ctx->saved_data["rng"].toTensor());
+    at::Tensor output;
+    try {
+      at::AutoGradMode enable_grad(true);
+      output = layer->forward(hidden, inputs, nullptr);
+      torch::autograd::backward({output}, {grad_outputs[0]});
+    } catch (...) {
+      swap_cpu_rng_state(outside_state);
+      throw;
+    }
+    swap_cpu_rng_state(outside_state);
+    return {hidden.grad(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor DecoderLayer::forward_checkpointed(const at::Tensor& hidden, const LayerInputs& inputs) const {
+  return CheckpointedLayer::apply(hidden, this, &inputs);
+}
+
+}  // namespace autotrain

@@ -1,0 +1,63 @@
+// One decoder layer of the Llama family and the pieces it is made of (internal to src/model.cpp).
+//   h   = x + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))   n1 = rms_norm(x)
+//   out = h + down_proj(silu(gate_proj(n2)) * up_proj(n2))                          n2 = rms_norm(h)
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "autotrain/model.h"
+
+namespace autotrain {
+
+// A frozen linear projection, with LoRA on top when it is a target module.
+struct Projection {
+  std::shared_ptr<const FrozenLinear> base;
+  LoraLinear lora{nullptr};
+
+  // x (..., in) -> (..., out)
+  at::Tensor forward(const at::Tensor& x) const { return lora ? lora.ptr()->forward(x) : base->forward(x); }
+};
+
+// What every layer of one forward shares: rotary angles of the T new positions and the attention masks.
+struct LayerInputs {
+  at::Tensor cos, sin;  // (1, 1, T, head_dim) in the compute dtype
+  // Boolean mask (B or 1, 1, T, L) per sliding window (0 = full): true where a query may attend a key.
+  // Undefined: plain causal attention with SDPA's is_causal (no cache, no padding, window >= T).
+  std::map<int64_t, at::Tensor> masks;
+};
+
+// The 7 projection names in PEFT's (= the checkpoint's module) order.
+const std::vector<std::string>& projection_names();
+
+class DecoderLayer {
+ public:
+  DecoderLayer(int64_t index, const ModelConfig& config, int64_t sliding_window)
+      : index_(index), config_(config), sliding_window_(sliding_window) {}
+
+  // hidden (B,T,C) -> (B,T,C). With a cache, appends this layer's keys/values and attends to all of them.
+  at::Tensor forward(const at::Tensor& hidden, const LayerInputs& inputs, KVCache* cache) const;
+  // The same, recomputed in the backward instead of keeping activations (reentrant checkpoint).
+  at::Tensor forward_checkpointed(const at::Tensor& hidden, const LayerInputs& inputs) const;
+
+  int64_t sliding_window() const { return sliding_window_; }
+  int64_t index() const { return index_; }
+
+  at::Tensor input_layernorm, post_attention_layernorm;  // (C,)
+  std::map<std::string, Projection> projections;          // by name: q_proj, ..., down_proj
+
+ private:
+  at::Tensor attention(const at::Tensor& x, const LayerInputs& inputs, KVCache* cache) const;
+  at::Tensor mlp(const at::Tensor& x) const;
+  const Projection& projection(const char* name) const { return projections.at(name); }
+
+  int64_t index_;
+  ModelConfig config_;  // a copy: the layer outlives moves of its CausalLM
+  int64_t sliding_window_;
+};
+
+// q, k (B, heads, T, head_dim) rotated by cos/sin (1, 1, T, head_dim): x * cos + rotate_half(x) * sin.
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+}  // namespace autotrain

@@ -1,0 +1,60 @@
+#include "autotrain/generation.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "autotrain/error.h"
+
+namespace autotrain {
+
+namespace {
+
+// logits (V,) float32 -> the next token.
+int64_t choose_token(const at::Tensor& logits, const GenerationOptions& options, at::Generator& generator) {
+  if (options.temperature == 0) return logits.argmax().item<int64_t>();
+  at::Tensor scores = logits / options.temperature;
+  if (options.top_p < 1.0) {
+    // As TopPLogitsWarper: sort ascending, drop the tokens whose cumulative probability stays within
+    // 1 - top_p, always keep the most likely one.
+    auto [sorted, order] = scores.sort(/*dim=*/-1, /*descending=*/false);
+    at::Tensor cumulative = sorted.softmax(-1).cumsum(-1);
+    at::Tensor remove = cumulative <= (1.0 - options.top_p);
+    remove[-1] = false;
+    sorted = sorted.masked_fill(remove, -std::numeric_limits<float>::infinity());
+    scores = scores.scatter(0, order, sorted);
+  }
+  return at::multinomial(scores.softmax(-1), 1, /*replacement=*/false, generator).item<int64_t>();
+}
+
+}  // namespace
+
+std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>& prompt_ids,
+                                     const GenerationOptions& options, const std::function<void(int64_t)>& on_token) {
+  if (prompt_ids.empty()) throw Error("generate: the prompt has no tokens");
+  if (options.temperature < 0) throw config_error("generate: temperature must be >= 0 (0 = greedy)");
+  if (!(options.top_p > 0 && options.top_p <= 1)) throw config_error("generate: top_p must be in (0, 1]");
+  const bool was_training = model.is_training();
+  model.set_training(false);
+  at::NoGradGuard no_grad;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
+
+  KVCache cache = model.make_cache();
+  std::vector<int64_t> tokens;
+  at::Tensor input = at::tensor(prompt_ids, at::kLong).view({1, -1});
+  while (static_cast<int64_t>(tokens.size()) < options.max_new_tokens) {
+    at::Tensor logits = model.forward(input, {}, &cache);  // (1, T, V)
+    int64_t token = choose_token(logits[0][-1], options, generator);
+    tokens.push_back(token);
+    if (on_token) on_token(token);
+    const auto& stops = options.stop_token_ids;
+    if (std::find(stops.begin(), stops.end(), token) != stops.end()) break;
+    input = at::full({1, 1}, token, at::kLong);
+  }
+  model.set_training(was_training);
+  return tokens;
+}
+
+}  // namespace autotrain

@@ -1,0 +1,245 @@
+#include "autotrain/model.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <set>
+
+#include "autotrain/adapter.h"
+#include "autotrain/error.h"
+#include "autotrain/logging.h"
+#include "autotrain/safetensors.h"
+#include "decoder_layer.h"
+
+namespace autotrain {
+
+namespace {
+
+std::string shape_string(c10::IntArrayRef shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+std::string replace_layer(const std::string& pattern, int64_t layer) {
+  std::string name = pattern;
+  name.replace(name.find("{}"), 2, std::to_string(layer));
+  return name;
+}
+
+// Hands out checkpoint tensors one at a time, each checked against the shape config.json implies, and
+// remembers which were used so that the rest can be reported.
+class WeightLoader {
+ public:
+  WeightLoader(const std::string& model_dir, const ModelConfig& config)
+      : model_dir_(model_dir), config_(config), checkpoint_(Checkpoint::open(model_dir)) {}
+
+  bool has(const std::string& name) const { return checkpoint_.has(name); }
+
+  // The tensor as stored (a view of the mapped file): callers convert or quantize it one tensor at a time,
+  // so the peak stays near the final model size.
+  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+    if (!checkpoint_.has(name))
+      throw Error(model_dir_ + ": tensor " + name + " is missing from the checkpoint; config.json (model_type " +
+                  config_.model_type + ") needs it. Is the folder complete?");
+    const TensorInfo& info = checkpoint_.info(name);
+    const std::string& file = checkpoint_.path_of(name);
+    if (info.shape != shape)
+      throw Error(file + ": tensor " + name + " has shape " + shape_string(info.shape) + ", config.json wants " +
+                  shape_string(shape));
+    if (info.dtype != "F32" && info.dtype != "F16" && info.dtype != "BF16")
+      throw Error(file + ": tensor " + name + " has dtype " + info.dtype + "; expected F32, F16 or BF16");
+    used_.insert(name);
+    return checkpoint_.tensor(name);
+  }
+  void ignore(const std::string& name) { used_.insert(name); }
+
+  void warn_unused() const {
+    for (const std::string& name : checkpoint_.names()) {
+      // Old checkpoints carry the rotary buffer; it is recomputed from config.json, as transformers does.
+      const std::string buffer = "rotary_emb.inv_freq";
+      bool is_buffer = name.size() >= buffer.size() && name.compare(name.size() - buffer.size(), buffer.size(), buffer) == 0;
+      if (!used_.count(name) && !is_buffer)
+        log::warn(log::cat(checkpoint_.path_of(name), ": tensor ", name, " is not used by a ", config_.model_type,
+                           " model; ignored"));
+    }
+  }
+
+ private:
+  std::string model_dir_;
+  const ModelConfig& config_;
+  Checkpoint checkpoint_;
+  std::set<std::string> used_;
+};
+
+// (out, in) of each projection.
+std::pair<int64_t, int64_t> projection_shape(const ModelConfig& c, const std::string& name) {
+  if (name == "q_proj") return {c.q_size(), c.hidden_size};
+  if (name == "k_proj" || name == "v_proj") return {c.kv_size(), c.hidden_size};
+  if (name == "o_proj") return {c.hidden_size, c.q_size()};
+  if (name == "down_proj") return {c.hidden_size, c.intermediate_size};
+  return {c.intermediate_size, c.hidden_size};  // gate_proj, up_proj
+}
+
+bool projection_has_bias(const ModelConfig& c, const std::string& name) {
+  if (name == "q_proj" || name == "k_proj" || name == "v_proj") return c.qkv_bias;
+  if (name == "o_proj") return c.o_bias;
+  return c.mlp_bias;
+}
+
+// PEFT builds lora_A and lora_B as nn.Linear (each constructor draws a kaiming-uniform init) and then
+// redraws A; skipping the same draws makes A identical to PEFT's for the same torch seed.
+void skip_peft_linear_init_draws(int64_t r, int64_t in_features, int64_t out_features) {
+  at::NoGradGuard no_grad;
+  at::empty({r, in_features}, at::kFloat).uniform_();
+  at::empty({out_features, r}, at::kFloat).uniform_();
+}
+
+// (B or 1, 1, T, L) bool, true where query t (position past + t) may attend key j: j <= past + t, within
+// the window, and not padding. A query always sees itself, so that the row of a padding query is never
+// empty (an empty row is NaN in SDPA and would spread through the values of the next layer).
+// Undefined when SDPA's is_causal says the same.
+at::Tensor build_attention_mask(int64_t past, int64_t T, int64_t window, const at::Tensor& key_mask) {
+  if (!key_mask.defined() && past == 0 && (window == 0 || window >= T)) return {};
+  const int64_t L = past + T;
+  at::Tensor query = at::arange(past, L, at::kLong).unsqueeze(1);
+  at::Tensor key = at::arange(0, L, at::kLong).unsqueeze(0);
+  at::Tensor allowed = key <= query;
+  if (window > 0) allowed = allowed.logical_and(query - key < window);
+  allowed = allowed.view({1, 1, T, L});
+  if (key_mask.defined()) allowed = allowed.logical_and(key_mask.view({key_mask.size(0), 1, 1, L}));
+  return allowed.logical_or((key == query).view({1, 1, T, L}));
+}
+
+}  // namespace
+
+CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
+    : config_(load_model_config(model_dir)), options_(options) {
+  for (const std::string& target : options_.lora_target_modules)
+    if (std::find(projection_names().begin(), projection_names().end(), target) == projection_names().end())
+      throw config_error("lora target module \"" + target +
+                         "\" is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+  const ModelConfig& c = config_;
+  const Architecture& arch = *c.architecture;
+  const at::ScalarType dtype = options_.dtype;
+  WeightLoader loader(model_dir, c);
+  at::NoGradGuard no_grad;
+
+  embed_tokens_ = loader.take(arch.embed_tokens, {c.vocab_size, c.hidden_size}).to(dtype);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    auto layer = std::make_unique<DecoderLayer>(i, c, c.layer_sliding_window[i]);
+    const std::string prefix = replace_layer(arch.layer_prefix, i);
+    layer->input_layernorm = loader.take(prefix + "input_layernorm.weight", {c.hidden_size}).to(dtype);
+    layer->post_attention_layernorm = loader.take(prefix + "post_attention_layernorm.weight", {c.hidden_size}).to(dtype);
+    for (const std::string& name : projection_names()) {
+      const std::string path = prefix + module_parent(name) + "." + name;
+      auto [out, in] = projection_shape(c, name);
+      at::Tensor weight = loader.take(path + ".weight", {out, in});
+      at::Tensor bias = projection_has_bias(c, name) ? loader.take(path + ".bias", {out}) : at::Tensor();
+      Projection projection;
+      projection.base = std::make_shared<const FrozenLinear>(weight, bias, options_.quantization, dtype,
+                                                             options_.four_bit);
+      const auto& targets = options_.lora_target_modules;
+      if (std::find(targets.begin(), targets.end(), name) != targets.end()) {
+        skip_peft_linear_init_draws(options_.lora.r, in, out);
+        projection.lora = LoraLinear(projection.base, options_.lora);
+      }
+      layer->projections.emplace(name, std::move(projection));
+    }
+    layers_.push_back(std::move(layer));
+  }
+  final_norm_ = loader.take(arch.final_norm, {c.hidden_size}).to(dtype);
+  if (c.tie_word_embeddings) {
+    lm_head_ = embed_tokens_;
+    loader.ignore(arch.lm_head);  // transformers ties it to the embedding whatever the file holds
+  } else {
+    lm_head_ = loader.take(arch.lm_head, {c.vocab_size, c.hidden_size}).to(dtype);
+  }
+  loader.warn_unused();
+  inv_freq_ = rope_inverse_frequencies(c);
+  set_training(false);
+}
+
+CausalLM::~CausalLM() = default;
+CausalLM::CausalLM(CausalLM&&) noexcept = default;
+CausalLM& CausalLM::operator=(CausalLM&&) noexcept = default;
+
+KVCache CausalLM::make_cache() const { return KVCache(config_.num_hidden_layers); }
+
+void CausalLM::set_training(bool training) {
+  training_ = training;
+  for (auto& layer : layers_)
+    for (auto& [name, projection] : layer->projections)
+      if (projection.lora) projection.lora->train(training);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> CausalLM::lora_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> parameters;
+  for (const auto& layer : layers_) {
+    for (const std::string& name : projection_names()) {
+      const Projection& projection = layer->projections.at(name);
+      if (!projection.lora) continue;
+      parameters.emplace_back(peft_lora_tensor_name(layer->index(), name, true), projection.lora->lora_A);
+      parameters.emplace_back(peft_lora_tensor_name(layer->index(), name, false), projection.lora->lora_B);
+    }
+  }
+  return parameters;
+}
+
+// input_ids (B,T) -> logits (B,T,V). hidden (B,T,C) flows through the layers in the compute dtype.
+at::Tensor CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
+  if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong)
+    throw Error("CausalLM::forward: input_ids must be (B, T) int64, got " + shape_string(input_ids.sizes()) + " " +
+                std::string(c10::toString(input_ids.scalar_type())));
+  if (attention_mask.defined() && attention_mask.sizes() != input_ids.sizes())
+    throw Error("CausalLM::forward: attention_mask " + shape_string(attention_mask.sizes()) +
+                " must have the shape of input_ids " + shape_string(input_ids.sizes()));
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const int64_t past = cache ? cache->length() : 0;
+  if (cache && cache->num_layers() != config_.num_hidden_layers)
+    throw Error("CausalLM::forward: the KV cache was made for another model");
+
+  // Which keys are real tokens: the cached ones and the new ones.
+  at::Tensor key_mask = attention_mask.defined() ? attention_mask.to(at::kBool) : at::Tensor();
+  if (cache && (key_mask.defined() || cache->key_mask_.defined())) {
+    at::Tensor old_keys = cache->key_mask_.defined() ? cache->key_mask_ : at::ones({B, past}, at::kBool);
+    at::Tensor new_keys = key_mask.defined() ? key_mask : at::ones({B, T}, at::kBool);
+    key_mask = at::cat({old_keys, new_keys}, 1);
+    cache->key_mask_ = key_mask;
+  }
+
+  // Rotary angles in float32 (transformers computes them with autocast off), then the compute dtype.
+  LayerInputs inputs;
+  at::Tensor positions = at::arange(past, past + T, at::kLong).to(at::kFloat);
+  at::Tensor freqs = positions.unsqueeze(-1) * inv_freq_;  // (T, D/2)
+  at::Tensor angles = at::cat({freqs, freqs}, -1).view({1, 1, T, config_.head_dim});
+  inputs.cos = angles.cos().to(options_.dtype);
+  inputs.sin = angles.sin().to(options_.dtype);
+  for (int64_t window : config_.layer_sliding_window)
+    if (!inputs.masks.count(window)) inputs.masks[window] = build_attention_mask(past, T, window, key_mask);
+
+  at::Tensor hidden = at::embedding(embed_tokens_, input_ids);
+  const bool checkpoint = options_.gradient_checkpointing && !cache && at::GradMode::is_enabled();
+  // A checkpointed layer only joins the graph through an input that requires grad; the embedding is frozen.
+  if (checkpoint && !hidden.requires_grad()) hidden = hidden.detach().requires_grad_(true);
+  for (const auto& layer : layers_)
+    hidden = checkpoint ? layer->forward_checkpointed(hidden, inputs) : layer->forward(hidden, inputs, cache);
+  hidden = rms_norm(hidden, final_norm_, config_.rms_norm_eps);
+  if (cache) cache->length_ += T;
+  return at::linear(hidden, lm_head_).to(at::kFloat);
+}
+
+// logits (B,T,V), labels (B,T) int64 -> scalar. As transformers: labels padded on the right with -100 and
+// shifted by one, cross entropy over all B*T positions with ignore_index -100, mean over counted tokens.
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
+  if (logits.dim() != 3 || labels.dim() != 2 || logits.size(0) != labels.size(0) || logits.size(1) != labels.size(1))
+    throw Error("causal_lm_loss: logits (B,T,V) and labels (B,T) do not match: " + shape_string(logits.sizes()) +
+                " and " + shape_string(labels.sizes()));
+  at::Tensor padded = at::constant_pad_nd(labels.to(at::kLong), {0, 1}, -100);
+  at::Tensor shifted = padded.narrow(1, 1, labels.size(1)).contiguous();
+  const int64_t V = logits.size(2);
+  return at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, V}), shifted.view({-1}), /*weight=*/{},
+                                at::Reduction::Mean, /*ignore_index=*/-100);
+}
+
+}  // namespace autotrain

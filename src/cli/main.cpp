@@ -29,6 +29,7 @@ int run(int argc, char** argv) {
       autotrain::cli::add_train_command(app),
       autotrain::cli::add_merge_adapter_command(app),
       autotrain::cli::add_estimate_cost_command(app),
+      autotrain::cli::add_generate_command(app),
   };
   app.require_subcommand(0, 1);
   app.footer(
@@ -36,6 +37,7 @@ int run(int argc, char** argv) {
       "  autotrain train --config training_params.json\n"
       "  autotrain estimate-cost --config training_params.json --gpu L4\n"
       "  autotrain merge-adapter --base MODEL_DIR --adapter project-name --out merged-model\n"
+      "  autotrain generate --model MODEL_DIR --adapter project-name --prompt \"Hello\"\n"
       "Run 'autotrain SUBCOMMAND --help' for the options of each.\n"
       "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.");
 
@@ -61,7 +63,7 @@ int run(int argc, char** argv) {
       return autotrain::kExitOk;
     }
   }
-  std::cerr << app.help() << "error: name a subcommand (train, merge-adapter, estimate-cost)\n";
+  std::cerr << app.help() << "error: name a subcommand (train, generate, merge-adapter, estimate-cost)\n";
   return autotrain::kExitUsage;
 }
 

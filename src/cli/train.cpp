@@ -1,10 +1,12 @@
 // autotrain train --config training_params.json
-#include "autotrain/logging.h"
+#include <cstdio>
 
 #include <nlohmann/json.hpp>
 
 #include "autotrain/config.h"
 #include "autotrain/error.h"
+#include "autotrain/finetune.h"
+#include "autotrain/logging.h"
 #include "commands.h"
 
 namespace autotrain::cli {
@@ -13,6 +15,8 @@ namespace {
 struct TrainOptions {
   std::string config_path;
   bool check_only = false;
+  FinetuneOptions finetune;
+  bool no_resume = false;
 };
 }  // namespace
 
@@ -26,18 +30,45 @@ Command add_train_command(CLI::App& parent) {
       ->check(CLI::ExistingFile);
   app->add_flag("--check", options->check_only,
                 "Validate the configuration, print the effective parameters and exit");
+  app->add_option("--save-steps", options->finetune.save_steps,
+                  "Write a checkpoint every N optimizer steps (0: at the end of every epoch)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--resume", options->finetune.resume_from,
+                  "Resume from this checkpoint folder (default: the newest complete checkpoint in project_name)")
+      ->check(CLI::ExistingDirectory);
+  app->add_flag("--no-resume", options->no_resume, "Start afresh even when project_name holds checkpoints");
+  app->add_option("--stop-after-steps", options->finetune.stop_after_steps,
+                  "Stop with a checkpoint after N optimizer steps in this run (resume later)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--cache-dir", options->finetune.cache_dir,
+                  "Where tokenized datasets are cached (default $AUTOTRAIN_CACHE_DIR or ~/.cache/autotrain)");
   app->footer("Example:\n  autotrain train --config configs/example/training_params.json\n"
-              "Writes project_name/training_params.json (every effective key, no token), the adapter and metrics.jsonl.");
+              "Writes into project_name/: training_params.json (every effective key, no token), adapter_config.json +\n"
+              "adapter_model.safetensors (PEFT), metrics.jsonl, loss_curve.svg and checkpoint-N/ folders.\n"
+              "Ctrl-C stops after the current step with a checkpoint; the same command resumes.");
   auto run = [options] {
     TrainingParams params = load_training_params(options->config_path);
     if (options->check_only) {
       std::printf("%s\n", to_json(params).dump(2).c_str());
       return;
     }
-    save_training_params(params, params.project_name);
-    log::info("wrote " + params.project_name + "/training_params.json");
-    throw Error("train: the training loop is not in this build yet (it lands with the QLoRA training issue); "
-                "the configuration " + options->config_path + " is valid (see --check)");
+    options->finetune.resume = !options->no_resume;
+    TrainingSummary summary = run_finetune(params, options->finetune);
+    if (summary.stopped_early) {
+      log::info(log::cat("stopped at step ", summary.steps, "/", summary.total_steps,
+                         " with a checkpoint in ", params.project_name, "; rerun to resume"));
+      return;
+    }
+    std::string eval;
+    if (summary.eval_loss) eval = log::cat(", eval loss ", *summary.eval_loss);
+    log::info(log::cat("done: ", summary.steps, " steps, loss ", summary.first_loss, " -> ", summary.last_loss, eval,
+                       "; adapter in ", params.project_name, "/ (adapter_model.safetensors), metrics in ",
+                       params.project_name, "/metrics.jsonl"));
+    if (params.merge_adapter) {
+      throw Error("merge_adapter: the adapter is saved, but merge-adapter is not in this build yet; load the "
+                  "adapter with PEFT or `autotrain generate --adapter " + params.project_name + "`");
+    }
   };
   return {app, run};
 }

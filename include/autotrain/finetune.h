@@ -1,0 +1,43 @@
+// `autotrain train`, top to bottom: training_params.json -> tokenizer -> token cache -> model with LoRA
+// (frozen base in NF4 / int8 / fp16 / bf16 / fp32) -> the training loop -> PEFT adapter in project_name/.
+#pragma once
+
+#include <string>
+
+#include "autotrain/adapter.h"
+#include "autotrain/config.h"
+#include "autotrain/model.h"
+#include "autotrain/tokenizer.h"
+#include "autotrain/trainer.h"
+
+namespace autotrain {
+
+struct FinetuneOptions {
+  int64_t save_steps = 0;      // 0: a checkpoint every epoch
+  std::string resume_from;     // a checkpoint folder; empty: the newest in project_name
+  bool resume = true;
+  int64_t stop_after_steps = 0;
+  std::string cache_dir;       // token caches; empty: $AUTOTRAIN_CACHE_DIR, else $XDG_CACHE_HOME/autotrain, else ~/.cache/autotrain
+};
+
+// The block size AutoTrain would use: block_size -1 -> min(model_max_length, 1024), else
+// min(block_size, model_max_length).
+int64_t effective_block_size(const TrainingParams& params);
+
+// The compute dtype of mixed_precision: fp16 -> Half, bf16 -> BFloat16, none/null -> Float.
+at::ScalarType compute_dtype(const TrainingParams& params);
+
+std::string default_cache_dir();
+
+// The token ids of a split as AutoTrain's default trainer makes them (eos appended as text, then the
+// tokenizer with its special tokens), from the token cache in cache_dir/tokens or tokenized into it.
+TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& tokenizer, const std::string& split,
+                             const std::string& cache_dir);
+
+// The loop's view of a model with LoRA: its LoRA parameters, transformers' causal-LM loss (sum), and
+// the PEFT adapter writer for `adapter`'s settings.
+TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter);
+
+TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions& options);
+
+}  // namespace autotrain

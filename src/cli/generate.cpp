@@ -1,0 +1,100 @@
+// autotrain generate --model DIR [--adapter DIR] --prompt TEXT --max-new-tokens N
+#include <cstdio>
+#include <iostream>
+
+#include "autotrain/adapter.h"
+#include "autotrain/error.h"
+#include "autotrain/generation.h"
+#include "autotrain/logging.h"
+#include "autotrain/model.h"
+#include "autotrain/tokenizer.h"
+#include "commands.h"
+
+namespace autotrain::cli {
+
+namespace {
+struct GenerateOptions {
+  std::string model_dir, adapter_dir, prompt, dtype = "fp32";
+  int64_t max_new_tokens = 64;
+  double temperature = 0, top_p = 1.0;
+  uint64_t seed = 42;
+  bool no_special_tokens = false;
+};
+
+at::ScalarType dtype_named(const std::string& name) {
+  if (name == "fp16") return at::kHalf;
+  if (name == "bf16") return at::kBFloat16;
+  return at::kFloat;
+}
+}  // namespace
+
+Command add_generate_command(CLI::App& parent) {
+  auto o = std::make_shared<GenerateOptions>();
+  CLI::App* app = parent.add_subcommand("generate", "Continue a prompt with a local model, optionally with a LoRA adapter");
+  app->add_option("-m,--model", o->model_dir, "Hugging Face model folder (config.json, safetensors, tokenizer)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  app->add_option("-a,--adapter", o->adapter_dir, "PEFT adapter folder (adapter_config.json + adapter_model.safetensors)")
+      ->check(CLI::ExistingDirectory);
+  app->add_option("-p,--prompt", o->prompt, "The text to continue")->required();
+  app->add_option("-n,--max-new-tokens", o->max_new_tokens, "Tokens to generate at most")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app->add_option("-t,--temperature", o->temperature, "0 = greedy; above 0 samples")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
+  app->add_option("--top-p", o->top_p, "Nucleus sampling: keep the most likely tokens up to this probability")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app->add_option("--seed", o->seed, "Seed of the sampler")->capture_default_str();
+  app->add_option("--dtype", o->dtype, "Weights and compute dtype")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  app->add_flag("--no-special-tokens", o->no_special_tokens, "Do not add the tokenizer's bos token to the prompt");
+  app->footer("Example:\n  autotrain generate --model build/fixtures/models/llama --adapter example-run "
+              "--prompt \"The red fox\" --max-new-tokens 32");
+  auto run = [o] {
+    auto tokenizer = Tokenizer::load(o->model_dir);
+    ModelOptions options;
+    options.dtype = dtype_named(o->dtype);
+    std::optional<AdapterConfig> adapter;
+    if (!o->adapter_dir.empty()) {
+      adapter = load_adapter_config(o->adapter_dir);
+      options.lora_target_modules = adapter->target_modules;
+      options.lora = adapter->lora;
+    }
+    CausalLM model(o->model_dir, options);
+    if (adapter) load_adapter_weights(o->adapter_dir, model.lora_parameters());
+    std::vector<int64_t> prompt_ids = tokenizer->encode(o->prompt, !o->no_special_tokens);
+    if (prompt_ids.empty()) throw Error("generate: the prompt has no tokens; give a non-empty --prompt", kExitUsage);
+    GenerationOptions generation;
+    generation.max_new_tokens = o->max_new_tokens;
+    generation.temperature = o->temperature;
+    generation.top_p = o->top_p;
+    generation.seed = o->seed;
+    for (int64_t id : model.config().eos_token_ids) generation.stop_token_ids.push_back(id);
+    if (tokenizer->eos_id()) generation.stop_token_ids.push_back(*tokenizer->eos_id());
+    // Streams the text: the decoded prompt + tokens so far, minus what was already printed, so a leading
+    // space (which sentencepiece decodes only inside a sequence) and multi-byte characters split across
+    // tokens come out right; a suffix ending in U+FFFD waits for the rest of its character.
+    std::vector<int64_t> all_ids = prompt_ids;
+    std::string printed = tokenizer->decode(prompt_ids, true);
+    std::cout << printed << std::flush;
+    auto print_new_text = [&](bool final) {
+      const std::string text = tokenizer->decode(all_ids, true);
+      if (text.size() <= printed.size() || text.compare(0, printed.size(), printed) != 0) return;
+      if (!final && text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0) return;
+      std::cout << text.substr(printed.size()) << std::flush;
+      printed = text;
+    };
+    generate_tokens(model, prompt_ids, generation, [&](int64_t id) {
+      all_ids.push_back(id);
+      print_new_text(false);
+    });
+    print_new_text(true);
+    std::cout << std::endl;
+  };
+  return {app, run};
+}
+
+}  // namespace autotrain::cli

@@ -1,0 +1,129 @@
+#include "autotrain/finetune.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/adapter.h"
+#include "autotrain/data.h"
+#include "autotrain/error.h"
+#include "autotrain/logging.h"
+#include "autotrain/model.h"
+#include "autotrain/token_cache.h"
+#include "autotrain/tokenizer.h"
+
+namespace autotrain {
+namespace fs = std::filesystem;
+
+int64_t effective_block_size(const TrainingParams& params) {
+  if (params.block_size == -1) return std::min<int64_t>(params.model_max_length, 1024);
+  return std::min(params.block_size, params.model_max_length);
+}
+
+at::ScalarType compute_dtype(const TrainingParams& params) {
+  const std::string precision = params.mixed_precision.value_or("none");
+  if (precision == "fp16") return at::kHalf;
+  if (precision == "bf16") return at::kBFloat16;
+  return at::kFloat;
+}
+
+std::string default_cache_dir() {
+  if (const char* dir = std::getenv("AUTOTRAIN_CACHE_DIR"); dir && *dir) return dir;
+  if (const char* dir = std::getenv("XDG_CACHE_HOME"); dir && *dir) return std::string(dir) + "/autotrain";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/autotrain";
+  return ".autotrain-cache";
+}
+
+namespace {
+
+std::vector<std::string> tokenizer_files(const std::string& model_dir) {
+  std::vector<std::string> files;
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                           "added_tokens.json"}) {
+    if (fs::exists(model_dir + "/" + name)) files.push_back(model_dir + "/" + name);
+  }
+  return files;
+}
+
+// The ids AutoTrain's default trainer feeds the model for one text: eos appended as a string when
+// add_eos_token, then tokenizer(text) with its default add_special_tokens=True (bos for Llama).
+TextEncoder autotrain_encoder(const Tokenizer& tokenizer, const TrainingParams& params) {
+  std::string eos_text;
+  if (params.add_eos_token) {
+    if (!tokenizer.eos_id()) throw Error(params.model + ": the tokenizer has no eos token; set add_eos_token to false");
+    eos_text = tokenizer.decode({*tokenizer.eos_id()});
+  }
+  return [&tokenizer, eos_text](const std::string& text) { return tokenizer.encode(text + eos_text, true); };
+}
+
+}  // namespace
+
+TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& tokenizer, const std::string& split,
+                             const std::string& cache_dir) {
+  const std::string data_file = resolve_split_file(params.data_path, split);
+  std::vector<std::string> inputs = {data_file};
+  for (const auto& f : tokenizer_files(params.model)) inputs.push_back(f);
+  const std::string settings = "autotrain-tokens-v1|" + params.text_column + "|" + (params.add_eos_token ? "eos" : "");
+  TokenCacheRequest request{data_file, params.text_column, cache_dir + "/tokens", fingerprint(inputs, settings)};
+  return TokenizedText::open(ensure_token_cache(request, autotrain_encoder(tokenizer, params)));
+}
+
+TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter) {
+  TrainableModel trainable;
+  trainable.parameters = model.lora_parameters();
+  const int64_t vocab = model.config().vocab_size;
+  trainable.loss_sum = [&model, vocab](const at::Tensor& ids, const at::Tensor& labels) {
+    // transformers' ForCausalLMLoss with reduction sum: labels padded with -100 and shifted left.
+    at::Tensor logits = model.forward(ids).to(at::kFloat);
+    at::Tensor shifted = at::constant_pad_nd(labels, {0, 1}, -100).slice(1, 1);
+    return at::cross_entropy_loss(logits.reshape({-1, vocab}), shifted.reshape(-1), {}, at::Reduction::Sum, -100);
+  };
+  trainable.set_training = [&model](bool training) { model.set_training(training); };
+  trainable.save_adapter = [&model, adapter](const std::string& folder) {
+    save_adapter(folder, adapter, model.lora_parameters());
+  };
+  return trainable;
+}
+
+TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions& options) {
+  at::manual_seed(static_cast<uint64_t>(params.seed));
+  const std::string cache_dir = options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
+  auto tokenizer = Tokenizer::load(params.model);
+  const int64_t block_size = effective_block_size(params);
+
+  TrainingData data{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt, block_size, ""};
+  if (params.valid_split) data.valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
+  if (data.valid && data.valid->num_blocks(block_size) == 0) {
+    throw Error(resolve_split_file(params.data_path, *params.valid_split) + ": the validation split has fewer than " +
+                std::to_string(block_size) + " tokens, so not one block; add texts or set valid_split to null");
+  }
+
+  ModelOptions model_options;
+  model_options.dtype = compute_dtype(params);
+  model_options.quantization = parse_base_quantization(params.quantization);
+  model_options.lora_target_modules = resolve_target_modules(params);
+  model_options.lora = LoraOptions{params.lora_r, params.lora_alpha, params.lora_dropout, false};
+  model_options.gradient_checkpointing = !params.disable_gradient_checkpointing;
+  log::info("loading " + params.model);
+  CausalLM model(params.model, model_options);
+
+  // Everything that changes the updates: a checkpoint resumes only a run with the same fingerprint.
+  const auto settings = to_json(params);
+  data.fingerprint = fingerprint({}, std::to_string(data.train.size()) + "|" + std::to_string(block_size) + "|" +
+                                         settings.dump());
+
+  AdapterConfig adapter;
+  adapter.lora = model_options.lora;
+  adapter.target_modules = model_options.lora_target_modules;
+  adapter.base_model_name_or_path = params.model;
+
+  TrainableModel trainable = trainable_model(model, adapter);
+
+  save_training_params(params, params.project_name);
+  TrainerOptions trainer_options{params, options.save_steps, options.resume_from, options.resume,
+                                 options.stop_after_steps};
+  return train(trainable, data, trainer_options);
+}
+
+}  // namespace autotrain

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""The Python peer of `autotrain train` for tools/bench_train_cpu.sh: the same training_params.json run
+with transformers' Trainer + PEFT (+ bitsandbytes NF4 for quantization int4), data prepared as
+AutoTrain's default trainer does (eos appended as text, tokenize, concatenate, cut into block_size).
+Prints one JSON line: {"tokens": ..., "train_seconds": ..., "tokens_per_second": ...}."""
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainingArguments
+
+
+def blocks_of(config, tokenizer):
+    path = os.path.join(config["data_path"], config.get("train_split", "train") + ".jsonl")
+    ids = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            text = json.loads(line)[config.get("text_column", "text")]
+            if config.get("add_eos_token", True):
+                text += tokenizer.eos_token
+            ids.extend(tokenizer(text)["input_ids"])
+    block = config["block_size"]
+    count = len(ids) // block
+    return torch.tensor(ids[: count * block]).view(count, block)
+
+
+class Blocks(torch.utils.data.Dataset):
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __len__(self):
+        return self.ids.shape[0]
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--threads", type=int, default=0)
+    config = json.load(open(parser.parse_args().config))
+    threads = parser.parse_args().threads
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(config.get("seed", 42))
+    tokenizer = AutoTokenizer.from_pretrained(config["model"])
+    quantization = config.get("quantization")
+    kwargs = {"dtype": torch.float32}
+    if quantization == "int4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(config["model"], **kwargs)
+    targets = [t.strip() for t in config["target_modules"].split(",")]
+    model = get_peft_model(model, LoraConfig(r=config["lora_r"], lora_alpha=config["lora_alpha"],
+                                             lora_dropout=config["lora_dropout"], target_modules=targets,
+                                             task_type="CAUSAL_LM"))
+    gradient_checkpointing = not config.get("disable_gradient_checkpointing", False)
+    if gradient_checkpointing:
+        model.enable_input_require_grads()
+    ids = blocks_of(config, tokenizer)
+    args = TrainingArguments(output_dir="/tmp/bench_train_peer", per_device_train_batch_size=config["batch_size"],
+                             gradient_accumulation_steps=config["gradient_accumulation"],
+                             num_train_epochs=config["epochs"], learning_rate=config["lr"],
+                             lr_scheduler_type=config["scheduler"], warmup_steps=config["warmup_ratio"],
+                             optim="adamw_torch", seed=config.get("seed", 42), logging_steps=1000,
+                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+                             gradient_checkpointing=gradient_checkpointing)
+    trainer = Trainer(model=model, args=args, train_dataset=Blocks(ids))
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    tokens = ids.numel() * config["epochs"]
+    print(json.dumps({"tokens": tokens, "train_seconds": seconds, "tokens_per_second": tokens / seconds}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

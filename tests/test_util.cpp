@@ -48,7 +48,11 @@ std::string quote(const std::string& argument) {
 }
 
 RunResult run_autotrain(const std::string& arguments, const std::string& cwd) {
-  std::string command = "cd " + quote(cwd) + " && " + quote(AUTOTRAIN_BINARY) + " " + arguments + " 2>&1";
+  return run_command("cd " + quote(cwd) + " && " + quote(AUTOTRAIN_BINARY) + " " + arguments);
+}
+
+RunResult run_command(const std::string& shell_command) {
+  std::string command = "(" + shell_command + ") 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed");
   std::string output;

@@ -33,6 +33,8 @@ struct RunResult {
 
 // Runs the built autotrain binary with `arguments` (a shell-quoted string) in folder `cwd`.
 RunResult run_autotrain(const std::string& arguments, const std::string& cwd = ".");
+// Runs a shell command line; stdout and stderr together.
+RunResult run_command(const std::string& shell_command);
 
 // Shell-quotes one argument.
 std::string quote(const std::string& argument);

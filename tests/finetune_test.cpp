@@ -1,0 +1,157 @@
+// Training end to end on the llama fixture against transformers' Trainer + PEFT (fixtures written by
+// tests/reference/trainer_peft.py), PEFT loading our adapter, and resume through the binary.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/adapter.h"
+#include "autotrain/fileio.h"
+#include "autotrain/finetune.h"
+#include "autotrain/metrics.h"
+#include "autotrain/model.h"
+#include "autotrain/safetensors.h"
+#include "test_util.h"
+
+namespace autotrain {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kFixtures = AUTOTRAIN_FIXTURES_DIR;
+const std::string kOracle = kFixtures + "/reference/trainer_peft";
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+class AgainstTrainerAndPeft : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(AgainstTrainerAndPeft, ThirtyStepsGiveTheSameLossesAndWeights) {
+  const std::string dir = kOracle + "/" + GetParam();
+  auto settings = nlohmann::json::parse(read_file(dir + "/settings.json"));
+  auto steps = nlohmann::json::parse(read_file(dir + "/steps.json"));
+
+  ModelOptions model_options;
+  model_options.lora_target_modules = settings["target_modules"].get<std::vector<std::string>>();
+  model_options.lora = LoraOptions{settings["lora_r"], settings["lora_alpha"], 0.0, false};
+  model_options.gradient_checkpointing = true;  // transformers runs without; the updates must not change
+  CausalLM model(kFixtures + "/models/llama", model_options);
+  load_adapter_weights(dir + "/initial", model.lora_parameters());
+  AdapterConfig adapter{model_options.lora, model_options.lora_target_modules, "llama"};
+  TrainableModel trainable = trainable_model(model, adapter);
+
+  testing::TempDir run;
+  TrainerOptions options;
+  TrainingParams& p = options.params;
+  p.project_name = run.file("project");
+  p.lr = settings["lr"];
+  p.scheduler = settings["scheduler"];
+  p.batch_size = settings["batch_size"];
+  p.gradient_accumulation = settings["gradient_accumulation"];
+  p.epochs = settings["epochs"];
+  p.warmup_ratio = settings["warmup_ratio"];
+  p.weight_decay = settings["weight_decay"];
+  p.max_grad_norm = settings["max_grad_norm"];
+  p.seed = settings["seed"];
+  TrainingData data{TokenizedText::open(dir + "/tokens.bin"), std::nullopt, settings["block_size"], "oracle"};
+  TrainingSummary summary = train(trainable, data, options);
+  ASSERT_EQ(summary.total_steps, 30);
+
+  // fp32 on both sides, the same kernels: per-step losses agree to float rounding of sums over ~120
+  // tokens (~1e-6); 1e-4 is the bound and would catch a wrong window, order or divisor.
+  auto records = read_metrics(p.project_name + "/metrics.jsonl");
+  ASSERT_EQ(records.size(), 30u);
+  double worst_loss = 0, worst_lr = 0;
+  for (size_t s = 0; s < 30; ++s) {
+    worst_loss = std::max(worst_loss, std::abs(records[s]["loss"].get<double>() - steps["loss"][s].get<double>()));
+    worst_lr = std::max(worst_lr, std::abs(records[s]["lr"].get<double>() - steps["lr"][s].get<double>()));
+  }
+  EXPECT_LT(worst_loss, 1e-4);
+  EXPECT_LT(worst_lr, 1e-12);
+  RecordProperty("max_loss_diff", std::to_string(worst_loss));
+
+  // After 30 AdamW steps at lr 2e-3 the weights moved ~0.05; fp32 rounding in the moments keeps them
+  // within ~1e-6 of PEFT's. 1e-4 is the bound.
+  auto peft = SafetensorsFile::open(dir + "/final/adapter_model.safetensors");
+  double worst_weight = 0;
+  for (const auto& [name, tensor] : model.lora_parameters()) {
+    ASSERT_TRUE(peft->has(name)) << name;
+    worst_weight = std::max(worst_weight, max_diff(tensor.detach(), peft->tensor(name)));
+  }
+  EXPECT_LT(worst_weight, 1e-4);
+  std::printf("30 steps vs Trainer+PEFT (%s): max |loss diff| %.3g, max |weight diff| %.3g\n", GetParam().c_str(),
+              worst_loss, worst_weight);
+}
+
+INSTANTIATE_TEST_SUITE_P(Finetune, AgainstTrainerAndPeft, ::testing::Values("linear", "cosine"));
+
+// A training_params.json for the llama fixture and the bundled example data, in `dir`.
+std::string write_config(const testing::TempDir& dir, const nlohmann::json& overrides = nlohmann::json::object()) {
+  nlohmann::json config = {
+      {"model", kFixtures + "/models/llama"}, {"project_name", "run"},
+      {"data_path", std::string(AUTOTRAIN_SOURCE_DIR) + "/configs/example/data"},
+      {"block_size", 32}, {"lr", 0.003}, {"epochs", 2}, {"batch_size", 4}, {"gradient_accumulation", 2},
+      {"scheduler", "cosine"}, {"quantization", "int4"}, {"target_modules", "q_proj, v_proj, down_proj"},
+      {"peft", true}, {"lora_r", 8}, {"lora_alpha", 16}, {"lora_dropout", 0.1}, {"mixed_precision", "bf16"},
+      {"seed", 7}};
+  config.update(overrides);
+  testing::write_text(dir.file("params.json"), config.dump(2));
+  return dir.file("params.json");
+}
+
+TEST(Finetune, ResumedThroughTheBinaryEndsWithTheSameAdapterBytes) {
+  // NF4 base, bf16 compute, dropout on: the RNG, optimizer and data position must all be restored.
+  testing::TempDir whole, parts;
+  const std::string cache = " --cache-dir " + testing::quote(whole.file("cache"));
+  auto full = testing::run_autotrain("train --config " + testing::quote(write_config(whole)) + cache, whole.path());
+  ASSERT_EQ(full.exit_code, 0) << full.output;
+  int64_t steps_done = 0;
+  for (int64_t stop : {5, 9}) {  // the first epoch has 13 steps: one stop in each epoch
+    auto part = testing::run_autotrain("train --config " + testing::quote(write_config(parts)) + cache +
+                                           " --stop-after-steps " + std::to_string(stop - steps_done),
+                                       parts.path());
+    ASSERT_EQ(part.exit_code, 0) << part.output;
+    steps_done = stop;
+  }
+  auto rest = testing::run_autotrain("train --config " + testing::quote(write_config(parts)) + cache, parts.path());
+  ASSERT_EQ(rest.exit_code, 0) << rest.output;
+  EXPECT_NE(rest.output.find("resuming from"), std::string::npos) << rest.output;
+  EXPECT_EQ(read_file(whole.file("run/adapter_model.safetensors")), read_file(parts.file("run/adapter_model.safetensors")));
+  EXPECT_EQ(read_metrics(whole.file("run/metrics.jsonl")).size(), read_metrics(parts.file("run/metrics.jsonl")).size());
+  for (const char* name : {"adapter_config.json", "training_params.json", "loss_curve.svg", "metrics.jsonl"}) {
+    EXPECT_TRUE(fs::exists(parts.file(std::string("run/") + name))) << name;
+  }
+}
+
+TEST(Finetune, PeftLoadsOurAdapterAndGivesOurLogits) {
+  testing::TempDir dir;
+  auto result = testing::run_autotrain("train --config " + testing::quote(write_config(dir, {{"epochs", 1}, {"quantization", "none"}, {"mixed_precision", "none"}})) +
+                                           " --cache-dir " + testing::quote(dir.file("cache")),
+                                       dir.path());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const std::string adapter_dir = dir.file("run");
+  AdapterConfig adapter = load_adapter_config(adapter_dir);
+  ModelOptions options;
+  options.lora_target_modules = adapter.target_modules;
+  options.lora = adapter.lora;
+  CausalLM model(kFixtures + "/models/llama", options);
+  load_adapter_weights(adapter_dir, model.lora_parameters());
+  model.set_training(false);
+  at::Tensor ids = at::arange(3, 3 + 2 * 20, at::kLong).remainder(997).view({2, 20});
+  at::Tensor logits;
+  {
+    at::NoGradGuard no_grad;
+    logits = model.forward(ids);
+  }
+  write_safetensors(dir.file("ours.safetensors"), {{"input_ids", ids}, {"logits", logits}});
+  // PeftModel.from_pretrained on transformers' model must load the folder as is and give our logits:
+  // fp32 both sides, the same ops; 1e-4 is the bound.
+  const std::string script = std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/checks/peft_load_check.py";
+  auto check = testing::run_command(testing::quote(AUTOTRAIN_PYTHON) + " " + testing::quote(script) + " " +
+                                    testing::quote(kFixtures + "/models/llama") + " " + testing::quote(adapter_dir) +
+                                    " " + testing::quote(dir.file("ours.safetensors")));
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_NE(check.output.find("max |logit diff|"), std::string::npos) << check.output;
+}
+
+}  // namespace
+}  // namespace autotrain

@@ -82,19 +82,19 @@ AdapterConfig load_adapter_config(const std::string& folder) {
   }
   refuse_if(!document.is_object(), path, "expected a JSON object");
   refuse_if(require<std::string>(document, "peft_type", path) != "LORA", path,
-            "peft_type is " + document["peft_type"].dump() + "; only LORA adapters are supported");
+            "peft_type is " + document.value("peft_type", json()).dump() + "; only LORA adapters are supported");
+  // value() never inserts (operator[] on a missing key would, and the messages below are built eagerly).
+  const json bias = document.value("bias", json("none"));
+  const json modules_to_save = document.value("modules_to_save", json());
   refuse_if(document.value("use_dora", false), path, "DoRA adapters (use_dora: true) are not supported");
   refuse_if(document.value("fan_in_fan_out", false), path, "fan_in_fan_out adapters (GPT-2 Conv1D) are not supported");
-  refuse_if(document.contains("bias") && document["bias"] != "none", path,
-            "bias " + document["bias"].dump() + " is not supported; only bias \"none\"");
-  refuse_if(document.contains("modules_to_save") && !document["modules_to_save"].is_null() &&
-                !document["modules_to_save"].empty(),
-            path,
-            "modules_to_save " + document["modules_to_save"].dump() +
+  refuse_if(bias != "none", path, "bias " + bias.dump() + " is not supported; only bias \"none\"");
+  refuse_if(!modules_to_save.is_null() && !modules_to_save.empty(), path,
+            "modules_to_save " + modules_to_save.dump() +
                 " (full copies of e.g. embeddings or lm_head) is not supported; retrain without it");
-  refuse_if(document.contains("rank_pattern") && !document["rank_pattern"].empty(), path,
+  refuse_if(!document.value("rank_pattern", json::object()).empty(), path,
             "rank_pattern (per-module ranks) is not supported");
-  refuse_if(document.contains("alpha_pattern") && !document["alpha_pattern"].empty(), path,
+  refuse_if(!document.value("alpha_pattern", json::object()).empty(), path,
             "alpha_pattern (per-module alphas) is not supported");
   AdapterConfig config;
   config.lora.r = require<int64_t>(document, "r", path);
@@ -102,7 +102,7 @@ AdapterConfig load_adapter_config(const std::string& folder) {
   config.lora.dropout = document.value("lora_dropout", 0.0);
   config.lora.rslora = document.value("use_rslora", false);
   config.base_model_name_or_path = document.value("base_model_name_or_path", "");
-  const json& targets = document["target_modules"];
+  const json targets = document.value("target_modules", json());
   if (targets.is_string()) {
     TrainingParams params;
     params.target_modules = targets.get<std::string>();

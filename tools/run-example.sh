@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# The README's main-job command: installs what is missing, builds, then runs autotrain on the bundled
-# example (configs/example). Until the training loop lands it validates the example configuration.
+# The README's main-job command: installs what is missing, builds, writes the demo model, then trains a
+# LoRA adapter on the bundled example data (configs/example) and generates text with it.
+#
+# The demo model is the random-initialised tiny Llama that tools/make_fixtures.py writes (no pretrained
+# model ships in a Debian or PyPI package we can use offline), so the loss falls from ~6.9 (uniform over
+# its 1000-token vocabulary) to ~4 as the adapter learns the example sentences; it is not a useful model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 tools/build.sh
-build/autotrain --help
-build/autotrain train --check --config configs/example/training_params.json
+.venv/bin/python3 tools/make_fixtures.py --out build/fixtures
+build/autotrain train --config configs/example/training_params.json --no-resume
+echo
+echo "== metrics: example-run/metrics.jsonl, loss curve: example-run/loss_curve.svg"
+echo "== greedy continuation with the adapter:"
+build/autotrain generate --model build/fixtures/models/llama --adapter example-run \
+  --prompt "Question: Where does the red fox go in the morning? Answer:" --max-new-tokens 24

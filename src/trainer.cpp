@@ -216,7 +216,10 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
       log::info(log::cat("step ", state.global_step, "/", total_steps, ": loss ", step_loss, ", lr ", lr,
                          ", grad_norm ", grad_norm, ", ", static_cast<int64_t>(tokens_per_second), " tok/s"));
     }
-    if (epoch_done && data.valid && p.eval_strategy != "no") {
+    // eval_strategy "epoch": after each epoch; "steps": every logging_steps (AutoTrain sets eval_steps to it).
+    const bool evaluate_now = data.valid && ((p.eval_strategy == "epoch" && epoch_done) ||
+                                             (p.eval_strategy == "steps" && state.global_step % logging_steps == 0));
+    if (evaluate_now) {
       const double eval_loss = evaluate(model, *data.valid, data.block_size, p.batch_size);
       summary.eval_loss = eval_loss;
       metrics.write({{"step", state.global_step}, {"epoch", state.epoch}, {"eval_loss", eval_loss},

@@ -301,5 +301,22 @@ TEST(Trainer, ValidationLossIsWrittenEveryEpoch) {
   ASSERT_TRUE(summary.eval_loss.has_value());
 }
 
+TEST(Trainer, EvalStrategyStepsEvaluatesEveryLoggingSteps) {
+  testing::TempDir dir;
+  TokenizedText text = toy_tokens(dir, 100);
+  ToyModel toy;
+  auto model = toy.trainable();
+  auto options = options_for(dir, 4, 1);
+  options.params.eval_strategy = "steps";
+  options.params.logging_steps = 10;
+  TrainingSummary summary = train(model, {text, text, 16, "fp"}, options);
+  std::vector<int64_t> eval_steps;
+  for (const auto& r : read_metrics(dir.file("project") + "/metrics.jsonl")) {
+    if (r.contains("eval_loss")) eval_steps.push_back(r["step"]);
+  }
+  ASSERT_EQ(static_cast<int64_t>(eval_steps.size()), summary.total_steps / 10);
+  EXPECT_EQ(eval_steps.front(), 10);
+}
+
 }  // namespace
 }  // namespace autotrain

@@ -7,6 +7,8 @@
 #include <csignal>
 #include <filesystem>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "autotrain/checkpoint.h"
@@ -22,7 +24,11 @@ namespace autotrain {
 namespace {
 
 std::atomic<int> g_stop_signal{0};
-extern "C" void on_stop_signal(int signal) { g_stop_signal.store(signal); }
+// The first SIGINT / SIGTERM asks the loop to stop after the current step (with a checkpoint); a second one
+// exits at once: checkpoints are renamed into place only when complete, so none is left half-written.
+extern "C" void on_stop_signal(int signal) {
+  if (g_stop_signal.exchange(signal) != 0) ::_exit(128 + signal);
+}
 
 // Installs the SIGINT / SIGTERM handlers for the loop's lifetime and puts the previous ones back.
 class StopSignals {
@@ -242,9 +248,11 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   if (state.global_step < total_steps) {
     summary.stopped_early = true;
     if (signals.received()) {
-      throw Error(log::cat("interrupted by signal ", signals.received(), " at step ", state.global_step, "/", total_steps,
-                           "; the checkpoint in ", p.project_name,
-                           " holds the state: rerun the same command to resume"));
+      const int signal = signals.received();
+      throw Error(log::cat("interrupted by ", signal == SIGINT ? "SIGINT" : "SIGTERM", " at step ", state.global_step,
+                           "/", total_steps, "; the checkpoint in ", p.project_name,
+                           " holds the state: rerun the same command to resume"),
+                  128 + signal);
     }
     return summary;
   }

@@ -244,6 +244,7 @@ TEST(Trainer, SigintSavesACheckpointAndSaysHowToResume) {
     const std::string message = e.what();
     EXPECT_NE(message.find("rerun the same command to resume"), std::string::npos) << message;
     EXPECT_EQ(message.find('\n'), std::string::npos);
+    EXPECT_EQ(e.exit_code(), 130);  // 128 + SIGINT, as shells report a Ctrl-C
   }
   auto newest = newest_checkpoint(dir.file("project"));
   ASSERT_TRUE(newest.has_value());

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/merge.h"
 #include "autotrain/model.h"

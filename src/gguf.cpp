@@ -206,7 +206,8 @@ Vocabulary bpe_vocabulary(const std::string& path) {
   if (model.value("type", "") != "BPE") throw Error(path + ": model.type is not BPE; only byte-level BPE exports as gpt2");
   Vocabulary vocab;
   vocab.model = "gpt2";
-  for (const auto& [token, id] : model.value("vocab", json::object()).items()) {
+  const json vocab_json = model.value("vocab", json::object());
+  for (const auto& [token, id] : vocab_json.items()) {
     const int64_t value = id.get<int64_t>();
     if (value >= int64_t(vocab.tokens.size())) vocab.tokens.resize(value + 1), vocab.types.resize(value + 1, kUnused);
     vocab.tokens[value] = token;

@@ -25,8 +25,10 @@ namespace fs = std::filesystem;
 
 at::Tensor merge_lora_weight(const at::Tensor& weight, const at::Tensor& lora_A, const at::Tensor& lora_B,
                              double scaling, at::ScalarType dtype) {
-  at::Tensor delta = at::matmul(lora_B.to(at::kFloat), lora_A.to(at::kFloat)) * scaling;
-  return (weight.to(at::kFloat) + delta).to(dtype);
+  // In place, so one fp32 (out, in) buffer is the only temporary; fp32 addition commutes exactly.
+  at::Tensor merged = at::matmul(lora_B.to(at::kFloat), lora_A.to(at::kFloat));
+  merged.mul_(scaling).add_(weight);
+  return merged.to(dtype);
 }
 
 uint64_t parse_byte_size(const std::string& text) {

@@ -271,6 +271,15 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
   return at::from_blob(data, info.shape, [keep_alive](void*) {}, options);
 }
 
+void SafetensorsFile::evict(const std::string& name) const {
+  const TensorInfo& info = this->info(name);
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  // Only whole pages inside the tensor: a page shared with a neighbour may still be in use.
+  const uint64_t begin = (data_start_ + info.data_begin + page - 1) / page * page;
+  const uint64_t end = (data_start_ + info.data_end) / page * page;
+  if (end > begin) ::madvise(mapping_->bytes + begin, end - begin, MADV_DONTNEED);
+}
+
 // ---- Checkpoint ----------------------------------------------------------------------------------
 
 namespace {
@@ -426,19 +435,36 @@ std::vector<std::string> write_sharded_safetensors(const std::string& folder,
                                                    uint64_t max_shard_bytes, const std::string& prefix,
                                                    const std::map<std::string, std::string>& metadata) {
   check_unique_names(tensors, folder);
+  std::vector<PlannedTensor> plan;
+  std::unordered_map<std::string, const at::Tensor*> by_name;
+  for (const auto& item : tensors) {
+    plan.push_back({item.first, item.second.defined() ? byte_size(item.second) : 0});
+    by_name[item.first] = &item.second;
+  }
+  auto produce = [&](const std::vector<std::string>& names) {
+    std::vector<std::pair<std::string, at::Tensor>> shard;
+    for (const auto& name : names) shard.emplace_back(name, *by_name.at(name));
+    return shard;
+  };
+  return write_sharded_safetensors_streamed(folder, plan, max_shard_bytes, produce, prefix, metadata);
+}
+
+std::vector<std::string> write_sharded_safetensors_streamed(
+    const std::string& folder, const std::vector<PlannedTensor>& plan, uint64_t max_shard_bytes,
+    const ShardProducer& produce, const std::string& prefix, const std::map<std::string, std::string>& metadata,
+    const std::function<void(const std::vector<std::string>&)>& on_shard_written) {
   make_directories(folder);
   // Greedy in the given order, as transformers' split_torch_state_dict_into_shards does.
-  std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards;
+  std::vector<std::vector<std::string>> shards;
   uint64_t shard_bytes = 0, total_bytes = 0;
-  for (const auto& item : tensors) {
-    const uint64_t bytes = item.second.defined() ? byte_size(item.second) : 0;
-    if (shards.empty() || (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes)) {
+  for (const auto& item : plan) {
+    if (shards.empty() || (!shards.back().empty() && shard_bytes + item.bytes > max_shard_bytes)) {
       shards.emplace_back();
       shard_bytes = 0;
     }
-    shards.back().push_back(item);
-    shard_bytes += bytes;
-    total_bytes += bytes;
+    shards.back().push_back(item.name);
+    shard_bytes += item.bytes;
+    total_bytes += item.bytes;
   }
   if (shards.empty()) shards.emplace_back();
 
@@ -447,9 +473,20 @@ std::vector<std::string> write_sharded_safetensors(const std::string& folder,
   const std::string index_path = (dir / (prefix + ".safetensors.index.json")).string();
   const std::regex shard_pattern(std::regex_replace(prefix, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
                                  R"(-\d{5}-of-\d{5}\.safetensors)");
+  auto write_shard = [&](const std::string& path, const std::vector<std::string>& names) {
+    auto tensors = produce(names);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (i >= names.size() || tensors[i].first != names[i])
+        throw Error(path + ": the shard producer returned other tensors than the plan lists (a bug)");
+    }
+    if (tensors.size() != names.size())
+      throw Error(path + ": the shard producer returned other tensors than the plan lists (a bug)");
+    write_safetensors(path, tensors, metadata);
+    if (on_shard_written) on_shard_written(names);
+  };
   std::vector<std::string> written;
   if (shards.size() == 1) {
-    write_safetensors(single, shards[0], metadata);
+    write_shard(single, shards[0]);
     written.push_back(single);
   } else {
     nlohmann::json weight_map = nlohmann::json::object();
@@ -457,9 +494,9 @@ std::vector<std::string> write_sharded_safetensors(const std::string& folder,
       char name[64];
       std::snprintf(name, sizeof name, "-%05zu-of-%05zu.safetensors", i + 1, shards.size());
       const std::string shard_name = prefix + name;
-      write_safetensors((dir / shard_name).string(), shards[i], metadata);
+      write_shard((dir / shard_name).string(), shards[i]);
       written.push_back((dir / shard_name).string());
-      for (const auto& item : shards[i]) weight_map[item.first] = shard_name;
+      for (const auto& tensor_name : shards[i]) weight_map[tensor_name] = shard_name;
     }
     nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
     write_file_atomic(index_path, index.dump(2) + "\n");

@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +48,10 @@ class SafetensorsFile {
   // The tensor's data; throws Error for an unknown name or a dtype outside the supported set.
   at::Tensor tensor(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Hands the tensor's mapped pages back to the kernel (madvise DONTNEED), so resident memory stays low
+  // while a whole checkpoint is read once (merge-adapter). Tensors handed out stay valid: a later read maps
+  // the unchanged file again; only in-place writes into them are lost.
+  void evict(const std::string& name) const;
 
   struct Mapping;  // the mmap'd bytes (defined in src/safetensors.cpp)
 
@@ -73,6 +78,7 @@ class Checkpoint {
   const TensorInfo& info(const std::string& name) const;
   at::Tensor tensor(const std::string& name) const;
   const std::string& path_of(const std::string& name) const;  // the shard file holding the tensor
+  void evict(const std::string& name) const { file_of(name).evict(name); }  // see SafetensorsFile::evict
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
 
  private:
@@ -100,5 +106,23 @@ std::vector<std::string> write_sharded_safetensors(
     const std::string& folder, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
     uint64_t max_shard_bytes, const std::string& prefix = "model",
     const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// A tensor of a sharded checkpoint yet to be written: its name and its size in bytes.
+struct PlannedTensor {
+  std::string name;
+  uint64_t bytes = 0;
+};
+// Produces the tensors of one shard, given their names in order.
+using ShardProducer = std::function<std::vector<std::pair<std::string, at::Tensor>>(const std::vector<std::string>&)>;
+
+// write_sharded_safetensors for checkpoints larger than memory: the shards are planned from the sizes
+// alone (the same greedy split), then `produce` is called once per shard, in order, and its tensors are
+// written and dropped before the next call, so memory holds one shard at a time. `on_shard_written`
+// (optional) is called after each shard with its tensor names.
+std::vector<std::string> write_sharded_safetensors_streamed(
+    const std::string& folder, const std::vector<PlannedTensor>& plan, uint64_t max_shard_bytes,
+    const ShardProducer& produce, const std::string& prefix = "model",
+    const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
+    const std::function<void(const std::vector<std::string>&)>& on_shard_written = {});
 
 }  // namespace autotrain

@@ -30,6 +30,7 @@ int run(int argc, char** argv) {
       autotrain::cli::add_merge_adapter_command(app),
       autotrain::cli::add_estimate_cost_command(app),
       autotrain::cli::add_generate_command(app),
+      autotrain::cli::add_export_gguf_command(app),
   };
   app.require_subcommand(0, 1);
   app.footer(
@@ -38,6 +39,7 @@ int run(int argc, char** argv) {
       "  autotrain estimate-cost --config training_params.json --gpu L4\n"
       "  autotrain merge-adapter --base MODEL_DIR --adapter project-name --out merged-model\n"
       "  autotrain generate --model MODEL_DIR --adapter project-name --prompt \"Hello\"\n"
+      "  autotrain export-gguf --model merged-model --out model.gguf --type q8_0\n"
       "Run 'autotrain SUBCOMMAND --help' for the options of each.\n"
       "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.");
 
@@ -63,7 +65,7 @@ int run(int argc, char** argv) {
       return autotrain::kExitOk;
     }
   }
-  std::cerr << app.help() << "error: name a subcommand (train, generate, merge-adapter, estimate-cost)\n";
+  std::cerr << app.help() << "error: name a subcommand (train, generate, merge-adapter, export-gguf, estimate-cost)\n";
   return autotrain::kExitUsage;
 }
 

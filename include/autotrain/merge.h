@@ -1,0 +1,48 @@
+// Merging a PEFT LoRA adapter into its base model: W' = W + scaling * B A on every adapted linear layer,
+// written as a Hugging Face model folder (sharded safetensors + config + tokenizer) that transformers,
+// vLLM and llama.cpp's converter load as-is.
+//
+// The base weights are read from disk (mmap), never through NF4: merging into a dequantized 4-bit weight
+// would bake the quantization error into the merged model. The merge is computed in fp32 and cast once.
+// Memory stays near one output shard: tensors are streamed shard by shard and the base pages are evicted
+// once read.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace autotrain {
+
+struct MergeOptions {
+  std::string base_dir, adapter_dir, out_dir;
+  std::optional<at::ScalarType> dtype;  // merged weights' dtype; default: the base config's dtype
+  uint64_t max_shard_bytes = 5'000'000'000;
+  bool force = false;  // replace an existing, non-empty out_dir
+};
+
+struct MergeSummary {
+  int64_t merged_weights = 0;  // linear weights that received B A
+  int64_t tensors = 0;         // tensors written in all
+  uint64_t bytes = 0;          // tensor bytes written
+  std::vector<std::string> files;  // weight files written (index last), inside out_dir
+};
+
+// Validates base and adapter completely (nothing is written when they do not fit together), then writes
+// out_dir through `out_dir.partial-<pid>` and a rename. Throws Error naming the file / tensor at fault.
+MergeSummary merge_adapter(const MergeOptions& options);
+
+// W + scaling * (B @ A), computed in fp32 from W (out, in), A (r, in), B (out, r), then cast to `dtype`.
+// The order of operations is PEFT's (get_delta_weight: (B @ A) * scaling, then added to W).
+at::Tensor merge_lora_weight(const at::Tensor& weight, const at::Tensor& lora_A, const at::Tensor& lora_B,
+                             double scaling, at::ScalarType dtype);
+
+// "5GB", "500MB", "200KB", "1GiB", "123" (bytes), as transformers' max_shard_size; throws a config error.
+uint64_t parse_byte_size(const std::string& text);
+// "fp16" / "bf16" / "fp32" (also "float16", "bfloat16", "float32"); throws a config error for another.
+at::ScalarType parse_dtype_name(const std::string& text);
+
+}  // namespace autotrain

@@ -1,0 +1,445 @@
+#include "autotrain/gguf.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Half.h>
+#include <sentencepiece_processor.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include "autotrain/error.h"
+#include "autotrain/fileio.h"
+#include "autotrain/logging.h"
+#include "autotrain/model_config.h"
+#include "autotrain/safetensors.h"
+#include "tokenizer_parts.h"
+
+namespace autotrain {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+GgufType parse_gguf_type(const std::string& text) {
+  if (text == "f16") return GgufType::f16;
+  if (text == "q8_0") return GgufType::q8_0;
+  throw config_error("GGUF type \"" + text + "\" is not one of f16, q8_0");
+}
+
+at::Tensor quantize_q8_0(const at::Tensor& x) {
+  constexpr int64_t kBlock = 32;
+  if (x.numel() % kBlock != 0 || (x.dim() > 0 && x.size(-1) % kBlock != 0))
+    throw Error("q8_0 needs rows whose length is a multiple of 32");
+  const at::Tensor values = x.to(at::kFloat).contiguous();
+  const int64_t blocks = values.numel() / kBlock;
+  at::Tensor out = at::empty({blocks * 34}, at::kByte);
+  const float* in = values.data_ptr<float>();
+  uint8_t* bytes = out.data_ptr<uint8_t>();
+  for (int64_t b = 0; b < blocks; ++b, in += kBlock, bytes += 34) {
+    float absmax = 0.0f;
+    for (int64_t i = 0; i < kBlock; ++i) absmax = std::max(absmax, std::fabs(in[i]));
+    const float d = absmax / 127.0f;
+    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
+    const uint16_t d16 = c10::Half(d).x;  // round to nearest even, as numpy's astype(float16)
+    std::memcpy(bytes, &d16, 2);
+    for (int64_t i = 0; i < kBlock; ++i) bytes[2 + i] = uint8_t(int8_t(std::round(in[i] * inverse)));
+  }
+  return out;
+}
+
+at::Tensor dequantize_q8_0(const at::Tensor& blocks, at::IntArrayRef shape) {
+  const at::Tensor bytes = blocks.contiguous().view({-1, 34});
+  const at::Tensor d = bytes.narrow(1, 0, 2).contiguous().view(at::kHalf).to(at::kFloat);
+  const at::Tensor q = bytes.narrow(1, 2, 32).contiguous().view(at::kChar).to(at::kFloat);
+  return (q * d).reshape(shape);
+}
+
+at::Tensor permute_for_llama_rope(const at::Tensor& weight, int64_t heads) {
+  std::vector<int64_t> split = {heads, 2, weight.size(0) / heads / 2};
+  for (int64_t i = 1; i < weight.dim(); ++i) split.push_back(weight.size(i));
+  return weight.reshape(split).transpose(1, 2).reshape(weight.sizes());
+}
+
+namespace {
+
+// ggml's type ids (ggml.h enum ggml_type) and llama.cpp's file types (llama.h enum llama_ftype).
+enum GgmlType : uint32_t { kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ8_0 = 8 };
+enum TokenType : int32_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+constexpr uint64_t kAlignment = 32;
+
+// The GGUF side of each supported model_type: llama.cpp's architecture name and whether q/k rows are
+// permuted (convert_hf_to_gguf.py registers MistralForCausalLM under LlamaModel; Qwen2Model keeps HF order).
+struct GgufArchitecture {
+  const char* model_type;
+  const char* name;
+  bool permute_qk;
+};
+const GgufArchitecture kGgufArchitectures[] = {{"llama", "llama", true}, {"mistral", "llama", true}, {"qwen2", "qwen2", false}};
+
+// HF tensor names (after model.layers.N.) and llama.cpp's (after blk.N.), gguf-py tensor_mapping.py.
+const std::map<std::string, std::string> kLayerTensorNames = {
+    {"input_layernorm", "attn_norm"},  {"post_attention_layernorm", "ffn_norm"}, {"self_attn.q_proj", "attn_q"},
+    {"self_attn.k_proj", "attn_k"},    {"self_attn.v_proj", "attn_v"},           {"self_attn.o_proj", "attn_output"},
+    {"mlp.gate_proj", "ffn_gate"},     {"mlp.up_proj", "ffn_up"},                {"mlp.down_proj", "ffn_down"}};
+
+// Byte-level BPE pre-tokenizer regexes and the tokenizer.ggml.pre name llama.cpp gives them
+// (convert_hf_to_gguf.py get_vocab_base_pre identifies them by a hash of their output; we by the regex).
+const std::map<std::string, std::string> kPreTokenizers = {
+    {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+     "qwen2"},
+    {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+     "llama-bpe"}};
+
+// GGUF metadata, serialized as it is added.
+class GgufMetadata {
+ public:
+  enum ValueType : uint32_t { kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kString = 8, kArray = 9 };
+
+  void u32(const std::string& key, uint64_t value) { header(key, kU32), raw(uint32_t(value)); }
+  void f32(const std::string& key, double value) { header(key, kF32), raw(float(value)); }
+  void boolean(const std::string& key, bool value) { header(key, kBool), raw(uint8_t(value)); }
+  void string(const std::string& key, const std::string& value) { header(key, kString), text(value); }
+  void strings(const std::string& key, const std::vector<std::string>& values) {
+    array_header(key, kString, values.size());
+    for (const auto& value : values) text(value);
+  }
+  void f32s(const std::string& key, const std::vector<float>& values) {
+    array_header(key, kF32, values.size());
+    for (float value : values) raw(value);
+  }
+  void i32s(const std::string& key, const std::vector<int32_t>& values) {
+    array_header(key, kI32, values.size());
+    for (int32_t value : values) raw(value);
+  }
+  int64_t count() const { return count_; }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  template <typename T>
+  void raw(T value) { bytes_.append(reinterpret_cast<const char*>(&value), sizeof value); }
+  void text(const std::string& value) { raw(uint64_t(value.size())), bytes_.append(value); }
+  void header(const std::string& key, ValueType type) { text(key), raw(uint32_t(type)), ++count_; }
+  void array_header(const std::string& key, ValueType type, uint64_t size) {
+    header(key, kArray), raw(uint32_t(type)), raw(size);
+  }
+
+  std::string bytes_;
+  int64_t count_ = 0;
+};
+
+struct Vocabulary {
+  std::string model;  // "llama" (sentencepiece) or "gpt2" (byte-level BPE)
+  std::string pre;    // gpt2 only
+  std::vector<std::string> tokens, merges;
+  std::vector<float> scores;  // llama only
+  std::vector<int32_t> types;
+  std::optional<int64_t> unk_id;
+};
+
+// convert_hf_to_gguf.py pads the vocabulary to the embedding rows with "[PAD{i}]" tokens of type UNUSED.
+void pad_vocabulary(Vocabulary& vocab, int64_t rows, const std::string& source) {
+  if (int64_t(vocab.tokens.size()) > rows)
+    throw Error(source + ": the tokenizer has " + std::to_string(vocab.tokens.size()) + " tokens but the embedding only " +
+                std::to_string(rows) + " rows; resize the model's embeddings to the tokenizer first");
+  for (int64_t i = int64_t(vocab.tokens.size()); i < rows; ++i) {
+    vocab.tokens.push_back("[PAD" + std::to_string(i) + "]");
+    vocab.types.push_back(kUnused);
+    if (vocab.model == "llama") vocab.scores.push_back(-10000.0f);
+  }
+}
+
+// Added tokens of tokenizer_config.json: special ones are CONTROL, others USER_DEFINED.
+void apply_added_tokens(Vocabulary& vocab, const std::vector<tokenization::AddedToken>& added) {
+  for (const auto& token : added) {
+    if (token.id < 0) continue;
+    if (token.id >= int64_t(vocab.tokens.size())) {
+      vocab.tokens.resize(token.id + 1, "");
+      vocab.types.resize(token.id + 1, kUnused);
+      if (vocab.model == "llama") vocab.scores.resize(token.id + 1, -10000.0f);
+    }
+    vocab.tokens[token.id] = token.content;
+    vocab.types[token.id] = token.special ? kControl : kUserDefined;
+  }
+}
+
+Vocabulary sentencepiece_vocabulary(const std::string& path, const tokenization::TokenizerConfig& config) {
+  sentencepiece::SentencePieceProcessor processor;
+  auto status = processor.Load(path);
+  if (!status.ok()) throw Error(path + ": cannot load the sentencepiece model (" + status.ToString() + ")");
+  Vocabulary vocab;
+  vocab.model = "llama";
+  for (int id = 0; id < processor.GetPieceSize(); ++id) {
+    vocab.tokens.push_back(processor.IdToPiece(id));
+    vocab.scores.push_back(processor.GetScore(id));
+    vocab.types.push_back(processor.IsUnknown(id) ? kUnknown
+                          : processor.IsControl(id) ? kControl
+                          : processor.IsUnused(id)  ? kUnused
+                          : processor.IsByte(id)    ? kByte
+                                                    : kNormal);
+  }
+  if (processor.unk_id() >= 0) vocab.unk_id = processor.unk_id();
+  apply_added_tokens(vocab, config.added_tokens_decoder);
+  return vocab;
+}
+
+std::string pre_tokenizer_name(const json& pre_tokenizer, const std::string& path) {
+  std::vector<const json*> parts = {&pre_tokenizer};
+  if (pre_tokenizer.contains("pretokenizers")) {
+    for (const auto& part : pre_tokenizer["pretokenizers"]) parts.push_back(&part);
+  }
+  for (const json* part : parts) {
+    if (part->value("type", "") == "Split" && part->contains("pattern") && (*part)["pattern"].contains("Regex")) {
+      auto known = kPreTokenizers.find((*part)["pattern"]["Regex"].get<std::string>());
+      if (known != kPreTokenizers.end()) return known->second;
+    }
+  }
+  log::warn(path + ": pre-tokenizer not recognised; writing tokenizer.ggml.pre \"default\" (llama.cpp may split "
+            "text differently from transformers)");
+  return "default";
+}
+
+Vocabulary bpe_vocabulary(const std::string& path) {
+  const json document = tokenization::read_json_file(path);
+  const json& model = document.value("model", json::object());
+  if (model.value("type", "") != "BPE") throw Error(path + ": model.type is not BPE; only byte-level BPE exports as gpt2");
+  Vocabulary vocab;
+  vocab.model = "gpt2";
+  const json vocab_json = model.value("vocab", json::object());
+  for (const auto& [token, id] : vocab_json.items()) {
+    const int64_t value = id.get<int64_t>();
+    if (value >= int64_t(vocab.tokens.size())) vocab.tokens.resize(value + 1), vocab.types.resize(value + 1, kUnused);
+    vocab.tokens[value] = token;
+    vocab.types[value] = kNormal;
+  }
+  std::vector<tokenization::AddedToken> added;
+  for (const auto& token : document.value("added_tokens", json::array())) {
+    tokenization::AddedToken entry;
+    entry.id = token.value("id", int64_t(-1));
+    entry.content = token.value("content", "");
+    entry.special = token.value("special", false);
+    added.push_back(entry);
+  }
+  apply_added_tokens(vocab, added);
+  for (size_t i = 0; i < vocab.tokens.size(); ++i) {
+    if (vocab.tokens[i].empty()) vocab.tokens[i] = "[PAD" + std::to_string(i) + "]";
+  }
+  for (const auto& merge : model.value("merges", json::array())) {  // "a b" or ["a", "b"]
+    vocab.merges.push_back(merge.is_string() ? merge.get<std::string>()
+                                             : merge.at(0).get<std::string>() + " " + merge.at(1).get<std::string>());
+  }
+  vocab.pre = pre_tokenizer_name(document.value("pre_tokenizer", json::object()), path);
+  return vocab;
+}
+
+void add_tokenizer_metadata(GgufMetadata& metadata, const std::string& model_dir, const ModelConfig& config) {
+  const auto tokenizer_config = tokenization::read_tokenizer_config(model_dir);
+  const fs::path dir(model_dir);
+  Vocabulary vocab;
+  std::error_code ec;
+  if (fs::exists(dir / "tokenizer.model", ec)) {
+    vocab = sentencepiece_vocabulary((dir / "tokenizer.model").string(), tokenizer_config);
+  } else if (fs::exists(dir / "tokenizer.json", ec)) {
+    vocab = bpe_vocabulary((dir / "tokenizer.json").string());
+  } else {
+    throw Error(model_dir + ": no tokenizer.model or tokenizer.json; GGUF files carry the vocabulary, so copy the "
+                "tokenizer files of the base model into this folder");
+  }
+  pad_vocabulary(vocab, config.vocab_size, model_dir);
+  metadata.string("tokenizer.ggml.model", vocab.model);
+  if (vocab.model == "gpt2") metadata.string("tokenizer.ggml.pre", vocab.pre);
+  metadata.strings("tokenizer.ggml.tokens", vocab.tokens);
+  if (!vocab.scores.empty()) metadata.f32s("tokenizer.ggml.scores", vocab.scores);
+  metadata.i32s("tokenizer.ggml.token_type", vocab.types);
+  if (!vocab.merges.empty()) metadata.strings("tokenizer.ggml.merges", vocab.merges);
+
+  const auto tokenizer = Tokenizer::load(model_dir);
+  const auto bos = tokenizer->bos_id() ? tokenizer->bos_id() : config.bos_token_id;
+  const auto eos = tokenizer->eos_id() ? tokenizer->eos_id()
+                   : config.eos_token_ids.empty() ? std::nullopt
+                                                  : std::optional<int64_t>(config.eos_token_ids[0]);
+  const auto pad = tokenizer->pad_id() ? tokenizer->pad_id() : config.pad_token_id;
+  if (bos) metadata.u32("tokenizer.ggml.bos_token_id", *bos);
+  if (eos) metadata.u32("tokenizer.ggml.eos_token_id", *eos);
+  if (vocab.unk_id) metadata.u32("tokenizer.ggml.unknown_token_id", *vocab.unk_id);
+  if (pad) metadata.u32("tokenizer.ggml.padding_token_id", *pad);
+  const std::vector<int64_t> empty = tokenizer->encode("", true);
+  metadata.boolean("tokenizer.ggml.add_bos_token", bos && !empty.empty() && empty.front() == *bos);
+  metadata.boolean("tokenizer.ggml.add_eos_token", eos && !empty.empty() && empty.back() == *eos);
+}
+
+// llama.cpp's llama3 rope: no metadata key, but a rope_freqs tensor of per-frequency divisors
+// (convert_hf_to_gguf.py LlamaModel.generate_extra_tensors), applied to the plain theta frequencies.
+at::Tensor llama3_rope_factors(const ModelConfig& config) {
+  const RopeParameters& rope = config.rope;
+  const double low_wavelength = rope.original_max_position_embeddings / rope.low_freq_factor;
+  const double high_wavelength = rope.original_max_position_embeddings / rope.high_freq_factor;
+  std::vector<float> factors;
+  for (int64_t i = 0; i < config.head_dim; i += 2) {
+    const float frequency = 1.0f / std::pow(float(rope.theta), float(i) / float(config.head_dim));
+    const double wavelength = 2 * M_PI / frequency;
+    if (wavelength < high_wavelength) {
+      factors.push_back(1.0f);
+    } else if (wavelength > low_wavelength) {
+      factors.push_back(float(rope.factor));
+    } else {
+      const double smooth = (rope.original_max_position_embeddings / wavelength - rope.low_freq_factor) /
+                            (rope.high_freq_factor - rope.low_freq_factor);
+      factors.push_back(float(1.0 / ((1 - smooth) / rope.factor + smooth)));
+    }
+  }
+  return at::tensor(factors, at::kFloat);
+}
+
+void add_model_metadata(GgufMetadata& metadata, const std::string& arch, const std::string& name,
+                        const ModelConfig& config, GgufType type) {
+  metadata.string("general.architecture", arch);
+  metadata.string("general.type", "model");
+  metadata.string("general.name", name);
+  metadata.u32(arch + ".vocab_size", config.vocab_size);
+  metadata.u32(arch + ".context_length", config.max_position_embeddings);
+  metadata.u32(arch + ".embedding_length", config.hidden_size);
+  metadata.u32(arch + ".block_count", config.num_hidden_layers);
+  metadata.u32(arch + ".feed_forward_length", config.intermediate_size);
+  metadata.u32(arch + ".attention.head_count", config.num_attention_heads);
+  metadata.u32(arch + ".attention.head_count_kv", config.num_key_value_heads);
+  metadata.u32(arch + ".attention.key_length", config.head_dim);
+  metadata.u32(arch + ".attention.value_length", config.head_dim);
+  metadata.u32(arch + ".rope.dimension_count", config.head_dim);
+  metadata.f32(arch + ".attention.layer_norm_rms_epsilon", config.rms_norm_eps);
+  metadata.f32(arch + ".rope.freq_base", config.rope.theta);
+  if (config.rope.type == RopeType::linear) {
+    metadata.string(arch + ".rope.scaling.type", "linear");
+    metadata.f32(arch + ".rope.scaling.factor", config.rope.factor);
+  }
+  metadata.u32("general.file_type", type == GgufType::f16 ? 1 : 7);  // LLAMA_FTYPE_MOSTLY_F16 / _Q8_0
+  metadata.u32("general.quantization_version", 2);                   // GGML_QNT_VERSION
+  metadata.u32("general.alignment", kAlignment);
+}
+
+// One tensor of the output: where it comes from, how it is stored.
+struct GgufTensor {
+  std::string name, source;  // source: the checkpoint name; empty for rope_freqs
+  std::optional<int64_t> permute_heads;
+  std::vector<int64_t> shape;  // torch order (outermost first)
+  GgmlType type = kGgmlF32;
+  uint64_t bytes = 0, offset = 0;
+};
+
+uint64_t padded(uint64_t size) { return (size + kAlignment - 1) / kAlignment * kAlignment; }
+
+std::string gguf_name_of(const std::string& source, const ModelConfig& config, std::optional<int64_t>* permute_heads,
+                         bool permute_qk) {
+  const Architecture& arch = *config.architecture;
+  if (source == arch.embed_tokens) return "token_embd.weight";
+  if (source == arch.final_norm) return "output_norm.weight";
+  if (source == arch.lm_head) return "output.weight";
+  const std::string prefix = arch.layer_prefix.substr(0, arch.layer_prefix.find("{}"));
+  if (source.rfind(prefix, 0) == 0) {
+    const size_t dot = source.find('.', prefix.size());
+    const std::string layer = source.substr(prefix.size(), dot - prefix.size());
+    const std::string rest = source.substr(dot + 1);
+    const size_t last = rest.rfind('.');
+    auto mapped = kLayerTensorNames.find(rest.substr(0, last));
+    if (mapped != kLayerTensorNames.end()) {
+      if (permute_qk && mapped->second == "attn_q") *permute_heads = config.num_attention_heads;
+      if (permute_qk && mapped->second == "attn_k") *permute_heads = config.num_key_value_heads;
+      return "blk." + layer + "." + mapped->second + rest.substr(last);
+    }
+  }
+  return "";
+}
+
+at::Tensor tensor_bytes(const at::Tensor& values, GgmlType type) {
+  if (type == kGgmlQ8_0) return quantize_q8_0(values);
+  const at::Tensor converted = values.to(type == kGgmlF16 ? at::kHalf : at::kFloat).contiguous();
+  return converted.view(at::kByte).reshape({-1});
+}
+
+}  // namespace
+
+GgufSummary export_gguf(const GgufOptions& options) {
+  const ModelConfig config = load_model_config(options.model_dir);
+  const GgufArchitecture* arch = nullptr;
+  for (const auto& row : kGgufArchitectures) {
+    if (config.model_type == row.model_type) arch = &row;
+  }
+  if (!arch) throw Error(options.model_dir + "/config.json: model_type " + config.model_type + " has no GGUF export");
+  if (config.architecture->sliding_window_rule != SlidingWindowRule::none &&
+      std::any_of(config.layer_sliding_window.begin(), config.layer_sliding_window.end(), [](int64_t w) { return w > 0; }))
+    log::warn("the model uses a sliding attention window, which llama.cpp's " + std::string(arch->name) +
+              " architecture ignores: outputs agree up to the window length only");
+  const Checkpoint checkpoint = Checkpoint::open(options.model_dir);
+
+  std::vector<GgufTensor> tensors;
+  if (arch->permute_qk && config.rope.type == RopeType::llama3)
+    tensors.push_back({"rope_freqs.weight", "", std::nullopt, {config.head_dim / 2}, kGgmlF32});
+  for (const std::string& source : checkpoint.names()) {
+    if (source.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed by llama.cpp
+    if (source == config.architecture->lm_head && config.tie_word_embeddings) continue;
+    GgufTensor tensor;
+    tensor.source = source;
+    tensor.name = gguf_name_of(source, config, &tensor.permute_heads, arch->permute_qk);
+    if (tensor.name.empty())
+      throw Error(checkpoint.path_of(source) + ": tensor " + source + " has no llama.cpp counterpart; is this a plain " +
+                  config.model_type + " checkpoint?");
+    tensor.shape = checkpoint.info(source).shape;
+    if (tensor.shape.size() >= 2) {
+      // Like the converter: q8_0 needs rows of whole blocks; others fall back to f16.
+      const bool blocks = tensor.shape.back() % 32 == 0;
+      tensor.type = options.type == GgufType::q8_0 && blocks ? kGgmlQ8_0 : kGgmlF16;
+    }
+    tensors.push_back(tensor);
+  }
+
+  GgufMetadata metadata;
+  add_model_metadata(metadata, arch->name, fs::path(options.model_dir).lexically_normal().filename().string(), config,
+                     options.type);
+  add_tokenizer_metadata(metadata, options.model_dir, config);
+
+  std::string header("GGUF", 4);
+  auto raw = [&header](auto value) { header.append(reinterpret_cast<const char*>(&value), sizeof value); };
+  raw(uint32_t(3));
+  raw(uint64_t(tensors.size()));
+  raw(uint64_t(metadata.count()));
+  header += metadata.bytes();
+  uint64_t offset = 0;
+  for (GgufTensor& tensor : tensors) {
+    int64_t numel = 1;
+    for (int64_t d : tensor.shape) numel *= d;
+    tensor.bytes = tensor.type == kGgmlQ8_0 ? uint64_t(numel) / 32 * 34 : uint64_t(numel) * (tensor.type == kGgmlF16 ? 2 : 4);
+    tensor.offset = offset;
+    offset += padded(tensor.bytes);
+    raw(uint64_t(tensor.name.size()));
+    header += tensor.name;
+    raw(uint32_t(tensor.shape.size()));
+    for (auto d = tensor.shape.rbegin(); d != tensor.shape.rend(); ++d) raw(uint64_t(*d));  // innermost first
+    raw(uint32_t(tensor.type));
+    raw(tensor.offset);
+  }
+  header.append(padded(header.size()) - header.size(), '\0');
+
+  AtomicFileWriter out(options.out_file);
+  out.write(header);
+  const std::string zeros(kAlignment, '\0');
+  for (const GgufTensor& tensor : tensors) {
+    at::Tensor values = tensor.source.empty() ? llama3_rope_factors(config) : checkpoint.tensor(tensor.source);
+    values = values.to(at::kFloat);
+    if (tensor.permute_heads) values = permute_for_llama_rope(values, *tensor.permute_heads);
+    const at::Tensor bytes = tensor_bytes(values, tensor.type);
+    if (uint64_t(bytes.numel()) != tensor.bytes) throw Error(tensor.name + ": unexpected byte count (a bug)");
+    out.write(bytes.data_ptr(), tensor.bytes);
+    out.write(zeros.data(), padded(tensor.bytes) - tensor.bytes);
+    if (!tensor.source.empty()) checkpoint.evict(tensor.source);
+  }
+  out.commit();
+  GgufSummary summary;
+  summary.architecture = arch->name;
+  summary.tensors = int64_t(tensors.size());
+  summary.metadata_entries = metadata.count();
+  summary.file_bytes = header.size() + offset;
+  return summary;
+}
+
+}  // namespace autotrain

@@ -1,0 +1,314 @@
+#include "autotrain/merge.h"
+
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "autotrain/adapter.h"
+#include "autotrain/error.h"
+#include "autotrain/fileio.h"
+#include "autotrain/logging.h"
+#include "autotrain/model_config.h"
+#include "autotrain/progress.h"
+#include "autotrain/safetensors.h"
+
+namespace autotrain {
+namespace fs = std::filesystem;
+
+at::Tensor merge_lora_weight(const at::Tensor& weight, const at::Tensor& lora_A, const at::Tensor& lora_B,
+                             double scaling, at::ScalarType dtype) {
+  // In place, so one fp32 (out, in) buffer is the only temporary; fp32 addition commutes exactly.
+  at::Tensor merged = at::matmul(lora_B.to(at::kFloat), lora_A.to(at::kFloat));
+  merged.mul_(scaling).add_(weight);
+  return merged.to(dtype);
+}
+
+uint64_t parse_byte_size(const std::string& text) {
+  static const std::regex pattern(R"(\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*)");
+  std::smatch match;
+  if (!std::regex_match(text, match, pattern))
+    throw config_error("size \"" + text + "\" is not a number with a unit, e.g. 5GB, 500MB or 200KB");
+  std::string unit = match[2];
+  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return std::toupper(c); });
+  static const std::map<std::string, double> units = {
+      {"", 1},         {"B", 1},           {"KB", 1e3},        {"MB", 1e6},           {"GB", 1e9},
+      {"TB", 1e12},    {"KIB", 1024.0},    {"MIB", 1048576.0}, {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
+  auto it = units.find(unit);
+  if (it == units.end()) throw config_error("size \"" + text + "\": unknown unit \"" + std::string(match[2]) + "\" (use B, KB, MB, GB, KiB, MiB, GiB)");
+  const double bytes = std::stod(match[1]) * it->second;
+  if (bytes < 1) throw config_error("size \"" + text + "\" must be at least one byte");
+  return uint64_t(bytes);
+}
+
+at::ScalarType parse_dtype_name(const std::string& text) {
+  if (text == "fp16" || text == "float16") return at::kHalf;
+  if (text == "bf16" || text == "bfloat16") return at::kBFloat16;
+  if (text == "fp32" || text == "float32") return at::kFloat;
+  throw config_error("dtype \"" + text + "\" is not one of fp16, bf16, fp32");
+}
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+std::string shape_text(at::IntArrayRef shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+std::string layer_tensor_name(const Architecture& arch, int64_t layer, const std::string& suffix) {
+  std::string name = arch.layer_prefix;
+  name.replace(name.find("{}"), 2, std::to_string(layer));
+  return name + suffix;
+}
+
+bool is_floating(const std::string& safetensors_dtype) {
+  return safetensors_dtype == "F32" || safetensors_dtype == "F16" || safetensors_dtype == "BF16";
+}
+
+at::ScalarType torch_dtype_of(const std::string& safetensors_dtype) {
+  if (safetensors_dtype == "F32") return at::kFloat;
+  if (safetensors_dtype == "F16") return at::kHalf;
+  return at::kBFloat16;
+}
+
+std::string config_dtype_name(at::ScalarType type) {
+  return type == at::kHalf ? "float16" : type == at::kBFloat16 ? "bfloat16" : "float32";
+}
+
+// The LoRA matrices of one adapted base weight.
+struct LoraPair {
+  std::string a, b;
+};
+
+// PEFT's "base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight".
+const std::regex kLoraName(R"(base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])\.weight)");
+
+// The adapter's recorded base (adapter_config.json's base_model_name_or_path), when it is a local folder:
+// refuse another architecture or hidden size; only note another vocabulary (AutoTrain #790: Qwen2's
+// tokenizer has 151665 tokens, its embeddings 152064 rows). LoRA on linear layers never touches the
+// embeddings, so the merge is the same whatever the vocabulary size.
+void check_recorded_base(const AdapterConfig& adapter, const std::string& adapter_config_path,
+                         const ModelConfig& base) {
+  const std::string& recorded = adapter.base_model_name_or_path;
+  std::error_code ec;
+  if (recorded.empty() || !fs::is_regular_file(fs::path(recorded) / "config.json", ec)) return;
+  json other;
+  try {
+    other = json::parse(read_file((fs::path(recorded) / "config.json").string()));
+  } catch (const std::exception&) {
+    return;  // not ours to judge: the shapes are checked below
+  }
+  const std::string other_type = other.value("model_type", "");
+  if (!other_type.empty() && other_type != base.model_type)
+    throw Error(adapter_config_path + ": the adapter was trained on " + recorded + " (model_type " + other_type +
+                "), but --base is a " + base.model_type + " model; merge it into the model it was trained on");
+  if (other.contains("hidden_size") && other["hidden_size"].is_number_integer() &&
+      other["hidden_size"].get<int64_t>() != base.hidden_size)
+    throw Error(adapter_config_path + ": the adapter was trained on " + recorded + " (hidden_size " +
+                std::to_string(other["hidden_size"].get<int64_t>()) + "), but --base has hidden_size " +
+                std::to_string(base.hidden_size) + "; merge it into the model it was trained on");
+  if (other.contains("vocab_size") && other["vocab_size"].is_number_integer() &&
+      other["vocab_size"].get<int64_t>() != base.vocab_size)
+    log::warn(log::cat("the adapter's base ", recorded, " has vocab_size ", other["vocab_size"].get<int64_t>(),
+                       ", --base has ", base.vocab_size, "; the adapter holds no embeddings, so the merge is "
+                       "unaffected, but use the tokenizer of --base with the merged model"));
+}
+
+// Maps every adapted base weight to its LoRA pair, checking names, modules, layers and shapes.
+std::map<std::string, LoraPair> plan_lora(const SafetensorsFile& adapter_file, const AdapterConfig& adapter,
+                                          const ModelConfig& config, const Checkpoint& base) {
+  const std::string& path = adapter_file.path();
+  std::map<std::string, LoraPair> pairs;
+  for (const std::string& name : adapter_file.names()) {
+    std::smatch match;
+    if (!std::regex_match(name, match, kLoraName)) {
+      if (name.find("embed_tokens") != std::string::npos || name.find("lm_head") != std::string::npos)
+        throw Error(path + ": tensor " + name + " is a full embedding / lm_head weight (modules_to_save or "
+                    "save_embedding_layers); merge-adapter merges LoRA on linear layers only: retrain without it");
+      throw Error(path + ": tensor " + name + " is not a LoRA matrix of a Llama/Qwen2/Mistral decoder layer; "
+                  "the adapter belongs to another architecture");
+    }
+    const int64_t layer = std::stoll(match[1]);
+    const std::string parent = match[2], module = match[3];
+    const bool is_a = match[4] == "A";
+    if (std::find(adapter.target_modules.begin(), adapter.target_modules.end(), module) ==
+        adapter.target_modules.end())
+      throw Error(path + ": tensor " + name + " adapts " + module + ", which adapter_config.json's target_modules "
+                  "does not list; the adapter folder is inconsistent");
+    std::string expected_parent;
+    try {
+      expected_parent = module_parent(module);
+    } catch (const Error&) {
+      throw Error(path + ": tensor " + name + " adapts \"" + module + "\", not a Llama/Qwen2/Mistral linear layer");
+    }
+    const std::string weight = layer_tensor_name(*config.architecture, layer, parent + "." + module + ".weight");
+    if (parent != expected_parent || layer >= config.num_hidden_layers || !base.has(weight))
+      throw Error(path + ": tensor " + name + " adapts " + weight + ", which the base model lacks (it has " +
+                  std::to_string(config.num_hidden_layers) + " layers); the adapter belongs to another model");
+    (is_a ? pairs[weight].a : pairs[weight].b) = name;
+  }
+  if (pairs.empty()) throw Error(path + ": holds no LoRA matrices; is this a PEFT LoRA adapter?");
+  for (const auto& [weight, pair] : pairs) {
+    if (pair.a.empty() || pair.b.empty())
+      throw Error(path + ": " + (pair.a.empty() ? pair.b : pair.a) + " has no " + (pair.a.empty() ? "lora_A" : "lora_B") +
+                  " partner; the adapter file is incomplete: re-save it");
+    const TensorInfo& w = base.info(weight);
+    const TensorInfo& a = adapter_file.info(pair.a);
+    const TensorInfo& b = adapter_file.info(pair.b);
+    if (!is_floating(w.dtype))
+      throw Error(base.path_of(weight) + ": tensor " + weight + " is " + w.dtype + " (a quantized checkpoint?); "
+                  "merge-adapter needs the original fp16/bf16/fp32 base weights");
+    const bool shapes_fit = w.shape.size() == 2 && a.shape.size() == 2 && b.shape.size() == 2 &&
+                            a.shape[0] == adapter.lora.r && b.shape[1] == adapter.lora.r && a.shape[1] == w.shape[1] &&
+                            b.shape[0] == w.shape[0];
+    if (!shapes_fit)
+      throw Error(path + ": " + pair.a + " " + shape_text(a.shape) + " and lora_B " + shape_text(b.shape) +
+                  " do not fit " + weight + " " + shape_text(w.shape) + " with r " + std::to_string(adapter.lora.r) +
+                  "; the adapter was trained on a model with another hidden/intermediate size: merge it into that model");
+  }
+  return pairs;
+}
+
+bool is_weight_file(const std::string& file_name) {
+  auto ends_with = [&](const std::string& suffix) {
+    return file_name.size() >= suffix.size() && file_name.compare(file_name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with(".safetensors") || ends_with(".safetensors.index.json") || ends_with(".bin") ||
+         ends_with(".bin.index.json") || ends_with(".pt") || ends_with(".pth") || ends_with(".gguf") ||
+         ends_with(".ckpt") || ends_with(".h5") || ends_with(".msgpack");
+}
+
+// config.json with its dtype key set to the merged dtype; every other top-level file of the base that is
+// not a weight file (generation_config.json, the tokenizer files, LICENSE, ...) byte for byte.
+void copy_model_files(const std::string& base_dir, const std::string& out_dir, std::optional<at::ScalarType> dtype) {
+  for (const auto& entry : fs::directory_iterator(base_dir)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string file_name = entry.path().filename().string();
+    if (is_weight_file(file_name)) continue;
+    const std::string target = (fs::path(out_dir) / file_name).string();
+    if (file_name == "config.json" && dtype) {
+      json config = json::parse(read_file(entry.path().string()));
+      const std::string name = config_dtype_name(*dtype);
+      bool set = false;
+      for (const char* key : {"torch_dtype", "dtype"}) {
+        if (config.contains(key)) config[key] = name, set = true;
+      }
+      if (!set) config["torch_dtype"] = name;
+      write_file_atomic(target, config.dump(2) + "\n");
+    } else {
+      write_file_atomic(target, read_file(entry.path().string()));
+    }
+  }
+}
+
+// Removes the partial output folder unless released.
+class PartialFolder {
+ public:
+  explicit PartialFolder(std::string path) : path_(std::move(path)) {}
+  ~PartialFolder() {
+    if (!path_.empty()) {
+      std::error_code ec;
+      fs::remove_all(path_, ec);
+    }
+  }
+  const std::string& path() const { return path_; }
+  void release() { path_.clear(); }
+
+ private:
+  std::string path_;
+};
+
+bool is_nonempty_directory(const std::string& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec) && !fs::is_empty(path, ec);
+}
+
+}  // namespace
+
+MergeSummary merge_adapter(const MergeOptions& options) {
+  const ModelConfig config = load_model_config(options.base_dir);
+  const AdapterConfig adapter = load_adapter_config(options.adapter_dir);
+  const std::string adapter_config_path = options.adapter_dir + "/adapter_config.json";
+  check_recorded_base(adapter, adapter_config_path, config);
+  const Checkpoint base = Checkpoint::open(options.base_dir);
+  auto adapter_file = SafetensorsFile::open(options.adapter_dir + "/adapter_model.safetensors");
+  const std::map<std::string, LoraPair> pairs = plan_lora(*adapter_file, adapter, config, base);
+  const double scaling = lora_scaling(adapter.lora);
+
+  std::error_code ec;
+  const std::string out_dir = fs::path(options.out_dir).lexically_normal().string();
+  if (fs::exists(out_dir, ec) && !fs::is_directory(out_dir, ec))
+    throw Error(out_dir + ": exists and is not a folder; choose another --out");
+  if (is_nonempty_directory(out_dir) && !options.force)
+    throw Error(out_dir + ": exists and is not empty; choose another --out or pass --force to replace it");
+
+  // Target weights take the merged dtype; other tensors keep theirs unless --dtype asks for another.
+  const at::ScalarType merged_dtype = options.dtype.value_or(config.dtype);
+  std::map<std::string, at::ScalarType> out_dtype;
+  std::vector<PlannedTensor> plan;
+  for (const std::string& name : base.names()) {
+    const TensorInfo& info = base.info(name);
+    std::optional<at::ScalarType> type;
+    if (pairs.count(name)) type = merged_dtype;
+    else if (options.dtype && is_floating(info.dtype) && torch_dtype_of(info.dtype) != *options.dtype) type = options.dtype;
+    if (type) out_dtype[name] = *type;
+    plan.push_back({name, type ? uint64_t(info.numel()) * at::elementSize(*type) : info.byte_size()});
+  }
+
+  PartialFolder partial(out_dir + ".partial-" + std::to_string(::getpid()));
+  fs::remove_all(partial.path(), ec);
+  make_directories(partial.path());
+
+  MergeSummary summary;
+  ProgressBar progress("merge", int64_t(plan.size()), "tensor");
+  auto produce = [&](const std::vector<std::string>& names) {
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const std::string& name : names) {
+      at::Tensor tensor = base.tensor(name);
+      auto pair = pairs.find(name);
+      if (pair != pairs.end()) {
+        tensor = merge_lora_weight(tensor, adapter_file->tensor(pair->second.a), adapter_file->tensor(pair->second.b),
+                                   scaling, merged_dtype);
+        ++summary.merged_weights;
+        base.evict(name);
+      } else if (out_dtype.count(name)) {
+        tensor = tensor.to(out_dtype[name]);
+        base.evict(name);
+      }
+      summary.bytes += uint64_t(tensor.numel()) * tensor.element_size();
+      ++summary.tensors;
+      tensors.emplace_back(name, std::move(tensor));
+      progress.advance();
+    }
+    return tensors;
+  };
+  // Tensors copied as views are read while the shard is written; their pages go once it is on disk.
+  auto evict_shard = [&](const std::vector<std::string>& names) {
+    for (const std::string& name : names) base.evict(name);
+  };
+  const std::vector<std::string> written = write_sharded_safetensors_streamed(
+      partial.path(), plan, options.max_shard_bytes, produce, "model", {{"format", "pt"}}, evict_shard);
+  progress.finish();
+  const bool dtype_changed = options.dtype && *options.dtype != config.dtype;
+  copy_model_files(options.base_dir, partial.path(), dtype_changed ? options.dtype : std::nullopt);
+
+  if (fs::exists(out_dir, ec)) fs::remove_all(out_dir, ec);  // empty, or --force
+  if (ec) throw Error(out_dir + ": cannot remove the old output (" + ec.message() + ")");
+  fs::rename(partial.path(), out_dir, ec);
+  if (ec) throw Error(out_dir + ": cannot rename " + partial.path() + " to it (" + ec.message() + ")");
+  partial.release();
+  for (const std::string& file : written) summary.files.push_back((fs::path(out_dir) / fs::path(file).filename()).string());
+  return summary;
+}
+
+}  // namespace autotrain

@@ -7,6 +7,7 @@
 #include "autotrain/error.h"
 #include "autotrain/finetune.h"
 #include "autotrain/logging.h"
+#include "autotrain/merge.h"
 #include "commands.h"
 
 namespace autotrain::cli {
@@ -66,8 +67,15 @@ Command add_train_command(CLI::App& parent) {
                        "; adapter in ", params.project_name, "/ (adapter_model.safetensors), metrics in ",
                        params.project_name, "/metrics.jsonl"));
     if (params.merge_adapter) {
-      throw Error("merge_adapter: the adapter is saved, but merge-adapter is not in this build yet; load the "
-                  "adapter with PEFT or `autotrain generate --adapter " + params.project_name + "`");
+      // Into a subfolder: a folder holding both adapter_config.json and a full model makes transformers
+      // try to load it as a PEFT adapter.
+      MergeOptions merge;
+      merge.base_dir = params.model;
+      merge.adapter_dir = params.project_name;
+      merge.out_dir = params.project_name + "/merged";
+      merge.force = true;
+      const MergeSummary merged = merge_adapter(merge);
+      log::info(log::cat("merge_adapter: ", merged.merged_weights, " weights merged -> ", merge.out_dir));
     }
   };
   return {app, run};

@@ -119,7 +119,9 @@ struct GpuSpec {
   bool bf16 = true;
   std::optional<double> price_usd_per_hour;
   std::string source;
-  int64_t memory_bytes() const { return static_cast<int64_t>(memory_gb * double(1LL << 30)); }
+  // Decimal GB, as the catalogue lists them: 24 GB = 22.35 GiB, a little under what a 24 GB card reports
+  // free (L4: 22.49 GiB), so a "fits" errs on the safe side.
+  int64_t memory_bytes() const { return static_cast<int64_t>(memory_gb * 1e9); }
 };
 
 // configs/gpus.json; throws Error naming the file and entry that is malformed.

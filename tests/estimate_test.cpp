@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -285,6 +286,7 @@ TEST(EstimateCli, UnknownGpuListsTheKnownOnes) {
 
 TEST(EstimateCli, EmptyDatasetIsAnError) {
   testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "data");
   testing::write_text(dir.file("data/train.jsonl"), "");
   const std::string model = std::string(AUTOTRAIN_FIXTURES_DIR) + "/models/llama";
   testing::write_text(dir.file("training_params.json"),

@@ -206,7 +206,7 @@ std::string render_cost_estimate(const CostEstimate& e) {
   out << "peak GPU memory per GPU (one micro-batch of " << s.batch_size << " x " << s.block_size << " = " << tokens
       << " tokens):\n";
   auto row = [&out](const std::string& label, int64_t bytes, const std::string& note) {
-    out << "  " << pad(label, 38) << pad(format_bytes(bytes), 12) << note << "\n";
+    out << "  " << pad(label, 40) << pad(format_bytes(bytes), 12) << note << "\n";
   };
   row("frozen projections (" + quantization_name(s) + ")", m.base_weights,
       printf_string("%.4f B/param", static_cast<double>(m.base_weights) /

@@ -115,8 +115,11 @@ Calibration calibrate_on_this_machine(const TrainingParams& params, int64_t step
   run.epochs = std::max<int64_t>(params.epochs, (c.warmup_steps + steps + size.optimizer_steps_per_epoch - 1) /
                                                     size.optimizer_steps_per_epoch);
 
-  c.baseline_rss_bytes = resident_memory_bytes();
+  // The kernels' rates first: their one-time buffers (BLAS packing, thread pools) join the baseline, as the
+  // CUDA context stays out of the comparison on a GPU.
   const ModelOptions options = finetune_model_options(params);
+  measure_rates(load_model_config(params.model), shape, options, c);
+  c.baseline_rss_bytes = resident_memory_bytes();
   CausalLM model(params.model, options);
   c.loaded_rss_bytes = resident_memory_bytes();
   c.predicted = estimate_memory(model.config(), shape);
@@ -147,7 +150,6 @@ Calibration calibrate_on_this_machine(const TrainingParams& params, int64_t step
     c.timed_micro_batches += work[k].micro_batches;
   }
 
-  measure_rates(model.config(), shape, options, c);
   const double flops = estimate_flops_per_token(model.config(), shape).total();
   c.predicted_seconds = double(c.timed_tokens) * flops / c.matmul_flops_per_second;
   if (c.dequantize_weights_per_second > 0) {

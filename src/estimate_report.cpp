@@ -219,8 +219,8 @@ std::string render_cost_estimate(const CostEstimate& e) {
       s.gradient_checkpointing
           ? "one layer input per layer"
           : format_bytes(estimate_layer_activation_bytes_per_token(c, s) * tokens) + " per layer");
-  row("logits: log-probs + 2 gradients, fp32", m.logits,
-      std::string("12 B x vocab x tokens") + (logits_at_peak ? "" : " (not at the peak)"));
+  row("logits: log-probs + 3 buffers, fp32", m.logits,
+      std::string("16 B x vocab x tokens") + (logits_at_peak ? "" : " (not at the peak)"));
   row("backward working set", m.backward_working,
       std::string(s.gradient_checkpointing ? "1 layer recomputed + " : "") + "layer grads" +
           (s.quantization != BaseQuantization::none ? " + 1 dequantized weight" : "") +

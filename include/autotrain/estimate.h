@@ -76,8 +76,8 @@ int64_t estimate_layer_activation_bytes_per_token(const ModelConfig& config, con
 // All saved activations of a micro-batch: without checkpointing every layer's saved tensors; with
 // checkpointing each layer's input only (compute dtype). Plus the final norm's fp32 input.
 int64_t estimate_activation_bytes(const ModelConfig& config, const RunShape& shape);
-// Peak of the loss: fp32 log-probabilities kept by cross entropy, their gradient and the logits' gradient,
-// 3 x 4 bytes x vocab per token.
+// Peak of the loss: fp32 log-probabilities kept by cross entropy, their gradient, the logits' gradient and a
+// temporary of the same size: 4 x 4 bytes x vocab per token.
 int64_t estimate_logits_bytes(const ModelConfig& config, const RunShape& shape);
 // Transients of the backward that do not coexist with the logits' peak: the largest projection
 // dequantized (quantized bases), one layer's input gradients (compute dtype: the MLP's 3 intermediates + 2

@@ -28,6 +28,24 @@ at::ScalarType compute_dtype(const TrainingParams& params) {
   return at::kFloat;
 }
 
+ModelOptions finetune_model_options(const TrainingParams& params) {
+  ModelOptions options;
+  options.dtype = compute_dtype(params);
+  options.quantization = parse_base_quantization(params.quantization);
+  options.lora_target_modules = resolve_target_modules(params);
+  options.lora = LoraOptions{params.lora_r, params.lora_alpha, params.lora_dropout, false};
+  options.gradient_checkpointing = !params.disable_gradient_checkpointing;
+  return options;
+}
+
+AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelOptions& options) {
+  AdapterConfig adapter;
+  adapter.lora = options.lora;
+  adapter.target_modules = options.lora_target_modules;
+  adapter.base_model_name_or_path = params.model;
+  return adapter;
+}
+
 std::string default_cache_dir() {
   if (const char* dir = std::getenv("AUTOTRAIN_CACHE_DIR"); dir && *dir) return dir;
   if (const char* dir = std::getenv("XDG_CACHE_HOME"); dir && *dir) return std::string(dir) + "/autotrain";
@@ -99,12 +117,7 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
                 std::to_string(block_size) + " tokens, so not one block; add texts or set valid_split to null");
   }
 
-  ModelOptions model_options;
-  model_options.dtype = compute_dtype(params);
-  model_options.quantization = parse_base_quantization(params.quantization);
-  model_options.lora_target_modules = resolve_target_modules(params);
-  model_options.lora = LoraOptions{params.lora_r, params.lora_alpha, params.lora_dropout, false};
-  model_options.gradient_checkpointing = !params.disable_gradient_checkpointing;
+  const ModelOptions model_options = finetune_model_options(params);
   log::info("loading " + params.model);
   CausalLM model(params.model, model_options);
 
@@ -113,12 +126,7 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
   data.fingerprint = fingerprint({}, std::to_string(data.train.size()) + "|" + std::to_string(block_size) + "|" +
                                          settings.dump());
 
-  AdapterConfig adapter;
-  adapter.lora = model_options.lora;
-  adapter.target_modules = model_options.lora_target_modules;
-  adapter.base_model_name_or_path = params.model;
-
-  TrainableModel trainable = trainable_model(model, adapter);
+  TrainableModel trainable = trainable_model(model, finetune_adapter_config(params, model_options));
 
   save_training_params(params, params.project_name);
   TrainerOptions trainer_options{params, options.save_steps, options.resume_from, options.resume,

@@ -72,21 +72,6 @@ class WeightLoader {
   std::set<std::string> used_;
 };
 
-// (out, in) of each projection.
-std::pair<int64_t, int64_t> projection_shape(const ModelConfig& c, const std::string& name) {
-  if (name == "q_proj") return {c.q_size(), c.hidden_size};
-  if (name == "k_proj" || name == "v_proj") return {c.kv_size(), c.hidden_size};
-  if (name == "o_proj") return {c.hidden_size, c.q_size()};
-  if (name == "down_proj") return {c.hidden_size, c.intermediate_size};
-  return {c.intermediate_size, c.hidden_size};  // gate_proj, up_proj
-}
-
-bool projection_has_bias(const ModelConfig& c, const std::string& name) {
-  if (name == "q_proj" || name == "k_proj" || name == "v_proj") return c.qkv_bias;
-  if (name == "o_proj") return c.o_bias;
-  return c.mlp_bias;
-}
-
 // PEFT builds lora_A and lora_B as nn.Linear (each constructor draws a kaiming-uniform init) and then
 // redraws A; skipping the same draws makes A identical to PEFT's for the same torch seed.
 void skip_peft_linear_init_draws(int64_t r, int64_t in_features, int64_t out_features) {

@@ -243,6 +243,20 @@ ModelConfig load_model_config(const std::string& model_dir) {
   return config;
 }
 
+std::pair<int64_t, int64_t> projection_shape(const ModelConfig& c, const std::string& name) {
+  if (name == "q_proj") return {c.q_size(), c.hidden_size};
+  if (name == "k_proj" || name == "v_proj") return {c.kv_size(), c.hidden_size};
+  if (name == "o_proj") return {c.hidden_size, c.q_size()};
+  if (name == "down_proj") return {c.hidden_size, c.intermediate_size};
+  return {c.intermediate_size, c.hidden_size};  // gate_proj, up_proj
+}
+
+bool projection_has_bias(const ModelConfig& c, const std::string& name) {
+  if (name == "q_proj" || name == "k_proj" || name == "v_proj") return c.qkv_bias;
+  if (name == "o_proj") return c.o_bias;
+  return c.mlp_bias;
+}
+
 // inv_freq[i] = 1 / theta^(2i / head_dim), then the scaling of the rope type. Written op for op as
 // transformers (modeling_rope_utils.py) so the float32 roundings are the same: `1.0 / t` in Python is
 // reciprocal(t) * 1.0, and the llama3 band edges compare in float32.

@@ -29,6 +29,12 @@ at::ScalarType compute_dtype(const TrainingParams& params);
 
 std::string default_cache_dir();
 
+// The model settings `train` uses for params: compute dtype, quantization, LoRA targets and options,
+// gradient checkpointing (on unless disable_gradient_checkpointing).
+ModelOptions finetune_model_options(const TrainingParams& params);
+// The PEFT adapter settings written for a model built with `options`.
+AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelOptions& options);
+
 // The token ids of a split as AutoTrain's default trainer makes them (eos appended as text, then the
 // tokenizer with its special tokens), from the token cache in cache_dir/tokens or tokenized into it.
 TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& tokenizer, const std::string& split,

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace autotrain {
@@ -89,6 +90,11 @@ struct ModelConfig {
 // Reads model_dir/config.json; throws Error naming config.json and the key that is missing, of the wrong
 // type or of an unsupported value.
 ModelConfig load_model_config(const std::string& model_dir);
+
+// (out, in) of a linear projection (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), and
+// whether it carries a bias.
+std::pair<int64_t, int64_t> projection_shape(const ModelConfig& config, const std::string& name);
+bool projection_has_bias(const ModelConfig& config, const std::string& name);
 
 // The rotary inverse frequencies, float32 (head_dim / 2,), as transformers' ROPE_INIT_FUNCTIONS computes
 // them for rope_type default, linear and llama3.

@@ -40,17 +40,18 @@ printf "%-6s %14s %14s %8s %12s %12s %8s\n" quant "ours tok/s" "peer tok/s" rati
 for quant in int4 none; do
   cfg="$DIR/params-$quant.json"
   cat > "$cfg" <<JSON
-{"model": "$DIR/model", "project_name": "$DIR/run-$quant", "data_path": "$ROOT/configs/example/data",
+{"model": "$DIR/model", "project_name": "run-$quant", "data_path": "$ROOT/configs/example/data",
  "text_column": "text", "add_eos_token": true, "block_size": 256, "mixed_precision": "none", "lr": 0.0002,
  "epochs": 1, "batch_size": 4, "gradient_accumulation": 1, "optimizer": "adamw_torch", "scheduler": "linear",
  "warmup_ratio": 0.1, "quantization": "$quant", "target_modules": "q_proj, k_proj, v_proj, o_proj", "peft": true,
  "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "seed": 42, "logging_steps": 1000}
 JSON
   rm -rf "$DIR/run-$quant"
-  /usr/bin/time -v "$BUILD/autotrain" --log-level warn train --config "$cfg" --no-resume --cache-dir "$DIR/cache" \
-    2> "$DIR/ours-$quant.time" >/dev/null
+  (cd "$DIR" && /usr/bin/time -v "$BUILD/autotrain" --log-level warn train --config "$cfg" --no-resume \
+    --cache-dir "$DIR/cache" 2> "$DIR/ours-$quant.time" >/dev/null)
   ours_tps=$("$PYTHON" -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(round([x for x in r if 'loss' in x][-1]['tokens_per_second']))" "$DIR/run-$quant/metrics.jsonl")
-  /usr/bin/time -v "$PYTHON" "$ROOT/tools/bench_train_peer.py" --config "$cfg" 2> "$DIR/peer-$quant.time" > "$DIR/peer-$quant.json"
+  (cd "$DIR" && /usr/bin/time -v "$PYTHON" "$ROOT/tools/bench_train_peer.py" --config "$cfg" \
+    2> "$DIR/peer-$quant.time" > "$DIR/peer-$quant.json")
   peer_tps=$("$PYTHON" -c "import json,sys; print(round(json.loads(open(sys.argv[1]).read().splitlines()[-1])['tokens_per_second']))" "$DIR/peer-$quant.json")
   ours_mb=$(peak_rss_mb "$DIR/ours-$quant.time"); peer_mb=$(peak_rss_mb "$DIR/peer-$quant.time")
   printf "%-6s %14s %14s %8.2f %12s %12s %8.2f\n" "$quant" "$ours_tps" "$peer_tps" \

@@ -17,7 +17,8 @@ TEST(Cli, HelpShowsEverySubcommand) {
 
 TEST(Cli, EverySubcommandHasUsage) {
   const std::pair<const char*, const char*> expected[] = {
-      {"train", "--config"}, {"merge-adapter", "--adapter"}, {"estimate-cost", "--gpu"}};
+      {"train", "--config"},           {"merge-adapter", "--adapter"},  {"estimate-cost", "--gpu"},
+      {"generate", "--max-new-tokens"}, {"export-gguf", "--type"}};
   for (const auto& [command, option] : expected) {
     auto result = run_autotrain(std::string(command) + " --help");
     EXPECT_EQ(result.exit_code, 0) << command;

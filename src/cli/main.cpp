@@ -1,5 +1,5 @@
 // autotrain: LoRA / QLoRA fine-tuning of Hugging Face causal language models, natively.
-// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 130 / 143 stopped by SIGINT / SIGTERM.
 #include <exception>
 #include <iostream>
 #include <new>
@@ -41,7 +41,8 @@ int run(int argc, char** argv) {
       "  autotrain generate --model MODEL_DIR --adapter project-name --prompt \"Hello\"\n"
       "  autotrain export-gguf --model merged-model --out model.gguf --type q8_0\n"
       "Run 'autotrain SUBCOMMAND --help' for the options of each.\n"
-      "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.");
+      "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
+      "130 / 143 training stopped by SIGINT / SIGTERM (a checkpoint is saved; rerun to resume).");
 
   try {
     app.parse(argc, argv);

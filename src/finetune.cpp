@@ -121,8 +121,10 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
   log::info("loading " + params.model);
   CausalLM model(params.model, model_options);
 
-  // Everything that changes the updates: a checkpoint resumes only a run with the same fingerprint.
-  const auto settings = to_json(params);
+  // Everything that changes the updates: a checkpoint resumes only a run with the same fingerprint. Keys
+  // that only change logging or what happens after training may differ.
+  auto settings = to_json(params);
+  for (const char* key : {"merge_adapter", "logging_steps", "save_total_limit", "log", "project_name"}) settings.erase(key);
   data.fingerprint = fingerprint({}, std::to_string(data.train.size()) + "|" + std::to_string(block_size) + "|" +
                                          settings.dump());
 

@@ -114,6 +114,19 @@ std::optional<std::string> newest_checkpoint(const std::string& project) {
   return all.back().second;
 }
 
+int64_t remove_checkpoints(const std::string& project) {
+  int64_t removed = 0;
+  std::error_code ignored;
+  if (!fs::is_directory(project)) return 0;
+  for (const auto& entry : fs::directory_iterator(project)) {
+    if (entry.is_directory() && entry.path().filename().string().rfind(kPrefix, 0) == 0) {
+      fs::remove_all(entry.path(), ignored);
+      ++removed;
+    }
+  }
+  return removed;
+}
+
 TrainerState load_checkpoint(const std::string& folder, Optimizer& optimizer) {
   const std::string state_path = folder + "/trainer_state.json";
   json document;

@@ -135,6 +135,9 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
     scaler.restore(state.loss_scale, state.growth_tracker);
     log::info("resuming from " + resume_folder + " at step " + std::to_string(state.global_step) + "/" +
               std::to_string(total_steps));
+  } else if (const int64_t removed = remove_checkpoints(p.project_name); removed > 0) {
+    log::warn(log::cat("starting afresh: removed ", removed, " checkpoint folder(s) of an earlier run in ",
+                       p.project_name));
   }
 
   // A resumed run continues the metrics of the run it resumes; a fresh run starts them anew.

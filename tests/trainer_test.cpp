@@ -285,6 +285,22 @@ TEST(Trainer, CheckpointOfAnotherRunIsRefused) {
   }
 }
 
+TEST(Trainer, AFreshStartClearsCheckpointsOfAnEarlierRun) {
+  testing::TempDir dir;
+  TokenizedText text = toy_tokens(dir, 120);
+  ToyModel toy;
+  auto model = toy.trainable();
+  auto options = options_for(dir, 3, 2);
+  train(model, {text, std::nullopt, 16, "fp"}, options);  // leaves checkpoint-60
+  options.resume = false;
+  options.stop_after_steps = 2;
+  train(model, {text, std::nullopt, 16, "fp"}, options);
+  // Only the new run's checkpoint: resuming must continue it, not the finished earlier run.
+  auto newest = newest_checkpoint(dir.file("project"));
+  ASSERT_TRUE(newest.has_value());
+  EXPECT_EQ(fs::path(*newest).filename(), "checkpoint-2");
+}
+
 TEST(Trainer, ValidationLossIsWrittenEveryEpoch) {
   testing::TempDir dir;
   TokenizedText text = toy_tokens(dir, 100);

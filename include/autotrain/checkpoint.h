@@ -34,6 +34,10 @@ std::string save_checkpoint(const std::string& project, const TrainerState& stat
 // The complete checkpoint with the highest step in `project`, if any.
 std::optional<std::string> newest_checkpoint(const std::string& project);
 
+// Removes every checkpoint-N (complete or partial) in `project`; returns how many. A run started afresh
+// in a project folder clears them, so a later resume never picks up the older run's state.
+int64_t remove_checkpoints(const std::string& project);
+
 // Restores the parameters (from the adapter file), the optimizer and the CPU RNG from `folder`, and
 // returns the trainer state. Throws Error naming the file when something is missing or does not fit.
 TrainerState load_checkpoint(const std::string& folder, Optimizer& optimizer);

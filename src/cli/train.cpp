@@ -38,7 +38,7 @@ Command add_train_command(CLI::App& parent) {
   app->add_option("--resume", options->finetune.resume_from,
                   "Resume from this checkpoint folder (default: the newest complete checkpoint in project_name)")
       ->check(CLI::ExistingDirectory);
-  app->add_flag("--no-resume", options->no_resume, "Start afresh even when project_name holds checkpoints");
+  app->add_flag("--no-resume", options->no_resume, "Start afresh even when project_name holds checkpoints (they are removed)");
   app->add_option("--stop-after-steps", options->finetune.stop_after_steps,
                   "Stop with a checkpoint after N optimizer steps in this run (resume later)")
       ->check(CLI::NonNegativeNumber);

@@ -9,6 +9,7 @@
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/safetensors.h"
+#include "autotrain/text_util.h"
 
 namespace autotrain {
 using json = nlohmann::json;
@@ -62,12 +63,6 @@ T require(const json& document, const std::string& key, const std::string& path)
 
 void refuse_if(bool condition, const std::string& path, const std::string& what) {
   if (condition) throw Error(path + ": " + what);
-}
-
-std::string shape_text(at::IntArrayRef shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
 }
 
 }  // namespace

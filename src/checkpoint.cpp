@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autotrain/adapter.h"
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/logging.h"
@@ -137,19 +138,7 @@ TrainerState load_checkpoint(const std::string& folder, Optimizer& optimizer) {
   }
   TrainerState state = state_from_json(document, state_path);
 
-  const std::string adapter_path = folder + "/adapter_model.safetensors";
-  auto adapter = SafetensorsFile::open(adapter_path);
-  {
-    at::NoGradGuard no_grad;
-    for (const auto& [name, parameter] : optimizer.parameters()) {
-      if (!adapter->has(name)) throw Error(adapter_path + ": tensor " + name + " is missing; the model's LoRA layout changed");
-      at::Tensor saved = adapter->tensor(name);
-      if (saved.sizes() != parameter.sizes()) {
-        throw Error(adapter_path + ": tensor " + name + " has the wrong shape for this model's LoRA settings");
-      }
-      parameter.copy_(saved);
-    }
-  }
+  load_adapter_weights(folder, optimizer.parameters());
   const std::string optimizer_path = folder + "/optimizer.safetensors";
   auto optimizer_file = SafetensorsFile::open(optimizer_path);
   std::vector<std::pair<std::string, at::Tensor>> tensors;

@@ -9,12 +9,6 @@
 
 namespace autotrain {
 
-const std::vector<std::string>& projection_names() {
-  static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj"};
-  return names;
-}
-
 // x (..., C), weight (C,). Variance in float32 whatever x's dtype; the weight multiplies after the cast
 // back, as LlamaRMSNorm (weight * hidden_states.to(input_dtype)).
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {

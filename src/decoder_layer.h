@@ -28,9 +28,6 @@ struct LayerInputs {
   std::map<int64_t, at::Tensor> masks;
 };
 
-// The 7 projection names in PEFT's (= the checkpoint's module) order.
-const std::vector<std::string>& projection_names();
-
 class DecoderLayer {
  public:
   DecoderLayer(int64_t index, const ModelConfig& config, int64_t sliding_window)

@@ -19,6 +19,7 @@
 #include "autotrain/model_config.h"
 #include "autotrain/progress.h"
 #include "autotrain/safetensors.h"
+#include "autotrain/text_util.h"
 
 namespace autotrain {
 namespace fs = std::filesystem;
@@ -58,18 +59,6 @@ at::ScalarType parse_dtype_name(const std::string& text) {
 namespace {
 
 using json = nlohmann::ordered_json;
-
-std::string shape_text(at::IntArrayRef shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
-}
-
-std::string layer_tensor_name(const Architecture& arch, int64_t layer, const std::string& suffix) {
-  std::string name = arch.layer_prefix;
-  name.replace(name.find("{}"), 2, std::to_string(layer));
-  return name + suffix;
-}
 
 bool is_floating(const std::string& safetensors_dtype) {
   return safetensors_dtype == "F32" || safetensors_dtype == "F16" || safetensors_dtype == "BF16";

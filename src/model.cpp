@@ -6,26 +6,16 @@
 #include <set>
 
 #include "autotrain/adapter.h"
+#include "autotrain/config.h"
 #include "autotrain/error.h"
 #include "autotrain/logging.h"
 #include "autotrain/safetensors.h"
+#include "autotrain/text_util.h"
 #include "decoder_layer.h"
 
 namespace autotrain {
 
 namespace {
-
-std::string shape_string(c10::IntArrayRef shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-  return text + "]";
-}
-
-std::string replace_layer(const std::string& pattern, int64_t layer) {
-  std::string name = pattern;
-  name.replace(name.find("{}"), 2, std::to_string(layer));
-  return name;
-}
 
 // Hands out checkpoint tensors one at a time, each checked against the shape config.json implies, and
 // remembers which were used so that the rest can be reported.
@@ -45,8 +35,8 @@ class WeightLoader {
     const TensorInfo& info = checkpoint_.info(name);
     const std::string& file = checkpoint_.path_of(name);
     if (info.shape != shape)
-      throw Error(file + ": tensor " + name + " has shape " + shape_string(info.shape) + ", config.json wants " +
-                  shape_string(shape));
+      throw Error(file + ": tensor " + name + " has shape " + shape_text(info.shape) + ", config.json wants " +
+                  shape_text(shape));
     if (info.dtype != "F32" && info.dtype != "F16" && info.dtype != "BF16")
       throw Error(file + ": tensor " + name + " has dtype " + info.dtype + "; expected F32, F16 or BF16");
     used_.insert(name);
@@ -101,7 +91,7 @@ at::Tensor build_attention_mask(int64_t past, int64_t T, int64_t window, const a
 CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
     : config_(load_model_config(model_dir)), options_(options) {
   for (const std::string& target : options_.lora_target_modules)
-    if (std::find(projection_names().begin(), projection_names().end(), target) == projection_names().end())
+    if (std::find(linear_module_names().begin(), linear_module_names().end(), target) == linear_module_names().end())
       throw config_error("lora target module \"" + target +
                          "\" is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
   const ModelConfig& c = config_;
@@ -113,10 +103,10 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
   embed_tokens_ = loader.take(arch.embed_tokens, {c.vocab_size, c.hidden_size}).to(dtype);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     auto layer = std::make_unique<DecoderLayer>(i, c, c.layer_sliding_window[i]);
-    const std::string prefix = replace_layer(arch.layer_prefix, i);
+    const std::string prefix = layer_tensor_name(arch, i, "");
     layer->input_layernorm = loader.take(prefix + "input_layernorm.weight", {c.hidden_size}).to(dtype);
     layer->post_attention_layernorm = loader.take(prefix + "post_attention_layernorm.weight", {c.hidden_size}).to(dtype);
-    for (const std::string& name : projection_names()) {
+    for (const std::string& name : linear_module_names()) {
       const std::string path = prefix + module_parent(name) + "." + name;
       auto [out, in] = projection_shape(c, name);
       at::Tensor weight = loader.take(path + ".weight", {out, in});
@@ -161,7 +151,7 @@ void CausalLM::set_training(bool training) {
 std::vector<std::pair<std::string, at::Tensor>> CausalLM::lora_parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> parameters;
   for (const auto& layer : layers_) {
-    for (const std::string& name : projection_names()) {
+    for (const std::string& name : linear_module_names()) {
       const Projection& projection = layer->projections.at(name);
       if (!projection.lora) continue;
       parameters.emplace_back(peft_lora_tensor_name(layer->index(), name, true), projection.lora->lora_A);
@@ -174,11 +164,11 @@ std::vector<std::pair<std::string, at::Tensor>> CausalLM::lora_parameters() cons
 // input_ids (B,T) -> logits (B,T,V). hidden (B,T,C) flows through the layers in the compute dtype.
 at::Tensor CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
   if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong)
-    throw Error("CausalLM::forward: input_ids must be (B, T) int64, got " + shape_string(input_ids.sizes()) + " " +
+    throw Error("CausalLM::forward: input_ids must be (B, T) int64, got " + shape_text(input_ids.sizes()) + " " +
                 std::string(c10::toString(input_ids.scalar_type())));
   if (attention_mask.defined() && attention_mask.sizes() != input_ids.sizes())
-    throw Error("CausalLM::forward: attention_mask " + shape_string(attention_mask.sizes()) +
-                " must have the shape of input_ids " + shape_string(input_ids.sizes()));
+    throw Error("CausalLM::forward: attention_mask " + shape_text(attention_mask.sizes()) +
+                " must have the shape of input_ids " + shape_text(input_ids.sizes()));
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t past = cache ? cache->length() : 0;
   if (cache && cache->num_layers() != config_.num_hidden_layers)
@@ -218,8 +208,8 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& atte
 // shifted by one, cross entropy over all B*T positions with ignore_index -100, mean over counted tokens.
 at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
   if (logits.dim() != 3 || labels.dim() != 2 || logits.size(0) != labels.size(0) || logits.size(1) != labels.size(1))
-    throw Error("causal_lm_loss: logits (B,T,V) and labels (B,T) do not match: " + shape_string(logits.sizes()) +
-                " and " + shape_string(labels.sizes()));
+    throw Error("causal_lm_loss: logits (B,T,V) and labels (B,T) do not match: " + shape_text(logits.sizes()) +
+                " and " + shape_text(labels.sizes()));
   at::Tensor padded = at::constant_pad_nd(labels.to(at::kLong), {0, 1}, -100);
   at::Tensor shifted = padded.narrow(1, 1, labels.size(1)).contiguous();
   const int64_t V = logits.size(2);

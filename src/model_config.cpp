@@ -161,6 +161,12 @@ std::vector<int64_t> parse_sliding_windows(const ConfigReader& reader, const Arc
 
 }  // namespace
 
+std::string layer_tensor_name(const Architecture& arch, int64_t layer, const std::string& suffix) {
+  std::string name = arch.layer_prefix;
+  name.replace(name.find("{}"), 2, std::to_string(layer));
+  return name + suffix;
+}
+
 const Architecture& architecture_of(const std::string& model_type) {
   for (const Architecture& arch : architectures())
     if (arch.model_type == model_type) return arch;

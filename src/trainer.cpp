@@ -82,8 +82,6 @@ double evaluate(TrainableModel& model, const TokenizedText& valid, int64_t block
   return tokens ? loss_sum / static_cast<double>(tokens) : std::nan("");
 }
 
-std::string memory_text() { return format_count(static_cast<double>(resident_memory_bytes())) + "B"; }
-
 }  // namespace
 
 int64_t micro_batches_per_epoch(int64_t blocks, int64_t batch_size) { return (blocks + batch_size - 1) / batch_size; }
@@ -218,8 +216,8 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
                    {"memory_bytes", resident_memory_bytes()},
                    {"loss_scale", scaler.scale()},
                    {"skipped", found_inf}});
-    progress.set_status(log::cat("loss ", step_loss, " | lr ", lr, " | ", format_count(tokens_per_second),
-                                 " tok/s | mem ", memory_text()));
+    // The bar itself shows the resident memory.
+    progress.set_status(log::cat("loss ", step_loss, " | lr ", lr, " | ", format_count(tokens_per_second), " tok/s"));
     progress.advance();
     if (state.global_step % logging_steps == 0) {
       log::info(log::cat("step ", state.global_step, "/", total_steps, ": loss ", step_loss, ", lr ", lr,

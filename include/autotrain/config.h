@@ -73,7 +73,8 @@ struct TrainingParams {
   std::optional<std::string> distributed_backend;
 };
 
-// The LoRA target modules a Llama / Qwen2 / Mistral decoder has.
+// The linear projections of a Llama / Qwen2 / Mistral decoder layer (the LoRA targets), in PEFT's and the
+// checkpoint's module order: q, k, v, o, gate, up, down.
 const std::vector<std::string>& linear_module_names();
 
 // target_modules as a list: "q_proj, k_proj" -> {q_proj, k_proj}; "all-linear" (or null) -> every linear module.

@@ -44,6 +44,9 @@ struct Architecture {
 
 // The row for a model_type; throws Error listing the supported ones for another.
 const Architecture& architecture_of(const std::string& model_type);
+// The checkpoint name of a layer's tensor: layer_prefix with the index filled in, then `suffix`
+// ("model.layers.3." + "self_attn.q_proj.weight").
+std::string layer_tensor_name(const Architecture& arch, int64_t layer, const std::string& suffix);
 // "llama, mistral, qwen2"
 std::string supported_model_types();
 

@@ -1,8 +1,11 @@
 // Small string helpers shared by parsers and error messages.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include <c10/util/ArrayRef.h>
 
 namespace autotrain {
 
@@ -12,5 +15,7 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
 size_t edit_distance(const std::string& a, const std::string& b);
 // The candidate nearest to `word` by edit distance (ties: the first); empty when there are none.
 std::string nearest_word(const std::string& word, const std::vector<std::string>& candidates);
+// "[64, 128]": a tensor shape for error messages.
+std::string shape_text(c10::ArrayRef<int64_t> shape);
 
 }  // namespace autotrain

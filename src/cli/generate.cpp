@@ -6,6 +6,7 @@
 #include "autotrain/error.h"
 #include "autotrain/generation.h"
 #include "autotrain/logging.h"
+#include "autotrain/merge.h"
 #include "autotrain/model.h"
 #include "autotrain/tokenizer.h"
 #include "commands.h"
@@ -20,12 +21,6 @@ struct GenerateOptions {
   uint64_t seed = 42;
   bool no_special_tokens = false;
 };
-
-at::ScalarType dtype_named(const std::string& name) {
-  if (name == "fp16") return at::kHalf;
-  if (name == "bf16") return at::kBFloat16;
-  return at::kFloat;
-}
 }  // namespace
 
 Command add_generate_command(CLI::App& parent) {
@@ -56,7 +51,7 @@ Command add_generate_command(CLI::App& parent) {
   auto run = [o] {
     auto tokenizer = Tokenizer::load(o->model_dir);
     ModelOptions options;
-    options.dtype = dtype_named(o->dtype);
+    options.dtype = parse_dtype_name(o->dtype);
     std::optional<AdapterConfig> adapter;
     if (!o->adapter_dir.empty()) {
       adapter = load_adapter_config(o->adapter_dir);

@@ -60,7 +60,7 @@ json to_json(const TrainerState& s) {
               {"skipped_steps", s.skipped_steps}, {"epoch", s.epoch},
               {"micro_batch", s.micro_batch},   {"loss_scale", s.loss_scale},
               {"growth_tracker", s.growth_tracker}, {"first_loss", s.first_loss},
-              {"fingerprint", s.fingerprint}};
+              {"fingerprint", s.fingerprint}, {"world_size", s.world_size}};
 }
 
 TrainerState state_from_json(const json& j, const std::string& path) {
@@ -75,6 +75,7 @@ TrainerState state_from_json(const json& j, const std::string& path) {
     s.growth_tracker = j.at("growth_tracker");
     s.first_loss = j.at("first_loss");
     s.fingerprint = j.at("fingerprint");
+    s.world_size = j.value("world_size", int64_t{1});
     return s;
   } catch (const json::exception& e) {
     throw Error(path + ": not a trainer state written by autotrain (" + e.what() + ")");

@@ -252,7 +252,9 @@ void validate(TrainingParams& p, const std::string& source) {
 
   check.unsupported_if(p.push_to_hub, "push_to_hub", p.push_to_hub,
                        "autotrain works offline; set it to false and upload project_name/ yourself");
-  check.choice("distributed_backend", p.distributed_backend, {}, {"ddp", "deepspeed"}, /*null_ok=*/true);
+  // ddp (or null): data parallel with --nproc-per-node or under torchrun; LoRA's state is small enough that
+  // every worker holds all of it, so deepspeed's sharding would buy nothing here.
+  check.choice("distributed_backend", p.distributed_backend, {"ddp"}, {"deepspeed"}, /*null_ok=*/true);
   if (p.unsloth) log::warn(source + ": \"unsloth\": true has no effect; autotrain uses its own kernels");
   if (p.use_flash_attention_2)
     log::info(source + ": \"use_flash_attention_2\": attention always runs through memory-efficient SDPA");

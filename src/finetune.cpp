@@ -1,12 +1,16 @@
 #include "autotrain/finetune.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "autotrain/adapter.h"
 #include "autotrain/data.h"
+#include "autotrain/distributed.h"
 #include "autotrain/error.h"
 #include "autotrain/logging.h"
 #include "autotrain/model.h"
@@ -105,13 +109,23 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter) {
 }
 
 TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions& options) {
+  std::unique_ptr<ProcessGroup> group;
+  const std::optional<WorkerPlace> place = worker_place_from_environment();
+  if (place && place->world_size > 1) {
+    if (place->rank != 0) log::quiet_to_warnings();
+    group = ProcessGroup::connect(*place, std::chrono::seconds(options.ddp_timeout_seconds));
+  }
   at::manual_seed(static_cast<uint64_t>(params.seed));
   const std::string cache_dir = options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
   auto tokenizer = Tokenizer::load(params.model);
   const int64_t block_size = effective_block_size(params);
 
+  // One worker per machine tokenizes into the cache while the others wait, then read it.
+  const bool tokenizes_first = !group || place->local_rank == 0;
+  if (group && !tokenizes_first) group->barrier();
   TrainingData data{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt, block_size, ""};
   if (params.valid_split) data.valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
+  if (group && tokenizes_first) group->barrier();
   if (data.valid && data.valid->num_blocks(block_size) == 0) {
     throw Error(resolve_split_file(params.data_path, *params.valid_split) + ": the validation split has fewer than " +
                 std::to_string(block_size) + " tokens, so not one block; add texts or set valid_split to null");
@@ -130,9 +144,9 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
 
   TrainableModel trainable = trainable_model(model, finetune_adapter_config(params, model_options));
 
-  save_training_params(params, params.project_name);
-  TrainerOptions trainer_options{params, options.save_steps, options.resume_from, options.resume,
-                                 options.stop_after_steps};
+  if (!group || group->rank() == 0) save_training_params(params, params.project_name);
+  TrainerOptions trainer_options{params,          options.save_steps,       options.resume_from, options.resume,
+                                 options.stop_after_steps, group.get()};
   return train(trainable, data, trainer_options);
 }
 

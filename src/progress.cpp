@@ -51,7 +51,7 @@ ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit, dou
       unit_(std::move(unit)),
       total_(total),
       log_interval_seconds_(log_interval_seconds),
-      on_terminal_(::isatty(STDERR_FILENO) != 0),
+      on_terminal_(::isatty(STDERR_FILENO) != 0 && log::info_enabled()),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
 #include <unistd.h>
 
@@ -64,22 +66,38 @@ int64_t predicted_tokens(const at::Tensor& labels) {
   return labels.slice(1, 1).ne(-100).sum().item<int64_t>();
 }
 
-// Mean loss per predicted token over every block of the validation split.
-double evaluate(TrainableModel& model, const TokenizedText& valid, int64_t block_size, int64_t batch_size) {
+// Mean loss per predicted token over every block of the validation split; a worker of a group evaluates
+// every W-th block and the sums are added across the group.
+double evaluate(TrainableModel& model, const TokenizedText& valid, int64_t block_size, int64_t batch_size,
+                ProcessGroup* group) {
   at::NoGradGuard no_grad;
   model.set_training(false);
   const int64_t blocks = valid.num_blocks(block_size);
-  std::vector<int64_t> order(blocks);
-  for (int64_t i = 0; i < blocks; ++i) order[i] = i;
+  const int64_t stride = group ? group->size() : 1;
+  std::vector<int64_t> order;
+  for (int64_t i = group ? group->rank() : 0; i < blocks; i += stride) order.push_back(i);
   double loss_sum = 0;
   int64_t tokens = 0;
-  for (int64_t m = 0; m < micro_batches_per_epoch(blocks, batch_size); ++m) {
+  for (int64_t m = 0; m < micro_batches_per_epoch(static_cast<int64_t>(order.size()), batch_size); ++m) {
     at::Tensor ids = micro_batch(valid, order, m, batch_size, block_size);
     loss_sum += model.loss_sum(ids, ids).item<double>();
     tokens += predicted_tokens(ids);
   }
+  if (group) {
+    at::Tensor sums = at::tensor({loss_sum, static_cast<double>(tokens)}, at::kDouble);
+    group->all_reduce_sum(sums);
+    loss_sum = sums[0].item<double>();
+    tokens = static_cast<int64_t>(sums[1].item<double>());
+  }
   model.set_training(true);
   return tokens ? loss_sum / static_cast<double>(tokens) : std::nan("");
+}
+
+// The rows of a run's micro-batch (W x batch_size blocks) that worker `rank` computes; may be empty when
+// the epoch's last micro-batch is short.
+at::Tensor worker_rows(const at::Tensor& run_batch, int64_t rank, int64_t batch_size) {
+  const int64_t begin = std::min(rank * batch_size, run_batch.size(0));
+  return run_batch.slice(0, begin, std::min(begin + batch_size, run_batch.size(0)));
 }
 
 }  // namespace
@@ -103,13 +121,17 @@ std::vector<int64_t> epoch_block_order(int64_t blocks, int64_t seed, int64_t epo
 
 TrainingSummary train(TrainableModel& model, const TrainingData& data, const TrainerOptions& options) {
   const TrainingParams& p = options.params;
+  ProcessGroup* group = options.group;
+  const int64_t world_size = group ? group->size() : 1, rank = group ? group->rank() : 0;
+  const bool writer = rank == 0;  // of files and metrics
+  const int64_t run_batch_size = p.batch_size * world_size;
   const int64_t blocks = data.train.num_blocks(data.block_size);
   if (blocks == 0) {
     throw Error(p.data_path + ": " + std::to_string(data.train.size()) + " tokens make no block of block_size " +
                 std::to_string(data.block_size) + "; lower block_size or add data");
   }
-  const int64_t micro_per_epoch = micro_batches_per_epoch(blocks, p.batch_size);
-  const int64_t steps_per_epoch = optimizer_steps_per_epoch(blocks, p.batch_size, p.gradient_accumulation);
+  const int64_t micro_per_epoch = micro_batches_per_epoch(blocks, run_batch_size);
+  const int64_t steps_per_epoch = optimizer_steps_per_epoch(blocks, run_batch_size, p.gradient_accumulation);
   const int64_t total_steps = steps_per_epoch * p.epochs;
   const int64_t logging_steps = p.logging_steps > 0 ? p.logging_steps : automatic_logging_steps(blocks, p.batch_size);
   const int64_t save_total_limit = p.save_total_limit > 0 ? p.save_total_limit : 1;
@@ -122,27 +144,45 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
 
   TrainerState state;
   state.fingerprint = data.fingerprint;
+  state.world_size = world_size;
   std::string resume_folder = options.resume_from;
   if (resume_folder.empty() && options.resume) resume_folder = newest_checkpoint(p.project_name).value_or("");
+  if (group) group->barrier();  // every worker has looked for a checkpoint before rank 0 may remove any
   if (!resume_folder.empty()) {
     state = load_checkpoint(resume_folder, optimizer);
     if (state.fingerprint != data.fingerprint) {
       throw Error(resume_folder + ": this checkpoint belongs to a run with other data or settings; use another "
                   "project_name or delete " + p.project_name + "/checkpoint-*");
     }
+    if (state.world_size != world_size) {
+      throw Error(log::cat(resume_folder, ": this checkpoint was written by a run of ", state.world_size,
+                           " worker(s) and this run has ", world_size, "; resume with the same number of workers "
+                           "(--nproc-per-node x --nnodes) or start afresh with --no-resume"));
+    }
     scaler.restore(state.loss_scale, state.growth_tracker);
     log::info("resuming from " + resume_folder + " at step " + std::to_string(state.global_step) + "/" +
               std::to_string(total_steps));
-  } else if (const int64_t removed = remove_checkpoints(p.project_name); removed > 0) {
+  } else if (const int64_t removed = writer ? remove_checkpoints(p.project_name) : 0; removed > 0) {
     log::warn(log::cat("starting afresh: removed ", removed, " checkpoint folder(s) of an earlier run in ",
                        p.project_name));
   }
 
+  std::unique_ptr<GradientReducer> reducer;
+  if (group) {  // every worker starts from rank 0's parameters, as DDP does
+    at::NoGradGuard no_grad;
+    for (at::Tensor& parameter : trainable) group->broadcast(parameter, 0);
+    reducer = std::make_unique<GradientReducer>(*group, trainable);
+  }
+
   // A resumed run continues the metrics of the run it resumes; a fresh run starts them anew.
-  keep_metrics_through_step(p.project_name + "/metrics.jsonl", state.global_step);
-  MetricsWriter metrics(p.project_name + "/metrics.jsonl");
+  std::optional<MetricsWriter> metrics;
+  if (writer) {
+    keep_metrics_through_step(p.project_name + "/metrics.jsonl", state.global_step);
+    metrics.emplace(p.project_name + "/metrics.jsonl");
+  }
   log::info(log::cat("training: ", blocks, " blocks of ", data.block_size, " tokens, ", p.epochs, " epoch(s), ",
-                     total_steps, " optimizer steps of ", p.batch_size, " x ", p.gradient_accumulation, " blocks"));
+                     total_steps, " optimizer steps of ", p.batch_size, " x ", p.gradient_accumulation, " blocks",
+                     world_size > 1 ? log::cat(" x ", world_size, " workers") : std::string()));
   ProgressBar progress("train", total_steps, "step");
   progress.advance(state.global_step);
   StopSignals signals;
@@ -160,25 +200,37 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   std::vector<int64_t> order;
   const auto started = std::chrono::steady_clock::now();
   bool stop = false;
+  int stop_signal = 0;  // SIGINT / SIGTERM received by this worker or, in a group, by any
   while (state.epoch < p.epochs && !stop) {
     if (order_epoch != state.epoch) {
       order = epoch_block_order(blocks, p.seed, state.epoch);
       order_epoch = state.epoch;
     }
-    // One optimizer step: its window of micro-batches, each loss divided by the window's predicted tokens.
+    // One optimizer step: its window of micro-batches, each loss divided by the window's predicted tokens
+    // (of the whole group's micro-batches: every worker counts them, as it has the whole order).
     const int64_t window = std::min(p.gradient_accumulation, micro_per_epoch - state.micro_batch);
     std::vector<at::Tensor> batches;
     int64_t window_tokens = 0;
     for (int64_t m = 0; m < window; ++m) {
-      batches.push_back(micro_batch(data.train, order, state.micro_batch + m, p.batch_size, data.block_size));
-      window_tokens += predicted_tokens(batches.back());
+      at::Tensor run_batch = micro_batch(data.train, order, state.micro_batch + m, run_batch_size, data.block_size);
+      window_tokens += predicted_tokens(run_batch);
+      tokens_this_run += run_batch.numel();
+      batches.push_back(worker_rows(run_batch, rank, p.batch_size));
     }
     double step_loss = 0;
-    for (const at::Tensor& ids : batches) {
+    for (size_t m = 0; m < batches.size(); ++m) {
+      if (reducer) reducer->prepare_for_backward(/*reduce=*/m + 1 == batches.size());
+      const at::Tensor& ids = batches[m];
+      if (ids.size(0) == 0) continue;
       at::Tensor loss = model.loss_sum(ids, ids) / static_cast<double>(window_tokens);
       scaler.scale_loss(loss).backward();
       step_loss += loss.item<double>();
-      tokens_this_run += ids.numel();
+    }
+    if (group) {
+      reducer->finish();  // every worker now holds the group's summed gradients
+      at::Tensor loss = at::tensor({step_loss}, at::kDouble);
+      group->all_reduce_sum(loss);
+      step_loss = loss.item<double>();
     }
     const bool found_inf = scaler.unscale_and_check(trainable);
     double grad_norm = std::nan("");
@@ -207,7 +259,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const double tokens_per_second = seconds > 0 ? static_cast<double>(tokens_this_run) / seconds : 0;
-    metrics.write({{"step", state.global_step},
+    if (metrics) metrics->write({{"step", state.global_step},
                    {"epoch", static_cast<double>(state.global_step) / static_cast<double>(steps_per_epoch)},
                    {"loss", step_loss},
                    {"lr", lr},
@@ -227,16 +279,23 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
     const bool evaluate_now = data.valid && ((p.eval_strategy == "epoch" && epoch_done) ||
                                              (p.eval_strategy == "steps" && state.global_step % logging_steps == 0));
     if (evaluate_now) {
-      const double eval_loss = evaluate(model, *data.valid, data.block_size, p.batch_size);
+      const double eval_loss = evaluate(model, *data.valid, data.block_size, p.batch_size, group);
       summary.eval_loss = eval_loss;
-      metrics.write({{"step", state.global_step}, {"epoch", state.epoch}, {"eval_loss", eval_loss},
+      if (metrics) metrics->write({{"step", state.global_step}, {"epoch", state.epoch}, {"eval_loss", eval_loss},
                      {"eval_perplexity", std::exp(eval_loss)}});
       log::info(log::cat("epoch ", state.epoch, ": eval loss ", eval_loss, ", perplexity ", std::exp(eval_loss)));
     }
 
-    stop = signals.received() != 0 || (options.stop_after_steps > 0 && steps_this_run >= options.stop_after_steps);
+    // A signal to any worker stops them all at this step.
+    stop_signal = signals.received();
+    if (group) {
+      at::Tensor received = at::tensor({static_cast<int64_t>(stop_signal)}, at::kLong);
+      group->all_reduce_max(received);
+      stop_signal = static_cast<int>(received.item<int64_t>());
+    }
+    stop = stop_signal != 0 || (options.stop_after_steps > 0 && steps_this_run >= options.stop_after_steps);
     const bool periodic = options.save_steps > 0 ? state.global_step % options.save_steps == 0 : epoch_done;
-    if (periodic || stop || state.global_step == total_steps) log::info("checkpoint " + save());
+    if (writer && (periodic || stop || state.global_step == total_steps)) log::info("checkpoint " + save());
   }
   progress.finish();
   model.set_training(false);
@@ -248,8 +307,9 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   summary.output_folder = p.project_name;
   if (state.global_step < total_steps) {
     summary.stopped_early = true;
-    if (signals.received()) {
-      const int signal = signals.received();
+    if (stop_signal != 0) {
+      const int signal = stop_signal;
+      if (!writer) throw Error("", 128 + signal);  // rank 0 says it for the job
       throw Error(log::cat("interrupted by ", signal == SIGINT ? "SIGINT" : "SIGTERM", " at step ", state.global_step,
                            "/", total_steps, "; the checkpoint in ", p.project_name,
                            " holds the state: rerun the same command to resume"),
@@ -257,8 +317,9 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
     }
     return summary;
   }
+  if (!writer) return summary;
   model.save_adapter(p.project_name);
-  write_loss_curve_svg(metrics.path(), p.project_name + "/loss_curve.svg");
+  write_loss_curve_svg(metrics->path(), p.project_name + "/loss_curve.svg");
   return summary;
 }
 

@@ -142,7 +142,7 @@ const BadCase kBadCases[] = {
     {"AddEosAsString", R"({"add_eos_token": "yes"})", "\"add_eos_token\"", "true or false"},
     {"ProjectNameWithSpaces", R"({"project_name": "my project!"})", "\"project_name\"", "letters, digits or '-'"},
     {"ChatTemplateNotYet", R"({"chat_template": "chatml"})", "\"chat_template\"", "not supported yet"},
-    {"DeepSpeedNotYet", R"({"distributed_backend": "deepspeed"})", "\"distributed_backend\"", "not supported yet"},
+    {"DeepSpeedNotYet", R"({"distributed_backend": "deepspeed"})", "\"distributed_backend\"", "not supported yet (supported: ddp)"},
     {"GradientAccumulationFraction", R"({"gradient_accumulation": 2.5})", "\"gradient_accumulation\"", "an integer"},
     {"MaxGradNormNegative", R"({"max_grad_norm": -1})", "\"max_grad_norm\"", ">= 0"},
     {"WeightDecayString", R"({"weight_decay": "0.01"})", "\"weight_decay\"", "a number"},

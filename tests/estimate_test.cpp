@@ -262,6 +262,9 @@ TEST(EstimateSeed, DataParallelDividesWallClockNotGpuHours) {
   EXPECT_NEAR(b["hours"].get<double>(), a["hours"].get<double>() / 4, 1e-9);
   EXPECT_NEAR(b["gpu_hours"].get<double>(), a["gpu_hours"].get<double>(), 1e-9);
   EXPECT_NEAR(b["dollars"].get<double>(), a["gpu_hours"].get<double>() * 2, 1e-9);
+  // Every data-parallel worker holds the whole model and its own micro-batch: memory per GPU is unchanged.
+  EXPECT_EQ(four["memory"]["peak"], one["memory"]["peak"]);
+  EXPECT_EQ(four["gpus"][0]["peak_bytes"], one["gpus"][0]["peak_bytes"]);
 }
 
 TEST(EstimateCli, MissingModelConfigIsOneLine) {

@@ -24,6 +24,7 @@ struct TrainerState {
   int64_t growth_tracker = 0;
   double first_loss = 0;
   std::string fingerprint;     // the run's data + settings; a checkpoint resumes only the same run
+  int64_t world_size = 1;      // workers of the run (micro_batch counts micro-batches of world_size x batch_size)
 };
 
 // Writes checkpoint-<global_step> into `project`, then removes the oldest checkpoints beyond `keep`

@@ -18,6 +18,9 @@ struct FinetuneOptions {
   bool resume = true;
   int64_t stop_after_steps = 0;
   std::string cache_dir;       // token caches; empty: $AUTOTRAIN_CACHE_DIR, else $XDG_CACHE_HOME/autotrain, else ~/.cache/autotrain
+  // A distributed worker (RANK / WORLD_SIZE in the environment) gives up on a collective or the rendezvous
+  // after this long (transformers' ddp_timeout default).
+  int64_t ddp_timeout_seconds = 1800;
 };
 
 // The block size AutoTrain would use: block_size -1 -> min(model_max_length, 1024), else
@@ -44,6 +47,7 @@ TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& toke
 // the PEFT adapter writer for `adapter`'s settings.
 TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter);
 
+// Trains in this process, or as one worker of a data-parallel job when RANK and WORLD_SIZE are set.
 TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions& options);
 
 }  // namespace autotrain

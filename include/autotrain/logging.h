@@ -16,6 +16,10 @@ void info(const std::string& message);
 void warn(const std::string& message);
 void error(const std::string& message);
 bool debug_enabled();
+bool info_enabled();
+// Shows warnings and errors only, unless the level is already higher (the workers of a distributed job
+// other than rank 0 log only what goes wrong).
+void quiet_to_warnings();
 
 // Concatenates anything that has operator<<: log::info(log::cat("step ", step, " loss ", loss)).
 template <typename... Parts>

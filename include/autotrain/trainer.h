@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "autotrain/config.h"
+#include "autotrain/distributed.h"
 #include "autotrain/token_cache.h"
 
 namespace autotrain {
@@ -49,6 +50,10 @@ struct TrainerOptions {
   // Stop (with a checkpoint) after this many optimizer steps in this process; 0 = no limit. For tests of
   // resume and for users who train in slices of a rented GPU's time.
   int64_t stop_after_steps = 0;
+  // Data parallel: with a group of W workers each micro-batch of the run is W x batch_size blocks of the
+  // epoch's order, and this worker takes its rank's batch_size of them; gradients are summed across the
+  // group, so W workers give the update of one process with W x batch_size. Only rank 0 writes files.
+  ProcessGroup* group = nullptr;
 };
 
 struct TrainingSummary {

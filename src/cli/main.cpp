@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const autotrain::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    if (*e.what() != '\0') std::cerr << "error: " << e.what() << "\n";  // empty: already said (the workers did)
     return e.exit_code();
   } catch (const std::bad_alloc&) {
     std::cerr << "error: out of host memory; lower batch_size or block_size, or use a machine with more RAM\n";

@@ -1,9 +1,12 @@
 // autotrain train --config training_params.json
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
 #include "autotrain/config.h"
+#include "autotrain/distributed.h"
 #include "autotrain/error.h"
 #include "autotrain/finetune.h"
 #include "autotrain/logging.h"
@@ -18,7 +21,22 @@ struct TrainOptions {
   bool check_only = false;
   FinetuneOptions finetune;
   bool no_resume = false;
+  LaunchOptions launch;
 };
+
+// This process's command line after the program name, as the kernel holds it (the workers rerun it).
+std::vector<std::string> own_arguments() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> arguments;
+  for (size_t begin = 0; begin < all.size();) {
+    const size_t end = all.find('\0', begin);
+    arguments.push_back(all.substr(begin, end - begin));
+    begin = end == std::string::npos ? all.size() : end + 1;
+  }
+  if (!arguments.empty()) arguments.erase(arguments.begin());
+  return arguments;
+}
 }  // namespace
 
 Command add_train_command(CLI::App& parent) {
@@ -44,7 +62,24 @@ Command add_train_command(CLI::App& parent) {
       ->check(CLI::NonNegativeNumber);
   app->add_option("--cache-dir", options->finetune.cache_dir,
                   "Where tokenized datasets are cached (default $AUTOTRAIN_CACHE_DIR or ~/.cache/autotrain)");
+  app->add_option("--nproc-per-node", options->launch.nproc_per_node,
+                  "Data-parallel workers to start on this machine (torchrun's option; gloo on CPU)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--nnodes", options->launch.nnodes, "Machines in the job (with --node-rank, --master-addr/port)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--node-rank", options->launch.node_rank, "This machine's index in the job, 0..nnodes-1")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--master-addr", options->launch.master_addr, "Address of the node-rank-0 machine")
+      ->capture_default_str();
+  app->add_option("--master-port", options->launch.master_port,
+                  "Rendezvous port on the node-rank-0 machine (default: a free port on one machine, 29500 on several)")
+      ->check(CLI::Range(1, 65535));
+  app->add_option("--ddp-timeout", options->finetune.ddp_timeout_seconds,
+                  "Seconds a worker waits for the others (rendezvous, gradient sums) before it gives up")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app->footer("Example:\n  autotrain train --config configs/example/training_params.json\n"
+              "  autotrain train --config training_params.json --nproc-per-node 2   (two data-parallel workers)\n"
               "Writes into project_name/: training_params.json (every effective key, no token), adapter_config.json +\n"
               "adapter_model.safetensors (PEFT), metrics.jsonl, loss_curve.svg and checkpoint-N/ folders.\n"
               "Ctrl-C stops after the current step with a checkpoint; the same command resumes.");
@@ -54,8 +89,16 @@ Command add_train_command(CLI::App& parent) {
       std::printf("%s\n", to_json(params).dump(2).c_str());
       return;
     }
+    const std::optional<WorkerPlace> place = worker_place_from_environment();
+    const LaunchOptions& launch = options->launch;
+    if (!place && (launch.nproc_per_node > 1 || launch.nnodes > 1)) {
+      const int exit_code = launch_workers(launch, own_arguments());
+      if (exit_code != 0) throw Error("", exit_code);  // the workers have said why
+      return;
+    }
     options->finetune.resume = !options->no_resume;
     TrainingSummary summary = run_finetune(params, options->finetune);
+    if (place && place->rank != 0) return;  // rank 0 reports and merges
     if (summary.stopped_early) {
       log::info(log::cat("stopped at step ", summary.steps, "/", summary.total_steps,
                          " with a checkpoint in ", params.project_name, "; rerun to resume"));

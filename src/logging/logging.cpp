@@ -25,5 +25,10 @@ void info(const std::string& message) { spdlog::info("{}", message); }
 void warn(const std::string& message) { spdlog::warn("{}", message); }
 void error(const std::string& message) { spdlog::error("{}", message); }
 bool debug_enabled() { return spdlog::should_log(spdlog::level::debug); }
+bool info_enabled() { return spdlog::should_log(spdlog::level::info); }
+
+void quiet_to_warnings() {
+  if (spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+}
 
 }  // namespace autotrain::log

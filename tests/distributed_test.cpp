@@ -1,0 +1,186 @@
+// Data-parallel training through the binary on loopback (c10d gloo): W workers with batch_size B train
+// the adapter of one process with batch_size W x B; the torchrun environment and two "nodes" on one machine
+// give the same; a worker that dies ends the job; a resume needs the same number of workers.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/metrics.h"
+#include "autotrain/safetensors.h"
+#include "test_util.h"
+
+namespace autotrain {
+namespace {
+
+const std::string kFixtures = AUTOTRAIN_FIXTURES_DIR;
+
+// The example data in blocks of 32 give 511 blocks: with 2 x 3 blocks per micro-batch the epoch's last
+// micro-batch has 1 block, the first worker's, so the second has nothing in it. Dropout 0: the workers'
+// dropout masks would differ from one process's.
+std::string write_config(const testing::TempDir& dir, int64_t batch_size, int64_t epochs = 1) {
+  nlohmann::json config = {
+      {"model", kFixtures + "/models/llama"}, {"project_name", "run"},
+      {"data_path", std::string(AUTOTRAIN_SOURCE_DIR) + "/configs/example/data"},
+      {"block_size", 32}, {"lr", 0.003}, {"epochs", epochs}, {"batch_size", batch_size},
+      {"gradient_accumulation", 2}, {"scheduler", "cosine"}, {"warmup_ratio", 0.1}, {"max_grad_norm", 1.0},
+      {"quantization", "int4"}, {"target_modules", "q_proj, v_proj, down_proj"}, {"peft", true},
+      {"lora_r", 8}, {"lora_alpha", 16}, {"lora_dropout", 0.0}, {"mixed_precision", "none"}, {"seed", 5}};
+  testing::write_text(dir.file("params.json"), config.dump(2));
+  return dir.file("params.json");
+}
+
+// `cd DIR;` stays in the foreground so that `&` puts autotrain itself, not a subshell, in the background;
+// `environment` (VAR=value ...) is set for autotrain alone; each "node" gets its own token cache.
+std::string train_command(const testing::TempDir& dir, const std::string& extra = "",
+                          const std::string& environment = "", const std::string& cache = "cache") {
+  return "cd " + testing::quote(dir.path().string()) + " || exit 9; " + environment + " " +
+         testing::quote(AUTOTRAIN_BINARY) + " train --config params.json --cache-dir " + cache + extra;
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+// The largest |difference| over every tensor of two adapter files with the same names.
+double max_adapter_difference(const std::string& a_path, const std::string& b_path) {
+  auto a = SafetensorsFile::open(a_path), b = SafetensorsFile::open(b_path);
+  EXPECT_EQ(a->names(), b->names());
+  double largest = 0;
+  for (const std::string& name : a->names()) {
+    largest = std::max(largest, (a->tensor(name) - b->tensor(name)).abs().max().item<double>());
+  }
+  return largest;
+}
+
+// One process, batch 6: what two workers of batch 3 must reproduce.
+const testing::TempDir& single_process_run() {
+  static testing::TempDir dir;
+  static bool done = [] {
+    write_config(dir, 6);
+    auto result = testing::run_command(train_command(dir));
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+    return true;
+  }();
+  (void)done;
+  return dir;
+}
+
+// Tolerance 1e-6: the workers' gradient sums add the same per-block terms in another grouping than one
+// process's matmuls do (float32 rounding, ~1e-7 relative), and Adam turns gradient differences into
+// weight differences no larger than lr x that relative error over 15 steps.
+constexpr double kTolerance = 1e-6;
+
+void expect_same_run(const testing::TempDir& dir) {
+  const testing::TempDir& single = single_process_run();
+  EXPECT_LE(max_adapter_difference(single.file("run/adapter_model.safetensors"), dir.file("run/adapter_model.safetensors")),
+            kTolerance);
+  const auto ours = read_metrics(dir.file("run/metrics.jsonl")), reference = read_metrics(single.file("run/metrics.jsonl"));
+  ASSERT_EQ(ours.size(), reference.size());
+  for (size_t i = 0; i < ours.size(); ++i) {
+    if (!reference[i].contains("loss")) continue;
+    EXPECT_NEAR(ours[i].at("loss").get<double>(), reference[i].at("loss").get<double>(), 1e-5) << "line " << i;
+  }
+}
+
+TEST(Distributed, TwoWorkersTrainTheAdapterOfOneProcessWithTwiceTheMicroBatch) {
+  testing::TempDir dir;
+  write_config(dir, 3);
+  auto result = testing::run_command(train_command(dir, " --nproc-per-node 2"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("x 2 workers"), std::string::npos) << result.output;
+  expect_same_run(dir);
+}
+
+TEST(Distributed, TwoNodesOnOneMachineUnderLauncherAndTorchrunVariablesTrainTheSame) {
+  // Node 0 through the launcher's multi-node flags; node 1 as torchrun would start it, by environment.
+  testing::TempDir dir;
+  write_config(dir, 3);
+  const std::string port = std::to_string(free_port());
+  const std::string script =
+      "(" + train_command(dir, " --nnodes 2 --node-rank 0 --nproc-per-node 1 --master-addr 127.0.0.1 --master-port " +
+                                    port) + ") > node0.txt 2>&1 & n0=$!; "
+      "(" + train_command(dir, "", "RANK=1 WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port, "cache1") +
+      ") > node1.txt 2>&1; r1=$?; wait $n0; r0=$?; "
+      "echo \"node0=$r0 node1=$r1\"; cat node0.txt node1.txt";
+  auto result = testing::run_command("cd " + testing::quote(dir.path().string()) + " && " + script);
+  ASSERT_NE(result.output.find("node0=0 node1=0"), std::string::npos) << result.output;
+  expect_same_run(dir);
+}
+
+TEST(Distributed, AWorkerThatDiesEndsTheJobWithAMessage) {
+  // kill -9 one of two workers mid-run: the launcher stops the other and exits non-zero, long before the
+  // ddp timeout; a worker started by environment (no launcher) whose peer dies exits non-zero by itself.
+  testing::TempDir dir;
+  write_config(dir, 3, /*epochs=*/50);
+  const std::string script =
+      train_command(dir, " --nproc-per-node 2 --ddp-timeout 60") + " > out.txt 2>&1 & pid=$!; "
+      "for i in $(seq 1 3000); do [ -s run/metrics.jsonl ] && break; sleep 0.02; done; "
+      "worker=$(cat /proc/$pid/task/*/children | tr ' ' '\\n' | sed -n 2p); kill -9 $worker; "
+      "start=$(date +%s); wait $pid; code=$?; echo \"exit=$code seconds=$(( $(date +%s) - start ))\"; cat out.txt";
+  auto result = testing::run_command("cd " + testing::quote(dir.path().string()) + " && " + script);
+  EXPECT_EQ(result.output.find("exit=0 "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("exit="), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("worker rank "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("killed by signal 9"), std::string::npos) << result.output;
+  const auto seconds = std::stoi(result.output.substr(result.output.find("seconds=") + 8));
+  EXPECT_LT(seconds, 30) << result.output;
+
+  testing::TempDir alone;
+  write_config(alone, 3, /*epochs=*/50);
+  const std::string port = std::to_string(free_port());
+  const std::string env = " WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
+  const std::string pair =
+      train_command(alone, " --ddp-timeout 20", "RANK=0" + env) + " > rank0.txt 2>&1 & r0=$!; " +
+      train_command(alone, " --ddp-timeout 20", "RANK=1" + env, "cache1") + " > rank1.txt 2>&1 & r1=$!; "
+      "for i in $(seq 1 3000); do [ -s run/metrics.jsonl ] && break; sleep 0.02; done; "
+      "kill -9 $r1; start=$(date +%s); wait $r0; code=$?; echo \"exit=$code seconds=$(( $(date +%s) - start ))\"; "
+      "cat rank0.txt";
+  auto survivor = testing::run_command("cd " + testing::quote(alone.path().string()) + " && " + pair);
+  EXPECT_EQ(survivor.output.find("exit=0 "), std::string::npos) << survivor.output;
+  EXPECT_NE(survivor.output.find("error: "), std::string::npos) << survivor.output;
+  EXPECT_NE(survivor.output.find("another worker stopped"), std::string::npos) << survivor.output;
+  EXPECT_LT(std::stoi(survivor.output.substr(survivor.output.find("seconds=") + 8)), 40) << survivor.output;
+}
+
+TEST(Distributed, StoppedAndResumedWithTheSameWorkersEndsAsOneRunAndOtherWorkerCountsAreRefused) {
+  testing::TempDir dir;
+  write_config(dir, 3);
+  auto first = testing::run_command(train_command(dir, " --nproc-per-node 2 --stop-after-steps 6"));
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto refused = testing::run_command(train_command(dir));
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("written by a run of 2 worker(s) and this run has 1"), std::string::npos) << refused.output;
+  auto rest = testing::run_command(train_command(dir, " --nproc-per-node 2"));
+  ASSERT_EQ(rest.exit_code, 0) << rest.output;
+  EXPECT_NE(rest.output.find("resuming from"), std::string::npos) << rest.output;
+  expect_same_run(dir);
+}
+
+TEST(Distributed, CtrlCStopsEveryWorkerWithACheckpointAndExits130) {
+  testing::TempDir dir;
+  write_config(dir, 3, /*epochs=*/50);
+  const std::string script =
+      train_command(dir, " --nproc-per-node 2") + " > out.txt 2>&1 & pid=$!; "
+      "for i in $(seq 1 3000); do [ -s run/metrics.jsonl ] && break; sleep 0.02; done; "
+      "kill -INT $pid; wait $pid; echo \"exit=$?\"; cat out.txt; ls run";
+  auto result = testing::run_command("cd " + testing::quote(dir.path().string()) + " && " + script);
+  EXPECT_NE(result.output.find("exit=130"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("interrupted by SIGINT"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("checkpoint-"), std::string::npos) << result.output;
+}
+
+}  // namespace
+}  // namespace autotrain

@@ -185,8 +185,6 @@ struct GradientReducer::Bucket {
 };
 
 namespace {
-std::mutex g_reducer_mutex;  // hooks may run on autograd's device threads
-
 class ReadyHook : public torch::autograd::PostAccumulateGradHook {
  public:
   ReadyHook(std::function<void()> on_ready) : on_ready_(std::move(on_ready)) {}
@@ -223,13 +221,16 @@ GradientReducer::~GradientReducer() {
   for (const at::Tensor& parameter : parameters_) torch::autograd::impl::set_post_acc_grad_hooks(parameter, nullptr);
 }
 
+size_t GradientReducer::bucket_count() const { return buckets_.size(); }
+
 void GradientReducer::prepare_for_backward(bool reduce) {
-  std::lock_guard<std::mutex> lock(g_reducer_mutex);
+  std::lock_guard<std::mutex> lock(mutex_);
   reducing_ = reduce;
+  if (reduce) sent_during_backward_ = 0;
 }
 
 void GradientReducer::on_gradient_ready(size_t parameter) {
-  std::lock_guard<std::mutex> lock(g_reducer_mutex);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (!reducing_) return;
   if (ready_[parameter]) {  // used twice in one backward: its bucket may have gone out early
     refired_ = true;
@@ -244,6 +245,7 @@ void GradientReducer::send_ready_buckets() {
   while (next_to_send_ < buckets_.size() &&
          buckets_[next_to_send_].ready == buckets_[next_to_send_].parameters.size()) {
     send(buckets_[next_to_send_++]);
+    ++sent_during_backward_;
   }
 }
 
@@ -262,7 +264,7 @@ void GradientReducer::send(Bucket& bucket) {
 }
 
 void GradientReducer::finish() {
-  std::lock_guard<std::mutex> lock(g_reducer_mutex);
+  std::lock_guard<std::mutex> lock(mutex_);
   reducing_ = false;
   while (next_to_send_ < buckets_.size()) send(buckets_[next_to_send_++]);
   for (Bucket& bucket : buckets_) ProcessGroup::wait(*bucket.pending);

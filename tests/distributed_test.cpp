@@ -8,8 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
+#include "autotrain/distributed.h"
 #include "autotrain/metrics.h"
 #include "autotrain/safetensors.h"
 #include "test_util.h"
@@ -180,6 +183,74 @@ TEST(Distributed, CtrlCStopsEveryWorkerWithACheckpointAndExits130) {
   EXPECT_NE(result.output.find("exit=130"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("interrupted by SIGINT"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("checkpoint-"), std::string::npos) << result.output;
+}
+
+}  // namespace
+}  // namespace autotrain
+
+namespace autotrain {
+namespace {
+
+// Two workers as two threads of this process on loopback, each with a small "model" of five parameters
+// and its own input: after finish() both hold the sum of their gradients (exactly: one float addition of
+// two terms in gloo), accumulated over two micro-batches of which only the last reduces; with 64-byte
+// buckets the buckets go out during backward, in the same order on both.
+TEST(GradientReducer, SumsTheGradientsOfTwoWorkersAndSendsBucketsDuringBackward) {
+  const int port = free_port();
+  std::vector<std::vector<at::Tensor>> gradients(2);
+  std::vector<size_t> sent_early(2), buckets(2);
+  auto worker = [&](int rank) {
+    WorkerPlace place;
+    place.rank = rank;
+    place.world_size = 2;
+    place.master_port = port;
+    auto group = ProcessGroup::connect(place, std::chrono::seconds(60));
+    // Generators of their own: the two threads must not share the global one.
+    at::Generator same = at::detail::createCPUGenerator(1);  // the same parameters on both
+    std::vector<at::Tensor> parameters;
+    for (int i = 0; i < 5; ++i) parameters.push_back(at::randn({4, 4}, same).requires_grad_(true));
+    GradientReducer reducer(*group, parameters, /*bucket_bytes=*/64);
+    at::Generator data = at::detail::createCPUGenerator(100 + rank);  // different data on each
+    for (int micro = 0; micro < 2; ++micro) {
+      reducer.prepare_for_backward(/*reduce=*/micro == 1);
+      at::Tensor x = at::randn({3, 4}, data);
+      for (const at::Tensor& w : parameters) x = at::tanh(at::matmul(x, w));
+      x.sum().backward();
+    }
+    // What this worker alone accumulated, before the reduction overwrites it.
+    data = at::detail::createCPUGenerator(100 + rank);
+    std::vector<at::Tensor> local;
+    {
+      std::vector<at::Tensor> copies;
+      for (const at::Tensor& w : parameters) copies.push_back(w.detach().clone().requires_grad_(true));
+      for (int micro = 0; micro < 2; ++micro) {
+        at::Tensor x = at::randn({3, 4}, data);
+        for (const at::Tensor& w : copies) x = at::tanh(at::matmul(x, w));
+        x.sum().backward();
+      }
+      for (const at::Tensor& w : copies) local.push_back(w.grad().clone());
+    }
+    reducer.finish();
+    sent_early[rank] = reducer.buckets_sent_during_backward();
+    buckets[rank] = reducer.bucket_count();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      gradients[rank].push_back(parameters[i].grad().clone());
+      gradients[rank].push_back(local[i]);
+    }
+  };
+  std::thread other(worker, 1);
+  worker(0);
+  other.join();
+  ASSERT_EQ(buckets[0], 5u);  // 64 bytes = one 4 x 4 float tensor per bucket
+  EXPECT_GE(sent_early[0], 4u);  // all but possibly the last bucket before finish()
+  EXPECT_EQ(sent_early[0], sent_early[1]);
+  for (size_t i = 0; i < 5; ++i) {
+    const at::Tensor& reduced0 = gradients[0][2 * i];
+    const at::Tensor& reduced1 = gradients[1][2 * i];
+    const at::Tensor sum = gradients[0][2 * i + 1] + gradients[1][2 * i + 1];
+    EXPECT_TRUE(at::equal(reduced0, reduced1)) << i;
+    EXPECT_TRUE(at::allclose(reduced0, sum, /*rtol=*/0, /*atol=*/1e-6)) << i;
+  }
 }
 
 }  // namespace

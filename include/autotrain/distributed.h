@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -77,6 +78,9 @@ class GradientReducer {
   // After the window's last backward: sends the buckets not yet sent, waits for all and writes the sums
   // into the parameters' .grad (undefined gradients count as zeros).
   void finish();
+  // Buckets of the last window that went out during the backward pass rather than in finish().
+  size_t buckets_sent_during_backward() const { return sent_during_backward_; }
+  size_t bucket_count() const;
 
  private:
   struct Bucket;
@@ -89,7 +93,9 @@ class GradientReducer {
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;  // per parameter
   std::vector<bool> ready_;        // per parameter, this window
+  std::mutex mutex_;  // hooks may run on autograd's device threads
   size_t next_to_send_ = 0;
+  size_t sent_during_backward_ = 0;
   bool reducing_ = false;
   bool refired_ = false;  // a gradient changed after its bucket was sent: finish() reduces again
 };

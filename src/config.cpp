@@ -293,7 +293,9 @@ TrainingParams parse_training_params(const json& document, const std::string& so
   if (!document.is_object())
     throw config_error(source + ": expected a JSON object of training parameters, found " + describe(document));
   TrainingParams params;
-  for (const auto& [key, value] : document.items()) {
+  for (const auto& item : document.items()) {  // not a structured binding: clang 14 cannot capture one
+    const std::string& key = item.key();
+    const json& value = item.value();
     const auto& table = fields();
     auto it = std::find_if(table.begin(), table.end(), [&](const Field& f) { return f.name == key; });
     if (it == table.end())

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite built with AddressSanitizer + UndefinedBehaviorSanitizer (gcc) in build-asan/:
+#
+#   tools/test-sanitizers.sh [CTEST_ARGS ...]     e.g. tools/test-sanitizers.sh -R 'Safetensors|Tokenizer'
+#
+# Every autotrain code path the tests reach, including the binary the CLI tests run, is instrumented; a
+# sanitizer report fails the test that triggered it. libtorch itself is not instrumented. Leak detection is
+# off: libtorch and the CUDA libraries keep process-lifetime allocations that LeakSanitizer would report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+generator=()
+command -v ninja >/dev/null && [[ ! -f build-asan/CMakeCache.txt ]] && generator=(-G Ninja)
+flags="-fsanitize=address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+cmake -S . -B build-asan "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTOTRAIN_CUDA=OFF \
+  -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+cmake --build build-asan -j2
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+cd build-asan
+ctest --output-on-failure -j2 --timeout 2400 "$@"

@@ -111,6 +111,11 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
   const int64_t block_size = effective_block_size(params);
 
   TrainingData data{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt, block_size, ""};
+  if (data.train.num_blocks(block_size) == 0) {  // before the model is loaded: say it at once
+    throw Error(resolve_split_file(params.data_path, params.train_split) + ": " + std::to_string(data.train.size()) +
+                " tokens, fewer than one block of block_size " + std::to_string(block_size) +
+                " (the remainder is dropped, as AutoTrain does); lower block_size or add texts");
+  }
   if (params.valid_split) data.valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
   if (data.valid && data.valid->num_blocks(block_size) == 0) {
     throw Error(resolve_split_file(params.data_path, *params.valid_split) + ": the validation split has fewer than " +

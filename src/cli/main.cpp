@@ -1,5 +1,6 @@
 // autotrain: LoRA / QLoRA fine-tuning of Hugging Face causal language models, natively.
 // Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 130 / 143 stopped by SIGINT / SIGTERM.
+#include <csignal>
 #include <exception>
 #include <iostream>
 #include <new>
@@ -73,6 +74,9 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f, a quota) the kernel sends SIGXFSZ, whose default kills the process
+  // without a word; ignored, write() fails with EFBIG and the writer names the file, like a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     return run(argc, argv);
   } catch (const autotrain::Error& e) {

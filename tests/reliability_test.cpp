@@ -165,13 +165,19 @@ std::string example_data() {
   return all.substr(0, end);
 }
 
-TEST(FullDisk, ACheckpointThatCannotBeWrittenLeavesThePreviousOneIntact) {
-  testing::TempDir dir;
+// A run in `dir` on example_data() stopped after step 2 with checkpoint-2 (--save-steps 2); its files.
+std::map<std::string, std::string> train_two_steps(const testing::TempDir& dir) {
   testing::write_text(dir.file("train.jsonl"), example_data());
   write_config(dir);
   auto first = train_in(dir, "--save-steps 2 --stop-after-steps 2");
-  ASSERT_EQ(first.exit_code, 0) << first.output;
-  const auto checkpoint_before = files_in(dir.file("run/checkpoint-2"));
+  EXPECT_EQ(first.exit_code, 0) << first.output;
+  return files_in(dir.file("run/checkpoint-2"));
+}
+
+TEST(FullDisk, ACheckpointThatCannotBeWrittenLeavesThePreviousOneIntact) {
+  testing::TempDir dir;
+  const auto checkpoint_before = train_two_steps(dir);
+  ASSERT_EQ(checkpoint_before.count("optimizer.safetensors"), 1u);
   ASSERT_GT(checkpoint_before.at("optimizer.safetensors").size(), 64u << 10);
 
   // An 8 KiB file-size limit lets the metrics and training_params.json through and stops the next
@@ -198,11 +204,7 @@ TEST(FullDisk, MetricsThatCannotBeWrittenNameTheFile) {
   // A long record of step 1 brings metrics.jsonl to just under the limit: the first step after resuming
   // cannot append its record.
   testing::TempDir dir;
-  testing::write_text(dir.file("train.jsonl"), example_data());
-  write_config(dir);
-  auto first = train_in(dir, "--save-steps 2 --stop-after-steps 2");
-  ASSERT_EQ(first.exit_code, 0) << first.output;
-  const auto checkpoint_before = files_in(dir.file("run/checkpoint-2"));
+  const auto checkpoint_before = train_two_steps(dir);
   const std::string metrics = read_file(dir.file("run/metrics.jsonl"));
   const std::string padding = nlohmann::json{{"step", 1}, {"note", std::string(8000 - metrics.size(), 'x')}}.dump();
   testing::write_text(dir.file("run/metrics.jsonl"), metrics + padding + "\n");

@@ -90,12 +90,23 @@ std::string save_checkpoint(const std::string& project, const TrainerState& stat
   const fs::path partial = final_folder.string() + ".partial";
   std::error_code ignored;
   fs::remove_all(partial, ignored);
-  make_directories(partial.string());
-  save_adapter(partial.string());
-  auto tensors = optimizer.state();
-  tensors.emplace_back("cpu_rng_state", cpu_rng_state());
-  write_safetensors((partial / "optimizer.safetensors").string(), tensors);
-  write_file_atomic((partial / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
+  try {
+    make_directories(partial.string());
+    save_adapter(partial.string());
+    auto tensors = optimizer.state();
+    tensors.emplace_back("cpu_rng_state", cpu_rng_state());
+    write_safetensors((partial / "optimizer.safetensors").string(), tensors);
+    write_file_atomic((partial / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
+  } catch (const Error& e) {
+    // A full disk: give back what the partial checkpoint took; the complete ones are untouched.
+    fs::remove_all(partial, ignored);
+    throw Error(std::string(e.what()) + " (" + final_folder.filename().string() +
+                    " not written; earlier checkpoints are kept)",
+                e.exit_code());
+  } catch (...) {
+    fs::remove_all(partial, ignored);
+    throw;
+  }
   fs::remove_all(final_folder, ignored);
   std::error_code error;
   fs::rename(partial, final_folder, error);

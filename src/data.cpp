@@ -1,5 +1,6 @@
 #include "autotrain/data.h"
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 
@@ -24,6 +25,11 @@ std::string extension_of(const std::string& path) {
 
 std::string where(const std::string& path, int64_t line) { return path + ":" + std::to_string(line); }
 
+[[noreturn]] void refuse_long_record(const std::string& path, int64_t line) {
+  throw Error(where(path, line) + ": a record longer than " + std::to_string(kMaxRecordBytes >> 20) +
+              " MiB; each text is tokenized whole, so split it into records (lines) of at most that size");
+}
+
 std::string text_of(const json& record, const std::string& column, const std::string& path, int64_t line) {
   if (!record.is_object()) throw Error(where(path, line) + ": expected a JSON object per record");
   auto it = record.find(column);
@@ -35,7 +41,26 @@ std::string text_of(const json& record, const std::string& column, const std::st
   }
   if (!it->is_string())
     throw Error(where(path, line) + ": column \"" + column + "\" is " + it->dump().substr(0, 40) + ", not a string");
+  if (it->get_ref<const std::string&>().size() > kMaxRecordBytes) refuse_long_record(path, line);
   return it->get<std::string>();
+}
+
+// std::getline that throws once a line passes kMaxRecordBytes, so a file without newlines is refused
+// before it fills the memory. False when nothing is left.
+bool read_line(std::istream& in, std::string& line, const std::string& path, int64_t number) {
+  line.clear();
+  std::array<char, 1 << 16> buffer;
+  while (true) {
+    in.getline(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const auto extracted = static_cast<size_t>(in.gcount());
+    const bool newline = in.good();  // extracted counts the newline, the buffer does not hold it
+    const bool last = in.eof() || in.bad();
+    line.append(buffer.data(), newline ? extracted - 1 : extracted);
+    if (line.size() > kMaxRecordBytes) refuse_long_record(path, number);
+    if (newline) return true;
+    if (last) return !line.empty();
+    in.clear();  // the buffer filled before the newline: read on
+  }
 }
 
 void check_utf8(const std::string& text, const std::string& path, int64_t line) {
@@ -47,8 +72,7 @@ int64_t read_jsonl(std::istream& in, const std::string& path, const std::string&
                    const std::function<void(const std::string&)>& visit) {
   std::string line;
   int64_t number = 0, count = 0;
-  while (std::getline(in, line)) {
-    ++number;
+  while (read_line(in, line, path, ++number)) {
     if (trim(line).empty()) continue;
     check_utf8(line, path, number);
     json record;
@@ -100,6 +124,7 @@ bool read_csv_record(std::istream& in, std::vector<std::string>& fields, int64_t
       } else {
         if (c == '\n') ++line;
         field += c;
+        if (field.size() > kMaxRecordBytes) refuse_long_record(path, start_line);
       }
       continue;
     }
@@ -116,6 +141,7 @@ bool read_csv_record(std::istream& in, std::vector<std::string>& fields, int64_t
       return true;
     } else {
       field += c;
+      if (field.size() > kMaxRecordBytes) refuse_long_record(path, start_line);
     }
   }
   if (in_quotes) throw Error(where(path, start_line) + ": a quoted CSV field is never closed");
@@ -155,8 +181,7 @@ int64_t read_csv(std::istream& in, const std::string& path, const std::string& c
 int64_t read_txt(std::istream& in, const std::string& path, const std::function<void(const std::string&)>& visit) {
   std::string line;
   int64_t number = 0, count = 0;
-  while (std::getline(in, line)) {
-    ++number;
+  while (read_line(in, line, path, ++number)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     check_utf8(line, path, number);

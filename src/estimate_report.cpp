@@ -168,6 +168,53 @@ std::string format_bytes(int64_t bytes) {
   return printf_string("%.1f KiB", value / 1024.0);
 }
 
+std::string out_of_memory_advice(const ModelConfig& config, const RunShape& shape) {
+  const MemoryBreakdown m = estimate_memory(config, shape);
+  std::ostringstream out;
+  out << "the estimate for batch_size " << shape.batch_size << " x block_size " << shape.block_size << " is "
+      << format_bytes(m.peak()) << " (frozen base " << format_bytes(m.base_weights) << ", embeddings/lm_head "
+      << format_bytes(m.unquantized_weights) << ", LoRA + AdamW " << format_bytes(m.lora) << ", activations "
+      << format_bytes(m.activations) << ", logits " << format_bytes(m.logits) << ", backward "
+      << format_bytes(m.backward_working) << ")";
+  std::vector<std::pair<std::string, RunShape>> changes;
+  if (shape.batch_size > 1) {
+    RunShape changed = shape;
+    changed.batch_size = shape.batch_size / 2;
+    changed.gradient_accumulation = shape.gradient_accumulation * 2;
+    changes.emplace_back("batch_size " + std::to_string(changed.batch_size) + " x gradient_accumulation " +
+                             std::to_string(changed.gradient_accumulation) + " (or auto_find_batch_size: true)",
+                         changed);
+  }
+  if (!shape.gradient_checkpointing) {
+    RunShape changed = shape;
+    changed.gradient_checkpointing = true;
+    changes.emplace_back("disable_gradient_checkpointing false", changed);
+  }
+  if (shape.block_size >= 128) {
+    RunShape changed = shape;
+    changed.block_size = shape.block_size / 2;
+    changes.emplace_back("block_size " + std::to_string(changed.block_size), changed);
+  }
+  if (shape.quantization != BaseQuantization::int4) {
+    RunShape changed = shape;
+    changed.quantization = BaseQuantization::int4;
+    changes.emplace_back("quantization int4", changed);
+  }
+  // Only changes that lower the peak by a tenth or more are worth a retry.
+  changes.erase(std::remove_if(changes.begin(), changes.end(),
+                               [&](const auto& change) {
+                                 return estimate_memory(config, change.second).peak() > m.peak() * 0.9;
+                               }),
+                changes.end());
+  if (changes.size() > 3) changes.resize(3);
+  if (!changes.empty()) out << "; try";
+  for (size_t i = 0; i < changes.size(); ++i) {
+    out << (i == 0 ? " " : ", or ") << changes[i].first << " ("
+        << format_bytes(estimate_memory(config, changes[i].second).peak()) << ")";
+  }
+  return out.str();
+}
+
 namespace {
 
 std::string dollars_text(const std::optional<double>& dollars) {

@@ -96,7 +96,10 @@ void write_file_atomic(const std::string& path, std::string_view contents) {
 void make_directories(const std::string& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
-  if (ec) throw Error(path + ": cannot create folder (" + ec.message() + ")");
+  if (ec) {
+    throw Error(path + ": cannot create folder (" + ec.message() +
+                "); check that no file has this name and the parent folder is writable");
+  }
 }
 
 }  // namespace autotrain

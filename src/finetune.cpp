@@ -4,14 +4,18 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <new>
 #include <optional>
 
+#include <c10/util/Logging.h>
 #include <nlohmann/json.hpp>
 
 #include "autotrain/adapter.h"
+#include "autotrain/checkpoint.h"
 #include "autotrain/data.h"
 #include "autotrain/distributed.h"
 #include "autotrain/error.h"
+#include "autotrain/estimate.h"
 #include "autotrain/logging.h"
 #include "autotrain/model.h"
 #include "autotrain/token_cache.h"
@@ -124,6 +128,11 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
   const bool tokenizes_first = !group || place->local_rank == 0;
   if (group && !tokenizes_first) group->barrier();
   TrainingData data{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt, block_size, ""};
+  if (data.train.num_blocks(block_size) == 0) {  // before the model is loaded: say it at once
+    throw Error(resolve_split_file(params.data_path, params.train_split) + ": " + std::to_string(data.train.size()) +
+                " tokens, fewer than one block of block_size " + std::to_string(block_size) +
+                " (the remainder is dropped, as AutoTrain does); lower block_size or add texts");
+  }
   if (params.valid_split) data.valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
   if (group && tokenizes_first) group->barrier();
   if (data.valid && data.valid->num_blocks(block_size) == 0) {
@@ -132,22 +141,73 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
   }
 
   const ModelOptions model_options = finetune_model_options(params);
-  log::info("loading " + params.model);
-  CausalLM model(params.model, model_options);
+  std::optional<ModelConfig> model_config;
+  // One attempt: a fresh model (the same LoRA initialisation as a first try) trained with `attempt_params`.
+  auto attempt = [&](const TrainingParams& attempt_params, bool resume) {
+    at::manual_seed(static_cast<uint64_t>(params.seed));
+    log::info("loading " + params.model);
+    CausalLM model(params.model, model_options);
+    model_config = model.config();
 
-  // Everything that changes the updates: a checkpoint resumes only a run with the same fingerprint. Keys
-  // that only change logging or what happens after training may differ.
-  auto settings = to_json(params);
-  for (const char* key : {"merge_adapter", "logging_steps", "save_total_limit", "log", "project_name"}) settings.erase(key);
-  data.fingerprint = fingerprint({}, std::to_string(data.train.size()) + "|" + std::to_string(block_size) + "|" +
-                                         settings.dump());
+    // Everything that changes the updates: a checkpoint resumes only a run with the same fingerprint. Keys
+    // that only change logging or what happens after training may differ.
+    auto settings = to_json(attempt_params);
+    for (const char* key : {"merge_adapter", "logging_steps", "save_total_limit", "log", "project_name"})
+      settings.erase(key);
+    data.fingerprint = fingerprint({}, std::to_string(data.train.size()) + "|" + std::to_string(block_size) + "|" +
+                                           settings.dump());
+    TrainableModel trainable = trainable_model(model, finetune_adapter_config(attempt_params, model_options));
+    if (!group || group->rank() == 0) save_training_params(attempt_params, params.project_name);
+    TrainerOptions trainer_options{attempt_params, options.save_steps, options.resume_from, resume,
+                                   options.stop_after_steps};
+    trainer_options.group = group.get();
+    return train(trainable, data, trainer_options);
+  };
+  auto advice = [&](const TrainingParams& p) {
+    return model_config ? out_of_memory_advice(*model_config, run_shape(p, ExecutionTarget::cpu)) : std::string();
+  };
+  // A retry with another batch_size cannot resume this run's checkpoints; it starts afresh only when this
+  // run did not resume one, so that nothing trained earlier is thrown away.
+  // Nor does a worker of a group: the others would not retry with it.
+  const bool resuming = options.resume && (!options.resume_from.empty() || newest_checkpoint(params.project_name));
+  return train_finding_batch_size(params, options.resume, !resuming && !group, attempt, advice);
+}
 
-  TrainableModel trainable = trainable_model(model, finetune_adapter_config(params, model_options));
+bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e) || dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
+  const auto* error = dynamic_cast<const c10::Error*>(&e);
+  if (!error) return false;
+  const std::string message = error->what_without_backtrace();
+  return message.find("out of memory") != std::string::npos || message.find("can't allocate memory") != std::string::npos;
+}
 
-  if (!group || group->rank() == 0) save_training_params(params, params.project_name);
-  TrainerOptions trainer_options{params,          options.save_steps,       options.resume_from, options.resume,
-                                 options.stop_after_steps, group.get()};
-  return train(trainable, data, trainer_options);
+TrainingSummary train_finding_batch_size(TrainingParams params, bool resume, bool may_retry,
+                                         const std::function<TrainingSummary(const TrainingParams&, bool)>& attempt,
+                                         const std::function<std::string(const TrainingParams&)>& advice) {
+  // The torch wheel's libc10 starts with this flag set (Python clears it), and then a failed CPU
+  // allocation is a LOG(FATAL) and abort() instead of the c10::Error caught here.
+  FLAGS_caffe2_use_fatal_for_enforce = false;
+  while (true) {
+    try {
+      return attempt(params, resume);
+    } catch (const std::exception& e) {
+      if (!is_out_of_memory(e)) throw;
+      const bool retry = params.auto_find_batch_size && params.batch_size > 1 && may_retry;
+      const std::string where = log::cat("out of memory at batch_size ", params.batch_size, " x gradient_accumulation ",
+                                         params.gradient_accumulation);
+      const std::string hint = advice(params);
+      if (!retry) {
+        throw Error(where + (hint.empty() ? "" : "; " + hint) +
+                    (params.auto_find_batch_size && !may_retry ? " (auto_find_batch_size does not retry a resumed run)"
+                                                               : ""));
+      }
+      params.batch_size /= 2;
+      params.gradient_accumulation *= 2;
+      resume = false;  // the attempt that failed may have left checkpoints of the other batch_size
+      log::warn(log::cat(where, "; auto_find_batch_size: trying batch_size ", params.batch_size,
+                         " x gradient_accumulation ", params.gradient_accumulation, " (the same effective batch)"));
+    }
+  }
 }
 
 }  // namespace autotrain

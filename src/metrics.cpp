@@ -1,10 +1,13 @@
 #include "autotrain/metrics.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <sstream>
 
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
@@ -25,31 +28,44 @@ void MetricsWriter::write(nlohmann::json record) {
   }
   out_ << record.dump() << '\n';
   out_.flush();
-  if (!out_) throw Error(path_ + ": writing metrics failed (disk full?)");
+  if (!out_) {
+    throw Error(path_ + ": writing metrics failed (" + std::strerror(errno) +
+                "); free some space or choose another project_name folder");
+  }
 }
 
-std::vector<nlohmann::json> read_metrics(const std::string& path) {
+namespace {
+
+// The records of a metrics file's text, one JSON object per line.
+std::vector<nlohmann::json> parse_records(const std::string& text, const std::string& path) {
   std::vector<nlohmann::json> records;
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open metrics file");
+  std::istringstream lines(text);
   std::string line;
-  size_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
+  for (size_t number = 1; std::getline(lines, line); ++number) {
     if (line.empty()) continue;
     try {
       records.push_back(nlohmann::json::parse(line));
     } catch (const nlohmann::json::parse_error&) {
-      throw Error(path + ": line " + std::to_string(number) + " is not valid JSON");
+      throw Error(path + ": line " + std::to_string(number) + " is not valid JSON; delete the line or the file");
     }
   }
   return records;
 }
 
+}  // namespace
+
+std::vector<nlohmann::json> read_metrics(const std::string& path) { return parse_records(read_file(path), path); }
+
 void keep_metrics_through_step(const std::string& path, int64_t step) {
   if (!std::filesystem::exists(path)) return;
+  std::string text = read_file(path);
+  // A run that died on a full disk may have left half a line at the end: that record is dropped.
+  if (!text.empty() && text.back() != '\n') {
+    const size_t last_newline = text.rfind('\n');
+    text.erase(last_newline == std::string::npos ? 0 : last_newline + 1);
+  }
   std::string kept;
-  for (const auto& record : read_metrics(path)) {
+  for (const auto& record : parse_records(text, path)) {
     if (record.value("step", int64_t{0}) <= step) kept += record.dump() + "\n";
   }
   write_file_atomic(path, kept);

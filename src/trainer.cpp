@@ -100,6 +100,16 @@ at::Tensor worker_rows(const at::Tensor& run_batch, int64_t rank, int64_t batch_
   return run_batch.slice(0, begin, std::min(begin + batch_size, run_batch.size(0)));
 }
 
+// The error that ends a run after `streak` non-finite steps in a row, the last being `step`.
+Error nonfinite_stop(int64_t step, int64_t streak, const std::string& project, bool fp16) {
+  const auto checkpoint = newest_checkpoint(project);
+  return Error(log::cat("steps ", step - streak + 1, "-", step, ": the loss or the gradients were NaN/inf ", streak,
+                        " steps in a row; stopped without applying them. ",
+                        checkpoint ? "The last good checkpoint is " + *checkpoint : "No checkpoint was written before",
+                        "; lower lr or max_grad_norm, check the data of these steps",
+                        fp16 ? ", or use mixed_precision bf16" : "", ", and train again"));
+}
+
 }  // namespace
 
 int64_t micro_batches_per_epoch(int64_t blocks, int64_t batch_size) { return (blocks + batch_size - 1) / batch_size; }
@@ -195,7 +205,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   };
 
   model.set_training(true);
-  int64_t steps_this_run = 0, tokens_this_run = 0, order_epoch = -1;
+  int64_t steps_this_run = 0, tokens_this_run = 0, order_epoch = -1, nonfinite_streak = 0;
   double last_loss = 0;
   std::vector<int64_t> order;
   const auto started = std::chrono::steady_clock::now();
@@ -233,12 +243,22 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
       step_loss = loss.item<double>();
     }
     const bool found_inf = scaler.unscale_and_check(trainable);
+    // A NaN/inf loss is the forward pass breaking down (it is summed in fp32, before any loss scaling), so
+    // it is skipped in every precision and counts toward max_nonfinite_steps; so do inf/nan gradients when
+    // no loss scale could have caused them.
+    const bool nonfinite = !std::isfinite(step_loss) || (found_inf && !scaler.enabled());
+    const bool skip = found_inf || nonfinite;
+    nonfinite_streak = nonfinite ? nonfinite_streak + 1 : 0;
     double grad_norm = std::nan("");
     const double lr = schedule.lr_at(state.scheduler_step);
-    if (!found_inf) {
+    if (!skip) {
       grad_norm = torch::nn::utils::clip_grad_norm_(trainable, p.max_grad_norm > 0 ? p.max_grad_norm : INFINITY);
       optimizer.step(lr);
       ++state.scheduler_step;
+    } else if (nonfinite) {
+      ++state.skipped_steps;
+      log::warn(log::cat("step ", state.global_step + 1, ": loss ", step_loss, found_inf ? ", inf/nan gradients" : "",
+                         "; step skipped (", nonfinite_streak, " in a row)"));
     } else {
       ++state.skipped_steps;
       log::warn(log::cat("step ", state.global_step + 1, ": inf/nan gradients at loss scale ", scaler.scale(),
@@ -267,7 +287,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
                    {"tokens_per_second", tokens_per_second},
                    {"memory_bytes", resident_memory_bytes()},
                    {"loss_scale", scaler.scale()},
-                   {"skipped", found_inf}});
+                   {"skipped", skip}});
     // The bar itself shows the resident memory.
     progress.set_status(log::cat("loss ", step_loss, " | lr ", lr, " | ", format_count(tokens_per_second), " tok/s"));
     progress.advance();
@@ -275,6 +295,8 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
       log::info(log::cat("step ", state.global_step, "/", total_steps, ": loss ", step_loss, ", lr ", lr,
                          ", grad_norm ", grad_norm, ", ", static_cast<int64_t>(tokens_per_second), " tok/s"));
     }
+    if (options.max_nonfinite_steps > 0 && nonfinite_streak >= options.max_nonfinite_steps)
+      throw nonfinite_stop(state.global_step, nonfinite_streak, p.project_name, scaler.enabled());
     // eval_strategy "epoch": after each epoch; "steps": every logging_steps (AutoTrain sets eval_steps to it).
     const bool evaluate_now = data.valid && ((p.eval_strategy == "epoch" && epoch_done) ||
                                              (p.eval_strategy == "steps" && state.global_step % logging_steps == 0));
@@ -295,7 +317,8 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
     }
     stop = stop_signal != 0 || (options.stop_after_steps > 0 && steps_this_run >= options.stop_after_steps);
     const bool periodic = options.save_steps > 0 ? state.global_step % options.save_steps == 0 : epoch_done;
-    if (writer && (periodic || stop || state.global_step == total_steps)) log::info("checkpoint " + save());
+    // A checkpoint is never taken at a step whose loss was NaN/inf: the newest one stays the last good one.
+    if (writer && (periodic || stop || state.global_step == total_steps) && !nonfinite) log::info("checkpoint " + save());
   }
   progress.finish();
   model.set_training(false);

@@ -75,6 +75,24 @@ TEST(Dataset, BadInputIsOneLineNamingFileAndLine) {
   expect_bad("l.json", "{\"text\": \"not an array\"}", "expected a JSON array");
 }
 
+TEST(Dataset, ARecordOverTheLimitIsRefusedNamingTheLine) {
+  const std::string longest(kMaxRecordBytes, 'a');
+  {
+    testing::TempDir dir;
+    testing::write_text(dir.file("ok.txt"), "short\n" + longest + "\nlast");  // exactly the limit is read
+    auto texts = read_all(dir.file("ok.txt"));
+    ASSERT_EQ(texts.size(), 3u);
+    EXPECT_EQ(texts[1], longest);
+    EXPECT_EQ(texts[2], "last");
+  }
+  const std::string too_long = longest + "a";
+  expect_bad("m.txt", "short\n" + too_long, ":2: a record longer than 16 MiB; each text is tokenized whole");
+  expect_bad("n.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"" + too_long + "\"}\n", ":2: a record longer than 16 MiB");
+  expect_bad("o.csv", "text\nok\n\"" + too_long + "\"\n", ":3: a record longer than 16 MiB");
+  expect_bad("p.csv", "text\nok\n" + too_long + "\n", ":3: a record longer than 16 MiB");
+  expect_bad("q.json", "[{\"text\": \"ok\"}, {\"text\": \"" + too_long + "\"}]", ":2: a record longer than 16 MiB");
+}
+
 TEST(Dataset, Utf8Validation) {
   EXPECT_TRUE(is_valid_utf8("plain"));
   EXPECT_TRUE(is_valid_utf8("한국어 😀"));

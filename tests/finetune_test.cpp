@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "autotrain/adapter.h"
+#include "autotrain/error.h"
+#include "autotrain/estimate.h"
 #include "autotrain/fileio.h"
 #include "autotrain/finetune.h"
 #include "autotrain/metrics.h"
@@ -151,6 +153,85 @@ TEST(Finetune, PeftLoadsOurAdapterAndGivesOurLogits) {
                                     " " + testing::quote(dir.file("ours.safetensors")));
   EXPECT_EQ(check.exit_code, 0) << check.output;
   EXPECT_NE(check.output.find("max |logit diff|"), std::string::npos) << check.output;
+}
+
+// Out of memory, injected: an attempt allocates 4 TiB (libtorch's CPU allocator fails) while batch_size is
+// above `fits`.
+struct OutOfMemoryAbove {
+  int64_t fits;
+  std::vector<std::pair<int64_t, int64_t>> tried;  // (batch_size, gradient_accumulation)
+  std::vector<bool> resumed;
+  TrainingSummary operator()(const TrainingParams& p, bool resume) {
+    tried.emplace_back(p.batch_size, p.gradient_accumulation);
+    resumed.push_back(resume);
+    if (p.batch_size > fits) at::empty({int64_t{1} << 42}, at::kByte);
+    TrainingSummary summary;
+    summary.steps = 7;
+    return summary;
+  }
+};
+
+TEST(OutOfMemory, AutoFindBatchSizeHalvesTheBatchAndDoublesAccumulation) {
+  TrainingParams params;
+  params.batch_size = 8;
+  params.gradient_accumulation = 3;
+  params.auto_find_batch_size = true;
+  OutOfMemoryAbove attempt{2, {}, {}};
+  auto advice = [](const TrainingParams&) { return std::string("advice"); };
+  TrainingSummary summary = train_finding_batch_size(params, true, true, std::ref(attempt), advice);
+  EXPECT_EQ(summary.steps, 7);
+  const std::vector<std::pair<int64_t, int64_t>> expected = {{8, 3}, {4, 6}, {2, 12}};  // 24 blocks a step each
+  EXPECT_EQ(attempt.tried, expected);
+  EXPECT_EQ(attempt.resumed, (std::vector<bool>{true, false, false})) << "a retry starts afresh";
+}
+
+TEST(OutOfMemory, WithoutAutoFindTheErrorCarriesTheAdvice) {
+  TrainingParams params;
+  params.batch_size = 8;
+  params.gradient_accumulation = 1;
+  OutOfMemoryAbove attempt{2, {}, {}};
+  auto advice = [](const TrainingParams& p) { return "advice for batch " + std::to_string(p.batch_size); };
+  const std::string message = testing::error_message_of(
+      [&] { train_finding_batch_size(params, true, true, std::ref(attempt), advice); });
+  EXPECT_EQ(message, "out of memory at batch_size 8 x gradient_accumulation 1; advice for batch 8");
+  EXPECT_EQ(attempt.tried.size(), 1u);
+
+  params.auto_find_batch_size = true;  // a resumed run is not retried with other settings
+  OutOfMemoryAbove resumed{2, {}, {}};
+  const std::string refused = testing::error_message_of(
+      [&] { train_finding_batch_size(params, true, false, std::ref(resumed), advice); });
+  EXPECT_NE(refused.find("auto_find_batch_size does not retry a resumed run"), std::string::npos) << refused;
+  EXPECT_EQ(resumed.tried.size(), 1u);
+
+  // Other failures pass through untouched.
+  auto failing = [](const TrainingParams&, bool) -> TrainingSummary { throw Error("data.jsonl: broken"); };
+  EXPECT_EQ(testing::error_message_of([&] { train_finding_batch_size(params, true, true, failing, advice); }),
+            "data.jsonl: broken");
+}
+
+TEST(OutOfMemory, TheAdviceIsTheEstimatorsBreakdownAndChangesThatLowerIt) {
+  TrainingParams params;
+  params.model = kFixtures + "/models/llama";
+  params.batch_size = 8;
+  params.block_size = 512;
+  params.quantization = "none";
+  params.disable_gradient_checkpointing = true;
+  const ModelConfig config = load_model_config(params.model);
+  const RunShape shape = run_shape(params, ExecutionTarget::cpu);
+  const std::string advice = out_of_memory_advice(config, shape);
+  EXPECT_NE(advice.find("the estimate for batch_size 8 x block_size 512 is " +
+                        format_bytes(estimate_memory(config, shape).peak())),
+            std::string::npos) << advice;
+  RunShape halved = shape;
+  halved.batch_size = 4;
+  halved.gradient_accumulation = shape.gradient_accumulation * 2;
+  EXPECT_NE(advice.find("try batch_size 4 x gradient_accumulation 8 (or auto_find_batch_size: true) (" +
+                        format_bytes(estimate_memory(config, halved).peak()) + ")"),
+            std::string::npos) << advice;
+  EXPECT_NE(advice.find("or disable_gradient_checkpointing false"), std::string::npos) << advice;
+  EXPECT_NE(advice.find("or block_size 256"), std::string::npos) << advice;
+  EXPECT_EQ(advice.find("quantization int4"), std::string::npos) << "int4 hardly lowers this tiny model's peak";
+  EXPECT_EQ(advice.find('\n'), std::string::npos);
 }
 
 }  // namespace

@@ -42,5 +42,26 @@ TEST(MetricsWriter, UnwritableFolderIsAClearError) {
   EXPECT_THROW(MetricsWriter("/proc/autotrain-cannot-write/metrics.jsonl"), Error);
 }
 
+TEST(MetricsWriter, AResumeDropsHalfALineLeftByAFullDisk) {
+  testing::TempDir dir;
+  testing::write_text(dir.file("m.jsonl"), "{\"step\": 1}\n{\"step\": 2}\n{\"step\": 3, \"lo");
+  keep_metrics_through_step(dir.file("m.jsonl"), 5);
+  auto records = read_metrics(dir.file("m.jsonl"));
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1]["step"], 2);
+  // Broken JSON elsewhere than a torn last line is not guessed at.
+  testing::write_text(dir.file("n.jsonl"), "{broken\n{\"step\": 2}\n");
+  EXPECT_NE(testing::error_message_of([&] { keep_metrics_through_step(dir.file("n.jsonl"), 5); }).find("line 1"),
+            std::string::npos);
+}
+
+TEST(MetricsWriter, AFullDiskIsAnErrorNamingTheFile) {
+  // /dev/full accepts the open and fails every write with ENOSPC.
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  MetricsWriter writer("/dev/full");
+  const std::string message = testing::error_message_of([&] { writer.write({{"step", 1}, {"pad", std::string(1 << 16, 'x')}}); });
+  EXPECT_NE(message.find("/dev/full: writing metrics failed (No space left on device)"), std::string::npos) << message;
+}
+
 }  // namespace
 }  // namespace autotrain

@@ -6,6 +6,8 @@
 
 #include <csignal>
 #include <filesystem>
+#include <limits>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +32,7 @@ struct ToyModel {
   bool training = true;
   int64_t calls = 0;
   std::function<void()> on_call;
+  std::function<at::Tensor(const at::Tensor& loss)> transform_loss;  // e.g. a NaN from some call on
 
   ToyModel() {
     at::manual_seed(7);
@@ -45,8 +48,9 @@ struct ToyModel {
       if (on_call) on_call();
       at::Tensor hidden = at::dropout(embedding.index_select(0, ids.flatten()), 0.1, training);
       at::Tensor logits = hidden.matmul(output).view({ids.size(0), ids.size(1), kVocab});
-      return at::cross_entropy_loss(logits.slice(1, 0, -1).reshape({-1, kVocab}), labels.slice(1, 1).reshape(-1),
-                                    {}, at::Reduction::Sum, -100);
+      at::Tensor loss = at::cross_entropy_loss(logits.slice(1, 0, -1).reshape({-1, kVocab}),
+                                               labels.slice(1, 1).reshape(-1), {}, at::Reduction::Sum, -100);
+      return transform_loss ? transform_loss(loss) : loss;
     };
     m.set_training = [this](bool t) { training = t; };
     m.save_adapter = [this, adapter_name](const std::string& folder) {
@@ -333,6 +337,117 @@ TEST(Trainer, EvalStrategyStepsEvaluatesEveryLoggingSteps) {
   }
   ASSERT_EQ(static_cast<int64_t>(eval_steps.size()), summary.total_steps / 10);
   EXPECT_EQ(eval_steps.front(), 10);
+}
+
+// A toy run on 120 texts that snapshots the trained matrix before each loss_sum call: with accumulation 1,
+// before[c] holds the weights after step c - 1.
+struct RecordedToyRun {
+  testing::TempDir dir;
+  TokenizedText text;
+  ToyModel toy;
+  std::map<int64_t, at::Tensor> before;
+  RecordedToyRun() : text(toy_tokens(dir, 120)) {
+    toy.on_call = [this] { before[toy.calls] = toy.output.detach().clone(); };
+  }
+};
+
+class NonFiniteLoss : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NonFiniteLoss, StopsAfterFiveStepsInARowAndKeepsTheLastGoodCheckpoint) {
+  RecordedToyRun run;
+  const testing::TempDir& dir = run.dir;
+  ToyModel& toy = run.toy;
+  const auto& before = run.before;
+  toy.transform_loss = [&toy](const at::Tensor& loss) {
+    return toy.calls >= 7 ? loss * std::numeric_limits<float>::quiet_NaN() : loss;  // steps 7, 8, ... diverge
+  };
+  auto model = toy.trainable();
+  auto options = options_for(dir, 3, 1);  // one call per step
+  options.params.mixed_precision = GetParam();
+  options.save_steps = 2;
+  ASSERT_EQ(options.max_nonfinite_steps, 5);
+  std::string message;
+  try {
+    train(model, {run.text, std::nullopt, 16, "fp"}, options);
+  } catch (const Error& e) {
+    message = e.what();
+    EXPECT_EQ(e.exit_code(), kExitRuntime);
+  }
+  ASSERT_FALSE(message.empty()) << "five NaN steps in a row did not stop the run";
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  EXPECT_NE(message.find("steps 7-11"), std::string::npos) << message;
+  EXPECT_NE(message.find("checkpoint-6"), std::string::npos) << message;
+  EXPECT_EQ(toy.calls, 11) << "the run goes on no further than the fifth bad step";
+
+  // No NaN step was applied: the weights are still those after step 6, and so is the newest checkpoint.
+  // Steps 8 and 10 would have been checkpointed (save_steps 2) and were not.
+  EXPECT_FALSE(at::isnan(toy.output).any().item<bool>());
+  EXPECT_TRUE(at::equal(toy.output.detach(), before.at(7)));
+  EXPECT_FALSE(at::equal(before.at(7), before.at(6))) << "step 6 was a real step";
+  EXPECT_EQ(newest_checkpoint(dir.file("project")), dir.file("project") + "/checkpoint-6");
+  auto saved = SafetensorsFile::open(dir.file("project") + "/checkpoint-6/adapter_model.safetensors");
+  EXPECT_TRUE(at::equal(saved->tensor("lm.weight"), before.at(7)));
+
+  auto records = read_metrics(dir.file("project") + "/metrics.jsonl");
+  ASSERT_EQ(records.size(), 11u);
+  for (size_t i = 0; i < records.size(); ++i) EXPECT_EQ(records[i]["skipped"].get<bool>(), i >= 6) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(Trainer, NonFiniteLoss, ::testing::Values("none", "bf16"));
+
+TEST(Trainer, AnInfLossIsNotAppliedEvenWithFiniteGradients) {
+  // loss + inf has the gradients of loss: only the loss says the step is broken.
+  RecordedToyRun run;
+  const testing::TempDir& dir = run.dir;
+  ToyModel& toy = run.toy;
+  const auto& before = run.before;
+  toy.transform_loss = [&toy](const at::Tensor& loss) {
+    return toy.calls == 5 ? loss + std::numeric_limits<float>::infinity() : loss;
+  };
+  auto model = toy.trainable();
+  auto options = options_for(dir, 3, 1);
+  options.params.epochs = 1;
+  TrainingSummary summary = train(model, {run.text, std::nullopt, 16, "fp"}, options);
+  EXPECT_EQ(summary.steps, summary.total_steps) << "one bad step does not stop the run";
+  EXPECT_EQ(summary.skipped_steps, 1);
+  EXPECT_TRUE(at::equal(before.at(5), before.at(6))) << "step 5 changed the weights";
+  EXPECT_FALSE(at::equal(before.at(4), before.at(5)));
+  auto records = read_metrics(dir.file("project") + "/metrics.jsonl");
+  EXPECT_TRUE(records[4]["skipped"].get<bool>());
+  EXPECT_TRUE(records[4]["loss"].is_null()) << "inf is written as null";
+}
+
+TEST(Trainer, Fp16OverflowSkipsTheStepAndHalvesTheLossScale) {
+  // The loss keeps its value but its gradient is multiplied by 1e30 twice, beyond float's range: inf
+  // gradients under a finite loss, as when fp16 overflows in backward. Six such steps in a row halve the
+  // scale six times and do not stop the run: the scaler's overflows are not divergence.
+  RecordedToyRun run;
+  const testing::TempDir& dir = run.dir;
+  ToyModel& toy = run.toy;
+  const auto& before = run.before;
+  toy.transform_loss = [&toy](const at::Tensor& loss) {
+    if (toy.calls < 5 || toy.calls > 10) return loss;
+    return loss.detach() + (loss - loss.detach()) * 1e30 * 1e30;
+  };
+  auto model = toy.trainable();
+  auto options = options_for(dir, 3, 1);
+  options.params.epochs = 1;
+  options.params.mixed_precision = "fp16";
+  TrainingSummary summary = train(model, {run.text, std::nullopt, 16, "fp"}, options);
+  EXPECT_EQ(summary.steps, summary.total_steps);
+  EXPECT_EQ(summary.skipped_steps, 6);
+  auto records = read_metrics(dir.file("project") + "/metrics.jsonl");
+  EXPECT_EQ(records[3]["loss_scale"].get<double>(), 65536.0);
+  for (int step = 5; step <= 10; ++step) {
+    const auto& record = records[static_cast<size_t>(step - 1)];
+    EXPECT_TRUE(record["skipped"].get<bool>()) << step;
+    EXPECT_TRUE(record["loss"].is_number()) << step;
+    EXPECT_EQ(record["loss_scale"].get<double>(), 65536.0 / std::pow(2.0, step - 4)) << step;
+    EXPECT_TRUE(at::equal(before.at(step), before.at(step + 1))) << "step " << step << " was applied";
+  }
+  EXPECT_FALSE(records[10]["skipped"].get<bool>());
+  EXPECT_EQ(records[10]["loss_scale"].get<double>(), 1024.0);
+  EXPECT_FALSE(at::equal(before.at(11), before.at(12))) << "training goes on after the overflows";
 }
 
 }  // namespace

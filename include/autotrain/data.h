@@ -2,6 +2,7 @@
 // token ids into fixed-size blocks (AutoTrain's default trainer: concatenate, cut, drop the remainder).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -13,10 +14,16 @@ namespace autotrain {
 // (AutoTrain's layout: data/train.csv). Throws Error naming what was looked for.
 std::string resolve_split_file(const std::string& data_path, const std::string& split);
 
+// The longest record read: a line of .jsonl / .txt, a CSV record, a text of .json. Each text is tokenized
+// whole, and one of 100 MB would take ~15 GB with a sentencepiece BPE (and minutes); a record this long is
+// nearly always a file without newlines or a quote that is never closed, so it is refused, naming the line.
+constexpr size_t kMaxRecordBytes = 16u << 20;
+
 // Calls `visit` with the text_column of every record, in file order. JSONL: one object per line; JSON: an
 // array of objects; CSV: RFC 4180 with a header row (quoted fields may hold commas, quotes and newlines);
 // TXT: one text per line. Throws Error naming the file and line on a missing column (listing the
-// columns found), a non-string value, malformed JSON/CSV or bytes that are not UTF-8. Returns the count.
+// columns found), a non-string value, malformed JSON/CSV, bytes that are not UTF-8 or a record longer than
+// kMaxRecordBytes. Returns the count.
 int64_t for_each_text(const std::string& path, const std::string& text_column,
                       const std::function<void(const std::string&)>& visit);
 

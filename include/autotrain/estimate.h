@@ -194,6 +194,10 @@ CostEstimate estimate_cost(const ModelConfig& config, const RunShape& shape, con
                            std::optional<double> price);
 
 std::string format_bytes(int64_t bytes);  // "20.73 GiB", "512.0 MiB"
+// One line for a run that ran out of memory: the estimate's breakdown for `shape` and up to three changes
+// that lower the peak by a tenth or more (a smaller micro-batch with more accumulation, checkpointing, a
+// shorter block, int4), each with its new peak.
+std::string out_of_memory_advice(const ModelConfig& config, const RunShape& shape);
 std::string render_cost_estimate(const CostEstimate& estimate);
 nlohmann::json cost_estimate_json(const CostEstimate& estimate);
 

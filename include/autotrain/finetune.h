@@ -2,6 +2,8 @@
 // (frozen base in NF4 / int8 / fp16 / bf16 / fp32) -> the training loop -> PEFT adapter in project_name/.
 #pragma once
 
+#include <exception>
+#include <functional>
 #include <string>
 
 #include "autotrain/adapter.h"
@@ -47,7 +49,21 @@ TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& toke
 // the PEFT adapter writer for `adapter`'s settings.
 TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter);
 
-// Trains in this process, or as one worker of a data-parallel job when RANK and WORLD_SIZE are set.
+// Tokenizes, loads the model and trains, in this process or as one worker of a data-parallel job when
+// RANK and WORLD_SIZE are set. Out of memory, it throws Error with the estimator's breakdown and changes
+// that lower the peak, or with auto_find_batch_size retries (train_finding_batch_size; one process only).
 TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions& options);
+
+// True for std::bad_alloc, c10::OutOfMemoryError and a c10::Error from an allocator that failed.
+bool is_out_of_memory(const std::exception& e);
+
+// Runs attempt(params, resume). When it runs out of memory: with auto_find_batch_size, batch_size > 1 and
+// may_retry, halves batch_size and doubles gradient_accumulation (the same effective batch, as
+// transformers' auto_find_batch_size halves the batch; exactly the same when batch_size is even) and
+// tries again, afresh; otherwise throws Error
+// "out of memory at batch_size B x gradient_accumulation G; " + advice(params).
+TrainingSummary train_finding_batch_size(TrainingParams params, bool resume, bool may_retry,
+                                         const std::function<TrainingSummary(const TrainingParams&, bool)>& attempt,
+                                         const std::function<std::string(const TrainingParams&)>& advice);
 
 }  // namespace autotrain

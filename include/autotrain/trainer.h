@@ -1,7 +1,8 @@
 // The training loop (a flat recipe, as torchtune's): for each optimizer step, gradient_accumulation
 // micro-batches of batch_size packed blocks -> summed token loss -> backward into the LoRA parameters;
-// unscale (fp16), clip, skip on inf/nan, optimizer step at the schedule's learning rate; log, evaluate,
-// checkpoint. Step for step what transformers' Trainer does with the same settings:
+// unscale (fp16), clip, skip on inf/nan (stop after max_nonfinite_steps in a row), optimizer step at the
+// schedule's learning rate; log, evaluate, checkpoint. Step for step what transformers' Trainer does
+// with the same settings:
 //   - micro-batches per epoch = ceil(blocks / batch_size) (the last may be short); optimizer steps per
 //     epoch = ceil(micro-batches / gradient_accumulation) (the last window may be short);
 //   - the loss of a step is the sum of the token losses of its window divided by the number of predicted
@@ -50,6 +51,11 @@ struct TrainerOptions {
   // Stop (with a checkpoint) after this many optimizer steps in this process; 0 = no limit. For tests of
   // resume and for users who train in slices of a rented GPU's time.
   int64_t stop_after_steps = 0;
+  // Stop with an Error after this many optimizer steps in a row whose loss was NaN/inf (or, without fp16
+  // loss scaling, whose gradients were). Such a step is never applied and never checkpointed, so the
+  // newest checkpoint holds the last good weights. fp16 gradient overflows with a finite loss do not
+  // count: the loss scaler halves the scale and skips them, as GradScaler does. 0: never stop.
+  int64_t max_nonfinite_steps = 5;
   // Data parallel: with a group of W workers each micro-batch of the run is W x batch_size blocks of the
   // epoch's order, and this worker takes its rank's batch_size of them; gradients are summed across the
   // group, so W workers give the update of one process with W x batch_size. Only rank 0 writes files.

@@ -1,11 +1,13 @@
 // autotrain: LoRA / QLoRA fine-tuning of Hugging Face causal language models, natively.
 // Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 130 / 143 stopped by SIGINT / SIGTERM.
+#include <csignal>
 #include <exception>
 #include <iostream>
 #include <new>
 #include <vector>
 
 #include <c10/util/Exception.h>
+#include <c10/util/Logging.h>
 
 #include "autotrain/error.h"
 #include "autotrain/logging.h"
@@ -73,6 +75,12 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f, a quota) the kernel sends SIGXFSZ, whose default kills the process
+  // without a word; ignored, write() fails with EFBIG and the writer names the file, like a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
+  // libc10 starts with this set (the Python module clears it): a failed CPU allocation would abort()
+  // instead of throwing the c10::Error that becomes a one-line "out of memory" message.
+  FLAGS_caffe2_use_fatal_for_enforce = false;
   try {
     return run(argc, argv);
   } catch (const autotrain::Error& e) {

@@ -72,7 +72,7 @@ AdapterConfig load_adapter_config(const std::string& folder) {
   json document;
   try {
     document = json::parse(read_file(path));
-  } catch (const json::parse_error&) {
+  } catch (const json::exception&) {  // parse errors and numbers out of range alike
     throw Error(path + ": not valid JSON");
   }
   refuse_if(!document.is_object(), path, "expected a JSON object");

@@ -233,7 +233,8 @@ class BpeTokenizer : public Tokenizer {
   BpeTokenizer(const json& document, const std::string& file, const TokenizerConfig& config)
       : file_(file), normalizer_(document.value("normalizer", json()), file),
         pre_tokenizer_(document.value("pre_tokenizer", json()), file) {
-    read_model(document["model"]);
+    const auto model = document.find("model");  // operator[] on a const json with a missing key is UB
+    read_model(model != document.end() ? *model : json());
     read_added_tokens(document.value("added_tokens", json::array()));
     read_decoder(document.value("decoder", json()));
     read_post_processor(document.value("post_processor", json()), config);
@@ -545,7 +546,11 @@ std::vector<int64_t> BpeTokenizer::merge_word(const std::string& word) const {
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::string& tokenizer_json, const TokenizerConfig& config) {
   json document = read_json_file(tokenizer_json);
   if (!document.is_object()) throw Error(tokenizer_json + ": expected a JSON object");
-  return std::make_unique<BpeTokenizer>(document, tokenizer_json, config);
+  try {
+    return std::make_unique<BpeTokenizer>(document, tokenizer_json, config);
+  } catch (const json::exception& e) {  // a field of the wrong type somewhere the reader did not check
+    throw Error(tokenizer_json + ": unexpected structure (" + e.what() + "); copy it again from the base model");
+  }
 }
 
 }  // namespace autotrain::tokenization

@@ -145,7 +145,7 @@ TrainerState load_checkpoint(const std::string& folder, Optimizer& optimizer) {
   json document;
   try {
     document = json::parse(read_file(state_path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors and numbers out of range alike
     throw Error(state_path + ": not valid JSON (" + e.what() + "); delete this checkpoint folder");
   }
   TrainerState state = state_from_json(document, state_path);

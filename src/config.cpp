@@ -346,6 +346,8 @@ TrainingParams load_training_params(const std::string& path) {
     }
     throw config_error(path + ": not valid JSON at line " + std::to_string(line) + ", column " +
                        std::to_string(column) + "; fix the syntax (quotes, commas, braces)");
+  } catch (const json::exception& e) {  // a number out of range
+    throw config_error(path + ": not valid JSON (" + e.what() + ")");
   }
   if (!duplicate.empty()) throw config_error(path + ": key \"" + duplicate + "\" appears more than once; keep one");
   return parse_training_params(document, path);

@@ -78,7 +78,7 @@ int64_t read_jsonl(std::istream& in, const std::string& path, const std::string&
     json record;
     try {
       record = json::parse(line);
-    } catch (const json::parse_error&) {
+    } catch (const json::exception&) {  // parse errors and numbers out of range alike
       throw Error(where(path, number) + ": not valid JSON; each line of a .jsonl file must be one JSON object");
     }
     visit(text_of(record, column, path, number));
@@ -96,6 +96,8 @@ int64_t read_json_array(std::istream& in, const std::string& path, const std::st
     document = json::parse(text);
   } catch (const json::parse_error& e) {
     throw Error(path + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
+  } catch (const json::exception& e) {  // a number out of range
+    throw Error(path + ": not valid JSON (" + e.what() + ")");
   }
   if (!document.is_array()) throw Error(path + ": expected a JSON array of records (or use .jsonl)");
   int64_t count = 0;

@@ -34,7 +34,7 @@ std::vector<GpuSpec> load_gpu_catalogue(const std::string& path) {
   nlohmann::json document;
   try {
     document = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse errors and numbers out of range alike
     throw Error(path + ": not valid JSON (" + e.what() + ")");
   }
   if (!document.is_object() || !document.contains("gpus") || !document["gpus"].is_array())

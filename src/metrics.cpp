@@ -45,7 +45,7 @@ std::vector<nlohmann::json> parse_records(const std::string& text, const std::st
     if (line.empty()) continue;
     try {
       records.push_back(nlohmann::json::parse(line));
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {  // parse errors and numbers out of range alike
       throw Error(path + ": line " + std::to_string(number) + " is not valid JSON; delete the line or the file");
     }
   }

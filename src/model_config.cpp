@@ -184,7 +184,7 @@ ModelConfig load_model_config(const std::string& model_dir) {
   json document;
   try {
     document = json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors and numbers out of range alike
     throw Error(path + ": not valid JSON (" + e.what() + ")");
   }
   if (!document.is_object()) throw Error(path + ": not a JSON object");

@@ -72,6 +72,8 @@ json read_json_file(const std::string& path) {
   } catch (const json::parse_error& e) {
     throw Error(path + ": not valid JSON (at byte " + std::to_string(e.byte) +
                 "); the file is truncated or damaged, copy it again from the base model");
+  } catch (const json::exception& e) {  // a number out of range
+    throw Error(path + ": not valid JSON (" + e.what() + "); copy it again from the base model");
   }
 }
 

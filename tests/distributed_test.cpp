@@ -158,6 +158,26 @@ TEST(Distributed, AWorkerThatDiesEndsTheJobWithAMessage) {
   EXPECT_LT(std::stoi(survivor.output.substr(survivor.output.find("seconds=") + 8)), 40) << survivor.output;
 }
 
+TEST(Distributed, AHungWorkerMakesTheOtherGiveUpAfterTheTimeout) {
+  // SIGSTOP: the peer is alive (its sockets stay open) but silent; only --ddp-timeout ends the wait.
+  testing::TempDir dir;
+  write_config(dir, 3, /*epochs=*/50);
+  const std::string port = std::to_string(free_port());
+  const std::string env = " WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
+  const std::string pair =
+      train_command(dir, " --ddp-timeout 5", "RANK=0" + env) + " > rank0.txt 2>&1 & r0=$!; " +
+      train_command(dir, " --ddp-timeout 5", "RANK=1" + env, "cache1") + " > rank1.txt 2>&1 & r1=$!; "
+      "for i in $(seq 1 3000); do [ -s run/metrics.jsonl ] && break; sleep 0.02; done; "
+      "kill -STOP $r1; start=$(date +%s); wait $r0; code=$?; kill -9 $r1; "
+      "echo \"exit=$code seconds=$(( $(date +%s) - start ))\"; cat rank0.txt";
+  auto result = testing::run_command("cd " + testing::quote(dir.path().string()) + " && " + pair);
+  EXPECT_NE(result.output.find("exit=1 "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("Timed out"), std::string::npos) << result.output;
+  const int seconds = std::stoi(result.output.substr(result.output.find("seconds=") + 8));
+  EXPECT_GE(seconds, 4) << result.output;
+  EXPECT_LT(seconds, 30) << result.output;
+}
+
 TEST(Distributed, StoppedAndResumedWithTheSameWorkersEndsAsOneRunAndOtherWorkerCountsAreRefused) {
   testing::TempDir dir;
   write_config(dir, 3);

@@ -1,6 +1,6 @@
 // libtorch's CUDA backend, loaded when a CUDA device is asked for. autotrain links libtorch's CPU half
 // (torch_cpu + c10) only: libtorch_cuda and the CUDA libraries it needs (cuBLAS, cuDNN, NCCL, NVRTC, ...)
-// would add ~350 MB of resident memory to every process at start-up, GPU or not (tools/bench_merge.sh).
+// would add ~370 MB of resident memory to every process at start-up, GPU or not (tools/bench_merge.sh).
 #pragma once
 
 namespace autotrain {

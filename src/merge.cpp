@@ -64,12 +64,6 @@ bool is_floating(const std::string& safetensors_dtype) {
   return safetensors_dtype == "F32" || safetensors_dtype == "F16" || safetensors_dtype == "BF16";
 }
 
-at::ScalarType torch_dtype_of(const std::string& safetensors_dtype) {
-  if (safetensors_dtype == "F32") return at::kFloat;
-  if (safetensors_dtype == "F16") return at::kHalf;
-  return at::kBFloat16;
-}
-
 std::string config_dtype_name(at::ScalarType type) {
   return type == at::kHalf ? "float16" : type == at::kBFloat16 ? "bfloat16" : "float32";
 }
@@ -241,17 +235,21 @@ MergeSummary merge_adapter(const MergeOptions& options) {
   if (is_nonempty_directory(out_dir) && !options.force)
     throw Error(out_dir + ": exists and is not empty; choose another --out or pass --force to replace it");
 
-  // Target weights take the merged dtype; other tensors keep theirs unless --dtype asks for another.
+  // Target weights take the merged dtype; other tensors keep theirs unless --dtype asks for another. The
+  // header of every shard comes from this plan, so each tensor is merged, written and freed on its own.
   const at::ScalarType merged_dtype = options.dtype.value_or(config.dtype);
-  std::map<std::string, at::ScalarType> out_dtype;
   std::vector<PlannedTensor> plan;
   for (const std::string& name : base.names()) {
     const TensorInfo& info = base.info(name);
-    std::optional<at::ScalarType> type;
+    at::ScalarType type;
+    try {
+      type = safetensors_scalar_type(info.dtype);
+    } catch (const Error& e) {
+      throw Error(base.path_of(name) + ": tensor " + name + ": " + e.what());
+    }
     if (pairs.count(name)) type = merged_dtype;
-    else if (options.dtype && is_floating(info.dtype) && torch_dtype_of(info.dtype) != *options.dtype) type = options.dtype;
-    if (type) out_dtype[name] = *type;
-    plan.push_back({name, type ? uint64_t(info.numel()) * at::elementSize(*type) : info.byte_size()});
+    else if (options.dtype && is_floating(info.dtype)) type = *options.dtype;
+    plan.push_back({name, type, info.shape});
   }
 
   PartialFolder partial(out_dir + ".partial-" + std::to_string(::getpid()));
@@ -260,33 +258,30 @@ MergeSummary merge_adapter(const MergeOptions& options) {
 
   MergeSummary summary;
   ProgressBar progress("merge", int64_t(plan.size()), "tensor");
-  auto produce = [&](const std::vector<std::string>& names) {
-    std::vector<std::pair<std::string, at::Tensor>> tensors;
-    for (const std::string& name : names) {
-      at::Tensor tensor = base.tensor(name);
-      auto pair = pairs.find(name);
-      if (pair != pairs.end()) {
-        tensor = merge_lora_weight(tensor, adapter_file->tensor(pair->second.a), adapter_file->tensor(pair->second.b),
-                                   scaling, merged_dtype);
-        ++summary.merged_weights;
-        base.evict(name);
-      } else if (out_dtype.count(name)) {
-        tensor = tensor.to(out_dtype[name]);
-        base.evict(name);
-      }
-      summary.bytes += uint64_t(tensor.numel()) * tensor.element_size();
-      ++summary.tensors;
-      tensors.emplace_back(name, std::move(tensor));
-      progress.advance();
+  // A tensor whose dtype stays is a view of the mapped base file, written byte for byte.
+  auto produce = [&](const PlannedTensor& out) {
+    at::Tensor tensor = base.tensor(out.name);
+    auto pair = pairs.find(out.name);
+    if (pair != pairs.end()) {
+      tensor = merge_lora_weight(tensor, adapter_file->tensor(pair->second.a), adapter_file->tensor(pair->second.b),
+                                 scaling, out.dtype);
+      adapter_file->evict(pair->second.a);
+      adapter_file->evict(pair->second.b);
+      ++summary.merged_weights;
+    } else if (tensor.scalar_type() != out.dtype) {
+      tensor = tensor.to(out.dtype);
     }
-    return tensors;
+    return tensor;
   };
-  // Tensors copied as views are read while the shard is written; their pages go once it is on disk.
-  auto evict_shard = [&](const std::vector<std::string>& names) {
-    for (const std::string& name : names) base.evict(name);
+  // Once a tensor is on its way to disk, the base pages it was read from leave this process's memory.
+  auto written = [&](const PlannedTensor& out) {
+    base.evict(out.name);
+    summary.bytes += out.byte_size();
+    ++summary.tensors;
+    progress.advance();
   };
-  const std::vector<std::string> written = write_sharded_safetensors_streamed(
-      partial.path(), plan, options.max_shard_bytes, produce, "model", {{"format", "pt"}}, evict_shard);
+  const std::vector<std::string> files = write_sharded_safetensors_streamed(
+      partial.path(), plan, options.max_shard_bytes, produce, "model", {{"format", "pt"}}, written);
   progress.finish();
   const bool dtype_changed = options.dtype && *options.dtype != config.dtype;
   copy_model_files(options.base_dir, partial.path(), dtype_changed ? options.dtype : std::nullopt);
@@ -296,7 +291,7 @@ MergeSummary merge_adapter(const MergeOptions& options) {
   fs::rename(partial.path(), out_dir, ec);
   if (ec) throw Error(out_dir + ": cannot rename " + partial.path() + " to it (" + ec.message() + ")");
   partial.release();
-  for (const std::string& file : written) summary.files.push_back((fs::path(out_dir) / fs::path(file).filename()).string());
+  for (const std::string& file : files) summary.files.push_back((fs::path(out_dir) / fs::path(file).filename()).string());
   return summary;
 }
 

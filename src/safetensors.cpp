@@ -17,6 +17,7 @@
 
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
+#include "autotrain/text_util.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors is little-endian; so is every host we map it on");
 
@@ -56,12 +57,6 @@ const DtypeSpec* find_dtype(const std::string& name) {
 }
 
 std::string in_quotes(const std::string& name) { return "\"" + name + "\""; }
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
 
 // nlohmann quotes the offending bytes of a bad header raw; keep the one-line message printable.
 std::string printable(std::string text) {
@@ -141,7 +136,7 @@ TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data
   if (info.data_end > data_size)
     throw bad("data_offsets " + span + " run past the data section (" + std::to_string(data_size) + " bytes)");
   if (info.byte_size() != expected_bytes)
-    throw bad("shape " + shape_string(info.shape) + " of " + info.dtype + " needs " + std::to_string(expected_bytes) +
+    throw bad("shape " + shape_text(info.shape) + " of " + info.dtype + " needs " + std::to_string(expected_bytes) +
               " bytes but data_offsets " + span + " hold " + std::to_string(info.byte_size()));
   return info;
 }
@@ -170,6 +165,14 @@ std::string safetensors_dtype_name(at::ScalarType type) {
     if (spec.supported && spec.type == type) return spec.name;
   throw Error(std::string("cannot write a tensor of dtype ") + c10::toString(type) + " to safetensors (supported: " +
               kSupportedDtypes + "); convert it first");
+}
+
+at::ScalarType safetensors_scalar_type(const std::string& dtype_name) {
+  const DtypeSpec* spec = find_dtype(dtype_name);
+  if (!spec || !spec->supported)
+    throw Error("unsupported dtype " + dtype_name + " (supported: " + kSupportedDtypes +
+                "); convert the checkpoint to one of these");
+  return spec->type;
 }
 
 // ---- SafetensorsFile ---------------------------------------------------------------------------
@@ -370,45 +373,55 @@ const std::string& Checkpoint::path_of(const std::string& name) const { return f
 
 // ---- writing -------------------------------------------------------------------------------------
 
+uint64_t PlannedTensor::byte_size() const {
+  uint64_t numel = 1;
+  for (int64_t d : shape) numel *= uint64_t(d);
+  return numel * c10::elementSize(dtype);
+}
+
 namespace {
 
-void check_unique_names(const std::vector<std::pair<std::string, at::Tensor>>& tensors, const std::string& path) {
+void check_unique_names(const std::vector<PlannedTensor>& plan, const std::string& path) {
   std::set<std::string> seen;
-  for (const auto& [name, tensor] : tensors) {
-    if (name == "__metadata__") throw Error(path + ": a tensor cannot be named \"__metadata__\"; rename it");
-    if (!seen.insert(name).second) throw Error(path + ": tensor " + in_quotes(name) + " given twice; names must be unique");
+  for (const PlannedTensor& planned : plan) {
+    if (planned.name == "__metadata__") throw Error(path + ": a tensor cannot be named \"__metadata__\"; rename it");
+    if (!seen.insert(planned.name).second)
+      throw Error(path + ": tensor " + in_quotes(planned.name) + " given twice; names must be unique");
   }
 }
 
-uint64_t byte_size(const at::Tensor& tensor) { return uint64_t(tensor.numel()) * tensor.element_size(); }
-
-}  // namespace
-
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  check_unique_names(tensors, path);
-  std::vector<const std::pair<std::string, at::Tensor>*> order;
-  for (const auto& item : tensors) {
-    if (!item.second.defined()) throw Error(path + ": tensor " + in_quotes(item.first) + " is undefined");
-    order.push_back(&item);
+// What the streamed writers need to know of in-memory tensors, and a producer that hands them out.
+std::vector<PlannedTensor> plan_of(const std::vector<std::pair<std::string, at::Tensor>>& tensors, const std::string& path) {
+  std::vector<PlannedTensor> plan;
+  for (const auto& [name, tensor] : tensors) {
+    if (!tensor.defined()) throw Error(path + ": tensor " + in_quotes(name) + " is undefined");
+    plan.push_back({name, tensor.scalar_type(), tensor.sizes().vec()});
   }
-  // Largest elements first: every offset then stays a multiple of the element size (the header is
-  // padded to 8), and the Python library rejects gaps between tensors, so padding is no alternative.
-  std::stable_sort(order.begin(), order.end(),
-                   [](const auto* a, const auto* b) { return a->second.element_size() > b->second.element_size(); });
+  return plan;
+}
 
+TensorProducer producer_of(const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  auto by_name = std::make_shared<std::unordered_map<std::string, const at::Tensor*>>();
+  for (const auto& [name, tensor] : tensors) by_name->emplace(name, &tensor);
+  return [by_name](const PlannedTensor& planned) { return *by_name->at(planned.name); };
+}
+
+// The header: metadata, then each tensor's dtype, shape and offsets in data order, padded with spaces to a
+// multiple of 8 bytes as the Python library pads.
+std::string header_text(const std::vector<const PlannedTensor*>& order, const std::map<std::string, std::string>& metadata,
+                        const std::string& path) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto* item : order) {
+  for (const PlannedTensor* planned : order) {
     std::string dtype;
     try {
-      dtype = safetensors_dtype_name(item->second.scalar_type());
+      dtype = safetensors_dtype_name(planned->dtype);
     } catch (const Error& e) {
-      throw Error(path + ": tensor " + in_quotes(item->first) + ": " + e.what());
+      throw Error(path + ": tensor " + in_quotes(planned->name) + ": " + e.what());
     }
-    const uint64_t bytes = byte_size(item->second);
-    header[item->first] = {{"dtype", dtype}, {"shape", item->second.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    const uint64_t bytes = planned->byte_size();
+    header[planned->name] = {{"dtype", dtype}, {"shape", planned->shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text;
@@ -417,54 +430,78 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   } catch (const nlohmann::ordered_json::exception& e) {
     throw Error(path + ": a tensor name or metadata entry is not valid UTF-8 (" + e.what() + ")");
   }
-  text.append((8 - text.size() % 8) % 8, ' ');  // as the Python library pads
+  text.append((8 - text.size() % 8) % 8, ' ');
+  return text;
+}
 
-  AtomicFileWriter out(path);
-  const uint64_t header_size = text.size();
-  out.write(&header_size, sizeof header_size);
-  out.write(text);
-  for (const auto* item : order) {
-    at::Tensor cpu = item->second.detach().to(at::kCPU).contiguous();
-    if (cpu.numel() > 0) out.write(cpu.data_ptr(), byte_size(cpu));
-  }
-  out.commit();
+// Produces one planned tensor and writes its bytes; the tensor (and its CPU copy) is gone on return.
+void write_tensor_data(AtomicFileWriter& out, const PlannedTensor& planned, const TensorProducer& produce,
+                       const std::string& path) {
+  at::Tensor cpu = produce(planned).detach().to(at::kCPU).contiguous();
+  if (cpu.scalar_type() != planned.dtype || !cpu.sizes().equals(planned.shape))
+    throw Error(path + ": tensor " + in_quotes(planned.name) + " was planned as " + c10::toString(planned.dtype) + " " +
+                shape_text(planned.shape) + " but produced as " + c10::toString(cpu.scalar_type()) + " " +
+                shape_text(cpu.sizes()) + " (a bug)");
+  if (cpu.numel() > 0) out.write(cpu.data_ptr(), planned.byte_size());
+}
+
+}  // namespace
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  write_safetensors_streamed(path, plan_of(tensors, path), producer_of(tensors), metadata);
 }
 
 std::vector<std::string> write_sharded_safetensors(const std::string& folder,
                                                    const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                                    uint64_t max_shard_bytes, const std::string& prefix,
                                                    const std::map<std::string, std::string>& metadata) {
-  check_unique_names(tensors, folder);
-  std::vector<PlannedTensor> plan;
-  std::unordered_map<std::string, const at::Tensor*> by_name;
-  for (const auto& item : tensors) {
-    plan.push_back({item.first, item.second.defined() ? byte_size(item.second) : 0});
-    by_name[item.first] = &item.second;
+  return write_sharded_safetensors_streamed(folder, plan_of(tensors, folder), max_shard_bytes, producer_of(tensors),
+                                            prefix, metadata);
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<PlannedTensor>& plan,
+                                const TensorProducer& produce, const std::map<std::string, std::string>& metadata,
+                                const TensorWritten& on_written) {
+  check_unique_names(plan, path);
+  std::vector<const PlannedTensor*> order;
+  for (const PlannedTensor& planned : plan) order.push_back(&planned);
+  // Largest elements first: every offset then stays a multiple of the element size (the header is
+  // padded to 8), and the Python library rejects gaps between tensors, so padding is no alternative.
+  std::stable_sort(order.begin(), order.end(), [](const PlannedTensor* a, const PlannedTensor* b) {
+    return c10::elementSize(a->dtype) > c10::elementSize(b->dtype);
+  });
+  const std::string text = header_text(order, metadata, path);
+
+  AtomicFileWriter out(path);
+  const uint64_t header_size = text.size();
+  out.write(&header_size, sizeof header_size);
+  out.write(text);
+  for (const PlannedTensor* planned : order) {
+    write_tensor_data(out, *planned, produce, path);
+    if (on_written) on_written(*planned);
   }
-  auto produce = [&](const std::vector<std::string>& names) {
-    std::vector<std::pair<std::string, at::Tensor>> shard;
-    for (const auto& name : names) shard.emplace_back(name, *by_name.at(name));
-    return shard;
-  };
-  return write_sharded_safetensors_streamed(folder, plan, max_shard_bytes, produce, prefix, metadata);
+  out.commit();
 }
 
 std::vector<std::string> write_sharded_safetensors_streamed(
     const std::string& folder, const std::vector<PlannedTensor>& plan, uint64_t max_shard_bytes,
-    const ShardProducer& produce, const std::string& prefix, const std::map<std::string, std::string>& metadata,
-    const std::function<void(const std::vector<std::string>&)>& on_shard_written) {
+    const TensorProducer& produce, const std::string& prefix, const std::map<std::string, std::string>& metadata,
+    const TensorWritten& on_written) {
+  check_unique_names(plan, folder);
   make_directories(folder);
   // Greedy in the given order, as transformers' split_torch_state_dict_into_shards does.
-  std::vector<std::vector<std::string>> shards;
+  std::vector<std::vector<PlannedTensor>> shards;
   uint64_t shard_bytes = 0, total_bytes = 0;
-  for (const auto& item : plan) {
-    if (shards.empty() || (!shards.back().empty() && shard_bytes + item.bytes > max_shard_bytes)) {
+  for (const PlannedTensor& planned : plan) {
+    const uint64_t bytes = planned.byte_size();
+    if (shards.empty() || (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes)) {
       shards.emplace_back();
       shard_bytes = 0;
     }
-    shards.back().push_back(item.name);
-    shard_bytes += item.bytes;
-    total_bytes += item.bytes;
+    shards.back().push_back(planned);
+    shard_bytes += bytes;
+    total_bytes += bytes;
   }
   if (shards.empty()) shards.emplace_back();
 
@@ -473,20 +510,9 @@ std::vector<std::string> write_sharded_safetensors_streamed(
   const std::string index_path = (dir / (prefix + ".safetensors.index.json")).string();
   const std::regex shard_pattern(std::regex_replace(prefix, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
                                  R"(-\d{5}-of-\d{5}\.safetensors)");
-  auto write_shard = [&](const std::string& path, const std::vector<std::string>& names) {
-    auto tensors = produce(names);
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      if (i >= names.size() || tensors[i].first != names[i])
-        throw Error(path + ": the shard producer returned other tensors than the plan lists (a bug)");
-    }
-    if (tensors.size() != names.size())
-      throw Error(path + ": the shard producer returned other tensors than the plan lists (a bug)");
-    write_safetensors(path, tensors, metadata);
-    if (on_shard_written) on_shard_written(names);
-  };
   std::vector<std::string> written;
   if (shards.size() == 1) {
-    write_shard(single, shards[0]);
+    write_safetensors_streamed(single, shards[0], produce, metadata, on_written);
     written.push_back(single);
   } else {
     nlohmann::json weight_map = nlohmann::json::object();
@@ -494,9 +520,9 @@ std::vector<std::string> write_sharded_safetensors_streamed(
       char name[64];
       std::snprintf(name, sizeof name, "-%05zu-of-%05zu.safetensors", i + 1, shards.size());
       const std::string shard_name = prefix + name;
-      write_shard((dir / shard_name).string(), shards[i]);
+      write_safetensors_streamed((dir / shard_name).string(), shards[i], produce, metadata, on_written);
       written.push_back((dir / shard_name).string());
-      for (const auto& tensor_name : shards[i]) weight_map[tensor_name] = shard_name;
+      for (const PlannedTensor& planned : shards[i]) weight_map[planned.name] = shard_name;
     }
     nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
     write_file_atomic(index_path, index.dump(2) + "\n");

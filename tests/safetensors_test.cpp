@@ -262,6 +262,41 @@ TEST_F(SafetensorsTest, WriterRefusesDuplicateNamesAndUnsupportedDtypes) {
   EXPECT_FALSE(fs::exists(temp("d.safetensors")));
 }
 
+// The streamed writer: each tensor is produced, written and reported before the next is produced, in data
+// order (largest elements first), and the file is the one the in-memory writer gives.
+TEST_F(SafetensorsTest, StreamedWriterHoldsOneTensorAtATime) {
+  const NamedTensors tensors = {{"half", at::arange(4, at::kHalf)}, {"float", at::arange(3, at::kFloat)},
+                                {"long", at::arange(2, at::kLong)}, {"scalar", at::scalar_tensor(7, at::kFloat)}};
+  write_safetensors(temp("whole.safetensors"), tensors);
+  std::vector<PlannedTensor> plan;
+  for (const auto& [name, tensor] : tensors) plan.push_back({name, tensor.scalar_type(), tensor.sizes().vec()});
+  std::vector<std::string> events;
+  auto produce = [&](const PlannedTensor& planned) {
+    events.push_back("produce " + planned.name);
+    for (const auto& [name, tensor] : tensors)
+      if (name == planned.name) return tensor;
+    return at::Tensor();
+  };
+  auto written = [&](const PlannedTensor& planned) { events.push_back("written " + planned.name); };
+  write_safetensors_streamed(temp("streamed.safetensors"), plan, produce, {{"format", "pt"}}, written);
+  EXPECT_EQ(events, (std::vector<std::string>{"produce long", "written long", "produce float", "written float",
+                                              "produce scalar", "written scalar", "produce half", "written half"}));
+  EXPECT_EQ(read_file(temp("streamed.safetensors")), read_file(temp("whole.safetensors")));
+}
+
+TEST_F(SafetensorsTest, StreamedWriterRefusesATensorOtherThanPlanned) {
+  const std::vector<PlannedTensor> plan = {{"w", at::kBFloat16, {2, 3}}};
+  try {
+    write_safetensors_streamed(temp("s.safetensors"), plan, [](const PlannedTensor&) { return at::zeros({2, 3}); });
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"w\" was planned as BFloat16 [2, 3] but produced as Float [2, 3]"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(temp("s.safetensors")));
+}
+
 // ---- bad input: every one an Error naming the file (and the tensor), never a crash ----------------
 
 class SafetensorsBadInput : public SafetensorsTest {

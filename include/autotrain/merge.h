@@ -4,8 +4,9 @@
 //
 // The base weights are read from disk (mmap), never through NF4: merging into a dequantized 4-bit weight
 // would bake the quantization error into the merged model. The merge is computed in fp32 and cast once.
-// Memory stays near one output shard: tensors are streamed shard by shard and the base pages are evicted
-// once read.
+// Memory stays near one tensor: every shard's header is planned from dtypes and shapes alone, so each output
+// tensor is merged (or copied byte for byte), written and freed before the next, and the base pages it was
+// read from are evicted once it is written.
 #pragma once
 
 #include <ATen/core/Tensor.h>

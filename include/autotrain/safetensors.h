@@ -32,6 +32,8 @@ struct TensorInfo {
 
 // The safetensors dtype for a torch dtype ("BF16" for at::kBFloat16); throws Error for one we cannot write.
 std::string safetensors_dtype_name(at::ScalarType type);
+// The torch dtype for a safetensors dtype (at::kBFloat16 for "BF16"); throws Error for one we cannot read.
+at::ScalarType safetensors_scalar_type(const std::string& dtype_name);
 
 // One mapped .safetensors file. Tensors it hands out are CPU views over the mapping (copied only when
 // the writer left a tensor misaligned for its element size) and keep the mapping alive. The mapping is
@@ -107,22 +109,29 @@ std::vector<std::string> write_sharded_safetensors(
     uint64_t max_shard_bytes, const std::string& prefix = "model",
     const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
-// A tensor of a sharded checkpoint yet to be written: its name and its size in bytes.
+// A tensor yet to be written: all its header entry needs.
 struct PlannedTensor {
   std::string name;
-  uint64_t bytes = 0;
-};
-// Produces the tensors of one shard, given their names in order.
-using ShardProducer = std::function<std::vector<std::pair<std::string, at::Tensor>>(const std::vector<std::string>&)>;
+  at::ScalarType dtype = at::kFloat;
+  std::vector<int64_t> shape;
 
-// write_sharded_safetensors for checkpoints larger than memory: the shards are planned from the sizes
-// alone (the same greedy split), then `produce` is called once per shard, in order, and its tensors are
-// written and dropped before the next call, so memory holds one shard at a time. `on_shard_written`
-// (optional) is called after each shard with its tensor names.
+  uint64_t byte_size() const;
+};
+// Produces the data of one planned tensor: on any device, in any layout, with the planned dtype and shape.
+using TensorProducer = std::function<at::Tensor(const PlannedTensor&)>;
+// Told that a tensor's bytes are written and dropped (e.g. to evict the pages it was read from).
+using TensorWritten = std::function<void(const PlannedTensor&)>;
+
+// The two writers above for checkpoints larger than memory: the header (and the shards) come from the plan
+// alone, then `produce` is called once per tensor in data order, and each tensor is written and dropped
+// before the next, so memory holds one tensor at a time. The files are those the tensors would give.
+void write_safetensors_streamed(const std::string& path, const std::vector<PlannedTensor>& plan,
+                                const TensorProducer& produce,
+                                const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
+                                const TensorWritten& on_written = {});
 std::vector<std::string> write_sharded_safetensors_streamed(
     const std::string& folder, const std::vector<PlannedTensor>& plan, uint64_t max_shard_bytes,
-    const ShardProducer& produce, const std::string& prefix = "model",
-    const std::map<std::string, std::string>& metadata = {{"format", "pt"}},
-    const std::function<void(const std::vector<std::string>&)>& on_shard_written = {});
+    const TensorProducer& produce, const std::string& prefix = "model",
+    const std::map<std::string, std::string>& metadata = {{"format", "pt"}}, const TensorWritten& on_written = {});
 
 }  // namespace autotrain

@@ -163,16 +163,7 @@ std::shared_ptr<ProcessGroup::Pending> ProcessGroup::all_reduce_sum_async(at::Te
   return std::make_shared<Pending>(impl_->gloo->allreduce(tensors));
 }
 
-void ProcessGroup::wait(Pending& pending) {
-  // The group is not at hand here: the message names no rank, the caller's context does.
-  try {
-    pending.work->wait();
-  } catch (const std::exception& e) {
-    throw Error(log::cat("an all-reduce across the workers failed (", first_line(e.what()),
-                         "): another worker stopped or did not answer within the timeout (--ddp-timeout); "
-                         "the newest checkpoint holds the state, rerun to resume"));
-  }
-}
+void ProcessGroup::wait(Pending& pending) { wait_for(*pending.work, place_, impl_->timeout, "an all-reduce"); }
 
 // ---- GradientReducer -------------------------------------------------------------------------------
 
@@ -267,10 +258,10 @@ void GradientReducer::finish() {
   std::lock_guard<std::mutex> lock(mutex_);
   reducing_ = false;
   while (next_to_send_ < buckets_.size()) send(buckets_[next_to_send_++]);
-  for (Bucket& bucket : buckets_) ProcessGroup::wait(*bucket.pending);
+  for (Bucket& bucket : buckets_) group_.wait(*bucket.pending);
   if (refired_) {  // the same on every worker (same model): reduce the final gradients once more
     for (Bucket& bucket : buckets_) send(bucket);
-    for (Bucket& bucket : buckets_) ProcessGroup::wait(*bucket.pending);
+    for (Bucket& bucket : buckets_) group_.wait(*bucket.pending);
   }
   at::NoGradGuard no_grad;
   for (Bucket& bucket : buckets_) {
@@ -298,8 +289,9 @@ namespace {
 std::atomic<int> g_launcher_signal{0};
 extern "C" void on_launcher_signal(int signal) { g_launcher_signal.store(signal); }
 
-// A TCP port free on loopback now (the rank-0 worker binds it moments later).
-int free_port() {
+}  // namespace
+
+int free_loopback_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -313,6 +305,8 @@ int free_port() {
   ::close(fd);
   return ntohs(address.sin_port);
 }
+
+namespace {
 
 std::string describe_status(int status) {
   if (WIFSIGNALED(status)) return log::cat("was killed by signal ", WTERMSIG(status));
@@ -330,7 +324,7 @@ int launch_workers(const LaunchOptions& o, const std::vector<std::string>& argum
     throw config_error("--nnodes > 1 needs --master-port (and --master-addr: the node-rank-0 machine's address), "
                        "the same on every node");
   }
-  const int port = o.master_port != 0 ? o.master_port : free_port();
+  const int port = o.master_port != 0 ? o.master_port : free_loopback_port();
   const int world_size = o.nproc_per_node * o.nnodes;
   char executable[4096];
   const ssize_t length = ::readlink("/proc/self/exe", executable, sizeof(executable) - 1);

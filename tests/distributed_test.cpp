@@ -3,9 +3,6 @@
 // give the same; a worker that dies ends the job; a resume needs the same number of workers.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <thread>
@@ -43,18 +40,6 @@ std::string train_command(const testing::TempDir& dir, const std::string& extra 
                           const std::string& environment = "", const std::string& cache = "cache") {
   return "cd " + testing::quote(dir.path().string()) + " || exit 9; " + environment + " " +
          testing::quote(AUTOTRAIN_BINARY) + " train --config params.json --cache-dir " + cache + extra;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
 }
 
 // The largest |difference| over every tensor of two adapter files with the same names.
@@ -112,7 +97,7 @@ TEST(Distributed, TwoNodesOnOneMachineTrainTheSame) {
   // exercised by the tests of dying and hung workers below).
   testing::TempDir dir;
   write_config(dir, 3);
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(free_loopback_port());
   const std::string node = " --nnodes 2 --nproc-per-node 1 --master-addr 127.0.0.1 --master-port " + port;
   const std::string script =
       "(" + train_command(dir, node + " --node-rank 0") + ") > node0.txt 2>&1 & n0=$!; "
@@ -143,7 +128,7 @@ TEST(Distributed, AWorkerThatDiesEndsTheJobWithAMessage) {
 
   testing::TempDir alone;
   write_config(alone, 3, /*epochs=*/50);
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(free_loopback_port());
   const std::string env = " WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
   const std::string pair =
       train_command(alone, " --ddp-timeout 20", "RANK=0" + env) + " > rank0.txt 2>&1 & r0=$!; " +
@@ -162,7 +147,7 @@ TEST(Distributed, AHungWorkerMakesTheOtherGiveUpAfterTheTimeout) {
   // SIGSTOP: the peer is alive (its sockets stay open) but silent; only --ddp-timeout ends the wait.
   testing::TempDir dir;
   write_config(dir, 3, /*epochs=*/50);
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(free_loopback_port());
   const std::string env = " WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
   const std::string pair =
       train_command(dir, " --ddp-timeout 5", "RANK=0" + env) + " > rank0.txt 2>&1 & r0=$!; " +
@@ -216,7 +201,7 @@ namespace {
 // two terms in gloo), accumulated over two micro-batches of which only the last reduces; with 64-byte
 // buckets the buckets go out during backward, in the same order on both.
 TEST(GradientReducer, SumsTheGradientsOfTwoWorkersAndSendsBucketsDuringBackward) {
-  const int port = free_port();
+  const int port = free_loopback_port();
   std::vector<std::vector<at::Tensor>> gradients(2);
   std::vector<size_t> sent_early(2), buckets(2);
   auto worker = [&](int rank) {

@@ -52,7 +52,7 @@ class ProcessGroup {
 
   class Pending;  // an all_reduce_sum in flight
   std::shared_ptr<Pending> all_reduce_sum_async(at::Tensor& tensor);
-  static void wait(Pending& pending);
+  void wait(Pending& pending);
 
  private:
   struct Impl;
@@ -103,6 +103,9 @@ class GradientReducer {
 // `autotrain train --nproc-per-node N` (and --nnodes / --node-rank): runs N copies of this binary with
 // `arguments` and torchrun's variables set, forwards SIGINT / SIGTERM to them once, and when one fails stops
 // the others. Returns the exit code for the launcher: 0 if all succeeded, else the first failure's.
+// A TCP port free on 127.0.0.1 now (for a rendezvous started moments later).
+int free_loopback_port();
+
 struct LaunchOptions {
   int nproc_per_node = 1;
   int nnodes = 1;

@@ -9,7 +9,9 @@ set up as AutoTrain's default trainer sets it up. Nothing is downloaded.
   peft        --model DIR --data DIR --steps N [--block-size B --batch-size S --lora-r R
               --target-modules all-linear|q,k,v,... --quantization int4|none --precision bf16|fp16]
       warms up (--warmup-steps, 2), times N optimizer steps between torch.cuda.synchronize() calls and
-      prints one JSON line: {"peer": "peft+bnb", "tokens_per_s": ..., "peak_alloc_bytes": ..., ...}.
+      prints one JSON line: {"peer": "peft+bnb", "tokens_per_s": ..., "peak_alloc_bytes": ..., ...}; the
+      peaks (torch.cuda.max_memory_allocated / _reserved) are over the training steps, counted from after
+      the model is loaded and quantized (model_alloc_bytes: what it holds then).
   ours-config --model DIR --data DIR --out FILE [the same settings]
       writes the matching training_params.json for `autotrain train` (AutoTrain's keys); time N steps of
       ours with `autotrain train --config FILE --stop-after-steps N` and its metrics.jsonl.
@@ -34,6 +36,7 @@ import json
 import math
 import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -165,7 +168,7 @@ def add_run_settings(parser):
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--lora-r", type=int, default=16)
-    parser.add_argument("--lora-alpha", type=float, default=32)
+    parser.add_argument("--lora-alpha", type=int, default=32)
     parser.add_argument("--lora-dropout", type=float, default=0.05)
     parser.add_argument("--target-modules", type=target_modules, default="all-linear",
                         help="all-linear, or a comma list: q,k,v,o,gate,up,down (or q_proj,...)")
@@ -297,6 +300,7 @@ def peft_run(args):
         "peak_alloc_bytes": torch.cuda.max_memory_allocated() if cuda else None,
         "peak_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
         "model_alloc_bytes": load_peak if cuda else None,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "steps": args.steps, "warmup_steps": args.warmup_steps, "seconds": seconds,
         "step_seconds_median": statistics.median(step_seconds), "tokens": tokens,
         "final_loss": float(losses[-1]), "load_seconds": load_seconds,

@@ -73,7 +73,7 @@ __global__ void dequantize_kernel(FourBitWeight w, MapParam map_param, int64_t f
       word = 0;
       for (int64_t b = 0; start / 2 + b < (total + 1) / 2; ++b) word |= uint32_t(w.packed[start / 2 + b]) << (8 * b);
     }
-    T values[8];
+    alignas(16) T values[8];  // stored as 16-byte words below
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
       const uint32_t byte = (word >> (8 * (k / 2))) & 0xFF;

@@ -5,7 +5,9 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
-#include <mutex>
+#include <optional>
+
+#include "autotrain/device.h"
 
 namespace autotrain {
 
@@ -90,20 +92,20 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The CPU generator's state, swapped in and out under its lock (LoRA dropout draws from it).
-at::Tensor swap_cpu_rng_state(const at::Tensor& state) {
-  auto generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  at::Tensor previous = generator.get_state();
-  generator.set_state(state);
-  return previous;
-}
+// Puts a saved generator state in place for its lifetime, then the one it found back.
+class RngStateScope {
+ public:
+  RngStateScope(at::Device device, const at::Tensor& state) : device_(device), outside_(rng_state(device)) {
+    set_rng_state(device, state);
+  }
+  ~RngStateScope() { set_rng_state(device_, outside_); }
+  RngStateScope(const RngStateScope&) = delete;
+  RngStateScope& operator=(const RngStateScope&) = delete;
 
-at::Tensor cpu_rng_state() {
-  auto generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  return generator.get_state();
-}
+ private:
+  at::Device device_;
+  at::Tensor outside_;
+};
 
 struct SavedInputs : public torch::CustomClassHolder {
   explicit SavedInputs(LayerInputs value) : inputs(std::move(value)) {}
@@ -112,14 +114,16 @@ struct SavedInputs : public torch::CustomClassHolder {
 
 // Reentrant activation checkpoint of one layer (torch.utils.checkpoint with use_reentrant=True): the forward
 // runs without a graph and keeps only the layer's input; the backward re-runs the layer with grad enabled
-// from the same RNG state (identical dropout masks) and backpropagates through it, which accumulates the
-// LoRA gradients and yields the input's gradient.
+// from the same RNG states (the CPU's and, on a GPU, the device's, as torch.utils.checkpoint keeps both:
+// identical dropout masks) and backpropagates through it, which accumulates the LoRA gradients and yields
+// the input's gradient.
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const DecoderLayer* layer,
                             const LayerInputs* inputs) {
     ctx->save_for_backward({hidden});
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
-    ctx->saved_data["rng"] = cpu_rng_state();
+    ctx->saved_data["rng"] = rng_state(at::kCPU);
+    if (!hidden.is_cpu()) ctx->saved_data["device_rng"] = rng_state(hidden.device());
     // The caller's LayerInputs are gone by the backward: keep a copy (its tensors are shared, not copied).
     ctx->saved_data["inputs"] = c10::IValue::make_capsule(c10::make_intrusive<SavedInputs>(*inputs));
     return layer->forward(hidden, *inputs, nullptr);
@@ -130,17 +134,14 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     auto saved = c10::static_intrusive_pointer_cast<SavedInputs>(ctx->saved_data["inputs"].toCapsule());
     const LayerInputs& inputs = saved->inputs;
     at::Tensor hidden = ctx->get_saved_variables()[0].detach().requires_grad_(true);
-    at::Tensor outside_state = swap_cpu_rng_state(ctx->saved_data["rng"].toTensor());
-    at::Tensor output;
-    try {
+    {
+      RngStateScope cpu_rng(at::kCPU, ctx->saved_data["rng"].toTensor());
+      std::optional<RngStateScope> device_rng;
+      if (!hidden.is_cpu()) device_rng.emplace(hidden.device(), ctx->saved_data["device_rng"].toTensor());
       at::AutoGradMode enable_grad(true);
-      output = layer->forward(hidden, inputs, nullptr);
+      at::Tensor output = layer->forward(hidden, inputs, nullptr);
       torch::autograd::backward({output}, {grad_outputs[0]});
-    } catch (...) {
-      swap_cpu_rng_state(outside_state);
-      throw;
     }
-    swap_cpu_rng_state(outside_state);
     return {hidden.grad(), at::Tensor(), at::Tensor()};
   }
 };

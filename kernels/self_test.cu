@@ -22,6 +22,19 @@ std::string describe(const char* step, cudaError_t status) {
 
 }  // namespace
 
+DeviceInfo device_info(int index) {
+  DeviceInfo info;
+  cudaDeviceProp properties{};
+  if (cudaGetDeviceProperties(&properties, index) != cudaSuccess) return info;
+  info.name = properties.name;
+  info.multiprocessors = properties.multiProcessorCount;
+  int clock_khz = 0, bus_bits = 0;
+  cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, index);
+  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index);
+  info.peak_bandwidth_gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+  return info;
+}
+
 std::string compiled_architectures() { return AUTOTRAIN_CUDA_ARCHITECTURES; }
 
 std::string self_test() {

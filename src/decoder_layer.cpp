@@ -58,9 +58,11 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
 // x (B,T,C) -> (B,T,C). q (B,H,T,D), k/v (B,KV,L,D) with L = cached + T.
 at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& inputs, KVCache* cache) const {
   const int64_t B = x.size(0), T = x.size(1), D = config_.head_dim;
-  at::Tensor q = projection("q_proj").forward(x).view({B, T, -1, D}).transpose(1, 2);
-  at::Tensor k = projection("k_proj").forward(x).view({B, T, -1, D}).transpose(1, 2);
-  at::Tensor v = projection("v_proj").forward(x).view({B, T, -1, D}).transpose(1, 2);
+  at::Tensor q, k, v;
+  std::tie(q, k, v) = project_qkv(x);
+  q = q.view({B, T, -1, D}).transpose(1, 2);
+  k = k.view({B, T, -1, D}).transpose(1, 2);
+  v = v.view({B, T, -1, D}).transpose(1, 2);
   q = apply_rotary(q, inputs.cos, inputs.sin);
   k = apply_rotary(k, inputs.cos, inputs.sin);
   if (cache) std::tie(k, v) = cache->append(index_, k, v);
@@ -74,6 +76,18 @@ at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& input
                                                     /*scale=*/1.0 / std::sqrt(static_cast<double>(D)));
   out = out.transpose(1, 2).reshape({B, T, -1});
   return projection("o_proj").forward(out);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> DecoderLayer::project_qkv(const at::Tensor& x) const {
+  const Projection& q = projection("q_proj");
+  const Projection& k = projection("k_proj");
+  const Projection& v = projection("v_proj");
+  const bool fusable = q.lora && k.lora && v.lora && !q.lora->dropout_active() && !k.lora->dropout_active() &&
+                       !v.lora->dropout_active();
+  if (!fusable || !use_fused_qkv_lora(x)) return {q.forward(x), k.forward(x), v.forward(x)};
+  std::vector<at::Tensor> out = fused_lora(x, {q.base->forward(x), k.base->forward(x), v.base->forward(x)},
+                                           {q.lora.get(), k.lora.get(), v.lora.get()});
+  return {out[0], out[1], out[2]};
 }
 
 // x (B,T,C) -> (B,T,C) through (B,T,intermediate).
@@ -114,16 +128,14 @@ struct SavedInputs : public torch::CustomClassHolder {
 
 // Reentrant activation checkpoint of one layer (torch.utils.checkpoint with use_reentrant=True): the forward
 // runs without a graph and keeps only the layer's input; the backward re-runs the layer with grad enabled
-// from the same RNG states (the CPU's and, on a GPU, the device's, as torch.utils.checkpoint keeps both:
-// identical dropout masks) and backpropagates through it, which accumulates the LoRA gradients and yields
-// the input's gradient.
+// from the same state of the device's RNG, the one LoRA dropout draws from there (identical dropout masks),
+// and backpropagates through it, which accumulates the LoRA gradients and yields the input's gradient.
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const DecoderLayer* layer,
                             const LayerInputs* inputs) {
     ctx->save_for_backward({hidden});
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
-    ctx->saved_data["rng"] = rng_state(at::kCPU);
-    if (!hidden.is_cpu()) ctx->saved_data["device_rng"] = rng_state(hidden.device());
+    ctx->saved_data["rng"] = rng_state(hidden.device());
     // The caller's LayerInputs are gone by the backward: keep a copy (its tensors are shared, not copied).
     ctx->saved_data["inputs"] = c10::IValue::make_capsule(c10::make_intrusive<SavedInputs>(*inputs));
     return layer->forward(hidden, *inputs, nullptr);
@@ -135,9 +147,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     const LayerInputs& inputs = saved->inputs;
     at::Tensor hidden = ctx->get_saved_variables()[0].detach().requires_grad_(true);
     {
-      RngStateScope cpu_rng(at::kCPU, ctx->saved_data["rng"].toTensor());
-      std::optional<RngStateScope> device_rng;
-      if (!hidden.is_cpu()) device_rng.emplace(hidden.device(), ctx->saved_data["device_rng"].toTensor());
+      RngStateScope rng(hidden.device(), ctx->saved_data["rng"].toTensor());
       at::AutoGradMode enable_grad(true);
       at::Tensor output = layer->forward(hidden, inputs, nullptr);
       torch::autograd::backward({output}, {grad_outputs[0]});

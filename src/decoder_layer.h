@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "autotrain/model.h"
 
@@ -47,6 +48,8 @@ class DecoderLayer {
  private:
   at::Tensor attention(const at::Tensor& x, const LayerInputs& inputs, KVCache* cache) const;
   at::Tensor mlp(const at::Tensor& x) const;
+  // q_proj(x), k_proj(x), v_proj(x), (B,T,out) each; fused LoRA when all three carry it (src/lora.h).
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const at::Tensor& x) const;
   const Projection& projection(const char* name) const { return projections.at(name); }
 
   int64_t index_;

@@ -79,7 +79,10 @@ at::Device select_device(const std::string& choice, int world_size) {
 
 std::string describe_device(at::Device device) {
 #ifdef AUTOTRAIN_WITH_CUDA
-  if (device.is_cuda()) return device.str() + " (" + cuda::device_name(device.index()) + ")";
+  if (device.is_cuda()) {
+    const std::string name = cuda::device_info(device.index()).name;
+    return device.str() + " (" + (name.empty() ? "unknown GPU" : name) + ")";
+  }
 #endif
   return device.str();
 }

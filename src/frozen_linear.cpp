@@ -2,6 +2,7 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "autotrain/cuda_ops.h"
 #include "autotrain/error.h"
 
 namespace autotrain {
@@ -98,6 +99,9 @@ at::Tensor FrozenLinear::forward(const at::Tensor& x) const {
     at::Tensor b = bias_.defined() ? bias_.to(x.scalar_type()) : at::Tensor();
     return at::linear(x, weight(x.scalar_type()), b);
   }
+  // On a GPU: the 4-bit kernels (kernels/four_bit.cu); shapes and dtypes they do not take fall through.
+  if (quantization_ == BaseQuantization::int4 && linear_4bit_cuda_supports(x, four_bit_))
+    return linear_4bit_cuda(x, four_bit_, bias_);
   return DequantizeMatmul::apply(x, this);
 }
 

@@ -1,6 +1,10 @@
 #include "autotrain/lora.h"
 
+#include <torch/csrc/autograd/custom_function.h>
+
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 namespace autotrain {
 
@@ -28,6 +32,108 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& x) {
   if (dropout_ > 0 && is_training()) h = at::dropout(h, dropout_, /*train=*/true);
   at::Tensor update = at::linear(at::linear(h, lora_A), lora_B) * scaling_;
   return result + update.to(result.scalar_type());
+}
+
+}  // namespace autotrain
+
+namespace autotrain {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Inputs, flattened by autograd: x, bases[0..n), A[0..n), B[0..n), then the scalings (not a tensor).
+struct FusedLora : public torch::autograd::Function<FusedLora> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList bases, at::TensorList as,
+                               at::TensorList bs, std::vector<double> scalings) {
+    const int64_t n = static_cast<int64_t>(as.size()), in = x.size(-1);
+    at::Tensor h = x.reshape({-1, in}).to(as[0].scalar_type());
+    at::Tensor xa = at::mm(h, at::cat(as, 0).t());  // (M, r_1 + ... + r_n): the one read of x
+    variable_list outputs;
+    int64_t offset = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t r = as[i].size(0);
+      at::Tensor xa_i = xa.narrow(1, offset, r);
+      offset += r;
+      at::Tensor base = bases[i].reshape({-1, bs[i].size(0)});
+      at::Tensor out = base.scalar_type() == xa.scalar_type()
+                           ? at::addmm(base, xa_i, bs[i].t(), /*beta=*/1, /*alpha=*/scalings[i])  // into the base
+                           : base + (at::mm(xa_i, bs[i].t()) * scalings[i]).to(base.scalar_type());
+      outputs.push_back(out.view(bases[i].sizes()));
+    }
+    variable_list saved{x, xa};
+    saved.insert(saved.end(), as.begin(), as.end());
+    saved.insert(saved.end(), bs.begin(), bs.end());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["scalings"] = scalings;
+    return outputs;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& xa = saved[1];
+    const int64_t n = static_cast<int64_t>(grads.size());
+    std::vector<at::Tensor> as(saved.begin() + 2, saved.begin() + 2 + n), bs(saved.begin() + 2 + n, saved.end());
+    const c10::List<double> scalings = ctx->saved_data["scalings"].toDoubleList();
+    const int64_t in = x.size(-1), m = xa.size(0);
+    std::vector<at::Tensor> d_xa, d_as, d_bs, d_bases;
+    int64_t offset = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t r = as[i].size(0), out = bs[i].size(0);
+      at::Tensor xa_i = xa.narrow(1, offset, r);
+      offset += r;
+      at::Tensor g = grads[i].defined() ? grads[i] : at::zeros({m, out}, xa.options());
+      d_bases.push_back(grads[i]);  // the base output passes its gradient through
+      at::Tensor dy = g.reshape({m, out}).to(xa.scalar_type());
+      d_bs.push_back(at::mm(dy.t(), xa_i) * scalings[i]);
+      d_xa.push_back(at::mm(dy, bs[i]) * scalings[i]);
+    }
+    at::Tensor dxa = at::cat(d_xa, 1);                                      // (M, r_1 + ... + r_n)
+    at::Tensor h = x.reshape({-1, in}).to(xa.scalar_type());
+    at::Tensor da = at::mm(dxa.t(), h);                                     // every dA from one read of x
+    at::Tensor dx = at::mm(dxa, at::cat(as, 0)).to(x.scalar_type()).view(x.sizes());
+    variable_list result{dx};
+    result.insert(result.end(), d_bases.begin(), d_bases.end());
+    offset = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      result.push_back(da.narrow(0, offset, as[i].size(0)));
+      offset += as[i].size(0);
+    }
+    result.insert(result.end(), d_bs.begin(), d_bs.end());
+    result.push_back(at::Tensor());  // the scalings
+    return result;
+  }
+};
+
+}  // namespace
+
+std::vector<at::Tensor> fused_lora(const at::Tensor& x, const std::vector<at::Tensor>& bases,
+                                   const std::vector<const LoraLinearImpl*>& loras) {
+  std::vector<at::Tensor> as, bs;
+  std::vector<double> scalings;
+  for (const LoraLinearImpl* lora : loras) {
+    as.push_back(lora->lora_A);
+    bs.push_back(lora->lora_B);
+    scalings.push_back(lora->scaling());
+  }
+  return fused_lora(x, bases, as, bs, scalings);
+}
+
+std::vector<at::Tensor> fused_lora(const at::Tensor& x, const std::vector<at::Tensor>& bases,
+                                   const std::vector<at::Tensor>& as, const std::vector<at::Tensor>& bs,
+                                   const std::vector<double>& scalings) {
+  return FusedLora::apply(x, at::TensorList(bases), at::TensorList(as), at::TensorList(bs), scalings);
+}
+
+bool use_fused_qkv_lora(const at::Tensor& x) {
+  static const int forced = [] {
+    const char* value = std::getenv("AUTOTRAIN_FUSED_QKV_LORA");
+    if (value == nullptr || *value == '\0') return -1;
+    return std::string(value) == "0" ? 0 : 1;
+  }();
+  return forced == -1 ? x.is_cuda() : forced == 1;
 }
 
 }  // namespace autotrain

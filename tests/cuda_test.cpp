@@ -3,16 +3,22 @@
 
 #include <dlfcn.h>
 
+#include <cmath>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "autotrain/cuda_backend.h"
 #include "autotrain/cuda_kernels.h"
+#include "autotrain/cuda_ops.h"
 #include "autotrain/device.h"
 #include "autotrain/error.h"
 #include "autotrain/finetune.h"
+#include "autotrain/frozen_linear.h"
 #include "autotrain/generation.h"
 #include "autotrain/metrics.h"
 #include "autotrain/model.h"
+#include "autotrain/quant.h"
 #include "autotrain/safetensors.h"
 #include "test_util.h"
 
@@ -55,18 +61,129 @@ TEST(CudaKernels, SelfTestRunsOnTheDevice) {
 #endif
 }
 
-const std::string kFixtures = AUTOTRAIN_FIXTURES_DIR;
+// ---- the 4-bit kernels against their CPU reference (src/quant.cpp) ---------------------------------------
 
-// Empty when this build has CUDA and torch sees a GPU, else why the test skips.
-std::string why_no_gpu_here() {
-#ifndef AUTOTRAIN_WITH_CUDA
-  return "built without CUDA";
-#else
-  if (!load_cuda_backend()) return "torch settled on CPU only in an earlier test; run this test alone";
-  if (!torch::cuda::is_available()) return "no CUDA device";
-  return "";
-#endif
+// Skips the calling test unless this build has the kernels and the machine a GPU.
+#define REQUIRE_CUDA_DEVICE()                                                                            \
+  do {                                                                                                    \
+    if (!cuda_kernels_built()) GTEST_SKIP() << "built without CUDA kernels";                             \
+    if (!load_cuda_backend()) GTEST_SKIP() << "torch settled on CPU only in an earlier test; run alone"; \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";                                 \
+  } while (0)
+
+Quantized4bit on_gpu(const Quantized4bit& q) { return q.to(at::kCUDA); }
+
+struct Shape {
+  int64_t rows, cols;
+};
+// Odd shapes (odd element counts, rows that start mid-byte, columns not a multiple of 8 or 32), a partial
+// last block, and aligned shapes that take the vectorised paths.
+const std::vector<Shape> kShapes{{1, 1}, {3, 7}, {37, 53}, {129, 200}, {5, 96}, {64, 256}, {130, 1024}};
+const std::vector<at::ScalarType> kDtypes{at::kFloat, at::kHalf, at::kBFloat16};
+
+std::string describe(QuantType type, bool dq, int64_t blocksize, Shape s, at::ScalarType dtype) {
+  return std::string(type == QuantType::nf4 ? "nf4" : "fp4") + (dq ? " double-quantized" : "") + " blocksize " +
+         std::to_string(blocksize) + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " " +
+         c10::toString(dtype);
 }
+
+// Bit for bit: the kernel rounds each value exactly as the CPU does (see kernels/four_bit.cu).
+TEST(CudaKernels, DequantizeEqualsTheCpuBitForBit) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(1);
+  for (QuantType type : {QuantType::nf4, QuantType::fp4})
+    for (bool dq : {false, true})
+      for (int64_t blocksize : {64, 256})
+        for (Shape s : kShapes) {
+          Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), type, blocksize, dq);
+          Quantized4bit g = on_gpu(q);
+          for (at::ScalarType dtype : kDtypes) {
+            SCOPED_TRACE(describe(type, dq, blocksize, s, dtype));
+            at::Tensor expected = dequantize_4bit(q, dtype);
+            EXPECT_TRUE(at::equal(dequantize_4bit_cuda(g, dtype).cpu(), expected));
+            const int64_t first = s.rows / 3, last = s.rows - s.rows / 4;  // a slice of rows
+            EXPECT_TRUE(at::equal(dequantize_4bit_cuda(g, dtype, first, last).cpu(), expected.slice(0, first, last)));
+          }
+        }
+}
+
+// |got - expected| against the fp64 product of the same (rounded) operands. The kernels accumulate in fp32
+// in another order than fp64 (a relative error ~ sqrt(K) * 2^-24 of sum |x||w|, bounded here by 1e-5 of it)
+// and round the result to the dtype (half an ulp: 2^-9 relative for bf16, 2^-12 for fp16, 0 for fp32;
+// twice that allowed, as cuBLAS may round an fp32 intermediate once more).
+void expect_close_to_fp64(const at::Tensor& got, const at::Tensor& a, const at::Tensor& b_t, at::ScalarType dtype) {
+  at::Tensor a64 = a.cpu().to(at::kDouble), b64 = b_t.cpu().to(at::kDouble);
+  at::Tensor expected = at::mm(a64, b64);
+  at::Tensor magnitude = at::mm(a64.abs(), b64.abs());
+  const double unit = dtype == at::kBFloat16 ? std::ldexp(1.0, -8) : dtype == at::kHalf ? std::ldexp(1.0, -11) : 0.0;
+  at::Tensor bound = expected.abs() * unit + magnitude * 1e-5 + 1e-30;
+  at::Tensor excess = (got.cpu().to(at::kDouble) - expected).abs() / bound;
+  EXPECT_LE(excess.max().item<double>(), 1.0) << "worst element exceeds its bound";
+}
+
+TEST(CudaKernels, GemvMatchesTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(2);
+  for (bool dq : {false, true})
+    for (Shape s : kShapes)
+      for (at::ScalarType dtype : kDtypes)
+        for (int64_t m : {1, 3, 8}) {
+          SCOPED_TRACE(describe(QuantType::nf4, dq, 64, s, dtype) + " m " + std::to_string(m));
+          Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, dq);
+          at::Tensor x = at::randn({m, s.cols}).to(dtype);
+          at::Tensor y = gemv_4bit_cuda(x.to(at::kCUDA), on_gpu(q));
+          ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, s.rows}));
+          expect_close_to_fp64(y, x, dequantize_4bit(q, dtype).t(), dtype);
+        }
+}
+
+// The sliced matmul (forward x W^T, backward dy W) with slices of 128 rows, so that a 300-row weight takes
+// three (128, 128, 44): every slice boundary and the last short slice are covered.
+TEST(CudaKernels, SlicedMatmulMatchesTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(3);
+  for (Shape s : std::vector<Shape>{{300, 200}, {129, 96}, {37, 53}})
+    for (at::ScalarType dtype : kDtypes)
+      for (int64_t m : {9, 257}) {
+        SCOPED_TRACE(describe(QuantType::nf4, true, 64, s, dtype) + " m " + std::to_string(m));
+        Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, true);
+        Quantized4bit g = on_gpu(q);
+        const int64_t slice = 128 * s.cols * at::elementSize(dtype);
+        at::Tensor w = dequantize_4bit(q, dtype);
+        at::Tensor x = at::randn({m, s.cols}).to(dtype);
+        expect_close_to_fp64(matmul_4bit_cuda(x.to(at::kCUDA), g, slice), x, w.t(), dtype);
+        at::Tensor dy = at::randn({m, s.rows}).to(dtype);
+        expect_close_to_fp64(matmul_4bit_transposed_cuda(dy.to(at::kCUDA), g, slice), dy, w, dtype);
+      }
+}
+
+// The autograd function training uses: GEMV for a few rows, the matmul beyond, dx in the backward, bias,
+// a 3-D input; against the CPU layer (src/frozen_linear.cpp) in fp32.
+TEST(CudaKernels, Linear4bitAutogradMatchesTheCpuLayer) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(4);
+  at::Tensor weight = at::randn({72, 160}), bias = at::randn({72});
+  FrozenLinear cpu_layer(weight, bias, BaseQuantization::int4, at::kFloat, FourBitOptions{QuantType::nf4, 64, true});
+  Quantized4bit q = on_gpu(quantize_4bit(weight, QuantType::nf4, 64, true));
+  for (int64_t tokens : {1, 2, 4, 33}) {  // 2 x 1, 2 x 2 and 2 x 4 rows: GEMV; 2 x 33: the matmul
+    SCOPED_TRACE("tokens " + std::to_string(tokens));
+    at::Tensor x = at::randn({2, tokens, 160});
+    at::Tensor upstream = at::randn({2, tokens, 72});
+    at::Tensor x_cpu = x.clone().requires_grad_(true), x_gpu = x.to(at::kCUDA).requires_grad_(true);
+    at::Tensor y_cpu = cpu_layer.forward(x_cpu);
+    at::Tensor y_gpu = linear_4bit_cuda(x_gpu, q, bias.to(at::kCUDA));
+    (y_cpu * upstream).sum().backward();
+    (y_gpu * upstream.to(at::kCUDA)).sum().backward();
+    // fp32, K = 160 and 72: sums of ~100 products of size ~1 in another order; 1e-4 absolute is ~10 ulps of
+    // values ~10, while a wrong term is off by O(1).
+    EXPECT_LE((y_gpu.cpu() - y_cpu.detach()).abs().max().item<double>(), 1e-4);
+    EXPECT_LE((x_gpu.grad().cpu() - x_cpu.grad()).abs().max().item<double>(), 1e-4);
+  }
+}
+
+// ---- training and generation on the GPU against the same on the CPU ---------------------------------------
+
+const std::string kFixtures = AUTOTRAIN_FIXTURES_DIR;
 
 double max_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kCPU, at::kDouble) - b.to(at::kCPU, at::kDouble)).abs().max().item<double>();
@@ -75,7 +192,7 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
 // A frozen weight moved to the GPU dequantizes there (torch ops) to the CPU's values bit for bit: one fp32
 // product code * absmax per element and one rounding cast, both exact IEEE operations on either device.
 TEST(CudaFrozenLinear, WeightOnTheGpuEqualsTheCpuWeight) {
-  if (const std::string why = why_no_gpu_here(); !why.empty()) GTEST_SKIP() << why;
+  REQUIRE_CUDA_DEVICE();
   at::manual_seed(5);
   const at::Tensor weight = at::randn({67, 45}).mul_(0.05), bias = at::randn({67});
   const at::Device gpu(at::kCUDA, 0);
@@ -139,7 +256,7 @@ std::string train_llama(const testing::TempDir& dir, const std::string& device, 
 class CudaTrainingMatchesCpu : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaTrainingMatchesCpu, LossesAndWeights) {
-  if (const std::string why = why_no_gpu_here(); !why.empty()) GTEST_SKIP() << why;
+  REQUIRE_CUDA_DEVICE();
   testing::TempDir dir;
   const std::string cpu = train_llama(dir, "cpu", GetParam(), 0.0);
   const std::string gpu = train_llama(dir, "cuda", GetParam(), 0.0);
@@ -176,7 +293,7 @@ INSTANTIATE_TEST_SUITE_P(Fp32, CudaTrainingMatchesCpu, ::testing::Values("none",
 // does. Not byte for byte: SDPA's backward on the GPU may add with atomics; 1e-6 is float rounding, while
 // dropout masks drawn from a state that was not restored would move the weights by ~1e-3.
 TEST(CudaTraining, ResumedRunEndsWithTheUninterruptedAdapter) {
-  if (const std::string why = why_no_gpu_here(); !why.empty()) GTEST_SKIP() << why;
+  REQUIRE_CUDA_DEVICE();
   testing::TempDir whole, parts;
   const std::string full = train_llama(whole, "cuda", "int4", 0.1);
   train_llama(parts, "cuda", "int4", 0.1, /*stop_after_steps=*/5);
@@ -192,7 +309,7 @@ TEST(CudaTraining, ResumedRunEndsWithTheUninterruptedAdapter) {
 // Gradient checkpointing recomputes a layer in the backward: on the GPU it must replay the GPU generator's
 // state, or the recompute draws other dropout masks than the forward and the gradients are wrong.
 TEST(CudaTraining, CheckpointedLayersReplayTheGpuDropoutMasks) {
-  if (const std::string why = why_no_gpu_here(); !why.empty()) GTEST_SKIP() << why;
+  REQUIRE_CUDA_DEVICE();
   std::map<bool, std::vector<at::Tensor>> gradients;
   const at::Tensor ids = at::arange(5, 5 + 2 * 24, at::kLong).remainder(997).view({2, 24});
   for (bool checkpointing : {false, true}) {
@@ -224,7 +341,7 @@ TEST(CudaTraining, CheckpointedLayersReplayTheGpuDropoutMasks) {
 // Greedy generation on the GPU picks the CPU's tokens: the logits differ by fp32 rounding only, far less
 // than the gaps between the best and second-best logits of the fixture's prompt.
 TEST(CudaGenerate, GreedyTokensMatchTheCpu) {
-  if (const std::string why = why_no_gpu_here(); !why.empty()) GTEST_SKIP() << why;
+  REQUIRE_CUDA_DEVICE();
   const std::vector<int64_t> prompt = {1, 45, 499, 173, 17, 299};  // the fixture has 1000 tokens
   GenerationOptions generation;
   generation.max_new_tokens = 32;

@@ -83,3 +83,65 @@ TEST(FrozenLinear, Int8RowwiseErrorIsWithinHalfAStep) {
 
 }  // namespace
 }  // namespace autotrain
+
+namespace autotrain {
+namespace {
+
+// Three LoRA layers on one input (q, k, v of a layer), fused against separate LoraLinear layers (the
+// reference, held to PEFT above): outputs and the gradients of x, every A and every B.
+void expect_fused_lora_equals_separate(at::ScalarType base_dtype, double tolerance) {
+  torch::manual_seed(7);
+  const int64_t in = 96;
+  const std::vector<int64_t> outs{96, 32, 32}, ranks{8, 8, 4};
+  std::vector<LoraLinear> layers;
+  std::vector<const LoraLinearImpl*> loras;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    auto base = std::make_shared<FrozenLinear>(at::randn({outs[i], in}) * 0.1, at::Tensor(), BaseQuantization::none,
+                                               base_dtype);
+    layers.emplace_back(base, LoraOptions{ranks[i], 16.0 + 8.0 * i, 0.0, i == 2});
+    at::NoGradGuard no_grad;
+    layers.back()->lora_B.normal_();  // B starts at zero; give the test non-zero up-projections
+    loras.push_back(layers.back().get());
+  }
+  const at::Tensor x0 = at::randn({2, 7, in}).to(base_dtype);
+  const at::Tensor upstream = at::randn({2, 7, 96 + 32 + 32});
+
+  auto run = [&](bool fused) {
+    for (auto& layer : layers) {
+      layer->lora_A.mutable_grad() = at::Tensor();
+      layer->lora_B.mutable_grad() = at::Tensor();
+    }
+    at::Tensor x = x0.clone().requires_grad_(true);
+    std::vector<at::Tensor> outputs;
+    if (fused) {
+      std::vector<at::Tensor> bases;
+      for (auto& layer : layers) bases.push_back(layer->base().forward(x));
+      outputs = fused_lora(x, bases, loras);
+    } else {
+      for (auto& layer : layers) outputs.push_back(layer->forward(x));
+    }
+    at::Tensor y = at::cat(outputs, -1).to(at::kFloat);
+    (y * upstream).sum().backward();
+    std::vector<at::Tensor> result{y.detach(), x.grad().to(at::kFloat)};
+    for (auto& layer : layers) result.push_back(layer->lora_A.grad()), result.push_back(layer->lora_B.grad());
+    return result;
+  };
+  const std::vector<at::Tensor> separate = run(false), fused = run(true);
+  const char* names[] = {"y", "dx", "dA_q", "dB_q", "dA_k", "dB_k", "dA_v", "dB_v"};
+  for (size_t i = 0; i < separate.size(); ++i) {
+    const double scale = separate[i].abs().max().item<double>();
+    EXPECT_GT(scale, 0) << names[i];
+    EXPECT_LE((separate[i] - fused[i]).abs().max().item<double>(), tolerance * std::max(1.0, scale)) << names[i];
+  }
+}
+
+// fp32: the same products, summed in another order (one GEMM of rank 20 instead of three): a few ulps of
+// values ~10, so 1e-5 relative to the largest value; a wrong term (scaling, slice, transpose) is off by O(1).
+TEST(FusedLora, EqualsSeparateLayersOnTheCpu) { expect_fused_lora_equals_separate(at::kFloat, 1e-5); }
+
+// A bf16 base: both paths round the fp32 update to bf16 and add in bf16, so they differ only where the
+// update's fp32 sums (different order) round to neighbouring bf16 values: an ulp of bf16 (2^-8 relative).
+TEST(FusedLora, EqualsSeparateLayersWithABf16Base) { expect_fused_lora_equals_separate(at::kBFloat16, 1e-2); }
+
+}  // namespace
+}  // namespace autotrain

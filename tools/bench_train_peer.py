@@ -16,17 +16,33 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainingArguments
 
 
-def blocks_of(config, tokenizer):
+def blocks_of(config, tokenizer, max_blocks=None):
+    """AutoTrain's default packing: eos appended to each text as text, tokenized (in batches of 1000
+    texts), concatenated, cut into block_size blocks, the remainder dropped. With max_blocks, reading
+    stops once that many blocks are there (the benchmark needs only a few)."""
     path = os.path.join(config["data_path"], config.get("train_split", "train") + ".jsonl")
-    ids = []
+    eos = tokenizer.eos_token if config.get("add_eos_token", True) else ""
+    block = config["block_size"]
+    ids, texts = [], []
+
+    def tokenize_texts():
+        if not texts:
+            return
+        for row in tokenizer(texts)["input_ids"]:
+            ids.extend(row)
+        texts.clear()
+
     with open(path, encoding="utf-8") as f:
         for line in f:
-            text = json.loads(line)[config.get("text_column", "text")]
-            if config.get("add_eos_token", True):
-                text += tokenizer.eos_token
-            ids.extend(tokenizer(text)["input_ids"])
-    block = config["block_size"]
+            texts.append(json.loads(line)[config.get("text_column", "text")] + eos)
+            if len(texts) == 1000:
+                tokenize_texts()
+                if max_blocks is not None and len(ids) >= max_blocks * block:
+                    break
+    tokenize_texts()
     count = len(ids) // block
+    if max_blocks is not None:
+        count = min(count, max_blocks)
     return torch.tensor(ids[: count * block]).view(count, block)
 
 

@@ -42,7 +42,9 @@ def stamp_of_inputs():
     return digest.hexdigest()
 
 
-def train_bpe(out: Path):
+def train_bpe(out: Path, corpus: Path = CORPUS, vocab_size: int = VOCAB_SIZE):
+    """A byte-level BPE tokenizer.json with Qwen2's split pattern; vocab_size counts the special tokens
+    and the 256 byte symbols (fewer when the corpus runs out of pairs to merge)."""
     from tokenizers import Tokenizer, Regex, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -53,9 +55,9 @@ def train_bpe(out: Path):
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=BPE_SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=BPE_SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train([str(CORPUS)], trainer)
+    tokenizer.train([str(corpus)], trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>", model_max_length=32768)
     fast.save_pretrained(str(out))

@@ -1,5 +1,8 @@
 // Entry points of the CUDA kernels in kernels/ (compiled only when the build has CUDA:
-// AUTOTRAIN_WITH_CUDA). Each kernel has a CPU reference in src/ that tests hold it to.
+// AUTOTRAIN_WITH_CUDA). Each kernel has a CPU reference in src/ that tests hold it to. This header needs
+// no CUDA headers: pointers are device pointers, `stream` is a cudaStream_t (nullptr: the default stream,
+// the one libtorch uses unless told otherwise), and each launcher returns nullptr on success, else CUDA's
+// description of the error.
 #pragma once
 
 #include <cstdint>
@@ -14,11 +17,53 @@ std::string compiled_architectures();
 // on success, else what went wrong (no device, driver too old, no kernel image for this GPU, ...).
 std::string self_test();
 
-// The name of GPU `device` ("NVIDIA H100 80GB HBM3"), or "unknown GPU".
-std::string device_name(int device);
+// Makes `index` the calling thread's current device (kernels launch there), if it is not already.
+const char* use_device(int index);
 
-// GPU memory in use (cudaMemGetInfo: total - free) on `device`, in bytes: every process's allocations and
-// CUDA contexts, not only this process's tensors. 0 when it cannot be read.
-int64_t device_memory_used(int device);
+struct DeviceInfo {
+  std::string name;
+  int multiprocessors = 0;
+  double peak_bandwidth_gbs = 0;  // memory clock x bus width x 2 (DDR), from the device's attributes
+};
+DeviceInfo device_info(int index);
+
+// GPU memory in use (cudaMemGetInfo: total - free) on device `index`, in bytes: every process's allocations
+// and CUDA contexts, not only this process's tensors. 0 when it cannot be read.
+int64_t device_memory_used(int index);
+
+enum class DType { f32, f16, bf16 };
+
+// A 4-bit weight (rows, cols) as src/quant.h stores it, on the device: the weight flattened row-major,
+// cut into blocks of `blocksize` (32 ... 4096, a power of two), two codes per byte, the first element of a
+// byte in its high nibble. A block's scale is absmax[block], or with double quantization
+// map[nested_codes[block]] * nested_absmax[block / nested_blocksize] + offset, rounded as the CPU does.
+struct FourBitWeight {
+  const uint8_t* packed = nullptr;        // ceil(rows * cols / 2) bytes
+  const float* absmax = nullptr;          // one per block; nullptr when double quantized
+  const uint8_t* nested_codes = nullptr;  // one per block when double quantized
+  const float* nested_absmax = nullptr;   // one per nested block when double quantized
+  int64_t rows = 0, cols = 0;
+  int blocksize = 64, nested_blocksize = 256;
+  float offset = 0;
+  float code[16] = {};  // the 16 values of the code (NF4 or FP4)
+};
+
+// bitsandbytes' dynamic 8-bit map, the values behind nested_codes (passed by value to the kernels).
+struct DynamicMap {
+  float values[256];
+};
+
+// Rows [row_begin, row_end) of the weight, dense, into `out` ((row_end - row_begin) x cols, row-major, in
+// `dtype`): each value is code * scale in fp32, then rounded to `dtype` (what src/quant.cpp does).
+// `map` may be nullptr when the weight is not double quantized.
+const char* dequantize_4bit(const FourBitWeight& weight, const DynamicMap* map, int64_t row_begin, int64_t row_end,
+                            void* out, DType dtype, void* stream);
+
+// y (m, rows) = x (m, cols) . W^T for 1 <= m <= 8 (token generation): each packed byte is read once, the
+// values are rounded to `dtype` as the dequantized weight would be, and products accumulate in fp32.
+// x and y are contiguous in `dtype`.
+constexpr int64_t kMaxGemvRows = 8;
+const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* x, int64_t m, void* y,
+                      DType dtype, void* stream);
 
 }  // namespace autotrain::cuda

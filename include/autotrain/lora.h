@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "autotrain/frozen_linear.h"
 
@@ -30,6 +31,7 @@ class LoraLinearImpl : public torch::nn::Module {
 
   const FrozenLinear& base() const { return *base_; }
   double scaling() const { return scaling_; }
+  bool dropout_active() const { return dropout_ > 0 && is_training(); }
 
   at::Tensor lora_A, lora_B;
 
@@ -38,5 +40,28 @@ class LoraLinearImpl : public torch::nn::Module {
   double scaling_, dropout_;
 };
 TORCH_MODULE(LoraLinear);
+
+}  // namespace autotrain
+
+namespace autotrain {
+
+// LoRA on several projections of the same input (q, k and v of an attention layer), fused: one GEMM
+// x . [A_1; ...; A_n]^T reads x once for every A, each B up-projection is added into its base output,
+// and the backward gives dA for all of them from one GEMM dXA^T . x and the LoRA part of dx from one
+// GEMM dXA . [A_1; ...; A_n]. Same mathematics as n separate LoraLinear layers (which are the reference,
+// tests/lora_test.cpp), not the same rounding: fp32 sums in a different order. Needs dropout off (0, or
+// evaluation), because separate dropout masks would need separate reads of x.
+//   x (..., in); bases[i] (..., out_i) = the frozen projection i of x; returns (..., out_i) in bases[i]'s dtype.
+std::vector<at::Tensor> fused_lora(const at::Tensor& x, const std::vector<at::Tensor>& bases,
+                                   const std::vector<const LoraLinearImpl*>& loras);
+// The same with the LoRA weights given: as[i] (r_i, in) and bs[i] (out_i, r_i) in fp32, scalings[i].
+std::vector<at::Tensor> fused_lora(const at::Tensor& x, const std::vector<at::Tensor>& bases,
+                                   const std::vector<at::Tensor>& as, const std::vector<at::Tensor>& bs,
+                                   const std::vector<double>& scalings);
+
+// Whether the fused path is used for a layer's q/k/v when each has LoRA and dropout is off: on CUDA by
+// default, not on the CPU (where the separate layers are the reference); AUTOTRAIN_FUSED_QKV_LORA=1 / 0
+// forces it on / off everywhere (for tests and benchmarks).
+bool use_fused_qkv_lora(const at::Tensor& x);
 
 }  // namespace autotrain

@@ -1,0 +1,164 @@
+// Kernel figures on a GPU (tools/bench_gpu.sh runs this, then the end-to-end comparison with PEFT):
+//  - GEMV (token generation, m = 1 / 4 / 8 rows): GB/s of the bytes it must read (packed weight, absmax,
+//    x) and write (y), against the card's peak bandwidth and against a measured device-to-device copy;
+//  - the training-shape NF4 matmul (forward x W^T and backward dy W, m = 2048 / 4096 / 8192 tokens) against
+//    cuBLAS's fp16 GEMM of the same shape on a dense weight (through libtorch, as the matmul itself uses);
+//  - fused q/k/v LoRA (forward + backward) against three separate LoRA layers.
+// Llama-3-8B's projection shapes. Each figure is the median of 7 timings of 20 calls after 3 warm-up calls.
+// Prints a Markdown table and one JSON line per figure.
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autotrain/cuda_backend.h"
+#include "autotrain/cuda_kernels.h"
+#include "autotrain/cuda_ops.h"
+#include "autotrain/lora.h"
+#include "autotrain/quant.h"
+
+using namespace autotrain;
+
+namespace {
+
+// Seconds per call of `work`.
+double time_per_call(const std::function<void()>& work) {
+  for (int i = 0; i < 3; ++i) work();
+  torch::cuda::synchronize();
+  std::vector<double> samples;
+  for (int s = 0; s < 7; ++s) {
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 20; ++i) work();
+    torch::cuda::synchronize();
+    samples.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 20);
+  }
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+struct ProjectionShape {
+  const char* name;
+  int64_t out, in;
+};
+const std::vector<ProjectionShape> kShapes{
+    {"q/o 4096x4096", 4096, 4096}, {"k/v 1024x4096", 1024, 4096}, {"gate/up 14336x4096", 14336, 4096},
+    {"down 4096x14336", 4096, 14336}};
+
+Quantized4bit random_nf4_on_gpu(int64_t out, int64_t in) {
+  // Quantized on the CPU (the reference quantizer), as training does, then moved.
+  return quantize_4bit(at::randn({out, in}) * 0.02, QuantType::nf4, 64, /*double_quantize=*/true).to(at::kCUDA);
+}
+
+void json(const std::string& kind, const std::string& shape, const std::string& fields) {
+  std::printf("JSON {\"bench\":\"%s\",\"shape\":\"%s\",%s}\n", kind.c_str(), shape.c_str(), fields.c_str());
+}
+
+}  // namespace
+
+int main() {
+  ensure_cuda_backend();
+  if (!torch::cuda::is_available()) {
+    std::fprintf(stderr, "bench_gpu: no CUDA device\n");
+    return 1;
+  }
+  torch::manual_seed(0);
+  const cuda::DeviceInfo device = cuda::device_info(0);
+  // The copy: 1 GiB read + 1 GiB written.
+  at::Tensor a = at::empty({1LL << 28}, at::TensorOptions(at::kFloat).device(at::kCUDA)), b = at::empty_like(a);
+  const double copy_gbs = 2.0 * a.nbytes() / time_per_call([&] { b.copy_(a); }) / 1e9;
+  a = b = at::Tensor();
+  std::printf("device: %s, %d SMs, peak memory bandwidth %.0f GB/s (from its clocks), device-to-device copy %.0f GB/s\n\n",
+              device.name.c_str(), device.multiprocessors, device.peak_bandwidth_gbs, copy_gbs);
+
+  std::printf("## NF4 GEMV (double-quantized absmax, bf16)\n\n| shape | m | us | GB/s | %% of peak | %% of copy | dequantize + cuBLAS us |\n|---|---|---|---|---|---|---|\n");
+  for (const auto& s : kShapes) {
+    Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
+    for (int64_t m : {1, 4, 8}) {
+      at::Tensor x = at::randn({m, s.in}, at::TensorOptions(at::kBFloat16).device(at::kCUDA));
+      const double seconds = time_per_call([&] { gemv_4bit_cuda(x, q); });
+      const double bytes = q.packed.nbytes() + q.nested.codes.nbytes() + q.nested.absmax.nbytes() + x.nbytes() +
+                           m * s.out * 2.0;
+      const double baseline = time_per_call([&] { at::mm(x, dequantize_4bit_cuda(q, at::kBFloat16).t()); });
+      const double gbs = bytes / seconds / 1e9;
+      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f |\n", s.name, static_cast<long>(m), seconds * 1e6, gbs,
+                  100 * gbs / device.peak_bandwidth_gbs, 100 * gbs / copy_gbs, baseline * 1e6);
+      json("gemv", s.name,
+           "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(seconds * 1e6) + ",\"gbs\":" + std::to_string(gbs) +
+               ",\"peak_fraction\":" + std::to_string(gbs / device.peak_bandwidth_gbs) +
+               ",\"copy_fraction\":" + std::to_string(gbs / copy_gbs) + ",\"dequant_mm_us\":" + std::to_string(baseline * 1e6));
+    }
+  }
+
+  const int64_t chunk = dequantize_chunk_bytes();
+  std::printf("\n## NF4 matmul for training (slices of at most %ld MiB dequantized, then cuBLAS) vs cuBLAS fp16 GEMM on a dense weight\n\n",
+              static_cast<long>(chunk >> 20));
+  std::printf("| shape | tokens | dtype | pass | ours TFLOP/s | cuBLAS fp16 TFLOP/s | ratio |\n|---|---|---|---|---|---|---|\n");
+  for (const auto& s : kShapes) {
+    Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
+    at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
+    for (int64_t m : {2048, 4096, 8192})
+      for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+        const auto options = at::TensorOptions(dtype).device(at::kCUDA);
+        at::Tensor x = at::randn({m, s.in}, options), dy = at::randn({m, s.out}, options);
+        at::Tensor x16 = x.to(at::kHalf), dy16 = dy.to(at::kHalf);
+        const double flops = 2.0 * m * s.out * s.in;
+        struct Pass {
+          const char* name;
+          std::function<void()> ours, cublas;
+        };
+        std::vector<Pass> passes{
+            {"forward x.W^T", [&] { matmul_4bit_cuda(x, q, chunk); }, [&] { at::mm(x16, dense.t()); }},
+            {"backward dy.W", [&] { matmul_4bit_transposed_cuda(dy, q, chunk); }, [&] { at::mm(dy16, dense); }}};
+        for (const auto& pass : passes) {
+          const double ours = flops / time_per_call(pass.ours) / 1e12;
+          const double cublas = flops / time_per_call(pass.cublas) / 1e12;
+          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.2f |\n", s.name, static_cast<long>(m), c10::toString(dtype),
+                      pass.name, ours, cublas, ours / cublas);
+          json("matmul", s.name,
+               "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass.name +
+                   "\",\"tflops\":" + std::to_string(ours) + ",\"cublas_fp16_tflops\":" + std::to_string(cublas) +
+                   ",\"ratio\":" + std::to_string(ours / cublas));
+        }
+      }
+  }
+
+  std::printf("\n## Fused q/k/v LoRA (r = 16, bf16 base outputs, forward + backward) vs three LoRA layers\n\n");
+  std::printf("| tokens | fused us | separate us | speed-up |\n|---|---|---|---|\n");
+  for (int64_t m : {2048, 8192}) {
+    const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
+    const auto f32 = at::TensorOptions(at::kFloat).device(at::kCUDA);
+    const std::vector<int64_t> outs{4096, 1024, 1024};
+    at::Tensor x = at::randn({m, 4096}, bf16).requires_grad_(true);
+    std::vector<at::Tensor> as, bs, bases;
+    for (int64_t out : outs) {
+      as.push_back((at::randn({16, 4096}, f32) * 0.01).requires_grad_(true));
+      bs.push_back((at::randn({out, 16}, f32) * 0.01).requires_grad_(true));
+      bases.push_back(at::randn({m, out}, bf16));
+    }
+    const double scaling = 2.0;
+    auto fused = [&] {
+      std::vector<at::Tensor> outputs = fused_lora(x, bases, as, bs, {scaling, scaling, scaling});
+      at::Tensor total = outputs[0].sum() + outputs[1].sum() + outputs[2].sum();
+      total.backward();
+    };
+    auto separate = [&] {
+      at::Tensor total;
+      for (size_t i = 0; i < 3; ++i) {
+        at::Tensor update = at::linear(at::linear(x.to(at::kFloat), as[i]), bs[i]) * scaling;
+        at::Tensor out = (bases[i] + update.to(at::kBFloat16)).sum();
+        total = total.defined() ? total + out : out;
+      }
+      total.backward();
+    };
+    const double t_fused = time_per_call(fused), t_separate = time_per_call(separate);
+    std::printf("| %ld | %.0f | %.0f | %.2fx |\n", static_cast<long>(m), t_fused * 1e6, t_separate * 1e6, t_separate / t_fused);
+    json("fused_lora", "q 4096, k/v 1024, in 4096, r 16",
+         "\"m\":" + std::to_string(m) + ",\"fused_us\":" + std::to_string(t_fused * 1e6) +
+             ",\"separate_us\":" + std::to_string(t_separate * 1e6));
+  }
+  return 0;
+}

@@ -1,14 +1,12 @@
 #include "autotrain/checkpoint.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <algorithm>
 #include <filesystem>
-#include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "autotrain/adapter.h"
+#include "autotrain/device.h"
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/logging.h"
@@ -43,16 +41,11 @@ std::vector<std::pair<int64_t, std::string>> checkpoints_in(const std::string& p
   return found;
 }
 
-at::Tensor cpu_rng_state() {
-  auto generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  return generator.get_state();
-}
-
-void set_cpu_rng_state(const at::Tensor& state) {
-  auto generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  generator.set_state(state);
+// The GPU the trained parameters live on, if any: LoRA dropout draws from its generator.
+std::optional<at::Device> gpu_of(const Optimizer& optimizer) {
+  for (const auto& [name, parameter] : optimizer.parameters())
+    if (!parameter.is_cpu()) return parameter.device();
+  return std::nullopt;
 }
 
 json to_json(const TrainerState& s) {
@@ -94,7 +87,8 @@ std::string save_checkpoint(const std::string& project, const TrainerState& stat
     make_directories(partial.string());
     save_adapter(partial.string());
     auto tensors = optimizer.state();
-    tensors.emplace_back("cpu_rng_state", cpu_rng_state());
+    tensors.emplace_back("cpu_rng_state", rng_state(at::kCPU));
+    if (const auto gpu = gpu_of(optimizer)) tensors.emplace_back("cuda_rng_state", rng_state(*gpu));
     write_safetensors((partial / "optimizer.safetensors").string(), tensors);
     write_file_atomic((partial / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
   } catch (const Error& e) {
@@ -157,7 +151,15 @@ TrainerState load_checkpoint(const std::string& folder, Optimizer& optimizer) {
   for (const auto& name : optimizer_file->names()) tensors.emplace_back(name, optimizer_file->tensor(name));
   optimizer.load_state(tensors, optimizer_path);
   if (!optimizer_file->has("cpu_rng_state")) throw Error(optimizer_path + ": tensor cpu_rng_state is missing");
-  set_cpu_rng_state(optimizer_file->tensor("cpu_rng_state").clone());
+  set_rng_state(at::kCPU, optimizer_file->tensor("cpu_rng_state").clone());
+  if (const auto gpu = gpu_of(optimizer)) {
+    if (optimizer_file->has("cuda_rng_state")) {
+      set_rng_state(*gpu, optimizer_file->tensor("cuda_rng_state").clone());
+    } else {
+      log::warn(optimizer_path + ": written by a CPU run, so the GPU's dropout masks continue from this run's seed, "
+                "not the checkpointed run's");
+    }
+  }
   return state;
 }
 

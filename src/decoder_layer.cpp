@@ -5,7 +5,9 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
-#include <mutex>
+#include <optional>
+
+#include "autotrain/device.h"
 
 namespace autotrain {
 
@@ -104,26 +106,20 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The default generator of `device` (LoRA dropout draws from it): the CPU's, or the GPU's through torch's
-// CUDA hooks.
-at::Generator generator_of(const at::Device& device) {
-  return device.is_cpu() ? at::detail::getDefaultCPUGenerator() : at::globalContext().defaultGenerator(device);
-}
+// Puts a saved generator state in place for its lifetime, then the one it found back.
+class RngStateScope {
+ public:
+  RngStateScope(at::Device device, const at::Tensor& state) : device_(device), outside_(rng_state(device)) {
+    set_rng_state(device, state);
+  }
+  ~RngStateScope() { set_rng_state(device_, outside_); }
+  RngStateScope(const RngStateScope&) = delete;
+  RngStateScope& operator=(const RngStateScope&) = delete;
 
-// The generator's state, swapped in and out under its lock.
-at::Tensor swap_rng_state(const at::Device& device, const at::Tensor& state) {
-  at::Generator generator = generator_of(device);
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  at::Tensor previous = generator.get_state();
-  generator.set_state(state);
-  return previous;
-}
-
-at::Tensor rng_state(const at::Device& device) {
-  at::Generator generator = generator_of(device);
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  return generator.get_state();
-}
+ private:
+  at::Device device_;
+  at::Tensor outside_;
+};
 
 struct SavedInputs : public torch::CustomClassHolder {
   explicit SavedInputs(LayerInputs value) : inputs(std::move(value)) {}
@@ -132,8 +128,8 @@ struct SavedInputs : public torch::CustomClassHolder {
 
 // Reentrant activation checkpoint of one layer (torch.utils.checkpoint with use_reentrant=True): the forward
 // runs without a graph and keeps only the layer's input; the backward re-runs the layer with grad enabled
-// from the same state of the device's RNG (identical dropout masks) and backpropagates through it, which accumulates the
-// LoRA gradients and yields the input's gradient.
+// from the same state of the device's RNG, the one LoRA dropout draws from there (identical dropout masks),
+// and backpropagates through it, which accumulates the LoRA gradients and yields the input's gradient.
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const DecoderLayer* layer,
                             const LayerInputs* inputs) {
@@ -150,18 +146,12 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     auto saved = c10::static_intrusive_pointer_cast<SavedInputs>(ctx->saved_data["inputs"].toCapsule());
     const LayerInputs& inputs = saved->inputs;
     at::Tensor hidden = ctx->get_saved_variables()[0].detach().requires_grad_(true);
-    const at::Device device = hidden.device();
-    at::Tensor outside_state = swap_rng_state(device, ctx->saved_data["rng"].toTensor());
-    at::Tensor output;
-    try {
+    {
+      RngStateScope rng(hidden.device(), ctx->saved_data["rng"].toTensor());
       at::AutoGradMode enable_grad(true);
-      output = layer->forward(hidden, inputs, nullptr);
+      at::Tensor output = layer->forward(hidden, inputs, nullptr);
       torch::autograd::backward({output}, {grad_outputs[0]});
-    } catch (...) {
-      swap_rng_state(device, outside_state);
-      throw;
     }
-    swap_rng_state(device, outside_state);
     return {hidden.grad(), at::Tensor(), at::Tensor()};
   }
 };

@@ -13,6 +13,7 @@
 #include "autotrain/adapter.h"
 #include "autotrain/checkpoint.h"
 #include "autotrain/data.h"
+#include "autotrain/device.h"
 #include "autotrain/distributed.h"
 #include "autotrain/error.h"
 #include "autotrain/estimate.h"
@@ -99,10 +100,11 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter) {
   TrainableModel trainable;
   trainable.parameters = model.lora_parameters();
   const int64_t vocab = model.config().vocab_size;
+  trainable.device = model.device();
   trainable.loss_sum = [&model, vocab](const at::Tensor& ids, const at::Tensor& labels) {
     // transformers' ForCausalLMLoss with reduction sum: labels padded with -100 and shifted left.
     at::Tensor logits = model.forward(ids).to(at::kFloat);
-    at::Tensor shifted = at::constant_pad_nd(labels, {0, 1}, -100).slice(1, 1);
+    at::Tensor shifted = at::constant_pad_nd(labels.to(model.device()), {0, 1}, -100).slice(1, 1);
     return at::cross_entropy_loss(logits.reshape({-1, vocab}), shifted.reshape(-1), {}, at::Reduction::Sum, -100);
   };
   trainable.set_training = [&model](bool training) { model.set_training(training); };
@@ -115,10 +117,13 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter) {
 TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions& options) {
   std::unique_ptr<ProcessGroup> group;
   const std::optional<WorkerPlace> place = worker_place_from_environment();
-  if (place && place->world_size > 1) {
-    if (place->rank != 0) log::quiet_to_warnings();
-    group = ProcessGroup::connect(*place, std::chrono::seconds(options.ddp_timeout_seconds));
-  }
+  const int world_size = place ? place->world_size : 1;
+  if (world_size > 1 && place->rank != 0) log::quiet_to_warnings();
+  // Before at::manual_seed: the CUDA backend must be loaded before torch is asked about CUDA, and then the
+  // seed reaches the GPU's generator too, which LoRA dropout on the GPU draws from.
+  const at::Device device = select_device(options.device, world_size);
+  log::info("device: " + describe_device(device));
+  if (world_size > 1) group = ProcessGroup::connect(*place, std::chrono::seconds(options.ddp_timeout_seconds));
   at::manual_seed(static_cast<uint64_t>(params.seed));
   const std::string cache_dir = options.cache_dir.empty() ? default_cache_dir() : options.cache_dir;
   auto tokenizer = Tokenizer::load(params.model);
@@ -140,7 +145,8 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
                 std::to_string(block_size) + " tokens, so not one block; add texts or set valid_split to null");
   }
 
-  const ModelOptions model_options = finetune_model_options(params);
+  ModelOptions model_options = finetune_model_options(params);
+  model_options.device = device;
   std::optional<ModelConfig> model_config;
   // One attempt: a fresh model (the same LoRA initialisation as a first try) trained with `attempt_params`.
   auto attempt = [&](const TrainingParams& attempt_params, bool resume) {
@@ -164,7 +170,8 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
     return train(trainable, data, trainer_options);
   };
   auto advice = [&](const TrainingParams& p) {
-    return model_config ? out_of_memory_advice(*model_config, run_shape(p, ExecutionTarget::cpu)) : std::string();
+    const ExecutionTarget target = device.is_cuda() ? ExecutionTarget::cuda : ExecutionTarget::cpu;
+    return model_config ? out_of_memory_advice(*model_config, run_shape(p, target)) : std::string();
   };
   // A retry with another batch_size cannot resume this run's checkpoints; it starts afresh only when this
   // run did not resume one, so that nothing trained earlier is thrown away.

@@ -72,11 +72,24 @@ at::Tensor FrozenLinear::weight(at::ScalarType dtype) const {
     case BaseQuantization::none:
       return dense_.scalar_type() == dtype ? dense_ : dense_.to(dtype);
     case BaseQuantization::int4:
-      return dequantize_4bit(four_bit_, dtype);
+      // The byte loop reads host memory; a weight on a GPU is dequantized with torch ops, to the same values.
+      return four_bit_.packed.is_cpu() ? dequantize_4bit(four_bit_, dtype) : dequantize_4bit_torch(four_bit_, dtype);
     case BaseQuantization::int8:
       return dequantize_int8_rowwise(eight_bit_, dtype);
   }
   return {};
+}
+
+void FrozenLinear::to(at::Device device) {
+  at::NoGradGuard no_grad;
+  auto move = [device](at::Tensor& tensor) {
+    if (tensor.defined()) tensor = tensor.to(device);
+  };
+  move(dense_);
+  move(bias_);
+  if (quantization_ == BaseQuantization::int4) four_bit_ = four_bit_.to(device);
+  move(eight_bit_.codes);
+  move(eight_bit_.scale);
 }
 
 at::Tensor FrozenLinear::forward(const at::Tensor& x) const {

@@ -74,11 +74,13 @@ void skip_peft_linear_init_draws(int64_t r, int64_t in_features, int64_t out_fea
 // the window, and not padding. A query always sees itself, so that the row of a padding query is never
 // empty (an empty row is NaN in SDPA and would spread through the values of the next layer).
 // Undefined when SDPA's is_causal says the same.
-at::Tensor build_attention_mask(int64_t past, int64_t T, int64_t window, const at::Tensor& key_mask) {
+at::Tensor build_attention_mask(int64_t past, int64_t T, int64_t window, const at::Tensor& key_mask,
+                                at::Device device) {
   if (!key_mask.defined() && past == 0 && (window == 0 || window >= T)) return {};
   const int64_t L = past + T;
-  at::Tensor query = at::arange(past, L, at::kLong).unsqueeze(1);
-  at::Tensor key = at::arange(0, L, at::kLong).unsqueeze(0);
+  const auto positions = at::TensorOptions(at::kLong).device(device);
+  at::Tensor query = at::arange(past, L, positions).unsqueeze(1);
+  at::Tensor key = at::arange(0, L, positions).unsqueeze(0);
   at::Tensor allowed = key <= query;
   if (window > 0) allowed = allowed.logical_and(query - key < window);
   allowed = allowed.view({1, 1, T, L});
@@ -97,41 +99,46 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
   const ModelConfig& c = config_;
   const Architecture& arch = *c.architecture;
   const at::ScalarType dtype = options_.dtype;
+  const at::Device device = options_.device;
   WeightLoader loader(model_dir, c);
   at::NoGradGuard no_grad;
 
-  embed_tokens_ = loader.take(arch.embed_tokens, {c.vocab_size, c.hidden_size}).to(dtype);
+  // Each tensor is converted on the CPU, then moved: one tensor at a time in host memory.
+  embed_tokens_ = loader.take(arch.embed_tokens, {c.vocab_size, c.hidden_size}).to(dtype).to(device);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     auto layer = std::make_unique<DecoderLayer>(i, c, c.layer_sliding_window[i]);
     const std::string prefix = layer_tensor_name(arch, i, "");
-    layer->input_layernorm = loader.take(prefix + "input_layernorm.weight", {c.hidden_size}).to(dtype);
-    layer->post_attention_layernorm = loader.take(prefix + "post_attention_layernorm.weight", {c.hidden_size}).to(dtype);
+    layer->input_layernorm = loader.take(prefix + "input_layernorm.weight", {c.hidden_size}).to(dtype).to(device);
+    layer->post_attention_layernorm =
+        loader.take(prefix + "post_attention_layernorm.weight", {c.hidden_size}).to(dtype).to(device);
     for (const std::string& name : linear_module_names()) {
       const std::string path = prefix + module_parent(name) + "." + name;
       auto [out, in] = projection_shape(c, name);
       at::Tensor weight = loader.take(path + ".weight", {out, in});
       at::Tensor bias = projection_has_bias(c, name) ? loader.take(path + ".bias", {out}) : at::Tensor();
+      auto base = std::make_shared<FrozenLinear>(weight, bias, options_.quantization, dtype, options_.four_bit);
+      base->to(device);
       Projection projection;
-      projection.base = std::make_shared<const FrozenLinear>(weight, bias, options_.quantization, dtype,
-                                                             options_.four_bit);
+      projection.base = base;
       const auto& targets = options_.lora_target_modules;
       if (std::find(targets.begin(), targets.end(), name) != targets.end()) {
         skip_peft_linear_init_draws(options_.lora.r, in, out);
-        projection.lora = LoraLinear(projection.base, options_.lora);
+        projection.lora = LoraLinear(projection.base, options_.lora);  // drawn from the CPU generator
+        projection.lora->to(device);
       }
       layer->projections.emplace(name, std::move(projection));
     }
     layers_.push_back(std::move(layer));
   }
-  final_norm_ = loader.take(arch.final_norm, {c.hidden_size}).to(dtype);
+  final_norm_ = loader.take(arch.final_norm, {c.hidden_size}).to(dtype).to(device);
   if (c.tie_word_embeddings) {
     lm_head_ = embed_tokens_;
     loader.ignore(arch.lm_head);  // transformers ties it to the embedding whatever the file holds
   } else {
-    lm_head_ = loader.take(arch.lm_head, {c.vocab_size, c.hidden_size}).to(dtype);
+    lm_head_ = loader.take(arch.lm_head, {c.vocab_size, c.hidden_size}).to(dtype).to(device);
   }
   loader.warn_unused();
-  inv_freq_ = rope_inverse_frequencies(c);
+  inv_freq_ = rope_inverse_frequencies(c).to(device);
   set_training(false);
 }
 
@@ -162,7 +169,12 @@ std::vector<std::pair<std::string, at::Tensor>> CausalLM::lora_parameters() cons
 }
 
 // input_ids (B,T) -> logits (B,T,V). hidden (B,T,C) flows through the layers in the compute dtype.
-at::Tensor CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
+at::Tensor CausalLM::forward(const at::Tensor& input_ids_anywhere, const at::Tensor& attention_mask_anywhere,
+                             KVCache* cache) {
+  const at::Device device = options_.device;
+  const at::Tensor input_ids = input_ids_anywhere.to(device);
+  const at::Tensor attention_mask =
+      attention_mask_anywhere.defined() ? attention_mask_anywhere.to(device) : at::Tensor();
   if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong)
     throw Error("CausalLM::forward: input_ids must be (B, T) int64, got " + shape_text(input_ids.sizes()) + " " +
                 std::string(c10::toString(input_ids.scalar_type())));
@@ -177,21 +189,22 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& atte
   // Which keys are real tokens: the cached ones and the new ones.
   at::Tensor key_mask = attention_mask.defined() ? attention_mask.to(at::kBool) : at::Tensor();
   if (cache && (key_mask.defined() || cache->key_mask_.defined())) {
-    at::Tensor old_keys = cache->key_mask_.defined() ? cache->key_mask_ : at::ones({B, past}, at::kBool);
-    at::Tensor new_keys = key_mask.defined() ? key_mask : at::ones({B, T}, at::kBool);
+    const auto flags = at::TensorOptions(at::kBool).device(device);
+    at::Tensor old_keys = cache->key_mask_.defined() ? cache->key_mask_ : at::ones({B, past}, flags);
+    at::Tensor new_keys = key_mask.defined() ? key_mask : at::ones({B, T}, flags);
     key_mask = at::cat({old_keys, new_keys}, 1);
     cache->key_mask_ = key_mask;
   }
 
   // Rotary angles in float32 (transformers computes them with autocast off), then the compute dtype.
   LayerInputs inputs;
-  at::Tensor positions = at::arange(past, past + T, at::kLong).to(at::kFloat);
+  at::Tensor positions = at::arange(past, past + T, at::TensorOptions(at::kLong).device(device)).to(at::kFloat);
   at::Tensor freqs = positions.unsqueeze(-1) * inv_freq_;  // (T, D/2)
   at::Tensor angles = at::cat({freqs, freqs}, -1).view({1, 1, T, config_.head_dim});
   inputs.cos = angles.cos().to(options_.dtype);
   inputs.sin = angles.sin().to(options_.dtype);
   for (int64_t window : config_.layer_sliding_window)
-    if (!inputs.masks.count(window)) inputs.masks[window] = build_attention_mask(past, T, window, key_mask);
+    if (!inputs.masks.count(window)) inputs.masks[window] = build_attention_mask(past, T, window, key_mask, device);
 
   at::Tensor hidden = at::embedding(embed_tokens_, input_ids);
   const bool checkpoint = options_.gradient_checkpointing && !cache && at::GradMode::is_enabled();
@@ -210,7 +223,7 @@ at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels) {
   if (logits.dim() != 3 || labels.dim() != 2 || logits.size(0) != labels.size(0) || logits.size(1) != labels.size(1))
     throw Error("causal_lm_loss: logits (B,T,V) and labels (B,T) do not match: " + shape_text(logits.sizes()) +
                 " and " + shape_text(labels.sizes()));
-  at::Tensor padded = at::constant_pad_nd(labels.to(at::kLong), {0, 1}, -100);
+  at::Tensor padded = at::constant_pad_nd(labels.to(logits.device(), at::kLong), {0, 1}, -100);
   at::Tensor shifted = padded.narrow(1, 1, labels.size(1)).contiguous();
   const int64_t V = logits.size(2);
   return at::cross_entropy_loss(logits.to(at::kFloat).reshape({-1, V}), shifted.view({-1}), /*weight=*/{},

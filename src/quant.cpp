@@ -150,8 +150,30 @@ at::Tensor dequantize_blockwise_8bit(const Quantized8bit& q) {
   return out;
 }
 
+// code[c] * absmax is one fp32 product here as in the loop above, so the values are the same bit for bit.
+at::Tensor dequantize_blockwise_8bit_torch(const Quantized8bit& q) {
+  const auto& map = dynamic_map_8bit();
+  const int64_t n = q.codes.numel();
+  at::Tensor code = at::tensor(at::ArrayRef<float>(map.data(), map.size()), at::kFloat).to(q.codes.device());
+  at::Tensor scales = q.absmax.repeat_interleave(q.blocksize).narrow(0, 0, n);
+  return code.index_select(0, q.codes.to(at::kLong)) * scales;
+}
+
 int64_t Quantized4bit::numel() const {
   return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+}
+
+Quantized4bit Quantized4bit::to(at::Device device) const {
+  Quantized4bit moved = *this;
+  moved.packed = packed.to(device);
+  if (double_quantized) {
+    moved.nested.codes = nested.codes.to(device);
+    moved.nested.absmax = nested.absmax.to(device);
+    moved.absmax = moved.nested.codes;  // one tensor, as quantize_4bit leaves it
+  } else {
+    moved.absmax = absmax.to(device);
+  }
+  return moved;
 }
 
 int64_t Quantized4bit::bytes() const {
@@ -207,9 +229,19 @@ Quantized4bit quantize_4bit(const at::Tensor& weight, QuantType type, int64_t bl
   return q;
 }
 
-at::Tensor block_absmax(const Quantized4bit& q) {
+namespace {
+
+// The absmax of every block, the nested 8-bit statistics dequantized by `dequantize_8bit` when present.
+at::Tensor absmax_of(const Quantized4bit& q, at::Tensor (*dequantize_8bit)(const Quantized8bit&)) {
   if (!q.double_quantized) return q.absmax;
-  return dequantize_blockwise_8bit(q.nested) + q.offset;
+  return dequantize_8bit(q.nested) + q.offset;
+}
+
+}  // namespace
+
+at::Tensor block_absmax(const Quantized4bit& q) {
+  const bool on_cpu = q.absmax.device().is_cpu();
+  return absmax_of(q, on_cpu ? dequantize_blockwise_8bit : dequantize_blockwise_8bit_torch);
 }
 
 at::Tensor dequantize_4bit(const Quantized4bit& q, at::ScalarType dtype) {
@@ -242,6 +274,20 @@ at::Tensor dequantize_4bit(const Quantized4bit& q, at::ScalarType dtype) {
     }
   });
   return out.reshape(q.shape).to(dtype);
+}
+
+// The same values as dequantize_4bit, bit for bit: code * absmax is one fp32 product either way, then a cast.
+at::Tensor dequantize_4bit_torch(const Quantized4bit& q, at::ScalarType dtype) {
+  const auto& table = code_4bit(q.type);
+  const int64_t n = q.numel();
+  // Element 2i is the high nibble of byte i, element 2i + 1 the low one; an odd count leaves a pad nibble.
+  at::Tensor codes = at::stack({at::bitwise_right_shift(q.packed, 4), at::bitwise_and(q.packed, 15)}, 1)
+                         .reshape(-1)
+                         .narrow(0, 0, n)
+                         .to(at::kLong);
+  at::Tensor code = at::tensor(at::ArrayRef<float>(table.data(), table.size()), at::kFloat).to(q.packed.device());
+  at::Tensor scales = absmax_of(q, dequantize_blockwise_8bit_torch).repeat_interleave(q.blocksize).narrow(0, 0, n);
+  return (code.index_select(0, codes) * scales).reshape(q.shape).to(dtype);
 }
 
 }  // namespace autotrain

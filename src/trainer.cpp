@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autotrain/checkpoint.h"
+#include "autotrain/device.h"
 #include "autotrain/error.h"
 #include "autotrain/logging.h"
 #include "autotrain/loss_scaler.h"
@@ -206,6 +207,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
 
   model.set_training(true);
   int64_t steps_this_run = 0, tokens_this_run = 0, order_epoch = -1, nonfinite_streak = 0;
+  int64_t gpu_memory_peak = 0;  // of the samples taken after each step
   double last_loss = 0;
   std::vector<int64_t> order;
   const auto started = std::chrono::steady_clock::now();
@@ -279,17 +281,25 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const double tokens_per_second = seconds > 0 ? static_cast<double>(tokens_this_run) / seconds : 0;
-    if (metrics) metrics->write({{"step", state.global_step},
-                   {"epoch", static_cast<double>(state.global_step) / static_cast<double>(steps_per_epoch)},
-                   {"loss", step_loss},
-                   {"lr", lr},
-                   {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json()},
-                   {"tokens_per_second", tokens_per_second},
-                   {"memory_bytes", resident_memory_bytes()},
-                   {"loss_scale", scaler.scale()},
-                   {"skipped", skip}});
-    // The bar itself shows the resident memory.
-    progress.set_status(log::cat("loss ", step_loss, " | lr ", lr, " | ", format_count(tokens_per_second), " tok/s"));
+    nlohmann::json record = {{"step", state.global_step},
+                             {"epoch", static_cast<double>(state.global_step) / static_cast<double>(steps_per_epoch)},
+                             {"loss", step_loss},
+                             {"lr", lr},
+                             {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json()},
+                             {"tokens_per_second", tokens_per_second},
+                             {"memory_bytes", resident_memory_bytes()},
+                             {"loss_scale", scaler.scale()},
+                             {"skipped", skip}};
+    // The bar itself shows the resident memory; on a GPU the status adds the device's, which is what runs out.
+    std::string gpu_status;
+    if (model.device.is_cuda()) {
+      gpu_memory_peak = std::max(gpu_memory_peak, gpu_memory_in_use_bytes(model.device));
+      record["gpu_memory_bytes"] = gpu_memory_peak;
+      gpu_status = " | gpu " + format_count(static_cast<double>(gpu_memory_peak)) + "B";
+    }
+    if (metrics) metrics->write(record);
+    progress.set_status(log::cat("loss ", step_loss, " | lr ", lr, " | ", format_count(tokens_per_second), " tok/s",
+                                 gpu_status));
     progress.advance();
     if (state.global_step % logging_steps == 0) {
       log::info(log::cat("step ", state.global_step, "/", total_steps, ": loss ", step_loss, ", lr ", lr,

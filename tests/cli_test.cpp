@@ -46,5 +46,35 @@ TEST(Cli, UsageErrorsExitWith2) {
   EXPECT_NE(bad_level.output.find("--log-level loud"), std::string::npos) << bad_level.output;
 }
 
+const std::string kLlama = std::string(AUTOTRAIN_FIXTURES_DIR) + "/models/llama";
+
+TEST(Cli, DeviceCpuGeneratesAsBefore) {
+  const std::string generate = "generate --model " + testing::quote(kLlama) + " --prompt 'The red fox' --max-new-tokens 4";
+  auto cpu = run_autotrain(generate + " --device cpu");
+  EXPECT_EQ(cpu.exit_code, 0) << cpu.output;
+  EXPECT_EQ(cpu.output.rfind("The red fox", 0), 0u) << "nothing logged before the text on the CPU: " << cpu.output;
+  EXPECT_EQ(run_autotrain(generate + " --device tpu").exit_code, 2);
+}
+
+TEST(Cli, DeviceCudaWithoutAGpuIsOneErrorLine) {
+  auto result = run_autotrain("generate --model " + testing::quote(kLlama) + " --prompt 'Hi' --max-new-tokens 2 --device cuda");
+  if (result.exit_code == 0) GTEST_SKIP() << "this machine has a usable GPU";
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  const size_t error = result.output.find("error: --device cuda: ");
+  ASSERT_NE(error, std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find('\n', error), result.output.size() - 1) << result.output;
+}
+
+TEST(Cli, DeviceCudaWithSeveralWorkersIsRefusedBeforeTheyStart) {
+  testing::TempDir dir;
+  testing::write_text(dir.file("params.json"), "{\"model\": \"" + kLlama + "\", \"peft\": true}");
+  auto result = run_autotrain("train --config " + testing::quote(dir.file("params.json")) +
+                              " --device cuda --nproc-per-node 2", dir.path());
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_NE(result.output.find("--device cuda with 2 data-parallel workers is not supported yet"), std::string::npos)
+      << result.output;
+  EXPECT_EQ(result.output.find("rank"), std::string::npos) << "no worker should have started: " << result.output;
+}
+
 }  // namespace
 }  // namespace autotrain

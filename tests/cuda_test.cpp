@@ -4,15 +4,23 @@
 #include <dlfcn.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "autotrain/cuda_backend.h"
 #include "autotrain/cuda_kernels.h"
 #include "autotrain/cuda_ops.h"
-#include "autotrain/quant.h"
+#include "autotrain/device.h"
 #include "autotrain/error.h"
+#include "autotrain/finetune.h"
 #include "autotrain/frozen_linear.h"
+#include "autotrain/generation.h"
+#include "autotrain/metrics.h"
+#include "autotrain/model.h"
+#include "autotrain/quant.h"
+#include "autotrain/safetensors.h"
+#include "test_util.h"
 
 namespace autotrain {
 namespace {
@@ -63,15 +71,7 @@ TEST(CudaKernels, SelfTestRunsOnTheDevice) {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";                                 \
   } while (0)
 
-Quantized4bit on_gpu(Quantized4bit q) {
-  q.packed = q.packed.to(at::kCUDA);
-  if (q.absmax.defined()) q.absmax = q.absmax.to(at::kCUDA);
-  if (q.double_quantized) {
-    q.nested.codes = q.nested.codes.to(at::kCUDA);
-    q.nested.absmax = q.nested.absmax.to(at::kCUDA);
-  }
-  return q;
-}
+Quantized4bit on_gpu(const Quantized4bit& q) { return q.to(at::kCUDA); }
 
 struct Shape {
   int64_t rows, cols;
@@ -179,6 +179,181 @@ TEST(CudaKernels, Linear4bitAutogradMatchesTheCpuLayer) {
     EXPECT_LE((y_gpu.cpu() - y_cpu.detach()).abs().max().item<double>(), 1e-4);
     EXPECT_LE((x_gpu.grad().cpu() - x_cpu.grad()).abs().max().item<double>(), 1e-4);
   }
+}
+
+// ---- training and generation on the GPU against the same on the CPU ---------------------------------------
+
+const std::string kFixtures = AUTOTRAIN_FIXTURES_DIR;
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kCPU, at::kDouble) - b.to(at::kCPU, at::kDouble)).abs().max().item<double>();
+}
+
+// A frozen weight moved to the GPU dequantizes there (torch ops) to the CPU's values bit for bit: one fp32
+// product code * absmax per element and one rounding cast, both exact IEEE operations on either device.
+TEST(CudaFrozenLinear, WeightOnTheGpuEqualsTheCpuWeight) {
+  REQUIRE_CUDA_DEVICE();
+  at::manual_seed(5);
+  const at::Tensor weight = at::randn({67, 45}).mul_(0.05), bias = at::randn({67});
+  const at::Device gpu(at::kCUDA, 0);
+  for (BaseQuantization quantization : {BaseQuantization::none, BaseQuantization::int4, BaseQuantization::int8}) {
+    for (bool double_quantize : {false, true}) {
+      for (at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
+        SCOPED_TRACE(::testing::Message() << "quantization " << static_cast<int>(quantization) << " " << dtype
+                                          << (double_quantize ? " double" : ""));
+        FourBitOptions four_bit{QuantType::nf4, 64, double_quantize};
+        const FrozenLinear on_cpu(weight, bias, quantization, dtype, four_bit);
+        FrozenLinear on_gpu(weight, bias, quantization, dtype, four_bit);
+        on_gpu.to(gpu);
+        const at::Tensor gpu_weight = on_gpu.weight(dtype);
+        ASSERT_TRUE(gpu_weight.is_cuda());
+        EXPECT_TRUE(at::equal(gpu_weight.cpu(), on_cpu.weight(dtype)));
+        EXPECT_EQ(on_gpu.storage_bytes(), on_cpu.storage_bytes());
+        // The matmul itself: cuBLAS and the CPU BLAS add the 45 products in other orders, so the outputs
+        // differ by float rounding (fp32 ~1e-7 relative; fp16 / bf16 one rounding of the output, ~1e-2).
+        const at::Tensor x = at::randn({3, 45}).to(dtype);
+        const double bound = dtype == at::kFloat ? 1e-5 : 5e-2;
+        EXPECT_LT(max_diff(on_gpu.forward(x.to(gpu)), on_cpu.forward(x)), bound);
+      }
+    }
+  }
+}
+
+// Trains the llama fixture with the example data on `device` in fp32 and returns its folder.
+std::string train_llama(const testing::TempDir& dir, const std::string& device, const std::string& quantization,
+                        double dropout, int64_t stop_after_steps = 0) {
+  TrainingParams p;
+  p.model = kFixtures + "/models/llama";
+  p.project_name = dir.file("run-" + device);
+  p.data_path = std::string(AUTOTRAIN_SOURCE_DIR) + "/configs/example/data";
+  p.block_size = 32;
+  p.lr = 0.003;
+  p.epochs = 1;
+  p.batch_size = 4;
+  p.gradient_accumulation = 2;
+  p.scheduler = "cosine";
+  p.quantization = quantization;
+  p.target_modules = "q_proj, v_proj, down_proj";
+  p.peft = true;
+  p.lora_r = 8;
+  p.lora_alpha = 16;
+  p.lora_dropout = dropout;
+  p.mixed_precision = "none";
+  p.seed = 7;
+  FinetuneOptions options;
+  options.cache_dir = dir.file("cache");
+  options.device = device;
+  options.stop_after_steps = stop_after_steps;
+  run_finetune(p, options);
+  return p.project_name;
+}
+
+// The same run on the CPU and on the GPU, fp32, dropout 0 (the two devices draw dropout masks from different
+// generators): every step's loss and the final LoRA weights agree within 1e-4. Not exactly: cuBLAS and the
+// CPU BLAS (and the two SDPA kernels) sum in other orders, so each logit differs by fp32 rounding (~1e-6
+// relative), which 13 AdamW steps carry along without growing past ~1e-5. TF32 (10-bit mantissa) would
+// put the losses ~1e-3 apart, and a wrong batch, order, seed or divisor much further.
+class CudaTrainingMatchesCpu : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaTrainingMatchesCpu, LossesAndWeights) {
+  REQUIRE_CUDA_DEVICE();
+  testing::TempDir dir;
+  const std::string cpu = train_llama(dir, "cpu", GetParam(), 0.0);
+  const std::string gpu = train_llama(dir, "cuda", GetParam(), 0.0);
+  EXPECT_EQ(at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL),
+            at::Float32Precision::IEEE) << "TF32 must be off for fp32 runs";
+
+  const auto cpu_steps = read_metrics(cpu + "/metrics.jsonl"), gpu_steps = read_metrics(gpu + "/metrics.jsonl");
+  ASSERT_EQ(cpu_steps.size(), gpu_steps.size());
+  ASSERT_GE(cpu_steps.size(), 10u);
+  double worst_loss = 0;
+  for (size_t s = 0; s < cpu_steps.size(); ++s) {
+    worst_loss = std::max(worst_loss, std::abs(cpu_steps[s]["loss"].get<double>() - gpu_steps[s]["loss"].get<double>()));
+    EXPECT_FALSE(cpu_steps[s].contains("gpu_memory_bytes"));
+    EXPECT_GT(gpu_steps[s].value("gpu_memory_bytes", int64_t{0}), 0) << gpu_steps[s].dump();
+  }
+  EXPECT_LT(worst_loss, 1e-4);
+
+  auto cpu_adapter = SafetensorsFile::open(cpu + "/adapter_model.safetensors");
+  auto gpu_adapter = SafetensorsFile::open(gpu + "/adapter_model.safetensors");
+  ASSERT_EQ(cpu_adapter->names(), gpu_adapter->names());
+  double worst_weight = 0;
+  for (const auto& name : cpu_adapter->names())
+    worst_weight = std::max(worst_weight, max_diff(cpu_adapter->tensor(name), gpu_adapter->tensor(name)));
+  EXPECT_LT(worst_weight, 1e-4);
+  std::printf("%zu steps, CPU vs CUDA (%s): max |loss diff| %.3g, max |weight diff| %.3g\n", cpu_steps.size(),
+              GetParam().c_str(), worst_loss, worst_weight);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fp32, CudaTrainingMatchesCpu, ::testing::Values("none", "int4"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// Stopped after 5 steps and resumed, with dropout on: the checkpoint carries the optimizer moments (saved
+// from and loaded back onto the GPU) and the GPU's RNG state, so the run ends where the uninterrupted one
+// does. Not byte for byte: SDPA's backward on the GPU may add with atomics; 1e-6 is float rounding, while
+// dropout masks drawn from a state that was not restored would move the weights by ~1e-3.
+TEST(CudaTraining, ResumedRunEndsWithTheUninterruptedAdapter) {
+  REQUIRE_CUDA_DEVICE();
+  testing::TempDir whole, parts;
+  const std::string full = train_llama(whole, "cuda", "int4", 0.1);
+  train_llama(parts, "cuda", "int4", 0.1, /*stop_after_steps=*/5);
+  const std::string resumed = train_llama(parts, "cuda", "int4", 0.1);
+  auto expected = SafetensorsFile::open(full + "/adapter_model.safetensors");
+  auto actual = SafetensorsFile::open(resumed + "/adapter_model.safetensors");
+  double worst = 0;
+  for (const auto& name : expected->names()) worst = std::max(worst, max_diff(expected->tensor(name), actual->tensor(name)));
+  EXPECT_LT(worst, 1e-6);
+  std::printf("resumed on CUDA vs uninterrupted: max |weight diff| %.3g\n", worst);
+}
+
+// Gradient checkpointing recomputes a layer in the backward: on the GPU it must replay the GPU generator's
+// state, or the recompute draws other dropout masks than the forward and the gradients are wrong.
+TEST(CudaTraining, CheckpointedLayersReplayTheGpuDropoutMasks) {
+  REQUIRE_CUDA_DEVICE();
+  std::map<bool, std::vector<at::Tensor>> gradients;
+  const at::Tensor ids = at::arange(5, 5 + 2 * 24, at::kLong).remainder(997).view({2, 24});
+  for (bool checkpointing : {false, true}) {
+    at::manual_seed(3);
+    ModelOptions options;
+    options.lora_target_modules = {"q_proj", "v_proj", "down_proj"};
+    options.lora = LoraOptions{8, 16, 0.3, false};
+    options.gradient_checkpointing = checkpointing;
+    options.device = at::Device(at::kCUDA, 0);
+    CausalLM model(kFixtures + "/models/llama", options);
+    {
+      at::NoGradGuard no_grad;  // B nonzero, so that A gets a gradient too
+      at::Generator values = at::detail::createCPUGenerator(17);
+      for (auto& [name, parameter] : model.lora_parameters())
+        if (name.find("lora_B") != std::string::npos)
+          parameter.copy_(at::randn(parameter.sizes(), values, at::kFloat).mul_(0.1));
+    }
+    model.set_training(true);
+    at::manual_seed(4);  // the same dropout masks in both runs
+    causal_lm_loss(model.forward(ids), ids).backward();
+    for (auto& [name, parameter] : model.lora_parameters()) gradients[checkpointing].push_back(parameter.grad().cpu());
+  }
+  // The recompute runs the same kernels on the same inputs; 1e-6 allows for SDPA's backward adding with
+  // atomics. Other dropout masks would change the gradients by ~1e-1.
+  ASSERT_EQ(gradients[false].size(), gradients[true].size());
+  for (size_t i = 0; i < gradients[false].size(); ++i) EXPECT_LT(max_diff(gradients[false][i], gradients[true][i]), 1e-6) << i;
+}
+
+// Greedy generation on the GPU picks the CPU's tokens: the logits differ by fp32 rounding only, far less
+// than the gaps between the best and second-best logits of the fixture's prompt.
+TEST(CudaGenerate, GreedyTokensMatchTheCpu) {
+  REQUIRE_CUDA_DEVICE();
+  const std::vector<int64_t> prompt = {1, 45, 499, 173, 17, 299};  // the fixture has 1000 tokens
+  GenerationOptions generation;
+  generation.max_new_tokens = 32;
+  std::map<std::string, std::vector<int64_t>> tokens;
+  for (const std::string device : {"cpu", "cuda"}) {
+    ModelOptions options;
+    options.device = device == "cpu" ? at::Device(at::kCPU) : at::Device(at::kCUDA, 0);
+    CausalLM model(kFixtures + "/models/llama", options);
+    tokens[device] = generate_tokens(model, prompt, generation);
+  }
+  EXPECT_EQ(tokens["cuda"], tokens["cpu"]);
+  EXPECT_EQ(tokens["cpu"].size(), 32u);
 }
 
 }  // namespace

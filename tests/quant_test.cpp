@@ -82,6 +82,34 @@ TEST(Quant4bit, StorageIsHalfAByteAPlusAbsmax) {
   EXPECT_NEAR(per_param_nested, 0.5 + 1.0 / 64, 1e-3);       // ~0.016 with double quantization
 }
 
+// The torch-ops dequantization (what a weight on a GPU uses) against the byte loop, on the CPU: both take
+// one fp32 product code * absmax per element and then cast, so they must agree bit for bit.
+TEST(Quant4bit, TorchOpsDequantizationEqualsTheLoop) {
+  at::manual_seed(11);
+  const std::vector<std::vector<int64_t>> shapes = {{1}, {7}, {3, 5}, {33, 17}, {64, 65}, {5, 301}};
+  for (QuantType type : {QuantType::nf4, QuantType::fp4}) {
+    for (bool double_quantize : {false, true}) {
+      for (int64_t blocksize : {64, 256}) {
+        for (const auto& shape : shapes) {
+          for (at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
+            at::Tensor weight = at::randn(shape).mul_(0.05).to(dtype);
+            Quantized4bit q = quantize_4bit(weight, type, blocksize, double_quantize);
+            SCOPED_TRACE(::testing::Message() << (type == QuantType::nf4 ? "nf4" : "fp4") << " shape "
+                                              << at::IntArrayRef(shape) << " blocksize " << blocksize << " "
+                                              << dtype << (double_quantize ? " double" : ""));
+            at::Tensor loop = dequantize_4bit(q, dtype), ops = dequantize_4bit_torch(q, dtype);
+            EXPECT_EQ(ops.sizes(), weight.sizes());
+            EXPECT_EQ(ops.scalar_type(), dtype);
+            EXPECT_TRUE(at::equal(ops, loop));
+            if (double_quantize) EXPECT_TRUE(at::equal(dequantize_blockwise_8bit_torch(q.nested),
+                                                       dequantize_blockwise_8bit(q.nested)));
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Quant4bit, BadBlocksizeIsAnError) { EXPECT_THROW(quantize_4bit(at::randn({8}), QuantType::nf4, 48), Error); }
 
 }  // namespace

@@ -50,12 +50,7 @@ const std::vector<ProjectionShape> kShapes{
 
 Quantized4bit random_nf4_on_gpu(int64_t out, int64_t in) {
   // Quantized on the CPU (the reference quantizer), as training does, then moved.
-  Quantized4bit q = quantize_4bit(at::randn({out, in}) * 0.02, QuantType::nf4, 64, /*double_quantize=*/true);
-  q.packed = q.packed.to(at::kCUDA);
-  q.absmax = q.absmax.to(at::kCUDA);
-  q.nested.codes = q.nested.codes.to(at::kCUDA);
-  q.nested.absmax = q.nested.absmax.to(at::kCUDA);
-  return q;
+  return quantize_4bit(at::randn({out, in}) * 0.02, QuantType::nf4, 64, /*double_quantize=*/true).to(at::kCUDA);
 }
 
 void json(const std::string& kind, const std::string& shape, const std::string& fields) {

@@ -1,6 +1,7 @@
 // Training checkpoints: project_name/checkpoint-N/ holds everything a run needs to continue as if never
 // stopped — the adapter (PEFT files, usable on their own), the optimizer's moments, the trainer's
-// position (epoch, micro-batch, scheduler step), the fp16 loss scaler and the CPU RNG state (dropout).
+// position (epoch, micro-batch, scheduler step), the fp16 loss scaler and the CPU RNG state (dropout),
+// plus the GPU's RNG state when the parameters live on a GPU (dropout draws there).
 // A checkpoint is written into checkpoint-N.partial/ and renamed: a folder named checkpoint-N is complete.
 #pragma once
 
@@ -39,8 +40,9 @@ std::optional<std::string> newest_checkpoint(const std::string& project);
 // in a project folder clears them, so a later resume never picks up the older run's state.
 int64_t remove_checkpoints(const std::string& project);
 
-// Restores the parameters (from the adapter file), the optimizer and the CPU RNG from `folder`, and
-// returns the trainer state. Throws Error naming the file when something is missing or does not fit.
+// Restores the parameters (from the adapter file), the optimizer and the CPU RNG (and a GPU's, when the
+// parameters live on one and the checkpoint holds it) from `folder`, and returns the trainer state. Throws
+// Error naming the file when something is missing or does not fit.
 TrainerState load_checkpoint(const std::string& folder, Optimizer& optimizer);
 
 }  // namespace autotrain

@@ -27,6 +27,10 @@ struct DeviceInfo {
 };
 DeviceInfo device_info(int index);
 
+// GPU memory in use (cudaMemGetInfo: total - free) on device `index`, in bytes: every process's allocations
+// and CUDA contexts, not only this process's tensors. 0 when it cannot be read.
+int64_t device_memory_used(int index);
+
 enum class DType { f32, f16, bf16 };
 
 // A 4-bit weight (rows, cols) as src/quant.h stores it, on the device: the weight flattened row-major,

@@ -23,6 +23,7 @@ struct FinetuneOptions {
   // A distributed worker (RANK / WORLD_SIZE in the environment) gives up on a collective or the rendezvous
   // after this long (transformers' ddp_timeout default).
   int64_t ddp_timeout_seconds = 1800;
+  std::string device = "auto";  // auto, cpu or cuda (select_device in autotrain/device.h)
 };
 
 // The block size AutoTrain would use: block_size -1 -> min(model_max_length, 1024), else
@@ -45,8 +46,8 @@ AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelO
 TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& tokenizer, const std::string& split,
                              const std::string& cache_dir);
 
-// The loop's view of a model with LoRA: its LoRA parameters, transformers' causal-LM loss (sum), and
-// the PEFT adapter writer for `adapter`'s settings.
+// The loop's view of a model with LoRA: its LoRA parameters, transformers' causal-LM loss (sum, the
+// batch moved to the model's device), and the PEFT adapter writer for `adapter`'s settings.
 TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter);
 
 // Tokenizes, loads the model and trains, in this process or as one worker of a data-parallel job when

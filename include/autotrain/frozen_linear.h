@@ -40,8 +40,10 @@ class FrozenLinear {
 
   // x (..., in) -> (..., out), computed in x's dtype.
   at::Tensor forward(const at::Tensor& x) const;
-  // The dense weight in `dtype` (dequantized when stored quantized).
+  // The dense weight in `dtype` (dequantized when stored quantized), on the storage's device.
   at::Tensor weight(at::ScalarType dtype) const;
+  // Moves the storage (weight, bias, quantization statistics) to `device`, unchanged.
+  void to(at::Device device);
   const at::Tensor& bias() const { return bias_; }
 
   int64_t in_features() const { return in_features_; }

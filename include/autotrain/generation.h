@@ -20,7 +20,8 @@ struct GenerationOptions {
 };
 
 // The new tokens only, ending at the first stop token (included) or after max_new_tokens. `on_token` sees
-// each token as it is chosen (for streaming). Runs without autograd and with LoRA dropout off.
+// each token as it is chosen (for streaming). Runs without autograd and with LoRA dropout off, on the
+// model's device; each token is chosen from logits copied to the CPU.
 std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>& prompt_ids,
                                      const GenerationOptions& options,
                                      const std::function<void(int64_t)>& on_token = {});

@@ -23,6 +23,9 @@ struct ModelOptions {
   std::vector<std::string> lora_target_modules;  // subset of q_proj..down_proj; empty = no LoRA
   LoraOptions lora;
   bool gradient_checkpointing = false;  // recompute each decoder layer in the backward
+  // Where the weights live and the forward runs. Every tensor is read, converted, quantized and (LoRA)
+  // initialised on the CPU exactly as for a CPU model, then moved, so a CUDA model starts from the same values.
+  at::Device device = at::kCPU;
 };
 
 // Keys and values of every layer for the positions seen so far; grows as forward() appends tokens.
@@ -57,10 +60,12 @@ class CausalLM {
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
+  at::Device device() const { return options_.device; }
 
   // input_ids (B,T) int64; attention_mask (B,T) 1 = token, 0 = padding (undefined = all ones); with a cache
   // the T tokens follow the cache's L positions (positions L..L+T-1). Pad on the right: positions are the
-  // index in the sequence, as transformers' forward without position_ids. Returns logits (B,T,vocab) fp32.
+  // index in the sequence, as transformers' forward without position_ids. Returns logits (B,T,vocab) fp32
+  // on the model's device (the inputs are moved there).
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, KVCache* cache = nullptr);
   KVCache make_cache() const;
 
@@ -82,7 +87,7 @@ class CausalLM {
 };
 
 // Causal-LM loss as transformers (ForCausalLMLoss): logits (B,T,V) at t predict labels at t+1; labels -100
-// are ignored; the mean over the counted tokens, in float32.
+// are ignored; the mean over the counted tokens, in float32, on the logits' device.
 at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
 
 // transformers' LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) in float32, cast back to x's dtype, times weight.

@@ -31,6 +31,8 @@ struct Quantized8bit {
 // Blockwise 8-bit quantization with the dynamic map (bitsandbytes quantize_blockwise on the CPU).
 Quantized8bit quantize_blockwise_8bit(const at::Tensor& values, int64_t blocksize);
 at::Tensor dequantize_blockwise_8bit(const Quantized8bit& quantized);  // float32 (n,)
+// The same values from torch ops, on the codes' device (CPU or CUDA).
+at::Tensor dequantize_blockwise_8bit_torch(const Quantized8bit& quantized);
 
 struct Quantized4bit {
   QuantType type = QuantType::nf4;
@@ -45,15 +47,19 @@ struct Quantized4bit {
 
   int64_t numel() const;
   int64_t bytes() const;  // storage of packed + absmax (+ nested statistics)
+  Quantized4bit to(at::Device device) const;  // the same storage on `device`
 };
 
 // weight: any float dtype, any shape. blocksize: 32, 64, ..., 4096 (bitsandbytes' choices).
 Quantized4bit quantize_4bit(const at::Tensor& weight, QuantType type = QuantType::nf4, int64_t blocksize = 64,
                             bool double_quantize = false);
-// The absmax of every block in float32, undoing double quantization when present.
+// The absmax of every block in float32, undoing double quantization when present; on the storage's device.
 at::Tensor block_absmax(const Quantized4bit& quantized);
 // Back to a dense tensor of `dtype` and the original shape (values computed in fp32, then cast, as
-// bitsandbytes does).
+// bitsandbytes does). CPU storage only: a loop over the bytes.
 at::Tensor dequantize_4bit(const Quantized4bit& quantized, at::ScalarType dtype = at::kFloat);
+// The same result, bit for bit, from torch ops on the storage's device (CPU or CUDA): what a CUDA weight
+// uses until the CUDA kernels take over.
+at::Tensor dequantize_4bit_torch(const Quantized4bit& quantized, at::ScalarType dtype = at::kFloat);
 
 }  // namespace autotrain

@@ -34,6 +34,9 @@ struct TrainableModel {
   std::function<void(bool training)> set_training;
   // Writes adapter_config.json + adapter_model.safetensors (the parameters' current values) into a folder.
   std::function<void(const std::string& folder)> save_adapter;
+  // Where the parameters live and loss_sum computes (it takes CPU batches and moves them there); on a GPU
+  // the loop also reports the GPU's memory.
+  at::Device device = at::kCPU;
 };
 
 struct TrainingData {

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "autotrain/adapter.h"
+#include "autotrain/device.h"
 #include "autotrain/error.h"
 #include "autotrain/generation.h"
 #include "autotrain/logging.h"
@@ -15,7 +16,7 @@ namespace autotrain::cli {
 
 namespace {
 struct GenerateOptions {
-  std::string model_dir, adapter_dir, prompt, dtype = "fp32";
+  std::string model_dir, adapter_dir, prompt, dtype = "fp32", device = "auto";
   int64_t max_new_tokens = 64;
   double temperature = 0, top_p = 1.0;
   uint64_t seed = 42;
@@ -45,6 +46,9 @@ Command add_generate_command(CLI::App& parent) {
   app->add_option("--dtype", o->dtype, "Weights and compute dtype")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  app->add_option("--device", o->device, "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app->add_flag("--no-special-tokens", o->no_special_tokens, "Do not add the tokenizer's bos token to the prompt");
   app->footer("Example:\n  autotrain generate --model build/fixtures/models/llama --adapter example-run "
               "--prompt \"The red fox\" --max-new-tokens 32");
@@ -52,6 +56,9 @@ Command add_generate_command(CLI::App& parent) {
     auto tokenizer = Tokenizer::load(o->model_dir);
     ModelOptions options;
     options.dtype = parse_dtype_name(o->dtype);
+    options.device = select_device(o->device);
+    // Said only for a GPU: the CPU is what generate always did, and its stderr stays as it was.
+    if (options.device.is_cuda()) log::info("device: " + describe_device(options.device));
     std::optional<AdapterConfig> adapter;
     if (!o->adapter_dir.empty()) {
       adapter = load_adapter_config(o->adapter_dir);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autotrain/config.h"
+#include "autotrain/device.h"
 #include "autotrain/distributed.h"
 #include "autotrain/error.h"
 #include "autotrain/finetune.h"
@@ -74,6 +75,10 @@ Command add_train_command(CLI::App& parent) {
   app->add_option("--master-port", options->launch.master_port,
                   "Rendezvous port on the node-rank-0 machine (default: a free port on one machine, 29500 on several)")
       ->check(CLI::Range(1, 65535));
+  app->add_option("--device", options->finetune.device,
+                  "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app->add_option("--ddp-timeout", options->finetune.ddp_timeout_seconds,
                   "Seconds a worker waits for the others (rendezvous, gradient sums) before it gives up")
       ->capture_default_str()
@@ -92,6 +97,7 @@ Command add_train_command(CLI::App& parent) {
     const std::optional<WorkerPlace> place = worker_place_from_environment();
     const LaunchOptions& launch = options->launch;
     if (!place && (launch.nproc_per_node > 1 || launch.nnodes > 1)) {
+      check_device_for_workers(options->finetune.device, launch.nproc_per_node * launch.nnodes);
       const int exit_code = launch_workers(launch, own_arguments());
       if (exit_code != 0) throw Error("", exit_code);  // the workers have said why
       return;

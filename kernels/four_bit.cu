@@ -96,10 +96,62 @@ __global__ void dequantize_kernel(FourBitWeight w, MapParam map_param, int64_t f
   }
 }
 
+// A block of columns [col_begin, col_begin + width) of rows [row_begin, row_begin + height): out is
+// height x width. When the columns and the weight's rows are 8-aligned, each thread writes 8 values from one
+// 4-byte read (as above); otherwise it goes element by element.
+template <typename T>
+__global__ void dequantize_columns_kernel(FourBitWeight w, MapParam map_param, int64_t row_begin, int64_t height,
+                                          int64_t col_begin, int64_t width, T* out) {
+  __shared__ float code[16];
+  __shared__ float map[256];
+  if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
+  if (w.absmax == nullptr)
+    for (int k = threadIdx.x; k < 256; k += blockDim.x) map[k] = map_param.map.values[k];
+  __syncthreads();
+  const bool aligned = w.cols % 8 == 0 && col_begin % 8 == 0 && width % 8 == 0;
+  const int64_t per_row = aligned ? width / 8 : width;
+  const int64_t items = height * per_row;
+  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < items; g += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = g / per_row, c = g % per_row;
+    if (!aligned) {
+      out[r * width + c] = from_float<T>(element(w, code, map, (row_begin + r) * w.cols + col_begin + c));
+      continue;
+    }
+    const int64_t start = (row_begin + r) * w.cols + col_begin + c * 8;
+    const float scale = block_scale(w, map, start / w.blocksize);
+    const uint32_t word = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
+    alignas(16) T values[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const uint32_t byte = (word >> (8 * (k / 2))) & 0xFF;
+      const uint32_t nibble = (k & 1) ? (byte & 0x0F) : (byte >> 4);
+      values[k] = from_float<T>(__fmul_rn(code[nibble], scale));
+    }
+    T* dst = out + r * width + c * 8;
+    if constexpr (sizeof(T) == 2) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(values);
+    } else {
+      reinterpret_cast<uint4*>(dst)[0] = *reinterpret_cast<const uint4*>(values);
+      reinterpret_cast<uint4*>(dst)[1] = *reinterpret_cast<const uint4*>(values + 4);
+    }
+  }
+}
+
+// Blocks for a grid-stride kernel: enough to fill the device a few times over, few enough that the per-block
+// set-up (the code and map into shared memory) is paid rarely.
+unsigned grid_for(int64_t items, unsigned threads) {
+  static const int64_t limit = [] {
+    int device = 0, sms = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    return int64_t(std::max(sms, 1)) * 8;
+  }();
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + threads - 1) / threads, limit)));
+}
+
 // ---- GEMV ------------------------------------------------------------------------------------------------
 
 constexpr int kWarpsPerBlock = 4;
-constexpr int kRowsPerWarp = 4;
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -122,8 +174,12 @@ __device__ __forceinline__ void load8(const T* p, float* out) {
   }
 }
 
-// cols % 32 == 0: each lane reads 16 packed bytes (32 values, one block's worth at most) of each of the
-// warp's rows per step, so every byte of the weight is read once, in 512-byte runs per warp.
+// cols % 32 == 0: each lane reads 16 packed bytes (32 values, within one block) of each of the warp's rows
+// per 1024-column chunk, so every byte of the weight is read once, in 512-byte runs per warp. The reads of
+// kGemvChunks chunks are issued before any is used, so that a row of 4096 columns costs one trip to memory.
+constexpr int kGemvRows = 2;    // rows per warp
+constexpr int kGemvChunks = 4;  // 1024-column chunks in flight at once
+
 template <typename T, int M>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kernel(FourBitWeight w, MapParam map_param, const T* __restrict__ x, T* __restrict__ y) {
@@ -134,46 +190,59 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int k = threadIdx.x; k < 256; k += blockDim.x) map[k] = map_param.map.values[k];
   __syncthreads();
   const int lane = threadIdx.x % 32;
-  const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kRowsPerWarp;
+  const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kGemvRows;
   if (row0 >= w.rows) return;
-  float acc[kRowsPerWarp][M] = {};
+  float acc[kGemvRows][M] = {};
   const int64_t cols = w.cols;
-  for (int64_t k = int64_t(lane) * 32; k < cols; k += 32 * 32) {
-    uint4 words[kRowsPerWarp];
-    float scale[kRowsPerWarp];
+  for (int64_t base = int64_t(lane) * 32; base < cols; base += 1024 * kGemvChunks) {
+    uint4 words[kGemvChunks][kGemvRows];
+    float scale[kGemvChunks][kGemvRows];
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-      const int64_t row = min(row0 + r, w.rows - 1);  // rows past the end repeat the last; never written
-      const int64_t start = row * cols + k;
-      words[r] = __ldg(reinterpret_cast<const uint4*>(w.packed + start / 2));
-      scale[r] = block_scale(w, map, start / w.blocksize);
-    }
+    for (int c = 0; c < kGemvChunks; ++c)
 #pragma unroll
-    for (int part = 0; part < 4; ++part) {  // 8 values of each row at a time
-      float wv[kRowsPerWarp][8];
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        const uint32_t word = part == 0 ? words[r].x : part == 1 ? words[r].y : part == 2 ? words[r].z : words[r].w;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          const uint32_t byte = (word >> (8 * (e / 2))) & 0xFF;
-          const uint32_t nibble = (e & 1) ? (byte & 0x0F) : (byte >> 4);
-          wv[r][e] = to_float(from_float<T>(__fmul_rn(code[nibble], scale[r])));
+      for (int r = 0; r < kGemvRows; ++r) {
+        const int64_t k = base + c * 1024;
+        words[c][r] = make_uint4(0, 0, 0, 0);
+        scale[c][r] = 0.0f;
+        if (k < cols) {
+          const int64_t row = min(row0 + r, w.rows - 1);  // rows past the end repeat the last; never written
+          const int64_t start = row * cols + k;
+          words[c][r] = __ldg(reinterpret_cast<const uint4*>(w.packed + start / 2));
+          scale[c][r] = block_scale(w, map, start / w.blocksize);
         }
       }
 #pragma unroll
-      for (int m = 0; m < M; ++m) {
-        float xv[8];
-        load8(x + m * cols + k + part * 8, xv);
+    for (int c = 0; c < kGemvChunks; ++c) {
+      const int64_t k = base + c * 1024;
+      if (k >= cols) break;
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r)
+      for (int part = 0; part < 4; ++part) {  // 8 values of each row at a time
+        float wv[kGemvRows][8];
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[r][m] = fmaf(wv[r][e], xv[e], acc[r][m]);
+        for (int r = 0; r < kGemvRows; ++r) {
+          const uint4& q = words[c][r];
+          const uint32_t word = part == 0 ? q.x : part == 1 ? q.y : part == 2 ? q.z : q.w;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) {
+            const uint32_t byte = (word >> (8 * (e / 2))) & 0xFF;
+            const uint32_t nibble = (e & 1) ? (byte & 0x0F) : (byte >> 4);
+            wv[r][e] = to_float(from_float<T>(__fmul_rn(code[nibble], scale[c][r])));
+          }
+        }
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          float xv[8];
+          load8(x + m * cols + k + part * 8, xv);
+#pragma unroll
+          for (int r = 0; r < kGemvRows; ++r)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[r][m] = fmaf(wv[r][e], xv[e], acc[r][m]);
+        }
       }
     }
   }
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r)
+  for (int r = 0; r < kGemvRows; ++r)
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       const float sum = warp_sum(acc[r][m]);
@@ -235,7 +304,7 @@ void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int
     gemv_any_kernel<T><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(w, map, xt, static_cast<int>(m), yt);
     return;
   }
-  const int64_t rows_per_block = kWarpsPerBlock * kRowsPerWarp;
+  const int64_t rows_per_block = kWarpsPerBlock * kGemvRows;
   const unsigned blocks = static_cast<unsigned>((w.rows + rows_per_block - 1) / rows_per_block);
   const unsigned threads = kWarpsPerBlock * 32;
   switch (m) {
@@ -261,21 +330,41 @@ const char* use_device(int index) {
 }
 
 const char* dequantize_4bit(const FourBitWeight& w, const DynamicMap* map, int64_t row_begin, int64_t row_end,
-                            void* out, DType dtype, void* stream) {
+                            int64_t col_begin, int64_t col_end, void* out, DType dtype, void* stream) {
   if (const char* problem = check_weight(w, map)) return problem;
-  if (row_begin < 0 || row_end > w.rows || row_begin > row_end) return "dequantize_4bit: row range out of bounds";
-  if (row_begin == row_end) return nullptr;
-  const int64_t first = row_begin * w.cols, last = row_end * w.cols;
-  const int64_t groups = (last + 7) / 8 - first / 8;
-  const unsigned threads = 256;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((groups + threads - 1) / threads, 1 << 20));
+  if (row_begin < 0 || row_end > w.rows || row_begin > row_end || col_begin < 0 || col_end > w.cols ||
+      col_begin > col_end)
+    return "dequantize_4bit: rows or columns out of bounds";
+  if (row_begin == row_end || col_begin == col_end) return nullptr;
   const MapParam param = map_param_of(w, map);
   auto s = static_cast<cudaStream_t>(stream);
+  const unsigned threads = 256;
+  if (col_begin == 0 && col_end == w.cols) {  // whole rows: one contiguous run of the flat weight
+    const int64_t first = row_begin * w.cols, last = row_end * w.cols;
+    const unsigned blocks = grid_for((last + 7) / 8 - first / 8, threads);
+    switch (dtype) {
+      case DType::f32: dequantize_kernel<float><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<float*>(out)); break;
+      case DType::f16: dequantize_kernel<__half><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<__half*>(out)); break;
+      case DType::bf16:
+        dequantize_kernel<__nv_bfloat16><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<__nv_bfloat16*>(out));
+        break;
+    }
+    return launch_status();
+  }
+  const int64_t height = row_end - row_begin, width = col_end - col_begin;
+  const unsigned blocks = grid_for(height * width / 8 + 1, threads);
   switch (dtype) {
-    case DType::f32: dequantize_kernel<float><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<float*>(out)); break;
-    case DType::f16: dequantize_kernel<__half><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<__half*>(out)); break;
+    case DType::f32:
+      dequantize_columns_kernel<float><<<blocks, threads, 0, s>>>(w, param, row_begin, height, col_begin, width,
+                                                                  static_cast<float*>(out));
+      break;
+    case DType::f16:
+      dequantize_columns_kernel<__half><<<blocks, threads, 0, s>>>(w, param, row_begin, height, col_begin, width,
+                                                                   static_cast<__half*>(out));
+      break;
     case DType::bf16:
-      dequantize_kernel<__nv_bfloat16><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<__nv_bfloat16*>(out));
+      dequantize_columns_kernel<__nv_bfloat16><<<blocks, threads, 0, s>>>(w, param, row_begin, height, col_begin,
+                                                                          width, static_cast<__nv_bfloat16*>(out));
       break;
   }
   return launch_status();

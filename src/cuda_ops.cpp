@@ -61,36 +61,32 @@ const cuda::DynamicMap* dynamic_map() {
   return &map;
 }
 
-// y = x W^T (+ bias): GEMV for a few rows, else the sliced matmul; dx = dy W in the backward.
+// y = x W^T: GEMV for a few rows, else the sliced matmul; dx = dy W in the backward. (The bias is added
+// outside: an undefined tensor cannot be an input of a custom autograd function.)
 struct Linear4bit : public torch::autograd::Function<Linear4bit> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const Quantized4bit* weight,
-                            const at::Tensor& bias) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const Quantized4bit* weight) {
     ctx->saved_data["weight"] = reinterpret_cast<int64_t>(weight);
     const int64_t in = x.size(-1), rows = x.numel() / std::max<int64_t>(in, 1);
-    at::Tensor y;
     if (rows >= 1 && rows <= cuda::kMaxGemvRows) {
       std::vector<int64_t> shape = x.sizes().vec();
       shape.back() = weight->shape[0];
-      y = gemv_4bit_cuda(x.reshape({rows, in}), *weight).view(shape);
-    } else {
-      y = matmul_4bit_cuda(x, *weight, dequantize_chunk_bytes());
+      return gemv_4bit_cuda(x.reshape({rows, in}), *weight).view(shape);
     }
-    if (bias.defined()) y.add_(bias.to(y.scalar_type()));
-    return y;
+    return matmul_4bit_cuda(x, *weight, dequantize_chunk_bytes());
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto* weight = reinterpret_cast<const Quantized4bit*>(ctx->saved_data["weight"].toInt());
-    return {matmul_4bit_transposed_cuda(grads[0], *weight, dequantize_chunk_bytes()), at::Tensor(), at::Tensor()};
+    return {matmul_4bit_transposed_cuda(grads[0], *weight, dequantize_chunk_bytes()), at::Tensor()};
   }
 };
 
-// Rows per slice of a weight with `cols` columns of `element_size` bytes: whole multiples of 128 (cuBLAS
-// tiles) unless the weight is smaller.
-int64_t slice_rows(int64_t rows, int64_t cols, int64_t element_size, int64_t chunk_bytes) {
-  int64_t fit = std::max<int64_t>(1, chunk_bytes / std::max<int64_t>(1, cols * element_size));
-  if (fit >= rows) return rows;
-  return std::max<int64_t>(std::min<int64_t>(128, rows), fit / 128 * 128);
+// How many of `count` rows (or columns) of `other` elements each go in a slice of at most `chunk_bytes`:
+// whole multiples of 128 (cuBLAS tiles; also keeps column slices 8-aligned) unless all fit.
+int64_t slice_of(int64_t count, int64_t other, int64_t element_size, int64_t chunk_bytes) {
+  int64_t fit = std::max<int64_t>(1, chunk_bytes / std::max<int64_t>(1, other * element_size));
+  if (fit >= count) return count;
+  return std::max<int64_t>(std::min<int64_t>(128, count), fit / 128 * 128);
 }
 
 }  // namespace
@@ -104,11 +100,14 @@ bool linear_4bit_cuda_supports(const at::Tensor& x, const Quantized4bit& weight)
          weight.packed.get_device() == x.get_device() && x.size(-1) == weight.shape[1];
 }
 
-at::Tensor dequantize_4bit_cuda(const Quantized4bit& weight, at::ScalarType dtype, int64_t row_begin, int64_t row_end) {
+at::Tensor dequantize_4bit_cuda(const Quantized4bit& weight, at::ScalarType dtype, int64_t row_begin, int64_t row_end,
+                                int64_t col_begin, int64_t col_end) {
   cuda::FourBitWeight w = kernel_view(weight);
   if (row_end < 0) row_end = w.rows;
-  at::Tensor out = at::empty({row_end - row_begin, w.cols}, weight.packed.options().dtype(dtype));
-  check(cuda::dequantize_4bit(w, dynamic_map(), row_begin, row_end, out.data_ptr(), kernel_dtype(dtype), nullptr),
+  if (col_end < 0) col_end = w.cols;
+  at::Tensor out = at::empty({row_end - row_begin, col_end - col_begin}, weight.packed.options().dtype(dtype));
+  check(cuda::dequantize_4bit(w, dynamic_map(), row_begin, row_end, col_begin, col_end, out.data_ptr(),
+                              kernel_dtype(dtype), nullptr),
         "dequantize_4bit");
   return out;
 }
@@ -136,7 +135,7 @@ at::Tensor matmul_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, in
   const int64_t out_features = weight.shape.at(0), in = weight.shape.at(1);
   at::Tensor x2 = x.reshape({-1, in});
   at::Tensor y = at::empty({x2.size(0), out_features}, x.options());
-  const int64_t step = slice_rows(out_features, in, x.element_size(), chunk_bytes);
+  const int64_t step = slice_of(out_features, in, x.element_size(), chunk_bytes);
   for (int64_t first = 0; first < out_features; first += step) {
     const int64_t last = std::min(out_features, first + step);
     at::Tensor w = dequantize_4bit_cuda(weight, x.scalar_type(), first, last);
@@ -152,19 +151,22 @@ at::Tensor matmul_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, in
   return y.view(shape);
 }
 
+// Sliced by columns of W (input features): each slice of dx is one whole GEMM over all output features,
+// so no partial sums are rounded to fp16/bf16 and added (as slicing the rows of W would need).
 at::Tensor matmul_4bit_transposed_cuda(const at::Tensor& dy, const Quantized4bit& weight, int64_t chunk_bytes) {
   const int64_t out_features = weight.shape.at(0), in = weight.shape.at(1);
   at::Tensor dy2 = dy.reshape({-1, out_features});
   at::Tensor dx = at::empty({dy2.size(0), in}, dy.options());
-  const int64_t step = slice_rows(out_features, in, dy.element_size(), chunk_bytes);
-  for (int64_t first = 0; first < out_features; first += step) {
-    const int64_t last = std::min(out_features, first + step);
-    at::Tensor w = dequantize_4bit_cuda(weight, dy.scalar_type(), first, last);
-    at::Tensor part = dy2.narrow(1, first, last - first);
-    if (first == 0)
-      at::mm_out(dx, part, w);
-    else
-      dx.addmm_(part, w);  // sum over slices of the output features
+  const int64_t step = slice_of(in, out_features, dy.element_size(), chunk_bytes);
+  for (int64_t first = 0; first < in; first += step) {
+    const int64_t last = std::min(in, first + step);
+    at::Tensor w = dequantize_4bit_cuda(weight, dy.scalar_type(), 0, out_features, first, last);
+    if (step == in) {
+      at::mm_out(dx, dy2, w);
+    } else {
+      at::Tensor columns = dx.narrow(1, first, last - first);  // cuBLAS writes the column slice in place
+      at::mm_out(columns, dy2, w);
+    }
   }
   std::vector<int64_t> shape = dy.sizes().vec();
   shape.back() = in;
@@ -172,7 +174,8 @@ at::Tensor matmul_4bit_transposed_cuda(const at::Tensor& dy, const Quantized4bit
 }
 
 at::Tensor linear_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, const at::Tensor& bias) {
-  return Linear4bit::apply(x, &weight, bias);
+  at::Tensor y = Linear4bit::apply(x, &weight);
+  return bias.defined() ? y + bias.to(y.scalar_type()) : y;
 }
 
 #else  // no CUDA kernels in this build
@@ -183,7 +186,9 @@ namespace {
 
 bool cuda_kernels_built() { return false; }
 bool linear_4bit_cuda_supports(const at::Tensor&, const Quantized4bit&) { return false; }
-at::Tensor dequantize_4bit_cuda(const Quantized4bit&, at::ScalarType, int64_t, int64_t) { not_built(); }
+at::Tensor dequantize_4bit_cuda(const Quantized4bit&, at::ScalarType, int64_t, int64_t, int64_t, int64_t) {
+  not_built();
+}
 at::Tensor gemv_4bit_cuda(const at::Tensor&, const Quantized4bit&) { not_built(); }
 int64_t dequantize_chunk_bytes() { return 64 << 20; }
 at::Tensor matmul_4bit_cuda(const at::Tensor&, const Quantized4bit&, int64_t) { not_built(); }

@@ -103,6 +103,11 @@ TEST(CudaKernels, DequantizeEqualsTheCpuBitForBit) {
             EXPECT_TRUE(at::equal(dequantize_4bit_cuda(g, dtype).cpu(), expected));
             const int64_t first = s.rows / 3, last = s.rows - s.rows / 4;  // a slice of rows
             EXPECT_TRUE(at::equal(dequantize_4bit_cuda(g, dtype, first, last).cpu(), expected.slice(0, first, last)));
+            // blocks of columns: 8-aligned (the vectorised path when the rows are too) and not
+            const int64_t a = 8 * (s.cols / 40), b = s.cols - 8 * (s.cols / 40), c = s.cols / 3, d = s.cols - s.cols / 4;
+            EXPECT_TRUE(at::equal(dequantize_4bit_cuda(g, dtype, first, last, a, b).cpu(),
+                                  expected.slice(0, first, last).slice(1, a, b)));
+            EXPECT_TRUE(at::equal(dequantize_4bit_cuda(g, dtype, 0, -1, c, d).cpu(), expected.slice(1, c, d)));
           }
         }
 }
@@ -137,8 +142,8 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
         }
 }
 
-// The sliced matmul (forward x W^T, backward dy W) with slices of 128 rows, so that a 300-row weight takes
-// three (128, 128, 44): every slice boundary and the last short slice are covered.
+// The sliced matmul with slices of 128 rows forward (a 300-row weight takes three: 128, 128, 44) and of 128
+// columns backward (a 200-column weight takes two: 128, 72): every slice boundary and short last slices.
 TEST(CudaKernels, SlicedMatmulMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(3);
@@ -148,7 +153,7 @@ TEST(CudaKernels, SlicedMatmulMatchesTheCpuReference) {
         SCOPED_TRACE(describe(QuantType::nf4, true, 64, s, dtype) + " m " + std::to_string(m));
         Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, true);
         Quantized4bit g = on_gpu(q);
-        const int64_t slice = 128 * s.cols * at::elementSize(dtype);
+        const int64_t slice = 128 * std::max(s.rows, s.cols) * at::elementSize(dtype);
         at::Tensor w = dequantize_4bit(q, dtype);
         at::Tensor x = at::randn({m, s.cols}).to(dtype);
         expect_close_to_fp64(matmul_4bit_cuda(x.to(at::kCUDA), g, slice), x, w.t(), dtype);

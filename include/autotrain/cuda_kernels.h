@@ -53,11 +53,11 @@ struct DynamicMap {
   float values[256];
 };
 
-// Rows [row_begin, row_end) of the weight, dense, into `out` ((row_end - row_begin) x cols, row-major, in
-// `dtype`): each value is code * scale in fp32, then rounded to `dtype` (what src/quant.cpp does).
-// `map` may be nullptr when the weight is not double quantized.
+// Rows [row_begin, row_end) x columns [col_begin, col_end) of the weight, dense, into `out` (row-major,
+// (row_end - row_begin) x (col_end - col_begin), in `dtype`): each value is code * scale in fp32, then
+// rounded to `dtype` (what src/quant.cpp does). `map` may be nullptr when the weight is not double quantized.
 const char* dequantize_4bit(const FourBitWeight& weight, const DynamicMap* map, int64_t row_begin, int64_t row_end,
-                            void* out, DType dtype, void* stream);
+                            int64_t col_begin, int64_t col_end, void* out, DType dtype, void* stream);
 
 // y (m, rows) = x (m, cols) . W^T for 1 <= m <= 8 (token generation): each packed byte is read once, the
 // values are rounded to `dtype` as the dequantized weight would be, and products accumulate in fp32.

@@ -15,9 +15,10 @@ bool cuda_kernels_built();
 // same device, in a build with the kernels. Otherwise callers fall back to dequantize-then-matmul in libtorch.
 bool linear_4bit_cuda_supports(const at::Tensor& x, const Quantized4bit& weight);
 
-// Rows [row_begin, row_end) of the 2-D weight, dense in `dtype` (bit-identical to dequantize_4bit).
+// Rows [row_begin, row_end) x columns [col_begin, col_end) of the 2-D weight, dense in `dtype`
+// (bit-identical to dequantize_4bit); -1 ends: the last row / column.
 at::Tensor dequantize_4bit_cuda(const Quantized4bit& weight, at::ScalarType dtype, int64_t row_begin = 0,
-                                int64_t row_end = -1);
+                                int64_t row_end = -1, int64_t col_begin = 0, int64_t col_end = -1);
 
 // x (m, in) -> (m, out) for m <= 8: the GEMV kernel, each packed byte read once.
 at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight);
@@ -27,7 +28,9 @@ at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight);
 int64_t dequantize_chunk_bytes();
 
 // x (..., in) . W^T -> (..., out) and dy (..., out) . W -> (..., in), dequantizing at most `chunk_bytes`
-// of W at a time into a scratch slice that cuBLAS (through libtorch) multiplies.
+// of W at a time into a scratch slice that cuBLAS (through libtorch) multiplies: slices of rows (output
+// features) forward, of columns (input features) backward, so that every output element is one GEMM's
+// sum, rounded once.
 at::Tensor matmul_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, int64_t chunk_bytes);
 at::Tensor matmul_4bit_transposed_cuda(const at::Tensor& dy, const Quantized4bit& weight, int64_t chunk_bytes);
 

@@ -142,10 +142,35 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
         }
 }
 
+// cuBLAS may add split-K partial sums in fp16 / bf16 (torch's default allow_fp16/bf16_reduced_precision_
+// reduction), which rounds more than once; the bounds above assume one rounding of an fp32 sum, so the
+// matmul tests ask for fp32 reductions while they run.
+class FullPrecisionReductions {
+ public:
+  FullPrecisionReductions()
+      : fp16_(at::globalContext().allowFP16ReductionCuBLAS()), bf16_(at::globalContext().allowBF16ReductionCuBLAS()) {
+    at::globalContext().setAllowFP16ReductionCuBLAS(false);
+    at::globalContext().setAllowBF16ReductionCuBLAS(false);
+  }
+  ~FullPrecisionReductions() {
+    restore(fp16_, [](bool a, bool b) { at::globalContext().setAllowFP16ReductionCuBLAS(a, b); });
+    restore(bf16_, [](bool a, bool b) { at::globalContext().setAllowBF16ReductionCuBLAS(a, b); });
+  }
+
+ private:
+  template <typename Set>
+  static void restore(at::CuBLASReductionOption option, Set set) {
+    set(option == at::CuBLASReductionOption::AllowReducedPrecisionWithSplitK,
+        option != at::CuBLASReductionOption::DisallowReducedPrecisionDisallowSplitK);
+  }
+  at::CuBLASReductionOption fp16_, bf16_;
+};
+
 // The sliced matmul with slices of 128 rows forward (a 300-row weight takes three: 128, 128, 44) and of 128
 // columns backward (a 200-column weight takes two: 128, 72): every slice boundary and short last slices.
 TEST(CudaKernels, SlicedMatmulMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
+  FullPrecisionReductions reductions;
   torch::manual_seed(3);
   for (Shape s : std::vector<Shape>{{300, 200}, {129, 96}, {37, 53}})
     for (at::ScalarType dtype : kDtypes)

@@ -16,6 +16,7 @@
 #include "autotrain/finetune.h"
 #include "autotrain/frozen_linear.h"
 #include "autotrain/generation.h"
+#include "autotrain/lora.h"
 #include "autotrain/metrics.h"
 #include "autotrain/model.h"
 #include "autotrain/quant.h"
@@ -208,6 +209,54 @@ TEST(CudaKernels, Linear4bitAutogradMatchesTheCpuLayer) {
     // values ~10, while a wrong term is off by O(1).
     EXPECT_LE((y_gpu.cpu() - y_cpu.detach()).abs().max().item<double>(), 1e-4);
     EXPECT_LE((x_gpu.grad().cpu() - x_cpu.grad()).abs().max().item<double>(), 1e-4);
+  }
+}
+
+// Fused q/k/v LoRA on the GPU against three separate LoRA layers on the CPU (the reference held to PEFT in
+// tests/lora_test.cpp): outputs and the gradients of x, every A and every B, fp32. cuBLAS and the CPU's BLAS
+// sum in other orders (~1e-6 relative here); 1e-4 of the largest value catches a wrong term.
+TEST(CudaFusedLora, EqualsSeparateLayersOnTheCpu) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(8);
+  const int64_t in = 96;
+  const std::vector<int64_t> outs{96, 32, 32}, ranks{8, 8, 4};
+  std::vector<LoraLinear> layers;
+  std::vector<at::Tensor> weights, as, bs, bases;
+  std::vector<double> scalings;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    weights.push_back(at::randn({outs[i], in}) * 0.1);
+    layers.emplace_back(std::make_shared<FrozenLinear>(weights.back(), at::Tensor(), BaseQuantization::none, at::kFloat),
+                        LoraOptions{ranks[i], 16.0 + 8.0 * i, 0.0, false});
+    at::NoGradGuard no_grad;
+    layers.back()->lora_B.normal_();
+  }
+  const at::Tensor x0 = at::randn({2, 7, in}), upstream = at::randn({2, 7, 96 + 32 + 32});
+
+  at::Tensor x_cpu = x0.clone().requires_grad_(true);
+  std::vector<at::Tensor> cpu_outputs;
+  for (auto& layer : layers) cpu_outputs.push_back(layer->forward(x_cpu));
+  at::Tensor y_cpu = at::cat(cpu_outputs, -1);
+  (y_cpu * upstream).sum().backward();
+
+  at::Tensor x_gpu = x0.to(at::kCUDA).requires_grad_(true);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    as.push_back(layers[i]->lora_A.detach().to(at::kCUDA).requires_grad_(true));
+    bs.push_back(layers[i]->lora_B.detach().to(at::kCUDA).requires_grad_(true));
+    bases.push_back(at::linear(x_gpu, weights[i].to(at::kCUDA)));
+    scalings.push_back(layers[i]->scaling());
+  }
+  at::Tensor y_gpu = at::cat(fused_lora(x_gpu, bases, as, bs, scalings), -1);
+  (y_gpu * upstream.to(at::kCUDA)).sum().backward();
+
+  auto expect_close = [](const at::Tensor& gpu, const at::Tensor& cpu, const char* name) {
+    const double scale = std::max(1.0, cpu.abs().max().item<double>());
+    EXPECT_LE((gpu.cpu() - cpu).abs().max().item<double>(), 1e-4 * scale) << name;
+  };
+  expect_close(y_gpu.detach(), y_cpu.detach(), "y");
+  expect_close(x_gpu.grad(), x_cpu.grad(), "dx");
+  for (size_t i = 0; i < layers.size(); ++i) {
+    expect_close(as[i].grad(), layers[i]->lora_A.grad(), "dA");
+    expect_close(bs[i].grad(), layers[i]->lora_B.grad(), "dB");
   }
 }
 

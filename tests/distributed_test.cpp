@@ -42,6 +42,17 @@ std::string train_command(const testing::TempDir& dir, const std::string& extra 
          testing::quote(AUTOTRAIN_BINARY) + " train --config params.json --cache-dir " + cache + extra;
 }
 
+// Shell lines that start two workers in `dir` from torchrun's variables on a free port (rank 1 with a token
+// cache of its own), as $r0 and $r1 in the background, and return once rank 0 has written a metrics record.
+std::string torchrun_pair_training(const testing::TempDir& dir, const std::string& ddp_timeout) {
+  const std::string port = std::to_string(free_loopback_port());
+  const std::string env = " WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
+  const std::string extra = " --ddp-timeout " + ddp_timeout;
+  return train_command(dir, extra, "RANK=0" + env) + " > rank0.txt 2>&1 & r0=$!; " +
+         train_command(dir, extra, "RANK=1" + env, "cache1") + " > rank1.txt 2>&1 & r1=$!; " +
+         "for i in $(seq 1 3000); do [ -s run/metrics.jsonl ] && break; sleep 0.02; done; ";
+}
+
 // The largest |difference| over every tensor of two adapter files with the same names.
 double max_adapter_difference(const std::string& a_path, const std::string& b_path) {
   auto a = SafetensorsFile::open(a_path), b = SafetensorsFile::open(b_path);
@@ -128,12 +139,8 @@ TEST(Distributed, AWorkerThatDiesEndsTheJobWithAMessage) {
 
   testing::TempDir alone;
   write_config(alone, 3, /*epochs=*/50);
-  const std::string port = std::to_string(free_loopback_port());
-  const std::string env = " WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
   const std::string pair =
-      train_command(alone, " --ddp-timeout 20", "RANK=0" + env) + " > rank0.txt 2>&1 & r0=$!; " +
-      train_command(alone, " --ddp-timeout 20", "RANK=1" + env, "cache1") + " > rank1.txt 2>&1 & r1=$!; "
-      "for i in $(seq 1 3000); do [ -s run/metrics.jsonl ] && break; sleep 0.02; done; "
+      torchrun_pair_training(alone, "20") +
       "kill -9 $r1; start=$(date +%s); wait $r0; code=$?; echo \"exit=$code seconds=$(( $(date +%s) - start ))\"; "
       "cat rank0.txt";
   auto survivor = testing::run_command("cd " + testing::quote(alone.path().string()) + " && " + pair);
@@ -147,12 +154,8 @@ TEST(Distributed, AHungWorkerMakesTheOtherGiveUpAfterTheTimeout) {
   // SIGSTOP: the peer is alive (its sockets stay open) but silent; only --ddp-timeout ends the wait.
   testing::TempDir dir;
   write_config(dir, 3, /*epochs=*/50);
-  const std::string port = std::to_string(free_loopback_port());
-  const std::string env = " WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
   const std::string pair =
-      train_command(dir, " --ddp-timeout 5", "RANK=0" + env) + " > rank0.txt 2>&1 & r0=$!; " +
-      train_command(dir, " --ddp-timeout 5", "RANK=1" + env, "cache1") + " > rank1.txt 2>&1 & r1=$!; "
-      "for i in $(seq 1 3000); do [ -s run/metrics.jsonl ] && break; sleep 0.02; done; "
+      torchrun_pair_training(dir, "5") +
       "kill -STOP $r1; start=$(date +%s); wait $r0; code=$?; kill -9 $r1; "
       "echo \"exit=$code seconds=$(( $(date +%s) - start ))\"; cat rank0.txt";
   auto result = testing::run_command("cd " + testing::quote(dir.path().string()) + " && " + pair);

@@ -10,6 +10,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <string>
+#include <type_traits>
 
 #include "autotrain/cuda_kernels.h"
 
@@ -30,7 +32,8 @@ __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-// The map is needed only with double quantization; kernels take it by value (1 KiB of parameters).
+// The map is needed only with double quantization; kernels take it by value (1 KiB of parameters). Kernel
+// parameters are __grid_constant__, so that reading them by index (code, map) needs no per-thread local copy.
 struct MapParam {
   DynamicMap map;
 };
@@ -39,6 +42,15 @@ __device__ __forceinline__ float block_scale(const FourBitWeight& w, const float
   if (w.absmax != nullptr) return w.absmax[block];
   const float nested = __fmul_rn(map[w.nested_codes[block]], w.nested_absmax[block / w.nested_blocksize]);
   return __fadd_rn(nested, w.offset);
+}
+
+// Every kernel's start: the code (and, with double quantization, the map) into the block's shared memory.
+__device__ __forceinline__ void load_code_and_map(const FourBitWeight& w, const MapParam& map_param, float* code,
+                                                  float* map) {
+  if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
+  if (w.absmax == nullptr)
+    for (int k = threadIdx.x; k < 256; k += blockDim.x) map[k] = map_param.map.values[k];
+  __syncthreads();
 }
 
 // The value of flat element i (in fp32, before rounding to the output dtype).
@@ -53,13 +65,10 @@ __device__ __forceinline__ float element(const FourBitWeight& w, const float* co
 // Each thread writes the elements of one 8-aligned group of flat indices that fall in [first, last): 8
 // elements share a block (blocksize is a multiple of 32) and four packed bytes.
 template <typename T>
-__global__ void dequantize_kernel(FourBitWeight w, MapParam map_param, int64_t first, int64_t last, T* out) {
+__global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param, int64_t first, int64_t last, T* out) {
   __shared__ float code[16];
   __shared__ float map[256];
-  if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
-  if (w.absmax == nullptr)
-    for (int k = threadIdx.x; k < 256; k += blockDim.x) map[k] = map_param.map.values[k];
-  __syncthreads();
+  load_code_and_map(w, map_param, code, map);
   const int64_t total = w.rows * w.cols;
   const int64_t group_first = first / 8;
   const int64_t groups = (last + 7) / 8 - group_first;
@@ -100,14 +109,11 @@ __global__ void dequantize_kernel(FourBitWeight w, MapParam map_param, int64_t f
 // height x width. When the columns and the weight's rows are 8-aligned, each thread writes 8 values from one
 // 4-byte read (as above); otherwise it goes element by element.
 template <typename T>
-__global__ void dequantize_columns_kernel(FourBitWeight w, MapParam map_param, int64_t row_begin, int64_t height,
+__global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param, int64_t row_begin, int64_t height,
                                           int64_t col_begin, int64_t width, T* out) {
   __shared__ float code[16];
   __shared__ float map[256];
-  if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
-  if (w.absmax == nullptr)
-    for (int k = threadIdx.x; k < 256; k += blockDim.x) map[k] = map_param.map.values[k];
-  __syncthreads();
+  load_code_and_map(w, map_param, code, map);
   const bool aligned = w.cols % 8 == 0 && col_begin % 8 == 0 && width % 8 == 0;
   const int64_t per_row = aligned ? width / 8 : width;
   const int64_t items = height * per_row;
@@ -182,13 +188,10 @@ constexpr int kGemvChunks = 4;  // 1024-column chunks in flight at once
 
 template <typename T, int M>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemv_kernel(FourBitWeight w, MapParam map_param, const T* __restrict__ x, T* __restrict__ y) {
+    gemv_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param, const T* __restrict__ x, T* __restrict__ y) {
   __shared__ float code[16];
   __shared__ float map[256];
-  if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
-  if (w.absmax == nullptr)
-    for (int k = threadIdx.x; k < 256; k += blockDim.x) map[k] = map_param.map.values[k];
-  __syncthreads();
+  load_code_and_map(w, map_param, code, map);
   const int lane = threadIdx.x % 32;
   const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kGemvRows;
   if (row0 >= w.rows) return;
@@ -252,14 +255,11 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
 // Any shape: one warp per row, element by element.
 template <typename T>
-__global__ void gemv_any_kernel(FourBitWeight w, MapParam map_param, const T* __restrict__ x, int m_count,
+__global__ void gemv_any_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param, const T* __restrict__ x, int m_count,
                                 T* __restrict__ y) {
   __shared__ float code[16];
   __shared__ float map[256];
-  if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
-  if (w.absmax == nullptr)
-    for (int k = threadIdx.x; k < 256; k += blockDim.x) map[k] = map_param.map.values[k];
-  __syncthreads();
+  load_code_and_map(w, map_param, code, map);
   const int lane = threadIdx.x % 32;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   if (row >= w.rows) return;
@@ -272,6 +272,194 @@ __global__ void gemv_any_kernel(FourBitWeight w, MapParam map_param, const T* __
     const float sum = warp_sum(acc[m]);
     if (lane == 0) y[m * w.rows + row] = from_float<T>(sum);
   }
+}
+
+// ---- GEMV on tensor cores ---------------------------------------------------------------------------------
+//
+// For fp16 / bf16 with cols % 64 == 0 and blocksize % 64 == 0. A block computes 16 rows of y for all m <= 8
+// rows of x with mma.m16n8k16 (A: 16 weight rows x 16 columns, B: 16 columns x 8 rows of x, fp32
+// accumulators); its warps share the row's 64-column chunks (each inside one quantization block) and add their
+// sums in shared memory at the end.
+//
+// The weight values fed to the MMA are the 16 code values rounded to the dtype; each chunk's sum is then
+// multiplied by its block's scale in fp32. (The CUDA-core kernels round code * scale per value instead, as
+// dequantize_4bit does; both are within one rounding of the dtype of the exact product.)
+//
+// Fragments of mma.m16n8k16 (PTX ISA), lane = 4 g + t: A registers hold {row g, k 2t..2t+1}, {row g+8, k 2t..2t+1},
+// {row g, k 2t+8..2t+9}, {row g+8, k 2t+8..2t+9}; B registers {k 2t..2t+1, n g}, {k 2t+8..2t+9, n g}; D holds
+// {row g, n 2t}, {row g, n 2t+1}, {row g+8, n 2t}, {row g+8, n 2t+1}. A dot product does not care in which order
+// its columns are added, so k is mapped onto columns such that each lane reads whole bytes of its own: in a
+// chunk, lane t reads the packed bytes 8t..8t+7 (columns 16t..16t+15) of rows g and g+8, and the chunk's j-th MMA
+// (j = 0..3) takes byte 2j as k 2t..2t+1 and byte 2j+1 as k 2t+8..2t+9, i.e. columns 16t+4j..16t+4j+3; B takes
+// x at those same columns, which are 32 consecutive bytes of x for the lane.
+//
+// A byte becomes its A register (two values, the high nibble's in the low half) through a 256-entry table in
+// shared memory, kept in 32 copies so that lane l always reads bank l: no bank conflicts.
+constexpr int kTensorCoreRows = 16;      // rows of y per block
+constexpr int kTensorCoreMaxWarps = 16;  // warps per block at most
+constexpr int kTensorCoreUnroll = 4;     // chunks whose bytes a warp has in flight at once
+constexpr size_t kPairTableBytes = 256 * 32 * sizeof(uint32_t);
+
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float low, float high);
+template <>
+__device__ __forceinline__ uint32_t pack_pair<__half>(float low, float high) {
+  const __half2 pair = __floats2half2_rn(low, high);
+  return *reinterpret_cast<const uint32_t*>(&pair);
+}
+template <>
+__device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float low, float high) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
+  return *reinterpret_cast<const uint32_t*>(&pair);
+}
+
+// d += A . B for one m16n8k16 tile (fp32 accumulators).
+template <typename T>
+__device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same_v<T, __half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+#else
+  __trap();  // the launcher never picks this kernel below sm_80
+#endif
+}
+
+// Byte i (0..7) of 8 packed bytes, as a word offset into the pair table (the lane's copy is added by the caller).
+__device__ __forceinline__ uint32_t table_offset(const uint2& bytes, int i) {
+  const uint32_t word = i < 4 ? bytes.x : bytes.y;
+  return ((word >> (8 * (i % 4))) & 0xFFu) * 32u;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
+    gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                            const T* __restrict__ x, int m_count,
+                            T* __restrict__ y) {
+  extern __shared__ __align__(16) uint32_t pair_table[];  // [byte][copy]
+  __shared__ float code[16];
+  __shared__ float map[256];
+  __shared__ float partial[kTensorCoreMaxWarps][kTensorCoreRows][8];
+  load_code_and_map(w, map_param, code, map);
+  for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
+    const int byte = i / 8;
+    const uint32_t pair = pack_pair<T>(code[byte >> 4], code[byte & 15]);
+    reinterpret_cast<uint4*>(pair_table)[i] = make_uint4(pair, pair, pair, pair);
+  }
+  __syncthreads();
+
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t row0 = int64_t(blockIdx.x) * kTensorCoreRows;
+  // Rows past the end repeat the last row (read, never written).
+  const int64_t rows[2] = {min(row0 + g, w.rows - 1), min(row0 + g + 8, w.rows - 1)};
+  const int64_t chunks = w.cols / 64;
+  const uint32_t* table = pair_table + lane;
+  const bool has_x = g < m_count;  // B column g is row g of x; the others are zero
+  const T* x_lane = x + (has_x ? g : 0) * w.cols + 16 * t;
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int64_t first = warp; first < chunks; first += int64_t(warps) * kTensorCoreUnroll) {
+    uint2 bytes[kTensorCoreUnroll][2];
+    float scale[kTensorCoreUnroll][2];
+#pragma unroll
+    for (int u = 0; u < kTensorCoreUnroll; ++u) {
+      const int64_t chunk = first + int64_t(u) * warps;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        bytes[u][h] = make_uint2(0, 0);
+        scale[u][h] = 0.0f;
+        if (chunk < chunks) {
+          const int64_t start = rows[h] * w.cols + chunk * 64;
+          bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
+          scale[u][h] = block_scale(w, map, start / w.blocksize);
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kTensorCoreUnroll; ++u) {
+      const int64_t chunk = first + int64_t(u) * warps;
+      if (chunk >= chunks) break;
+      uint4 x_low = make_uint4(0, 0, 0, 0), x_high = make_uint4(0, 0, 0, 0);
+      if (has_x) {
+        x_low = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64));
+        x_high = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64) + 1);
+      }
+      const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
+      float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t a[4] = {table[table_offset(bytes[u][0], 2 * j)], table[table_offset(bytes[u][1], 2 * j)],
+                               table[table_offset(bytes[u][0], 2 * j + 1)], table[table_offset(bytes[u][1], 2 * j + 1)]};
+        mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
+      }
+      acc[0] = fmaf(d[0], scale[u][0], acc[0]);
+      acc[1] = fmaf(d[1], scale[u][0], acc[1]);
+      acc[2] = fmaf(d[2], scale[u][1], acc[2]);
+      acc[3] = fmaf(d[3], scale[u][1], acc[3]);
+    }
+  }
+  partial[warp][g][2 * t] = acc[0];
+  partial[warp][g][2 * t + 1] = acc[1];
+  partial[warp][g + 8][2 * t] = acc[2];
+  partial[warp][g + 8][2 * t + 1] = acc[3];
+  __syncthreads();
+  if (threadIdx.x < kTensorCoreRows * 8) {
+    const int r = threadIdx.x / 8, m = threadIdx.x % 8;
+    if (m < m_count && row0 + r < w.rows) {
+      float sum = 0.0f;
+      for (int k = 0; k < warps; ++k) sum += partial[k][r][m];
+      y[m * w.rows + row0 + r] = from_float<T>(sum);
+    }
+  }
+}
+
+bool tensor_cores_available() {
+  static const bool available = [] {
+    int device = 0, major = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    return major >= 8;
+  }();
+  return available;
+}
+
+// Why the tensor-core kernel cannot take this GEMV, or nullptr when it can.
+const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType dtype) {
+  if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
+  if (w.cols % 64 != 0 || w.blocksize % 64 != 0) return "it needs cols and blocksize multiples of 64";
+  if (reinterpret_cast<uintptr_t>(w.packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
+    return "it needs the packed weight 8-byte and x 16-byte aligned";
+  if (!tensor_cores_available()) return "it needs a GPU of compute capability 8.0 or newer";
+  return nullptr;
+}
+
+// Warps per block: enough blocks x warps to give every SM ~32 warps, 4 ... 16 per block.
+int tensor_core_warps(int64_t rows) {
+  static const int64_t sms = [] {
+    int device = 0, count = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
+    return int64_t(std::max(count, 1));
+  }();
+  const int64_t blocks = (rows + kTensorCoreRows - 1) / kTensorCoreRows;
+  return static_cast<int>(std::clamp<int64_t>((sms * 32 + blocks - 1) / blocks, 4, kTensorCoreMaxWarps));
+}
+
+template <typename T>
+void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y,
+                             cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>((w.rows + kTensorCoreRows - 1) / kTensorCoreRows);
+  const unsigned threads = 32 * tensor_core_warps(w.rows);
+  gemv_tensor_core_kernel<T><<<blocks, threads, kPairTableBytes, stream>>>(
+      w, map, static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
 }
 
 MapParam map_param_of(const FourBitWeight& w, const DynamicMap* map) {
@@ -371,11 +559,24 @@ const char* dequantize_4bit(const FourBitWeight& w, const DynamicMap* map, int64
 }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,
-                      void* stream) {
+                      void* stream, GemvKernel kernel) {
   if (const char* problem = check_weight(w, map)) return problem;
   if (m < 1 || m > kMaxGemvRows) return "gemv_4bit: m must be 1 ... 8";
   const MapParam param = map_param_of(w, map);
   auto s = static_cast<cudaStream_t>(stream);
+  const char* unfit = kernel == GemvKernel::cuda_cores ? "" : tensor_core_gemv_unfit(w, x, dtype);
+  if (kernel == GemvKernel::tensor_cores && unfit != nullptr) {
+    static thread_local std::string message;
+    message = std::string("gemv_4bit: the tensor-core kernel cannot take this weight: ") + unfit;
+    return message.c_str();
+  }
+  if (unfit == nullptr) {
+    if (dtype == DType::f16)
+      launch_tensor_core_gemv<__half>(w, param, x, m, y, s);
+    else
+      launch_tensor_core_gemv<__nv_bfloat16>(w, param, x, m, y, s);
+    return launch_status();
+  }
   switch (dtype) {
     case DType::f32: launch_gemv<float>(w, param, x, m, y, s); break;
     case DType::f16: launch_gemv<__half>(w, param, x, m, y, s); break;

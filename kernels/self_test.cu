@@ -32,6 +32,7 @@ DeviceInfo device_info(int index) {
   cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, index);
   cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index);
   info.peak_bandwidth_gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+  info.l2_cache_bytes = properties.l2CacheSize;
   return info;
 }
 

@@ -28,8 +28,9 @@ cuda::DType kernel_dtype(at::ScalarType dtype) {
   }
 }
 
-// The kernels' view of a weight whose tensors are on one CUDA device; also makes that device current.
-cuda::FourBitWeight kernel_view(const Quantized4bit& q) {
+}  // namespace
+
+cuda::FourBitWeight four_bit_kernel_view(const Quantized4bit& q) {
   if (q.shape.size() != 2) throw Error("4-bit CUDA kernels: the weight must be 2-D");
   if (!q.packed.is_cuda() || !q.packed.is_contiguous()) throw Error("4-bit CUDA kernels: the weight is not on a CUDA device");
   check(cuda::use_device(q.packed.get_device()), "4-bit CUDA kernels");
@@ -51,7 +52,7 @@ cuda::FourBitWeight kernel_view(const Quantized4bit& q) {
   return w;
 }
 
-const cuda::DynamicMap* dynamic_map() {
+const cuda::DynamicMap* kernel_dynamic_map() {
   static const cuda::DynamicMap map = [] {
     cuda::DynamicMap m{};
     const auto& values = dynamic_map_8bit();
@@ -60,6 +61,8 @@ const cuda::DynamicMap* dynamic_map() {
   }();
   return &map;
 }
+
+namespace {
 
 // y = x W^T: GEMV for a few rows, else the sliced matmul; dx = dy W in the backward. (The bias is added
 // outside: an undefined tensor cannot be an input of a custom autograd function.)
@@ -102,22 +105,22 @@ bool linear_4bit_cuda_supports(const at::Tensor& x, const Quantized4bit& weight)
 
 at::Tensor dequantize_4bit_cuda(const Quantized4bit& weight, at::ScalarType dtype, int64_t row_begin, int64_t row_end,
                                 int64_t col_begin, int64_t col_end) {
-  cuda::FourBitWeight w = kernel_view(weight);
+  cuda::FourBitWeight w = four_bit_kernel_view(weight);
   if (row_end < 0) row_end = w.rows;
   if (col_end < 0) col_end = w.cols;
   at::Tensor out = at::empty({row_end - row_begin, col_end - col_begin}, weight.packed.options().dtype(dtype));
-  check(cuda::dequantize_4bit(w, dynamic_map(), row_begin, row_end, col_begin, col_end, out.data_ptr(),
+  check(cuda::dequantize_4bit(w, kernel_dynamic_map(), row_begin, row_end, col_begin, col_end, out.data_ptr(),
                               kernel_dtype(dtype), nullptr),
         "dequantize_4bit");
   return out;
 }
 
-at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight) {
-  cuda::FourBitWeight w = kernel_view(weight);
+at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, cuda::GemvKernel kernel) {
+  cuda::FourBitWeight w = four_bit_kernel_view(weight);
   at::Tensor input = x.contiguous();
   at::Tensor y = at::empty({input.size(0), w.rows}, input.options());
-  check(cuda::gemv_4bit(w, dynamic_map(), input.data_ptr(), input.size(0), y.data_ptr(),
-                        kernel_dtype(input.scalar_type()), nullptr),
+  check(cuda::gemv_4bit(w, kernel_dynamic_map(), input.data_ptr(), input.size(0), y.data_ptr(),
+                        kernel_dtype(input.scalar_type()), nullptr, kernel),
         "gemv_4bit");
   return y;
 }
@@ -189,7 +192,9 @@ bool linear_4bit_cuda_supports(const at::Tensor&, const Quantized4bit&) { return
 at::Tensor dequantize_4bit_cuda(const Quantized4bit&, at::ScalarType, int64_t, int64_t, int64_t, int64_t) {
   not_built();
 }
-at::Tensor gemv_4bit_cuda(const at::Tensor&, const Quantized4bit&) { not_built(); }
+at::Tensor gemv_4bit_cuda(const at::Tensor&, const Quantized4bit&, cuda::GemvKernel) { not_built(); }
+cuda::FourBitWeight four_bit_kernel_view(const Quantized4bit&) { not_built(); }
+const cuda::DynamicMap* kernel_dynamic_map() { not_built(); }
 int64_t dequantize_chunk_bytes() { return 64 << 20; }
 at::Tensor matmul_4bit_cuda(const at::Tensor&, const Quantized4bit&, int64_t) { not_built(); }
 at::Tensor matmul_4bit_transposed_cuda(const at::Tensor&, const Quantized4bit&, int64_t) { not_built(); }

@@ -127,6 +127,7 @@ void expect_close_to_fp64(const at::Tensor& got, const at::Tensor& a, const at::
   EXPECT_LE(excess.max().item<double>(), 1.0) << "worst element exceeds its bound";
 }
 
+// The CUDA-core GEMV multiplies the dequantized weight (code * scale rounded to the dtype).
 TEST(CudaKernels, GemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(2);
@@ -137,10 +138,63 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
           SCOPED_TRACE(describe(QuantType::nf4, dq, 64, s, dtype) + " m " + std::to_string(m));
           Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, dq);
           at::Tensor x = at::randn({m, s.cols}).to(dtype);
-          at::Tensor y = gemv_4bit_cuda(x.to(at::kCUDA), on_gpu(q));
+          at::Tensor y = gemv_4bit_cuda(x.to(at::kCUDA), on_gpu(q), cuda::GemvKernel::cuda_cores);
           ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, s.rows}));
           expect_close_to_fp64(y, x, dequantize_4bit(q, dtype).t(), dtype);
         }
+}
+
+// The weight the tensor-core GEMV multiplies: each code value rounded to `dtype` (the MMA's operand), times its
+// block's scale (applied in fp32 to the block's sum, exactly here in fp64).
+at::Tensor tensor_core_weight(const Quantized4bit& q, at::ScalarType dtype) {
+  const auto& table = code_4bit(q.type);
+  at::Tensor code = at::tensor(at::ArrayRef<float>(table.data(), table.size())).to(dtype).to(at::kDouble);
+  at::Tensor nibbles =
+      at::stack({at::bitwise_right_shift(q.packed, 4), at::bitwise_and(q.packed, 15)}, 1).reshape(-1).to(at::kLong);
+  const int64_t n = q.numel();
+  at::Tensor scales = block_absmax(q).to(at::kDouble).repeat_interleave(q.blocksize).narrow(0, 0, n);
+  return (code.index_select(0, nibbles.narrow(0, 0, n)) * scales).reshape(q.shape);
+}
+
+// Shapes the tensor-core kernel takes (cols a multiple of 64): row counts that are not multiples of its 16-row
+// tile, and column counts of 1 to 224 chunks of 64 (fewer chunks than a block has warps, and uneven shares).
+TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(5);
+  const std::vector<Shape> shapes{{1, 64}, {37, 128}, {130, 1024}, {16, 448}, {300, 4096}, {24, 14336}};
+  for (bool dq : {false, true})
+    for (int64_t blocksize : {64, 256})
+      for (Shape s : shapes)
+        for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+          for (int64_t m : {1, 3, 8}) {
+            SCOPED_TRACE(describe(QuantType::nf4, dq, blocksize, s, dtype) + " m " + std::to_string(m));
+            Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, blocksize, dq);
+            at::Tensor x = at::randn({m, s.cols}).to(dtype);
+            at::Tensor y = gemv_4bit_cuda(x.to(at::kCUDA), on_gpu(q), cuda::GemvKernel::tensor_cores);
+            ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, s.rows}));
+            expect_close_to_fp64(y, x, tensor_core_weight(q, dtype).t(), dtype);
+          }
+}
+
+// `automatic` is the tensor-core kernel where it applies and the CUDA-core one elsewhere (fp32, columns not a
+// multiple of 64); asking for the tensor-core kernel where it does not apply is an error, not a wrong answer.
+TEST(CudaKernels, GemvPicksTheTensorCoreKernelWhereItApplies) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(6);
+  struct Case {
+    Shape shape;
+    at::ScalarType dtype;
+    bool tensor_cores;
+  };
+  for (Case c : std::vector<Case>{{{40, 256}, at::kBFloat16, true}, {{40, 256}, at::kHalf, true},
+                                  {{40, 256}, at::kFloat, false}, {{40, 96}, at::kBFloat16, false}}) {
+    SCOPED_TRACE(describe(QuantType::nf4, true, 64, c.shape, c.dtype));
+    Quantized4bit q = on_gpu(quantize_4bit(at::randn({c.shape.rows, c.shape.cols}), QuantType::nf4, 64, true));
+    at::Tensor x = at::randn({2, c.shape.cols}).to(c.dtype).to(at::kCUDA);
+    const auto expected_kernel = c.tensor_cores ? cuda::GemvKernel::tensor_cores : cuda::GemvKernel::cuda_cores;
+    EXPECT_TRUE(at::equal(gemv_4bit_cuda(x, q), gemv_4bit_cuda(x, q, expected_kernel)));
+    if (!c.tensor_cores) EXPECT_THROW(gemv_4bit_cuda(x, q, cuda::GemvKernel::tensor_cores), Error);
+  }
 }
 
 // cuBLAS may add split-K partial sums in fp16 / bf16 (torch's default allow_fp16/bf16_reduced_precision_

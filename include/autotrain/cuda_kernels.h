@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace autotrain::cuda {
@@ -24,8 +25,15 @@ struct DeviceInfo {
   std::string name;
   int multiprocessors = 0;
   double peak_bandwidth_gbs = 0;  // memory clock x bus width x 2 (DDR), from the device's attributes
+  int64_t l2_cache_bytes = 0;
 };
 DeviceInfo device_info(int index);
+
+// For benchmarks: seconds per call of `launch(stream)` on the current device, with no CPU launch cost in the
+// figure: `calls` calls are captured in one CUDA graph on a stream of its own, and the median of 5 timed
+// replays (CUDA events, after one untimed call and one untimed replay) is divided by `calls`. `launch` must
+// only enqueue work on `stream`. A negative result means CUDA refused (the error is in `error`).
+double seconds_per_call_in_graph(const std::function<void(void* stream)>& launch, int calls, std::string* error);
 
 // GPU memory in use (cudaMemGetInfo: total - free) on device `index`, in bytes: every process's allocations
 // and CUDA contexts, not only this process's tensors. 0 when it cannot be read.
@@ -59,11 +67,16 @@ struct DynamicMap {
 const char* dequantize_4bit(const FourBitWeight& weight, const DynamicMap* map, int64_t row_begin, int64_t row_end,
                             int64_t col_begin, int64_t col_end, void* out, DType dtype, void* stream);
 
-// y (m, rows) = x (m, cols) . W^T for 1 <= m <= 8 (token generation): each packed byte is read once, the
-// values are rounded to `dtype` as the dequantized weight would be, and products accumulate in fp32.
-// x and y are contiguous in `dtype`.
+// y (m, rows) = x (m, cols) . W^T for 1 <= m <= 8 (token generation): each packed byte is read once and
+// products accumulate in fp32. x and y are contiguous in `dtype`. Two kernels:
+//  - tensor_cores (fp16 / bf16, cols and blocksize multiples of 64, sm_80+): the 16 code values rounded to
+//    `dtype` go through the tensor cores, and each block's sum is multiplied by its scale in fp32;
+//  - cuda_cores (any shape and dtype): each value is code * scale rounded to `dtype`, as the dequantized
+//    weight would be.
+// `automatic` takes the tensor-core kernel where it applies; asking for it where it does not is an error.
 constexpr int64_t kMaxGemvRows = 8;
+enum class GemvKernel { automatic, tensor_cores, cuda_cores };
 const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* x, int64_t m, void* y,
-                      DType dtype, void* stream);
+                      DType dtype, void* stream, GemvKernel kernel = GemvKernel::automatic);
 
 }  // namespace autotrain::cuda

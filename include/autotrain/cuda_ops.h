@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "autotrain/cuda_kernels.h"
 #include "autotrain/quant.h"
 
 namespace autotrain {
@@ -20,8 +21,15 @@ bool linear_4bit_cuda_supports(const at::Tensor& x, const Quantized4bit& weight)
 at::Tensor dequantize_4bit_cuda(const Quantized4bit& weight, at::ScalarType dtype, int64_t row_begin = 0,
                                 int64_t row_end = -1, int64_t col_begin = 0, int64_t col_end = -1);
 
-// x (m, in) -> (m, out) for m <= 8: the GEMV kernel, each packed byte read once.
-at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight);
+// x (m, in) -> (m, out) for m <= 8: a GEMV kernel (see cuda::gemv_4bit), each packed byte read once.
+at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight,
+                          cuda::GemvKernel kernel = cuda::GemvKernel::automatic);
+
+// The kernels' view of a 2-D 4-bit weight on a CUDA device (pointers into its tensors; also makes that device
+// current) and bitsandbytes' dynamic map behind double-quantized statistics: what the launchers of
+// cuda_kernels.h take, for callers that launch them directly (tools/bench_gpu).
+cuda::FourBitWeight four_bit_kernel_view(const Quantized4bit& weight);
+const cuda::DynamicMap* kernel_dynamic_map();
 
 // The largest slice of the dequantized weight a matmul holds at a time, in bytes: 64 MiB, or
 // AUTOTRAIN_DEQUANT_CHUNK_MB. Larger weights are dequantized and multiplied in slices of rows.

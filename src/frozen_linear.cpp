@@ -2,6 +2,7 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "autotrain/cpu_linear.h"
 #include "autotrain/cuda_ops.h"
 #include "autotrain/error.h"
 
@@ -34,14 +35,13 @@ struct DequantizeMatmul : public torch::autograd::Function<DequantizeMatmul> {
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
     at::Tensor w = layer->weight(x.scalar_type());
     at::Tensor b = layer->bias().defined() ? layer->bias().to(x.scalar_type()) : at::Tensor();
-    return at::linear(x, w, b);
+    return cpu_linear(x, w, b);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const auto* layer = reinterpret_cast<const FrozenLinear*>(ctx->saved_data["layer"].toInt());
     const at::Tensor& dy = grad_outputs[0];
-    at::Tensor dx = at::matmul(dy, layer->weight(dy.scalar_type()));
-    return {dx, at::Tensor()};
+    return {cpu_linear(dy, layer->weight(dy.scalar_type()).t()), at::Tensor()};
   }
 };
 
@@ -94,10 +94,8 @@ void FrozenLinear::to(at::Device device) {
 
 at::Tensor FrozenLinear::forward(const at::Tensor& x) const {
   if (quantization_ == BaseQuantization::none) {
-    // A dense frozen weight: libtorch's linear saves only what it needs and gives no weight gradient
-    // because the weight does not require one.
     at::Tensor b = bias_.defined() ? bias_.to(x.scalar_type()) : at::Tensor();
-    return at::linear(x, weight(x.scalar_type()), b);
+    return frozen_dense_linear(x, weight(x.scalar_type()), b);
   }
   // On a GPU: the 4-bit kernels (kernels/four_bit.cu); shapes and dtypes they do not take fall through.
   if (quantization_ == BaseQuantization::int4 && linear_4bit_cuda_supports(x, four_bit_))

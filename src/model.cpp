@@ -7,6 +7,7 @@
 
 #include "autotrain/adapter.h"
 #include "autotrain/config.h"
+#include "autotrain/cpu_linear.h"
 #include "autotrain/error.h"
 #include "autotrain/logging.h"
 #include "autotrain/safetensors.h"
@@ -214,7 +215,7 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids_anywhere, const at::Ten
     hidden = checkpoint ? layer->forward_checkpointed(hidden, inputs) : layer->forward(hidden, inputs, cache);
   hidden = rms_norm(hidden, final_norm_, config_.rms_norm_eps);
   if (cache) cache->length_ += T;
-  return at::linear(hidden, lm_head_).to(at::kFloat);
+  return frozen_dense_linear(hidden, lm_head_).to(at::kFloat);
 }
 
 // logits (B,T,V), labels (B,T) int64 -> scalar. As transformers: labels padded on the right with -100 and

@@ -3,6 +3,8 @@
 //    it must read (packed weight, absmax, x) and write (y), against the card's peak bandwidth and against a
 //    measured device-to-device copy. Timed in a CUDA graph (no CPU launch cost), over copies of the weight
 //    that together exceed the L2 cache 4x, so that every call reads its weight from memory;
+//  - NF4 dequantization to bf16 (the first half of every training matmul; bench_gpu_peer.py dequantize times
+//    bitsandbytes' on the same shapes);
 //  - the training-shape NF4 matmul (forward x W^T and backward dy W, m = 2048 / 4096 / 8192 tokens) against
 //    cuBLAS's fp16 GEMM of the same shape on a dense weight (through libtorch, as the matmul itself uses);
 //  - fused q/k/v LoRA (forward + backward) against three separate LoRA layers.
@@ -127,6 +129,27 @@ int main() {
                std::to_string(cuda_core_gbs / device.peak_bandwidth_gbs) + ",\"dequant_mm_us\":" +
                std::to_string(baseline * 1e6) + ",\"weight_copies\":" + std::to_string(copies));
     }
+  }
+
+  std::printf("## NF4 dequantization to bf16 (blocksize 64, absmax not double-quantized: AutoTrain's int4)\n\n");
+  std::printf("| shape | us | GB/s (read + written) | %% of peak |\n|---|---|---|---|\n");
+  for (const auto& s : kShapes) {
+    const Quantized4bit q = quantize_4bit(at::randn({s.out, s.in}) * 0.02, QuantType::nf4, 64, false).to(at::kCUDA);
+    const cuda::FourBitWeight view = four_bit_kernel_view(q);
+    at::Tensor out = at::empty({s.out, s.in}, at::TensorOptions(at::kBFloat16).device(at::kCUDA));
+    std::string error;
+    const double seconds = cuda::seconds_per_call_in_graph(
+        [&](void* stream) {
+          if (const char* problem = cuda::dequantize_4bit(view, nullptr, 0, s.out, 0, s.in, out.data_ptr(),
+                                                          cuda::DType::bf16, stream))
+            error = problem;
+        },
+        20, &error);
+    if (!error.empty()) std::fprintf(stderr, "bench_gpu: %s\n", error.c_str());
+    const double bytes = q.packed.nbytes() + q.absmax.nbytes() + out.nbytes();
+    const double gbs = bytes / seconds / 1e9;
+    std::printf("| %s | %.1f | %.0f | %.0f%% |\n", s.name, seconds * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs);
+    json("dequantize", s.name, "\"us\":" + std::to_string(seconds * 1e6) + ",\"gbs\":" + std::to_string(gbs));
   }
 
   const int64_t chunk = dequantize_chunk_bytes();

@@ -15,6 +15,9 @@ set up as AutoTrain's default trainer sets it up. Nothing is downloaded.
   ours-config --model DIR --data DIR --out FILE [the same settings]
       writes the matching training_params.json for `autotrain train` (AutoTrain's keys); time N steps of
       ours with `autotrain train --config FILE --stop-after-steps N` and its metrics.jsonl.
+  dequantize  [--double-quant]
+      times bitsandbytes' NF4 dequantization to bf16 (blocksize 64) on Llama-3-8B's projection shapes, the
+      peer of tools/bench_gpu's dequantization table; one JSON line per shape.
 
 Shapes (vocabulary 32000, as Llama 2; the 8b one is Llama-3-8B's body with that smaller vocabulary):
   1b: hidden 2048, 16 layers, 32 heads / 8 kv heads, intermediate 8192 (1.1 B parameters)
@@ -326,6 +329,41 @@ def versions():
     return found
 
 
+# ---- dequantize ------------------------------------------------------------------------------------------
+
+def dequantize_run(args):
+    """bitsandbytes' NF4 dequantization (blocksize 64, bf16 out) on Llama-3-8B's projection shapes: the step
+    every QLoRA matmul starts with, next to tools/bench_gpu's figure for ours. One JSON line per shape."""
+    import bitsandbytes.functional as bnbf
+    import torch
+
+    for name, out_features, in_features in DEQUANTIZE_SHAPES:
+        weight = torch.randn(out_features, in_features, dtype=torch.bfloat16, device="cuda") * 0.02
+        packed, state = bnbf.quantize_4bit(weight, blocksize=64, quant_type="nf4",
+                                           compress_statistics=args.double_quant)
+        for _ in range(3):
+            bnbf.dequantize_4bit(packed, state)
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        samples = []
+        for _ in range(7):
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(20):
+                bnbf.dequantize_4bit(packed, state)
+            stop.record()
+            stop.synchronize()
+            samples.append(start.elapsed_time(stop) / 20 * 1e3)
+        us = sorted(samples)[len(samples) // 2]
+        moved = packed.numel() + state.absmax.numel() * state.absmax.element_size() + weight.numel() * 2
+        print(json.dumps({"bench": "dequantize", "library": "bitsandbytes", "shape": name,
+                          "double_quant": args.double_quant, "us": us, "gbs": moved / us / 1e3,
+                          "device": torch.cuda.get_device_name()}))
+
+
+DEQUANTIZE_SHAPES = [("q/o 4096x4096", 4096, 4096), ("k/v 1024x4096", 1024, 4096),
+                     ("gate/up 14336x4096", 14336, 4096), ("down 4096x14336", 4096, 14336)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -345,8 +383,11 @@ def main():
     ours = commands.add_parser("ours-config", help="the matching training_params.json for autotrain")
     add_run_settings(ours)
     ours.add_argument("--out", required=True)
+    dequantize = commands.add_parser("dequantize", help="time bitsandbytes' NF4 dequantization (8B shapes)")
+    dequantize.add_argument("--double-quant", action="store_true")
     args = parser.parse_args()
-    {"make-model": make_model, "peft": peft_run, "ours-config": ours_config}[args.command](args)
+    {"make-model": make_model, "peft": peft_run, "ours-config": ours_config,
+     "dequantize": dequantize_run}[args.command](args)
 
 
 if __name__ == "__main__":

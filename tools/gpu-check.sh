@@ -4,7 +4,8 @@
 # build/fixtures too when the run should skip making the test fixtures there, ~100 s):
 #   0. in the background from the start: the random 8B-shaped Llama for step 7 (GPU + disk, while the build
 #      uses the CPUs)
-#   1. build (build-device/, sm_90) 2. the kernel tests against the CPU reference 3. tools/bench_gpu
+#   1. build (build-device/, sm_90) 2. the kernel tests against the CPU reference 3. tools/bench_gpu, and
+#      bitsandbytes' dequantization on the same shapes
 #   4. the GPU training and generation tests (CPU vs CUDA) 5. compute-sanitizer memcheck of the kernel tests
 #   6. end-to-end QLoRA of the 8B-shaped Llama against PEFT + bitsandbytes, if time is left (else the 1B one).
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole.
@@ -48,6 +49,9 @@ stage "bench_gpu"
 timeout "$(at_most 150)" "$BUILD/bench_gpu" > "$OUT/bench_gpu.txt" 2>&1
 echo "bench_gpu: exit $?"
 grep -v '^JSON' "$OUT/bench_gpu.txt" | head -80
+timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1
+echo "bitsandbytes dequantize: exit $?"
+cat "$OUT/dequantize-bnb.txt" | tail -4
 
 stage "GPU training and generation tests"
 if [[ -d "$BUILD/fixtures/models" ]]; then

@@ -103,7 +103,8 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
   WeightLoader loader(model_dir, c);
   at::NoGradGuard no_grad;
 
-  // Each tensor is converted on the CPU, then moved: one tensor at a time in host memory.
+  // Each tensor is converted on the CPU, then moved (a 4-bit weight is quantized on its GPU): one tensor
+  // at a time in host memory.
   embed_tokens_ = loader.take(arch.embed_tokens, {c.vocab_size, c.hidden_size}).to(dtype).to(device);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     auto layer = std::make_unique<DecoderLayer>(i, c, c.layer_sliding_window[i]);
@@ -115,6 +116,9 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
       const std::string path = prefix + module_parent(name) + "." + name;
       auto [out, in] = projection_shape(c, name);
       at::Tensor weight = loader.take(path + ".weight", {out, in});
+      // A 4-bit weight bound for a GPU goes there in its stored dtype and is quantized there (the CPU's
+      // bytes, much faster): one tensor at a time, so host and device hold one dense weight at most.
+      if (options_.quantization == BaseQuantization::int4 && device.is_cuda()) weight = weight.to(device);
       at::Tensor bias = projection_has_bias(c, name) ? loader.take(path + ".bias", {out}) : at::Tensor();
       auto base = std::make_shared<FrozenLinear>(weight, bias, options_.quantization, dtype, options_.four_bit);
       base->to(device);

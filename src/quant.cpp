@@ -286,6 +286,77 @@ Quantized4bit quantize_4bit(const at::Tensor& weight, QuantType type, int64_t bl
 
 namespace {
 
+// The absmax of every block of the flat fp32 weight: full blocks reduced as rows of a (blocks, blocksize)
+// view, the partial last block on its own. NaNs are set to 0 first: quantize_4bit's max skips them, while
+// amax would return NaN.
+at::Tensor block_absmax_torch(const at::Tensor& flat, int64_t blocksize) {
+  const int64_t n = flat.numel(), full = n / blocksize, head = full * blocksize;
+  at::Tensor magnitude = flat.abs();
+  magnitude.masked_fill_(magnitude.isnan(), 0.0f);
+  at::Tensor absmax = magnitude.narrow(0, 0, head).view({full, blocksize}).amax(1);
+  if (head == n) return absmax;
+  return at::cat({absmax, magnitude.narrow(0, head, n - head).amax().unsqueeze(0)});
+}
+
+// The weight scaled into [-1, 1] as quantize_4bit scales it: full blocks times the reciprocal of
+// max(absmax, 1e-38), the partial last block divided by it (bitsandbytes' rule), then clamped. The divisor
+// is a tensor on the weight's device: a CPU scalar would make CUDA multiply by its reciprocal instead.
+// n + n % 2 values: an odd count ends with bitsandbytes' zero pad.
+at::Tensor scale_blocks_torch(const at::Tensor& flat, const at::Tensor& absmax, int64_t blocksize) {
+  const int64_t n = flat.numel(), full = n / blocksize, head = full * blocksize;
+  const at::Tensor clamped = absmax.clamp_min(1e-38f);
+  at::Tensor scaled = at::zeros({n + n % 2}, flat.options());
+  at::Tensor full_blocks = scaled.narrow(0, 0, head).view({full, blocksize});
+  at::mul_out(full_blocks, flat.narrow(0, 0, head).view({full, blocksize}),
+              clamped.narrow(0, 0, full).reciprocal().unsqueeze(1));
+  if (head < n) {
+    at::Tensor partial_block = scaled.narrow(0, head, n - head);
+    at::div_out(partial_block, flat.narrow(0, head, n - head), clamped.narrow(0, full, 1));
+  }
+  return scaled.clamp_(-1.0f, 1.0f);
+}
+
+// The 4-bit codes of scaled values, two per byte, the first in the high nibble. The code search is
+// code_of's: bucketize gives the number of midpoints strictly below x, index_of_sorted maps it to a code.
+// bucketize's binary search sends NaN past the last midpoint where code_of counts none below it, so NaN is
+// first set to -1, which has none below it either.
+at::Tensor pack_codes_torch(at::Tensor scaled, const Boundaries& b) {
+  const at::Device device = scaled.device();
+  const at::Tensor midpoints =
+      at::tensor(at::ArrayRef<float>(b.midpoints.data(), b.midpoints.size()), at::kFloat).to(device);
+  const at::Tensor index_of_sorted =
+      at::tensor(at::ArrayRef<uint8_t>(b.index_of_sorted.data(), b.index_of_sorted.size()), at::kByte).to(device);
+  scaled.masked_fill_(scaled.isnan(), -1.0f);
+  at::Tensor codes = index_of_sorted.index_select(0, at::bucketize(scaled, midpoints, /*out_int32=*/true)).view({-1, 2});
+  return at::bitwise_or(at::bitwise_left_shift(codes.select(1, 0), 4), codes.select(1, 1));
+}
+
+}  // namespace
+
+// quantize_4bit step for step in ATen ops, so that it runs on the weight's device. Every step is exact
+// (abs, max, IEEE multiply and divide, comparisons), so the bytes are the CPU loop's. Double quantization
+// runs on the CPU (quantize_4bit's own code): the mean's reduction order must be the CPU's, and the absmax
+// vector is 1/blocksize of the weight.
+Quantized4bit quantize_4bit_torch(const at::Tensor& weight, QuantType type, int64_t blocksize, bool double_quantize) {
+  check_blocksize(blocksize, "4-bit quantization");
+  if (!weight.is_floating_point()) throw Error("4-bit quantization needs a floating-point weight");
+  const at::Tensor flat = weight.reshape(-1).to(at::kFloat).contiguous();
+  Quantized4bit q;
+  q.type = type;
+  q.blocksize = blocksize;
+  q.shape = weight.sizes().vec();
+  at::Tensor absmax = block_absmax_torch(flat, blocksize);
+  q.packed = pack_codes_torch(scale_blocks_torch(flat, absmax, blocksize), boundaries_of(code_4bit(type)));
+  if (!double_quantize) {
+    q.absmax = absmax;
+    return q;
+  }
+  double_quantize_absmax(q, absmax.cpu());
+  return q.to(weight.device());
+}
+
+namespace {
+
 // The absmax of every block, the nested 8-bit statistics dequantized by `dequantize_8bit` when present.
 at::Tensor absmax_of(const Quantized4bit& q, at::Tensor (*dequantize_8bit)(const Quantized8bit&)) {
   if (!q.double_quantized) return q.absmax;

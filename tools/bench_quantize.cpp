@@ -1,31 +1,71 @@
-// bench_quantize [THREADS...]: CPU throughput of quantize_4bit (NF4, blocksize 64, double quantization off/on) on
-// Llama-3-8B projection shapes in bf16, the dtype checkpoints are stored in; elements per second, best of 5,
-// for each thread count (default: 1 and 2). Then a fingerprint (FNV-1a) of the bytes quantize_4bit returns
-// for fixed inputs over NF4/FP4, double quantization on/off, blocksizes 64/256, fp32/fp16/bf16 and odd
-// sizes: run it before and after a change to the quantizer, and the fingerprints must be equal.
+// bench_quantize [--cuda] [THREADS...]: throughput of 4-bit quantization (NF4, blocksize 64, double quantization
+// off/on) of Llama-3-8B projection shapes in bf16, the dtype checkpoints are stored in; elements per second,
+// best of 5.
+//  - quantize_4bit on the CPU, for each thread count (default: 1 and 2);
+//  - with --cuda (a build with CUDA and a GPU): quantize_4bit_torch on the first GPU, the weight already
+//    there, and again with its upload from host memory (what a model load on a GPU does per weight);
+//  - a fingerprint (FNV-1a) of the bytes quantize_4bit returns for fixed inputs over NF4/FP4, double
+//    quantization on/off, blocksizes 64/256, fp32/fp16/bf16 and odd sizes: run it before and after a change
+//    to the quantizer, and the fingerprints must be equal.
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <string>
 #include <vector>
 
+#include "autotrain/cuda_backend.h"
 #include "autotrain/quant.h"
 
 using namespace autotrain;
 
 namespace {
 
-// Seconds of the fastest of 5 calls (the machine is shared: the fastest call is the least disturbed).
-double best_seconds(const at::Tensor& weight, bool double_quantize) {
+// Seconds of the fastest of 5 calls of `work` (the machine is shared: the fastest is the least disturbed);
+// `finish` waits for work queued on a GPU.
+double best_seconds(const std::function<void()>& work, const std::function<void()>& finish = [] {}) {
   double best = 1e30;
   for (int i = 0; i < 5; ++i) {
+    finish();
     auto start = std::chrono::steady_clock::now();
-    Quantized4bit q = quantize_4bit(weight, QuantType::nf4, 64, double_quantize);
+    work();
+    finish();
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return best;
+}
+
+void report(const char* what, const at::Tensor& weight, bool double_quantize, const std::string& where,
+            double seconds) {
+  std::printf("%s nf4%s bf16 %ldx%ld %s: %.4f s, %.1f M elements/s\n", what, double_quantize ? " double" : "",
+              static_cast<long>(weight.size(0)), static_cast<long>(weight.size(1)), where.c_str(), seconds,
+              weight.numel() / seconds / 1e6);
+}
+
+void bench_cpu(const at::Tensor& weight, const std::vector<int>& threads) {
+  for (bool double_quantize : {false, true})
+    for (int n : threads) {
+      at::set_num_threads(n);
+      const double seconds = best_seconds([&] { quantize_4bit(weight, QuantType::nf4, 64, double_quantize); });
+      report("quantize_4bit", weight, double_quantize, "threads " + std::to_string(n), seconds);
+    }
+}
+
+void bench_gpu(const at::Tensor& weight) {
+  const at::Tensor on_gpu = weight.to(at::kCUDA);
+  for (bool double_quantize : {false, true}) {
+    const double seconds = best_seconds([&] { quantize_4bit_torch(on_gpu, QuantType::nf4, 64, double_quantize); },
+                                        [] { torch::cuda::synchronize(); });
+    report("quantize_4bit_torch", weight, double_quantize, "on cuda", seconds);
+    const double with_upload = best_seconds(
+        [&] { quantize_4bit_torch(weight.to(at::kCUDA), QuantType::nf4, 64, double_quantize); },
+        [] { torch::cuda::synchronize(); });
+    report("quantize_4bit_torch", weight, double_quantize, "on cuda, upload included", with_upload);
+  }
 }
 
 uint64_t fnv1a(uint64_t hash, const at::Tensor& tensor) {
@@ -63,23 +103,24 @@ uint64_t fingerprint() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bool cuda = false;
   std::vector<int> threads;
-  for (int i = 1; i < argc; ++i) threads.push_back(std::atoi(argv[i]));
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--cuda") cuda = true;
+    else threads.push_back(std::atoi(argv[i]));
+  }
   if (threads.empty()) threads = {1, 2};
-  struct Shape {
-    const char* name;
-    int64_t out, in;
-  };
-  const Shape shapes[] = {{"4096x4096", 4096, 4096}, {"14336x4096", 14336, 4096}};
-  for (const Shape& s : shapes) {
-    at::Tensor weight = (at::randn({s.out, s.in}) * 0.02).to(at::kBFloat16);
-    for (bool double_quantize : {false, true})
-      for (int n : threads) {
-        at::set_num_threads(n);
-        const double seconds = best_seconds(weight, double_quantize);
-        std::printf("quantize_4bit nf4%s bf16 %-10s threads %d: %.4f s, %.1f M elements/s\n",
-                    double_quantize ? " double" : "", s.name, n, seconds, weight.numel() / seconds / 1e6);
-      }
+  if (cuda) {
+    ensure_cuda_backend();
+    if (!torch::cuda::is_available()) {
+      std::fprintf(stderr, "--cuda: no CUDA device\n");
+      return 1;
+    }
+  }
+  for (int64_t rows : {4096, 14336}) {
+    const at::Tensor weight = (at::randn({rows, 4096}) * 0.02).to(at::kBFloat16);
+    bench_cpu(weight, threads);
+    if (cuda) bench_gpu(weight);
   }
   std::printf("fingerprint %016llx\n", static_cast<unsigned long long>(fingerprint()));
   return 0;

@@ -1,5 +1,7 @@
 #include "autotrain/quant.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>

@@ -7,6 +7,8 @@
 // These CPU functions are the reference the CUDA kernels in kernels/ are held to.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <array>
 #include <cstdint>
 #include <string>

@@ -96,17 +96,21 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 // The load's one line in the log, so that a user sees where load time goes (quantizing an 8B model on the
 // CPU once took minutes): how many parameters were quantized, on which device, and how long that and the
-// whole load took.
+// whole load took. An unquantized load says it at debug level only: `generate` (which never quantizes)
+// prints nothing before its text on the CPU.
 void log_load_time(const std::string& model_dir, const ModelOptions& options, int64_t quantized_parameters,
                    double quantize_seconds, double load_seconds) {
-  std::string quantization = "no quantization";
-  if (options.quantization == BaseQuantization::int8) quantization = "int8";
+  const std::string loaded = log::cat("loaded ", model_dir, " in ", std::fixed, std::setprecision(2), load_seconds, " s");
+  if (quantized_parameters == 0) {
+    log::debug(loaded + " (no quantization)");
+    return;
+  }
+  std::string quantization = "int8";
   if (options.quantization == BaseQuantization::int4)
     quantization = std::string("int4 ") + (options.four_bit.type == QuantType::nf4 ? "nf4" : "fp4") +
                    (options.four_bit.double_quantize ? ", double quantization" : "");
-  log::info(log::cat("loaded ", model_dir, " in ", std::fixed, std::setprecision(2), load_seconds, " s: ",
-                     quantized_parameters, " parameters quantized (", quantization, ") on ", options.device.str(),
-                     " in ", quantize_seconds, " s"));
+  log::info(log::cat(loaded, ": ", quantized_parameters, " parameters quantized (", quantization, ") on ",
+                     options.device.str(), " in ", std::fixed, std::setprecision(2), quantize_seconds, " s"));
 }
 
 }  // namespace

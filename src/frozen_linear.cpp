@@ -57,9 +57,12 @@ FrozenLinear::FrozenLinear(const at::Tensor& weight, const at::Tensor& bias, Bas
     case BaseQuantization::none:
       dense_ = weight.detach().to(dtype).contiguous();
       break;
-    case BaseQuantization::int4:
-      four_bit_ = quantize_4bit(weight.detach(), four_bit.type, four_bit.blocksize, four_bit.double_quantize);
+    case BaseQuantization::int4: {
+      // A weight already on a GPU is quantized there, by torch ops that give the CPU loop's bytes.
+      const auto quantize = weight.is_cpu() ? quantize_4bit : quantize_4bit_torch;
+      four_bit_ = quantize(weight.detach(), four_bit.type, four_bit.blocksize, four_bit.double_quantize);
       break;
+    }
     case BaseQuantization::int8:
       eight_bit_ = quantize_int8_rowwise(weight.detach());
       break;

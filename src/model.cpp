@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <chrono>
+#include <iomanip>
 #include <set>
 
 #include "autotrain/adapter.h"
@@ -89,6 +91,29 @@ at::Tensor build_attention_mask(int64_t past, int64_t T, int64_t window, const a
   return allowed.logical_or((key == query).view({1, 1, T, L}));
 }
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The load's one line in the log, so that a user sees where load time goes (quantizing an 8B model on the
+// CPU once took minutes): how many parameters were quantized, on which device, and how long that and the
+// whole load took. An unquantized load says it at debug level only: `generate` (which never quantizes)
+// prints nothing before its text on the CPU.
+void log_load_time(const std::string& model_dir, const ModelOptions& options, int64_t quantized_parameters,
+                   double quantize_seconds, double load_seconds) {
+  const std::string loaded = log::cat("loaded ", model_dir, " in ", std::fixed, std::setprecision(2), load_seconds, " s");
+  if (quantized_parameters == 0) {
+    log::debug(loaded + " (no quantization)");
+    return;
+  }
+  std::string quantization = "int8";
+  if (options.quantization == BaseQuantization::int4)
+    quantization = std::string("int4 ") + (options.four_bit.type == QuantType::nf4 ? "nf4" : "fp4") +
+                   (options.four_bit.double_quantize ? ", double quantization" : "");
+  log::info(log::cat(loaded, ": ", quantized_parameters, " parameters quantized (", quantization, ") on ",
+                     options.device.str(), " in ", std::fixed, std::setprecision(2), quantize_seconds, " s"));
+}
+
 }  // namespace
 
 CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
@@ -101,10 +126,14 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
   const Architecture& arch = *c.architecture;
   const at::ScalarType dtype = options_.dtype;
   const at::Device device = options_.device;
+  const auto load_start = std::chrono::steady_clock::now();
   WeightLoader loader(model_dir, c);
   at::NoGradGuard no_grad;
+  int64_t quantized_parameters = 0;
+  double quantize_seconds = 0;
 
-  // Each tensor is converted on the CPU, then moved: one tensor at a time in host memory.
+  // Each tensor is converted on the CPU, then moved (a 4-bit weight is quantized on its GPU): one tensor
+  // at a time in host memory.
   embed_tokens_ = loader.take(arch.embed_tokens, {c.vocab_size, c.hidden_size}).to(dtype).to(device);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     auto layer = std::make_unique<DecoderLayer>(i, c, c.layer_sliding_window[i]);
@@ -117,7 +146,17 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
       auto [out, in] = projection_shape(c, name);
       at::Tensor weight = loader.take(path + ".weight", {out, in});
       at::Tensor bias = projection_has_bias(c, name) ? loader.take(path + ".bias", {out}) : at::Tensor();
+      // The quantization time includes a GPU weight's upload: each upload from pageable memory waits for
+      // the stream, so the clock also covers the previous weight's quantization kernels.
+      const auto quantize_start = std::chrono::steady_clock::now();
+      // A 4-bit weight bound for a GPU goes there in its stored dtype and is quantized there (the CPU's
+      // bytes, much faster): one tensor at a time, so host and device hold one dense weight at most.
+      if (options_.quantization == BaseQuantization::int4 && device.is_cuda()) weight = weight.to(device);
       auto base = std::make_shared<FrozenLinear>(weight, bias, options_.quantization, dtype, options_.four_bit);
+      if (options_.quantization != BaseQuantization::none) {
+        quantized_parameters += out * in;
+        quantize_seconds += seconds_since(quantize_start);
+      }
       base->to(device);
       Projection projection;
       projection.base = base;
@@ -141,6 +180,7 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
   loader.warn_unused();
   inv_freq_ = rope_inverse_frequencies(c).to(device);
   set_training(false);
+  log_load_time(model_dir, options_, quantized_parameters, quantize_seconds, seconds_since(load_start));
 }
 
 CausalLM::~CausalLM() = default;

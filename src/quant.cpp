@@ -1,5 +1,7 @@
 #include "autotrain/quant.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -38,6 +40,8 @@ const std::array<float, 16> kFp4 = to_float(kFp4Double);
 struct Boundaries {
   std::array<float, 15> midpoints;
   std::array<uint8_t, 16> index_of_sorted;
+  // index_of_sorted[k + 1] - index_of_sorted[k] (mod 256): code_of adds one per midpoint below x.
+  std::array<uint8_t, 15> steps;
 };
 
 Boundaries boundaries_of(const std::array<float, 16>& code) {
@@ -47,14 +51,44 @@ Boundaries boundaries_of(const std::array<float, 16>& code) {
   std::stable_sort(order.begin(), order.end(), [&](uint8_t x, uint8_t y) { return code[x] < code[y]; });
   for (int i = 0; i < 15; ++i) b.midpoints[i] = (code[order[i]] + code[order[i + 1]]) / 2.0f;
   b.index_of_sorted = order;
+  for (int i = 0; i < 15; ++i) b.steps[i] = static_cast<uint8_t>(order[i + 1] - order[i]);
   return b;
 }
 
-// torch.bucketize(x, midpoints, right=False): the number of midpoints strictly below x.
-inline uint8_t bucket(float x, const Boundaries& b) {
-  int k = 0;
-  while (k < 15 && b.midpoints[k] < x) ++k;
-  return b.index_of_sorted[k];
+// The code of a scaled value: index_of_sorted[k] with k = the number of midpoints strictly below x, which is
+// torch.bucketize(x, midpoints, right=False) (and 0 for NaN, whose comparisons are all false). The midpoints
+// are sorted, so the comparisons that hold are the first k and the steps telescope to index_of_sorted[k].
+// No branch and no table lookup: the compiler vectorises a loop over x (15 compares, masks and adds).
+inline uint8_t code_of(float x, const Boundaries& b) {
+  uint8_t code = b.index_of_sorted[0];
+  for (int k = 0; k < 15; ++k) code += b.midpoints[k] < x ? b.steps[k] : uint8_t{0};
+  return code;
+}
+
+// The largest |x[i]|, as the loop `m = std::max(m, std::fabs(x[i]))` from m = 0 gives it: NaNs are skipped
+// (std::max(m, NaN) keeps m; so does std::fmax). 16 running maxima let the compiler vectorise; max over non-NaN values is
+// exact and independent of order, so the result is the sequential loop's bit for bit.
+float absmax_of(const float* x, int64_t len) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16)
+    for (int l = 0; l < 16; ++l) lanes[l] = std::max(lanes[l], std::fabs(x[i + l]));
+  float m = 0.0f;
+  for (; i < len; ++i) m = std::max(m, std::fabs(x[i]));
+  for (float lane : lanes) m = std::max(m, lane);
+  return m;
+}
+
+// The index of the entry of `code` (256 sorted values) nearest to x, ties to the left: the entry at or left
+// of x (upper_bound - 1, at least 0), then its right neighbour when strictly nearer. The search is
+// branch-free (binary lifting over a fixed 8 steps), so that a data-dependent branch is not mispredicted
+// once per value. NaN compares false everywhere and gives 0.
+inline uint8_t nearest_8bit(float x, const std::array<float, 256>& code) {
+  int32_t at_or_below = 0;  // entries <= x, lifted to min(count, 255), then the last entry checked
+  for (int32_t step = 128; step >= 1; step /= 2) at_or_below += code[at_or_below + step - 1] <= x ? step : 0;
+  at_or_below += code[at_or_below] <= x ? 1 : 0;
+  const int32_t left = std::max(at_or_below - 1, 0), right = std::min(left + 1, 255);
+  return static_cast<uint8_t>(std::fabs(x - code[right]) < std::fabs(x - code[left]) ? right : left);
 }
 
 void check_blocksize(int64_t blocksize, const char* what) {
@@ -121,19 +155,11 @@ Quantized8bit quantize_blockwise_8bit(const at::Tensor& values, int64_t blocksiz
   at::parallel_for(0, blocks, 16, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
       const int64_t first = block * blocksize, last = std::min(n, first + blocksize);
-      float m = 0.0f;
-      for (int64_t i = first; i < last; ++i) m = std::fmax(m, std::fabs(x[i]));
+      const float m = absmax_of(x + first, last - first);
       absmax[block] = m;
-      for (int64_t i = first; i < last; ++i) {
-        float normed = x[i] / m;
-        // The entry at or left of `normed`, then its right neighbour when strictly nearer (ties go left).
-        int64_t idx = std::upper_bound(code.begin(), code.end(), normed) - code.begin() - 1;
-        idx = std::clamp<int64_t>(idx, 0, 255);
-        if (idx < 255 && std::fabs(normed - code[idx + 1]) < std::fabs(normed - code[idx])) ++idx;
-        // An all-zero block gives 0/0; bitsandbytes stores code 0 there (its value times absmax 0 is 0).
-        if (std::isnan(normed)) idx = 0;
-        out[i] = static_cast<uint8_t>(idx);
-      }
+      // An all-zero block gives 0/0 = NaN, for which nearest_8bit gives code 0, as bitsandbytes stores
+      // (its value times absmax 0 is 0).
+      for (int64_t i = first; i < last; ++i) out[i] = nearest_8bit(x[i] / m, code);
     }
   });
   return q;
@@ -182,51 +208,153 @@ int64_t Quantized4bit::bytes() const {
   return total;
 }
 
+namespace {
+
+// The 4-bit codes of one block x[0, len) with absmax m, written to codes[0, len). bitsandbytes multiplies
+// full blocks by the reciprocal of max(m, 1e-38) but divides the last, partial block by it; either result
+// is clamped to [-1, 1]. Two loops rather than a branch per element, so that each vectorises; `b` is taken
+// by value, so that the compiler knows the stores to `codes` cannot change it.
+void encode_block(const float* x, int64_t len, float m, bool full, const Boundaries b, uint8_t* codes) {
+  const float clamped = std::max(m, 1e-38f);
+  if (full) {
+    const float reciprocal = 1.0f / clamped;
+    for (int64_t i = 0; i < len; ++i) codes[i] = code_of(std::clamp(x[i] * reciprocal, -1.0f, 1.0f), b);
+  } else {
+    for (int64_t i = 0; i < len; ++i) codes[i] = code_of(std::clamp(x[i] / clamped, -1.0f, 1.0f), b);
+  }
+}
+
+// Blocks [begin, end) of the flat weight x (n elements) into their absmax and packed bytes. Each block is
+// converted to fp32 in a buffer of its own (the exact conversion Tensor::to(kFloat) makes), so a bf16 or
+// fp16 weight is never copied whole. Blocks are even-sized: a block starts on a byte, and only the last
+// block can be odd, whose last byte then takes the code of a zero value in its low nibble (bitsandbytes
+// pads with 0).
+template <typename T>
+void quantize_4bit_blocks(const T* x, int64_t n, int64_t blocksize, const Boundaries& b, int64_t begin,
+                          int64_t end, float* absmax, uint8_t* packed) {
+  std::array<float, 4096> values;   // blocksize <= 4096 (check_blocksize)
+  std::array<uint8_t, 4096> codes;
+  for (int64_t block = begin; block < end; ++block) {
+    const int64_t first = block * blocksize, len = std::min(n, first + blocksize) - first;
+    for (int64_t i = 0; i < len; ++i) values[i] = static_cast<float>(x[first + i]);
+    absmax[block] = absmax_of(values.data(), len);
+    encode_block(values.data(), len, absmax[block], len == blocksize, b, codes.data());
+    uint8_t* out = packed + first / 2;
+    for (int64_t j = 0; j < len / 2; ++j) out[j] = static_cast<uint8_t>(codes[2 * j] << 4 | codes[2 * j + 1]);
+    if (len % 2 == 1) out[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | code_of(0.0f, b));
+  }
+}
+
+// bitsandbytes' compress_statistics: the fp32 absmax vector (on the CPU) minus its mean, quantized to
+// 8 bits in blocks of 256; `absmax` of q then holds the 8-bit codes.
+void double_quantize_absmax(Quantized4bit& q, const at::Tensor& absmax) {
+  q.double_quantized = true;
+  q.offset = absmax.mean().item<float>();
+  q.nested = quantize_blockwise_8bit(absmax - q.offset, 256);
+  q.absmax = q.nested.codes;
+}
+
+}  // namespace
+
 Quantized4bit quantize_4bit(const at::Tensor& weight, QuantType type, int64_t blocksize, bool double_quantize) {
   check_blocksize(blocksize, "4-bit quantization");
   if (!weight.is_floating_point()) throw Error("4-bit quantization needs a floating-point weight");
-  at::Tensor flat = weight.reshape(-1).to(at::kFloat).contiguous();
+  at::Tensor flat = weight.reshape(-1);
+  const at::ScalarType dtype = flat.scalar_type();
+  // fp32, fp16 and bf16 are read as they are; another float type (fp64, fp8) is converted whole first.
+  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16) flat = flat.to(at::kFloat);
+  flat = flat.contiguous();
   const int64_t n = flat.numel(), blocks = (n + blocksize - 1) / blocksize;
   Quantized4bit q;
   q.type = type;
   q.blocksize = blocksize;
   q.shape = weight.sizes().vec();
-  q.packed = at::zeros({(n + 1) / 2}, at::kByte);
+  q.packed = at::empty({(n + 1) / 2}, at::kByte);
   at::Tensor absmax = at::empty({blocks}, at::kFloat);
   const Boundaries b = boundaries_of(code_4bit(type));
-  const float* x = flat.data_ptr<float>();
-  uint8_t* packed = q.packed.data_ptr<uint8_t>();
-  float* am = absmax.data_ptr<float>();
-  // Blocks are even-sized, so no byte is shared between two blocks and blocks can run in parallel.
-  at::parallel_for(0, blocks, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t block = begin; block < end; ++block) {
-      const int64_t first = block * blocksize, last = std::min(n, first + blocksize);
-      const bool full = last - first == blocksize;
-      float m = 0.0f;
-      for (int64_t i = first; i < last; ++i) m = std::max(m, std::fabs(x[i]));
-      am[block] = m;
-      const float clamped = std::max(m, 1e-38f);
-      // bitsandbytes multiplies full blocks by the reciprocal but divides the last, partial block.
-      const float reciprocal = 1.0f / clamped;
-      for (int64_t i = first; i < last; ++i) {
-        float scaled = full ? x[i] * reciprocal : x[i] / clamped;
-        scaled = std::clamp(scaled, -1.0f, 1.0f);
-        uint8_t nibble = bucket(scaled, b);
-        packed[i / 2] |= (i % 2 == 0) ? static_cast<uint8_t>(nibble << 4) : nibble;
-      }
-      // An odd element count is padded with a zero value, which maps to code bucket(0).
-      if (last == n && n % 2 == 1) packed[n / 2] |= bucket(0.0f, b);
-    }
-  });
-  if (double_quantize) {
-    q.double_quantized = true;
-    q.offset = absmax.mean().item<float>();
-    q.nested = quantize_blockwise_8bit(absmax - q.offset, 256);
-    q.absmax = q.nested.codes;
-  } else {
-    q.absmax = absmax;
-  }
+  auto run = [&](const auto* x) {
+    // No byte is shared between two blocks, so blocks can run in parallel.
+    at::parallel_for(0, blocks, std::max<int64_t>(1, (1 << 16) / blocksize), [&](int64_t begin, int64_t end) {
+      quantize_4bit_blocks(x, n, blocksize, b, begin, end, absmax.data_ptr<float>(), q.packed.data_ptr<uint8_t>());
+    });
+  };
+  if (flat.scalar_type() == at::kFloat) run(flat.data_ptr<float>());
+  else if (flat.scalar_type() == at::kHalf) run(flat.data_ptr<at::Half>());
+  else run(flat.data_ptr<at::BFloat16>());
+  if (double_quantize) double_quantize_absmax(q, absmax);
+  else q.absmax = absmax;
   return q;
+}
+
+namespace {
+
+// The absmax of every block of the flat fp32 weight: full blocks reduced as rows of a (blocks, blocksize)
+// view, the partial last block on its own. NaNs are set to 0 first: quantize_4bit's max skips them, while
+// amax would return NaN.
+at::Tensor block_absmax_torch(const at::Tensor& flat, int64_t blocksize) {
+  const int64_t n = flat.numel(), full = n / blocksize, head = full * blocksize;
+  at::Tensor magnitude = flat.abs();
+  magnitude.masked_fill_(magnitude.isnan(), 0.0f);
+  at::Tensor absmax = magnitude.narrow(0, 0, head).view({full, blocksize}).amax(1);
+  if (head == n) return absmax;
+  return at::cat({absmax, magnitude.narrow(0, head, n - head).amax().unsqueeze(0)});
+}
+
+// The weight scaled into [-1, 1] as quantize_4bit scales it: full blocks times the reciprocal of
+// max(absmax, 1e-38), the partial last block divided by it (bitsandbytes' rule), then clamped. The divisor
+// is a tensor on the weight's device: a CPU scalar would make CUDA multiply by its reciprocal instead.
+// n + n % 2 values: an odd count ends with bitsandbytes' zero pad.
+at::Tensor scale_blocks_torch(const at::Tensor& flat, const at::Tensor& absmax, int64_t blocksize) {
+  const int64_t n = flat.numel(), full = n / blocksize, head = full * blocksize;
+  const at::Tensor clamped = absmax.clamp_min(1e-38f);
+  at::Tensor scaled = at::zeros({n + n % 2}, flat.options());
+  at::Tensor full_blocks = scaled.narrow(0, 0, head).view({full, blocksize});
+  at::mul_out(full_blocks, flat.narrow(0, 0, head).view({full, blocksize}),
+              clamped.narrow(0, 0, full).reciprocal().unsqueeze(1));
+  if (head < n) {
+    at::Tensor partial_block = scaled.narrow(0, head, n - head);
+    at::div_out(partial_block, flat.narrow(0, head, n - head), clamped.narrow(0, full, 1));
+  }
+  return scaled.clamp_(-1.0f, 1.0f);
+}
+
+// The 4-bit codes of scaled values, two per byte, the first in the high nibble. The code search is
+// code_of's: bucketize gives the number of midpoints strictly below x, index_of_sorted maps it to a code.
+// bucketize's binary search sends NaN past the last midpoint where code_of counts none below it, so NaN is
+// first set to -1, which has none below it either.
+at::Tensor pack_codes_torch(at::Tensor scaled, const Boundaries& b) {
+  const at::Device device = scaled.device();
+  const at::Tensor midpoints =
+      at::tensor(at::ArrayRef<float>(b.midpoints.data(), b.midpoints.size()), at::kFloat).to(device);
+  const at::Tensor index_of_sorted =
+      at::tensor(at::ArrayRef<uint8_t>(b.index_of_sorted.data(), b.index_of_sorted.size()), at::kByte).to(device);
+  scaled.masked_fill_(scaled.isnan(), -1.0f);
+  at::Tensor codes = index_of_sorted.index_select(0, at::bucketize(scaled, midpoints, /*out_int32=*/true)).view({-1, 2});
+  return at::bitwise_or(at::bitwise_left_shift(codes.select(1, 0), 4), codes.select(1, 1));
+}
+
+}  // namespace
+
+// quantize_4bit step for step in ATen ops, so that it runs on the weight's device. Every step is exact
+// (abs, max, IEEE multiply and divide, comparisons), so the bytes are the CPU loop's. Double quantization
+// runs on the CPU (quantize_4bit's own code): the mean's reduction order must be the CPU's, and the absmax
+// vector is 1/blocksize of the weight.
+Quantized4bit quantize_4bit_torch(const at::Tensor& weight, QuantType type, int64_t blocksize, bool double_quantize) {
+  check_blocksize(blocksize, "4-bit quantization");
+  if (!weight.is_floating_point()) throw Error("4-bit quantization needs a floating-point weight");
+  const at::Tensor flat = weight.reshape(-1).to(at::kFloat).contiguous();
+  Quantized4bit q;
+  q.type = type;
+  q.blocksize = blocksize;
+  q.shape = weight.sizes().vec();
+  at::Tensor absmax = block_absmax_torch(flat, blocksize);
+  q.packed = pack_codes_torch(scale_blocks_torch(flat, absmax, blocksize), boundaries_of(code_4bit(type)));
+  if (!double_quantize) {
+    q.absmax = absmax;
+    return q;
+  }
+  double_quantize_absmax(q, absmax.cpu());
+  return q.to(weight.device());
 }
 
 namespace {

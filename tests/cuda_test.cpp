@@ -113,6 +113,13 @@ TEST(CudaKernels, DequantizeEqualsTheCpuBitForBit) {
         }
 }
 
+// The torch-ops quantization on the GPU (what a model bound for a GPU quantizes with) gives the CPU loop's
+// bytes: each of its steps is an exact IEEE operation on either device.
+TEST(CudaKernels, QuantizeOnTheGpuEqualsTheCpuBitForBit) {
+  REQUIRE_CUDA_DEVICE();
+  testing::expect_torch_quantization_equals_the_loop(at::Device(at::kCUDA, 0));
+}
+
 // |got - expected| against the fp64 product of the same (rounded) operands. The kernels accumulate in fp32
 // in another order than fp64 (a relative error ~ sqrt(K) * 2^-24 of sum |x||w|, bounded here by 1e-5 of it)
 // and round the result to the dtype (half an ulp: 2^-9 relative for bf16, 2^-12 for fp16, 0 for fp32;
@@ -342,6 +349,11 @@ TEST(CudaFrozenLinear, WeightOnTheGpuEqualsTheCpuWeight) {
         ASSERT_TRUE(gpu_weight.is_cuda());
         EXPECT_TRUE(at::equal(gpu_weight.cpu(), on_cpu.weight(dtype)));
         EXPECT_EQ(on_gpu.storage_bytes(), on_cpu.storage_bytes());
+        if (quantization == BaseQuantization::int4) {  // quantized on the GPU, as CausalLM does for a GPU
+          FrozenLinear quantized_there(weight.to(gpu), bias, quantization, dtype, four_bit);
+          quantized_there.to(gpu);
+          EXPECT_TRUE(at::equal(quantized_there.weight(dtype).cpu(), on_cpu.weight(dtype)));
+        }
         // The matmul itself: cuBLAS and the CPU BLAS add the 45 products in other orders, so the outputs
         // differ by float rounding (fp32 ~1e-7 relative; fp16 / bf16 one rounding of the output, ~1e-2).
         const at::Tensor x = at::randn({3, 45}).to(dtype);

@@ -106,6 +106,8 @@ TEST(Finetune, ResumedThroughTheBinaryEndsWithTheSameAdapterBytes) {
   const std::string cache = " --cache-dir " + testing::quote(whole.file("cache"));
   auto full = testing::run_autotrain("train --config " + testing::quote(write_config(whole)) + cache, whole.path());
   ASSERT_EQ(full.exit_code, 0) << full.output;
+  // The load's line: 2 layers x (q 64x64, k and v 32x64, o 64x64, gate, up and down 176x64) = 92160.
+  EXPECT_NE(full.output.find("92160 parameters quantized (int4 nf4) on cpu in "), std::string::npos) << full.output;
   int64_t steps_done = 0;
   for (int64_t stop : {5, 9}) {  // the first epoch has 13 steps: one stop in each epoch
     auto part = testing::run_autotrain("train --config " + testing::quote(write_config(parts)) + cache +

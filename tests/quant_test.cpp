@@ -9,6 +9,7 @@
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/quant.h"
+#include "test_util.h"
 
 namespace autotrain {
 namespace {
@@ -109,6 +110,9 @@ TEST(Quant4bit, TorchOpsDequantizationEqualsTheLoop) {
     }
   }
 }
+
+// The torch-ops quantization (what a weight bound for a GPU is quantized with) against the loop, on the CPU.
+TEST(Quant4bit, TorchOpsQuantizationEqualsTheLoop) { testing::expect_torch_quantization_equals_the_loop(at::kCPU); }
 
 TEST(Quant4bit, BadBlocksizeIsAnError) { EXPECT_THROW(quantize_4bit(at::randn({8}), QuantType::nf4, 48), Error); }
 

@@ -1,11 +1,15 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
 #include "autotrain/error.h"
+#include "autotrain/quant.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 
@@ -62,6 +66,64 @@ RunResult run_command(const std::string& shell_command) {
   int status = ::pclose(pipe);
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return {code, output};
+}
+
+namespace {
+
+// Heavy tails (real weights are not uniform); with `special`, also an all-zero block, NaN, +-infinity,
+// -0 and a block of subnormals (absmax below bitsandbytes' 1e-38 floor).
+at::Tensor quantization_input(const std::vector<int64_t>& shape, at::ScalarType dtype, bool special) {
+  at::Tensor w = (at::randn(shape) * at::rand(shape).pow(3) * 0.2).reshape(-1);
+  if (special) {
+    w.slice(0, 0, 64).zero_();
+    w[64] = -0.0f;
+    w[100] = NAN;
+    w[300] = INFINITY;
+    w[700] = -INFINITY;
+    w.slice(0, 1024, 1088).copy_(at::randn({64}) * 1e-40);
+  }
+  return w.to(dtype).reshape(shape);
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+}  // namespace
+
+void expect_torch_quantization_equals_the_loop(at::Device device) {
+  at::manual_seed(17);
+  struct Case {
+    std::vector<int64_t> shape;
+    bool special;
+  };
+  // 3x7 and 1x1: less than one block; 37x53, 129x200 and 5x301: a partial last block (37x53 an odd one);
+  // 4x64: whole blocks only.
+  const std::vector<Case> cases = {{{1, 1}, false},   {{3, 7}, false},    {{37, 53}, false},
+                                   {{129, 200}, false}, {{5, 301}, false}, {{4, 64}, false},
+                                   {{129, 200}, true}};
+  for (const Case& c : cases)
+    for (at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
+      const at::Tensor weight = quantization_input(c.shape, dtype, c.special);
+      for (QuantType type : {QuantType::nf4, QuantType::fp4})
+        for (bool double_quantize : {false, true})
+          for (int64_t blocksize : {64, 256}) {
+            SCOPED_TRACE(::testing::Message() << (type == QuantType::nf4 ? "nf4" : "fp4") << " shape "
+                                              << at::IntArrayRef(c.shape) << (c.special ? " (special values) " : " ")
+                                              << dtype << " blocksize " << blocksize
+                                              << (double_quantize ? " double" : "") << " on " << device);
+            const Quantized4bit loop = quantize_4bit(weight, type, blocksize, double_quantize);
+            const Quantized4bit ops = quantize_4bit_torch(weight.to(device), type, blocksize, double_quantize);
+            EXPECT_EQ(ops.shape, loop.shape);
+            EXPECT_EQ(ops.double_quantized, loop.double_quantized);
+            EXPECT_EQ(ops.packed.device(), device);
+            EXPECT_EQ(ops.absmax.device(), device);
+            EXPECT_TRUE(at::equal(ops.packed.cpu(), loop.packed));
+            EXPECT_TRUE(at::equal(ops.absmax.cpu(), loop.absmax));
+            if (!double_quantize) continue;
+            EXPECT_TRUE(same_bits(ops.offset, loop.offset)) << ops.offset << " vs " << loop.offset;
+            EXPECT_TRUE(at::equal(ops.nested.codes.cpu(), loop.nested.codes));
+            EXPECT_TRUE(at::equal(ops.nested.absmax.cpu(), loop.nested.absmax));
+          }
+    }
 }
 
 }  // namespace autotrain::testing

@@ -1,4 +1,5 @@
-// Helpers shared by the tests: temporary folders and running the autotrain binary.
+// Helpers shared by the tests: temporary folders, running the autotrain binary, and checks that more than one
+// test file runs (on the CPU and on a GPU).
 #pragma once
 
 #include <cstdio>
@@ -38,5 +39,11 @@ RunResult run_command(const std::string& shell_command);
 
 // Shell-quotes one argument.
 std::string quote(const std::string& argument);
+
+// quantize_4bit_torch on `device` against quantize_4bit on the CPU, byte for byte (packed codes, absmax,
+// nested 8-bit codes and absmax, offset) over NF4 / FP4, double quantization off / on, blocksizes 64 / 256,
+// fp32 / fp16 / bf16 and odd sizes (partial last blocks, odd counts), with zeros, NaN, infinities and
+// subnormal blocks in one of them. gtest failures name the case.
+void expect_torch_quantization_equals_the_loop(at::Device device);
 
 }  // namespace autotrain::testing

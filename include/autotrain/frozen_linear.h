@@ -34,7 +34,8 @@ struct FourBitOptions {
 class FrozenLinear {
  public:
   // weight (out, in); bias (out,) or undefined. `dtype` is the dtype of a dense weight and of the
-  // dequantized weight in the matmul (the compute dtype).
+  // dequantized weight in the matmul (the compute dtype). A 4-bit weight is quantized on the device the
+  // weight is on (the same bytes on any); the storage stays there.
   FrozenLinear(const at::Tensor& weight, const at::Tensor& bias, BaseQuantization quantization,
                at::ScalarType dtype, FourBitOptions four_bit = {});
 

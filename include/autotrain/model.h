@@ -23,8 +23,9 @@ struct ModelOptions {
   std::vector<std::string> lora_target_modules;  // subset of q_proj..down_proj; empty = no LoRA
   LoraOptions lora;
   bool gradient_checkpointing = false;  // recompute each decoder layer in the backward
-  // Where the weights live and the forward runs. Every tensor is read, converted, quantized and (LoRA)
-  // initialised on the CPU exactly as for a CPU model, then moved, so a CUDA model starts from the same values.
+  // Where the weights live and the forward runs. Every tensor is read, converted and (LoRA) initialised on
+  // the CPU exactly as for a CPU model, then moved; a 4-bit weight is moved first and quantized on the GPU,
+  // to the same bytes (quantize_4bit_torch). So a CUDA model starts from the same values.
   at::Device device = at::kCPU;
 };
 

@@ -7,6 +7,8 @@
 // These CPU functions are the reference the CUDA kernels in kernels/ are held to.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <array>
 #include <cstdint>
 #include <string>
@@ -53,6 +55,10 @@ struct Quantized4bit {
 // weight: any float dtype, any shape. blocksize: 32, 64, ..., 4096 (bitsandbytes' choices).
 Quantized4bit quantize_4bit(const at::Tensor& weight, QuantType type = QuantType::nf4, int64_t blocksize = 64,
                             bool double_quantize = false);
+// The same storage, byte for byte, from ATen ops on the weight's device (CPU or CUDA): what a weight bound
+// for a GPU is quantized with there. Double quantization's small nested part runs on the CPU, then moves.
+Quantized4bit quantize_4bit_torch(const at::Tensor& weight, QuantType type = QuantType::nf4, int64_t blocksize = 64,
+                                  bool double_quantize = false);
 // The absmax of every block in float32, undoing double quantization when present; on the storage's device.
 at::Tensor block_absmax(const Quantized4bit& quantized);
 // Back to a dense tensor of `dtype` and the original shape (values computed in fp32, then cast, as

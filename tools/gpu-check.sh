@@ -8,7 +8,8 @@
 #      bitsandbytes' dequantization on the same shapes
 #   4. the GPU training and generation tests (CPU vs CUDA) 5. compute-sanitizer memcheck of the kernel tests
 #   6. end-to-end QLoRA of the 8B-shaped Llama against PEFT + bitsandbytes, if time is left (else the 1B one).
-# Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole.
+# Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
+# GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu-check}"
@@ -19,11 +20,16 @@ mkdir -p "$OUT"
 left() { echo $((BUDGET - (SECONDS - START))); }
 at_most() { local l; l=$(left); echo $((l < $1 ? l : $1)); }
 stage() { echo "=== $1 (t=$((SECONDS - START)) s)"; }
+STAGES=" ${GPU_CHECK_STAGES:-kernels bench training memcheck e2e} "
+wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 
 nvidia-smi -L
 WORK_8B=/tmp/bench-8b
-(python3 tools/bench_gpu_peer.py make-model --shape 8b --out "$WORK_8B" > "$OUT/make-8b.log" 2>&1; echo "exit $?" >> "$OUT/make-8b.log") &
-MAKE_8B=$!
+MAKE_8B=
+if wanted e2e; then
+  (python3 tools/bench_gpu_peer.py make-model --shape 8b --out "$WORK_8B" > "$OUT/make-8b.log" 2>&1; echo "exit $?" >> "$OUT/make-8b.log") &
+  MAKE_8B=$!
+fi
 
 stage build
 if ! bash tools/device-build.sh "$BUILD" > "$OUT/build.log" 2>&1; then
@@ -35,24 +41,31 @@ fi
 source "$BUILD/env.sh"
 if [[ -d build/fixtures/models && ! -d "$BUILD/fixtures/models" ]]; then cp -r build/fixtures "$BUILD/fixtures"; fi
 
+if wanted kernels; then
 stage "kernel tests"
 timeout 150 "$BUILD/tests/autotrain_tests" --gtest_filter='CudaBackend.*:CudaKernels.*:CudaFusedLora.*:FusedLora.*' \
   > "$OUT/kernel-tests.log" 2>&1
 echo "kernel tests: exit $?"
 grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|error|Expected|Which is|worst|trace" "$OUT/kernel-tests.log" | head -60
+fi
 
-stage "make-model 8b: waiting at most 120 s"
-for _ in $(seq 120); do kill -0 "$MAKE_8B" 2>/dev/null || break; sleep 1; done
-tail -2 "$OUT/make-8b.log"
+if [[ -n "$MAKE_8B" ]]; then
+  stage "make-model 8b: waiting at most 120 s"
+  for _ in $(seq 120); do kill -0 "$MAKE_8B" 2>/dev/null || break; sleep 1; done
+  tail -2 "$OUT/make-8b.log"
+fi
 
+if wanted bench; then
 stage "bench_gpu"
 timeout "$(at_most 150)" "$BUILD/bench_gpu" > "$OUT/bench_gpu.txt" 2>&1
 echo "bench_gpu: exit $?"
 grep -v '^JSON' "$OUT/bench_gpu.txt" | head -80
 timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1
 echo "bitsandbytes dequantize: exit $?"
-cat "$OUT/dequantize-bnb.txt" | tail -4
+tail -4 "$OUT/dequantize-bnb.txt"
+fi
 
+if wanted training; then
 stage "GPU training and generation tests"
 if [[ -d "$BUILD/fixtures/models" ]]; then
   timeout "$(at_most 150)" "$BUILD/tests/autotrain_tests" \
@@ -63,14 +76,19 @@ else
 fi
 echo "GPU training tests: exit $?"
 grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Passed|Failed|Failure|Expected|Which is" "$OUT/training-tests.log" | head -40
+fi
 
+if wanted memcheck; then
 stage "memcheck"
 timeout "$(at_most 90)" compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/autotrain_tests" \
   --gtest_filter='CudaKernels.TensorCore*:CudaKernels.GemvPicks*:CudaKernels.Dequantize*' > "$OUT/memcheck.log" 2>&1
 echo "memcheck: exit $?"
 grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
+fi
 
-if [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
+if ! wanted e2e; then
+  :
+elif [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
   stage "end to end, 8b"
   BENCH_GPU_WORK="$WORK_8B" timeout $(($(left) - 5)) \
     bash tools/bench_gpu.sh "$BUILD" 8b 6 --lora-dropout 0 > "$OUT/e2e-8b.txt" 2>&1
@@ -86,5 +104,5 @@ elif (($(left) > 120)); then
 else
   echo "=== end to end: skipped ($(left) s left)"
 fi
-kill "$MAKE_8B" 2>/dev/null
+[[ -n "$MAKE_8B" ]] && kill "$MAKE_8B" 2>/dev/null
 stage done

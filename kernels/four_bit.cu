@@ -38,9 +38,15 @@ struct MapParam {
   DynamicMap map;
 };
 
+// The block of flat element i. Block sizes are powers of two (check_weight), so this is a shift: a 64-bit
+// division by a runtime value costs ~100 instructions on a GPU, and one per chunk of 8 to 32 values dominated
+// the first version of these kernels.
+__device__ __forceinline__ int64_t block_of(const FourBitWeight& w, int64_t i) { return i >> (__ffs(w.blocksize) - 1); }
+
 __device__ __forceinline__ float block_scale(const FourBitWeight& w, const float* map, int64_t block) {
   if (w.absmax != nullptr) return w.absmax[block];
-  const float nested = __fmul_rn(map[w.nested_codes[block]], w.nested_absmax[block / w.nested_blocksize]);
+  const float nested =
+      __fmul_rn(map[w.nested_codes[block]], w.nested_absmax[block >> (__ffs(w.nested_blocksize) - 1)]);
   return __fadd_rn(nested, w.offset);
 }
 
@@ -57,7 +63,7 @@ __device__ __forceinline__ void load_code_and_map(const FourBitWeight& w, const 
 __device__ __forceinline__ float element(const FourBitWeight& w, const float* code, const float* map, int64_t i) {
   const uint8_t byte = w.packed[i >> 1];
   const int nibble = (i & 1) ? (byte & 0x0F) : (byte >> 4);
-  return __fmul_rn(code[nibble], block_scale(w, map, i / w.blocksize));
+  return __fmul_rn(code[nibble], block_scale(w, map, block_of(w, i)));
 }
 
 // ---- dequantization --------------------------------------------------------------------------------------
@@ -74,7 +80,7 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
   const int64_t groups = (last + 7) / 8 - group_first;
   for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
     const int64_t start = (group_first + g) * 8;
-    const float scale = block_scale(w, map, start / w.blocksize);
+    const float scale = block_scale(w, map, block_of(w, start));
     uint32_t word;
     if (start + 8 <= total) {
       word = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
@@ -118,13 +124,15 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
   const int64_t per_row = aligned ? width / 8 : width;
   const int64_t items = height * per_row;
   for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < items; g += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = g / per_row, c = g % per_row;
+    // 32-bit division where the counts fit (a 64-bit one costs several times more)
+    const int64_t r = items <= UINT32_MAX ? uint32_t(g) / uint32_t(per_row) : g / per_row;
+    const int64_t c = g - r * per_row;
     if (!aligned) {
       out[r * width + c] = from_float<T>(element(w, code, map, (row_begin + r) * w.cols + col_begin + c));
       continue;
     }
     const int64_t start = (row_begin + r) * w.cols + col_begin + c * 8;
-    const float scale = block_scale(w, map, start / w.blocksize);
+    const float scale = block_scale(w, map, block_of(w, start));
     const uint32_t word = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
     alignas(16) T values[8];
 #pragma unroll
@@ -211,7 +219,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
           const int64_t row = min(row0 + r, w.rows - 1);  // rows past the end repeat the last; never written
           const int64_t start = row * cols + k;
           words[c][r] = __ldg(reinterpret_cast<const uint4*>(w.packed + start / 2));
-          scale[c][r] = block_scale(w, map, start / w.blocksize);
+          scale[c][r] = block_scale(w, map, block_of(w, start));
         }
       }
 #pragma unroll
@@ -379,7 +387,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
         if (chunk < chunks) {
           const int64_t start = rows[h] * w.cols + chunk * 64;
           bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
-          scale[u][h] = block_scale(w, map, start / w.blocksize);
+          scale[u][h] = block_scale(w, map, block_of(w, start));
         }
       }
     }
@@ -470,7 +478,9 @@ MapParam map_param_of(const FourBitWeight& w, const DynamicMap* map) {
 
 const char* check_weight(const FourBitWeight& w, const DynamicMap* map) {
   if (w.packed == nullptr || w.rows <= 0 || w.cols <= 0) return "4-bit kernel: empty weight";
-  if (w.blocksize < 32 || w.blocksize % 32 != 0) return "4-bit kernel: blocksize must be a multiple of 32";
+  if (w.blocksize < 32 || (w.blocksize & (w.blocksize - 1)) != 0) return "4-bit kernel: blocksize must be a power of two >= 32";
+  if (w.absmax == nullptr && (w.nested_blocksize < 1 || (w.nested_blocksize & (w.nested_blocksize - 1)) != 0))
+    return "4-bit kernel: the nested blocksize must be a power of two";
   if (w.absmax == nullptr && (w.nested_codes == nullptr || w.nested_absmax == nullptr || map == nullptr))
     return "4-bit kernel: a double-quantized weight needs its nested codes, nested absmax and map";
   return nullptr;

@@ -183,8 +183,9 @@ TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
           }
 }
 
-// `automatic` is the tensor-core kernel where it applies and the CUDA-core one elsewhere (fp32, columns not a
-// multiple of 64); asking for the tensor-core kernel where it does not apply is an error, not a wrong answer.
+// `automatic` is the tensor-core kernel where it applies from 2 rows of x up, and the CUDA-core one elsewhere
+// (one row, fp32, columns not a multiple of 64); asking for the tensor-core kernel where it does not apply is an
+// error, not a wrong answer.
 TEST(CudaKernels, GemvPicksTheTensorCoreKernelWhereItApplies) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(6);
@@ -201,6 +202,8 @@ TEST(CudaKernels, GemvPicksTheTensorCoreKernelWhereItApplies) {
     const auto expected_kernel = c.tensor_cores ? cuda::GemvKernel::tensor_cores : cuda::GemvKernel::cuda_cores;
     EXPECT_TRUE(at::equal(gemv_4bit_cuda(x, q), gemv_4bit_cuda(x, q, expected_kernel)));
     if (!c.tensor_cores) EXPECT_THROW(gemv_4bit_cuda(x, q, cuda::GemvKernel::tensor_cores), Error);
+    at::Tensor one_row = x.narrow(0, 0, 1).contiguous();
+    EXPECT_TRUE(at::equal(gemv_4bit_cuda(one_row, q), gemv_4bit_cuda(one_row, q, cuda::GemvKernel::cuda_cores)));
   }
 }
 

@@ -27,8 +27,8 @@ nvidia-smi -L
 WORK_8B=/tmp/bench-8b
 MAKE_8B=
 if wanted e2e; then
-  (python3 tools/bench_gpu_peer.py make-model --shape 8b --out "$WORK_8B" > "$OUT/make-8b.log" 2>&1; echo "exit $?" >> "$OUT/make-8b.log") &
-  MAKE_8B=$!
+    (python3 tools/bench_gpu_peer.py make-model --shape 8b --out "$WORK_8B" > "$OUT/make-8b.log" 2>&1; echo "exit $?" >> "$OUT/make-8b.log") &
+    MAKE_8B=$!
 fi
 
 stage build
@@ -42,11 +42,11 @@ source "$BUILD/env.sh"
 if [[ -d build/fixtures/models && ! -d "$BUILD/fixtures/models" ]]; then cp -r build/fixtures "$BUILD/fixtures"; fi
 
 if wanted kernels; then
-stage "kernel tests"
-timeout 150 "$BUILD/tests/autotrain_tests" --gtest_filter='CudaBackend.*:CudaKernels.*:CudaFusedLora.*:FusedLora.*' \
-  > "$OUT/kernel-tests.log" 2>&1
-echo "kernel tests: exit $?"
-grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|error|Expected|Which is|worst|trace" "$OUT/kernel-tests.log" | head -60
+  stage "kernel tests"
+  timeout 150 "$BUILD/tests/autotrain_tests" --gtest_filter='CudaBackend.*:CudaKernels.*:CudaFusedLora.*:FusedLora.*' \
+    > "$OUT/kernel-tests.log" 2>&1
+  echo "kernel tests: exit $?"
+  grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|error|Expected|Which is|worst|trace" "$OUT/kernel-tests.log" | head -60
 fi
 
 if [[ -n "$MAKE_8B" ]]; then
@@ -56,34 +56,34 @@ if [[ -n "$MAKE_8B" ]]; then
 fi
 
 if wanted bench; then
-stage "bench_gpu"
-timeout "$(at_most 150)" "$BUILD/bench_gpu" > "$OUT/bench_gpu.txt" 2>&1
-echo "bench_gpu: exit $?"
-grep -v '^JSON' "$OUT/bench_gpu.txt" | head -80
-timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1
-echo "bitsandbytes dequantize: exit $?"
-tail -4 "$OUT/dequantize-bnb.txt"
+  stage "bench_gpu"
+  timeout "$(at_most 150)" "$BUILD/bench_gpu" > "$OUT/bench_gpu.txt" 2>&1
+  echo "bench_gpu: exit $?"
+  grep -v '^JSON' "$OUT/bench_gpu.txt" | head -80
+  timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1
+  echo "bitsandbytes dequantize: exit $?"
+  tail -4 "$OUT/dequantize-bnb.txt"
 fi
 
 if wanted training; then
-stage "GPU training and generation tests"
-if [[ -d "$BUILD/fixtures/models" ]]; then
-  timeout "$(at_most 150)" "$BUILD/tests/autotrain_tests" \
-    --gtest_filter='CudaFrozenLinear.*:CudaTraining.*:*CudaTrainingMatchesCpu*:CudaGenerate.*:CudaQuantize*' \
-    > "$OUT/training-tests.log" 2>&1
-else
-  (cd "$BUILD" && timeout "$(at_most 250)" ctest -R 'Cuda|GpuTraining|Device' --output-on-failure) > "$OUT/training-tests.log" 2>&1
-fi
-echo "GPU training tests: exit $?"
-grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Passed|Failed|Failure|Expected|Which is" "$OUT/training-tests.log" | head -40
+  stage "GPU training and generation tests"
+  if [[ -d "$BUILD/fixtures/models" ]]; then
+    timeout "$(at_most 150)" "$BUILD/tests/autotrain_tests" \
+      --gtest_filter='CudaFrozenLinear.*:CudaTraining.*:*CudaTrainingMatchesCpu*:CudaGenerate.*' \
+      > "$OUT/training-tests.log" 2>&1
+  else
+    (cd "$BUILD" && timeout "$(at_most 250)" ctest -R 'Cuda|GpuTraining|Device' --output-on-failure) > "$OUT/training-tests.log" 2>&1
+  fi
+  echo "GPU training tests: exit $?"
+  grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Passed|Failed|Failure|Expected|Which is" "$OUT/training-tests.log" | head -40
 fi
 
 if wanted memcheck; then
-stage "memcheck"
-timeout "$(at_most 90)" compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/autotrain_tests" \
-  --gtest_filter='CudaKernels.TensorCore*:CudaKernels.GemvPicks*:CudaKernels.Dequantize*' > "$OUT/memcheck.log" 2>&1
-echo "memcheck: exit $?"
-grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
+  stage "memcheck"
+  timeout "$(at_most 90)" compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/autotrain_tests" \
+    --gtest_filter='CudaKernels.TensorCore*:CudaKernels.GemvPicks*:CudaKernels.Dequantize*' > "$OUT/memcheck.log" 2>&1
+  echo "memcheck: exit $?"
+  grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
 fi
 
 if ! wanted e2e; then
@@ -106,3 +106,4 @@ else
 fi
 [[ -n "$MAKE_8B" ]] && kill "$MAKE_8B" 2>/dev/null
 stage done
+

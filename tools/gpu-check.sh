@@ -106,4 +106,3 @@ else
 fi
 [[ -n "$MAKE_8B" ]] && kill "$MAKE_8B" 2>/dev/null
 stage done
-

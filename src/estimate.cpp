@@ -13,10 +13,6 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-bool is_target(const RunShape& shape, const std::string& name) {
-  return std::find(shape.target_modules.begin(), shape.target_modules.end(), name) != shape.target_modules.end();
-}
-
 // Which projections read the same input tensor: q/k/v read input_layernorm's output, gate/up the
 // post-attention norm's; o_proj and down_proj read tensors of their own.
 std::string input_group(const std::string& name) {

@@ -71,7 +71,8 @@ __device__ __forceinline__ float element(const FourBitWeight& w, const float* co
 // Each thread writes the elements of one 8-aligned group of flat indices that fall in [first, last): 8
 // elements share a block (blocksize is a multiple of 32) and four packed bytes.
 template <typename T>
-__global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param, int64_t first, int64_t last, T* out) {
+__global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                                  int64_t first, int64_t last, T* out) {
   __shared__ float code[16];
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
@@ -115,7 +116,8 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
 // height x width. When the columns and the weight's rows are 8-aligned, each thread writes 8 values from one
 // 4-byte read (as above); otherwise it goes element by element.
 template <typename T>
-__global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param, int64_t row_begin, int64_t height,
+__global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight w,
+                                          const __grid_constant__ MapParam map_param, int64_t row_begin, int64_t height,
                                           int64_t col_begin, int64_t width, T* out) {
   __shared__ float code[16];
   __shared__ float map[256];
@@ -196,7 +198,8 @@ constexpr int kGemvChunks = 4;  // 1024-column chunks in flight at once
 
 template <typename T, int M>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemv_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param, const T* __restrict__ x, T* __restrict__ y) {
+    gemv_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                const T* __restrict__ x, T* __restrict__ y) {
   __shared__ float code[16];
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
@@ -263,8 +266,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
 // Any shape: one warp per row, element by element.
 template <typename T>
-__global__ void gemv_any_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param, const T* __restrict__ x, int m_count,
-                                T* __restrict__ y) {
+__global__ void gemv_any_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                                const T* __restrict__ x, int m_count, T* __restrict__ y) {
   __shared__ float code[16];
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
@@ -405,7 +408,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const uint32_t a[4] = {table[table_offset(bytes[u][0], 2 * j)], table[table_offset(bytes[u][1], 2 * j)],
-                               table[table_offset(bytes[u][0], 2 * j + 1)], table[table_offset(bytes[u][1], 2 * j + 1)]};
+                               table[table_offset(bytes[u][0], 2 * j + 1)],
+                               table[table_offset(bytes[u][1], 2 * j + 1)]};
         mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
       }
       acc[0] = fmaf(d[0], scale[u][0], acc[0]);
@@ -478,7 +482,8 @@ MapParam map_param_of(const FourBitWeight& w, const DynamicMap* map) {
 
 const char* check_weight(const FourBitWeight& w, const DynamicMap* map) {
   if (w.packed == nullptr || w.rows <= 0 || w.cols <= 0) return "4-bit kernel: empty weight";
-  if (w.blocksize < 32 || (w.blocksize & (w.blocksize - 1)) != 0) return "4-bit kernel: blocksize must be a power of two >= 32";
+  if (w.blocksize < 32 || (w.blocksize & (w.blocksize - 1)) != 0)
+    return "4-bit kernel: blocksize must be a power of two >= 32";
   if (w.absmax == nullptr && (w.nested_blocksize < 1 || (w.nested_blocksize & (w.nested_blocksize - 1)) != 0))
     return "4-bit kernel: the nested blocksize must be a power of two";
   if (w.absmax == nullptr && (w.nested_codes == nullptr || w.nested_absmax == nullptr || map == nullptr))

@@ -44,7 +44,8 @@ double seconds_per_call_in_graph(const std::function<void(void* stream)>& launch
   for (int i = 0; i < calls; ++i) launch(t.stream);
   if (failed(cudaStreamEndCapture(t.stream, &t.graph), "cudaStreamEndCapture", error)) return -1;
   if (failed(cudaGraphInstantiateWithFlags(&t.exec, t.graph, 0), "cudaGraphInstantiate", error)) return -1;
-  if (failed(cudaEventCreate(&t.start), "cudaEventCreate", error) || failed(cudaEventCreate(&t.stop), "cudaEventCreate", error))
+  if (failed(cudaEventCreate(&t.start), "cudaEventCreate", error) ||
+      failed(cudaEventCreate(&t.stop), "cudaEventCreate", error))
     return -1;
   if (failed(cudaGraphLaunch(t.exec, t.stream), "cudaGraphLaunch", error) ||
       failed(cudaStreamSynchronize(t.stream), "warm-up replay", error))

@@ -51,8 +51,12 @@ bool cpu_linear_uses_onednn(const at::Tensor& x, const at::Tensor& weight) {
 at::Tensor cpu_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (!cpu_linear_uses_onednn(x, weight)) return at::linear(x, weight, bias);
   at::NoGradGuard no_grad;
-  torch::jit::Stack stack{x.contiguous(), weight, bias.defined() ? c10::IValue(bias.to(x.scalar_type())) : c10::IValue(),
-                          c10::IValue("none"), c10::IValue(c10::List<std::optional<at::Scalar>>()), c10::IValue()};
+  torch::jit::Stack stack{x.contiguous(),
+                          weight,
+                          bias.defined() ? c10::IValue(bias.to(x.scalar_type())) : c10::IValue(),
+                          c10::IValue("none"),
+                          c10::IValue(c10::List<std::optional<at::Scalar>>()),
+                          c10::IValue()};
   onednn_linear_op()->callBoxed(&stack);
   return stack.at(0).toTensor();
 }

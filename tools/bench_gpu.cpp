@@ -76,11 +76,13 @@ int main() {
   at::Tensor a = at::empty({1LL << 28}, at::TensorOptions(at::kFloat).device(at::kCUDA)), b = at::empty_like(a);
   const double copy_gbs = 2.0 * a.nbytes() / time_per_call([&] { b.copy_(a); }) / 1e9;
   a = b = at::Tensor();
-  std::printf("device: %s, %d SMs, peak memory bandwidth %.0f GB/s (from its clocks), device-to-device copy %.0f GB/s\n\n",
-              device.name.c_str(), device.multiprocessors, device.peak_bandwidth_gbs, copy_gbs);
+  std::printf(
+      "device: %s, %d SMs, peak memory bandwidth %.0f GB/s (from its clocks), device-to-device copy %.0f GB/s\n\n",
+      device.name.c_str(), device.multiprocessors, device.peak_bandwidth_gbs, copy_gbs);
 
   std::printf("## NF4 GEMV (double-quantized absmax, bf16; weights read from memory, not L2)\n\n");
-  std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n");
+  std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy "
+              "| CUDA-core us | %% of peak | dequantize + cuBLAS us |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& s : kShapes) {
     // Copies of one weight, more bytes in all than 4x the L2 cache, taken in turn: each call reads from memory

@@ -68,6 +68,28 @@ __device__ __forceinline__ float element(const FourBitWeight& w, const float* co
 
 // ---- dequantization --------------------------------------------------------------------------------------
 
+// The 8 values of 4 packed bytes (one 32-bit word, the first byte lowest), each code * scale rounded to T.
+template <typename T>
+__device__ __forceinline__ void decode8(uint32_t word, const float* code, float scale, T (&values)[8]) {
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const uint32_t byte = (word >> (8 * (k / 2))) & 0xFF;
+    const uint32_t nibble = (k & 1) ? (byte & 0x0F) : (byte >> 4);
+    values[k] = from_float<T>(__fmul_rn(code[nibble], scale));
+  }
+}
+
+// 8 values to an address aligned to 8 elements, as 16-byte stores.
+template <typename T>
+__device__ __forceinline__ void store8(T* dst, const T (&values)[8]) {
+  if constexpr (sizeof(T) == 2) {
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(values);
+  } else {
+    reinterpret_cast<uint4*>(dst)[0] = *reinterpret_cast<const uint4*>(values);
+    reinterpret_cast<uint4*>(dst)[1] = *reinterpret_cast<const uint4*>(values + 4);
+  }
+}
+
 // Each thread writes the elements of one 8-aligned group of flat indices that fall in [first, last): 8
 // elements share a block (blocksize is a multiple of 32) and four packed bytes.
 template <typename T>
@@ -89,22 +111,11 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
       word = 0;
       for (int64_t b = 0; start / 2 + b < (total + 1) / 2; ++b) word |= uint32_t(w.packed[start / 2 + b]) << (8 * b);
     }
-    alignas(16) T values[8];  // stored as 16-byte words below
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const uint32_t byte = (word >> (8 * (k / 2))) & 0xFF;
-      const uint32_t nibble = (k & 1) ? (byte & 0x0F) : (byte >> 4);
-      values[k] = from_float<T>(__fmul_rn(code[nibble], scale));
-    }
+    alignas(16) T values[8];
+    decode8(word, code, scale, values);
     T* dst = out + (start - first);
     if (start >= first && start + 8 <= last && first % 8 == 0) {
-      // 8 whole values at an address aligned to 8 elements (the output starts aligned; torch's are)
-      if constexpr (sizeof(T) == 2) {
-        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(values);
-      } else {
-        reinterpret_cast<uint4*>(dst)[0] = *reinterpret_cast<const uint4*>(values);
-        reinterpret_cast<uint4*>(dst)[1] = *reinterpret_cast<const uint4*>(values + 4);
-      }
+      store8(dst, values);  // 8 whole values at an 8-aligned address (the output starts aligned; torch's are)
     } else {
       for (int k = 0; k < 8; ++k)
         if (start + k >= first && start + k < last) dst[k] = values[k];
@@ -137,31 +148,29 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
     const float scale = block_scale(w, map, block_of(w, start));
     const uint32_t word = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
     alignas(16) T values[8];
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const uint32_t byte = (word >> (8 * (k / 2))) & 0xFF;
-      const uint32_t nibble = (k & 1) ? (byte & 0x0F) : (byte >> 4);
-      values[k] = from_float<T>(__fmul_rn(code[nibble], scale));
-    }
-    T* dst = out + r * width + c * 8;
-    if constexpr (sizeof(T) == 2) {
-      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(values);
-    } else {
-      reinterpret_cast<uint4*>(dst)[0] = *reinterpret_cast<const uint4*>(values);
-      reinterpret_cast<uint4*>(dst)[1] = *reinterpret_cast<const uint4*>(values + 4);
-    }
+    decode8(word, code, scale, values);
+    store8(out + r * width + c * 8, values);
   }
+}
+
+// An attribute of the current device (0 when it cannot be read).
+int current_device_attribute(cudaDeviceAttr attribute) {
+  int device = 0, value = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&value, attribute, device) != cudaSuccess)
+    return 0;
+  return value;
+}
+
+// The current device's SM count, read once (as the launch heuristics below have always done).
+int64_t multiprocessors() {
+  static const int64_t count = std::max(current_device_attribute(cudaDevAttrMultiProcessorCount), 1);
+  return count;
 }
 
 // Blocks for a grid-stride kernel: enough to fill the device a few times over, few enough that the per-block
 // set-up (the code and map into shared memory) is paid rarely.
 unsigned grid_for(int64_t items, unsigned threads) {
-  static const int64_t limit = [] {
-    int device = 0, sms = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    return int64_t(std::max(sms, 1)) * 8;
-  }();
+  const int64_t limit = multiprocessors() * 8;
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + threads - 1) / threads, limit)));
 }
 
@@ -236,12 +245,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         for (int r = 0; r < kGemvRows; ++r) {
           const uint4& q = words[c][r];
           const uint32_t word = part == 0 ? q.x : part == 1 ? q.y : part == 2 ? q.z : q.w;
+          T values[8];
+          decode8(word, code, scale[c][r], values);
 #pragma unroll
-          for (int e = 0; e < 8; ++e) {
-            const uint32_t byte = (word >> (8 * (e / 2))) & 0xFF;
-            const uint32_t nibble = (e & 1) ? (byte & 0x0F) : (byte >> 4);
-            wv[r][e] = to_float(from_float<T>(__fmul_rn(code[nibble], scale[c][r])));
-          }
+          for (int e = 0; e < 8; ++e) wv[r][e] = to_float(values[e]);
         }
 #pragma unroll
         for (int m = 0; m < M; ++m) {
@@ -434,12 +441,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 }
 
 bool tensor_cores_available() {
-  static const bool available = [] {
-    int device = 0, major = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-    return major >= 8;
-  }();
+  static const bool available = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 8;
   return available;
 }
 
@@ -455,14 +457,8 @@ const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType 
 
 // Warps per block: enough blocks x warps to give every SM ~32 warps, 4 ... 16 per block.
 int tensor_core_warps(int64_t rows) {
-  static const int64_t sms = [] {
-    int device = 0, count = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device);
-    return int64_t(std::max(count, 1));
-  }();
   const int64_t blocks = (rows + kTensorCoreRows - 1) / kTensorCoreRows;
-  return static_cast<int>(std::clamp<int64_t>((sms * 32 + blocks - 1) / blocks, 4, kTensorCoreMaxWarps));
+  return static_cast<int>(std::clamp<int64_t>((multiprocessors() * 32 + blocks - 1) / blocks, 4, kTensorCoreMaxWarps));
 }
 
 template <typename T>
@@ -579,16 +575,17 @@ const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void*
   if (m < 1 || m > kMaxGemvRows) return "gemv_4bit: m must be 1 ... 8";
   const MapParam param = map_param_of(w, map);
   auto s = static_cast<cudaStream_t>(stream);
-  // `automatic` keeps one row of x on the CUDA cores: on an H200 (2026-11-26, Llama-3-8B's seven projections,
-  // bf16) that took 130 us per layer against 154 on the tensor cores, which win 1.6-4x from 4 rows up.
-  const bool cuda_cores = kernel == GemvKernel::cuda_cores || (kernel == GemvKernel::automatic && m == 1);
-  const char* unfit = cuda_cores ? "" : tensor_core_gemv_unfit(w, x, dtype);
+  const char* unfit = tensor_core_gemv_unfit(w, x, dtype);
   if (kernel == GemvKernel::tensor_cores && unfit != nullptr) {
     static thread_local std::string message;
     message = std::string("gemv_4bit: the tensor-core kernel cannot take this weight: ") + unfit;
     return message.c_str();
   }
-  if (unfit == nullptr) {
+  // `automatic` keeps one row of x on the CUDA cores: on an H200 (2026-11-26, Llama-3-8B's seven projections,
+  // bf16) that took 130 us per layer against 154 on the tensor cores, which win 1.6-4x from 4 rows up.
+  const bool tensor_cores =
+      kernel == GemvKernel::tensor_cores || (kernel == GemvKernel::automatic && m >= 2 && unfit == nullptr);
+  if (tensor_cores) {
     if (dtype == DType::f16)
       launch_tensor_core_gemv<__half>(w, param, x, m, y, s);
     else

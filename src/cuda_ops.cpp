@@ -92,6 +92,19 @@ int64_t slice_of(int64_t count, int64_t other, int64_t element_size, int64_t chu
   return std::max<int64_t>(std::min<int64_t>(128, count), fit / 128 * 128);
 }
 
+// Fills `out` (rows, columns) slice by slice of `step` columns: multiply(first, last, columns) writes columns
+// [first, last) into the view `columns` (cuBLAS writes a column slice in place). Both matmuls below slice
+// their output's columns: output features forward, input features backward.
+template <typename Multiply>
+void by_column_slices(const at::Tensor& out, int64_t step, Multiply multiply) {
+  const int64_t count = out.size(1);
+  for (int64_t first = 0; first < count; first += step) {
+    const int64_t last = std::min(count, first + step);
+    at::Tensor columns = out.narrow(1, first, last - first);
+    multiply(first, last, columns);
+  }
+}
+
 }  // namespace
 
 bool cuda_kernels_built() { return true; }
@@ -138,17 +151,10 @@ at::Tensor matmul_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, in
   const int64_t out_features = weight.shape.at(0), in = weight.shape.at(1);
   at::Tensor x2 = x.reshape({-1, in});
   at::Tensor y = at::empty({x2.size(0), out_features}, x.options());
-  const int64_t step = slice_of(out_features, in, x.element_size(), chunk_bytes);
-  for (int64_t first = 0; first < out_features; first += step) {
-    const int64_t last = std::min(out_features, first + step);
-    at::Tensor w = dequantize_4bit_cuda(weight, x.scalar_type(), first, last);
-    if (step == out_features)
-      at::mm_out(y, x2, w.t());
-    else {
-      at::Tensor columns = y.narrow(1, first, last - first);  // cuBLAS writes the column slice in place
-      at::mm_out(columns, x2, w.t());
-    }
-  }
+  by_column_slices(y, slice_of(out_features, in, x.element_size(), chunk_bytes),
+                   [&](int64_t first, int64_t last, at::Tensor& columns) {
+                     at::mm_out(columns, x2, dequantize_4bit_cuda(weight, x.scalar_type(), first, last).t());
+                   });
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = out_features;
   return y.view(shape);
@@ -160,17 +166,11 @@ at::Tensor matmul_4bit_transposed_cuda(const at::Tensor& dy, const Quantized4bit
   const int64_t out_features = weight.shape.at(0), in = weight.shape.at(1);
   at::Tensor dy2 = dy.reshape({-1, out_features});
   at::Tensor dx = at::empty({dy2.size(0), in}, dy.options());
-  const int64_t step = slice_of(in, out_features, dy.element_size(), chunk_bytes);
-  for (int64_t first = 0; first < in; first += step) {
-    const int64_t last = std::min(in, first + step);
-    at::Tensor w = dequantize_4bit_cuda(weight, dy.scalar_type(), 0, out_features, first, last);
-    if (step == in) {
-      at::mm_out(dx, dy2, w);
-    } else {
-      at::Tensor columns = dx.narrow(1, first, last - first);  // cuBLAS writes the column slice in place
-      at::mm_out(columns, dy2, w);
-    }
-  }
+  by_column_slices(dx, slice_of(in, out_features, dy.element_size(), chunk_bytes),
+                   [&](int64_t first, int64_t last, at::Tensor& columns) {
+                     at::Tensor w = dequantize_4bit_cuda(weight, dy.scalar_type(), 0, out_features, first, last);
+                     at::mm_out(columns, dy2, w);
+                   });
   std::vector<int64_t> shape = dy.sizes().vec();
   shape.back() = in;
   return dx.view(shape);

@@ -53,9 +53,25 @@ const std::vector<ProjectionShape> kShapes{
     {"q/o 4096x4096", 4096, 4096}, {"k/v 1024x4096", 1024, 4096}, {"gate/up 14336x4096", 14336, 4096},
     {"down 4096x14336", 4096, 14336}};
 
-Quantized4bit random_nf4_on_gpu(int64_t out, int64_t in) {
-  // Quantized on the CPU (the reference quantizer), as training does, then moved.
-  return quantize_4bit(at::randn({out, in}) * 0.02, QuantType::nf4, 64, /*double_quantize=*/true).to(at::kCUDA);
+// A random (out, in) weight quantized to NF4 (blocksize 64) on the CPU by the reference quantizer.
+Quantized4bit random_nf4(int64_t out, int64_t in, bool double_quantize) {
+  return quantize_4bit(at::randn({out, in}) * 0.02, QuantType::nf4, 64, double_quantize);
+}
+
+Quantized4bit random_nf4_on_gpu(int64_t out, int64_t in) { return random_nf4(out, in, true).to(at::kCUDA); }
+
+// Seconds per call of `launch` (a kernel launcher that returns nullptr, or its error) timed in a CUDA graph;
+// -1 after an error, which goes to stderr.
+double graph_seconds_per_call(const std::function<const char*(void* stream)>& launch, int calls) {
+  std::string error;
+  const double seconds = cuda::seconds_per_call_in_graph(
+      [&](void* stream) {
+        if (const char* problem = launch(stream)) error = problem;
+      },
+      calls, &error);
+  if (error.empty()) return seconds;
+  std::fprintf(stderr, "bench_gpu: %s\n", error.c_str());
+  return -1.0;
 }
 
 void json(const std::string& kind, const std::string& shape, const std::string& fields) {
@@ -87,8 +103,7 @@ int main() {
   for (const auto& s : kShapes) {
     // Copies of one weight, more bytes in all than 4x the L2 cache, taken in turn: each call reads from memory
     // as it does in generation, where a model's layers are far larger than the cache.
-    const Quantized4bit cpu_weight =
-        quantize_4bit(at::randn({s.out, s.in}) * 0.02, QuantType::nf4, 64, /*double_quantize=*/true);
+    const Quantized4bit cpu_weight = random_nf4(s.out, s.in, /*double_quantize=*/true);
     const Quantized4bit q = cpu_weight.to(at::kCUDA);
     const double weight_bytes = q.packed.nbytes() + q.nested.codes.nbytes() + q.nested.absmax.nbytes();
     const int copies = static_cast<int>(std::max(2.0, std::ceil(4.0 * device.l2_cache_bytes / weight_bytes)));
@@ -104,16 +119,12 @@ int main() {
       at::Tensor y = at::empty({m, s.out}, x.options());
       auto kernel_seconds = [&](cuda::GemvKernel kernel) {
         int next = 0;
-        std::string error;
-        const double seconds = cuda::seconds_per_call_in_graph(
+        return graph_seconds_per_call(
             [&](void* stream) {
-              const char* problem = cuda::gemv_4bit(views[next++ % copies], kernel_dynamic_map(), x.data_ptr(), m,
-                                                    y.data_ptr(), cuda::DType::bf16, stream, kernel);
-              if (problem != nullptr) error = problem;
+              return cuda::gemv_4bit(views[next++ % copies], kernel_dynamic_map(), x.data_ptr(), m, y.data_ptr(),
+                                     cuda::DType::bf16, stream, kernel);
             },
-            calls, &error);
-        if (!error.empty()) std::fprintf(stderr, "bench_gpu: %s\n", error.c_str());
-        return error.empty() ? seconds : -1.0;
+            calls);
       };
       const double tensor_cores = kernel_seconds(cuda::GemvKernel::tensor_cores);
       const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores);
@@ -121,8 +132,8 @@ int main() {
       const double baseline = time_per_call([&] { at::mm(x, dequantize_4bit_cuda(q, at::kBFloat16).t()); });
       const double gbs = bytes / tensor_cores / 1e9, cuda_core_gbs = bytes / cuda_cores / 1e9;
       std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f | %.0f%% | %.1f |\n", s.name, static_cast<long>(m),
-                  tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs, 100 * gbs / copy_gbs, cuda_cores * 1e6,
-                  100 * cuda_core_gbs / device.peak_bandwidth_gbs, baseline * 1e6);
+                  tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs, 100 * gbs / copy_gbs,
+                  cuda_cores * 1e6, 100 * cuda_core_gbs / device.peak_bandwidth_gbs, baseline * 1e6);
       json("gemv", s.name,
            "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) + ",\"gbs\":" +
                std::to_string(gbs) + ",\"peak_fraction\":" + std::to_string(gbs / device.peak_bandwidth_gbs) +
@@ -136,18 +147,14 @@ int main() {
   std::printf("## NF4 dequantization to bf16 (blocksize 64, absmax not double-quantized: AutoTrain's int4)\n\n");
   std::printf("| shape | us | GB/s (read + written) | %% of peak |\n|---|---|---|---|\n");
   for (const auto& s : kShapes) {
-    const Quantized4bit q = quantize_4bit(at::randn({s.out, s.in}) * 0.02, QuantType::nf4, 64, false).to(at::kCUDA);
+    const Quantized4bit q = random_nf4(s.out, s.in, /*double_quantize=*/false).to(at::kCUDA);
     const cuda::FourBitWeight view = four_bit_kernel_view(q);
     at::Tensor out = at::empty({s.out, s.in}, at::TensorOptions(at::kBFloat16).device(at::kCUDA));
-    std::string error;
-    const double seconds = cuda::seconds_per_call_in_graph(
+    const double seconds = graph_seconds_per_call(
         [&](void* stream) {
-          if (const char* problem = cuda::dequantize_4bit(view, nullptr, 0, s.out, 0, s.in, out.data_ptr(),
-                                                          cuda::DType::bf16, stream))
-            error = problem;
+          return cuda::dequantize_4bit(view, nullptr, 0, s.out, 0, s.in, out.data_ptr(), cuda::DType::bf16, stream);
         },
-        20, &error);
-    if (!error.empty()) std::fprintf(stderr, "bench_gpu: %s\n", error.c_str());
+        20);
     const double bytes = q.packed.nbytes() + q.absmax.nbytes() + out.nbytes();
     const double gbs = bytes / seconds / 1e9;
     std::printf("| %s | %.1f | %.0f | %.0f%% |\n", s.name, seconds * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs);

@@ -84,7 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> DecoderLayer::project_qkv(const a
   const Projection& v = projection("v_proj");
   const bool fusable = q.lora && k.lora && v.lora && !q.lora->dropout_active() && !k.lora->dropout_active() &&
                        !v.lora->dropout_active();
-  if (!fusable || !use_fused_qkv_lora(x)) return {q.forward(x), k.forward(x), v.forward(x)};
+  if (!fusable || !use_fused_lora(x)) return {q.forward(x), k.forward(x), v.forward(x)};
   std::vector<at::Tensor> out = fused_lora(x, {q.base->forward(x), k.base->forward(x), v.base->forward(x)},
                                            {q.lora.get(), k.lora.get(), v.lora.get()});
   return {out[0], out[1], out[2]};

@@ -17,8 +17,12 @@ struct Projection {
   std::shared_ptr<const FrozenLinear> base;
   LoraLinear lora{nullptr};
 
-  // x (..., in) -> (..., out)
-  at::Tensor forward(const at::Tensor& x) const { return lora ? lora.ptr()->forward(x) : base->forward(x); }
+  // x (..., in) -> (..., out); with LoRA and its dropout off, through fused_lora where use_fused_lora says.
+  at::Tensor forward(const at::Tensor& x) const {
+    if (!lora) return base->forward(x);
+    if (lora->dropout_active() || !use_fused_lora(x)) return lora.ptr()->forward(x);
+    return fused_lora(x, {base->forward(x)}, {lora.get()}).front();
+  }
 };
 
 // What every layer of one forward shares: rotary angles of the T new positions and the attention masks.

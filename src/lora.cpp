@@ -26,11 +26,16 @@ void LoraLinearImpl::reset_parameters() {
   lora_B.zero_();
 }
 
+at::ScalarType lora_compute_dtype(const at::Tensor& x) {
+  const at::ScalarType t = x.scalar_type();
+  return t == at::kBFloat16 || t == at::kHalf ? t : at::kFloat;
+}
+
 at::Tensor LoraLinearImpl::forward(const at::Tensor& x) {
   at::Tensor result = base_->forward(x);
-  at::Tensor h = x.to(lora_A.scalar_type());
-  if (dropout_ > 0 && is_training()) h = at::dropout(h, dropout_, /*train=*/true);
-  at::Tensor update = at::linear(at::linear(h, lora_A), lora_B) * scaling_;
+  const at::ScalarType compute = lora_compute_dtype(x);
+  at::Tensor h = dropout_active() ? at::dropout(x.to(lora_A.scalar_type()), dropout_, /*train=*/true) : x;
+  at::Tensor update = at::linear(at::linear(h.to(compute), lora_A.to(compute)), lora_B.to(compute)) * scaling_;
   return result + update.to(result.scalar_type());
 }
 
@@ -48,8 +53,12 @@ struct FusedLora : public torch::autograd::Function<FusedLora> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, at::TensorList bases, at::TensorList as,
                                at::TensorList bs, std::vector<double> scalings) {
     const int64_t n = static_cast<int64_t>(as.size()), in = x.size(-1);
-    at::Tensor h = x.reshape({-1, in}).to(as[0].scalar_type());
-    at::Tensor xa = at::mm(h, at::cat(as, 0).t());  // (M, r_1 + ... + r_n): the one read of x
+    const at::ScalarType compute = lora_compute_dtype(x);
+    at::Tensor h = x.reshape({-1, in}).to(compute);
+    at::Tensor a_all = at::cat(as, 0).to(compute);  // (r_1 + ... + r_n, in)
+    std::vector<at::Tensor> bs_c;
+    for (const at::Tensor& b : bs) bs_c.push_back(b.to(compute));
+    at::Tensor xa = at::mm(h, a_all.t());  // (M, r_1 + ... + r_n): the one read of x
     variable_list outputs;
     int64_t offset = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -58,13 +67,13 @@ struct FusedLora : public torch::autograd::Function<FusedLora> {
       offset += r;
       at::Tensor base = bases[i].reshape({-1, bs[i].size(0)});
       at::Tensor out = base.scalar_type() == xa.scalar_type()
-                           ? at::addmm(base, xa_i, bs[i].t(), /*beta=*/1, /*alpha=*/scalings[i])  // into the base
-                           : base + (at::mm(xa_i, bs[i].t()) * scalings[i]).to(base.scalar_type());
+                           ? at::addmm(base, xa_i, bs_c[i].t(), /*beta=*/1, /*alpha=*/scalings[i])  // into the base
+                           : base + (at::mm(xa_i, bs_c[i].t()) * scalings[i]).to(base.scalar_type());
       outputs.push_back(out.view(bases[i].sizes()));
     }
-    variable_list saved{x, xa};
-    saved.insert(saved.end(), as.begin(), as.end());
-    saved.insert(saved.end(), bs.begin(), bs.end());
+    // The adapters in the compute dtype (small) for the backward; their gradients go back to fp32 there.
+    variable_list saved{x, xa, a_all};
+    saved.insert(saved.end(), bs_c.begin(), bs_c.end());
     ctx->save_for_backward(saved);
     ctx->saved_data["scalings"] = scalings;
     return outputs;
@@ -74,32 +83,33 @@ struct FusedLora : public torch::autograd::Function<FusedLora> {
     variable_list saved = ctx->get_saved_variables();
     const at::Tensor& x = saved[0];
     const at::Tensor& xa = saved[1];
+    const at::Tensor& a_all = saved[2];
     const int64_t n = static_cast<int64_t>(grads.size());
-    std::vector<at::Tensor> as(saved.begin() + 2, saved.begin() + 2 + n), bs(saved.begin() + 2 + n, saved.end());
+    std::vector<at::Tensor> bs(saved.begin() + 3, saved.end());
     const c10::List<double> scalings = ctx->saved_data["scalings"].toDoubleList();
     const int64_t in = x.size(-1), m = xa.size(0);
     std::vector<at::Tensor> d_xa, d_as, d_bs, d_bases;
     int64_t offset = 0;
     for (int64_t i = 0; i < n; ++i) {
-      const int64_t r = as[i].size(0), out = bs[i].size(0);
+      const int64_t r = bs[i].size(1), out = bs[i].size(0);
       at::Tensor xa_i = xa.narrow(1, offset, r);
       offset += r;
       at::Tensor g = grads[i].defined() ? grads[i] : at::zeros({m, out}, xa.options());
       d_bases.push_back(grads[i]);  // the base output passes its gradient through
       at::Tensor dy = g.reshape({m, out}).to(xa.scalar_type());
-      d_bs.push_back(at::mm(dy.t(), xa_i) * scalings[i]);
+      d_bs.push_back((at::mm(dy.t(), xa_i) * scalings[i]).to(at::kFloat));
       d_xa.push_back(at::mm(dy, bs[i]) * scalings[i]);
     }
     at::Tensor dxa = at::cat(d_xa, 1);                                      // (M, r_1 + ... + r_n)
     at::Tensor h = x.reshape({-1, in}).to(xa.scalar_type());
-    at::Tensor da = at::mm(dxa.t(), h);                                     // every dA from one read of x
-    at::Tensor dx = at::mm(dxa, at::cat(as, 0)).to(x.scalar_type()).view(x.sizes());
+    at::Tensor da = at::mm(dxa.t(), h).to(at::kFloat);                      // every dA from one read of x
+    at::Tensor dx = at::mm(dxa, a_all).to(x.scalar_type()).view(x.sizes());
     variable_list result{dx};
     result.insert(result.end(), d_bases.begin(), d_bases.end());
     offset = 0;
     for (int64_t i = 0; i < n; ++i) {
-      result.push_back(da.narrow(0, offset, as[i].size(0)));
-      offset += as[i].size(0);
+      result.push_back(da.narrow(0, offset, bs[i].size(1)));
+      offset += bs[i].size(1);
     }
     result.insert(result.end(), d_bs.begin(), d_bs.end());
     result.push_back(at::Tensor());  // the scalings
@@ -127,9 +137,9 @@ std::vector<at::Tensor> fused_lora(const at::Tensor& x, const std::vector<at::Te
   return FusedLora::apply(x, at::TensorList(bases), at::TensorList(as), at::TensorList(bs), scalings);
 }
 
-bool use_fused_qkv_lora(const at::Tensor& x) {
+bool use_fused_lora(const at::Tensor& x) {
   static const int forced = [] {
-    const char* value = std::getenv("AUTOTRAIN_FUSED_QKV_LORA");
+    const char* value = std::getenv("AUTOTRAIN_FUSED_LORA");
     if (value == nullptr || *value == '\0') return -1;
     return std::string(value) == "0" ? 0 : 1;
   }();

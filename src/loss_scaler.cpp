@@ -14,16 +14,17 @@ at::Tensor LossScaler::scale_loss(const at::Tensor& loss) const { return enabled
 
 bool LossScaler::unscale_and_check(const std::vector<at::Tensor>& parameters) const {
   at::NoGradGuard no_grad;
-  bool found_inf = false;
-  // GradScaler multiplies by the fp32 reciprocal of the scale.
-  const float inverse = static_cast<float>(1.0 / scale());
-  for (const auto& p : parameters) {
-    at::Tensor g = p.grad();
-    if (!g.defined()) continue;
-    if (enabled_) g.mul_(inverse);
-    if (!found_inf && !at::isfinite(g).all().item<bool>()) found_inf = true;
-  }
-  return found_inf;
+  std::vector<at::Tensor> grads;
+  for (const auto& p : parameters)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return false;
+  // As GradScaler.unscale_: one multi-tensor operation multiplies every gradient by the fp32 reciprocal of
+  // the scale (1 when scaling is off) and flags any NaN/inf; one read of the flag.
+  const auto options = grads.front().options().dtype(at::kFloat);
+  at::Tensor found_inf = at::zeros({1}, options);
+  at::Tensor inverse = at::full({1}, static_cast<float>(1.0 / scale()), options);
+  at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inverse);
+  return found_inf.item<float>() != 0;
 }
 
 void LossScaler::update(bool found_inf) {

@@ -7,6 +7,19 @@
 
 namespace autotrain {
 
+double clip_gradient_norm(const std::vector<at::Tensor>& parameters, double max_norm) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  for (const at::Tensor& p : parameters)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return 0.0;
+  const std::vector<at::Tensor> norms = at::_foreach_norm(grads, 2);
+  const at::Tensor total = norms.size() == 1 ? norms.front() : at::stack(norms).norm(2);
+  const at::Tensor coefficient = at::clamp_max(max_norm / (total + 1e-6), 1.0);
+  at::_foreach_mul_(grads, coefficient);
+  return total.item<double>();
+}
+
 Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, OptimizerOptions options)
     : options_(std::move(options)), parameters_(std::move(parameters)) {
   if (options_.name == "adamw_torch" || options_.name == "adamw") {
@@ -39,27 +52,39 @@ void Optimizer::step(double lr) {
   const double bias_correction1 = 1 - std::pow(beta1, step);
   const double bias_correction2_sqrt = std::pow(1 - std::pow(beta2, step), 0.5);
   const double step_size = lr / bias_correction1;
+  // The parameters with a gradient, updated together by multi-tensor (_foreach) operations: one kernel per
+  // operation on a GPU instead of one per parameter, and on the CPU the single-tensor operations themselves.
+  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs;
   for (size_t i = 0; i < parameters_.size(); ++i) {
-    at::Tensor param = parameters_[i].second;
+    const at::Tensor& param = parameters_[i].second;
     if (!param.grad().defined()) continue;
-    at::Tensor grad = param.grad();
-    if (kind_ == Kind::sgd) {
-      if (wd != 0) grad = grad.add(param, wd);
-      param.add_(grad, -lr);
-      continue;
+    params.push_back(param);
+    grads.push_back(param.grad());
+    if (kind_ != Kind::sgd) {
+      exp_avgs.push_back(exp_avg_[i]);
+      exp_avg_sqs.push_back(exp_avg_sq_[i]);
     }
-    if (wd != 0) {
-      if (kind_ == Kind::adamw) {
-        param.mul_(1 - lr * wd);
-      } else {
-        grad = grad.add(param, wd);
-      }
-    }
-    exp_avg_[i].lerp_(grad, 1 - beta1);
-    exp_avg_sq_[i].mul_(beta2).addcmul_(grad, grad, 1 - beta2);
-    at::Tensor denom = (exp_avg_sq_[i].sqrt() / bias_correction2_sqrt).add_(options_.eps);
-    param.addcdiv_(exp_avg_[i], denom, -step_size);
   }
+  if (params.empty()) return;
+  if (kind_ == Kind::sgd) {
+    if (wd != 0) grads = at::_foreach_add(grads, params, wd);
+    at::_foreach_add_(params, grads, -lr);
+    return;
+  }
+  if (wd != 0) {
+    if (kind_ == Kind::adamw) {
+      at::_foreach_mul_(params, 1 - lr * wd);
+    } else {
+      grads = at::_foreach_add(grads, params, wd);
+    }
+  }
+  at::_foreach_lerp_(exp_avgs, grads, 1 - beta1);
+  at::_foreach_mul_(exp_avg_sqs, beta2);
+  at::_foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2);
+  std::vector<at::Tensor> denom = at::_foreach_sqrt(exp_avg_sqs);
+  at::_foreach_div_(denom, bias_correction2_sqrt);
+  at::_foreach_add_(denom, options_.eps);
+  at::_foreach_addcdiv_(params, exp_avgs, denom, -step_size);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {

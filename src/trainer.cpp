@@ -20,6 +20,7 @@
 #include "autotrain/loss_scaler.h"
 #include "autotrain/metrics.h"
 #include "autotrain/optimizer.h"
+#include "autotrain/profiling.h"
 #include "autotrain/progress.h"
 #include "autotrain/scheduler.h"
 
@@ -213,6 +214,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   const auto started = std::chrono::steady_clock::now();
   bool stop = false;
   int stop_signal = 0;  // SIGINT / SIGTERM received by this worker or, in a group, by any
+  const std::unique_ptr<StepProfiler> profiler = StepProfiler::from_environment();
   while (state.epoch < p.epochs && !stop) {
     if (order_epoch != state.epoch) {
       order = epoch_block_order(blocks, p.seed, state.epoch);
@@ -230,6 +232,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
       batches.push_back(worker_rows(run_batch, rank, p.batch_size));
     }
     double step_loss = 0;
+    if (profiler) profiler->before_step(state.global_step + 1);
     for (size_t m = 0; m < batches.size(); ++m) {
       if (reducer) reducer->prepare_for_backward(/*reduce=*/m + 1 == batches.size());
       const at::Tensor& ids = batches[m];
@@ -254,7 +257,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
     double grad_norm = std::nan("");
     const double lr = schedule.lr_at(state.scheduler_step);
     if (!skip) {
-      grad_norm = torch::nn::utils::clip_grad_norm_(trainable, p.max_grad_norm > 0 ? p.max_grad_norm : INFINITY);
+      grad_norm = clip_gradient_norm(trainable, p.max_grad_norm > 0 ? p.max_grad_norm : INFINITY);
       optimizer.step(lr);
       ++state.scheduler_step;
     } else if (nonfinite) {
@@ -270,6 +273,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
     optimizer.zero_grad();
     ++state.global_step;
     ++steps_this_run;
+    if (profiler) profiler->after_step(state.global_step);
     if (state.global_step == 1) state.first_loss = step_loss;
     last_loss = step_loss;
     state.micro_batch += window;

@@ -51,6 +51,47 @@ TEST(LoraLinear, ForwardAndGradientsEqualPeft) {
   }
 }
 
+// Mixed precision (AutoTrain's bf16 / fp16): a base in that dtype, fp32 adapters, and PEFT under
+// torch.autocast, which multiplies x by A and the result by B in the low dtype. Our layer runs the same
+// operations in the same order on the same libtorch CPU kernels that wrote the fixture, so the results are
+// bit-identical (measured: 0). The two semantics differ by only about one ulp of the dtype (2^-8 relative
+// for bf16, 2^-11 for fp16): multiplying in fp32 and rounding once, as this layer did before, lands 1.1 ulp
+// of the largest value away. So the bound is a quarter of an ulp of the largest value.
+TEST(LoraLinear, MixedPrecisionEqualsPeftUnderAutocast) {
+  auto cases = nlohmann::json::parse(read_file(kDir + "/autocast.json"));
+  ASSERT_EQ(cases.size(), 2u);
+  for (const auto& c : cases) {
+    const std::string id = c["case"];
+    const int64_t in = c["in"], out = c["out"], r = c["r"];
+    const at::ScalarType dtype = c["dtype"] == "bf16" ? at::kBFloat16 : at::kHalf;
+    const double ulp = dtype == at::kBFloat16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+    SCOPED_TRACE(id + " " + c["dtype"].get<std::string>());
+    auto base = std::make_shared<FrozenLinear>(load(id + ".weight", {out, in}).to(dtype), at::Tensor(),
+                                               BaseQuantization::none, dtype);
+    LoraLinear layer(base, LoraOptions{r, c["alpha"].get<double>(), 0.0, false});
+    {
+      at::NoGradGuard no_grad;
+      layer->lora_A.copy_(load(id + ".lora_A", {r, in}));
+      layer->lora_B.copy_(load(id + ".lora_B", {out, r}));
+    }
+    at::Tensor x = load(id + ".x", {3, 5, in}).to(dtype).requires_grad_(true);
+    at::Tensor y = layer->forward(x);
+    ASSERT_EQ(y.scalar_type(), dtype);
+    (y.to(at::kFloat) * load(id + ".upstream", {3, 5, out})).sum().backward();
+    EXPECT_EQ(layer->lora_A.grad().scalar_type(), at::kFloat);
+    const std::vector<std::tuple<std::string, at::Tensor, at::Tensor>> checks{
+        {"y", y.to(at::kFloat), load(id + ".y", {3, 5, out})},
+        {"dx", x.grad().to(at::kFloat), load(id + ".dx", {3, 5, in})},
+        {"dA", layer->lora_A.grad(), load(id + ".dA", {r, in})},
+        {"dB", layer->lora_B.grad(), load(id + ".dB", {out, r})}};
+    for (const auto& [name, ours, peft] : checks) {
+      const double scale = peft.abs().max().item<double>();
+      EXPECT_GT(scale, 0) << name;
+      EXPECT_LE(max_diff(ours, peft), ulp / 4 * scale) << name;
+    }
+  }
+}
+
 TEST(LoraLinear, InitialisationEqualsPeftForTheSameSeed) {
   torch::manual_seed(42);
   auto base = std::make_shared<FrozenLinear>(at::zeros({45, 67}), at::Tensor(), BaseQuantization::none, at::kFloat);
@@ -139,8 +180,9 @@ void expect_fused_lora_equals_separate(at::ScalarType base_dtype, double toleran
 // values ~10, so 1e-5 relative to the largest value; a wrong term (scaling, slice, transpose) is off by O(1).
 TEST(FusedLora, EqualsSeparateLayersOnTheCpu) { expect_fused_lora_equals_separate(at::kFloat, 1e-5); }
 
-// A bf16 base: both paths round the fp32 update to bf16 and add in bf16, so they differ only where the
-// update's fp32 sums (different order) round to neighbouring bf16 values: an ulp of bf16 (2^-8 relative).
+// A bf16 base and x: both paths multiply in bf16 (autocast semantics), the separate layer rounding x.A.B,
+// its scaling and the sum with the base one after another, the fused one adding scaling * x.A.B into the
+// base inside one GEMM (one rounding): a few ulps of bf16 (2^-8 relative) apart at most.
 TEST(FusedLora, EqualsSeparateLayersWithABf16Base) { expect_fused_lora_equals_separate(at::kBFloat16, 1e-2); }
 
 }  // namespace

@@ -10,6 +10,8 @@
 # after 3 warm-up steps (each step synchronised). Peak GPU memory: the card's memory in use (nvidia-smi,
 # sampled every 100 ms) during each run, so both count their CUDA context and allocator slack alike; each
 # side's own figure is printed too. Prints a Markdown row per side and a JSON summary line.
+# BENCH_GPU_PROFILE=1: each side then profiles two more steps, outside the timed ones, into $WORK/ours-profile.json
+# and $WORK/peer-profile.json, each with a .summary.txt of the time per kernel / operator.
 set -euo pipefail
 (($# >= 3)) || { echo "usage: tools/bench_gpu.sh BUILD_DIR SHAPE STEPS [peer run settings...]" >&2; exit 2; }
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -40,30 +42,43 @@ with_memory_peak() {
   return $status
 }
 
+profile_steps=0
+ours_profile=()
+peer_profile=()
+if [[ -n "${BENCH_GPU_PROFILE:-}" ]]; then
+  profile_steps=2
+  ours_profile=(env AUTOTRAIN_PROFILE="$WORK/ours-profile.json"
+                AUTOTRAIN_PROFILE_STEPS="$((STEPS + 4))-$((STEPS + 5))")
+  peer_profile=(--profile "$WORK/peer-profile.json")
+fi
+
 idle_mib=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
 
 # ---- ours ----
 python3 "$PEER" ours-config --model "$WORK/model" --data "$WORK/data" "${settings[@]}" --out "$WORK/ours.json"
 rm -rf "$WORK/ours-run"
 mkdir -p "$WORK/ours-run"
-ours_peak=$( (cd "$WORK/ours-run" && with_memory_peak "$BUILD/autotrain" train --config "$WORK/ours.json" \
-              --no-resume --device cuda --stop-after-steps $((STEPS + 3)) >"$WORK/ours.log" 2>&1) 3>&1) \
+ours_peak=$( (cd "$WORK/ours-run" && with_memory_peak "${ours_profile[@]}" "$BUILD/autotrain" train \
+              --config "$WORK/ours.json" --no-resume --device cuda --stop-after-steps $((STEPS + 3 + profile_steps)) \
+              >"$WORK/ours.log" 2>&1) 3>&1) \
   || { tail -30 "$WORK/ours.log"; exit 1; }
 tail -5 "$WORK/ours.log"
 
 # ---- the peer ----
 peer_peak=$( (with_memory_peak python3 "$PEER" peft --model "$WORK/model" --data "$WORK/data" --steps "$STEPS" \
-              --warmup-steps 3 "${settings[@]}" >"$WORK/peer.json" 2>"$WORK/peer.log") 3>&1) \
+              --warmup-steps 3 "${settings[@]}" "${peer_profile[@]}" >"$WORK/peer.json" 2>"$WORK/peer.log") 3>&1) \
   || { tail -30 "$WORK/peer.log"; exit 1; }
 
-python3 - "$WORK/ours-run/bench-gpu/metrics.jsonl" "$WORK/peer.json" "$ours_peak" "$peer_peak" "$idle_mib" "$SHAPE" <<'PY'
+python3 - "$WORK/ours-run/bench-gpu/metrics.jsonl" "$WORK/peer.json" "$ours_peak" "$peer_peak" "$idle_mib" "$SHAPE" \
+  "$STEPS" <<'PY'
 import json, sys
-metrics_path, peer_path, ours_peak, peer_peak, idle, shape = sys.argv[1:]
+metrics_path, peer_path, ours_peak, peer_peak, idle, shape, timed = sys.argv[1:]
 records = [json.loads(line) for line in open(metrics_path) if line.strip()]
 steps = [r for r in records if "step" in r and "time" in r and not r.get("skipped")]
 peer = json.loads(open(peer_path).read().strip().splitlines()[-1])
 tokens_per_step = peer["batch_size"] * peer["block_size"] * peer["gradient_accumulation"]
-first, last = steps[2], steps[-1]  # after 3 warm-up steps: from the end of step 3 to the end of the last
+# after 3 warm-up steps: from the end of step 3 to the end of the last timed one (profiled ones come after)
+first, last = steps[2], steps[min(len(steps) - 1, 2 + int(timed))]
 ours_tps = tokens_per_step * (last["step"] - first["step"]) / (last["time"] - first["time"])
 ours_own = max((r.get("gpu_memory_bytes") or 0) for r in steps)
 summary = {

@@ -296,6 +296,17 @@ def peft_run(args):
         synchronize()
         step_seconds.append(time.perf_counter() - begin)
     seconds = sum(step_seconds)
+    if args.profile:  # two more steps, outside the timing, as `autotrain train` with AUTOTRAIN_PROFILE
+        from torch.profiler import ProfilerActivity, profile
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as recorded:
+            for step in range(total_steps, total_steps + 2):
+                optimizer_step(step % max(1, total_steps))
+            synchronize()
+        recorded.export_chrome_trace(args.profile)
+        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        Path(args.profile + ".summary.txt").write_text(
+            recorded.key_averages().table(sort_by=sort, row_limit=60, max_name_column_width=90))
     tokens = args.steps * args.gradient_accumulation * args.batch_size * args.block_size
     result = {
         "peer": "peft+bnb" if args.quantization == "int4" else "peft",
@@ -380,6 +391,8 @@ def main():
     peft.add_argument("--compute-dtype", choices=["bf16", "fp16"],
                       help="4-bit compute dtype (default: the precision; AutoTrain: fp16)")
     peft.add_argument("--device", default="cuda")
+    peft.add_argument("--profile", help="also profile two more steps (torch.profiler) into this Chrome trace, "
+                      "with a table per operator in PROFILE.summary.txt")
     ours = commands.add_parser("ours-config", help="the matching training_params.json for autotrain")
     add_run_settings(ours)
     ours.add_argument("--out", required=True)

@@ -7,7 +7,9 @@
 #   1. build (build-device/, sm_90) 2. the kernel tests against the CPU reference 3. tools/bench_gpu, and
 #      bitsandbytes' dequantization on the same shapes
 #   4. the GPU training and generation tests (CPU vs CUDA) 5. compute-sanitizer memcheck of the kernel tests
-#   6. end-to-end QLoRA of the 8B-shaped Llama against PEFT + bitsandbytes, if time is left (else the 1B one).
+#   6. end-to-end QLoRA against PEFT + bitsandbytes: the 1B-shaped Llama (stage e2e1b), then the 8B-shaped one
+#      if time is left (stage e2e; the 1B one instead when e2e1b did not run). BENCH_GPU_PROFILE=1 (see
+#      tools/bench_gpu.sh) adds both sides' profiles; their summaries go to $OUT.
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
 # GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build.
 set -uo pipefail
@@ -86,6 +88,19 @@ if wanted memcheck; then
   grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
 fi
 
+if wanted e2e1b; then
+  stage "end to end, 1b"
+  BENCH_GPU_WORK=/tmp/bench-1b timeout "$(at_most 200)" \
+    bash tools/bench_gpu.sh "$BUILD" 1b 10 --lora-dropout 0 > "$OUT/e2e-1b.txt" 2>&1
+  echo "e2e 1b: exit $?"
+  tail -12 "$OUT/e2e-1b.txt"
+  for side in ours peer; do
+    [[ -f "/tmp/bench-1b/$side-profile.json.summary.txt" ]] || continue
+    cp "/tmp/bench-1b/$side-profile.json.summary.txt" "$OUT/1b-$side-profile.txt"
+    head -30 "$OUT/1b-$side-profile.txt"
+  done
+fi
+
 if ! wanted e2e; then
   :
 elif [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
@@ -95,7 +110,10 @@ elif [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
   echo "e2e 8b: exit $?"
   tail -12 "$OUT/e2e-8b.txt"
   grep -iE "quantiz|loaded|seconds" "$WORK_8B/ours.log" | head -5
-elif (($(left) > 120)); then
+  for side in ours peer; do
+    [[ -f "$WORK_8B/$side-profile.json.summary.txt" ]] && cp "$WORK_8B/$side-profile.json.summary.txt" "$OUT/8b-$side-profile.txt"
+  done
+elif (($(left) > 120)) && ! wanted e2e1b; then
   stage "end to end, 1b (no 8b model or too little time)"
   BENCH_GPU_WORK=/tmp/bench-1b timeout $(($(left) - 5)) \
     bash tools/bench_gpu.sh "$BUILD" 1b 10 --lora-dropout 0 > "$OUT/e2e-1b.txt" 2>&1

@@ -1,6 +1,8 @@
 // The optimizers of AutoTrain's `optimizer` key, written out so their state is ours to checkpoint and
 // their arithmetic is torch.optim's single-tensor path op for op (torch/optim/adam.py, sgd.py): the same
-// update to the last bit on the CPU, which the resume test and the Trainer+PEFT comparison rely on.
+// update to the last bit on the CPU, which the resume test and the Trainer+PEFT comparison rely on. The
+// parameters are updated together by libtorch's multi-tensor (_foreach) operations, which on the CPU are
+// those single-tensor operations and on a GPU one kernel per operation for all parameters.
 //   adamw_torch, adamw: torch.optim.AdamW  (decoupled weight decay: p *= 1 - lr*wd)
 //   adam:               torch.optim.Adam   (L2 weight decay added to the gradient)
 //   sgd:                torch.optim.SGD    (no momentum, as transformers' optim="sgd")
@@ -18,6 +20,11 @@ struct OptimizerOptions {
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };
+
+// torch.nn.utils.clip_grad_norm_ (norm 2) with its multi-tensor path: the norm of every defined gradient of
+// `parameters` together, each scaled by min(1, max_norm / (norm + 1e-6)); returns the norm before
+// clipping (0 with no gradients). max_norm = inf only measures. One read of the norm from the device.
+double clip_gradient_norm(const std::vector<at::Tensor>& parameters, double max_norm);
 
 class Optimizer {
  public:

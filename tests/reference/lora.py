@@ -76,6 +76,36 @@ def main():
         cases.append({"case": case, "base": base_kind, "in": in_f, "out": out_f, "r": r, "alpha": alpha,
                       "rslora": rslora, "bias": bias})
 
+    # Mixed precision as AutoTrain runs it: a bf16 / fp16 base, fp32 adapters (PEFT's autocast_adapter_dtype),
+    # the step under torch.autocast in the base's dtype.
+    autocast_cases = []
+    for index, (dtype_name, in_f, out_f, r, alpha) in enumerate([("bf16", 96, 40, 8, 16), ("fp16", 64, 72, 4, 32)]):
+        case = f"autocast{index}"
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+        torch.manual_seed(200 + index)
+        weight = (torch.randn(out_f, in_f) * 0.1).to(dtype)
+        proj = torch.nn.Linear(in_f, out_f, bias=False).to(dtype)
+        proj.weight.data.copy_(weight)
+        model = get_peft_model(Block(proj), LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0,
+                                                       target_modules=["proj"]))
+        layer = model.base_model.model.proj
+        assert layer.lora_A["default"].weight.dtype == torch.float32
+        with torch.no_grad():
+            layer.lora_B["default"].weight.normal_(0, 0.05)
+        x = torch.randn(3, 5, in_f).to(dtype).requires_grad_(True)
+        with torch.autocast("cpu", dtype=dtype):
+            y = model(x)
+        assert y.dtype == dtype
+        upstream = torch.randn(y.shape).to(dtype)
+        (y * upstream).float().sum().backward()
+        for name, tensor in {"weight": weight, "x": x, "y": y, "upstream": upstream, "dx": x.grad,
+                             "lora_A": layer.lora_A["default"].weight, "lora_B": layer.lora_B["default"].weight,
+                             "dA": layer.lora_A["default"].weight.grad,
+                             "dB": layer.lora_B["default"].weight.grad}.items():
+            save(case, name, tensor)
+        autocast_cases.append({"case": case, "dtype": dtype_name, "in": in_f, "out": out_f, "r": r, "alpha": alpha})
+    (out / "autocast.json").write_text(json.dumps(autocast_cases, indent=1))
+
     # Init: after torch.manual_seed(s), PEFT draws A with kaiming_uniform_(a=sqrt(5)) on an (r, in) tensor.
     torch.manual_seed(42)
     a = torch.empty(8, 67)

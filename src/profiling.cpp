@@ -1,0 +1,96 @@
+#include "autotrain/profiling.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <vector>
+
+#include <torch/csrc/autograd/profiler_kineto.h>
+#include <torch/torch.h>
+
+#include "autotrain/error.h"
+#include "autotrain/logging.h"
+
+namespace autotrain {
+
+namespace {
+
+namespace prof = torch::profiler::impl;
+
+// Total time, calls and share per name: CUDA kernels (and copies) when any ran, else CPU operators.
+void write_summary(const torch::autograd::profiler::ProfilerResult& result, int64_t steps, const std::string& path) {
+  struct Total {
+    double ns = 0;
+    int64_t calls = 0;
+  };
+  std::map<std::string, Total> device, host;
+  for (const auto& event : result.events()) {
+    auto& totals = event.deviceType() == c10::DeviceType::CUDA ? device : host;
+    Total& t = totals[event.name()];
+    t.ns += static_cast<double>(event.durationNs());
+    ++t.calls;
+  }
+  const bool on_device = !device.empty();
+  const auto& totals = on_device ? device : host;
+  std::vector<std::pair<std::string, Total>> rows(totals.begin(), totals.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ns > b.second.ns; });
+  double sum = 0;
+  for (const auto& [name, t] : rows) sum += t.ns;
+  std::ofstream out(path);
+  out << (on_device ? "CUDA kernels" : "CPU operators (nested ones count in their callers too)") << " over " << steps
+      << " step(s): " << sum / 1e6 / static_cast<double>(steps) << " ms per step\n"
+      << "ms/step    share  calls/step  name\n";
+  for (const auto& [name, t] : rows) {
+    char line[64];
+    std::snprintf(line, sizeof line, "%9.3f  %5.1f%%  %10.1f  ", t.ns / 1e6 / static_cast<double>(steps),
+                  100.0 * t.ns / std::max(sum, 1.0), static_cast<double>(t.calls) / static_cast<double>(steps));
+    out << line << name.substr(0, 200) << "\n";
+  }
+  if (!out) throw Error(path + ": cannot write the profile summary; check the folder and free space");
+}
+
+}  // namespace
+
+std::unique_ptr<StepProfiler> StepProfiler::from_environment() {
+  const char* path = std::getenv("AUTOTRAIN_PROFILE");
+  if (path == nullptr || *path == '\0') return nullptr;
+  int64_t first = 4, last = 5;
+  if (const char* steps = std::getenv("AUTOTRAIN_PROFILE_STEPS"); steps && *steps) {
+    long long a = 0, b = 0;
+    char extra = 0;
+    if (std::sscanf(steps, "%lld-%lld%c", &a, &b, &extra) != 2 || a < 1 || b < a)
+      throw Error(std::string("AUTOTRAIN_PROFILE_STEPS=") + steps + ": expected FIRST-LAST optimizer steps, e.g. 4-5");
+    first = a;
+    last = b;
+  }
+  return std::unique_ptr<StepProfiler>(new StepProfiler(path, first, last));
+}
+
+void StepProfiler::before_step(int64_t step) {
+  if (step != first_ || running_) return;
+  const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
+  std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
+  if (torch::cuda::is_available()) activities.insert(prof::ActivityType::CUDA);
+  torch::autograd::profiler::prepareProfiler(config, activities);
+  torch::autograd::profiler::enableProfiler(config, activities);
+  running_ = true;
+  log::info(log::cat("profiling steps ", first_, "-", last_, " into ", path_));
+}
+
+void StepProfiler::after_step(int64_t step) {
+  if (!running_ || step < last_) return;
+  if (torch::cuda::is_available()) torch::cuda::synchronize();
+  running_ = false;
+  std::unique_ptr<torch::autograd::profiler::ProfilerResult> result = torch::autograd::profiler::disableProfiler();
+  result->save(path_);
+  write_summary(*result, last_ - first_ + 1, path_ + ".summary.txt");
+  log::info(log::cat("profile of steps ", first_, "-", last_, ": ", path_, " and ", path_, ".summary.txt"));
+}
+
+StepProfiler::~StepProfiler() {
+  if (running_) torch::autograd::profiler::disableProfiler();
+}
+
+}  // namespace autotrain

@@ -90,66 +90,89 @@ __device__ __forceinline__ void store8(T* dst, const T (&values)[8]) {
   }
 }
 
-// Each thread writes the elements of one 8-aligned group of flat indices that fall in [first, last): 8
-// elements share a block (blocksize is a multiple of 32) and four packed bytes.
-template <typename T>
+// G packed values (G / 2 bytes, one or four 32-bit words) of a G-aligned group that lies wholly in the weight.
+// G = 32 reads 16 bytes at once: four times the bytes in flight per thread of G = 8, which is what keeps the
+// memory busy (a thread's next group is not read before this one is written).
+template <int G>
+__device__ __forceinline__ void load_group(const uint8_t* packed, int64_t start, uint32_t (&words)[G / 8]) {
+  if constexpr (G == 32) {
+    const uint4 q = __ldg(reinterpret_cast<const uint4*>(packed + start / 2));
+    words[0] = q.x, words[1] = q.y, words[2] = q.z, words[3] = q.w;
+  } else {
+    words[0] = __ldg(reinterpret_cast<const uint32_t*>(packed + start / 2));
+  }
+}
+
+// Each thread writes the elements of one G-aligned group of flat indices that fall in [first, last): G
+// elements share a block (blocksize is a power of two >= 32) and G / 2 packed bytes. G = 32 needs the packed
+// weight 16-byte aligned (the launcher checks).
+template <typename T, int G>
 __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                                   int64_t first, int64_t last, T* out) {
   __shared__ float code[16];
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
   const int64_t total = w.rows * w.cols;
-  const int64_t group_first = first / 8;
-  const int64_t groups = (last + 7) / 8 - group_first;
+  const int64_t group_first = first / G;
+  const int64_t groups = (last + G - 1) / G - group_first;
   for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t start = (group_first + g) * 8;
+    const int64_t start = (group_first + g) * G;
     const float scale = block_scale(w, map, block_of(w, start));
-    uint32_t word;
-    if (start + 8 <= total) {
-      word = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
+    uint32_t words[G / 8];
+    if (start + G <= total) {
+      load_group<G>(w.packed, start, words);
     } else {  // the last group: read only the bytes that exist
-      word = 0;
-      for (int64_t b = 0; start / 2 + b < (total + 1) / 2; ++b) word |= uint32_t(w.packed[start / 2 + b]) << (8 * b);
+      for (int k = 0; k < G / 8; ++k) words[k] = 0;
+      for (int64_t b = 0; start / 2 + b < (total + 1) / 2; ++b)
+        words[b / 4] |= uint32_t(w.packed[start / 2 + b]) << (8 * (b % 4));
     }
-    alignas(16) T values[8];
-    decode8(word, code, scale, values);
-    T* dst = out + (start - first);
-    if (start >= first && start + 8 <= last && first % 8 == 0) {
-      store8(dst, values);  // 8 whole values at an 8-aligned address (the output starts aligned; torch's are)
-    } else {
-      for (int k = 0; k < 8; ++k)
-        if (start + k >= first && start + k < last) dst[k] = values[k];
+    const bool whole = start >= first && start + G <= last && first % 8 == 0;
+#pragma unroll
+    for (int k = 0; k < G / 8; ++k) {
+      alignas(16) T values[8];
+      decode8(words[k], code, scale, values);
+      const int64_t at = start + 8 * k;
+      T* dst = out + (at - first);
+      if (whole) {
+        store8(dst, values);  // 8 whole values at an 8-aligned address (the output starts aligned; torch's are)
+      } else {
+        for (int e = 0; e < 8; ++e)
+          if (at + e >= first && at + e < last) dst[e] = values[e];
+      }
     }
   }
 }
 
 // A block of columns [col_begin, col_begin + width) of rows [row_begin, row_begin + height): out is
-// height x width. When the columns and the weight's rows are 8-aligned, each thread writes 8 values from one
-// 4-byte read (as above); otherwise it goes element by element.
-template <typename T>
+// height x width. When the columns and the weight's rows are G-aligned, each thread writes G values of one
+// row from one read of G / 2 bytes (as above); otherwise (G = 1) it goes element by element.
+template <typename T, int G>
 __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight w,
                                           const __grid_constant__ MapParam map_param, int64_t row_begin, int64_t height,
                                           int64_t col_begin, int64_t width, T* out) {
   __shared__ float code[16];
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
-  const bool aligned = w.cols % 8 == 0 && col_begin % 8 == 0 && width % 8 == 0;
-  const int64_t per_row = aligned ? width / 8 : width;
+  const int64_t per_row = width / G;
   const int64_t items = height * per_row;
   for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < items; g += int64_t(gridDim.x) * blockDim.x) {
     // 32-bit division where the counts fit (a 64-bit one costs several times more)
     const int64_t r = items <= UINT32_MAX ? uint32_t(g) / uint32_t(per_row) : g / per_row;
     const int64_t c = g - r * per_row;
-    if (!aligned) {
+    if constexpr (G == 1) {
       out[r * width + c] = from_float<T>(element(w, code, map, (row_begin + r) * w.cols + col_begin + c));
-      continue;
+    } else {
+      const int64_t start = (row_begin + r) * w.cols + col_begin + c * G;
+      const float scale = block_scale(w, map, block_of(w, start));
+      uint32_t words[G / 8];
+      load_group<G>(w.packed, start, words);
+#pragma unroll
+      for (int k = 0; k < G / 8; ++k) {
+        alignas(16) T values[8];
+        decode8(words[k], code, scale, values);
+        store8(out + r * width + c * G + 8 * k, values);
+      }
     }
-    const int64_t start = (row_begin + r) * w.cols + col_begin + c * 8;
-    const float scale = block_scale(w, map, block_of(w, start));
-    const uint32_t word = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
-    alignas(16) T values[8];
-    decode8(word, code, scale, values);
-    store8(out + r * width + c * 8, values);
   }
 }
 
@@ -202,6 +225,11 @@ __device__ __forceinline__ void load8(const T* p, float* out) {
 // cols % 32 == 0: each lane reads 16 packed bytes (32 values, within one block) of each of the warp's rows
 // per 1024-column chunk, so every byte of the weight is read once, in 512-byte runs per warp. The reads of
 // kGemvChunks chunks are issued before any is used, so that a row of 4096 columns costs one trip to memory.
+//
+// A lane's 32 values share one scale, so it sums code * x over them and multiplies the sum by the scale once:
+// the weight values are code * scale unrounded (the tensor-core kernel's semantics, with fp32 codes). Rounding
+// each value to the dtype first, as the first version did, cost a float-to-bf16/fp16 conversion per value on a
+// quarter-rate pipe, and with it the kernel was bound by instructions, not memory (~1 TB/s on an H200).
 constexpr int kGemvRows = 2;    // rows per warp
 constexpr int kGemvChunks = 4;  // 1024-column chunks in flight at once
 
@@ -238,28 +266,29 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int c = 0; c < kGemvChunks; ++c) {
       const int64_t k = base + c * 1024;
       if (k >= cols) break;
+      float sum[kGemvRows][M] = {};  // code . x over the lane's 32 columns
 #pragma unroll
       for (int part = 0; part < 4; ++part) {  // 8 values of each row at a time
-        float wv[kGemvRows][8];
+        float xv[M][8];
+#pragma unroll
+        for (int m = 0; m < M; ++m) load8(x + m * cols + k + part * 8, xv[m]);
 #pragma unroll
         for (int r = 0; r < kGemvRows; ++r) {
           const uint4& q = words[c][r];
           const uint32_t word = part == 0 ? q.x : part == 1 ? q.y : part == 2 ? q.z : q.w;
-          T values[8];
-          decode8(word, code, scale[c][r], values);
 #pragma unroll
-          for (int e = 0; e < 8; ++e) wv[r][e] = to_float(values[e]);
-        }
+          for (int e = 0; e < 8; ++e) {
+            const uint32_t byte = (word >> (8 * (e / 2))) & 0xFF;
+            const float cv = code[(e & 1) ? (byte & 0x0F) : (byte >> 4)];
 #pragma unroll
-        for (int m = 0; m < M; ++m) {
-          float xv[8];
-          load8(x + m * cols + k + part * 8, xv);
-#pragma unroll
-          for (int r = 0; r < kGemvRows; ++r)
-#pragma unroll
-            for (int e = 0; e < 8; ++e) acc[r][m] = fmaf(wv[r][e], xv[e], acc[r][m]);
+            for (int m = 0; m < M; ++m) sum[r][m] = fmaf(cv, xv[m][e], sum[r][m]);
+          }
         }
       }
+#pragma unroll
+      for (int r = 0; r < kGemvRows; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = fmaf(sum[r][m], scale[c][r], acc[r][m]);
     }
   }
 #pragma unroll
@@ -283,7 +312,7 @@ __global__ void gemv_any_kernel(const __grid_constant__ FourBitWeight w, const _
   if (row >= w.rows) return;
   float acc[kMaxGemvRows] = {};
   for (int64_t k = lane; k < w.cols; k += 32) {
-    const float v = to_float(from_float<T>(element(w, code, map, row * w.cols + k)));
+    const float v = element(w, code, map, row * w.cols + k);  // code * scale in fp32, as the kernel above
     for (int m = 0; m < m_count; ++m) acc[m] = fmaf(v, to_float(x[m * w.cols + k]), acc[m]);
   }
   for (int m = 0; m < m_count; ++m) {
@@ -376,67 +405,73 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int g = lane / 4, t = lane % 4;
-  const int64_t row0 = int64_t(blockIdx.x) * kTensorCoreRows;
-  // Rows past the end repeat the last row (read, never written).
-  const int64_t rows[2] = {min(row0 + g, w.rows - 1), min(row0 + g + 8, w.rows - 1)};
   const int64_t chunks = w.cols / 64;
   const uint32_t* table = pair_table + lane;
   const bool has_x = g < m_count;  // B column g is row g of x; the others are zero
   const T* x_lane = x + (has_x ? g : 0) * w.cols + 16 * t;
-  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (int64_t first = warp; first < chunks; first += int64_t(warps) * kTensorCoreUnroll) {
-    uint2 bytes[kTensorCoreUnroll][2];
-    float scale[kTensorCoreUnroll][2];
+  // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows,
+  // so that the tables above are built once per block, not once per tile.
+  const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t row0 = tile * kTensorCoreRows;
+    // Rows past the end repeat the last row (read, never written).
+    const int64_t rows[2] = {min(row0 + g, w.rows - 1), min(row0 + g + 8, w.rows - 1)};
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t first = warp; first < chunks; first += int64_t(warps) * kTensorCoreUnroll) {
+      uint2 bytes[kTensorCoreUnroll][2];
+      float scale[kTensorCoreUnroll][2];
 #pragma unroll
-    for (int u = 0; u < kTensorCoreUnroll; ++u) {
-      const int64_t chunk = first + int64_t(u) * warps;
+      for (int u = 0; u < kTensorCoreUnroll; ++u) {
+        const int64_t chunk = first + int64_t(u) * warps;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        bytes[u][h] = make_uint2(0, 0);
-        scale[u][h] = 0.0f;
-        if (chunk < chunks) {
-          const int64_t start = rows[h] * w.cols + chunk * 64;
-          bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
-          scale[u][h] = block_scale(w, map, block_of(w, start));
+        for (int h = 0; h < 2; ++h) {
+          bytes[u][h] = make_uint2(0, 0);
+          scale[u][h] = 0.0f;
+          if (chunk < chunks) {
+            const int64_t start = rows[h] * w.cols + chunk * 64;
+            bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
+            scale[u][h] = block_scale(w, map, block_of(w, start));
+          }
         }
       }
-    }
 #pragma unroll
-    for (int u = 0; u < kTensorCoreUnroll; ++u) {
-      const int64_t chunk = first + int64_t(u) * warps;
-      if (chunk >= chunks) break;
-      uint4 x_low = make_uint4(0, 0, 0, 0), x_high = make_uint4(0, 0, 0, 0);
-      if (has_x) {
-        x_low = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64));
-        x_high = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64) + 1);
-      }
-      const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
-      float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int u = 0; u < kTensorCoreUnroll; ++u) {
+        const int64_t chunk = first + int64_t(u) * warps;
+        if (chunk >= chunks) break;
+        uint4 x_low = make_uint4(0, 0, 0, 0), x_high = make_uint4(0, 0, 0, 0);
+        if (has_x) {
+          x_low = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64));
+          x_high = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64) + 1);
+        }
+        const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
+        float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t a[4] = {table[table_offset(bytes[u][0], 2 * j)], table[table_offset(bytes[u][1], 2 * j)],
-                               table[table_offset(bytes[u][0], 2 * j + 1)],
-                               table[table_offset(bytes[u][1], 2 * j + 1)]};
-        mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
+        for (int j = 0; j < 4; ++j) {
+          const uint32_t a[4] = {table[table_offset(bytes[u][0], 2 * j)], table[table_offset(bytes[u][1], 2 * j)],
+                                 table[table_offset(bytes[u][0], 2 * j + 1)],
+                                 table[table_offset(bytes[u][1], 2 * j + 1)]};
+          mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
+        }
+        acc[0] = fmaf(d[0], scale[u][0], acc[0]);
+        acc[1] = fmaf(d[1], scale[u][0], acc[1]);
+        acc[2] = fmaf(d[2], scale[u][1], acc[2]);
+        acc[3] = fmaf(d[3], scale[u][1], acc[3]);
       }
-      acc[0] = fmaf(d[0], scale[u][0], acc[0]);
-      acc[1] = fmaf(d[1], scale[u][0], acc[1]);
-      acc[2] = fmaf(d[2], scale[u][1], acc[2]);
-      acc[3] = fmaf(d[3], scale[u][1], acc[3]);
     }
-  }
-  partial[warp][g][2 * t] = acc[0];
-  partial[warp][g][2 * t + 1] = acc[1];
-  partial[warp][g + 8][2 * t] = acc[2];
-  partial[warp][g + 8][2 * t + 1] = acc[3];
-  __syncthreads();
-  if (threadIdx.x < kTensorCoreRows * 8) {
-    const int r = threadIdx.x / 8, m = threadIdx.x % 8;
-    if (m < m_count && row0 + r < w.rows) {
-      float sum = 0.0f;
-      for (int k = 0; k < warps; ++k) sum += partial[k][r][m];
-      y[m * w.rows + row0 + r] = from_float<T>(sum);
+    partial[warp][g][2 * t] = acc[0];
+    partial[warp][g][2 * t + 1] = acc[1];
+    partial[warp][g + 8][2 * t] = acc[2];
+    partial[warp][g + 8][2 * t + 1] = acc[3];
+    __syncthreads();
+    if (threadIdx.x < kTensorCoreRows * 8) {
+      const int r = threadIdx.x / 8, m = threadIdx.x % 8;
+      if (m < m_count && row0 + r < w.rows) {
+        float sum = 0.0f;
+        for (int k = 0; k < warps; ++k) sum += partial[k][r][m];
+        y[m * w.rows + row0 + r] = from_float<T>(sum);
+      }
     }
+    __syncthreads();  // the partial sums are read before the next tile writes them
   }
 }
 
@@ -455,17 +490,26 @@ const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType 
   return nullptr;
 }
 
-// Warps per block: enough blocks x warps to give every SM ~32 warps, 4 ... 16 per block.
-int tensor_core_warps(int64_t rows) {
-  const int64_t blocks = (rows + kTensorCoreRows - 1) / kTensorCoreRows;
-  return static_cast<int>(std::clamp<int64_t>((multiprocessors() * 32 + blocks - 1) / blocks, 4, kTensorCoreMaxWarps));
+// Warps per block: one unrolled round of chunks each for a tile (all of a 4096-column row in flight at once),
+// 4 ... 16. The grid, not the block, spreads the rows over the SMs.
+int tensor_core_warps(int64_t cols) {
+  return static_cast<int>(std::clamp<int64_t>(cols / 64 / kTensorCoreUnroll, 4, kTensorCoreMaxWarps));
 }
 
 template <typename T>
 void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y,
                              cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>((w.rows + kTensorCoreRows - 1) / kTensorCoreRows);
-  const unsigned threads = 32 * tensor_core_warps(w.rows);
+  const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
+  const int threads = 32 * tensor_core_warps(w.cols);
+  // One wave: as many blocks as the GPU holds at once (registers and the 32 KiB table allow), each looping
+  // over tiles, instead of one block per tile (which took two waves and two table builds per SM for the
+  // 14336-row weights of an 8B model).
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tensor_core_kernel<T>, threads, kPairTableBytes) !=
+          cudaSuccess ||
+      per_sm < 1)
+    per_sm = 1;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
   gemv_tensor_core_kernel<T><<<blocks, threads, kPairTableBytes, stream>>>(
       w, map, static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
 }
@@ -518,6 +562,48 @@ void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int
   }
 }
 
+constexpr unsigned kDequantizeThreads = 256;
+
+template <int G>
+const char* launch_dequantize(const FourBitWeight& w, const MapParam& param, int64_t first, int64_t last, void* out,
+                              DType dtype, cudaStream_t s) {
+  const unsigned blocks = grid_for((last + G - 1) / G - first / G, kDequantizeThreads);
+  switch (dtype) {
+    case DType::f32:
+      dequantize_kernel<float, G><<<blocks, kDequantizeThreads, 0, s>>>(w, param, first, last, static_cast<float*>(out));
+      break;
+    case DType::f16:
+      dequantize_kernel<__half, G><<<blocks, kDequantizeThreads, 0, s>>>(w, param, first, last, static_cast<__half*>(out));
+      break;
+    case DType::bf16:
+      dequantize_kernel<__nv_bfloat16, G>
+          <<<blocks, kDequantizeThreads, 0, s>>>(w, param, first, last, static_cast<__nv_bfloat16*>(out));
+      break;
+  }
+  return launch_status();
+}
+
+template <int G>
+const char* launch_dequantize_columns(const FourBitWeight& w, const MapParam& param, int64_t row_begin, int64_t height,
+                                      int64_t col_begin, int64_t width, void* out, DType dtype, cudaStream_t s) {
+  const unsigned blocks = grid_for(height * (width / G), kDequantizeThreads);
+  switch (dtype) {
+    case DType::f32:
+      dequantize_columns_kernel<float, G><<<blocks, kDequantizeThreads, 0, s>>>(w, param, row_begin, height, col_begin,
+                                                                                width, static_cast<float*>(out));
+      break;
+    case DType::f16:
+      dequantize_columns_kernel<__half, G><<<blocks, kDequantizeThreads, 0, s>>>(
+          w, param, row_begin, height, col_begin, width, static_cast<__half*>(out));
+      break;
+    case DType::bf16:
+      dequantize_columns_kernel<__nv_bfloat16, G><<<blocks, kDequantizeThreads, 0, s>>>(
+          w, param, row_begin, height, col_begin, width, static_cast<__nv_bfloat16*>(out));
+      break;
+  }
+  return launch_status();
+}
+
 }  // namespace
 
 const char* use_device(int index) {
@@ -537,36 +623,18 @@ const char* dequantize_4bit(const FourBitWeight& w, const DynamicMap* map, int64
   if (row_begin == row_end || col_begin == col_end) return nullptr;
   const MapParam param = map_param_of(w, map);
   auto s = static_cast<cudaStream_t>(stream);
-  const unsigned threads = 256;
+  const bool packed_aligned = reinterpret_cast<uintptr_t>(w.packed) % 16 == 0;
   if (col_begin == 0 && col_end == w.cols) {  // whole rows: one contiguous run of the flat weight
     const int64_t first = row_begin * w.cols, last = row_end * w.cols;
-    const unsigned blocks = grid_for((last + 7) / 8 - first / 8, threads);
-    switch (dtype) {
-      case DType::f32: dequantize_kernel<float><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<float*>(out)); break;
-      case DType::f16: dequantize_kernel<__half><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<__half*>(out)); break;
-      case DType::bf16:
-        dequantize_kernel<__nv_bfloat16><<<blocks, threads, 0, s>>>(w, param, first, last, static_cast<__nv_bfloat16*>(out));
-        break;
-    }
-    return launch_status();
+    if (packed_aligned) return launch_dequantize<32>(w, param, first, last, out, dtype, s);
+    return launch_dequantize<8>(w, param, first, last, out, dtype, s);
   }
   const int64_t height = row_end - row_begin, width = col_end - col_begin;
-  const unsigned blocks = grid_for(height * width / 8 + 1, threads);
-  switch (dtype) {
-    case DType::f32:
-      dequantize_columns_kernel<float><<<blocks, threads, 0, s>>>(w, param, row_begin, height, col_begin, width,
-                                                                  static_cast<float*>(out));
-      break;
-    case DType::f16:
-      dequantize_columns_kernel<__half><<<blocks, threads, 0, s>>>(w, param, row_begin, height, col_begin, width,
-                                                                   static_cast<__half*>(out));
-      break;
-    case DType::bf16:
-      dequantize_columns_kernel<__nv_bfloat16><<<blocks, threads, 0, s>>>(w, param, row_begin, height, col_begin,
-                                                                          width, static_cast<__nv_bfloat16*>(out));
-      break;
-  }
-  return launch_status();
+  auto aligned_to = [&](int64_t g) { return w.cols % g == 0 && col_begin % g == 0 && width % g == 0; };
+  if (packed_aligned && aligned_to(32))
+    return launch_dequantize_columns<32>(w, param, row_begin, height, col_begin, width, out, dtype, s);
+  if (aligned_to(8)) return launch_dequantize_columns<8>(w, param, row_begin, height, col_begin, width, out, dtype, s);
+  return launch_dequantize_columns<1>(w, param, row_begin, height, col_begin, width, out, dtype, s);
 }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,

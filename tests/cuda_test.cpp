@@ -134,7 +134,9 @@ void expect_close_to_fp64(const at::Tensor& got, const at::Tensor& a, const at::
   EXPECT_LE(excess.max().item<double>(), 1.0) << "worst element exceeds its bound";
 }
 
-// The CUDA-core GEMV multiplies the dequantized weight (code * scale rounded to the dtype).
+at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype);
+
+// The CUDA-core GEMV multiplies code * scale unrounded (fp32 codes, each group's sum times its block's scale).
 TEST(CudaKernels, GemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(2);
@@ -147,15 +149,15 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
           at::Tensor x = at::randn({m, s.cols}).to(dtype);
           at::Tensor y = gemv_4bit_cuda(x.to(at::kCUDA), on_gpu(q), cuda::GemvKernel::cuda_cores);
           ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, s.rows}));
-          expect_close_to_fp64(y, x, dequantize_4bit(q, dtype).t(), dtype);
+          expect_close_to_fp64(y, x, scaled_code_weight(q, at::kFloat).t(), dtype);
         }
 }
 
-// The weight the tensor-core GEMV multiplies: each code value rounded to `dtype` (the MMA's operand), times its
-// block's scale (applied in fp32 to the block's sum, exactly here in fp64).
-at::Tensor tensor_core_weight(const Quantized4bit& q, at::ScalarType dtype) {
+// The weight a GEMV kernel multiplies: each code value rounded to `code_dtype` (the tensor cores' fp16 / bf16
+// operand; fp32 on the CUDA cores), times its block's scale (applied in fp32 to a sum, exactly here in fp64).
+at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype) {
   const auto& table = code_4bit(q.type);
-  at::Tensor code = at::tensor(at::ArrayRef<float>(table.data(), table.size())).to(dtype).to(at::kDouble);
+  at::Tensor code = at::tensor(at::ArrayRef<float>(table.data(), table.size())).to(code_dtype).to(at::kDouble);
   at::Tensor nibbles =
       at::stack({at::bitwise_right_shift(q.packed, 4), at::bitwise_and(q.packed, 15)}, 1).reshape(-1).to(at::kLong);
   const int64_t n = q.numel();
@@ -179,7 +181,7 @@ TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
             at::Tensor x = at::randn({m, s.cols}).to(dtype);
             at::Tensor y = gemv_4bit_cuda(x.to(at::kCUDA), on_gpu(q), cuda::GemvKernel::tensor_cores);
             ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, s.rows}));
-            expect_close_to_fp64(y, x, tensor_core_weight(q, dtype).t(), dtype);
+            expect_close_to_fp64(y, x, scaled_code_weight(q, dtype).t(), dtype);
           }
 }
 

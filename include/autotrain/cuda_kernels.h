@@ -71,8 +71,8 @@ const char* dequantize_4bit(const FourBitWeight& weight, const DynamicMap* map, 
 // products accumulate in fp32. x and y are contiguous in `dtype`. Two kernels:
 //  - tensor_cores (fp16 / bf16, cols and blocksize multiples of 64, sm_80+): the 16 code values rounded to
 //    `dtype` go through the tensor cores, and each block's sum is multiplied by its scale in fp32;
-//  - cuda_cores (any shape and dtype): each value is code * scale rounded to `dtype`, as the dequantized
-//    weight would be.
+//  - cuda_cores (any shape and dtype): fp32 codes; a lane's sum of code * x over values of one block is
+//    multiplied by the block's scale (so each weight value is code * scale, not rounded to `dtype`).
 // `automatic` takes the tensor-core kernel for m >= 2 where it applies (for m = 1 the CUDA-core kernel was as
 // fast or faster on an H200); asking for the tensor-core kernel where it does not apply is an error.
 constexpr int64_t kMaxGemvRows = 8;

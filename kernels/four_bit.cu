@@ -14,23 +14,11 @@
 #include <type_traits>
 
 #include "autotrain/cuda_kernels.h"
+#include "kernel_common.cuh"
 
 namespace autotrain::cuda {
 
 namespace {
-
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 // The map is needed only with double quantization; kernels take it by value (1 KiB of parameters). Kernel
 // parameters are __grid_constant__, so that reading them by index (code, map) needs no per-thread local copy.
@@ -174,27 +162,6 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
       }
     }
   }
-}
-
-// An attribute of the current device (0 when it cannot be read).
-int current_device_attribute(cudaDeviceAttr attribute) {
-  int device = 0, value = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&value, attribute, device) != cudaSuccess)
-    return 0;
-  return value;
-}
-
-// The current device's SM count, read once (as the launch heuristics below have always done).
-int64_t multiprocessors() {
-  static const int64_t count = std::max(current_device_attribute(cudaDevAttrMultiProcessorCount), 1);
-  return count;
-}
-
-// Blocks for a grid-stride kernel: enough to fill the device a few times over, few enough that the per-block
-// set-up (the code and map into shared memory) is paid rarely.
-unsigned grid_for(int64_t items, unsigned threads) {
-  const int64_t limit = multiprocessors() * 8;
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + threads - 1) / threads, limit)));
 }
 
 // ---- GEMV ------------------------------------------------------------------------------------------------
@@ -529,11 +496,6 @@ const char* check_weight(const FourBitWeight& w, const DynamicMap* map) {
   if (w.absmax == nullptr && (w.nested_codes == nullptr || w.nested_absmax == nullptr || map == nullptr))
     return "4-bit kernel: a double-quantized weight needs its nested codes, nested absmax and map";
   return nullptr;
-}
-
-const char* launch_status() {
-  const cudaError_t status = cudaGetLastError();
-  return status == cudaSuccess ? nullptr : cudaGetErrorString(status);
 }
 
 template <typename T>

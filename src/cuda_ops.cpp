@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "autotrain/cuda_kernels.h"
 #include "autotrain/error.h"
@@ -24,7 +25,7 @@ cuda::DType kernel_dtype(at::ScalarType dtype) {
     case at::kFloat: return cuda::DType::f32;
     case at::kHalf: return cuda::DType::f16;
     case at::kBFloat16: return cuda::DType::bf16;
-    default: throw Error(std::string("4-bit CUDA kernels: no kernel for ") + c10::toString(dtype));
+    default: throw Error(std::string("CUDA kernels: no kernel for ") + c10::toString(dtype));
   }
 }
 
@@ -181,6 +182,141 @@ at::Tensor linear_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, co
   return bias.defined() ? y + bias.to(y.scalar_type()) : y;
 }
 
+// ---- fused pieces of a decoder layer ------------------------------------------------------------------------
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool fused_dtype(at::ScalarType dtype) { return dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16; }
+
+bool on_device_of(const at::Tensor& t, const at::Tensor& x) { return t.is_cuda() && t.get_device() == x.get_device(); }
+
+// Where (b, h, t, 0) of a (B, H, T, D) tensor with a contiguous last dimension lies.
+cuda::HeadStrides head_strides(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
+
+// A new (B, H, T, D) tensor laid out as attention's q and k: the transpose(1, 2) view of a (B, T, H, D) buffer.
+at::Tensor empty_heads_like(const at::Tensor& x) {
+  return at::empty({x.size(0), x.size(2), x.size(1), x.size(3)}, x.options()).transpose(1, 2);
+}
+
+// The forward saves x and r (rows,) fp32 rather than the composite's fp32 copy of x.
+struct FusedRmsNorm : public torch::autograd::Function<FusedRmsNorm> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
+    check(cuda::use_device(x.get_device()), "rms_norm");
+    at::Tensor input = x.contiguous();
+    const int64_t cols = input.size(-1), rows = input.numel() / cols;
+    at::Tensor out = at::empty_like(input);
+    at::Tensor rstd = at::empty({rows}, input.options().dtype(at::kFloat));
+    check(cuda::rms_norm_forward(input.data_ptr(), weight.data_ptr(), rows, cols, static_cast<float>(eps),
+                                 out.data_ptr(), rstd.data_ptr<float>(), kernel_dtype(input.scalar_type()), nullptr),
+          "rms_norm");
+    ctx->save_for_backward({input, weight, rstd});
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &input = saved[0], &weight = saved[1], &rstd = saved[2];
+    check(cuda::use_device(input.get_device()), "rms_norm backward");
+    at::Tensor dout = grads[0].contiguous();
+    at::Tensor dx = at::empty_like(input);
+    const int64_t cols = input.size(-1), rows = input.numel() / cols;
+    check(cuda::rms_norm_backward(dout.data_ptr(), input.data_ptr(), weight.data_ptr(), rstd.data_ptr<float>(), rows,
+                                  cols, dx.data_ptr(), kernel_dtype(input.scalar_type()), nullptr),
+          "rms_norm backward");
+    return {dx, at::Tensor(), at::Tensor()};
+  }
+};
+
+// Saves gate and up (the composite keeps silu's output as well) and recomputes silu in the backward.
+struct FusedSwiglu : public torch::autograd::Function<FusedSwiglu> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& gate, const at::Tensor& up) {
+    check(cuda::use_device(gate.get_device()), "swiglu");
+    at::Tensor out = at::empty_like(gate);
+    check(cuda::swiglu_forward(gate.data_ptr(), up.data_ptr(), gate.numel(), out.data_ptr(),
+                               kernel_dtype(gate.scalar_type()), nullptr),
+          "swiglu");
+    ctx->save_for_backward({gate, up});
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &gate = saved[0], &up = saved[1];
+    check(cuda::use_device(gate.get_device()), "swiglu backward");
+    at::Tensor dout = grads[0].contiguous();
+    at::Tensor dgate = at::empty_like(gate), dup = at::empty_like(up);
+    check(cuda::swiglu_backward(dout.data_ptr(), gate.data_ptr(), up.data_ptr(), gate.numel(), dgate.data_ptr(),
+                                dup.data_ptr(), kernel_dtype(gate.scalar_type()), nullptr),
+          "swiglu backward");
+    return {dgate, dup};
+  }
+};
+
+// Linear in x: the backward needs only cos and sin. The gradient arriving may have any strides (the kernel takes
+// them) as long as its last dimension is contiguous.
+struct FusedRotary : public torch::autograd::Function<FusedRotary> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    check(cuda::use_device(x.get_device()), "rotary");
+    at::Tensor out = empty_heads_like(x);
+    const cuda::RotaryShape shape{x.size(0), x.size(1), x.size(2), x.size(3)};
+    check(cuda::rotary_forward(x.data_ptr(), head_strides(x), cos.data_ptr(), sin.data_ptr(), shape, out.data_ptr(),
+                               head_strides(out), kernel_dtype(x.scalar_type()), nullptr),
+          "rotary");
+    ctx->save_for_backward({cos, sin});
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &cos = saved[0], &sin = saved[1];
+    at::Tensor dout = grads[0];
+    if (dout.stride(3) != 1) dout = dout.contiguous();
+    check(cuda::use_device(dout.get_device()), "rotary backward");
+    at::Tensor dx = empty_heads_like(dout);
+    const cuda::RotaryShape shape{dout.size(0), dout.size(1), dout.size(2), dout.size(3)};
+    check(cuda::rotary_backward(dout.data_ptr(), head_strides(dout), cos.data_ptr(), sin.data_ptr(), shape,
+                                dx.data_ptr(), head_strides(dx), kernel_dtype(dout.scalar_type()), nullptr),
+          "rotary backward");
+    return {dx, at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool rms_norm_cuda_supports(const at::Tensor& x, const at::Tensor& weight) {
+  return x.is_cuda() && fused_dtype(x.scalar_type()) && x.dim() >= 1 && x.numel() > 0 && weight.dim() == 1 &&
+         weight.size(0) == x.size(-1) && weight.scalar_type() == x.scalar_type() && on_device_of(weight, x) &&
+         weight.is_contiguous() && !weight.requires_grad();
+}
+
+at::Tensor rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  return FusedRmsNorm::apply(x, weight, eps);
+}
+
+bool swiglu_cuda_supports(const at::Tensor& gate, const at::Tensor& up) {
+  return gate.is_cuda() && fused_dtype(gate.scalar_type()) && gate.numel() > 0 && up.sizes() == gate.sizes() &&
+         up.scalar_type() == gate.scalar_type() && on_device_of(up, gate) && gate.is_contiguous() &&
+         up.is_contiguous();
+}
+
+at::Tensor swiglu_cuda(const at::Tensor& gate, const at::Tensor& up) { return FusedSwiglu::apply(gate, up); }
+
+bool rotary_cuda_supports(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (!x.is_cuda() || !fused_dtype(x.scalar_type()) || x.dim() != 4 || x.numel() == 0 || x.size(3) % 2 != 0 ||
+      !x.transpose(1, 2).is_contiguous())
+    return false;
+  const std::vector<int64_t> angles{1, 1, x.size(2), x.size(3)};
+  for (const at::Tensor* t : {&cos, &sin})
+    if (t->scalar_type() != x.scalar_type() || !on_device_of(*t, x) || t->sizes() != at::IntArrayRef(angles) ||
+        !t->is_contiguous() || t->requires_grad())
+      return false;
+  return true;
+}
+
+at::Tensor rotary_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  return FusedRotary::apply(x, cos, sin);
+}
+
 #else  // no CUDA kernels in this build
 
 namespace {
@@ -199,6 +335,12 @@ int64_t dequantize_chunk_bytes() { return 64 << 20; }
 at::Tensor matmul_4bit_cuda(const at::Tensor&, const Quantized4bit&, int64_t) { not_built(); }
 at::Tensor matmul_4bit_transposed_cuda(const at::Tensor&, const Quantized4bit&, int64_t) { not_built(); }
 at::Tensor linear_4bit_cuda(const at::Tensor&, const Quantized4bit&, const at::Tensor&) { not_built(); }
+bool rms_norm_cuda_supports(const at::Tensor&, const at::Tensor&) { return false; }
+at::Tensor rms_norm_cuda(const at::Tensor&, const at::Tensor&, double) { not_built(); }
+bool swiglu_cuda_supports(const at::Tensor&, const at::Tensor&) { return false; }
+at::Tensor swiglu_cuda(const at::Tensor&, const at::Tensor&) { not_built(); }
+bool rotary_cuda_supports(const at::Tensor&, const at::Tensor&, const at::Tensor&) { return false; }
+at::Tensor rotary_cuda(const at::Tensor&, const at::Tensor&, const at::Tensor&) { not_built(); }
 
 #endif
 

@@ -5,22 +5,50 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <optional>
+#include <string>
 
+#include "autotrain/cuda_ops.h"
 #include "autotrain/device.h"
 
 namespace autotrain {
 
+bool use_fused_ops(const at::Tensor& x) {
+  static const bool enabled = [] {
+    const char* value = std::getenv("AUTOTRAIN_FUSED_OPS");
+    return value == nullptr || std::string(value) != "0";
+  }();
+  return enabled && x.is_cuda() && cuda_kernels_built();
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (use_fused_ops(x) && rms_norm_cuda_supports(x, weight)) return rms_norm_cuda(x, weight, eps);
+  return rms_norm_composite(x, weight, eps);
+}
+
 // x (..., C), weight (C,). Variance in float32 whatever x's dtype; the weight multiplies after the cast
 // back, as LlamaRMSNorm (weight * hidden_states.to(input_dtype)).
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+at::Tensor rms_norm_composite(const at::Tensor& x, const at::Tensor& weight, double eps) {
   at::Tensor h = x.to(at::kFloat);
   at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
   h = h * at::rsqrt(variance + eps);
   return weight * h.to(x.scalar_type());
 }
 
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
+  if (use_fused_ops(gate) && swiglu_cuda_supports(gate, up)) return swiglu_cuda(gate, up);
+  return swiglu_composite(gate, up);
+}
+
+at::Tensor swiglu_composite(const at::Tensor& gate, const at::Tensor& up) { return at::silu(gate) * up; }
+
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (use_fused_ops(x) && rotary_cuda_supports(x, cos, sin)) return rotary_cuda(x, cos, sin);
+  return apply_rotary_composite(x, cos, sin);
+}
+
+at::Tensor apply_rotary_composite(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
   at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
   return x * cos + rotated * sin;
@@ -92,8 +120,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> DecoderLayer::project_qkv(const a
 
 // x (B,T,C) -> (B,T,C) through (B,T,intermediate).
 at::Tensor DecoderLayer::mlp(const at::Tensor& x) const {
-  return projection("down_proj").forward(at::silu(projection("gate_proj").forward(x)) *
-                                         projection("up_proj").forward(x));
+  // gate before up, as transformers: with LoRA dropout the two draw their masks in that order
+  at::Tensor gate = projection("gate_proj").forward(x);
+  at::Tensor up = projection("up_proj").forward(x);
+  return projection("down_proj").forward(swiglu(gate, up));
 }
 
 at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const LayerInputs& inputs, KVCache* cache) const {

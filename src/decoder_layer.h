@@ -61,7 +61,4 @@ class DecoderLayer {
   int64_t sliding_window_;
 };
 
-// q, k (B, heads, T, head_dim) rotated by cos/sin (1, 1, T, head_dim): x * cos + rotate_half(x) * sin.
-at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
-
 }  // namespace autotrain

@@ -28,17 +28,7 @@ namespace {
 
 bool is_loaded(const char* library) { return ::dlopen(library, RTLD_NOW | RTLD_NOLOAD) != nullptr; }
 
-// ensure_cuda_backend(), false where an earlier test of this process already made torch settle on CPU only.
-// ctest runs every test in a process of its own, where that cannot happen; a plain run of all tests can.
-bool load_cuda_backend() {
-  try {
-    ensure_cuda_backend();
-    return true;
-  } catch (const Error& e) {
-    if (std::string(e.what()).find("settled on CPU only") == std::string::npos) throw;
-    return false;
-  }
-}
+using testing::load_cuda_backend;
 
 // libtorch_cuda is not linked (it costs every process ~370 MB at start-up); it is loaded when asked for.
 TEST(CudaBackend, LoadsOnlyWhenAskedFor) {
@@ -63,14 +53,6 @@ TEST(CudaKernels, SelfTestRunsOnTheDevice) {
 }
 
 // ---- the 4-bit kernels against their CPU reference (src/quant.cpp) ---------------------------------------
-
-// Skips the calling test unless this build has the kernels and the machine a GPU.
-#define REQUIRE_CUDA_DEVICE()                                                                            \
-  do {                                                                                                    \
-    if (!cuda_kernels_built()) GTEST_SKIP() << "built without CUDA kernels";                             \
-    if (!load_cuda_backend()) GTEST_SKIP() << "torch settled on CPU only in an earlier test; run alone"; \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";                                 \
-  } while (0)
 
 Quantized4bit on_gpu(const Quantized4bit& q) { return q.to(at::kCUDA); }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "autotrain/cuda_backend.h"
 #include "autotrain/error.h"
 #include "autotrain/quant.h"
 
@@ -14,6 +15,16 @@
 #include <stdexcept>
 
 namespace autotrain::testing {
+
+bool load_cuda_backend() {
+  try {
+    ensure_cuda_backend();
+    return true;
+  } catch (const Error& e) {
+    if (std::string(e.what()).find("settled on CPU only") == std::string::npos) throw;
+    return false;
+  }
+}
 
 TempDir::TempDir() {
   std::random_device random;

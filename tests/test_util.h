@@ -8,6 +8,8 @@
 #include <functional>
 #include <string>
 
+#include "autotrain/cuda_ops.h"
+
 namespace autotrain::testing {
 
 // A fresh folder under the system temp dir, removed when the object goes away.
@@ -39,6 +41,19 @@ RunResult run_command(const std::string& shell_command);
 
 // Shell-quotes one argument.
 std::string quote(const std::string& argument);
+
+// ensure_cuda_backend(), false where an earlier test of this process already made torch settle on CPU only.
+// ctest runs every test in a process of its own, where that cannot happen; a plain run of all tests can.
+bool load_cuda_backend();
+
+// Skips the calling test unless this build has the CUDA kernels and the machine a GPU.
+#define REQUIRE_CUDA_DEVICE()                                                                                  \
+  do {                                                                                                          \
+    if (!::autotrain::cuda_kernels_built()) GTEST_SKIP() << "built without CUDA kernels";                      \
+    if (!::autotrain::testing::load_cuda_backend())                                                             \
+      GTEST_SKIP() << "torch settled on CPU only in an earlier test; run alone";                               \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";                                         \
+  } while (0)
 
 // quantize_4bit_torch on `device` against quantize_4bit on the CPU, byte for byte (packed codes, absmax,
 // nested 8-bit codes and absmax, offset) over NF4 / FP4, double quantization off / on, blocksizes 64 / 256,

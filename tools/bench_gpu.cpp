@@ -7,7 +7,8 @@
 //    bitsandbytes' on the same shapes);
 //  - the training-shape NF4 matmul (forward x W^T and backward dy W, m = 2048 / 4096 / 8192 tokens) against
 //    cuBLAS's fp16 GEMM of the same shape on a dense weight (through libtorch, as the matmul itself uses);
-//  - fused q/k/v LoRA (forward + backward) against three separate LoRA layers.
+//  - fused q/k/v LoRA (forward + backward) against three separate LoRA layers;
+//  - the fused RMSNorm, SwiGLU and rotary ops (forward + backward) against the composites they replace.
 // Llama-3-8B's projection shapes. Each other figure is the median of 7 timings of 20 calls after 3 warm-up calls.
 // Prints a Markdown table and one JSON line per figure.
 #include <torch/cuda.h>
@@ -24,6 +25,7 @@
 #include "autotrain/cuda_kernels.h"
 #include "autotrain/cuda_ops.h"
 #include "autotrain/lora.h"
+#include "autotrain/model.h"
 #include "autotrain/quant.h"
 
 using namespace autotrain;
@@ -76,6 +78,42 @@ double graph_seconds_per_call(const std::function<const char*(void* stream)>& la
 
 void json(const std::string& kind, const std::string& shape, const std::string& fields) {
   std::printf("JSON {\"bench\":\"%s\",\"shape\":\"%s\",%s}\n", kind.c_str(), shape.c_str(), fields.c_str());
+}
+
+// Each fused decoder-layer op against its composite at 4096 tokens of Llama-3-8B (hidden 4096, intermediate
+// 14336, 32 query heads of 128), bf16: the forward and the input gradients (autograd::grad, nothing accumulated).
+void bench_fused_layer_ops() {
+  std::printf("\n## Fused decoder-layer ops vs their composites (bf16, 4096 tokens, forward + backward)\n\n");
+  std::printf("| op | fused us | composite us | speed-up |\n|---|---|---|---|\n");
+  const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
+  const int64_t tokens = 4096;
+  at::Tensor hidden = at::randn({1, tokens, 4096}, bf16).requires_grad_(true), weight = at::ones({4096}, bf16);
+  at::Tensor gate = at::randn({1, tokens, 14336}, bf16).requires_grad_(true);
+  at::Tensor up = at::randn({1, tokens, 14336}, bf16).requires_grad_(true);
+  at::Tensor q = at::randn({1, tokens, 32, 128}, bf16).transpose(1, 2).requires_grad_(true);
+  at::Tensor angles = at::randn({1, 1, tokens, 128}, bf16), cos = angles.cos(), sin = angles.sin();
+  struct Case {
+    const char* name;
+    std::function<at::Tensor()> fused, composite;
+    std::vector<at::Tensor> inputs;
+  };
+  const std::vector<Case> cases{
+      {"rms_norm 4096", [&] { return rms_norm_cuda(hidden, weight, 1e-5); },
+       [&] { return rms_norm_composite(hidden, weight, 1e-5); }, {hidden}},
+      {"swiglu 14336", [&] { return swiglu_cuda(gate, up); }, [&] { return swiglu_composite(gate, up); },
+       {gate, up}},
+      {"rotary q 32x128", [&] { return rotary_cuda(q, cos, sin); },
+       [&] { return apply_rotary_composite(q, cos, sin); }, {q}}};
+  for (const Case& c : cases) {
+    const at::Tensor upstream = at::randn_like(c.fused());
+    auto pass = [&](const std::function<at::Tensor()>& op) {
+      return time_per_call([&] { torch::autograd::grad({op()}, c.inputs, {upstream}); });
+    };
+    const double fused = pass(c.fused), composite = pass(c.composite);
+    std::printf("| %s | %.1f | %.1f | %.2fx |\n", c.name, fused * 1e6, composite * 1e6, composite / fused);
+    json("fused_layer_op", c.name,
+         "\"fused_us\":" + std::to_string(fused * 1e6) + ",\"composite_us\":" + std::to_string(composite * 1e6));
+  }
 }
 
 }  // namespace
@@ -228,5 +266,6 @@ int main() {
          "\"m\":" + std::to_string(m) + ",\"fused_us\":" + std::to_string(t_fused * 1e6) +
              ",\"separate_us\":" + std::to_string(t_separate * 1e6));
   }
+  bench_fused_layer_ops();
   return 0;
 }

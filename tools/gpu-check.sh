@@ -45,8 +45,8 @@ if [[ -d build/fixtures/models && ! -d "$BUILD/fixtures/models" ]]; then cp -r b
 
 if wanted kernels; then
   stage "kernel tests"
-  timeout 150 "$BUILD/tests/autotrain_tests" --gtest_filter='CudaBackend.*:CudaKernels.*:CudaFusedLora.*:FusedLora.*' \
-    > "$OUT/kernel-tests.log" 2>&1
+  kernel_tests='CudaBackend.*:CudaKernels.*:CudaFusedLora.*:FusedLora.*:CudaFusedOps.*:FusedOpsTolerance.*'
+  timeout 150 "$BUILD/tests/autotrain_tests" --gtest_filter="$kernel_tests" > "$OUT/kernel-tests.log" 2>&1
   echo "kernel tests: exit $?"
   grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|error|Expected|Which is|worst|trace" "$OUT/kernel-tests.log" | head -60
 fi
@@ -83,7 +83,7 @@ fi
 if wanted memcheck; then
   stage "memcheck"
   timeout "$(at_most 90)" compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/autotrain_tests" \
-    --gtest_filter='CudaKernels.*Gemv*:CudaKernels.Dequantize*' > "$OUT/memcheck.log" 2>&1
+    --gtest_filter='CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaFusedOps.*' > "$OUT/memcheck.log" 2>&1
   echo "memcheck: exit $?"
   grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
 fi

@@ -80,4 +80,38 @@ enum class GemvKernel { automatic, tensor_cores, cuda_cores };
 const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* x, int64_t m, void* y,
                       DType dtype, void* stream, GemvKernel kernel = GemvKernel::automatic);
 
+// ---- fused pieces of a decoder layer (kernels/fused_ops.cu) -------------------------------------------------
+// Each gives what the chain of libtorch ops it replaces gives (src/decoder_layer.cpp: rms_norm_composite,
+// swiglu_composite, apply_rotary_composite): fp32 arithmetic, rounded to `dtype` where each op of the chain
+// rounds. Tensors are contiguous unless said otherwise.
+
+// LlamaRMSNorm over the rows of x (rows, cols) with weight (cols,): out = weight * round(x * r) with
+// r = rsqrt(mean(x^2) + eps) per row in fp32, also written to `rstd` (rows,) unless it is nullptr.
+const char* rms_norm_forward(const void* x, const void* weight, int64_t rows, int64_t cols, float eps, void* out,
+                             float* rstd, DType dtype, void* stream);
+// dx from dout (rows, cols), x and the forward's rstd. The weight gets no gradient: it is frozen (LoRA).
+const char* rms_norm_backward(const void* dout, const void* x, const void* weight, const float* rstd, int64_t rows,
+                              int64_t cols, void* dx, DType dtype, void* stream);
+
+// SwiGLU over n elements: out = silu(gate) * up; its backward writes dgate and dup from dout.
+const char* swiglu_forward(const void* gate, const void* up, int64_t n, void* out, DType dtype, void* stream);
+const char* swiglu_backward(const void* dout, const void* gate, const void* up, int64_t n, void* dgate, void* dup,
+                            DType dtype, void* stream);
+
+// A (batch, heads, tokens, dim) tensor whose last dimension is contiguous: element (b, h, t, d) lies at
+// b * batch + h * head + t * token + d elements from its start.
+struct HeadStrides {
+  int64_t batch = 0, head = 0, token = 0;
+};
+struct RotaryShape {
+  int64_t batch = 0, heads = 0, tokens = 0, dim = 0;  // dim even
+};
+// Rotary embedding of q or k: out = x * cos + rotate_half(x) * sin, rotate_half(x) = (-x[dim/2:], x[:dim/2]),
+// with cos and sin (tokens, dim) contiguous. x and out may have any strides of that form.
+const char* rotary_forward(const void* x, HeadStrides x_strides, const void* cos, const void* sin, RotaryShape shape,
+                           void* out, HeadStrides out_strides, DType dtype, void* stream);
+// dx from dout: dout * cos + rotate_half^T(dout * sin).
+const char* rotary_backward(const void* dout, HeadStrides dout_strides, const void* cos, const void* sin,
+                            RotaryShape shape, void* dx, HeadStrides dx_strides, DType dtype, void* stream);
+
 }  // namespace autotrain::cuda

@@ -1,6 +1,8 @@
-// The CUDA kernels of kernels/ as libtorch operations on 4-bit weights stored on a CUDA device, and the
-// autograd function that training uses for a quantized frozen layer on the GPU. In a build without CUDA
-// kernels (AUTOTRAIN_WITH_CUDA unset) cuda_kernels_built() is false and the others throw Error.
+// The CUDA kernels of kernels/ as libtorch operations: on 4-bit weights stored on a CUDA device, with the
+// autograd function that training uses for a quantized frozen layer on the GPU, and the fused pieces of a
+// decoder layer (RMSNorm, SwiGLU, rotary embedding) as autograd functions. In a build without CUDA kernels
+// (AUTOTRAIN_WITH_CUDA unset) cuda_kernels_built() and the *_supports functions are false and the others
+// throw Error.
 #pragma once
 
 #include <cstdint>
@@ -45,5 +47,25 @@ at::Tensor matmul_4bit_transposed_cuda(const at::Tensor& dy, const Quantized4bit
 // y = x W^T + bias with autograd (the gradient flows to x only): GEMV for m <= 8 rows of x, else the
 // sliced matmul; the backward is the sliced dy . W. `weight` must outlive the graph.
 at::Tensor linear_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, const at::Tensor& bias);
+
+// ---- fused pieces of a decoder layer ------------------------------------------------------------------------
+// What rms_norm, swiglu and apply_rotary (include/autotrain/model.h) run on a GPU: one kernel forward and one
+// backward each (kernels/fused_ops.cu) in place of a chain of libtorch ops, with the chain's roundings. Each
+// *_supports says whether the fused op takes the inputs; the callers take the chain (the composite) otherwise.
+
+// x (..., C) in fp32 / fp16 / bf16 on a CUDA device; weight (C,) contiguous, of x's dtype, on its device, and
+// frozen: the fused backward gives x its gradient only (a weight that requires grad takes the composite).
+bool rms_norm_cuda_supports(const at::Tensor& x, const at::Tensor& weight);
+at::Tensor rms_norm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// gate, up: contiguous, of one shape and dtype (fp32 / fp16 / bf16), on one CUDA device.
+bool swiglu_cuda_supports(const at::Tensor& gate, const at::Tensor& up);
+at::Tensor swiglu_cuda(const at::Tensor& gate, const at::Tensor& up);
+
+// x (B, H, T, D), D even, laid out as attention makes q and k: the transpose(1, 2) view of a contiguous
+// (B, T, H, D) buffer; cos, sin (1, 1, T, D) contiguous, of x's dtype, on its device, without gradient. The
+// result has the same layout (a view of a new (B, T, H, D) buffer): no copy either way.
+bool rotary_cuda_supports(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+at::Tensor rotary_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
 }  // namespace autotrain

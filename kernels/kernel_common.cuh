@@ -1,0 +1,59 @@
+// What the kernel files share: conversions between fp32 and the element types, the launch-error check, and
+// the grid size of grid-stride kernels. Internal to kernels/ (each .cu file gets its own copy).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace autotrain::cuda {
+
+namespace {
+
+// fp32 -> T rounded to nearest-even, as libtorch's casts and its fp16 / bf16 ops (which compute in fp32) round.
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// CUDA's error from the last launch, or nullptr.
+inline const char* launch_status() {
+  const cudaError_t status = cudaGetLastError();
+  return status == cudaSuccess ? nullptr : cudaGetErrorString(status);
+}
+
+// An attribute of the current device (0 when it cannot be read).
+inline int current_device_attribute(cudaDeviceAttr attribute) {
+  int device = 0, value = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&value, attribute, device) != cudaSuccess)
+    return 0;
+  return value;
+}
+
+// The current device's SM count, read once (as the launch heuristics have always done).
+inline int64_t multiprocessors() {
+  static const int64_t count = std::max(current_device_attribute(cudaDevAttrMultiProcessorCount), 1);
+  return count;
+}
+
+// Blocks for a grid-stride kernel: enough to fill the device a few times over, few enough that the per-block
+// set-up (the 4-bit kernels load the code and map into shared memory) is paid rarely.
+inline unsigned grid_for(int64_t items, unsigned threads) {
+  const int64_t limit = multiprocessors() * 8;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((items + threads - 1) / threads, limit)));
+}
+
+}  // namespace
+
+}  // namespace autotrain::cuda

@@ -78,88 +78,108 @@ __device__ __forceinline__ void store8(T* dst, const T (&values)[8]) {
   }
 }
 
-// G packed values (G / 2 bytes, one or four 32-bit words) of a G-aligned group that lies wholly in the weight.
-// G = 32 reads 16 bytes at once: four times the bytes in flight per thread of G = 8, which is what keeps the
-// memory busy (a thread's next group is not read before this one is written).
-template <int G>
-__device__ __forceinline__ void load_group(const uint8_t* packed, int64_t start, uint32_t (&words)[G / 8]) {
-  if constexpr (G == 32) {
-    const uint4 q = __ldg(reinterpret_cast<const uint4*>(packed + start / 2));
-    words[0] = q.x, words[1] = q.y, words[2] = q.z, words[3] = q.w;
-  } else {
-    words[0] = __ldg(reinterpret_cast<const uint32_t*>(packed + start / 2));
-  }
-}
+// Each thread takes kDequantizeUnroll groups of 8 flat indices, one grid apart, and reads all of their packed
+// words before it decodes any: four 4-byte reads in flight per thread keep the memory busy, and the lanes of a
+// warp still write 8 consecutive values each, side by side (one 512-byte run per store for bf16). (Reading 16
+// bytes per thread instead, 32 values of one lane, halved the speed: each store then covered half sectors.)
+constexpr int kDequantizeUnroll = 4;
 
-// Each thread writes the elements of one G-aligned group of flat indices that fall in [first, last): G
-// elements share a block (blocksize is a power of two >= 32) and G / 2 packed bytes. G = 32 needs the packed
-// weight 16-byte aligned (the launcher checks).
-template <typename T, int G>
+// Each thread writes the elements of its 8-aligned groups of flat indices that fall in [first, last): 8
+// elements share a block (blocksize is a power of two >= 32) and four packed bytes.
+template <typename T>
 __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                                   int64_t first, int64_t last, T* out) {
   __shared__ float code[16];
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
   const int64_t total = w.rows * w.cols;
-  const int64_t group_first = first / G;
-  const int64_t groups = (last + G - 1) / G - group_first;
-  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t start = (group_first + g) * G;
-    const float scale = block_scale(w, map, block_of(w, start));
-    uint32_t words[G / 8];
-    if (start + G <= total) {
-      load_group<G>(w.packed, start, words);
-    } else {  // the last group: read only the bytes that exist
-      for (int k = 0; k < G / 8; ++k) words[k] = 0;
-      for (int64_t b = 0; start / 2 + b < (total + 1) / 2; ++b)
-        words[b / 4] |= uint32_t(w.packed[start / 2 + b]) << (8 * (b % 4));
-    }
-    const bool whole = start >= first && start + G <= last && first % 8 == 0;
+  const int64_t group_first = first / 8;
+  const int64_t groups = (last + 7) / 8 - group_first;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t g0 = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g0 < groups; g0 += stride * kDequantizeUnroll) {
+    uint32_t words[kDequantizeUnroll];
+    float scales[kDequantizeUnroll];
 #pragma unroll
-    for (int k = 0; k < G / 8; ++k) {
+    for (int u = 0; u < kDequantizeUnroll; ++u) {
+      const int64_t g = g0 + u * stride, start = (group_first + g) * 8;
+      words[u] = 0;
+      scales[u] = 0.0f;
+      if (g >= groups) continue;
+      scales[u] = block_scale(w, map, block_of(w, start));
+      if (start + 8 <= total) {
+        words[u] = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
+      } else {  // the last group: read only the bytes that exist
+        for (int64_t b = 0; start / 2 + b < (total + 1) / 2; ++b) words[u] |= uint32_t(w.packed[start / 2 + b]) << (8 * b);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kDequantizeUnroll; ++u) {
+      const int64_t g = g0 + u * stride, start = (group_first + g) * 8;
+      if (g >= groups) break;
       alignas(16) T values[8];
-      decode8(words[k], code, scale, values);
-      const int64_t at = start + 8 * k;
-      T* dst = out + (at - first);
-      if (whole) {
+      decode8(words[u], code, scales[u], values);
+      T* dst = out + (start - first);
+      if (start >= first && start + 8 <= last && first % 8 == 0) {
         store8(dst, values);  // 8 whole values at an 8-aligned address (the output starts aligned; torch's are)
       } else {
-        for (int e = 0; e < 8; ++e)
-          if (at + e >= first && at + e < last) dst[e] = values[e];
+        for (int k = 0; k < 8; ++k)
+          if (start + k >= first && start + k < last) dst[k] = values[k];
       }
     }
   }
 }
 
 // A block of columns [col_begin, col_begin + width) of rows [row_begin, row_begin + height): out is
-// height x width. When the columns and the weight's rows are G-aligned, each thread writes G values of one
-// row from one read of G / 2 bytes (as above); otherwise (G = 1) it goes element by element.
-template <typename T, int G>
+// height x width. When the columns and the weight's rows are 8-aligned, each thread writes 8 values per group
+// from one 4-byte read, kDequantizeUnroll groups at a time (as above); otherwise it goes element by element.
+template <typename T>
 __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight w,
                                           const __grid_constant__ MapParam map_param, int64_t row_begin, int64_t height,
                                           int64_t col_begin, int64_t width, T* out) {
   __shared__ float code[16];
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
-  const int64_t per_row = width / G;
+  const bool aligned = w.cols % 8 == 0 && col_begin % 8 == 0 && width % 8 == 0;
+  const int64_t per_row = aligned ? width / 8 : width;
   const int64_t items = height * per_row;
-  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < items; g += int64_t(gridDim.x) * blockDim.x) {
-    // 32-bit division where the counts fit (a 64-bit one costs several times more)
-    const int64_t r = items <= UINT32_MAX ? uint32_t(g) / uint32_t(per_row) : g / per_row;
-    const int64_t c = g - r * per_row;
-    if constexpr (G == 1) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  // The row and column of item g; 32-bit division where the counts fit (a 64-bit one costs several times more).
+  auto place = [&](int64_t g, int64_t& r, int64_t& c) {
+    r = items <= UINT32_MAX ? uint32_t(g) / uint32_t(per_row) : g / per_row;
+    c = g - r * per_row;
+  };
+  if (!aligned) {
+    for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < items; g += stride) {
+      int64_t r, c;
+      place(g, r, c);
       out[r * width + c] = from_float<T>(element(w, code, map, (row_begin + r) * w.cols + col_begin + c));
-    } else {
-      const int64_t start = (row_begin + r) * w.cols + col_begin + c * G;
-      const float scale = block_scale(w, map, block_of(w, start));
-      uint32_t words[G / 8];
-      load_group<G>(w.packed, start, words);
+    }
+    return;
+  }
+  for (int64_t g0 = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g0 < items; g0 += stride * kDequantizeUnroll) {
+    uint32_t words[kDequantizeUnroll];
+    float scales[kDequantizeUnroll];
+    int64_t at[kDequantizeUnroll];  // where the group's 8 values go in out
 #pragma unroll
-      for (int k = 0; k < G / 8; ++k) {
-        alignas(16) T values[8];
-        decode8(words[k], code, scale, values);
-        store8(out + r * width + c * G + 8 * k, values);
-      }
+    for (int u = 0; u < kDequantizeUnroll; ++u) {
+      const int64_t g = g0 + u * stride;
+      words[u] = 0;
+      scales[u] = 0.0f;
+      at[u] = 0;
+      if (g >= items) continue;
+      int64_t r, c;
+      place(g, r, c);
+      const int64_t start = (row_begin + r) * w.cols + col_begin + c * 8;
+      scales[u] = block_scale(w, map, block_of(w, start));
+      words[u] = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
+      at[u] = r * width + c * 8;
+    }
+#pragma unroll
+    for (int u = 0; u < kDequantizeUnroll; ++u) {
+      if (g0 + u * stride >= items) break;
+      alignas(16) T values[8];
+      decode8(words[u], code, scales[u], values);
+      store8(out + at[u], values);
     }
   }
 }
@@ -526,44 +546,19 @@ void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int
 
 constexpr unsigned kDequantizeThreads = 256;
 
-template <int G>
-const char* launch_dequantize(const FourBitWeight& w, const MapParam& param, int64_t first, int64_t last, void* out,
-                              DType dtype, cudaStream_t s) {
-  const unsigned blocks = grid_for((last + G - 1) / G - first / G, kDequantizeThreads);
-  switch (dtype) {
-    case DType::f32:
-      dequantize_kernel<float, G><<<blocks, kDequantizeThreads, 0, s>>>(w, param, first, last, static_cast<float*>(out));
-      break;
-    case DType::f16:
-      dequantize_kernel<__half, G><<<blocks, kDequantizeThreads, 0, s>>>(w, param, first, last, static_cast<__half*>(out));
-      break;
-    case DType::bf16:
-      dequantize_kernel<__nv_bfloat16, G>
-          <<<blocks, kDequantizeThreads, 0, s>>>(w, param, first, last, static_cast<__nv_bfloat16*>(out));
-      break;
-  }
-  return launch_status();
+template <typename T>
+void launch_dequantize(const FourBitWeight& w, const MapParam& param, int64_t first, int64_t last, void* out,
+                       cudaStream_t s) {
+  const unsigned blocks = grid_for((last + 7) / 8 - first / 8, kDequantizeThreads);
+  dequantize_kernel<T><<<blocks, kDequantizeThreads, 0, s>>>(w, param, first, last, static_cast<T*>(out));
 }
 
-template <int G>
-const char* launch_dequantize_columns(const FourBitWeight& w, const MapParam& param, int64_t row_begin, int64_t height,
-                                      int64_t col_begin, int64_t width, void* out, DType dtype, cudaStream_t s) {
-  const unsigned blocks = grid_for(height * (width / G), kDequantizeThreads);
-  switch (dtype) {
-    case DType::f32:
-      dequantize_columns_kernel<float, G><<<blocks, kDequantizeThreads, 0, s>>>(w, param, row_begin, height, col_begin,
-                                                                                width, static_cast<float*>(out));
-      break;
-    case DType::f16:
-      dequantize_columns_kernel<__half, G><<<blocks, kDequantizeThreads, 0, s>>>(
-          w, param, row_begin, height, col_begin, width, static_cast<__half*>(out));
-      break;
-    case DType::bf16:
-      dequantize_columns_kernel<__nv_bfloat16, G><<<blocks, kDequantizeThreads, 0, s>>>(
-          w, param, row_begin, height, col_begin, width, static_cast<__nv_bfloat16*>(out));
-      break;
-  }
-  return launch_status();
+template <typename T>
+void launch_dequantize_columns(const FourBitWeight& w, const MapParam& param, int64_t row_begin, int64_t height,
+                               int64_t col_begin, int64_t width, void* out, cudaStream_t s) {
+  const unsigned blocks = grid_for(height * width / 8 + 1, kDequantizeThreads);
+  dequantize_columns_kernel<T><<<blocks, kDequantizeThreads, 0, s>>>(w, param, row_begin, height, col_begin, width,
+                                                                     static_cast<T*>(out));
 }
 
 }  // namespace
@@ -585,18 +580,24 @@ const char* dequantize_4bit(const FourBitWeight& w, const DynamicMap* map, int64
   if (row_begin == row_end || col_begin == col_end) return nullptr;
   const MapParam param = map_param_of(w, map);
   auto s = static_cast<cudaStream_t>(stream);
-  const bool packed_aligned = reinterpret_cast<uintptr_t>(w.packed) % 16 == 0;
-  if (col_begin == 0 && col_end == w.cols) {  // whole rows: one contiguous run of the flat weight
-    const int64_t first = row_begin * w.cols, last = row_end * w.cols;
-    if (packed_aligned) return launch_dequantize<32>(w, param, first, last, out, dtype, s);
-    return launch_dequantize<8>(w, param, first, last, out, dtype, s);
-  }
   const int64_t height = row_end - row_begin, width = col_end - col_begin;
-  auto aligned_to = [&](int64_t g) { return w.cols % g == 0 && col_begin % g == 0 && width % g == 0; };
-  if (packed_aligned && aligned_to(32))
-    return launch_dequantize_columns<32>(w, param, row_begin, height, col_begin, width, out, dtype, s);
-  if (aligned_to(8)) return launch_dequantize_columns<8>(w, param, row_begin, height, col_begin, width, out, dtype, s);
-  return launch_dequantize_columns<1>(w, param, row_begin, height, col_begin, width, out, dtype, s);
+  const bool whole_rows = col_begin == 0 && col_end == w.cols;  // one contiguous run of the flat weight
+  const int64_t first = row_begin * w.cols, last = row_end * w.cols;
+  switch (dtype) {
+    case DType::f32:
+      if (whole_rows) launch_dequantize<float>(w, param, first, last, out, s);
+      else launch_dequantize_columns<float>(w, param, row_begin, height, col_begin, width, out, s);
+      break;
+    case DType::f16:
+      if (whole_rows) launch_dequantize<__half>(w, param, first, last, out, s);
+      else launch_dequantize_columns<__half>(w, param, row_begin, height, col_begin, width, out, s);
+      break;
+    case DType::bf16:
+      if (whole_rows) launch_dequantize<__nv_bfloat16>(w, param, first, last, out, s);
+      else launch_dequantize_columns<__nv_bfloat16>(w, param, row_begin, height, col_begin, width, out, s);
+      break;
+  }
+  return launch_status();
 }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,

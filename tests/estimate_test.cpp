@@ -174,7 +174,7 @@ TEST(EstimateFlops, TermsPerToken) {
 TEST(EstimateTime, HoursAndDollarsScaleWithGpusAndPrice) {
   const ModelConfig c = small_config();
   RunShape s = small_shape();
-  s.quantization = BaseQuantization::none;  // no dequantization traffic: time is FLOPs / (TFLOPS x 0.40)
+  s.quantization = BaseQuantization::none;  // no dequantization traffic: time is FLOPs / (TFLOPS x 0.45)
   const DatasetSize data = dataset_size(256 * 100, s, 2, "data");  // 200 blocks, 100 micro-batches, 2 epochs
   EXPECT_EQ(data.blocks, 200);
   EXPECT_EQ(data.micro_batches_per_epoch, 100);
@@ -182,7 +182,7 @@ TEST(EstimateTime, HoursAndDollarsScaleWithGpusAndPrice) {
   GpuSpec gpu{"X", 24, 300, 100, true, 2.0, ""};
   const double flops = estimate_flops_per_token(c, s).total();
   const TimeEstimate one = estimate_time(c, s, data, gpu, 1, std::nullopt);
-  EXPECT_NEAR(one.gpu_hours, 51200 * flops / (100e12 * 0.40) / 3600, 1e-15);
+  EXPECT_NEAR(one.gpu_hours, 51200 * flops / (100e12 * 0.45) / 3600, 1e-15);
   EXPECT_NEAR(*one.dollars, one.gpu_hours * 2.0, 1e-15);
   const TimeEstimate four = estimate_time(c, s, data, gpu, 4, 1.0);
   EXPECT_NEAR(four.hours, one.hours / 4, 1e-15);

@@ -103,11 +103,14 @@ struct FlopsPerToken {
 int64_t estimate_frozen_linear_parameter_count(const ModelConfig& config);  // projections + lm_head
 FlopsPerToken estimate_flops_per_token(const ModelConfig& config, const RunShape& shape);
 
-// Fraction of a GPU's dense fp16/bf16 tensor TFLOPS the step reaches: 0.40 for fp16/bf16 LoRA (NeMo
-// Automodel: Llama3-8B LoRA on an H100 at 41% MFU with 4N accounting), 0.30 for NF4 (bitsandbytes'
-// dequantize + matmul; QLoRA runs 1.5-2x slower than bf16 LoRA, of which the dequantization traffic is
-// counted separately), 0.20 for LLM.int8, and half of the fp16 figure for fp32 compute (TF32 tensor cores
-// run at half the fp16 rate).
+// Fraction of a GPU's dense fp16/bf16 tensor TFLOPS the step reaches: 0.45 for NF4, measured with our
+// trainer on an H200 (2026-11-26, tools/bench_gpu.sh, block 1024, batch 4, r 16 on all-linear, bf16,
+// checkpointing: 0.44 for a 1B-shaped and 0.46 for an 8B-shaped Llama by this file's FLOP count; PEFT +
+// bitsandbytes reached 0.29 on the 8B one, which the earlier 0.30 assumed); 0.45 for fp16/bf16 LoRA too (not
+// measured: the same kernels without the dequantization, which was ~5% of the 8B step, so at least NF4's;
+// NeMo Automodel reports 41% MFU for Llama3-8B LoRA on an H100); 0.20 for LLM.int8 (dequantized by
+// libtorch ops, not measured); and half of the fp16 figure for fp32 compute (TF32 tensor cores run at half
+// the fp16 rate).
 double compute_efficiency(const RunShape& shape);
 // Bytes moved per micro-batch to dequantize the frozen projections (read the packed weight, write and read
 // the compute-dtype copy) in the forward, the backward and the recompute; 0 for unquantized bases.

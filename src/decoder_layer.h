@@ -17,11 +17,10 @@ struct Projection {
   std::shared_ptr<const FrozenLinear> base;
   LoraLinear lora{nullptr};
 
-  // x (..., in) -> (..., out); with LoRA and its dropout off, through fused_lora where use_fused_lora says.
+  // x (..., in) -> (..., out); with LoRA, through lora_forward_fused where use_fused_lora says.
   at::Tensor forward(const at::Tensor& x) const {
     if (!lora) return base->forward(x);
-    if (lora->dropout_active() || !use_fused_lora(x)) return lora.ptr()->forward(x);
-    return fused_lora(x, {base->forward(x)}, {lora.get()}).front();
+    return use_fused_lora(x) ? lora_forward_fused(*lora, x) : lora.ptr()->forward(x);
   }
 };
 

@@ -185,5 +185,46 @@ TEST(FusedLora, EqualsSeparateLayersOnTheCpu) { expect_fused_lora_equals_separat
 // base inside one GEMM (one rounding): a few ulps of bf16 (2^-8 relative) apart at most.
 TEST(FusedLora, EqualsSeparateLayersWithABf16Base) { expect_fused_lora_equals_separate(at::kBFloat16, 1e-2); }
 
+// One layer through the fused path with dropout on (what a GPU run with lora_dropout > 0 takes for every
+// projection) equals the layer itself: the same dropout mask, drawn after the base output as the layer draws
+// it, and the same update but for its addition into the base output inside one GEMM. fp32: a few ulps of
+// values ~10 (1e-5 relative); bf16: a few ulps of bf16 (1e-2 relative, as the fused q/k/v test). Another mask
+// changes the results by O(1) (half the inputs dropped differently).
+void expect_fused_layer_with_dropout_equals_the_layer(at::ScalarType dtype, double tolerance) {
+  torch::manual_seed(11);
+  const int64_t in = 48, out = 40;
+  auto base = std::make_shared<FrozenLinear>(at::randn({out, in}) * 0.1, at::randn({out}) * 0.1,
+                                             BaseQuantization::none, dtype);
+  LoraLinear layer(base, LoraOptions{8, 16, 0.5, false});
+  {
+    at::NoGradGuard no_grad;
+    layer->lora_B.normal_();
+  }
+  layer->train();
+  const at::Tensor x0 = at::randn({3, 5, in}).to(dtype);
+  const at::Tensor upstream = at::randn({3, 5, out});
+  auto run = [&](bool fused) {
+    layer->lora_A.mutable_grad() = at::Tensor();
+    layer->lora_B.mutable_grad() = at::Tensor();
+    at::Tensor x = x0.clone().requires_grad_(true);
+    torch::manual_seed(5);
+    at::Tensor y = (fused ? lora_forward_fused(*layer, x) : layer->forward(x)).to(at::kFloat);
+    (y * upstream).sum().backward();
+    return std::vector<at::Tensor>{y.detach(), x.grad().to(at::kFloat), layer->lora_A.grad(), layer->lora_B.grad()};
+  };
+  const std::vector<at::Tensor> separate = run(false), fused = run(true);
+  const char* names[] = {"y", "dx", "dA", "dB"};
+  for (size_t i = 0; i < separate.size(); ++i) {
+    const double scale = separate[i].abs().max().item<double>();
+    EXPECT_GT(scale, 0) << names[i];
+    EXPECT_LE((separate[i] - fused[i]).abs().max().item<double>(), tolerance * std::max(1.0, scale)) << names[i];
+  }
+}
+
+TEST(FusedLora, OneLayerWithDropoutEqualsTheLayer) {
+  expect_fused_layer_with_dropout_equals_the_layer(at::kFloat, 1e-5);
+  expect_fused_layer_with_dropout_equals_the_layer(at::kBFloat16, 1e-2);
+}
+
 }  // namespace
 }  // namespace autotrain

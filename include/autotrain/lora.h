@@ -36,6 +36,9 @@ class LoraLinearImpl : public torch::nn::Module {
   // A kaiming-uniform (a = sqrt(5)) drawn from libtorch's default generator, B zeros.
   void reset_parameters();
 
+  // dropout(x cast to the adapters' dtype), drawn as forward draws it (training with dropout > 0 only).
+  at::Tensor dropped_input(const at::Tensor& x) const;
+
   const FrozenLinear& base() const { return *base_; }
   double scaling() const { return scaling_; }
   bool dropout_active() const { return dropout_ > 0 && is_training(); }
@@ -68,10 +71,15 @@ std::vector<at::Tensor> fused_lora(const at::Tensor& x, const std::vector<at::Te
                                    const std::vector<at::Tensor>& as, const std::vector<at::Tensor>& bs,
                                    const std::vector<double>& scalings);
 
-// Whether LoRA layers with dropout off take the fused path: q/k/v together, and each other projection
-// alone (n = 1: its B up-projection added into the base output inside the GEMM, fewer kernels). On CUDA
-// by default, not on the CPU (where the separate layers are the reference); AUTOTRAIN_FUSED_LORA=1 / 0
-// forces it on / off everywhere (for tests and benchmarks).
+// One LoRA layer through fused_lora (n = 1): the base output, then (with dropout on) the layer's dropout of x,
+// drawn as its forward draws it, and the update added into the base output inside the GEMM. Equal to
+// lora.forward(x) but for the rounding of that addition (tests/lora_test.cpp).
+at::Tensor lora_forward_fused(const LoraLinearImpl& lora, const at::Tensor& x);
+
+// Whether LoRA layers take the fused path: q/k/v together when none has dropout on (one read of x), every
+// other projection, and q/k/v with dropout, alone (lora_forward_fused: fewer kernels than the layer's
+// matmul, scale and add). On CUDA by default, not on the CPU (where the separate layers are the reference);
+// AUTOTRAIN_FUSED_LORA=1 / 0 forces it on / off everywhere (for tests and benchmarks).
 bool use_fused_lora(const at::Tensor& x);
 
 }  // namespace autotrain

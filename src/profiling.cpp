@@ -90,7 +90,9 @@ void StepProfiler::after_step(int64_t step) {
 }
 
 StepProfiler::~StepProfiler() {
-  if (running_) torch::autograd::profiler::disableProfiler();
+  if (!running_) return;
+  torch::autograd::profiler::disableProfiler();
+  log::warn(log::cat("no profile written: the run ended before step ", last_, " (AUTOTRAIN_PROFILE_STEPS)"));
 }
 
 }  // namespace autotrain

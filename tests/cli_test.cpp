@@ -1,6 +1,9 @@
 // The CLI: usage for every subcommand, exit codes 0 / 1 / 2.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include "autotrain/fileio.h"
 #include "test_util.h"
 
 namespace autotrain {
@@ -74,6 +77,35 @@ TEST(Cli, DeviceCudaWithSeveralWorkersIsRefusedBeforeTheyStart) {
   EXPECT_NE(result.output.find("--device cuda with 2 data-parallel workers is not supported yet"), std::string::npos)
       << result.output;
   EXPECT_EQ(result.output.find("rank"), std::string::npos) << "no worker should have started: " << result.output;
+}
+
+// AUTOTRAIN_PROFILE: steps FIRST-LAST recorded with Kineto into a Chrome trace, and a summary table per
+// operator (per CUDA kernel on a GPU); a malformed step range is a one-line error before training starts.
+TEST(Cli, ProfileWritesATraceAndASummaryOfTheChosenSteps) {
+  testing::TempDir dir;
+  const nlohmann::json config = {
+      {"model", kLlama}, {"project_name", "run"},
+      {"data_path", std::string(AUTOTRAIN_SOURCE_DIR) + "/configs/example/data"}, {"block_size", 32},
+      {"batch_size", 2}, {"quantization", "int4"}, {"peft", true}, {"lora_r", 4}, {"lora_alpha", 8},
+      {"mixed_precision", "none"}};
+  testing::write_text(dir.file("params.json"), config.dump(2));
+  const std::string train = testing::quote(AUTOTRAIN_BINARY) +
+                            " train --config params.json --cache-dir cache --no-resume --stop-after-steps 3";
+  const std::string cd = "cd " + testing::quote(dir.path().string()) + " && ";
+  auto result = testing::run_command(cd + "AUTOTRAIN_PROFILE=trace.json AUTOTRAIN_PROFILE_STEPS=2-3 " + train);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("profiling steps 2-3"), std::string::npos) << result.output;
+  const nlohmann::json trace = nlohmann::json::parse(read_file(dir.file("trace.json")));
+  EXPECT_FALSE(trace.at("traceEvents").empty());
+  const std::string summary = read_file(dir.file("trace.json.summary.txt"));
+  EXPECT_EQ(summary.rfind("CPU operators", 0), 0u) << summary;  // no GPU in this run
+  EXPECT_NE(summary.find("over 2 step(s)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("aten::mm"), std::string::npos) << summary;
+
+  auto bad = testing::run_command(cd + "AUTOTRAIN_PROFILE=trace.json AUTOTRAIN_PROFILE_STEPS=5 " + train);
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("error: AUTOTRAIN_PROFILE_STEPS=5: expected FIRST-LAST"), std::string::npos)
+      << bad.output;
 }
 
 }  // namespace

@@ -140,6 +140,34 @@ TEST(Finetune, ResumedThroughTheBinaryEndsWithTheSameAdapterBytes) {
   }
 }
 
+// AUTOTRAIN_LOSS_CHUNK_MB reaches `train`: 0.02 MiB is 5 tokens of the fixture's 1000-token vocabulary, so each
+// micro-batch of 4 x 32 tokens is 26 chunks. fp32 on the CPU: the per-step losses stay within float rounding
+// of one chunk's (seen 7e-7; the bound of the Trainer parity test, 1e-4, would catch a lost or doubled chunk).
+TEST(Finetune, LossChunkBudgetFromTheEnvironment) {
+  testing::TempDir one, chunked;
+  const nlohmann::json settings = {{"epochs", 1}, {"quantization", "none"}, {"mixed_precision", "none"}};
+  auto train_in = [&](const testing::TempDir& dir, const std::string& environment) {
+    return testing::run_command("cd " + testing::quote(dir.path().string()) + " && " + environment + " " +
+                                testing::quote(AUTOTRAIN_BINARY) + " train --config " +
+                                testing::quote(write_config(dir, settings)) + " --cache-dir " +
+                                testing::quote(dir.file("cache")) + " --stop-after-steps 4");
+  };
+  auto whole = train_in(one, "");
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  auto parts = train_in(chunked, "AUTOTRAIN_LOSS_CHUNK_MB=0.02");
+  ASSERT_EQ(parts.exit_code, 0) << parts.output;
+  const auto a = read_metrics(one.file("run/metrics.jsonl")), b = read_metrics(chunked.file("run/metrics.jsonl"));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].contains("loss")) EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-4) << i;
+
+  testing::TempDir bad;
+  auto refused = train_in(bad, "AUTOTRAIN_LOSS_CHUNK_MB=lots");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("AUTOTRAIN_LOSS_CHUNK_MB=lots is not a positive number of MiB"), std::string::npos)
+      << refused.output;
+}
+
 TEST(Finetune, PeftLoadsOurAdapterAndGivesOurLogits) {
   testing::TempDir dir;
   auto result = testing::run_autotrain("train --config " + testing::quote(write_config(dir, {{"epochs", 1}, {"quantization", "none"}, {"mixed_precision", "none"}})) +

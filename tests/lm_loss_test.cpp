@@ -57,7 +57,8 @@ TEST(LmHeadLossSum, EqualsTheUnchunkedCompositeAndItsGradient) {
       ASSERT_EQ(chunked.grad.scalar_type(), dtype);
       ASSERT_EQ(chunked.grad.sizes(), hidden.sizes());
       const double loss_error = std::abs(chunked.loss - reference.loss) / std::abs(reference.loss);
-      const double grad_error = (chunked.grad.to(at::kDouble) - reference.grad.to(at::kDouble)).abs().max().item<double>();
+      const double grad_error =
+          (chunked.grad.to(at::kDouble) - reference.grad.to(at::kDouble)).abs().max().item<double>();
       std::printf("%s, chunks of %lld: loss %.9g, relative difference %.3g; max |d hidden difference| %.3g "
                   "(max |d hidden| %.3g)\n",
                   c10::toString(dtype), static_cast<long long>(chunk_rows), chunked.loss, loss_error, grad_error,

@@ -37,6 +37,7 @@ RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   shape.lora_dropout = options.lora.dropout;
   shape.gradient_checkpointing = options.gradient_checkpointing;
   shape.target = target;
+  shape.loss_chunk_bytes = lm_loss_chunk_bytes();
   return shape;
 }
 
@@ -124,17 +125,21 @@ int64_t estimate_layer_activation_bytes_per_token(const ModelConfig& config, con
 
 int64_t estimate_activation_bytes(const ModelConfig& config, const RunShape& shape) {
   const int64_t tokens = shape.tokens_per_micro_batch(), C = config.hidden_size;
-  const int64_t final_norm = 4 * C + 4;
+  const int64_t final_norm = 4 * C + 4 + shape.compute_bytes * C;  // fp32 input and rsqrt; the output (the loss's)
   const int64_t per_layer = shape.gradient_checkpointing ? shape.compute_bytes * C  // the layer's input only
                                                          : estimate_layer_activation_bytes_per_token(config, shape);
   return tokens * (config.num_hidden_layers * per_layer + final_norm);
 }
 
 int64_t estimate_logits_bytes(const ModelConfig& config, const RunShape& shape) {
-  // The backward of cross entropy holds log_softmax's fp32 output, the gradient arriving at it, the gradient
-  // it produces and one more vocab-sized fp32 temporary at once: 4 buffers. (Counting the first three gave
-  // a peak exactly one such buffer short in every tools/bench_estimate.sh configuration.)
-  return 4 * 4 * config.vocab_size * shape.tokens_per_micro_batch();
+  // lm_head_loss_sum's backward holds a chunk's log-probabilities, their gradient and the logits' gradient at once
+  // (fp32), then frees them before the next chunk; d hidden is filled chunk by chunk. Measured on the CPU
+  // (tools/bench_estimate.sh's model, 2048 tokens of vocab 32000): the peak moved by 3.0 such buffers between
+  // chunks of 32 and 250 MiB. The unchunked loss was modelled with a fourth buffer, which stood in for glibc's
+  // heap keeping freed blocks resident (with MALLOC_MMAP_THRESHOLD_ fixed, its peak matched three).
+  const int64_t tokens = shape.tokens_per_micro_batch();
+  const int64_t rows = std::min(tokens, lm_loss_chunk_rows(config.vocab_size, shape.loss_chunk_bytes));
+  return 3 * 4 * config.vocab_size * rows + shape.compute_bytes * config.hidden_size * tokens;
 }
 
 int64_t estimate_backward_working_bytes(const ModelConfig& config, const RunShape& shape) {
@@ -203,7 +208,9 @@ FlopsPerToken estimate_flops_per_token(const ModelConfig& config, const RunShape
   f.forward = 2 * frozen + lora_forward + attention_forward;
   // Frozen weights: input gradients only (2N); LoRA: input and weight gradients (2 x forward); attention 2x.
   f.backward = 2 * frozen + 2 * lora_forward + 2 * attention_forward;
-  if (shape.gradient_checkpointing) f.recompute = 2 * (frozen - lm_head) + lora_forward + attention_forward;
+  // The loss computes the logits in the forward and again in the backward (lm_head_loss_sum).
+  f.recompute = 2 * lm_head;
+  if (shape.gradient_checkpointing) f.recompute += 2 * (frozen - lm_head) + lora_forward + attention_forward;
   return f;
 }
 

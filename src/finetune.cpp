@@ -17,6 +17,7 @@
 #include "autotrain/distributed.h"
 #include "autotrain/error.h"
 #include "autotrain/estimate.h"
+#include "autotrain/lm_loss.h"
 #include "autotrain/logging.h"
 #include "autotrain/model.h"
 #include "autotrain/token_cache.h"
@@ -96,16 +97,16 @@ TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& toke
   return TokenizedText::open(ensure_token_cache(request, autotrain_encoder(tokenizer, params)));
 }
 
-TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter) {
+TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter, int64_t loss_chunk_bytes) {
   TrainableModel trainable;
   trainable.parameters = model.lora_parameters();
-  const int64_t vocab = model.config().vocab_size;
+  const int64_t chunk_rows = lm_loss_chunk_rows(model.config().vocab_size, loss_chunk_bytes);
   trainable.device = model.device();
-  trainable.loss_sum = [&model, vocab](const at::Tensor& ids, const at::Tensor& labels) {
-    // transformers' ForCausalLMLoss with reduction sum: labels padded with -100 and shifted left.
-    at::Tensor logits = model.forward(ids).to(at::kFloat);
+  trainable.loss_sum = [&model, chunk_rows](const at::Tensor& ids, const at::Tensor& labels) {
+    // transformers' ForCausalLMLoss with reduction sum: labels padded with -100 and shifted left; the logits
+    // a chunk of tokens at a time (lm_head_loss_sum), never all of them at once.
     at::Tensor shifted = at::constant_pad_nd(labels.to(model.device()), {0, 1}, -100).slice(1, 1);
-    return at::cross_entropy_loss(logits.reshape({-1, vocab}), shifted.reshape(-1), {}, at::Reduction::Sum, -100);
+    return lm_head_loss_sum(model.hidden_states(ids), model.lm_head(), shifted.reshape(-1), chunk_rows);
   };
   trainable.set_training = [&model](bool training) { model.set_training(training); };
   trainable.save_adapter = [&model, adapter](const std::string& folder) {

@@ -209,23 +209,28 @@ std::vector<std::pair<std::string, at::Tensor>> CausalLM::lora_parameters() cons
   return parameters;
 }
 
-// input_ids (B,T) -> logits (B,T,V). hidden (B,T,C) flows through the layers in the compute dtype.
-at::Tensor CausalLM::forward(const at::Tensor& input_ids_anywhere, const at::Tensor& attention_mask_anywhere,
-                             KVCache* cache) {
+// input_ids (B,T) -> logits (B,T,V), fp32 from the compute dtype's GEMM as transformers.
+at::Tensor CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
+  return frozen_dense_linear(hidden_states(input_ids, attention_mask, cache), lm_head_).to(at::kFloat);
+}
+
+// input_ids (B,T) -> hidden (B,T,C): it flows through the layers and the final norm in the compute dtype.
+at::Tensor CausalLM::hidden_states(const at::Tensor& input_ids_anywhere, const at::Tensor& attention_mask_anywhere,
+                                   KVCache* cache) {
   const at::Device device = options_.device;
   const at::Tensor input_ids = input_ids_anywhere.to(device);
   const at::Tensor attention_mask =
       attention_mask_anywhere.defined() ? attention_mask_anywhere.to(device) : at::Tensor();
   if (input_ids.dim() != 2 || input_ids.scalar_type() != at::kLong)
-    throw Error("CausalLM::forward: input_ids must be (B, T) int64, got " + shape_text(input_ids.sizes()) + " " +
+    throw Error("CausalLM: input_ids must be (B, T) int64, got " + shape_text(input_ids.sizes()) + " " +
                 std::string(c10::toString(input_ids.scalar_type())));
   if (attention_mask.defined() && attention_mask.sizes() != input_ids.sizes())
-    throw Error("CausalLM::forward: attention_mask " + shape_text(attention_mask.sizes()) +
+    throw Error("CausalLM: attention_mask " + shape_text(attention_mask.sizes()) +
                 " must have the shape of input_ids " + shape_text(input_ids.sizes()));
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t past = cache ? cache->length() : 0;
   if (cache && cache->num_layers() != config_.num_hidden_layers)
-    throw Error("CausalLM::forward: the KV cache was made for another model");
+    throw Error("CausalLM: the KV cache was made for another model");
 
   // Which keys are real tokens: the cached ones and the new ones.
   at::Tensor key_mask = attention_mask.defined() ? attention_mask.to(at::kBool) : at::Tensor();
@@ -253,9 +258,8 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids_anywhere, const at::Ten
   if (checkpoint && !hidden.requires_grad()) hidden = hidden.detach().requires_grad_(true);
   for (const auto& layer : layers_)
     hidden = checkpoint ? layer->forward_checkpointed(hidden, inputs) : layer->forward(hidden, inputs, cache);
-  hidden = rms_norm(hidden, final_norm_, config_.rms_norm_eps);
   if (cache) cache->length_ += T;
-  return frozen_dense_linear(hidden, lm_head_).to(at::kFloat);
+  return rms_norm(hidden, final_norm_, config_.rms_norm_eps);
 }
 
 // logits (B,T,V), labels (B,T) int64 -> scalar. As transformers: labels padded on the right with -100 and

@@ -130,18 +130,23 @@ TEST(EstimateMemory, LayerActivationsPerToken) {
 TEST(EstimateMemory, ActivationsWithAndWithoutCheckpointing) {
   const ModelConfig c = small_config();
   RunShape s = small_shape();
-  // 256 tokens; checkpointed: 2 layer inputs of 2 * 64 B + the final norm's 4*64 + 4 = 516 B per token.
-  EXPECT_EQ(estimate_activation_bytes(c, s), 256 * 516);
-  // Not checkpointed: 2 layers * 2808 + 260 = 5876 B per token.
+  // 256 tokens; checkpointed: 2 layer inputs of 2 * 64 B + the final norm's fp32 input 4*64 + 4 and its fp16
+  // output 2*64 (kept by the loss) = 644 B per token.
+  EXPECT_EQ(estimate_activation_bytes(c, s), 256 * 644);
+  // Not checkpointed: 2 layers * 2808 + 260 + 128 = 6004 B per token.
   s.gradient_checkpointing = false;
-  EXPECT_EQ(estimate_activation_bytes(c, s), 256 * 5876);
+  EXPECT_EQ(estimate_activation_bytes(c, s), 256 * 6004);
 }
 
 TEST(EstimateMemory, LogitsAndBackwardWorkingSet) {
   const ModelConfig c = small_config();
-  const RunShape s = small_shape();
-  // 4 fp32 buffers of 256 tokens x 1000 vocab.
-  EXPECT_EQ(estimate_logits_bytes(c, s), 4 * 4 * 1000 * 256);
+  RunShape s = small_shape();
+  // The 256 tokens fit one chunk of 256 MiB: 3 fp32 buffers of 256 tokens x 1000 vocab + d hidden 2 * 64 * 256.
+  EXPECT_EQ(estimate_logits_bytes(c, s), 3 * 4 * 1000 * 256 + 2 * 64 * 256);
+  // Chunks of 100 tokens: the buffers of 100 tokens only.
+  s.loss_chunk_bytes = 100 * 1000 * 4;
+  EXPECT_EQ(estimate_logits_bytes(c, s), 3 * 4 * 1000 * 100 + 2 * 64 * 256);
+  s.loss_chunk_bytes = kDefaultLossChunkBytes;
   // NF4 on CUDA: the largest projection (11264) dequantized to fp16 = 22528; layer gradients
   // 2 * (3*176 + 2*64) * 256 = 335872; the recomputed layer 2808 * 256 = 718848.
   EXPECT_EQ(estimate_backward_working_bytes(c, s), 22528 + 335872 + 718848);
@@ -152,9 +157,9 @@ TEST(EstimateMemory, PeakTakesTheLargerOfLogitsAndWorkingSet) {
   const RunShape s = small_shape();
   const MemoryBreakdown m = estimate_memory(c, s);
   EXPECT_EQ(m.cuda_context, 500LL << 20);
-  // Per-step memory = activations 132096 + max(logits 4096000, working 1077248); slack 10% of it.
-  EXPECT_EQ(m.allocator_slack, static_cast<int64_t>(0.10 * (132096 + 4096000)));
-  EXPECT_EQ(m.peak(), 51840 + 256640 + 57344 + 132096 + 4096000 + (500LL << 20) + m.allocator_slack);
+  // Per-step memory = activations 164864 + max(logits 3104768, working 1077248); slack 10% of it.
+  EXPECT_EQ(m.allocator_slack, static_cast<int64_t>(0.10 * (164864 + 3104768)));
+  EXPECT_EQ(m.peak(), 51840 + 256640 + 57344 + 164864 + 3104768 + (500LL << 20) + m.allocator_slack);
 }
 
 TEST(EstimateFlops, TermsPerToken) {
@@ -166,9 +171,10 @@ TEST(EstimateFlops, TermsPerToken) {
   const FlopsPerToken f = estimate_flops_per_token(c, s);
   EXPECT_DOUBLE_EQ(f.forward, 2 * 156160 + 7168 + 65536);         // 385024
   EXPECT_DOUBLE_EQ(f.backward, 2 * 156160 + 2 * 7168 + 2 * 65536);  // 457728
-  EXPECT_DOUBLE_EQ(f.recompute, 2 * 92160 + 7168 + 65536);          // layers only: 257024
+  // The loss's lm_head once more (2 * 64000) + the layers: 385024.
+  EXPECT_DOUBLE_EQ(f.recompute, 2 * 64000 + 2 * 92160 + 7168 + 65536);
   s.gradient_checkpointing = false;
-  EXPECT_DOUBLE_EQ(estimate_flops_per_token(c, s).recompute, 0);
+  EXPECT_DOUBLE_EQ(estimate_flops_per_token(c, s).recompute, 2 * 64000);
 }
 
 TEST(EstimateTime, HoursAndDollarsScaleWithGpusAndPrice) {
@@ -215,10 +221,11 @@ TEST(EstimateSeed, Qwen32bNf4WeightBytesByHand) {
   EXPECT_EQ(estimate_unquantized_weight_bytes(c, s), 3115591680LL);
   // LoRA r16: q 16 * 10240 + k, v 16 * 6144 = 360448 per layer, x 64 = 23068672.
   EXPECT_EQ(estimate_lora_parameter_count(c, s), 23068672);
-  // Checkpointed: 2560 tokens x (64 layers x 2 B x 5120 + 4 * 5120 + 4) = 2560 x 675844.
-  EXPECT_EQ(estimate_activation_bytes(c, s), 2560LL * 675844);
-  // Logits: 16 B x 152064 x 2560 = 5.80 GiB.
-  EXPECT_EQ(estimate_logits_bytes(c, s), 6228541440LL);
+  // Checkpointed: 2560 tokens x (64 layers x 2 B x 5120 + 4 * 5120 + 4 + 2 * 5120) = 2560 x 686084.
+  EXPECT_EQ(estimate_activation_bytes(c, s), 2560LL * 686084);
+  // The loss: chunks of 268435456 / (152064 * 4) = 441 tokens; 12 B x 152064 x 441 = 804722688 (767 MiB)
+  // + d hidden 2 B x 5120 x 2560 = 26214400. (Unchunked, 16 B x 152064 x 2560 was 5.80 GiB.)
+  EXPECT_EQ(estimate_logits_bytes(c, s), 804722688LL + 26214400LL);
 }
 
 // Runs estimate-cost on the seed with its config.json and an assumed 20M-token dataset.

@@ -11,6 +11,7 @@
 #include "autotrain/estimate.h"
 #include "autotrain/fileio.h"
 #include "autotrain/finetune.h"
+#include "autotrain/lm_loss.h"
 #include "autotrain/metrics.h"
 #include "autotrain/model.h"
 #include "autotrain/safetensors.h"
@@ -27,8 +28,10 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs()
 
 class AgainstTrainerAndPeft : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(AgainstTrainerAndPeft, ThirtyStepsGiveTheSameLossesAndWeights) {
-  const std::string dir = kOracle + "/" + GetParam();
+// 30 steps of our trainer from PEFT's initial adapter against Trainer + PEFT's losses and final adapter, with
+// the training loss computed loss_chunk_bytes of fp32 logits at a time (lm_head_loss_sum).
+void expect_thirty_steps_as_trainer_and_peft(const std::string& scheduler, int64_t loss_chunk_bytes) {
+  const std::string dir = kOracle + "/" + scheduler;
   auto settings = nlohmann::json::parse(read_file(dir + "/settings.json"));
   auto steps = nlohmann::json::parse(read_file(dir + "/steps.json"));
 
@@ -39,7 +42,7 @@ TEST_P(AgainstTrainerAndPeft, ThirtyStepsGiveTheSameLossesAndWeights) {
   CausalLM model(kFixtures + "/models/llama", model_options);
   load_adapter_weights(dir + "/initial", model.lora_parameters());
   AdapterConfig adapter{model_options.lora, model_options.lora_target_modules, "llama"};
-  TrainableModel trainable = trainable_model(model, adapter);
+  TrainableModel trainable = trainable_model(model, adapter, loss_chunk_bytes);
 
   testing::TempDir run;
   TrainerOptions options;
@@ -69,7 +72,7 @@ TEST_P(AgainstTrainerAndPeft, ThirtyStepsGiveTheSameLossesAndWeights) {
   }
   EXPECT_LT(worst_loss, 1e-4);
   EXPECT_LT(worst_lr, 1e-12);
-  RecordProperty("max_loss_diff", std::to_string(worst_loss));
+  ::testing::Test::RecordProperty("max_loss_diff", std::to_string(worst_loss));
 
   // After 30 AdamW steps at lr 2e-3 the weights moved ~0.05; fp32 rounding in the moments keeps them
   // within ~1e-6 of PEFT's. 1e-4 is the bound.
@@ -80,8 +83,19 @@ TEST_P(AgainstTrainerAndPeft, ThirtyStepsGiveTheSameLossesAndWeights) {
     worst_weight = std::max(worst_weight, max_diff(tensor.detach(), peft->tensor(name)));
   }
   EXPECT_LT(worst_weight, 1e-4);
-  std::printf("30 steps vs Trainer+PEFT (%s): max |loss diff| %.3g, max |weight diff| %.3g\n", GetParam().c_str(),
+  std::printf("30 steps vs Trainer+PEFT (%s, loss chunks of %lld tokens): max |loss diff| %.3g, max |weight diff| "
+              "%.3g\n", scheduler.c_str(), static_cast<long long>(lm_loss_chunk_rows(1000, loss_chunk_bytes)),
               worst_loss, worst_weight);
+}
+
+TEST_P(AgainstTrainerAndPeft, ThirtyStepsGiveTheSameLossesAndWeights) {
+  expect_thirty_steps_as_trainer_and_peft(GetParam(), lm_loss_chunk_bytes());  // all tokens in one chunk
+}
+
+// The fixture's vocabulary is 1000: a budget of 7 tokens' fp32 logits cuts each micro-batch (2 blocks of 16)
+// into 5 chunks, the last one short. The bounds stay the issue's: chunking changes fp32 rounding only.
+TEST_P(AgainstTrainerAndPeft, ThirtyStepsWithTheLossInChunksOfSevenTokens) {
+  expect_thirty_steps_as_trainer_and_peft(GetParam(), 7 * 1000 * 4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Finetune, AgainstTrainerAndPeft, ::testing::Values("linear", "cosine"));
@@ -124,6 +138,34 @@ TEST(Finetune, ResumedThroughTheBinaryEndsWithTheSameAdapterBytes) {
   for (const char* name : {"adapter_config.json", "training_params.json", "loss_curve.svg", "metrics.jsonl"}) {
     EXPECT_TRUE(fs::exists(parts.file(std::string("run/") + name))) << name;
   }
+}
+
+// AUTOTRAIN_LOSS_CHUNK_MB reaches `train`: 0.02 MiB is 5 tokens of the fixture's 1000-token vocabulary, so each
+// micro-batch of 4 x 32 tokens is 26 chunks. fp32 on the CPU: the per-step losses stay within float rounding
+// of one chunk's (seen 7e-7; the bound of the Trainer parity test, 1e-4, would catch a lost or doubled chunk).
+TEST(Finetune, LossChunkBudgetFromTheEnvironment) {
+  testing::TempDir one, chunked;
+  const nlohmann::json settings = {{"epochs", 1}, {"quantization", "none"}, {"mixed_precision", "none"}};
+  auto train_in = [&](const testing::TempDir& dir, const std::string& environment) {
+    return testing::run_command("cd " + testing::quote(dir.path().string()) + " && " + environment + " " +
+                                testing::quote(AUTOTRAIN_BINARY) + " train --config " +
+                                testing::quote(write_config(dir, settings)) + " --cache-dir " +
+                                testing::quote(dir.file("cache")) + " --stop-after-steps 4");
+  };
+  auto whole = train_in(one, "");
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  auto parts = train_in(chunked, "AUTOTRAIN_LOSS_CHUNK_MB=0.02");
+  ASSERT_EQ(parts.exit_code, 0) << parts.output;
+  const auto a = read_metrics(one.file("run/metrics.jsonl")), b = read_metrics(chunked.file("run/metrics.jsonl"));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].contains("loss")) EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-4) << i;
+
+  testing::TempDir bad;
+  auto refused = train_in(bad, "AUTOTRAIN_LOSS_CHUNK_MB=lots");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("AUTOTRAIN_LOSS_CHUNK_MB=lots is not a positive number of MiB"), std::string::npos)
+      << refused.output;
 }
 
 TEST(Finetune, PeftLoadsOurAdapterAndGivesOurLogits) {

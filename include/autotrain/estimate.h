@@ -15,6 +15,7 @@
 
 #include "autotrain/config.h"
 #include "autotrain/frozen_linear.h"
+#include "autotrain/lm_loss.h"
 #include "autotrain/model_config.h"
 
 namespace autotrain {
@@ -42,11 +43,13 @@ struct RunShape {
   bool gradient_checkpointing = true;
   AttentionKernel attention = AttentionKernel::memory_efficient;
   ExecutionTarget target = ExecutionTarget::cuda;
+  int64_t loss_chunk_bytes = kDefaultLossChunkBytes;  // lm_head_loss_sum's budget (AUTOTRAIN_LOSS_CHUNK_MB)
 
   int64_t tokens_per_micro_batch() const { return batch_size * block_size; }
 };
 
-// The shape `train` runs for params (effective_block_size, compute_dtype, resolve_target_modules, ...).
+// The shape `train` runs for params (effective_block_size, compute_dtype, resolve_target_modules, ...,
+// lm_loss_chunk_bytes).
 RunShape run_shape(const TrainingParams& params, ExecutionTarget target = ExecutionTarget::cuda);
 
 // ---- memory terms (bytes) -----------------------------------------------------------------------
@@ -74,10 +77,12 @@ int64_t estimate_lora_bytes(const ModelConfig& config, const RunShape& shape);
 // and output or the fp32 input copy) and LoRA's rank-r intermediate.
 int64_t estimate_layer_activation_bytes_per_token(const ModelConfig& config, const RunShape& shape);
 // All saved activations of a micro-batch: without checkpointing every layer's saved tensors; with
-// checkpointing each layer's input only (compute dtype). Plus the final norm's fp32 input.
+// checkpointing each layer's input only (compute dtype). Plus the final norm's fp32 input and its output (compute
+// dtype), which the loss keeps to recompute the logits.
 int64_t estimate_activation_bytes(const ModelConfig& config, const RunShape& shape);
-// Peak of the loss: fp32 log-probabilities kept by cross entropy, their gradient, the logits' gradient and a
-// temporary of the same size: 4 x 4 bytes x vocab per token.
+// Peak of the loss (lm_head_loss_sum's backward): for one chunk of min(tokens, lm_loss_chunk_rows) tokens the fp32
+// log-probabilities, their gradient and the logits' gradient, 3 x 4 bytes x vocab per token; plus d hidden for
+// all tokens (compute dtype).
 int64_t estimate_logits_bytes(const ModelConfig& config, const RunShape& shape);
 // Transients of the backward that do not coexist with the logits' peak: the largest projection
 // dequantized (quantized bases), one layer's input gradients (compute dtype: the MLP's 3 intermediates + 2
@@ -97,7 +102,7 @@ MemoryBreakdown estimate_memory(const ModelConfig& config, const RunShape& shape
 struct FlopsPerToken {
   double forward = 0;      // 2 x frozen linear params (projections + lm_head) + LoRA forward + attention forward
   double backward = 0;     // 2 x frozen params (input gradients only) + 2 x LoRA forward + 2 x attention forward
-  double recompute = 0;    // checkpointing: the layers' forward once more (not lm_head)
+  double recompute = 0;    // lm_head once more (the chunked loss); checkpointing: the layers' forward once more
   double total() const { return forward + backward + recompute; }
 };
 int64_t estimate_frozen_linear_parameter_count(const ModelConfig& config);  // projections + lm_head

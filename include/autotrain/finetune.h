@@ -8,6 +8,7 @@
 
 #include "autotrain/adapter.h"
 #include "autotrain/config.h"
+#include "autotrain/lm_loss.h"
 #include "autotrain/model.h"
 #include "autotrain/tokenizer.h"
 #include "autotrain/trainer.h"
@@ -47,8 +48,10 @@ TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& toke
                              const std::string& cache_dir);
 
 // The loop's view of a model with LoRA: its LoRA parameters, transformers' causal-LM loss (sum, the
-// batch moved to the model's device), and the PEFT adapter writer for `adapter`'s settings.
-TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter);
+// batch moved to the model's device; lm_head_loss_sum with chunks of loss_chunk_bytes of fp32 logits), and
+// the PEFT adapter writer for `adapter`'s settings.
+TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter,
+                               int64_t loss_chunk_bytes = lm_loss_chunk_bytes());
 
 // Tokenizes, loads the model and trains, in this process or as one worker of a data-parallel job when
 // RANK and WORLD_SIZE are set. Out of memory, it throws Error with the estimator's breakdown and changes

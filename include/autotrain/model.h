@@ -68,6 +68,11 @@ class CausalLM {
   // index in the sequence, as transformers' forward without position_ids. Returns logits (B,T,vocab) fp32
   // on the model's device (the inputs are moved there).
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, KVCache* cache = nullptr);
+  // forward without the LM head: the final RMSNorm's output (B,T,C) in the compute dtype, what the training
+  // loss (lm_head_loss_sum, autotrain/lm_loss.h) takes so that it never holds the whole (B,T,vocab) logits.
+  at::Tensor hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask = {},
+                           KVCache* cache = nullptr);
+  const at::Tensor& lm_head() const { return lm_head_; }  // (vocab, C), frozen; the embedding when tied
   KVCache make_cache() const;
 
   // LoRA A and B of every targeted projection, named as PEFT names them in adapter_model.safetensors, in

@@ -178,10 +178,12 @@ MemoryBreakdown estimate_memory(const ModelConfig& config, const RunShape& shape
   m.activations = estimate_activation_bytes(config, shape);
   m.logits = estimate_logits_bytes(config, shape);
   m.backward_working = estimate_backward_working_bytes(config, shape);
+  const double per_step = static_cast<double>(m.activations + std::max(m.logits, m.backward_working));
   if (shape.target == ExecutionTarget::cuda) {
     m.cuda_context = kCudaContextBytes;
-    const double per_step = static_cast<double>(m.activations + std::max(m.logits, m.backward_working));
     m.allocator_slack = static_cast<int64_t>(kAllocatorSlack * per_step);
+  } else {
+    m.allocator_slack = static_cast<int64_t>(kCpuHeapRetention * per_step);
   }
   return m;
 }

@@ -275,8 +275,11 @@ std::string render_cost_estimate(const CostEstimate& e) {
           (s.quantization != BaseQuantization::none ? " + 1 dequantized weight" : "") +
           (logits_at_peak ? " (not at the peak)" : ""));
   if (m.cuda_context) row("CUDA context", m.cuda_context, "");
-  if (m.allocator_slack)
-    row("allocator slack", m.allocator_slack, printf_string("%.0f%% of the per-step memory", kAllocatorSlack * 100));
+  if (m.allocator_slack) {
+    const bool cuda = s.target == ExecutionTarget::cuda;
+    row(cuda ? "allocator slack" : "heap kept by glibc", m.allocator_slack,
+        printf_string("%.0f%% of the per-step memory", (cuda ? kAllocatorSlack : kCpuHeapRetention) * 100));
+  }
   row("peak", m.peak(), "");
 
   const FlopsPerToken& f = e.flops;

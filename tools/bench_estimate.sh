@@ -5,8 +5,8 @@
 # memory (RSS over the pre-load baseline) and step time. The time column "calibrated" applies the first
 # configuration's time factor to the others: it tests whether the FLOP model scales right between runs.
 # Goal: memory within 10%, calibrated time within 15%. glibc keeps freed heap blocks (under its dynamic mmap
-# threshold, up to 32 MiB) resident, which the GPU-side memory model does not count; MALLOC_MMAP_THRESHOLD_=262144
-# in the environment returns them at once (README, Calibration, shows both).
+# threshold, up to 32 MiB) resident; the CPU estimate counts them as 25% of the per-step memory
+# (kCpuHeapRetention). MALLOC_MMAP_THRESHOLD_=262144 in the environment returns them at once.
 #
 # usage: tools/bench_estimate.sh [BUILD_DIR] [PYTHON]   (defaults: build, .venv/bin/python3 or python3)
 set -euo pipefail

@@ -23,7 +23,7 @@ namespace autotrain {
 // Where the run executes: the same code keeps slightly different tensors alive on each.
 enum class ExecutionTarget {
   cuda,  // dropout keeps a 1-byte mask; dequantization writes the compute dtype; CUDA context + allocator slack
-  cpu,   // dropout keeps a float noise tensor; dequantization goes through float32; no context, no slack
+  cpu,   // dropout keeps a float noise tensor; dequantization goes through float32; no context; heap retention
 };
 
 enum class AttentionKernel {
@@ -55,6 +55,10 @@ RunShape run_shape(const TrainingParams& params, ExecutionTarget target = Execut
 // ---- memory terms (bytes) -----------------------------------------------------------------------
 constexpr int64_t kCudaContextBytes = 500LL << 20;  // CUDA context + cuBLAS workspace, ~500 MiB
 constexpr double kAllocatorSlack = 0.10;             // caching-allocator fragmentation, of the per-step memory
+// On the CPU: freed heap blocks that glibc keeps resident (under its dynamic mmap threshold, up to 32 MiB), of
+// the per-step memory. tools/bench_estimate.sh measured 19-36 % of it (2026-11-26, the chunked loss) over the
+// six configurations; 25 % puts them within 10 %.
+constexpr double kCpuHeapRetention = 0.25;
 
 // One frozen projection (out, in) as FrozenLinear stores it: none = compute_bytes per weight; int4 = packed
 // nibbles ceil(n/2) + fp32 absmax per block of 64 (double quantization: uint8 codes per block + fp32 absmax

@@ -583,20 +583,13 @@ const char* dequantize_4bit(const FourBitWeight& w, const DynamicMap* map, int64
   const int64_t height = row_end - row_begin, width = col_end - col_begin;
   const bool whole_rows = col_begin == 0 && col_end == w.cols;  // one contiguous run of the flat weight
   const int64_t first = row_begin * w.cols, last = row_end * w.cols;
-  switch (dtype) {
-    case DType::f32:
-      if (whole_rows) launch_dequantize<float>(w, param, first, last, out, s);
-      else launch_dequantize_columns<float>(w, param, row_begin, height, col_begin, width, out, s);
-      break;
-    case DType::f16:
-      if (whole_rows) launch_dequantize<__half>(w, param, first, last, out, s);
-      else launch_dequantize_columns<__half>(w, param, row_begin, height, col_begin, width, out, s);
-      break;
-    case DType::bf16:
-      if (whole_rows) launch_dequantize<__nv_bfloat16>(w, param, first, last, out, s);
-      else launch_dequantize_columns<__nv_bfloat16>(w, param, row_begin, height, col_begin, width, out, s);
-      break;
-  }
+  with_element_type(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    if (whole_rows)
+      launch_dequantize<T>(w, param, first, last, out, s);
+    else
+      launch_dequantize_columns<T>(w, param, row_begin, height, col_begin, width, out, s);
+  });
   return launch_status();
 }
 
@@ -623,11 +616,7 @@ const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void*
       launch_tensor_core_gemv<__nv_bfloat16>(w, param, x, m, y, s);
     return launch_status();
   }
-  switch (dtype) {
-    case DType::f32: launch_gemv<float>(w, param, x, m, y, s); break;
-    case DType::f16: launch_gemv<__half>(w, param, x, m, y, s); break;
-    case DType::bf16: launch_gemv<__nv_bfloat16>(w, param, x, m, y, s); break;
-  }
+  with_element_type(dtype, [&](auto zero) { launch_gemv<decltype(zero)>(w, param, x, m, y, s); });
   return launch_status();
 }
 

@@ -63,16 +63,6 @@ __device__ __forceinline__ void store(T* dst, const float (&src)[W]) {
   }
 }
 
-// Calls launch(T{}) with T the element type of `dtype`.
-template <typename Launch>
-void with_element_type(DType dtype, Launch&& launch) {
-  switch (dtype) {
-    case DType::f32: launch(float{}); break;
-    case DType::f16: launch(__half{}); break;
-    case DType::bf16: launch(__nv_bfloat16{}); break;
-  }
-}
-
 // ---- RMSNorm ---------------------------------------------------------------------------------------------
 
 // The sum of `value` over the block, in every thread. blockDim.x is a multiple of 32 (full warps for the

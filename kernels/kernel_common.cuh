@@ -1,5 +1,6 @@
-// What the kernel files share: conversions between fp32 and the element types, the launch-error check, and
-// the grid size of grid-stride kernels. Internal to kernels/ (each .cu file gets its own copy).
+// What the kernel files share: conversions between fp32 and the element types, the dispatch on an element
+// type, the launch-error check, and the grid size of grid-stride kernels. Internal to kernels/ (each .cu file
+// gets its own copy).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -8,6 +9,8 @@
 
 #include <algorithm>
 #include <cstdint>
+
+#include "autotrain/cuda_kernels.h"
 
 namespace autotrain::cuda {
 
@@ -26,6 +29,16 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { re
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// Calls launch(T{}) with T the element type of `dtype`.
+template <typename Launch>
+void with_element_type(DType dtype, Launch&& launch) {
+  switch (dtype) {
+    case DType::f32: launch(float{}); break;
+    case DType::f16: launch(__half{}); break;
+    case DType::bf16: launch(__nv_bfloat16{}); break;
+  }
+}
 
 // CUDA's error from the last launch, or nullptr.
 inline const char* launch_status() {

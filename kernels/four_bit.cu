@@ -109,7 +109,8 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
       if (start + 8 <= total) {
         words[u] = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
       } else {  // the last group: read only the bytes that exist
-        for (int64_t b = 0; start / 2 + b < (total + 1) / 2; ++b) words[u] |= uint32_t(w.packed[start / 2 + b]) << (8 * b);
+        for (int64_t b = 0; start / 2 + b < (total + 1) / 2; ++b)
+          words[u] |= uint32_t(w.packed[start / 2 + b]) << (8 * b);
       }
     }
 #pragma unroll
@@ -605,8 +606,8 @@ const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void*
     message = std::string("gemv_4bit: the tensor-core kernel cannot take this weight: ") + unfit;
     return message.c_str();
   }
-  // `automatic` keeps one row of x on the CUDA cores: on an H200 (2026-11-26, Llama-3-8B's seven projections,
-  // bf16) that took 130 us per layer against 154 on the tensor cores, which win 1.6-4x from 4 rows up.
+  // `automatic` keeps one row of x on the CUDA cores: on an H200 (2026-11-26, second run, Llama-3-8B's seven
+  // projections, bf16) that took 112 us per layer against 136 on the tensor cores, which win 1.1-3.1x from 4 rows up.
   const bool tensor_cores =
       kernel == GemvKernel::tensor_cores || (kernel == GemvKernel::automatic && m >= 2 && unfit == nullptr);
   if (tensor_cores) {

@@ -31,14 +31,14 @@ at::ScalarType lora_compute_dtype(const at::Tensor& x) {
   return t == at::kBFloat16 || t == at::kHalf ? t : at::kFloat;
 }
 
-at::Tensor LoraLinearImpl::dropped_input(const at::Tensor& x) const {
-  return at::dropout(x.to(lora_A.scalar_type()), dropout_, /*train=*/true);
+at::Tensor LoraLinearImpl::lora_input(const at::Tensor& x) const {
+  return dropout_active() ? at::dropout(x.to(lora_A.scalar_type()), dropout_, /*train=*/true) : x;
 }
 
 at::Tensor LoraLinearImpl::forward(const at::Tensor& x) {
   at::Tensor result = base_->forward(x);
   const at::ScalarType compute = lora_compute_dtype(x);
-  at::Tensor h = dropout_active() ? dropped_input(x) : x;
+  at::Tensor h = lora_input(x);
   at::Tensor update = at::linear(at::linear(h.to(compute), lora_A.to(compute)), lora_B.to(compute)) * scaling_;
   return result + update.to(result.scalar_type());
 }
@@ -143,7 +143,7 @@ std::vector<at::Tensor> fused_lora(const at::Tensor& x, const std::vector<at::Te
 
 at::Tensor lora_forward_fused(const LoraLinearImpl& lora, const at::Tensor& x) {
   at::Tensor base = lora.base().forward(x);
-  at::Tensor h = lora.dropout_active() ? lora.dropped_input(x) : x;  // after the base, as forward draws it
+  at::Tensor h = lora.lora_input(x);  // after the base, as forward draws it
   return fused_lora(h, {base}, {&lora}).front();
 }
 

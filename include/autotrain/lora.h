@@ -36,8 +36,8 @@ class LoraLinearImpl : public torch::nn::Module {
   // A kaiming-uniform (a = sqrt(5)) drawn from libtorch's default generator, B zeros.
   void reset_parameters();
 
-  // dropout(x cast to the adapters' dtype), drawn as forward draws it (training with dropout > 0 only).
-  at::Tensor dropped_input(const at::Tensor& x) const;
+  // What A multiplies: x itself, or while dropout is active dropout(x cast to the adapters' dtype).
+  at::Tensor lora_input(const at::Tensor& x) const;
 
   const FrozenLinear& base() const { return *base_; }
   double scaling() const { return scaling_; }

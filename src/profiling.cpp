@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <vector>
+
+#include <unistd.h>
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/torch.h>
@@ -56,6 +59,12 @@ void write_summary(const torch::autograd::profiler::ProfilerResult& result, int6
 std::unique_ptr<StepProfiler> StepProfiler::from_environment() {
   const char* path = std::getenv("AUTOTRAIN_PROFILE");
   if (path == nullptr || *path == '\0') return nullptr;
+  // Checked before training starts: an unwritable folder found at the profiled steps would only be a warning.
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  const std::string where = folder.empty() ? "." : folder.string();
+  if (!std::filesystem::is_directory(where) || ::access(where.c_str(), W_OK) != 0)
+    throw Error(std::string("AUTOTRAIN_PROFILE=") + path + ": the folder " + where +
+                " does not exist or is not writable; give a file path in a writable folder");
   int64_t first = 4, last = 5;
   if (const char* steps = std::getenv("AUTOTRAIN_PROFILE_STEPS"); steps && *steps) {
     long long a = 0, b = 0;
@@ -85,7 +94,12 @@ void StepProfiler::after_step(int64_t step) {
   running_ = false;
   std::unique_ptr<torch::autograd::profiler::ProfilerResult> result = torch::autograd::profiler::disableProfiler();
   result->save(path_);
-  write_summary(*result, last_ - first_ + 1, path_ + ".summary.txt");
+  try {  // a profile that cannot be written (disk full) must not end the training run
+    write_summary(*result, last_ - first_ + 1, path_ + ".summary.txt");
+  } catch (const Error& e) {
+    log::warn(std::string("profile not written: ") + e.what());
+    return;
+  }
   log::info(log::cat("profile of steps ", first_, "-", last_, ": ", path_, " and ", path_, ".summary.txt"));
 }
 

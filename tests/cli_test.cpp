@@ -80,7 +80,8 @@ TEST(Cli, DeviceCudaWithSeveralWorkersIsRefusedBeforeTheyStart) {
 }
 
 // AUTOTRAIN_PROFILE: steps FIRST-LAST recorded with Kineto into a Chrome trace, and a summary table per
-// operator (per CUDA kernel on a GPU); a malformed step range is a one-line error before training starts.
+// operator (per CUDA kernel on a GPU); a malformed step range or a missing folder is a one-line error before
+// training starts.
 TEST(Cli, ProfileWritesATraceAndASummaryOfTheChosenSteps) {
   testing::TempDir dir;
   const nlohmann::json config = {
@@ -106,6 +107,13 @@ TEST(Cli, ProfileWritesATraceAndASummaryOfTheChosenSteps) {
   EXPECT_EQ(bad.exit_code, 1) << bad.output;
   EXPECT_NE(bad.output.find("error: AUTOTRAIN_PROFILE_STEPS=5: expected FIRST-LAST"), std::string::npos)
       << bad.output;
+  // A folder that does not exist is refused before the first step, not when the profile is written.
+  auto nowhere = testing::run_command(cd + "AUTOTRAIN_PROFILE=no/such/folder/trace.json " + train);
+  EXPECT_EQ(nowhere.exit_code, 1) << nowhere.output;
+  EXPECT_NE(nowhere.output.find("error: AUTOTRAIN_PROFILE=no/such/folder/trace.json: the folder no/such/folder"),
+            std::string::npos)
+      << nowhere.output;
+  EXPECT_EQ(nowhere.output.find("checkpoint"), std::string::npos) << "no step may have run: " << nowhere.output;
 }
 
 }  // namespace

@@ -14,38 +14,12 @@
 #include <type_traits>
 
 #include "autotrain/cuda_kernels.h"
+#include "four_bit_common.cuh"
 #include "kernel_common.cuh"
 
 namespace autotrain::cuda {
 
 namespace {
-
-// The map is needed only with double quantization; kernels take it by value (1 KiB of parameters). Kernel
-// parameters are __grid_constant__, so that reading them by index (code, map) needs no per-thread local copy.
-struct MapParam {
-  DynamicMap map;
-};
-
-// The block of flat element i. Block sizes are powers of two (check_weight), so this is a shift: a 64-bit
-// division by a runtime value costs ~100 instructions on a GPU, and one per chunk of 8 to 32 values dominated
-// the first version of these kernels.
-__device__ __forceinline__ int64_t block_of(const FourBitWeight& w, int64_t i) { return i >> (__ffs(w.blocksize) - 1); }
-
-__device__ __forceinline__ float block_scale(const FourBitWeight& w, const float* map, int64_t block) {
-  if (w.absmax != nullptr) return w.absmax[block];
-  const float nested =
-      __fmul_rn(map[w.nested_codes[block]], w.nested_absmax[block >> (__ffs(w.nested_blocksize) - 1)]);
-  return __fadd_rn(nested, w.offset);
-}
-
-// Every kernel's start: the code (and, with double quantization, the map) into the block's shared memory.
-__device__ __forceinline__ void load_code_and_map(const FourBitWeight& w, const MapParam& map_param, float* code,
-                                                  float* map) {
-  if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
-  if (w.absmax == nullptr)
-    for (int k = threadIdx.x; k < 256; k += blockDim.x) map[k] = map_param.map.values[k];
-  __syncthreads();
-}
 
 // The value of flat element i (in fp32, before rounding to the output dtype).
 __device__ __forceinline__ float element(const FourBitWeight& w, const float* code, const float* map, int64_t i) {
@@ -335,40 +309,6 @@ constexpr int kTensorCoreMaxWarps = 16;  // warps per block at most
 constexpr int kTensorCoreUnroll = 4;     // chunks whose bytes a warp has in flight at once
 constexpr size_t kPairTableBytes = 256 * 32 * sizeof(uint32_t);
 
-template <typename T>
-__device__ __forceinline__ uint32_t pack_pair(float low, float high);
-template <>
-__device__ __forceinline__ uint32_t pack_pair<__half>(float low, float high) {
-  const __half2 pair = __floats2half2_rn(low, high);
-  return *reinterpret_cast<const uint32_t*>(&pair);
-}
-template <>
-__device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float low, float high) {
-  const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
-  return *reinterpret_cast<const uint32_t*>(&pair);
-}
-
-// d += A . B for one m16n8k16 tile (fp32 accumulators).
-template <typename T>
-__device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-#else
-  __trap();  // the launcher never picks this kernel below sm_80
-#endif
-}
-
-// Byte i (0..7) of 8 packed bytes, as a word offset into the pair table (the lane's copy is added by the caller).
 __device__ __forceinline__ uint32_t table_offset(const uint2& bytes, int i) {
   const uint32_t word = i < 4 ? bytes.x : bytes.y;
   return ((word >> (8 * (i % 4))) & 0xFFu) * 32u;
@@ -463,11 +403,6 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   }
 }
 
-bool tensor_cores_available() {
-  static const bool available = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 8;
-  return available;
-}
-
 // Why the tensor-core kernel cannot take this GEMV, or nullptr when it can.
 const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType dtype) {
   if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
@@ -500,23 +435,6 @@ void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const 
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
   gemv_tensor_core_kernel<T><<<blocks, threads, kPairTableBytes, stream>>>(
       w, map, static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
-}
-
-MapParam map_param_of(const FourBitWeight& w, const DynamicMap* map) {
-  MapParam param{};
-  if (w.absmax == nullptr && map != nullptr) param.map = *map;
-  return param;
-}
-
-const char* check_weight(const FourBitWeight& w, const DynamicMap* map) {
-  if (w.packed == nullptr || w.rows <= 0 || w.cols <= 0) return "4-bit kernel: empty weight";
-  if (w.blocksize < 32 || (w.blocksize & (w.blocksize - 1)) != 0)
-    return "4-bit kernel: blocksize must be a power of two >= 32";
-  if (w.absmax == nullptr && (w.nested_blocksize < 1 || (w.nested_blocksize & (w.nested_blocksize - 1)) != 0))
-    return "4-bit kernel: the nested blocksize must be a power of two";
-  if (w.absmax == nullptr && (w.nested_codes == nullptr || w.nested_absmax == nullptr || map == nullptr))
-    return "4-bit kernel: a double-quantized weight needs its nested codes, nested absmax and map";
-  return nullptr;
 }
 
 template <typename T>

@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -76,11 +77,15 @@ struct Linear4bit : public torch::autograd::Function<Linear4bit> {
       shape.back() = weight->shape[0];
       return gemv_4bit_cuda(x.reshape({rows, in}), *weight).view(shape);
     }
+    if (training_matmul() == TrainingMatmul::fused && matmul_4bit_fused_supports(x, *weight, cuda::MatmulPass::forward))
+      return matmul_4bit_fused_cuda(x, *weight, cuda::MatmulPass::forward);
     return matmul_4bit_cuda(x, *weight, dequantize_chunk_bytes());
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto* weight = reinterpret_cast<const Quantized4bit*>(ctx->saved_data["weight"].toInt());
+    if (training_matmul() == TrainingMatmul::fused && matmul_4bit_fused_supports(grads[0], *weight, cuda::MatmulPass::backward))
+      return {matmul_4bit_fused_cuda(grads[0], *weight, cuda::MatmulPass::backward), at::Tensor()};
     return {matmul_4bit_transposed_cuda(grads[0], *weight, dequantize_chunk_bytes()), at::Tensor()};
   }
 };
@@ -175,6 +180,47 @@ at::Tensor matmul_4bit_transposed_cuda(const at::Tensor& dy, const Quantized4bit
   std::vector<int64_t> shape = dy.sizes().vec();
   shape.back() = in;
   return dx.view(shape);
+}
+
+namespace {
+std::atomic<TrainingMatmul>& training_matmul_choice() {
+  static std::atomic<TrainingMatmul> choice = [] {
+    const char* value = std::getenv("AUTOTRAIN_NF4_MATMUL");
+    return value != nullptr && std::string(value) == "fused" ? TrainingMatmul::fused : TrainingMatmul::sliced;
+  }();
+  return choice;
+}
+}  // namespace
+
+TrainingMatmul training_matmul() { return training_matmul_choice().load(std::memory_order_relaxed); }
+void set_training_matmul(TrainingMatmul choice) { training_matmul_choice().store(choice, std::memory_order_relaxed); }
+
+bool matmul_4bit_fused_supports(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass) {
+  if (a.dim() < 1 || weight.shape.size() != 2 || !weight.packed.defined() || !a.is_cuda() ||
+      !weight.packed.is_cuda() || a.get_device() != weight.packed.get_device())
+    return false;
+  if (a.size(-1) != weight.shape[pass == cuda::MatmulPass::forward ? 1 : 0]) return false;
+  const auto dtype = a.scalar_type();
+  if (dtype != at::kHalf && dtype != at::kBFloat16) return false;
+  // The pointers are checked on the contiguous copy the kernel gets; torch's allocations are 16-byte aligned.
+  cuda::FourBitWeight w = four_bit_kernel_view(weight);
+  return cuda::matmul_4bit_unfit(w, nullptr, nullptr, kernel_dtype(dtype)) == nullptr;
+}
+
+at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass) {
+  cuda::FourBitWeight w = four_bit_kernel_view(weight);
+  const bool forward = pass == cuda::MatmulPass::forward;
+  const int64_t in = forward ? w.cols : w.rows, out = forward ? w.rows : w.cols;
+  if (a.size(-1) != in) throw Error("matmul_4bit_fused_cuda: the input's last dimension does not fit the weight");
+  at::Tensor a2 = a.reshape({-1, in}).contiguous();
+  std::vector<int64_t> shape = a.sizes().vec();
+  shape.back() = out;
+  at::Tensor c = at::empty({a2.size(0), out}, a2.options());
+  if (a2.size(0) == 0) return c.view(shape);
+  check(cuda::matmul_4bit(w, kernel_dynamic_map(), a2.data_ptr(), a2.size(0), c.data_ptr(),
+                          kernel_dtype(a2.scalar_type()), pass, nullptr),
+        "matmul_4bit");
+  return c.view(shape);
 }
 
 at::Tensor linear_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, const at::Tensor& bias) {
@@ -334,6 +380,10 @@ const cuda::DynamicMap* kernel_dynamic_map() { not_built(); }
 int64_t dequantize_chunk_bytes() { return 64 << 20; }
 at::Tensor matmul_4bit_cuda(const at::Tensor&, const Quantized4bit&, int64_t) { not_built(); }
 at::Tensor matmul_4bit_transposed_cuda(const at::Tensor&, const Quantized4bit&, int64_t) { not_built(); }
+TrainingMatmul training_matmul() { return TrainingMatmul::sliced; }
+void set_training_matmul(TrainingMatmul) {}
+bool matmul_4bit_fused_supports(const at::Tensor&, const Quantized4bit&, cuda::MatmulPass) { return false; }
+at::Tensor matmul_4bit_fused_cuda(const at::Tensor&, const Quantized4bit&, cuda::MatmulPass) { not_built(); }
 at::Tensor linear_4bit_cuda(const at::Tensor&, const Quantized4bit&, const at::Tensor&) { not_built(); }
 bool rms_norm_cuda_supports(const at::Tensor&, const at::Tensor&) { return false; }
 at::Tensor rms_norm_cuda(const at::Tensor&, const at::Tensor&, double) { not_built(); }

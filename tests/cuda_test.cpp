@@ -236,6 +236,93 @@ TEST(CudaKernels, SlicedMatmulMatchesTheCpuReference) {
       }
 }
 
+// The fused tensor-core matmul (kernels/four_bit_matmul.cu: 128 x 128 tiles of C, k tiles of 32) on shapes
+// around its tiles: weights of 8 to 1032 rows (forward: output columns; backward: the reduction, whose last tile
+// of 32 rows is then partial) and 32 to 544 columns (forward: the reduction; backward: output columns), one row
+// of x up to three tiles of 128 with a short last one, blocksizes from the smallest (32) to larger than a k tile,
+// with and without double quantization. Its weight values are dequantize_4bit's bit for bit, so the reference
+// is the fp64 product of those; the bound is expect_close_to_fp64's (fp32 sums rounded once).
+TEST(CudaKernels, FusedMatmulMatchesTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(7);
+  const std::vector<Shape> shapes{{8, 32}, {136, 96}, {264, 160}, {1032, 544}};
+  for (bool dq : {false, true})
+    for (int64_t blocksize : {32, 64, 256})
+      for (Shape s : shapes)
+        for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+          for (int64_t m : {1, 130, 300}) {
+            SCOPED_TRACE(describe(QuantType::nf4, dq, blocksize, s, dtype) + " m " + std::to_string(m));
+            Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, blocksize, dq);
+            Quantized4bit g = on_gpu(q);
+            at::Tensor w = dequantize_4bit(q, dtype);
+            at::Tensor x = at::randn({m, s.cols}).to(dtype), dy = at::randn({m, s.rows}).to(dtype);
+            ASSERT_TRUE(matmul_4bit_fused_supports(x.to(at::kCUDA), g, cuda::MatmulPass::forward));
+            at::Tensor y = matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward);
+            ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, s.rows}));
+            expect_close_to_fp64(y, x, w.t(), dtype);
+            at::Tensor dx = matmul_4bit_fused_cuda(dy.to(at::kCUDA), g, cuda::MatmulPass::backward);
+            ASSERT_EQ(dx.sizes(), (std::vector<int64_t>{m, s.cols}));
+            expect_close_to_fp64(dx, dy, w, dtype);
+          }
+}
+
+// FP4 takes the same path with another code; a 3-D input keeps its leading dimensions.
+TEST(CudaKernels, FusedMatmulTakesFp4AndLeadingDimensions) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(8);
+  Quantized4bit q = quantize_4bit(at::randn({72, 192}), QuantType::fp4, 64, true);
+  at::Tensor w = dequantize_4bit(q, at::kBFloat16);
+  at::Tensor x = at::randn({2, 70, 192}).to(at::kBFloat16);
+  at::Tensor y = matmul_4bit_fused_cuda(x.to(at::kCUDA), on_gpu(q), cuda::MatmulPass::forward);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 70, 72}));
+  expect_close_to_fp64(y.reshape({140, 72}), x.reshape({140, 192}), w.t(), at::kBFloat16);
+}
+
+// What the kernel does not take, it says so (training then takes the sliced matmul): fp32, columns not a
+// multiple of 32, rows not a multiple of 8, an input of the wrong width.
+TEST(CudaKernels, FusedMatmulRefusesWhatItCannotTake) {
+  REQUIRE_CUDA_DEVICE();
+  Quantized4bit fits = on_gpu(quantize_4bit(at::randn({64, 96}), QuantType::nf4, 64, true));
+  const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
+  EXPECT_TRUE(matmul_4bit_fused_supports(at::randn({20, 96}, bf16), fits, cuda::MatmulPass::forward));
+  EXPECT_TRUE(matmul_4bit_fused_supports(at::randn({20, 64}, bf16), fits, cuda::MatmulPass::backward));
+  EXPECT_FALSE(matmul_4bit_fused_supports(at::randn({20, 64}, bf16), fits, cuda::MatmulPass::forward));
+  at::Tensor fp32 = at::randn({20, 96}, at::TensorOptions(at::kFloat).device(at::kCUDA));
+  EXPECT_FALSE(matmul_4bit_fused_supports(fp32, fits, cuda::MatmulPass::forward));
+  EXPECT_THROW(matmul_4bit_fused_cuda(fp32, fits, cuda::MatmulPass::forward), Error);
+  for (Shape s : std::vector<Shape>{{64, 80}, {60, 96}}) {
+    Quantized4bit q = on_gpu(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, true));
+    EXPECT_FALSE(matmul_4bit_fused_supports(at::randn({20, s.cols}, bf16), q, cuda::MatmulPass::forward));
+    EXPECT_THROW(matmul_4bit_fused_cuda(at::randn({20, s.cols}, bf16), q, cuda::MatmulPass::forward), Error);
+  }
+}
+
+// Training's autograd function with AUTOTRAIN_NF4_MATMUL=fused (set_training_matmul here): 2 x 33 rows of bf16
+// take the fused kernel forward and backward, and give what the fp64 product of the dequantized weight gives.
+TEST(CudaKernels, Linear4bitTakesTheFusedMatmulWhenAsked) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(9);
+  Quantized4bit q = quantize_4bit(at::randn({72, 160}), QuantType::nf4, 64, true);
+  Quantized4bit g = on_gpu(q);
+  at::Tensor w = dequantize_4bit(q, at::kBFloat16);
+  at::Tensor x = at::randn({2, 33, 160}).to(at::kBFloat16), upstream = at::randn({2, 33, 72}).to(at::kBFloat16);
+  struct Fused {  // the choice goes back to what it was, whatever happens
+    TrainingMatmul before = training_matmul();
+    Fused() { set_training_matmul(TrainingMatmul::fused); }
+    ~Fused() { set_training_matmul(before); }
+  };
+  at::Tensor x_gpu = x.to(at::kCUDA).requires_grad_(true), y;
+  {
+    Fused fused;
+    y = linear_4bit_cuda(x_gpu, g, at::Tensor());
+    y.backward(upstream.to(at::kCUDA));
+  }
+  expect_close_to_fp64(y.detach().reshape({66, 72}), x.reshape({66, 160}), w.t(), at::kBFloat16);
+  expect_close_to_fp64(x_gpu.grad().reshape({66, 160}), upstream.reshape({66, 72}), w, at::kBFloat16);
+  // The fused kernel, not the sliced matmul, gave them: bit-identical to its direct call.
+  EXPECT_TRUE(at::equal(y.detach(), matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward)));
+}
+
 // The autograd function training uses: GEMV for a few rows, the matmul beyond, dx in the backward, bias,
 // a 3-D input; against the CPU layer (src/frozen_linear.cpp) in fp32.
 TEST(CudaKernels, Linear4bitAutogradMatchesTheCpuLayer) {

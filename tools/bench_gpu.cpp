@@ -5,8 +5,9 @@
 //    that together exceed the L2 cache 4x, so that every call reads its weight from memory;
 //  - NF4 dequantization to bf16 (the first half of every training matmul; bench_gpu_peer.py dequantize times
 //    bitsandbytes' on the same shapes);
-//  - the training-shape NF4 matmul (forward x W^T and backward dy W, m = 2048 / 4096 / 8192 tokens) against
-//    cuBLAS's fp16 GEMM of the same shape on a dense weight (through libtorch, as the matmul itself uses);
+//  - the training-shape NF4 matmul (forward x W^T and backward dy W, m = 2048 / 4096 / 8192 tokens), both the
+//    sliced dequantize-then-cuBLAS one and the fused tensor-core kernel, against cuBLAS's fp16 GEMM of the same
+//    shape on a dense weight (through libtorch, as the sliced matmul itself uses);
 //  - fused q/k/v LoRA (forward + backward) against three separate LoRA layers;
 //  - the fused RMSNorm, SwiGLU and rotary ops (forward + backward) against the composites they replace.
 // Llama-3-8B's projection shapes. Each other figure is the median of 7 timings of 20 calls after 3 warm-up calls.
@@ -200,9 +201,12 @@ int main() {
   }
 
   const int64_t chunk = dequantize_chunk_bytes();
-  std::printf("\n## NF4 matmul for training (slices of at most %ld MiB dequantized, then cuBLAS) vs cuBLAS fp16 GEMM on a dense weight\n\n",
+  std::printf("\n## NF4 matmul for training vs cuBLAS fp16 GEMM on a dense weight\n\n"
+              "sliced: slices of at most %ld MiB dequantized, then cuBLAS (training's default); fused: tensor cores "
+              "on tiles dequantized into shared memory (AUTOTRAIN_NF4_MATMUL=fused)\n\n",
               static_cast<long>(chunk >> 20));
-  std::printf("| shape | tokens | dtype | pass | ours TFLOP/s | cuBLAS fp16 TFLOP/s | ratio |\n|---|---|---|---|---|---|---|\n");
+  std::printf("| shape | tokens | dtype | pass | sliced TFLOP/s | fused TFLOP/s | cuBLAS fp16 TFLOP/s | sliced ratio "
+              "| fused ratio |\n|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& s : kShapes) {
     Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
     at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
@@ -214,20 +218,24 @@ int main() {
         const double flops = 2.0 * m * s.out * s.in;
         struct Pass {
           const char* name;
-          std::function<void()> ours, cublas;
+          std::function<void()> sliced, fused, cublas;
         };
         std::vector<Pass> passes{
-            {"forward x.W^T", [&] { matmul_4bit_cuda(x, q, chunk); }, [&] { at::mm(x16, dense.t()); }},
-            {"backward dy.W", [&] { matmul_4bit_transposed_cuda(dy, q, chunk); }, [&] { at::mm(dy16, dense); }}};
+            {"forward x.W^T", [&] { matmul_4bit_cuda(x, q, chunk); },
+             [&] { matmul_4bit_fused_cuda(x, q, cuda::MatmulPass::forward); }, [&] { at::mm(x16, dense.t()); }},
+            {"backward dy.W", [&] { matmul_4bit_transposed_cuda(dy, q, chunk); },
+             [&] { matmul_4bit_fused_cuda(dy, q, cuda::MatmulPass::backward); }, [&] { at::mm(dy16, dense); }}};
         for (const auto& pass : passes) {
-          const double ours = flops / time_per_call(pass.ours) / 1e12;
+          const double sliced = flops / time_per_call(pass.sliced) / 1e12;
+          const double fused = flops / time_per_call(pass.fused) / 1e12;
           const double cublas = flops / time_per_call(pass.cublas) / 1e12;
-          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.2f |\n", s.name, static_cast<long>(m), c10::toString(dtype),
-                      pass.name, ours, cublas, ours / cublas);
+          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n", s.name, static_cast<long>(m),
+                      c10::toString(dtype), pass.name, sliced, fused, cublas, sliced / cublas, fused / cublas);
           json("matmul", s.name,
                "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass.name +
-                   "\",\"tflops\":" + std::to_string(ours) + ",\"cublas_fp16_tflops\":" + std::to_string(cublas) +
-                   ",\"ratio\":" + std::to_string(ours / cublas));
+                   "\",\"tflops\":" + std::to_string(sliced) + ",\"fused_tflops\":" + std::to_string(fused) +
+                   ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio\":" +
+                   std::to_string(sliced / cublas) + ",\"fused_ratio\":" + std::to_string(fused / cublas));
         }
       }
   }

@@ -80,6 +80,18 @@ enum class GemvKernel { automatic, tensor_cores, cuda_cores };
 const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* x, int64_t m, void* y,
                       DType dtype, void* stream, GemvKernel kernel = GemvKernel::automatic);
 
+// The matmul of training shapes (m tokens, large) on tensor cores, fp16 / bf16, W dequantized tile by tile into
+// shared memory (kernels/four_bit_matmul.cu): each weight value is what dequantize_4bit writes, products add up in
+// fp32 and each output is rounded to `dtype` once.
+//   forward:  c (m, rows) = a (m, cols) . W^T   (x -> y)
+//   backward: c (m, cols) = a (m, rows) . W     (dy -> dx)
+// a and c are contiguous. matmul_4bit_unfit says why the kernel cannot take a weight and pointers (nullptr when
+// it can): fp32, columns not a multiple of 32 or rows of 8, misaligned pointers, a GPU older than sm_80.
+enum class MatmulPass { forward, backward };
+const char* matmul_4bit_unfit(const FourBitWeight& weight, const void* a, const void* c, DType dtype);
+const char* matmul_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* a, int64_t m, void* c,
+                        DType dtype, MatmulPass pass, void* stream);
+
 // ---- fused pieces of a decoder layer (kernels/fused_ops.cu) -------------------------------------------------
 // Each gives what the chain of libtorch ops it replaces gives (src/decoder_layer.cpp: rms_norm_composite,
 // swiglu_composite, apply_rotary_composite): fp32 arithmetic, rounded to `dtype` where each op of the chain

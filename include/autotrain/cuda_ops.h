@@ -44,8 +44,21 @@ int64_t dequantize_chunk_bytes();
 at::Tensor matmul_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, int64_t chunk_bytes);
 at::Tensor matmul_4bit_transposed_cuda(const at::Tensor& dy, const Quantized4bit& weight, int64_t chunk_bytes);
 
+// The same two products on tensor cores with W dequantized tile by tile into shared memory (cuda::matmul_4bit):
+// forward a = x (..., in) -> (..., out), backward a = dy (..., out) -> (..., in). fp16 / bf16 only; the
+// *_supports check says whether the kernel takes a and the weight (throws Error otherwise).
+bool matmul_4bit_fused_supports(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass);
+at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass);
+
+// Which of the two training (m > 8 rows) uses: AUTOTRAIN_NF4_MATMUL=fused picks the fused kernel where it applies;
+// the default is the sliced dequantize-then-cuBLAS matmul, the one measured faster so far (README, GPU figures).
+// set_training_matmul overrides the variable (tests and tools/bench_gpu compare the two).
+enum class TrainingMatmul { sliced, fused };
+TrainingMatmul training_matmul();
+void set_training_matmul(TrainingMatmul choice);
+
 // y = x W^T + bias with autograd (the gradient flows to x only): GEMV for m <= 8 rows of x, else the
-// sliced matmul; the backward is the sliced dy . W. `weight` must outlive the graph.
+// training matmul (training_matmul()); the backward is dy . W by the same. `weight` must outlive the graph.
 at::Tensor linear_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, const at::Tensor& bias);
 
 // ---- fused pieces of a decoder layer ------------------------------------------------------------------------

@@ -9,10 +9,11 @@
 // As a GEMM C (m, n) = A (m, k) . B (k, n): A is x or dy, row-major (cp.async to shared memory); B is W^T
 // forward (B[k][n] = W[n][k]: the weight's rows are B's columns) and W backward (B[k][n] = W[k][n]).
 //
-// A block computes a 128 x 128 tile of C with 8 warps (2 along m x 4 along n, 64 x 32 each) and walks k in tiles
-// of 32. Per k tile: the A tile (128 x 32) and the packed weight tile (2 KiB) are copied with cp.async, kStages - 1
-// tiles ahead; the packed tile is then dequantized into one of two dense tiles of shared memory while the warps
-// multiply the other one:
+// A block computes a tile of C (128 x 256, 128 x 128, 64 x 128 or 64 x 64: Tiling below) with 4 or 8 warps, each
+// a 32 x 32 to 64 x 64 part of it in m16n8k16 MMAs, and walks k in tiles of 32. Per k tile: the A tile
+// (TileM x 32) and the packed weight tile (TileN x 32 values) are copied with cp.async, kStages - 1 tiles ahead;
+// the packed tile is then dequantized into one of two dense tiles of shared memory while the warps multiply the
+// other one:
 //   wait for tile t + 1; __syncthreads; start copying tile t + kStages - 1; MMA on tile t; dequantize tile t + 1.
 // Shared rows are padded by 16 bytes so that ldmatrix's eight 16-byte rows fall in distinct banks.
 //
@@ -33,23 +34,39 @@ namespace autotrain::cuda {
 
 namespace {
 
-constexpr int kTileM = 128, kTileN = 128, kTileK = 32;
-constexpr int kStages = 4;
-constexpr int kThreads = 256;
-constexpr int kPad = 8;                              // elements of padding per shared row (16 bytes)
-constexpr int kARow = kTileK + kPad;                 // A tile [m][k]
-constexpr int kForwardBRow = kTileK + kPad;          // forward B tile [n][k]
-constexpr int kBackwardBRow = kTileN + kPad;         // backward B tile [k][n]
-constexpr int kPackedTileBytes = kTileN * kTileK / 2;  // 2 KiB of packed weight per k tile, either pass
-constexpr int kAStageElements = kTileM * kARow;
-constexpr int kBTileElements = kTileN * kForwardBRow > kTileK * kBackwardBRow ? kTileN * kForwardBRow
-                                                                               : kTileK * kBackwardBRow;
-static_assert(kTileN * kTileK / 16 == kThreads, "each thread dequantizes 8 packed bytes of a k tile");
+constexpr int kTileK = 32;  // columns of A (rows of B) per k tile
+constexpr int kStages = 4;  // k tiles of A and of the packed weight in shared memory: 3 in flight
+constexpr int kPad = 8;     // elements of padding per shared row (16 bytes)
 
-template <typename T>
-constexpr size_t shared_bytes() {
-  return kStages * (kAStageElements * sizeof(T) + kPackedTileBytes) + 2 * kBTileElements * sizeof(T);
-}
+// A block's tile of C (TileM x TileN) and its warps (WarpsM x WarpsN, each a (TileM / WarpsM) x (TileN / WarpsN)
+// part of C in m16n8 MMA tiles), with the shared memory they need.
+template <int TileM, int TileN, int WarpsM, int WarpsN>
+struct Tiling {
+  static constexpr int kTileM = TileM, kTileN = TileN;
+  static constexpr int kWarpsN = WarpsN;
+  static constexpr int kThreads = 32 * WarpsM * WarpsN;
+  static constexpr int kWarpM = TileM / WarpsM, kWarpN = TileN / WarpsN;
+  static constexpr int kMmaM = kWarpM / 16, kMmaN = kWarpN / 8;
+  static constexpr int kARow = kTileK + kPad;          // A tile [m][k]
+  static constexpr int kForwardBRow = kTileK + kPad;   // forward B tile [n][k]
+  static constexpr int kBackwardBRow = TileN + kPad;   // backward B tile [k][n]
+  static constexpr int kPackedTileBytes = TileN * kTileK / 2;
+  static constexpr int kPieces = TileN * kTileK / 16;  // pieces of 8 packed bytes (16 values) per k tile
+  static constexpr int kPiecesPerThread = kPieces / kThreads;
+  static constexpr int kAStageElements = TileM * kARow;
+  static constexpr int kBTileElements =
+      TileN * kForwardBRow > kTileK * kBackwardBRow ? TileN * kForwardBRow : kTileK * kBackwardBRow;
+  static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "B fragments are loaded two n8 tiles at a time");
+  static_assert(kPieces % kThreads == 0, "each thread dequantizes whole pieces");
+  static_assert(TileM * kTileK / 8 % kThreads == 0, "each thread copies whole 16-byte pieces of A");
+  static_assert(kPackedTileBytes / 16 % kThreads == 0 || kThreads % (kPackedTileBytes / 16) == 0,
+                "the packed tile's 16-byte pieces spread evenly over the threads");
+
+  template <typename T>
+  static constexpr size_t shared_bytes() {
+    return kStages * (kAStageElements * sizeof(T) + kPackedTileBytes) + 2 * kBTileElements * sizeof(T);
+  }
+};
 
 // ---- PTX wrappers (sm_80+; the launcher refuses older devices) -------------------------------------------
 
@@ -104,114 +121,125 @@ struct MatmulShape {
   int64_t m = 0, n = 0, k = 0;  // C (m, n) = A (m, k) . B (k, n)
 };
 
-// Where a thread's 8 packed bytes of k tile `kt` lie in the weight: its row and first column, and whether
-// they exist (a tile may hang over the weight's last row or column; those values multiply zeros or are never
-// stored, and are read as zeros). Forward: the tile is rows n0 .. n0 + 127 x columns kt * 32 .. + 31, two threads
-// per row. Backward: rows kt * 32 .. + 31 x columns n0 .. n0 + 127, eight threads per row.
-template <bool backward>
+// Where dequantization piece `piece` (8 packed bytes, 16 values of one weight row) of k tile `kt` lies: in the
+// B tile (in the pass's layout, see the file comment) and in the weight, and whether it exists (a tile may hang
+// over the weight's last row or column; those values multiply zeros or are never stored, and are read as zeros).
+// Forward: the tile is weight rows n0 .. n0 + TileN - 1 x columns kt * 32 .. + 31, 2 pieces per row. Backward:
+// rows kt * 32 .. + 31 x columns n0 .. n0 + TileN - 1, TileN / 16 pieces per row.
 struct PackedPiece {
-  int tile_row = 0, tile_col = 0;  // in the tile: B[.][.] in the pass's layout, see the file comment
-  int64_t row = 0, col = 0;        // in the weight
+  int tile_row = 0, tile_col = 0;
+  int64_t row = 0, col = 0;
   bool valid = false;
 };
 
-template <bool backward>
-__device__ __forceinline__ PackedPiece<backward> packed_piece(const FourBitWeight& w, int piece, int64_t n0,
-                                                              int64_t kt) {
-  PackedPiece<backward> p;
-  if constexpr (!backward) {
-    p.tile_row = piece / 2;
-    p.tile_col = (piece % 2) * 16;
-    p.row = n0 + p.tile_row;
-    p.col = kt * kTileK + p.tile_col;
-  } else {
-    p.tile_row = piece / 8;
-    p.tile_col = (piece % 8) * 16;
-    p.row = kt * kTileK + p.tile_row;
-    p.col = n0 + p.tile_col;
-  }
+template <typename Tile, bool backward>
+__device__ __forceinline__ PackedPiece packed_piece(const FourBitWeight& w, int piece, int64_t n0, int64_t kt) {
+  PackedPiece p;
+  constexpr int per_row = backward ? Tile::kTileN / 16 : kTileK / 16;
+  p.tile_row = piece / per_row;
+  p.tile_col = (piece % per_row) * 16;
+  p.row = backward ? kt * kTileK + p.tile_row : n0 + p.tile_row;
+  p.col = backward ? n0 + p.tile_col : kt * kTileK + p.tile_col;
   p.valid = p.row < w.rows && p.col < w.cols;
   return p;
 }
 
-// Copies k tile `kt` of A and of the packed weight into stage `stage` (zeros where they hang over the edges).
-template <typename T, bool backward>
+// Copies k tile `kt` of A and of the packed weight into their stages (zeros where they hang over the edges).
+template <typename Tile, typename T, bool backward>
 __device__ __forceinline__ void copy_tile(const FourBitWeight& w, const T* __restrict__ a, MatmulShape shape,
                                           int64_t m0, int64_t n0, int64_t kt, T* a_stage, uint8_t* packed_stage) {
-  // A: 128 rows x 32 columns = 512 pieces of 8 values (shape.k is a multiple of 8: whole pieces exist or not).
+  // A: TileM rows x 32 columns in pieces of 8 values (shape.k is a multiple of 8: a piece exists whole or not).
 #pragma unroll
-  for (int i = 0; i < kTileM * kTileK / 8 / kThreads; ++i) {
-    const int piece = threadIdx.x + i * kThreads;
+  for (int i = 0; i < Tile::kTileM * kTileK / 8 / Tile::kThreads; ++i) {
+    const int piece = threadIdx.x + i * Tile::kThreads;
     const int r = piece / (kTileK / 8), c = (piece % (kTileK / 8)) * 8;
     const int64_t row = m0 + r, col = kt * kTileK + c;
     const bool valid = row < shape.m && col < shape.k;
-    copy16_async(a_stage + r * kARow + c, valid ? a + row * shape.k + col : a, valid);
+    copy16_async(a_stage + r * Tile::kARow + c, valid ? a + row * shape.k + col : a, valid);
   }
-  // The packed weight: 128 pieces of 16 bytes (32 values of one row); threads 0 .. 127 copy one each. Piece
-  // p holds the bytes of dequantization pieces 2p and 2p + 1 (packed_piece), stored in that order.
-  if (threadIdx.x < kPackedTileBytes / 16) {
-    const PackedPiece<backward> p = packed_piece<backward>(w, 2 * threadIdx.x, n0, kt);
+  // The packed weight in 16-byte pieces (32 values of one row): piece q holds the bytes of dequantization pieces
+  // 2q and 2q + 1, which are adjacent in the weight (a row has an even number of them), stored in that order.
+  constexpr int pieces = Tile::kPackedTileBytes / 16;
+#pragma unroll
+  for (int q = threadIdx.x; q < pieces; q += Tile::kThreads) {
+    const PackedPiece p = packed_piece<Tile, backward>(w, 2 * q, n0, kt);
     const uint8_t* src = w.packed + (p.row * w.cols + p.col) / 2;
-    copy16_async(packed_stage + 16 * threadIdx.x, p.valid ? src : w.packed, p.valid);
+    copy16_async(packed_stage + 16 * q, p.valid ? src : w.packed, p.valid);
   }
 }
 
-// The scale of this thread's dequantization piece of k tile `kt` (0 where the piece does not exist).
-template <bool backward>
-__device__ __forceinline__ float piece_scale(const FourBitWeight& w, const float* map, int64_t n0, int64_t kt) {
-  const PackedPiece<backward> p = packed_piece<backward>(w, threadIdx.x, n0, kt);
+// The scale of dequantization piece `piece` of k tile `kt` (0 where the piece does not exist).
+template <typename Tile, bool backward>
+__device__ __forceinline__ float piece_scale(const FourBitWeight& w, const float* map, int piece, int64_t n0,
+                                             int64_t kt) {
+  const PackedPiece p = packed_piece<Tile, backward>(w, piece, n0, kt);
   return p.valid ? block_scale(w, map, block_of(w, p.row * w.cols + p.col)) : 0.0f;
 }
 
-// This thread's 8 packed bytes of the stage into 16 dense values of the B tile, each code * scale rounded to T.
-template <typename T, bool backward>
-__device__ __forceinline__ void dequantize_piece(const FourBitWeight& w, const uint8_t* packed_stage,
-                                                 const float* code, float scale, int64_t n0, int64_t kt, T* b_tile) {
-  const PackedPiece<backward> p = packed_piece<backward>(w, threadIdx.x, n0, kt);
-  const uint2 bytes = *reinterpret_cast<const uint2*>(packed_stage + 8 * threadIdx.x);
-  uint32_t pairs[8];
+// The scales of this thread's pieces of k tile `kt`.
+template <typename Tile, bool backward>
+__device__ __forceinline__ void piece_scales(const FourBitWeight& w, const float* map, int64_t n0, int64_t kt,
+                                             float (&scales)[Tile::kPiecesPerThread]) {
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const uint32_t byte = ((i < 4 ? bytes.x : bytes.y) >> (8 * (i % 4))) & 0xFFu;
-    pairs[i] = pack_pair<T>(__fmul_rn(code[byte >> 4], scale), __fmul_rn(code[byte & 0x0Fu], scale));
-  }
-  const int row_elements = backward ? kBackwardBRow : kForwardBRow;
-  uint4* dst = reinterpret_cast<uint4*>(b_tile + p.tile_row * row_elements + p.tile_col);
-  dst[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
-  dst[1] = make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
+  for (int i = 0; i < Tile::kPiecesPerThread; ++i)
+    scales[i] = piece_scale<Tile, backward>(w, map, threadIdx.x + i * Tile::kThreads, n0, kt);
 }
 
-// One k tile (two k steps of 16) of the warp's 64 x 32 part of C.
-template <typename T, bool backward>
+// This thread's pieces of the packed stage into dense values of the B tile, each code * scale rounded to T.
+template <typename Tile, typename T, bool backward>
+__device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const uint8_t* packed_stage,
+                                                  const float* code, const float (&scales)[Tile::kPiecesPerThread],
+                                                  int64_t n0, int64_t kt, T* b_tile) {
+  constexpr int row_elements = backward ? Tile::kBackwardBRow : Tile::kForwardBRow;
+#pragma unroll
+  for (int i = 0; i < Tile::kPiecesPerThread; ++i) {
+    const int piece = threadIdx.x + i * Tile::kThreads;
+    const PackedPiece p = packed_piece<Tile, backward>(w, piece, n0, kt);
+    const uint2 bytes = *reinterpret_cast<const uint2*>(packed_stage + 8 * piece);
+    uint32_t pairs[8];
+#pragma unroll
+    for (int b = 0; b < 8; ++b) {
+      const uint32_t byte = ((b < 4 ? bytes.x : bytes.y) >> (8 * (b % 4))) & 0xFFu;
+      pairs[b] = pack_pair<T>(__fmul_rn(code[byte >> 4], scales[i]), __fmul_rn(code[byte & 0x0Fu], scales[i]));
+    }
+    uint4* dst = reinterpret_cast<uint4*>(b_tile + p.tile_row * row_elements + p.tile_col);
+    dst[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
+    dst[1] = make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
+  }
+}
+
+// One k tile (two k steps of 16) of the warp's part of C.
+template <typename Tile, typename T, bool backward>
 __device__ __forceinline__ void multiply_tile(const T* a_stage, const T* b_tile, int warp_m, int warp_n,
-                                              float (&acc)[4][4][4]) {
+                                              float (&acc)[Tile::kMmaM][Tile::kMmaN][4]) {
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int ks = 0; ks < kTileK; ks += 16) {
-    uint32_t a[4][4];
+    uint32_t a[Tile::kMmaM][4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i)  // matrices: rows 0-7 / 8-15 x columns 0-7, then the same x columns 8-15
-      load_matrices<false>(a[i], a_stage + (warp_m * 64 + i * 16 + lane % 16) * kARow + ks + (lane / 16) * 8);
-    uint32_t b[4][2];
+    for (int i = 0; i < Tile::kMmaM; ++i)  // matrices: rows 0-7 / 8-15 x columns 0-7, then the same x columns 8-15
+      load_matrices<false>(a[i], a_stage + (warp_m * Tile::kWarpM + i * 16 + lane % 16) * Tile::kARow + ks +
+                                     (lane / 16) * 8);
+    uint32_t b[Tile::kMmaN][2];
 #pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {  // two n8 tiles per load: (n 0-7: k 0-7, k 8-15), (n 8-15: k 0-7, k 8-15)
-      const int n = warp_n * 32 + jj * 16 + (lane / 16) * 8, k = ks + ((lane / 8) % 2) * 8;
+    for (int jj = 0; jj < Tile::kMmaN / 2; ++jj) {  // two n8 tiles per load: (n 0-7: k 0-7, 8-15), (n 8-15: ...)
+      const int n = warp_n * Tile::kWarpN + jj * 16 + (lane / 16) * 8, k = ks + ((lane / 8) % 2) * 8;
       uint32_t r[4];
       if constexpr (!backward)
-        load_matrices<false>(r, b_tile + (n + lane % 8) * kForwardBRow + k);
+        load_matrices<false>(r, b_tile + (n + lane % 8) * Tile::kForwardBRow + k);
       else
-        load_matrices<true>(r, b_tile + (k + lane % 8) * kBackwardBRow + n);
+        load_matrices<true>(r, b_tile + (k + lane % 8) * Tile::kBackwardBRow + n);
       b[2 * jj][0] = r[0], b[2 * jj][1] = r[1], b[2 * jj + 1][0] = r[2], b[2 * jj + 1][1] = r[3];
     }
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < Tile::kMmaM; ++i)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) mma_16x8x16<T>(acc[i][j], a[i], b[j][0], b[j][1]);
+      for (int j = 0; j < Tile::kMmaN; ++j) mma_16x8x16<T>(acc[i][j], a[i], b[j][0], b[j][1]);
   }
 }
 
-template <typename T, bool backward>
-__global__ void __launch_bounds__(kThreads)
+template <typename Tile, typename T, bool backward>
+__global__ void __launch_bounds__(Tile::kThreads)
     matmul_4bit_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                        const T* __restrict__ a, MatmulShape shape, T* __restrict__ c) {
   extern __shared__ __align__(128) uint8_t shared[];
@@ -219,38 +247,41 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
   T* a_stages = reinterpret_cast<T*>(shared);
-  uint8_t* packed_stages = shared + kStages * kAStageElements * sizeof(T);
-  T* b_tiles = reinterpret_cast<T*>(packed_stages + kStages * kPackedTileBytes);
+  uint8_t* packed_stages = shared + kStages * Tile::kAStageElements * sizeof(T);
+  T* b_tiles = reinterpret_cast<T*>(packed_stages + kStages * Tile::kPackedTileBytes);
 
-  const int64_t n0 = int64_t(blockIdx.x) * kTileN, m0 = int64_t(blockIdx.y) * kTileM;
-  const int warp = threadIdx.x / 32, warp_m = warp / 4, warp_n = warp % 4;
+  const int64_t n0 = int64_t(blockIdx.x) * Tile::kTileN, m0 = int64_t(blockIdx.y) * Tile::kTileM;
+  const int warp = threadIdx.x / 32, warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
   const int64_t k_tiles = (shape.k + kTileK - 1) / kTileK;
-  auto a_stage = [&](int64_t kt) { return a_stages + (kt % kStages) * kAStageElements; };
-  auto packed_stage = [&](int64_t kt) { return packed_stages + (kt % kStages) * kPackedTileBytes; };
-  auto b_tile = [&](int64_t kt) { return b_tiles + (kt % 2) * kBTileElements; };
+  auto a_stage = [&](int64_t kt) { return a_stages + (kt % kStages) * Tile::kAStageElements; };
+  auto packed_stage = [&](int64_t kt) { return packed_stages + (kt % kStages) * Tile::kPackedTileBytes; };
+  auto b_tile = [&](int64_t kt) { return b_tiles + (kt % 2) * Tile::kBTileElements; };
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < k_tiles) copy_tile<T, backward>(w, a, shape, m0, n0, s, a_stage(s), packed_stage(s));
+    if (s < k_tiles) copy_tile<Tile, T, backward>(w, a, shape, m0, n0, s, a_stage(s), packed_stage(s));
     commit_copies();  // a group per tile, empty past the end, so that the waits below count right
   }
+  float scales[Tile::kPiecesPerThread];
+  piece_scales<Tile, backward>(w, map, n0, 0, scales);
   wait_copies<kStages - 2>();  // tile 0
   __syncthreads();
-  dequantize_piece<T, backward>(w, packed_stage(0), code, piece_scale<backward>(w, map, n0, 0), n0, 0, b_tile(0));
+  dequantize_pieces<Tile, T, backward>(w, packed_stage(0), code, scales, n0, 0, b_tile(0));
 
-  float acc[4][4][4] = {};
+  float acc[Tile::kMmaM][Tile::kMmaN][4] = {};
   for (int64_t kt = 0; kt < k_tiles; ++kt) {
     // Tile kt + 1 has arrived; after the barrier every warp is done with tile kt - 1 (its A stage, which the
     // copy below refills, and its B tile, which the dequantization below rewrites) and sees B tile kt.
     wait_copies<kStages - 3>();
     __syncthreads();
     const int64_t ahead = kt + kStages - 1;
-    if (ahead < k_tiles) copy_tile<T, backward>(w, a, shape, m0, n0, ahead, a_stage(ahead), packed_stage(ahead));
+    if (ahead < k_tiles)
+      copy_tile<Tile, T, backward>(w, a, shape, m0, n0, ahead, a_stage(ahead), packed_stage(ahead));
     commit_copies();
     const bool next = kt + 1 < k_tiles;
-    const float next_scale = next ? piece_scale<backward>(w, map, n0, kt + 1) : 0.0f;
-    multiply_tile<T, backward>(a_stage(kt), b_tile(kt), warp_m, warp_n, acc);
-    if (next) dequantize_piece<T, backward>(w, packed_stage(kt + 1), code, next_scale, n0, kt + 1, b_tile(kt + 1));
+    if (next) piece_scales<Tile, backward>(w, map, n0, kt + 1, scales);  // global reads, used after the MMAs
+    multiply_tile<Tile, T, backward>(a_stage(kt), b_tile(kt), warp_m, warp_n, acc);
+    if (next) dequantize_pieces<Tile, T, backward>(w, packed_stage(kt + 1), code, scales, n0, kt + 1, b_tile(kt + 1));
   }
   wait_copies<0>();  // no copy may still be writing shared memory when the block exits
 
@@ -258,14 +289,14 @@ __global__ void __launch_bounds__(kThreads)
   // columns is stored whole or not at all.
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < Tile::kMmaM; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t col = n0 + warp_n * 32 + j * 8 + 2 * t;
+    for (int j = 0; j < Tile::kMmaN; ++j) {
+      const int64_t col = n0 + warp_n * Tile::kWarpN + j * 8 + 2 * t;
       if (col >= shape.n) continue;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int64_t row = m0 + warp_m * 64 + i * 16 + g + 8 * half;
+        const int64_t row = m0 + warp_m * Tile::kWarpM + i * 16 + g + 8 * half;
         if (row < shape.m)
           *reinterpret_cast<uint32_t*>(c + row * shape.n + col) =
               pack_pair<T>(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
@@ -273,19 +304,52 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-template <typename T, bool backward>
+template <typename Tile, typename T, bool backward>
 const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const void* a, MatmulShape shape, void* c,
                           cudaStream_t stream) {
-  constexpr size_t bytes = shared_bytes<T>();
+  constexpr size_t bytes = Tile::template shared_bytes<T>();
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
-  if (cudaFuncSetAttribute(matmul_4bit_kernel<T, backward>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(bytes)) != cudaSuccess)
+  auto kernel = matmul_4bit_kernel<Tile, T, backward>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) !=
+      cudaSuccess)
     return launch_status();
-  const dim3 grid(static_cast<unsigned>((shape.n + kTileN - 1) / kTileN),
-                  static_cast<unsigned>((shape.m + kTileM - 1) / kTileM));
-  matmul_4bit_kernel<T, backward><<<grid, kThreads, bytes, stream>>>(w, map, static_cast<const T*>(a), shape,
-                                                                      static_cast<T*>(c));
+  const dim3 grid(static_cast<unsigned>((shape.n + Tile::kTileN - 1) / Tile::kTileN),
+                  static_cast<unsigned>((shape.m + Tile::kTileM - 1) / Tile::kTileM));
+  kernel<<<grid, Tile::kThreads, bytes, stream>>>(w, map, static_cast<const T*>(a), shape, static_cast<T*>(c));
   return launch_status();
+}
+
+// The tilings compiled, by MatmulTile. 128 x 256 has warps of 64 x 64 (one block per SM); 64 x 64 suits shapes
+// with few tiles (e.g. 2048 tokens by 1024 features: 512 blocks instead of 128).
+using Tile128x256 = Tiling<128, 256, 2, 4>;
+using Tile128x128 = Tiling<128, 128, 2, 4>;
+using Tile64x128 = Tiling<64, 128, 2, 2>;
+using Tile64x64 = Tiling<64, 64, 2, 2>;
+
+template <typename Tile>
+int64_t block_count(MatmulShape shape) {
+  return ((shape.n + Tile::kTileN - 1) / Tile::kTileN) * ((shape.m + Tile::kTileM - 1) / Tile::kTileM);
+}
+
+// `automatic`: the largest tile that still gives every SM a few blocks (fewer, larger tiles read less of A and
+// of the weight per product). A first guess, to be tuned against tools/bench_gpu's figures.
+MatmulTile choose_tile(MatmulShape shape) {
+  const int64_t sms = multiprocessors();
+  if (block_count<Tile128x256>(shape) >= 2 * sms) return MatmulTile::m128n256;
+  if (block_count<Tile128x128>(shape) >= 2 * sms) return MatmulTile::m128n128;
+  if (block_count<Tile64x128>(shape) >= 2 * sms) return MatmulTile::m64n128;
+  return MatmulTile::m64n64;
+}
+
+template <typename T, bool backward>
+const char* launch_tiled(MatmulTile tile, const FourBitWeight& w, const MapParam& map, const void* a,
+                         MatmulShape shape, void* c, cudaStream_t stream) {
+  switch (tile == MatmulTile::automatic ? choose_tile(shape) : tile) {
+    case MatmulTile::m128n256: return launch_matmul<Tile128x256, T, backward>(w, map, a, shape, c, stream);
+    case MatmulTile::m64n128: return launch_matmul<Tile64x128, T, backward>(w, map, a, shape, c, stream);
+    case MatmulTile::m64n64: return launch_matmul<Tile64x64, T, backward>(w, map, a, shape, c, stream);
+    default: return launch_matmul<Tile128x128, T, backward>(w, map, a, shape, c, stream);
+  }
 }
 
 }  // namespace
@@ -301,10 +365,10 @@ const char* matmul_4bit_unfit(const FourBitWeight& w, const void* a, const void*
 }
 
 const char* matmul_4bit(const FourBitWeight& w, const DynamicMap* map, const void* a, int64_t m, void* c, DType dtype,
-                        MatmulPass pass, void* stream) {
+                        MatmulPass pass, void* stream, MatmulTile tile) {
   if (const char* problem = check_weight(w, map)) return problem;
   if (m < 1) return "matmul_4bit: no rows";
-  if ((m + kTileM - 1) / kTileM > 65535) return "matmul_4bit: more than 65535 tiles of 128 rows";
+  if ((m + 63) / 64 > 65535) return "matmul_4bit: more than 65535 tiles of 64 rows";
   if (const char* unfit = matmul_4bit_unfit(w, a, c, dtype)) {
     static thread_local std::string message;
     message = std::string("matmul_4bit: the kernel cannot take this weight: ") + unfit;
@@ -315,10 +379,10 @@ const char* matmul_4bit(const FourBitWeight& w, const DynamicMap* map, const voi
   const bool backward = pass == MatmulPass::backward;
   const MatmulShape shape = backward ? MatmulShape{m, w.cols, w.rows} : MatmulShape{m, w.rows, w.cols};
   if (dtype == DType::f16)
-    return backward ? launch_matmul<__half, true>(w, param, a, shape, c, s)
-                    : launch_matmul<__half, false>(w, param, a, shape, c, s);
-  return backward ? launch_matmul<__nv_bfloat16, true>(w, param, a, shape, c, s)
-                  : launch_matmul<__nv_bfloat16, false>(w, param, a, shape, c, s);
+    return backward ? launch_tiled<__half, true>(tile, w, param, a, shape, c, s)
+                    : launch_tiled<__half, false>(tile, w, param, a, shape, c, s);
+  return backward ? launch_tiled<__nv_bfloat16, true>(tile, w, param, a, shape, c, s)
+                  : launch_tiled<__nv_bfloat16, false>(tile, w, param, a, shape, c, s);
 }
 
 }  // namespace autotrain::cuda

@@ -207,7 +207,8 @@ bool matmul_4bit_fused_supports(const at::Tensor& a, const Quantized4bit& weight
   return cuda::matmul_4bit_unfit(w, nullptr, nullptr, kernel_dtype(dtype)) == nullptr;
 }
 
-at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass) {
+at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass,
+                                  cuda::MatmulTile tile) {
   cuda::FourBitWeight w = four_bit_kernel_view(weight);
   const bool forward = pass == cuda::MatmulPass::forward;
   const int64_t in = forward ? w.cols : w.rows, out = forward ? w.rows : w.cols;
@@ -218,7 +219,7 @@ at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weig
   at::Tensor c = at::empty({a2.size(0), out}, a2.options());
   if (a2.size(0) == 0) return c.view(shape);
   check(cuda::matmul_4bit(w, kernel_dynamic_map(), a2.data_ptr(), a2.size(0), c.data_ptr(),
-                          kernel_dtype(a2.scalar_type()), pass, nullptr),
+                          kernel_dtype(a2.scalar_type()), pass, nullptr, tile),
         "matmul_4bit");
   return c.view(shape);
 }
@@ -383,7 +384,9 @@ at::Tensor matmul_4bit_transposed_cuda(const at::Tensor&, const Quantized4bit&, 
 TrainingMatmul training_matmul() { return TrainingMatmul::sliced; }
 void set_training_matmul(TrainingMatmul) {}
 bool matmul_4bit_fused_supports(const at::Tensor&, const Quantized4bit&, cuda::MatmulPass) { return false; }
-at::Tensor matmul_4bit_fused_cuda(const at::Tensor&, const Quantized4bit&, cuda::MatmulPass) { not_built(); }
+at::Tensor matmul_4bit_fused_cuda(const at::Tensor&, const Quantized4bit&, cuda::MatmulPass, cuda::MatmulTile) {
+  not_built();
+}
 at::Tensor linear_4bit_cuda(const at::Tensor&, const Quantized4bit&, const at::Tensor&) { not_built(); }
 bool rms_norm_cuda_supports(const at::Tensor&, const at::Tensor&) { return false; }
 at::Tensor rms_norm_cuda(const at::Tensor&, const at::Tensor&, double) { not_built(); }

@@ -236,12 +236,13 @@ TEST(CudaKernels, SlicedMatmulMatchesTheCpuReference) {
       }
 }
 
-// The fused tensor-core matmul (kernels/four_bit_matmul.cu: 128 x 128 tiles of C, k tiles of 32) on shapes
-// around its tiles: weights of 8 to 1032 rows (forward: output columns; backward: the reduction, whose last tile
-// of 32 rows is then partial) and 32 to 544 columns (forward: the reduction; backward: output columns), one row
-// of x up to three tiles of 128 with a short last one, blocksizes from the smallest (32) to larger than a k tile,
-// with and without double quantization. Its weight values are dequantize_4bit's bit for bit, so the reference
-// is the fp64 product of those; the bound is expect_close_to_fp64's (fp32 sums rounded once).
+// The fused tensor-core matmul (kernels/four_bit_matmul.cu: tiles of C of 64 to 256, k tiles of 32; here the
+// tile it picks itself) on shapes around its tiles: weights of 8 to 1032 rows (forward: output columns;
+// backward: the reduction, whose last tile of 32 rows is then partial) and 32 to 544 columns (forward: the
+// reduction; backward: output columns), one row of x up to three tiles of 128 with a short last one, blocksizes
+// from the smallest (32) to larger than a k tile, with and without double quantization. Its weight values are
+// dequantize_4bit's bit for bit, so the reference is the fp64 product of those; the bound is
+// expect_close_to_fp64's (fp32 sums rounded once).
 TEST(CudaKernels, FusedMatmulMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(7);
@@ -264,6 +265,31 @@ TEST(CudaKernels, FusedMatmulMatchesTheCpuReference) {
             ASSERT_EQ(dx.sizes(), (std::vector<int64_t>{m, s.cols}));
             expect_close_to_fp64(dx, dy, w, dtype);
           }
+}
+
+// Each tiling of the kernel (automatic picks among them by the shape) on the same odd shapes.
+TEST(CudaKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(10);
+  const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m128n256, "128x256"},
+                                                                    {cuda::MatmulTile::m128n128, "128x128"},
+                                                                    {cuda::MatmulTile::m64n128, "64x128"},
+                                                                    {cuda::MatmulTile::m64n64, "64x64"}};
+  for (Shape s : std::vector<Shape>{{8, 32}, {136, 96}, {264, 160}, {1032, 544}})
+    for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+      for (int64_t m : {1, 70, 300}) {
+        Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, true);
+        Quantized4bit g = on_gpu(q);
+        at::Tensor w = dequantize_4bit(q, dtype);
+        at::Tensor x = at::randn({m, s.cols}).to(dtype), dy = at::randn({m, s.rows}).to(dtype);
+        for (const auto& [tile, name] : tiles) {
+          SCOPED_TRACE(describe(QuantType::nf4, true, 64, s, dtype) + " m " + std::to_string(m) + " tile " + name);
+          expect_close_to_fp64(matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward, tile), x,
+                               w.t(), dtype);
+          expect_close_to_fp64(matmul_4bit_fused_cuda(dy.to(at::kCUDA), g, cuda::MatmulPass::backward, tile), dy, w,
+                               dtype);
+        }
+      }
 }
 
 // FP4 takes the same path with another code; a 3-D input keeps its leading dimensions.

@@ -11,7 +11,8 @@
 //  - fused q/k/v LoRA (forward + backward) against three separate LoRA layers;
 //  - the fused RMSNorm, SwiGLU and rotary ops (forward + backward) against the composites they replace.
 // Llama-3-8B's projection shapes. Each other figure is the median of 7 timings of 20 calls after 3 warm-up calls.
-// Prints a Markdown table and one JSON line per figure.
+// Prints a Markdown table and one JSON line per figure. `bench_gpu [gemv] [dequantize] [matmul] [lora] [ops]` runs
+// only those sections (all of them by default).
 #include <torch/cuda.h>
 
 #include <algorithm>
@@ -117,24 +118,14 @@ void bench_fused_layer_ops() {
   }
 }
 
-}  // namespace
+struct Device {
+  cuda::DeviceInfo info;
+  double copy_gbs = 0;  // a measured device-to-device copy (1 GiB read + 1 GiB written)
+};
 
-int main() {
-  ensure_cuda_backend();
-  if (!torch::cuda::is_available()) {
-    std::fprintf(stderr, "bench_gpu: no CUDA device\n");
-    return 1;
-  }
-  torch::manual_seed(0);
-  const cuda::DeviceInfo device = cuda::device_info(0);
-  // The copy: 1 GiB read + 1 GiB written.
-  at::Tensor a = at::empty({1LL << 28}, at::TensorOptions(at::kFloat).device(at::kCUDA)), b = at::empty_like(a);
-  const double copy_gbs = 2.0 * a.nbytes() / time_per_call([&] { b.copy_(a); }) / 1e9;
-  a = b = at::Tensor();
-  std::printf(
-      "device: %s, %d SMs, peak memory bandwidth %.0f GB/s (from its clocks), device-to-device copy %.0f GB/s\n\n",
-      device.name.c_str(), device.multiprocessors, device.peak_bandwidth_gbs, copy_gbs);
-
+void bench_gemv(const Device& d) {
+  const cuda::DeviceInfo& device = d.info;
+  const double copy_gbs = d.copy_gbs;
   std::printf("## NF4 GEMV (double-quantized absmax, bf16; weights read from memory, not L2)\n\n");
   std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy "
               "| CUDA-core us | %% of peak | dequantize + cuBLAS us |\n");
@@ -183,6 +174,10 @@ int main() {
     }
   }
 
+}
+
+void bench_dequantize(const Device& d) {
+  const cuda::DeviceInfo& device = d.info;
   std::printf("## NF4 dequantization to bf16 (blocksize 64, absmax not double-quantized: AutoTrain's int4)\n\n");
   std::printf("| shape | us | GB/s (read + written) | %% of peak |\n|---|---|---|---|\n");
   for (const auto& s : kShapes) {
@@ -200,13 +195,22 @@ int main() {
     json("dequantize", s.name, "\"us\":" + std::to_string(seconds * 1e6) + ",\"gbs\":" + std::to_string(gbs));
   }
 
+}
+
+// The sliced matmul, the fused kernel (its automatic tile and each tile) and cuBLAS's fp16 GEMM on a dense weight.
+void bench_matmul() {
   const int64_t chunk = dequantize_chunk_bytes();
   std::printf("\n## NF4 matmul for training vs cuBLAS fp16 GEMM on a dense weight\n\n"
               "sliced: slices of at most %ld MiB dequantized, then cuBLAS (training's default); fused: tensor cores "
-              "on tiles dequantized into shared memory (AUTOTRAIN_NF4_MATMUL=fused)\n\n",
+              "on tiles dequantized into shared memory (AUTOTRAIN_NF4_MATMUL=fused), its automatic tile and the "
+              "fastest of its tiles\n\n",
               static_cast<long>(chunk >> 20));
-  std::printf("| shape | tokens | dtype | pass | sliced TFLOP/s | fused TFLOP/s | cuBLAS fp16 TFLOP/s | sliced ratio "
-              "| fused ratio |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| shape | tokens | dtype | pass | sliced TFLOP/s | fused TFLOP/s | fastest tile TFLOP/s | cuBLAS fp16 "
+              "TFLOP/s | sliced ratio | fused ratio | fastest tile ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+  const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m128n256, "128x256"},
+                                                                    {cuda::MatmulTile::m128n128, "128x128"},
+                                                                    {cuda::MatmulTile::m64n128, "64x128"},
+                                                                    {cuda::MatmulTile::m64n64, "64x64"}};
   for (const auto& s : kShapes) {
     Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
     at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
@@ -216,30 +220,38 @@ int main() {
         at::Tensor x = at::randn({m, s.in}, options), dy = at::randn({m, s.out}, options);
         at::Tensor x16 = x.to(at::kHalf), dy16 = dy.to(at::kHalf);
         const double flops = 2.0 * m * s.out * s.in;
-        struct Pass {
-          const char* name;
-          std::function<void()> sliced, fused, cublas;
-        };
-        std::vector<Pass> passes{
-            {"forward x.W^T", [&] { matmul_4bit_cuda(x, q, chunk); },
-             [&] { matmul_4bit_fused_cuda(x, q, cuda::MatmulPass::forward); }, [&] { at::mm(x16, dense.t()); }},
-            {"backward dy.W", [&] { matmul_4bit_transposed_cuda(dy, q, chunk); },
-             [&] { matmul_4bit_fused_cuda(dy, q, cuda::MatmulPass::backward); }, [&] { at::mm(dy16, dense); }}};
-        for (const auto& pass : passes) {
-          const double sliced = flops / time_per_call(pass.sliced) / 1e12;
-          const double fused = flops / time_per_call(pass.fused) / 1e12;
-          const double cublas = flops / time_per_call(pass.cublas) / 1e12;
-          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n", s.name, static_cast<long>(m),
-                      c10::toString(dtype), pass.name, sliced, fused, cublas, sliced / cublas, fused / cublas);
+        for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
+          const bool forward = pass == cuda::MatmulPass::forward;
+          const at::Tensor& a = forward ? x : dy;
+          auto tflops = [&](const std::function<void()>& work) { return flops / time_per_call(work) / 1e12; };
+          const double sliced = tflops([&] {
+            forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk);
+          });
+          const double fused = tflops([&] { matmul_4bit_fused_cuda(a, q, pass); });
+          const double cublas = tflops([&] { forward ? at::mm(x16, dense.t()) : at::mm(dy16, dense); });
+          std::string per_tile;
+          double fastest = 0;
+          const char* fastest_name = "";
+          for (const auto& [tile, name] : tiles) {
+            const double figure = tflops([&] { matmul_4bit_fused_cuda(a, q, pass, tile); });
+            per_tile += std::string(",\"tile_") + name + "_tflops\":" + std::to_string(figure);
+            if (figure > fastest) fastest = figure, fastest_name = name;
+          }
+          const char* pass_name = forward ? "forward x.W^T" : "backward dy.W";
+          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f (%s) | %.0f | %.2f | %.2f | %.2f |\n", s.name,
+                      static_cast<long>(m), c10::toString(dtype), pass_name, sliced, fused, fastest, fastest_name,
+                      cublas, sliced / cublas, fused / cublas, fastest / cublas);
           json("matmul", s.name,
-               "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass.name +
+               "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name +
                    "\",\"tflops\":" + std::to_string(sliced) + ",\"fused_tflops\":" + std::to_string(fused) +
                    ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio\":" +
-                   std::to_string(sliced / cublas) + ",\"fused_ratio\":" + std::to_string(fused / cublas));
+                   std::to_string(sliced / cublas) + ",\"fused_ratio\":" + std::to_string(fused / cublas) + per_tile);
         }
       }
   }
+}
 
+void bench_fused_lora() {
   std::printf("\n## Fused q/k/v LoRA (r = 16, bf16 base outputs, forward + backward) vs three LoRA layers\n\n");
   std::printf("| tokens | fused us | separate us | speed-up |\n|---|---|---|---|\n");
   for (int64_t m : {2048, 8192}) {
@@ -274,6 +286,38 @@ int main() {
          "\"m\":" + std::to_string(m) + ",\"fused_us\":" + std::to_string(t_fused * 1e6) +
              ",\"separate_us\":" + std::to_string(t_separate * 1e6));
   }
-  bench_fused_layer_ops();
+}
+
+}  // namespace
+
+// Sections to run: the arguments (gemv, dequantize, matmul, lora, ops), or all of them.
+int main(int argc, char** argv) {
+  const std::vector<std::string> all{"gemv", "dequantize", "matmul", "lora", "ops"};
+  std::vector<std::string> sections(argv + 1, argv + argc);
+  for (const std::string& section : sections)
+    if (std::find(all.begin(), all.end(), section) == all.end()) {
+      std::fprintf(stderr, "bench_gpu: unknown section %s (gemv, dequantize, matmul, lora, ops)\n", section.c_str());
+      return 2;
+    }
+  if (sections.empty()) sections = all;
+  auto wanted = [&](const char* section) { return std::find(sections.begin(), sections.end(), section) != sections.end(); };
+  ensure_cuda_backend();
+  if (!torch::cuda::is_available()) {
+    std::fprintf(stderr, "bench_gpu: no CUDA device\n");
+    return 1;
+  }
+  torch::manual_seed(0);
+  Device device{cuda::device_info(0)};
+  at::Tensor a = at::empty({1LL << 28}, at::TensorOptions(at::kFloat).device(at::kCUDA)), b = at::empty_like(a);
+  device.copy_gbs = 2.0 * a.nbytes() / time_per_call([&] { b.copy_(a); }) / 1e9;
+  a = b = at::Tensor();
+  std::printf(
+      "device: %s, %d SMs, peak memory bandwidth %.0f GB/s (from its clocks), device-to-device copy %.0f GB/s\n\n",
+      device.info.name.c_str(), device.info.multiprocessors, device.info.peak_bandwidth_gbs, device.copy_gbs);
+  if (wanted("gemv")) bench_gemv(device);
+  if (wanted("dequantize")) bench_dequantize(device);
+  if (wanted("matmul")) bench_matmul();
+  if (wanted("lora")) bench_fused_lora();
+  if (wanted("ops")) bench_fused_layer_ops();
   return 0;
 }

@@ -48,7 +48,8 @@ at::Tensor matmul_4bit_transposed_cuda(const at::Tensor& dy, const Quantized4bit
 // forward a = x (..., in) -> (..., out), backward a = dy (..., out) -> (..., in). fp16 / bf16 only; the
 // *_supports check says whether the kernel takes a and the weight (throws Error otherwise).
 bool matmul_4bit_fused_supports(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass);
-at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass);
+at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass,
+                                  cuda::MatmulTile tile = cuda::MatmulTile::automatic);
 
 // Which of the two training (m > 8 rows) uses: AUTOTRAIN_NF4_MATMUL=fused picks the fused kernel where it applies;
 // the default is the sliced dequantize-then-cuBLAS matmul, the one measured faster so far (README, GPU figures).

@@ -44,6 +44,13 @@ __device__ __forceinline__ void load_code_and_map(const FourBitWeight& w, const 
   __syncthreads();
 }
 
+// The value of flat element i (in fp32, before rounding to the output dtype).
+__device__ __forceinline__ float element(const FourBitWeight& w, const float* code, const float* map, int64_t i) {
+  const uint8_t byte = w.packed[i >> 1];
+  const int nibble = (i & 1) ? (byte & 0x0F) : (byte >> 4);
+  return __fmul_rn(code[nibble], block_scale(w, map, block_of(w, i)));
+}
+
 // ---- tensor cores ----------------------------------------------------------------------------------------
 
 // Two values as one 32-bit register of two fp16 / bf16 (low half first), each rounded to nearest-even.

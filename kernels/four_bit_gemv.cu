@@ -1,0 +1,353 @@
+// The GEMV of token generation on 4-bit (NF4 / FP4) weights: y (m, rows) = x (m, cols) . W^T for m <= 8 rows of x,
+// each packed byte read once, on the CUDA cores or the tensor cores. The CPU reference is src/quant.cpp
+// (dequantize_4bit) and a matmul; tests/cuda_test.cpp holds these kernels to it.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+
+#include "autotrain/cuda_kernels.h"
+#include "four_bit_common.cuh"
+#include "kernel_common.cuh"
+
+namespace autotrain::cuda {
+
+namespace {
+
+// ---- GEMV ------------------------------------------------------------------------------------------------
+
+constexpr int kWarpsPerBlock = 4;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, offset);
+  return v;
+}
+
+// 8 consecutive x values (16-byte aligned for 2-byte types, 32-byte for fp32) as floats.
+template <typename T>
+__device__ __forceinline__ void load8(const T* p, float* out) {
+  if constexpr (sizeof(T) == 2) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+    const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out[k] = to_float(v[k]);
+  } else {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p));
+    const float4 b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+  }
+}
+
+// cols % 32 == 0: each lane reads 16 packed bytes (32 values, within one block) of each of the warp's rows
+// per 1024-column chunk, so every byte of the weight is read once, in 512-byte runs per warp. The reads of
+// kGemvChunks chunks are issued before any is used, so that a row of 4096 columns costs one trip to memory.
+//
+// A lane's 32 values share one scale, so it sums code * x over them and multiplies the sum by the scale once:
+// the weight values are code * scale unrounded (the tensor-core kernel's semantics, with fp32 codes). Rounding
+// each value to the dtype first, as the first version did, cost a float-to-bf16/fp16 conversion per value on a
+// quarter-rate pipe, and with it the kernel was bound by instructions, not memory (~1 TB/s on an H200).
+constexpr int kGemvRows = 2;    // rows per warp
+constexpr int kGemvChunks = 4;  // 1024-column chunks in flight at once
+
+template <typename T, int M>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemv_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                const T* __restrict__ x, T* __restrict__ y) {
+  __shared__ float code[16];
+  __shared__ float map[256];
+  load_code_and_map(w, map_param, code, map);
+  const int lane = threadIdx.x % 32;
+  const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kGemvRows;
+  if (row0 >= w.rows) return;
+  float acc[kGemvRows][M] = {};
+  const int64_t cols = w.cols;
+  for (int64_t base = int64_t(lane) * 32; base < cols; base += 1024 * kGemvChunks) {
+    uint4 words[kGemvChunks][kGemvRows];
+    float scale[kGemvChunks][kGemvRows];
+#pragma unroll
+    for (int c = 0; c < kGemvChunks; ++c)
+#pragma unroll
+      for (int r = 0; r < kGemvRows; ++r) {
+        const int64_t k = base + c * 1024;
+        words[c][r] = make_uint4(0, 0, 0, 0);
+        scale[c][r] = 0.0f;
+        if (k < cols) {
+          const int64_t row = min(row0 + r, w.rows - 1);  // rows past the end repeat the last; never written
+          const int64_t start = row * cols + k;
+          words[c][r] = __ldg(reinterpret_cast<const uint4*>(w.packed + start / 2));
+          scale[c][r] = block_scale(w, map, block_of(w, start));
+        }
+      }
+#pragma unroll
+    for (int c = 0; c < kGemvChunks; ++c) {
+      const int64_t k = base + c * 1024;
+      if (k >= cols) break;
+      float sum[kGemvRows][M] = {};  // code . x over the lane's 32 columns
+#pragma unroll
+      for (int part = 0; part < 4; ++part) {  // 8 values of each row at a time
+        float xv[M][8];
+#pragma unroll
+        for (int m = 0; m < M; ++m) load8(x + m * cols + k + part * 8, xv[m]);
+#pragma unroll
+        for (int r = 0; r < kGemvRows; ++r) {
+          const uint4& q = words[c][r];
+          const uint32_t word = part == 0 ? q.x : part == 1 ? q.y : part == 2 ? q.z : q.w;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) {
+            const uint32_t byte = (word >> (8 * (e / 2))) & 0xFF;
+            const float cv = code[(e & 1) ? (byte & 0x0F) : (byte >> 4)];
+#pragma unroll
+            for (int m = 0; m < M; ++m) sum[r][m] = fmaf(cv, xv[m][e], sum[r][m]);
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < kGemvRows; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = fmaf(sum[r][m], scale[c][r], acc[r][m]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kGemvRows; ++r)
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const float sum = warp_sum(acc[r][m]);
+      if (lane == 0 && row0 + r < w.rows) y[m * w.rows + row0 + r] = from_float<T>(sum);
+    }
+}
+
+// Any shape: one warp per row, element by element.
+template <typename T>
+__global__ void gemv_any_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                                const T* __restrict__ x, int m_count, T* __restrict__ y) {
+  __shared__ float code[16];
+  __shared__ float map[256];
+  load_code_and_map(w, map_param, code, map);
+  const int lane = threadIdx.x % 32;
+  const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (row >= w.rows) return;
+  float acc[kMaxGemvRows] = {};
+  for (int64_t k = lane; k < w.cols; k += 32) {
+    const float v = element(w, code, map, row * w.cols + k);  // code * scale in fp32, as the kernel above
+    for (int m = 0; m < m_count; ++m) acc[m] = fmaf(v, to_float(x[m * w.cols + k]), acc[m]);
+  }
+  for (int m = 0; m < m_count; ++m) {
+    const float sum = warp_sum(acc[m]);
+    if (lane == 0) y[m * w.rows + row] = from_float<T>(sum);
+  }
+}
+
+// ---- GEMV on tensor cores ---------------------------------------------------------------------------------
+//
+// For fp16 / bf16 with cols % 64 == 0 and blocksize % 64 == 0. A block computes 16 rows of y for all m <= 8
+// rows of x with mma.m16n8k16 (A: 16 weight rows x 16 columns, B: 16 columns x 8 rows of x, fp32
+// accumulators); its warps share the row's 64-column chunks (each inside one quantization block) and add their
+// sums in shared memory at the end.
+//
+// The weight values fed to the MMA are the 16 code values rounded to the dtype; each chunk's sum is then
+// multiplied by its block's scale in fp32. (The CUDA-core kernels round code * scale per value instead, as
+// dequantize_4bit does; both are within one rounding of the dtype of the exact product.)
+//
+// Fragments of mma.m16n8k16 (PTX ISA), lane = 4 g + t: A registers hold {row g, k 2t..2t+1}, {row g+8, k 2t..2t+1},
+// {row g, k 2t+8..2t+9}, {row g+8, k 2t+8..2t+9}; B registers {k 2t..2t+1, n g}, {k 2t+8..2t+9, n g}; D holds
+// {row g, n 2t}, {row g, n 2t+1}, {row g+8, n 2t}, {row g+8, n 2t+1}. A dot product does not care in which order
+// its columns are added, so k is mapped onto columns such that each lane reads whole bytes of its own: in a
+// chunk, lane t reads the packed bytes 8t..8t+7 (columns 16t..16t+15) of rows g and g+8, and the chunk's j-th MMA
+// (j = 0..3) takes byte 2j as k 2t..2t+1 and byte 2j+1 as k 2t+8..2t+9, i.e. columns 16t+4j..16t+4j+3; B takes
+// x at those same columns, which are 32 consecutive bytes of x for the lane.
+//
+// A byte becomes its A register (two values, the high nibble's in the low half) through a 256-entry table in
+// shared memory, kept in 32 copies so that lane l always reads bank l: no bank conflicts.
+constexpr int kTensorCoreRows = 16;      // rows of y per block
+constexpr int kTensorCoreMaxWarps = 16;  // warps per block at most
+constexpr int kTensorCoreUnroll = 4;     // chunks whose bytes a warp has in flight at once
+constexpr size_t kPairTableBytes = 256 * 32 * sizeof(uint32_t);
+
+__device__ __forceinline__ uint32_t table_offset(const uint2& bytes, int i) {
+  const uint32_t word = i < 4 ? bytes.x : bytes.y;
+  return ((word >> (8 * (i % 4))) & 0xFFu) * 32u;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
+    gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                            const T* __restrict__ x, int m_count,
+                            T* __restrict__ y) {
+  extern __shared__ __align__(16) uint32_t pair_table[];  // [byte][copy]
+  __shared__ float code[16];
+  __shared__ float map[256];
+  __shared__ float partial[kTensorCoreMaxWarps][kTensorCoreRows][8];
+  load_code_and_map(w, map_param, code, map);
+  for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
+    const int byte = i / 8;
+    const uint32_t pair = pack_pair<T>(code[byte >> 4], code[byte & 15]);
+    reinterpret_cast<uint4*>(pair_table)[i] = make_uint4(pair, pair, pair, pair);
+  }
+  __syncthreads();
+
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t chunks = w.cols / 64;
+  const uint32_t* table = pair_table + lane;
+  const bool has_x = g < m_count;  // B column g is row g of x; the others are zero
+  const T* x_lane = x + (has_x ? g : 0) * w.cols + 16 * t;
+  // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows,
+  // so that the tables above are built once per block, not once per tile.
+  const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t row0 = tile * kTensorCoreRows;
+    // Rows past the end repeat the last row (read, never written).
+    const int64_t rows[2] = {min(row0 + g, w.rows - 1), min(row0 + g + 8, w.rows - 1)};
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t first = warp; first < chunks; first += int64_t(warps) * kTensorCoreUnroll) {
+      uint2 bytes[kTensorCoreUnroll][2];
+      float scale[kTensorCoreUnroll][2];
+#pragma unroll
+      for (int u = 0; u < kTensorCoreUnroll; ++u) {
+        const int64_t chunk = first + int64_t(u) * warps;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          bytes[u][h] = make_uint2(0, 0);
+          scale[u][h] = 0.0f;
+          if (chunk < chunks) {
+            const int64_t start = rows[h] * w.cols + chunk * 64;
+            bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
+            scale[u][h] = block_scale(w, map, block_of(w, start));
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kTensorCoreUnroll; ++u) {
+        const int64_t chunk = first + int64_t(u) * warps;
+        if (chunk >= chunks) break;
+        uint4 x_low = make_uint4(0, 0, 0, 0), x_high = make_uint4(0, 0, 0, 0);
+        if (has_x) {
+          x_low = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64));
+          x_high = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64) + 1);
+        }
+        const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
+        float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const uint32_t a[4] = {table[table_offset(bytes[u][0], 2 * j)], table[table_offset(bytes[u][1], 2 * j)],
+                                 table[table_offset(bytes[u][0], 2 * j + 1)],
+                                 table[table_offset(bytes[u][1], 2 * j + 1)]};
+          mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
+        }
+        acc[0] = fmaf(d[0], scale[u][0], acc[0]);
+        acc[1] = fmaf(d[1], scale[u][0], acc[1]);
+        acc[2] = fmaf(d[2], scale[u][1], acc[2]);
+        acc[3] = fmaf(d[3], scale[u][1], acc[3]);
+      }
+    }
+    partial[warp][g][2 * t] = acc[0];
+    partial[warp][g][2 * t + 1] = acc[1];
+    partial[warp][g + 8][2 * t] = acc[2];
+    partial[warp][g + 8][2 * t + 1] = acc[3];
+    __syncthreads();
+    if (threadIdx.x < kTensorCoreRows * 8) {
+      const int r = threadIdx.x / 8, m = threadIdx.x % 8;
+      if (m < m_count && row0 + r < w.rows) {
+        float sum = 0.0f;
+        for (int k = 0; k < warps; ++k) sum += partial[k][r][m];
+        y[m * w.rows + row0 + r] = from_float<T>(sum);
+      }
+    }
+    __syncthreads();  // the partial sums are read before the next tile writes them
+  }
+}
+
+// Why the tensor-core kernel cannot take this GEMV, or nullptr when it can.
+const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType dtype) {
+  if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
+  if (w.cols % 64 != 0 || w.blocksize % 64 != 0) return "it needs cols and blocksize multiples of 64";
+  if (reinterpret_cast<uintptr_t>(w.packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
+    return "it needs the packed weight 8-byte and x 16-byte aligned";
+  if (!tensor_cores_available()) return "it needs a GPU of compute capability 8.0 or newer";
+  return nullptr;
+}
+
+// Warps per block: one unrolled round of chunks each for a tile (all of a 4096-column row in flight at once),
+// 4 ... 16. The grid, not the block, spreads the rows over the SMs.
+int tensor_core_warps(int64_t cols) {
+  return static_cast<int>(std::clamp<int64_t>(cols / 64 / kTensorCoreUnroll, 4, kTensorCoreMaxWarps));
+}
+
+template <typename T>
+void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y,
+                             cudaStream_t stream) {
+  const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
+  const int threads = 32 * tensor_core_warps(w.cols);
+  // One wave: as many blocks as the GPU holds at once (registers and the 32 KiB table allow), each looping
+  // over tiles, instead of one block per tile (which took two waves and two table builds per SM for the
+  // 14336-row weights of an 8B model).
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tensor_core_kernel<T>, threads, kPairTableBytes) !=
+          cudaSuccess ||
+      per_sm < 1)
+    per_sm = 1;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
+  gemv_tensor_core_kernel<T><<<blocks, threads, kPairTableBytes, stream>>>(
+      w, map, static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
+}
+
+template <typename T>
+void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y, cudaStream_t stream) {
+  const T* xt = static_cast<const T*>(x);
+  T* yt = static_cast<T*>(y);
+  const bool aligned = w.cols % 32 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(x) % 32 == 0;
+  if (!aligned) {
+    const unsigned blocks = static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    gemv_any_kernel<T><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(w, map, xt, static_cast<int>(m), yt);
+    return;
+  }
+  const int64_t rows_per_block = kWarpsPerBlock * kGemvRows;
+  const unsigned blocks = static_cast<unsigned>((w.rows + rows_per_block - 1) / rows_per_block);
+  const unsigned threads = kWarpsPerBlock * 32;
+  switch (m) {
+    case 1: gemv_kernel<T, 1><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+    case 2: gemv_kernel<T, 2><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+    case 3: gemv_kernel<T, 3><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+    case 4: gemv_kernel<T, 4><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+    case 5: gemv_kernel<T, 5><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+    case 6: gemv_kernel<T, 6><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+    case 7: gemv_kernel<T, 7><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+    default: gemv_kernel<T, 8><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+  }
+}
+
+}  // namespace
+
+const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,
+                      void* stream, GemvKernel kernel) {
+  if (const char* problem = check_weight(w, map)) return problem;
+  if (m < 1 || m > kMaxGemvRows) return "gemv_4bit: m must be 1 ... 8";
+  const MapParam param = map_param_of(w, map);
+  auto s = static_cast<cudaStream_t>(stream);
+  const char* unfit = tensor_core_gemv_unfit(w, x, dtype);
+  if (kernel == GemvKernel::tensor_cores && unfit != nullptr) {
+    static thread_local std::string message;
+    message = std::string("gemv_4bit: the tensor-core kernel cannot take this weight: ") + unfit;
+    return message.c_str();
+  }
+  // `automatic` keeps one row of x on the CUDA cores: on an H200 (2026-11-26, second run, Llama-3-8B's seven
+  // projections, bf16) that took 112 us per layer against 136 on the tensor cores, which win 1.1-3.1x from 4 rows up.
+  const bool tensor_cores =
+      kernel == GemvKernel::tensor_cores || (kernel == GemvKernel::automatic && m >= 2 && unfit == nullptr);
+  if (tensor_cores) {
+    if (dtype == DType::f16)
+      launch_tensor_core_gemv<__half>(w, param, x, m, y, s);
+    else
+      launch_tensor_core_gemv<__nv_bfloat16>(w, param, x, m, y, s);
+    return launch_status();
+  }
+  with_element_type(dtype, [&](auto zero) { launch_gemv<decltype(zero)>(w, param, x, m, y, s); });
+  return launch_status();
+}
+
+}  // namespace autotrain::cuda

@@ -65,14 +65,13 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t g0 = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g0 < groups; g0 += stride * kDequantizeUnroll) {
     uint32_t words[kDequantizeUnroll];
-    float scales[kDequantizeUnroll];
+    BlockStats stats[kDequantizeUnroll];
 #pragma unroll
     for (int u = 0; u < kDequantizeUnroll; ++u) {
       const int64_t g = g0 + u * stride, start = (group_first + g) * 8;
       words[u] = 0;
-      scales[u] = 0.0f;
       if (g >= groups) continue;
-      scales[u] = block_scale(w, map, block_of(w, start));
+      stats[u] = load_block_stats(w, block_of(w, start));
       if (start + 8 <= total) {
         words[u] = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
       } else {  // the last group: read only the bytes that exist
@@ -85,7 +84,7 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
       const int64_t g = g0 + u * stride, start = (group_first + g) * 8;
       if (g >= groups) break;
       alignas(16) T values[8];
-      decode8(words[u], code, scales[u], values);
+      decode8(words[u], code, scale_of(w, map, stats[u]), values);
       T* dst = out + (start - first);
       if (start >= first && start + 8 <= last && first % 8 == 0) {
         store8(dst, values);  // 8 whole values at an 8-aligned address (the output starts aligned; torch's are)
@@ -126,19 +125,18 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
   }
   for (int64_t g0 = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g0 < items; g0 += stride * kDequantizeUnroll) {
     uint32_t words[kDequantizeUnroll];
-    float scales[kDequantizeUnroll];
+    BlockStats stats[kDequantizeUnroll];
     int64_t at[kDequantizeUnroll];  // where the group's 8 values go in out
 #pragma unroll
     for (int u = 0; u < kDequantizeUnroll; ++u) {
       const int64_t g = g0 + u * stride;
       words[u] = 0;
-      scales[u] = 0.0f;
       at[u] = 0;
       if (g >= items) continue;
       int64_t r, c;
       place(g, r, c);
       const int64_t start = (row_begin + r) * w.cols + col_begin + c * 8;
-      scales[u] = block_scale(w, map, block_of(w, start));
+      stats[u] = load_block_stats(w, block_of(w, start));
       words[u] = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
       at[u] = r * width + c * 8;
     }
@@ -146,7 +144,7 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
     for (int u = 0; u < kDequantizeUnroll; ++u) {
       if (g0 + u * stride >= items) break;
       alignas(16) T values[8];
-      decode8(words[u], code, scales[u], values);
+      decode8(words[u], code, scale_of(w, map, stats[u]), values);
       store8(out + at[u], values);
     }
   }

@@ -67,19 +67,18 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const int64_t cols = w.cols;
   for (int64_t base = int64_t(lane) * 32; base < cols; base += 1024 * kGemvChunks) {
     uint4 words[kGemvChunks][kGemvRows];
-    float scale[kGemvChunks][kGemvRows];
+    BlockStats stats[kGemvChunks][kGemvRows];
 #pragma unroll
     for (int c = 0; c < kGemvChunks; ++c)
 #pragma unroll
       for (int r = 0; r < kGemvRows; ++r) {
         const int64_t k = base + c * 1024;
         words[c][r] = make_uint4(0, 0, 0, 0);
-        scale[c][r] = 0.0f;
         if (k < cols) {
           const int64_t row = min(row0 + r, w.rows - 1);  // rows past the end repeat the last; never written
           const int64_t start = row * cols + k;
           words[c][r] = __ldg(reinterpret_cast<const uint4*>(w.packed + start / 2));
-          scale[c][r] = block_scale(w, map, block_of(w, start));
+          stats[c][r] = load_block_stats(w, block_of(w, start));
         }
       }
 #pragma unroll
@@ -106,9 +105,11 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         }
       }
 #pragma unroll
-      for (int r = 0; r < kGemvRows; ++r)
+      for (int r = 0; r < kGemvRows; ++r) {
+        const float scale = scale_of(w, map, stats[c][r]);
 #pragma unroll
-        for (int m = 0; m < M; ++m) acc[r][m] = fmaf(sum[r][m], scale[c][r], acc[r][m]);
+        for (int m = 0; m < M; ++m) acc[r][m] = fmaf(sum[r][m], scale, acc[r][m]);
+      }
     }
   }
 #pragma unroll
@@ -205,18 +206,17 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t first = warp; first < chunks; first += int64_t(warps) * kTensorCoreUnroll) {
       uint2 bytes[kTensorCoreUnroll][2];
-      float scale[kTensorCoreUnroll][2];
+      BlockStats stats[kTensorCoreUnroll][2];
 #pragma unroll
       for (int u = 0; u < kTensorCoreUnroll; ++u) {
         const int64_t chunk = first + int64_t(u) * warps;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           bytes[u][h] = make_uint2(0, 0);
-          scale[u][h] = 0.0f;
           if (chunk < chunks) {
             const int64_t start = rows[h] * w.cols + chunk * 64;
             bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
-            scale[u][h] = block_scale(w, map, block_of(w, start));
+            stats[u][h] = load_block_stats(w, block_of(w, start));
           }
         }
       }
@@ -238,10 +238,11 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
                                  table[table_offset(bytes[u][1], 2 * j + 1)]};
           mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
         }
-        acc[0] = fmaf(d[0], scale[u][0], acc[0]);
-        acc[1] = fmaf(d[1], scale[u][0], acc[1]);
-        acc[2] = fmaf(d[2], scale[u][1], acc[2]);
-        acc[3] = fmaf(d[3], scale[u][1], acc[3]);
+        const float scale[2] = {scale_of(w, map, stats[u][0]), scale_of(w, map, stats[u][1])};
+        acc[0] = fmaf(d[0], scale[0], acc[0]);
+        acc[1] = fmaf(d[1], scale[0], acc[1]);
+        acc[2] = fmaf(d[2], scale[1], acc[2]);
+        acc[3] = fmaf(d[3], scale[1], acc[3]);
       }
     }
     partial[warp][g][2 * t] = acc[0];

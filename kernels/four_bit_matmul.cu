@@ -168,39 +168,41 @@ __device__ __forceinline__ void copy_tile(const FourBitWeight& w, const T* __res
   }
 }
 
-// The scale of dequantization piece `piece` of k tile `kt` (0 where the piece does not exist).
-template <typename Tile, bool backward>
-__device__ __forceinline__ float piece_scale(const FourBitWeight& w, const float* map, int piece, int64_t n0,
-                                             int64_t kt) {
-  const PackedPiece p = packed_piece<Tile, backward>(w, piece, n0, kt);
-  return p.valid ? block_scale(w, map, block_of(w, p.row * w.cols + p.col)) : 0.0f;
-}
+// The statistics of this thread's pieces of k tile `kt`, read now and made scales in dequantize_pieces (after the
+// MMAs of the tile before: see BlockStats); pieces that do not exist get scale 0.
+template <typename Tile>
+struct PieceStats {
+  BlockStats stats[Tile::kPiecesPerThread];
+  bool valid[Tile::kPiecesPerThread];
+};
 
-// The scales of this thread's pieces of k tile `kt`.
 template <typename Tile, bool backward>
-__device__ __forceinline__ void piece_scales(const FourBitWeight& w, const float* map, int64_t n0, int64_t kt,
-                                             float (&scales)[Tile::kPiecesPerThread]) {
+__device__ __forceinline__ void load_piece_stats(const FourBitWeight& w, int64_t n0, int64_t kt, PieceStats<Tile>& s) {
 #pragma unroll
-  for (int i = 0; i < Tile::kPiecesPerThread; ++i)
-    scales[i] = piece_scale<Tile, backward>(w, map, threadIdx.x + i * Tile::kThreads, n0, kt);
+  for (int i = 0; i < Tile::kPiecesPerThread; ++i) {
+    const PackedPiece p = packed_piece<Tile, backward>(w, threadIdx.x + i * Tile::kThreads, n0, kt);
+    s.valid[i] = p.valid;
+    if (p.valid) s.stats[i] = load_block_stats(w, block_of(w, p.row * w.cols + p.col));
+  }
 }
 
 // This thread's pieces of the packed stage into dense values of the B tile, each code * scale rounded to T.
 template <typename Tile, typename T, bool backward>
 __device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const uint8_t* packed_stage,
-                                                  const float* code, const float (&scales)[Tile::kPiecesPerThread],
+                                                  const float* code, const float* map, const PieceStats<Tile>& s,
                                                   int64_t n0, int64_t kt, T* b_tile) {
   constexpr int row_elements = backward ? Tile::kBackwardBRow : Tile::kForwardBRow;
 #pragma unroll
   for (int i = 0; i < Tile::kPiecesPerThread; ++i) {
     const int piece = threadIdx.x + i * Tile::kThreads;
     const PackedPiece p = packed_piece<Tile, backward>(w, piece, n0, kt);
+    const float scale = s.valid[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
     const uint2 bytes = *reinterpret_cast<const uint2*>(packed_stage + 8 * piece);
     uint32_t pairs[8];
 #pragma unroll
     for (int b = 0; b < 8; ++b) {
       const uint32_t byte = ((b < 4 ? bytes.x : bytes.y) >> (8 * (b % 4))) & 0xFFu;
-      pairs[b] = pack_pair<T>(__fmul_rn(code[byte >> 4], scales[i]), __fmul_rn(code[byte & 0x0Fu], scales[i]));
+      pairs[b] = pack_pair<T>(__fmul_rn(code[byte >> 4], scale), __fmul_rn(code[byte & 0x0Fu], scale));
     }
     uint4* dst = reinterpret_cast<uint4*>(b_tile + p.tile_row * row_elements + p.tile_col);
     dst[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
@@ -262,11 +264,11 @@ __global__ void __launch_bounds__(Tile::kThreads)
     if (s < k_tiles) copy_tile<Tile, T, backward>(w, a, shape, m0, n0, s, a_stage(s), packed_stage(s));
     commit_copies();  // a group per tile, empty past the end, so that the waits below count right
   }
-  float scales[Tile::kPiecesPerThread];
-  piece_scales<Tile, backward>(w, map, n0, 0, scales);
+  PieceStats<Tile> stats;
+  load_piece_stats<Tile, backward>(w, n0, 0, stats);
   wait_copies<kStages - 2>();  // tile 0
   __syncthreads();
-  dequantize_pieces<Tile, T, backward>(w, packed_stage(0), code, scales, n0, 0, b_tile(0));
+  dequantize_pieces<Tile, T, backward>(w, packed_stage(0), code, map, stats, n0, 0, b_tile(0));
 
   float acc[Tile::kMmaM][Tile::kMmaN][4] = {};
   for (int64_t kt = 0; kt < k_tiles; ++kt) {
@@ -279,9 +281,10 @@ __global__ void __launch_bounds__(Tile::kThreads)
       copy_tile<Tile, T, backward>(w, a, shape, m0, n0, ahead, a_stage(ahead), packed_stage(ahead));
     commit_copies();
     const bool next = kt + 1 < k_tiles;
-    if (next) piece_scales<Tile, backward>(w, map, n0, kt + 1, scales);  // global reads, used after the MMAs
+    if (next) load_piece_stats<Tile, backward>(w, n0, kt + 1, stats);  // global reads, used after the MMAs
     multiply_tile<Tile, T, backward>(a_stage(kt), b_tile(kt), warp_m, warp_n, acc);
-    if (next) dequantize_pieces<Tile, T, backward>(w, packed_stage(kt + 1), code, scales, n0, kt + 1, b_tile(kt + 1));
+    if (next)
+      dequantize_pieces<Tile, T, backward>(w, packed_stage(kt + 1), code, map, stats, n0, kt + 1, b_tile(kt + 1));
   }
   wait_copies<0>();  // no copy may still be writing shared memory when the block exits
 

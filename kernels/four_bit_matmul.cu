@@ -116,87 +116,137 @@ __device__ __forceinline__ void load_matrices(uint32_t (&r)[4], const void* row)
 }
 
 // ---- the kernel ------------------------------------------------------------------------------------------
+//
+// Each thread copies and dequantizes the same few pieces of every k tile, one k tile further along each time: where
+// they lie at k tile 0 is worked out once, before the loop (with 64-bit index arithmetic and divisions), and the
+// loop only adds a step (an earlier version recomputed it all per tile: ~300 instructions per 32 MMAs).
 
 struct MatmulShape {
   int64_t m = 0, n = 0, k = 0;  // C (m, n) = A (m, k) . B (k, n)
 };
 
-// Where dequantization piece `piece` (8 packed bytes, 16 values of one weight row) of k tile `kt` lies: in the
-// B tile (in the pass's layout, see the file comment) and in the weight, and whether it exists (a tile may hang
-// over the weight's last row or column; those values multiply zeros or are never stored, and are read as zeros).
-// Forward: the tile is weight rows n0 .. n0 + TileN - 1 x columns kt * 32 .. + 31, 2 pieces per row. Backward:
-// rows kt * 32 .. + 31 x columns n0 .. n0 + TileN - 1, TileN / 16 pieces per row.
-struct PackedPiece {
-  int tile_row = 0, tile_col = 0;
-  int64_t row = 0, col = 0;
-  bool valid = false;
+// A piece of the weight's k tiles that a thread walks: 16 values of one row (a dequantization piece) or 32 (a
+// 16-byte piece of the packed copy, which holds dequantization pieces 2q and 2q + 1, adjacent in the weight as a
+// row of a tile has an even number of them). Forward, a k tile of the weight is its rows n0 .. n0 + TileN - 1 x
+// columns kt * 32 .. + 31 (2 dequantization pieces per row); backward, rows kt * 32 .. + 31 x columns n0 ..
+// n0 + TileN - 1 (TileN / 16 per row). A piece that hangs over the weight's last row or column does not exist:
+// it is read as zeros (multiplying zeros of A, or giving columns of C that are never stored).
+struct WeightPiece {
+  int tile_row = 0, tile_col = 0;  // in the B tile, in the pass's layout (see the file comment)
+  int64_t first = 0;               // flat index of its first value at k tile 0
+  bool fixed_part_exists = false;  // its row (forward) or column (backward) is in the weight
 };
 
 template <typename Tile, bool backward>
-__device__ __forceinline__ PackedPiece packed_piece(const FourBitWeight& w, int piece, int64_t n0, int64_t kt) {
-  PackedPiece p;
+__device__ __forceinline__ WeightPiece weight_piece(const FourBitWeight& w, int piece, int64_t n0) {
   constexpr int per_row = backward ? Tile::kTileN / 16 : kTileK / 16;
+  WeightPiece p;
   p.tile_row = piece / per_row;
   p.tile_col = (piece % per_row) * 16;
-  p.row = backward ? kt * kTileK + p.tile_row : n0 + p.tile_row;
-  p.col = backward ? n0 + p.tile_col : kt * kTileK + p.tile_col;
-  p.valid = p.row < w.rows && p.col < w.cols;
+  const int64_t row = backward ? p.tile_row : n0 + p.tile_row, col = backward ? n0 + p.tile_col : p.tile_col;
+  p.fixed_part_exists = backward ? col < w.cols : row < w.rows;
+  p.first = p.fixed_part_exists ? row * w.cols + col : 0;
   return p;
 }
 
-// Copies k tile `kt` of A and of the packed weight into their stages (zeros where they hang over the edges).
+// Whether the piece exists at k tile kt (forward, its columns always do: cols is a multiple of 32), and its flat
+// index there.
+template <bool backward>
+__device__ __forceinline__ bool piece_exists(const FourBitWeight& w, const WeightPiece& p, int64_t kt) {
+  return p.fixed_part_exists && (!backward || kt * kTileK + p.tile_row < w.rows);
+}
+template <bool backward>
+__device__ __forceinline__ int64_t piece_at(const FourBitWeight& w, const WeightPiece& p, int64_t kt) {
+  return p.first + kt * (backward ? kTileK * w.cols : kTileK);
+}
+
+// A piece of A that a thread copies: 8 values of one row, kt * 32 + col in that row at k tile kt.
+template <typename T>
+struct APiece {
+  const T* first = nullptr;  // at k tile 0 (A itself where the row does not exist)
+  int shared_offset = 0;     // in the A stage, elements
+  int col = 0;
+  bool row_exists = false;
+};
+
+// Everything a thread copies and dequantizes, per k tile.
+template <typename Tile, typename T>
+struct ThreadPieces {
+  static constexpr int kA = Tile::kTileM * kTileK / 8 / Tile::kThreads;
+  static constexpr int kPacked = (Tile::kPackedTileBytes / 16 + Tile::kThreads - 1) / Tile::kThreads;
+  APiece<T> a[kA];
+  WeightPiece packed[kPacked];  // piece q = threadIdx.x + i * kThreads, when q < the tile's pieces
+  WeightPiece dequantized[Tile::kPiecesPerThread];
+};
+
 template <typename Tile, typename T, bool backward>
-__device__ __forceinline__ void copy_tile(const FourBitWeight& w, const T* __restrict__ a, MatmulShape shape,
-                                          int64_t m0, int64_t n0, int64_t kt, T* a_stage, uint8_t* packed_stage) {
-  // A: TileM rows x 32 columns in pieces of 8 values (shape.k is a multiple of 8: a piece exists whole or not).
+__device__ __forceinline__ ThreadPieces<Tile, T> thread_pieces(const FourBitWeight& w, const T* a, MatmulShape shape,
+                                                               int64_t m0, int64_t n0) {
+  ThreadPieces<Tile, T> t;
 #pragma unroll
-  for (int i = 0; i < Tile::kTileM * kTileK / 8 / Tile::kThreads; ++i) {
+  for (int i = 0; i < t.kA; ++i) {
     const int piece = threadIdx.x + i * Tile::kThreads;
     const int r = piece / (kTileK / 8), c = (piece % (kTileK / 8)) * 8;
-    const int64_t row = m0 + r, col = kt * kTileK + c;
-    const bool valid = row < shape.m && col < shape.k;
-    copy16_async(a_stage + r * Tile::kARow + c, valid ? a + row * shape.k + col : a, valid);
+    t.a[i].row_exists = m0 + r < shape.m;
+    t.a[i].first = t.a[i].row_exists ? a + (m0 + r) * shape.k + c : a;
+    t.a[i].shared_offset = r * Tile::kARow + c;
+    t.a[i].col = c;
   }
-  // The packed weight in 16-byte pieces (32 values of one row): piece q holds the bytes of dequantization pieces
-  // 2q and 2q + 1, which are adjacent in the weight (a row has an even number of them), stored in that order.
-  constexpr int pieces = Tile::kPackedTileBytes / 16;
 #pragma unroll
-  for (int q = threadIdx.x; q < pieces; q += Tile::kThreads) {
-    const PackedPiece p = packed_piece<Tile, backward>(w, 2 * q, n0, kt);
-    const uint8_t* src = w.packed + (p.row * w.cols + p.col) / 2;
-    copy16_async(packed_stage + 16 * q, p.valid ? src : w.packed, p.valid);
+  for (int i = 0; i < t.kPacked; ++i) t.packed[i] = weight_piece<Tile, backward>(w, 2 * (threadIdx.x + i * Tile::kThreads), n0);
+#pragma unroll
+  for (int i = 0; i < Tile::kPiecesPerThread; ++i)
+    t.dequantized[i] = weight_piece<Tile, backward>(w, threadIdx.x + i * Tile::kThreads, n0);
+  return t;
+}
+
+// Copies k tile `kt` of A and of the packed weight into their stages (zeros for what does not exist; shape.k is a
+// multiple of 8, so a piece of A exists whole or not at all).
+template <typename Tile, typename T, bool backward>
+__device__ __forceinline__ void copy_tile(const FourBitWeight& w, const ThreadPieces<Tile, T>& t, MatmulShape shape,
+                                          int64_t kt, T* a_stage, uint8_t* packed_stage) {
+#pragma unroll
+  for (int i = 0; i < t.kA; ++i) {
+    const bool exists = t.a[i].row_exists && kt * kTileK + t.a[i].col < shape.k;
+    copy16_async(a_stage + t.a[i].shared_offset, exists ? t.a[i].first + kt * kTileK : t.a[i].first, exists);
+  }
+#pragma unroll
+  for (int i = 0; i < t.kPacked; ++i) {
+    const int q = threadIdx.x + i * Tile::kThreads;
+    if (q >= Tile::kPackedTileBytes / 16) break;
+    const bool exists = piece_exists<backward>(w, t.packed[i], kt);
+    copy16_async(packed_stage + 16 * q, w.packed + (exists ? piece_at<backward>(w, t.packed[i], kt) / 2 : 0), exists);
   }
 }
 
-// The statistics of this thread's pieces of k tile `kt`, read now and made scales in dequantize_pieces (after the
-// MMAs of the tile before: see BlockStats); pieces that do not exist get scale 0.
+// The statistics of this thread's dequantization pieces of k tile `kt`, read now and made scales in
+// dequantize_pieces (after the MMAs of the tile before: see BlockStats); pieces that do not exist get scale 0.
 template <typename Tile>
 struct PieceStats {
   BlockStats stats[Tile::kPiecesPerThread];
-  bool valid[Tile::kPiecesPerThread];
+  bool exists[Tile::kPiecesPerThread];
 };
 
-template <typename Tile, bool backward>
-__device__ __forceinline__ void load_piece_stats(const FourBitWeight& w, int64_t n0, int64_t kt, PieceStats<Tile>& s) {
+template <typename Tile, typename T, bool backward>
+__device__ __forceinline__ void load_piece_stats(const FourBitWeight& w, const ThreadPieces<Tile, T>& t, int64_t kt,
+                                                 int block_shift, PieceStats<Tile>& s) {
 #pragma unroll
   for (int i = 0; i < Tile::kPiecesPerThread; ++i) {
-    const PackedPiece p = packed_piece<Tile, backward>(w, threadIdx.x + i * Tile::kThreads, n0, kt);
-    s.valid[i] = p.valid;
-    if (p.valid) s.stats[i] = load_block_stats(w, block_of(w, p.row * w.cols + p.col));
+    s.exists[i] = piece_exists<backward>(w, t.dequantized[i], kt);
+    if (s.exists[i]) s.stats[i] = load_block_stats(w, piece_at<backward>(w, t.dequantized[i], kt) >> block_shift);
   }
 }
 
 // This thread's pieces of the packed stage into dense values of the B tile, each code * scale rounded to T.
 template <typename Tile, typename T, bool backward>
-__device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const uint8_t* packed_stage,
-                                                  const float* code, const float* map, const PieceStats<Tile>& s,
-                                                  int64_t n0, int64_t kt, T* b_tile) {
+__device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const ThreadPieces<Tile, T>& t,
+                                                  const uint8_t* packed_stage, const float* code, const float* map,
+                                                  const PieceStats<Tile>& s, T* b_tile) {
   constexpr int row_elements = backward ? Tile::kBackwardBRow : Tile::kForwardBRow;
 #pragma unroll
   for (int i = 0; i < Tile::kPiecesPerThread; ++i) {
     const int piece = threadIdx.x + i * Tile::kThreads;
-    const PackedPiece p = packed_piece<Tile, backward>(w, piece, n0, kt);
-    const float scale = s.valid[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
+    const float scale = s.exists[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
     const uint2 bytes = *reinterpret_cast<const uint2*>(packed_stage + 8 * piece);
     uint32_t pairs[8];
 #pragma unroll
@@ -204,7 +254,7 @@ __device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const 
       const uint32_t byte = ((b < 4 ? bytes.x : bytes.y) >> (8 * (b % 4))) & 0xFFu;
       pairs[b] = pack_pair<T>(__fmul_rn(code[byte >> 4], scale), __fmul_rn(code[byte & 0x0Fu], scale));
     }
-    uint4* dst = reinterpret_cast<uint4*>(b_tile + p.tile_row * row_elements + p.tile_col);
+    uint4* dst = reinterpret_cast<uint4*>(b_tile + t.dequantized[i].tile_row * row_elements + t.dequantized[i].tile_col);
     dst[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
     dst[1] = make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
   }
@@ -255,20 +305,22 @@ __global__ void __launch_bounds__(Tile::kThreads)
   const int64_t n0 = int64_t(blockIdx.x) * Tile::kTileN, m0 = int64_t(blockIdx.y) * Tile::kTileM;
   const int warp = threadIdx.x / 32, warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
   const int64_t k_tiles = (shape.k + kTileK - 1) / kTileK;
+  const int block_shift = __ffs(w.blocksize) - 1;
+  const ThreadPieces<Tile, T> pieces = thread_pieces<Tile, T, backward>(w, a, shape, m0, n0);
   auto a_stage = [&](int64_t kt) { return a_stages + (kt % kStages) * Tile::kAStageElements; };
   auto packed_stage = [&](int64_t kt) { return packed_stages + (kt % kStages) * Tile::kPackedTileBytes; };
   auto b_tile = [&](int64_t kt) { return b_tiles + (kt % 2) * Tile::kBTileElements; };
 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < k_tiles) copy_tile<Tile, T, backward>(w, a, shape, m0, n0, s, a_stage(s), packed_stage(s));
+    if (s < k_tiles) copy_tile<Tile, T, backward>(w, pieces, shape, s, a_stage(s), packed_stage(s));
     commit_copies();  // a group per tile, empty past the end, so that the waits below count right
   }
   PieceStats<Tile> stats;
-  load_piece_stats<Tile, backward>(w, n0, 0, stats);
+  load_piece_stats<Tile, T, backward>(w, pieces, 0, block_shift, stats);
   wait_copies<kStages - 2>();  // tile 0
   __syncthreads();
-  dequantize_pieces<Tile, T, backward>(w, packed_stage(0), code, map, stats, n0, 0, b_tile(0));
+  dequantize_pieces<Tile, T, backward>(w, pieces, packed_stage(0), code, map, stats, b_tile(0));
 
   float acc[Tile::kMmaM][Tile::kMmaN][4] = {};
   for (int64_t kt = 0; kt < k_tiles; ++kt) {
@@ -277,14 +329,12 @@ __global__ void __launch_bounds__(Tile::kThreads)
     wait_copies<kStages - 3>();
     __syncthreads();
     const int64_t ahead = kt + kStages - 1;
-    if (ahead < k_tiles)
-      copy_tile<Tile, T, backward>(w, a, shape, m0, n0, ahead, a_stage(ahead), packed_stage(ahead));
+    if (ahead < k_tiles) copy_tile<Tile, T, backward>(w, pieces, shape, ahead, a_stage(ahead), packed_stage(ahead));
     commit_copies();
     const bool next = kt + 1 < k_tiles;
-    if (next) load_piece_stats<Tile, backward>(w, n0, kt + 1, stats);  // global reads, used after the MMAs
+    if (next) load_piece_stats<Tile, T, backward>(w, pieces, kt + 1, block_shift, stats);  // used after the MMAs
     multiply_tile<Tile, T, backward>(a_stage(kt), b_tile(kt), warp_m, warp_n, acc);
-    if (next)
-      dequantize_pieces<Tile, T, backward>(w, packed_stage(kt + 1), code, map, stats, n0, kt + 1, b_tile(kt + 1));
+    if (next) dequantize_pieces<Tile, T, backward>(w, pieces, packed_stage(kt + 1), code, map, stats, b_tile(kt + 1));
   }
   wait_copies<0>();  // no copy may still be writing shared memory when the block exits
 

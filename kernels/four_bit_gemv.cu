@@ -197,68 +197,88 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   const bool has_x = g < m_count;  // B column g is row g of x; the others are zero
   const T* x_lane = x + (has_x ? g : 0) * w.cols + 16 * t;
   // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows,
-  // so that the tables above are built once per block, not once per tile.
+  // so that the tables above are built once per block, not once per tile. A warp takes chunks warp,
+  // warp + warps, ... of a tile, kTensorCoreUnroll of them per round; its steps (tile, round) run as a pipeline:
+  // the bytes of the next step are read before the MMAs of this one, so that they arrive while this step is
+  // multiplied and the block adds up its partial sums (the version without it left the memory idle then).
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t row0 = tile * kTensorCoreRows;
+  const int64_t rounds = (chunks + int64_t(warps) * kTensorCoreUnroll - 1) / (int64_t(warps) * kTensorCoreUnroll);
+  struct Step {
+    int64_t tile, round;
+    uint2 bytes[kTensorCoreUnroll][2];
+    BlockStats stats[kTensorCoreUnroll][2];
+  };
+  auto chunk_of = [&](const Step& step, int u) { return warp + (step.round * kTensorCoreUnroll + u) * warps; };
+  auto fetch = [&](Step& step) {
+    const int64_t row0 = step.tile * kTensorCoreRows;
     // Rows past the end repeat the last row (read, never written).
     const int64_t rows[2] = {min(row0 + g, w.rows - 1), min(row0 + g + 8, w.rows - 1)};
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int64_t first = warp; first < chunks; first += int64_t(warps) * kTensorCoreUnroll) {
-      uint2 bytes[kTensorCoreUnroll][2];
-      BlockStats stats[kTensorCoreUnroll][2];
 #pragma unroll
-      for (int u = 0; u < kTensorCoreUnroll; ++u) {
-        const int64_t chunk = first + int64_t(u) * warps;
+    for (int u = 0; u < kTensorCoreUnroll; ++u) {
+      const int64_t chunk = chunk_of(step, u);
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          bytes[u][h] = make_uint2(0, 0);
-          if (chunk < chunks) {
-            const int64_t start = rows[h] * w.cols + chunk * 64;
-            bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
-            stats[u][h] = load_block_stats(w, block_of(w, start));
-          }
+      for (int h = 0; h < 2; ++h) {
+        step.bytes[u][h] = make_uint2(0, 0);
+        if (step.tile < tiles && chunk < chunks) {
+          const int64_t start = rows[h] * w.cols + chunk * 64;
+          step.bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
+          step.stats[u][h] = load_block_stats(w, block_of(w, start));
         }
-      }
-#pragma unroll
-      for (int u = 0; u < kTensorCoreUnroll; ++u) {
-        const int64_t chunk = first + int64_t(u) * warps;
-        if (chunk >= chunks) break;
-        uint4 x_low = make_uint4(0, 0, 0, 0), x_high = make_uint4(0, 0, 0, 0);
-        if (has_x) {
-          x_low = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64));
-          x_high = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64) + 1);
-        }
-        const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
-        float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t a[4] = {table[table_offset(bytes[u][0], 2 * j)], table[table_offset(bytes[u][1], 2 * j)],
-                                 table[table_offset(bytes[u][0], 2 * j + 1)],
-                                 table[table_offset(bytes[u][1], 2 * j + 1)]};
-          mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
-        }
-        const float scale[2] = {scale_of(w, map, stats[u][0]), scale_of(w, map, stats[u][1])};
-        acc[0] = fmaf(d[0], scale[0], acc[0]);
-        acc[1] = fmaf(d[1], scale[0], acc[1]);
-        acc[2] = fmaf(d[2], scale[1], acc[2]);
-        acc[3] = fmaf(d[3], scale[1], acc[3]);
       }
     }
-    partial[warp][g][2 * t] = acc[0];
-    partial[warp][g][2 * t + 1] = acc[1];
-    partial[warp][g + 8][2 * t] = acc[2];
-    partial[warp][g + 8][2 * t + 1] = acc[3];
-    __syncthreads();
-    if (threadIdx.x < kTensorCoreRows * 8) {
-      const int r = threadIdx.x / 8, m = threadIdx.x % 8;
-      if (m < m_count && row0 + r < w.rows) {
-        float sum = 0.0f;
-        for (int k = 0; k < warps; ++k) sum += partial[k][r][m];
-        y[m * w.rows + row0 + r] = from_float<T>(sum);
+  };
+  Step current{blockIdx.x, 0};
+  if (current.tile >= tiles) return;  // the whole block: the launcher gives no block less than one tile
+  fetch(current);
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  while (true) {
+    Step next{current.tile, current.round + 1};
+    if (next.round == rounds) next.tile += gridDim.x, next.round = 0;
+    fetch(next);
+#pragma unroll
+    for (int u = 0; u < kTensorCoreUnroll; ++u) {
+      const int64_t chunk = chunk_of(current, u);
+      if (chunk >= chunks) break;
+      uint4 x_low = make_uint4(0, 0, 0, 0), x_high = make_uint4(0, 0, 0, 0);
+      if (has_x) {
+        x_low = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64));
+        x_high = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64) + 1);
       }
+      const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
+      float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint2* bytes = current.bytes[u];
+        const uint32_t a[4] = {table[table_offset(bytes[0], 2 * j)], table[table_offset(bytes[1], 2 * j)],
+                               table[table_offset(bytes[0], 2 * j + 1)], table[table_offset(bytes[1], 2 * j + 1)]};
+        mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
+      }
+      const float scale[2] = {scale_of(w, map, current.stats[u][0]), scale_of(w, map, current.stats[u][1])};
+      acc[0] = fmaf(d[0], scale[0], acc[0]);
+      acc[1] = fmaf(d[1], scale[0], acc[1]);
+      acc[2] = fmaf(d[2], scale[1], acc[2]);
+      acc[3] = fmaf(d[3], scale[1], acc[3]);
     }
-    __syncthreads();  // the partial sums are read before the next tile writes them
+    if (current.round == rounds - 1) {  // the tile's last round: add up the warps' sums
+      const int64_t row0 = current.tile * kTensorCoreRows;
+      partial[warp][g][2 * t] = acc[0];
+      partial[warp][g][2 * t + 1] = acc[1];
+      partial[warp][g + 8][2 * t] = acc[2];
+      partial[warp][g + 8][2 * t + 1] = acc[3];
+      __syncthreads();
+      if (threadIdx.x < kTensorCoreRows * 8) {
+        const int r = threadIdx.x / 8, m = threadIdx.x % 8;
+        if (m < m_count && row0 + r < w.rows) {
+          float sum = 0.0f;
+          for (int k = 0; k < warps; ++k) sum += partial[k][r][m];
+          y[m * w.rows + row0 + r] = from_float<T>(sum);
+        }
+      }
+      __syncthreads();  // the partial sums are read before the next tile writes them
+      acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
+    }
+    if (next.tile >= tiles) break;
+    current = next;
   }
 }
 

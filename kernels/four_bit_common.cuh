@@ -75,6 +75,32 @@ __device__ __forceinline__ float element(const FourBitWeight& w, const float* co
   return __fmul_rn(code[nibble], block_scale(w, map, block_of(w, i)));
 }
 
+// ---- code lookups -----------------------------------------------------------------------------------------
+//
+// A kernel that multiplies or dequantizes each value keeps the 16-entry code in shared memory, 256-byte aligned,
+// and finds a value's entry in one PRMT: nibble_offsets gives each byte's high (or low) nibble times 4, a byte
+// offset into the code, for the four bytes of a packed word at once; code_entry puts byte k of those as the low
+// byte of the code's shared address, which is 0. (Shift, mask and address arithmetic per value cost ~5
+// instructions instead of 1, and bound the GEMV.)
+__device__ __forceinline__ uint32_t nibble_offsets(uint32_t word, bool high) {
+  return (high ? word >> 2 : word << 2) & 0x3C3C3C3Cu;
+}
+
+__device__ __forceinline__ uint32_t code_entry(uint32_t offsets, uint32_t code_address, int k) {
+  return __byte_perm(offsets, code_address, 0x7650 + k);
+}
+
+// A float of shared memory at a 32-bit shared-window address.
+__device__ __forceinline__ float load_shared(uint32_t address) {
+  float value;
+  asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(value) : "r"(address));
+  return value;
+}
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
 // ---- tensor cores ----------------------------------------------------------------------------------------
 
 // Two values as one 32-bit register of two fp16 / bf16 (low half first), each rounded to nearest-even.

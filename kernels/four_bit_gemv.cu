@@ -27,13 +27,6 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// A float of shared memory at a 32-bit shared-window address.
-__device__ __forceinline__ float load_shared(uint32_t address) {
-  float value;
-  asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(value) : "r"(address));
-  return value;
-}
-
 // 8 consecutive x values (16-byte aligned for 2-byte types, 32-byte for fp32) as floats.
 template <typename T>
 __device__ __forceinline__ void load8(const T* p, float* out) {
@@ -64,11 +57,11 @@ template <typename T, int M>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                 const T* __restrict__ x, T* __restrict__ y) {
-  __shared__ __align__(256) float code[16];  // 256-aligned: a value's address is one PRMT away (see below)
+  __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
   const int lane = threadIdx.x % 32;
-  const uint32_t code_address = static_cast<uint32_t>(__cvta_generic_to_shared(code));
+  const uint32_t code_address = shared_address(code);
   const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kGemvRows;
   if (row0 >= w.rows) return;
   float acc[kGemvRows][M] = {};
@@ -103,15 +96,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         for (int r = 0; r < kGemvRows; ++r) {
           const uint4& q = words[c][r];
           const uint32_t word = part == 0 ? q.x : part == 1 ? q.y : part == 2 ? q.z : q.w;
-          // Each byte's high and low nibble times 4 (a byte offset into the code), for all four bytes at once; a
-          // value's shared-memory address is then one PRMT: its offset as the low byte of the code's address, whose
-          // low byte is 0. A value costs that PRMT, the read and the FMA (the nibble's shift, mask and address
-          // arithmetic cost ~6 instructions per value before, and bound the kernel).
-          const uint32_t high_offsets = (word >> 2) & 0x3C3C3C3Cu, low_offsets = (word << 2) & 0x3C3C3C3Cu;
+          const uint32_t offsets[2] = {nibble_offsets(word, true), nibble_offsets(word, false)};
 #pragma unroll
           for (int e = 0; e < 8; ++e) {
-            const uint32_t address = __byte_perm((e & 1) ? low_offsets : high_offsets, code_address, 0x7650 + e / 2);
-            const float cv = load_shared(address);
+            const float cv = load_shared(code_entry(offsets[e & 1], code_address, e / 2));
 #pragma unroll
             for (int m = 0; m < M; ++m) sum[r][m] = fmaf(cv, xv[m][e], sum[r][m]);
           }

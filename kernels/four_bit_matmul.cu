@@ -70,10 +70,6 @@ struct Tiling {
 
 // ---- PTX wrappers (sm_80+; the launcher refuses older devices) -------------------------------------------
 
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
 // 16 bytes from global to shared memory, or 16 zero bytes when !valid (src is then not read).
 __device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -240,8 +236,8 @@ __device__ __forceinline__ void load_piece_stats(const FourBitWeight& w, const T
 // This thread's pieces of the packed stage into dense values of the B tile, each code * scale rounded to T.
 template <typename Tile, typename T, bool backward>
 __device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const ThreadPieces<Tile, T>& t,
-                                                  const uint8_t* packed_stage, const float* code, const float* map,
-                                                  const PieceStats<Tile>& s, T* b_tile) {
+                                                  const uint8_t* packed_stage, uint32_t code_address,
+                                                  const float* map, const PieceStats<Tile>& s, T* b_tile) {
   constexpr int row_elements = backward ? Tile::kBackwardBRow : Tile::kForwardBRow;
 #pragma unroll
   for (int i = 0; i < Tile::kPiecesPerThread; ++i) {
@@ -250,9 +246,13 @@ __device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const 
     const uint2 bytes = *reinterpret_cast<const uint2*>(packed_stage + 8 * piece);
     uint32_t pairs[8];
 #pragma unroll
-    for (int b = 0; b < 8; ++b) {
-      const uint32_t byte = ((b < 4 ? bytes.x : bytes.y) >> (8 * (b % 4))) & 0xFFu;
-      pairs[b] = pack_pair<T>(__fmul_rn(code[byte >> 4], scale), __fmul_rn(code[byte & 0x0Fu], scale));
+    for (int half = 0; half < 2; ++half) {
+      const uint32_t word = half == 0 ? bytes.x : bytes.y;
+      const uint32_t high = nibble_offsets(word, true), low = nibble_offsets(word, false);
+#pragma unroll
+      for (int k = 0; k < 4; ++k)  // byte k: its high nibble is the first value
+        pairs[4 * half + k] = pack_pair<T>(__fmul_rn(load_shared(code_entry(high, code_address, k)), scale),
+                                           __fmul_rn(load_shared(code_entry(low, code_address, k)), scale));
     }
     uint4* dst = reinterpret_cast<uint4*>(b_tile + t.dequantized[i].tile_row * row_elements + t.dequantized[i].tile_col);
     dst[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
@@ -295,9 +295,10 @@ __global__ void __launch_bounds__(Tile::kThreads)
     matmul_4bit_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                        const T* __restrict__ a, MatmulShape shape, T* __restrict__ c) {
   extern __shared__ __align__(128) uint8_t shared[];
-  __shared__ float code[16];
+  __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
+  const uint32_t code_address = shared_address(code);
   T* a_stages = reinterpret_cast<T*>(shared);
   uint8_t* packed_stages = shared + kStages * Tile::kAStageElements * sizeof(T);
   T* b_tiles = reinterpret_cast<T*>(packed_stages + kStages * Tile::kPackedTileBytes);
@@ -320,7 +321,7 @@ __global__ void __launch_bounds__(Tile::kThreads)
   load_piece_stats<Tile, T, backward>(w, pieces, 0, block_shift, stats);
   wait_copies<kStages - 2>();  // tile 0
   __syncthreads();
-  dequantize_pieces<Tile, T, backward>(w, pieces, packed_stage(0), code, map, stats, b_tile(0));
+  dequantize_pieces<Tile, T, backward>(w, pieces, packed_stage(0), code_address, map, stats, b_tile(0));
 
   float acc[Tile::kMmaM][Tile::kMmaN][4] = {};
   for (int64_t kt = 0; kt < k_tiles; ++kt) {
@@ -334,7 +335,8 @@ __global__ void __launch_bounds__(Tile::kThreads)
     const bool next = kt + 1 < k_tiles;
     if (next) load_piece_stats<Tile, T, backward>(w, pieces, kt + 1, block_shift, stats);  // used after the MMAs
     multiply_tile<Tile, T, backward>(a_stage(kt), b_tile(kt), warp_m, warp_n, acc);
-    if (next) dequantize_pieces<Tile, T, backward>(w, pieces, packed_stage(kt + 1), code, map, stats, b_tile(kt + 1));
+    if (next)
+      dequantize_pieces<Tile, T, backward>(w, pieces, packed_stage(kt + 1), code_address, map, stats, b_tile(kt + 1));
   }
   wait_copies<0>();  // no copy may still be writing shared memory when the block exits
 

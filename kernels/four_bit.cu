@@ -25,13 +25,11 @@ namespace {
 
 // The 8 values of 4 packed bytes (one 32-bit word, the first byte lowest), each code * scale rounded to T.
 template <typename T>
-__device__ __forceinline__ void decode8(uint32_t word, const float* code, float scale, T (&values)[8]) {
+__device__ __forceinline__ void decode8(uint32_t word, uint32_t code_address, float scale, T (&values)[8]) {
+  const uint32_t offsets[2] = {nibble_offsets(word, true), nibble_offsets(word, false)};
 #pragma unroll
-  for (int k = 0; k < 8; ++k) {
-    const uint32_t byte = (word >> (8 * (k / 2))) & 0xFF;
-    const uint32_t nibble = (k & 1) ? (byte & 0x0F) : (byte >> 4);
-    values[k] = from_float<T>(__fmul_rn(code[nibble], scale));
-  }
+  for (int k = 0; k < 8; ++k)
+    values[k] = from_float<T>(__fmul_rn(load_shared(code_entry(offsets[k & 1], code_address, k / 2)), scale));
 }
 
 // 8 values to an address aligned to 8 elements, as 16-byte stores.
@@ -56,9 +54,10 @@ constexpr int kDequantizeUnroll = 4;
 template <typename T>
 __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                                   int64_t first, int64_t last, T* out) {
-  __shared__ float code[16];
+  __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
+  const uint32_t code_address = code_address_of(code);
   const int64_t total = w.rows * w.cols;
   const int64_t group_first = first / 8;
   const int64_t groups = (last + 7) / 8 - group_first;
@@ -84,7 +83,7 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
       const int64_t g = g0 + u * stride, start = (group_first + g) * 8;
       if (g >= groups) break;
       alignas(16) T values[8];
-      decode8(words[u], code, scale_of(w, map, stats[u]), values);
+      decode8(words[u], code_address, scale_of(w, map, stats[u]), values);
       T* dst = out + (start - first);
       if (start >= first && start + 8 <= last && first % 8 == 0) {
         store8(dst, values);  // 8 whole values at an 8-aligned address (the output starts aligned; torch's are)
@@ -103,9 +102,10 @@ template <typename T>
 __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight w,
                                           const __grid_constant__ MapParam map_param, int64_t row_begin, int64_t height,
                                           int64_t col_begin, int64_t width, T* out) {
-  __shared__ float code[16];
+  __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
+  const uint32_t code_address = code_address_of(code);
   const bool aligned = w.cols % 8 == 0 && col_begin % 8 == 0 && width % 8 == 0;
   const int64_t per_row = aligned ? width / 8 : width;
   const int64_t items = height * per_row;
@@ -144,7 +144,7 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
     for (int u = 0; u < kDequantizeUnroll; ++u) {
       if (g0 + u * stride >= items) break;
       alignas(16) T values[8];
-      decode8(words[u], code, scale_of(w, map, stats[u]), values);
+      decode8(words[u], code_address, scale_of(w, map, stats[u]), values);
       store8(out + at[u], values);
     }
   }

@@ -101,6 +101,14 @@ __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// The shared address of a kernel's code array (declared __align__(256)); traps if the alignment was not honoured,
+// as code_entry would then read the wrong entries.
+__device__ __forceinline__ uint32_t code_address_of(const float* code) {
+  const uint32_t address = shared_address(code);
+  if ((address & 0xFFu) != 0) __trap();
+  return address;
+}
+
 // ---- tensor cores ----------------------------------------------------------------------------------------
 
 // Two values as one 32-bit register of two fp16 / bf16 (low half first), each rounded to nearest-even.

@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
   const int lane = threadIdx.x % 32;
-  const uint32_t code_address = shared_address(code);
+  const uint32_t code_address = code_address_of(code);
   const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kGemvRows;
   if (row0 >= w.rows) return;
   float acc[kGemvRows][M] = {};

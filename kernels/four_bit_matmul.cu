@@ -298,7 +298,7 @@ __global__ void __launch_bounds__(Tile::kThreads)
   __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
-  const uint32_t code_address = shared_address(code);
+  const uint32_t code_address = code_address_of(code);
   T* a_stages = reinterpret_cast<T*>(shared);
   uint8_t* packed_stages = shared + kStages * Tile::kAStageElements * sizeof(T);
   T* b_tiles = reinterpret_cast<T*>(packed_stages + kStages * Tile::kPackedTileBytes);

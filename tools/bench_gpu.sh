@@ -10,6 +10,7 @@
 # after 3 warm-up steps (each step synchronised). Peak GPU memory: the card's memory in use (nvidia-smi,
 # sampled every 100 ms) during each run, so both count their CUDA context and allocator slack alike; each
 # side's own figure is printed too. Prints a Markdown row per side and a JSON summary line.
+# BENCH_GPU_VARIANTS="NAME=VALUE ...": after that, ours once more per setting, each against the same peer run.
 # BENCH_GPU_PROFILE=1: each side then profiles two more steps, outside the timed ones, into $WORK/ours-profile.json
 # and $WORK/peer-profile.json, each with a .summary.txt of the time per kernel / operator.
 set -euo pipefail
@@ -69,8 +70,8 @@ peer_peak=$( (with_memory_peak python3 "$PEER" peft --model "$WORK/model" --data
               --warmup-steps 3 "${settings[@]}" "${peer_profile[@]}" >"$WORK/peer.json" 2>"$WORK/peer.log") 3>&1) \
   || { tail -30 "$WORK/peer.log"; exit 1; }
 
-python3 - "$WORK/ours-run/bench-gpu/metrics.jsonl" "$WORK/peer.json" "$ours_peak" "$peer_peak" "$idle_mib" "$SHAPE" \
-  "$STEPS" <<'PY'
+# The summary of one of our runs against the peer's: summarize METRICS OURS_PEAK LABEL.
+summary_py=$(cat <<'PY'
 import json, sys
 metrics_path, peer_path, ours_peak, peer_peak, idle, shape, timed = sys.argv[1:]
 records = [json.loads(line) for line in open(metrics_path) if line.strip()]
@@ -99,3 +100,21 @@ print(f"| {shape} | PEFT + bitsandbytes | {peer['tokens_per_s']:,.0f} | {int(pee
 print(f"speed {summary['speed_ratio']:.2f}x, peak memory {summary['memory_ratio']:.2f}x (card memory in use above idle)")
 print("JSON " + json.dumps(summary))
 PY
+)
+summarize() { python3 -c "$summary_py" "$1" "$WORK/peer.json" "$2" "$peer_peak" "$idle_mib" "$3" "$STEPS"; }
+summarize "$WORK/ours-run/bench-gpu/metrics.jsonl" "$ours_peak" "$SHAPE"
+
+# BENCH_GPU_VARIANTS="NAME=VALUE ...": ours again with each environment setting (e.g. AUTOTRAIN_NF4_MATMUL=fused),
+# against the same peer run.
+for variant in ${BENCH_GPU_VARIANTS:-}; do
+  dir="$WORK/ours-run-${variant//[^A-Za-z0-9]/_}"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  if peak=$( (cd "$dir" && with_memory_peak env "$variant" "$BUILD/autotrain" train --config "$WORK/ours.json" \
+              --no-resume --device cuda --stop-after-steps $((STEPS + 3)) >"$dir.log" 2>&1) 3>&1); then
+    summarize "$dir/bench-gpu/metrics.jsonl" "$peak" "$SHAPE $variant"
+  else
+    echo "$variant: failed"
+    tail -10 "$dir.log"
+  fi
+done

@@ -11,7 +11,9 @@
 #      if time is left (stage e2e; the 1B one instead when e2e1b did not run). BENCH_GPU_PROFILE=1 (see
 #      tools/bench_gpu.sh) adds both sides' profiles; their summaries go to $OUT.
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
-# GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build.
+# GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build;
+# GPU_CHECK_BENCH_SECTIONS (e.g. "gemv matmul") limits bench_gpu to those sections; BENCH_GPU_VARIANTS (see
+# tools/bench_gpu.sh, e.g. "AUTOTRAIN_NF4_MATMUL=fused") adds runs of ours to the end-to-end stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu-check}"
@@ -59,7 +61,8 @@ fi
 
 if wanted bench; then
   stage "bench_gpu"
-  timeout "$(at_most 150)" "$BUILD/bench_gpu" > "$OUT/bench_gpu.txt" 2>&1
+  # shellcheck disable=SC2086
+  timeout "$(at_most 150)" "$BUILD/bench_gpu" ${GPU_CHECK_BENCH_SECTIONS:-} > "$OUT/bench_gpu.txt" 2>&1
   echo "bench_gpu: exit $?"
   grep -v '^JSON' "$OUT/bench_gpu.txt" | head -80
   timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1

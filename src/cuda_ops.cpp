@@ -202,9 +202,10 @@ bool matmul_4bit_fused_supports(const at::Tensor& a, const Quantized4bit& weight
   if (a.size(-1) != weight.shape[pass == cuda::MatmulPass::forward ? 1 : 0]) return false;
   const auto dtype = a.scalar_type();
   if (dtype != at::kHalf && dtype != at::kBFloat16) return false;
-  // The pointers are checked on the contiguous copy the kernel gets; torch's allocations are 16-byte aligned.
+  // The kernel gets `a` itself where it is contiguous (a view may start anywhere), else a fresh, aligned copy.
+  const void* data = a.is_contiguous() ? a.data_ptr() : nullptr;
   cuda::FourBitWeight w = four_bit_kernel_view(weight);
-  return cuda::matmul_4bit_unfit(w, nullptr, nullptr, kernel_dtype(dtype)) == nullptr;
+  return cuda::matmul_4bit_unfit(w, data, nullptr, kernel_dtype(dtype)) == nullptr;
 }
 
 at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass,

@@ -321,6 +321,9 @@ TEST(CudaKernels, FusedMatmulRefusesWhatItCannotTake) {
     EXPECT_FALSE(matmul_4bit_fused_supports(at::randn({20, s.cols}, bf16), q, cuda::MatmulPass::forward));
     EXPECT_THROW(matmul_4bit_fused_cuda(at::randn({20, s.cols}, bf16), q, cuda::MatmulPass::forward), Error);
   }
+  // A contiguous view that starts 2 bytes into its storage: not 16-byte aligned, so not taken.
+  at::Tensor shifted = at::randn({20 * 96 + 1}, bf16).narrow(0, 1, 20 * 96).view({20, 96});
+  EXPECT_FALSE(matmul_4bit_fused_supports(shifted, fits, cuda::MatmulPass::forward));
 }
 
 // Training's autograd function with AUTOTRAIN_NF4_MATMUL=fused (set_training_matmul here): 2 x 33 rows of bf16

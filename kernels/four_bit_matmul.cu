@@ -9,12 +9,12 @@
 // As a GEMM C (m, n) = A (m, k) . B (k, n): A is x or dy, row-major (cp.async to shared memory); B is W^T
 // forward (B[k][n] = W[n][k]: the weight's rows are B's columns) and W backward (B[k][n] = W[k][n]).
 //
-// A block computes a tile of C (128 x 256, 128 x 128, 64 x 128 or 64 x 64: Tiling below) with 4 or 8 warps, each
+// A block computes a tile of C (256 x 128, 128 x 256, 128 x 128, 64 x 128 or 64 x 64: Tiling below) with 4 or 8 warps, each
 // a 32 x 32 to 64 x 64 part of it in m16n8k16 MMAs, and walks k in tiles of 32. Per k tile: the A tile
-// (TileM x 32) and the packed weight tile (TileN x 32 values) are copied with cp.async, kStages - 1 tiles ahead;
+// (TileM x 32) and the packed weight tile (TileN x 32 values) are copied with cp.async, Stages - 1 tiles ahead;
 // the packed tile is then dequantized into one of two dense tiles of shared memory while the warps multiply the
 // other one:
-//   wait for tile t + 1; __syncthreads; start copying tile t + kStages - 1; MMA on tile t; dequantize tile t + 1.
+//   wait for tile t + 1; __syncthreads; start copying tile t + Stages - 1; MMA on tile t; dequantize tile t + 1.
 // Shared rows are padded by 16 bytes so that ldmatrix's eight 16-byte rows fall in distinct banks.
 //
 // The weight tile is in B's natural layout for each pass: forward [n][k] (weight rows, read by ldmatrix), backward
@@ -35,14 +35,14 @@ namespace autotrain::cuda {
 namespace {
 
 constexpr int kTileK = 32;  // columns of A (rows of B) per k tile
-constexpr int kStages = 4;  // k tiles of A and of the packed weight in shared memory: 3 in flight
 constexpr int kPad = 8;     // elements of padding per shared row (16 bytes)
 
 // A block's tile of C (TileM x TileN) and its warps (WarpsM x WarpsN, each a (TileM / WarpsM) x (TileN / WarpsN)
 // part of C in m16n8 MMA tiles), with the shared memory they need.
-template <int TileM, int TileN, int WarpsM, int WarpsN>
+template <int TileM, int TileN, int WarpsM, int WarpsN, int Stages = 4>
 struct Tiling {
   static constexpr int kTileM = TileM, kTileN = TileN;
+  static constexpr int kStages = Stages;  // k tiles of A and of the packed weight in shared memory, Stages - 1 in flight
   static constexpr int kWarpsN = WarpsN;
   static constexpr int kThreads = 32 * WarpsM * WarpsN;
   static constexpr int kWarpM = TileM / WarpsM, kWarpN = TileN / WarpsN;
@@ -56,6 +56,7 @@ struct Tiling {
   static constexpr int kAStageElements = TileM * kARow;
   static constexpr int kBTileElements =
       TileN * kForwardBRow > kTileK * kBackwardBRow ? TileN * kForwardBRow : kTileK * kBackwardBRow;
+  static_assert(Stages >= 3, "the loop waits for tile kt + 1 while tile kt + Stages - 1 is copied");
   static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "B fragments are loaded two n8 tiles at a time");
   static_assert(kPieces % kThreads == 0, "each thread dequantizes whole pieces");
   static_assert(TileM * kTileK / 8 % kThreads == 0, "each thread copies whole 16-byte pieces of A");
@@ -64,7 +65,7 @@ struct Tiling {
 
   template <typename T>
   static constexpr size_t shared_bytes() {
-    return kStages * (kAStageElements * sizeof(T) + kPackedTileBytes) + 2 * kBTileElements * sizeof(T);
+    return Stages * (kAStageElements * sizeof(T) + kPackedTileBytes) + 2 * kBTileElements * sizeof(T);
   }
 };
 
@@ -300,26 +301,26 @@ __global__ void __launch_bounds__(Tile::kThreads)
   load_code_and_map(w, map_param, code, map);
   const uint32_t code_address = code_address_of(code);
   T* a_stages = reinterpret_cast<T*>(shared);
-  uint8_t* packed_stages = shared + kStages * Tile::kAStageElements * sizeof(T);
-  T* b_tiles = reinterpret_cast<T*>(packed_stages + kStages * Tile::kPackedTileBytes);
+  uint8_t* packed_stages = shared + Tile::kStages * Tile::kAStageElements * sizeof(T);
+  T* b_tiles = reinterpret_cast<T*>(packed_stages + Tile::kStages * Tile::kPackedTileBytes);
 
   const int64_t n0 = int64_t(blockIdx.x) * Tile::kTileN, m0 = int64_t(blockIdx.y) * Tile::kTileM;
   const int warp = threadIdx.x / 32, warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
   const int64_t k_tiles = (shape.k + kTileK - 1) / kTileK;
   const int block_shift = __ffs(w.blocksize) - 1;
   const ThreadPieces<Tile, T> pieces = thread_pieces<Tile, T, backward>(w, a, shape, m0, n0);
-  auto a_stage = [&](int64_t kt) { return a_stages + (kt % kStages) * Tile::kAStageElements; };
-  auto packed_stage = [&](int64_t kt) { return packed_stages + (kt % kStages) * Tile::kPackedTileBytes; };
+  auto a_stage = [&](int64_t kt) { return a_stages + (kt % Tile::kStages) * Tile::kAStageElements; };
+  auto packed_stage = [&](int64_t kt) { return packed_stages + (kt % Tile::kStages) * Tile::kPackedTileBytes; };
   auto b_tile = [&](int64_t kt) { return b_tiles + (kt % 2) * Tile::kBTileElements; };
 
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < Tile::kStages - 1; ++s) {
     if (s < k_tiles) copy_tile<Tile, T, backward>(w, pieces, shape, s, a_stage(s), packed_stage(s));
     commit_copies();  // a group per tile, empty past the end, so that the waits below count right
   }
   PieceStats<Tile> stats;
   load_piece_stats<Tile, T, backward>(w, pieces, 0, block_shift, stats);
-  wait_copies<kStages - 2>();  // tile 0
+  wait_copies<Tile::kStages - 2>();  // tile 0
   __syncthreads();
   dequantize_pieces<Tile, T, backward>(w, pieces, packed_stage(0), code_address, map, stats, b_tile(0));
 
@@ -327,9 +328,9 @@ __global__ void __launch_bounds__(Tile::kThreads)
   for (int64_t kt = 0; kt < k_tiles; ++kt) {
     // Tile kt + 1 has arrived; after the barrier every warp is done with tile kt - 1 (its A stage, which the
     // copy below refills, and its B tile, which the dequantization below rewrites) and sees B tile kt.
-    wait_copies<kStages - 3>();
+    wait_copies<Tile::kStages - 3>();
     __syncthreads();
-    const int64_t ahead = kt + kStages - 1;
+    const int64_t ahead = kt + Tile::kStages - 1;
     if (ahead < k_tiles) copy_tile<Tile, T, backward>(w, pieces, shape, ahead, a_stage(ahead), packed_stage(ahead));
     commit_copies();
     const bool next = kt + 1 < k_tiles;
@@ -374,8 +375,11 @@ const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const voi
   return launch_status();
 }
 
-// The tilings compiled, by MatmulTile. 128 x 256 has warps of 64 x 64 (one block per SM); 64 x 64 suits shapes
-// with few tiles (e.g. 2048 tokens by 1024 features: 512 blocks instead of 128).
+// The tilings compiled, by MatmulTile. 128 x 256 and 256 x 128 have warps of 64 x 64 (one block per SM); a block
+// dequantizes its TileN columns of the weight once per TileM rows of A, so 256 x 128 does half the dequantization
+// per product of 128 x 256 (3 stages: 86 KiB of shared memory, under the 99 KiB of sm_86 / sm_89); 64 x 64 suits
+// shapes with few tiles (e.g. 2048 tokens by 1024 features: 512 blocks instead of 128).
+using Tile256x128 = Tiling<256, 128, 4, 2, 3>;
 using Tile128x256 = Tiling<128, 256, 2, 4>;
 using Tile128x128 = Tiling<128, 128, 2, 4>;
 using Tile64x128 = Tiling<64, 128, 2, 2>;
@@ -400,6 +404,7 @@ template <typename T, bool backward>
 const char* launch_tiled(MatmulTile tile, const FourBitWeight& w, const MapParam& map, const void* a,
                          MatmulShape shape, void* c, cudaStream_t stream) {
   switch (tile == MatmulTile::automatic ? choose_tile(shape) : tile) {
+    case MatmulTile::m256n128: return launch_matmul<Tile256x128, T, backward>(w, map, a, shape, c, stream);
     case MatmulTile::m128n256: return launch_matmul<Tile128x256, T, backward>(w, map, a, shape, c, stream);
     case MatmulTile::m64n128: return launch_matmul<Tile64x128, T, backward>(w, map, a, shape, c, stream);
     case MatmulTile::m64n64: return launch_matmul<Tile64x64, T, backward>(w, map, a, shape, c, stream);
@@ -423,7 +428,7 @@ const char* matmul_4bit(const FourBitWeight& w, const DynamicMap* map, const voi
                         MatmulPass pass, void* stream, MatmulTile tile) {
   if (const char* problem = check_weight(w, map)) return problem;
   if (m < 1) return "matmul_4bit: no rows";
-  if ((m + 63) / 64 > 65535) return "matmul_4bit: more than 65535 tiles of 64 rows";
+  if ((m + 63) / 64 > 65535) return "matmul_4bit: more than 65535 tiles of 64 rows";  // gridDim.y
   if (const char* unfit = matmul_4bit_unfit(w, a, c, dtype)) {
     static thread_local std::string message;
     message = std::string("matmul_4bit: the kernel cannot take this weight: ") + unfit;

@@ -271,7 +271,8 @@ TEST(CudaKernels, FusedMatmulMatchesTheCpuReference) {
 TEST(CudaKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(10);
-  const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m128n256, "128x256"},
+  const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m256n128, "256x128"},
+                                                                    {cuda::MatmulTile::m128n256, "128x256"},
                                                                     {cuda::MatmulTile::m128n128, "128x128"},
                                                                     {cuda::MatmulTile::m64n128, "64x128"},
                                                                     {cuda::MatmulTile::m64n64, "64x64"}};

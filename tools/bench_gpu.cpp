@@ -207,7 +207,8 @@ void bench_matmul() {
               static_cast<long>(chunk >> 20));
   std::printf("| shape | tokens | dtype | pass | sliced TFLOP/s | fused TFLOP/s | fastest tile TFLOP/s | cuBLAS fp16 "
               "TFLOP/s | sliced ratio | fused ratio | fastest tile ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
-  const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m128n256, "128x256"},
+  const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m256n128, "256x128"},
+                                                                    {cuda::MatmulTile::m128n256, "128x256"},
                                                                     {cuda::MatmulTile::m128n128, "128x128"},
                                                                     {cuda::MatmulTile::m64n128, "64x128"},
                                                                     {cuda::MatmulTile::m64n64, "64x64"}};

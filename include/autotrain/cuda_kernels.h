@@ -89,7 +89,7 @@ const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const 
 // it can): fp32, columns not a multiple of 32 or rows of 8, misaligned pointers, a GPU older than sm_80.
 // `tile` is a block's tile of c (rows x columns); `automatic` picks one by the shape and the GPU's SM count.
 enum class MatmulPass { forward, backward };
-enum class MatmulTile { automatic, m128n256, m128n128, m64n128, m64n64 };
+enum class MatmulTile { automatic, m256n128, m128n256, m128n128, m64n128, m64n64 };
 const char* matmul_4bit_unfit(const FourBitWeight& weight, const void* a, const void* c, DType dtype);
 const char* matmul_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* a, int64_t m, void* c,
                         DType dtype, MatmulPass pass, void* stream, MatmulTile tile = MatmulTile::automatic);

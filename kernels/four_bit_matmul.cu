@@ -9,8 +9,8 @@
 // As a GEMM C (m, n) = A (m, k) . B (k, n): A is x or dy, row-major (cp.async to shared memory); B is W^T
 // forward (B[k][n] = W[n][k]: the weight's rows are B's columns) and W backward (B[k][n] = W[k][n]).
 //
-// A block computes a tile of C (256 x 128, 128 x 256, 128 x 128, 64 x 128 or 64 x 64: Tiling below) with 4 or 8 warps, each
-// a 32 x 32 to 64 x 64 part of it in m16n8k16 MMAs, and walks k in tiles of 32. Per k tile: the A tile
+// A block computes a tile of C (256 x 128, 128 x 256, 128 x 128, 64 x 128 or 64 x 64: Tiling below) with 4 or 8
+// warps, each a 32 x 32 to 64 x 64 part of it in m16n8k16 MMAs, and walks k in tiles of 32. Per k tile: the A tile
 // (TileM x 32) and the packed weight tile (TileN x 32 values) are copied with cp.async, Stages - 1 tiles ahead;
 // the packed tile is then dequantized into one of two dense tiles of shared memory while the warps multiply the
 // other one:
@@ -42,7 +42,7 @@ constexpr int kPad = 8;     // elements of padding per shared row (16 bytes)
 template <int TileM, int TileN, int WarpsM, int WarpsN, int Stages = 4>
 struct Tiling {
   static constexpr int kTileM = TileM, kTileN = TileN;
-  static constexpr int kStages = Stages;  // k tiles of A and of the packed weight in shared memory, Stages - 1 in flight
+  static constexpr int kStages = Stages;  // k tiles of A and of the packed weight in shared memory
   static constexpr int kWarpsN = WarpsN;
   static constexpr int kThreads = 32 * WarpsM * WarpsN;
   static constexpr int kWarpM = TileM / WarpsM, kWarpN = TileN / WarpsN;
@@ -190,7 +190,8 @@ __device__ __forceinline__ ThreadPieces<Tile, T> thread_pieces(const FourBitWeig
     t.a[i].col = c;
   }
 #pragma unroll
-  for (int i = 0; i < t.kPacked; ++i) t.packed[i] = weight_piece<Tile, backward>(w, 2 * (threadIdx.x + i * Tile::kThreads), n0);
+  for (int i = 0; i < t.kPacked; ++i)
+    t.packed[i] = weight_piece<Tile, backward>(w, 2 * (threadIdx.x + i * Tile::kThreads), n0);
 #pragma unroll
   for (int i = 0; i < Tile::kPiecesPerThread; ++i)
     t.dequantized[i] = weight_piece<Tile, backward>(w, threadIdx.x + i * Tile::kThreads, n0);
@@ -255,7 +256,8 @@ __device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const 
         pairs[4 * half + k] = pack_pair<T>(__fmul_rn(load_shared(code_entry(high, code_address, k)), scale),
                                            __fmul_rn(load_shared(code_entry(low, code_address, k)), scale));
     }
-    uint4* dst = reinterpret_cast<uint4*>(b_tile + t.dequantized[i].tile_row * row_elements + t.dequantized[i].tile_col);
+    const WeightPiece& p = t.dequantized[i];
+    uint4* dst = reinterpret_cast<uint4*>(b_tile + p.tile_row * row_elements + p.tile_col);
     dst[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
     dst[1] = make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
   }

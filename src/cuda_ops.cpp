@@ -66,7 +66,12 @@ const cuda::DynamicMap* kernel_dynamic_map() {
 
 namespace {
 
-// y = x W^T: GEMV for a few rows, else the sliced matmul; dx = dy W in the backward. (The bias is added
+// Whether training's matmul is the fused kernel for this input (AUTOTRAIN_NF4_MATMUL=fused and it applies).
+bool fused_matmul_takes(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass) {
+  return training_matmul() == TrainingMatmul::fused && matmul_4bit_fused_supports(a, weight, pass);
+}
+
+// y = x W^T: GEMV for a few rows, else the training matmul; dx = dy W in the backward. (The bias is added
 // outside: an undefined tensor cannot be an input of a custom autograd function.)
 struct Linear4bit : public torch::autograd::Function<Linear4bit> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const Quantized4bit* weight) {
@@ -77,14 +82,14 @@ struct Linear4bit : public torch::autograd::Function<Linear4bit> {
       shape.back() = weight->shape[0];
       return gemv_4bit_cuda(x.reshape({rows, in}), *weight).view(shape);
     }
-    if (training_matmul() == TrainingMatmul::fused && matmul_4bit_fused_supports(x, *weight, cuda::MatmulPass::forward))
+    if (fused_matmul_takes(x, *weight, cuda::MatmulPass::forward))
       return matmul_4bit_fused_cuda(x, *weight, cuda::MatmulPass::forward);
     return matmul_4bit_cuda(x, *weight, dequantize_chunk_bytes());
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto* weight = reinterpret_cast<const Quantized4bit*>(ctx->saved_data["weight"].toInt());
-    if (training_matmul() == TrainingMatmul::fused && matmul_4bit_fused_supports(grads[0], *weight, cuda::MatmulPass::backward))
+    if (fused_matmul_takes(grads[0], *weight, cuda::MatmulPass::backward))
       return {matmul_4bit_fused_cuda(grads[0], *weight, cuda::MatmulPass::backward), at::Tensor()};
     return {matmul_4bit_transposed_cuda(grads[0], *weight, dequantize_chunk_bytes()), at::Tensor()};
   }

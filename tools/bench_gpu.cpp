@@ -206,7 +206,8 @@ void bench_matmul() {
               "fastest of its tiles\n\n",
               static_cast<long>(chunk >> 20));
   std::printf("| shape | tokens | dtype | pass | sliced TFLOP/s | fused TFLOP/s | fastest tile TFLOP/s | cuBLAS fp16 "
-              "TFLOP/s | sliced ratio | fused ratio | fastest tile ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "TFLOP/s | sliced ratio | fused ratio | fastest tile ratio |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m256n128, "256x128"},
                                                                     {cuda::MatmulTile::m128n256, "128x256"},
                                                                     {cuda::MatmulTile::m128n128, "128x128"},
@@ -301,7 +302,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   if (sections.empty()) sections = all;
-  auto wanted = [&](const char* section) { return std::find(sections.begin(), sections.end(), section) != sections.end(); };
+  auto wanted = [&](const char* section) {
+    return std::find(sections.begin(), sections.end(), section) != sections.end();
+  };
   ensure_cuda_backend();
   if (!torch::cuda::is_available()) {
     std::fprintf(stderr, "bench_gpu: no CUDA device\n");

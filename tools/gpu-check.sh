@@ -86,7 +86,8 @@ fi
 if wanted memcheck; then
   stage "memcheck"
   timeout "$(at_most 90)" compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/autotrain_tests" \
-    --gtest_filter='CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaKernels.FusedMatmul*:CudaFusedOps.*' > "$OUT/memcheck.log" 2>&1
+    --gtest_filter='CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaKernels.FusedMatmul*:CudaFusedOps.*' \
+    > "$OUT/memcheck.log" 2>&1
   echo "memcheck: exit $?"
   grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
 fi

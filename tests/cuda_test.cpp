@@ -95,6 +95,22 @@ TEST(CudaKernels, DequantizeEqualsTheCpuBitForBit) {
         }
 }
 
+// A weight larger than one pass of the grid-stride kernels (a few SMs x 8 blocks x 256 threads x 4 groups of 8
+// values each: ~8.7 M values on a 132-SM GPU), so that threads take several strides, whole rows and a block of
+// columns; bit for bit as above.
+TEST(CudaKernels, DequantizeOfALargeWeightEqualsTheCpuBitForBit) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(11);
+  for (bool dq : {false, true}) {
+    Quantized4bit q = quantize_4bit(at::randn({2200, 4160}), QuantType::nf4, 64, dq);
+    Quantized4bit g = on_gpu(q);
+    at::Tensor expected = dequantize_4bit(q, at::kBFloat16);
+    EXPECT_TRUE(at::equal(dequantize_4bit_cuda(g, at::kBFloat16).cpu(), expected)) << "double quantized " << dq;
+    EXPECT_TRUE(at::equal(dequantize_4bit_cuda(g, at::kBFloat16, 0, -1, 64, 4096).cpu(), expected.slice(1, 64, 4096)))
+        << "double quantized " << dq;
+  }
+}
+
 // The torch-ops quantization on the GPU (what a model bound for a GPU quantizes with) gives the CPU loop's
 // bytes: each of its steps is an exact IEEE operation on either device.
 TEST(CudaKernels, QuantizeOnTheGpuEqualsTheCpuBitForBit) {
@@ -148,11 +164,15 @@ at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype)
 }
 
 // Shapes the tensor-core kernel takes (cols a multiple of 64): row counts that are not multiples of its 16-row
-// tile, and column counts of 1 to 224 chunks of 64 (fewer chunks than a block has warps, and uneven shares).
+// tile, and column counts of 1 to 224 chunks of 64 (fewer chunks than a block has warps, and uneven shares);
+// 16000 x 64 (1000 tiles of 16 rows, blocks of 4 warps) and 2200 x 4160 (138 tiles, blocks of 16 warps, one per
+// SM) have more tiles than the grid, one wave of blocks, on GPUs of up to 132 SMs: blocks take several tiles;
+// 2200 x 4160 also takes two rounds of chunks per tile.
 TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(5);
-  const std::vector<Shape> shapes{{1, 64}, {37, 128}, {130, 1024}, {16, 448}, {300, 4096}, {24, 14336}};
+  const std::vector<Shape> shapes{{1, 64},     {37, 128},  {130, 1024}, {16, 448},
+                                  {300, 4096}, {24, 14336}, {16000, 64}, {2200, 4160}};
   for (bool dq : {false, true})
     for (int64_t blocksize : {64, 256})
       for (Shape s : shapes)

@@ -135,11 +135,14 @@ void expect_close_to_fp64(const at::Tensor& got, const at::Tensor& a, const at::
 at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype);
 
 // The CUDA-core GEMV multiplies code * scale unrounded (fp32 codes, each group's sum times its block's scale).
+// Beyond the shapes above, rows wider than one round of its loop (4 chunks of 1024 columns): 4160 and 14336.
 TEST(CudaKernels, GemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(2);
+  std::vector<Shape> shapes = kShapes;
+  shapes.insert(shapes.end(), {{40, 4160}, {24, 14336}});
   for (bool dq : {false, true})
-    for (Shape s : kShapes)
+    for (Shape s : shapes)
       for (at::ScalarType dtype : kDtypes)
         for (int64_t m : {1, 3, 8}) {
           SCOPED_TRACE(describe(QuantType::nf4, dq, 64, s, dtype) + " m " + std::to_string(m));

@@ -116,7 +116,8 @@ __device__ __forceinline__ void load_matrices(uint32_t (&r)[4], const void* row)
 //
 // Each thread copies and dequantizes the same few pieces of every k tile, one k tile further along each time: where
 // they lie at k tile 0 is worked out once, before the loop (with 64-bit index arithmetic and divisions), and the
-// loop only adds a step (an earlier version recomputed it all per tile: ~300 instructions per 32 MMAs).
+// loop only adds a step. (An earlier version recomputed it all per tile: ~400 instructions per 32 MMAs in the
+// 128 x 128 loop's SASS, against ~260 now.)
 
 struct MatmulShape {
   int64_t m = 0, n = 0, k = 0;  // C (m, n) = A (m, k) . B (k, n)

@@ -16,7 +16,7 @@
 # tools/bench_gpu.sh, e.g. "AUTOTRAIN_NF4_MATMUL=fused") adds runs of ours to the end-to-end stages, whose run
 # settings are GPU_CHECK_E2E_ARGS (default "--lora-dropout 0"; AutoTrain's default dropout is 0.05).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-/tmp/gpu-check}"
 BUILD=build-device
 BUDGET="${GPU_CHECK_SECONDS:-540}"
@@ -26,7 +26,7 @@ left() { echo $((BUDGET - (SECONDS - START))); }
 at_most() { local l; l=$(left); echo $((l < $1 ? l : $1)); }
 stage() { echo "=== $1 (t=$((SECONDS - START)) s)"; }
 STAGES=" ${GPU_CHECK_STAGES:-kernels bench training memcheck e2e} "
-E2E_ARGS="${GPU_CHECK_E2E_ARGS:---lora-dropout 0}"  # bench_gpu_peer.py run settings of the end-to-end stages
+read -r -a E2E_ARGS <<< "${GPU_CHECK_E2E_ARGS:---lora-dropout 0}"  # bench_gpu_peer.py run settings, end to end
 wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 
 nvidia-smi -L
@@ -97,7 +97,7 @@ fi
 if wanted e2e1b; then
   stage "end to end, 1b"
   BENCH_GPU_WORK=/tmp/bench-1b timeout "$(at_most 200)" \
-    bash tools/bench_gpu.sh "$BUILD" 1b 10 $E2E_ARGS > "$OUT/e2e-1b.txt" 2>&1
+    bash tools/bench_gpu.sh "$BUILD" 1b 10 "${E2E_ARGS[@]}" > "$OUT/e2e-1b.txt" 2>&1
   echo "e2e 1b: exit $?"
   tail -12 "$OUT/e2e-1b.txt"
   for side in ours peer; do
@@ -112,7 +112,7 @@ if ! wanted e2e; then
 elif [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
   stage "end to end, 8b"
   BENCH_GPU_WORK="$WORK_8B" timeout $(($(left) - 5)) \
-    bash tools/bench_gpu.sh "$BUILD" 8b 6 $E2E_ARGS > "$OUT/e2e-8b.txt" 2>&1
+    bash tools/bench_gpu.sh "$BUILD" 8b 6 "${E2E_ARGS[@]}" > "$OUT/e2e-8b.txt" 2>&1
   echo "e2e 8b: exit $?"
   tail -12 "$OUT/e2e-8b.txt"
   grep -iE "quantiz|loaded|seconds" "$WORK_8B/ours.log" | head -5
@@ -122,7 +122,7 @@ elif [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
 elif (($(left) > 120)) && ! wanted e2e1b; then
   stage "end to end, 1b (no 8b model or too little time)"
   BENCH_GPU_WORK=/tmp/bench-1b timeout $(($(left) - 5)) \
-    bash tools/bench_gpu.sh "$BUILD" 1b 10 $E2E_ARGS > "$OUT/e2e-1b.txt" 2>&1
+    bash tools/bench_gpu.sh "$BUILD" 1b 10 "${E2E_ARGS[@]}" > "$OUT/e2e-1b.txt" 2>&1
   echo "e2e 1b: exit $?"
   tail -12 "$OUT/e2e-1b.txt"
 else

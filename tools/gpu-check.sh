@@ -129,4 +129,4 @@ else
   echo "=== end to end: skipped ($(left) s left)"
 fi
 [[ -n "$MAKE_8B" ]] && kill "$MAKE_8B" 2>/dev/null
-stage done
+stage "done"

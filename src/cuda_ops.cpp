@@ -10,6 +10,7 @@
 
 #include "autotrain/cuda_kernels.h"
 #include "autotrain/error.h"
+#include "autotrain/logging.h"
 
 namespace autotrain {
 
@@ -191,7 +192,11 @@ namespace {
 std::atomic<TrainingMatmul>& training_matmul_choice() {
   static std::atomic<TrainingMatmul> choice = [] {
     const char* value = std::getenv("AUTOTRAIN_NF4_MATMUL");
-    return value != nullptr && std::string(value) == "fused" ? TrainingMatmul::fused : TrainingMatmul::sliced;
+    const std::string name = value != nullptr ? value : "";
+    if (name == "fused") return TrainingMatmul::fused;
+    if (!name.empty() && name != "sliced")
+      log::warn("AUTOTRAIN_NF4_MATMUL=" + name + " is neither fused nor sliced; using the sliced matmul");
+    return TrainingMatmul::sliced;
   }();
   return choice;
 }

@@ -22,6 +22,13 @@ at::Tensor load(const std::string& name, std::vector<int64_t> shape) {
 
 double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
+// The case's adapter weights (written by tests/reference/lora.py) into the layer.
+void load_adapter(LoraLinear& layer, const std::string& id, int64_t r, int64_t in, int64_t out) {
+  at::NoGradGuard no_grad;
+  layer->lora_A.copy_(load(id + ".lora_A", {r, in}));
+  layer->lora_B.copy_(load(id + ".lora_B", {out, r}));
+}
+
 TEST(LoraLinear, ForwardAndGradientsEqualPeft) {
   auto cases = nlohmann::json::parse(read_file(kDir + "/cases.json"));
   ASSERT_EQ(cases.size(), 4u);
@@ -34,11 +41,7 @@ TEST(LoraLinear, ForwardAndGradientsEqualPeft) {
     auto quantization = c["base"] == "nf4" ? BaseQuantization::int4 : BaseQuantization::none;
     auto base = std::make_shared<FrozenLinear>(weight, bias, quantization, at::kFloat);
     LoraLinear layer(base, LoraOptions{r, c["alpha"].get<double>(), 0.0, c["rslora"].get<bool>()});
-    {
-      at::NoGradGuard no_grad;
-      layer->lora_A.copy_(load(id + ".lora_A", {r, in}));
-      layer->lora_B.copy_(load(id + ".lora_B", {out, r}));
-    }
+    load_adapter(layer, id, r, in, out);
     at::Tensor x = load(id + ".x", {3, 5, in}).requires_grad_(true);
     at::Tensor y = layer->forward(x);
     // fp32 throughout: the same products summed in a possibly different order, |values| ~ 1, so a few
@@ -69,11 +72,7 @@ TEST(LoraLinear, MixedPrecisionEqualsPeftUnderAutocast) {
     auto base = std::make_shared<FrozenLinear>(load(id + ".weight", {out, in}).to(dtype), at::Tensor(),
                                                BaseQuantization::none, dtype);
     LoraLinear layer(base, LoraOptions{r, c["alpha"].get<double>(), 0.0, false});
-    {
-      at::NoGradGuard no_grad;
-      layer->lora_A.copy_(load(id + ".lora_A", {r, in}));
-      layer->lora_B.copy_(load(id + ".lora_B", {out, r}));
-    }
+    load_adapter(layer, id, r, in, out);
     at::Tensor x = load(id + ".x", {3, 5, in}).to(dtype).requires_grad_(true);
     at::Tensor y = layer->forward(x);
     ASSERT_EQ(y.scalar_type(), dtype);

@@ -26,6 +26,7 @@ left() { echo $((BUDGET - (SECONDS - START))); }
 at_most() { local l; l=$(left); echo $((l < $1 ? l : $1)); }
 stage() { echo "=== $1 (t=$((SECONDS - START)) s)"; }
 STAGES=" ${GPU_CHECK_STAGES:-kernels bench training memcheck e2e} "
+read -r -a BENCH_SECTIONS <<< "${GPU_CHECK_BENCH_SECTIONS:-}"  # bench_gpu sections; none: all
 read -r -a E2E_ARGS <<< "${GPU_CHECK_E2E_ARGS:---lora-dropout 0}"  # bench_gpu_peer.py run settings, end to end
 wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 
@@ -63,8 +64,7 @@ fi
 
 if wanted bench; then
   stage "bench_gpu"
-  # shellcheck disable=SC2086
-  timeout "$(at_most 150)" "$BUILD/bench_gpu" ${GPU_CHECK_BENCH_SECTIONS:-} > "$OUT/bench_gpu.txt" 2>&1
+  timeout "$(at_most 150)" "$BUILD/bench_gpu" "${BENCH_SECTIONS[@]}" > "$OUT/bench_gpu.txt" 2>&1
   echo "bench_gpu: exit $?"
   grep -v '^JSON' "$OUT/bench_gpu.txt" | head -80
   timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1

@@ -157,15 +157,15 @@ template <typename T>
 void launch_dequantize(const FourBitWeight& w, const MapParam& param, int64_t first, int64_t last, void* out,
                        cudaStream_t s) {
   const unsigned blocks = grid_for((last + 7) / 8 - first / 8, kDequantizeThreads);
-  dequantize_kernel<T><<<blocks, kDequantizeThreads, 0, s>>>(w, param, first, last, static_cast<T*>(out));
+  launch_kernel(dequantize_kernel<T>, blocks, kDequantizeThreads, 0, s, w, param, first, last, static_cast<T*>(out));
 }
 
 template <typename T>
 void launch_dequantize_columns(const FourBitWeight& w, const MapParam& param, int64_t row_begin, int64_t height,
                                int64_t col_begin, int64_t width, void* out, cudaStream_t s) {
   const unsigned blocks = grid_for(height * width / 8 + 1, kDequantizeThreads);
-  dequantize_columns_kernel<T><<<blocks, kDequantizeThreads, 0, s>>>(w, param, row_begin, height, col_begin, width,
-                                                                     static_cast<T*>(out));
+  launch_kernel(dequantize_columns_kernel<T>, blocks, kDequantizeThreads, 0, s, w, param, row_begin, height, col_begin,
+                width, static_cast<T*>(out));
 }
 
 }  // namespace

@@ -92,13 +92,21 @@ __device__ __forceinline__ uint32_t code_entry(uint32_t offsets, uint32_t code_a
 
 // A float of shared memory at a 32-bit shared-window address.
 __device__ __forceinline__ float load_shared(uint32_t address) {
+#ifdef AUTOTRAIN_SIMT_EMULATION
+  return *static_cast<const float*>(::autotrain::simt::shared_pointer(address));
+#else
   float value;
   asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(value) : "r"(address));
   return value;
+#endif
 }
 
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
+#ifdef AUTOTRAIN_SIMT_EMULATION
+  return ::autotrain::simt::shared_address(p);
+#else
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+#endif
 }
 
 // The shared address of a kernel's code array (declared __align__(256)); traps if the alignment was not honoured,
@@ -128,7 +136,9 @@ __device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float low, float hi
 // d += A . B for one m16n8k16 tile (fp32 accumulators).
 template <typename T>
 __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+  ::autotrain::simt::mma_16x8x16(d, a, b0, b1, std::is_same_v<T, __nv_bfloat16>);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   if constexpr (std::is_same_v<T, __half>) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"

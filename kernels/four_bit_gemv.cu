@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                             const T* __restrict__ x, int m_count,
                             T* __restrict__ y) {
-  extern __shared__ __align__(16) uint32_t pair_table[];  // [byte][copy]
+  AUTOTRAIN_DYNAMIC_SHARED(uint32_t, pair_table);  // [byte][copy]
   __shared__ float code[16];
   __shared__ float map[256];
   __shared__ float partial[kTensorCoreMaxWarps][kTensorCoreRows][8];
@@ -313,8 +313,8 @@ void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const 
       per_sm < 1)
     per_sm = 1;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
-  gemv_tensor_core_kernel<T><<<blocks, threads, kPairTableBytes, stream>>>(
-      w, map, static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
+  launch_kernel(gemv_tensor_core_kernel<T>, blocks, threads, kPairTableBytes, stream, w, map, static_cast<const T*>(x),
+                static_cast<int>(m), static_cast<T*>(y));
 }
 
 template <typename T>
@@ -325,21 +325,21 @@ void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int
                        reinterpret_cast<uintptr_t>(x) % 32 == 0;
   if (!aligned) {
     const unsigned blocks = static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    gemv_any_kernel<T><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(w, map, xt, static_cast<int>(m), yt);
+    launch_kernel(gemv_any_kernel<T>, blocks, kWarpsPerBlock * 32, 0, stream, w, map, xt, static_cast<int>(m), yt);
     return;
   }
   const int64_t rows_per_block = kWarpsPerBlock * kGemvRows;
   const unsigned blocks = static_cast<unsigned>((w.rows + rows_per_block - 1) / rows_per_block);
   const unsigned threads = kWarpsPerBlock * 32;
   switch (m) {
-    case 1: gemv_kernel<T, 1><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
-    case 2: gemv_kernel<T, 2><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
-    case 3: gemv_kernel<T, 3><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
-    case 4: gemv_kernel<T, 4><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
-    case 5: gemv_kernel<T, 5><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
-    case 6: gemv_kernel<T, 6><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
-    case 7: gemv_kernel<T, 7><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
-    default: gemv_kernel<T, 8><<<blocks, threads, 0, stream>>>(w, map, xt, yt); break;
+    case 1: launch_kernel(gemv_kernel<T, 1>, blocks, threads, 0, stream, w, map, xt, yt); break;
+    case 2: launch_kernel(gemv_kernel<T, 2>, blocks, threads, 0, stream, w, map, xt, yt); break;
+    case 3: launch_kernel(gemv_kernel<T, 3>, blocks, threads, 0, stream, w, map, xt, yt); break;
+    case 4: launch_kernel(gemv_kernel<T, 4>, blocks, threads, 0, stream, w, map, xt, yt); break;
+    case 5: launch_kernel(gemv_kernel<T, 5>, blocks, threads, 0, stream, w, map, xt, yt); break;
+    case 6: launch_kernel(gemv_kernel<T, 6>, blocks, threads, 0, stream, w, map, xt, yt); break;
+    case 7: launch_kernel(gemv_kernel<T, 7>, blocks, threads, 0, stream, w, map, xt, yt); break;
+    default: launch_kernel(gemv_kernel<T, 8>, blocks, threads, 0, stream, w, map, xt, yt); break;
   }
 }
 

@@ -73,7 +73,9 @@ struct Tiling {
 
 // 16 bytes from global to shared memory, or 16 zero bytes when !valid (src is then not read).
 __device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+  ::autotrain::simt::copy16_async(dst, src, valid);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
                "r"(valid ? 16 : 0));
 #else
@@ -82,7 +84,9 @@ __device__ __forceinline__ void copy16_async(void* dst, const void* src, bool va
 }
 
 __device__ __forceinline__ void commit_copies() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+  ::autotrain::simt::commit_copies();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::);
 #endif
 }
@@ -90,7 +94,9 @@ __device__ __forceinline__ void commit_copies() {
 // Waits until at most `pending` committed groups of this thread's copies are still in flight.
 template <int pending>
 __device__ __forceinline__ void wait_copies() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+  ::autotrain::simt::wait_copies(pending);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
 #endif
 }
@@ -98,7 +104,9 @@ __device__ __forceinline__ void wait_copies() {
 // Four 8 x 8 matrices of 16-bit values; lane l gives the address of row l % 8 of matrix l / 8.
 template <bool transposed>
 __device__ __forceinline__ void load_matrices(uint32_t (&r)[4], const void* row) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+  ::autotrain::simt::load_matrices(r, row, transposed);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   if constexpr (transposed)
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -298,7 +306,7 @@ template <typename Tile, typename T, bool backward>
 __global__ void __launch_bounds__(Tile::kThreads)
     matmul_4bit_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                        const T* __restrict__ a, MatmulShape shape, T* __restrict__ c) {
-  extern __shared__ __align__(128) uint8_t shared[];
+  AUTOTRAIN_DYNAMIC_SHARED(uint8_t, shared);
   __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
@@ -369,12 +377,13 @@ const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const voi
   constexpr size_t bytes = Tile::template shared_bytes<T>();
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
   auto kernel = matmul_4bit_kernel<Tile, T, backward>;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) !=
-      cudaSuccess)
+  if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(bytes)) != cudaSuccess)
     return launch_status();
   const dim3 grid(static_cast<unsigned>((shape.n + Tile::kTileN - 1) / Tile::kTileN),
                   static_cast<unsigned>((shape.m + Tile::kTileM - 1) / Tile::kTileM));
-  kernel<<<grid, Tile::kThreads, bytes, stream>>>(w, map, static_cast<const T*>(a), shape, static_cast<T*>(c));
+  launch_kernel(kernel, grid, Tile::kThreads, bytes, stream, w, map, static_cast<const T*>(a), shape,
+                static_cast<T*>(c));
   return launch_status();
 }
 

@@ -40,6 +40,27 @@ void with_element_type(DType dtype, Launch&& launch) {
   }
 }
 
+// Launches `kernel` (kernel<<<grid, block, shared_bytes, stream>>>(args...)); under the CPU emulator of
+// tests/simt (AUTOTRAIN_SIMT_EMULATION), runs it there.
+template <typename... Params, typename... Args>
+void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                   const Args&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "one argument per kernel parameter");
+#ifdef AUTOTRAIN_SIMT_EMULATION
+  (void)stream;
+  ::autotrain::simt::launch(grid, block, shared_bytes, [&] { kernel(static_cast<Params>(args)...); });
+#else
+  kernel<<<grid, block, shared_bytes, stream>>>(static_cast<Params>(args)...);
+#endif
+}
+
+// A kernel's dynamic shared memory (the bytes its launch asks for), as `type* name`.
+#ifdef AUTOTRAIN_SIMT_EMULATION
+#define AUTOTRAIN_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(::autotrain::simt::dynamic_shared())
+#else
+#define AUTOTRAIN_DYNAMIC_SHARED(type, name) extern __shared__ __align__(128) type name[]
+#endif
+
 // CUDA's error from the last launch, or nullptr.
 inline const char* launch_status() {
   const cudaError_t status = cudaGetLastError();

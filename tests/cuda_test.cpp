@@ -21,6 +21,7 @@
 #include "autotrain/model.h"
 #include "autotrain/quant.h"
 #include "autotrain/safetensors.h"
+#include "kernel_reference.h"
 #include "test_util.h"
 
 namespace autotrain {
@@ -28,7 +29,9 @@ namespace {
 
 bool is_loaded(const char* library) { return ::dlopen(library, RTLD_NOW | RTLD_NOLOAD) != nullptr; }
 
+using testing::expect_close_to_fp64;
 using testing::load_cuda_backend;
+using testing::scaled_code_weight;
 
 // libtorch_cuda is not linked (it costs every process ~370 MB at start-up); it is loaded when asked for.
 TEST(CudaBackend, LoadsOnlyWhenAskedFor) {
@@ -118,22 +121,6 @@ TEST(CudaKernels, QuantizeOnTheGpuEqualsTheCpuBitForBit) {
   testing::expect_torch_quantization_equals_the_loop(at::Device(at::kCUDA, 0));
 }
 
-// |got - expected| against the fp64 product of the same (rounded) operands. The kernels accumulate in fp32
-// in another order than fp64 (a relative error ~ sqrt(K) * 2^-24 of sum |x||w|, bounded here by 1e-5 of it)
-// and round the result to the dtype (half an ulp: 2^-9 relative for bf16, 2^-12 for fp16, 0 for fp32;
-// twice that allowed, as cuBLAS may round an fp32 intermediate once more).
-void expect_close_to_fp64(const at::Tensor& got, const at::Tensor& a, const at::Tensor& b_t, at::ScalarType dtype) {
-  at::Tensor a64 = a.cpu().to(at::kDouble), b64 = b_t.cpu().to(at::kDouble);
-  at::Tensor expected = at::mm(a64, b64);
-  at::Tensor magnitude = at::mm(a64.abs(), b64.abs());
-  const double unit = dtype == at::kBFloat16 ? std::ldexp(1.0, -8) : dtype == at::kHalf ? std::ldexp(1.0, -11) : 0.0;
-  at::Tensor bound = expected.abs() * unit + magnitude * 1e-5 + 1e-30;
-  at::Tensor excess = (got.cpu().to(at::kDouble) - expected).abs() / bound;
-  EXPECT_LE(excess.max().item<double>(), 1.0) << "worst element exceeds its bound";
-}
-
-at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype);
-
 // The CUDA-core GEMV multiplies code * scale unrounded (fp32 codes, each group's sum times its block's scale).
 // Beyond the shapes above, rows wider than one round of its loop (4 chunks of 1024 columns): 4160 and 14336.
 TEST(CudaKernels, GemvMatchesTheCpuReference) {
@@ -152,18 +139,6 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
           ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, s.rows}));
           expect_close_to_fp64(y, x, scaled_code_weight(q, at::kFloat).t(), dtype);
         }
-}
-
-// The weight a GEMV kernel multiplies: each code value rounded to `code_dtype` (the tensor cores' fp16 / bf16
-// operand; fp32 on the CUDA cores), times its block's scale (applied in fp32 to a sum, exactly here in fp64).
-at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype) {
-  const auto& table = code_4bit(q.type);
-  at::Tensor code = at::tensor(at::ArrayRef<float>(table.data(), table.size())).to(code_dtype).to(at::kDouble);
-  at::Tensor nibbles =
-      at::stack({at::bitwise_right_shift(q.packed, 4), at::bitwise_and(q.packed, 15)}, 1).reshape(-1).to(at::kLong);
-  const int64_t n = q.numel();
-  at::Tensor scales = block_absmax(q).to(at::kDouble).repeat_interleave(q.blocksize).narrow(0, 0, n);
-  return (code.index_select(0, nibbles.narrow(0, 0, n)) * scales).reshape(q.shape);
 }
 
 // Shapes the tensor-core kernel takes (cols a multiple of 64): row counts that are not multiples of its 16-row

@@ -1,0 +1,247 @@
+// The 4-bit kernels of kernels/ (dequantization, the two GEMVs, the fused training matmul) run under the CPU
+// emulator of tests/simt, against the same CPU references and bounds as tests/cuda_test.cpp holds them to on a GPU.
+// This needs no GPU, so CI runs the kernels' indexing, tiling, partial tiles, barriers, warp collectives and
+// cp.async pipeline on every change; timing, and the hardware's own arithmetic in the tensor cores, still need a
+// GPU (tests/cuda_test.cpp, tools/bench_gpu).
+//
+// Each test runs twice per case under different emulator settings: cp.async copies landing at the thread's wait
+// with threads run in ascending order, then copies landing at issue with threads in descending order (simt.h), so
+// that a missing wait or barrier shows in one of them.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "autotrain/cuda_kernels.h"
+#include "autotrain/quant.h"
+#include "kernel_reference.h"
+#include "simt.h"
+
+namespace autotrain {
+namespace {
+
+using testing::expect_close_to_fp64;
+using testing::scaled_code_weight;
+
+const std::vector<simt::Options> kSettings{
+    {simt::CopyTiming::at_wait, simt::ThreadOrder::ascending, 4},
+    {simt::CopyTiming::at_issue, simt::ThreadOrder::descending, 4},
+};
+
+std::string describe(const simt::Options& o) {
+  return std::string("copies land ") + (o.copies == simt::CopyTiming::at_wait ? "at wait" : "at issue") +
+         ", threads " + (o.order == simt::ThreadOrder::ascending ? "ascending" : "descending");
+}
+
+// The kernels' view of a 4-bit weight in host memory (the emulator's "device" memory).
+struct HostWeight {
+  explicit HostWeight(const Quantized4bit& q) : q(q) {
+    view.packed = q.packed.data_ptr<uint8_t>();
+    view.rows = q.shape[0];
+    view.cols = q.shape[1];
+    view.blocksize = static_cast<int>(q.blocksize);
+    const auto& code = code_4bit(q.type);
+    std::copy(code.begin(), code.end(), view.code);
+    if (q.double_quantized) {
+      view.nested_codes = q.nested.codes.data_ptr<uint8_t>();
+      view.nested_absmax = q.nested.absmax.data_ptr<float>();
+      view.nested_blocksize = static_cast<int>(q.nested.blocksize);
+      view.offset = q.offset;
+    } else {
+      view.absmax = q.absmax.data_ptr<float>();
+    }
+    const auto& values = dynamic_map_8bit();
+    std::copy(values.begin(), values.end(), map.values);
+  }
+  Quantized4bit q;
+  cuda::FourBitWeight view;
+  cuda::DynamicMap map{};
+};
+
+cuda::DType dtype_of(at::ScalarType t) {
+  return t == at::kHalf ? cuda::DType::f16 : t == at::kBFloat16 ? cuda::DType::bf16 : cuda::DType::f32;
+}
+
+void expect_ok(const char* problem) { ASSERT_EQ(problem, nullptr) << problem; }
+
+// A fresh output for a kernel: NaN everywhere, so that an element it does not write fails the comparison.
+at::Tensor output(int64_t rows, int64_t cols, at::ScalarType dtype) {
+  return at::full({rows, cols}, std::numeric_limits<float>::quiet_NaN(), at::TensorOptions().dtype(dtype));
+}
+
+at::Tensor dequantize(const HostWeight& w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, at::ScalarType dtype) {
+  at::Tensor out = output(r1 - r0, c1 - c0, dtype);
+  expect_ok(cuda::dequantize_4bit(w.view, &w.map, r0, r1, c0, c1, out.data_ptr(), dtype_of(dtype), nullptr));
+  return out;
+}
+
+at::Tensor gemv(const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kernel) {
+  at::Tensor y = output(x.size(0), w.view.rows, x.scalar_type());
+  expect_ok(cuda::gemv_4bit(w.view, &w.map, x.data_ptr(), x.size(0), y.data_ptr(), dtype_of(x.scalar_type()), nullptr,
+                            kernel));
+  return y;
+}
+
+at::Tensor matmul(const HostWeight& w, const at::Tensor& a, cuda::MatmulPass pass, cuda::MatmulTile tile) {
+  const int64_t width = pass == cuda::MatmulPass::forward ? w.view.rows : w.view.cols;
+  at::Tensor c = output(a.size(0), width, a.scalar_type());
+  expect_ok(
+      cuda::matmul_4bit(w.view, &w.map, a.data_ptr(), a.size(0), c.data_ptr(), dtype_of(a.scalar_type()), pass, nullptr,
+                        tile));
+  return c;
+}
+
+struct Shape {
+  int64_t rows, cols;
+};
+
+std::string describe(bool dq, int64_t blocksize, Shape s, at::ScalarType dtype) {
+  return std::string(dq ? "double-quantized " : "") + "blocksize " + std::to_string(blocksize) + " " +
+         std::to_string(s.rows) + "x" + std::to_string(s.cols) + " " + c10::toString(dtype);
+}
+
+class EmulatedKernels : public ::testing::Test {
+ protected:
+  void TearDown() override { simt::set_options(simt::Options{}); }
+};
+
+// Bit for bit, as on a GPU: whole weights (the flat kernel), slices of rows, and blocks of columns that are
+// 8-aligned (the vectorised path) and not. Grids of a few blocks on the 4 emulated SMs loop several times.
+TEST_F(EmulatedKernels, DequantizeEqualsTheCpuBitForBit) {
+  at::manual_seed(1);
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (QuantType type : {QuantType::nf4, QuantType::fp4})
+      for (bool dq : {false, true})
+        for (Shape s : std::vector<Shape>{{1, 1}, {3, 7}, {37, 53}, {129, 200}, {130, 1024}, {300, 4160}}) {
+          HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), type, 64, dq));
+          for (at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
+            SCOPED_TRACE(describe(o) + ", " + (type == QuantType::nf4 ? "nf4 " : "fp4 ") + describe(dq, 64, s, dtype));
+            at::Tensor expected = dequantize_4bit(w.q, dtype);
+            EXPECT_TRUE(at::equal(dequantize(w, 0, s.rows, 0, s.cols, dtype), expected));
+            const int64_t first = s.rows / 3, last = s.rows - s.rows / 4;
+            EXPECT_TRUE(at::equal(dequantize(w, first, last, 0, s.cols, dtype), expected.slice(0, first, last)));
+            const int64_t a = 8 * (s.cols / 40), b = s.cols - a, c = s.cols / 3, d = s.cols - s.cols / 4;
+            EXPECT_TRUE(
+                at::equal(dequantize(w, first, last, a, b, dtype), expected.slice(0, first, last).slice(1, a, b)));
+            EXPECT_TRUE(at::equal(dequantize(w, 0, s.rows, c, d, dtype), expected.slice(1, c, d)));
+          }
+        }
+  }
+}
+
+// The CUDA-core GEMV (fp32 codes): odd shapes through its element-by-element kernel, aligned ones through the
+// vectorised one, including rows of 4160 columns (more than one round of 4 chunks of 1024).
+TEST_F(EmulatedKernels, GemvMatchesTheCpuReference) {
+  at::manual_seed(2);
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (bool dq : {false, true})
+      for (Shape s : std::vector<Shape>{{3, 7}, {37, 53}, {5, 96}, {130, 1024}, {9, 4160}})
+        for (at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16})
+          for (int64_t m : {1, 3, 8}) {
+            SCOPED_TRACE(describe(o) + ", " + describe(dq, 64, s, dtype) + " m " + std::to_string(m));
+            HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, dq));
+            at::Tensor x = at::randn({m, s.cols}).to(dtype);
+            expect_close_to_fp64(gemv(w, x, cuda::GemvKernel::cuda_cores), x, scaled_code_weight(w.q, at::kFloat).t(),
+                                 dtype);
+          }
+  }
+}
+
+// The tensor-core GEMV (mma.m16n8k16 with code values rounded to the dtype): rows not a multiple of its 16-row
+// tile, 1 to 65 chunks of 64 columns (fewer chunks than warps, uneven shares, two rounds of chunks), and more tiles
+// than the grid's blocks (4 emulated SMs, one block each), so that each block's pipeline walks several tiles.
+TEST_F(EmulatedKernels, TensorCoreGemvMatchesTheCpuReference) {
+  at::manual_seed(5);
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (bool dq : {false, true})
+      for (int64_t blocksize : {64, 256})
+        for (Shape s : std::vector<Shape>{{1, 64}, {37, 128}, {130, 1024}, {16, 448}, {50, 4160}})
+          for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+            for (int64_t m : {1, 3, 8}) {
+              SCOPED_TRACE(describe(o) + ", " + describe(dq, blocksize, s, dtype) + " m " + std::to_string(m));
+              HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, blocksize, dq));
+              at::Tensor x = at::randn({m, s.cols}).to(dtype);
+              expect_close_to_fp64(gemv(w, x, cuda::GemvKernel::tensor_cores), x, scaled_code_weight(w.q, dtype).t(),
+                                   dtype);
+            }
+  }
+}
+
+// The fused matmul of training shapes, forward (x . W^T) and backward (dy . W), with the tile it picks: weights of
+// 8 to 264 rows and 32 to 544 columns (partial tiles of C and, backward, a partial last k tile), 1 to 130 rows of
+// x, blocksizes from 32 to larger than a k tile, with and without double quantization. Its weight values are
+// dequantize_4bit's, so the reference is the fp64 product of those.
+TEST_F(EmulatedKernels, FusedMatmulMatchesTheCpuReference) {
+  at::manual_seed(7);
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (bool dq : {false, true})
+      for (int64_t blocksize : {32, 64, 256})
+        for (Shape s : std::vector<Shape>{{8, 32}, {136, 96}, {264, 160}, {40, 544}})
+          for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+            for (int64_t m : {1, 130}) {
+              SCOPED_TRACE(describe(o) + ", " + describe(dq, blocksize, s, dtype) + " m " + std::to_string(m));
+              HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, blocksize, dq));
+              at::Tensor weight = dequantize_4bit(w.q, dtype);
+              at::Tensor x = at::randn({m, s.cols}).to(dtype), dy = at::randn({m, s.rows}).to(dtype);
+              expect_close_to_fp64(matmul(w, x, cuda::MatmulPass::forward, cuda::MatmulTile::automatic), x,
+                                   weight.t(), dtype);
+              expect_close_to_fp64(matmul(w, dy, cuda::MatmulPass::backward, cuda::MatmulTile::automatic), dy, weight,
+                                   dtype);
+            }
+  }
+}
+
+// Every tiling (256 x 128 with 3 stages, the others with 4) on shapes with partial tiles in both directions and,
+// backward, a partial last k tile; FP4 as well as NF4.
+TEST_F(EmulatedKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
+  at::manual_seed(10);
+  const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m256n128, "256x128"},
+                                                                    {cuda::MatmulTile::m128n256, "128x256"},
+                                                                    {cuda::MatmulTile::m128n128, "128x128"},
+                                                                    {cuda::MatmulTile::m64n128, "64x128"},
+                                                                    {cuda::MatmulTile::m64n64, "64x64"}};
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (QuantType type : {QuantType::nf4, QuantType::fp4})
+      for (Shape s : std::vector<Shape>{{72, 192}, {264, 160}})
+        for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+          const int64_t m = 70;
+          HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), type, 64, true));
+          at::Tensor weight = dequantize_4bit(w.q, dtype);
+          at::Tensor x = at::randn({m, s.cols}).to(dtype), dy = at::randn({m, s.rows}).to(dtype);
+          for (const auto& [tile, name] : tiles) {
+            SCOPED_TRACE(describe(o) + ", " + (type == QuantType::nf4 ? "nf4 " : "fp4 ") +
+                         describe(true, 64, s, dtype) + " tile " + name);
+            expect_close_to_fp64(matmul(w, x, cuda::MatmulPass::forward, tile), x, weight.t(), dtype);
+            expect_close_to_fp64(matmul(w, dy, cuda::MatmulPass::backward, tile), dy, weight, dtype);
+          }
+        }
+  }
+}
+
+// The launchers' refusals hold under emulation as on a GPU: fp32, columns not a multiple of 32, a misaligned input.
+TEST_F(EmulatedKernels, FusedMatmulRefusesWhatItCannotTake) {
+  HostWeight w(quantize_4bit(at::randn({64, 96}), QuantType::nf4, 64, true));
+  at::Tensor x = at::randn({4, 96 + 8}).to(at::kHalf), c = at::zeros({4, 64}, at::kHalf);
+  const int64_t before = simt::launches();
+  EXPECT_NE(cuda::matmul_4bit(w.view, &w.map, x.data_ptr(), 4, c.data_ptr(), cuda::DType::f32,
+                              cuda::MatmulPass::forward, nullptr),
+            nullptr);
+  EXPECT_NE(cuda::matmul_4bit(w.view, &w.map, static_cast<at::Half*>(x.data_ptr()) + 1, 4, c.data_ptr(),
+                              cuda::DType::f16, cuda::MatmulPass::forward, nullptr),
+            nullptr);
+  HostWeight narrow(quantize_4bit(at::randn({64, 80}), QuantType::nf4, 64, true));
+  EXPECT_NE(cuda::matmul_4bit(narrow.view, &narrow.map, x.data_ptr(), 4, c.data_ptr(), cuda::DType::f16,
+                              cuda::MatmulPass::forward, nullptr),
+            nullptr);
+  EXPECT_EQ(simt::launches(), before);
+}
+
+}  // namespace
+}  // namespace autotrain

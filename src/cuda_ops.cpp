@@ -37,22 +37,7 @@ cuda::FourBitWeight four_bit_kernel_view(const Quantized4bit& q) {
   if (q.shape.size() != 2) throw Error("4-bit CUDA kernels: the weight must be 2-D");
   if (!q.packed.is_cuda() || !q.packed.is_contiguous()) throw Error("4-bit CUDA kernels: the weight is not on a CUDA device");
   check(cuda::use_device(q.packed.get_device()), "4-bit CUDA kernels");
-  cuda::FourBitWeight w;
-  w.packed = q.packed.data_ptr<uint8_t>();
-  w.rows = q.shape[0];
-  w.cols = q.shape[1];
-  w.blocksize = static_cast<int>(q.blocksize);
-  const auto& code = code_4bit(q.type);
-  std::copy(code.begin(), code.end(), w.code);
-  if (q.double_quantized) {
-    w.nested_codes = q.nested.codes.data_ptr<uint8_t>();
-    w.nested_absmax = q.nested.absmax.data_ptr<float>();
-    w.nested_blocksize = static_cast<int>(q.nested.blocksize);
-    w.offset = q.offset;
-  } else {
-    w.absmax = q.absmax.data_ptr<float>();
-  }
-  return w;
+  return four_bit_storage_view(q);
 }
 
 const cuda::DynamicMap* kernel_dynamic_map() {

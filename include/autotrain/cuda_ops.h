@@ -5,6 +5,7 @@
 // throw Error.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "autotrain/cuda_kernels.h"
@@ -32,6 +33,27 @@ at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight,
 // cuda_kernels.h take, for callers that launch them directly (tools/bench_gpu).
 cuda::FourBitWeight four_bit_kernel_view(const Quantized4bit& weight);
 const cuda::DynamicMap* kernel_dynamic_map();
+
+// The same view of a 2-D weight's storage wherever it lies, unchecked: pointers into its tensors, its shape,
+// blocksize, code and double-quantization fields. (tests/simt hands host storage to the emulated kernels.)
+inline cuda::FourBitWeight four_bit_storage_view(const Quantized4bit& q) {
+  cuda::FourBitWeight w;
+  w.packed = q.packed.data_ptr<uint8_t>();
+  w.rows = q.shape.at(0);
+  w.cols = q.shape.at(1);
+  w.blocksize = static_cast<int>(q.blocksize);
+  const auto& code = code_4bit(q.type);
+  std::copy(code.begin(), code.end(), w.code);
+  if (q.double_quantized) {
+    w.nested_codes = q.nested.codes.data_ptr<uint8_t>();
+    w.nested_absmax = q.nested.absmax.data_ptr<float>();
+    w.nested_blocksize = static_cast<int>(q.nested.blocksize);
+    w.offset = q.offset;
+  } else {
+    w.absmax = q.absmax.data_ptr<float>();
+  }
+  return w;
+}
 
 // The largest slice of the dequantized weight a matmul holds at a time, in bytes: 64 MiB, or
 // AUTOTRAIN_DEQUANT_CHUNK_MB. Larger weights are dequantized and multiplied in slices of rows.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "autotrain/cuda_kernels.h"
+#include "autotrain/cuda_ops.h"
 #include "autotrain/quant.h"
 #include "kernel_reference.h"
 #include "simt.h"
@@ -37,21 +38,7 @@ std::string describe(const simt::Options& o) {
 
 // The kernels' view of a 4-bit weight in host memory (the emulator's "device" memory).
 struct HostWeight {
-  explicit HostWeight(const Quantized4bit& q) : q(q) {
-    view.packed = q.packed.data_ptr<uint8_t>();
-    view.rows = q.shape[0];
-    view.cols = q.shape[1];
-    view.blocksize = static_cast<int>(q.blocksize);
-    const auto& code = code_4bit(q.type);
-    std::copy(code.begin(), code.end(), view.code);
-    if (q.double_quantized) {
-      view.nested_codes = q.nested.codes.data_ptr<uint8_t>();
-      view.nested_absmax = q.nested.absmax.data_ptr<float>();
-      view.nested_blocksize = static_cast<int>(q.nested.blocksize);
-      view.offset = q.offset;
-    } else {
-      view.absmax = q.absmax.data_ptr<float>();
-    }
+  explicit HostWeight(const Quantized4bit& q) : q(q), view(four_bit_storage_view(this->q)) {
     const auto& values = dynamic_map_8bit();
     std::copy(values.begin(), values.end(), map.values);
   }

@@ -1,6 +1,6 @@
 // Fused pieces of a Llama decoder layer on the GPU, forward and backward: RMSNorm, SwiGLU and the rotary
 // embedding. Each replaces a chain of small libtorch kernels; the chain itself is the reference
-// (rms_norm_composite, swiglu_composite, apply_rotary_composite in src/decoder_layer.cpp), and
+// (rms_norm_composite, swiglu_composite, apply_rotary_composite in src/layer_composites.cpp), and
 // tests/cuda_fused_ops_test.cpp holds these kernels to it on the GPU.
 //
 // Rounding follows the composites step by step. A libtorch op on fp16 / bf16 tensors computes in fp32 and
@@ -288,11 +288,11 @@ const char* rotary(const void* in, HeadStrides in_strides, const void* cos, cons
     const T *x = static_cast<const T*>(in), *c = static_cast<const T*>(cos), *n = static_cast<const T*>(sin);
     T* o = static_cast<T*>(out);
     if (vector)
-      rotary_kernel<T, P, kBackward><<<blocks, threads, 0, s>>>(x, in_strides, c, n, shape.heads, shape.tokens, half,
-                                                               items, o, out_strides);
+      launch_kernel(rotary_kernel<T, P, kBackward>, blocks, threads, 0, s, x, in_strides, c, n, shape.heads,
+                    shape.tokens, half, items, o, out_strides);
     else
-      rotary_kernel<T, 1, kBackward><<<blocks, threads, 0, s>>>(x, in_strides, c, n, shape.heads, shape.tokens, half,
-                                                               items, o, out_strides);
+      launch_kernel(rotary_kernel<T, 1, kBackward>, blocks, threads, 0, s, x, in_strides, c, n, shape.heads,
+                    shape.tokens, half, items, o, out_strides);
   });
   return launch_status();
 }
@@ -314,9 +314,11 @@ const char* rms_norm_forward(const void* x, const void* weight, int64_t rows, in
     const bool vector = cols % P == 0 && aligned16(x) && aligned16(weight) && aligned16(out);
     const RowLaunch l = row_launch(rows, cols, vector ? P : 1);
     if (vector)
-      rms_norm_forward_kernel<T, P><<<l.blocks, l.threads, 0, s>>>(xt, wt, rows, cols, eps, mean_factor, ot, rstd);
+      launch_kernel(rms_norm_forward_kernel<T, P>, l.blocks, l.threads, 0, s, xt, wt, rows, cols, eps, mean_factor, ot,
+                    rstd);
     else
-      rms_norm_forward_kernel<T, 1><<<l.blocks, l.threads, 0, s>>>(xt, wt, rows, cols, eps, mean_factor, ot, rstd);
+      launch_kernel(rms_norm_forward_kernel<T, 1>, l.blocks, l.threads, 0, s, xt, wt, rows, cols, eps, mean_factor, ot,
+                    rstd);
   });
   return launch_status();
 }
@@ -336,9 +338,11 @@ const char* rms_norm_backward(const void* dout, const void* x, const void* weigh
     const bool vector = cols % P == 0 && aligned16(dout) && aligned16(x) && aligned16(weight) && aligned16(dx);
     const RowLaunch l = row_launch(rows, cols, vector ? P : 1);
     if (vector)
-      rms_norm_backward_kernel<T, P><<<l.blocks, l.threads, 0, s>>>(dt, xt, wt, rstd, rows, cols, inv_cols, gt);
+      launch_kernel(rms_norm_backward_kernel<T, P>, l.blocks, l.threads, 0, s, dt, xt, wt, rstd, rows, cols, inv_cols,
+                    gt);
     else
-      rms_norm_backward_kernel<T, 1><<<l.blocks, l.threads, 0, s>>>(dt, xt, wt, rstd, rows, cols, inv_cols, gt);
+      launch_kernel(rms_norm_backward_kernel<T, 1>, l.blocks, l.threads, 0, s, dt, xt, wt, rstd, rows, cols, inv_cols,
+                    gt);
   });
   return launch_status();
 }
@@ -356,9 +360,9 @@ const char* swiglu_forward(const void* gate, const void* up, int64_t n, void* ou
     const int64_t packs = vector ? n / P : n;
     const unsigned threads = 256, blocks = grid_for(packs, threads);
     if (vector)
-      swiglu_forward_kernel<T, P><<<blocks, threads, 0, s>>>(g, u, packs, o);
+      launch_kernel(swiglu_forward_kernel<T, P>, blocks, threads, 0, s, g, u, packs, o);
     else
-      swiglu_forward_kernel<T, 1><<<blocks, threads, 0, s>>>(g, u, packs, o);
+      launch_kernel(swiglu_forward_kernel<T, 1>, blocks, threads, 0, s, g, u, packs, o);
   });
   return launch_status();
 }
@@ -378,9 +382,9 @@ const char* swiglu_backward(const void* dout, const void* gate, const void* up, 
     const int64_t packs = vector ? n / P : n;
     const unsigned threads = 256, blocks = grid_for(packs, threads);
     if (vector)
-      swiglu_backward_kernel<T, P><<<blocks, threads, 0, s>>>(d, g, u, packs, dg, du);
+      launch_kernel(swiglu_backward_kernel<T, P>, blocks, threads, 0, s, d, g, u, packs, dg, du);
     else
-      swiglu_backward_kernel<T, 1><<<blocks, threads, 0, s>>>(d, g, u, packs, dg, du);
+      launch_kernel(swiglu_backward_kernel<T, 1>, blocks, threads, 0, s, d, g, u, packs, dg, du);
   });
   return launch_status();
 }

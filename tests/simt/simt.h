@@ -91,6 +91,12 @@ inline float add_rn(float a, float b) {
   volatile float sum = a + b;
   return sum;
 }
+inline float div_rn(float a, float b) {
+  volatile float quotient = a / b;
+  return quotient;
+}
+// CUDA's rsqrtf is within 2 ulps of 1 / sqrt(x); this is the correctly rounded value of it in fp32 steps.
+inline float reciprocal_sqrt(float x) { return 1.0f / std::sqrt(x); }
 inline int find_first_set(int x) { return x == 0 ? 0 : __builtin_ctz(static_cast<unsigned>(x)) + 1; }
 template <typename T>
 T load_global(const T* p) {

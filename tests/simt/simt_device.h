@@ -27,6 +27,8 @@
 #define __byte_perm ::autotrain::simt::byte_perm
 #define __fmul_rn ::autotrain::simt::mul_rn
 #define __fadd_rn ::autotrain::simt::add_rn
+#define __fdiv_rn ::autotrain::simt::div_rn
+#define rsqrtf ::autotrain::simt::reciprocal_sqrt
 #define __ffs ::autotrain::simt::find_first_set
 #define __ldg ::autotrain::simt::load_global
 #define __trap() ::autotrain::simt::fail("__trap()")

@@ -27,31 +27,14 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return rms_norm_composite(x, weight, eps);
 }
 
-// x (..., C), weight (C,). Variance in float32 whatever x's dtype; the weight multiplies after the cast
-// back, as LlamaRMSNorm (weight * hidden_states.to(input_dtype)).
-at::Tensor rms_norm_composite(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor h = x.to(at::kFloat);
-  at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
-  h = h * at::rsqrt(variance + eps);
-  return weight * h.to(x.scalar_type());
-}
-
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
   if (use_fused_ops(gate) && swiglu_cuda_supports(gate, up)) return swiglu_cuda(gate, up);
   return swiglu_composite(gate, up);
 }
 
-at::Tensor swiglu_composite(const at::Tensor& gate, const at::Tensor& up) { return at::silu(gate) * up; }
-
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   if (use_fused_ops(x) && rotary_cuda_supports(x, cos, sin)) return rotary_cuda(x, cos, sin);
   return apply_rotary_composite(x, cos, sin);
-}
-
-at::Tensor apply_rotary_composite(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-  return x * cos + rotated * sin;
 }
 
 void KVCache::clear() {

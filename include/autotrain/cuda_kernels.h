@@ -95,7 +95,7 @@ const char* matmul_4bit(const FourBitWeight& weight, const DynamicMap* map, cons
                         DType dtype, MatmulPass pass, void* stream, MatmulTile tile = MatmulTile::automatic);
 
 // ---- fused pieces of a decoder layer (kernels/fused_ops.cu) -------------------------------------------------
-// Each gives what the chain of libtorch ops it replaces gives (src/decoder_layer.cpp: rms_norm_composite,
+// Each gives what the chain of libtorch ops it replaces gives (src/layer_composites.cpp: rms_norm_composite,
 // swiglu_composite, apply_rotary_composite): fp32 arithmetic, rounded to `dtype` where each op of the chain
 // rounds. Tensors are contiguous unless said otherwise.
 

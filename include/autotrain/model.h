@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autotrain/frozen_linear.h"
+#include "autotrain/layer_composites.h"
 #include "autotrain/lora.h"
 #include "autotrain/model_config.h"
 
@@ -96,19 +97,13 @@ class CausalLM {
 // are ignored; the mean over the counted tokens, in float32, on the logits' device.
 at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels);
 
-// The elementwise pieces of a decoder layer. Each is a composite of libtorch ops (`*_composite`: any device,
-// the CPU path, and the reference its fused CUDA kernel is held to), and the plain name takes the fused kernel
-// (src/cuda_ops.h) for CUDA tensors it supports unless AUTOTRAIN_FUSED_OPS=0 (use_fused_ops).
-
-// transformers' LlamaRMSNorm: x * rsqrt(mean(x^2) + eps) in float32, cast back to x's dtype, times weight.
+// The elementwise pieces of a decoder layer. Each is a composite of libtorch ops (`*_composite` in
+// layer_composites.h: any device, the CPU path, and the reference its fused CUDA kernel is held to), and the plain
+// name takes the fused kernel (src/cuda_ops.h) for CUDA tensors it supports unless AUTOTRAIN_FUSED_OPS=0
+// (use_fused_ops).
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
-at::Tensor rms_norm_composite(const at::Tensor& x, const at::Tensor& weight, double eps);
-// The MLP's silu(gate) * up; gate, up (B, T, intermediate).
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
-at::Tensor swiglu_composite(const at::Tensor& gate, const at::Tensor& up);
-// q, k (B, heads, T, head_dim) rotated by cos/sin (1, 1, T, head_dim): x * cos + rotate_half(x) * sin.
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
-at::Tensor apply_rotary_composite(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 // Whether the pieces above may take their fused kernels for x: a CUDA tensor in a build with the kernels,
 // and AUTOTRAIN_FUSED_OPS is not 0 (read once).
 bool use_fused_ops(const at::Tensor& x);

@@ -13,62 +13,19 @@
 
 #include "autotrain/cuda_ops.h"
 #include "autotrain/model.h"
+#include "kernel_reference.h"
 #include "test_util.h"
 
 namespace autotrain {
 namespace {
 
+using testing::describe;
+using testing::forward_backward;
+using testing::misaligned_randn;
+using testing::mismatch;
+using testing::Pass;
+
 const std::vector<at::ScalarType> kDtypes{at::kFloat, at::kHalf, at::kBFloat16};
-
-// One ulp of a value v of the dtype is at most unit * |v| (7, 10 and 23 stored mantissa bits).
-double ulp_unit(at::ScalarType dtype) {
-  const int bits = dtype == at::kBFloat16 ? 7 : dtype == at::kHalf ? 10 : 23;
-  return std::ldexp(1.0, -bits);
-}
-
-// The smallest positive value of the dtype: where the relative bound above stops (subnormals).
-double smallest(at::ScalarType dtype) {
-  const int exponent = dtype == at::kBFloat16 ? -133 : dtype == at::kHalf ? -24 : -149;
-  return std::ldexp(1.0, exponent);
-}
-
-// "" when every element of `actual` lies within ulps * unit * |expected| + spread * max|expected| of `expected`
-// (the dtype's roundings, and fp32 differences before the last rounding, which can be large next to a result
-// that cancelled), else how many do not and the worst of them. NaN never matches.
-std::string mismatch(const at::Tensor& actual, const at::Tensor& expected, double ulps, double spread) {
-  if (actual.sizes() != expected.sizes()) return "shapes differ";
-  const at::ScalarType dtype = expected.scalar_type();
-  at::Tensor a = actual.detach().to(at::kCPU, at::kDouble).flatten();
-  at::Tensor b = expected.detach().to(at::kCPU, at::kDouble).flatten();
-  const double scale = b.abs().max().item<double>();
-  at::Tensor bound = b.abs() * (ulps * ulp_unit(dtype)) + (spread * scale + ulps * smallest(dtype));
-  at::Tensor excess = (a - b).abs() / bound;
-  at::Tensor bad = excess.isnan().logical_or(excess > 1);
-  const int64_t count = bad.sum().item<int64_t>();
-  if (count == 0) return "";
-  const int64_t worst = at::where(excess.isnan(), at::full_like(excess, INFINITY), excess).argmax().item<int64_t>();
-  return std::to_string(count) + " of " + std::to_string(b.numel()) + " elements outside the tolerance; worst at " +
-         std::to_string(worst) + ": " + std::to_string(a[worst].item<double>()) + " against " +
-         std::to_string(b[worst].item<double>());
-}
-
-struct Pass {
-  at::Tensor out;
-  std::vector<at::Tensor> grads;  // one per input
-};
-
-// op on fresh leaves of `inputs` (same values and strides, requiring grad), then the backward of `upstream`.
-Pass forward_backward(const std::function<at::Tensor(const std::vector<at::Tensor>&)>& op,
-                      const std::vector<at::Tensor>& inputs, const at::Tensor& upstream) {
-  std::vector<at::Tensor> leaves;
-  for (const at::Tensor& t : inputs) leaves.push_back(t.detach().requires_grad_(true));
-  Pass pass;
-  at::Tensor out = op(leaves);
-  out.backward(upstream);
-  pass.out = out.detach();
-  for (const at::Tensor& leaf : leaves) pass.grads.push_back(leaf.grad());
-  return pass;
-}
 
 // Whether `out` came from the fused autograd function `name` (its node is named after the C++ type).
 bool made_by(const at::Tensor& out, const std::string& name) {
@@ -78,22 +35,6 @@ bool made_by(const at::Tensor& out, const std::string& name) {
 bool fused_ops_switched_off() {
   const char* value = std::getenv("AUTOTRAIN_FUSED_OPS");
   return value != nullptr && std::string(value) == "0";
-}
-
-std::string describe(at::ScalarType dtype, at::IntArrayRef shape) {
-  std::string text = c10::toString(dtype);
-  for (int64_t n : shape) {
-    text += ' ';
-    text += std::to_string(n);
-  }
-  return text;
-}
-
-// A contiguous tensor of `shape` whose data starts one element past a 16-byte boundary: the kernels' scalar path.
-at::Tensor misaligned_randn(at::IntArrayRef shape, const at::TensorOptions& options) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return at::randn({n + 1}, options).narrow(0, 1, n).view(shape);
 }
 
 // ---- the tolerance itself, on the CPU: it must catch the mistakes a kernel could make -------------------------

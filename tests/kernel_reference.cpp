@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 namespace autotrain::testing {
 
@@ -24,6 +26,66 @@ at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype)
   const int64_t n = q.numel();
   at::Tensor scales = block_absmax(q).to(at::kDouble).repeat_interleave(q.blocksize).narrow(0, 0, n);
   return (code.index_select(0, nibbles.narrow(0, 0, n)) * scales).reshape(q.shape);
+}
+
+// One ulp of a value v of the dtype is at most unit * |v| (7, 10 and 23 stored mantissa bits).
+namespace {
+
+double ulp_unit(at::ScalarType dtype) {
+  const int bits = dtype == at::kBFloat16 ? 7 : dtype == at::kHalf ? 10 : 23;
+  return std::ldexp(1.0, -bits);
+}
+
+// The smallest positive value of the dtype: where the relative bound above stops (subnormals).
+double smallest(at::ScalarType dtype) {
+  const int exponent = dtype == at::kBFloat16 ? -133 : dtype == at::kHalf ? -24 : -149;
+  return std::ldexp(1.0, exponent);
+}
+
+}  // namespace
+
+std::string mismatch(const at::Tensor& actual, const at::Tensor& expected, double ulps, double spread) {
+  if (actual.sizes() != expected.sizes()) return "shapes differ";
+  const at::ScalarType dtype = expected.scalar_type();
+  at::Tensor a = actual.detach().to(at::kCPU, at::kDouble).flatten();
+  at::Tensor b = expected.detach().to(at::kCPU, at::kDouble).flatten();
+  const double scale = b.abs().max().item<double>();
+  at::Tensor bound = b.abs() * (ulps * ulp_unit(dtype)) + (spread * scale + ulps * smallest(dtype));
+  at::Tensor excess = (a - b).abs() / bound;
+  at::Tensor bad = excess.isnan().logical_or(excess > 1);
+  const int64_t count = bad.sum().item<int64_t>();
+  if (count == 0) return "";
+  const int64_t worst = at::where(excess.isnan(), at::full_like(excess, INFINITY), excess).argmax().item<int64_t>();
+  return std::to_string(count) + " of " + std::to_string(b.numel()) + " elements outside the tolerance; worst at " +
+         std::to_string(worst) + ": " + std::to_string(a[worst].item<double>()) + " against " +
+         std::to_string(b[worst].item<double>());
+}
+
+Pass forward_backward(const std::function<at::Tensor(const std::vector<at::Tensor>&)>& op,
+                      const std::vector<at::Tensor>& inputs, const at::Tensor& upstream) {
+  std::vector<at::Tensor> leaves;
+  for (const at::Tensor& t : inputs) leaves.push_back(t.detach().requires_grad_(true));
+  Pass pass;
+  at::Tensor out = op(leaves);
+  out.backward(upstream);
+  pass.out = out.detach();
+  for (const at::Tensor& leaf : leaves) pass.grads.push_back(leaf.grad());
+  return pass;
+}
+
+std::string describe(at::ScalarType dtype, at::IntArrayRef shape) {
+  std::string text = c10::toString(dtype);
+  for (int64_t n : shape) {
+    text += ' ';
+    text += std::to_string(n);
+  }
+  return text;
+}
+
+at::Tensor misaligned_randn(at::IntArrayRef shape, const at::TensorOptions& options) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return at::randn({n + 1}, options).narrow(0, 1, n).view(shape);
 }
 
 }  // namespace autotrain::testing

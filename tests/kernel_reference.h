@@ -1,8 +1,12 @@
-// The CPU references the 4-bit kernels are held to, shared by tests/cuda_test.cpp (the kernels on a GPU) and
-// tests/simt/kernels_emulated_test.cpp (the same kernels under the CPU emulator).
+// The references and tolerances the CUDA kernels are held to, shared by the GPU tests (tests/cuda_test.cpp,
+// tests/fused_ops_test.cpp) and the same kernels' tests under the CPU emulator (tests/simt/kernels_emulated_test.cpp).
 #pragma once
 
 #include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "autotrain/quant.h"
 
@@ -17,5 +21,27 @@ void expect_close_to_fp64(const at::Tensor& got, const at::Tensor& a, const at::
 // The weight a GEMV kernel multiplies: each code value rounded to `code_dtype` (the tensor cores' fp16 / bf16
 // operand; fp32 on the CUDA cores), times its block's scale (applied in fp32 to a sum, exactly here in fp64).
 at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype);
+
+// "" when every element of `actual` lies within ulps * unit * |expected| + spread * max|expected| of `expected`
+// (the dtype's roundings, and fp32 differences before the last rounding, which can be large next to a result
+// that cancelled), else how many do not and the worst of them. NaN never matches. One ulp of a value v of the
+// dtype is at most unit * |v| (7, 10 and 23 stored mantissa bits); below the dtype's smallest subnormal the
+// relative bound stops.
+std::string mismatch(const at::Tensor& actual, const at::Tensor& expected, double ulps, double spread);
+
+struct Pass {
+  at::Tensor out;
+  std::vector<at::Tensor> grads;  // one per input
+};
+
+// op on fresh leaves of `inputs` (same values and strides, requiring grad), then the backward of `upstream`.
+Pass forward_backward(const std::function<at::Tensor(const std::vector<at::Tensor>&)>& op,
+                      const std::vector<at::Tensor>& inputs, const at::Tensor& upstream);
+
+// A contiguous tensor of `shape` whose data starts one element past a 16-byte boundary: the kernels' scalar path.
+at::Tensor misaligned_randn(at::IntArrayRef shape, const at::TensorOptions& options);
+
+// "bf16 2 7 96": a dtype and a shape, for SCOPED_TRACE.
+std::string describe(at::ScalarType dtype, at::IntArrayRef shape);
 
 }  // namespace autotrain::testing

@@ -185,9 +185,12 @@ TEST_F(EmulatedKernels, FusedMatmulMatchesTheCpuReference) {
 }
 
 // Every tiling (256 x 128 with 3 stages, the others with 4) on shapes with partial tiles in both directions and,
-// backward, a partial last k tile; FP4 as well as NF4.
+// backward, a partial last k tile; FP4 as well as NF4. Its ldmatrix reads, forward and backward (.trans), are
+// free of bank conflicts: the 16 bytes of padding per shared row put the 8 rows of each 8 x 8 matrix on distinct
+// banks (without the padding, forward rows of 64 bytes would put rows r and r + 2 on the same banks).
 TEST_F(EmulatedKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
   at::manual_seed(10);
+  simt::reset_ldmatrix_traffic();
   const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m256n128, "256x128"},
                                                                     {cuda::MatmulTile::m128n256, "128x256"},
                                                                     {cuda::MatmulTile::m128n128, "128x128"},
@@ -210,6 +213,9 @@ TEST_F(EmulatedKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
           }
         }
   }
+  const simt::LdmatrixTraffic traffic = simt::ldmatrix_traffic();
+  EXPECT_GT(traffic.matrices, 0);
+  EXPECT_EQ(traffic.extra_wavefronts, 0) << "of " << traffic.matrices << " 8 x 8 matrices read by ldmatrix";
 }
 
 // The launchers' refusals hold under emulation as on a GPU: fp32, columns not a multiple of 32, a misaligned input.

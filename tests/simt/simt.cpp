@@ -112,6 +112,7 @@ struct Block {
 
 Options g_options;
 int64_t g_launches = 0;
+LdmatrixTraffic g_ldmatrix;
 Index g_block_index, g_block_dim, g_grid_dim;
 const Index kZero;
 Block g_block;
@@ -320,6 +321,27 @@ float to_float(uint16_t bits, bool bf16) {
   return __half2float(__half(raw));
 }
 
+// The wavefronts of the ldmatrix whose row addresses the current warp's slots hold (see LdmatrixTraffic).
+void count_ldmatrix_wavefronts() {
+  for (int m = 0; m < 4; ++m) {
+    uintptr_t words[32][8];  // per bank, the distinct words it serves
+    int count[32] = {};
+    int busiest = 0;
+    for (int r = 0; r < 8; ++r) {
+      uintptr_t row;
+      std::memcpy(&row, slot_of(8 * m + r).bytes, sizeof(row));
+      for (uintptr_t word = row / 4; word < row / 4 + 4; ++word) {
+        const int bank = static_cast<int>(word % 32);
+        if (std::find(words[bank], words[bank] + count[bank], word) == words[bank] + count[bank])
+          words[bank][count[bank]++] = word;
+        busiest = std::max(busiest, count[bank]);
+      }
+    }
+    ++g_ldmatrix.matrices;
+    g_ldmatrix.extra_wavefronts += busiest - 1;
+  }
+}
+
 void check_shared(const void* p, size_t bytes, const char* what) {
   const auto address = reinterpret_cast<uintptr_t>(p);
   const auto window = reinterpret_cast<uintptr_t>(g_dynamic_shared) & ~uintptr_t(0xFFFFFFFF);
@@ -327,6 +349,9 @@ void check_shared(const void* p, size_t bytes, const char* what) {
 }
 
 }  // namespace
+
+LdmatrixTraffic ldmatrix_traffic() { return g_ldmatrix; }
+void reset_ldmatrix_traffic() { g_ldmatrix = LdmatrixTraffic{}; }
 
 Options options() { return g_options; }
 void set_options(const Options& options) { g_options = options; }
@@ -428,6 +453,7 @@ void load_matrices(uint32_t (&r)[4], const void* row, bool transposed) {
   std::memcpy(own_slot().bytes, &row, sizeof(row));
   warp_barrier("ldmatrix.x4");
   const int lane = current().lane;
+  if (lane == 0) count_ldmatrix_wavefronts();
   auto element = [&](int matrix, int i, int j) {  // row i, column j of the matrix
     const uint8_t* p;
     std::memcpy(&p, slot_of(8 * matrix + i).bytes, sizeof(p));

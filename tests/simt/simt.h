@@ -47,6 +47,17 @@ void set_options(const Options& options);
 // Launches so far (for tests that check a kernel did run under emulation).
 int64_t launches();
 
+// Shared-memory bank conflicts of ldmatrix, counted since the last reset: each 8 x 8 matrix of an ldmatrix is one
+// wavefront of the 32 banks when its 8 rows of 16 bytes fall on distinct banks, and one more for each further
+// distinct word on the busiest bank. A property of the kernel's shared layout (the padding of its rows), which
+// the emulator can count without a GPU.
+struct LdmatrixTraffic {
+  int64_t matrices = 0;
+  int64_t extra_wavefronts = 0;
+};
+LdmatrixTraffic ldmatrix_traffic();
+void reset_ldmatrix_traffic();
+
 struct Index {
   unsigned x = 0, y = 0, z = 0;
 };

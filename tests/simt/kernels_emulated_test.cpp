@@ -159,6 +159,25 @@ TEST_F(EmulatedKernels, TensorCoreGemvMatchesTheCpuReference) {
   }
 }
 
+// Deliverable 3's "each packed byte read once": both GEMV kernels read each byte of the packed weight exactly
+// once (through __ldg; shapes without a partial last tile, whose rows past the end repeat the last row), for one
+// row of x and for eight.
+TEST_F(EmulatedKernels, GemvReadsEachPackedByteOnce) {
+  at::manual_seed(12);
+  for (Shape s : std::vector<Shape>{{144, 1024}, {64, 4160}})
+    for (cuda::GemvKernel kernel : {cuda::GemvKernel::cuda_cores, cuda::GemvKernel::tensor_cores})
+      for (int64_t m : {1, 8}) {
+        SCOPED_TRACE(describe(true, 64, s, at::kBFloat16) + " m " + std::to_string(m) +
+                     (kernel == cuda::GemvKernel::cuda_cores ? " CUDA cores" : " tensor cores"));
+        HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, true));
+        at::Tensor x = at::randn({m, s.cols}).to(at::kBFloat16);
+        simt::watch(w.view.packed, w.q.packed.numel());
+        gemv(w, x, kernel);
+        EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << "fewest and most reads of a byte";
+        simt::watch(nullptr, 0);
+      }
+}
+
 // The fused matmul of training shapes, forward (x . W^T) and backward (dy . W), with the tile it picks: weights of
 // 8 to 264 rows and 32 to 544 columns (partial tiles of C and, backward, a partial last k tile), 1 to 130 rows of
 // x, blocksizes from 32 to larger than a k tile, with and without double quantization. Its weight values are
@@ -216,6 +235,27 @@ TEST_F(EmulatedKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
   const simt::LdmatrixTraffic traffic = simt::ldmatrix_traffic();
   EXPECT_GT(traffic.matrices, 0);
   EXPECT_EQ(traffic.extra_wavefronts, 0) << "of " << traffic.matrices << " 8 x 8 matrices read by ldmatrix";
+}
+
+// The fused matmul reads the packed weight once per tile of rows of x (or dy): each block copies its columns of
+// the weight for its rows of C, and parts of tiles past the weight's edge are zero-filled without a read. 300 rows
+// of x take 3 tiles of 128 rows, 2 of 256, 5 of 64.
+TEST_F(EmulatedKernels, FusedMatmulReadsTheWeightOncePerTileOfRows) {
+  at::manual_seed(13);
+  HostWeight w(quantize_4bit(at::randn({264, 160}), QuantType::nf4, 64, true));
+  const int64_t m = 300;
+  at::Tensor x = at::randn({m, 160}).to(at::kBFloat16), dy = at::randn({m, 264}).to(at::kBFloat16);
+  const std::vector<std::pair<cuda::MatmulTile, int64_t>> tiles{
+      {cuda::MatmulTile::m256n128, 2}, {cuda::MatmulTile::m128n128, 3}, {cuda::MatmulTile::m64n64, 5}};
+  for (const auto& [tile, row_tiles] : tiles)
+    for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
+      SCOPED_TRACE(std::to_string(row_tiles) + " tiles of rows, " +
+                   (pass == cuda::MatmulPass::forward ? "forward" : "backward"));
+      simt::watch(w.view.packed, w.q.packed.numel());
+      matmul(w, pass == cuda::MatmulPass::forward ? x : dy, pass, tile);
+      EXPECT_EQ(simt::watched_reads(), std::make_pair(row_tiles, row_tiles)) << "fewest and most reads of a byte";
+      simt::watch(nullptr, 0);
+    }
 }
 
 // The launchers' refusals hold under emulation as on a GPU: fp32, columns not a multiple of 32, a misaligned input.

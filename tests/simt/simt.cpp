@@ -113,6 +113,8 @@ struct Block {
 Options g_options;
 int64_t g_launches = 0;
 LdmatrixTraffic g_ldmatrix;
+const uint8_t* g_watched = nullptr;
+std::vector<int64_t> g_reads;  // per watched byte
 Index g_block_index, g_block_dim, g_grid_dim;
 const Index kZero;
 Block g_block;
@@ -353,6 +355,22 @@ void check_shared(const void* p, size_t bytes, const char* what) {
 LdmatrixTraffic ldmatrix_traffic() { return g_ldmatrix; }
 void reset_ldmatrix_traffic() { g_ldmatrix = LdmatrixTraffic{}; }
 
+void watch(const void* begin, size_t bytes) {
+  g_watched = static_cast<const uint8_t*>(begin);
+  g_reads.assign(begin == nullptr ? 0 : bytes, 0);
+}
+std::pair<int64_t, int64_t> watched_reads() {
+  if (g_reads.empty()) return {0, 0};
+  const auto [fewest, most] = std::minmax_element(g_reads.begin(), g_reads.end());
+  return {*fewest, *most};
+}
+void count_read(const void* p, size_t bytes) {
+  const auto* first = static_cast<const uint8_t*>(p);
+  const uint8_t* end = g_watched + g_reads.size();
+  if (g_watched == nullptr || first + bytes <= g_watched || first >= end) return;
+  for (const uint8_t* b = std::max(first, g_watched); b < std::min(first + bytes, end); ++b) ++g_reads[b - g_watched];
+}
+
 Options options() { return g_options; }
 void set_options(const Options& options) { g_options = options; }
 int64_t launches() { return g_launches; }
@@ -476,6 +494,7 @@ void copy16_async(void* dst, const void* src, bool valid) {
   if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
     fail("cp.async: an address not 16-byte aligned");
   check_shared(dst, 16, "cp.async: a destination outside shared memory");
+  if (valid) count_read(src, 16);
   const Copy c{dst, src, valid};
   if (g_options.copies == CopyTiming::at_issue)
     run_copy(c);

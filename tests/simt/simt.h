@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <utility>
 
 namespace autotrain::simt {
 
@@ -57,6 +58,13 @@ struct LdmatrixTraffic {
 };
 LdmatrixTraffic ldmatrix_traffic();
 void reset_ldmatrix_traffic();
+
+// How many times kernels read each byte of [begin, begin + bytes) through __ldg and cp.async since watch() was
+// called: how often a kernel reads its weight (plain loads are not counted). watch(nullptr, 0) stops counting.
+void watch(const void* begin, size_t bytes);
+// The fewest and the most reads of any watched byte.
+std::pair<int64_t, int64_t> watched_reads();
+void count_read(const void* p, size_t bytes);
 
 struct Index {
   unsigned x = 0, y = 0, z = 0;
@@ -111,6 +119,7 @@ inline float reciprocal_sqrt(float x) { return 1.0f / std::sqrt(x); }
 inline int find_first_set(int x) { return x == 0 ? 0 : __builtin_ctz(static_cast<unsigned>(x)) + 1; }
 template <typename T>
 T load_global(const T* p) {
+  count_read(p, sizeof(T));
   return *p;
 }
 

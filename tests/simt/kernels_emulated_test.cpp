@@ -159,6 +159,40 @@ TEST_F(EmulatedKernels, TensorCoreGemvMatchesTheCpuReference) {
   }
 }
 
+// The largest shapes of the GPU tests (tests/cuda_test.cpp): a weight larger than one pass of the grid-stride
+// dequantization (bit for bit, whole and a block of columns), rows of 14336 columns for the CUDA-core GEMV, 1000
+// and 138 tiles of 16 rows for the tensor-core GEMV, and a 1032 x 544 weight with 300 rows of x for the fused
+// matmul's automatic tile.
+TEST_F(EmulatedKernels, LargeShapesOfTheGpuTests) {
+  at::manual_seed(11);
+  for (bool dq : {false, true}) {
+    SCOPED_TRACE(dq ? "double quantized" : "absmax");
+    HostWeight big(quantize_4bit(at::randn({2200, 4160}), QuantType::nf4, 64, dq));
+    at::Tensor expected = dequantize_4bit(big.q, at::kBFloat16);
+    EXPECT_TRUE(at::equal(dequantize(big, 0, 2200, 0, 4160, at::kBFloat16), expected));
+    EXPECT_TRUE(at::equal(dequantize(big, 0, 2200, 64, 4096, at::kBFloat16), expected.slice(1, 64, 4096)));
+    at::Tensor x = at::randn({3, 4160}).to(at::kBFloat16);
+    expect_close_to_fp64(gemv(big, x, cuda::GemvKernel::tensor_cores), x,
+                         scaled_code_weight(big.q, at::kBFloat16).t(), at::kBFloat16);
+  }
+  HostWeight wide(quantize_4bit(at::randn({24, 14336}), QuantType::nf4, 64, true));
+  at::Tensor x = at::randn({3, 14336}).to(at::kHalf);
+  expect_close_to_fp64(gemv(wide, x, cuda::GemvKernel::cuda_cores), x, scaled_code_weight(wide.q, at::kFloat).t(),
+                       at::kHalf);
+  HostWeight tall(quantize_4bit(at::randn({16000, 64}), QuantType::nf4, 64, true));
+  at::Tensor x8 = at::randn({8, 64}).to(at::kHalf);
+  expect_close_to_fp64(gemv(tall, x8, cuda::GemvKernel::tensor_cores), x8, scaled_code_weight(tall.q, at::kHalf).t(),
+                       at::kHalf);
+  HostWeight w(quantize_4bit(at::randn({1032, 544}), QuantType::nf4, 64, true));
+  for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    at::Tensor weight = dequantize_4bit(w.q, dtype);
+    at::Tensor a = at::randn({300, 544}).to(dtype), dy = at::randn({300, 1032}).to(dtype);
+    expect_close_to_fp64(matmul(w, a, cuda::MatmulPass::forward, cuda::MatmulTile::automatic), a, weight.t(), dtype);
+    expect_close_to_fp64(matmul(w, dy, cuda::MatmulPass::backward, cuda::MatmulTile::automatic), dy, weight, dtype);
+  }
+}
+
 // Deliverable 3's "each packed byte read once": both GEMV kernels read each byte of the packed weight exactly
 // once (through __ldg; shapes without a partial last tile, whose rows past the end repeat the last row), for one
 // row of x and for eight.

@@ -38,9 +38,21 @@ struct BlockStats {
   uint32_t nested_code = 0;
 };
 
+// Which statistics the weight has: read from it (`either`, the default), or fixed where a kernel is instantiated
+// per kind (the tensor-core GEMV: the per-block test of w.absmax and the code of both kinds were a third of the
+// instructions of its loads).
+enum class Scales { either, absmax, nested };
+
+template <Scales kScales = Scales::either>
+__device__ __forceinline__ bool nested_scales(const FourBitWeight& w) {
+  if constexpr (kScales == Scales::either) return w.absmax == nullptr;
+  return kScales == Scales::nested;
+}
+
+template <Scales kScales = Scales::either>
 __device__ __forceinline__ BlockStats load_block_stats(const FourBitWeight& w, int64_t block) {
   BlockStats stats;
-  if (w.absmax != nullptr) {
+  if (!nested_scales<kScales>(w)) {
     stats.absmax = __ldg(w.absmax + block);
   } else {
     stats.absmax = __ldg(w.nested_absmax + (block >> (__ffs(w.nested_blocksize) - 1)));
@@ -50,8 +62,9 @@ __device__ __forceinline__ BlockStats load_block_stats(const FourBitWeight& w, i
 }
 
 // The scale: absmax, or map[code] * nested absmax + offset (each an fp32 operation rounded as the CPU rounds it).
+template <Scales kScales = Scales::either>
 __device__ __forceinline__ float scale_of(const FourBitWeight& w, const float* map, const BlockStats& stats) {
-  if (w.absmax != nullptr) return stats.absmax;
+  if (!nested_scales<kScales>(w)) return stats.absmax;
   return __fadd_rn(__fmul_rn(map[stats.nested_code], stats.absmax), w.offset);
 }
 
@@ -90,13 +103,22 @@ __device__ __forceinline__ uint32_t code_entry(uint32_t offsets, uint32_t code_a
   return __byte_perm(offsets, code_address, 0x7650 + k);
 }
 
-// A float of shared memory at a 32-bit shared-window address.
+// A float / a 32-bit word of shared memory at a 32-bit shared-window address.
 __device__ __forceinline__ float load_shared(uint32_t address) {
 #ifdef AUTOTRAIN_SIMT_EMULATION
   return *static_cast<const float*>(::autotrain::simt::shared_pointer(address));
 #else
   float value;
   asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(value) : "r"(address));
+  return value;
+#endif
+}
+__device__ __forceinline__ uint32_t load_shared_word(uint32_t address) {
+#ifdef AUTOTRAIN_SIMT_EMULATION
+  return *static_cast<const uint32_t*>(::autotrain::simt::shared_pointer(address));
+#else
+  uint32_t value;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(value) : "r"(address));
   return value;
 #endif
 }

@@ -169,12 +169,16 @@ constexpr int kTensorCoreMaxWarps = 16;  // warps per block at most
 constexpr int kTensorCoreUnroll = 4;     // chunks whose bytes a warp has in flight at once
 constexpr size_t kPairTableBytes = 256 * 32 * sizeof(uint32_t);
 
-__device__ __forceinline__ uint32_t table_offset(const uint2& bytes, int i) {
-  const uint32_t word = i < 4 ? bytes.x : bytes.y;
-  return ((word >> (8 * (i % 4))) & 0xFFu) * 32u;
+// The table entry of byte i (0 ... 7) of a lane's 8 packed bytes: its copy for this lane lies at `lane_table`
+// (the shared address of the lane's copy of entry 0) + byte * 128. One PRMT (the byte, zero-extended) and one LEA
+// per lookup; index arithmetic on the table as an array cost 4 instructions (SASS), and the lookups were the
+// bulk of the kernel's instructions.
+__device__ __forceinline__ uint32_t pair_of(const uint2& bytes, int i, uint32_t lane_table) {
+  const uint32_t byte = __byte_perm(i < 4 ? bytes.x : bytes.y, 0, 0x4440 + i % 4);
+  return load_shared_word(lane_table + (byte << 7));
 }
 
-template <typename T>
+template <typename T, Scales kScales>
 __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                             const T* __restrict__ x, int m_count,
@@ -193,8 +197,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int g = lane / 4, t = lane % 4;
-  const int64_t chunks = w.cols / 64;
-  const uint32_t* table = pair_table + lane;
+  const int chunks = static_cast<int>(w.cols / 64);  // tiles, rounds and chunks fit 32 bits (< 2^32 values)
+  const uint32_t lane_table = shared_address(pair_table + lane);
   const bool has_x = g < m_count;  // B column g is row g of x; the others are zero
   const T* x_lane = x + (has_x ? g : 0) * w.cols + 16 * t;
   // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows,
@@ -202,43 +206,54 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   // warp + warps, ... of a tile, kTensorCoreUnroll of them per round; its steps (tile, round) run as a pipeline:
   // the bytes of the next step are read before the MMAs of this one, so that they arrive while this step is
   // multiplied and the block adds up its partial sums (the version without it left the memory idle then).
-  const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
-  const int64_t rounds = (chunks + int64_t(warps) * kTensorCoreUnroll - 1) / (int64_t(warps) * kTensorCoreUnroll);
+  const int tiles = static_cast<int>((w.rows + kTensorCoreRows - 1) / kTensorCoreRows);
+  const int rounds = (chunks + warps * kTensorCoreUnroll - 1) / (warps * kTensorCoreUnroll);
   struct Step {
-    int64_t tile, round;
+    int tile, round;
     uint2 bytes[kTensorCoreUnroll][2];
     BlockStats stats[kTensorCoreUnroll][2];
   };
   auto chunk_of = [&](const Step& step, int u) { return warp + (step.round * kTensorCoreUnroll + u) * warps; };
+  const int block_shift = __ffs(w.blocksize) - 1, nested_shift = __ffs(w.nested_blocksize) - 1;
+  // Flat indices in 32 bits (the launcher refuses weights of 2^32 values or more): 64-bit index arithmetic was
+  // twice the instructions, and the loads' address arithmetic was most of the kernel's outside its lookups.
   auto fetch = [&](Step& step) {
-    const int64_t row0 = step.tile * kTensorCoreRows;
-    // Rows past the end repeat the last row (read, never written).
-    const int64_t rows[2] = {min(row0 + g, w.rows - 1), min(row0 + g + 8, w.rows - 1)};
+    // The flat index of the lane's first value in its two rows (rows past the end repeat the last row: read,
+    // never written), worked out once per step; a chunk then only adds its column. Chunks that do not exist are
+    // left unread: the MMAs below skip them.
+    const int64_t row0 = int64_t(step.tile) * kTensorCoreRows;
+    const uint32_t starts[2] = {static_cast<uint32_t>(min(row0 + g, w.rows - 1) * w.cols + 16 * t),
+                                static_cast<uint32_t>(min(row0 + g + 8, w.rows - 1) * w.cols + 16 * t)};
+    const bool tile_exists = step.tile < tiles;
 #pragma unroll
     for (int u = 0; u < kTensorCoreUnroll; ++u) {
-      const int64_t chunk = chunk_of(step, u);
+      const int chunk = chunk_of(step, u);
+      if (!tile_exists || chunk >= chunks) break;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        step.bytes[u][h] = make_uint2(0, 0);
-        if (step.tile < tiles && chunk < chunks) {
-          const int64_t start = rows[h] * w.cols + chunk * 64;
-          step.bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + start / 2) + t);
-          step.stats[u][h] = load_block_stats(w, block_of(w, start));
+        const uint32_t start = starts[h] + static_cast<uint32_t>(chunk) * 64u;
+        step.bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + (start >> 1)));
+        const uint32_t block = start >> block_shift;  // blocks are >= 64 values: the chunk's row's block
+        if constexpr (kScales == Scales::nested) {
+          step.stats[u][h].absmax = __ldg(w.nested_absmax + (block >> nested_shift));
+          step.stats[u][h].nested_code = __ldg(w.nested_codes + block);
+        } else {
+          step.stats[u][h].absmax = __ldg(w.absmax + block);
         }
       }
     }
   };
-  Step current{blockIdx.x, 0};
+  Step current{static_cast<int>(blockIdx.x), 0};
   if (current.tile >= tiles) return;  // the whole block: the launcher gives no block less than one tile
   fetch(current);
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   while (true) {
     Step next{current.tile, current.round + 1};
-    if (next.round == rounds) next.tile += gridDim.x, next.round = 0;
+    if (next.round == rounds) next.tile += static_cast<int>(gridDim.x), next.round = 0;
     fetch(next);
 #pragma unroll
     for (int u = 0; u < kTensorCoreUnroll; ++u) {
-      const int64_t chunk = chunk_of(current, u);
+      const int chunk = chunk_of(current, u);
       if (chunk >= chunks) break;
       uint4 x_low = make_uint4(0, 0, 0, 0), x_high = make_uint4(0, 0, 0, 0);
       if (has_x) {
@@ -250,18 +265,19 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const uint2* bytes = current.bytes[u];
-        const uint32_t a[4] = {table[table_offset(bytes[0], 2 * j)], table[table_offset(bytes[1], 2 * j)],
-                               table[table_offset(bytes[0], 2 * j + 1)], table[table_offset(bytes[1], 2 * j + 1)]};
+        const uint32_t a[4] = {pair_of(bytes[0], 2 * j, lane_table), pair_of(bytes[1], 2 * j, lane_table),
+                               pair_of(bytes[0], 2 * j + 1, lane_table), pair_of(bytes[1], 2 * j + 1, lane_table)};
         mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
       }
-      const float scale[2] = {scale_of(w, map, current.stats[u][0]), scale_of(w, map, current.stats[u][1])};
+      const float scale[2] = {scale_of<kScales>(w, map, current.stats[u][0]),
+                              scale_of<kScales>(w, map, current.stats[u][1])};
       acc[0] = fmaf(d[0], scale[0], acc[0]);
       acc[1] = fmaf(d[1], scale[0], acc[1]);
       acc[2] = fmaf(d[2], scale[1], acc[2]);
       acc[3] = fmaf(d[3], scale[1], acc[3]);
     }
     if (current.round == rounds - 1) {  // the tile's last round: add up the warps' sums
-      const int64_t row0 = current.tile * kTensorCoreRows;
+      const int64_t row0 = int64_t(current.tile) * kTensorCoreRows;
       partial[warp][g][2 * t] = acc[0];
       partial[warp][g][2 * t + 1] = acc[1];
       partial[warp][g + 8][2 * t] = acc[2];
@@ -287,6 +303,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType dtype) {
   if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
   if (w.cols % 64 != 0 || w.blocksize % 64 != 0) return "it needs cols and blocksize multiples of 64";
+  if (w.rows * w.cols >= (int64_t(1) << 32)) return "it indexes fewer than 2^32 values";
   if (reinterpret_cast<uintptr_t>(w.packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
     return "it needs the packed weight 8-byte and x 16-byte aligned";
   if (!tensor_cores_available()) return "it needs a GPU of compute capability 8.0 or newer";
@@ -299,7 +316,7 @@ int tensor_core_warps(int64_t cols) {
   return static_cast<int>(std::clamp<int64_t>(cols / 64 / kTensorCoreUnroll, 4, kTensorCoreMaxWarps));
 }
 
-template <typename T>
+template <typename T, Scales kScales>
 void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y,
                              cudaStream_t stream) {
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
@@ -308,13 +325,14 @@ void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const 
   // over tiles, instead of one block per tile (which took two waves and two table builds per SM for the
   // 14336-row weights of an 8B model).
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tensor_core_kernel<T>, threads, kPairTableBytes) !=
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tensor_core_kernel<T, kScales>, threads,
+                                                    kPairTableBytes) !=
           cudaSuccess ||
       per_sm < 1)
     per_sm = 1;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
-  launch_kernel(gemv_tensor_core_kernel<T>, blocks, threads, kPairTableBytes, stream, w, map, static_cast<const T*>(x),
-                static_cast<int>(m), static_cast<T*>(y));
+  launch_kernel(gemv_tensor_core_kernel<T, kScales>, blocks, threads, kPairTableBytes, stream, w, map,
+                static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
 }
 
 template <typename T>
@@ -362,10 +380,13 @@ const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void*
   const bool tensor_cores =
       kernel == GemvKernel::tensor_cores || (kernel == GemvKernel::automatic && m >= 2 && unfit == nullptr);
   if (tensor_cores) {
+    const bool nested = w.absmax == nullptr;
     if (dtype == DType::f16)
-      launch_tensor_core_gemv<__half>(w, param, x, m, y, s);
+      nested ? launch_tensor_core_gemv<__half, Scales::nested>(w, param, x, m, y, s)
+             : launch_tensor_core_gemv<__half, Scales::absmax>(w, param, x, m, y, s);
     else
-      launch_tensor_core_gemv<__nv_bfloat16>(w, param, x, m, y, s);
+      nested ? launch_tensor_core_gemv<__nv_bfloat16, Scales::nested>(w, param, x, m, y, s)
+             : launch_tensor_core_gemv<__nv_bfloat16, Scales::absmax>(w, param, x, m, y, s);
     return launch_status();
   }
   with_element_type(dtype, [&](auto zero) { launch_gemv<decltype(zero)>(w, param, x, m, y, s); });

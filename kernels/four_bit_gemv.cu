@@ -65,26 +65,31 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const int64_t row0 = (int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32) * kGemvRows;
   if (row0 >= w.rows) return;
   float acc[kGemvRows][M] = {};
-  const int64_t cols = w.cols;
-  for (int64_t base = int64_t(lane) * 32; base < cols; base += 1024 * kGemvChunks) {
+  const int cols = static_cast<int>(w.cols);
+  const int block_shift = __ffs(w.blocksize) - 1;
+  // The flat index of each row's start, in 32 bits (the launcher sends weights of 2^32 values or more to the
+  // kernel below): rows past the end repeat the last; never written.
+  uint32_t row_starts[kGemvRows];
+#pragma unroll
+  for (int r = 0; r < kGemvRows; ++r) row_starts[r] = static_cast<uint32_t>(min(row0 + r, w.rows - 1) * w.cols);
+  for (int base = lane * 32; base < cols; base += 1024 * kGemvChunks) {
     uint4 words[kGemvChunks][kGemvRows];
     BlockStats stats[kGemvChunks][kGemvRows];
 #pragma unroll
     for (int c = 0; c < kGemvChunks; ++c)
 #pragma unroll
       for (int r = 0; r < kGemvRows; ++r) {
-        const int64_t k = base + c * 1024;
+        const int k = base + c * 1024;
         words[c][r] = make_uint4(0, 0, 0, 0);
         if (k < cols) {
-          const int64_t row = min(row0 + r, w.rows - 1);  // rows past the end repeat the last; never written
-          const int64_t start = row * cols + k;
-          words[c][r] = __ldg(reinterpret_cast<const uint4*>(w.packed + start / 2));
-          stats[c][r] = load_block_stats(w, block_of(w, start));
+          const uint32_t start = row_starts[r] + static_cast<uint32_t>(k);
+          words[c][r] = __ldg(reinterpret_cast<const uint4*>(w.packed + (start >> 1)));
+          stats[c][r] = load_block_stats(w, start >> block_shift);
         }
       }
 #pragma unroll
     for (int c = 0; c < kGemvChunks; ++c) {
-      const int64_t k = base + c * 1024;
+      const int k = base + c * 1024;
       if (k >= cols) break;
       float sum[kGemvRows][M] = {};  // code . x over the lane's 32 columns
 #pragma unroll
@@ -340,7 +345,7 @@ void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int
   const T* xt = static_cast<const T*>(x);
   T* yt = static_cast<T*>(y);
   const bool aligned = w.cols % 32 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(x) % 32 == 0;
+                       reinterpret_cast<uintptr_t>(x) % 32 == 0 && w.rows * w.cols < (int64_t(1) << 32);
   if (!aligned) {
     const unsigned blocks = static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
     launch_kernel(gemv_any_kernel<T>, blocks, kWarpsPerBlock * 32, 0, stream, w, map, xt, static_cast<int>(m), yt);

@@ -32,10 +32,12 @@ __device__ __forceinline__ int64_t block_of(const FourBitWeight& w, int64_t i) {
 // 8-bit code), before the arithmetic that makes them its scale (scale_of). Kernels that need several blocks'
 // scales read all their statistics first and compute the scales where they use them: the map lookup of a
 // double-quantized scale depends on the code just read, and written as one step it made each warp wait for each
-// read in turn (8 memory round trips in a row per tile in the GEMV kernels' SASS, instead of one).
+// read in turn (8 memory round trips in a row per tile in the GEMV kernels' SASS, instead of one). No default
+// values: kernels keep arrays of these for blocks they may not read, and zeroing them cost instructions in every
+// step (load_block_stats sets what scale_of reads).
 struct BlockStats {
-  float absmax = 0.0f;
-  uint32_t nested_code = 0;
+  float absmax;
+  uint32_t nested_code;
 };
 
 // Which statistics the weight has: read from it (`either`, the default), or fixed where a kernel is instantiated

@@ -204,8 +204,9 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   const int g = lane / 4, t = lane % 4;
   const int chunks = static_cast<int>(w.cols / 64);  // tiles, rounds and chunks fit 32 bits (< 2^32 values)
   const uint32_t lane_table = shared_address(pair_table + lane);
-  const bool has_x = g < m_count;  // B column g is row g of x; the others are zero
-  const T* x_lane = x + (has_x ? g : 0) * w.cols + 16 * t;
+  // B column g is row g of x. Lanes past the last row of x read row 0 instead: D's column g then holds a sum that
+  // is never stored (a column of D depends on its column of B only), and no lane needs a test or zeros per chunk.
+  const uint32_t x_first = static_cast<uint32_t>(min(g, m_count - 1) * w.cols + 16 * t);
   // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows,
   // so that the tables above are built once per block, not once per tile. A warp takes chunks warp,
   // warp + warps, ... of a tile, kTensorCoreUnroll of them per round; its steps (tile, round) run as a pipeline:
@@ -248,23 +249,22 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       }
     }
   };
-  Step current{static_cast<int>(blockIdx.x), 0};
+  Step current;  // (bytes and statistics not zeroed: a step reads those of the chunks it multiplies)
+  current.tile = static_cast<int>(blockIdx.x), current.round = 0;
   if (current.tile >= tiles) return;  // the whole block: the launcher gives no block less than one tile
   fetch(current);
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   while (true) {
-    Step next{current.tile, current.round + 1};
+    Step next;
+    next.tile = current.tile, next.round = current.round + 1;
     if (next.round == rounds) next.tile += static_cast<int>(gridDim.x), next.round = 0;
     fetch(next);
 #pragma unroll
     for (int u = 0; u < kTensorCoreUnroll; ++u) {
       const int chunk = chunk_of(current, u);
       if (chunk >= chunks) break;
-      uint4 x_low = make_uint4(0, 0, 0, 0), x_high = make_uint4(0, 0, 0, 0);
-      if (has_x) {
-        x_low = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64));
-        x_high = __ldg(reinterpret_cast<const uint4*>(x_lane + chunk * 64) + 1);
-      }
+      const uint4* x_chunk = reinterpret_cast<const uint4*>(x + (x_first + static_cast<uint32_t>(chunk) * 64u));
+      const uint4 x_low = __ldg(x_chunk), x_high = __ldg(x_chunk + 1);
       const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
       float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll

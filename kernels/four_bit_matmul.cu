@@ -139,7 +139,7 @@ struct MatmulShape {
 // it is read as zeros (multiplying zeros of A, or giving columns of C that are never stored).
 struct WeightPiece {
   int tile_row = 0, tile_col = 0;  // in the B tile, in the pass's layout (see the file comment)
-  int64_t first = 0;               // flat index of its first value at k tile 0
+  uint32_t first = 0;              // flat index of its first value at k tile 0 (weights have < 2^32 values)
   bool fixed_part_exists = false;  // its row (forward) or column (backward) is in the weight
 };
 
@@ -151,19 +151,19 @@ __device__ __forceinline__ WeightPiece weight_piece(const FourBitWeight& w, int 
   p.tile_col = (piece % per_row) * 16;
   const int64_t row = backward ? p.tile_row : n0 + p.tile_row, col = backward ? n0 + p.tile_col : p.tile_col;
   p.fixed_part_exists = backward ? col < w.cols : row < w.rows;
-  p.first = p.fixed_part_exists ? row * w.cols + col : 0;
+  p.first = p.fixed_part_exists ? static_cast<uint32_t>(row * w.cols + col) : 0;
   return p;
 }
 
 // Whether the piece exists at k tile kt (forward, its columns always do: cols is a multiple of 32), and its flat
-// index there.
+// index there, in 32 bits: 64-bit index arithmetic was a good part of the loop's instructions (SASS).
 template <bool backward>
-__device__ __forceinline__ bool piece_exists(const FourBitWeight& w, const WeightPiece& p, int64_t kt) {
+__device__ __forceinline__ bool piece_exists(const FourBitWeight& w, const WeightPiece& p, int kt) {
   return p.fixed_part_exists && (!backward || kt * kTileK + p.tile_row < w.rows);
 }
 template <bool backward>
-__device__ __forceinline__ int64_t piece_at(const FourBitWeight& w, const WeightPiece& p, int64_t kt) {
-  return p.first + kt * (backward ? kTileK * w.cols : kTileK);
+__device__ __forceinline__ uint32_t piece_at(const FourBitWeight& w, const WeightPiece& p, int kt) {
+  return p.first + static_cast<uint32_t>(kt) * (backward ? kTileK * static_cast<uint32_t>(w.cols) : kTileK);
 }
 
 // A piece of A that a thread copies: 8 values of one row, kt * 32 + col in that row at k tile kt.
@@ -211,7 +211,7 @@ __device__ __forceinline__ ThreadPieces<Tile, T> thread_pieces(const FourBitWeig
 // multiple of 8, so a piece of A exists whole or not at all).
 template <typename Tile, typename T, bool backward>
 __device__ __forceinline__ void copy_tile(const FourBitWeight& w, const ThreadPieces<Tile, T>& t, MatmulShape shape,
-                                          int64_t kt, T* a_stage, uint8_t* packed_stage) {
+                                          int kt, T* a_stage, uint8_t* packed_stage) {
 #pragma unroll
   for (int i = 0; i < t.kA; ++i) {
     const bool exists = t.a[i].row_exists && kt * kTileK + t.a[i].col < shape.k;
@@ -235,7 +235,7 @@ struct PieceStats {
 };
 
 template <typename Tile, typename T, bool backward>
-__device__ __forceinline__ void load_piece_stats(const FourBitWeight& w, const ThreadPieces<Tile, T>& t, int64_t kt,
+__device__ __forceinline__ void load_piece_stats(const FourBitWeight& w, const ThreadPieces<Tile, T>& t, int kt,
                                                  int block_shift, PieceStats<Tile>& s) {
 #pragma unroll
   for (int i = 0; i < Tile::kPiecesPerThread; ++i) {
@@ -317,12 +317,12 @@ __global__ void __launch_bounds__(Tile::kThreads)
 
   const int64_t n0 = int64_t(blockIdx.x) * Tile::kTileN, m0 = int64_t(blockIdx.y) * Tile::kTileM;
   const int warp = threadIdx.x / 32, warp_m = warp / Tile::kWarpsN, warp_n = warp % Tile::kWarpsN;
-  const int64_t k_tiles = (shape.k + kTileK - 1) / kTileK;
+  const int k_tiles = static_cast<int>((shape.k + kTileK - 1) / kTileK);
   const int block_shift = __ffs(w.blocksize) - 1;
   const ThreadPieces<Tile, T> pieces = thread_pieces<Tile, T, backward>(w, a, shape, m0, n0);
-  auto a_stage = [&](int64_t kt) { return a_stages + (kt % Tile::kStages) * Tile::kAStageElements; };
-  auto packed_stage = [&](int64_t kt) { return packed_stages + (kt % Tile::kStages) * Tile::kPackedTileBytes; };
-  auto b_tile = [&](int64_t kt) { return b_tiles + (kt % 2) * Tile::kBTileElements; };
+  auto a_stage = [&](int kt) { return a_stages + (kt % Tile::kStages) * Tile::kAStageElements; };
+  auto packed_stage = [&](int kt) { return packed_stages + (kt % Tile::kStages) * Tile::kPackedTileBytes; };
+  auto b_tile = [&](int kt) { return b_tiles + (kt % 2) * Tile::kBTileElements; };
 
 #pragma unroll
   for (int s = 0; s < Tile::kStages - 1; ++s) {
@@ -336,12 +336,12 @@ __global__ void __launch_bounds__(Tile::kThreads)
   dequantize_pieces<Tile, T, backward>(w, pieces, packed_stage(0), code_address, map, stats, b_tile(0));
 
   float acc[Tile::kMmaM][Tile::kMmaN][4] = {};
-  for (int64_t kt = 0; kt < k_tiles; ++kt) {
+  for (int kt = 0; kt < k_tiles; ++kt) {
     // Tile kt + 1 has arrived; after the barrier every warp is done with tile kt - 1 (its A stage, which the
     // copy below refills, and its B tile, which the dequantization below rewrites) and sees B tile kt.
     wait_copies<Tile::kStages - 3>();
     __syncthreads();
-    const int64_t ahead = kt + Tile::kStages - 1;
+    const int ahead = kt + Tile::kStages - 1;
     if (ahead < k_tiles) copy_tile<Tile, T, backward>(w, pieces, shape, ahead, a_stage(ahead), packed_stage(ahead));
     commit_copies();
     const bool next = kt + 1 < k_tiles;
@@ -429,6 +429,7 @@ const char* launch_tiled(MatmulTile tile, const FourBitWeight& w, const MapParam
 const char* matmul_4bit_unfit(const FourBitWeight& w, const void* a, const void* c, DType dtype) {
   if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
   if (w.cols % 32 != 0 || w.rows % 8 != 0) return "it needs the weight's columns a multiple of 32 and rows of 8";
+  if (w.rows * w.cols >= (int64_t(1) << 32)) return "it indexes weights of fewer than 2^32 values";
   if (reinterpret_cast<uintptr_t>(w.packed) % 16 != 0 || reinterpret_cast<uintptr_t>(a) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(c) % 4 != 0)
     return "it needs the packed weight and the input 16-byte aligned, the output 4-byte aligned";

@@ -3,6 +3,7 @@
 #include "simt.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -241,9 +242,13 @@ void resume(Fiber& f) {
 
 uint8_t* stack_for(size_t i) {
   while (g_stacks.size() <= i) {
-    void* p = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) fail("cannot map a fiber stack");
-    g_stacks.push_back(static_cast<uint8_t*>(p));
+    // A page below each stack that faults when touched: a fiber that outgrows its stack crashes instead of
+    // silently overwriting the stack mapped below it (another thread's locals).
+    const size_t guard = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    void* p = mmap(nullptr, kStackBytes + guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED || mprotect(p, guard, PROT_NONE) != 0) fail("cannot map a fiber stack");
+    g_stacks.push_back(static_cast<uint8_t*>(p) + guard);
   }
   return g_stacks[i];
 }

@@ -73,6 +73,10 @@ Pass forward_backward(const std::function<at::Tensor(const std::vector<at::Tenso
   return pass;
 }
 
+cuda::DType kernel_dtype_of(at::ScalarType dtype) {
+  return dtype == at::kHalf ? cuda::DType::f16 : dtype == at::kBFloat16 ? cuda::DType::bf16 : cuda::DType::f32;
+}
+
 std::string describe(at::ScalarType dtype, at::IntArrayRef shape) {
   std::string text = c10::toString(dtype);
   for (int64_t n : shape) {

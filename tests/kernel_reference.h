@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "autotrain/cuda_kernels.h"
 #include "autotrain/quant.h"
 
 namespace autotrain::testing {
@@ -40,6 +41,9 @@ Pass forward_backward(const std::function<at::Tensor(const std::vector<at::Tenso
 
 // A contiguous tensor of `shape` whose data starts one element past a 16-byte boundary: the kernels' scalar path.
 at::Tensor misaligned_randn(at::IntArrayRef shape, const at::TensorOptions& options);
+
+// The kernels' element type of a tensor dtype (fp32, fp16, bf16), for tests that call the launchers directly.
+cuda::DType kernel_dtype_of(at::ScalarType dtype);
 
 // "bf16 2 7 96": a dtype and a shape, for SCOPED_TRACE.
 std::string describe(at::ScalarType dtype, at::IntArrayRef shape);

@@ -22,16 +22,13 @@ namespace {
 
 using testing::describe;
 using testing::forward_backward;
+using testing::kernel_dtype_of;
 using testing::misaligned_randn;
 using testing::mismatch;
 using testing::Pass;
 
 const std::vector<at::ScalarType> kDtypes{at::kFloat, at::kHalf, at::kBFloat16};
 const std::vector<simt::ThreadOrder> kOrders{simt::ThreadOrder::ascending, simt::ThreadOrder::descending};
-
-cuda::DType dtype_of(at::ScalarType t) {
-  return t == at::kHalf ? cuda::DType::f16 : t == at::kBFloat16 ? cuda::DType::bf16 : cuda::DType::f32;
-}
 
 // A kernel's output: NaN everywhere, so that an element it does not write fails the comparison; misaligned (one
 // element past a 16-byte boundary) where asked, as the inputs may be.
@@ -71,10 +68,11 @@ TEST_P(EmulatedFusedOps, RmsNormMatchesTheComposite) {
               [&](const std::vector<at::Tensor>& in) { return rms_norm_composite(in[0], weight, eps); }, {x}, upstream);
           at::Tensor out = nan_like(x, !aligned), rstd = at::empty({rows}, at::kFloat);
           expect_ok(cuda::rms_norm_forward(x.data_ptr(), weight.data_ptr(), rows, cols, static_cast<float>(eps),
-                                           out.data_ptr(), rstd.data_ptr<float>(), dtype_of(dtype), nullptr));
+                                           out.data_ptr(), rstd.data_ptr<float>(), kernel_dtype_of(dtype), nullptr));
           at::Tensor dx = nan_like(x, !aligned);
-          expect_ok(cuda::rms_norm_backward(upstream.data_ptr(), x.data_ptr(), weight.data_ptr(), rstd.data_ptr<float>(),
-                                            rows, cols, dx.data_ptr(), dtype_of(dtype), nullptr));
+          expect_ok(cuda::rms_norm_backward(upstream.data_ptr(), x.data_ptr(), weight.data_ptr(),
+                                            rstd.data_ptr<float>(), rows, cols, dx.data_ptr(), kernel_dtype_of(dtype),
+                                            nullptr));
           EXPECT_EQ(mismatch(out, reference.out, 2, 1e-5), "") << "forward";
           EXPECT_EQ(mismatch(dx, reference.grads[0], 1, 1e-5), "") << "backward";
         }
@@ -98,9 +96,10 @@ TEST_P(EmulatedFusedOps, SwigluMatchesTheComposite) {
             [](const std::vector<at::Tensor>& in) { return swiglu_composite(in[0], in[1]); }, {gate, up}, upstream);
         at::Tensor out = nan_like(gate, !aligned), dgate = nan_like(gate, !aligned), dup = nan_like(gate, !aligned);
         const int64_t n = gate.numel();
-        expect_ok(cuda::swiglu_forward(gate.data_ptr(), up.data_ptr(), n, out.data_ptr(), dtype_of(dtype), nullptr));
+        expect_ok(
+            cuda::swiglu_forward(gate.data_ptr(), up.data_ptr(), n, out.data_ptr(), kernel_dtype_of(dtype), nullptr));
         expect_ok(cuda::swiglu_backward(upstream.data_ptr(), gate.data_ptr(), up.data_ptr(), n, dgate.data_ptr(),
-                                        dup.data_ptr(), dtype_of(dtype), nullptr));
+                                        dup.data_ptr(), kernel_dtype_of(dtype), nullptr));
         const double ulps = dtype == at::kFloat ? 3 : 1;
         EXPECT_EQ(mismatch(out, reference.out, ulps, 0), "") << "forward";
         EXPECT_EQ(mismatch(dgate, reference.grads[0], 1, 1e-5), "") << "dgate";
@@ -135,9 +134,9 @@ TEST_P(EmulatedFusedOps, RotaryMatchesTheComposite) {
             at::Tensor out = at::full({batch, tokens, heads, dim}, NAN, dtype).transpose(1, 2);
             at::Tensor dx = at::full({batch, tokens, heads, dim}, NAN, dtype).transpose(1, 2);
             expect_ok(cuda::rotary_forward(x.data_ptr(), strides_of(x), cos.data_ptr(), sin.data_ptr(), shape,
-                                           out.data_ptr(), strides_of(out), dtype_of(dtype), nullptr));
+                                           out.data_ptr(), strides_of(out), kernel_dtype_of(dtype), nullptr));
             expect_ok(cuda::rotary_backward(upstream.data_ptr(), strides_of(upstream), cos.data_ptr(), sin.data_ptr(),
-                                            shape, dx.data_ptr(), strides_of(dx), dtype_of(dtype), nullptr));
+                                            shape, dx.data_ptr(), strides_of(dx), kernel_dtype_of(dtype), nullptr));
             EXPECT_EQ(mismatch(out, reference.out, 1, 0), "") << "forward";
             EXPECT_EQ(mismatch(dx, reference.grads[0], 1, 0), "") << "backward";
           }

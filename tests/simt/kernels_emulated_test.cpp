@@ -24,6 +24,7 @@ namespace autotrain {
 namespace {
 
 using testing::expect_close_to_fp64;
+using testing::kernel_dtype_of;
 using testing::scaled_code_weight;
 
 const std::vector<simt::Options> kSettings{
@@ -47,10 +48,6 @@ struct HostWeight {
   cuda::DynamicMap map{};
 };
 
-cuda::DType dtype_of(at::ScalarType t) {
-  return t == at::kHalf ? cuda::DType::f16 : t == at::kBFloat16 ? cuda::DType::bf16 : cuda::DType::f32;
-}
-
 void expect_ok(const char* problem) { ASSERT_EQ(problem, nullptr) << problem; }
 
 // A fresh output for a kernel: NaN everywhere, so that an element it does not write fails the comparison.
@@ -60,23 +57,22 @@ at::Tensor output(int64_t rows, int64_t cols, at::ScalarType dtype) {
 
 at::Tensor dequantize(const HostWeight& w, int64_t r0, int64_t r1, int64_t c0, int64_t c1, at::ScalarType dtype) {
   at::Tensor out = output(r1 - r0, c1 - c0, dtype);
-  expect_ok(cuda::dequantize_4bit(w.view, &w.map, r0, r1, c0, c1, out.data_ptr(), dtype_of(dtype), nullptr));
+  expect_ok(cuda::dequantize_4bit(w.view, &w.map, r0, r1, c0, c1, out.data_ptr(), kernel_dtype_of(dtype), nullptr));
   return out;
 }
 
 at::Tensor gemv(const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kernel) {
   at::Tensor y = output(x.size(0), w.view.rows, x.scalar_type());
-  expect_ok(cuda::gemv_4bit(w.view, &w.map, x.data_ptr(), x.size(0), y.data_ptr(), dtype_of(x.scalar_type()), nullptr,
-                            kernel));
+  expect_ok(cuda::gemv_4bit(w.view, &w.map, x.data_ptr(), x.size(0), y.data_ptr(), kernel_dtype_of(x.scalar_type()),
+                            nullptr, kernel));
   return y;
 }
 
 at::Tensor matmul(const HostWeight& w, const at::Tensor& a, cuda::MatmulPass pass, cuda::MatmulTile tile) {
   const int64_t width = pass == cuda::MatmulPass::forward ? w.view.rows : w.view.cols;
   at::Tensor c = output(a.size(0), width, a.scalar_type());
-  expect_ok(
-      cuda::matmul_4bit(w.view, &w.map, a.data_ptr(), a.size(0), c.data_ptr(), dtype_of(a.scalar_type()), pass, nullptr,
-                        tile));
+  expect_ok(cuda::matmul_4bit(w.view, &w.map, a.data_ptr(), a.size(0), c.data_ptr(), kernel_dtype_of(a.scalar_type()),
+                              pass, nullptr, tile));
   return c;
 }
 

@@ -51,8 +51,9 @@ __device__ __forceinline__ bool nested_scales(const FourBitWeight& w) {
   return kScales == Scales::nested;
 }
 
-template <Scales kScales = Scales::either>
-__device__ __forceinline__ BlockStats load_block_stats(const FourBitWeight& w, int64_t block) {
+// `block` is an int64_t, or a uint32_t in kernels that index in 32 bits (indexes_fit_31_bits).
+template <Scales kScales = Scales::either, typename Index = int64_t>
+__device__ __forceinline__ BlockStats load_block_stats(const FourBitWeight& w, Index block) {
   BlockStats stats;
   if (!nested_scales<kScales>(w)) {
     stats.absmax = __ldg(w.absmax + block);
@@ -191,6 +192,13 @@ MapParam map_param_of(const FourBitWeight& w, const DynamicMap* map) {
   MapParam param{};
   if (w.absmax == nullptr && map != nullptr) param.map = *map;
   return param;
+}
+
+// Whether the kernels may index the weight (and an x of up to kMaxGemvRows rows of it) in 31 bits: every weight a
+// model has (the largest, an FFN of a 405B model, holds 0.9 G values). The GEMV and matmul kernels index in 32-bit
+// arithmetic, which halves their index instructions; larger weights take the other kernels.
+bool indexes_fit_31_bits(const FourBitWeight& w) {
+  return w.rows * w.cols < (int64_t(1) << 31) && w.cols * kMaxGemvRows < (int64_t(1) << 31);
 }
 
 const char* check_weight(const FourBitWeight& w, const DynamicMap* map) {

@@ -67,8 +67,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   float acc[kGemvRows][M] = {};
   const int cols = static_cast<int>(w.cols);
   const int block_shift = __ffs(w.blocksize) - 1;
-  // The flat index of each row's start, in 32 bits (the launcher sends weights of 2^32 values or more to the
-  // kernel below): rows past the end repeat the last; never written.
+  // The flat index of each row's start, in 32 bits (the launcher sends weights it cannot index so to the kernel
+  // below: indexes_fit_31_bits): rows past the end repeat the last; never written.
   uint32_t row_starts[kGemvRows];
 #pragma unroll
   for (int r = 0; r < kGemvRows; ++r) row_starts[r] = static_cast<uint32_t>(min(row0 + r, w.rows - 1) * w.cols);
@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int g = lane / 4, t = lane % 4;
-  const int chunks = static_cast<int>(w.cols / 64);  // tiles, rounds and chunks fit 32 bits (< 2^32 values)
+  const int chunks = static_cast<int>(w.cols / 64);  // tiles, rounds and chunks fit 31 bits (indexes_fit_31_bits)
   const uint32_t lane_table = shared_address(pair_table + lane);
   // B column g is row g of x. Lanes past the last row of x read row 0 instead: D's column g then holds a sum that
   // is never stored (a column of D depends on its column of B only), and no lane needs a test or zeros per chunk.
@@ -220,8 +220,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     BlockStats stats[kTensorCoreUnroll][2];
   };
   auto chunk_of = [&](const Step& step, int u) { return warp + (step.round * kTensorCoreUnroll + u) * warps; };
-  const int block_shift = __ffs(w.blocksize) - 1, nested_shift = __ffs(w.nested_blocksize) - 1;
-  // Flat indices in 32 bits (the launcher refuses weights of 2^32 values or more): 64-bit index arithmetic was
+  const int block_shift = __ffs(w.blocksize) - 1;
+  // Flat indices in 32 bits (the launcher refuses weights it cannot index so: indexes_fit_31_bits): 64-bit index arithmetic was
   // twice the instructions, and the loads' address arithmetic was most of the kernel's outside its lookups.
   auto fetch = [&](Step& step) {
     // The flat index of the lane's first value in its two rows (rows past the end repeat the last row: read,
@@ -239,13 +239,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       for (int h = 0; h < 2; ++h) {
         const uint32_t start = starts[h] + static_cast<uint32_t>(chunk) * 64u;
         step.bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + (start >> 1)));
-        const uint32_t block = start >> block_shift;  // blocks are >= 64 values: the chunk's row's block
-        if constexpr (kScales == Scales::nested) {
-          step.stats[u][h].absmax = __ldg(w.nested_absmax + (block >> nested_shift));
-          step.stats[u][h].nested_code = __ldg(w.nested_codes + block);
-        } else {
-          step.stats[u][h].absmax = __ldg(w.absmax + block);
-        }
+        step.stats[u][h] = load_block_stats<kScales>(w, start >> block_shift);  // blocks >= 64: the chunk's
       }
     }
   };
@@ -308,7 +302,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType dtype) {
   if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
   if (w.cols % 64 != 0 || w.blocksize % 64 != 0) return "it needs cols and blocksize multiples of 64";
-  if (w.rows * w.cols >= (int64_t(1) << 32)) return "it indexes fewer than 2^32 values";
+  if (!indexes_fit_31_bits(w)) return "it indexes weights of fewer than 2^31 values";
   if (reinterpret_cast<uintptr_t>(w.packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
     return "it needs the packed weight 8-byte and x 16-byte aligned";
   if (!tensor_cores_available()) return "it needs a GPU of compute capability 8.0 or newer";
@@ -345,7 +339,7 @@ void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int
   const T* xt = static_cast<const T*>(x);
   T* yt = static_cast<T*>(y);
   const bool aligned = w.cols % 32 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(x) % 32 == 0 && w.rows * w.cols < (int64_t(1) << 32);
+                       reinterpret_cast<uintptr_t>(x) % 32 == 0 && indexes_fit_31_bits(w);
   if (!aligned) {
     const unsigned blocks = static_cast<unsigned>((w.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
     launch_kernel(gemv_any_kernel<T>, blocks, kWarpsPerBlock * 32, 0, stream, w, map, xt, static_cast<int>(m), yt);

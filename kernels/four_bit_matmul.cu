@@ -139,7 +139,7 @@ struct MatmulShape {
 // it is read as zeros (multiplying zeros of A, or giving columns of C that are never stored).
 struct WeightPiece {
   int tile_row = 0, tile_col = 0;  // in the B tile, in the pass's layout (see the file comment)
-  uint32_t first = 0;              // flat index of its first value at k tile 0 (weights have < 2^32 values)
+  uint32_t first = 0;              // flat index of its first value at k tile 0 (indexes_fit_31_bits)
   bool fixed_part_exists = false;  // its row (forward) or column (backward) is in the weight
 };
 
@@ -429,7 +429,7 @@ const char* launch_tiled(MatmulTile tile, const FourBitWeight& w, const MapParam
 const char* matmul_4bit_unfit(const FourBitWeight& w, const void* a, const void* c, DType dtype) {
   if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
   if (w.cols % 32 != 0 || w.rows % 8 != 0) return "it needs the weight's columns a multiple of 32 and rows of 8";
-  if (w.rows * w.cols >= (int64_t(1) << 32)) return "it indexes weights of fewer than 2^32 values";
+  if (!indexes_fit_31_bits(w)) return "it indexes weights of fewer than 2^31 values";
   if (reinterpret_cast<uintptr_t>(w.packed) % 16 != 0 || reinterpret_cast<uintptr_t>(a) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(c) % 4 != 0)
     return "it needs the packed weight and the input 16-byte aligned, the output 4-byte aligned";

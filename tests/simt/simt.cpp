@@ -27,8 +27,8 @@ namespace {
 // ---- context switching -----------------------------------------------------------------------------------
 //
 // x86-64: a switch saves the callee-saved registers and the SSE / x87 control words on the current stack and
-// loads another stack's (~20 instructions; ucontext's swapcontext also makes a system call for the signal mask,
-// which made the emulated kernels several times slower). Elsewhere: ucontext.
+// loads another stack's (~20 instructions, where glibc's swapcontext also makes a system call for the signal mask;
+// the emulated tests switch millions of times). Elsewhere: ucontext.
 
 #if defined(__x86_64__)
 extern "C" void autotrain_simt_switch(void** save_sp, void* load_sp);

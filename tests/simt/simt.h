@@ -18,7 +18,8 @@
 //  - scheduling: a block's warps run one at a time, each as far as it can (to a __syncthreads, or its end) before
 //    the next starts, in ascending or descending order (Options), so that a warp gets as far ahead of the others as
 //    the barriers allow and a race between warps shows in one of the two orders.
-// Not emulated: timing, occupancy, bank conflicts, memory spaces (all pointers are host pointers), atomics.
+//  - counted on request: ldmatrix's shared-memory wavefronts (LdmatrixTraffic) and the reads of a watched buffer.
+// Not emulated: timing, occupancy, other bank conflicts, memory spaces (all pointers are host pointers), atomics.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,6 +1,6 @@
-// What the 4-bit kernels share (four_bit.cu: dequantization and GEMV; four_bit_matmul.cu: the training-shape
-// matmul): a block's scale, the code and map in shared memory, the tensor cores' m16n8k16 MMA, and the checks of
-// a weight. Internal to kernels/.
+// What the 4-bit kernels share (four_bit.cu: dequantization; four_bit_gemv.cu: the GEMVs; four_bit_matmul.cu: the
+// training-shape matmul): a block's scale, the code and map in shared memory, the tensor cores' m16n8k16 MMA, and
+// the checks of a weight. Internal to kernels/.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -106,16 +106,7 @@ __device__ __forceinline__ uint32_t code_entry(uint32_t offsets, uint32_t code_a
   return __byte_perm(offsets, code_address, 0x7650 + k);
 }
 
-// A float / a 32-bit word of shared memory at a 32-bit shared-window address.
-__device__ __forceinline__ float load_shared(uint32_t address) {
-#ifdef AUTOTRAIN_SIMT_EMULATION
-  return *static_cast<const float*>(::autotrain::simt::shared_pointer(address));
-#else
-  float value;
-  asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(value) : "r"(address));
-  return value;
-#endif
-}
+// A 32-bit word / a float of shared memory at a 32-bit shared-window address.
 __device__ __forceinline__ uint32_t load_shared_word(uint32_t address) {
 #ifdef AUTOTRAIN_SIMT_EMULATION
   return *static_cast<const uint32_t*>(::autotrain::simt::shared_pointer(address));
@@ -125,6 +116,7 @@ __device__ __forceinline__ uint32_t load_shared_word(uint32_t address) {
   return value;
 #endif
 }
+__device__ __forceinline__ float load_shared(uint32_t address) { return __uint_as_float(load_shared_word(address)); }
 
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
 #ifdef AUTOTRAIN_SIMT_EMULATION
@@ -179,7 +171,6 @@ __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4
   __trap();  // the launcher never picks this kernel below sm_80
 #endif
 }
-
 
 bool tensor_cores_available() {
   static const bool available = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 8;

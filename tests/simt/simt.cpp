@@ -117,7 +117,6 @@ LdmatrixTraffic g_ldmatrix;
 const uint8_t* g_watched = nullptr;
 std::vector<int64_t> g_reads;  // per watched byte
 Index g_block_index, g_block_dim, g_grid_dim;
-const Index kZero;
 Block g_block;
 Fiber* g_current = nullptr;
 const std::function<void()>* g_body = nullptr;
@@ -381,7 +380,7 @@ void set_options(const Options& options) { g_options = options; }
 int64_t launches() { return g_launches; }
 
 const Index& thread_index() { return current().index; }
-const Index& block_index() { return g_current != nullptr ? g_block_index : kZero; }
+const Index& block_index() { return g_block_index; }
 const Index& block_dim() { return g_block_dim; }
 const Index& grid_dim() { return g_grid_dim; }
 

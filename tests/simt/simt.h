@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <utility>
 
@@ -117,6 +118,11 @@ inline float div_rn(float a, float b) {
 }
 // CUDA's rsqrtf is within 2 ulps of 1 / sqrt(x); this is the correctly rounded value of it in fp32 steps.
 inline float reciprocal_sqrt(float x) { return 1.0f / std::sqrt(x); }
+inline float uint_as_float(uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
 inline int find_first_set(int x) { return x == 0 ? 0 : __builtin_ctz(static_cast<unsigned>(x)) + 1; }
 template <typename T>
 T load_global(const T* p) {

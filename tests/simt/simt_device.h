@@ -31,6 +31,7 @@
 #define rsqrtf ::autotrain::simt::reciprocal_sqrt
 #define __ffs ::autotrain::simt::find_first_set
 #define __ldg ::autotrain::simt::load_global
+#define __uint_as_float ::autotrain::simt::uint_as_float
 #define __trap() ::autotrain::simt::fail("__trap()")
 
 namespace autotrain::cuda {

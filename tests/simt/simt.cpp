@@ -434,6 +434,15 @@ float shuffle_xor(float value, int lane_mask) {
   return result;
 }
 
+float shuffle(float value, int source_lane) {
+  std::memcpy(own_slot().bytes, &value, 4);
+  warp_barrier("__shfl_sync");
+  float result;
+  std::memcpy(&result, slot_of(source_lane & (kWarp - 1)).bytes, 4);
+  warp_barrier("__shfl_sync (after)");
+  return result;
+}
+
 // Fragments (PTX ISA, mma.m16n8k16 with .f16 / .bf16 operands), lane = 4 g + t: A {row g, k 2t, 2t+1}, {row g+8,
 // k 2t, 2t+1}, {row g, k 2t+8, 2t+9}, {row g+8, k 2t+8, 2t+9}; B {k 2t, 2t+1, n g}, {k 2t+8, 2t+9, n g}; C / D
 // {row g, n 2t}, {row g, n 2t+1}, {row g+8, n 2t}, {row g+8, n 2t+1}. The low half of a register is the lower k.

@@ -7,7 +7,7 @@
 //  - threads and blocks: each block's threads run one at a time, each until it waits (a barrier, a warp collective);
 //    blocks run one after another. __syncthreads releases when every thread of the block has arrived; threads that
 //    wait at different barriers, or a barrier after part of the block has exited, abort with a message.
-//  - warp collectives (__shfl_xor_sync, ldmatrix, mma.sync): all 32 lanes must reach the same collective (else the
+//  - warp collectives (__shfl_xor_sync, __shfl_sync, ldmatrix, mma.sync): all 32 lanes must reach the same collective (else the
 //    run aborts); results follow the PTX ISA's fragment layouts. mma accumulates each product in double and rounds
 //    once to fp32 (the hardware's order and intermediate precision differ; tests bound the difference).
 //  - cp.async: the copy lands either when it is issued or at the issuing thread's cp.async.wait_group (Options),
@@ -81,6 +81,8 @@ void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::funct
 
 void sync_block();
 float shuffle_xor(float value, int lane_mask);
+// __shfl_sync with a full mask: lane source_lane % 32's value.
+float shuffle(float value, int source_lane);
 // mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 with d as both C and D.
 void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bf16);
 // ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16.

@@ -24,6 +24,7 @@
 #define gridDim (::autotrain::simt::grid_dim())
 #define __syncthreads() ::autotrain::simt::sync_block()
 #define __shfl_xor_sync(mask, value, lane_mask) ::autotrain::simt::shuffle_xor(value, lane_mask)
+#define __shfl_sync(mask, value, source_lane) ::autotrain::simt::shuffle(value, source_lane)
 #define __byte_perm ::autotrain::simt::byte_perm
 #define __fmul_rn ::autotrain::simt::mul_rn
 #define __fadd_rn ::autotrain::simt::add_rn

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <type_traits>
 
@@ -171,8 +172,10 @@ __global__ void gemv_any_kernel(const __grid_constant__ FourBitWeight w, const _
 // shared memory, kept in 32 copies so that lane l always reads bank l: no bank conflicts.
 constexpr int kTensorCoreRows = 16;      // rows of y per block
 constexpr int kTensorCoreMaxWarps = 16;  // warps per block at most
-constexpr int kTensorCoreUnroll = 4;     // chunks whose bytes a warp has in flight at once
+constexpr int kTensorCoreUnroll = 4;     // chunks per warp and step; lane t reads the statistics of chunk t
 constexpr size_t kPairTableBytes = 256 * 32 * sizeof(uint32_t);
+static_assert(kTensorCoreUnroll == 4, "the 4 lanes of a row (t = 0..3) read one chunk's statistics each");
+static_assert(kDefaultGemvBlockWarps == kTensorCoreMaxWarps, "the default block is the largest");
 
 // The table entry of byte i (0 ... 7) of a lane's 8 packed bytes: its copy for this lane lies at `lane_table`
 // (the shared address of the lane's copy of entry 0) + byte * 128. One PRMT (the byte, zero-extended) and one LEA
@@ -183,54 +186,56 @@ __device__ __forceinline__ uint32_t pair_of(const uint2& bytes, int i, uint32_t 
   return load_shared_word(lane_table + (byte << 7));
 }
 
-template <typename T, Scales kScales>
+// kDepth: the steps of a warp in its registers at once, the one it multiplies and kDepth - 1 whose bytes are on
+// their way (gemv_pipeline_depth). A step's registers are its 16 words of bytes and 2 blocks' statistics: lane t
+// reads those of the step's chunk t, and the 4 lanes of a row pass the scales round by shuffles (8 statistics per
+// lane and step, as the first version read them, took 16 more registers and 6 more loads).
+template <typename T, Scales kScales, int kDepth>
 __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
-                            const T* __restrict__ x, int m_count,
-                            T* __restrict__ y) {
+                            const T* __restrict__ x, int m_count, T* __restrict__ y) {
   AUTOTRAIN_DYNAMIC_SHARED(uint32_t, pair_table);  // [byte][copy]
   __shared__ float code[16];
   __shared__ float map[256];
   __shared__ float partial[kTensorCoreMaxWarps][kTensorCoreRows][8];
-  load_code_and_map(w, map_param, code, map);
-  for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
-    const int byte = i / 8;
-    const uint32_t pair = pack_pair<T>(code[byte >> 4], code[byte & 15]);
-    reinterpret_cast<uint4*>(pair_table)[i] = make_uint4(pair, pair, pair, pair);
-  }
-  __syncthreads();
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int g = lane / 4, t = lane % 4;
   const int chunks = static_cast<int>(w.cols / 64);  // tiles, rounds and chunks fit 31 bits (indexes_fit_31_bits)
-  const uint32_t lane_table = shared_address(pair_table + lane);
-  // B column g is row g of x. Lanes past the last row of x read row 0 instead: D's column g then holds a sum that
-  // is never stored (a column of D depends on its column of B only), and no lane needs a test or zeros per chunk.
-  const uint32_t x_first = static_cast<uint32_t>(min(g, m_count - 1) * w.cols + 16 * t);
   // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows,
-  // so that the tables above are built once per block, not once per tile. A warp takes chunks warp,
-  // warp + warps, ... of a tile, kTensorCoreUnroll of them per round; its steps (tile, round) run as a pipeline:
-  // the bytes of the next step are read before the MMAs of this one, so that they arrive while this step is
-  // multiplied and the block adds up its partial sums (the version without it left the memory idle then).
+  // so that the tables below are built once per block, not once per tile. A warp takes chunks warp,
+  // warp + warps, ... of a tile, kTensorCoreUnroll of them per round; its steps (tile, round) run as a pipeline
+  // kDepth deep: the bytes of the kDepth - 1 steps after this one are read before its MMAs.
   const int tiles = static_cast<int>((w.rows + kTensorCoreRows - 1) / kTensorCoreRows);
   const int rounds = (chunks + warps * kTensorCoreUnroll - 1) / (warps * kTensorCoreUnroll);
+  if (static_cast<int>(blockIdx.x) >= tiles) return;  // the whole block: the launcher gives none less than a tile
   struct Step {
     int tile, round;
-    uint2 bytes[kTensorCoreUnroll][2];
-    BlockStats stats[kTensorCoreUnroll][2];
+    uint2 bytes[kTensorCoreUnroll][2];  // rows g and g + 8 of each chunk
+    BlockStats stats[2];                // chunk t's, rows g and g + 8
   };
   auto chunk_of = [&](const Step& step, int u) { return warp + (step.round * kTensorCoreUnroll + u) * warps; };
   const int block_shift = __ffs(w.blocksize) - 1;
-  // Flat indices in 32 bits (the launcher refuses weights it cannot index so: indexes_fit_31_bits): 64-bit index arithmetic was
-  // twice the instructions, and the loads' address arithmetic was most of the kernel's outside its lookups.
+  // Flat indices in 32 bits (the launcher refuses weights it cannot index so: indexes_fit_31_bits): 64-bit index
+  // arithmetic was twice the instructions, and the loads' address arithmetic was most of the kernel's outside its
+  // lookups.
   auto fetch = [&](Step& step) {
     // The flat index of the lane's first value in its two rows (rows past the end repeat the last row: read,
     // never written), worked out once per step; a chunk then only adds its column. Chunks that do not exist are
-    // left unread: the MMAs below skip them.
+    // left unread (the MMAs below skip them); their statistics are zero, so that any scale made of them is a
+    // finite number nobody uses.
     const int64_t row0 = int64_t(step.tile) * kTensorCoreRows;
     const uint32_t starts[2] = {static_cast<uint32_t>(min(row0 + g, w.rows - 1) * w.cols + 16 * t),
                                 static_cast<uint32_t>(min(row0 + g + 8, w.rows - 1) * w.cols + 16 * t)};
     const bool tile_exists = step.tile < tiles;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) step.stats[h] = BlockStats{0.0f, 0u};
+    if (tile_exists && chunk_of(step, t) < chunks) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h)  // blocks >= 64 values: the chunk's
+        step.stats[h] =
+            load_block_stats<kScales>(w, (starts[h] + static_cast<uint32_t>(chunk_of(step, t)) * 64u) >> block_shift);
+    }
 #pragma unroll
     for (int u = 0; u < kTensorCoreUnroll; ++u) {
       const int chunk = chunk_of(step, u);
@@ -239,20 +244,46 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       for (int h = 0; h < 2; ++h) {
         const uint32_t start = starts[h] + static_cast<uint32_t>(chunk) * 64u;
         step.bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + (start >> 1)));
-        step.stats[u][h] = load_block_stats<kScales>(w, start >> block_shift);  // blocks >= 64: the chunk's
       }
     }
   };
-  Step current;  // (bytes and statistics not zeroed: a step reads those of the chunks it multiplies)
-  current.tile = static_cast<int>(blockIdx.x), current.round = 0;
-  if (current.tile >= tiles) return;  // the whole block: the launcher gives no block less than one tile
-  fetch(current);
+  // The step after (tile, round).
+  auto advance = [&](int& tile, int& round) {
+    if (++round == rounds) round = 0, tile += static_cast<int>(gridDim.x);
+  };
+
+  // The first kDepth - 1 steps' bytes are on their way while the block builds its tables. The ring's slots are
+  // named by constants below (a slot picked by a loop index put the ring in local memory).
+  Step ring[kDepth];  // (bytes not zeroed: a step reads those of the chunks it multiplies)
+  int ahead_tile = static_cast<int>(blockIdx.x), ahead_round = 0;  // the next step to fetch
+  auto fetch_ahead = [&](Step& slot) {
+    slot.tile = ahead_tile, slot.round = ahead_round;
+    fetch(slot);
+    advance(ahead_tile, ahead_round);
+  };
+  if constexpr (kDepth > 1) fetch_ahead(ring[0]);
+  if constexpr (kDepth > 2) fetch_ahead(ring[1]);
+  if constexpr (kDepth > 3) fetch_ahead(ring[2]);
+  load_code_and_map(w, map_param, code, map);
+  for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
+    const int byte = i / 8;
+    const uint32_t pair = pack_pair<T>(code[byte >> 4], code[byte & 15]);
+    reinterpret_cast<uint4*>(pair_table)[i] = make_uint4(pair, pair, pair, pair);
+  }
+  __syncthreads();
+
+  const uint32_t lane_table = shared_address(pair_table + lane);
+  // B column g is row g of x. Lanes past the last row of x read row 0 instead: D's column g then holds a sum that
+  // is never stored (a column of D depends on its column of B only), and no lane needs a test or zeros per chunk.
+  const uint32_t x_first = static_cast<uint32_t>(min(g, m_count - 1) * w.cols + 16 * t);
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  while (true) {
-    Step next;
-    next.tile = current.tile, next.round = current.round + 1;
-    if (next.round == rounds) next.tile += static_cast<int>(gridDim.x), next.round = 0;
-    fetch(next);
+  // Reads the step after the last one read into `ahead` (the slot of the step multiplied before), then multiplies
+  // `current`; false past the last step (every warp of the block is at the same step).
+  auto run = [&](Step& ahead, const Step& current) {
+    fetch_ahead(ahead);
+    if (current.tile >= tiles) return false;
+    const float own_scale[2] = {scale_of<kScales>(w, map, current.stats[0]),
+                                scale_of<kScales>(w, map, current.stats[1])};
 #pragma unroll
     for (int u = 0; u < kTensorCoreUnroll; ++u) {
       const int chunk = chunk_of(current, u);
@@ -260,20 +291,21 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       const uint4* x_chunk = reinterpret_cast<const uint4*>(x + (x_first + static_cast<uint32_t>(chunk) * 64u));
       const uint4 x_low = __ldg(x_chunk), x_high = __ldg(x_chunk + 1);
       const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
-      float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      float dsum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const uint2* bytes = current.bytes[u];
         const uint32_t a[4] = {pair_of(bytes[0], 2 * j, lane_table), pair_of(bytes[1], 2 * j, lane_table),
                                pair_of(bytes[0], 2 * j + 1, lane_table), pair_of(bytes[1], 2 * j + 1, lane_table)};
-        mma_16x8x16<T>(d, a, x_words[2 * j], x_words[2 * j + 1]);
+        mma_16x8x16<T>(dsum, a, x_words[2 * j], x_words[2 * j + 1]);
       }
-      const float scale[2] = {scale_of<kScales>(w, map, current.stats[u][0]),
-                              scale_of<kScales>(w, map, current.stats[u][1])};
-      acc[0] = fmaf(d[0], scale[0], acc[0]);
-      acc[1] = fmaf(d[1], scale[0], acc[1]);
-      acc[2] = fmaf(d[2], scale[1], acc[2]);
-      acc[3] = fmaf(d[3], scale[1], acc[3]);
+      const int owner = (lane & ~3) + u;  // the lane of this row that read chunk u's statistics
+      const float scale[2] = {__shfl_sync(0xFFFFFFFFu, own_scale[0], owner),
+                              __shfl_sync(0xFFFFFFFFu, own_scale[1], owner)};
+      acc[0] = fmaf(dsum[0], scale[0], acc[0]);
+      acc[1] = fmaf(dsum[1], scale[0], acc[1]);
+      acc[2] = fmaf(dsum[2], scale[1], acc[2]);
+      acc[3] = fmaf(dsum[3], scale[1], acc[3]);
     }
     if (current.round == rounds - 1) {  // the tile's last round: add up the warps' sums
       const int64_t row0 = int64_t(current.tile) * kTensorCoreRows;
@@ -293,8 +325,15 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       __syncthreads();  // the partial sums are read before the next tile writes them
       acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
     }
-    if (next.tile >= tiles) break;
-    current = next;
+    return true;
+  };
+  while (run(ring[kDepth - 1], ring[0])) {  // kDepth steps per iteration, each slot in its place
+    if constexpr (kDepth > 1)
+      if (!run(ring[0], ring[1])) break;
+    if constexpr (kDepth > 2)
+      if (!run(ring[1], ring[2])) break;
+    if constexpr (kDepth > 3)
+      if (!run(ring[2], ring[3])) break;
   }
 }
 
@@ -310,12 +349,12 @@ const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType 
 }
 
 // Warps per block: one unrolled round of chunks each for a tile (all of a 4096-column row in flight at once),
-// 4 ... 16. The grid, not the block, spreads the rows over the SMs.
+// 4 ... gemv_block_warps(). The grid, not the block, spreads the rows over the SMs.
 int tensor_core_warps(int64_t cols) {
-  return static_cast<int>(std::clamp<int64_t>(cols / 64 / kTensorCoreUnroll, 4, kTensorCoreMaxWarps));
+  return static_cast<int>(std::clamp<int64_t>(cols / 64 / kTensorCoreUnroll, 4, gemv_block_warps()));
 }
 
-template <typename T, Scales kScales>
+template <typename T, Scales kScales, int kDepth>
 void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y,
                              cudaStream_t stream) {
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
@@ -324,15 +363,29 @@ void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const 
   // over tiles, instead of one block per tile (which took two waves and two table builds per SM for the
   // 14336-row weights of an 8B model).
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tensor_core_kernel<T, kScales>, threads,
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tensor_core_kernel<T, kScales, kDepth>, threads,
                                                     kPairTableBytes) !=
           cudaSuccess ||
       per_sm < 1)
     per_sm = 1;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
-  launch_kernel(gemv_tensor_core_kernel<T, kScales>, blocks, threads, kPairTableBytes, stream, w, map,
+  launch_kernel(gemv_tensor_core_kernel<T, kScales, kDepth>, blocks, threads, kPairTableBytes, stream, w, map,
                 static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
 }
+
+template <typename T, Scales kScales>
+void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& map, const void* x, int64_t m,
+                             void* y, cudaStream_t stream) {
+  switch (depth) {
+    case 1: launch_tensor_core_gemv<T, kScales, 1>(w, map, x, m, y, stream); break;
+    case 2: launch_tensor_core_gemv<T, kScales, 2>(w, map, x, m, y, stream); break;
+    case 3: launch_tensor_core_gemv<T, kScales, 3>(w, map, x, m, y, stream); break;
+    default: launch_tensor_core_gemv<T, kScales, 4>(w, map, x, m, y, stream); break;
+  }
+}
+
+std::atomic<int> g_gemv_depth{0};        // 0: kDefaultGemvDepth
+std::atomic<int> g_gemv_block_warps{0};  // 0: kDefaultGemvBlockWarps
 
 template <typename T>
 void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y, cudaStream_t stream) {
@@ -362,6 +415,19 @@ void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int
 
 }  // namespace
 
+void set_gemv_pipeline_depth(int depth) { g_gemv_depth.store(std::clamp(depth, 0, kMaxGemvDepth)); }
+int gemv_pipeline_depth() {
+  const int depth = g_gemv_depth.load();
+  return depth == 0 ? kDefaultGemvDepth : depth;
+}
+void set_gemv_block_warps(int warps) {
+  g_gemv_block_warps.store(warps == 0 ? 0 : std::clamp(warps, 4, kTensorCoreMaxWarps));
+}
+int gemv_block_warps() {
+  const int warps = g_gemv_block_warps.load();
+  return warps == 0 ? kDefaultGemvBlockWarps : warps;
+}
+
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,
                       void* stream, GemvKernel kernel) {
   if (const char* problem = check_weight(w, map)) return problem;
@@ -374,18 +440,21 @@ const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void*
     message = std::string("gemv_4bit: the tensor-core kernel cannot take this weight: ") + unfit;
     return message.c_str();
   }
-  // `automatic` keeps one row of x on the CUDA cores: on an H200 (2026-11-26, second run, Llama-3-8B's seven
-  // projections, bf16) that took 112 us per layer against 136 on the tensor cores, which win 1.1-3.1x from 4 rows up.
+  // `automatic` takes the tensor cores wherever they apply: on an H100 (2026-11-26, fourth session, Llama-3-8B's
+  // seven projections, bf16, one row of x) they took 92 us per layer against 106 on the CUDA cores, and 1.5-3.6x
+  // less from 4 rows up. (On an H200, before the tensor-core kernel lost its per-chunk statistics, the CUDA cores
+  // had been the faster for one row: 112 us against 136.)
   const bool tensor_cores =
-      kernel == GemvKernel::tensor_cores || (kernel == GemvKernel::automatic && m >= 2 && unfit == nullptr);
+      kernel == GemvKernel::tensor_cores || (kernel == GemvKernel::automatic && unfit == nullptr);
   if (tensor_cores) {
     const bool nested = w.absmax == nullptr;
+    const int depth = gemv_pipeline_depth();
     if (dtype == DType::f16)
-      nested ? launch_tensor_core_gemv<__half, Scales::nested>(w, param, x, m, y, s)
-             : launch_tensor_core_gemv<__half, Scales::absmax>(w, param, x, m, y, s);
+      nested ? launch_tensor_core_gemv<__half, Scales::nested>(depth, w, param, x, m, y, s)
+             : launch_tensor_core_gemv<__half, Scales::absmax>(depth, w, param, x, m, y, s);
     else
-      nested ? launch_tensor_core_gemv<__nv_bfloat16, Scales::nested>(w, param, x, m, y, s)
-             : launch_tensor_core_gemv<__nv_bfloat16, Scales::absmax>(w, param, x, m, y, s);
+      nested ? launch_tensor_core_gemv<__nv_bfloat16, Scales::nested>(depth, w, param, x, m, y, s)
+             : launch_tensor_core_gemv<__nv_bfloat16, Scales::absmax>(depth, w, param, x, m, y, s);
     return launch_status();
   }
   with_element_type(dtype, [&](auto zero) { launch_gemv<decltype(zero)>(w, param, x, m, y, s); });

@@ -145,7 +145,8 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
 // tile, and column counts of 1 to 224 chunks of 64 (fewer chunks than a block has warps, and uneven shares);
 // 16000 x 64 (1000 tiles of 16 rows, blocks of 4 warps) and 2200 x 4160 (138 tiles, blocks of 16 warps, one per
 // SM) have more tiles than the grid, one wave of blocks, on GPUs of up to 132 SMs: blocks take several tiles;
-// 2200 x 4160 also takes two rounds of chunks per tile.
+// 2200 x 4160 also takes two rounds of chunks per tile. Every pipeline depth gives the default depth's sums bit for
+// bit; blocks of at most 8 warps are within the same bound.
 TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(5);
@@ -159,14 +160,25 @@ TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
             SCOPED_TRACE(describe(QuantType::nf4, dq, blocksize, s, dtype) + " m " + std::to_string(m));
             Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, blocksize, dq);
             at::Tensor x = at::randn({m, s.cols}).to(dtype);
-            at::Tensor y = gemv_4bit_cuda(x.to(at::kCUDA), on_gpu(q), cuda::GemvKernel::tensor_cores);
+            const Quantized4bit weight = on_gpu(q);
+            at::Tensor y = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
             ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, s.rows}));
             expect_close_to_fp64(y, x, scaled_code_weight(q, dtype).t(), dtype);
+            for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {  // the same sums at every depth
+              cuda::set_gemv_pipeline_depth(depth);
+              at::Tensor other = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
+              cuda::set_gemv_pipeline_depth(0);
+              EXPECT_TRUE(at::equal(other, y)) << "pipeline depth " << depth;
+            }
+            cuda::set_gemv_block_warps(8);  // blocks of at most 8 warps add in another order: the same bound
+            at::Tensor smaller = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
+            cuda::set_gemv_block_warps(0);
+            expect_close_to_fp64(smaller, x, scaled_code_weight(q, dtype).t(), dtype);
           }
 }
 
-// `automatic` is the tensor-core kernel where it applies from 2 rows of x up, and the CUDA-core one elsewhere
-// (one row, fp32, columns not a multiple of 64); asking for the tensor-core kernel where it does not apply is an
+// `automatic` is the tensor-core kernel where it applies, for one row of x as for several, and the CUDA-core one
+// elsewhere (fp32, columns not a multiple of 64); asking for the tensor-core kernel where it does not apply is an
 // error, not a wrong answer.
 TEST(CudaKernels, GemvPicksTheTensorCoreKernelWhereItApplies) {
   REQUIRE_CUDA_DEVICE();
@@ -185,7 +197,7 @@ TEST(CudaKernels, GemvPicksTheTensorCoreKernelWhereItApplies) {
     EXPECT_TRUE(at::equal(gemv_4bit_cuda(x, q), gemv_4bit_cuda(x, q, expected_kernel)));
     if (!c.tensor_cores) EXPECT_THROW(gemv_4bit_cuda(x, q, cuda::GemvKernel::tensor_cores), Error);
     at::Tensor one_row = x.narrow(0, 0, 1).contiguous();
-    EXPECT_TRUE(at::equal(gemv_4bit_cuda(one_row, q), gemv_4bit_cuda(one_row, q, cuda::GemvKernel::cuda_cores)));
+    EXPECT_TRUE(at::equal(gemv_4bit_cuda(one_row, q), gemv_4bit_cuda(one_row, q, expected_kernel)));
   }
 }
 

@@ -73,12 +73,27 @@ const char* dequantize_4bit(const FourBitWeight& weight, const DynamicMap* map, 
 //    `dtype` go through the tensor cores, and each block's sum is multiplied by its scale in fp32;
 //  - cuda_cores (any shape and dtype): fp32 codes; a lane's sum of code * x over values of one block is
 //    multiplied by the block's scale (so each weight value is code * scale, not rounded to `dtype`).
-// `automatic` takes the tensor-core kernel for m >= 2 where it applies (for m = 1 the CUDA-core kernel was as
-// fast or faster on an H200); asking for the tensor-core kernel where it does not apply is an error.
+// `automatic` takes the tensor-core kernel wherever it applies (the faster for every row count on an H100);
+// asking for the tensor-core kernel where it does not apply is an error.
 constexpr int64_t kMaxGemvRows = 8;
 enum class GemvKernel { automatic, tensor_cores, cuda_cores };
 const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* x, int64_t m, void* y,
                       DType dtype, void* stream, GemvKernel kernel = GemvKernel::automatic);
+// The tensor-core kernel's pipeline depth: how many steps (4 chunks of 64 columns of 16 rows) a warp holds at
+// once, the one it multiplies and depth - 1 on their way from memory; 1 ... kMaxGemvDepth, each giving the same
+// sums bit for bit. set_gemv_pipeline_depth(0) restores kDefaultGemvDepth (tools/bench_gpu times each depth). On
+// an H100 the depth made no difference beyond noise (within 5 % either way per shape; 1 was as fast as any over
+// Llama-3-8B's seven projections), so the default is the one with the fewest registers.
+constexpr int kMaxGemvDepth = 4;
+constexpr int kDefaultGemvDepth = 1;
+void set_gemv_pipeline_depth(int depth);
+int gemv_pipeline_depth();
+// The most warps a block of the tensor-core kernel has (4 ... 16; set_gemv_block_warps(0): 16). A block's warps
+// share the chunks of a tile of 16 rows and add their sums at the tile's end, so this changes the order of the
+// additions (sums within the kernel's bound, not bit for bit the same).
+constexpr int kDefaultGemvBlockWarps = 16;
+void set_gemv_block_warps(int warps);
+int gemv_block_warps();
 
 // The matmul of training shapes (m tokens, large) on tensor cores, fp16 / bf16, W dequantized tile by tile into
 // shared memory (kernels/four_bit_matmul.cu): each weight value is what dequantize_4bit writes, products add up in

@@ -68,6 +68,30 @@ at::Tensor gemv(const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kerne
   return y;
 }
 
+// The tensor-core GEMV against the fp64 product at its defaults; every other pipeline depth gives the same sums bit
+// for bit (the depth changes when bytes are read, not what is added in which order), and blocks of at most 4 or 8
+// warps (which add in another order) are within the same bound.
+void check_tensor_core_gemv(const HostWeight& w, const at::Tensor& x) {
+  const at::ScalarType dtype = x.scalar_type();
+  const at::Tensor reference = scaled_code_weight(w.q, dtype).t();
+  at::Tensor y = gemv(w, x, cuda::GemvKernel::tensor_cores);
+  expect_close_to_fp64(y, x, reference, dtype);
+  for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
+    if (depth == cuda::kDefaultGemvDepth) continue;
+    cuda::set_gemv_pipeline_depth(depth);
+    at::Tensor other = gemv(w, x, cuda::GemvKernel::tensor_cores);
+    cuda::set_gemv_pipeline_depth(0);
+    EXPECT_TRUE(at::equal(other, y)) << "pipeline depth " << depth << " against " << cuda::kDefaultGemvDepth;
+  }
+  for (int warps : {4, 8}) {
+    SCOPED_TRACE("blocks of at most " + std::to_string(warps) + " warps");
+    cuda::set_gemv_block_warps(warps);
+    at::Tensor other = gemv(w, x, cuda::GemvKernel::tensor_cores);
+    cuda::set_gemv_block_warps(0);
+    expect_close_to_fp64(other, x, reference, dtype);
+  }
+}
+
 at::Tensor matmul(const HostWeight& w, const at::Tensor& a, cuda::MatmulPass pass, cuda::MatmulTile tile) {
   const int64_t width = pass == cuda::MatmulPass::forward ? w.view.rows : w.view.cols;
   at::Tensor c = output(a.size(0), width, a.scalar_type());
@@ -136,7 +160,8 @@ TEST_F(EmulatedKernels, GemvMatchesTheCpuReference) {
 
 // The tensor-core GEMV (mma.m16n8k16 with code values rounded to the dtype): rows not a multiple of its 16-row
 // tile, 1 to 65 chunks of 64 columns (fewer chunks than warps, uneven shares, two rounds of chunks), and more tiles
-// than the grid's blocks (4 emulated SMs, one block each), so that each block's pipeline walks several tiles.
+// than the grid's blocks (4 emulated SMs, one block each), so that each block's pipeline walks several tiles; every
+// pipeline depth, and smaller blocks.
 TEST_F(EmulatedKernels, TensorCoreGemvMatchesTheCpuReference) {
   at::manual_seed(5);
   for (const simt::Options& o : kSettings) {
@@ -149,10 +174,32 @@ TEST_F(EmulatedKernels, TensorCoreGemvMatchesTheCpuReference) {
               SCOPED_TRACE(describe(o) + ", " + describe(dq, blocksize, s, dtype) + " m " + std::to_string(m));
               HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, blocksize, dq));
               at::Tensor x = at::randn({m, s.cols}).to(dtype);
-              expect_close_to_fp64(gemv(w, x, cuda::GemvKernel::tensor_cores), x, scaled_code_weight(w.q, dtype).t(),
-                                   dtype);
+              check_tensor_core_gemv(w, x);
             }
   }
+}
+
+// `automatic` is the tensor-core kernel wherever it applies, for one row of x as for several, and the CUDA-core one
+// elsewhere (fp32, columns not a multiple of 64).
+TEST_F(EmulatedKernels, GemvPicksTheTensorCoreKernelWhereItApplies) {
+  at::manual_seed(6);
+  struct Case {
+    Shape shape;
+    at::ScalarType dtype;
+    bool tensor_cores;
+  };
+  for (Case c : std::vector<Case>{{{40, 256}, at::kBFloat16, true}, {{40, 256}, at::kHalf, true},
+                                  {{40, 256}, at::kFloat, false}, {{40, 96}, at::kBFloat16, false}})
+    for (int64_t m : {1, 2}) {
+      SCOPED_TRACE(describe(true, 64, c.shape, c.dtype) + " m " + std::to_string(m));
+      HostWeight w(quantize_4bit(at::randn({c.shape.rows, c.shape.cols}), QuantType::nf4, 64, true));
+      at::Tensor x = at::randn({m, c.shape.cols}).to(c.dtype);
+      const auto expected = c.tensor_cores ? cuda::GemvKernel::tensor_cores : cuda::GemvKernel::cuda_cores;
+      const auto other = c.tensor_cores ? cuda::GemvKernel::cuda_cores : cuda::GemvKernel::tensor_cores;
+      at::Tensor y = gemv(w, x, cuda::GemvKernel::automatic);
+      EXPECT_TRUE(at::equal(y, gemv(w, x, expected)));
+      if (c.tensor_cores) EXPECT_FALSE(at::equal(y, gemv(w, x, other))) << "the two kernels round differently";
+    }
 }
 
 // The largest shapes of the GPU tests (tests/cuda_test.cpp): a weight larger than one pass of the grid-stride
@@ -168,8 +215,7 @@ TEST_F(EmulatedKernels, LargeShapesOfTheGpuTests) {
     EXPECT_TRUE(at::equal(dequantize(big, 0, 2200, 0, 4160, at::kBFloat16), expected));
     EXPECT_TRUE(at::equal(dequantize(big, 0, 2200, 64, 4096, at::kBFloat16), expected.slice(1, 64, 4096)));
     at::Tensor x = at::randn({3, 4160}).to(at::kBFloat16);
-    expect_close_to_fp64(gemv(big, x, cuda::GemvKernel::tensor_cores), x,
-                         scaled_code_weight(big.q, at::kBFloat16).t(), at::kBFloat16);
+    check_tensor_core_gemv(big, x);
   }
   HostWeight wide(quantize_4bit(at::randn({24, 14336}), QuantType::nf4, 64, true));
   at::Tensor x = at::randn({3, 14336}).to(at::kHalf);
@@ -177,8 +223,7 @@ TEST_F(EmulatedKernels, LargeShapesOfTheGpuTests) {
                        at::kHalf);
   HostWeight tall(quantize_4bit(at::randn({16000, 64}), QuantType::nf4, 64, true));
   at::Tensor x8 = at::randn({8, 64}).to(at::kHalf);
-  expect_close_to_fp64(gemv(tall, x8, cuda::GemvKernel::tensor_cores), x8, scaled_code_weight(tall.q, at::kHalf).t(),
-                       at::kHalf);
+  check_tensor_core_gemv(tall, x8);
   HostWeight w(quantize_4bit(at::randn({1032, 544}), QuantType::nf4, 64, true));
   for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
     SCOPED_TRACE(c10::toString(dtype));
@@ -196,16 +241,20 @@ TEST_F(EmulatedKernels, GemvReadsEachPackedByteOnce) {
   at::manual_seed(12);
   for (Shape s : std::vector<Shape>{{144, 1024}, {64, 4160}})
     for (cuda::GemvKernel kernel : {cuda::GemvKernel::cuda_cores, cuda::GemvKernel::tensor_cores})
-      for (int64_t m : {1, 8}) {
-        SCOPED_TRACE(describe(true, 64, s, at::kBFloat16) + " m " + std::to_string(m) +
-                     (kernel == cuda::GemvKernel::cuda_cores ? " CUDA cores" : " tensor cores"));
-        HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, true));
-        at::Tensor x = at::randn({m, s.cols}).to(at::kBFloat16);
-        simt::watch(w.view.packed, w.q.packed.numel());
-        gemv(w, x, kernel);
-        EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << "fewest and most reads of a byte";
-        simt::watch(nullptr, 0);
-      }
+      for (int depth = 1; depth <= (kernel == cuda::GemvKernel::tensor_cores ? cuda::kMaxGemvDepth : 1); ++depth)
+        for (int64_t m : {1, 8}) {
+          SCOPED_TRACE(describe(true, 64, s, at::kBFloat16) + " m " + std::to_string(m) +
+                       (kernel == cuda::GemvKernel::cuda_cores ? " CUDA cores"
+                                                               : " tensor cores, depth " + std::to_string(depth)));
+          HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, true));
+          at::Tensor x = at::randn({m, s.cols}).to(at::kBFloat16);
+          cuda::set_gemv_pipeline_depth(depth);
+          simt::watch(w.view.packed, w.q.packed.numel());
+          gemv(w, x, kernel);
+          EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << "fewest and most reads of a byte";
+          simt::watch(nullptr, 0);
+          cuda::set_gemv_pipeline_depth(0);
+        }
 }
 
 // The fused matmul of training shapes, forward (x . W^T) and backward (dy . W), with the tile it picks: weights of

@@ -1,7 +1,7 @@
 // Kernel figures on a GPU (tools/bench_gpu.sh runs this, then the end-to-end comparison with PEFT):
-//  - GEMV (token generation, m = 1 / 4 / 8 rows), both kernels (tensor cores, CUDA cores): GB/s of the bytes
-//    it must read (packed weight, absmax, x) and write (y), against the card's peak bandwidth and against a
-//    measured device-to-device copy. Timed in a CUDA graph (no CPU launch cost), over copies of the weight
+//  - GEMV (token generation, m = 1 / 4 / 8 rows), both kernels (tensor cores at each pipeline depth, CUDA cores):
+//    GB/s of the bytes it must read (packed weight, absmax, x) and write (y), against the card's peak bandwidth
+//    and against a measured device-to-device copy. Timed in a CUDA graph (no CPU launch cost), over copies of the weight
 //    that together exceed the L2 cache 4x, so that every call reads its weight from memory;
 //  - NF4 dequantization to bf16 (the first half of every training matmul; bench_gpu_peer.py dequantize times
 //    bitsandbytes' on the same shapes);
@@ -127,8 +127,11 @@ struct Device {
 void bench_gemv(const Device& d) {
   const cuda::DeviceInfo& device = d.info;
   const double copy_gbs = d.copy_gbs;
-  std::printf("## NF4 GEMV (double-quantized absmax, bf16; weights read from memory, not L2)\n\n");
-  std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy "
+  std::printf("## NF4 GEMV (double-quantized absmax, bf16; weights read from memory, not L2)\n\n"
+              "tensor cores at each pipeline depth (steps of a warp in its registers at once; default %d), with "
+              "blocks of at most 16 warps (the default) and of 8; GB/s and %% of peak at the fastest; CUDA cores\n\n",
+              cuda::kDefaultGemvDepth);
+  std::printf("| shape | m | tensor-core us, depth 1 / 2 / 3 / 4; 8 warps: 1 / 2 / 3 / 4 | GB/s | %% of peak | %% of copy "
               "| CUDA-core us | %% of peak | dequantize + cuBLAS us |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& s : kShapes) {
@@ -157,24 +160,40 @@ void bench_gemv(const Device& d) {
             },
             calls);
       };
-      const double tensor_cores = kernel_seconds(cuda::GemvKernel::tensor_cores);
+      std::vector<double> per_depth;
+      std::string depth_fields, depth_cells;
+      for (int warps : {16, 8})
+        for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
+          cuda::set_gemv_block_warps(warps);
+          cuda::set_gemv_pipeline_depth(depth);
+          per_depth.push_back(kernel_seconds(cuda::GemvKernel::tensor_cores));
+          const std::string name = "w" + std::to_string(warps) + "_depth" + std::to_string(depth);
+          depth_fields += ",\"" + name + "_us\":" + std::to_string(per_depth.back() * 1e6);
+          char cell[32];
+          std::snprintf(cell, sizeof cell, "%s%.1f", depth > 1 ? " / " : (warps == 16 ? "" : "; "),
+                        per_depth.back() * 1e6);
+          depth_cells += cell;
+        }
+      cuda::set_gemv_block_warps(0);
+      cuda::set_gemv_pipeline_depth(0);
+      const double tensor_cores = *std::min_element(per_depth.begin(), per_depth.end());
       const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores);
       const double bytes = weight_bytes + x.nbytes() + y.nbytes();
       const double baseline = time_per_call([&] { at::mm(x, dequantize_4bit_cuda(q, at::kBFloat16).t()); });
       const double gbs = bytes / tensor_cores / 1e9, cuda_core_gbs = bytes / cuda_cores / 1e9;
-      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f | %.0f%% | %.1f |\n", s.name, static_cast<long>(m),
-                  tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs, 100 * gbs / copy_gbs,
+      std::printf("| %s | %ld | %s | %.0f | %.0f%% | %.0f%% | %.1f | %.0f%% | %.1f |\n", s.name, static_cast<long>(m),
+                  depth_cells.c_str(), gbs, 100 * gbs / device.peak_bandwidth_gbs, 100 * gbs / copy_gbs,
                   cuda_cores * 1e6, 100 * cuda_core_gbs / device.peak_bandwidth_gbs, baseline * 1e6);
       json("gemv", s.name,
-           "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) + ",\"gbs\":" +
-               std::to_string(gbs) + ",\"peak_fraction\":" + std::to_string(gbs / device.peak_bandwidth_gbs) +
-               ",\"copy_fraction\":" + std::to_string(gbs / copy_gbs) + ",\"cuda_core_us\":" +
-               std::to_string(cuda_cores * 1e6) + ",\"cuda_core_peak_fraction\":" +
-               std::to_string(cuda_core_gbs / device.peak_bandwidth_gbs) + ",\"dequant_mm_us\":" +
-               std::to_string(baseline * 1e6) + ",\"weight_copies\":" + std::to_string(copies));
+           "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) + depth_fields +
+               ",\"gbs\":" + std::to_string(gbs) + ",\"peak_fraction\":" +
+               std::to_string(gbs / device.peak_bandwidth_gbs) + ",\"copy_fraction\":" +
+               std::to_string(gbs / copy_gbs) + ",\"cuda_core_us\":" + std::to_string(cuda_cores * 1e6) +
+               ",\"cuda_core_peak_fraction\":" + std::to_string(cuda_core_gbs / device.peak_bandwidth_gbs) +
+               ",\"dequant_mm_us\":" + std::to_string(baseline * 1e6) + ",\"weight_copies\":" +
+               std::to_string(copies));
     }
   }
-
 }
 
 void bench_dequantize(const Device& d) {

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Every GPU check of this project in one run, most important first, for a machine lent for minutes (the
-# GPU image of tools/device-build.sh: .debs/ and .whl/ from tools/device-kit.sh travel with the tree, and
-# build/fixtures too when the run should skip making the test fixtures there, ~100 s):
-#   0. in the background from the start: the random 8B-shaped Llama for step 7 (GPU + disk, while the build
-#      uses the CPUs)
-#   1. build (build-device/, sm_90) 2. the kernel tests against the CPU reference 3. tools/bench_gpu, and
-#      bitsandbytes' dequantization on the same shapes
-#   4. the GPU training and generation tests (CPU vs CUDA) 5. compute-sanitizer memcheck of the kernel tests
-#   6. end-to-end QLoRA against PEFT + bitsandbytes: the 1B-shaped Llama (stage e2e1b), then the 8B-shaped one
-#      if time is left (stage e2e; the 1B one instead when e2e1b did not run). BENCH_GPU_PROFILE=1 (see
-#      tools/bench_gpu.sh) adds both sides' profiles; their summaries go to $OUT.
+# Every GPU check of this project in one run, for a machine lent for minutes (the GPU image of
+# tools/device-build.sh: .debs/ and .whl/ from tools/device-kit.sh travel with the tree, and build/fixtures too
+# when the run should skip making the test fixtures there, ~100 s). The build first (build-device/, sm_90), then
+# the stages GPU_CHECK_STAGES names, in its order:
+#   kernels: the kernel tests against the CPU reference; bench: tools/bench_gpu, and bitsandbytes' dequantization
+#   on the same shapes; training: the GPU training and generation tests (CPU vs CUDA); memcheck: compute-sanitizer
+#   memcheck of the kernel tests; e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped /
+#   8B-shaped Llama (e2e runs the 1B one instead when the 8B model is missing or time is short, and e2e1b did not
+#   run). The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses
+#   the CPUs) when e2e is asked for. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the
+#   end-to-end stages; their summaries go to $OUT.
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
-# GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build;
+# GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build, run in that order;
+# GPU_CHECK_MEMCHECK_SECONDS (default 90) and GPU_CHECK_E2E_SECONDS (default: what is left) bound those stages;
+# GPU_CHECK_BNB_DEQUANTIZE=0 skips bitsandbytes' dequantization after bench_gpu;
 # GPU_CHECK_BENCH_SECTIONS (e.g. "gemv matmul") limits bench_gpu to those sections; BENCH_GPU_VARIANTS (see
 # tools/bench_gpu.sh, e.g. "AUTOTRAIN_NF4_MATMUL=fused") adds runs of ours to the end-to-end stages, whose run
 # settings are GPU_CHECK_E2E_ARGS (default "--lora-dropout 0"; AutoTrain's default dropout is 0.05).
@@ -48,31 +50,34 @@ fi
 source "$BUILD/env.sh"
 if [[ -d build/fixtures/models && ! -d "$BUILD/fixtures/models" ]]; then cp -r build/fixtures "$BUILD/fixtures"; fi
 
-if wanted kernels; then
+kernels() {
   stage "kernel tests"
   kernel_tests='CudaBackend.*:CudaKernels.*:CudaFusedLora.*:FusedLora.*:CudaFusedOps.*:FusedOpsTolerance.*'
   timeout 150 "$BUILD/tests/autotrain_tests" --gtest_filter="$kernel_tests" > "$OUT/kernel-tests.log" 2>&1
   echo "kernel tests: exit $?"
   grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|error|Expected|Which is|worst|trace" "$OUT/kernel-tests.log" | head -60
-fi
+}
 
-if [[ -n "$MAKE_8B" ]]; then
+wait_for_8b() {
+  [[ -n "$MAKE_8B" ]] || return 0
   stage "make-model 8b: waiting at most 120 s"
   for _ in $(seq 120); do kill -0 "$MAKE_8B" 2>/dev/null || break; sleep 1; done
   tail -2 "$OUT/make-8b.log"
-fi
+}
 
-if wanted bench; then
+bench() {
   stage "bench_gpu"
   timeout "$(at_most 150)" "$BUILD/bench_gpu" "${BENCH_SECTIONS[@]}" > "$OUT/bench_gpu.txt" 2>&1
   echo "bench_gpu: exit $?"
   grep -v '^JSON' "$OUT/bench_gpu.txt" | head -80
-  timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1
-  echo "bitsandbytes dequantize: exit $?"
-  tail -4 "$OUT/dequantize-bnb.txt"
-fi
+  if [[ "${GPU_CHECK_BNB_DEQUANTIZE:-1}" == 1 ]]; then
+    timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1
+    echo "bitsandbytes dequantize: exit $?"
+    tail -4 "$OUT/dequantize-bnb.txt"
+  fi
+}
 
-if wanted training; then
+training() {
   stage "GPU training and generation tests"
   if [[ -d "$BUILD/fixtures/models" ]]; then
     timeout "$(at_most 150)" "$BUILD/tests/autotrain_tests" \
@@ -83,18 +88,19 @@ if wanted training; then
   fi
   echo "GPU training tests: exit $?"
   grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Passed|Failed|Failure|Expected|Which is" "$OUT/training-tests.log" | head -40
-fi
+}
 
-if wanted memcheck; then
+memcheck() {
   stage "memcheck"
-  timeout "$(at_most 90)" compute-sanitizer --tool memcheck --error-exitcode 9 "$BUILD/tests/autotrain_tests" \
-    --gtest_filter='CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaKernels.FusedMatmul*:CudaFusedOps.*' \
+  timeout "$(at_most "${GPU_CHECK_MEMCHECK_SECONDS:-90}")" compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$BUILD/tests/autotrain_tests" \
+    --gtest_filter='CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaKernels.*Matmul*:CudaFusedOps.*' \
     > "$OUT/memcheck.log" 2>&1
   echo "memcheck: exit $?"
   grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
-fi
+}
 
-if wanted e2e1b; then
+e2e1b() {
   stage "end to end, 1b"
   BENCH_GPU_WORK=/tmp/bench-1b timeout "$(at_most 200)" \
     bash tools/bench_gpu.sh "$BUILD" 1b 10 "${E2E_ARGS[@]}" > "$OUT/e2e-1b.txt" 2>&1
@@ -105,28 +111,38 @@ if wanted e2e1b; then
     cp "/tmp/bench-1b/$side-profile.json.summary.txt" "$OUT/1b-$side-profile.txt"
     head -30 "$OUT/1b-$side-profile.txt"
   done
-fi
+}
 
-if ! wanted e2e; then
-  :
-elif [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
-  stage "end to end, 8b"
-  BENCH_GPU_WORK="$WORK_8B" timeout $(($(left) - 5)) \
-    bash tools/bench_gpu.sh "$BUILD" 8b 6 "${E2E_ARGS[@]}" > "$OUT/e2e-8b.txt" 2>&1
-  echo "e2e 8b: exit $?"
-  tail -12 "$OUT/e2e-8b.txt"
-  grep -iE "quantiz|loaded|seconds" "$WORK_8B/ours.log" | head -5
-  for side in ours peer; do
-    [[ -f "$WORK_8B/$side-profile.json.summary.txt" ]] && cp "$WORK_8B/$side-profile.json.summary.txt" "$OUT/8b-$side-profile.txt"
-  done
-elif (($(left) > 120)) && ! wanted e2e1b; then
-  stage "end to end, 1b (no 8b model or too little time)"
-  BENCH_GPU_WORK=/tmp/bench-1b timeout $(($(left) - 5)) \
-    bash tools/bench_gpu.sh "$BUILD" 1b 10 "${E2E_ARGS[@]}" > "$OUT/e2e-1b.txt" 2>&1
-  echo "e2e 1b: exit $?"
-  tail -12 "$OUT/e2e-1b.txt"
-else
-  echo "=== end to end: skipped ($(left) s left)"
-fi
+e2e() {
+  wait_for_8b
+  if [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
+    stage "end to end, 8b"
+    BENCH_GPU_WORK="$WORK_8B" timeout "$(at_most "${GPU_CHECK_E2E_SECONDS:-100000}")" \
+      bash tools/bench_gpu.sh "$BUILD" 8b 6 "${E2E_ARGS[@]}" > "$OUT/e2e-8b.txt" 2>&1
+    echo "e2e 8b: exit $?"
+    tail -12 "$OUT/e2e-8b.txt"
+    grep -iE "quantiz|loaded|seconds" "$WORK_8B/ours.log" | head -5
+    for side in ours peer; do
+      [[ -f "$WORK_8B/$side-profile.json.summary.txt" ]] && cp "$WORK_8B/$side-profile.json.summary.txt" "$OUT/8b-$side-profile.txt"
+    done
+  elif (($(left) > 120)) && ! wanted e2e1b; then
+    stage "end to end, 1b (no 8b model or too little time)"
+    BENCH_GPU_WORK=/tmp/bench-1b timeout $(($(left) - 5)) \
+      bash tools/bench_gpu.sh "$BUILD" 1b 10 "${E2E_ARGS[@]}" > "$OUT/e2e-1b.txt" 2>&1
+    echo "e2e 1b: exit $?"
+    tail -12 "$OUT/e2e-1b.txt"
+  else
+    echo "=== end to end: skipped ($(left) s left)"
+  fi
+}
+
+# The stages in the order GPU_CHECK_STAGES names them.
+for name in $STAGES; do
+  case "$name" in
+    kernels | bench | training | memcheck | e2e1b | e2e)
+      if (($(left) > 10)); then "$name"; else echo "=== $name: skipped ($(left) s left)"; fi ;;
+    *) echo "gpu-check: unknown stage $name (kernels bench training memcheck e2e1b e2e)" >&2 ;;
+  esac
+done
 [[ -n "$MAKE_8B" ]] && kill "$MAKE_8B" 2>/dev/null
 stage "done"

@@ -1,8 +1,8 @@
 // Kernel figures on a GPU (tools/bench_gpu.sh runs this, then the end-to-end comparison with PEFT):
 //  - GEMV (token generation, m = 1 / 4 / 8 rows), both kernels (tensor cores at each pipeline depth, CUDA cores):
 //    GB/s of the bytes it must read (packed weight, absmax, x) and write (y), against the card's peak bandwidth
-//    and against a measured device-to-device copy. Timed in a CUDA graph (no CPU launch cost), over copies of the weight
-//    that together exceed the L2 cache 4x, so that every call reads its weight from memory;
+//    and against a measured device-to-device copy. Timed in a CUDA graph (no CPU launch cost), over copies of the
+//    weight that together exceed the L2 cache 4x, so that every call reads its weight from memory;
 //  - NF4 dequantization to bf16 (the first half of every training matmul; bench_gpu_peer.py dequantize times
 //    bitsandbytes' on the same shapes);
 //  - the training-shape NF4 matmul (forward x W^T and backward dy W, m = 2048 / 4096 / 8192 tokens), both the
@@ -131,8 +131,8 @@ void bench_gemv(const Device& d) {
               "tensor cores at each pipeline depth (steps of a warp in its registers at once; default %d), with "
               "blocks of at most 16 warps (the default) and of 8; GB/s and %% of peak at the fastest; CUDA cores\n\n",
               cuda::kDefaultGemvDepth);
-  std::printf("| shape | m | tensor-core us, depth 1 / 2 / 3 / 4; 8 warps: 1 / 2 / 3 / 4 | GB/s | %% of peak | %% of copy "
-              "| CUDA-core us | %% of peak | dequantize + cuBLAS us |\n");
+  std::printf("| shape | m | tensor-core us, depth 1 / 2 / 3 / 4; 8 warps: 1 / 2 / 3 / 4 | GB/s | %% of peak "
+              "| %% of copy | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& s : kShapes) {
     // Copies of one weight, more bytes in all than 4x the L2 cache, taken in turn: each call reads from memory

@@ -74,8 +74,7 @@ const char* dequantize_4bit(const FourBitWeight& weight, const DynamicMap* map, 
 //  - cuda_cores (any shape and dtype): fp32 codes; a lane's sum of code * x over values of one block is
 //    multiplied by the block's scale (so each weight value is code * scale, not rounded to `dtype`).
 // `automatic` takes the tensor-core kernel wherever it applies (on an H100 the faster over a layer's projections,
-// for one row of x as for eight);
-// asking for the tensor-core kernel where it does not apply is an error.
+// for one row of x as for eight); asking for the tensor-core kernel where it does not apply is an error.
 constexpr int64_t kMaxGemvRows = 8;
 enum class GemvKernel { automatic, tensor_cores, cuda_cores };
 const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* x, int64_t m, void* y,

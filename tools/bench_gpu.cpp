@@ -35,18 +35,24 @@ using namespace autotrain;
 
 namespace {
 
-// Seconds per call of `work`: the median of `timings` timings of `calls` calls, after 3 warm-up calls.
-double time_per_call(const std::function<void()>& work, int timings = 7, int calls = 20) {
+// Seconds per call of `work`: the median of `timings` timings of `calls` calls, after 3 warm-up calls. With
+// `enqueue_seconds`, also the median time the CPU took to enqueue a call (before the synchronisation): when it is
+// close to the whole, the figure is the CPU's launch path, not the GPU's work.
+double time_per_call(const std::function<void()>& work, int timings = 7, int calls = 20,
+                     double* enqueue_seconds = nullptr) {
   for (int i = 0; i < 3; ++i) work();
   torch::cuda::synchronize();
-  std::vector<double> samples;
+  std::vector<double> samples, enqueued;
   for (int s = 0; s < timings; ++s) {
     auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < calls; ++i) work();
+    enqueued.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls);
     torch::cuda::synchronize();
     samples.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls);
   }
   std::sort(samples.begin(), samples.end());
+  std::sort(enqueued.begin(), enqueued.end());
+  if (enqueue_seconds != nullptr) *enqueue_seconds = enqueued[enqueued.size() / 2];
   return samples[samples.size() / 2];
 }
 
@@ -226,8 +232,9 @@ void bench_matmul() {
               "fastest of its tiles\n\n",
               static_cast<long>(chunk >> 20));
   std::printf("| shape | tokens | dtype | pass | sliced TFLOP/s | fused TFLOP/s | fastest tile TFLOP/s | cuBLAS fp16 "
-              "TFLOP/s | sliced ratio | fused ratio | fastest tile ratio |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "TFLOP/s | sliced ratio | fused ratio | fastest tile ratio | sliced: CPU enqueue / whole us "
+              "| dequantize us | cuBLAS in dtype TFLOP/s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m256n128, "256x128"},
                                                                     {cuda::MatmulTile::m128n256, "128x256"},
                                                                     {cuda::MatmulTile::m128n128, "128x128"},
@@ -246,9 +253,16 @@ void bench_matmul() {
           const bool forward = pass == cuda::MatmulPass::forward;
           const at::Tensor& a = forward ? x : dy;
           auto tflops = [&](const std::function<void()>& work) { return flops / time_per_call(work) / 1e12; };
-          const double sliced = tflops([&] {
-            forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk);
-          });
+          // The sliced matmul's parts: the CPU's time to enqueue a call against the whole, the dequantization
+          // alone, and cuBLAS in the input's own dtype on a dense weight (its ceiling).
+          double enqueue = 0;
+          const double sliced_seconds = time_per_call(
+              [&] { forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk); }, 7, 20,
+              &enqueue);
+          const double sliced = flops / sliced_seconds / 1e12;
+          const double dequantize = time_per_call([&] { dequantize_4bit_cuda(q, dtype); });
+          const at::Tensor dense_own = dense.to(dtype);
+          const double cublas_own = tflops([&] { forward ? at::mm(x, dense_own.t()) : at::mm(dy, dense_own); });
           const double fused = tflops([&] { matmul_4bit_fused_cuda(a, q, pass); });
           const double cublas = tflops([&] { forward ? at::mm(x16, dense.t()) : at::mm(dy16, dense); });
           std::string per_tile;
@@ -261,14 +275,19 @@ void bench_matmul() {
             if (figure > fastest) fastest = figure, fastest_name = name;
           }
           const char* pass_name = forward ? "forward x.W^T" : "backward dy.W";
-          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f (%s) | %.0f | %.2f | %.2f | %.2f |\n", s.name,
-                      static_cast<long>(m), c10::toString(dtype), pass_name, sliced, fused, fastest, fastest_name,
-                      cublas, sliced / cublas, fused / cublas, fastest / cublas);
+          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f (%s) | %.0f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f "
+                      "| %.0f |\n",
+                      s.name, static_cast<long>(m), c10::toString(dtype), pass_name, sliced, fused, fastest,
+                      fastest_name, cublas, sliced / cublas, fused / cublas, fastest / cublas, enqueue * 1e6,
+                      sliced_seconds * 1e6, dequantize * 1e6, cublas_own);
           json("matmul", s.name,
                "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name +
                    "\",\"tflops\":" + std::to_string(sliced) + ",\"fused_tflops\":" + std::to_string(fused) +
                    ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio\":" +
-                   std::to_string(sliced / cublas) + ",\"fused_ratio\":" + std::to_string(fused / cublas) + per_tile);
+                   std::to_string(sliced / cublas) + ",\"fused_ratio\":" + std::to_string(fused / cublas) +
+                   ",\"sliced_enqueue_us\":" + std::to_string(enqueue * 1e6) + ",\"sliced_us\":" +
+                   std::to_string(sliced_seconds * 1e6) + ",\"dequantize_us\":" + std::to_string(dequantize * 1e6) +
+                   ",\"cublas_same_dtype_tflops\":" + std::to_string(cublas_own) + per_tile);
         }
       }
   }

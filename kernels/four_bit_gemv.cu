@@ -187,7 +187,8 @@ __device__ __forceinline__ uint32_t pair_of(const uint2& bytes, int i, uint32_t 
 }
 
 // kDepth: the steps of a warp in its registers at once, the one it multiplies and kDepth - 1 whose bytes are on
-// their way (gemv_pipeline_depth). A step's registers are its 16 words of bytes and 2 blocks' statistics: lane t
+// their way (gemv_pipeline_depth; 3 and 4 also ran on an H100, no faster, and spill registers since the chunks'
+// MMAs are interleaved). A step's registers are its 16 words of bytes and 2 blocks' statistics: lane t
 // reads those of the step's chunk t, and the 4 lanes of a row pass the scales round by shuffles (8 statistics per
 // lane and step, as the first version read them, took 16 more registers and 6 more loads).
 template <typename T, Scales kScales, int kDepth>
@@ -236,15 +237,20 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
         step.stats[h] =
             load_block_stats<kScales>(w, (starts[h] + static_cast<uint32_t>(chunk_of(step, t)) * 64u) >> block_shift);
     }
-#pragma unroll
-    for (int u = 0; u < kTensorCoreUnroll; ++u) {
-      const int chunk = chunk_of(step, u);
-      if (!tile_exists || chunk >= chunks) break;
+    auto read_chunk = [&](int u) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const uint32_t start = starts[h] + static_cast<uint32_t>(chunk) * 64u;
+        const uint32_t start = starts[h] + static_cast<uint32_t>(chunk_of(step, u)) * 64u;
         step.bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + (start >> 1)));
       }
+    };
+    if (!tile_exists) return;
+    if (chunk_of(step, kTensorCoreUnroll - 1) < chunks) {  // every chunk: no branch between the reads
+#pragma unroll
+      for (int u = 0; u < kTensorCoreUnroll; ++u) read_chunk(u);
+    } else {
+#pragma unroll
+      for (int u = 0; u < kTensorCoreUnroll && chunk_of(step, u) < chunks; ++u) read_chunk(u);
     }
   };
   // The step after (tile, round).
@@ -261,9 +267,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     fetch(slot);
     advance(ahead_tile, ahead_round);
   };
+  static_assert(kDepth >= 1 && kDepth <= kMaxGemvDepth && kMaxGemvDepth == 2, "the loop below names 2 slots");
   if constexpr (kDepth > 1) fetch_ahead(ring[0]);
-  if constexpr (kDepth > 2) fetch_ahead(ring[1]);
-  if constexpr (kDepth > 3) fetch_ahead(ring[2]);
   load_code_and_map(w, map_param, code, map);
   for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
     const int byte = i / 8;
@@ -284,28 +289,56 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     if (current.tile >= tiles) return false;
     const float own_scale[2] = {scale_of<kScales>(w, map, current.stats[0]),
                                 scale_of<kScales>(w, map, current.stats[1])};
-#pragma unroll
-    for (int u = 0; u < kTensorCoreUnroll; ++u) {
-      const int chunk = chunk_of(current, u);
-      if (chunk >= chunks) break;
-      const uint4* x_chunk = reinterpret_cast<const uint4*>(x + (x_first + static_cast<uint32_t>(chunk) * 64u));
-      const uint4 x_low = __ldg(x_chunk), x_high = __ldg(x_chunk + 1);
-      const uint32_t x_words[8] = {x_low.x, x_low.y, x_low.z, x_low.w, x_high.x, x_high.y, x_high.z, x_high.w};
-      float dsum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint2* bytes = current.bytes[u];
-        const uint32_t a[4] = {pair_of(bytes[0], 2 * j, lane_table), pair_of(bytes[1], 2 * j, lane_table),
-                               pair_of(bytes[0], 2 * j + 1, lane_table), pair_of(bytes[1], 2 * j + 1, lane_table)};
-        mma_16x8x16<T>(dsum, a, x_words[2 * j], x_words[2 * j + 1]);
-      }
-      const int owner = (lane & ~3) + u;  // the lane of this row that read chunk u's statistics
+    // Chunk u's x at its lane's 16 columns (8 words of two values), and its sum code . x for rows g, g + 8 over
+    // them (j-th MMA: columns 16t + 4j ... 16t + 4j + 3, see above).
+    auto load_x = [&](int u, uint32_t (&words)[8]) {
+      const uint4* x_chunk =
+          reinterpret_cast<const uint4*>(x + (x_first + static_cast<uint32_t>(chunk_of(current, u)) * 64u));
+      const uint4 low = __ldg(x_chunk), high = __ldg(x_chunk + 1);
+      words[0] = low.x, words[1] = low.y, words[2] = low.z, words[3] = low.w;
+      words[4] = high.x, words[5] = high.y, words[6] = high.z, words[7] = high.w;
+    };
+    auto mma_j = [&](int u, int j, const uint32_t (&words)[8], float (&dsum)[4]) {
+      const uint2* bytes = current.bytes[u];
+      const uint32_t a[4] = {pair_of(bytes[0], 2 * j, lane_table), pair_of(bytes[1], 2 * j, lane_table),
+                             pair_of(bytes[0], 2 * j + 1, lane_table), pair_of(bytes[1], 2 * j + 1, lane_table)};
+      mma_16x8x16<T>(dsum, a, words[2 * j], words[2 * j + 1]);
+    };
+    // acc += chunk u's sums times its blocks' scales (held by lane u of the row: a shuffle).
+    auto add_scaled = [&](int u, const float (&dsum)[4]) {
+      const int owner = (lane & ~3) + u;
       const float scale[2] = {__shfl_sync(0xFFFFFFFFu, own_scale[0], owner),
                               __shfl_sync(0xFFFFFFFFu, own_scale[1], owner)};
       acc[0] = fmaf(dsum[0], scale[0], acc[0]);
       acc[1] = fmaf(dsum[1], scale[0], acc[1]);
       acc[2] = fmaf(dsum[2], scale[1], acc[2]);
       acc[3] = fmaf(dsum[3], scale[1], acc[3]);
+    };
+    if (chunk_of(current, kTensorCoreUnroll - 1) < chunks) {
+      // Every chunk exists (every step of a weight whose columns fill whole rounds, e.g. 4096 or 14336): the
+      // chunks' MMAs go j by j across the chunks, so that consecutive MMAs are independent. Chunk by chunk, each
+      // MMA waited for the one before it, and with 16 warps an SM's schedulers stood idle 60 % of the time (ncu on
+      // an H100). The sums are the same: each chunk still adds its 4 MMAs in j order, and acc its chunks in order.
+      uint32_t words[kTensorCoreUnroll][8];
+      float dsum[kTensorCoreUnroll][4] = {};
+#pragma unroll
+      for (int u = 0; u < kTensorCoreUnroll; ++u) load_x(u, words[u]);
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int u = 0; u < kTensorCoreUnroll; ++u) mma_j(u, j, words[u], dsum[u]);
+#pragma unroll
+      for (int u = 0; u < kTensorCoreUnroll; ++u) add_scaled(u, dsum[u]);
+    } else {
+#pragma unroll
+      for (int u = 0; u < kTensorCoreUnroll && chunk_of(current, u) < chunks; ++u) {
+        uint32_t words[8];
+        float dsum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        load_x(u, words);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) mma_j(u, j, words, dsum);
+        add_scaled(u, dsum);
+      }
     }
     if (current.round == rounds - 1) {  // the tile's last round: add up the warps' sums
       const int64_t row0 = int64_t(current.tile) * kTensorCoreRows;
@@ -330,10 +363,6 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   while (run(ring[kDepth - 1], ring[0])) {  // kDepth steps per iteration, each slot in its place
     if constexpr (kDepth > 1)
       if (!run(ring[0], ring[1])) break;
-    if constexpr (kDepth > 2)
-      if (!run(ring[1], ring[2])) break;
-    if constexpr (kDepth > 3)
-      if (!run(ring[2], ring[3])) break;
   }
 }
 
@@ -376,12 +405,10 @@ void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const 
 template <typename T, Scales kScales>
 void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& map, const void* x, int64_t m,
                              void* y, cudaStream_t stream) {
-  switch (depth) {
-    case 1: launch_tensor_core_gemv<T, kScales, 1>(w, map, x, m, y, stream); break;
-    case 2: launch_tensor_core_gemv<T, kScales, 2>(w, map, x, m, y, stream); break;
-    case 3: launch_tensor_core_gemv<T, kScales, 3>(w, map, x, m, y, stream); break;
-    default: launch_tensor_core_gemv<T, kScales, 4>(w, map, x, m, y, stream); break;
-  }
+  if (depth == 1)
+    launch_tensor_core_gemv<T, kScales, 1>(w, map, x, m, y, stream);
+  else
+    launch_tensor_core_gemv<T, kScales, 2>(w, map, x, m, y, stream);
 }
 
 std::atomic<int> g_gemv_depth{0};        // 0: kDefaultGemvDepth

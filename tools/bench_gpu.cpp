@@ -137,7 +137,7 @@ void bench_gemv(const Device& d) {
               "tensor cores at each pipeline depth (steps of a warp in its registers at once; default %d), with "
               "blocks of at most 16 warps (the default) and of 8; GB/s and %% of peak at the fastest; CUDA cores\n\n",
               cuda::kDefaultGemvDepth);
-  std::printf("| shape | m | tensor-core us, depth 1 / 2 / 3 / 4; 8 warps: 1 / 2 / 3 / 4 | GB/s | %% of peak "
+  std::printf("| shape | m | tensor-core us, depth 1 / 2; 8 warps: 1 / 2 | GB/s | %% of peak "
               "| %% of copy | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& s : kShapes) {

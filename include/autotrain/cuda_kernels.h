@@ -82,9 +82,9 @@ const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const 
 // The tensor-core kernel's pipeline depth: how many steps (4 chunks of 64 columns of 16 rows) a warp holds at
 // once, the one it multiplies and depth - 1 on their way from memory; 1 ... kMaxGemvDepth, each giving the same
 // sums bit for bit. set_gemv_pipeline_depth(0) restores kDefaultGemvDepth (tools/bench_gpu times each depth). On
-// an H100 the depth made no difference beyond noise (within 5 % either way per shape; 1 was as fast as any over
-// Llama-3-8B's seven projections), so the default is the one with the fewest registers.
-constexpr int kMaxGemvDepth = 4;
+// an H100 depths 1-4 made no difference beyond noise (within 5 % either way per shape; 1 was as fast as any over
+// Llama-3-8B's seven projections), so the default is the one with the fewest registers, and 3-4 went.
+constexpr int kMaxGemvDepth = 2;
 constexpr int kDefaultGemvDepth = 1;
 void set_gemv_pipeline_depth(int depth);
 int gemv_pipeline_depth();

@@ -467,7 +467,7 @@ const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void*
     message = std::string("gemv_4bit: the tensor-core kernel cannot take this weight: ") + unfit;
     return message.c_str();
   }
-  // `automatic` takes the tensor cores wherever they apply: on an H100 (2026-11-26, fourth session, Llama-3-8B's
+  // `automatic` takes the tensor cores wherever they apply: on an H100 (2026-11-26, fifth session, Llama-3-8B's
   // seven projections, bf16, one row of x) they took 92 us per layer against 106 on the CUDA cores (which stay
   // 0.3 us faster on k/v alone), and 1.4-4.0x less from 4 rows up. (On an H200, before the tensor-core kernel
   // shared its statistics between lanes, the CUDA cores had been the faster for one row: 112 us against 136.)

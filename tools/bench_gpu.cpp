@@ -168,17 +168,18 @@ void bench_gemv(const Device& d) {
       };
       std::vector<double> per_depth;
       std::string depth_fields, depth_cells;
-      for (int warps : {16, 8})
+      for (int warps : {cuda::kDefaultGemvBlockWarps, 8})
         for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
           cuda::set_gemv_block_warps(warps);
           cuda::set_gemv_pipeline_depth(depth);
           per_depth.push_back(kernel_seconds(cuda::GemvKernel::tensor_cores));
-          const std::string name = "w" + std::to_string(warps) + "_depth" + std::to_string(depth);
-          depth_fields += ",\"" + name + "_us\":" + std::to_string(per_depth.back() * 1e6);
-          char cell[32];
-          std::snprintf(cell, sizeof cell, "%s%.1f", depth > 1 ? " / " : (warps == 16 ? "" : "; "),
-                        per_depth.back() * 1e6);
-          depth_cells += cell;
+          const double us = per_depth.back() * 1e6;
+          char text[64];
+          std::snprintf(text, sizeof text, ",\"w%d_depth%d_us\":%f", warps, depth, us);
+          depth_fields += text;
+          const char* separator = depth > 1 ? " / " : warps == cuda::kDefaultGemvBlockWarps ? "" : "; ";
+          std::snprintf(text, sizeof text, "%s%.1f", separator, us);
+          depth_cells += text;
         }
       cuda::set_gemv_block_warps(0);
       cuda::set_gemv_pipeline_depth(0);
@@ -243,8 +244,10 @@ void bench_matmul() {
   for (const auto& s : kShapes) {
     Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
     at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
+    const at::Tensor dense_bf16 = dense.to(at::kBFloat16);
     for (int64_t m : {2048, 4096, 8192})
       for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+        const at::Tensor& dense_own = dtype == at::kHalf ? dense : dense_bf16;  // cuBLAS in x's dtype
         const auto options = at::TensorOptions(dtype).device(at::kCUDA);
         at::Tensor x = at::randn({m, s.in}, options), dy = at::randn({m, s.out}, options);
         at::Tensor x16 = x.to(at::kHalf), dy16 = dy.to(at::kHalf);
@@ -261,7 +264,6 @@ void bench_matmul() {
               &enqueue);
           const double sliced = flops / sliced_seconds / 1e12;
           const double dequantize = time_per_call([&] { dequantize_4bit_cuda(q, dtype); });
-          const at::Tensor dense_own = dense.to(dtype);
           const double cublas_own = tflops([&] { forward ? at::mm(x, dense_own.t()) : at::mm(dy, dense_own); });
           const double fused = tflops([&] { matmul_4bit_fused_cuda(a, q, pass); });
           const double cublas = tflops([&] { forward ? at::mm(x16, dense.t()) : at::mm(dy16, dense); });

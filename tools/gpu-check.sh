@@ -100,9 +100,10 @@ memcheck() {
   grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
 }
 
+# The 1B-shaped end to end, within $1 seconds (default: 200, or what is left).
 e2e1b() {
   stage "end to end, 1b"
-  BENCH_GPU_WORK=/tmp/bench-1b timeout "$(at_most 200)" \
+  BENCH_GPU_WORK=/tmp/bench-1b timeout "${1:-$(at_most 200)}" \
     bash tools/bench_gpu.sh "$BUILD" 1b 10 "${E2E_ARGS[@]}" > "$OUT/e2e-1b.txt" 2>&1
   echo "e2e 1b: exit $?"
   tail -12 "$OUT/e2e-1b.txt"
@@ -117,7 +118,7 @@ e2e() {
   wait_for_8b
   if [[ -f "$WORK_8B/model/config.json" ]] && (($(left) > 150)); then
     stage "end to end, 8b"
-    BENCH_GPU_WORK="$WORK_8B" timeout "$(at_most "${GPU_CHECK_E2E_SECONDS:-100000}")" \
+    BENCH_GPU_WORK="$WORK_8B" timeout "$(at_most "${GPU_CHECK_E2E_SECONDS:-$(($(left) - 5))}")" \
       bash tools/bench_gpu.sh "$BUILD" 8b 6 "${E2E_ARGS[@]}" > "$OUT/e2e-8b.txt" 2>&1
     echo "e2e 8b: exit $?"
     tail -12 "$OUT/e2e-8b.txt"
@@ -126,11 +127,8 @@ e2e() {
       [[ -f "$WORK_8B/$side-profile.json.summary.txt" ]] && cp "$WORK_8B/$side-profile.json.summary.txt" "$OUT/8b-$side-profile.txt"
     done
   elif (($(left) > 120)) && ! wanted e2e1b; then
-    stage "end to end, 1b (no 8b model or too little time)"
-    BENCH_GPU_WORK=/tmp/bench-1b timeout $(($(left) - 5)) \
-      bash tools/bench_gpu.sh "$BUILD" 1b 10 "${E2E_ARGS[@]}" > "$OUT/e2e-1b.txt" 2>&1
-    echo "e2e 1b: exit $?"
-    tail -12 "$OUT/e2e-1b.txt"
+    echo "=== no 8b model or too little time for it"
+    e2e1b $(($(left) - 5))
   else
     echo "=== end to end: skipped ($(left) s left)"
   fi

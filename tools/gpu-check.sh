@@ -31,6 +31,13 @@ STAGES=" ${GPU_CHECK_STAGES:-kernels bench training memcheck e2e} "
 read -r -a BENCH_SECTIONS <<< "${GPU_CHECK_BENCH_SECTIONS:-}"  # bench_gpu sections; none: all
 read -r -a E2E_ARGS <<< "${GPU_CHECK_E2E_ARGS:---lora-dropout 0}"  # bench_gpu_peer.py run settings, end to end
 wanted() { [[ "$STAGES" == *" $1 "* ]]; }
+for name in $STAGES; do  # before any device time is spent
+  case "$name" in
+    kernels | bench | training | memcheck | e2e1b | e2e) ;;
+    *) echo "gpu-check: GPU_CHECK_STAGES names an unknown stage, $name (kernels bench training memcheck e2e1b e2e)" >&2
+       exit 2 ;;
+  esac
+done
 
 nvidia-smi -L
 WORK_8B=/tmp/bench-8b
@@ -136,11 +143,7 @@ e2e() {
 
 # The stages in the order GPU_CHECK_STAGES names them.
 for name in $STAGES; do
-  case "$name" in
-    kernels | bench | training | memcheck | e2e1b | e2e)
-      if (($(left) > 10)); then "$name"; else echo "=== $name: skipped ($(left) s left)"; fi ;;
-    *) echo "gpu-check: unknown stage $name (kernels bench training memcheck e2e1b e2e)" >&2 ;;
-  esac
+  if (($(left) > 10)); then "$name"; else echo "=== $name: skipped ($(left) s left)"; fi
 done
 [[ -n "$MAKE_8B" ]] && kill "$MAKE_8B" 2>/dev/null
 stage "done"

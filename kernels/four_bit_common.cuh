@@ -134,6 +134,49 @@ __device__ __forceinline__ uint32_t code_address_of(const float* code) {
   return address;
 }
 
+// ---- cp.async (sm_80+; the launchers refuse older devices) ------------------------------------------------
+
+// `bytes` (4, 8 or 16; both addresses aligned to it) from global to shared memory, or as many zero bytes when
+// !valid (src is then not read). Through L1 (.ca) below 16 bytes, as the ISA allows only there.
+template <int bytes>
+__device__ __forceinline__ void copy_async(void* dst, const void* src, bool valid) {
+  static_assert(bytes == 4 || bytes == 8 || bytes == 16, "cp.async copies 4, 8 or 16 bytes");
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+  ::autotrain::simt::copy_async(dst, src, bytes, valid);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (bytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(shared_address(dst)), "l"(src), "n"(bytes),
+                 "r"(valid ? bytes : 0));
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
+  copy_async<16>(dst, src, valid);
+}
+
+__device__ __forceinline__ void commit_copies() {
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+  ::autotrain::simt::commit_copies();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+// Waits until at most `pending` committed groups of this thread's copies are still in flight.
+template <int pending>
+__device__ __forceinline__ void wait_copies() {
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+  ::autotrain::simt::wait_copies(pending);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
+#endif
+}
+
 // ---- tensor cores ----------------------------------------------------------------------------------------
 
 // Two values as one 32-bit register of two fp16 / bf16 (low half first), each rounded to nearest-even.

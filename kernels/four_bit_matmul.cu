@@ -71,36 +71,6 @@ struct Tiling {
 
 // ---- PTX wrappers (sm_80+; the launcher refuses older devices) -------------------------------------------
 
-// 16 bytes from global to shared memory, or 16 zero bytes when !valid (src is then not read).
-__device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
-#if defined(AUTOTRAIN_SIMT_EMULATION)
-  ::autotrain::simt::copy16_async(dst, src, valid);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
-               "r"(valid ? 16 : 0));
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void commit_copies() {
-#if defined(AUTOTRAIN_SIMT_EMULATION)
-  ::autotrain::simt::commit_copies();
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-
-// Waits until at most `pending` committed groups of this thread's copies are still in flight.
-template <int pending>
-__device__ __forceinline__ void wait_copies() {
-#if defined(AUTOTRAIN_SIMT_EMULATION)
-  ::autotrain::simt::wait_copies(pending);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
-#endif
-}
-
 // Four 8 x 8 matrices of 16-bit values; lane l gives the address of row l % 8 of matrix l / 8.
 template <bool transposed>
 __device__ __forceinline__ void load_matrices(uint32_t (&r)[4], const void* row) {

@@ -72,6 +72,7 @@ constexpr size_t kDynamicSharedBytes = 227 * 1024;  // the per-block maximum of 
 struct Copy {
   void* dst;
   const void* src;
+  int bytes;
   bool valid;
 };
 
@@ -180,9 +181,9 @@ void wait_until_changed(const uint64_t& generation, uint64_t value) {
 
 void run_copy(const Copy& c) {
   if (c.valid)
-    std::memcpy(c.dst, c.src, 16);
+    std::memcpy(c.dst, c.src, c.bytes);
   else
-    std::memset(c.dst, 0, 16);
+    std::memset(c.dst, 0, c.bytes);
 }
 
 void fiber_main() {
@@ -425,6 +426,8 @@ void sync_block() {
   wait_until_changed(b.generation, generation);
 }
 
+void sync_warp() { warp_barrier("__syncwarp"); }
+
 float shuffle_xor(float value, int lane_mask) {
   std::memcpy(own_slot().bytes, &value, 4);
   warp_barrier("__shfl_xor_sync");
@@ -503,17 +506,21 @@ void load_matrices(uint32_t (&r)[4], const void* row, bool transposed) {
   for (int m = 0; m < 4; ++m) r[m] = out[m];
 }
 
-void copy16_async(void* dst, const void* src, bool valid) {
-  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
-    fail("cp.async: an address not 16-byte aligned");
-  check_shared(dst, 16, "cp.async: a destination outside shared memory");
-  if (valid) count_read(src, 16);
-  const Copy c{dst, src, valid};
+void copy_async(void* dst, const void* src, int bytes, bool valid) {
+  if (bytes != 4 && bytes != 8 && bytes != 16) fail("cp.async: a size other than 4, 8 or 16 bytes");
+  const auto size = static_cast<uintptr_t>(bytes);
+  if (reinterpret_cast<uintptr_t>(dst) % size != 0 || (valid && reinterpret_cast<uintptr_t>(src) % size != 0))
+    fail("cp.async: an address not aligned to the copy's size");
+  check_shared(dst, size, "cp.async: a destination outside shared memory");
+  if (valid) count_read(src, size);
+  const Copy c{dst, src, bytes, valid};
   if (g_options.copies == CopyTiming::at_issue)
     run_copy(c);
   else
     current().open_copies.push_back(c);
 }
+
+void copy16_async(void* dst, const void* src, bool valid) { copy_async(dst, src, 16, valid); }
 
 void commit_copies() {
   Fiber& f = current();
@@ -560,6 +567,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int) {
     case cudaDevAttrMultiProcessorCount: *value = autotrain::simt::options().multiprocessors; break;
     case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
     case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = static_cast<int>(autotrain::simt::kDynamicSharedBytes); break;
     default: *value = 0; break;
   }
   return cudaSuccess;

@@ -7,9 +7,10 @@
 //  - threads and blocks: each block's threads run one at a time, each until it waits (a barrier, a warp collective);
 //    blocks run one after another. __syncthreads releases when every thread of the block has arrived; threads that
 //    wait at different barriers, or a barrier after part of the block has exited, abort with a message.
-//  - warp collectives (__shfl_xor_sync, __shfl_sync, ldmatrix, mma.sync): all 32 lanes must reach the same collective (else the
-//    run aborts); results follow the PTX ISA's fragment layouts. mma accumulates each product in double and rounds
-//    once to fp32 (the hardware's order and intermediate precision differ; tests bound the difference).
+//  - warp collectives (__syncwarp, __shfl_xor_sync, __shfl_sync, ldmatrix, mma.sync): all 32 lanes must reach the
+//    same collective (else the run aborts); results follow the PTX ISA's fragment layouts. mma accumulates each
+//    product in double and rounds once to fp32 (the hardware's order and intermediate precision differ; tests bound
+//    the difference).
 //  - cp.async: the copy lands either when it is issued or at the issuing thread's cp.async.wait_group (Options),
 //    the two extremes of what the hardware may do, so that a missing wait or barrier shows in one of them.
 //  - shared memory: __shared__ variables become statics (blocks run one at a time); dynamic shared memory is one
@@ -80,6 +81,8 @@ const Index& grid_dim();
 void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& body);
 
 void sync_block();
+// __syncwarp() with a full mask: every lane of the warp arrives before any goes on.
+void sync_warp();
 float shuffle_xor(float value, int lane_mask);
 // __shfl_sync with a full mask: lane source_lane % 32's value.
 float shuffle(float value, int source_lane);
@@ -87,7 +90,9 @@ float shuffle(float value, int source_lane);
 void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bf16);
 // ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16.
 void load_matrices(uint32_t (&r)[4], const void* row, bool transposed);
-// cp.async.cg.shared.global [dst], [src], 16, valid ? 16 : 0; commit_group; wait_group pending.
+// cp.async.{ca,cg}.shared.global [dst], [src], bytes, valid ? bytes : 0 (bytes: 4, 8 or 16, both addresses aligned
+// to it); copy16_async: 16 bytes; commit_group; wait_group pending.
+void copy_async(void* dst, const void* src, int bytes, bool valid);
 void copy16_async(void* dst, const void* src, bool valid);
 void commit_copies();
 void wait_copies(int pending);

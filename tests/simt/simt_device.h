@@ -23,6 +23,7 @@
 #define blockDim (::autotrain::simt::block_dim())
 #define gridDim (::autotrain::simt::grid_dim())
 #define __syncthreads() ::autotrain::simt::sync_block()
+#define __syncwarp(...) ::autotrain::simt::sync_warp()
 #define __shfl_xor_sync(mask, value, lane_mask) ::autotrain::simt::shuffle_xor(value, lane_mask)
 #define __shfl_sync(mask, value, source_lane) ::autotrain::simt::shuffle(value, source_lane)
 #define __byte_perm ::autotrain::simt::byte_perm

@@ -175,7 +175,7 @@ constexpr int kTensorCoreMaxWarps = 16;  // warps per block at most
 constexpr int kTensorCoreUnroll = 4;     // chunks per warp and step; lane t reads the statistics of chunk t
 constexpr size_t kPairTableBytes = 256 * 32 * sizeof(uint32_t);
 static_assert(kTensorCoreUnroll == 4, "the 4 lanes of a row (t = 0..3) read one chunk's statistics each");
-static_assert(kDefaultGemvBlockWarps == kTensorCoreMaxWarps, "the default block is the largest");
+static_assert(kMaxGemvBlockWarps == kTensorCoreMaxWarps, "the largest block the header names");
 
 // The table entry of byte i (0 ... 7) of a lane's 8 packed bytes: its copy for this lane lies at `lane_table`
 // (the shared address of the lane's copy of entry 0) + byte * 128. One PRMT (the byte, zero-extended) and one LEA
@@ -186,71 +186,85 @@ __device__ __forceinline__ uint32_t pair_of(const uint2& bytes, int i, uint32_t 
   return load_shared_word(lane_table + (byte << 7));
 }
 
-// kDepth: the steps of a warp in its registers at once, the one it multiplies and kDepth - 1 whose bytes are on
-// their way (gemv_pipeline_depth; 3 and 4 also ran on an H100, no faster, and spill registers since the chunks'
-// MMAs are interleaved). A step's registers are its 16 words of bytes and 2 blocks' statistics: lane t
-// reads those of the step's chunk t, and the 4 lanes of a row pass the scales round by shuffles (8 statistics per
-// lane and step, as the first version read them, took 16 more registers and 6 more loads).
+// The pipeline: a warp's steps (tile, round) go through kDepth slots of shared memory, its own part of each. The
+// warp copies a step's packed bytes there with cp.async, kDepth - 1 steps ahead of the step it multiplies, each
+// lane waits for its own copies and a __syncwarp makes every lane's visible to the warp (see fetch). A step's
+// statistics (lane t: chunk t's, rows g and g + 8) are read into registers as far ahead, in a ring of kDepth.
+// The first version held the bytes in registers, 8 bytes a lane, which bounded the steps in flight to one or two;
+// on an H100 it ran at 40-47 % of the card's bandwidth on Llama-3-8B's large weights, and at 45-50 % with these
+// copies (sixth session, with the other changes of that session).
+//
+// A warp takes kTensorCoreUnroll consecutive chunks per step (chunks 4 (round * warps + warp) + u, u = 0..3), so
+// that per row it reads one 128-byte run of the weight, and lane t's statistics are those of chunk t: the 4 lanes
+// of a row read 4 neighbouring blocks' statistics, and pass the scales round by shuffles.
+constexpr size_t kStageBytesPerWarp = kTensorCoreUnroll * 2 * 32 * sizeof(uint2);  // [chunk][row g / g + 8][lane]
+constexpr size_t kPartialBytesPerWarp = 2 * kTensorCoreRows * 8 * sizeof(float);    // two tiles' sums
+
+// The dynamic shared memory of a block (its static arrays hold the code and map, 1 KiB): the pair table, the
+// warps' partial sums, the slots. Sized by the block's warps, so that blocks of 4 or 8 warps leave room for more
+// blocks per SM.
+size_t tensor_core_gemv_shared_bytes(int depth, int warps) {
+  return kPairTableBytes + static_cast<size_t>(warps) * kPartialBytesPerWarp +
+         static_cast<size_t>(depth) * warps * kStageBytesPerWarp;
+}
+
 template <typename T, Scales kScales, int kDepth>
 __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                             const T* __restrict__ x, int m_count, T* __restrict__ y) {
-  AUTOTRAIN_DYNAMIC_SHARED(uint32_t, pair_table);  // [byte][copy]
+  // The pair table ([byte][copy]); the warps' sums of a tile ([buffer][warp][row][m]), in two buffers that tiles
+  // take in turn, so that a tile's sums are written while the warps adding the one before may still read theirs
+  // (one barrier per tile instead of two); the slots ([slot][warp][chunk][row g / g + 8][lane], a uint2 each).
+  AUTOTRAIN_DYNAMIC_SHARED(uint32_t, pair_table);
   __shared__ float code[16];
   __shared__ float map[256];
-  __shared__ float partial[kTensorCoreMaxWarps][kTensorCoreRows][8];
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int g = lane / 4, t = lane % 4;
   const int chunks = static_cast<int>(w.cols / 64);  // tiles, rounds and chunks fit 31 bits (indexes_fit_31_bits)
-  // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows,
-  // so that the tables below are built once per block, not once per tile. A warp takes chunks warp,
-  // warp + warps, ... of a tile, kTensorCoreUnroll of them per round; its steps (tile, round) run as a pipeline
-  // kDepth deep: the bytes of the kDepth - 1 steps after this one are read before its MMAs.
+  // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows, so
+  // that the tables below are built once per block, not once per tile.
   const int tiles = static_cast<int>((w.rows + kTensorCoreRows - 1) / kTensorCoreRows);
   const int rounds = (chunks + warps * kTensorCoreUnroll - 1) / (warps * kTensorCoreUnroll);
   if (static_cast<int>(blockIdx.x) >= tiles) return;  // the whole block: the launcher gives none less than a tile
-  struct Step {
-    int tile, round;
-    uint2 bytes[kTensorCoreUnroll][2];  // rows g and g + 8 of each chunk
-    BlockStats stats[2];                // chunk t's, rows g and g + 8
+  float* const partial = reinterpret_cast<float*>(pair_table + 256 * 32);
+  uint2* const slots = reinterpret_cast<uint2*>(partial + 2 * warps * kTensorCoreRows * 8);
+  // Lane l's bytes of chunk u, row g (h = 0) or g + 8 (h = 1), in a slot.
+  auto staged = [&](int slot, int u, int h, int l) {
+    return slots + ((slot * warps + warp) * kTensorCoreUnroll * 2 + u * 2 + h) * 32 + l;
   };
-  auto chunk_of = [&](const Step& step, int u) { return warp + (step.round * kTensorCoreUnroll + u) * warps; };
+  auto chunk_of = [&](int round, int u) { return (round * warps + warp) * kTensorCoreUnroll + u; };
   const int block_shift = __ffs(w.blocksize) - 1;
   // Flat indices in 32 bits (the launcher refuses weights it cannot index so: indexes_fit_31_bits): 64-bit index
-  // arithmetic was twice the instructions, and the loads' address arithmetic was most of the kernel's outside its
-  // lookups.
-  auto fetch = [&](Step& step) {
-    // The flat index of the lane's first value in its two rows (rows past the end repeat the last row: read,
-    // never written), worked out once per step; a chunk then only adds its column. Chunks that do not exist are
-    // left unread (the MMAs below skip them); their statistics are zero, so that any scale made of them is a
-    // finite number nobody uses.
-    const int64_t row0 = int64_t(step.tile) * kTensorCoreRows;
-    const uint32_t starts[2] = {static_cast<uint32_t>(min(row0 + g, w.rows - 1) * w.cols + 16 * t),
-                                static_cast<uint32_t>(min(row0 + g + 8, w.rows - 1) * w.cols + 16 * t)};
-    const bool tile_exists = step.tile < tiles;
+  // arithmetic was twice the instructions.
+  //
+  // Step (tile, round)'s copies into `slot` and its statistics into `stats`. Chunks that do not exist are not
+  // copied (the MMAs skip them), and their statistics are zero, so that any scale made of them is a finite number
+  // nobody uses; rows past the end repeat the last row (read, never written).
+  auto fetch = [&](int tile, int round, int slot, BlockStats (&stats)[2]) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) step.stats[h] = BlockStats{0.0f, 0u};
-    if (tile_exists && chunk_of(step, t) < chunks) {
+    for (int h = 0; h < 2; ++h) stats[h] = BlockStats{0.0f, 0u};
+    if (tile >= tiles) return;
+    const int64_t row0 = int64_t(tile) * kTensorCoreRows;
+    auto row_start = [&](int r) { return static_cast<uint32_t>(min(row0 + r, w.rows - 1) * w.cols); };
+    if (chunk_of(round, t) < chunks) {
+      const uint32_t column = static_cast<uint32_t>(chunk_of(round, t)) * 64u;  // chunk t's first
 #pragma unroll
       for (int h = 0; h < 2; ++h)  // blocks >= 64 values: the chunk's
-        step.stats[h] =
-            load_block_stats<kScales>(w, (starts[h] + static_cast<uint32_t>(chunk_of(step, t)) * 64u) >> block_shift);
+        stats[h] = load_block_stats<kScales>(w, (row_start(g + 8 * h) + column) >> block_shift);
     }
-    auto read_chunk = [&](int u) {
+    // The warp copies its step's 16 rows x 128 bytes as 16-byte pieces, 4 rows (4 whole 128-byte lines) per
+    // instruction, bypassing L1 (.cg), where x stays. Piece p = 32 k + lane is bytes 16 (p % 8) ... of row p / 8:
+    // chunk u = (p % 8) / 2 of that row, the bytes of lanes t = 2 (p % 2) and t + 1 of its row g, side by side in
+    // the slot. (Each lane copying its own 8 bytes, 8 rows per instruction, left the GEMV at 40 % of an H100's
+    // bandwidth however many steps were in flight.)
+    const int u = (lane % 8) / 2;
+    const bool chunk_exists = chunk_of(round, u) < chunks;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const uint32_t start = starts[h] + static_cast<uint32_t>(chunk_of(step, u)) * 64u;
-        step.bytes[u][h] = __ldg(reinterpret_cast<const uint2*>(w.packed + (start >> 1)));
-      }
-    };
-    if (!tile_exists) return;
-    if (chunk_of(step, kTensorCoreUnroll - 1) < chunks) {  // every chunk: no branch between the reads
-#pragma unroll
-      for (int u = 0; u < kTensorCoreUnroll; ++u) read_chunk(u);
-    } else {
-#pragma unroll
-      for (int u = 0; u < kTensorCoreUnroll && chunk_of(step, u) < chunks; ++u) read_chunk(u);
+    for (int k = 0; k < 4; ++k) {
+      const int r = 4 * k + lane / 8;  // the row in the tile: g = r % 8, h = r / 8 (= k / 2)
+      const uint32_t start = row_start(r) + static_cast<uint32_t>(chunk_of(round, u)) * 64u + 32u * (lane % 2);
+      copy_async<16>(staged(slot, u, k / 2, 4 * (r % 8) + 2 * (lane % 2)), w.packed + (start >> 1), chunk_exists);
     }
   };
   // The step after (tile, round).
@@ -258,17 +272,17 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     if (++round == rounds) round = 0, tile += static_cast<int>(gridDim.x);
   };
 
-  // The first kDepth - 1 steps' bytes are on their way while the block builds its tables. The ring's slots are
-  // named by constants below (a slot picked by a loop index put the ring in local memory).
-  Step ring[kDepth];  // (bytes not zeroed: a step reads those of the chunks it multiplies)
+  // The first kDepth - 1 steps are on their way while the block builds its tables. Slots and the statistics' ring
+  // are named by constants below (the main loop is unrolled kDepth times), so the ring stays in registers.
+  BlockStats stats[kDepth][2];
   int ahead_tile = static_cast<int>(blockIdx.x), ahead_round = 0;  // the next step to fetch
-  auto fetch_ahead = [&](Step& slot) {
-    slot.tile = ahead_tile, slot.round = ahead_round;
-    fetch(slot);
+  auto fetch_ahead = [&](int slot, BlockStats (&slot_stats)[2]) {
+    fetch(ahead_tile, ahead_round, slot, slot_stats);
+    commit_copies();  // a group per step, empty past the end, so that the waits below count right
     advance(ahead_tile, ahead_round);
   };
-  static_assert(kDepth >= 1 && kDepth <= kMaxGemvDepth && kMaxGemvDepth == 2, "the loop below names 2 slots");
-  if constexpr (kDepth > 1) fetch_ahead(ring[0]);
+#pragma unroll
+  for (int s = 0; s + 1 < kDepth; ++s) fetch_ahead(s, stats[s]);
   load_code_and_map(w, map_param, code, map);
   for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
     const int byte = i / 8;
@@ -282,24 +296,33 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   // is never stored (a column of D depends on its column of B only), and no lane needs a test or zeros per chunk.
   const uint32_t x_first = static_cast<uint32_t>(min(g, m_count - 1) * w.cols + 16 * t);
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  // Reads the step after the last one read into `ahead` (the slot of the step multiplied before), then multiplies
-  // `current`; false past the last step (every warp of the block is at the same step).
-  auto run = [&](Step& ahead, const Step& current) {
-    fetch_ahead(ahead);
-    if (current.tile >= tiles) return false;
-    const float own_scale[2] = {scale_of<kScales>(w, map, current.stats[0]),
-                                scale_of<kScales>(w, map, current.stats[1])};
+  int tile = static_cast<int>(blockIdx.x), round = 0;  // the step multiplied next
+  int parity = 0;                                       // the buffer of partial sums of its tile
+  // Fetches the step kDepth - 1 after this one into the slot before `slot` (the slot of the step multiplied
+  // last, whose bytes this lane has read), then multiplies this step from `slot`; false past the last step (every
+  // warp of the block is at the same step).
+  auto run = [&](int slot, BlockStats (&ahead_stats)[2], const BlockStats (&current_stats)[2]) {
+    __syncwarp();  // every lane has read the slot the copies below overwrite
+    fetch_ahead((slot + kDepth - 1) % kDepth, ahead_stats);
+    wait_copies<kDepth - 1>();  // this lane's copies of this step have landed,
+    __syncwarp();               // and every lane's
+    if (tile >= tiles) return false;
+    const float own_scale[2] = {scale_of<kScales>(w, map, current_stats[0]),
+                                scale_of<kScales>(w, map, current_stats[1])};
     // Chunk u's x at its lane's 16 columns (8 words of two values), and its sum code . x for rows g, g + 8 over
     // them (j-th MMA: columns 16t + 4j ... 16t + 4j + 3, see above).
     auto load_x = [&](int u, uint32_t (&words)[8]) {
       const uint4* x_chunk =
-          reinterpret_cast<const uint4*>(x + (x_first + static_cast<uint32_t>(chunk_of(current, u)) * 64u));
+          reinterpret_cast<const uint4*>(x + (x_first + static_cast<uint32_t>(chunk_of(round, u)) * 64u));
       const uint4 low = __ldg(x_chunk), high = __ldg(x_chunk + 1);
       words[0] = low.x, words[1] = low.y, words[2] = low.z, words[3] = low.w;
       words[4] = high.x, words[5] = high.y, words[6] = high.z, words[7] = high.w;
     };
-    auto mma_j = [&](int u, int j, const uint32_t (&words)[8], float (&dsum)[4]) {
-      const uint2* bytes = current.bytes[u];
+    auto load_bytes = [&](int u, uint2 (&bytes)[2]) {
+      bytes[0] = *staged(slot, u, 0, lane);
+      bytes[1] = *staged(slot, u, 1, lane);
+    };
+    auto mma_j = [&](int j, const uint2 (&bytes)[2], const uint32_t (&words)[8], float (&dsum)[4]) {
       const uint32_t a[4] = {pair_of(bytes[0], 2 * j, lane_table), pair_of(bytes[1], 2 * j, lane_table),
                              pair_of(bytes[0], 2 * j + 1, lane_table), pair_of(bytes[1], 2 * j + 1, lane_table)};
       mma_16x8x16<T>(dsum, a, words[2 * j], words[2 * j + 1]);
@@ -314,56 +337,66 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       acc[2] = fmaf(dsum[2], scale[1], acc[2]);
       acc[3] = fmaf(dsum[3], scale[1], acc[3]);
     };
-    if (chunk_of(current, kTensorCoreUnroll - 1) < chunks) {
+    if (chunk_of(round, kTensorCoreUnroll - 1) < chunks) {
       // Every chunk exists (every step of a weight whose columns fill whole rounds, e.g. 4096 or 14336): the
-      // chunks' MMAs go j by j across the chunks, so that consecutive MMAs are independent. Chunk by chunk, each
-      // MMA waited for the one before it, and with 16 warps an SM's schedulers stood idle 60 % of the time (ncu on
-      // an H100). The sums are the same: each chunk still adds its 4 MMAs in j order, and acc its chunks in order.
+      // chunks' MMAs go j by j across the chunks, so that consecutive MMAs are independent (chunk by chunk, each
+      // MMA waited for the one before it). The sums are the same: each chunk still adds its 4 MMAs in j order, and
+      // acc its chunks in order. (Two chunks at a time took 64 registers instead of 94, and three blocks of 8
+      // warps an SM instead of two, yet were no faster on an H100: 3-9 % slower, across two runs.)
       uint32_t words[kTensorCoreUnroll][8];
+      uint2 bytes[kTensorCoreUnroll][2];
       float dsum[kTensorCoreUnroll][4] = {};
 #pragma unroll
-      for (int u = 0; u < kTensorCoreUnroll; ++u) load_x(u, words[u]);
+      for (int u = 0; u < kTensorCoreUnroll; ++u) load_x(u, words[u]), load_bytes(u, bytes[u]);
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int u = 0; u < kTensorCoreUnroll; ++u) mma_j(u, j, words[u], dsum[u]);
+        for (int u = 0; u < kTensorCoreUnroll; ++u) mma_j(j, bytes[u], words[u], dsum[u]);
 #pragma unroll
       for (int u = 0; u < kTensorCoreUnroll; ++u) add_scaled(u, dsum[u]);
     } else {
 #pragma unroll
-      for (int u = 0; u < kTensorCoreUnroll && chunk_of(current, u) < chunks; ++u) {
+      for (int u = 0; u < kTensorCoreUnroll && chunk_of(round, u) < chunks; ++u) {
         uint32_t words[8];
+        uint2 bytes[2];
         float dsum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         load_x(u, words);
+        load_bytes(u, bytes);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) mma_j(u, j, words, dsum);
+        for (int j = 0; j < 4; ++j) mma_j(j, bytes, words, dsum);
         add_scaled(u, dsum);
       }
     }
-    if (current.round == rounds - 1) {  // the tile's last round: add up the warps' sums
-      const int64_t row0 = int64_t(current.tile) * kTensorCoreRows;
-      partial[warp][g][2 * t] = acc[0];
-      partial[warp][g][2 * t + 1] = acc[1];
-      partial[warp][g + 8][2 * t] = acc[2];
-      partial[warp][g + 8][2 * t + 1] = acc[3];
+    if (round == rounds - 1) {  // the tile's last round: add up the warps' sums
+      const int64_t row0 = int64_t(tile) * kTensorCoreRows;
+      float* const sums = partial + parity * warps * kTensorCoreRows * 8;  // [warp][row][m]
+      auto sum_of = [&](int k, int r, int m) -> float& { return sums[(k * kTensorCoreRows + r) * 8 + m]; };
+      sum_of(warp, g, 2 * t) = acc[0];
+      sum_of(warp, g, 2 * t + 1) = acc[1];
+      sum_of(warp, g + 8, 2 * t) = acc[2];
+      sum_of(warp, g + 8, 2 * t + 1) = acc[3];
       __syncthreads();
       if (threadIdx.x < kTensorCoreRows * 8) {
         const int r = threadIdx.x / 8, m = threadIdx.x % 8;
         if (m < m_count && row0 + r < w.rows) {
           float sum = 0.0f;
-          for (int k = 0; k < warps; ++k) sum += partial[k][r][m];
+          for (int k = 0; k < warps; ++k) sum += sum_of(k, r, m);
           y[m * w.rows + row0 + r] = from_float<T>(sum);
         }
       }
-      __syncthreads();  // the partial sums are read before the next tile writes them
+      parity ^= 1;  // the next tile's barrier comes after these reads; the one after it, its writes to this buffer
       acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
     }
+    advance(tile, round);
     return true;
   };
-  while (run(ring[kDepth - 1], ring[0])) {  // kDepth steps per iteration, each slot in its place
-    if constexpr (kDepth > 1)
-      if (!run(ring[0], ring[1])) break;
+  static_assert(kDepth >= 1 && kDepth <= kMaxGemvDepth, "a depth the launcher names");
+  for (bool more = true; more;) {
+#pragma unroll
+    for (int s = 0; s < kDepth; ++s)  // step i in slot i % kDepth: the loop runs whole cycles of the slots
+      if (more) more = run(s, stats[(s + kDepth - 1) % kDepth], stats[s]);
   }
+  wait_copies<0>();  // the copies of steps past the end are empty groups; none may be in flight at the exit
 }
 
 // Why the tensor-core kernel cannot take this GEMV, or nullptr when it can.
@@ -371,48 +404,65 @@ const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType 
   if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
   if (w.cols % 64 != 0 || w.blocksize % 64 != 0) return "it needs cols and blocksize multiples of 64";
   if (!indexes_fit_31_bits(w)) return "it indexes weights of fewer than 2^31 values";
-  if (reinterpret_cast<uintptr_t>(w.packed) % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
-    return "it needs the packed weight 8-byte and x 16-byte aligned";
+  if (reinterpret_cast<uintptr_t>(w.packed) % 16 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0)
+    return "it needs the packed weight and x 16-byte aligned";
   if (!tensor_cores_available()) return "it needs a GPU of compute capability 8.0 or newer";
   return nullptr;
 }
 
 // Warps per block: one unrolled round of chunks each for a tile (all of a 4096-column row in flight at once),
-// 4 ... gemv_block_warps(). The grid, not the block, spreads the rows over the SMs.
-int tensor_core_warps(int64_t cols) {
-  return static_cast<int>(std::clamp<int64_t>(cols / 64 / kTensorCoreUnroll, 4, gemv_block_warps()));
+// 4 ... the most set_gemv_block_warps allows (see the header). The grid, not the block, spreads the rows over the
+// SMs.
+int tensor_core_warps(const FourBitWeight& w) {
+  const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
+  const int setting = gemv_block_warps();
+  const int most = setting != 0 ? setting : tiles >= multiprocessors() ? 8 : kTensorCoreMaxWarps;
+  return static_cast<int>(std::clamp<int64_t>(w.cols / 64 / kTensorCoreUnroll, 4, most));
 }
 
 template <typename T, Scales kScales, int kDepth>
 void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y,
                              cudaStream_t stream) {
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
-  const int threads = 32 * tensor_core_warps(w.cols);
-  // One wave: as many blocks as the GPU holds at once (registers and the 32 KiB table allow), each looping
-  // over tiles, instead of one block per tile (which took two waves and two table builds per SM for the
-  // 14336-row weights of an 8B model).
+  const int threads = 32 * tensor_core_warps(w);
+  const size_t shared = tensor_core_gemv_shared_bytes(kDepth, threads / 32);
+  auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth>;
+  // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
+  if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(shared)) != cudaSuccess)
+    return;  // the caller reports launch_status()
+  // One wave: as many blocks as the GPU holds at once (registers and shared memory allow), each looping over
+  // tiles, instead of one block per tile (which took two waves and two table builds per SM for the 14336-row
+  // weights of an 8B model).
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_tensor_core_kernel<T, kScales, kDepth>, threads,
-                                                    kPairTableBytes) !=
-          cudaSuccess ||
-      per_sm < 1)
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared) != cudaSuccess || per_sm < 1)
     per_sm = 1;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
-  launch_kernel(gemv_tensor_core_kernel<T, kScales, kDepth>, blocks, threads, kPairTableBytes, stream, w, map,
-                static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
+  launch_kernel(kernel, blocks, threads, shared, stream, w, map, static_cast<const T*>(x), static_cast<int>(m),
+                static_cast<T*>(y));
+}
+
+// The deepest pipeline (at most `depth`) whose shared memory fits a block of this GPU.
+int fitting_gemv_depth(int depth, const FourBitWeight& w) {
+  static const size_t limit = static_cast<size_t>(current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin));
+  const size_t static_bytes = sizeof(float) * (16 + 256);
+  while (depth > 1 && tensor_core_gemv_shared_bytes(depth, tensor_core_warps(w)) + static_bytes > limit) --depth;
+  return depth;
 }
 
 template <typename T, Scales kScales>
 void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& map, const void* x, int64_t m,
                              void* y, cudaStream_t stream) {
-  if (depth == 1)
-    launch_tensor_core_gemv<T, kScales, 1>(w, map, x, m, y, stream);
-  else
-    launch_tensor_core_gemv<T, kScales, 2>(w, map, x, m, y, stream);
+  switch (fitting_gemv_depth(depth, w)) {
+    case 1: launch_tensor_core_gemv<T, kScales, 1>(w, map, x, m, y, stream); break;
+    case 2: launch_tensor_core_gemv<T, kScales, 2>(w, map, x, m, y, stream); break;
+    case 3: launch_tensor_core_gemv<T, kScales, 3>(w, map, x, m, y, stream); break;
+    default: launch_tensor_core_gemv<T, kScales, 4>(w, map, x, m, y, stream); break;
+  }
 }
 
 std::atomic<int> g_gemv_depth{0};        // 0: kDefaultGemvDepth
-std::atomic<int> g_gemv_block_warps{0};  // 0: kDefaultGemvBlockWarps
+std::atomic<int> g_gemv_block_warps{0};  // 0: automatic
 
 template <typename T>
 void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y, cudaStream_t stream) {
@@ -450,10 +500,7 @@ int gemv_pipeline_depth() {
 void set_gemv_block_warps(int warps) {
   g_gemv_block_warps.store(warps == 0 ? 0 : std::clamp(warps, 4, kTensorCoreMaxWarps));
 }
-int gemv_block_warps() {
-  const int warps = g_gemv_block_warps.load();
-  return warps == 0 ? kDefaultGemvBlockWarps : warps;
-}
+int gemv_block_warps() { return g_gemv_block_warps.load(); }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,
                       void* stream, GemvKernel kernel) {
@@ -467,9 +514,9 @@ const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void*
     message = std::string("gemv_4bit: the tensor-core kernel cannot take this weight: ") + unfit;
     return message.c_str();
   }
-  // `automatic` takes the tensor cores wherever they apply: on an H100 (2026-11-26, fifth session, Llama-3-8B's
-  // seven projections, bf16, one row of x) they took 92 us per layer against 106 on the CUDA cores (which stay
-  // 0.3 us faster on k/v alone), and 1.4-4.0x less from 4 rows up. (On an H200, before the tensor-core kernel
+  // `automatic` takes the tensor cores wherever they apply: on an H100 (2026-11-26, sixth session, Llama-3-8B's
+  // seven projections, bf16, one row of x) they took 80 us per layer against 106 on the CUDA cores (k/v 4.6 us
+  // against 5.3), and 2.3-4.1x less at 8 rows. (On an H200, before the tensor-core kernel
   // shared its statistics between lanes, the CUDA cores had been the faster for one row: 112 us against 136.)
   const bool tensor_cores =
       kernel == GemvKernel::tensor_cores || (kernel == GemvKernel::automatic && unfit == nullptr);

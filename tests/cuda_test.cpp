@@ -143,10 +143,10 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
 
 // Shapes the tensor-core kernel takes (cols a multiple of 64): row counts that are not multiples of its 16-row
 // tile, and column counts of 1 to 224 chunks of 64 (fewer chunks than a block has warps, and uneven shares);
-// 16000 x 64 (1000 tiles of 16 rows, blocks of 4 warps) and 2200 x 4160 (138 tiles, blocks of 16 warps, one per
-// SM) have more tiles than the grid, one wave of blocks, on GPUs of up to 132 SMs: blocks take several tiles;
-// 2200 x 4160 also takes two rounds of chunks per tile. Every pipeline depth gives the default depth's sums bit for
-// bit; blocks of at most 8 warps are within the same bound.
+// 16000 x 64 (1000 tiles of 16 rows, blocks of 4 warps) and 2200 x 4160 (138 tiles, blocks of 8 or 16 warps) have
+// more tiles than the grid, one wave of blocks, on GPUs of up to 132 SMs: blocks take several tiles; 2200 x 4160
+// also takes two or more rounds of chunks per tile. Every pipeline depth gives the default depth's sums bit for
+// bit; blocks of at most 8 and of at most 16 warps are within the same bound.
 TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(5);
@@ -172,10 +172,13 @@ TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
               cuda::set_gemv_pipeline_depth(0);
               EXPECT_TRUE(at::equal(other, y)) << "pipeline depth " << depth;
             }
-            cuda::set_gemv_block_warps(8);  // blocks of at most 8 warps add in another order: the same bound
-            at::Tensor smaller = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
-            cuda::set_gemv_block_warps(0);
-            expect_close_to_fp64(smaller, x, scaled_code_weight(q, dtype).t(), dtype);
+            for (int warps : {8, cuda::kMaxGemvBlockWarps}) {  // other blocks add in another order: the same bound
+              SCOPED_TRACE("blocks of at most " + std::to_string(warps) + " warps");
+              cuda::set_gemv_block_warps(warps);
+              at::Tensor other = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
+              cuda::set_gemv_block_warps(0);
+              expect_close_to_fp64(other, x, scaled_code_weight(q, dtype).t(), dtype);
+            }
 #endif
           }
 }

@@ -79,19 +79,22 @@ constexpr int64_t kMaxGemvRows = 8;
 enum class GemvKernel { automatic, tensor_cores, cuda_cores };
 const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* x, int64_t m, void* y,
                       DType dtype, void* stream, GemvKernel kernel = GemvKernel::automatic);
-// The tensor-core kernel's pipeline depth: how many steps (4 chunks of 64 columns of 16 rows) a warp holds at
-// once, the one it multiplies and depth - 1 on their way from memory; 1 ... kMaxGemvDepth, each giving the same
-// sums bit for bit. set_gemv_pipeline_depth(0) restores kDefaultGemvDepth (tools/bench_gpu times each depth). On
-// an H100 depths 1-4 made no difference beyond noise (within 5 % either way per shape; 1 was as fast as any over
-// Llama-3-8B's seven projections), so the default is the one with the fewest registers, and 3-4 went.
-constexpr int kMaxGemvDepth = 2;
-constexpr int kDefaultGemvDepth = 1;
+// The tensor-core kernel's pipeline depth: how many steps (4 chunks of 64 columns of 16 rows) a warp has under
+// way at once, the one it multiplies and depth - 1 whose bytes are on their way to shared memory (cp.async);
+// 1 ... kMaxGemvDepth, each giving the same sums bit for bit, and lowered where a GPU's shared memory per block
+// cannot hold it (2 KiB per warp and step). set_gemv_pipeline_depth(0) restores kDefaultGemvDepth, the fastest on
+// an H100 over Llama-3-8B's projections (tools/bench_gpu times each depth; deeper ones take more registers).
+constexpr int kMaxGemvDepth = 4;
+constexpr int kDefaultGemvDepth = 2;
 void set_gemv_pipeline_depth(int depth);
 int gemv_pipeline_depth();
-// The most warps a block of the tensor-core kernel has (4 ... 16; set_gemv_block_warps(0): 16). A block's warps
-// share the chunks of a tile of 16 rows and add their sums at the tile's end, so this changes the order of the
-// additions (sums within the kernel's bound, not bit for bit the same).
-constexpr int kDefaultGemvBlockWarps = 16;
+// The warps of a block of the tensor-core kernel: at most `warps` (4 ... kMaxGemvBlockWarps), or with
+// set_gemv_block_warps(0) automatically: at most 8 where the weight has a tile of 16 rows or more per SM (two
+// blocks then share an SM, and while one waits at its barrier at a tile's end the other runs: on an H100 5-10 %
+// faster on the large projections of Llama-3-8B), else at most 16. A block's warps share the chunks of a tile and
+// add their sums at the tile's end, so this changes the order of the additions (sums within the kernel's bound,
+// not bit for bit the same). gemv_block_warps() is the setting, 0 for automatic.
+constexpr int kMaxGemvBlockWarps = 16;
 void set_gemv_block_warps(int warps);
 int gemv_block_warps();
 

@@ -69,8 +69,8 @@ at::Tensor gemv(const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kerne
 }
 
 // The tensor-core GEMV against the fp64 product at its defaults; every other pipeline depth gives the same sums bit
-// for bit (the depth changes when bytes are read, not what is added in which order), and blocks of at most 4 or 8
-// warps (which add in another order) are within the same bound.
+// for bit (the depth changes when bytes are read, not what is added in which order), and blocks of at most 4, 8 or
+// 16 warps (which add in another order) are within the same bound.
 void check_tensor_core_gemv(const HostWeight& w, const at::Tensor& x) {
   const at::ScalarType dtype = x.scalar_type();
   const at::Tensor reference = scaled_code_weight(w.q, dtype).t();
@@ -83,7 +83,7 @@ void check_tensor_core_gemv(const HostWeight& w, const at::Tensor& x) {
     cuda::set_gemv_pipeline_depth(0);
     EXPECT_TRUE(at::equal(other, y)) << "pipeline depth " << depth << " against " << cuda::kDefaultGemvDepth;
   }
-  for (int warps : {4, 8}) {
+  for (int warps : {4, 8, cuda::kMaxGemvBlockWarps}) {
     SCOPED_TRACE("blocks of at most " + std::to_string(warps) + " warps");
     cuda::set_gemv_block_warps(warps);
     at::Tensor other = gemv(w, x, cuda::GemvKernel::tensor_cores);

@@ -13,13 +13,17 @@
 // Llama-3-8B's projection shapes. Each other figure is the median of 7 timings of 20 calls after 3 warm-up calls
 // (each tiling of the fused matmul: 3 of 10).
 // Prints a Markdown table and one JSON line per figure. `bench_gpu [gemv] [dequantize] [matmul] [lora] [ops]` runs
-// only those sections (all of them by default).
+// only those sections (all of them by default). BENCH_GPU_GEMV_ONLY=gate/up (a shape's name up to its first space)
+// and BENCH_GPU_GEMV_ROWS=1 limit the GEMV section to that shape and m, as for a profiler (tools/gpu-check.sh's
+// ncu stage).
 #include <torch/cuda.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -134,13 +138,23 @@ void bench_gemv(const Device& d) {
   const cuda::DeviceInfo& device = d.info;
   const double copy_gbs = d.copy_gbs;
   std::printf("## NF4 GEMV (double-quantized absmax, bf16; weights read from memory, not L2)\n\n"
-              "tensor cores at each pipeline depth (steps of a warp in its registers at once; default %d), with "
-              "blocks of at most 16 warps (the default) and of 8; GB/s and %% of peak at the fastest; CUDA cores\n\n",
+              "tensor cores at their defaults (depth %d, blocks of 8 or 16 warps by the weight's rows; GB/s and %% "
+              "of peak of these), then at each pipeline depth (steps a warp has under way at once) with blocks of "
+              "at most 16, 8 and 4 warps; CUDA cores\n\n",
               cuda::kDefaultGemvDepth);
-  std::printf("| shape | m | tensor-core us, depth 1 / 2; 8 warps: 1 / 2 | GB/s | %% of peak "
-              "| %% of copy | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::string depths;
+  for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
+    if (depth > 1) depths += " / ";
+    depths += std::to_string(depth);
+  }
+  std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy | us at depth %s; 8 warps: %s; "
+              "4 warps: %s | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n",
+              depths.c_str(), depths.c_str(), depths.c_str());
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  const char* only = std::getenv("BENCH_GPU_GEMV_ONLY");
+  const char* rows = std::getenv("BENCH_GPU_GEMV_ROWS");
   for (const auto& s : kShapes) {
+    if (only != nullptr && std::strncmp(s.name, only, std::strlen(only)) != 0) continue;
     // Copies of one weight, more bytes in all than 4x the L2 cache, taken in turn: each call reads from memory
     // as it does in generation, where a model's layers are far larger than the cache.
     const Quantized4bit cpu_weight = random_nf4(s.out, s.in, /*double_quantize=*/true);
@@ -155,6 +169,7 @@ void bench_gemv(const Device& d) {
     }
     const int calls = copies * static_cast<int>(std::ceil(40.0 / copies));
     for (int64_t m : {1, 4, 8}) {
+      if (rows != nullptr && std::atoi(rows) != m) continue;
       at::Tensor x = at::randn({m, s.in}, at::TensorOptions(at::kBFloat16).device(at::kCUDA));
       at::Tensor y = at::empty({m, s.out}, x.options());
       auto kernel_seconds = [&](cuda::GemvKernel kernel) {
@@ -168,7 +183,7 @@ void bench_gemv(const Device& d) {
       };
       std::vector<double> per_depth;
       std::string depth_fields, depth_cells;
-      for (int warps : {cuda::kDefaultGemvBlockWarps, 8})
+      for (int warps : {cuda::kMaxGemvBlockWarps, 8, 4})
         for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
           cuda::set_gemv_block_warps(warps);
           cuda::set_gemv_pipeline_depth(depth);
@@ -177,22 +192,25 @@ void bench_gemv(const Device& d) {
           char text[64];
           std::snprintf(text, sizeof text, ",\"w%d_depth%d_us\":%f", warps, depth, us);
           depth_fields += text;
-          const char* separator = depth > 1 ? " / " : warps == cuda::kDefaultGemvBlockWarps ? "" : "; ";
+          const char* separator = depth > 1 ? " / " : warps == cuda::kMaxGemvBlockWarps ? "" : "; ";
           std::snprintf(text, sizeof text, "%s%.1f", separator, us);
           depth_cells += text;
         }
       cuda::set_gemv_block_warps(0);
       cuda::set_gemv_pipeline_depth(0);
-      const double tensor_cores = *std::min_element(per_depth.begin(), per_depth.end());
+      const double fastest = *std::min_element(per_depth.begin(), per_depth.end());
+      const double tensor_cores = kernel_seconds(cuda::GemvKernel::tensor_cores);  // the defaults
       const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores);
       const double bytes = weight_bytes + x.nbytes() + y.nbytes();
       const double baseline = time_per_call([&] { at::mm(x, dequantize_4bit_cuda(q, at::kBFloat16).t()); });
       const double gbs = bytes / tensor_cores / 1e9, cuda_core_gbs = bytes / cuda_cores / 1e9;
-      std::printf("| %s | %ld | %s | %.0f | %.0f%% | %.0f%% | %.1f | %.0f%% | %.1f |\n", s.name, static_cast<long>(m),
-                  depth_cells.c_str(), gbs, 100 * gbs / device.peak_bandwidth_gbs, 100 * gbs / copy_gbs,
-                  cuda_cores * 1e6, 100 * cuda_core_gbs / device.peak_bandwidth_gbs, baseline * 1e6);
+      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %s | %.1f | %.0f%% | %.1f |\n", s.name,
+                  static_cast<long>(m), tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs,
+                  100 * gbs / copy_gbs, depth_cells.c_str(), cuda_cores * 1e6,
+                  100 * cuda_core_gbs / device.peak_bandwidth_gbs, baseline * 1e6);
       json("gemv", s.name,
-           "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) + depth_fields +
+           "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) +
+               ",\"fastest_us\":" + std::to_string(fastest * 1e6) + depth_fields +
                ",\"gbs\":" + std::to_string(gbs) + ",\"peak_fraction\":" +
                std::to_string(gbs / device.peak_bandwidth_gbs) + ",\"copy_fraction\":" +
                std::to_string(gbs / copy_gbs) + ",\"cuda_core_us\":" + std::to_string(cuda_cores * 1e6) +

@@ -7,8 +7,10 @@
 #   on the same shapes; training: the GPU training and generation tests (CPU vs CUDA); memcheck: compute-sanitizer
 #   memcheck of the kernel tests; e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped /
 #   8B-shaped Llama (e2e runs the 1B one instead when the 8B model is missing or time is short, and e2e1b did not
-#   run). The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses
-#   the CPUs) when e2e is asked for. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the
+#   run); ncu: Nsight Compute on the tensor-core GEMV at its defaults for gate/up (one row of x, bf16, depth 2,
+#   blocks of 8 warps; GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to $OUT/ncu-gemv.txt.
+#   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
+#   CPUs) when e2e is asked for. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the
 #   end-to-end stages; their summaries go to $OUT.
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
 # GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build, run in that order;
@@ -33,8 +35,8 @@ read -r -a E2E_ARGS <<< "${GPU_CHECK_E2E_ARGS:---lora-dropout 0}"  # bench_gpu_p
 wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 for name in $STAGES; do  # before any device time is spent
   case "$name" in
-    kernels | bench | training | memcheck | e2e1b | e2e) ;;
-    *) echo "gpu-check: GPU_CHECK_STAGES names an unknown stage, $name (kernels bench training memcheck e2e1b e2e)" >&2
+    kernels | bench | training | memcheck | ncu | e2e1b | e2e) ;;
+    *) echo "gpu-check: GPU_CHECK_STAGES names an unknown stage, $name (kernels bench training memcheck ncu e2e1b e2e)" >&2
        exit 2 ;;
   esac
 done
@@ -105,6 +107,18 @@ memcheck() {
     > "$OUT/memcheck.log" 2>&1
   echo "memcheck: exit $?"
   grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
+}
+
+ncu() {
+  stage "ncu"
+  local pattern="${GPU_CHECK_NCU_KERNEL:-gemv_tensor_core_kernelI13__nv_bfloat16LNS1_6ScalesE2ELi2ELi2E}"
+  BENCH_GPU_GEMV_ONLY=gate/up BENCH_GPU_GEMV_ROWS=1 timeout "$(at_most 120)" \
+    "$(type -P ncu || echo /usr/local/cuda/bin/ncu)" --kernel-name-base mangled --kernel-name "regex:$pattern" \
+    --launch-skip 20 --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+    --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
+    "$BUILD/bench_gpu" gemv > "$OUT/ncu-gemv.txt" 2>&1
+  echo "ncu: exit $?"
+  grep -E "DRAM Throughput|Memory Throughput|Duration|Issued Ipc|Eligible Warps|Active Warps Per|No Eligible|Achieved Occupancy|Registers Per|Stall|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Theoretical Occupancy|Block Limit" "$OUT/ncu-gemv.txt" | head -40
 }
 
 # The 1B-shaped end to end, within $1 seconds (default: 200, or what is left).

@@ -292,6 +292,9 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   __syncthreads();
 
   const uint32_t lane_table = shared_address(pair_table + lane);
+  // Launched overlapping (gemv_overlap), the block got here while the kernel before it may still run: what it read
+  // so far is the weight, which no kernel writes. x, and y, only from here.
+  wait_for_prior_grids();
   // B column g is row g of x. Lanes past the last row of x read row 0 instead: D's column g then holds a sum that
   // is never stored (a column of D depends on its column of B only), and no lane needs a test or zeros per chunk.
   const uint32_t x_first = static_cast<uint32_t>(min(g, m_count - 1) * w.cols + 16 * t);
@@ -438,8 +441,9 @@ void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const 
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared) != cudaSuccess || per_sm < 1)
     per_sm = 1;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
-  launch_kernel(kernel, blocks, threads, shared, stream, w, map, static_cast<const T*>(x), static_cast<int>(m),
-                static_cast<T*>(y));
+  static const bool can_overlap = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
+  launch_kernel_overlapping(kernel, blocks, threads, shared, stream, gemv_overlap() && can_overlap, w, map,
+                            static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
 }
 
 // The deepest pipeline (at most `depth`) whose shared memory fits a block of this GPU.
@@ -463,6 +467,7 @@ void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& 
 
 std::atomic<int> g_gemv_depth{0};        // 0: kDefaultGemvDepth
 std::atomic<int> g_gemv_block_warps{0};  // 0: automatic
+std::atomic<bool> g_gemv_overlap{false};
 
 template <typename T>
 void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y, cudaStream_t stream) {
@@ -501,6 +506,8 @@ void set_gemv_block_warps(int warps) {
   g_gemv_block_warps.store(warps == 0 ? 0 : std::clamp(warps, 4, kTensorCoreMaxWarps));
 }
 int gemv_block_warps() { return g_gemv_block_warps.load(); }
+void set_gemv_overlap(bool on) { g_gemv_overlap.store(on); }
+bool gemv_overlap() { return g_gemv_overlap.load(); }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,
                       void* stream, GemvKernel kernel) {

@@ -54,6 +54,49 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shar
 #endif
 }
 
+// As launch_kernel, and when `overlap`, with programmatic dependent launch (sm_90+; the caller checks): the kernel
+// may start while the one before it in the stream finishes. It must then call wait_for_prior_grids() before it
+// reads anything that kernel wrote or writes anything it reads.
+template <typename... Params, typename... Args>
+void launch_kernel_overlapping(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                               cudaStream_t stream, bool overlap, const Args&... args) {
+#ifdef AUTOTRAIN_SIMT_EMULATION
+  (void)overlap;  // blocks run one after another there anyway
+  launch_kernel(kernel, grid, block, shared_bytes, stream, args...);
+#else
+  if (!overlap) {
+    launch_kernel(kernel, grid, block, shared_bytes, stream, args...);
+    return;
+  }
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  if (cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...) != cudaSuccess) {
+    // Refused (a driver or stream without programmatic launches): the launch error is not sticky, so clear it and
+    // launch as usual; the kernel's wait then does nothing.
+    (void)cudaGetLastError();
+    launch_kernel(kernel, grid, block, shared_bytes, stream, args...);
+  }
+#endif
+}
+
+// In a kernel launched overlapping (above): waits until the kernels before it in the stream have finished and
+// their writes are visible; then lets the next kernel, if it was launched overlapping, start as this one's blocks
+// finish. Without an overlapping launch, or below sm_90, both do nothing.
+__device__ __forceinline__ void wait_for_prior_grids() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // A kernel's dynamic shared memory (the bytes its launch asks for), as `type* name`.
 #ifdef AUTOTRAIN_SIMT_EMULATION
 #define AUTOTRAIN_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(::autotrain::simt::dynamic_shared())

@@ -145,8 +145,8 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
 // tile, and column counts of 1 to 224 chunks of 64 (fewer chunks than a block has warps, and uneven shares);
 // 16000 x 64 (1000 tiles of 16 rows, blocks of 4 warps) and 2200 x 4160 (138 tiles, blocks of 8 or 16 warps) have
 // more tiles than the grid, one wave of blocks, on GPUs of up to 132 SMs: blocks take several tiles; 2200 x 4160
-// also takes two or more rounds of chunks per tile. Every pipeline depth gives the default depth's sums bit for
-// bit; blocks of at most 8 and of at most 16 warps are within the same bound.
+// also takes two or more rounds of chunks per tile. Every pipeline depth, and a launch overlapping the kernel before
+// it, give the default's sums bit for bit; blocks of at most 8 and of at most 16 warps are within the same bound.
 TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(5);
@@ -172,6 +172,10 @@ TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
               cuda::set_gemv_pipeline_depth(0);
               EXPECT_TRUE(at::equal(other, y)) << "pipeline depth " << depth;
             }
+            cuda::set_gemv_overlap(true);  // programmatic dependent launch (sm_90+): the same sums
+            at::Tensor overlapped = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
+            cuda::set_gemv_overlap(false);
+            EXPECT_TRUE(at::equal(overlapped, y)) << "launched overlapping";
             for (int warps : {8, cuda::kMaxGemvBlockWarps}) {  // other blocks add in another order: the same bound
               SCOPED_TRACE("blocks of at most " + std::to_string(warps) + " warps");
               cuda::set_gemv_block_warps(warps);
@@ -182,6 +186,33 @@ TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
 #endif
           }
 }
+
+#ifdef AUTOTRAIN_WITH_CUDA  // the knob lives in the kernels' library
+// Launched overlapping the kernel before it (programmatic dependent launch), a GEMV may start while that kernel
+// runs, and must wait for it before it reads x: a chain of GEMVs, each one's x the one before's y, back to back on
+// one stream, gives the chain's sums bit for bit (a GEMV reading x too early would read the previous call's y
+// half written, or the y of the chain's run before).
+TEST(CudaKernels, TensorCoreGemvLaunchedOverlappingWaitsForItsInput) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(6);
+  std::vector<Quantized4bit> weights;
+  for (int i = 0; i < 6; ++i)
+    weights.push_back(on_gpu(quantize_4bit(at::randn({4096, 4096}) / 64, QuantType::nf4, 64, true)));  // |y| ~ |x|
+  const at::Tensor x = at::randn({1, 4096}).to(at::kBFloat16).to(at::kCUDA);
+  auto chain = [&] {
+    at::Tensor y = x;
+    for (const Quantized4bit& w : weights) y = gemv_4bit_cuda(y, w, cuda::GemvKernel::tensor_cores);
+    return y;
+  };
+  const at::Tensor expected = chain();
+  cuda::set_gemv_overlap(true);
+  at::Tensor other;
+  for (int run = 0; run < 3; ++run) other = chain();
+  cuda::set_gemv_overlap(false);
+  EXPECT_TRUE(at::equal(other, expected));
+  EXPECT_GT(expected.abs().max().item<float>(), 0.0f);  // the chain did not die out to zeros
+}
+#endif
 
 // `automatic` is the tensor-core kernel where it applies, for one row of x as for several, and the CUDA-core one
 // elsewhere (fp32, columns not a multiple of 64); asking for the tensor-core kernel where it does not apply is an

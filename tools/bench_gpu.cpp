@@ -1,5 +1,6 @@
 // Kernel figures on a GPU (tools/bench_gpu.sh runs this, then the end-to-end comparison with PEFT):
-//  - GEMV (token generation, m = 1 / 4 / 8 rows), both kernels (tensor cores at each pipeline depth, CUDA cores):
+//  - GEMV (token generation, m = 1 / 4 / 8 rows), both kernels (tensor cores at their defaults, launched
+//    overlapping the GEMV before, at each pipeline depth and block size; CUDA cores):
 //    GB/s of the bytes it must read (packed weight, absmax, x) and write (y), against the card's peak bandwidth
 //    and against a measured device-to-device copy. Timed in a CUDA graph (no CPU launch cost), over copies of the
 //    weight that together exceed the L2 cache 4x, so that every call reads its weight from memory;
@@ -139,18 +140,19 @@ void bench_gemv(const Device& d) {
   const double copy_gbs = d.copy_gbs;
   std::printf("## NF4 GEMV (double-quantized absmax, bf16; weights read from memory, not L2)\n\n"
               "tensor cores at their defaults (depth %d, blocks of 8 or 16 warps by the weight's rows; GB/s and %% "
-              "of peak of these), then at each pipeline depth (steps a warp has under way at once) with blocks of "
-              "at most 16, 8 and 4 warps; CUDA cores\n\n",
+              "of peak of these), the same launched overlapping the GEMV before it (programmatic dependent launch, "
+              "sm_90+; set_gemv_overlap), then at each pipeline depth (steps a warp has under way at once) with "
+              "blocks of at most 16, 8 and 4 warps; CUDA cores\n\n",
               cuda::kDefaultGemvDepth);
   std::string depths;
   for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
     if (depth > 1) depths += " / ";
     depths += std::to_string(depth);
   }
-  std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy | us at depth %s; 8 warps: %s; "
-              "4 warps: %s | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n",
+  std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy | overlapping us (%% of peak) "
+              "| us at depth %s; 8 warps: %s; 4 warps: %s | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n",
               depths.c_str(), depths.c_str(), depths.c_str());
-  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char* only = std::getenv("BENCH_GPU_GEMV_ONLY");
   const char* rows = std::getenv("BENCH_GPU_GEMV_ROWS");
   for (const auto& s : kShapes) {
@@ -200,17 +202,23 @@ void bench_gemv(const Device& d) {
       cuda::set_gemv_pipeline_depth(0);
       const double fastest = *std::min_element(per_depth.begin(), per_depth.end());
       const double tensor_cores = kernel_seconds(cuda::GemvKernel::tensor_cores);  // the defaults
+      cuda::set_gemv_overlap(true);  // and launched overlapping the GEMV before it (sm_90+)
+      const double overlapped = kernel_seconds(cuda::GemvKernel::tensor_cores);
+      cuda::set_gemv_overlap(false);
       const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores);
       const double bytes = weight_bytes + x.nbytes() + y.nbytes();
       const double baseline = time_per_call([&] { at::mm(x, dequantize_4bit_cuda(q, at::kBFloat16).t()); });
       const double gbs = bytes / tensor_cores / 1e9, cuda_core_gbs = bytes / cuda_cores / 1e9;
-      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %s | %.1f | %.0f%% | %.1f |\n", s.name,
+      const double overlapped_gbs = bytes / overlapped / 1e9;
+      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f (%.0f%%) | %s | %.1f | %.0f%% | %.1f |\n", s.name,
                   static_cast<long>(m), tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs,
-                  100 * gbs / copy_gbs, depth_cells.c_str(), cuda_cores * 1e6,
-                  100 * cuda_core_gbs / device.peak_bandwidth_gbs, baseline * 1e6);
+                  100 * gbs / copy_gbs, overlapped * 1e6, 100 * overlapped_gbs / device.peak_bandwidth_gbs,
+                  depth_cells.c_str(), cuda_cores * 1e6, 100 * cuda_core_gbs / device.peak_bandwidth_gbs,
+                  baseline * 1e6);
       json("gemv", s.name,
            "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) +
-               ",\"fastest_us\":" + std::to_string(fastest * 1e6) + depth_fields +
+               ",\"fastest_us\":" + std::to_string(fastest * 1e6) +
+               ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + depth_fields +
                ",\"gbs\":" + std::to_string(gbs) + ",\"peak_fraction\":" +
                std::to_string(gbs / device.peak_bandwidth_gbs) + ",\"copy_fraction\":" +
                std::to_string(gbs / copy_gbs) + ",\"cuda_core_us\":" + std::to_string(cuda_cores * 1e6) +

@@ -97,6 +97,13 @@ int gemv_pipeline_depth();
 constexpr int kMaxGemvBlockWarps = 16;
 void set_gemv_block_warps(int warps);
 int gemv_block_warps();
+// Programmatic dependent launch of the tensor-core kernel (sm_90+; off by default: not yet timed on a GPU). A GEMV
+// then may start as the kernel before it in the stream finishes: its blocks read their first steps of the weight
+// and build their tables, and wait for that kernel only before they read x. Between back-to-back GEMVs (a layer's
+// projections) that hides one's start behind the other's last tiles, a fixed cost of a few microseconds per call.
+// The sums are the same bit for bit.
+void set_gemv_overlap(bool on);
+bool gemv_overlap();
 
 // The matmul of training shapes (m tokens, large) on tensor cores, fp16 / bf16, W dequantized tile by tile into
 // shared memory (kernels/four_bit_matmul.cu): each weight value is what dequantize_4bit writes, products add up in

@@ -148,7 +148,7 @@ class PreTokenizer {
       std::vector<std::string> next;
       for (std::string& piece : pieces) {
         if (piece.empty()) continue;  // `tokenizers` drops empty splits before each step
-        if (step.prefix_space && piece[0] != ' ') piece.insert(0, " ");
+        if (step.prefix_space && piece[0] != ' ') piece.insert(piece.begin(), ' ');
         if (!step.regex) {
           next.push_back(std::move(piece));
           continue;

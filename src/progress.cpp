@@ -90,7 +90,8 @@ std::string ProgressBar::render_line() const {
     const int width = 24;
     double fraction = std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_));
     int filled = static_cast<int>(fraction * width);
-    line += "[" + std::string(filled, '#') + std::string(width - filled, '.') + "] ";
+    line += '[';  // appended piece by piece: GCC 12 warns falsely (-Wstringop-overflow) on "[" + a temporary
+    line.append(filled, '#').append(width - filled, '.') += "] ";
     char percent[16];
     std::snprintf(percent, sizeof percent, "%3.0f%% ", fraction * 100.0);
     line += percent + format_count(static_cast<double>(done_)) + "/" + format_count(static_cast<double>(total_));

@@ -126,7 +126,7 @@ class SentencePieceTokenizer : public Tokenizer {
     if (text.empty()) return;
     std::string input(text);
     bool prepend = prepend_ == Prepend::kAlways || (prepend_ == Prepend::kFirst && offset == 0);
-    if (prepend && input[0] != ' ' && input.compare(0, 3, "\xE2\x96\x81") != 0) input.insert(0, " ");
+    if (prepend && input[0] != ' ' && input.compare(0, 3, "\xE2\x96\x81") != 0) input.insert(input.begin(), ' ');
     std::vector<int> pieces;
     auto status = processor_.Encode(input, &pieces);
     if (!status.ok()) throw Error("tokenizer: sentencepiece failed on a text: " + status.ToString());

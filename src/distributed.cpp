@@ -16,8 +16,10 @@
 
 // libtorch_cpu carries gloo and c10d's gloo backend; its header needs this switch and gloo's headers
 // (Debian's libgloo-dev: ProcessGroupGloo holds gloo objects only through pointers, so the header's
-// version does not change its layout).
+// version does not change its layout). Torch's CMake config may pass it already.
+#ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
+#endif
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>

@@ -3,7 +3,8 @@
 //    overlapping the GEMV before, at each pipeline depth and block size; CUDA cores):
 //    GB/s of the bytes it must read (packed weight, absmax, x) and write (y), against the card's peak bandwidth
 //    and against a measured device-to-device copy. Timed in a CUDA graph (no CPU launch cost), over copies of the
-//    weight that together exceed the L2 cache 4x, so that every call reads its weight from memory;
+//    weight that together exceed the L2 cache 4x, so that every call reads its weight from memory; and a whole
+//    layer's seven GEMVs back to back, plainly and overlapping (bench_gemv_layer);
 //  - NF4 dequantization to bf16 (the first half of every training matmul; bench_gpu_peer.py dequantize times
 //    bitsandbytes' on the same shapes);
 //  - the training-shape NF4 matmul (forward x W^T and backward dy W, m = 2048 / 4096 / 8192 tokens), both the
@@ -135,6 +136,64 @@ struct Device {
   double copy_gbs = 0;  // a measured device-to-device copy (1 GiB read + 1 GiB written)
 };
 
+// A decoder layer's seven GEMVs back to back, as one generation step runs them (Llama-3-8B: q, k, v, o, gate, up,
+// down; one row of x, bf16, the kernels' defaults), over copies of the layer that together exceed the L2 cache 4x:
+// the whole layer's bytes against the time of the seven, plainly launched and launched overlapping one another
+// (set_gemv_overlap). The per-projection figures above leave out what one GEMV's start and end cost the next.
+void bench_gemv_layer(const Device& d) {
+  const cuda::DeviceInfo& device = d.info;
+  const std::vector<std::pair<int64_t, int64_t>> shapes{{4096, 4096},  {1024, 4096},  {1024, 4096}, {4096, 4096},
+                                                        {14336, 4096}, {14336, 4096}, {4096, 14336}};
+  std::vector<Quantized4bit> cpu_weights;
+  double layer_bytes = 0;
+  for (const auto& [out, in] : shapes) {
+    cpu_weights.push_back(random_nf4(out, in, /*double_quantize=*/true));
+    const Quantized4bit& q = cpu_weights.back();
+    layer_bytes += q.packed.nbytes() + q.nested.codes.nbytes() + q.nested.absmax.nbytes() + 2.0 * (in + out);
+  }
+  const int layers = static_cast<int>(std::max(2.0, std::ceil(4.0 * device.l2_cache_bytes / layer_bytes)));
+  std::vector<Quantized4bit> kept;
+  std::vector<cuda::FourBitWeight> views;  // [layer][projection]
+  for (int l = 0; l < layers; ++l)
+    for (const Quantized4bit& q : cpu_weights) {
+      kept.push_back(q.to(at::kCUDA));
+      views.push_back(four_bit_kernel_view(kept.back()));
+    }
+  const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
+  at::Tensor x = at::randn({1, 4096}, bf16), x_down = at::randn({1, 14336}, bf16), y = at::empty({1, 14336}, bf16);
+  auto layer_seconds = [&](bool overlap) {
+    cuda::set_gemv_overlap(overlap);
+    int next = 0;
+    const double seconds = graph_seconds_per_call(
+        [&](void* stream) -> const char* {
+          const int layer = next++ % layers;
+          for (size_t p = 0; p < shapes.size(); ++p) {
+            const void* input = shapes[p].second == 4096 ? x.data_ptr() : x_down.data_ptr();
+            if (const char* problem =
+                    cuda::gemv_4bit(views[layer * shapes.size() + p], kernel_dynamic_map(), input, 1, y.data_ptr(),
+                                    cuda::DType::bf16, stream, cuda::GemvKernel::automatic))
+              return problem;
+          }
+          return nullptr;
+        },
+        4 * layers);
+    cuda::set_gemv_overlap(false);
+    return seconds;
+  };
+  const double plain = layer_seconds(false), overlapped = layer_seconds(true);
+  auto peak_percent = [&](double seconds) { return 100 * layer_bytes / seconds / 1e9 / device.peak_bandwidth_gbs; };
+  std::printf("\n### A layer's seven GEMVs back to back (Llama-3-8B, one row of x, bf16, defaults; %.0f MB)\n\n"
+              "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n"
+              "| one after another | %.1f | %.0f | %.0f%% |\n| overlapping (set_gemv_overlap) | %.1f | %.0f | %.0f%% |\n\n",
+              layer_bytes / 1e6, plain * 1e6, layer_bytes / plain / 1e9, peak_percent(plain), overlapped * 1e6,
+              layer_bytes / overlapped / 1e9, peak_percent(overlapped));
+  json("gemv_layer", "llama-3-8b",
+       "\"m\":1,\"bytes\":" + std::to_string(layer_bytes) + ",\"us\":" + std::to_string(plain * 1e6) +
+           ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"peak_fraction\":" +
+           std::to_string(peak_percent(plain) / 100) + ",\"overlapped_peak_fraction\":" +
+           std::to_string(peak_percent(overlapped) / 100) + ",\"layer_copies\":" + std::to_string(layers));
+}
+
 void bench_gemv(const Device& d) {
   const cuda::DeviceInfo& device = d.info;
   const double copy_gbs = d.copy_gbs;
@@ -227,6 +286,7 @@ void bench_gemv(const Device& d) {
                std::to_string(copies));
     }
   }
+  if (only == nullptr) bench_gemv_layer(d);
 }
 
 void bench_dequantize(const Device& d) {

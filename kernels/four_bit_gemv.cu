@@ -239,8 +239,9 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   // arithmetic was twice the instructions.
   //
   // Step (tile, round)'s copies into `slot` and its statistics into `stats`. Chunks that do not exist are not
-  // copied (the MMAs skip them), and their statistics are zero, so that any scale made of them is a finite number
-  // nobody uses; rows past the end repeat the last row (read, never written).
+  // read (their pieces of the slot are zero-filled, and the MMAs skip them), and their statistics are zero, so
+  // that any scale made of them is a finite number nobody uses; rows past the end repeat the last row (read,
+  // never written).
   auto fetch = [&](int tile, int round, int slot, BlockStats (&stats)[2]) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) stats[h] = BlockStats{0.0f, 0u};

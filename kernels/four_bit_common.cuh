@@ -136,27 +136,16 @@ __device__ __forceinline__ uint32_t code_address_of(const float* code) {
 
 // ---- cp.async (sm_80+; the launchers refuse older devices) ------------------------------------------------
 
-// `bytes` (4, 8 or 16; both addresses aligned to it) from global to shared memory, or as many zero bytes when
-// !valid (src is then not read). Through L1 (.ca) below 16 bytes, as the ISA allows only there.
-template <int bytes>
-__device__ __forceinline__ void copy_async(void* dst, const void* src, bool valid) {
-  static_assert(bytes == 4 || bytes == 8 || bytes == 16, "cp.async copies 4, 8 or 16 bytes");
+// 16 bytes from global to shared memory (past L1), or 16 zero bytes when !valid (src is then not read).
+__device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
 #if defined(AUTOTRAIN_SIMT_EMULATION)
-  ::autotrain::simt::copy_async(dst, src, bytes, valid);
+  ::autotrain::simt::copy16_async(dst, src, valid);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (bytes == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
-                 "r"(valid ? 16 : 0));
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(shared_address(dst)), "l"(src), "n"(bytes),
-                 "r"(valid ? bytes : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
 #else
   __trap();
 #endif
-}
-
-__device__ __forceinline__ void copy16_async(void* dst, const void* src, bool valid) {
-  copy_async<16>(dst, src, valid);
 }
 
 __device__ __forceinline__ void commit_copies() {

@@ -265,7 +265,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     for (int k = 0; k < 4; ++k) {
       const int r = 4 * k + lane / 8;  // the row in the tile: g = r % 8, h = r / 8 (= k / 2)
       const uint32_t start = row_start(r) + static_cast<uint32_t>(chunk_of(round, u)) * 64u + 32u * (lane % 2);
-      copy_async<16>(staged(slot, u, k / 2, 4 * (r % 8) + 2 * (lane % 2)), w.packed + (start >> 1), chunk_exists);
+      copy16_async(staged(slot, u, k / 2, 4 * (r % 8) + 2 * (lane % 2)), w.packed + (start >> 1), chunk_exists);
     }
   };
   // The step after (tile, round).

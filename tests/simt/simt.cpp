@@ -72,7 +72,6 @@ constexpr size_t kDynamicSharedBytes = 227 * 1024;  // the per-block maximum of 
 struct Copy {
   void* dst;
   const void* src;
-  int bytes;
   bool valid;
 };
 
@@ -181,9 +180,9 @@ void wait_until_changed(const uint64_t& generation, uint64_t value) {
 
 void run_copy(const Copy& c) {
   if (c.valid)
-    std::memcpy(c.dst, c.src, c.bytes);
+    std::memcpy(c.dst, c.src, 16);
   else
-    std::memset(c.dst, 0, c.bytes);
+    std::memset(c.dst, 0, 16);
 }
 
 void fiber_main() {
@@ -506,21 +505,17 @@ void load_matrices(uint32_t (&r)[4], const void* row, bool transposed) {
   for (int m = 0; m < 4; ++m) r[m] = out[m];
 }
 
-void copy_async(void* dst, const void* src, int bytes, bool valid) {
-  if (bytes != 4 && bytes != 8 && bytes != 16) fail("cp.async: a size other than 4, 8 or 16 bytes");
-  const auto size = static_cast<uintptr_t>(bytes);
-  if (reinterpret_cast<uintptr_t>(dst) % size != 0 || (valid && reinterpret_cast<uintptr_t>(src) % size != 0))
-    fail("cp.async: an address not aligned to the copy's size");
-  check_shared(dst, size, "cp.async: a destination outside shared memory");
-  if (valid) count_read(src, size);
-  const Copy c{dst, src, bytes, valid};
+void copy16_async(void* dst, const void* src, bool valid) {
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
+    fail("cp.async: an address not 16-byte aligned");
+  check_shared(dst, 16, "cp.async: a destination outside shared memory");
+  if (valid) count_read(src, 16);
+  const Copy c{dst, src, valid};
   if (g_options.copies == CopyTiming::at_issue)
     run_copy(c);
   else
     current().open_copies.push_back(c);
 }
-
-void copy16_async(void* dst, const void* src, bool valid) { copy_async(dst, src, 16, valid); }
 
 void commit_copies() {
   Fiber& f = current();

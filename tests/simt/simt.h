@@ -90,9 +90,7 @@ float shuffle(float value, int source_lane);
 void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bf16);
 // ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16.
 void load_matrices(uint32_t (&r)[4], const void* row, bool transposed);
-// cp.async.{ca,cg}.shared.global [dst], [src], bytes, valid ? bytes : 0 (bytes: 4, 8 or 16, both addresses aligned
-// to it); copy16_async: 16 bytes; commit_group; wait_group pending.
-void copy_async(void* dst, const void* src, int bytes, bool valid);
+// cp.async.cg.shared.global [dst], [src], 16, valid ? 16 : 0; commit_group; wait_group pending.
 void copy16_async(void* dst, const void* src, bool valid);
 void commit_copies();
 void wait_copies(int pending);

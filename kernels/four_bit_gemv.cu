@@ -425,11 +425,11 @@ int tensor_core_warps(const FourBitWeight& w) {
 }
 
 template <typename T, Scales kScales, int kDepth>
-void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y,
-                             cudaStream_t stream) {
+void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& map, const void* x, int64_t m,
+                             void* y, cudaStream_t stream) {
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
-  const int threads = 32 * tensor_core_warps(w);
-  const size_t shared = tensor_core_gemv_shared_bytes(kDepth, threads / 32);
+  const int threads = 32 * warps;
+  const size_t shared = tensor_core_gemv_shared_bytes(kDepth, warps);
   auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth>;
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
   if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -447,22 +447,23 @@ void launch_tensor_core_gemv(const FourBitWeight& w, const MapParam& map, const 
                             static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
 }
 
-// The deepest pipeline (at most `depth`) whose shared memory fits a block of this GPU.
-int fitting_gemv_depth(int depth, const FourBitWeight& w) {
+// The deepest pipeline (at most `depth`) whose shared memory fits a block of `warps` warps on this GPU.
+int fitting_gemv_depth(int depth, int warps) {
   static const size_t limit = static_cast<size_t>(current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin));
   const size_t static_bytes = sizeof(float) * (16 + 256);
-  while (depth > 1 && tensor_core_gemv_shared_bytes(depth, tensor_core_warps(w)) + static_bytes > limit) --depth;
+  while (depth > 1 && tensor_core_gemv_shared_bytes(depth, warps) + static_bytes > limit) --depth;
   return depth;
 }
 
 template <typename T, Scales kScales>
 void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& map, const void* x, int64_t m,
                              void* y, cudaStream_t stream) {
-  switch (fitting_gemv_depth(depth, w)) {
-    case 1: launch_tensor_core_gemv<T, kScales, 1>(w, map, x, m, y, stream); break;
-    case 2: launch_tensor_core_gemv<T, kScales, 2>(w, map, x, m, y, stream); break;
-    case 3: launch_tensor_core_gemv<T, kScales, 3>(w, map, x, m, y, stream); break;
-    default: launch_tensor_core_gemv<T, kScales, 4>(w, map, x, m, y, stream); break;
+  const int warps = tensor_core_warps(w);
+  switch (fitting_gemv_depth(depth, warps)) {
+    case 1: launch_tensor_core_gemv<T, kScales, 1>(warps, w, map, x, m, y, stream); break;
+    case 2: launch_tensor_core_gemv<T, kScales, 2>(warps, w, map, x, m, y, stream); break;
+    case 3: launch_tensor_core_gemv<T, kScales, 3>(warps, w, map, x, m, y, stream); break;
+    default: launch_tensor_core_gemv<T, kScales, 4>(warps, w, map, x, m, y, stream); break;
   }
 }
 

@@ -111,7 +111,7 @@ memcheck() {
 
 ncu() {
   stage "ncu"
-  local pattern="${GPU_CHECK_NCU_KERNEL:-gemv_tensor_core_kernelI13__nv_bfloat16LNS1_6ScalesE2ELi2ELi2E}"
+  local pattern="${GPU_CHECK_NCU_KERNEL:-gemv_tensor_core_kernelI13__nv_bfloat16LNS1_6ScalesE2ELi2EE}"
   BENCH_GPU_GEMV_ONLY=gate/up BENCH_GPU_GEMV_ROWS=1 timeout "$(at_most 120)" \
     "$(type -P ncu || echo /usr/local/cuda/bin/ncu)" --kernel-name-base mangled --kernel-name "regex:$pattern" \
     --launch-skip 20 --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis \

@@ -145,8 +145,10 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
 // tile, and column counts of 1 to 224 chunks of 64 (fewer chunks than a block has warps, and uneven shares);
 // 16000 x 64 (1000 tiles of 16 rows, blocks of 4 warps) and 2200 x 4160 (138 tiles, blocks of 8 or 16 warps) have
 // more tiles than the grid, one wave of blocks, on GPUs of up to 132 SMs: blocks take several tiles; 2200 x 4160
-// also takes two or more rounds of chunks per tile. Every pipeline depth, and a launch overlapping the kernel before
-// it, give the default's sums bit for bit; blocks of at most 8 and of at most 16 warps are within the same bound.
+// also takes two or more rounds of chunks per tile, which the default's balanced work shares between blocks. Every
+// pipeline depth, and a launch overlapping the kernel before it, give the default's sums bit for bit (so each call
+// finds the workspace's counts back at 0); blocks of at most 8 and of at most 16 warps, balanced and in whole tiles,
+// are within the same bound.
 TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(5);
@@ -176,13 +178,18 @@ TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
             at::Tensor overlapped = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
             cuda::set_gemv_overlap(false);
             EXPECT_TRUE(at::equal(overlapped, y)) << "launched overlapping";
-            for (int warps : {8, cuda::kMaxGemvBlockWarps}) {  // other blocks add in another order: the same bound
-              SCOPED_TRACE("blocks of at most " + std::to_string(warps) + " warps");
-              cuda::set_gemv_block_warps(warps);
-              at::Tensor other = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
-              cuda::set_gemv_block_warps(0);
-              expect_close_to_fp64(other, x, scaled_code_weight(q, dtype).t(), dtype);
-            }
+            // Other blocks, and whole tiles instead of balanced work, add in another order: the same bound.
+            for (bool balanced : {true, false})
+              for (int warps : {8, cuda::kMaxGemvBlockWarps}) {
+                SCOPED_TRACE(std::string(balanced ? "balanced" : "whole tiles") + ", blocks of at most " +
+                             std::to_string(warps) + " warps");
+                cuda::set_gemv_balanced(balanced);
+                cuda::set_gemv_block_warps(warps);
+                at::Tensor other = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
+                cuda::set_gemv_block_warps(0);
+                cuda::set_gemv_balanced(true);
+                expect_close_to_fp64(other, x, scaled_code_weight(q, dtype).t(), dtype);
+              }
 #endif
           }
 }

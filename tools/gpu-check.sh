@@ -8,13 +8,15 @@
 #   memcheck of the kernel tests; e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped /
 #   8B-shaped Llama (e2e runs the 1B one instead when the 8B model is missing or time is short, and e2e1b did not
 #   run); ncu: Nsight Compute on the tensor-core GEMV at its defaults for gate/up (one row of x, bf16, depth 2,
-#   blocks of 8 warps; GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to $OUT/ncu-gemv.txt.
+#   blocks of 8 warps, balanced; GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
+#   $OUT/ncu-gemv.txt.
 #   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
 #   CPUs) when e2e is asked for. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the
 #   end-to-end stages; their summaries go to $OUT.
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
 # GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build, run in that order;
-# GPU_CHECK_MEMCHECK_SECONDS (default 90) and GPU_CHECK_E2E_SECONDS (default: what is left) bound those stages;
+# GPU_CHECK_MEMCHECK_SECONDS (default 90) and GPU_CHECK_E2E_SECONDS (default: what is left) bound those stages,
+# GPU_CHECK_MEMCHECK_FILTER (a gtest filter) narrows memcheck;
 # GPU_CHECK_BNB_DEQUANTIZE=0 skips bitsandbytes' dequantization after bench_gpu;
 # GPU_CHECK_BENCH_SECTIONS (e.g. "gemv matmul") limits bench_gpu to those sections; BENCH_GPU_VARIANTS (see
 # tools/bench_gpu.sh, e.g. "AUTOTRAIN_NF4_MATMUL=fused") adds runs of ours to the end-to-end stages, whose run
@@ -103,7 +105,7 @@ memcheck() {
   stage "memcheck"
   timeout "$(at_most "${GPU_CHECK_MEMCHECK_SECONDS:-90}")" compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$BUILD/tests/autotrain_tests" \
-    --gtest_filter='CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaKernels.*Matmul*:CudaFusedOps.*' \
+    --gtest_filter="${GPU_CHECK_MEMCHECK_FILTER:-CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaKernels.*Matmul*:CudaFusedOps.*}" \
     > "$OUT/memcheck.log" 2>&1
   echo "memcheck: exit $?"
   grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head
@@ -112,13 +114,13 @@ memcheck() {
 ncu() {
   stage "ncu"
   local pattern="${GPU_CHECK_NCU_KERNEL:-gemv_tensor_core_kernelI13__nv_bfloat16LNS1_6ScalesE2ELi2EE}"
-  BENCH_GPU_GEMV_ONLY=gate/up BENCH_GPU_GEMV_ROWS=1 timeout "$(at_most 120)" \
+  BENCH_GPU_GEMV_ONLY=gate/up BENCH_GPU_GEMV_ROWS=1 BENCH_GPU_GEMV_SWEEP=0 timeout "$(at_most 120)" \
     "$(type -P ncu || echo /usr/local/cuda/bin/ncu)" --kernel-name-base mangled --kernel-name "regex:$pattern" \
     --launch-skip 20 --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis \
     --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
     "$BUILD/bench_gpu" gemv > "$OUT/ncu-gemv.txt" 2>&1
   echo "ncu: exit $?"
-  grep -E "DRAM Throughput|Memory Throughput|Duration|Issued Ipc|Eligible Warps|Active Warps Per|No Eligible|Achieved Occupancy|Registers Per|Stall|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Theoretical Occupancy|Block Limit" "$OUT/ncu-gemv.txt" | head -40
+  grep -E "DRAM Throughput|Memory Throughput|Duration|SM Active Cycles|Elapsed Cycles|Issued Ipc|Eligible Warps|Active Warps Per|No Eligible|Achieved Occupancy|Registers Per|Stall|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Theoretical Occupancy|Block Limit" "$OUT/ncu-gemv.txt" | head -40
 }
 
 # The 1B-shaped end to end, within $1 seconds (default: 200, or what is left).

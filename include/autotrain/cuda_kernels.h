@@ -104,6 +104,13 @@ int gemv_block_warps();
 // The sums are the same bit for bit.
 void set_gemv_overlap(bool on);
 bool gemv_overlap();
+// Balanced work in the tensor-core kernel (on by default): its blocks take equal shares of the weight's steps (a
+// round of chunks of a 16-row tile), and blocks that share a tile add their sums through a workspace of 32 KiB per
+// SM for each stream (allocated by the first GEMV on a stream; a graph capture cannot allocate it, and GEMVs
+// captured before one exists take whole tiles). Off: each block takes whole tiles, every gridDim-th one. The sums
+// are added in another order (within the kernel's bound, not bit for bit the same).
+void set_gemv_balanced(bool on);
+bool gemv_balanced();
 
 // The matmul of training shapes (m tokens, large) on tensor cores, fp16 / bf16, W dequantized tile by tile into
 // shared memory (kernels/four_bit_matmul.cu): each weight value is what dequantize_4bit writes, products add up in

@@ -406,7 +406,8 @@ void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::funct
   g_grid_dim = Index{grid.x, grid.y, grid.z};
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
+      for (unsigned i = 0; i < grid.x; ++i) {  // in the threads' order (a kernel's blocks hand work over, too)
+        const unsigned x = g_options.order == ThreadOrder::ascending ? i : grid.x - 1 - i;
         g_block_index = Index{x, y, z};
         run_block(threads);
       }

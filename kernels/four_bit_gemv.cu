@@ -7,12 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <cstdlib>
-#include <map>
-#include <mutex>
 #include <string>
-#include <utility>
 #include <type_traits>
 
 #include "autotrain/cuda_kernels.h"
@@ -213,68 +208,25 @@ size_t tensor_core_gemv_shared_bytes(int depth, int warps) {
          static_cast<size_t>(depth) * warps * kStageBytesPerWarp;
 }
 
-// The balanced kernel's workspace (see launch_tensor_core_gemv): per block, the sums of the two tiles it may share
-// with its neighbours ([block][slot][row][m], 2 x 16 x 8 floats) and one count of the blocks that added theirs to
-// the tile it began ([block]); every count is 0 between launches. nullptr: whole tiles, strided.
-struct SplitWorkspace {
-  float* partials = nullptr;
-  unsigned* counters = nullptr;
-};
-constexpr int kSplitFloatsPerBlock = 2 * kTensorCoreRows * 8;
-
-// Device-wide memory order for the balanced kernel's hand-over: an atomic add, a fence, a load from L2 (past an
-// SM's L1, which other SMs' stores do not update). The emulator runs blocks one after another.
-__device__ __forceinline__ unsigned atomic_add(unsigned* p, unsigned v) {
-#ifdef AUTOTRAIN_SIMT_EMULATION
-  const unsigned old = *p;
-  *p = old + v;
-  return old;
-#else
-  return atomicAdd(p, v);
-#endif
-}
-__device__ __forceinline__ void memory_fence() {
-#ifndef AUTOTRAIN_SIMT_EMULATION
-  __threadfence();
-#endif
-}
-__device__ __forceinline__ float load_coherent(const float* p) {
-#ifdef AUTOTRAIN_SIMT_EMULATION
-  return *p;
-#else
-  return __ldcg(p);
-#endif
-}
-
 template <typename T, Scales kScales, int kDepth>
 __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
-                            const T* __restrict__ x, int m_count, T* __restrict__ y, SplitWorkspace split) {
+                            const T* __restrict__ x, int m_count, T* __restrict__ y) {
   // The pair table ([byte][copy]); the warps' sums of a tile ([buffer][warp][row][m]), in two buffers that tiles
   // take in turn, so that a tile's sums are written while the warps adding the one before may still read theirs
   // (one barrier per tile instead of two); the slots ([slot][warp][chunk][row g / g + 8][lane], a uint2 each).
   AUTOTRAIN_DYNAMIC_SHARED(uint32_t, pair_table);
   __shared__ float code[16];
   __shared__ float map[256];
-  __shared__ bool finishing;  // this block is the last of a shared tile's to add its sums (balanced)
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int g = lane / 4, t = lane % 4;
   const int chunks = static_cast<int>(w.cols / 64);  // tiles, rounds and chunks fit 31 bits (indexes_fit_31_bits)
-  // The grid fills the GPU once (see the launcher), so that the tables below are built once per block, not once
-  // per tile. Step s = tile * rounds + round. Balanced (split.partials set), block b takes the steps
-  // [S b / G, S (b + 1) / G) of all S, G blocks: the same number to a step (see balanced_range); else every
-  // gridDim.x-th tile of 16 rows, whole.
+  // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows, so
+  // that the tables below are built once per block, not once per tile.
   const int tiles = static_cast<int>((w.rows + kTensorCoreRows - 1) / kTensorCoreRows);
   const int rounds = (chunks + warps * kTensorCoreUnroll - 1) / (warps * kTensorCoreUnroll);
-  const int steps = tiles * rounds;
-  const bool balanced = split.partials != nullptr;
-  auto balanced_start = [&](int64_t block) { return static_cast<int>(steps * block / gridDim.x); };
-  // The block whose steps hold step s: the last b with S b / G <= s.
-  auto balanced_block_of = [&](int s) { return static_cast<int>(((s + 1) * int64_t(gridDim.x) - 1) / steps); };
-  const int first_step = balanced ? balanced_start(blockIdx.x) : static_cast<int>(blockIdx.x) * rounds;
-  const int end_step = balanced ? balanced_start(blockIdx.x + 1) : steps;
-  if (first_step >= end_step) return;  // the whole block: the launcher gives each at least a step
+  if (static_cast<int>(blockIdx.x) >= tiles) return;  // the whole block: the launcher gives none less than a tile
   float* const partial = reinterpret_cast<float*>(pair_table + 256 * 32);
   uint2* const slots = reinterpret_cast<uint2*>(partial + 2 * warps * kTensorCoreRows * 8);
   // Lane l's bytes of chunk u, row g (h = 0) or g + 8 (h = 1), in a slot.
@@ -284,19 +236,22 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   auto chunk_of = [&](int round, int u) { return (round * warps + warp) * kTensorCoreUnroll + u; };
   const int block_shift = __ffs(w.blocksize) - 1;
   // Flat indices in 32 bits (the launcher refuses weights it cannot index so: indexes_fit_31_bits): 64-bit index
-  // arithmetic was twice the instructions.
+  // arithmetic was twice the instructions. A row's start is its index unclamped (below (rows + 15) cols < 2^32,
+  // as rows cols < 2^31 and cols < 2^28) clamped to the last row's: one add and one min per row and step. (Rows
+  // clamped in 64 bits, as the first version did, took some 140 instructions a step, as many as its MMAs and
+  // table lookups together.)
+  const uint32_t cols = static_cast<uint32_t>(w.cols), last_row_start = static_cast<uint32_t>((w.rows - 1) * w.cols);
   //
   // Step (tile, round)'s copies into `slot` and its statistics into `stats`. Chunks that do not exist are not
   // read (their pieces of the slot are zero-filled, and the MMAs skip them), and their statistics are zero, so
   // that any scale made of them is a finite number nobody uses; rows past the end repeat the last row (read,
   // never written).
-  auto in_range = [&](int tile, int round) { return tile * rounds + round < end_step; };
   auto fetch = [&](int tile, int round, int slot, BlockStats (&stats)[2]) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) stats[h] = BlockStats{0.0f, 0u};
-    if (!in_range(tile, round)) return;
-    const int64_t row0 = int64_t(tile) * kTensorCoreRows;
-    auto row_start = [&](int r) { return static_cast<uint32_t>(min(row0 + r, w.rows - 1) * w.cols); };
+    if (tile >= tiles) return;
+    const uint32_t tile_start = static_cast<uint32_t>(tile) * kTensorCoreRows * cols;
+    auto row_start = [&](int r) { return min(tile_start + static_cast<uint32_t>(r) * cols, last_row_start); };
     if (chunk_of(round, t) < chunks) {
       const uint32_t column = static_cast<uint32_t>(chunk_of(round, t)) * 64u;  // chunk t's first
 #pragma unroll
@@ -319,13 +274,13 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   };
   // The step after (tile, round).
   auto advance = [&](int& tile, int& round) {
-    if (++round == rounds) round = 0, tile += balanced ? 1 : static_cast<int>(gridDim.x);
+    if (++round == rounds) round = 0, tile += static_cast<int>(gridDim.x);
   };
 
   // The first kDepth - 1 steps are on their way while the block builds its tables. Slots and the statistics' ring
   // are named by constants below (the main loop is unrolled kDepth times), so the ring stays in registers.
   BlockStats stats[kDepth][2];
-  int ahead_tile = first_step / rounds, ahead_round = first_step % rounds;  // the next step to fetch
+  int ahead_tile = static_cast<int>(blockIdx.x), ahead_round = 0;  // the next step to fetch
   auto fetch_ahead = [&](int slot, BlockStats (&slot_stats)[2]) {
     fetch(ahead_tile, ahead_round, slot, slot_stats);
     commit_copies();  // a group per step, empty past the end, so that the waits below count right
@@ -349,8 +304,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   // is never stored (a column of D depends on its column of B only), and no lane needs a test or zeros per chunk.
   const uint32_t x_first = static_cast<uint32_t>(min(g, m_count - 1) * w.cols + 16 * t);
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  int tile = first_step / rounds, round = first_step % rounds;  // the step multiplied next
-  int parity = 0;  // the buffer of partial sums of its tile
+  int tile = static_cast<int>(blockIdx.x), round = 0;  // the step multiplied next
+  int parity = 0;                                       // the buffer of partial sums of its tile
   // Fetches the step kDepth - 1 after this one into the slot before `slot` (the slot of the step multiplied
   // last, whose bytes this lane has read), then multiplies this step from `slot`; false past the last step (every
   // warp of the block is at the same step).
@@ -359,7 +314,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     fetch_ahead((slot + kDepth - 1) % kDepth, ahead_stats);
     wait_copies<kDepth - 1>();  // this lane's copies of this step have landed,
     __syncwarp();               // and every lane's
-    if (!in_range(tile, round)) return false;
+    if (tile >= tiles) return false;
     const float own_scale[2] = {scale_of<kScales>(w, map, current_stats[0]),
                                 scale_of<kScales>(w, map, current_stats[1])};
     // Chunk u's x at its lane's 16 columns (8 words of two values), and its sum code . x for rows g, g + 8 over
@@ -420,9 +375,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
         add_scaled(u, dsum);
       }
     }
-    // The tile's last round, or this block's last step (balanced, the block may end inside a tile): add up the
-    // warps' sums.
-    if (round == rounds - 1 || !in_range(tile, round + 1)) {
+    if (round == rounds - 1) {  // the tile's last round: add up the warps' sums
       const int64_t row0 = int64_t(tile) * kTensorCoreRows;
       float* const sums = partial + parity * warps * kTensorCoreRows * 8;  // [warp][row][m]
       auto sum_of = [&](int k, int r, int m) -> float& { return sums[(k * kTensorCoreRows + r) * 8 + m]; };
@@ -431,37 +384,12 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       sum_of(warp, g + 8, 2 * t) = acc[2];
       sum_of(warp, g + 8, 2 * t + 1) = acc[3];
       __syncthreads();
-      const int r = threadIdx.x / 8, m = threadIdx.x % 8;  // threads 0 ... 127: row r, row m of x
-      const bool adder = threadIdx.x < kTensorCoreRows * 8, stored = adder && m < m_count && row0 + r < w.rows;
-      float sum = 0.0f;
-      if (adder)
-        for (int k = 0; k < warps; ++k) sum += sum_of(k, r, m);
-      const int tile_first = tile * rounds, tile_end = tile_first + rounds;
-      if (tile_first >= first_step && tile_end <= end_step) {  // the whole tile was this block's
-        if (stored) y[m * w.rows + row0 + r] = from_float<T>(sum);
-      } else {
-        // Part of a tile shared with neighbouring blocks (balanced only): its sums go to this block's place in the
-        // workspace (slot 1 for the tile it began, 0 for one begun before it), and the last of the tile's blocks
-        // to get here adds them, block by block in order, so the sums do not depend on which one finishes last.
-        const int first_block = balanced_block_of(tile_first), last_block = balanced_block_of(tile_end - 1);
-        auto place = [&](int block) { return split.partials + (2 * block + (block == first_block)) * 128; };
-        if (adder) {
-          place(static_cast<int>(blockIdx.x))[threadIdx.x] = sum;
-          memory_fence();  // visible to the GPU before the count below says so
-        }
-        __syncthreads();
-        if (threadIdx.x == 0) {
-          const unsigned arrived = atomic_add(split.counters + first_block, 1u);
-          finishing = arrived == static_cast<unsigned>(last_block - first_block);
-          if (finishing) split.counters[first_block] = 0;  // ready for the next launch
-          memory_fence();
-        }
-        __syncthreads();
-        if (finishing && stored) {
-          float total = 0.0f;
-          for (int block = first_block; block <= last_block; ++block)
-            total += load_coherent(place(block) + threadIdx.x);
-          y[m * w.rows + row0 + r] = from_float<T>(total);
+      if (threadIdx.x < kTensorCoreRows * 8) {
+        const int r = threadIdx.x / 8, m = threadIdx.x % 8;
+        if (m < m_count && row0 + r < w.rows) {
+          float sum = 0.0f;
+          for (int k = 0; k < warps; ++k) sum += sum_of(k, r, m);
+          y[m * w.rows + row0 + r] = from_float<T>(sum);
         }
       }
       parity ^= 1;  // the next tile's barrier comes after these reads; the one after it, its writes to this buffer
@@ -500,59 +428,10 @@ int tensor_core_warps(const FourBitWeight& w) {
   return static_cast<int>(std::clamp<int64_t>(w.cols / 64 / kTensorCoreUnroll, 4, most));
 }
 
-// Blocks of the balanced kernel per SM at most (2048 threads, blocks of 4 warps or more): its workspace's size.
-constexpr int64_t kSplitBlocksPerSm = 16;
-
-// The balanced kernel's workspace for `stream` on the current device: allocated, its counts zeroed, on the first
-// call per device and stream, and kept for the process (32 KiB per SM). Two streams may run GEMVs at once, one
-// stream's never overlap (a launch overlapping the one before waits for it before it touches the workspace). Empty
-// where none can be had: while the stream is captured into a graph (nothing may be allocated then; the first GEMV
-// on a stream outside one allocates it) or without memory: the kernel then takes whole tiles.
-SplitWorkspace split_workspace(cudaStream_t stream) {
-  static std::mutex mutex;
-  static std::map<std::pair<int, cudaStream_t>, SplitWorkspace> workspaces;
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return {};
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto found = workspaces.find({device, stream});
-#ifdef AUTOTRAIN_SIMT_EMULATION
-  // The emulator makes every sum NaN before each launch, as it does shared memory, so that a block reading a sum
-  // nobody wrote in this launch shows; the counts stay as the last launch left them (all 0).
-  if (found != workspaces.end())
-    std::fill_n(found->second.partials, multiprocessors() * kSplitBlocksPerSm * kSplitFloatsPerBlock, std::nanf(""));
-#endif
-  if (found != workspaces.end()) return found->second;
-  const size_t blocks = static_cast<size_t>(multiprocessors() * kSplitBlocksPerSm);
-  const size_t bytes = blocks * (kSplitFloatsPerBlock * sizeof(float) + sizeof(unsigned));
-  SplitWorkspace workspace;
-#ifdef AUTOTRAIN_SIMT_EMULATION
-  void* memory = std::calloc(bytes, 1);
-  if (memory == nullptr) return {};
-#else
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) return {};
-  void* memory = nullptr;
-  if (cudaMalloc(&memory, bytes) != cudaSuccess) {
-    (void)cudaGetLastError();  // not sticky: the GEMV goes on without
-    return {};
-  }
-  if (cudaMemsetAsync(memory, 0, bytes, stream) != cudaSuccess) {
-    (void)cudaGetLastError();
-    cudaFree(memory);
-    return {};
-  }
-#endif
-  workspace.partials = static_cast<float*>(memory);
-  workspace.counters = reinterpret_cast<unsigned*>(workspace.partials + blocks * kSplitFloatsPerBlock);
-  workspaces.emplace(std::make_pair(device, stream), workspace);
-  return workspace;
-}
-
 template <typename T, Scales kScales, int kDepth>
 void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& map, const void* x, int64_t m,
                              void* y, cudaStream_t stream) {
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
-  const int64_t rounds = (w.cols / 64 + warps * kTensorCoreUnroll - 1) / (warps * kTensorCoreUnroll);
   const int threads = 32 * warps;
   const size_t shared = tensor_core_gemv_shared_bytes(kDepth, warps);
   auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth>;
@@ -562,19 +441,18 @@ void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& 
     return;  // the caller reports launch_status()
   // One wave: as many blocks as the GPU holds at once (registers and shared memory allow), each looping over
   // tiles, instead of one block per tile (which took two waves and two table builds per SM for the 14336-row
-  // weights of an 8B model).
+  // weights of an 8B model). Whole tiles leave a tail (896 tiles of gate / up over 396 blocks: 3 to some, 2 to the
+  // rest; Nsight Compute counted the SMs busy 68 % of the kernel's cycles). Equal shares of the steps for every
+  // block, blocks sharing a tile handing their sums over through a workspace in global memory (an atomic count, the
+  // last to arrive adds them), made that 85 % but was slower on every projection of Llama-3-8B on an H100: 5 %
+  // (gate / up) to 50 % (q / o), with the hand-over's fences and extra barriers (seventh session; not kept).
   int per_sm = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared) != cudaSuccess || per_sm < 1)
     per_sm = 1;
-  const int64_t resident = multiprocessors() * std::min<int64_t>(per_sm, kSplitBlocksPerSm);
-  // Balanced, the blocks take equal shares of the steps (rounds of a tile), so that none holds the GPU a tile
-  // longer than the others: on an H100 a Llama-3-8B gate / up projection has 896 tiles for 396 resident blocks, and
-  // whole tiles gave some blocks 3 and the rest 2. Blocks sharing a tile add their sums through the workspace.
-  const SplitWorkspace split = gemv_balanced() ? split_workspace(stream) : SplitWorkspace{};
-  const unsigned blocks = static_cast<unsigned>(std::min(split.partials != nullptr ? tiles * rounds : tiles, resident));
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
   static const bool can_overlap = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
   launch_kernel_overlapping(kernel, blocks, threads, shared, stream, gemv_overlap() && can_overlap, w, map,
-                            static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y), split);
+                            static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
 }
 
 // The deepest pipeline (at most `depth`) whose shared memory fits a block of `warps` warps on this GPU.
@@ -599,8 +477,7 @@ void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& 
 
 std::atomic<int> g_gemv_depth{0};        // 0: kDefaultGemvDepth
 std::atomic<int> g_gemv_block_warps{0};  // 0: automatic
-std::atomic<bool> g_gemv_overlap{false};
-std::atomic<bool> g_gemv_balanced{true};
+std::atomic<bool> g_gemv_overlap{true};
 
 template <typename T>
 void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y, cudaStream_t stream) {
@@ -640,8 +517,6 @@ void set_gemv_block_warps(int warps) {
 }
 int gemv_block_warps() { return g_gemv_block_warps.load(); }
 void set_gemv_overlap(bool on) { g_gemv_overlap.store(on); }
-void set_gemv_balanced(bool on) { g_gemv_balanced.store(on); }
-bool gemv_balanced() { return g_gemv_balanced.load(); }
 bool gemv_overlap() { return g_gemv_overlap.load(); }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,

@@ -145,9 +145,8 @@ TEST(CudaKernels, GemvMatchesTheCpuReference) {
 // tile, and column counts of 1 to 224 chunks of 64 (fewer chunks than a block has warps, and uneven shares);
 // 16000 x 64 (1000 tiles of 16 rows, blocks of 4 warps) and 2200 x 4160 (138 tiles, blocks of 8 or 16 warps) have
 // more tiles than the grid, one wave of blocks, on GPUs of up to 132 SMs: blocks take several tiles; 2200 x 4160
-// also takes two or more rounds of chunks per tile, which the default's balanced work shares between blocks. Every
-// pipeline depth, and a launch overlapping the kernel before it, give the default's sums bit for bit (so each call
-// finds the workspace's counts back at 0); blocks of at most 8 and of at most 16 warps, balanced and in whole tiles,
+// also takes two or more rounds of chunks per tile. Every pipeline depth, and a launch one at a time instead of
+// overlapping the kernel before it, give the default's sums bit for bit; blocks of at most 8 and of at most 16 warps
 // are within the same bound.
 TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
@@ -174,22 +173,17 @@ TEST(CudaKernels, TensorCoreGemvMatchesTheCpuReference) {
               cuda::set_gemv_pipeline_depth(0);
               EXPECT_TRUE(at::equal(other, y)) << "pipeline depth " << depth;
             }
-            cuda::set_gemv_overlap(true);  // programmatic dependent launch (sm_90+): the same sums
-            at::Tensor overlapped = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
-            cuda::set_gemv_overlap(false);
-            EXPECT_TRUE(at::equal(overlapped, y)) << "launched overlapping";
-            // Other blocks, and whole tiles instead of balanced work, add in another order: the same bound.
-            for (bool balanced : {true, false})
-              for (int warps : {8, cuda::kMaxGemvBlockWarps}) {
-                SCOPED_TRACE(std::string(balanced ? "balanced" : "whole tiles") + ", blocks of at most " +
-                             std::to_string(warps) + " warps");
-                cuda::set_gemv_balanced(balanced);
-                cuda::set_gemv_block_warps(warps);
-                at::Tensor other = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
-                cuda::set_gemv_block_warps(0);
-                cuda::set_gemv_balanced(true);
-                expect_close_to_fp64(other, x, scaled_code_weight(q, dtype).t(), dtype);
-              }
+            cuda::set_gemv_overlap(false);  // without programmatic dependent launch (sm_90+): the same sums
+            at::Tensor alone = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
+            cuda::set_gemv_overlap(true);
+            EXPECT_TRUE(at::equal(alone, y)) << "launched one at a time";
+            for (int warps : {8, cuda::kMaxGemvBlockWarps}) {  // other blocks add in another order: the same bound
+              SCOPED_TRACE("blocks of at most " + std::to_string(warps) + " warps");
+              cuda::set_gemv_block_warps(warps);
+              at::Tensor other = gemv_4bit_cuda(x.to(at::kCUDA), weight, cuda::GemvKernel::tensor_cores);
+              cuda::set_gemv_block_warps(0);
+              expect_close_to_fp64(other, x, scaled_code_weight(q, dtype).t(), dtype);
+            }
 #endif
           }
 }
@@ -211,11 +205,11 @@ TEST(CudaKernels, TensorCoreGemvLaunchedOverlappingWaitsForItsInput) {
     for (const Quantized4bit& w : weights) y = gemv_4bit_cuda(y, w, cuda::GemvKernel::tensor_cores);
     return y;
   };
+  cuda::set_gemv_overlap(false);
   const at::Tensor expected = chain();
-  cuda::set_gemv_overlap(true);
+  cuda::set_gemv_overlap(true);  // the default
   at::Tensor other;
   for (int run = 0; run < 3; ++run) other = chain();
-  cuda::set_gemv_overlap(false);
   EXPECT_TRUE(at::equal(other, expected));
   EXPECT_GT(expected.abs().max().item<float>(), 0.0f);  // the chain did not die out to zeros
 }

@@ -177,28 +177,20 @@ void bench_gemv_layer(const Device& d) {
           return nullptr;
         },
         4 * layers);
-    cuda::set_gemv_overlap(false);
+    cuda::set_gemv_overlap(true);  // the default
     return seconds;
   };
   const double plain = layer_seconds(false), overlapped = layer_seconds(true);
-  cuda::set_gemv_balanced(false);
-  const double whole_tiles = layer_seconds(false), whole_tiles_overlapped = layer_seconds(true);
-  cuda::set_gemv_balanced(true);
   auto peak_percent = [&](double seconds) { return 100 * layer_bytes / seconds / 1e9 / device.peak_bandwidth_gbs; };
   std::printf("\n### A layer's seven GEMVs back to back (Llama-3-8B, one row of x, bf16, defaults; %.0f MB)\n\n"
               "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n"
-              "| one after another | %.1f | %.0f | %.0f%% |\n| overlapping (set_gemv_overlap) | %.1f | %.0f | %.0f%% |\n"
-              "| whole tiles (set_gemv_balanced(false)), one after another | %.1f | %.0f | %.0f%% |\n"
-              "| whole tiles, overlapping | %.1f | %.0f | %.0f%% |\n\n",
+              "| one after another (set_gemv_overlap(false)) | %.1f | %.0f | %.0f%% |\n"
+              "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n\n",
               layer_bytes / 1e6, plain * 1e6, layer_bytes / plain / 1e9, peak_percent(plain), overlapped * 1e6,
-              layer_bytes / overlapped / 1e9, peak_percent(overlapped), whole_tiles * 1e6,
-              layer_bytes / whole_tiles / 1e9, peak_percent(whole_tiles), whole_tiles_overlapped * 1e6,
-              layer_bytes / whole_tiles_overlapped / 1e9, peak_percent(whole_tiles_overlapped));
+              layer_bytes / overlapped / 1e9, peak_percent(overlapped));
   json("gemv_layer", "llama-3-8b",
        "\"m\":1,\"bytes\":" + std::to_string(layer_bytes) + ",\"us\":" + std::to_string(plain * 1e6) +
-           ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) +
-           ",\"whole_tiles_us\":" + std::to_string(whole_tiles * 1e6) +
-           ",\"whole_tiles_overlapped_us\":" + std::to_string(whole_tiles_overlapped * 1e6) + ",\"peak_fraction\":" +
+           ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"peak_fraction\":" +
            std::to_string(peak_percent(plain) / 100) + ",\"overlapped_peak_fraction\":" +
            std::to_string(peak_percent(overlapped) / 100) + ",\"layer_copies\":" + std::to_string(layers));
 }
@@ -207,10 +199,9 @@ void bench_gemv(const Device& d) {
   const cuda::DeviceInfo& device = d.info;
   const double copy_gbs = d.copy_gbs;
   std::printf("## NF4 GEMV (double-quantized absmax, bf16; weights read from memory, not L2)\n\n"
-              "tensor cores at their defaults (depth %d, blocks of 8 or 16 warps by the weight's rows, balanced "
-              "work; GB/s and %% of peak of these), the same launched overlapping the GEMV before it (programmatic "
-              "dependent launch, sm_90+; set_gemv_overlap), the same in whole tiles (set_gemv_balanced(false)), then "
-              "at each pipeline depth (steps a warp has under way at once) with "
+              "tensor cores at their defaults (depth %d, blocks of 8 or 16 warps by the weight's rows; GB/s and %% "
+              "of peak of these) but one call at a time, the same launched overlapping the GEMV before it as by "
+              "default (programmatic dependent launch, sm_90+; set_gemv_overlap), then at each pipeline depth (steps a warp has under way at once) with "
               "blocks of at most 16, 8 and 4 warps; CUDA cores\n\n",
               cuda::kDefaultGemvDepth);
   std::string depths;
@@ -219,14 +210,15 @@ void bench_gemv(const Device& d) {
     depths += std::to_string(depth);
   }
   std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy | overlapping us (%% of peak) "
-              "| whole tiles us | us at depth %s; 8 warps: %s; 4 warps: %s | CUDA-core us | %% of peak "
-              "| dequantize + cuBLAS us |\n",
+              "| us at depth %s; 8 warps: %s; 4 warps: %s | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n",
               depths.c_str(), depths.c_str(), depths.c_str());
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char* only = std::getenv("BENCH_GPU_GEMV_ONLY");
   const char* rows = std::getenv("BENCH_GPU_GEMV_ROWS");
   // BENCH_GPU_GEMV_SWEEP=0 leaves out the depths and block sizes, so that the defaults' calls come first (the
   // ncu stage of tools/gpu-check.sh profiles one of them).
+  // Each call timed on its own, then launched overlapping the one before (the default, where it applies).
+  cuda::set_gemv_overlap(false);
   const char* sweep_setting = std::getenv("BENCH_GPU_GEMV_SWEEP");
   const bool sweep = sweep_setting == nullptr || std::string(sweep_setting) != "0";
   for (const auto& s : kShapes) {
@@ -274,30 +266,25 @@ void bench_gemv(const Device& d) {
         }
       cuda::set_gemv_block_warps(0);
       cuda::set_gemv_pipeline_depth(0);
-      const double tensor_cores = kernel_seconds(cuda::GemvKernel::tensor_cores);  // the defaults
+      const double tensor_cores = kernel_seconds(cuda::GemvKernel::tensor_cores);  // the defaults, one at a time
       const double fastest = sweep ? *std::min_element(per_depth.begin(), per_depth.end()) : tensor_cores;
-      cuda::set_gemv_overlap(true);  // and launched overlapping the GEMV before it (sm_90+)
+      cuda::set_gemv_overlap(true);  // and launched overlapping the GEMV before it (sm_90+; the default)
       const double overlapped = kernel_seconds(cuda::GemvKernel::tensor_cores);
       cuda::set_gemv_overlap(false);
-      cuda::set_gemv_balanced(false);  // each block whole tiles, every gridDim-th one
-      const double whole_tiles = kernel_seconds(cuda::GemvKernel::tensor_cores);
-      cuda::set_gemv_balanced(true);
       const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores);
       const double bytes = weight_bytes + x.nbytes() + y.nbytes();
       const double baseline = time_per_call([&] { at::mm(x, dequantize_4bit_cuda(q, at::kBFloat16).t()); });
       const double gbs = bytes / tensor_cores / 1e9, cuda_core_gbs = bytes / cuda_cores / 1e9;
       const double overlapped_gbs = bytes / overlapped / 1e9;
-      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f (%.0f%%) | %.1f | %s | %.1f | %.0f%% | %.1f |\n",
-                  s.name, static_cast<long>(m), tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs,
+      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f (%.0f%%) | %s | %.1f | %.0f%% | %.1f |\n", s.name,
+                  static_cast<long>(m), tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs,
                   100 * gbs / copy_gbs, overlapped * 1e6, 100 * overlapped_gbs / device.peak_bandwidth_gbs,
-                  whole_tiles * 1e6,
                   depth_cells.c_str(), cuda_cores * 1e6, 100 * cuda_core_gbs / device.peak_bandwidth_gbs,
                   baseline * 1e6);
       json("gemv", s.name,
            "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) +
                ",\"fastest_us\":" + std::to_string(fastest * 1e6) +
-               ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) +
-               ",\"whole_tiles_us\":" + std::to_string(whole_tiles * 1e6) + depth_fields +
+               ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + depth_fields +
                ",\"gbs\":" + std::to_string(gbs) + ",\"peak_fraction\":" +
                std::to_string(gbs / device.peak_bandwidth_gbs) + ",\"copy_fraction\":" +
                std::to_string(gbs / copy_gbs) + ",\"cuda_core_us\":" + std::to_string(cuda_cores * 1e6) +
@@ -306,6 +293,7 @@ void bench_gemv(const Device& d) {
                std::to_string(copies));
     }
   }
+  cuda::set_gemv_overlap(true);
   if (only == nullptr) bench_gemv_layer(d);
 }
 

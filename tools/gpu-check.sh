@@ -8,7 +8,7 @@
 #   memcheck of the kernel tests; e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped /
 #   8B-shaped Llama (e2e runs the 1B one instead when the 8B model is missing or time is short, and e2e1b did not
 #   run); ncu: Nsight Compute on the tensor-core GEMV at its defaults for gate/up (one row of x, bf16, depth 2,
-#   blocks of 8 warps, balanced; GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
+#   blocks of 8 warps; GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
 #   $OUT/ncu-gemv.txt.
 #   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
 #   CPUs) when e2e is asked for. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the

@@ -19,7 +19,7 @@
 //  - scheduling: a block's warps run one at a time, each as far as it can (to a __syncthreads, or its end) before
 //    the next starts, in ascending or descending order (Options), so that a warp gets as far ahead of the others as
 //    the barriers allow and a race between warps shows in one of the two orders. Blocks run in the same order, so
-//    that a kernel whose blocks hand work to each other (the GEMV's shared tiles) is run with either one first.
+//    that a kernel whose blocks hand work to each other runs with either one first.
 //  - counted on request: ldmatrix's shared-memory wavefronts (LdmatrixTraffic) and the reads of a watched buffer.
 // Not emulated: timing, occupancy, other bank conflicts, memory spaces (all pointers are host pointers), atomics.
 #pragma once

@@ -208,8 +208,10 @@ size_t tensor_core_gemv_shared_bytes(int depth, int warps) {
          static_cast<size_t>(depth) * warps * kStageBytesPerWarp;
 }
 
-template <typename T, Scales kScales, int kDepth>
-__global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
+// kBlocksPerSm 3: blocks of at most 8 warps whose registers (80 a thread, a few spilled) let three share an SM
+// (set_gemv_three_blocks_per_sm); 1: blocks of up to 16 warps, registers as the compiler likes (94).
+template <typename T, Scales kScales, int kDepth, int kBlocksPerSm>
+__global__ void __launch_bounds__(kBlocksPerSm == 1 ? kTensorCoreMaxWarps * 32 : 8 * 32, kBlocksPerSm)
     gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                             const T* __restrict__ x, int m_count, T* __restrict__ y) {
   // The pair table ([byte][copy]); the warps' sums of a tile ([buffer][warp][row][m]), in two buffers that tiles
@@ -434,7 +436,8 @@ void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& 
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
   const int threads = 32 * warps;
   const size_t shared = tensor_core_gemv_shared_bytes(kDepth, warps);
-  auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth>;
+  auto* kernel = warps <= 8 && gemv_three_blocks_per_sm() ? gemv_tensor_core_kernel<T, kScales, kDepth, 3>
+                                                          : gemv_tensor_core_kernel<T, kScales, kDepth, 1>;
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
   if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(shared)) != cudaSuccess)
@@ -478,6 +481,7 @@ void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& 
 std::atomic<int> g_gemv_depth{0};        // 0: kDefaultGemvDepth
 std::atomic<int> g_gemv_block_warps{0};  // 0: automatic
 std::atomic<bool> g_gemv_overlap{true};
+std::atomic<bool> g_gemv_three_blocks{false};
 
 template <typename T>
 void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y, cudaStream_t stream) {
@@ -518,6 +522,8 @@ void set_gemv_block_warps(int warps) {
 int gemv_block_warps() { return g_gemv_block_warps.load(); }
 void set_gemv_overlap(bool on) { g_gemv_overlap.store(on); }
 bool gemv_overlap() { return g_gemv_overlap.load(); }
+void set_gemv_three_blocks_per_sm(bool on) { g_gemv_three_blocks.store(on); }
+bool gemv_three_blocks_per_sm() { return g_gemv_three_blocks.load(); }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,
                       void* stream, GemvKernel kernel) {

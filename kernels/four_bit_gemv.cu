@@ -208,12 +208,10 @@ size_t tensor_core_gemv_shared_bytes(int depth, int warps) {
          static_cast<size_t>(depth) * warps * kStageBytesPerWarp;
 }
 
-// kBlocksPerSm 3: blocks of at most 8 warps whose registers (80 a thread, a few spilled) let three share an SM
-// (set_gemv_three_blocks_per_sm); 1: blocks of up to 16 warps, registers as the compiler likes (94).
-template <typename T, Scales kScales, int kDepth, int kBlocksPerSm>
-__global__ void __launch_bounds__(kBlocksPerSm == 1 ? kTensorCoreMaxWarps * 32 : 8 * 32, kBlocksPerSm)
-    gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
-                            const T* __restrict__ x, int m_count, T* __restrict__ y) {
+// The kernel's body, for its two launch bounds (below).
+template <typename T, Scales kScales, int kDepth>
+__device__ __forceinline__ void gemv_tensor_core(const FourBitWeight& w, const MapParam& map_param,
+                                                 const T* __restrict__ x, int m_count, T* __restrict__ y) {
   // The pair table ([byte][copy]); the warps' sums of a tile ([buffer][warp][row][m]), in two buffers that tiles
   // take in turn, so that a tile's sums are written while the warps adding the one before may still read theirs
   // (one barrier per tile instead of two); the slots ([slot][warp][chunk][row g / g + 8][lane], a uint2 each).
@@ -409,6 +407,24 @@ __global__ void __launch_bounds__(kBlocksPerSm == 1 ? kTensorCoreMaxWarps * 32 :
   wait_copies<0>();  // the copies of steps past the end are empty groups; none may be in flight at the exit
 }
 
+// Blocks of up to 16 warps, registers as the compiler likes (94 a thread on sm_90).
+template <typename T, Scales kScales, int kDepth>
+__global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
+    gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                            const T* __restrict__ x, int m_count, T* __restrict__ y) {
+  gemv_tensor_core<T, kScales, kDepth>(w, map_param, x, m_count, y);
+}
+
+// Blocks of at most 8 warps held to 80 registers a thread (a few spilled), so that three share an SM where two of
+// the kernel above do (set_gemv_three_blocks_per_sm).
+template <typename T, Scales kScales, int kDepth>
+__global__ void __launch_bounds__(8 * 32, 3)
+    gemv_tensor_core_kernel_three_blocks(const __grid_constant__ FourBitWeight w,
+                                         const __grid_constant__ MapParam map_param, const T* __restrict__ x,
+                                         int m_count, T* __restrict__ y) {
+  gemv_tensor_core<T, kScales, kDepth>(w, map_param, x, m_count, y);
+}
+
 // Why the tensor-core kernel cannot take this GEMV, or nullptr when it can.
 const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType dtype) {
   if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
@@ -436,8 +452,8 @@ void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& 
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
   const int threads = 32 * warps;
   const size_t shared = tensor_core_gemv_shared_bytes(kDepth, warps);
-  auto* kernel = warps <= 8 && gemv_three_blocks_per_sm() ? gemv_tensor_core_kernel<T, kScales, kDepth, 3>
-                                                          : gemv_tensor_core_kernel<T, kScales, kDepth, 1>;
+  auto* kernel = warps <= 8 && gemv_three_blocks_per_sm() ? gemv_tensor_core_kernel_three_blocks<T, kScales, kDepth>
+                                                          : gemv_tensor_core_kernel<T, kScales, kDepth>;
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
   if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(shared)) != cudaSuccess)

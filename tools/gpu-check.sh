@@ -16,7 +16,8 @@
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
 # GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build, run in that order;
 # GPU_CHECK_MEMCHECK_SECONDS (default 90) and GPU_CHECK_E2E_SECONDS (default: what is left) bound those stages,
-# GPU_CHECK_MEMCHECK_FILTER (a gtest filter) narrows memcheck;
+# GPU_CHECK_MEMCHECK_FILTER and GPU_CHECK_TRAINING_FILTER (gtest filters) narrow memcheck and training (the
+# latter where build/fixtures travelled);
 # GPU_CHECK_BNB_DEQUANTIZE=0 skips bitsandbytes' dequantization after bench_gpu;
 # GPU_CHECK_BENCH_SECTIONS (e.g. "gemv matmul") limits bench_gpu to those sections; BENCH_GPU_VARIANTS (see
 # tools/bench_gpu.sh, e.g. "AUTOTRAIN_NF4_MATMUL=fused") adds runs of ours to the end-to-end stages, whose run
@@ -92,7 +93,7 @@ training() {
   stage "GPU training and generation tests"
   if [[ -d "$BUILD/fixtures/models" ]]; then
     timeout "$(at_most 150)" "$BUILD/tests/autotrain_tests" \
-      --gtest_filter='CudaFrozenLinear.*:CudaTraining.*:*CudaTrainingMatchesCpu*:CudaGenerate.*' \
+      --gtest_filter="${GPU_CHECK_TRAINING_FILTER:-CudaFrozenLinear.*:CudaTraining.*:*CudaTrainingMatchesCpu*:CudaGenerate.*}" \
       > "$OUT/training-tests.log" 2>&1
   else
     (cd "$BUILD" && timeout "$(at_most 250)" ctest -R 'Cuda|GpuTraining|Device' --output-on-failure) > "$OUT/training-tests.log" 2>&1

@@ -208,10 +208,10 @@ size_t tensor_core_gemv_shared_bytes(int depth, int warps) {
          static_cast<size_t>(depth) * warps * kStageBytesPerWarp;
 }
 
-// The kernel's body, for its two launch bounds (below).
 template <typename T, Scales kScales, int kDepth>
-__device__ __forceinline__ void gemv_tensor_core(const FourBitWeight& w, const MapParam& map_param,
-                                                 const T* __restrict__ x, int m_count, T* __restrict__ y) {
+__global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
+    gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
+                            const T* __restrict__ x, int m_count, T* __restrict__ y) {
   // The pair table ([byte][copy]); the warps' sums of a tile ([buffer][warp][row][m]), in two buffers that tiles
   // take in turn, so that a tile's sums are written while the warps adding the one before may still read theirs
   // (one barrier per tile instead of two); the slots ([slot][warp][chunk][row g / g + 8][lane], a uint2 each).
@@ -407,24 +407,6 @@ __device__ __forceinline__ void gemv_tensor_core(const FourBitWeight& w, const M
   wait_copies<0>();  // the copies of steps past the end are empty groups; none may be in flight at the exit
 }
 
-// Blocks of up to 16 warps, registers as the compiler likes (94 a thread on sm_90).
-template <typename T, Scales kScales, int kDepth>
-__global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
-    gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
-                            const T* __restrict__ x, int m_count, T* __restrict__ y) {
-  gemv_tensor_core<T, kScales, kDepth>(w, map_param, x, m_count, y);
-}
-
-// Blocks of at most 8 warps held to 80 registers a thread (a few spilled), so that three share an SM where two of
-// the kernel above do (set_gemv_three_blocks_per_sm).
-template <typename T, Scales kScales, int kDepth>
-__global__ void __launch_bounds__(8 * 32, 3)
-    gemv_tensor_core_kernel_three_blocks(const __grid_constant__ FourBitWeight w,
-                                         const __grid_constant__ MapParam map_param, const T* __restrict__ x,
-                                         int m_count, T* __restrict__ y) {
-  gemv_tensor_core<T, kScales, kDepth>(w, map_param, x, m_count, y);
-}
-
 // Why the tensor-core kernel cannot take this GEMV, or nullptr when it can.
 const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType dtype) {
   if (dtype == DType::f32) return "it multiplies fp16 / bf16 only";
@@ -438,7 +420,10 @@ const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType 
 
 // Warps per block: one unrolled round of chunks each for a tile (all of a 4096-column row in flight at once),
 // 4 ... the most set_gemv_block_warps allows (see the header). The grid, not the block, spreads the rows over the
-// SMs.
+// SMs. (Three blocks of 8 warps an SM instead of two, the kernel held to 80 registers with a few spilled, were
+// 2-18 % slower on an H100 over every projection of Llama-3-8B, a layer 84.6 us against 72.1: seventh session,
+// not kept. Nsight Compute has the kernel's warps waiting on their own chains, half of the scheduler cycles
+// without an eligible warp, and more warps of this kernel did not change that.)
 int tensor_core_warps(const FourBitWeight& w) {
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
   const int setting = gemv_block_warps();
@@ -452,8 +437,7 @@ void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& 
   const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
   const int threads = 32 * warps;
   const size_t shared = tensor_core_gemv_shared_bytes(kDepth, warps);
-  auto* kernel = warps <= 8 && gemv_three_blocks_per_sm() ? gemv_tensor_core_kernel_three_blocks<T, kScales, kDepth>
-                                                          : gemv_tensor_core_kernel<T, kScales, kDepth>;
+  auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth>;
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
   if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(shared)) != cudaSuccess)
@@ -497,7 +481,6 @@ void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& 
 std::atomic<int> g_gemv_depth{0};        // 0: kDefaultGemvDepth
 std::atomic<int> g_gemv_block_warps{0};  // 0: automatic
 std::atomic<bool> g_gemv_overlap{true};
-std::atomic<bool> g_gemv_three_blocks{false};
 
 template <typename T>
 void launch_gemv(const FourBitWeight& w, const MapParam& map, const void* x, int64_t m, void* y, cudaStream_t stream) {
@@ -538,8 +521,6 @@ void set_gemv_block_warps(int warps) {
 int gemv_block_warps() { return g_gemv_block_warps.load(); }
 void set_gemv_overlap(bool on) { g_gemv_overlap.store(on); }
 bool gemv_overlap() { return g_gemv_overlap.load(); }
-void set_gemv_three_blocks_per_sm(bool on) { g_gemv_three_blocks.store(on); }
-bool gemv_three_blocks_per_sm() { return g_gemv_three_blocks.load(); }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,
                       void* stream, GemvKernel kernel) {

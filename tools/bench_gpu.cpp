@@ -181,22 +181,16 @@ void bench_gemv_layer(const Device& d) {
     return seconds;
   };
   const double plain = layer_seconds(false), overlapped = layer_seconds(true);
-  cuda::set_gemv_three_blocks_per_sm(true);
-  const double three_blocks = layer_seconds(true);
-  cuda::set_gemv_three_blocks_per_sm(false);
   auto peak_percent = [&](double seconds) { return 100 * layer_bytes / seconds / 1e9 / device.peak_bandwidth_gbs; };
   std::printf("\n### A layer's seven GEMVs back to back (Llama-3-8B, one row of x, bf16, defaults; %.0f MB)\n\n"
               "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n"
               "| one after another (set_gemv_overlap(false)) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, 3 blocks an SM (set_gemv_three_blocks_per_sm) | %.1f | %.0f | %.0f%% |\n\n",
+              "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n\n",
               layer_bytes / 1e6, plain * 1e6, layer_bytes / plain / 1e9, peak_percent(plain), overlapped * 1e6,
-              layer_bytes / overlapped / 1e9, peak_percent(overlapped), three_blocks * 1e6,
-              layer_bytes / three_blocks / 1e9, peak_percent(three_blocks));
+              layer_bytes / overlapped / 1e9, peak_percent(overlapped));
   json("gemv_layer", "llama-3-8b",
        "\"m\":1,\"bytes\":" + std::to_string(layer_bytes) + ",\"us\":" + std::to_string(plain * 1e6) +
-           ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) +
-           ",\"three_blocks_us\":" + std::to_string(three_blocks * 1e6) + ",\"peak_fraction\":" +
+           ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"peak_fraction\":" +
            std::to_string(peak_percent(plain) / 100) + ",\"overlapped_peak_fraction\":" +
            std::to_string(peak_percent(overlapped) / 100) + ",\"layer_copies\":" + std::to_string(layers));
 }
@@ -208,7 +202,7 @@ void bench_gemv(const Device& d) {
               "tensor cores at their defaults (depth %d, blocks of 8 or 16 warps by the weight's rows; GB/s and %% "
               "of peak of these) but one call at a time, the same launched overlapping the GEMV before it as by "
               "default (programmatic dependent launch, sm_90+; set_gemv_overlap), then at each pipeline depth (steps a warp has under way at once) with "
-              "blocks of at most 16, 8 (two and three an SM: set_gemv_three_blocks_per_sm) and 4 warps; CUDA cores\n\n",
+              "blocks of at most 16, 8 and 4 warps; CUDA cores\n\n",
               cuda::kDefaultGemvDepth);
   std::string depths;
   for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
@@ -216,9 +210,8 @@ void bench_gemv(const Device& d) {
     depths += std::to_string(depth);
   }
   std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy | overlapping us (%% of peak) "
-              "| us at depth %s; 8 warps: %s; 8 warps, 3 blocks an SM: %s; 4 warps: %s | CUDA-core us | %% of peak "
-              "| dequantize + cuBLAS us |\n",
-              depths.c_str(), depths.c_str(), depths.c_str(), depths.c_str());
+              "| us at depth %s; 8 warps: %s; 4 warps: %s | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n",
+              depths.c_str(), depths.c_str(), depths.c_str());
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char* only = std::getenv("BENCH_GPU_GEMV_ONLY");
   const char* rows = std::getenv("BENCH_GPU_GEMV_ROWS");
@@ -258,18 +251,14 @@ void bench_gemv(const Device& d) {
       };
       std::vector<double> per_depth;
       std::string depth_fields, depth_cells;
-      // Blocks of at most 16, 8 and 4 warps, and of 8 held to three an SM (-8).
-      for (int warps : {cuda::kMaxGemvBlockWarps, 8, -8, 4})
+      for (int warps : {cuda::kMaxGemvBlockWarps, 8, 4})
         for (int depth = 1; depth <= cuda::kMaxGemvDepth && sweep; ++depth) {
-          cuda::set_gemv_block_warps(std::abs(warps));
-          cuda::set_gemv_three_blocks_per_sm(warps < 0);
+          cuda::set_gemv_block_warps(warps);
           cuda::set_gemv_pipeline_depth(depth);
           per_depth.push_back(kernel_seconds(cuda::GemvKernel::tensor_cores));
-          cuda::set_gemv_three_blocks_per_sm(false);
           const double us = per_depth.back() * 1e6;
           char text[64];
-          std::snprintf(text, sizeof text, ",\"w%d%s_depth%d_us\":%f", std::abs(warps), warps < 0 ? "x3" : "", depth,
-                        us);
+          std::snprintf(text, sizeof text, ",\"w%d_depth%d_us\":%f", warps, depth, us);
           depth_fields += text;
           const char* separator = depth > 1 ? " / " : warps == cuda::kMaxGemvBlockWarps ? "" : "; ";
           std::snprintf(text, sizeof text, "%s%.1f", separator, us);

@@ -105,10 +105,6 @@ int gemv_block_warps();
 // bit; set_gemv_overlap(false) launches each on its own.
 void set_gemv_overlap(bool on);
 bool gemv_overlap();
-// Blocks of at most 8 warps in a variant of the tensor-core kernel held to 80 registers a thread (a few spilled),
-// so that three blocks share an SM instead of two (off by default; tools/bench_gpu times it). The same sums.
-void set_gemv_three_blocks_per_sm(bool on);
-bool gemv_three_blocks_per_sm();
 
 // The matmul of training shapes (m tokens, large) on tensor cores, fp16 / bf16, W dequantized tile by tile into
 // shared memory (kernels/four_bit_matmul.cu): each weight value is what dequantize_4bit writes, products add up in

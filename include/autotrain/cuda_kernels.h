@@ -101,7 +101,7 @@ int gemv_block_warps();
 // kernel before it in the stream finishes: its blocks read their first steps of the weight and build their tables,
 // and wait for that kernel only before they read x or write y. Between back-to-back GEMVs that hides one's start
 // behind the other's last tiles, a fixed cost of a few microseconds per call: on an H100 a Llama-3-8B layer's seven
-// GEMVs (one row of x) took 72.8 us instead of 86.7 (2026-11-26, seventh session). The sums are the same bit for
+// GEMVs (one row of x) took 71.5 us instead of 83.4 (2026-11-26, seventh session). The sums are the same bit for
 // bit; set_gemv_overlap(false) launches each on its own.
 void set_gemv_overlap(bool on);
 bool gemv_overlap();

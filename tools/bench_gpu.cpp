@@ -201,8 +201,8 @@ void bench_gemv(const Device& d) {
   std::printf("## NF4 GEMV (double-quantized absmax, bf16; weights read from memory, not L2)\n\n"
               "tensor cores at their defaults (depth %d, blocks of 8 or 16 warps by the weight's rows; GB/s and %% "
               "of peak of these) but one call at a time, the same launched overlapping the GEMV before it as by "
-              "default (programmatic dependent launch, sm_90+; set_gemv_overlap), then at each pipeline depth (steps a warp has under way at once) with "
-              "blocks of at most 16, 8 and 4 warps; CUDA cores\n\n",
+              "default (programmatic dependent launch, sm_90+; set_gemv_overlap), then at each pipeline depth "
+              "(steps a warp has under way at once) with blocks of at most 16, 8 and 4 warps; CUDA cores\n\n",
               cuda::kDefaultGemvDepth);
   std::string depths;
   for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
@@ -215,10 +215,10 @@ void bench_gemv(const Device& d) {
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char* only = std::getenv("BENCH_GPU_GEMV_ONLY");
   const char* rows = std::getenv("BENCH_GPU_GEMV_ROWS");
-  // BENCH_GPU_GEMV_SWEEP=0 leaves out the depths and block sizes, so that the defaults' calls come first (the
-  // ncu stage of tools/gpu-check.sh profiles one of them).
   // Each call timed on its own, then launched overlapping the one before (the default, where it applies).
   cuda::set_gemv_overlap(false);
+  // BENCH_GPU_GEMV_SWEEP=0 leaves out the depths and block sizes, so that the defaults' calls come first (the
+  // ncu stage of tools/gpu-check.sh profiles one of them).
   const char* sweep_setting = std::getenv("BENCH_GPU_GEMV_SWEEP");
   const bool sweep = sweep_setting == nullptr || std::string(sweep_setting) != "0";
   for (const auto& s : kShapes) {

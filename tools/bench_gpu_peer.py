@@ -18,6 +18,9 @@ set up as AutoTrain's default trainer sets it up. Nothing is downloaded.
   dequantize  [--double-quant]
       times bitsandbytes' NF4 dequantization to bf16 (blocksize 64) on Llama-3-8B's projection shapes, the
       peer of tools/bench_gpu's dequantization table; one JSON line per shape.
+  gemv
+      times bitsandbytes' 4-bit matmul of one row (double-quantized NF4, bf16) on the same shapes and a whole
+      layer's seven back to back, in CUDA graphs as tools/bench_gpu times ours: the peer of its GEMV table.
 
 Shapes (vocabulary 32000, as Llama 2; the 8b one is Llama-3-8B's body with that smaller vocabulary):
   1b: hidden 2048, 16 layers, 32 heads / 8 kv heads, intermediate 8192 (1.1 B parameters)
@@ -375,6 +378,92 @@ DEQUANTIZE_SHAPES = [("q/o 4096x4096", 4096, 4096), ("k/v 1024x4096", 1024, 4096
                      ("gate/up 14336x4096", 14336, 4096), ("down 4096x14336", 4096, 14336)]
 
 
+# ---- gemv ------------------------------------------------------------------------------------------------
+
+def graph_us_per_call(calls, issue):
+    """Microseconds per call of issue(i), i = 0 .. calls - 1, captured in one CUDA graph (as tools/bench_gpu
+    times ours: the GPU's time, not Python's launch cost); the median of 5 replays."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.cuda.stream(side):
+        for i in range(3):  # warm-up outside the capture
+            issue(i)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph):
+        for i in range(calls):
+            issue(i)
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    graph.replay()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(5):
+        start.record()
+        graph.replay()
+        stop.record()
+        stop.synchronize()
+        samples.append(start.elapsed_time(stop) * 1e3 / calls)
+    return sorted(samples)[len(samples) // 2]
+
+
+def gemv_run(args):
+    """bitsandbytes' 4-bit matmul of one row of x (bnb.matmul_4bit without gradients, its gemm_4bit kernel),
+    NF4, blocksize 64, double-quantized, bf16, on Llama-3-8B's projection shapes and a whole layer's seven back to
+    back: the peer of tools/bench_gpu's GEMV table, timed as ours is (a CUDA graph over copies of the weights
+    larger than 4x the L2 cache, so that every call reads its weight from memory). One JSON line per shape and
+    one for the layer."""
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnbf
+    import torch
+
+    l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
+    device = torch.cuda.get_device_name()
+
+    def quantized(out_features, in_features):
+        weight = torch.randn(out_features, in_features, dtype=torch.bfloat16, device="cuda") * 0.02
+        packed, state = bnbf.quantize_4bit(weight, blocksize=64, quant_type="nf4", compress_statistics=True)
+        moved = (packed.numel() + state.absmax.numel() * state.absmax.element_size() +
+                 state.state2.absmax.numel() * state.state2.absmax.element_size() + 2 * (in_features + out_features))
+        return packed, state, moved
+
+    def copies_for(moved):
+        return max(2, math.ceil(4 * l2_bytes / moved))
+
+    for name, out_features, in_features in DEQUANTIZE_SHAPES:
+        first = quantized(out_features, in_features)
+        weights = [first] + [quantized(out_features, in_features) for _ in range(copies_for(first[2]) - 1)]
+        x = torch.randn(1, in_features, dtype=torch.bfloat16, device="cuda")
+        calls = len(weights) * math.ceil(40 / len(weights))
+
+        def issue(i):
+            packed, state, _ = weights[i % len(weights)]
+            bnb.matmul_4bit(x, packed.t(), quant_state=state)
+
+        us = graph_us_per_call(calls, issue)
+        print(json.dumps({"bench": "gemv", "library": "bitsandbytes", "shape": name, "m": 1, "us": us,
+                          "gbs": first[2] / us / 1e3, "weight_copies": len(weights), "device": device}), flush=True)
+        del weights
+
+    layer_shapes = [(4096, 4096), (1024, 4096), (1024, 4096), (4096, 4096), (14336, 4096), (14336, 4096),
+                    (4096, 14336)]
+    first = [quantized(o, i) for o, i in layer_shapes]
+    layer_bytes = sum(moved for _, _, moved in first)
+    layers = [first] + [[quantized(o, i) for o, i in layer_shapes] for _ in range(copies_for(layer_bytes) - 1)]
+    x = torch.randn(1, 4096, dtype=torch.bfloat16, device="cuda")
+    x_down = torch.randn(1, 14336, dtype=torch.bfloat16, device="cuda")
+
+    def issue_layer(i):
+        for (packed, state, _), (_, in_features) in zip(layers[i % len(layers)], layer_shapes):
+            bnb.matmul_4bit(x if in_features == 4096 else x_down, packed.t(), quant_state=state)
+
+    us = graph_us_per_call(4 * len(layers), issue_layer)
+    print(json.dumps({"bench": "gemv_layer", "library": "bitsandbytes", "shape": "llama-3-8b", "m": 1, "us": us,
+                      "bytes": layer_bytes, "gbs": layer_bytes / us / 1e3, "layer_copies": len(layers),
+                      "device": device}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -398,9 +487,10 @@ def main():
     ours.add_argument("--out", required=True)
     dequantize = commands.add_parser("dequantize", help="time bitsandbytes' NF4 dequantization (8B shapes)")
     dequantize.add_argument("--double-quant", action="store_true")
+    commands.add_parser("gemv", help="time bitsandbytes' 4-bit matmul of one row (8B shapes and a layer)")
     args = parser.parse_args()
     {"make-model": make_model, "peft": peft_run, "ours-config": ours_config,
-     "dequantize": dequantize_run}[args.command](args)
+     "dequantize": dequantize_run, "gemv": gemv_run}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <type_traits>
 
@@ -78,6 +79,11 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
           words[u] |= uint32_t(w.packed[start / 2 + b]) << (8 * b);
       }
     }
+    // Launched overlapping (set_dequantize_overlap), the block got here while the kernel before it may still run:
+    // what it read so far is the weight, which no kernel writes while it is in use. `out` only from here (the
+    // kernel before may still read the memory it takes over, a slice freed after the matmul before it). After
+    // the first stride the wait returns at once.
+    wait_for_prior_grids();
 #pragma unroll
     for (int u = 0; u < kDequantizeUnroll; ++u) {
       const int64_t g = g0 + u * stride, start = (group_first + g) * 8;
@@ -116,6 +122,7 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
     c = g - r * per_row;
   };
   if (!aligned) {
+    wait_for_prior_grids();  // before any write to out (see dequantize_kernel)
     for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < items; g += stride) {
       int64_t r, c;
       place(g, r, c);
@@ -140,6 +147,7 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
       words[u] = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
       at[u] = r * width + c * 8;
     }
+    wait_for_prior_grids();  // before any write to out (see dequantize_kernel)
 #pragma unroll
     for (int u = 0; u < kDequantizeUnroll; ++u) {
       if (g0 + u * stride >= items) break;
@@ -153,22 +161,34 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
 
 constexpr unsigned kDequantizeThreads = 256;
 
+std::atomic<bool> g_dequantize_overlap{false};
+
+// Whether to launch with programmatic dependent launch: asked for, and an sm_90+ device.
+bool overlapping() {
+  static const bool can_overlap = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
+  return can_overlap && g_dequantize_overlap.load();
+}
+
 template <typename T>
 void launch_dequantize(const FourBitWeight& w, const MapParam& param, int64_t first, int64_t last, void* out,
                        cudaStream_t s) {
   const unsigned blocks = grid_for((last + 7) / 8 - first / 8, kDequantizeThreads);
-  launch_kernel(dequantize_kernel<T>, blocks, kDequantizeThreads, 0, s, w, param, first, last, static_cast<T*>(out));
+  launch_kernel_overlapping(dequantize_kernel<T>, blocks, kDequantizeThreads, 0, s, overlapping(), w, param, first,
+                            last, static_cast<T*>(out));
 }
 
 template <typename T>
 void launch_dequantize_columns(const FourBitWeight& w, const MapParam& param, int64_t row_begin, int64_t height,
                                int64_t col_begin, int64_t width, void* out, cudaStream_t s) {
   const unsigned blocks = grid_for(height * width / 8 + 1, kDequantizeThreads);
-  launch_kernel(dequantize_columns_kernel<T>, blocks, kDequantizeThreads, 0, s, w, param, row_begin, height, col_begin,
-                width, static_cast<T*>(out));
+  launch_kernel_overlapping(dequantize_columns_kernel<T>, blocks, kDequantizeThreads, 0, s, overlapping(), w, param,
+                            row_begin, height, col_begin, width, static_cast<T*>(out));
 }
 
 }  // namespace
+
+void set_dequantize_overlap(bool on) { g_dequantize_overlap.store(on); }
+bool dequantize_overlap() { return g_dequantize_overlap.load(); }
 
 const char* use_device(int index) {
   int current = -1;

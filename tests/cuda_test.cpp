@@ -114,6 +114,35 @@ TEST(CudaKernels, DequantizeOfALargeWeightEqualsTheCpuBitForBit) {
   }
 }
 
+#ifdef AUTOTRAIN_WITH_CUDA  // the knob lives in the kernels' library
+// Launched overlapping the kernel before it (set_dequantize_overlap), the dequantization may start while that
+// kernel runs and must wait for it before it writes: back-to-back sliced matmuls, each dequantizing into the slice
+// memory the matmul before it still reads (the caching allocator hands the freed slice straight back), give the
+// same products bit for bit as launched one at a time; so does the dequantization alone, whole and by columns.
+TEST(CudaKernels, DequantizeLaunchedOverlappingWaitsBeforeItWrites) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(12);
+  std::vector<Quantized4bit> weights;
+  for (int i = 0; i < 4; ++i)
+    weights.push_back(on_gpu(quantize_4bit(at::randn({1024 + 512 * i, 2048}), QuantType::nf4, 64, i % 2 == 0)));
+  const at::Tensor x = at::randn({2048, 2048}).to(at::kBFloat16).to(at::kCUDA);
+  auto products = [&] {
+    std::vector<at::Tensor> out;
+    for (int run = 0; run < 2; ++run)
+      for (const Quantized4bit& w : weights) out.push_back(matmul_4bit_cuda(x, w, dequantize_chunk_bytes()));
+    out.push_back(dequantize_4bit_cuda(weights[1], at::kHalf));
+    out.push_back(dequantize_4bit_cuda(weights[2], at::kBFloat16, 100, 900, 64, 1984));
+    return out;
+  };
+  const std::vector<at::Tensor> expected = products();
+  cuda::set_dequantize_overlap(true);
+  const std::vector<at::Tensor> overlapped = products();
+  cuda::set_dequantize_overlap(false);
+  ASSERT_EQ(overlapped.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_TRUE(at::equal(overlapped[i], expected[i])) << "product " << i;
+}
+#endif
+
 // The torch-ops quantization on the GPU (what a model bound for a GPU quantizes with) gives the CPU loop's
 // bytes: each of its steps is an exact IEEE operation on either device.
 TEST(CudaKernels, QuantizeOnTheGpuEqualsTheCpuBitForBit) {

@@ -322,14 +322,15 @@ void bench_dequantize(const Device& d) {
 void bench_matmul() {
   const int64_t chunk = dequantize_chunk_bytes();
   std::printf("\n## NF4 matmul for training vs cuBLAS fp16 GEMM on a dense weight\n\n"
-              "sliced: slices of at most %ld MiB dequantized, then cuBLAS (training's default); fused: tensor cores "
+              "sliced: slices of at most %ld MiB dequantized, then cuBLAS (training's default; and with the "
+              "dequantization launched overlapping the GEMM before it, set_dequantize_overlap); fused: tensor cores "
               "on tiles dequantized into shared memory (AUTOTRAIN_NF4_MATMUL=fused), its automatic tile and the "
               "fastest of its tiles\n\n",
               static_cast<long>(chunk >> 20));
   std::printf("| shape | tokens | dtype | pass | sliced TFLOP/s | fused TFLOP/s | fastest tile TFLOP/s | cuBLAS fp16 "
               "TFLOP/s | sliced ratio | fused ratio | fastest tile ratio | sliced: CPU enqueue / whole us "
-              "| dequantize us | cuBLAS in dtype TFLOP/s |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "| dequantize us | cuBLAS in dtype TFLOP/s | sliced, dequantization overlapping: us, ratio |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<cuda::MatmulTile, const char*>> tiles{{cuda::MatmulTile::m256n128, "256x128"},
                                                                     {cuda::MatmulTile::m128n256, "128x256"},
                                                                     {cuda::MatmulTile::m128n128, "128x128"},
@@ -357,6 +358,11 @@ void bench_matmul() {
               [&] { forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk); }, 7, 20,
               &enqueue);
           const double sliced = flops / sliced_seconds / 1e12;
+          cuda::set_dequantize_overlap(true);  // its dequantization launched overlapping the GEMM before (sm_90+)
+          const double overlapped_seconds = time_per_call(
+              [&] { forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk); }, 7, 20);
+          cuda::set_dequantize_overlap(false);
+          const double overlapped = flops / overlapped_seconds / 1e12;
           const double dequantize = time_per_call([&] { dequantize_4bit_cuda(q, dtype); });
           const double cublas_own = tflops([&] { forward ? at::mm(x, dense_own.t()) : at::mm(dy, dense_own); });
           const double fused = tflops([&] { matmul_4bit_fused_cuda(a, q, pass); });
@@ -372,10 +378,11 @@ void bench_matmul() {
           }
           const char* pass_name = forward ? "forward x.W^T" : "backward dy.W";
           std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f (%s) | %.0f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f "
-                      "| %.0f |\n",
+                      "| %.0f | %.0f, %.2f |\n",
                       s.name, static_cast<long>(m), c10::toString(dtype), pass_name, sliced, fused, fastest,
                       fastest_name, cublas, sliced / cublas, fused / cublas, fastest / cublas, enqueue * 1e6,
-                      sliced_seconds * 1e6, dequantize * 1e6, cublas_own);
+                      sliced_seconds * 1e6, dequantize * 1e6, cublas_own, overlapped_seconds * 1e6,
+                      overlapped / cublas);
           json("matmul", s.name,
                "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name +
                    "\",\"tflops\":" + std::to_string(sliced) + ",\"fused_tflops\":" + std::to_string(fused) +
@@ -383,7 +390,9 @@ void bench_matmul() {
                    std::to_string(sliced / cublas) + ",\"fused_ratio\":" + std::to_string(fused / cublas) +
                    ",\"sliced_enqueue_us\":" + std::to_string(enqueue * 1e6) + ",\"sliced_us\":" +
                    std::to_string(sliced_seconds * 1e6) + ",\"dequantize_us\":" + std::to_string(dequantize * 1e6) +
-                   ",\"cublas_same_dtype_tflops\":" + std::to_string(cublas_own) + per_tile);
+                   ",\"cublas_same_dtype_tflops\":" + std::to_string(cublas_own) + ",\"overlapped_us\":" +
+                   std::to_string(overlapped_seconds * 1e6) + ",\"overlapped_ratio\":" +
+                   std::to_string(overlapped / cublas) + per_tile);
         }
       }
   }

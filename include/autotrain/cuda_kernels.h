@@ -66,6 +66,15 @@ struct DynamicMap {
 // rounded to `dtype` (what src/quant.cpp does). `map` may be nullptr when the weight is not double quantized.
 const char* dequantize_4bit(const FourBitWeight& weight, const DynamicMap* map, int64_t row_begin, int64_t row_end,
                             int64_t col_begin, int64_t col_end, void* out, DType dtype, void* stream);
+// Programmatic dependent launch of the dequantization (sm_90+; off by default: written after the seventh session's
+// GPU time, so far run only under the emulator, where it changes nothing). Its blocks then read their weight while
+// the kernel before it in the stream finishes (in training, the GEMM of the slice or projection before) and wait
+// for that kernel before they write. Meant for the sliced matmul's small weights, whose dequantization is a fixed
+// cost the GEMM does not amortise at 2048 tokens (k/v: 8 of 35 us on an H100); tools/bench_gpu matmul times it.
+// The bytes are the same. Like the GEMV's overlap (below), it needs the weight not written by the kernel just
+// before it.
+void set_dequantize_overlap(bool on);
+bool dequantize_overlap();
 
 // y (m, rows) = x (m, cols) . W^T for 1 <= m <= 8 (token generation): each packed byte is read once and
 // products accumulate in fp32. x and y are contiguous in `dtype`. Two kernels:
@@ -102,7 +111,8 @@ int gemv_block_warps();
 // and wait for that kernel only before they read x or write y. Between back-to-back GEMVs that hides one's start
 // behind the other's last tiles, a fixed cost of a few microseconds per call: on an H100 a Llama-3-8B layer's seven
 // GEMVs (one row of x) took 71.5 us instead of 83.4 (2026-11-26, seventh session). The sums are the same bit for
-// bit; set_gemv_overlap(false) launches each on its own.
+// bit; set_gemv_overlap(false) launches each on its own. The contract: the kernel just before a GEMV in its stream
+// does not write the GEMV's weight (a weight is written when it is quantized or copied, and used long after).
 void set_gemv_overlap(bool on);
 bool gemv_overlap();
 

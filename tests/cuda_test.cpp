@@ -117,14 +117,15 @@ TEST(CudaKernels, DequantizeOfALargeWeightEqualsTheCpuBitForBit) {
 #ifdef AUTOTRAIN_WITH_CUDA  // the knob lives in the kernels' library
 // Launched overlapping the kernel before it (set_dequantize_overlap), the dequantization may start while that
 // kernel runs and must wait for it before it writes: back-to-back sliced matmuls, each dequantizing into the slice
-// memory the matmul before it still reads (the caching allocator hands the freed slice straight back), give the
-// same products bit for bit as launched one at a time; so does the dequantization alone, whole and by columns.
+// memory the matmul before it still reads (weights of one shape: the caching allocator hands the freed slice
+// straight back), give the same products bit for bit as launched one at a time; so does the dequantization alone,
+// whole and by columns.
 TEST(CudaKernels, DequantizeLaunchedOverlappingWaitsBeforeItWrites) {
   REQUIRE_CUDA_DEVICE();
   torch::manual_seed(12);
   std::vector<Quantized4bit> weights;
   for (int i = 0; i < 4; ++i)
-    weights.push_back(on_gpu(quantize_4bit(at::randn({1024 + 512 * i, 2048}), QuantType::nf4, 64, i % 2 == 0)));
+    weights.push_back(on_gpu(quantize_4bit(at::randn({2048, 2048}), QuantType::nf4, 64, i % 2 == 0)));
   const at::Tensor x = at::randn({2048, 2048}).to(at::kBFloat16).to(at::kCUDA);
   auto products = [&] {
     std::vector<at::Tensor> out;

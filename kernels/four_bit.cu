@@ -163,26 +163,21 @@ constexpr unsigned kDequantizeThreads = 256;
 
 std::atomic<bool> g_dequantize_overlap{false};
 
-// Whether to launch with programmatic dependent launch: asked for, and an sm_90+ device.
-bool overlapping() {
-  static const bool can_overlap = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
-  return can_overlap && g_dequantize_overlap.load();
-}
-
 template <typename T>
 void launch_dequantize(const FourBitWeight& w, const MapParam& param, int64_t first, int64_t last, void* out,
                        cudaStream_t s) {
   const unsigned blocks = grid_for((last + 7) / 8 - first / 8, kDequantizeThreads);
-  launch_kernel_overlapping(dequantize_kernel<T>, blocks, kDequantizeThreads, 0, s, overlapping(), w, param, first,
-                            last, static_cast<T*>(out));
+  launch_kernel_overlapping(dequantize_kernel<T>, blocks, kDequantizeThreads, 0, s, g_dequantize_overlap.load(), w,
+                            param, first, last, static_cast<T*>(out));
 }
 
 template <typename T>
 void launch_dequantize_columns(const FourBitWeight& w, const MapParam& param, int64_t row_begin, int64_t height,
                                int64_t col_begin, int64_t width, void* out, cudaStream_t s) {
   const unsigned blocks = grid_for(height * width / 8 + 1, kDequantizeThreads);
-  launch_kernel_overlapping(dequantize_columns_kernel<T>, blocks, kDequantizeThreads, 0, s, overlapping(), w, param,
-                            row_begin, height, col_begin, width, static_cast<T*>(out));
+  launch_kernel_overlapping(dequantize_columns_kernel<T>, blocks, kDequantizeThreads, 0, s,
+                            g_dequantize_overlap.load(), w, param, row_begin, height, col_begin, width,
+                            static_cast<T*>(out));
 }
 
 }  // namespace

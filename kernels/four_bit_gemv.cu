@@ -453,9 +453,8 @@ void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& 
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared) != cudaSuccess || per_sm < 1)
     per_sm = 1;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
-  static const bool can_overlap = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
-  launch_kernel_overlapping(kernel, blocks, threads, shared, stream, gemv_overlap() && can_overlap, w, map,
-                            static_cast<const T*>(x), static_cast<int>(m), static_cast<T*>(y));
+  launch_kernel_overlapping(kernel, blocks, threads, shared, stream, gemv_overlap(), w, map, static_cast<const T*>(x),
+                            static_cast<int>(m), static_cast<T*>(y));
 }
 
 // The deepest pipeline (at most `depth`) whose shared memory fits a block of `warps` warps on this GPU.

@@ -54,9 +54,23 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shar
 #endif
 }
 
-// As launch_kernel, and when `overlap`, with programmatic dependent launch (sm_90+; the caller checks): the kernel
-// may start while the one before it in the stream finishes. It must then call wait_for_prior_grids() before it
-// reads anything that kernel wrote or writes anything it reads.
+// An attribute of the current device (0 when it cannot be read).
+inline int current_device_attribute(cudaDeviceAttr attribute) {
+  int device = 0, value = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&value, attribute, device) != cudaSuccess)
+    return 0;
+  return value;
+}
+
+// Whether the current device has programmatic dependent launch (sm_90+; read once).
+inline bool overlapping_launch_available() {
+  static const bool available = current_device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9;
+  return available;
+}
+
+// As launch_kernel, and when `overlap` on a device that has it (overlapping_launch_available), with programmatic
+// dependent launch: the kernel may start while the one before it in the stream finishes. It must then call
+// wait_for_prior_grids() before it reads anything that kernel wrote or writes anything it reads.
 template <typename... Params, typename... Args>
 void launch_kernel_overlapping(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
                                cudaStream_t stream, bool overlap, const Args&... args) {
@@ -64,7 +78,7 @@ void launch_kernel_overlapping(void (*kernel)(Params...), dim3 grid, dim3 block,
   (void)overlap;  // blocks run one after another there anyway
   launch_kernel(kernel, grid, block, shared_bytes, stream, args...);
 #else
-  if (!overlap) {
+  if (!overlap || !overlapping_launch_available()) {
     launch_kernel(kernel, grid, block, shared_bytes, stream, args...);
     return;
   }
@@ -108,14 +122,6 @@ __device__ __forceinline__ void wait_for_prior_grids() {
 inline const char* launch_status() {
   const cudaError_t status = cudaGetLastError();
   return status == cudaSuccess ? nullptr : cudaGetErrorString(status);
-}
-
-// An attribute of the current device (0 when it cannot be read).
-inline int current_device_attribute(cudaDeviceAttr attribute) {
-  int device = 0, value = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&value, attribute, device) != cudaSuccess)
-    return 0;
-  return value;
 }
 
 // The current device's SM count, read once (as the launch heuristics have always done).

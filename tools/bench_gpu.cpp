@@ -353,14 +353,14 @@ void bench_matmul() {
           auto tflops = [&](const std::function<void()>& work) { return flops / time_per_call(work) / 1e12; };
           // The sliced matmul's parts: the CPU's time to enqueue a call against the whole, the dequantization
           // alone, and cuBLAS in the input's own dtype on a dense weight (its ceiling).
+          auto sliced_call = [&] {
+            forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk);
+          };
           double enqueue = 0;
-          const double sliced_seconds = time_per_call(
-              [&] { forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk); }, 7, 20,
-              &enqueue);
+          const double sliced_seconds = time_per_call(sliced_call, 7, 20, &enqueue);
           const double sliced = flops / sliced_seconds / 1e12;
           cuda::set_dequantize_overlap(true);  // its dequantization launched overlapping the GEMM before (sm_90+)
-          const double overlapped_seconds = time_per_call(
-              [&] { forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk); }, 7, 20);
+          const double overlapped_seconds = time_per_call(sliced_call, 7, 20);
           cuda::set_dequantize_overlap(false);
           const double overlapped = flops / overlapped_seconds / 1e12;
           const double dequantize = time_per_call([&] { dequantize_4bit_cuda(q, dtype); });

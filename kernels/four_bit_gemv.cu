@@ -208,10 +208,22 @@ size_t tensor_core_gemv_shared_bytes(int depth, int warps) {
          static_cast<size_t>(depth) * warps * kStageBytesPerWarp;
 }
 
-template <typename T, Scales kScales, int kDepth>
+// The weights of one launch of the tensor-core kernel: kCount weights that share x and their columns, block sizes,
+// code and kind of scales, each with its own y. The grid's tiles of 16 rows are weight 0's, then weight 1's, ...:
+// weight i's are [tile_end[i - 1], tile_end[i]) (tile_end[-1] = 0). One weight is the plain GEMV; several (q, k and
+// v of a layer; gate and up) share the GPU's blocks in one launch (gemv_4bit_group), and a tile of each is what a
+// launch of that weight alone would compute.
+template <int kCount>
+struct GemvWeights {
+  FourBitWeight w[kCount];
+  void* y[kCount];
+  int tile_end[kCount];
+};
+
+template <typename T, Scales kScales, int kDepth, int kCount>
 __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
-    gemv_tensor_core_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
-                            const T* __restrict__ x, int m_count, T* __restrict__ y) {
+    gemv_tensor_core_kernel(const __grid_constant__ GemvWeights<kCount> group,
+                            const __grid_constant__ MapParam map_param, const T* __restrict__ x, int m_count) {
   // The pair table ([byte][copy]); the warps' sums of a tile ([buffer][warp][row][m]), in two buffers that tiles
   // take in turn, so that a tile's sums are written while the warps adding the one before may still read theirs
   // (one barrier per tile instead of two); the slots ([slot][warp][chunk][row g / g + 8][lane], a uint2 each).
@@ -221,10 +233,19 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int g = lane / 4, t = lane % 4;
-  const int chunks = static_cast<int>(w.cols / 64);  // tiles, rounds and chunks fit 31 bits (indexes_fit_31_bits)
+  const FourBitWeight& first = group.w[0];  // for what the weights share
+  const int chunks = static_cast<int>(first.cols / 64);  // tiles, rounds and chunks fit 31 bits (indexes_fit_31_bits)
   // The grid fills the GPU once (see the launcher) and each block takes every gridDim.x-th tile of 16 rows, so
   // that the tables below are built once per block, not once per tile.
-  const int tiles = static_cast<int>((w.rows + kTensorCoreRows - 1) / kTensorCoreRows);
+  const int tiles = group.tile_end[kCount - 1];
+  // The weight of a tile (a constant 0 for one weight), and its first tile.
+  auto weight_of = [&](int tile) {
+    int which = 0;
+#pragma unroll
+    for (int i = 0; i + 1 < kCount; ++i) which += tile >= group.tile_end[i] ? 1 : 0;
+    return which;
+  };
+  auto first_tile_of = [&](int which) { return which == 0 ? 0 : group.tile_end[which - 1]; };
   const int rounds = (chunks + warps * kTensorCoreUnroll - 1) / (warps * kTensorCoreUnroll);
   if (static_cast<int>(blockIdx.x) >= tiles) return;  // the whole block: the launcher gives none less than a tile
   float* const partial = reinterpret_cast<float*>(pair_table + 256 * 32);
@@ -234,13 +255,13 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     return slots + ((slot * warps + warp) * kTensorCoreUnroll * 2 + u * 2 + h) * 32 + l;
   };
   auto chunk_of = [&](int round, int u) { return (round * warps + warp) * kTensorCoreUnroll + u; };
-  const int block_shift = __ffs(w.blocksize) - 1;
+  const int block_shift = __ffs(first.blocksize) - 1;
   // Flat indices in 32 bits (the launcher refuses weights it cannot index so: indexes_fit_31_bits): 64-bit index
   // arithmetic was twice the instructions. A row's start is its index unclamped (below (rows + 15) cols < 2^32,
   // as rows cols < 2^31 and cols < 2^28) clamped to the last row's: one add and one min per row and step. (Rows
   // clamped in 64 bits, as the first version did, took some 140 instructions a step, as many as its MMAs and
   // table lookups together.)
-  const uint32_t cols = static_cast<uint32_t>(w.cols), last_row_start = static_cast<uint32_t>((w.rows - 1) * w.cols);
+  const uint32_t cols = static_cast<uint32_t>(first.cols);
   //
   // Step (tile, round)'s copies into `slot` and its statistics into `stats`. Chunks that do not exist are not
   // read (their pieces of the slot are zero-filled, and the MMAs skip them), and their statistics are zero, so
@@ -250,7 +271,10 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 #pragma unroll
     for (int h = 0; h < 2; ++h) stats[h] = BlockStats{0.0f, 0u};
     if (tile >= tiles) return;
-    const uint32_t tile_start = static_cast<uint32_t>(tile) * kTensorCoreRows * cols;
+    const int which = weight_of(tile);
+    const FourBitWeight& w = group.w[which];
+    const uint32_t tile_start = static_cast<uint32_t>(tile - first_tile_of(which)) * kTensorCoreRows * cols;
+    const uint32_t last_row_start = static_cast<uint32_t>(w.rows - 1) * cols;
     auto row_start = [&](int r) { return min(tile_start + static_cast<uint32_t>(r) * cols, last_row_start); };
     if (chunk_of(round, t) < chunks) {
       const uint32_t column = static_cast<uint32_t>(chunk_of(round, t)) * 64u;  // chunk t's first
@@ -288,7 +312,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   };
 #pragma unroll
   for (int s = 0; s + 1 < kDepth; ++s) fetch_ahead(s, stats[s]);
-  load_code_and_map(w, map_param, code, map);
+  load_code_and_map(first, map_param, code, map);
   for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
     const int byte = i / 8;
     const uint32_t pair = pack_pair<T>(code[byte >> 4], code[byte & 15]);
@@ -302,7 +326,7 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   wait_for_prior_grids();
   // B column g is row g of x. Lanes past the last row of x read row 0 instead: D's column g then holds a sum that
   // is never stored (a column of D depends on its column of B only), and no lane needs a test or zeros per chunk.
-  const uint32_t x_first = static_cast<uint32_t>(min(g, m_count - 1) * w.cols + 16 * t);
+  const uint32_t x_first = min(g, m_count - 1) * cols + 16u * t;
   float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   int tile = static_cast<int>(blockIdx.x), round = 0;  // the step multiplied next
   int parity = 0;                                       // the buffer of partial sums of its tile
@@ -315,6 +339,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     wait_copies<kDepth - 1>();  // this lane's copies of this step have landed,
     __syncwarp();               // and every lane's
     if (tile >= tiles) return false;
+    const int which = weight_of(tile);
+    const FourBitWeight& w = group.w[which];
     const float own_scale[2] = {scale_of<kScales>(w, map, current_stats[0]),
                                 scale_of<kScales>(w, map, current_stats[1])};
     // Chunk u's x at its lane's 16 columns (8 words of two values), and its sum code . x for rows g, g + 8 over
@@ -376,7 +402,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       }
     }
     if (round == rounds - 1) {  // the tile's last round: add up the warps' sums
-      const int64_t row0 = int64_t(tile) * kTensorCoreRows;
+      const int64_t row0 = int64_t(tile - first_tile_of(which)) * kTensorCoreRows;
+      T* const y = static_cast<T*>(group.y[which]);
       float* const sums = partial + parity * warps * kTensorCoreRows * 8;  // [warp][row][m]
       auto sum_of = [&](int k, int r, int m) -> float& { return sums[(k * kTensorCoreRows + r) * 8 + m]; };
       sum_of(warp, g, 2 * t) = acc[0];
@@ -424,20 +451,22 @@ const char* tensor_core_gemv_unfit(const FourBitWeight& w, const void* x, DType 
 // 2-18 % slower on an H100 over every projection of Llama-3-8B, a layer 84.6 us against 72.1: seventh session,
 // not kept. Nsight Compute has the kernel's warps waiting on their own chains, half of the scheduler cycles
 // without an eligible warp, and more warps of this kernel did not change that.)
-int tensor_core_warps(const FourBitWeight& w) {
-  const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
+// `tiles`: of all the launch's weights; `cols`: theirs.
+int tensor_core_warps(int64_t tiles, int64_t cols) {
   const int setting = gemv_block_warps();
   const int most = setting != 0 ? setting : tiles >= multiprocessors() ? 8 : kTensorCoreMaxWarps;
-  return static_cast<int>(std::clamp<int64_t>(w.cols / 64 / kTensorCoreUnroll, 4, most));
+  return static_cast<int>(std::clamp<int64_t>(cols / 64 / kTensorCoreUnroll, 4, most));
 }
 
-template <typename T, Scales kScales, int kDepth>
-void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& map, const void* x, int64_t m,
-                             void* y, cudaStream_t stream) {
-  const int64_t tiles = (w.rows + kTensorCoreRows - 1) / kTensorCoreRows;
+int64_t tiles_of(const FourBitWeight& w) { return (w.rows + kTensorCoreRows - 1) / kTensorCoreRows; }
+
+template <typename T, Scales kScales, int kDepth, int kCount>
+void launch_tensor_core_kernel(int warps, const GemvWeights<kCount>& group, const MapParam& map, const void* x,
+                               int64_t m, cudaStream_t stream) {
+  const int64_t tiles = group.tile_end[kCount - 1];
   const int threads = 32 * warps;
   const size_t shared = tensor_core_gemv_shared_bytes(kDepth, warps);
-  auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth>;
+  auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth, kCount>;
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
   if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(shared)) != cudaSuccess)
@@ -453,8 +482,8 @@ void launch_tensor_core_gemv(int warps, const FourBitWeight& w, const MapParam& 
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared) != cudaSuccess || per_sm < 1)
     per_sm = 1;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, multiprocessors() * per_sm));
-  launch_kernel_overlapping(kernel, blocks, threads, shared, stream, gemv_overlap(), w, map, static_cast<const T*>(x),
-                            static_cast<int>(m), static_cast<T*>(y));
+  launch_kernel_overlapping(kernel, blocks, threads, shared, stream, gemv_overlap(), group, map,
+                            static_cast<const T*>(x), static_cast<int>(m));
 }
 
 // The deepest pipeline (at most `depth`) whose shared memory fits a block of `warps` warps on this GPU.
@@ -465,16 +494,48 @@ int fitting_gemv_depth(int depth, int warps) {
   return depth;
 }
 
-template <typename T, Scales kScales>
-void launch_tensor_core_gemv(int depth, const FourBitWeight& w, const MapParam& map, const void* x, int64_t m,
-                             void* y, cudaStream_t stream) {
-  const int warps = tensor_core_warps(w);
+template <typename T, Scales kScales, int kCount>
+void launch_tensor_core_gemv(int depth, const GemvWeights<kCount>& group, const MapParam& map, const void* x,
+                               int64_t m, cudaStream_t stream) {
+  const int warps = tensor_core_warps(group.tile_end[kCount - 1], group.w[0].cols);
   switch (fitting_gemv_depth(depth, warps)) {
-    case 1: launch_tensor_core_gemv<T, kScales, 1>(warps, w, map, x, m, y, stream); break;
-    case 2: launch_tensor_core_gemv<T, kScales, 2>(warps, w, map, x, m, y, stream); break;
-    case 3: launch_tensor_core_gemv<T, kScales, 3>(warps, w, map, x, m, y, stream); break;
-    default: launch_tensor_core_gemv<T, kScales, 4>(warps, w, map, x, m, y, stream); break;
+    case 1: launch_tensor_core_kernel<T, kScales, 1>(warps, group, map, x, m, stream); break;
+    case 2: launch_tensor_core_kernel<T, kScales, 2>(warps, group, map, x, m, stream); break;
+    case 3: launch_tensor_core_kernel<T, kScales, 3>(warps, group, map, x, m, stream); break;
+    default: launch_tensor_core_kernel<T, kScales, 4>(warps, group, map, x, m, stream); break;
   }
+}
+
+// The tensor-core kernel on `group` in `dtype` (fp16 / bf16), by its kind of scales.
+template <int kCount>
+void launch_tensor_core_gemv(const GemvWeights<kCount>& group, const MapParam& map, const void* x, int64_t m,
+                             DType dtype, cudaStream_t stream) {
+  const bool nested = group.w[0].absmax == nullptr;
+  const int depth = gemv_pipeline_depth();
+  if (dtype == DType::f16)
+    nested ? launch_tensor_core_gemv<__half, Scales::nested>(depth, group, map, x, m, stream)
+           : launch_tensor_core_gemv<__half, Scales::absmax>(depth, group, map, x, m, stream);
+  else
+    nested ? launch_tensor_core_gemv<__nv_bfloat16, Scales::nested>(depth, group, map, x, m, stream)
+           : launch_tensor_core_gemv<__nv_bfloat16, Scales::absmax>(depth, group, map, x, m, stream);
+}
+
+// Why the weights cannot share one launch of the tensor-core kernel (each fits it, and they share what its blocks
+// hold for all their tiles), or nullptr when they can.
+const char* group_unfit(const FourBitWeight* weights, int count, const void* x, DType dtype) {
+  const FourBitWeight& first = weights[0];
+  int64_t tiles = 0;
+  for (int i = 0; i < count; ++i) {
+    const FourBitWeight& w = weights[i];
+    if (const char* unfit = tensor_core_gemv_unfit(w, x, dtype)) return unfit;
+    if (w.blocksize != first.blocksize || (w.absmax == nullptr) != (first.absmax == nullptr) ||
+        (w.absmax == nullptr && w.nested_blocksize != first.nested_blocksize) ||
+        !std::equal(w.code, w.code + 16, first.code))
+      return "the weights differ in block sizes, code or kind of scales";
+    tiles += tiles_of(w);
+  }
+  if (tiles > INT32_MAX) return "too many tiles";
+  return nullptr;
 }
 
 std::atomic<int> g_gemv_depth{0};        // 0: kDefaultGemvDepth
@@ -540,17 +601,37 @@ const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void*
   const bool tensor_cores =
       kernel == GemvKernel::tensor_cores || (kernel == GemvKernel::automatic && unfit == nullptr);
   if (tensor_cores) {
-    const bool nested = w.absmax == nullptr;
-    const int depth = gemv_pipeline_depth();
-    if (dtype == DType::f16)
-      nested ? launch_tensor_core_gemv<__half, Scales::nested>(depth, w, param, x, m, y, s)
-             : launch_tensor_core_gemv<__half, Scales::absmax>(depth, w, param, x, m, y, s);
-    else
-      nested ? launch_tensor_core_gemv<__nv_bfloat16, Scales::nested>(depth, w, param, x, m, y, s)
-             : launch_tensor_core_gemv<__nv_bfloat16, Scales::absmax>(depth, w, param, x, m, y, s);
+    launch_tensor_core_gemv(GemvWeights<1>{{w}, {y}, {static_cast<int>(tiles_of(w))}}, param, x, m, dtype, s);
     return launch_status();
   }
   with_element_type(dtype, [&](auto zero) { launch_gemv<decltype(zero)>(w, param, x, m, y, s); });
+  return launch_status();
+}
+
+const char* gemv_4bit_group(const FourBitWeight* weights, int count, const DynamicMap* map, const void* x, int64_t m,
+                            void* const* ys, DType dtype, void* stream) {
+  if (count < 1 || count > kMaxGemvGroup) return "gemv_4bit_group: 1 ... 3 weights";
+  for (int i = 0; i < count; ++i) {
+    if (const char* problem = check_weight(weights[i], map)) return problem;
+    if (weights[i].cols != weights[0].cols) return "gemv_4bit_group: the weights must have the columns of x";
+  }
+  if (m < 1 || m > kMaxGemvRows) return "gemv_4bit_group: m must be 1 ... 8";
+  if (count == 1 || group_unfit(weights, count, x, dtype) != nullptr) {
+    for (int i = 0; i < count; ++i)
+      if (const char* problem = gemv_4bit(weights[i], map, x, m, ys[i], dtype, stream)) return problem;
+    return nullptr;
+  }
+  // Slots past `count` repeat the last weight with no tiles of their own: the kernel never picks them.
+  GemvWeights<kMaxGemvGroup> group{};
+  int tiles = 0;
+  for (int i = 0; i < kMaxGemvGroup; ++i) {
+    const int from = std::min(i, count - 1);
+    group.w[i] = weights[from];
+    group.y[i] = ys[from];
+    if (i < count) tiles += static_cast<int>(tiles_of(weights[i]));
+    group.tile_end[i] = tiles;
+  }
+  launch_tensor_core_gemv(group, map_param_of(weights[0], map), x, m, dtype, static_cast<cudaStream_t>(stream));
   return launch_status();
 }
 

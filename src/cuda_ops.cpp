@@ -135,6 +135,37 @@ at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, cuda
   return y;
 }
 
+std::vector<at::Tensor> gemv_4bit_group_cuda(const at::Tensor& x, const std::vector<const Quantized4bit*>& weights) {
+  if (weights.empty() || weights.size() > static_cast<size_t>(cuda::kMaxGemvGroup))
+    throw Error("gemv_4bit_group_cuda: 1 ... 3 weights");
+  at::Tensor input = x.contiguous();
+  std::vector<cuda::FourBitWeight> views;
+  std::vector<at::Tensor> ys;
+  std::vector<void*> outputs;
+  for (const Quantized4bit* weight : weights) {
+    views.push_back(four_bit_kernel_view(*weight));
+    ys.push_back(at::empty({input.size(0), views.back().rows}, input.options()));
+    outputs.push_back(ys.back().data_ptr());
+  }
+  check(cuda::gemv_4bit_group(views.data(), static_cast<int>(views.size()), kernel_dynamic_map(), input.data_ptr(),
+                              input.size(0), outputs.data(), kernel_dtype(input.scalar_type()), nullptr),
+        "gemv_4bit_group");
+  return ys;
+}
+
+namespace {
+std::atomic<bool>& gemv_grouping_choice() {
+  static std::atomic<bool> choice = [] {
+    const char* value = std::getenv("AUTOTRAIN_GEMV_GROUP");
+    return value != nullptr && std::string(value) == "1";
+  }();
+  return choice;
+}
+}  // namespace
+
+bool gemv_grouping() { return gemv_grouping_choice().load(std::memory_order_relaxed); }
+void set_gemv_grouping(bool on) { gemv_grouping_choice().store(on, std::memory_order_relaxed); }
+
 int64_t dequantize_chunk_bytes() {
   static const int64_t bytes = [] {
     const char* value = std::getenv("AUTOTRAIN_DEQUANT_CHUNK_MB");
@@ -372,6 +403,11 @@ at::Tensor dequantize_4bit_cuda(const Quantized4bit&, at::ScalarType, int64_t, i
   not_built();
 }
 at::Tensor gemv_4bit_cuda(const at::Tensor&, const Quantized4bit&, cuda::GemvKernel) { not_built(); }
+std::vector<at::Tensor> gemv_4bit_group_cuda(const at::Tensor&, const std::vector<const Quantized4bit*>&) {
+  not_built();
+}
+bool gemv_grouping() { return false; }
+void set_gemv_grouping(bool) {}
 cuda::FourBitWeight four_bit_kernel_view(const Quantized4bit&) { not_built(); }
 const cuda::DynamicMap* kernel_dynamic_map() { not_built(); }
 int64_t dequantize_chunk_bytes() { return 64 << 20; }

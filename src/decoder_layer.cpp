@@ -93,20 +93,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> DecoderLayer::project_qkv(const a
   const Projection& q = projection("q_proj");
   const Projection& k = projection("k_proj");
   const Projection& v = projection("v_proj");
+  const std::vector<const FrozenLinear*> bases{q.base.get(), k.base.get(), v.base.get()};
+  if (!q.lora && !k.lora && !v.lora) {
+    std::vector<at::Tensor> out = FrozenLinear::forward_all(bases, x);
+    return {out[0], out[1], out[2]};
+  }
   const bool fusable = q.lora && k.lora && v.lora && !q.lora->dropout_active() && !k.lora->dropout_active() &&
                        !v.lora->dropout_active();
   if (!fusable || !use_fused_lora(x)) return {q.forward(x), k.forward(x), v.forward(x)};
-  std::vector<at::Tensor> out = fused_lora(x, {q.base->forward(x), k.base->forward(x), v.base->forward(x)},
-                                           {q.lora.get(), k.lora.get(), v.lora.get()});
+  std::vector<at::Tensor> out =
+      fused_lora(x, FrozenLinear::forward_all(bases, x), {q.lora.get(), k.lora.get(), v.lora.get()});
   return {out[0], out[1], out[2]};
 }
 
 // x (B,T,C) -> (B,T,C) through (B,T,intermediate).
 at::Tensor DecoderLayer::mlp(const at::Tensor& x) const {
+  const Projection& gate = projection("gate_proj");
+  const Projection& up = projection("up_proj");
+  if (!gate.lora && !up.lora) {
+    std::vector<at::Tensor> out = FrozenLinear::forward_all({gate.base.get(), up.base.get()}, x);
+    return projection("down_proj").forward(swiglu(out[0], out[1]));
+  }
   // gate before up, as transformers: with LoRA dropout the two draw their masks in that order
-  at::Tensor gate = projection("gate_proj").forward(x);
-  at::Tensor up = projection("up_proj").forward(x);
-  return projection("down_proj").forward(swiglu(gate, up));
+  at::Tensor gate_out = gate.forward(x);
+  at::Tensor up_out = up.forward(x);
+  return projection("down_proj").forward(swiglu(gate_out, up_out));
 }
 
 at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const LayerInputs& inputs, KVCache* cache) const {

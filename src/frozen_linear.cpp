@@ -2,6 +2,8 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
+
 #include "autotrain/cpu_linear.h"
 #include "autotrain/cuda_ops.h"
 #include "autotrain/error.h"
@@ -104,6 +106,31 @@ at::Tensor FrozenLinear::forward(const at::Tensor& x) const {
   if (quantization_ == BaseQuantization::int4 && linear_4bit_cuda_supports(x, four_bit_))
     return linear_4bit_cuda(x, four_bit_, bias_);
   return DequantizeMatmul::apply(x, this);
+}
+
+std::vector<at::Tensor> FrozenLinear::forward_all(const std::vector<const FrozenLinear*>& layers, const at::Tensor& x) {
+  const int64_t in = x.size(-1), rows = x.numel() / std::max<int64_t>(in, 1);
+  bool grouped = gemv_grouping() && layers.size() >= 2 && layers.size() <= static_cast<size_t>(cuda::kMaxGemvGroup) &&
+                 rows >= 1 && rows <= cuda::kMaxGemvRows && !(at::GradMode::is_enabled() && x.requires_grad());
+  for (const FrozenLinear* layer : layers)
+    grouped = grouped && layer->quantization_ == BaseQuantization::int4 &&
+              linear_4bit_cuda_supports(x, layer->four_bit_);
+  std::vector<at::Tensor> out;
+  if (!grouped) {
+    for (const FrozenLinear* layer : layers) out.push_back(layer->forward(x));
+    return out;
+  }
+  std::vector<const Quantized4bit*> weights;
+  for (const FrozenLinear* layer : layers) weights.push_back(&layer->four_bit_);
+  std::vector<at::Tensor> ys = gemv_4bit_group_cuda(x.reshape({rows, in}), weights);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = layers[i]->out_features_;
+    at::Tensor y = ys[i].view(shape);
+    const at::Tensor& bias = layers[i]->bias_;
+    out.push_back(bias.defined() ? y + bias.to(y.scalar_type()) : y);  // as linear_4bit_cuda adds it
+  }
+  return out;
 }
 
 int64_t FrozenLinear::storage_bytes() const {

@@ -245,6 +245,47 @@ TEST(CudaKernels, TensorCoreGemvLaunchedOverlappingWaitsForItsInput) {
 }
 #endif
 
+#ifdef AUTOTRAIN_WITH_CUDA  // the knobs live in the kernels' library
+// Weights of one x in one launch (gemv_4bit_group): Llama-3-8B's q, k and v (k and v have 64 tiles of 16 rows
+// each), a narrower gate and up, and odd shapes: with the blocks' warps fixed each y is that weight's tensor-core GEMV
+// bit for bit; at the automatic warps, within its bound. (That the group is one launch, the emulated test counts:
+// tests/simt/kernels_emulated_test.cpp.)
+TEST(CudaKernels, TensorCoreGemvOfAGroupEqualsEachWeightAlone) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(7);
+  const std::vector<std::vector<Shape>> groups{
+      {{4096, 4096}, {1024, 4096}, {1024, 4096}}, {{2816, 1024}, {2816, 1024}}, {{72, 448}, {20, 448}, {37, 448}}};
+  for (const std::vector<Shape>& shapes : groups)
+    for (bool dq : {false, true}) {
+      std::vector<Quantized4bit> cpu, gpu;
+      for (Shape s : shapes) {
+        cpu.push_back(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, dq));
+        gpu.push_back(on_gpu(cpu.back()));
+      }
+      std::vector<const Quantized4bit*> weights;
+      for (const Quantized4bit& q : gpu) weights.push_back(&q);
+      for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+        for (int64_t m : {1, 8}) {
+          SCOPED_TRACE(describe(QuantType::nf4, dq, 64, shapes[0], dtype) + " and " +
+                       std::to_string(shapes.size() - 1) + " more, m " + std::to_string(m));
+          const at::Tensor x = at::randn({m, shapes[0].cols}).to(dtype);
+          const at::Tensor x_gpu = x.to(at::kCUDA);
+          std::vector<at::Tensor> ys = gemv_4bit_group_cuda(x_gpu, weights);
+          ASSERT_EQ(ys.size(), shapes.size());
+          for (size_t i = 0; i < shapes.size(); ++i) {
+            ASSERT_EQ(ys[i].sizes(), (std::vector<int64_t>{m, shapes[i].rows}));
+            expect_close_to_fp64(ys[i], x, scaled_code_weight(cpu[i], dtype).t(), dtype);
+          }
+          cuda::set_gemv_block_warps(8);
+          ys = gemv_4bit_group_cuda(x_gpu, weights);
+          for (size_t i = 0; i < shapes.size(); ++i)
+            EXPECT_TRUE(at::equal(ys[i], gemv_4bit_cuda(x_gpu, gpu[i], cuda::GemvKernel::tensor_cores))) << i;
+          cuda::set_gemv_block_warps(0);
+        }
+    }
+}
+#endif
+
 // `automatic` is the tensor-core kernel where it applies, for one row of x as for several, and the CUDA-core one
 // elsewhere (fp32, columns not a multiple of 64); asking for the tensor-core kernel where it does not apply is an
 // error, not a wrong answer.
@@ -683,5 +724,37 @@ TEST(CudaGenerate, GreedyTokensMatchTheCpu) {
   EXPECT_EQ(tokens["cpu"].size(), 32u);
 }
 
+// A decoder layer's grouped GEMVs (q, k and v, with Qwen2's biases; gate and up) give the logits of the GEMVs one by
+// one, bit for bit (the fixtures' projections are too small for the group to change the blocks' warps), with LoRA on
+// q, k and v (the fused LoRA over the grouped bases) and without.
+TEST(CudaGenerate, GroupedGemvsGiveTheLogitsOfOneByOne) {
+  REQUIRE_CUDA_DEVICE();
+  const at::Tensor prompt = at::tensor(std::vector<int64_t>{1, 45, 499, 173, 17, 299}, at::kLong).view({1, -1});
+  for (const std::string family : {"llama", "qwen2"})
+    for (bool lora : {false, true}) {
+      SCOPED_TRACE(family + (lora ? " with LoRA on q, k and v" : ""));
+      ModelOptions options;
+      options.device = at::Device(at::kCUDA, 0);
+      options.dtype = at::kBFloat16;
+      options.quantization = BaseQuantization::int4;
+      options.four_bit.double_quantize = true;
+      if (lora) options.lora_target_modules = {"q_proj", "k_proj", "v_proj"};
+      CausalLM model(kFixtures + "/models/" + family, options);
+      model.set_training(false);
+      at::NoGradGuard no_grad;
+      std::map<bool, std::vector<at::Tensor>> logits;
+      for (bool grouped : {false, true}) {
+        set_gemv_grouping(grouped);
+        KVCache cache = model.make_cache();
+        logits[grouped].push_back(model.forward(prompt, {}, &cache).cpu());  // 6 rows of x
+        logits[grouped].push_back(model.forward(at::full({1, 1}, 42, at::kLong), {}, &cache).cpu());  // 1 row
+      }
+      set_gemv_grouping(false);
+      for (size_t i = 0; i < 2; ++i) {
+        EXPECT_TRUE(at::equal(logits[true][i], logits[false][i])) << i;
+        EXPECT_GT(logits[false][i].abs().max().item<float>(), 0.0f) << i;
+      }
+    }
+}
 }  // namespace
 }  // namespace autotrain

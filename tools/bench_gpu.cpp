@@ -139,7 +139,8 @@ struct Device {
 // A decoder layer's seven GEMVs back to back, as one generation step runs them (Llama-3-8B: q, k, v, o, gate, up,
 // down; one row of x, bf16, the kernels' defaults), over copies of the layer that together exceed the L2 cache 4x:
 // the whole layer's bytes against the time of the seven, plainly launched and launched overlapping one another
-// (set_gemv_overlap). The per-projection figures above leave out what one GEMV's start and end cost the next.
+// (set_gemv_overlap), and with q, k and v in one launch and gate and up in another (gemv_4bit_group; overlapping).
+// The per-projection figures above leave out what one GEMV's start and end cost the next.
 void bench_gemv_layer(const Device& d) {
   const cuda::DeviceInfo& device = d.info;
   const std::vector<std::pair<int64_t, int64_t>> shapes{{4096, 4096},  {1024, 4096},  {1024, 4096}, {4096, 4096},
@@ -160,13 +161,30 @@ void bench_gemv_layer(const Device& d) {
       views.push_back(four_bit_kernel_view(kept.back()));
     }
   const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
-  at::Tensor x = at::randn({1, 4096}, bf16), x_down = at::randn({1, 14336}, bf16), y = at::empty({1, 14336}, bf16);
-  auto layer_seconds = [&](bool overlap) {
+  at::Tensor x = at::randn({1, 4096}, bf16), x_down = at::randn({1, 14336}, bf16);
+  std::vector<at::Tensor> ys;  // one per weight of a group
+  for (int i = 0; i < cuda::kMaxGemvGroup; ++i) ys.push_back(at::empty({1, 14336}, bf16));
+  void* y_pointers[] = {ys[0].data_ptr(), ys[1].data_ptr(), ys[2].data_ptr()};
+  at::Tensor& y = ys[0];
+  auto layer_seconds = [&](bool overlap, bool grouped) {
     cuda::set_gemv_overlap(overlap);
     int next = 0;
     const double seconds = graph_seconds_per_call(
         [&](void* stream) -> const char* {
           const int layer = next++ % layers;
+          if (grouped) {  // q, k, v | o | gate, up | down
+            const cuda::FourBitWeight* w = &views[layer * shapes.size()];
+            const cuda::DynamicMap* map = kernel_dynamic_map();
+            const auto bf16 = cuda::DType::bf16;
+            auto group = [&](int first, int count, const at::Tensor& input) {
+              return cuda::gemv_4bit_group(w + first, count, map, input.data_ptr(), 1, y_pointers, bf16, stream);
+            };
+            const char* problem = group(0, 3, x);
+            if (problem == nullptr) problem = group(3, 1, x);
+            if (problem == nullptr) problem = group(4, 2, x);
+            if (problem == nullptr) problem = group(6, 1, x_down);
+            return problem;
+          }
           for (size_t p = 0; p < shapes.size(); ++p) {
             const void* input = shapes[p].second == 4096 ? x.data_ptr() : x_down.data_ptr();
             if (const char* problem =
@@ -180,19 +198,24 @@ void bench_gemv_layer(const Device& d) {
     cuda::set_gemv_overlap(true);  // the default
     return seconds;
   };
-  const double plain = layer_seconds(false), overlapped = layer_seconds(true);
+  const double plain = layer_seconds(false, false), overlapped = layer_seconds(true, false);
+  const double grouped = layer_seconds(true, true);
   auto peak_percent = [&](double seconds) { return 100 * layer_bytes / seconds / 1e9 / device.peak_bandwidth_gbs; };
   std::printf("\n### A layer's seven GEMVs back to back (Llama-3-8B, one row of x, bf16, defaults; %.0f MB)\n\n"
               "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n"
               "| one after another (set_gemv_overlap(false)) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n\n",
+              "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n"
+              "| overlapping, q/k/v and gate/up one launch each (gemv_4bit_group) | %.1f | %.0f | %.0f%% |\n\n",
               layer_bytes / 1e6, plain * 1e6, layer_bytes / plain / 1e9, peak_percent(plain), overlapped * 1e6,
-              layer_bytes / overlapped / 1e9, peak_percent(overlapped));
+              layer_bytes / overlapped / 1e9, peak_percent(overlapped), grouped * 1e6, layer_bytes / grouped / 1e9,
+              peak_percent(grouped));
   json("gemv_layer", "llama-3-8b",
        "\"m\":1,\"bytes\":" + std::to_string(layer_bytes) + ",\"us\":" + std::to_string(plain * 1e6) +
-           ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"peak_fraction\":" +
-           std::to_string(peak_percent(plain) / 100) + ",\"overlapped_peak_fraction\":" +
-           std::to_string(peak_percent(overlapped) / 100) + ",\"layer_copies\":" + std::to_string(layers));
+           ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"grouped_us\":" +
+           std::to_string(grouped * 1e6) + ",\"peak_fraction\":" + std::to_string(peak_percent(plain) / 100) +
+           ",\"overlapped_peak_fraction\":" + std::to_string(peak_percent(overlapped) / 100) +
+           ",\"grouped_peak_fraction\":" + std::to_string(peak_percent(grouped) / 100) +
+           ",\"layer_copies\":" + std::to_string(layers));
 }
 
 void bench_gemv(const Device& d) {

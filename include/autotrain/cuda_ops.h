@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "autotrain/cuda_kernels.h"
 #include "autotrain/quant.h"
@@ -27,6 +28,17 @@ at::Tensor dequantize_4bit_cuda(const Quantized4bit& weight, at::ScalarType dtyp
 // x (m, in) -> (m, out) for m <= 8: a GEMV kernel (see cuda::gemv_4bit), each packed byte read once.
 at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight,
                           cuda::GemvKernel kernel = cuda::GemvKernel::automatic);
+
+// x (m, in) -> ys[i] (m, out_i) for m <= 8 and up to cuda::kMaxGemvGroup weights of `in` columns on x's device: one
+// grouped GEMV launch where the kernel takes them together, one each otherwise (see cuda::gemv_4bit_group).
+std::vector<at::Tensor> gemv_4bit_group_cuda(const at::Tensor& x, const std::vector<const Quantized4bit*>& weights);
+
+// Whether a decoder layer's GEMVs of one input (q, k and v; gate and up, without LoRA) go through one grouped launch
+// (FrozenLinear::forward_all): AUTOTRAIN_GEMV_GROUP=1. Off by default: written in a session without a GPU and not
+// yet timed against the launches one by one (tools/bench_gpu gemv times both). set_gemv_grouping overrides the
+// variable (tests, benchmarks).
+bool gemv_grouping();
+void set_gemv_grouping(bool on);
 
 // The kernels' view of a 2-D 4-bit weight on a CUDA device (pointers into its tensors; also makes that device
 // current) and bitsandbytes' dynamic map behind double-quantized statistics: what the launchers of

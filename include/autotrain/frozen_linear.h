@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "autotrain/quant.h"
 
@@ -41,6 +42,10 @@ class FrozenLinear {
 
   // x (..., in) -> (..., out), computed in x's dtype.
   at::Tensor forward(const at::Tensor& x) const;
+  // forward(x) of each of `layers` (the projections of one input: q, k and v; gate and up). 4-bit weights on x's GPU
+  // take one grouped GEMV launch for a few rows of x without gradient (generation) where gemv_grouping() is on
+  // (src/cuda_ops.h); otherwise each layer's forward.
+  static std::vector<at::Tensor> forward_all(const std::vector<const FrozenLinear*>& layers, const at::Tensor& x);
   // The dense weight in `dtype` (dequantized when stored quantized), on the storage's device.
   at::Tensor weight(at::ScalarType dtype) const;
   // Moves the storage (weight, bias, quantization statistics) to `device`, unchanged.

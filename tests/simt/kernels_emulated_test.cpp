@@ -202,6 +202,100 @@ TEST_F(EmulatedKernels, GemvPicksTheTensorCoreKernelWhereItApplies) {
     }
 }
 
+// ys[i] = x . W_i^T for the weights of a group, through gemv_4bit_group.
+std::vector<at::Tensor> gemv_group(const std::vector<const HostWeight*>& weights, const at::Tensor& x) {
+  std::vector<at::Tensor> ys;
+  std::vector<cuda::FourBitWeight> views;
+  std::vector<void*> pointers;
+  for (const HostWeight* w : weights) {
+    ys.push_back(output(x.size(0), w->view.rows, x.scalar_type()));
+    views.push_back(w->view);
+    pointers.push_back(ys.back().data_ptr());
+  }
+  expect_ok(cuda::gemv_4bit_group(views.data(), static_cast<int>(views.size()), &weights[0]->map, x.data_ptr(),
+                                  x.size(0), pointers.data(), kernel_dtype_of(x.scalar_type()), nullptr));
+  return ys;
+}
+
+// q-, k- and v-like weights of one x in one launch (rows not multiples of the 16-row tile; 10 tiles for 4 emulated
+// SMs, so that blocks walk tiles of different weights), and two of them (gate and up): each y is its weight's
+// tensor-core GEMV bit for bit with the blocks' warps fixed (automatic, the group's tile count may pick other warps:
+// within the same bound); and each packed byte of each weight is read once.
+TEST_F(EmulatedKernels, TensorCoreGemvOfAGroupEqualsEachWeightAlone) {
+  at::manual_seed(13);
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (bool dq : {false, true})
+      for (int64_t cols : {448, 1024})
+        for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+          for (int64_t m : {1, 3, 8}) {
+            std::vector<HostWeight> weights;
+            for (int64_t rows : {72, 20, 37})
+              weights.emplace_back(quantize_4bit(at::randn({rows, cols}), QuantType::nf4, 64, dq));
+            const at::Tensor x = at::randn({m, cols}).to(dtype);
+            for (int count : {3, 2}) {
+              SCOPED_TRACE(describe(o) + ", " + describe(dq, 64, Shape{72, cols}, dtype) + " m " + std::to_string(m) +
+                           ", " + std::to_string(count) + " weights");
+              std::vector<const HostWeight*> group;
+              for (int i = 0; i < count; ++i) group.push_back(&weights[i]);
+              cuda::set_gemv_block_warps(8);
+              const int64_t launches = simt::launches();
+              std::vector<at::Tensor> ys = gemv_group(group, x);
+              EXPECT_EQ(simt::launches() - launches, 1) << "one launch for the group";
+              for (int i = 0; i < count; ++i)
+                EXPECT_TRUE(at::equal(ys[i], gemv(weights[i], x, cuda::GemvKernel::tensor_cores))) << "weight " << i;
+              cuda::set_gemv_block_warps(0);
+              ys = gemv_group(group, x);
+              for (int i = 0; i < count; ++i)
+                expect_close_to_fp64(ys[i], x, scaled_code_weight(weights[i].q, dtype).t(), dtype);
+            }
+          }
+    // Whole tiles (a partial one's rows past the end repeat the last row), 8 tiles.
+    std::vector<HostWeight> whole;
+    for (int64_t rows : {48, 16, 64})
+      whole.emplace_back(quantize_4bit(at::randn({rows, 1024}), QuantType::nf4, 64, true));
+    const at::Tensor x = at::randn({1, 1024}).to(at::kBFloat16);
+    for (int i = 0; i < 3; ++i) {
+      simt::watch(whole[i].view.packed, whole[i].q.packed.numel());
+      gemv_group({&whole[0], &whole[1], &whole[2]}, x);
+      EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << "weight " << i;
+      simt::watch(nullptr, 0);
+    }
+  }
+}
+
+// Weights that cannot share a launch (fp32, another block size or kind of scales) go one by one, each as gemv_4bit
+// gives it; weights of other columns than x's, no weight or too many are refused.
+TEST_F(EmulatedKernels, GemvGroupTakesWeightsItCannotJoinOneByOne) {
+  at::manual_seed(14);
+  HostWeight q(quantize_4bit(at::randn({40, 256}), QuantType::nf4, 64, true));
+  HostWeight other_blocksize(quantize_4bit(at::randn({24, 256}), QuantType::nf4, 128, true));
+  HostWeight absmax(quantize_4bit(at::randn({24, 256}), QuantType::nf4, 64, false));
+  HostWeight fp4(quantize_4bit(at::randn({24, 256}), QuantType::fp4, 64, true));
+  for (const HostWeight* second : {&other_blocksize, &absmax, &fp4})
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      SCOPED_TRACE(c10::toString(dtype));
+      const at::Tensor x = at::randn({2, 256}).to(dtype);
+      const int64_t launches = simt::launches();
+      std::vector<at::Tensor> ys = gemv_group({&q, second}, x);
+      EXPECT_EQ(simt::launches() - launches, 2) << "one launch per weight";
+      EXPECT_TRUE(at::equal(ys[0], gemv(q, x, cuda::GemvKernel::automatic)));
+      EXPECT_TRUE(at::equal(ys[1], gemv(*second, x, cuda::GemvKernel::automatic)));
+    }
+  HostWeight narrow(quantize_4bit(at::randn({24, 128}), QuantType::nf4, 64, true));
+  const at::Tensor x = at::randn({1, 256}).to(at::kBFloat16);
+  at::Tensor y0 = output(1, 40, at::kBFloat16), y1 = output(1, 24, at::kBFloat16);
+  cuda::FourBitWeight views[4] = {q.view, narrow.view, q.view, q.view};
+  void* ys[4] = {y0.data_ptr(), y1.data_ptr(), y0.data_ptr(), y0.data_ptr()};
+  const auto bf16 = cuda::DType::bf16;
+  EXPECT_STREQ(cuda::gemv_4bit_group(views, 2, &q.map, x.data_ptr(), 1, ys, bf16, nullptr),
+               "gemv_4bit_group: the weights must have the columns of x");
+  EXPECT_NE(cuda::gemv_4bit_group(views, 0, &q.map, x.data_ptr(), 1, ys, bf16, nullptr), nullptr);
+  EXPECT_NE(cuda::gemv_4bit_group(views + 2, 2, &q.map, x.data_ptr(), 0, ys, bf16, nullptr), nullptr);
+  EXPECT_NE(cuda::gemv_4bit_group(views, cuda::kMaxGemvGroup + 1, &q.map, x.data_ptr(), 1, ys, bf16, nullptr),
+            nullptr);
+}
+
 // The largest shapes of the GPU tests (tests/cuda_test.cpp): a weight larger than one pass of the grid-stride
 // dequantization (bit for bit, whole and a block of columns), rows of 14336 columns for the CUDA-core GEMV, 1000
 // and 138 tiles of 16 rows for the tensor-core GEMV, and a 1032 x 544 weight with 300 rows of x for the fused

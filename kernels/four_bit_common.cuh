@@ -134,6 +134,19 @@ __device__ __forceinline__ uint32_t code_address_of(const float* code) {
   return address;
 }
 
+// 16 bytes of global memory, read once: not kept in L1 (where the GEMV keeps x), nor through the texture path.
+__device__ __forceinline__ uint4 load_streaming16(const void* p) {
+#ifdef AUTOTRAIN_SIMT_EMULATION
+  return ::autotrain::simt::load_global(static_cast<const uint4*>(p));
+#else
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+#endif
+}
+
 // ---- cp.async (sm_80+; the launchers refuse older devices) ------------------------------------------------
 
 // 16 bytes from global to shared memory (past L1), or 16 zero bytes when !valid (src is then not read).
@@ -224,8 +237,11 @@ bool indexes_fit_31_bits(const FourBitWeight& w) {
   return w.rows * w.cols < (int64_t(1) << 31) && w.cols * kMaxGemvRows < (int64_t(1) << 31);
 }
 
-const char* check_weight(const FourBitWeight& w, const DynamicMap* map) {
+// `tiles`: whether the kernel takes the gemv_tiles layout (the tensor-core GEMV only).
+const char* check_weight(const FourBitWeight& w, const DynamicMap* map, bool tiles = false) {
   if (w.packed == nullptr || w.rows <= 0 || w.cols <= 0) return "4-bit kernel: empty weight";
+  if (w.layout != FourBitLayout::rows && !(tiles && w.layout == FourBitLayout::gemv_tiles))
+    return "4-bit kernel: this kernel takes weights in the rows layout only";
   if (w.blocksize < 32 || (w.blocksize & (w.blocksize - 1)) != 0)
     return "4-bit kernel: blocksize must be a power of two >= 32";
   if (w.absmax == nullptr && (w.nested_blocksize < 1 || (w.nested_blocksize & (w.nested_blocksize - 1)) != 0))

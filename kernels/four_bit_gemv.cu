@@ -201,11 +201,11 @@ constexpr size_t kStageBytesPerWarp = kTensorCoreUnroll * 2 * 32 * sizeof(uint2)
 constexpr size_t kPartialBytesPerWarp = 2 * kTensorCoreRows * 8 * sizeof(float);    // two tiles' sums
 
 // The dynamic shared memory of a block (its static arrays hold the code and map, 1 KiB): the pair table, the
-// warps' partial sums, the slots. Sized by the block's warps, so that blocks of 4 or 8 warps leave room for more
-// blocks per SM.
-size_t tensor_core_gemv_shared_bytes(int depth, int warps) {
+// warps' partial sums, the slots (none for a weight in the gemv_tiles layout, whose steps go to registers). Sized by
+// the block's warps, so that blocks of 4 or 8 warps leave room for more blocks per SM.
+size_t tensor_core_gemv_shared_bytes(int depth, int warps, bool tiles) {
   return kPairTableBytes + static_cast<size_t>(warps) * kPartialBytesPerWarp +
-         static_cast<size_t>(depth) * warps * kStageBytesPerWarp;
+         (tiles ? 0 : static_cast<size_t>(depth) * warps * kStageBytesPerWarp);
 }
 
 // The weights of one launch of the tensor-core kernel: kCount weights that share x and their columns, block sizes,
@@ -220,7 +220,9 @@ struct GemvWeights {
   int tile_end[kCount];
 };
 
-template <typename T, Scales kScales, int kDepth, int kCount>
+// kTiles: the weights are in the gemv_tiles layout (cuda_kernels.h). A step's bytes then go straight into registers,
+// 16 bytes a lane and chunk (a ring of kDepth steps in registers in place of the slots), with no copies to wait for.
+template <typename T, Scales kScales, int kDepth, int kCount, bool kTiles>
 __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     gemv_tensor_core_kernel(const __grid_constant__ GemvWeights<kCount> group,
                             const __grid_constant__ MapParam map_param, const T* __restrict__ x, int m_count) {
@@ -263,11 +265,11 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   // table lookups together.)
   const uint32_t cols = static_cast<uint32_t>(first.cols);
   //
-  // Step (tile, round)'s copies into `slot` and its statistics into `stats`. Chunks that do not exist are not
-  // read (their pieces of the slot are zero-filled, and the MMAs skip them), and their statistics are zero, so
-  // that any scale made of them is a finite number nobody uses; rows past the end repeat the last row (read,
-  // never written).
-  auto fetch = [&](int tile, int round, int slot, BlockStats (&stats)[2]) {
+  // Step (tile, round)'s copies into `slot` (gemv_tiles: its bytes into `held`) and its statistics into `stats`.
+  // Chunks that do not exist are not read (their pieces of the slot are zero-filled, and the MMAs skip them), and
+  // their statistics are zero, so that any scale made of them is a finite number nobody uses; rows past the end
+  // repeat the last row (read, never written).
+  auto fetch = [&](int tile, int round, int slot, BlockStats (&stats)[2], uint4 (&held)[kTensorCoreUnroll]) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) stats[h] = BlockStats{0.0f, 0u};
     if (tile >= tiles) return;
@@ -281,6 +283,15 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 #pragma unroll
       for (int h = 0; h < 2; ++h)  // blocks >= 64 values: the chunk's
         stats[h] = load_block_stats<kScales>(w, (row_start(g + 8 * h) + column) >> block_shift);
+    }
+    if constexpr (kTiles) {  // the lane's 16 bytes of each chunk, in one 512-byte run per chunk and warp
+      const uint4* const step = reinterpret_cast<const uint4*>(w.packed) +
+                                (static_cast<uint32_t>(tile - first_tile_of(which)) * chunks + chunk_of(round, 0)) *
+                                    32u + lane;
+#pragma unroll
+      for (int u = 0; u < kTensorCoreUnroll; ++u)
+        held[u] = chunk_of(round, u) < chunks ? load_streaming16(step + 32 * u) : make_uint4(0, 0, 0, 0);
+      return;
     }
     // The warp copies its step's 16 rows x 128 bytes as 16-byte pieces, 4 rows (4 whole 128-byte lines) per
     // instruction, bypassing L1 (.cg), where x stays. Piece p = 32 k + lane is bytes 16 (p % 8) ... of row p / 8:
@@ -301,17 +312,19 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     if (++round == rounds) round = 0, tile += static_cast<int>(gridDim.x);
   };
 
-  // The first kDepth - 1 steps are on their way while the block builds its tables. Slots and the statistics' ring
-  // are named by constants below (the main loop is unrolled kDepth times), so the ring stays in registers.
+  // The first kDepth - 1 steps are on their way while the block builds its tables. Slots and the rings of
+  // statistics and (gemv_tiles) bytes are named by constants below (the main loop is unrolled kDepth times), so the
+  // rings stay in registers.
   BlockStats stats[kDepth][2];
+  uint4 held[kDepth][kTensorCoreUnroll];  // gemv_tiles only (unused otherwise, and left out by the compiler)
   int ahead_tile = static_cast<int>(blockIdx.x), ahead_round = 0;  // the next step to fetch
-  auto fetch_ahead = [&](int slot, BlockStats (&slot_stats)[2]) {
-    fetch(ahead_tile, ahead_round, slot, slot_stats);
-    commit_copies();  // a group per step, empty past the end, so that the waits below count right
+  auto fetch_ahead = [&](int slot) {
+    fetch(ahead_tile, ahead_round, slot, stats[slot], held[slot]);
+    if (!kTiles) commit_copies();  // a group per step, empty past the end, so that the waits below count right
     advance(ahead_tile, ahead_round);
   };
 #pragma unroll
-  for (int s = 0; s + 1 < kDepth; ++s) fetch_ahead(s, stats[s]);
+  for (int s = 0; s + 1 < kDepth; ++s) fetch_ahead(s);
   load_code_and_map(first, map_param, code, map);
   for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
     const int byte = i / 8;
@@ -333,11 +346,16 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   // Fetches the step kDepth - 1 after this one into the slot before `slot` (the slot of the step multiplied
   // last, whose bytes this lane has read), then multiplies this step from `slot`; false past the last step (every
   // warp of the block is at the same step).
-  auto run = [&](int slot, BlockStats (&ahead_stats)[2], const BlockStats (&current_stats)[2]) {
-    __syncwarp();  // every lane has read the slot the copies below overwrite
-    fetch_ahead((slot + kDepth - 1) % kDepth, ahead_stats);
-    wait_copies<kDepth - 1>();  // this lane's copies of this step have landed,
-    __syncwarp();               // and every lane's
+  auto run = [&](int slot) {
+    const BlockStats(&current_stats)[2] = stats[slot];
+    if constexpr (kTiles) {
+      fetch_ahead((slot + kDepth - 1) % kDepth);  // registers: each lane waits for its own loads where it uses them
+    } else {
+      __syncwarp();  // every lane has read the slot the copies below overwrite
+      fetch_ahead((slot + kDepth - 1) % kDepth);
+      wait_copies<kDepth - 1>();  // this lane's copies of this step have landed,
+      __syncwarp();               // and every lane's
+    }
     if (tile >= tiles) return false;
     const int which = weight_of(tile);
     const FourBitWeight& w = group.w[which];
@@ -353,8 +371,13 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       words[4] = high.x, words[5] = high.y, words[6] = high.z, words[7] = high.w;
     };
     auto load_bytes = [&](int u, uint2 (&bytes)[2]) {
-      bytes[0] = *staged(slot, u, 0, lane);
-      bytes[1] = *staged(slot, u, 1, lane);
+      if constexpr (kTiles) {
+        bytes[0] = make_uint2(held[slot][u].x, held[slot][u].y);
+        bytes[1] = make_uint2(held[slot][u].z, held[slot][u].w);
+      } else {
+        bytes[0] = *staged(slot, u, 0, lane);
+        bytes[1] = *staged(slot, u, 1, lane);
+      }
     };
     auto mma_j = [&](int j, const uint2 (&bytes)[2], const uint32_t (&words)[8], float (&dsum)[4]) {
       const uint32_t a[4] = {pair_of(bytes[0], 2 * j, lane_table), pair_of(bytes[1], 2 * j, lane_table),
@@ -429,9 +452,25 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   for (bool more = true; more;) {
 #pragma unroll
     for (int s = 0; s < kDepth; ++s)  // step i in slot i % kDepth: the loop runs whole cycles of the slots
-      if (more) more = run(s, stats[(s + kDepth - 1) % kDepth], stats[s]);
+      if (more) more = run(s);
   }
   wait_copies<0>();  // the copies of steps past the end are empty groups; none may be in flight at the exit
+}
+
+// The gemv_tiles layout of a weight (cuda_kernels.h), 8 bytes a thread: piece p of the output is half h = p % 2 of
+// lane l = (p / 2) % 32's 16 bytes of tile and chunk (p / 64), i.e. the packed bytes 8 (l % 4) ... of the chunk's
+// row l / 4 + 8 h of the tile (zeros past the last row).
+__global__ void tile_for_gemv_kernel(const uint8_t* __restrict__ packed, int64_t rows, int64_t cols,
+                                     uint2* __restrict__ out, int64_t pieces) {
+  const int64_t chunks = cols / 64, stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < pieces; p += stride) {
+    const int h = static_cast<int>(p % 2), lane = static_cast<int>(p / 2 % 32);
+    const int64_t tile_chunk = p / 64, tile = tile_chunk / chunks, chunk = tile_chunk % chunks;
+    const int64_t row = tile * kTensorCoreRows + lane / 4 + 8 * h;
+    uint2 piece = make_uint2(0, 0);
+    if (row < rows) piece = *reinterpret_cast<const uint2*>(packed + (row * cols + chunk * 64 + 16 * (lane % 4)) / 2);
+    out[p] = piece;
+  }
 }
 
 // Why the tensor-core kernel cannot take this GEMV, or nullptr when it can.
@@ -460,13 +499,13 @@ int tensor_core_warps(int64_t tiles, int64_t cols) {
 
 int64_t tiles_of(const FourBitWeight& w) { return (w.rows + kTensorCoreRows - 1) / kTensorCoreRows; }
 
-template <typename T, Scales kScales, int kDepth, int kCount>
+template <typename T, Scales kScales, int kDepth, int kCount, bool kTiles>
 void launch_tensor_core_kernel(int warps, const GemvWeights<kCount>& group, const MapParam& map, const void* x,
                                int64_t m, cudaStream_t stream) {
   const int64_t tiles = group.tile_end[kCount - 1];
   const int threads = 32 * warps;
-  const size_t shared = tensor_core_gemv_shared_bytes(kDepth, warps);
-  auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth, kCount>;
+  const size_t shared = tensor_core_gemv_shared_bytes(kDepth, warps, kTiles);
+  auto* kernel = gemv_tensor_core_kernel<T, kScales, kDepth, kCount, kTiles>;
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
   if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(shared)) != cudaSuccess)
@@ -487,23 +526,36 @@ void launch_tensor_core_kernel(int warps, const GemvWeights<kCount>& group, cons
 }
 
 // The deepest pipeline (at most `depth`) whose shared memory fits a block of `warps` warps on this GPU.
-int fitting_gemv_depth(int depth, int warps) {
+int fitting_gemv_depth(int depth, int warps, bool tiles) {
   static const size_t limit = static_cast<size_t>(current_device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin));
   const size_t static_bytes = sizeof(float) * (16 + 256);
-  while (depth > 1 && tensor_core_gemv_shared_bytes(depth, warps) + static_bytes > limit) --depth;
+  while (depth > 1 && tensor_core_gemv_shared_bytes(depth, warps, tiles) + static_bytes > limit) --depth;
   return depth;
 }
 
+template <typename T, Scales kScales, int kCount, bool kTiles>
+void launch_tensor_core_gemv(int depth, const GemvWeights<kCount>& group, const MapParam& map, const void* x,
+                             int64_t m, cudaStream_t stream) {
+  const int warps = tensor_core_warps(group.tile_end[kCount - 1], group.w[0].cols);
+  switch (fitting_gemv_depth(depth, warps, kTiles)) {
+    case 1: launch_tensor_core_kernel<T, kScales, 1, kCount, kTiles>(warps, group, map, x, m, stream); break;
+    case 2: launch_tensor_core_kernel<T, kScales, 2, kCount, kTiles>(warps, group, map, x, m, stream); break;
+    case 3: launch_tensor_core_kernel<T, kScales, 3, kCount, kTiles>(warps, group, map, x, m, stream); break;
+    default: launch_tensor_core_kernel<T, kScales, 4, kCount, kTiles>(warps, group, map, x, m, stream); break;
+  }
+}
+
+// By the layout: gemv_tiles for one weight only (groups take the rows layout: group_unfit).
 template <typename T, Scales kScales, int kCount>
 void launch_tensor_core_gemv(int depth, const GemvWeights<kCount>& group, const MapParam& map, const void* x,
-                               int64_t m, cudaStream_t stream) {
-  const int warps = tensor_core_warps(group.tile_end[kCount - 1], group.w[0].cols);
-  switch (fitting_gemv_depth(depth, warps)) {
-    case 1: launch_tensor_core_kernel<T, kScales, 1>(warps, group, map, x, m, stream); break;
-    case 2: launch_tensor_core_kernel<T, kScales, 2>(warps, group, map, x, m, stream); break;
-    case 3: launch_tensor_core_kernel<T, kScales, 3>(warps, group, map, x, m, stream); break;
-    default: launch_tensor_core_kernel<T, kScales, 4>(warps, group, map, x, m, stream); break;
+                             int64_t m, cudaStream_t stream) {
+  if constexpr (kCount == 1) {
+    if (group.w[0].layout == FourBitLayout::gemv_tiles) {
+      launch_tensor_core_gemv<T, kScales, 1, true>(depth, group, map, x, m, stream);
+      return;
+    }
   }
+  launch_tensor_core_gemv<T, kScales, kCount, false>(depth, group, map, x, m, stream);
 }
 
 // The tensor-core kernel on `group` in `dtype` (fp16 / bf16), by its kind of scales.
@@ -528,6 +580,7 @@ const char* group_unfit(const FourBitWeight* weights, int count, const void* x, 
   for (int i = 0; i < count; ++i) {
     const FourBitWeight& w = weights[i];
     if (const char* unfit = tensor_core_gemv_unfit(w, x, dtype)) return unfit;
+    if (w.layout != FourBitLayout::rows) return "a weight in the gemv_tiles layout goes alone";
     if (w.blocksize != first.blocksize || (w.absmax == nullptr) != (first.absmax == nullptr) ||
         (w.absmax == nullptr && w.nested_blocksize != first.nested_blocksize) ||
         !std::equal(w.code, w.code + 16, first.code))
@@ -584,12 +637,14 @@ bool gemv_overlap() { return g_gemv_overlap.load(); }
 
 const char* gemv_4bit(const FourBitWeight& w, const DynamicMap* map, const void* x, int64_t m, void* y, DType dtype,
                       void* stream, GemvKernel kernel) {
-  if (const char* problem = check_weight(w, map)) return problem;
+  const bool tiles = w.layout == FourBitLayout::gemv_tiles;
+  if (const char* problem = check_weight(w, map, /*tiles=*/true)) return problem;
   if (m < 1 || m > kMaxGemvRows) return "gemv_4bit: m must be 1 ... 8";
+  if (tiles && kernel == GemvKernel::cuda_cores) return "gemv_4bit: the CUDA-core kernel takes the rows layout only";
   const MapParam param = map_param_of(w, map);
   auto s = static_cast<cudaStream_t>(stream);
   const char* unfit = tensor_core_gemv_unfit(w, x, dtype);
-  if (kernel == GemvKernel::tensor_cores && unfit != nullptr) {
+  if ((kernel == GemvKernel::tensor_cores || tiles) && unfit != nullptr) {
     static thread_local std::string message;
     message = std::string("gemv_4bit: the tensor-core kernel cannot take this weight: ") + unfit;
     return message.c_str();
@@ -612,7 +667,7 @@ const char* gemv_4bit_group(const FourBitWeight* weights, int count, const Dynam
                             void* const* ys, DType dtype, void* stream) {
   if (count < 1 || count > kMaxGemvGroup) return "gemv_4bit_group: 1 ... 3 weights";
   for (int i = 0; i < count; ++i) {
-    if (const char* problem = check_weight(weights[i], map)) return problem;
+    if (const char* problem = check_weight(weights[i], map, /*tiles=*/true)) return problem;
     if (weights[i].cols != weights[0].cols) return "gemv_4bit_group: the weights must have the columns of x";
   }
   if (m < 1 || m > kMaxGemvRows) return "gemv_4bit_group: m must be 1 ... 8";
@@ -632,6 +687,22 @@ const char* gemv_4bit_group(const FourBitWeight* weights, int count, const Dynam
     group.tile_end[i] = tiles;
   }
   launch_tensor_core_gemv(group, map_param_of(weights[0], map), x, m, dtype, static_cast<cudaStream_t>(stream));
+  return launch_status();
+}
+
+int64_t gemv_tiles_bytes(int64_t rows, int64_t cols) {
+  return (rows + kTensorCoreRows - 1) / kTensorCoreRows * kTensorCoreRows * cols / 2;
+}
+
+const char* tile_4bit_for_gemv(const FourBitWeight& w, void* out, void* stream) {
+  if (w.packed == nullptr || w.rows <= 0 || w.cols <= 0 || out == nullptr) return "tile_4bit_for_gemv: empty weight";
+  if (w.layout != FourBitLayout::rows) return "tile_4bit_for_gemv: the weight must be in the rows layout";
+  if (w.cols % 64 != 0) return "tile_4bit_for_gemv: cols must be a multiple of 64";
+  if (reinterpret_cast<uintptr_t>(w.packed) % 16 != 0 || reinterpret_cast<uintptr_t>(out) % 16 != 0)
+    return "tile_4bit_for_gemv: the packed weight and out must be 16-byte aligned";
+  const int64_t pieces = gemv_tiles_bytes(w.rows, w.cols) / 8;
+  launch_kernel(tile_for_gemv_kernel, grid_for(pieces, 256), 256, 0, static_cast<cudaStream_t>(stream), w.packed,
+                w.rows, w.cols, static_cast<uint2*>(out), pieces);
   return launch_status();
 }
 

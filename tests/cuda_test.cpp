@@ -286,6 +286,44 @@ TEST(CudaKernels, TensorCoreGemvOfAGroupEqualsEachWeightAlone) {
 }
 #endif
 
+#ifdef AUTOTRAIN_WITH_CUDA  // the layout's launchers live in the kernels' library
+// The gemv_tiles layout (an experiment, tools/bench_gpu times it): tile_4bit_for_gemv writes the bytes torch's
+// reshapes give, and the tensor-core GEMV of them is that of the rows layout bit for bit, at every pipeline depth,
+// launched overlapping or not, on Llama-3-8B's shapes and odd ones.
+TEST(CudaKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(8);
+  for (Shape s : std::vector<Shape>{{4096, 4096}, {1024, 4096}, {4096, 14336}, {37, 128}, {2200, 4160}})
+    for (bool dq : {false, true}) {
+      const Quantized4bit q = on_gpu(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, dq));
+      cuda::FourBitWeight tiled = four_bit_kernel_view(q);
+      at::Tensor bytes = at::empty({cuda::gemv_tiles_bytes(s.rows, s.cols)}, q.packed.options());
+      ASSERT_EQ(cuda::tile_4bit_for_gemv(tiled, bytes.data_ptr(), nullptr), nullptr);
+      EXPECT_TRUE(at::equal(bytes.cpu(), testing::gemv_tiles_of(q)));
+      tiled.packed = bytes.data_ptr<uint8_t>();
+      tiled.layout = cuda::FourBitLayout::gemv_tiles;
+      for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+        for (int64_t m : {1, 8}) {
+          SCOPED_TRACE(describe(QuantType::nf4, dq, 64, s, dtype) + " m " + std::to_string(m));
+          const at::Tensor x = at::randn({m, s.cols}).to(dtype).to(at::kCUDA);
+          const at::Tensor expected = gemv_4bit_cuda(x, q, cuda::GemvKernel::tensor_cores);
+          for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth)
+            for (bool overlap : {true, false}) {
+              cuda::set_gemv_pipeline_depth(depth);
+              cuda::set_gemv_overlap(overlap);
+              at::Tensor y = at::empty_like(expected);
+              EXPECT_EQ(cuda::gemv_4bit(tiled, kernel_dynamic_map(), x.data_ptr(), m, y.data_ptr(),
+                                        testing::kernel_dtype_of(dtype), nullptr),
+                        nullptr);
+              EXPECT_TRUE(at::equal(y, expected)) << "depth " << depth << (overlap ? ", overlapping" : "");
+            }
+          cuda::set_gemv_pipeline_depth(0);
+          cuda::set_gemv_overlap(true);
+        }
+    }
+}
+#endif
+
 // `automatic` is the tensor-core kernel where it applies, for one row of x as for several, and the CUDA-core one
 // elsewhere (fp32, columns not a multiple of 64); asking for the tensor-core kernel where it does not apply is an
 // error, not a wrong answer.

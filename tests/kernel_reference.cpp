@@ -44,6 +44,13 @@ double smallest(at::ScalarType dtype) {
 
 }  // namespace
 
+at::Tensor gemv_tiles_of(const Quantized4bit& q) {
+  const int64_t rows = q.shape.at(0), cols = q.shape.at(1), tiles = (rows + 15) / 16;
+  at::Tensor padded = at::zeros({tiles * 16, cols / 2}, at::kByte);
+  padded.slice(0, 0, rows).copy_(q.packed.cpu().view({rows, cols / 2}));
+  return padded.view({tiles, 2, 8, cols / 64, 4, 8}).permute({0, 3, 2, 4, 1, 5}).contiguous().view(-1);
+}
+
 std::string mismatch(const at::Tensor& actual, const at::Tensor& expected, double ulps, double spread) {
   if (actual.sizes() != expected.sizes()) return "shapes differ";
   const at::ScalarType dtype = expected.scalar_type();

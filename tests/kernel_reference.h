@@ -23,6 +23,11 @@ void expect_close_to_fp64(const at::Tensor& got, const at::Tensor& a, const at::
 // operand; fp32 on the CUDA cores), times its block's scale (applied in fp32 to a sum, exactly here in fp64).
 at::Tensor scaled_code_weight(const Quantized4bit& q, at::ScalarType code_dtype);
 
+// The gemv_tiles layout of a weight's packed bytes (cuda_kernels.h), with torch ops, on the CPU: rows padded with
+// zeros to whole tiles of 16, each tile's row r = 8 h + g and packed byte 32 c + 8 t + b of its row reordered to
+// [tile][chunk c][g][t][h][b].
+at::Tensor gemv_tiles_of(const Quantized4bit& q);
+
 // "" when every element of `actual` lies within ulps * unit * |expected| + spread * max|expected| of `expected`
 // (the dtype's roundings, and fp32 differences before the last rounding, which can be large next to a result
 // that cancelled), else how many do not and the worst of them. NaN never matches. One ulp of a value v of the

@@ -131,6 +131,19 @@ void bench_fused_layer_ops() {
   }
 }
 
+// A weight's packed bytes in the gemv_tiles layout (tile_4bit_for_gemv), kept alive in `keep`, as a view.
+cuda::FourBitWeight tiled_copy(const cuda::FourBitWeight& w, std::vector<at::Tensor>& keep) {
+  keep.push_back(at::empty({cuda::gemv_tiles_bytes(w.rows, w.cols)}, at::TensorOptions(at::kByte).device(at::kCUDA)));
+  if (const char* problem = cuda::tile_4bit_for_gemv(w, keep.back().data_ptr(), nullptr)) {
+    std::fprintf(stderr, "bench_gpu: %s\n", problem);
+    std::exit(1);
+  }
+  cuda::FourBitWeight tiled = w;
+  tiled.packed = keep.back().data_ptr<uint8_t>();
+  tiled.layout = cuda::FourBitLayout::gemv_tiles;
+  return tiled;
+}
+
 struct Device {
   cuda::DeviceInfo info;
   double copy_gbs = 0;  // a measured device-to-device copy (1 GiB read + 1 GiB written)
@@ -154,11 +167,13 @@ void bench_gemv_layer(const Device& d) {
   }
   const int layers = static_cast<int>(std::max(2.0, std::ceil(4.0 * device.l2_cache_bytes / layer_bytes)));
   std::vector<Quantized4bit> kept;
-  std::vector<cuda::FourBitWeight> views;  // [layer][projection]
+  std::vector<cuda::FourBitWeight> views, tiled_views;  // [layer][projection]
+  std::vector<at::Tensor> tiled_bytes;
   for (int l = 0; l < layers; ++l)
     for (const Quantized4bit& q : cpu_weights) {
       kept.push_back(q.to(at::kCUDA));
       views.push_back(four_bit_kernel_view(kept.back()));
+      tiled_views.push_back(tiled_copy(views.back(), tiled_bytes));
     }
   const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
   at::Tensor x = at::randn({1, 4096}, bf16), x_down = at::randn({1, 14336}, bf16);
@@ -166,14 +181,14 @@ void bench_gemv_layer(const Device& d) {
   for (int i = 0; i < cuda::kMaxGemvGroup; ++i) ys.push_back(at::empty({1, 14336}, bf16));
   void* y_pointers[] = {ys[0].data_ptr(), ys[1].data_ptr(), ys[2].data_ptr()};
   at::Tensor& y = ys[0];
-  auto layer_seconds = [&](bool overlap, bool grouped) {
+  auto layer_seconds = [&](bool overlap, bool grouped, const std::vector<cuda::FourBitWeight>& weights) {
     cuda::set_gemv_overlap(overlap);
     int next = 0;
     const double seconds = graph_seconds_per_call(
         [&](void* stream) -> const char* {
           const int layer = next++ % layers;
           if (grouped) {  // q, k, v | o | gate, up | down
-            const cuda::FourBitWeight* w = &views[layer * shapes.size()];
+            const cuda::FourBitWeight* w = &weights[layer * shapes.size()];
             const cuda::DynamicMap* map = kernel_dynamic_map();
             const auto bf16 = cuda::DType::bf16;
             auto group = [&](int first, int count, const at::Tensor& input) {
@@ -188,7 +203,7 @@ void bench_gemv_layer(const Device& d) {
           for (size_t p = 0; p < shapes.size(); ++p) {
             const void* input = shapes[p].second == 4096 ? x.data_ptr() : x_down.data_ptr();
             if (const char* problem =
-                    cuda::gemv_4bit(views[layer * shapes.size() + p], kernel_dynamic_map(), input, 1, y.data_ptr(),
+                    cuda::gemv_4bit(weights[layer * shapes.size() + p], kernel_dynamic_map(), input, 1, y.data_ptr(),
                                     cuda::DType::bf16, stream, cuda::GemvKernel::automatic))
               return problem;
           }
@@ -198,23 +213,26 @@ void bench_gemv_layer(const Device& d) {
     cuda::set_gemv_overlap(true);  // the default
     return seconds;
   };
-  const double plain = layer_seconds(false, false), overlapped = layer_seconds(true, false);
-  const double grouped = layer_seconds(true, true);
+  const double plain = layer_seconds(false, false, views), overlapped = layer_seconds(true, false, views);
+  const double grouped = layer_seconds(true, true, views), tiled = layer_seconds(true, false, tiled_views);
   auto peak_percent = [&](double seconds) { return 100 * layer_bytes / seconds / 1e9 / device.peak_bandwidth_gbs; };
   std::printf("\n### A layer's seven GEMVs back to back (Llama-3-8B, one row of x, bf16, defaults; %.0f MB)\n\n"
               "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n"
               "| one after another (set_gemv_overlap(false)) | %.1f | %.0f | %.0f%% |\n"
               "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, q/k/v and gate/up one launch each (gemv_4bit_group) | %.1f | %.0f | %.0f%% |\n\n",
+              "| overlapping, q/k/v and gate/up one launch each (gemv_4bit_group) | %.1f | %.0f | %.0f%% |\n"
+              "| overlapping, gemv_tiles layout (tile_4bit_for_gemv) | %.1f | %.0f | %.0f%% |\n\n",
               layer_bytes / 1e6, plain * 1e6, layer_bytes / plain / 1e9, peak_percent(plain), overlapped * 1e6,
               layer_bytes / overlapped / 1e9, peak_percent(overlapped), grouped * 1e6, layer_bytes / grouped / 1e9,
-              peak_percent(grouped));
+              peak_percent(grouped), tiled * 1e6, layer_bytes / tiled / 1e9, peak_percent(tiled));
   json("gemv_layer", "llama-3-8b",
        "\"m\":1,\"bytes\":" + std::to_string(layer_bytes) + ",\"us\":" + std::to_string(plain * 1e6) +
            ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"grouped_us\":" +
            std::to_string(grouped * 1e6) + ",\"peak_fraction\":" + std::to_string(peak_percent(plain) / 100) +
            ",\"overlapped_peak_fraction\":" + std::to_string(peak_percent(overlapped) / 100) +
            ",\"grouped_peak_fraction\":" + std::to_string(peak_percent(grouped) / 100) +
+           ",\"tiles_us\":" + std::to_string(tiled * 1e6) +
+           ",\"tiles_peak_fraction\":" + std::to_string(peak_percent(tiled) / 100) +
            ",\"layer_copies\":" + std::to_string(layers));
 }
 
@@ -233,9 +251,10 @@ void bench_gemv(const Device& d) {
     depths += std::to_string(depth);
   }
   std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy | overlapping us (%% of peak) "
+              "| gemv_tiles layout, overlapping: us at depth %s (%% of peak at depth %d) "
               "| us at depth %s; 8 warps: %s; 4 warps: %s | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n",
-              depths.c_str(), depths.c_str(), depths.c_str());
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+              depths.c_str(), cuda::kDefaultGemvDepth, depths.c_str(), depths.c_str(), depths.c_str());
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char* only = std::getenv("BENCH_GPU_GEMV_ONLY");
   const char* rows = std::getenv("BENCH_GPU_GEMV_ROWS");
   // Each call timed on its own, then launched overlapping the one before (the default, where it applies).
@@ -253,21 +272,23 @@ void bench_gemv(const Device& d) {
     const double weight_bytes = q.packed.nbytes() + q.nested.codes.nbytes() + q.nested.absmax.nbytes();
     const int copies = static_cast<int>(std::max(2.0, std::ceil(4.0 * device.l2_cache_bytes / weight_bytes)));
     std::vector<Quantized4bit> kept;
-    std::vector<cuda::FourBitWeight> views;
+    std::vector<cuda::FourBitWeight> views, tiled_views;
+    std::vector<at::Tensor> tiled_bytes;
     for (int i = 0; i < copies; ++i) {
       kept.push_back(cpu_weight.to(at::kCUDA));
       views.push_back(four_bit_kernel_view(kept.back()));
+      tiled_views.push_back(tiled_copy(views.back(), tiled_bytes));
     }
     const int calls = copies * static_cast<int>(std::ceil(40.0 / copies));
     for (int64_t m : {1, 4, 8}) {
       if (rows != nullptr && std::atoi(rows) != m) continue;
       at::Tensor x = at::randn({m, s.in}, at::TensorOptions(at::kBFloat16).device(at::kCUDA));
       at::Tensor y = at::empty({m, s.out}, x.options());
-      auto kernel_seconds = [&](cuda::GemvKernel kernel) {
+      auto kernel_seconds = [&](cuda::GemvKernel kernel, const std::vector<cuda::FourBitWeight>& weights) {
         int next = 0;
         return graph_seconds_per_call(
             [&](void* stream) {
-              return cuda::gemv_4bit(views[next++ % copies], kernel_dynamic_map(), x.data_ptr(), m, y.data_ptr(),
+              return cuda::gemv_4bit(weights[next++ % copies], kernel_dynamic_map(), x.data_ptr(), m, y.data_ptr(),
                                      cuda::DType::bf16, stream, kernel);
             },
             calls);
@@ -278,7 +299,7 @@ void bench_gemv(const Device& d) {
         for (int depth = 1; depth <= cuda::kMaxGemvDepth && sweep; ++depth) {
           cuda::set_gemv_block_warps(warps);
           cuda::set_gemv_pipeline_depth(depth);
-          per_depth.push_back(kernel_seconds(cuda::GemvKernel::tensor_cores));
+          per_depth.push_back(kernel_seconds(cuda::GemvKernel::tensor_cores, views));
           const double us = per_depth.back() * 1e6;
           char text[64];
           std::snprintf(text, sizeof text, ",\"w%d_depth%d_us\":%f", warps, depth, us);
@@ -289,25 +310,41 @@ void bench_gemv(const Device& d) {
         }
       cuda::set_gemv_block_warps(0);
       cuda::set_gemv_pipeline_depth(0);
-      const double tensor_cores = kernel_seconds(cuda::GemvKernel::tensor_cores);  // the defaults, one at a time
+      const double tensor_cores = kernel_seconds(cuda::GemvKernel::tensor_cores, views);  // defaults, one at a time
       const double fastest = sweep ? *std::min_element(per_depth.begin(), per_depth.end()) : tensor_cores;
       cuda::set_gemv_overlap(true);  // and launched overlapping the GEMV before it (sm_90+; the default)
-      const double overlapped = kernel_seconds(cuda::GemvKernel::tensor_cores);
+      const double overlapped = kernel_seconds(cuda::GemvKernel::tensor_cores, views);
+      // The gemv_tiles layout (an experiment), overlapping, at each depth.
+      std::string tiles_cells, tiles_fields;
+      double tiles_default = 0;
+      for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
+        cuda::set_gemv_pipeline_depth(depth);
+        const double seconds = kernel_seconds(cuda::GemvKernel::tensor_cores, tiled_views);
+        if (depth == cuda::kDefaultGemvDepth) tiles_default = seconds;
+        char text[64];
+        std::snprintf(text, sizeof text, "%s%.1f", depth > 1 ? " / " : "", seconds * 1e6);
+        tiles_cells += text;
+        std::snprintf(text, sizeof text, ",\"tiles_depth%d_us\":%f", depth, seconds * 1e6);
+        tiles_fields += text;
+      }
+      cuda::set_gemv_pipeline_depth(0);
       cuda::set_gemv_overlap(false);
-      const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores);
+      const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores, views);
       const double bytes = weight_bytes + x.nbytes() + y.nbytes();
       const double baseline = time_per_call([&] { at::mm(x, dequantize_4bit_cuda(q, at::kBFloat16).t()); });
       const double gbs = bytes / tensor_cores / 1e9, cuda_core_gbs = bytes / cuda_cores / 1e9;
       const double overlapped_gbs = bytes / overlapped / 1e9;
-      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f (%.0f%%) | %s | %.1f | %.0f%% | %.1f |\n", s.name,
-                  static_cast<long>(m), tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs,
+      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f (%.0f%%) | %s (%.0f%%) | %s | %.1f | %.0f%% "
+                  "| %.1f |\n",
+                  s.name, static_cast<long>(m), tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs,
                   100 * gbs / copy_gbs, overlapped * 1e6, 100 * overlapped_gbs / device.peak_bandwidth_gbs,
+                  tiles_cells.c_str(), 100 * bytes / tiles_default / 1e9 / device.peak_bandwidth_gbs,
                   depth_cells.c_str(), cuda_cores * 1e6, 100 * cuda_core_gbs / device.peak_bandwidth_gbs,
                   baseline * 1e6);
       json("gemv", s.name,
            "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) +
                ",\"fastest_us\":" + std::to_string(fastest * 1e6) +
-               ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + depth_fields +
+               ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + depth_fields + tiles_fields +
                ",\"gbs\":" + std::to_string(gbs) + ",\"peak_fraction\":" +
                std::to_string(gbs / device.peak_bandwidth_gbs) + ",\"copy_fraction\":" +
                std::to_string(gbs / copy_gbs) + ",\"cuda_core_us\":" + std::to_string(cuda_cores * 1e6) +

@@ -45,8 +45,12 @@ enum class DType { f32, f16, bf16 };
 // cut into blocks of `blocksize` (32 ... 4096, a power of two), two codes per byte, the first element of a
 // byte in its high nibble. A block's scale is absmax[block], or with double quantization
 // map[nested_codes[block]] * nested_absmax[block / nested_blocksize] + offset, rounded as the CPU does.
+// How `packed` orders the bytes: `rows`, as src/quant.h stores them (the flat weight, row-major), or `gemv_tiles`
+// (tile_4bit_for_gemv), which only the tensor-core GEMV takes.
+enum class FourBitLayout { rows, gemv_tiles };
+
 struct FourBitWeight {
-  const uint8_t* packed = nullptr;        // ceil(rows * cols / 2) bytes
+  const uint8_t* packed = nullptr;        // ceil(rows * cols / 2) bytes (gemv_tiles: gemv_tiles_bytes)
   const float* absmax = nullptr;          // one per block; nullptr when double quantized
   const uint8_t* nested_codes = nullptr;  // one per block when double quantized
   const float* nested_absmax = nullptr;   // one per nested block when double quantized
@@ -54,6 +58,7 @@ struct FourBitWeight {
   int blocksize = 64, nested_blocksize = 256;
   float offset = 0;
   float code[16] = {};  // the 16 values of the code (NF4 or FP4)
+  FourBitLayout layout = FourBitLayout::rows;  // of `packed`; the statistics are always by flat block
 };
 
 // bitsandbytes' dynamic 8-bit map, the values behind nested_codes (passed by value to the kernels).
@@ -83,7 +88,8 @@ bool dequantize_overlap();
 //  - cuda_cores (any shape and dtype): fp32 codes; a lane's sum of code * x over values of one block is
 //    multiplied by the block's scale (so each weight value is code * scale, not rounded to `dtype`).
 // `automatic` takes the tensor-core kernel wherever it applies (on an H100 the faster over a layer's projections,
-// for one row of x as for eight); asking for the tensor-core kernel where it does not apply is an error.
+// for one row of x as for eight); asking for the tensor-core kernel where it does not apply is an error, and so is
+// a weight in the gemv_tiles layout that it cannot take (no other kernel reads that layout).
 constexpr int64_t kMaxGemvRows = 8;
 enum class GemvKernel { automatic, tensor_cores, cuda_cores };
 const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* x, int64_t m, void* y,
@@ -98,6 +104,19 @@ const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const 
 constexpr int kMaxGemvGroup = 3;
 const char* gemv_4bit_group(const FourBitWeight* weights, int count, const DynamicMap* map, const void* x, int64_t m,
                             void* const* ys, DType dtype, void* stream);
+// The GEMV-tiles layout of a weight's packed bytes, for the tensor-core GEMV (an experiment, written in a session
+// without a GPU: not yet timed, and nothing in training or generation uses it). For each tile of 16 rows and each
+// chunk of 64 columns, in that order (tile by tile, chunks in order), 512 bytes: 16 per lane of a warp, in lane
+// order, lane 4g + t holding the chunk's packed bytes 8t ... 8t + 7 of the tile's row g, then the same bytes of row
+// g + 8; rows past the last are zeros. Those 16 bytes are the lane's operands of the kernel's four MMAs of the chunk
+// (see kernels/four_bit_gemv.cu), so that each lane loads them with one 16-byte read straight into registers, where
+// the rows layout goes through shared memory (cp.async) and back. gemv_tiles_bytes: the layout's size, whole tiles.
+// tile_4bit_for_gemv writes it from a weight in the rows layout (cols a multiple of 64; packed and out 16-byte
+// aligned); the result, as FourBitWeight::packed with layout gemv_tiles and the same statistics, gives gemv_4bit's
+// sums bit for bit.
+int64_t gemv_tiles_bytes(int64_t rows, int64_t cols);
+const char* tile_4bit_for_gemv(const FourBitWeight& weight, void* out, void* stream);
+
 // The tensor-core kernel's pipeline depth: how many steps (4 chunks of 64 columns of 16 rows) a warp has under
 // way at once, the one it multiplies and depth - 1 whose bytes are on their way to shared memory (cp.async);
 // 1 ... kMaxGemvDepth, each giving the same sums bit for bit, and lowered where a GPU's shared memory per block

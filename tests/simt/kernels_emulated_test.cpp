@@ -24,6 +24,7 @@ namespace autotrain {
 namespace {
 
 using testing::expect_close_to_fp64;
+using testing::gemv_tiles_of;
 using testing::kernel_dtype_of;
 using testing::scaled_code_weight;
 
@@ -294,6 +295,98 @@ TEST_F(EmulatedKernels, GemvGroupTakesWeightsItCannotJoinOneByOne) {
   EXPECT_NE(cuda::gemv_4bit_group(views + 2, 2, &q.map, x.data_ptr(), 0, ys, bf16, nullptr), nullptr);
   EXPECT_NE(cuda::gemv_4bit_group(views, cuda::kMaxGemvGroup + 1, &q.map, x.data_ptr(), 1, ys, bf16, nullptr),
             nullptr);
+}
+
+// A weight in the gemv_tiles layout, written by tile_4bit_for_gemv from the rows layout.
+struct TiledWeight {
+  explicit TiledWeight(const HostWeight& w)
+      : bytes(at::full({cuda::gemv_tiles_bytes(w.view.rows, w.view.cols)}, 0xAB, at::kByte)) {
+    expect_ok(cuda::tile_4bit_for_gemv(w.view, bytes.data_ptr(), nullptr));
+    view = w.view;
+    view.packed = bytes.data_ptr<uint8_t>();
+    view.layout = cuda::FourBitLayout::gemv_tiles;
+  }
+  at::Tensor bytes;
+  cuda::FourBitWeight view;
+};
+
+at::Tensor gemv(const cuda::FourBitWeight& view, const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kernel) {
+  at::Tensor y = output(x.size(0), view.rows, x.scalar_type());
+  expect_ok(cuda::gemv_4bit(view, &w.map, x.data_ptr(), x.size(0), y.data_ptr(), kernel_dtype_of(x.scalar_type()),
+                            nullptr, kernel));
+  return y;
+}
+
+// tile_4bit_for_gemv writes the layout that torch's reshapes give, and the tensor-core GEMV of the tiled bytes is
+// that of the rows layout bit for bit at every pipeline depth (the same MMAs on the same bytes; only where they are
+// read from differs), reading each tiled byte once; rows not a multiple of the 16-row tile, several rounds of
+// chunks, more tiles than blocks.
+TEST_F(EmulatedKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
+  at::manual_seed(15);
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (bool dq : {false, true})
+      for (int64_t blocksize : {64, 256})
+        for (Shape s : std::vector<Shape>{{1, 64}, {37, 128}, {130, 1024}, {50, 4160}}) {
+          HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, blocksize, dq));
+          const TiledWeight tiled(w);
+          EXPECT_TRUE(at::equal(tiled.bytes, gemv_tiles_of(w.q))) << describe(dq, blocksize, s, at::kHalf);
+          for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+            for (int64_t m : {1, 3, 8}) {
+              SCOPED_TRACE(describe(o) + ", " + describe(dq, blocksize, s, dtype) + " m " + std::to_string(m));
+              const at::Tensor x = at::randn({m, s.cols}).to(dtype);
+              const at::Tensor expected = gemv(w, x, cuda::GemvKernel::tensor_cores);
+              for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
+                cuda::set_gemv_pipeline_depth(depth);
+                const bool watched = m == 1 && dtype == at::kHalf;
+                if (watched) simt::watch(tiled.view.packed, tiled.bytes.numel());
+                EXPECT_TRUE(at::equal(gemv(tiled.view, w, x, cuda::GemvKernel::automatic), expected)) << depth;
+                if (watched) {
+                  EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << depth;
+                  simt::watch(nullptr, 0);
+                }
+              }
+              cuda::set_gemv_pipeline_depth(0);
+            }
+        }
+  }
+}
+
+// The tiles layout where it cannot go: the CUDA-core GEMV, the tensor-core one at fp32, the dequantization and the
+// fused matmul refuse it (no kernel but the tensor-core GEMV reads it), and tile_4bit_for_gemv refuses columns not a
+// multiple of 64; in a group, a tiled weight goes alone (and gives its own GEMV's sums).
+TEST_F(EmulatedKernels, TilesLayoutIsRefusedWhereItCannotGo) {
+  at::manual_seed(16);
+  HostWeight w(quantize_4bit(at::randn({40, 256}), QuantType::nf4, 64, true));
+  const TiledWeight tiled(w);
+  const at::Tensor x = at::randn({2, 256}).to(at::kBFloat16);
+  at::Tensor y = output(2, 40, at::kBFloat16);
+  const auto bf16 = cuda::DType::bf16;
+  EXPECT_NE(cuda::gemv_4bit(tiled.view, &w.map, x.data_ptr(), 2, y.data_ptr(), bf16, nullptr,
+                            cuda::GemvKernel::cuda_cores),
+            nullptr);
+  const at::Tensor x32 = x.to(at::kFloat);
+  at::Tensor y32 = output(2, 40, at::kFloat);
+  EXPECT_NE(cuda::gemv_4bit(tiled.view, &w.map, x32.data_ptr(), 2, y32.data_ptr(), cuda::DType::f32, nullptr), nullptr);
+  at::Tensor dense = output(40, 256, at::kBFloat16);
+  EXPECT_NE(cuda::dequantize_4bit(tiled.view, &w.map, 0, 40, 0, 256, dense.data_ptr(), bf16, nullptr), nullptr);
+  at::Tensor c = output(2, 40, at::kBFloat16);
+  EXPECT_NE(cuda::matmul_4bit(tiled.view, &w.map, x.data_ptr(), 2, c.data_ptr(), bf16, cuda::MatmulPass::forward,
+                              nullptr),
+            nullptr);
+  HostWeight odd(quantize_4bit(at::randn({40, 96}), QuantType::nf4, 64, true));
+  at::Tensor out = at::empty({cuda::gemv_tiles_bytes(40, 96)}, at::kByte);
+  EXPECT_STREQ(cuda::tile_4bit_for_gemv(odd.view, out.data_ptr(), nullptr),
+               "tile_4bit_for_gemv: cols must be a multiple of 64");
+  HostWeight k(quantize_4bit(at::randn({24, 256}), QuantType::nf4, 64, true));
+  const cuda::FourBitWeight views[2] = {tiled.view, k.view};
+  at::Tensor y0 = output(2, 40, at::kBFloat16), y1 = output(2, 24, at::kBFloat16);
+  void* ys[2] = {y0.data_ptr(), y1.data_ptr()};
+  const int64_t launches = simt::launches();
+  expect_ok(cuda::gemv_4bit_group(views, 2, &w.map, x.data_ptr(), 2, ys, bf16, nullptr));
+  EXPECT_EQ(simt::launches() - launches, 2);
+  EXPECT_TRUE(at::equal(y0, gemv(w, x, cuda::GemvKernel::tensor_cores)));
+  EXPECT_TRUE(at::equal(y1, gemv(k, x, cuda::GemvKernel::tensor_cores)));
 }
 
 // The largest shapes of the GPU tests (tests/cuda_test.cpp): a weight larger than one pass of the grid-stride

@@ -43,6 +43,19 @@ TEST(Generate, ContinuesThePromptGreedily) {
   EXPECT_EQ(qwen.exit_code, 0) << qwen.output;
 }
 
+// --quantization: the base as training's quantization key has it, e.g. the NF4 base a QLoRA adapter was trained
+// on (its tokens against transformers: ModelQuantized.Nf4GreedyTokensEqualTransformersOnDequantizedWeights).
+TEST(Generate, QuantizedBaseWithAnAdapterContinuesThePrompt) {
+  const std::string adapter = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/model_logits/llama/adapter";
+  for (const std::string quantization : {"int4", "int8"}) {
+    auto result =
+        generate(kModels + "/llama", "--quantization " + quantization + " --adapter " + testing::quote(adapter));
+    ASSERT_EQ(result.exit_code, 0) << quantization << ": " << result.output;
+    EXPECT_NE(result.output.find("The quick brown fox"), std::string::npos) << result.output;
+  }
+  EXPECT_EQ(generate(kModels + "/llama", "--quantization int5").exit_code, 2);
+}
+
 TEST(Generate, TruncatedWeightsNameTheFile) {
   testing::TempDir dir;
   const std::string model = copy_model(dir, "llama");

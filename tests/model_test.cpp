@@ -253,6 +253,27 @@ TEST(ModelQuantized, Nf4LogitsEqualTransformersOnDequantizedWeights) {
   }
 }
 
+// Generation on an NF4 base (what `generate --quantization int4` loads, and the base a QLoRA adapter was trained
+// on): transformers' greedy tokens on the same dequantized weights, all 32 of them.
+TEST(ModelQuantized, Nf4GreedyTokensEqualTransformersOnDequantizedWeights) {
+  for (const std::string& arch : kArchitectures) {
+    SCOPED_TRACE(arch);
+    ModelOptions options;
+    options.quantization = BaseQuantization::int4;
+    CausalLM model(kModels + arch, options);
+    at::Tensor prompt = reference(arch + "/batch", "prompt");
+    at::Tensor expected = reference(arch + "/nf4", "greedy");
+    std::vector<int64_t> prompt_ids(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + prompt.numel());
+    GenerationOptions generation;
+    generation.max_new_tokens = 32;
+    std::vector<int64_t> wanted(expected.data_ptr<int64_t>(), expected.data_ptr<int64_t>() + expected.numel());
+    EXPECT_EQ(generate_tokens(model, prompt_ids, generation), wanted);
+    // The quantization matters: the fp32 model's tokens differ somewhere.
+    at::Tensor fp32 = reference(arch + "/batch", "greedy");
+    EXPECT_FALSE(at::equal(fp32, expected)) << "NF4 and fp32 greedy tokens are the same: the test tells nothing";
+  }
+}
+
 TEST(ModelTraining, GradientCheckpointingGivesTheSameLoraGradients) {
   Batch b = batch_of("llama");
   std::vector<std::vector<at::Tensor>> gradients;

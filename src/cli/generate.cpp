@@ -1,4 +1,4 @@
-// autotrain generate --model DIR [--adapter DIR] --prompt TEXT --max-new-tokens N
+// autotrain generate --model DIR [--adapter DIR] [--quantization int4] --prompt TEXT --max-new-tokens N
 #include <cstdio>
 #include <iostream>
 
@@ -16,7 +16,7 @@ namespace autotrain::cli {
 
 namespace {
 struct GenerateOptions {
-  std::string model_dir, adapter_dir, prompt, dtype = "fp32", device = "auto";
+  std::string model_dir, adapter_dir, prompt, dtype = "fp32", device = "auto", quantization = "none";
   int64_t max_new_tokens = 64;
   double temperature = 0, top_p = 1.0;
   uint64_t seed = 42;
@@ -49,6 +49,11 @@ Command add_generate_command(CLI::App& parent) {
   app->add_option("--device", o->device, "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app->add_option("--quantization", o->quantization,
+                  "The 7 projections' base weights as training's quantization key has them: int4 (NF4, the base "
+                  "a QLoRA adapter was trained on), int8 or none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"int4", "int8", "none"}));
   app->add_flag("--no-special-tokens", o->no_special_tokens, "Do not add the tokenizer's bos token to the prompt");
   app->footer("Example:\n  autotrain generate --model build/fixtures/models/llama --adapter example-run "
               "--prompt \"The red fox\" --max-new-tokens 32");
@@ -57,6 +62,7 @@ Command add_generate_command(CLI::App& parent) {
     ModelOptions options;
     options.dtype = parse_dtype_name(o->dtype);
     options.device = select_device(o->device);
+    options.quantization = parse_base_quantization(o->quantization);
     // Said only for a GPU: the CPU is what generate always did, and its stderr stays as it was.
     if (options.device.is_cuda()) log::info("device: " + describe_device(options.device));
     std::optional<AdapterConfig> adapter;

@@ -10,7 +10,8 @@ For each model in DIR/models/{llama,qwen2,mistral} it writes DIR/reference/model
                        get_peft_model under torch.manual_seed(7) (the init order)
   adapter/             that PEFT adapter (save_pretrained)
   nf4.safetensors      logits of the model whose 7 projections are bitsandbytes quantize_4bit(nf4, 64) then
-                       dequantized (the generic dequantization, as tests/reference/lora.py explains)
+                       dequantized (the generic dequantization, as tests/reference/lora.py explains), and its
+                       32 greedy tokens after the batch's prompt
 And window/<model> for mistral and qwen2: a copy of the model with a 3-token sliding window (qwen2: on
 layer 1 only, via layer_types) and its fp32 logits, so the window mask is under test at our lengths.
 """
@@ -114,13 +115,16 @@ def window_reference(name, folder, batch, out):
 
 
 @torch.no_grad()
-def nf4_reference(folder, batch, out):
+def nf4_reference(folder, batch, prompt, out):
     model = load(folder)
     for module_name, module in model.named_modules():
         if module_name.split(".")[-1] in PROJECTIONS:
             module.weight.copy_(nf4_roundtrip(module.weight))
     logits, loss = run(model, batch)
-    save(out / "nf4.safetensors", {"logits": logits, "loss": loss})
+    model.generation_config.eos_token_id = None
+    greedy = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=32, do_sample=False,
+                            pad_token_id=0)[0, prompt.shape[1]:]
+    save(out / "nf4.safetensors", {"logits": logits, "loss": loss, "greedy": greedy})
 
 
 def main():
@@ -149,7 +153,7 @@ def main():
                 logits, loss = run(load(folder, dtype), batch)
             save(out / f"{dtype_name}.safetensors", {"logits": logits, "loss": loss})
         lora_reference(folder, batch, out)
-        nf4_reference(folder, batch, out)
+        nf4_reference(folder, batch, prompt, out)
         if name in ("qwen2", "mistral"):
             with torch.no_grad():
                 window_reference(name, folder, batch, out)

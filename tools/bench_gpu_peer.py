@@ -21,6 +21,9 @@ set up as AutoTrain's default trainer sets it up. Nothing is downloaded.
   gemv
       times bitsandbytes' 4-bit matmul of one row (double-quantized NF4, bf16) on the same shapes and a whole
       layer's seven back to back, in CUDA graphs as tools/bench_gpu times ours: the peer of its GEMV table.
+  generate    --model DIR --prompt TEXT --new-tokens N [--quantization int4|none --dtype bf16|fp16|fp32]
+      transformers' greedy generation on the GPU, the base loaded as `autotrain generate --quantization` loads
+      it, timed as ours reports itself: the peer of tools/bench_generate.sh; one JSON line.
 
 Shapes (vocabulary 32000, as Llama 2; the 8b one is Llama-3-8B's body with that smaller vocabulary):
   1b: hidden 2048, 16 layers, 32 heads / 8 kv heads, intermediate 8192 (1.1 B parameters)
@@ -464,6 +467,56 @@ def gemv_run(args):
                       "device": device}), flush=True)
 
 
+# ---- generate --------------------------------------------------------------------------------------------
+
+def generate_run(args):
+    """transformers' greedy generation (model.generate with its KV cache, do_sample=False, past eos) of
+    --new-tokens tokens after --prompt, batch 1, on the GPU. int4 is bitsandbytes NF4 (blocksize 64, no double
+    quantization, compute in --dtype), as `autotrain generate --quantization int4` and training's int4 load it;
+    at one row of x its 4-bit matmul is the gemv_4bit kernel. Timed as ours reports itself: the first token's
+    latency (a generate() of one token: the prompt's forward), then the rate of the others, (N - 1) / (time of N
+    - time of 1), after an untimed warm-up; the card's memory in use at the end (torch.cuda.mem_get_info, every
+    context, as ours reports it)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    kwargs = {"dtype": dtype, "device_map": {"": args.device}}
+    if args.quantization == "int4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False,
+            bnb_4bit_compute_dtype=dtype)
+    started = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs).eval()
+    load_seconds = time.perf_counter() - started
+    ids = AutoTokenizer.from_pretrained(args.model)(args.prompt, return_tensors="pt").input_ids.to(args.device)
+    model.generation_config.eos_token_id = None
+    cuda = args.device.startswith("cuda")
+
+    def seconds_for(tokens):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
+                                 min_new_tokens=tokens, do_sample=False, pad_token_id=0)
+        if cuda:
+            torch.cuda.synchronize()
+        assert out.shape[1] == ids.shape[1] + tokens
+        return time.perf_counter() - start
+
+    seconds_for(4)  # warm-up: cuBLAS handles, bitsandbytes' kernels
+    first = seconds_for(1)
+    whole = seconds_for(args.new_tokens)
+    free, total = torch.cuda.mem_get_info() if cuda else (0, 0)
+    print(json.dumps({"peer": "transformers" + ("+bnb" if args.quantization == "int4" else ""),
+                      "quantization": args.quantization, "dtype": args.dtype, "prompt_tokens": ids.shape[1],
+                      "new_tokens": args.new_tokens, "first_token_ms": first * 1e3,
+                      "tokens_per_s": (args.new_tokens - 1) / (whole - first),
+                      "memory_in_use_bytes": total - free, "load_seconds": load_seconds,
+                      "device": torch.cuda.get_device_name() if cuda else args.device, **versions()}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -488,9 +541,16 @@ def main():
     dequantize = commands.add_parser("dequantize", help="time bitsandbytes' NF4 dequantization (8B shapes)")
     dequantize.add_argument("--double-quant", action="store_true")
     commands.add_parser("gemv", help="time bitsandbytes' 4-bit matmul of one row (8B shapes and a layer)")
+    generate = commands.add_parser("generate", help="time transformers' (+ bitsandbytes') greedy generation")
+    generate.add_argument("--model", required=True)
+    generate.add_argument("--prompt", required=True)
+    generate.add_argument("--new-tokens", type=int, default=128)
+    generate.add_argument("--quantization", choices=["int4", "none"], default="int4")
+    generate.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
+    generate.add_argument("--device", default="cuda", help="cpu: a smoke test of this script, with --quantization none")
     args = parser.parse_args()
     {"make-model": make_model, "peft": peft_run, "ours-config": ours_config,
-     "dequantize": dequantize_run, "gemv": gemv_run}[args.command](args)
+     "dequantize": dequantize_run, "gemv": gemv_run, "generate": generate_run}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@
 #   8B-shaped Llama (e2e runs the 1B one instead when the 8B model is missing or time is short, and e2e1b did not
 #   run); ncu: Nsight Compute on the tensor-core GEMV at its defaults for gate/up (one row of x, bf16, depth 2,
 #   blocks of 8 warps; GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
-#   $OUT/ncu-gemv.txt.
+#   $OUT/ncu-gemv.txt; generate: tools/bench_generate.sh, ours against transformers + bitsandbytes, greedy on an
+#   NF4 base (the 8B-shaped Llama where e2e made it, else the 1B-shaped one, made here if missing),
+#   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, with AUTOTRAIN_GEMV_GROUP unset and =1.
 #   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
 #   CPUs) when e2e is asked for. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the
 #   end-to-end stages; their summaries go to $OUT.
@@ -38,8 +40,8 @@ read -r -a E2E_ARGS <<< "${GPU_CHECK_E2E_ARGS:---lora-dropout 0}"  # bench_gpu_p
 wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 for name in $STAGES; do  # before any device time is spent
   case "$name" in
-    kernels | bench | training | memcheck | ncu | e2e1b | e2e) ;;
-    *) echo "gpu-check: GPU_CHECK_STAGES names an unknown stage, $name (kernels bench training memcheck ncu e2e1b e2e)" >&2
+    kernels | bench | training | memcheck | ncu | e2e1b | e2e | generate) ;;
+    *) echo "gpu-check: GPU_CHECK_STAGES names an unknown stage, $name (kernels bench training memcheck ncu e2e1b e2e generate)" >&2
        exit 2 ;;
   esac
 done
@@ -156,6 +158,30 @@ e2e() {
   else
     echo "=== end to end: skipped ($(left) s left)"
   fi
+}
+
+generate() {
+  local model=""
+  if wanted e2e; then
+    wait_for_8b
+    [[ -f "$WORK_8B/model/config.json" ]] && model="$WORK_8B/model"
+  fi
+  if [[ -z "$model" ]]; then
+    if [[ ! -f /tmp/bench-1b/model/config.json ]]; then
+      stage "make-model 1b"
+      timeout "$(at_most 150)" python3 tools/bench_gpu_peer.py make-model --shape 1b --out /tmp/bench-1b \
+        > "$OUT/make-1b.log" 2>&1 || { echo "make-model 1b failed"; tail -3 "$OUT/make-1b.log"; return; }
+    fi
+    model=/tmp/bench-1b/model
+  fi
+  local tokens="${GPU_CHECK_GENERATE_TOKENS:-128}"
+  stage "generate ($model, $tokens new tokens)"
+  timeout "$(at_most 150)" bash tools/bench_generate.sh "$BUILD" "$model" "$tokens" int4 > "$OUT/generate.txt" 2>&1
+  echo "generate: exit $?"
+  tail -7 "$OUT/generate.txt"
+  AUTOTRAIN_GEMV_GROUP=1 timeout "$(at_most 60)" "$BUILD/autotrain" generate --model "$model" --max-new-tokens "$tokens" \
+    --prompt "${BENCH_GENERATE_PROMPT:-The quick brown fox jumps over the lazy dog, and then the fox}" --ignore-eos \
+    --dtype bf16 --quantization int4 --device cuda 2>&1 >/dev/null | grep "generate: " | sed 's/^/grouped GEMVs: /'
 }
 
 # The stages in the order GPU_CHECK_STAGES names them.

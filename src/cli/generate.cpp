@@ -1,14 +1,17 @@
 // autotrain generate --model DIR [--adapter DIR] [--quantization int4] --prompt TEXT --max-new-tokens N
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
 #include "autotrain/adapter.h"
 #include "autotrain/device.h"
 #include "autotrain/error.h"
+#include "autotrain/estimate.h"
 #include "autotrain/generation.h"
 #include "autotrain/logging.h"
 #include "autotrain/merge.h"
 #include "autotrain/model.h"
+#include "autotrain/progress.h"
 #include "autotrain/tokenizer.h"
 #include "commands.h"
 
@@ -20,7 +23,7 @@ struct GenerateOptions {
   int64_t max_new_tokens = 64;
   double temperature = 0, top_p = 1.0;
   uint64_t seed = 42;
-  bool no_special_tokens = false;
+  bool no_special_tokens = false, ignore_eos = false;
 };
 }  // namespace
 
@@ -55,6 +58,8 @@ Command add_generate_command(CLI::App& parent) {
       ->capture_default_str()
       ->check(CLI::IsMember({"int4", "int8", "none"}));
   app->add_flag("--no-special-tokens", o->no_special_tokens, "Do not add the tokenizer's bos token to the prompt");
+  app->add_flag("--ignore-eos", o->ignore_eos,
+                "Go on past the end-of-sequence token, to --max-new-tokens (for timing a fixed length)");
   app->footer("Example:\n  autotrain generate --model build/fixtures/models/llama --adapter example-run "
               "--prompt \"The red fox\" --max-new-tokens 32");
   auto run = [o] {
@@ -80,8 +85,10 @@ Command add_generate_command(CLI::App& parent) {
     generation.temperature = o->temperature;
     generation.top_p = o->top_p;
     generation.seed = o->seed;
-    for (int64_t id : model.config().eos_token_ids) generation.stop_token_ids.push_back(id);
-    if (tokenizer->eos_id()) generation.stop_token_ids.push_back(*tokenizer->eos_id());
+    if (!o->ignore_eos) {
+      for (int64_t id : model.config().eos_token_ids) generation.stop_token_ids.push_back(id);
+      if (tokenizer->eos_id()) generation.stop_token_ids.push_back(*tokenizer->eos_id());
+    }
     // Streams the text: the decoded prompt + tokens so far, minus what was already printed, so a leading
     // space (which sentencepiece decodes only inside a sequence) and multi-byte characters split across
     // tokens come out right; a suffix ending in U+FFFD waits for the rest of its character.
@@ -95,12 +102,34 @@ Command add_generate_command(CLI::App& parent) {
       std::cout << text.substr(printed.size()) << std::flush;
       printed = text;
     };
+    // The speed, on stderr after the text: the first token's latency (the prompt's forward), then the rate of the
+    // others (one forward of one position each, a GEMV per projection on a GPU with an int4 base).
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point start = Clock::now();
+    Clock::time_point first;
     generate_tokens(model, prompt_ids, generation, [&](int64_t id) {
+      if (all_ids.size() == prompt_ids.size()) first = Clock::now();
       all_ids.push_back(id);
       print_new_text(false);
     });
+    const Clock::time_point end = Clock::now();
     print_new_text(true);
     std::cout << std::endl;
+    const int64_t generated = static_cast<int64_t>(all_ids.size() - prompt_ids.size());
+    const double first_ms = std::chrono::duration<double, std::milli>(first - start).count();
+    const double rest_seconds = std::chrono::duration<double>(end - first).count();
+    char line[256];
+    std::snprintf(line, sizeof line, "generate: %ld new tokens; the first after %.1f ms (a prompt of %zu tokens)",
+                  static_cast<long>(generated), first_ms, prompt_ids.size());
+    std::string summary = line;
+    if (generated > 1 && rest_seconds > 0) {
+      std::snprintf(line, sizeof line, ", then %.2f tokens/s", static_cast<double>(generated - 1) / rest_seconds);
+      summary += line;
+    }
+    summary += options.device.is_cuda()
+                   ? "; GPU memory in use " + format_bytes(gpu_memory_in_use_bytes(options.device))
+                   : "; resident memory " + format_bytes(resident_memory_bytes());
+    log::info(summary);
   };
   return {app, run};
 }

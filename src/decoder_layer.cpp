@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <optional>
@@ -44,14 +45,32 @@ void KVCache::clear() {
   length_ = 0;
 }
 
-// Concatenation keeps the cache simple and autograd-correct; the copies it costs per step (L x kv_size)
-// are small next to the weight reads of a decoding step.
 std::pair<at::Tensor, at::Tensor> KVCache::append(int64_t layer, const at::Tensor& keys, const at::Tensor& values) {
   at::Tensor& k = keys_.at(layer);
   at::Tensor& v = values_.at(layer);
-  k = k.defined() ? at::cat({k, keys}, 2) : keys;
-  v = v.defined() ? at::cat({v, values}, 2) : values;
-  return {k, v};
+  const int64_t past = length_, total = length_ + keys.size(2);
+  if (at::GradMode::is_enabled() && (keys.requires_grad() || values.requires_grad())) {
+    // With autograd: concatenation, which the graph follows (a copy of the whole cache per step).
+    k = past > 0 ? at::cat({k.narrow(2, 0, past), keys}, 2) : keys;
+    v = past > 0 ? at::cat({v.narrow(2, 0, past), values}, 2) : values;
+    return {k, v};
+  }
+  // In place: the buffer grows (by half at least, to the reserved room at first) only when full.
+  auto place = [&](at::Tensor& buffer, const at::Tensor& added) {
+    if (!buffer.defined() || buffer.size(2) < total) {
+      const int64_t capacity =
+          std::max({total, reserved_, buffer.defined() ? buffer.size(2) + buffer.size(2) / 2 : int64_t{0}});
+      std::vector<int64_t> shape = added.sizes().vec();
+      shape[2] = capacity;
+      at::Tensor grown = at::empty(shape, added.options());
+      if (past > 0) grown.narrow(2, 0, past).copy_(buffer.narrow(2, 0, past));
+      buffer = grown;
+    }
+    buffer.narrow(2, past, total - past).copy_(added);
+    return buffer.narrow(2, 0, total);
+  };
+  at::NoGradGuard no_grad;
+  return {place(k, keys), place(v, values)};
 }
 
 namespace {
@@ -78,13 +97,26 @@ at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& input
   k = apply_rotary(k, inputs.cos, inputs.sin);
   if (cache) std::tie(k, v) = cache->append(index_, k, v);
   const int64_t groups = config_.num_attention_heads / config_.num_key_value_heads;
+  const at::Tensor& mask = inputs.masks.at(sliding_window_);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  if (cache && groups > 1 && mask.defined()) {
+    // With a cache (generation), the keys and values are not repeated for each query head: the `groups` query
+    // heads of a key/value head become rows of one (B, KV, groups T, D) query, and each row's mask is its
+    // position's. Each row's attention is the same sum as before; repeating the cache instead copied it groups
+    // times per layer and step (the bulk of a step's memory traffic at long contexts).
+    const int64_t KV = config_.num_key_value_heads;
+    at::Tensor grouped_q = q.reshape({B, KV, groups * T, D});
+    at::Tensor grouped_mask = mask.repeat({1, 1, groups, 1});
+    at::Tensor out = at::scaled_dot_product_attention(grouped_q, k, v, grouped_mask, /*dropout_p=*/0.0,
+                                                      /*is_causal=*/false, scale);
+    out = out.view({B, KV * groups, T, D}).transpose(1, 2).reshape({B, T, -1});
+    return projection("o_proj").forward(out);
+  }
   k = repeat_kv(k, groups);
   v = repeat_kv(v, groups);
-  const at::Tensor& mask = inputs.masks.at(sliding_window_);
   at::Tensor out = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask)
                                                                               : std::nullopt,
-                                                    /*dropout_p=*/0.0, /*is_causal=*/!mask.defined(),
-                                                    /*scale=*/1.0 / std::sqrt(static_cast<double>(D)));
+                                                    /*dropout_p=*/0.0, /*is_causal=*/!mask.defined(), scale);
   out = out.transpose(1, 2).reshape({B, T, -1});
   return projection("o_proj").forward(out);
 }

@@ -42,6 +42,9 @@ std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
 
   KVCache cache = model.make_cache();
+  // Room for the prompt and up to 512 new tokens at first (a large --max-new-tokens that ends at eos early would
+  // hold memory for nothing); the cache grows by half beyond.
+  cache.reserve(static_cast<int64_t>(prompt_ids.size()) + std::min<int64_t>(options.max_new_tokens, 512));
   std::vector<int64_t> tokens;
   at::Tensor input = at::tensor(prompt_ids, at::kLong).view({1, -1});
   while (static_cast<int64_t>(tokens.size()) < options.max_new_tokens) {

@@ -30,12 +30,21 @@ struct ModelOptions {
   at::Device device = at::kCPU;
 };
 
-// Keys and values of every layer for the positions seen so far; grows as forward() appends tokens.
+// Keys and values of every layer for the positions seen so far; grows as forward() appends tokens. Without
+// autograd (generation) each layer's keys and values live in a buffer of room for `reserve`d positions (or more,
+// growing by half), written in place: appending one position copies one position, where concatenating copied
+// the whole cache every step. Moved, not copied (two caches would write into one buffer).
 class KVCache {
  public:
   int64_t length() const { return length_; }
   int64_t num_layers() const { return static_cast<int64_t>(keys_.size()); }
   void clear();
+  // Room for `positions` in all (the prompt and the tokens to come), taken at the next append.
+  void reserve(int64_t positions) { reserved_ = positions; }
+  KVCache(KVCache&&) = default;
+  KVCache& operator=(KVCache&&) = default;
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
 
  private:
   friend class CausalLM;
@@ -44,9 +53,10 @@ class KVCache {
   // keys/values (B, kv_heads, T, head_dim) of layer `layer` appended; returns all (B, kv_heads, L + T, hd).
   std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& keys, const at::Tensor& values);
 
+  // Per layer: (B, kv_heads, capacity, hd), of which the first length_ positions hold the cache.
   std::vector<at::Tensor> keys_, values_;
   at::Tensor key_mask_;  // (B, L) bool, false at padding; undefined while nothing is cached
-  int64_t length_ = 0;
+  int64_t length_ = 0, reserved_ = 0;
 };
 
 class DecoderLayer;  // src/decoder_layer.h

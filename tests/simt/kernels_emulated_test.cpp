@@ -62,12 +62,15 @@ at::Tensor dequantize(const HostWeight& w, int64_t r0, int64_t r1, int64_t c0, i
   return out;
 }
 
-at::Tensor gemv(const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kernel) {
-  at::Tensor y = output(x.size(0), w.view.rows, x.scalar_type());
-  expect_ok(cuda::gemv_4bit(w.view, &w.map, x.data_ptr(), x.size(0), y.data_ptr(), kernel_dtype_of(x.scalar_type()),
+// x . W^T for the weight `view` (w's, or another layout of w's bytes) with w's map.
+at::Tensor gemv(const cuda::FourBitWeight& view, const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kernel) {
+  at::Tensor y = output(x.size(0), view.rows, x.scalar_type());
+  expect_ok(cuda::gemv_4bit(view, &w.map, x.data_ptr(), x.size(0), y.data_ptr(), kernel_dtype_of(x.scalar_type()),
                             nullptr, kernel));
   return y;
 }
+
+at::Tensor gemv(const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kernel) { return gemv(w.view, w, x, kernel); }
 
 // The tensor-core GEMV against the fp64 product at its defaults; every other pipeline depth gives the same sums bit
 // for bit (the depth changes when bytes are read, not what is added in which order), and blocks of at most 4, 8 or
@@ -309,13 +312,6 @@ struct TiledWeight {
   at::Tensor bytes;
   cuda::FourBitWeight view;
 };
-
-at::Tensor gemv(const cuda::FourBitWeight& view, const HostWeight& w, const at::Tensor& x, cuda::GemvKernel kernel) {
-  at::Tensor y = output(x.size(0), view.rows, x.scalar_type());
-  expect_ok(cuda::gemv_4bit(view, &w.map, x.data_ptr(), x.size(0), y.data_ptr(), kernel_dtype_of(x.scalar_type()),
-                            nullptr, kernel));
-  return y;
-}
 
 // tile_4bit_for_gemv writes the layout that torch's reshapes give, and the tensor-core GEMV of the tiled bytes is
 // that of the rows layout bit for bit at every pipeline depth (the same MMAs on the same bytes; only where they are

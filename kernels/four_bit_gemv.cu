@@ -275,7 +275,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
     if (tile >= tiles) return;
     const int which = weight_of(tile);
     const FourBitWeight& w = group.w[which];
-    const uint32_t tile_start = static_cast<uint32_t>(tile - first_tile_of(which)) * kTensorCoreRows * cols;
+    const uint32_t weight_tile = static_cast<uint32_t>(tile - first_tile_of(which));  // the tile within its weight
+    const uint32_t tile_start = weight_tile * kTensorCoreRows * cols;
     const uint32_t last_row_start = static_cast<uint32_t>(w.rows - 1) * cols;
     auto row_start = [&](int r) { return min(tile_start + static_cast<uint32_t>(r) * cols, last_row_start); };
     if (chunk_of(round, t) < chunks) {
@@ -285,9 +286,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
         stats[h] = load_block_stats<kScales>(w, (row_start(g + 8 * h) + column) >> block_shift);
     }
     if constexpr (kTiles) {  // the lane's 16 bytes of each chunk, in one 512-byte run per chunk and warp
-      const uint4* const step = reinterpret_cast<const uint4*>(w.packed) +
-                                (static_cast<uint32_t>(tile - first_tile_of(which)) * chunks + chunk_of(round, 0)) *
-                                    32u + lane;
+      const uint4* const step =
+          reinterpret_cast<const uint4*>(w.packed) + (weight_tile * chunks + chunk_of(round, 0)) * 32u + lane;
 #pragma unroll
       for (int u = 0; u < kTensorCoreUnroll; ++u)
         held[u] = chunk_of(round, u) < chunks ? load_streaming16(step + 32 * u) : make_uint4(0, 0, 0, 0);

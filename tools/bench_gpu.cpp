@@ -190,9 +190,9 @@ void bench_gemv_layer(const Device& d) {
           if (grouped) {  // q, k, v | o | gate, up | down
             const cuda::FourBitWeight* w = &weights[layer * shapes.size()];
             const cuda::DynamicMap* map = kernel_dynamic_map();
-            const auto bf16 = cuda::DType::bf16;
             auto group = [&](int first, int count, const at::Tensor& input) {
-              return cuda::gemv_4bit_group(w + first, count, map, input.data_ptr(), 1, y_pointers, bf16, stream);
+              return cuda::gemv_4bit_group(w + first, count, map, input.data_ptr(), 1, y_pointers, cuda::DType::bf16,
+                                           stream);
             };
             const char* problem = group(0, 3, x);
             if (problem == nullptr) problem = group(3, 1, x);

@@ -101,10 +101,21 @@ __global__ void dequantize_kernel(const __grid_constant__ FourBitWeight w, const
   }
 }
 
+// The 4-byte word of the packed bytes of values (row, col ... col + 7), col a multiple of 8, in the gemv_tiles
+// layout (cuda_kernels.h): in the 512 bytes of (tile row / 16, chunk col / 64), lane 4 g + t's 16 bytes, with g
+// = row % 8 and t = (col % 64) / 16, hold its packed bytes 8 t ... 8 t + 7 of row g, then of row g + 8; the word
+// is the first or second half of those 8 bytes (col % 16 = 0 or 8). `chunks`: cols / 64.
+__device__ __forceinline__ int64_t gemv_tiles_word(int64_t row, int64_t col, int64_t chunks) {
+  const int64_t lane = 4 * (row % 8) + (col % 64) / 16;
+  return (((row / 16) * chunks + col / 64) * 32 + lane) * 4 + 2 * ((row % 16) / 8) + (col % 16) / 8;
+}
+
 // A block of columns [col_begin, col_begin + width) of rows [row_begin, row_begin + height): out is
 // height x width. When the columns and the weight's rows are 8-aligned, each thread writes 8 values per group
 // from one 4-byte read, kDequantizeUnroll groups at a time (as above); otherwise it goes element by element.
-template <typename T>
+// kTiles: the weight is in the gemv_tiles layout, whose columns are a multiple of 64, and the launcher gives it
+// 8-aligned columns only (every group's word is then one 4-byte read, found by gemv_tiles_word).
+template <typename T, bool kTiles>
 __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight w,
                                           const __grid_constant__ MapParam map_param, int64_t row_begin, int64_t height,
                                           int64_t col_begin, int64_t width, T* out) {
@@ -112,7 +123,7 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
   __shared__ float map[256];
   load_code_and_map(w, map_param, code, map);
   const uint32_t code_address = code_address_of(code);
-  const bool aligned = w.cols % 8 == 0 && col_begin % 8 == 0 && width % 8 == 0;
+  const bool aligned = kTiles || (w.cols % 8 == 0 && col_begin % 8 == 0 && width % 8 == 0);
   const int64_t per_row = aligned ? width / 8 : width;
   const int64_t items = height * per_row;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -121,7 +132,7 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
     r = items <= UINT32_MAX ? uint32_t(g) / uint32_t(per_row) : g / per_row;
     c = g - r * per_row;
   };
-  if (!aligned) {
+  if (!kTiles && !aligned) {
     wait_for_prior_grids();  // before any write to out (see dequantize_kernel)
     for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < items; g += stride) {
       int64_t r, c;
@@ -144,7 +155,8 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
       place(g, r, c);
       const int64_t start = (row_begin + r) * w.cols + col_begin + c * 8;
       stats[u] = load_block_stats(w, block_of(w, start));
-      words[u] = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + start / 8);
+      const int64_t word = kTiles ? gemv_tiles_word(row_begin + r, col_begin + c * 8, w.cols / 64) : start / 8;
+      words[u] = __ldg(reinterpret_cast<const uint32_t*>(w.packed) + word);
       at[u] = r * width + c * 8;
     }
     wait_for_prior_grids();  // before any write to out (see dequantize_kernel)
@@ -171,11 +183,11 @@ void launch_dequantize(const FourBitWeight& w, const MapParam& param, int64_t fi
                             param, first, last, static_cast<T*>(out));
 }
 
-template <typename T>
+template <typename T, bool kTiles>
 void launch_dequantize_columns(const FourBitWeight& w, const MapParam& param, int64_t row_begin, int64_t height,
                                int64_t col_begin, int64_t width, void* out, cudaStream_t s) {
   const unsigned blocks = grid_for(height * width / 8 + 1, kDequantizeThreads);
-  launch_kernel_overlapping(dequantize_columns_kernel<T>, blocks, kDequantizeThreads, 0, s,
+  launch_kernel_overlapping(dequantize_columns_kernel<T, kTiles>, blocks, kDequantizeThreads, 0, s,
                             g_dequantize_overlap.load(), w, param, row_begin, height, col_begin, width,
                             static_cast<T*>(out));
 }
@@ -195,10 +207,13 @@ const char* use_device(int index) {
 
 const char* dequantize_4bit(const FourBitWeight& w, const DynamicMap* map, int64_t row_begin, int64_t row_end,
                             int64_t col_begin, int64_t col_end, void* out, DType dtype, void* stream) {
-  if (const char* problem = check_weight(w, map)) return problem;
+  if (const char* problem = check_weight(w, map, /*tiles=*/true)) return problem;
   if (row_begin < 0 || row_end > w.rows || row_begin > row_end || col_begin < 0 || col_end > w.cols ||
       col_begin > col_end)
     return "dequantize_4bit: rows or columns out of bounds";
+  const bool tiles = w.layout == FourBitLayout::gemv_tiles;
+  if (tiles && (w.cols % 64 != 0 || col_begin % 8 != 0 || col_end % 8 != 0))
+    return "dequantize_4bit: a weight in the gemv_tiles layout takes columns in multiples of 8";
   if (row_begin == row_end || col_begin == col_end) return nullptr;
   const MapParam param = map_param_of(w, map);
   auto s = static_cast<cudaStream_t>(stream);
@@ -207,10 +222,12 @@ const char* dequantize_4bit(const FourBitWeight& w, const DynamicMap* map, int64
   const int64_t first = row_begin * w.cols, last = row_end * w.cols;
   with_element_type(dtype, [&](auto zero) {
     using T = decltype(zero);
-    if (whole_rows)
+    if (tiles)
+      launch_dequantize_columns<T, true>(w, param, row_begin, height, col_begin, width, out, s);
+    else if (whole_rows)
       launch_dequantize<T>(w, param, first, last, out, s);
     else
-      launch_dequantize_columns<T>(w, param, row_begin, height, col_begin, width, out, s);
+      launch_dequantize_columns<T, false>(w, param, row_begin, height, col_begin, width, out, s);
   });
   return launch_status();
 }

@@ -694,6 +694,12 @@ int64_t gemv_tiles_bytes(int64_t rows, int64_t cols) {
   return (rows + kTensorCoreRows - 1) / kTensorCoreRows * kTensorCoreRows * cols / 2;
 }
 
+const char* gemv_tiles_unfit(const FourBitWeight& w, DType dtype) {
+  if (w.packed == nullptr || w.rows <= 0 || w.cols <= 0) return "empty weight";
+  if (w.layout != FourBitLayout::rows) return "the weight is not in the rows layout";
+  return tensor_core_gemv_unfit(w, w.packed, dtype);  // x's alignment is checked by each call
+}
+
 const char* tile_4bit_for_gemv(const FourBitWeight& w, void* out, void* stream) {
   if (w.packed == nullptr || w.rows <= 0 || w.cols <= 0 || out == nullptr) return "tile_4bit_for_gemv: empty weight";
   if (w.layout != FourBitLayout::rows) return "tile_4bit_for_gemv: the weight must be in the rows layout";

@@ -63,7 +63,9 @@ struct Linear4bit : public torch::autograd::Function<Linear4bit> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const Quantized4bit* weight) {
     ctx->saved_data["weight"] = reinterpret_cast<int64_t>(weight);
     const int64_t in = x.size(-1), rows = x.numel() / std::max<int64_t>(in, 1);
-    if (rows >= 1 && rows <= cuda::kMaxGemvRows) {
+    // A weight in the gemv_tiles layout has the tensor-core GEMV only (fp16 / bf16); in fp32 it takes the matmul.
+    const bool gemv_fits = !weight->gemv_tiles || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
+    if (rows >= 1 && rows <= cuda::kMaxGemvRows && gemv_fits) {
       std::vector<int64_t> shape = x.sizes().vec();
       shape.back() = weight->shape[0];
       return gemv_4bit_cuda(x.reshape({rows, in}), *weight).view(shape);
@@ -125,9 +127,19 @@ at::Tensor dequantize_4bit_cuda(const Quantized4bit& weight, at::ScalarType dtyp
   return out;
 }
 
+namespace {
+// x as the GEMV kernels take it: contiguous and, for weights in the gemv_tiles layout (whose tensor-core kernel has
+// no fallback for a misaligned x, as the rows layout's automatic choice has), 16-byte aligned.
+at::Tensor gemv_input(const at::Tensor& x, bool tiles) {
+  at::Tensor input = x.contiguous();
+  if (tiles && reinterpret_cast<uintptr_t>(input.data_ptr()) % 16 != 0) input = input.clone();
+  return input;
+}
+}  // namespace
+
 at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, cuda::GemvKernel kernel) {
   cuda::FourBitWeight w = four_bit_kernel_view(weight);
-  at::Tensor input = x.contiguous();
+  at::Tensor input = gemv_input(x, weight.gemv_tiles);
   at::Tensor y = at::empty({input.size(0), w.rows}, input.options());
   check(cuda::gemv_4bit(w, kernel_dynamic_map(), input.data_ptr(), input.size(0), y.data_ptr(),
                         kernel_dtype(input.scalar_type()), nullptr, kernel),
@@ -138,7 +150,8 @@ at::Tensor gemv_4bit_cuda(const at::Tensor& x, const Quantized4bit& weight, cuda
 std::vector<at::Tensor> gemv_4bit_group_cuda(const at::Tensor& x, const std::vector<const Quantized4bit*>& weights) {
   if (weights.empty() || weights.size() > static_cast<size_t>(cuda::kMaxGemvGroup))
     throw Error("gemv_4bit_group_cuda: 1 ... 3 weights");
-  at::Tensor input = x.contiguous();
+  const bool tiles = std::any_of(weights.begin(), weights.end(), [](const Quantized4bit* w) { return w->gemv_tiles; });
+  at::Tensor input = gemv_input(x, tiles);
   std::vector<cuda::FourBitWeight> views;
   std::vector<at::Tensor> ys;
   std::vector<void*> outputs;
@@ -165,6 +178,31 @@ std::atomic<bool>& gemv_grouping_choice() {
 
 bool gemv_grouping() { return gemv_grouping_choice().load(std::memory_order_relaxed); }
 void set_gemv_grouping(bool on) { gemv_grouping_choice().store(on, std::memory_order_relaxed); }
+
+namespace {
+std::atomic<bool>& gemv_tiles_choice() {
+  static std::atomic<bool> choice = [] {
+    const char* value = std::getenv("AUTOTRAIN_GEMV_TILES");
+    return value != nullptr && std::string(value) == "1";
+  }();
+  return choice;
+}
+}  // namespace
+
+bool gemv_tiles() { return gemv_tiles_choice().load(std::memory_order_relaxed); }
+void set_gemv_tiles(bool on) { gemv_tiles_choice().store(on, std::memory_order_relaxed); }
+
+bool tile_4bit_for_gemv_cuda(Quantized4bit& weight, at::ScalarType dtype) {
+  if (weight.gemv_tiles) return true;
+  if (dtype != at::kHalf && dtype != at::kBFloat16) return false;
+  const cuda::FourBitWeight w = four_bit_kernel_view(weight);
+  if (cuda::gemv_tiles_unfit(w, kernel_dtype(dtype)) != nullptr) return false;
+  at::Tensor tiled = at::empty({cuda::gemv_tiles_bytes(w.rows, w.cols)}, weight.packed.options());
+  check(cuda::tile_4bit_for_gemv(w, tiled.data_ptr(), nullptr), "tile_4bit_for_gemv");
+  weight.packed = tiled;
+  weight.gemv_tiles = true;
+  return true;
+}
 
 int64_t dequantize_chunk_bytes() {
   static const int64_t bytes = [] {
@@ -408,6 +446,9 @@ std::vector<at::Tensor> gemv_4bit_group_cuda(const at::Tensor&, const std::vecto
 }
 bool gemv_grouping() { return false; }
 void set_gemv_grouping(bool) {}
+bool gemv_tiles() { return false; }
+void set_gemv_tiles(bool) {}
+bool tile_4bit_for_gemv_cuda(Quantized4bit&, at::ScalarType) { return false; }
 cuda::FourBitWeight four_bit_kernel_view(const Quantized4bit&) { not_built(); }
 const cuda::DynamicMap* kernel_dynamic_map() { not_built(); }
 int64_t dequantize_chunk_bytes() { return 64 << 20; }

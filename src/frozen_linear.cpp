@@ -97,6 +97,11 @@ void FrozenLinear::to(at::Device device) {
   move(eight_bit_.scale);
 }
 
+bool FrozenLinear::tile_for_gemv(at::ScalarType dtype) {
+  if (quantization_ != BaseQuantization::int4 || !four_bit_.packed.is_cuda()) return false;
+  return tile_4bit_for_gemv_cuda(four_bit_, dtype);
+}
+
 at::Tensor FrozenLinear::forward(const at::Tensor& x) const {
   if (quantization_ == BaseQuantization::none) {
     at::Tensor b = bias_.defined() ? bias_.to(x.scalar_type()) : at::Tensor();
@@ -113,8 +118,8 @@ std::vector<at::Tensor> FrozenLinear::forward_all(const std::vector<const Frozen
   bool grouped = gemv_grouping() && layers.size() >= 2 && layers.size() <= static_cast<size_t>(cuda::kMaxGemvGroup) &&
                  rows >= 1 && rows <= cuda::kMaxGemvRows && !(at::GradMode::is_enabled() && x.requires_grad());
   for (const FrozenLinear* layer : layers)
-    grouped = grouped && layer->quantization_ == BaseQuantization::int4 &&
-              linear_4bit_cuda_supports(x, layer->four_bit_);
+    grouped = grouped && layer->quantization_ == BaseQuantization::int4 && !layer->four_bit_.gemv_tiles &&
+              linear_4bit_cuda_supports(x, layer->four_bit_);  // a tiled weight goes alone (cuda_kernels.h)
   std::vector<at::Tensor> out;
   if (!grouped) {
     for (const FrozenLinear* layer : layers) out.push_back(layer->forward(x));

@@ -372,12 +372,27 @@ at::Tensor block_absmax(const Quantized4bit& q) {
   return absmax_of(q, on_cpu ? dequantize_blockwise_8bit : dequantize_blockwise_8bit_torch);
 }
 
+at::Tensor packed_rows(const Quantized4bit& q) {
+  if (!q.gemv_tiles) return q.packed;
+  if (q.shape.size() != 2 || q.shape[1] % 64 != 0)
+    throw Error("packed_rows: the gemv_tiles layout needs a 2-D weight whose columns are a multiple of 64");
+  // [tile][chunk][g][t][h][byte] (cuda_kernels.h) back to [tile][h][g][chunk][t][byte], i.e. row 16 tile + 8 h + g,
+  // packed byte 32 chunk + 8 t + byte; then the padding rows of the last tile cut off.
+  const int64_t rows = q.shape[0], cols = q.shape[1], tiles = (rows + 15) / 16;
+  return q.packed.view({tiles, cols / 64, 8, 4, 2, 8})
+      .permute({0, 4, 2, 1, 3, 5})
+      .reshape({tiles * 16, cols / 2})
+      .narrow(0, 0, rows)
+      .reshape(-1);
+}
+
 at::Tensor dequantize_4bit(const Quantized4bit& q, at::ScalarType dtype) {
   const auto& code = code_4bit(q.type);
   const int64_t n = q.numel();
   at::Tensor absmax = block_absmax(q).contiguous();
   at::Tensor out = at::empty({n}, at::kFloat);
-  const uint8_t* packed = q.packed.data_ptr<uint8_t>();
+  const at::Tensor bytes = packed_rows(q).contiguous();
+  const uint8_t* packed = bytes.data_ptr<uint8_t>();
   const float* am = absmax.data_ptr<float>();
   float* y = out.data_ptr<float>();
   // Block by block, two values per byte: no division per element (this runs in every forward and
@@ -409,7 +424,8 @@ at::Tensor dequantize_4bit_torch(const Quantized4bit& q, at::ScalarType dtype) {
   const auto& table = code_4bit(q.type);
   const int64_t n = q.numel();
   // Element 2i is the high nibble of byte i, element 2i + 1 the low one; an odd count leaves a pad nibble.
-  at::Tensor codes = at::stack({at::bitwise_right_shift(q.packed, 4), at::bitwise_and(q.packed, 15)}, 1)
+  const at::Tensor packed = packed_rows(q);
+  at::Tensor codes = at::stack({at::bitwise_right_shift(packed, 4), at::bitwise_and(packed, 15)}, 1)
                          .reshape(-1)
                          .narrow(0, 0, n)
                          .to(at::kLong);

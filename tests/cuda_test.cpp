@@ -324,6 +324,62 @@ TEST(CudaKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
 }
 #endif
 
+// A weight put in the gemv_tiles layout (what generation does with AUTOTRAIN_GEMV_TILES=1) gives the rows layout's
+// results bit for bit wherever it goes: the dequantization (whole, and 8-aligned blocks of columns), the sliced matmul
+// forward and backward in slices of 1 MiB (row slices forward, column slices backward: blocks of the tiled weight
+// that start inside tiles and chunks), and a frozen layer's forward and input gradient for 1, 8 and 300 rows of x and
+// for a misaligned x (which the tensor-core GEMV of a tiled weight cannot take as it is). fp32 is not tiled, and a
+// tiled weight with an fp32 x takes the matmul (the same products, within fp32 rounding of the sum).
+TEST(CudaKernels, TilesLayoutGivesTheRowsLayoutsResults) {
+  REQUIRE_CUDA_DEVICE();
+  torch::manual_seed(10);
+  const auto bf16 = at::kBFloat16;
+  auto cuda_randn = [](std::vector<int64_t> shape, at::ScalarType dtype) {
+    return at::randn(shape).to(dtype).to(at::kCUDA);
+  };
+  for (Shape s : std::vector<Shape>{{1024, 4096}, {37, 128}, {2200, 4160}})
+    for (bool dq : {false, true}) {
+      SCOPED_TRACE(describe(QuantType::nf4, dq, 64, s, bf16));
+      const at::Tensor weight = at::randn({s.rows, s.cols}).to(at::kCUDA);
+      const Quantized4bit rows = quantize_4bit_torch(weight, QuantType::nf4, 64, dq);
+      Quantized4bit tiled = rows;
+      EXPECT_FALSE(tile_4bit_for_gemv_cuda(tiled, at::kFloat));
+      EXPECT_FALSE(tiled.gemv_tiles);
+      ASSERT_TRUE(tile_4bit_for_gemv_cuda(tiled, bf16));
+      ASSERT_TRUE(tiled.gemv_tiles);
+      EXPECT_TRUE(at::equal(tiled.packed.cpu(), testing::gemv_tiles_of(rows.to(at::kCPU))));
+      for (at::ScalarType dtype : {at::kFloat, at::kHalf, bf16}) {
+        EXPECT_TRUE(at::equal(dequantize_4bit_cuda(tiled, dtype), dequantize_4bit_cuda(rows, dtype)));
+        const int64_t c0 = 8 * (s.cols / 40), c1 = s.cols - 8 * (s.cols / 24), r0 = s.rows / 3;
+        EXPECT_TRUE(at::equal(dequantize_4bit_cuda(tiled, dtype, r0, -1, c0, c1),
+                              dequantize_4bit_cuda(rows, dtype, r0, -1, c0, c1)));
+      }
+      const at::Tensor x = cuda_randn({300, s.cols}, bf16), dy = cuda_randn({300, s.rows}, bf16);
+      EXPECT_TRUE(at::equal(matmul_4bit_cuda(x, tiled, 1 << 20), matmul_4bit_cuda(x, rows, 1 << 20)));
+      EXPECT_TRUE(
+          at::equal(matmul_4bit_transposed_cuda(dy, tiled, 1 << 20), matmul_4bit_transposed_cuda(dy, rows, 1 << 20)));
+
+      FourBitOptions four_bit;
+      four_bit.double_quantize = dq;
+      FrozenLinear rows_layer(weight, {}, BaseQuantization::int4, bf16, four_bit);
+      FrozenLinear tiled_layer(weight, {}, BaseQuantization::int4, bf16, four_bit);
+      ASSERT_TRUE(tiled_layer.tile_for_gemv(bf16));
+      for (int64_t m : {1, 8, 300}) {
+        const at::Tensor input = cuda_randn({m, s.cols}, bf16).requires_grad_();
+        const at::Tensor y_rows = rows_layer.forward(input), y_tiled = tiled_layer.forward(input);
+        EXPECT_TRUE(at::equal(y_tiled, y_rows)) << m << " rows of x";
+        const at::Tensor grad = at::randn_like(y_rows);
+        EXPECT_TRUE(at::equal(torch::autograd::grad({y_tiled}, {input}, {grad})[0],
+                              torch::autograd::grad({y_rows}, {input}, {grad})[0]))
+            << m << " rows of x";
+      }
+      const at::Tensor misaligned = cuda_randn({1, s.cols + 1}, bf16).narrow(1, 1, s.cols);
+      EXPECT_TRUE(at::equal(tiled_layer.forward(misaligned), rows_layer.forward(misaligned)));
+      const at::Tensor x32 = cuda_randn({1, s.cols}, at::kFloat);
+      EXPECT_TRUE(at::allclose(tiled_layer.forward(x32), rows_layer.forward(x32), 1e-5, 1e-3));
+    }
+}
+
 // `automatic` is the tensor-core kernel where it applies, for one row of x as for several, and the CUDA-core one
 // elsewhere (fp32, columns not a multiple of 64); asking for the tensor-core kernel where it does not apply is an
 // error, not a wrong answer.
@@ -760,6 +816,45 @@ TEST(CudaGenerate, GreedyTokensMatchTheCpu) {
   }
   EXPECT_EQ(tokens["cuda"], tokens["cpu"]);
   EXPECT_EQ(tokens["cpu"].size(), 32u);
+}
+
+// A model loaded for generation with its 4-bit projections in the gemv_tiles layout (ModelOptions::gemv_tiles, what
+// `generate` does with AUTOTRAIN_GEMV_TILES=1) gives the logits of the rows layout bit for bit: the prompt's 6 rows
+// (the dequantization and cuBLAS) and the next token's one (the tensor-core GEMV); llama and qwen2 (biases), with LoRA
+// on q, k and v and without, with the GEMVs grouped or not (a tiled weight goes alone).
+TEST(CudaGenerate, TilesLayoutGivesTheLogitsOfTheRowsLayout) {
+  REQUIRE_CUDA_DEVICE();
+  const at::Tensor prompt = at::tensor(std::vector<int64_t>{1, 45, 499, 173, 17, 299}, at::kLong).view({1, -1});
+  for (const std::string family : {"llama", "qwen2"})
+    for (bool lora : {false, true})
+      for (bool grouped : {false, true}) {
+        SCOPED_TRACE(family + (lora ? " with LoRA on q, k and v" : "") + (grouped ? ", grouped GEMVs" : ""));
+        set_gemv_grouping(grouped);
+        std::map<bool, std::vector<at::Tensor>> logits;
+        for (bool tiles : {false, true}) {
+          ModelOptions options;
+          options.device = at::Device(at::kCUDA, 0);
+          options.dtype = at::kBFloat16;
+          options.quantization = BaseQuantization::int4;
+          options.four_bit.double_quantize = true;
+          options.gemv_tiles = tiles;
+          if (lora) options.lora_target_modules = {"q_proj", "k_proj", "v_proj"};
+          torch::manual_seed(3);  // the same LoRA weights (B is zero at initialisation: drawn below)
+          CausalLM model(kFixtures + "/models/" + family, options);
+          // The fixtures' 2 layers: all but down_proj (176 columns, not a multiple of 64) tiled.
+          EXPECT_EQ(model.gemv_tiled_projections(), tiles ? 2 * 6 : 0);
+          at::NoGradGuard no_grad;
+          for (auto& [name, parameter] : model.lora_parameters()) parameter.copy_(at::randn_like(parameter) * 0.1);
+          KVCache cache = model.make_cache();
+          logits[tiles].push_back(model.forward(prompt, {}, &cache).cpu());
+          logits[tiles].push_back(model.forward(at::full({1, 1}, 42, at::kLong), {}, &cache).cpu());
+        }
+        for (size_t i = 0; i < 2; ++i) {
+          EXPECT_TRUE(at::equal(logits[true][i], logits[false][i])) << i;
+          EXPECT_GT(logits[false][i].abs().max().item<float>(), 0.0f) << i;
+        }
+      }
+  set_gemv_grouping(false);
 }
 
 // A decoder layer's grouped GEMVs (q, k and v, with Qwen2's biases; gate and up) give the logits of the GEMVs one by

@@ -9,6 +9,7 @@
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/quant.h"
+#include "kernel_reference.h"
 #include "test_util.h"
 
 namespace autotrain {
@@ -109,6 +110,34 @@ TEST(Quant4bit, TorchOpsDequantizationEqualsTheLoop) {
       }
     }
   }
+}
+
+// A weight whose packed bytes are in the tensor-core GEMV's gemv_tiles layout (generation with
+// AUTOTRAIN_GEMV_TILES=1; here tiled by tests/kernel_reference's torch reshapes, an independent formulation):
+// packed_rows gives the flat bytes back, and both dequantizations the values of the rows layout, bit for bit. Rows
+// not a multiple of the 16-row tile (the padding is cut off), several chunks of 64 columns, blocks spanning rows.
+TEST(Quant4bit, TilesLayoutDequantizesAsTheRowsLayout) {
+  at::manual_seed(12);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 64}, {37, 128}, {50, 320}})
+    for (bool double_quantize : {false, true})
+      for (int64_t blocksize : {64, 256}) {
+        SCOPED_TRACE(::testing::Message() << at::IntArrayRef(shape) << " blocksize " << blocksize
+                                          << (double_quantize ? " double" : ""));
+        const Quantized4bit rows = quantize_4bit(at::randn(shape), QuantType::nf4, blocksize, double_quantize);
+        Quantized4bit tiled = rows;
+        tiled.packed = testing::gemv_tiles_of(rows);
+        tiled.gemv_tiles = true;
+        ASSERT_GT(tiled.packed.numel(), rows.packed.numel());  // rows padded to whole tiles (none is a multiple of 16)
+        EXPECT_TRUE(at::equal(packed_rows(tiled), rows.packed));
+        EXPECT_TRUE(at::equal(packed_rows(rows), rows.packed));
+        for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+          EXPECT_TRUE(at::equal(dequantize_4bit(tiled, dtype), dequantize_4bit(rows, dtype)));
+          EXPECT_TRUE(at::equal(dequantize_4bit_torch(tiled, dtype), dequantize_4bit(rows, dtype)));
+        }
+      }
+  Quantized4bit odd = quantize_4bit(at::randn({4, 96}));
+  odd.gemv_tiles = true;
+  EXPECT_THROW(packed_rows(odd), Error);
 }
 
 // The torch-ops quantization (what a weight bound for a GPU is quantized with) against the loop, on the CPU.

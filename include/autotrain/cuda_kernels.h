@@ -46,7 +46,7 @@ enum class DType { f32, f16, bf16 };
 // byte in its high nibble. A block's scale is absmax[block], or with double quantization
 // map[nested_codes[block]] * nested_absmax[block / nested_blocksize] + offset, rounded as the CPU does.
 // How `packed` orders the bytes: `rows`, as src/quant.h stores them (the flat weight, row-major), or `gemv_tiles`
-// (tile_4bit_for_gemv), which only the tensor-core GEMV takes.
+// (tile_4bit_for_gemv), which only the tensor-core GEMV and the dequantization take.
 enum class FourBitLayout { rows, gemv_tiles };
 
 struct FourBitWeight {
@@ -68,7 +68,9 @@ struct DynamicMap {
 
 // Rows [row_begin, row_end) x columns [col_begin, col_end) of the weight, dense, into `out` (row-major,
 // (row_end - row_begin) x (col_end - col_begin), in `dtype`): each value is code * scale in fp32, then
-// rounded to `dtype` (what src/quant.cpp does). `map` may be nullptr when the weight is not double quantized.
+// rounded to `dtype` (what src/quant.cpp does). `map` may be nullptr when the weight is not double quantized. A
+// weight in the gemv_tiles layout takes column ranges in multiples of 8 (the bytes are the same as from its rows
+// layout).
 const char* dequantize_4bit(const FourBitWeight& weight, const DynamicMap* map, int64_t row_begin, int64_t row_end,
                             int64_t col_begin, int64_t col_end, void* out, DType dtype, void* stream);
 // Programmatic dependent launch of the dequantization (sm_90+; off by default: written after the seventh session's
@@ -105,7 +107,8 @@ constexpr int kMaxGemvGroup = 3;
 const char* gemv_4bit_group(const FourBitWeight* weights, int count, const DynamicMap* map, const void* x, int64_t m,
                             void* const* ys, DType dtype, void* stream);
 // The GEMV-tiles layout of a weight's packed bytes, for the tensor-core GEMV (an experiment, written in a session
-// without a GPU: not yet timed, and nothing in training or generation uses it). For each tile of 16 rows and each
+// without a GPU: not yet timed; generation converts an int4 model to it only with AUTOTRAIN_GEMV_TILES=1, see
+// src/cuda_ops.h). For each tile of 16 rows and each
 // chunk of 64 columns, in that order (tile by tile, chunks in order), 512 bytes: 16 per lane of a warp, in lane
 // order, lane 4g + t holding the chunk's packed bytes 8t ... 8t + 7 of the tile's row g, then the same bytes of row
 // g + 8; rows past the last are zeros. Those 16 bytes are the lane's operands of the kernel's four MMAs of the chunk
@@ -113,8 +116,11 @@ const char* gemv_4bit_group(const FourBitWeight* weights, int count, const Dynam
 // the rows layout goes through shared memory (cp.async) and back. gemv_tiles_bytes: the layout's size, whole tiles.
 // tile_4bit_for_gemv writes it from a weight in the rows layout (cols a multiple of 64; packed and out 16-byte
 // aligned); the result, as FourBitWeight::packed with layout gemv_tiles and the same statistics, gives gemv_4bit's
-// sums bit for bit.
+// sums bit for bit, and dequantize_4bit's values.
 int64_t gemv_tiles_bytes(int64_t rows, int64_t cols);
+// Why the tensor-core GEMV could not take `weight` (in the rows layout) at `dtype` once tiled, or nullptr when it
+// could (then every GEMV of it at `dtype`, with x 16-byte aligned, takes that kernel).
+const char* gemv_tiles_unfit(const FourBitWeight& weight, DType dtype);
 const char* tile_4bit_for_gemv(const FourBitWeight& weight, void* out, void* stream);
 
 // The tensor-core kernel's pipeline depth: how many steps (4 chunks of 64 columns of 16 rows) a warp has under

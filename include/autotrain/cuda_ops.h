@@ -40,6 +40,17 @@ std::vector<at::Tensor> gemv_4bit_group_cuda(const at::Tensor& x, const std::vec
 bool gemv_grouping();
 void set_gemv_grouping(bool on);
 
+// Whether generation puts an int4 model's weights in the gemv_tiles layout (cuda_kernels.h) at load, for the
+// tensor-core GEMV to read each lane's MMA operands with one 16-byte load (CausalLM, ModelOptions::gemv_tiles):
+// AUTOTRAIN_GEMV_TILES=1. Off by default: written in a session without a GPU and not yet timed (tools/bench_gpu
+// gemv times the kernel on both layouts; tools/bench_generate.sh generation). set_gemv_tiles overrides the variable.
+bool gemv_tiles();
+void set_gemv_tiles(bool on);
+// Reorders `weight`'s packed bytes (a 2-D 4-bit weight on a CUDA device) into the gemv_tiles layout where the
+// tensor-core GEMV takes it at `dtype` (cuda::gemv_tiles_unfit) and returns true; otherwise leaves it as it is and
+// returns false. The dequantization (the prompt's matmul, FrozenLinear::weight) reads either layout.
+bool tile_4bit_for_gemv_cuda(Quantized4bit& weight, at::ScalarType dtype);
+
 // The kernels' view of a 2-D 4-bit weight on a CUDA device (pointers into its tensors; also makes that device
 // current) and bitsandbytes' dynamic map behind double-quantized statistics: what the launchers of
 // cuda_kernels.h take, for callers that launch them directly (tools/bench_gpu).
@@ -54,6 +65,7 @@ inline cuda::FourBitWeight four_bit_storage_view(const Quantized4bit& q) {
   w.rows = q.shape.at(0);
   w.cols = q.shape.at(1);
   w.blocksize = static_cast<int>(q.blocksize);
+  w.layout = q.gemv_tiles ? cuda::FourBitLayout::gemv_tiles : cuda::FourBitLayout::rows;
   const auto& code = code_4bit(q.type);
   std::copy(code.begin(), code.end(), w.code);
   if (q.double_quantized) {

@@ -50,6 +50,10 @@ class FrozenLinear {
   at::Tensor weight(at::ScalarType dtype) const;
   // Moves the storage (weight, bias, quantization statistics) to `device`, unchanged.
   void to(at::Device device);
+  // A 4-bit weight on a GPU: its packed bytes reordered for the tensor-core GEMV at `dtype` (gemv_tiles,
+  // src/cuda_ops.h) where that kernel takes it; true when they are in that layout now. Every forward gives the same
+  // values either way.
+  bool tile_for_gemv(at::ScalarType dtype);
   const at::Tensor& bias() const { return bias_; }
 
   int64_t in_features() const { return in_features_; }

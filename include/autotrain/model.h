@@ -28,6 +28,10 @@ struct ModelOptions {
   // the CPU exactly as for a CPU model, then moved; a 4-bit weight is moved first and quantized on the GPU,
   // to the same bytes (quantize_4bit_torch). So a CUDA model starts from the same values.
   at::Device device = at::kCPU;
+  // Generation: each 4-bit projection on a GPU in the tensor-core GEMV's gemv_tiles layout where that kernel takes it
+  // at `dtype` (FrozenLinear::tile_for_gemv; `generate` sets it from AUTOTRAIN_GEMV_TILES=1, src/cuda_ops.h). The
+  // logits are the same bits either way.
+  bool gemv_tiles = false;
 };
 
 // Keys and values of every layer for the positions seen so far; grows as forward() appends tokens. Without
@@ -85,6 +89,8 @@ class CausalLM {
                            KVCache* cache = nullptr);
   const at::Tensor& lm_head() const { return lm_head_; }  // (vocab, C), frozen; the embedding when tied
   KVCache make_cache() const;
+  // How many projections are in the gemv_tiles layout (ModelOptions::gemv_tiles).
+  int64_t gemv_tiled_projections() const { return gemv_tiled_projections_; }
 
   // LoRA A and B of every targeted projection, named as PEFT names them in adapter_model.safetensors, in
   // PEFT's order (layer by layer; q, k, v, o, gate, up, down; A then B). The tensors are the parameters.
@@ -95,6 +101,7 @@ class CausalLM {
  private:
   ModelConfig config_;
   ModelOptions options_;
+  int64_t gemv_tiled_projections_ = 0;
   at::Tensor embed_tokens_;  // (vocab, C), frozen
   at::Tensor final_norm_;    // (C,)
   at::Tensor lm_head_;       // (vocab, C); the embedding itself when tied

@@ -46,6 +46,10 @@ struct Quantized4bit {
   bool double_quantized = false;
   Quantized8bit nested;
   float offset = 0;
+  // `packed` holds the bytes in the tensor-core GEMV's gemv_tiles order (cuda_kernels.h; rows padded with zeros to
+  // whole tiles of 16, 2-D weights with columns a multiple of 64) instead of the flat weight's: what generation on
+  // a GPU converts an int4 model to with AUTOTRAIN_GEMV_TILES=1 (src/cuda_ops.h). The statistics do not change.
+  bool gemv_tiles = false;
 
   int64_t numel() const;
   int64_t bytes() const;  // storage of packed + absmax (+ nested statistics)
@@ -59,6 +63,9 @@ Quantized4bit quantize_4bit(const at::Tensor& weight, QuantType type = QuantType
 // for a GPU is quantized with there. Double quantization's small nested part runs on the CPU, then moves.
 Quantized4bit quantize_4bit_torch(const at::Tensor& weight, QuantType type = QuantType::nf4, int64_t blocksize = 64,
                                   bool double_quantize = false);
+// The packed bytes of `quantized` in the flat weight's order (rows layout), with torch ops on their device: the
+// bytes themselves when they are in it, else a reordered copy of gemv_tiles ones.
+at::Tensor packed_rows(const Quantized4bit& quantized);
 // The absmax of every block in float32, undoing double quantization when present; on the storage's device.
 at::Tensor block_absmax(const Quantized4bit& quantized);
 // Back to a dense tensor of `dtype` and the original shape (values computed in fp32, then cast, as

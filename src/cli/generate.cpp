@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "autotrain/adapter.h"
+#include "autotrain/cuda_ops.h"
 #include "autotrain/device.h"
 #include "autotrain/error.h"
 #include "autotrain/estimate.h"
@@ -68,6 +69,7 @@ Command add_generate_command(CLI::App& parent) {
     options.dtype = parse_dtype_name(o->dtype);
     options.device = select_device(o->device);
     options.quantization = parse_base_quantization(o->quantization);
+    options.gemv_tiles = gemv_tiles();  // AUTOTRAIN_GEMV_TILES=1, an experiment (src/cuda_ops.h)
     // Said only for a GPU: the CPU is what generate always did, and its stderr stays as it was.
     if (options.device.is_cuda()) log::info("device: " + describe_device(options.device));
     std::optional<AdapterConfig> adapter;

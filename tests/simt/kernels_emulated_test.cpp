@@ -348,9 +348,37 @@ TEST_F(EmulatedKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
   }
 }
 
-// The tiles layout where it cannot go: the CUDA-core GEMV, the tensor-core one at fp32, the dequantization and the
-// fused matmul refuse it (no kernel but the tensor-core GEMV reads it), and tile_4bit_for_gemv refuses columns not a
-// multiple of 64; in a group, a tiled weight goes alone (and gives its own GEMV's sums).
+// The dequantization of a tiled weight (what a prompt's matmul in generation takes with AUTOTRAIN_GEMV_TILES=1)
+// writes the rows layout's values bit for bit: whole weights, slices of rows starting inside a tile, blocks of
+// 8-aligned columns that start and end inside a 64-column chunk; rows not a multiple of the 16-row tile.
+TEST_F(EmulatedKernels, DequantizeOfTheTilesLayoutEqualsTheRowsLayout) {
+  at::manual_seed(17);
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (bool dq : {false, true})
+      for (Shape s : std::vector<Shape>{{1, 64}, {37, 128}, {130, 1024}, {50, 4160}}) {
+        HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, dq));
+        const TiledWeight tiled(w);
+        HostWeight tiled_host = w;
+        tiled_host.view = tiled.view;
+        for (at::ScalarType dtype : {at::kFloat, at::kHalf, at::kBFloat16}) {
+          SCOPED_TRACE(describe(o) + ", " + describe(dq, 64, s, dtype));
+          const at::Tensor expected = dequantize_4bit(w.q, dtype).view({s.rows, s.cols});
+          EXPECT_TRUE(at::equal(dequantize(tiled_host, 0, s.rows, 0, s.cols, dtype), expected));
+          const int64_t first = s.rows / 3, last = s.rows - s.rows / 4;
+          const int64_t a = 8 * (s.cols / 40), b = s.cols - 8 * (s.cols / 24);
+          EXPECT_TRUE(at::equal(dequantize(tiled_host, first, last, 0, s.cols, dtype), expected.slice(0, first, last)));
+          EXPECT_TRUE(at::equal(dequantize(tiled_host, first, last, a, b, dtype),
+                                expected.slice(0, first, last).slice(1, a, b)));
+        }
+      }
+  }
+}
+
+// The tiles layout where it cannot go: the CUDA-core GEMV, the tensor-core one at fp32 and the fused matmul refuse it
+// (no kernel but the tensor-core GEMV and the dequantization reads it), the dequantization refuses columns not a
+// multiple of 8 of it, and tile_4bit_for_gemv refuses columns not a multiple of 64; in a group, a tiled weight goes
+// alone (and gives its own GEMV's sums).
 TEST_F(EmulatedKernels, TilesLayoutIsRefusedWhereItCannotGo) {
   at::manual_seed(16);
   HostWeight w(quantize_4bit(at::randn({40, 256}), QuantType::nf4, 64, true));
@@ -365,7 +393,9 @@ TEST_F(EmulatedKernels, TilesLayoutIsRefusedWhereItCannotGo) {
   at::Tensor y32 = output(2, 40, at::kFloat);
   EXPECT_NE(cuda::gemv_4bit(tiled.view, &w.map, x32.data_ptr(), 2, y32.data_ptr(), cuda::DType::f32, nullptr), nullptr);
   at::Tensor dense = output(40, 256, at::kBFloat16);
-  EXPECT_NE(cuda::dequantize_4bit(tiled.view, &w.map, 0, 40, 0, 256, dense.data_ptr(), bf16, nullptr), nullptr);
+  EXPECT_STREQ(cuda::dequantize_4bit(tiled.view, &w.map, 0, 40, 4, 256, dense.data_ptr(), bf16, nullptr),
+               "dequantize_4bit: a weight in the gemv_tiles layout takes columns in multiples of 8");
+  EXPECT_NE(cuda::dequantize_4bit(tiled.view, &w.map, 0, 40, 0, 252, dense.data_ptr(), bf16, nullptr), nullptr);
   at::Tensor c = output(2, 40, at::kBFloat16);
   EXPECT_NE(cuda::matmul_4bit(tiled.view, &w.map, x.data_ptr(), 2, c.data_ptr(), bf16, cuda::MatmulPass::forward,
                               nullptr),

@@ -182,7 +182,7 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
   inv_freq_ = rope_inverse_frequencies(c).to(device);
   set_training(false);
   log_load_time(model_dir, options_, quantized_parameters, quantize_seconds, seconds_since(load_start));
-  if (options_.gemv_tiles)
+  if (options_.gemv_tiles && device.is_cuda())
     log::info(log::cat("gemv_tiles layout: ", gemv_tiled_projections_, " of ", c.num_hidden_layers * 7,
                        " projections (the others are not 4-bit on a GPU, or the tensor-core GEMV cannot take them)"));
 }

@@ -282,6 +282,20 @@ TEST(ModelQuantized, Nf4GreedyTokensEqualTransformersOnDequantizedWeights) {
   }
 }
 
+// gemv_tiles (what `generate` asks for with AUTOTRAIN_GEMV_TILES=1) is for the tensor-core GEMV on a GPU: a model
+// on the CPU keeps the rows layout and its logits (the GPU side is CudaGenerate.TilesLayoutGivesTheLogitsOfTheRowsLayout).
+TEST(ModelQuantized, GemvTilesLeavesACpuModelAsItIs) {
+  ModelOptions options;
+  options.quantization = BaseQuantization::int4;
+  options.gemv_tiles = true;
+  CausalLM model(kModels + "llama", options);
+  EXPECT_EQ(model.gemv_tiled_projections(), 0);
+  Batch b = batch_of("llama");
+  at::NoGradGuard no_grad;
+  EXPECT_LT(max_logit_diff(model.forward(b.input_ids, b.attention_mask), reference("llama/nf4", "logits"), b.real),
+            1e-4);
+}
+
 TEST(ModelTraining, GradientCheckpointingGivesTheSameLoraGradients) {
   Batch b = batch_of("llama");
   std::vector<std::vector<at::Tensor>> gradients;

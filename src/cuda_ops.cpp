@@ -167,28 +167,23 @@ std::vector<at::Tensor> gemv_4bit_group_cuda(const at::Tensor& x, const std::vec
 }
 
 namespace {
+// Whether the environment variable `name` is "1" (an experiment's switch).
+bool environment_flag(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && std::string(value) == "1";
+}
 std::atomic<bool>& gemv_grouping_choice() {
-  static std::atomic<bool> choice = [] {
-    const char* value = std::getenv("AUTOTRAIN_GEMV_GROUP");
-    return value != nullptr && std::string(value) == "1";
-  }();
+  static std::atomic<bool> choice{environment_flag("AUTOTRAIN_GEMV_GROUP")};
+  return choice;
+}
+std::atomic<bool>& gemv_tiles_choice() {
+  static std::atomic<bool> choice{environment_flag("AUTOTRAIN_GEMV_TILES")};
   return choice;
 }
 }  // namespace
 
 bool gemv_grouping() { return gemv_grouping_choice().load(std::memory_order_relaxed); }
 void set_gemv_grouping(bool on) { gemv_grouping_choice().store(on, std::memory_order_relaxed); }
-
-namespace {
-std::atomic<bool>& gemv_tiles_choice() {
-  static std::atomic<bool> choice = [] {
-    const char* value = std::getenv("AUTOTRAIN_GEMV_TILES");
-    return value != nullptr && std::string(value) == "1";
-  }();
-  return choice;
-}
-}  // namespace
-
 bool gemv_tiles() { return gemv_tiles_choice().load(std::memory_order_relaxed); }
 void set_gemv_tiles(bool on) { gemv_tiles_choice().store(on, std::memory_order_relaxed); }
 

@@ -109,7 +109,7 @@ memcheck() {
   stage "memcheck"
   timeout "$(at_most "${GPU_CHECK_MEMCHECK_SECONDS:-90}")" compute-sanitizer --tool memcheck --error-exitcode 9 \
     "$BUILD/tests/autotrain_tests" \
-    --gtest_filter="${GPU_CHECK_MEMCHECK_FILTER:-CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaKernels.*Matmul*:CudaFusedOps.*}" \
+    --gtest_filter="${GPU_CHECK_MEMCHECK_FILTER:-CudaKernels.*Gemv*:CudaKernels.Dequantize*:CudaKernels.Tiles*:CudaKernels.*Matmul*:CudaFusedOps.*}" \
     > "$OUT/memcheck.log" 2>&1
   echo "memcheck: exit $?"
   grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) " "$OUT/memcheck.log" | head

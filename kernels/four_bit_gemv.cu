@@ -545,17 +545,14 @@ void launch_tensor_core_gemv(int depth, const GemvWeights<kCount>& group, const 
   }
 }
 
-// By the layout: gemv_tiles for one weight only (groups take the rows layout: group_unfit).
+// By the layout, which the weights of a group share (group_unfit).
 template <typename T, Scales kScales, int kCount>
 void launch_tensor_core_gemv(int depth, const GemvWeights<kCount>& group, const MapParam& map, const void* x,
                              int64_t m, cudaStream_t stream) {
-  if constexpr (kCount == 1) {
-    if (group.w[0].layout == FourBitLayout::gemv_tiles) {
-      launch_tensor_core_gemv<T, kScales, 1, true>(depth, group, map, x, m, stream);
-      return;
-    }
-  }
-  launch_tensor_core_gemv<T, kScales, kCount, false>(depth, group, map, x, m, stream);
+  if (group.w[0].layout == FourBitLayout::gemv_tiles)
+    launch_tensor_core_gemv<T, kScales, kCount, true>(depth, group, map, x, m, stream);
+  else
+    launch_tensor_core_gemv<T, kScales, kCount, false>(depth, group, map, x, m, stream);
 }
 
 // The tensor-core kernel on `group` in `dtype` (fp16 / bf16), by its kind of scales.
@@ -580,7 +577,7 @@ const char* group_unfit(const FourBitWeight* weights, int count, const void* x, 
   for (int i = 0; i < count; ++i) {
     const FourBitWeight& w = weights[i];
     if (const char* unfit = tensor_core_gemv_unfit(w, x, dtype)) return unfit;
-    if (w.layout != FourBitLayout::rows) return "a weight in the gemv_tiles layout goes alone";
+    if (w.layout != first.layout) return "the weights differ in layout";
     if (w.blocksize != first.blocksize || (w.absmax == nullptr) != (first.absmax == nullptr) ||
         (w.absmax == nullptr && w.nested_blocksize != first.nested_blocksize) ||
         !std::equal(w.code, w.code + 16, first.code))

@@ -117,9 +117,10 @@ std::vector<at::Tensor> FrozenLinear::forward_all(const std::vector<const Frozen
   const int64_t in = x.size(-1), rows = x.numel() / std::max<int64_t>(in, 1);
   bool grouped = gemv_grouping() && layers.size() >= 2 && layers.size() <= static_cast<size_t>(cuda::kMaxGemvGroup) &&
                  rows >= 1 && rows <= cuda::kMaxGemvRows && !(at::GradMode::is_enabled() && x.requires_grad());
-  for (const FrozenLinear* layer : layers)
-    grouped = grouped && layer->quantization_ == BaseQuantization::int4 && !layer->four_bit_.gemv_tiles &&
-              linear_4bit_cuda_supports(x, layer->four_bit_);  // a tiled weight goes alone (cuda_kernels.h)
+  for (const FrozenLinear* layer : layers)  // in one layout, all tiled or none (cuda::gemv_4bit_group)
+    grouped = grouped && layer->quantization_ == BaseQuantization::int4 &&
+              layer->four_bit_.gemv_tiles == layers.front()->four_bit_.gemv_tiles &&
+              linear_4bit_cuda_supports(x, layer->four_bit_);
   std::vector<at::Tensor> out;
   if (!grouped) {
     for (const FrozenLinear* layer : layers) out.push_back(layer->forward(x));

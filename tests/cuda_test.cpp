@@ -825,7 +825,7 @@ TEST(CudaGenerate, GreedyTokensMatchTheCpu) {
 // A model loaded for generation with its 4-bit projections in the gemv_tiles layout (ModelOptions::gemv_tiles, what
 // `generate` does with AUTOTRAIN_GEMV_TILES=1) gives the logits of the rows layout bit for bit: the prompt's 12 rows
 // (the dequantization and cuBLAS) and the next token's one (the tensor-core GEMV); llama and qwen2 (biases), with LoRA
-// on q, k and v and without, with the GEMVs grouped or not (a tiled weight goes alone).
+// on q, k and v and without, with the GEMVs grouped or not (tiled weights are grouped in their layout).
 TEST(CudaGenerate, TilesLayoutGivesTheLogitsOfTheRowsLayout) {
   REQUIRE_CUDA_DEVICE();
   const at::Tensor prompt =  // 12 rows of x: more than a GEMV takes

@@ -215,16 +215,19 @@ void bench_gemv_layer(const Device& d) {
   };
   const double plain = layer_seconds(false, false, views), overlapped = layer_seconds(true, false, views);
   const double grouped = layer_seconds(true, true, views), tiled = layer_seconds(true, false, tiled_views);
+  const double grouped_tiled = layer_seconds(true, true, tiled_views);
   auto peak_percent = [&](double seconds) { return 100 * layer_bytes / seconds / 1e9 / device.peak_bandwidth_gbs; };
   std::printf("\n### A layer's seven GEMVs back to back (Llama-3-8B, one row of x, bf16, defaults; %.0f MB)\n\n"
               "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n"
               "| one after another (set_gemv_overlap(false)) | %.1f | %.0f | %.0f%% |\n"
               "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n"
               "| overlapping, q/k/v and gate/up one launch each (gemv_4bit_group) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, gemv_tiles layout (tile_4bit_for_gemv) | %.1f | %.0f | %.0f%% |\n\n",
+              "| overlapping, gemv_tiles layout (tile_4bit_for_gemv) | %.1f | %.0f | %.0f%% |\n"
+              "| overlapping, gemv_tiles layout, grouped | %.1f | %.0f | %.0f%% |\n\n",
               layer_bytes / 1e6, plain * 1e6, layer_bytes / plain / 1e9, peak_percent(plain), overlapped * 1e6,
               layer_bytes / overlapped / 1e9, peak_percent(overlapped), grouped * 1e6, layer_bytes / grouped / 1e9,
-              peak_percent(grouped), tiled * 1e6, layer_bytes / tiled / 1e9, peak_percent(tiled));
+              peak_percent(grouped), tiled * 1e6, layer_bytes / tiled / 1e9, peak_percent(tiled), grouped_tiled * 1e6,
+              layer_bytes / grouped_tiled / 1e9, peak_percent(grouped_tiled));
   json("gemv_layer", "llama-3-8b",
        "\"m\":1,\"bytes\":" + std::to_string(layer_bytes) + ",\"us\":" + std::to_string(plain * 1e6) +
            ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"grouped_us\":" +
@@ -233,6 +236,8 @@ void bench_gemv_layer(const Device& d) {
            ",\"grouped_peak_fraction\":" + std::to_string(peak_percent(grouped) / 100) +
            ",\"tiles_us\":" + std::to_string(tiled * 1e6) +
            ",\"tiles_peak_fraction\":" + std::to_string(peak_percent(tiled) / 100) +
+           ",\"grouped_tiles_us\":" + std::to_string(grouped_tiled * 1e6) +
+           ",\"grouped_tiles_peak_fraction\":" + std::to_string(peak_percent(grouped_tiled) / 100) +
            ",\"layer_copies\":" + std::to_string(layers));
 }
 

@@ -348,6 +348,50 @@ TEST_F(EmulatedKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
   }
 }
 
+// Tiled weights of one x share a launch as the rows layout's do (generation with both AUTOTRAIN_GEMV_TILES=1 and
+// AUTOTRAIN_GEMV_GROUP=1): one launch, each y bit for bit its rows layout's tensor-core GEMV with the blocks' warps
+// fixed, each tiled byte read once; rows not multiples of the 16-row tile, blocks walking tiles of different weights.
+TEST_F(EmulatedKernels, TensorCoreGemvOfATiledGroupEqualsTheRowsLayout) {
+  at::manual_seed(18);
+  for (const simt::Options& o : kSettings) {
+    simt::set_options(o);
+    for (bool dq : {false, true})
+      for (int64_t cols : {448, 1024}) {
+        std::vector<HostWeight> weights, tiled_hosts;
+        std::vector<TiledWeight> tiled;
+        for (int64_t rows : {72, 20, 37})
+          weights.emplace_back(quantize_4bit(at::randn({rows, cols}), QuantType::nf4, 64, dq));
+        for (const HostWeight& w : weights) tiled.emplace_back(w);
+        for (size_t i = 0; i < weights.size(); ++i) {
+          tiled_hosts.push_back(weights[i]);
+          tiled_hosts.back().view = tiled[i].view;
+        }
+        for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+          for (int64_t m : {1, 8})
+            for (int count : {3, 2}) {
+              SCOPED_TRACE(describe(o) + ", " + describe(dq, 64, Shape{72, cols}, dtype) + " m " + std::to_string(m) +
+                           ", " + std::to_string(count) + " weights");
+              const at::Tensor x = at::randn({m, cols}).to(dtype);
+              std::vector<const HostWeight*> group;
+              for (int i = 0; i < count; ++i) group.push_back(&tiled_hosts[i]);
+              cuda::set_gemv_block_warps(8);
+              const int64_t launches = simt::launches();
+              const bool watched = m == 1 && dtype == at::kHalf && count == 3;
+              if (watched) simt::watch(tiled[1].view.packed, tiled[1].bytes.numel());
+              const std::vector<at::Tensor> ys = gemv_group(group, x);
+              if (watched) {
+                EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << "the second weight's bytes";
+                simt::watch(nullptr, 0);
+              }
+              EXPECT_EQ(simt::launches() - launches, 1) << "one launch for the group";
+              for (int i = 0; i < count; ++i)
+                EXPECT_TRUE(at::equal(ys[i], gemv(weights[i], x, cuda::GemvKernel::tensor_cores))) << "weight " << i;
+              cuda::set_gemv_block_warps(0);
+            }
+      }
+  }
+}
+
 // The dequantization of a tiled weight (what a prompt's matmul in generation takes with AUTOTRAIN_GEMV_TILES=1)
 // writes the rows layout's values bit for bit: whole weights, slices of rows starting inside a tile, blocks of
 // 8-aligned columns that start and end inside a 64-column chunk; rows not a multiple of the 16-row tile.
@@ -377,8 +421,8 @@ TEST_F(EmulatedKernels, DequantizeOfTheTilesLayoutEqualsTheRowsLayout) {
 
 // The tiles layout where it cannot go: the CUDA-core GEMV, the tensor-core one at fp32 and the fused matmul refuse it
 // (no kernel but the tensor-core GEMV and the dequantization reads it), the dequantization refuses columns not a
-// multiple of 8 of it, and tile_4bit_for_gemv refuses columns not a multiple of 64; in a group, a tiled weight goes
-// alone (and gives its own GEMV's sums).
+// multiple of 8 of it, and tile_4bit_for_gemv refuses columns not a multiple of 64; a group of a tiled and a rows
+// weight goes one by one (and each gives its own GEMV's sums).
 TEST_F(EmulatedKernels, TilesLayoutIsRefusedWhereItCannotGo) {
   at::manual_seed(16);
   HostWeight w(quantize_4bit(at::randn({40, 256}), QuantType::nf4, 64, true));

@@ -14,7 +14,7 @@
 #   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, then ours alone with AUTOTRAIN_GEMV_GROUP=1 and with
 #   AUTOTRAIN_GEMV_TILES=1.
 #   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
-#   CPUs) when e2e is asked for. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the
+#   CPUs) when e2e is asked for, and the 1B-shaped one when generate is and no end-to-end stage. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the
 #   end-to-end stages; their summaries go to $OUT.
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
 # GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build, run in that order;
@@ -54,6 +54,13 @@ if wanted e2e; then
     (python3 tools/bench_gpu_peer.py make-model --shape 8b --out "$WORK_8B" > "$OUT/make-8b.log" 2>&1; echo "exit $?" >> "$OUT/make-8b.log") &
     MAKE_8B=$!
 fi
+# generate's 1B-shaped model, made during the build too when no end-to-end stage (which makes its own) is asked for.
+WORK_1B=/tmp/bench-1b
+MAKE_1B=
+if wanted generate && ! wanted e2e && ! wanted e2e1b && [[ ! -f "$WORK_1B/model/config.json" ]]; then
+    (python3 tools/bench_gpu_peer.py make-model --shape 1b --out "$WORK_1B" > "$OUT/make-1b.log" 2>&1; echo "exit $?" >> "$OUT/make-1b.log") &
+    MAKE_1B=$!
+fi
 
 stage build
 if ! bash tools/device-build.sh "$BUILD" > "$OUT/build.log" 2>&1; then
@@ -81,6 +88,10 @@ wait_for_8b() {
 }
 
 bench() {
+  if [[ -n "$MAKE_1B" ]] && kill -0 "$MAKE_1B" 2>/dev/null; then  # its GPU work would disturb the timings
+    stage "bench_gpu: waiting at most 60 s for make-model 1b"
+    for _ in $(seq 60); do kill -0 "$MAKE_1B" 2>/dev/null || break; sleep 1; done
+  fi
   stage "bench_gpu"
   timeout "$(at_most 150)" "$BUILD/bench_gpu" "${BENCH_SECTIONS[@]}" > "$OUT/bench_gpu.txt" 2>&1
   echo "bench_gpu: exit $?"
@@ -168,6 +179,11 @@ generate() {
     [[ -f "$WORK_8B/model/config.json" ]] && model="$WORK_8B/model"
   fi
   if [[ -z "$model" ]]; then
+    if [[ -n "$MAKE_1B" ]]; then
+      stage "make-model 1b (started with the build): waiting at most $(at_most 150) s"
+      for _ in $(seq "$(at_most 150)"); do kill -0 "$MAKE_1B" 2>/dev/null || break; sleep 1; done
+      tail -2 "$OUT/make-1b.log"
+    fi
     if [[ ! -f /tmp/bench-1b/model/config.json ]]; then
       stage "make-model 1b"
       timeout "$(at_most 150)" python3 tools/bench_gpu_peer.py make-model --shape 1b --out /tmp/bench-1b \
@@ -193,4 +209,5 @@ for name in $STAGES; do
   if (($(left) > 10)); then "$name"; else echo "=== $name: skipped ($(left) s left)"; fi
 done
 [[ -n "$MAKE_8B" ]] && kill "$MAKE_8B" 2>/dev/null
+[[ -n "$MAKE_1B" ]] && kill "$MAKE_1B" 2>/dev/null
 stage "done"

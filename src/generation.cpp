@@ -48,9 +48,9 @@ std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>
   std::vector<int64_t> tokens;
   at::Tensor input = at::tensor(prompt_ids, at::kLong).view({1, -1});
   while (static_cast<int64_t>(tokens.size()) < options.max_new_tokens) {
-    at::Tensor logits = model.forward(input, {}, &cache);  // (1, T, V) on the model's device
+    at::Tensor logits = model.next_token_logits(input, &cache);  // (1, V) on the model's device
     // Chosen on the CPU: the sampler's generator is a CPU one, so a GPU run samples as a CPU run does.
-    int64_t token = choose_token(logits[0][-1].to(at::kCPU), options, generator);
+    int64_t token = choose_token(logits[0].to(at::kCPU), options, generator);
     tokens.push_back(token);
     if (on_token) on_token(token);
     const auto& stops = options.stop_token_ids;

@@ -218,6 +218,11 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, const at::Tensor& atte
   return frozen_dense_linear(hidden_states(input_ids, attention_mask, cache), lm_head_).to(at::kFloat);
 }
 
+at::Tensor CausalLM::next_token_logits(const at::Tensor& input_ids, KVCache* cache) {
+  at::Tensor last = hidden_states(input_ids, {}, cache).select(1, -1);  // (B, C)
+  return frozen_dense_linear(last, lm_head_).to(at::kFloat);
+}
+
 // input_ids (B,T) -> hidden (B,T,C): it flows through the layers and the final norm in the compute dtype.
 at::Tensor CausalLM::hidden_states(const at::Tensor& input_ids_anywhere, const at::Tensor& attention_mask_anywhere,
                                    KVCache* cache) {

@@ -187,6 +187,29 @@ TEST(ModelGeneration, KVCacheForwardEqualsFullForward) {
   }
 }
 
+// What generation takes of a forward, the last position's logits alone (the LM head on one position, as transformers'
+// logits_to_keep=1), equals that position of the full logits, with and without a cache: a 6-token prompt (row 0 of
+// the batch, no padding), then one token.
+TEST(ModelGeneration, NextTokenLogitsAreTheLastPositionsOfTheFullLogits) {
+  for (const std::string& arch : kArchitectures) {
+    SCOPED_TRACE(arch);
+    CausalLM model(kModels + arch, ModelOptions{});
+    const at::Tensor ids = batch_of(arch).input_ids.narrow(0, 0, 1);
+    at::NoGradGuard no_grad;
+    const at::Tensor full = model.forward(ids);
+    const at::Tensor last = model.next_token_logits(ids);
+    ASSERT_EQ(last.sizes(), (std::vector<int64_t>{1, full.size(2)}));
+    EXPECT_LE((last - full.select(1, -1)).abs().max().item<double>(), 1e-5);  // one GEMM row instead of T
+    KVCache cache = model.make_cache();
+    const int64_t T = ids.size(1);
+    const at::Tensor prompt = model.next_token_logits(ids.narrow(1, 0, T - 1), &cache);
+    const at::Tensor step = model.next_token_logits(ids.narrow(1, T - 1, 1), &cache);
+    EXPECT_LE((prompt - full.select(1, T - 2)).abs().max().item<double>(), 1e-5);
+    EXPECT_LE((step - full.select(1, T - 1)).abs().max().item<double>(), 1e-5);
+    EXPECT_GT(full.select(1, -1).abs().max().item<double>(), 0.1);
+  }
+}
+
 TEST(ModelLora, LogitsLossAndGradientsEqualPeft) {
   for (const std::string& arch : kArchitectures) {
     SCOPED_TRACE(arch);

@@ -83,6 +83,10 @@ class CausalLM {
   // index in the sequence, as transformers' forward without position_ids. Returns logits (B,T,vocab) fp32
   // on the model's device (the inputs are moved there).
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, KVCache* cache = nullptr);
+  // The logits of the last position only, (B, vocab) fp32, without padding (what generation takes of a prompt): the
+  // LM head runs on one position per sequence instead of T (transformers' logits_to_keep=1). A 4,096-token prompt
+  // on a 128K vocabulary no longer holds 2 GiB of fp32 logits.
+  at::Tensor next_token_logits(const at::Tensor& input_ids, KVCache* cache = nullptr);
   // forward without the LM head: the final RMSNorm's output (B,T,C) in the compute dtype, what the training
   // loss (lm_head_loss_sum, autotrain/lm_loss.h) takes so that it never holds the whole (B,T,vocab) logits.
   at::Tensor hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask = {},

@@ -99,14 +99,16 @@ at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& input
   const int64_t groups = config_.num_attention_heads / config_.num_key_value_heads;
   const at::Tensor& mask = inputs.masks.at(sliding_window_);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  if (cache && groups > 1 && mask.defined()) {
+  if (cache && groups > 1 && (mask.defined() || T == 1)) {
     // With a cache (generation), the keys and values are not repeated for each query head: the `groups` query
     // heads of a key/value head become rows of one (B, KV, groups T, D) query, and each row's mask is its
-    // position's. Each row's attention is the same sum as before; repeating the cache instead copied it groups
-    // times per layer and step (the bulk of a step's memory traffic at long contexts).
+    // position's (none for one new position that sees every key). Each row's attention is the same sum as
+    // before; repeating the cache instead copied it groups times per layer and step (the bulk of a step's memory
+    // traffic at long contexts).
     const int64_t KV = config_.num_key_value_heads;
     at::Tensor grouped_q = q.reshape({B, KV, groups * T, D});
-    at::Tensor grouped_mask = mask.repeat({1, 1, groups, 1});
+    std::optional<at::Tensor> grouped_mask;
+    if (mask.defined()) grouped_mask = mask.repeat({1, 1, groups, 1});
     at::Tensor out = at::scaled_dot_product_attention(grouped_q, k, v, grouped_mask, /*dropout_p=*/0.0,
                                                       /*is_causal=*/false, scale);
     out = out.view({B, KV * groups, T, D}).transpose(1, 2).reshape({B, T, -1});
@@ -114,9 +116,11 @@ at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& input
   }
   k = repeat_kv(k, groups);
   v = repeat_kv(v, groups);
+  // No mask: causal over T new positions, or nothing to mask for one (T = 1 sees every key; SDPA's is_causal would
+  // align its triangle to the first key).
   at::Tensor out = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask)
                                                                               : std::nullopt,
-                                                    /*dropout_p=*/0.0, /*is_causal=*/!mask.defined(), scale);
+                                                    /*dropout_p=*/0.0, /*is_causal=*/!mask.defined() && T > 1, scale);
   out = out.transpose(1, 2).reshape({B, T, -1});
   return projection("o_proj").forward(out);
 }

@@ -28,7 +28,8 @@ struct Projection {
 struct LayerInputs {
   at::Tensor cos, sin;  // (1, 1, T, head_dim) in the compute dtype
   // Boolean mask (B or 1, 1, T, L) per sliding window (0 = full): true where a query may attend a key.
-  // Undefined: plain causal attention with SDPA's is_causal (no cache, no padding, window >= T).
+  // Undefined: plain causal attention with SDPA's is_causal (no cache, no padding, window >= T), or for one new
+  // position (T = 1) every key (a decoding step without padding, window >= L).
   std::map<int64_t, at::Tensor> masks;
 };
 

@@ -76,11 +76,13 @@ void skip_peft_linear_init_draws(int64_t r, int64_t in_features, int64_t out_fea
 // (B or 1, 1, T, L) bool, true where query t (position past + t) may attend key j: j <= past + t, within
 // the window, and not padding. A query always sees itself, so that the row of a padding query is never
 // empty (an empty row is NaN in SDPA and would spread through the values of the next layer).
-// Undefined when SDPA's is_causal says the same.
+// Undefined when it allows every key to every query but the causal order, i.e. when SDPA's is_causal says the same
+// (no cache), and when one new query sees every key (a decoding step without padding, inside the window): what
+// DecoderLayer::attention takes as is_causal for T > 1 and as no mask for T = 1.
 at::Tensor build_attention_mask(int64_t past, int64_t T, int64_t window, const at::Tensor& key_mask,
                                 at::Device device) {
-  if (!key_mask.defined() && past == 0 && (window == 0 || window >= T)) return {};
   const int64_t L = past + T;
+  if (!key_mask.defined() && (past == 0 || T == 1) && (window == 0 || window >= L)) return {};
   const auto positions = at::TensorOptions(at::kLong).device(device);
   at::Tensor query = at::arange(past, L, positions).unsqueeze(1);
   at::Tensor key = at::arange(0, L, positions).unsqueeze(0);

@@ -33,6 +33,7 @@ DeviceInfo device_info(int index) {
   cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index);
   info.peak_bandwidth_gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
   info.l2_cache_bytes = properties.l2CacheSize;
+  info.compute_capability = properties.major * 10 + properties.minor;
   return info;
 }
 

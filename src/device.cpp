@@ -87,6 +87,15 @@ std::string describe_device(at::Device device) {
   return device.str();
 }
 
+bool bf16_native(at::Device device) {
+  if (!device.is_cuda()) return true;
+#ifdef AUTOTRAIN_WITH_CUDA
+  return cuda::device_info(device.index()).compute_capability >= 80;
+#else
+  return false;
+#endif
+}
+
 int64_t gpu_memory_in_use_bytes(at::Device device) {
 #ifdef AUTOTRAIN_WITH_CUDA
   if (device.is_cuda()) return cuda::device_memory_used(device.index());

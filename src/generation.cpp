@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "autotrain/error.h"
+#include "autotrain/merge.h"
 
 namespace autotrain {
 
@@ -30,6 +31,14 @@ int64_t choose_token(const at::Tensor& logits, const GenerationOptions& options,
 }
 
 }  // namespace
+
+at::ScalarType generation_dtype(const std::string& choice, at::Device device, at::ScalarType checkpoint_dtype,
+                                bool bf16_native) {
+  if (choice != "auto") return parse_dtype_name(choice);
+  if (!device.is_cuda()) return at::kFloat;
+  if (checkpoint_dtype == at::kHalf) return at::kHalf;
+  return bf16_native ? at::kBFloat16 : at::kHalf;
+}
 
 std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>& prompt_ids,
                                      const GenerationOptions& options, const std::function<void(int64_t)>& on_token) {

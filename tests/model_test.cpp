@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "autotrain/device.h"
 #include "autotrain/error.h"
 #include "autotrain/generation.h"
 #include "autotrain/model.h"
@@ -208,6 +209,22 @@ TEST(ModelGeneration, NextTokenLogitsAreTheLastPositionsOfTheFullLogits) {
     EXPECT_LE((step - full.select(1, T - 1)).abs().max().item<double>(), 1e-5);
     EXPECT_GT(full.select(1, -1).abs().max().item<double>(), 0.1);
   }
+}
+
+// generate's --dtype auto: fp32 on the CPU; on a GPU the checkpoint's 16-bit dtype, bf16 for an fp32 checkpoint, fp16
+// where the GPU has no native bf16; a named dtype as named, whatever the device.
+TEST(ModelGeneration, AutoDtypeIsFp32OnTheCpuAndTheCheckpointsOnAGpu) {
+  const at::Device cpu(at::kCPU), gpu(at::kCUDA, 0);
+  EXPECT_TRUE(bf16_native(cpu));
+  EXPECT_EQ(generation_dtype("auto", cpu, at::kBFloat16, true), at::kFloat);
+  EXPECT_EQ(generation_dtype("auto", gpu, at::kBFloat16, true), at::kBFloat16);
+  EXPECT_EQ(generation_dtype("auto", gpu, at::kHalf, true), at::kHalf);
+  EXPECT_EQ(generation_dtype("auto", gpu, at::kFloat, true), at::kBFloat16);
+  EXPECT_EQ(generation_dtype("auto", gpu, at::kBFloat16, false), at::kHalf);
+  EXPECT_EQ(generation_dtype("fp32", gpu, at::kBFloat16, true), at::kFloat);
+  EXPECT_EQ(generation_dtype("bf16", cpu, at::kFloat, true), at::kBFloat16);
+  EXPECT_EQ(generation_dtype("fp16", gpu, at::kBFloat16, false), at::kHalf);
+  EXPECT_THROW(generation_dtype("int8", cpu, at::kFloat, true), Error);
 }
 
 TEST(ModelLora, LogitsLossAndGradientsEqualPeft) {

@@ -26,6 +26,7 @@ struct DeviceInfo {
   int multiprocessors = 0;
   double peak_bandwidth_gbs = 0;  // memory clock x bus width x 2 (DDR), from the device's attributes
   int64_t l2_cache_bytes = 0;
+  int compute_capability = 0;  // major * 10 + minor: 80 for an A100, 90 for an H100
 };
 DeviceInfo device_info(int index);
 

@@ -17,6 +17,10 @@ at::Device select_device(const std::string& choice, int world_size = 1);
 // "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)": for the log.
 std::string describe_device(at::Device device);
 
+// Whether bf16 matmuls run natively on `device`: the CPU (libtorch's kernels), a GPU of compute capability 8.0 or
+// newer (Ampere: cuBLAS's bf16 GEMMs and the tensor-core kernels); false for older GPUs and in a build without CUDA.
+bool bf16_native(at::Device device);
+
 // Error (exit 2) for --device cuda with several data-parallel workers: not supported yet (gloo would reduce
 // CUDA gradients through the host, and NCCL is not wired).
 void check_device_for_workers(const std::string& choice, int world_size);

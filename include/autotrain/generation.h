@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "autotrain/model.h"
@@ -18,6 +19,14 @@ struct GenerationOptions {
   uint64_t seed = 42;      // of the sampling generator (its own: the global torch RNG is left alone)
   std::vector<int64_t> stop_token_ids;
 };
+
+// generate's --dtype: fp32 / fp16 / bf16 as named, or for "auto" fp32 on the CPU (the reference path, and what
+// the CPU multiplies fastest) and on a GPU the checkpoint's dtype when it is fp16 or bf16, else bf16, with fp16 in
+// place of bf16 where the GPU has no native bf16 (`bf16_native`, before Ampere). So a 16-bit checkpoint runs in
+// its own dtype on a GPU, as transformers' dtype="auto" loads it, and an int4 base reaches the tensor-core GEMV
+// (fp16 / bf16 only). Error (exit 2) for another name.
+at::ScalarType generation_dtype(const std::string& choice, at::Device device, at::ScalarType checkpoint_dtype,
+                                bool bf16_native);
 
 // The new tokens only, ending at the first stop token (included) or after max_new_tokens. `on_token` sees
 // each token as it is chosen (for streaming). Runs without autograd and with LoRA dropout off, on the

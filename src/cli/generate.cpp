@@ -20,7 +20,7 @@ namespace autotrain::cli {
 
 namespace {
 struct GenerateOptions {
-  std::string model_dir, adapter_dir, prompt, dtype = "fp32", device = "auto", quantization = "none";
+  std::string model_dir, adapter_dir, prompt, dtype = "auto", device = "auto", quantization = "none";
   int64_t max_new_tokens = 64;
   double temperature = 0, top_p = 1.0;
   uint64_t seed = 42;
@@ -47,9 +47,11 @@ Command add_generate_command(CLI::App& parent) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   app->add_option("--seed", o->seed, "Seed of the sampler")->capture_default_str();
-  app->add_option("--dtype", o->dtype, "Weights and compute dtype")
+  app->add_option("--dtype", o->dtype,
+                  "Weights and compute dtype; auto: fp32 on the CPU, on a GPU the checkpoint's fp16 / bf16 (else bf16; "
+                  "fp16 before Ampere)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+      ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16"}));
   app->add_option("--device", o->device, "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -66,12 +68,15 @@ Command add_generate_command(CLI::App& parent) {
   auto run = [o] {
     auto tokenizer = Tokenizer::load(o->model_dir);
     ModelOptions options;
-    options.dtype = parse_dtype_name(o->dtype);
     options.device = select_device(o->device);
+    options.dtype = generation_dtype(o->dtype, options.device, load_model_config(o->model_dir).dtype,
+                                     bf16_native(options.device));
     options.quantization = parse_base_quantization(o->quantization);
     options.gemv_tiles = gemv_tiles();  // AUTOTRAIN_GEMV_TILES=1, an experiment (src/cuda_ops.h)
     // Said only for a GPU: the CPU is what generate always did, and its stderr stays as it was.
-    if (options.device.is_cuda()) log::info("device: " + describe_device(options.device));
+    if (options.device.is_cuda())
+      log::info("device: " + describe_device(options.device) + ", " + c10::toString(options.dtype) +
+                (o->dtype == "auto" ? " (--dtype auto)" : ""));
     std::optional<AdapterConfig> adapter;
     if (!o->adapter_dir.empty()) {
       adapter = load_adapter_config(o->adapter_dir);

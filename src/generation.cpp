@@ -13,9 +13,8 @@ namespace autotrain {
 
 namespace {
 
-// logits (V,) float32 -> the next token.
-int64_t choose_token(const at::Tensor& logits, const GenerationOptions& options, at::Generator& generator) {
-  if (options.temperature == 0) return logits.argmax().item<int64_t>();
+// logits (V,) float32 on the CPU -> the next token, sampled (temperature > 0).
+int64_t sample_token(const at::Tensor& logits, const GenerationOptions& options, at::Generator& generator) {
   at::Tensor scores = logits / options.temperature;
   if (options.top_p < 1.0) {
     // As TopPLogitsWarper: sort ascending, drop the tokens whose cumulative probability stays within
@@ -58,8 +57,10 @@ std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>
   at::Tensor input = at::tensor(prompt_ids, at::kLong).view({1, -1});
   while (static_cast<int64_t>(tokens.size()) < options.max_new_tokens) {
     at::Tensor logits = model.next_token_logits(input, &cache);  // (1, V) on the model's device
-    // Chosen on the CPU: the sampler's generator is a CPU one, so a GPU run samples as a CPU run does.
-    int64_t token = choose_token(logits[0].to(at::kCPU), options, generator);
+    // Greedy: the argmax where the logits are (the first of equal maxima on any device), one number copied back.
+    // Sampling on the CPU: the sampler's generator is a CPU one, so a GPU run samples as a CPU run does.
+    int64_t token = options.temperature == 0 ? logits[0].argmax().item<int64_t>()
+                                             : sample_token(logits[0].to(at::kCPU), options, generator);
     tokens.push_back(token);
     if (on_token) on_token(token);
     const auto& stops = options.stop_token_ids;

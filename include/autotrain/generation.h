@@ -30,7 +30,7 @@ at::ScalarType generation_dtype(const std::string& choice, at::Device device, at
 
 // The new tokens only, ending at the first stop token (included) or after max_new_tokens. `on_token` sees
 // each token as it is chosen (for streaming). Runs without autograd and with LoRA dropout off, on the
-// model's device; each token is chosen from logits copied to the CPU.
+// model's device; greedy takes the argmax there, sampling draws from logits copied to the CPU.
 std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>& prompt_ids,
                                      const GenerationOptions& options,
                                      const std::function<void(int64_t)>& on_token = {});

@@ -7,6 +7,7 @@
 
 #include "autotrain/device.h"
 #include "autotrain/error.h"
+#include "autotrain/fileio.h"
 #include "autotrain/generation.h"
 #include "autotrain/model.h"
 #include "autotrain/safetensors.h"
@@ -393,6 +394,40 @@ std::string edited_llama(const testing::TempDir& dir,
   write_safetensors(dir.file("model.safetensors"), tensors);
   std::filesystem::copy_file(kModels + "llama/config.json", dir.file("config.json"));
   return dir.path().string();
+}
+
+// Multi-head attention (as Llama-2-7B: a key/value head per query head), made from the llama fixture by repeating
+// each key/value head for the query heads it serves: the same model, so the same logits as the grouped one (checked
+// against transformers elsewhere). Through the KV cache its decoding steps take the path without grouped heads and
+// without a mask (one new position sees every key: SDPA's is_causal there would align its triangle to the first
+// key and see one key only), and give the full forward's logits.
+TEST(ModelGeneration, MultiHeadAttentionDecodesAsItsFullForward) {
+  testing::TempDir dir;
+  const int64_t heads = 4, kv_heads = 2, head_dim = 16;  // the fixture's (config.json)
+  const std::string folder = edited_llama(dir, [&](auto& tensors) {
+    for (auto& [name, tensor] : tensors)
+      if (name.find("k_proj.weight") != std::string::npos || name.find("v_proj.weight") != std::string::npos)
+        tensor = tensor.view({kv_heads, head_dim, -1}).repeat_interleave(heads / kv_heads, 0).reshape({heads * head_dim, -1});
+  });
+  std::string config = read_file(dir.file("config.json"));
+  const std::string grouped = "\"num_key_value_heads\": 2";
+  ASSERT_NE(config.find(grouped), std::string::npos);
+  config.replace(config.find(grouped), grouped.size(), "\"num_key_value_heads\": 4");
+  write_file_atomic(dir.file("config.json"), config);
+
+  CausalLM mha(folder, ModelOptions{}), gqa(kModels + "llama", ModelOptions{});
+  ASSERT_EQ(mha.config().num_key_value_heads, heads);
+  const at::Tensor ids = batch_of("llama").input_ids.narrow(0, 0, 1);
+  at::NoGradGuard no_grad;
+  const at::Tensor full = mha.forward(ids);
+  EXPECT_LE((full - gqa.forward(ids)).abs().max().item<double>(), 1e-5);
+  KVCache cache = mha.make_cache();
+  const int64_t T = ids.size(1), prefill = 3;
+  EXPECT_LE((mha.next_token_logits(ids.narrow(1, 0, prefill), &cache) - full.select(1, prefill - 1)).abs().max().item<double>(),
+            1e-5);
+  for (int64_t t = prefill; t < T; ++t)
+    EXPECT_LE((mha.next_token_logits(ids.narrow(1, t, 1), &cache) - full.select(1, t)).abs().max().item<double>(), 1e-5)
+        << "position " << t;
 }
 
 TEST(ModelLoad, MissingTensorNamesTheFolderAndTensor) {

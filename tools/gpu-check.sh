@@ -14,8 +14,9 @@
 #   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, then ours alone with AUTOTRAIN_GEMV_GROUP=1 and with
 #   AUTOTRAIN_GEMV_TILES=1.
 #   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
-#   CPUs) when e2e is asked for, and the 1B-shaped one when generate is and no end-to-end stage. BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the
-#   end-to-end stages; their summaries go to $OUT.
+#   CPUs) when e2e is asked for, and the 1B-shaped one when generate is and no end-to-end stage.
+#   BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the end-to-end stages; their
+#   summaries go to $OUT.
 # Logs and results go to $OUT (default /tmp/gpu-check). GPU_CHECK_SECONDS (default 540) bounds the whole;
 # GPU_CHECK_STAGES (default "kernels bench training memcheck e2e") picks stages after the build, run in that order;
 # GPU_CHECK_MEMCHECK_SECONDS (default 90) and GPU_CHECK_E2E_SECONDS (default: what is left) bound those stages,

@@ -51,6 +51,18 @@ struct HostWeight {
 
 void expect_ok(const char* problem) { ASSERT_EQ(problem, nullptr) << problem; }
 
+// The fewest and the most reads of any of the `count` bytes at `bytes` by the kernels `action` launches (the
+// emulator's count, see simt::watch), which stops watching afterwards.
+template <typename Action>
+std::pair<int64_t, int64_t> reads_during(const void* bytes, int64_t count, Action action) {
+  simt::watch(bytes, static_cast<size_t>(count));
+  action();
+  const std::pair<int64_t, int64_t> reads = simt::watched_reads();
+  simt::watch(nullptr, 0);
+  return reads;
+}
+const std::pair<int64_t, int64_t> kReadOnce{1, 1};
+
 // A fresh output for a kernel: NaN everywhere, so that an element it does not write fails the comparison.
 at::Tensor output(int64_t rows, int64_t cols, at::ScalarType dtype) {
   return at::full({rows, cols}, std::numeric_limits<float>::quiet_NaN(), at::TensorOptions().dtype(dtype));
@@ -259,12 +271,11 @@ TEST_F(EmulatedKernels, TensorCoreGemvOfAGroupEqualsEachWeightAlone) {
     for (int64_t rows : {48, 16, 64})
       whole.emplace_back(quantize_4bit(at::randn({rows, 1024}), QuantType::nf4, 64, true));
     const at::Tensor x = at::randn({1, 1024}).to(at::kBFloat16);
-    for (int i = 0; i < 3; ++i) {
-      simt::watch(whole[i].view.packed, whole[i].q.packed.numel());
-      gemv_group({&whole[0], &whole[1], &whole[2]}, x);
-      EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << "weight " << i;
-      simt::watch(nullptr, 0);
-    }
+    for (int i = 0; i < 3; ++i)
+      EXPECT_EQ(reads_during(whole[i].view.packed, whole[i].q.packed.numel(),
+                             [&] { gemv_group({&whole[0], &whole[1], &whole[2]}, x); }),
+                kReadOnce)
+          << "weight " << i;
   }
 }
 
@@ -334,13 +345,10 @@ TEST_F(EmulatedKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
               const at::Tensor expected = gemv(w, x, cuda::GemvKernel::tensor_cores);
               for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
                 cuda::set_gemv_pipeline_depth(depth);
-                const bool watched = m == 1 && dtype == at::kHalf;
-                if (watched) simt::watch(tiled.view.packed, tiled.bytes.numel());
-                EXPECT_TRUE(at::equal(gemv(tiled.view, w, x, cuda::GemvKernel::automatic), expected)) << depth;
-                if (watched) {
-                  EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << depth;
-                  simt::watch(nullptr, 0);
-                }
+                auto tiled_gemv = [&] { return gemv(tiled.view, w, x, cuda::GemvKernel::automatic); };
+                EXPECT_TRUE(at::equal(tiled_gemv(), expected)) << depth;
+                if (m == 1 && dtype == at::kHalf)
+                  EXPECT_EQ(reads_during(tiled.view.packed, tiled.bytes.numel(), tiled_gemv), kReadOnce) << depth;
               }
               cuda::set_gemv_pipeline_depth(0);
             }
@@ -376,14 +384,12 @@ TEST_F(EmulatedKernels, TensorCoreGemvOfATiledGroupEqualsTheRowsLayout) {
               for (int i = 0; i < count; ++i) group.push_back(&tiled_hosts[i]);
               cuda::set_gemv_block_warps(8);
               const int64_t launches = simt::launches();
-              const bool watched = m == 1 && dtype == at::kHalf && count == 3;
-              if (watched) simt::watch(tiled[1].view.packed, tiled[1].bytes.numel());
               const std::vector<at::Tensor> ys = gemv_group(group, x);
-              if (watched) {
-                EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << "the second weight's bytes";
-                simt::watch(nullptr, 0);
-              }
               EXPECT_EQ(simt::launches() - launches, 1) << "one launch for the group";
+              if (m == 1 && dtype == at::kHalf && count == 3)
+                EXPECT_EQ(reads_during(tiled[1].view.packed, tiled[1].bytes.numel(), [&] { gemv_group(group, x); }),
+                          kReadOnce)
+                    << "the second weight's bytes";
               for (int i = 0; i < count; ++i)
                 EXPECT_TRUE(at::equal(ys[i], gemv(weights[i], x, cuda::GemvKernel::tensor_cores))) << "weight " << i;
               cuda::set_gemv_block_warps(0);
@@ -506,10 +512,8 @@ TEST_F(EmulatedKernels, GemvReadsEachPackedByteOnce) {
           HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, 64, true));
           at::Tensor x = at::randn({m, s.cols}).to(at::kBFloat16);
           cuda::set_gemv_pipeline_depth(depth);
-          simt::watch(w.view.packed, w.q.packed.numel());
-          gemv(w, x, kernel);
-          EXPECT_EQ(simt::watched_reads(), std::make_pair(int64_t{1}, int64_t{1})) << "fewest and most reads of a byte";
-          simt::watch(nullptr, 0);
+          EXPECT_EQ(reads_during(w.view.packed, w.q.packed.numel(), [&] { gemv(w, x, kernel); }), kReadOnce)
+              << "fewest and most reads of a byte";
           cuda::set_gemv_pipeline_depth(0);
         }
 }
@@ -587,10 +591,10 @@ TEST_F(EmulatedKernels, FusedMatmulReadsTheWeightOncePerTileOfRows) {
     for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
       SCOPED_TRACE(std::to_string(row_tiles) + " tiles of rows, " +
                    (pass == cuda::MatmulPass::forward ? "forward" : "backward"));
-      simt::watch(w.view.packed, w.q.packed.numel());
-      matmul(w, pass == cuda::MatmulPass::forward ? x : dy, pass, tile);
-      EXPECT_EQ(simt::watched_reads(), std::make_pair(row_tiles, row_tiles)) << "fewest and most reads of a byte";
-      simt::watch(nullptr, 0);
+      EXPECT_EQ(reads_during(w.view.packed, w.q.packed.numel(),
+                             [&] { matmul(w, pass == cuda::MatmulPass::forward ? x : dy, pass, tile); }),
+                std::make_pair(row_tiles, row_tiles))
+          << "fewest and most reads of a byte";
     }
 }
 

@@ -132,7 +132,7 @@ __global__ void dequantize_columns_kernel(const __grid_constant__ FourBitWeight 
     r = items <= UINT32_MAX ? uint32_t(g) / uint32_t(per_row) : g / per_row;
     c = g - r * per_row;
   };
-  if (!kTiles && !aligned) {
+  if (!aligned) {
     wait_for_prior_grids();  // before any write to out (see dequantize_kernel)
     for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < items; g += stride) {
       int64_t r, c;

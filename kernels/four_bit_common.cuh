@@ -237,7 +237,7 @@ bool indexes_fit_31_bits(const FourBitWeight& w) {
   return w.rows * w.cols < (int64_t(1) << 31) && w.cols * kMaxGemvRows < (int64_t(1) << 31);
 }
 
-// `tiles`: whether the kernel takes the gemv_tiles layout (the tensor-core GEMV only).
+// `tiles`: whether the kernel takes the gemv_tiles layout (the tensor-core GEMV and the dequantization).
 const char* check_weight(const FourBitWeight& w, const DynamicMap* map, bool tiles = false) {
   if (w.packed == nullptr || w.rows <= 0 || w.cols <= 0) return "4-bit kernel: empty weight";
   if (w.layout != FourBitLayout::rows && !(tiles && w.layout == FourBitLayout::gemv_tiles))

@@ -160,7 +160,7 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
         quantize_seconds += seconds_since(quantize_start);
       }
       base->to(device);
-      if (options_.gemv_tiles) gemv_tiled_projections_ += base->tile_for_gemv(dtype) ? 1 : 0;
+      if (options_.gemv_tiles) base->tile_for_gemv(dtype);
       Projection projection;
       projection.base = base;
       const auto& targets = options_.lora_target_modules;
@@ -185,13 +185,21 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
   set_training(false);
   log_load_time(model_dir, options_, quantized_parameters, quantize_seconds, seconds_since(load_start));
   if (options_.gemv_tiles && device.is_cuda())
-    log::info(log::cat("gemv_tiles layout: ", gemv_tiled_projections_, " of ", c.num_hidden_layers * 7,
+    log::info(log::cat("gemv_tiles layout: ", gemv_tiled_projections(), " of ",
+                       c.num_hidden_layers * static_cast<int64_t>(linear_module_names().size()),
                        " projections (the others are not 4-bit on a GPU, or the tensor-core GEMV cannot take them)"));
 }
 
 CausalLM::~CausalLM() = default;
 CausalLM::CausalLM(CausalLM&&) noexcept = default;
 CausalLM& CausalLM::operator=(CausalLM&&) noexcept = default;
+
+int64_t CausalLM::gemv_tiled_projections() const {
+  int64_t tiled = 0;
+  for (const auto& layer : layers_)
+    for (const auto& [name, projection] : layer->projections) tiled += projection.base->gemv_tiled() ? 1 : 0;
+  return tiled;
+}
 
 KVCache CausalLM::make_cache() const { return KVCache(config_.num_hidden_layers); }
 

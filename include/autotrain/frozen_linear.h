@@ -54,6 +54,7 @@ class FrozenLinear {
   // src/cuda_ops.h) where that kernel takes it; true when they are in that layout now. Every forward gives the same
   // values either way.
   bool tile_for_gemv(at::ScalarType dtype);
+  bool gemv_tiled() const { return quantization_ == BaseQuantization::int4 && four_bit_.gemv_tiles; }
   const at::Tensor& bias() const { return bias_; }
 
   int64_t in_features() const { return in_features_; }

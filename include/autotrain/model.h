@@ -94,7 +94,7 @@ class CausalLM {
   const at::Tensor& lm_head() const { return lm_head_; }  // (vocab, C), frozen; the embedding when tied
   KVCache make_cache() const;
   // How many projections are in the gemv_tiles layout (ModelOptions::gemv_tiles).
-  int64_t gemv_tiled_projections() const { return gemv_tiled_projections_; }
+  int64_t gemv_tiled_projections() const;
 
   // LoRA A and B of every targeted projection, named as PEFT names them in adapter_model.safetensors, in
   // PEFT's order (layer by layer; q, k, v, o, gate, up, down; A then B). The tensors are the parameters.
@@ -105,7 +105,6 @@ class CausalLM {
  private:
   ModelConfig config_;
   ModelOptions options_;
-  int64_t gemv_tiled_projections_ = 0;
   at::Tensor embed_tokens_;  // (vocab, C), frozen
   at::Tensor final_norm_;    // (C,)
   at::Tensor lm_head_;       // (vocab, C); the embedding itself when tied

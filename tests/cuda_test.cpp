@@ -822,6 +822,18 @@ TEST(CudaGenerate, GreedyTokensMatchTheCpu) {
   EXPECT_EQ(tokens["cpu"].size(), 32u);
 }
 
+// What the generation tests below load: an NF4 base (double-quantized) in bf16 on the GPU, with LoRA on q, k and v or
+// without.
+ModelOptions nf4_generation_options(bool lora) {
+  ModelOptions options;
+  options.device = at::Device(at::kCUDA, 0);
+  options.dtype = at::kBFloat16;
+  options.quantization = BaseQuantization::int4;
+  options.four_bit.double_quantize = true;
+  if (lora) options.lora_target_modules = {"q_proj", "k_proj", "v_proj"};
+  return options;
+}
+
 // A model loaded for generation with its 4-bit projections in the gemv_tiles layout (ModelOptions::gemv_tiles, what
 // `generate` does with AUTOTRAIN_GEMV_TILES=1) gives the logits of the rows layout bit for bit: the prompt's 12 rows
 // (the dequantization and cuBLAS) and the next token's one (the tensor-core GEMV); llama and qwen2 (biases), with LoRA
@@ -837,13 +849,8 @@ TEST(CudaGenerate, TilesLayoutGivesTheLogitsOfTheRowsLayout) {
         set_gemv_grouping(grouped);
         std::map<bool, std::vector<at::Tensor>> logits;
         for (bool tiles : {false, true}) {
-          ModelOptions options;
-          options.device = at::Device(at::kCUDA, 0);
-          options.dtype = at::kBFloat16;
-          options.quantization = BaseQuantization::int4;
-          options.four_bit.double_quantize = true;
+          ModelOptions options = nf4_generation_options(lora);
           options.gemv_tiles = tiles;
-          if (lora) options.lora_target_modules = {"q_proj", "k_proj", "v_proj"};
           torch::manual_seed(3);  // the same LoRA weights (B is zero at initialisation: drawn below)
           CausalLM model(kFixtures + "/models/" + family, options);
           // The fixtures' 2 layers: all but down_proj (176 columns, not a multiple of 64) tiled.
@@ -871,13 +878,7 @@ TEST(CudaGenerate, GroupedGemvsGiveTheLogitsOfOneByOne) {
   for (const std::string family : {"llama", "qwen2"})
     for (bool lora : {false, true}) {
       SCOPED_TRACE(family + (lora ? " with LoRA on q, k and v" : ""));
-      ModelOptions options;
-      options.device = at::Device(at::kCUDA, 0);
-      options.dtype = at::kBFloat16;
-      options.quantization = BaseQuantization::int4;
-      options.four_bit.double_quantize = true;
-      if (lora) options.lora_target_modules = {"q_proj", "k_proj", "v_proj"};
-      CausalLM model(kFixtures + "/models/" + family, options);
+      CausalLM model(kFixtures + "/models/" + family, nf4_generation_options(lora));
       model.set_training(false);
       at::NoGradGuard no_grad;
       std::map<bool, std::vector<at::Tensor>> logits;

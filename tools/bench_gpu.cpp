@@ -131,17 +131,16 @@ void bench_fused_layer_ops() {
   }
 }
 
-// A weight's packed bytes in the gemv_tiles layout (tile_4bit_for_gemv), kept alive in `keep`, as a view.
-cuda::FourBitWeight tiled_copy(const cuda::FourBitWeight& w, std::vector<at::Tensor>& keep) {
-  keep.push_back(at::empty({cuda::gemv_tiles_bytes(w.rows, w.cols)}, at::TensorOptions(at::kByte).device(at::kCUDA)));
-  if (const char* problem = cuda::tile_4bit_for_gemv(w, keep.back().data_ptr(), nullptr)) {
-    std::fprintf(stderr, "bench_gpu: %s\n", problem);
+// A copy of the GPU weight `q` in the gemv_tiles layout (tile_4bit_for_gemv_cuda, as generation makes it), kept
+// alive in `keep`, as the kernels' view.
+cuda::FourBitWeight tiled_view(const Quantized4bit& q, std::vector<Quantized4bit>& keep) {
+  keep.push_back(q);
+  if (!tile_4bit_for_gemv_cuda(keep.back(), at::kBFloat16)) {
+    std::fprintf(stderr, "bench_gpu: the tensor-core GEMV cannot take a %ld x %ld weight in the gemv_tiles layout\n",
+                 static_cast<long>(q.shape.at(0)), static_cast<long>(q.shape.at(1)));
     std::exit(1);
   }
-  cuda::FourBitWeight tiled = w;
-  tiled.packed = keep.back().data_ptr<uint8_t>();
-  tiled.layout = cuda::FourBitLayout::gemv_tiles;
-  return tiled;
+  return four_bit_kernel_view(keep.back());
 }
 
 struct Device {
@@ -168,12 +167,12 @@ void bench_gemv_layer(const Device& d) {
   const int layers = static_cast<int>(std::max(2.0, std::ceil(4.0 * device.l2_cache_bytes / layer_bytes)));
   std::vector<Quantized4bit> kept;
   std::vector<cuda::FourBitWeight> views, tiled_views;  // [layer][projection]
-  std::vector<at::Tensor> tiled_bytes;
+  std::vector<Quantized4bit> tiled_kept;
   for (int l = 0; l < layers; ++l)
     for (const Quantized4bit& q : cpu_weights) {
       kept.push_back(q.to(at::kCUDA));
       views.push_back(four_bit_kernel_view(kept.back()));
-      tiled_views.push_back(tiled_copy(views.back(), tiled_bytes));
+      tiled_views.push_back(tiled_view(kept.back(), tiled_kept));
     }
   const auto bf16 = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
   at::Tensor x = at::randn({1, 4096}, bf16), x_down = at::randn({1, 14336}, bf16);
@@ -278,11 +277,11 @@ void bench_gemv(const Device& d) {
     const int copies = static_cast<int>(std::max(2.0, std::ceil(4.0 * device.l2_cache_bytes / weight_bytes)));
     std::vector<Quantized4bit> kept;
     std::vector<cuda::FourBitWeight> views, tiled_views;
-    std::vector<at::Tensor> tiled_bytes;
+    std::vector<Quantized4bit> tiled_kept;
     for (int i = 0; i < copies; ++i) {
       kept.push_back(cpu_weight.to(at::kCUDA));
       views.push_back(four_bit_kernel_view(kept.back()));
-      tiled_views.push_back(tiled_copy(views.back(), tiled_bytes));
+      tiled_views.push_back(tiled_view(kept.back(), tiled_kept));
     }
     const int calls = copies * static_cast<int>(std::ceil(40.0 / copies));
     for (int64_t m : {1, 4, 8}) {

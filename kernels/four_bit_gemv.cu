@@ -169,21 +169,32 @@ __global__ void gemv_any_kernel(const __grid_constant__ FourBitWeight w, const _
 // x at those same columns, which are 32 consecutive bytes of x for the lane.
 //
 // A byte becomes its A register (two values, the high nibble's in the low half) through a 256-entry table in
-// shared memory, kept in 32 copies so that lane l always reads bank l: no bank conflicts.
+// shared memory, kept in 32 copies so that lane l always reads bank l: no bank conflicts. Entry b's copies fill a
+// row of 128 bytes, or (for the gemv_tiles layout: the wide table) the first 128 bytes of a row of 256, the rest
+// unused, so that a lookup's offset in the table, b * 256 + 4 * lane, is one PRMT of the packed word and 4 * lane
+// (see pair_of). The rows layout keeps the 32 KiB table: its slots beside a 64 KiB one would not fit the 99 KiB
+// of a block on sm_86 / sm_89 at the depths and block sizes it takes now (two tables, a template parameter, would
+// have doubled its kernels and their compile time).
 constexpr int kTensorCoreRows = 16;      // rows of y per block
 constexpr int kTensorCoreMaxWarps = 16;  // warps per block at most
 constexpr int kTensorCoreUnroll = 4;     // chunks per warp and step; lane t reads the statistics of chunk t
-constexpr size_t kPairTableBytes = 256 * 32 * sizeof(uint32_t);
+// A row of the pair table: 32 copies of an entry, then (the wide table) 32 unused words.
+constexpr int pair_table_row_words(bool wide) { return wide ? 64 : 32; }
+constexpr size_t pair_table_bytes(bool wide) { return 256 * pair_table_row_words(wide) * sizeof(uint32_t); }
 static_assert(kTensorCoreUnroll == 4, "the 4 lanes of a row (t = 0..3) read one chunk's statistics each");
 static_assert(kMaxGemvBlockWarps == kTensorCoreMaxWarps, "the largest block the header names");
 
-// The table entry of byte i (0 ... 7) of a lane's 8 packed bytes: its copy for this lane lies at `lane_table`
-// (the shared address of the lane's copy of entry 0) + byte * 128. One PRMT (the byte, zero-extended) and one LEA
-// per lookup; index arithmetic on the table as an array cost 4 instructions (SASS), and the lookups were the
-// bulk of the kernel's instructions.
-__device__ __forceinline__ uint32_t pair_of(const uint2& bytes, int i, uint32_t lane_table) {
-  const uint32_t byte = __byte_perm(i < 4 ? bytes.x : bytes.y, 0, 0x4440 + i % 4);
-  return load_shared_word(lane_table + (byte << 7));
+// The table entry of byte i (0 ... 7) of a lane's 8 packed bytes: at `table` (the table's shared address) + byte *
+// 256 (wide) or 128 + `lane_offset` (4 * lane). Wide, one PRMT, which puts the byte above 4 * lane, and one LDS,
+// which adds `table` held in a uniform register ([R + UR]), per lookup; else a PRMT (the byte), a LEA (times 128,
+// plus the lane's copy) and the LDS. Index arithmetic on the table as an array cost 4 instructions (SASS), and the
+// lookups are the bulk of the kernel's instructions: the wide table's kernels have 13 % fewer instructions than
+// the same kernels with the other one (tenth session, sm_90; 10 % in the rows layout's, had it the wide table).
+template <bool kWide>
+__device__ __forceinline__ uint32_t pair_of(const uint2& bytes, int i, uint32_t table, uint32_t lane_offset) {
+  const uint32_t word = i < 4 ? bytes.x : bytes.y;
+  if constexpr (kWide) return load_shared_word(table + __byte_perm(word, lane_offset, 0x5504 + ((i % 4) << 4)));
+  return load_shared_word(table + lane_offset + (__byte_perm(word, 0, 0x4440 + i % 4) << 7));
 }
 
 // The pipeline: a warp's steps (tile, round) go through kDepth slots of shared memory, its own part of each. The
@@ -204,7 +215,7 @@ constexpr size_t kPartialBytesPerWarp = 2 * kTensorCoreRows * 8 * sizeof(float);
 // warps' partial sums, the slots (none for a weight in the gemv_tiles layout, whose steps go to registers). Sized by
 // the block's warps, so that blocks of 4 or 8 warps leave room for more blocks per SM.
 size_t tensor_core_gemv_shared_bytes(int depth, int warps, bool tiles) {
-  return kPairTableBytes + static_cast<size_t>(warps) * kPartialBytesPerWarp +
+  return pair_table_bytes(/*wide=*/tiles) + static_cast<size_t>(warps) * kPartialBytesPerWarp +
          (tiles ? 0 : static_cast<size_t>(depth) * warps * kStageBytesPerWarp);
 }
 
@@ -250,7 +261,8 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   auto first_tile_of = [&](int which) { return which == 0 ? 0 : group.tile_end[which - 1]; };
   const int rounds = (chunks + warps * kTensorCoreUnroll - 1) / (warps * kTensorCoreUnroll);
   if (static_cast<int>(blockIdx.x) >= tiles) return;  // the whole block: the launcher gives none less than a tile
-  float* const partial = reinterpret_cast<float*>(pair_table + 256 * 32);
+  constexpr int kRowWords = pair_table_row_words(/*wide=*/kTiles);
+  float* const partial = reinterpret_cast<float*>(pair_table + 256 * kRowWords);
   uint2* const slots = reinterpret_cast<uint2*>(partial + 2 * warps * kTensorCoreRows * 8);
   // Lane l's bytes of chunk u, row g (h = 0) or g + 8 (h = 1), in a slot.
   auto staged = [&](int slot, int u, int h, int l) {
@@ -266,9 +278,9 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
   const uint32_t cols = static_cast<uint32_t>(first.cols);
   //
   // Step (tile, round)'s copies into `slot` (gemv_tiles: its bytes into `held`) and its statistics into `stats`.
-  // Chunks that do not exist are not read (their pieces of the slot are zero-filled, and the MMAs skip them), and
-  // their statistics are zero, so that any scale made of them is a finite number nobody uses; rows past the end
-  // repeat the last row (read, never written).
+  // Chunks that do not exist are not read (their pieces of the slot are zero-filled, gemv_tiles' registers left as
+  // they are, and the MMAs skip them), and their statistics are zero, so that any scale made of them is a finite
+  // number nobody uses; rows past the end repeat the last row (read, never written).
   auto fetch = [&](int tile, int round, int slot, BlockStats (&stats)[2], uint4 (&held)[kTensorCoreUnroll]) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) stats[h] = BlockStats{0.0f, 0u};
@@ -286,11 +298,21 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
         stats[h] = load_block_stats<kScales>(w, (row_start(g + 8 * h) + column) >> block_shift);
     }
     if constexpr (kTiles) {  // the lane's 16 bytes of each chunk, in one 512-byte run per chunk and warp
+      // Nothing for the chunks that do not exist: the MMAs skip them. Where the columns are whole steps (chunks a
+      // multiple of 4: 4096 or 14336 columns), a step that exists is read whole, from one address (the loads one
+      // by one, each with its test, zeroing and 64-bit address, took 40 instructions a step, a tenth; SASS).
       const uint4* const step =
           reinterpret_cast<const uint4*>(w.packed) + (weight_tile * chunks + chunk_of(round, 0)) * 32u + lane;
+      if (chunks % kTensorCoreUnroll == 0) {
+        if (chunk_of(round, 0) < chunks) {
+#pragma unroll
+          for (int u = 0; u < kTensorCoreUnroll; ++u) held[u] = load_streaming16(step + 32 * u);
+        }
+        return;
+      }
 #pragma unroll
       for (int u = 0; u < kTensorCoreUnroll; ++u)
-        held[u] = chunk_of(round, u) < chunks ? load_streaming16(step + 32 * u) : make_uint4(0, 0, 0, 0);
+        if (chunk_of(round, u) < chunks) held[u] = load_streaming16(step + 32 * u);
       return;
     }
     // The warp copies its step's 16 rows x 128 bytes as 16-byte pieces, 4 rows (4 whole 128-byte lines) per
@@ -326,14 +348,19 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
 #pragma unroll
   for (int s = 0; s + 1 < kDepth; ++s) fetch_ahead(s);
   load_code_and_map(first, map_param, code, map);
-  for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // 4 copies per 16-byte store
+  for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {  // the 32 copies of entry i / 8, 4 per 16-byte store
     const int byte = i / 8;
     const uint32_t pair = pack_pair<T>(code[byte >> 4], code[byte & 15]);
-    reinterpret_cast<uint4*>(pair_table)[i] = make_uint4(pair, pair, pair, pair);
+    reinterpret_cast<uint4*>(pair_table + byte * kRowWords)[i % 8] = make_uint4(pair, pair, pair, pair);
   }
   __syncthreads();
 
-  const uint32_t lane_table = shared_address(pair_table + lane);
+  // The wide table's address as lane 0's: the same in every lane, but ptxas keeps it in a uniform register only when
+  // it comes from the shuffle (computed in each lane, it cost an add per lookup). The other table's, as it was
+  // timed (the shuffle made no fewer instructions there).
+  const uint32_t table =
+      kTiles ? __shfl_sync(0xFFFFFFFFu, shared_address(pair_table), 0) : shared_address(pair_table);
+  const uint32_t lane_offset = 4u * lane;
   // Launched overlapping (gemv_overlap), the block got here while the kernel before it may still run: what it read
   // so far is the weight, which no kernel writes. x, and y, only from here.
   wait_for_prior_grids();
@@ -380,8 +407,10 @@ __global__ void __launch_bounds__(kTensorCoreMaxWarps * 32)
       }
     };
     auto mma_j = [&](int j, const uint2 (&bytes)[2], const uint32_t (&words)[8], float (&dsum)[4]) {
-      const uint32_t a[4] = {pair_of(bytes[0], 2 * j, lane_table), pair_of(bytes[1], 2 * j, lane_table),
-                             pair_of(bytes[0], 2 * j + 1, lane_table), pair_of(bytes[1], 2 * j + 1, lane_table)};
+      const uint32_t a[4] = {
+          pair_of<kTiles>(bytes[0], 2 * j, table, lane_offset), pair_of<kTiles>(bytes[1], 2 * j, table, lane_offset),
+          pair_of<kTiles>(bytes[0], 2 * j + 1, table, lane_offset),
+          pair_of<kTiles>(bytes[1], 2 * j + 1, table, lane_offset)};
       mma_16x8x16<T>(dsum, a, words[2 * j], words[2 * j + 1]);
     };
     // acc += chunk u's sums times its blocks' scales (held by lane u of the row: a shuffle).

@@ -327,14 +327,15 @@ struct TiledWeight {
 // tile_4bit_for_gemv writes the layout that torch's reshapes give, and the tensor-core GEMV of the tiled bytes is
 // that of the rows layout bit for bit at every pipeline depth (the same MMAs on the same bytes; only where they are
 // read from differs), reading each tiled byte once; rows not a multiple of the 16-row tile, several rounds of
-// chunks, more tiles than blocks.
+// chunks, more tiles than blocks; columns of whole steps of 4 chunks (1024, 2304) and not (64, 128, 4160), and of
+// whole steps with a last round that only some warps have (2304 columns: 36 chunks over 8 warps' 32 a round).
 TEST_F(EmulatedKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
   at::manual_seed(15);
   for (const simt::Options& o : kSettings) {
     simt::set_options(o);
     for (bool dq : {false, true})
       for (int64_t blocksize : {64, 256})
-        for (Shape s : std::vector<Shape>{{1, 64}, {37, 128}, {130, 1024}, {50, 4160}}) {
+        for (Shape s : std::vector<Shape>{{1, 64}, {37, 128}, {130, 1024}, {50, 4160}, {70, 2304}}) {
           HostWeight w(quantize_4bit(at::randn({s.rows, s.cols}), QuantType::nf4, blocksize, dq));
           const TiledWeight tiled(w);
           EXPECT_TRUE(at::equal(tiled.bytes, gemv_tiles_of(w.q))) << describe(dq, blocksize, s, at::kHalf);

@@ -215,6 +215,10 @@ void bench_gemv_layer(const Device& d) {
   const double plain = layer_seconds(false, false, views), overlapped = layer_seconds(true, false, views);
   const double grouped = layer_seconds(true, true, views), tiled = layer_seconds(true, false, tiled_views);
   const double grouped_tiled = layer_seconds(true, true, tiled_views);
+  cuda::set_gemv_block_warps(cuda::kMaxGemvBlockWarps);  // blocks of 16 warps: shorter tails (see bench_gemv)
+  const double tiled16 = layer_seconds(true, false, tiled_views);
+  const double grouped_tiled16 = layer_seconds(true, true, tiled_views);
+  cuda::set_gemv_block_warps(0);
   auto peak_percent = [&](double seconds) { return 100 * layer_bytes / seconds / 1e9 / device.peak_bandwidth_gbs; };
   std::printf("\n### A layer's seven GEMVs back to back (Llama-3-8B, one row of x, bf16, defaults; %.0f MB)\n\n"
               "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n"
@@ -222,11 +226,15 @@ void bench_gemv_layer(const Device& d) {
               "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n"
               "| overlapping, q/k/v and gate/up one launch each (gemv_4bit_group) | %.1f | %.0f | %.0f%% |\n"
               "| overlapping, gemv_tiles layout (tile_4bit_for_gemv) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, gemv_tiles layout, grouped | %.1f | %.0f | %.0f%% |\n\n",
+              "| overlapping, gemv_tiles layout, grouped | %.1f | %.0f | %.0f%% |\n"
+              "| overlapping, gemv_tiles layout, blocks of 16 warps | %.1f | %.0f | %.0f%% |\n"
+              "| overlapping, gemv_tiles layout, grouped, blocks of 16 warps | %.1f | %.0f | %.0f%% |\n\n",
               layer_bytes / 1e6, plain * 1e6, layer_bytes / plain / 1e9, peak_percent(plain), overlapped * 1e6,
               layer_bytes / overlapped / 1e9, peak_percent(overlapped), grouped * 1e6, layer_bytes / grouped / 1e9,
               peak_percent(grouped), tiled * 1e6, layer_bytes / tiled / 1e9, peak_percent(tiled), grouped_tiled * 1e6,
-              layer_bytes / grouped_tiled / 1e9, peak_percent(grouped_tiled));
+              layer_bytes / grouped_tiled / 1e9, peak_percent(grouped_tiled), tiled16 * 1e6,
+              layer_bytes / tiled16 / 1e9, peak_percent(tiled16), grouped_tiled16 * 1e6,
+              layer_bytes / grouped_tiled16 / 1e9, peak_percent(grouped_tiled16));
   json("gemv_layer", "llama-3-8b",
        "\"m\":1,\"bytes\":" + std::to_string(layer_bytes) + ",\"us\":" + std::to_string(plain * 1e6) +
            ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"grouped_us\":" +
@@ -237,6 +245,8 @@ void bench_gemv_layer(const Device& d) {
            ",\"tiles_peak_fraction\":" + std::to_string(peak_percent(tiled) / 100) +
            ",\"grouped_tiles_us\":" + std::to_string(grouped_tiled * 1e6) +
            ",\"grouped_tiles_peak_fraction\":" + std::to_string(peak_percent(grouped_tiled) / 100) +
+           ",\"tiles_w16_us\":" + std::to_string(tiled16 * 1e6) +
+           ",\"grouped_tiles_w16_us\":" + std::to_string(grouped_tiled16 * 1e6) +
            ",\"layer_copies\":" + std::to_string(layers));
 }
 
@@ -255,9 +265,9 @@ void bench_gemv(const Device& d) {
     depths += std::to_string(depth);
   }
   std::printf("| shape | m | tensor-core us | GB/s | %% of peak | %% of copy | overlapping us (%% of peak) "
-              "| gemv_tiles layout, overlapping: us at depth %s (%% of peak at depth %d) "
+              "| gemv_tiles layout, overlapping: us at depth %s (%% of peak at depth %d); 16 warps: %s "
               "| us at depth %s; 8 warps: %s; 4 warps: %s | CUDA-core us | %% of peak | dequantize + cuBLAS us |\n",
-              depths.c_str(), cuda::kDefaultGemvDepth, depths.c_str(), depths.c_str(), depths.c_str());
+              depths.c_str(), cuda::kDefaultGemvDepth, depths.c_str(), depths.c_str(), depths.c_str(), depths.c_str());
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const char* only = std::getenv("BENCH_GPU_GEMV_ONLY");
   const char* rows = std::getenv("BENCH_GPU_GEMV_ROWS");
@@ -318,19 +328,27 @@ void bench_gemv(const Device& d) {
       const double fastest = sweep ? *std::min_element(per_depth.begin(), per_depth.end()) : tensor_cores;
       cuda::set_gemv_overlap(true);  // and launched overlapping the GEMV before it (sm_90+; the default)
       const double overlapped = kernel_seconds(cuda::GemvKernel::tensor_cores, views);
-      // The gemv_tiles layout (an experiment), overlapping, at each depth.
-      std::string tiles_cells, tiles_fields;
+      // The gemv_tiles layout (an experiment), overlapping, at each depth, with the automatic blocks (8 warps
+      // where the weight has a tile per SM or more) and with blocks of 16 warps: a tile of 4096 columns is then one
+      // round of its block's warps instead of two, so whole tiles leave a shorter tail (gate / up: 896 tiles over
+      // 132 blocks, 7 rounds for 6.8 tiles' work, instead of 4 tiles' time for 3.4 over 264 blocks).
+      std::string tiles_cells[2], tiles_fields;  // automatic blocks, 16 warps
       double tiles_default = 0;
-      for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
-        cuda::set_gemv_pipeline_depth(depth);
-        const double seconds = kernel_seconds(cuda::GemvKernel::tensor_cores, tiled_views);
-        if (depth == cuda::kDefaultGemvDepth) tiles_default = seconds;
-        char text[64];
-        std::snprintf(text, sizeof text, "%s%.1f", depth > 1 ? " / " : "", seconds * 1e6);
-        tiles_cells += text;
-        std::snprintf(text, sizeof text, ",\"tiles_depth%d_us\":%f", depth, seconds * 1e6);
-        tiles_fields += text;
+      for (int warps : {0, cuda::kMaxGemvBlockWarps}) {
+        cuda::set_gemv_block_warps(warps);
+        for (int depth = 1; depth <= cuda::kMaxGemvDepth; ++depth) {
+          cuda::set_gemv_pipeline_depth(depth);
+          const double seconds = kernel_seconds(cuda::GemvKernel::tensor_cores, tiled_views);
+          if (depth == cuda::kDefaultGemvDepth && warps == 0) tiles_default = seconds;
+          char text[64];
+          std::snprintf(text, sizeof text, "%s%.1f", depth > 1 ? " / " : "", seconds * 1e6);
+          tiles_cells[warps == 0 ? 0 : 1] += text;
+          std::snprintf(text, sizeof text, ",\"tiles_%sdepth%d_us\":%f", warps == 0 ? "" : "w16_", depth,
+                        seconds * 1e6);
+          tiles_fields += text;
+        }
       }
+      cuda::set_gemv_block_warps(0);
       cuda::set_gemv_pipeline_depth(0);
       cuda::set_gemv_overlap(false);
       const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores, views);
@@ -338,13 +356,13 @@ void bench_gemv(const Device& d) {
       const double baseline = time_per_call([&] { at::mm(x, dequantize_4bit_cuda(q, at::kBFloat16).t()); });
       const double gbs = bytes / tensor_cores / 1e9, cuda_core_gbs = bytes / cuda_cores / 1e9;
       const double overlapped_gbs = bytes / overlapped / 1e9;
-      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f (%.0f%%) | %s (%.0f%%) | %s | %.1f | %.0f%% "
-                  "| %.1f |\n",
+      std::printf("| %s | %ld | %.1f | %.0f | %.0f%% | %.0f%% | %.1f (%.0f%%) | %s (%.0f%%); 16 warps: %s | %s | %.1f "
+                  "| %.0f%% | %.1f |\n",
                   s.name, static_cast<long>(m), tensor_cores * 1e6, gbs, 100 * gbs / device.peak_bandwidth_gbs,
                   100 * gbs / copy_gbs, overlapped * 1e6, 100 * overlapped_gbs / device.peak_bandwidth_gbs,
-                  tiles_cells.c_str(), 100 * bytes / tiles_default / 1e9 / device.peak_bandwidth_gbs,
-                  depth_cells.c_str(), cuda_cores * 1e6, 100 * cuda_core_gbs / device.peak_bandwidth_gbs,
-                  baseline * 1e6);
+                  tiles_cells[0].c_str(), 100 * bytes / tiles_default / 1e9 / device.peak_bandwidth_gbs,
+                  tiles_cells[1].c_str(), depth_cells.c_str(), cuda_cores * 1e6,
+                  100 * cuda_core_gbs / device.peak_bandwidth_gbs, baseline * 1e6);
       json("gemv", s.name,
            "\"m\":" + std::to_string(m) + ",\"us\":" + std::to_string(tensor_cores * 1e6) +
                ",\"fastest_us\":" + std::to_string(fastest * 1e6) +

@@ -3,8 +3,8 @@
 # tools/device-build.sh: .debs/ and .whl/ from tools/device-kit.sh travel with the tree, and build/fixtures too
 # when the run should skip making the test fixtures there, ~100 s). The build first (build-device/, sm_90), then
 # the stages GPU_CHECK_STAGES names, in its order:
-#   kernels: the kernel tests against the CPU reference; bench: tools/bench_gpu, and bitsandbytes' dequantization
-#   on the same shapes; training: the GPU training and generation tests (CPU vs CUDA); memcheck: compute-sanitizer
+#   kernels: the kernel tests against the CPU reference; bench: tools/bench_gpu (its experiments beside the
+#   defaults first: tools/bench_gpu_summary.py), and bitsandbytes' dequantization on the same shapes; training: the GPU training and generation tests (CPU vs CUDA); memcheck: compute-sanitizer
 #   memcheck of the kernel tests; e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped /
 #   8B-shaped Llama (e2e runs the 1B one instead when the 8B model is missing or time is short, and e2e1b did not
 #   run); ncu: Nsight Compute on the tensor-core GEMV at its defaults for gate/up (one row of x, bf16, depth 2,
@@ -96,6 +96,7 @@ bench() {
   stage "bench_gpu"
   timeout "$(at_most 150)" "$BUILD/bench_gpu" "${BENCH_SECTIONS[@]}" > "$OUT/bench_gpu.txt" 2>&1
   echo "bench_gpu: exit $?"
+  python3 tools/bench_gpu_summary.py "$OUT/bench_gpu.txt"  # the experiments beside the defaults
   grep -v '^JSON' "$OUT/bench_gpu.txt" | head -80
   if [[ "${GPU_CHECK_BNB_DEQUANTIZE:-1}" == 1 ]]; then
     timeout 60 python3 tools/bench_gpu_peer.py dequantize > "$OUT/dequantize-bnb.txt" 2>&1

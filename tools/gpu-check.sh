@@ -11,8 +11,8 @@
 #   blocks of 8 warps; GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
 #   $OUT/ncu-gemv.txt; generate: tools/bench_generate.sh, ours against transformers + bitsandbytes, greedy on an
 #   NF4 base (the 8B-shaped Llama where e2e made it, else the 1B-shaped one, made here if missing),
-#   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, then ours alone with AUTOTRAIN_GEMV_GROUP=1 and with
-#   AUTOTRAIN_GEMV_TILES=1.
+#   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, then ours alone with AUTOTRAIN_GEMV_GROUP=1, with
+#   AUTOTRAIN_GEMV_TILES=1 and with both.
 #   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
 #   CPUs) when e2e is asked for, and the 1B-shaped one when generate is and no end-to-end stage.
 #   BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the end-to-end stages; their
@@ -198,9 +198,11 @@ generate() {
   timeout "$(at_most 150)" bash tools/bench_generate.sh "$BUILD" "$model" "$tokens" int4 > "$OUT/generate.txt" 2>&1
   echo "generate: exit $?"
   tail -7 "$OUT/generate.txt"
-  local variant
-  for variant in "AUTOTRAIN_GEMV_GROUP=1" "AUTOTRAIN_GEMV_TILES=1"; do  # the experiments, each against the line above
-    env "$variant" timeout "$(at_most 60)" "$BUILD/autotrain" generate --model "$model" --max-new-tokens "$tokens" \
+  local variant settings
+  # The experiments, alone and together, each against the line above.
+  for variant in "AUTOTRAIN_GEMV_GROUP=1" "AUTOTRAIN_GEMV_TILES=1" "AUTOTRAIN_GEMV_GROUP=1 AUTOTRAIN_GEMV_TILES=1"; do
+    read -r -a settings <<< "$variant"
+    env "${settings[@]}" timeout "$(at_most 60)" "$BUILD/autotrain" generate --model "$model" --max-new-tokens "$tokens" \
       --prompt "${BENCH_GENERATE_PROMPT:-The quick brown fox jumps over the lazy dog, and then the fox}" --ignore-eos \
       --dtype bf16 --quantization int4 --device cuda 2>&1 >/dev/null | grep -E "generate: |gemv_tiles" | sed "s/^/$variant: /"
   done

@@ -4,11 +4,12 @@
 # when the run should skip making the test fixtures there, ~100 s). The build first (build-device/, sm_90), then
 # the stages GPU_CHECK_STAGES names, in its order:
 #   kernels: the kernel tests against the CPU reference; bench: tools/bench_gpu (its experiments beside the
-#   defaults first: tools/bench_gpu_summary.py), and bitsandbytes' dequantization on the same shapes; training: the GPU training and generation tests (CPU vs CUDA); memcheck: compute-sanitizer
-#   memcheck of the kernel tests; e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped /
-#   8B-shaped Llama (e2e runs the 1B one instead when the 8B model is missing or time is short, and e2e1b did not
-#   run); ncu: Nsight Compute on the tensor-core GEMV at its defaults for gate/up (one row of x, bf16, depth 2,
-#   blocks of 8 warps; GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
+#   defaults first: tools/bench_gpu_summary.py), and bitsandbytes' dequantization on the same shapes; training:
+#   the GPU training and generation tests (CPU vs CUDA); memcheck: compute-sanitizer memcheck of the kernel tests;
+#   e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped / 8B-shaped Llama (e2e runs the
+#   1B one instead when the 8B model is missing or time is short, and e2e1b did not run); ncu: Nsight Compute on
+#   the tensor-core GEMV at its defaults for gate/up (one row of x, bf16, depth 2, blocks of 8 warps;
+#   GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
 #   $OUT/ncu-gemv.txt; generate: tools/bench_generate.sh, ours against transformers + bitsandbytes, greedy on an
 #   NF4 base (the 8B-shaped Llama where e2e made it, else the 1B-shaped one, made here if missing),
 #   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, then ours alone with AUTOTRAIN_GEMV_GROUP=1, with

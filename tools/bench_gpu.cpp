@@ -212,42 +212,39 @@ void bench_gemv_layer(const Device& d) {
     cuda::set_gemv_overlap(true);  // the default
     return seconds;
   };
-  const double plain = layer_seconds(false, false, views), overlapped = layer_seconds(true, false, views);
-  const double grouped = layer_seconds(true, true, views), tiled = layer_seconds(true, false, tiled_views);
-  const double grouped_tiled = layer_seconds(true, true, tiled_views);
-  cuda::set_gemv_block_warps(cuda::kMaxGemvBlockWarps);  // blocks of 16 warps: shorter tails (see bench_gemv)
-  const double tiled16 = layer_seconds(true, false, tiled_views);
-  const double grouped_tiled16 = layer_seconds(true, true, tiled_views);
-  cuda::set_gemv_block_warps(0);
-  auto peak_percent = [&](double seconds) { return 100 * layer_bytes / seconds / 1e9 / device.peak_bandwidth_gbs; };
+  // Each way of launching the layer: a row of the table, and <key>us and <key>peak_fraction in the JSON line.
+  struct Way {
+    const char* name;
+    const char* key;
+    bool overlap, grouped;
+    const std::vector<cuda::FourBitWeight>* weights;
+    int warps;  // set_gemv_block_warps; blocks of 16 warps: shorter tails (see bench_gemv)
+  };
+  const int w16 = cuda::kMaxGemvBlockWarps;
+  const std::vector<Way> ways{
+      {"one after another (set_gemv_overlap(false))", "", false, false, &views, 0},
+      {"overlapping (the default)", "overlapped_", true, false, &views, 0},
+      {"overlapping, q/k/v and gate/up one launch each (gemv_4bit_group)", "grouped_", true, true, &views, 0},
+      {"overlapping, gemv_tiles layout (tile_4bit_for_gemv)", "tiles_", true, false, &tiled_views, 0},
+      {"overlapping, gemv_tiles layout, grouped", "grouped_tiles_", true, true, &tiled_views, 0},
+      {"overlapping, gemv_tiles layout, blocks of 16 warps", "tiles_w16_", true, false, &tiled_views, w16},
+      {"overlapping, gemv_tiles layout, grouped, blocks of 16 warps", "grouped_tiles_w16_", true, true, &tiled_views,
+       w16}};
   std::printf("\n### A layer's seven GEMVs back to back (Llama-3-8B, one row of x, bf16, defaults; %.0f MB)\n\n"
-              "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n"
-              "| one after another (set_gemv_overlap(false)) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping (the default) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, q/k/v and gate/up one launch each (gemv_4bit_group) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, gemv_tiles layout (tile_4bit_for_gemv) | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, gemv_tiles layout, grouped | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, gemv_tiles layout, blocks of 16 warps | %.1f | %.0f | %.0f%% |\n"
-              "| overlapping, gemv_tiles layout, grouped, blocks of 16 warps | %.1f | %.0f | %.0f%% |\n\n",
-              layer_bytes / 1e6, plain * 1e6, layer_bytes / plain / 1e9, peak_percent(plain), overlapped * 1e6,
-              layer_bytes / overlapped / 1e9, peak_percent(overlapped), grouped * 1e6, layer_bytes / grouped / 1e9,
-              peak_percent(grouped), tiled * 1e6, layer_bytes / tiled / 1e9, peak_percent(tiled), grouped_tiled * 1e6,
-              layer_bytes / grouped_tiled / 1e9, peak_percent(grouped_tiled), tiled16 * 1e6,
-              layer_bytes / tiled16 / 1e9, peak_percent(tiled16), grouped_tiled16 * 1e6,
-              layer_bytes / grouped_tiled16 / 1e9, peak_percent(grouped_tiled16));
-  json("gemv_layer", "llama-3-8b",
-       "\"m\":1,\"bytes\":" + std::to_string(layer_bytes) + ",\"us\":" + std::to_string(plain * 1e6) +
-           ",\"overlapped_us\":" + std::to_string(overlapped * 1e6) + ",\"grouped_us\":" +
-           std::to_string(grouped * 1e6) + ",\"peak_fraction\":" + std::to_string(peak_percent(plain) / 100) +
-           ",\"overlapped_peak_fraction\":" + std::to_string(peak_percent(overlapped) / 100) +
-           ",\"grouped_peak_fraction\":" + std::to_string(peak_percent(grouped) / 100) +
-           ",\"tiles_us\":" + std::to_string(tiled * 1e6) +
-           ",\"tiles_peak_fraction\":" + std::to_string(peak_percent(tiled) / 100) +
-           ",\"grouped_tiles_us\":" + std::to_string(grouped_tiled * 1e6) +
-           ",\"grouped_tiles_peak_fraction\":" + std::to_string(peak_percent(grouped_tiled) / 100) +
-           ",\"tiles_w16_us\":" + std::to_string(tiled16 * 1e6) +
-           ",\"grouped_tiles_w16_us\":" + std::to_string(grouped_tiled16 * 1e6) +
-           ",\"layer_copies\":" + std::to_string(layers));
+              "| launched | us per layer | GB/s | %% of peak |\n|---|---|---|---|\n",
+              layer_bytes / 1e6);
+  std::string fields = "\"m\":1,\"bytes\":" + std::to_string(layer_bytes);
+  for (const Way& way : ways) {
+    cuda::set_gemv_block_warps(way.warps);
+    const double seconds = layer_seconds(way.overlap, way.grouped, *way.weights);
+    cuda::set_gemv_block_warps(0);
+    const double gbs = layer_bytes / seconds / 1e9, peak_fraction = gbs / device.peak_bandwidth_gbs;
+    std::printf("| %s | %.1f | %.0f | %.0f%% |\n", way.name, seconds * 1e6, gbs, 100 * peak_fraction);
+    fields += std::string(",\"") + way.key + "us\":" + std::to_string(seconds * 1e6) + ",\"" + way.key +
+              "peak_fraction\":" + std::to_string(peak_fraction);
+  }
+  std::printf("\n");
+  json("gemv_layer", "llama-3-8b", fields + ",\"layer_copies\":" + std::to_string(layers));
 }
 
 void bench_gemv(const Device& d) {

@@ -82,17 +82,23 @@ kernels() {
   grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|error|Expected|Which is|worst|trace" "$OUT/kernel-tests.log" | head -60
 }
 
+# Waits for the background process $1 (if any) to end, at most $2 seconds.
+wait_at_most() {
+  [[ -n "$1" ]] || return 0
+  for _ in $(seq "$2"); do kill -0 "$1" 2>/dev/null || break; sleep 1; done
+}
+
 wait_for_8b() {
   [[ -n "$MAKE_8B" ]] || return 0
   stage "make-model 8b: waiting at most 120 s"
-  for _ in $(seq 120); do kill -0 "$MAKE_8B" 2>/dev/null || break; sleep 1; done
+  wait_at_most "$MAKE_8B" 120
   tail -2 "$OUT/make-8b.log"
 }
 
 bench() {
   if [[ -n "$MAKE_1B" ]] && kill -0 "$MAKE_1B" 2>/dev/null; then  # its GPU work would disturb the timings
     stage "bench_gpu: waiting at most 60 s for make-model 1b"
-    for _ in $(seq 60); do kill -0 "$MAKE_1B" 2>/dev/null || break; sleep 1; done
+    wait_at_most "$MAKE_1B" 60
   fi
   stage "bench_gpu"
   timeout "$(at_most 150)" "$BUILD/bench_gpu" "${BENCH_SECTIONS[@]}" > "$OUT/bench_gpu.txt" 2>&1
@@ -144,13 +150,13 @@ ncu() {
 # The 1B-shaped end to end, within $1 seconds (default: 200, or what is left).
 e2e1b() {
   stage "end to end, 1b"
-  BENCH_GPU_WORK=/tmp/bench-1b timeout "${1:-$(at_most 200)}" \
+  BENCH_GPU_WORK="$WORK_1B" timeout "${1:-$(at_most 200)}" \
     bash tools/bench_gpu.sh "$BUILD" 1b 10 "${E2E_ARGS[@]}" > "$OUT/e2e-1b.txt" 2>&1
   echo "e2e 1b: exit $?"
   tail -12 "$OUT/e2e-1b.txt"
   for side in ours peer; do
-    [[ -f "/tmp/bench-1b/$side-profile.json.summary.txt" ]] || continue
-    cp "/tmp/bench-1b/$side-profile.json.summary.txt" "$OUT/1b-$side-profile.txt"
+    [[ -f "$WORK_1B/$side-profile.json.summary.txt" ]] || continue
+    cp "$WORK_1B/$side-profile.json.summary.txt" "$OUT/1b-$side-profile.txt"
     head -30 "$OUT/1b-$side-profile.txt"
   done
 }
@@ -184,15 +190,15 @@ generate() {
   if [[ -z "$model" ]]; then
     if [[ -n "$MAKE_1B" ]]; then
       stage "make-model 1b (started with the build): waiting at most $(at_most 150) s"
-      for _ in $(seq "$(at_most 150)"); do kill -0 "$MAKE_1B" 2>/dev/null || break; sleep 1; done
+      wait_at_most "$MAKE_1B" "$(at_most 150)"
       tail -2 "$OUT/make-1b.log"
     fi
-    if [[ ! -f /tmp/bench-1b/model/config.json ]]; then
+    if [[ ! -f "$WORK_1B/model/config.json" ]]; then
       stage "make-model 1b"
-      timeout "$(at_most 150)" python3 tools/bench_gpu_peer.py make-model --shape 1b --out /tmp/bench-1b \
+      timeout "$(at_most 150)" python3 tools/bench_gpu_peer.py make-model --shape 1b --out "$WORK_1B" \
         > "$OUT/make-1b.log" 2>&1 || { echo "make-model 1b failed"; tail -3 "$OUT/make-1b.log"; return; }
     fi
-    model=/tmp/bench-1b/model
+    model="$WORK_1B/model"
   fi
   local tokens="${GPU_CHECK_GENERATE_TOKENS:-128}"
   stage "generate ($model, $tokens new tokens)"

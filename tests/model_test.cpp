@@ -407,7 +407,9 @@ TEST(ModelGeneration, MultiHeadAttentionDecodesAsItsFullForward) {
   const std::string folder = edited_llama(dir, [&](auto& tensors) {
     for (auto& [name, tensor] : tensors)
       if (name.find("k_proj.weight") != std::string::npos || name.find("v_proj.weight") != std::string::npos)
-        tensor = tensor.view({kv_heads, head_dim, -1}).repeat_interleave(heads / kv_heads, 0).reshape({heads * head_dim, -1});
+        tensor = tensor.view({kv_heads, head_dim, -1})
+                     .repeat_interleave(heads / kv_heads, 0)
+                     .reshape({heads * head_dim, -1});
   });
   std::string config = read_file(dir.file("config.json"));
   const std::string grouped = "\"num_key_value_heads\": 2";
@@ -423,11 +425,12 @@ TEST(ModelGeneration, MultiHeadAttentionDecodesAsItsFullForward) {
   EXPECT_LE((full - gqa.forward(ids)).abs().max().item<double>(), 1e-5);
   KVCache cache = mha.make_cache();
   const int64_t T = ids.size(1), prefill = 3;
-  EXPECT_LE((mha.next_token_logits(ids.narrow(1, 0, prefill), &cache) - full.select(1, prefill - 1)).abs().max().item<double>(),
-            1e-5);
-  for (int64_t t = prefill; t < T; ++t)
-    EXPECT_LE((mha.next_token_logits(ids.narrow(1, t, 1), &cache) - full.select(1, t)).abs().max().item<double>(), 1e-5)
-        << "position " << t;
+  const at::Tensor prompt = mha.next_token_logits(ids.narrow(1, 0, prefill), &cache);
+  EXPECT_LE((prompt - full.select(1, prefill - 1)).abs().max().item<double>(), 1e-5);
+  for (int64_t t = prefill; t < T; ++t) {
+    const at::Tensor step = mha.next_token_logits(ids.narrow(1, t, 1), &cache);
+    EXPECT_LE((step - full.select(1, t)).abs().max().item<double>(), 1e-5) << "position " << t;
+  }
 }
 
 TEST(ModelLoad, MissingTensorNamesTheFolderAndTensor) {

@@ -99,11 +99,12 @@ const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const 
                       DType dtype, void* stream, GemvKernel kernel = GemvKernel::automatic);
 // The GEMVs of up to kMaxGemvGroup weights on one x, ys[i] (m, rows_i) = x (m, cols) . W_i^T (q, k and v of a layer;
 // gate and up), in one launch of the tensor-core kernel where it takes each of them and they share their columns,
-// block sizes, code, kind of scales and layout (rows or gemv_tiles): their tiles then share the GPU's blocks, so that the small ones (k and v of
-// Llama-3-8B have 64 tiles of 16 rows, for 132 SMs on an H100) do not leave SMs idle, and one launch's fixed cost
-// replaces three. Otherwise one gemv_4bit (automatic) each. A tile's sums are those of gemv_4bit with the tensor
-// cores, in the order of the additions that the block's warps set: the group's tile count can change the automatic
-// number of warps (set_gemv_block_warps), within the same bound; with that set, the same bits.
+// block sizes, code, kind of scales and layout (rows or gemv_tiles): their tiles then share the GPU's blocks, so
+// that the small ones (k and v of Llama-3-8B have 64 tiles of 16 rows, for 132 SMs on an H100) do not leave SMs
+// idle, and one launch's fixed cost replaces three. Otherwise one gemv_4bit (automatic) each. A tile's sums are
+// those of gemv_4bit with the tensor cores, in the order of the additions that the block's warps set: the group's
+// tile count can change the automatic number of warps (set_gemv_block_warps), within the same bound; with that
+// set, the same bits.
 constexpr int kMaxGemvGroup = 3;
 const char* gemv_4bit_group(const FourBitWeight* weights, int count, const DynamicMap* map, const void* x, int64_t m,
                             void* const* ys, DType dtype, void* stream);

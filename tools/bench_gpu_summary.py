@@ -13,10 +13,21 @@ import sys
 
 
 def records(path):
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("JSON "):
-                yield json.loads(line[5:])
+    """The JSON lines of a bench_gpu output, and the numbers of the broken ones (e.g. the last, cut short when
+    bench_gpu was stopped by its timeout). A one-line error (exit 1) for a file that cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except OSError as e:
+        sys.exit(f"bench_gpu_summary: cannot read {path}: {e.strerror}")
+    found, broken = [], []
+    for number, line in enumerate(lines, 1):
+        if line.startswith("JSON "):
+            try:
+                found.append(json.loads(line[5:]))
+            except json.JSONDecodeError:
+                broken.append(number)
+    return found, broken
 
 
 def best(record, prefix, depths=range(1, 5)):
@@ -27,9 +38,9 @@ def best(record, prefix, depths=range(1, 5)):
 
 
 def main(path):
-    rows = list(records(path))
+    rows, broken = records(path)
     if not rows:
-        sys.exit(f"bench_gpu_summary: no JSON lines in {path}")
+        sys.exit(f"bench_gpu_summary: no JSON lines in {path}" + (f" (broken: line {broken[0]})" if broken else ""))
     gemv = [r for r in rows if r["bench"] == "gemv"]
     if gemv:
         print("GEMV, us (% of peak); default = rows layout, launched overlapping")
@@ -68,6 +79,9 @@ def main(path):
             flag = " (< 0.8)" if r["ratio"] < 0.8 else ""
             print(f"| {r['shape']} | {r['m']} | {r['dtype']} | {r['pass']} | {r['ratio']:.2f}{flag} | "
                   f"{r.get('overlapped_ratio', 0):.2f} |")
+    if broken:  # what could be read is printed above; the run is still reported as incomplete
+        sys.exit(f"bench_gpu_summary: {path}: {len(broken)} broken JSON line(s), the first at line {broken[0]} "
+                 "(cut short? rerun bench_gpu); the figures above leave them out")
 
 
 if __name__ == "__main__":

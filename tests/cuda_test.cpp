@@ -510,6 +510,33 @@ TEST(CudaKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
       }
 }
 
+// The Hopper tiling (warpgroup MMAs; an sm_90 GPU and a build with sm_90a code, else skipped) on the same odd shapes
+// and a Llama k/v projection's (1024 x 4096, 2048 tokens), NF4 double-quantized and FP4 with blocksize 32 and
+// absmax, both dtypes. Its own test (and its own process under ctest): a kernel that faults on the GPU spoils the
+// CUDA context of the tests after it.
+TEST(CudaKernels, WgmmaMatmulMatchesTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  if (!cuda::matmul_4bit_wgmma_available()) GTEST_SKIP() << "not an sm_90 GPU, or no sm_90a code in this build";
+  torch::manual_seed(11);
+  for (Shape s : std::vector<Shape>{{8, 32}, {136, 96}, {264, 160}, {1032, 544}, {1024, 4096}})
+    for (bool nf4 : {true, false})
+      for (at::ScalarType dtype : {at::kHalf, at::kBFloat16})
+        for (int64_t m : s.cols == 4096 ? std::vector<int64_t>{2048} : std::vector<int64_t>{1, 70, 300}) {
+          const QuantType type = nf4 ? QuantType::nf4 : QuantType::fp4;
+          Quantized4bit q = quantize_4bit(at::randn({s.rows, s.cols}), type, nf4 ? 64 : 32, nf4);
+          Quantized4bit g = on_gpu(q);
+          at::Tensor w = dequantize_4bit(q, dtype);
+          at::Tensor x = at::randn({m, s.cols}).to(dtype), dy = at::randn({m, s.rows}).to(dtype);
+          SCOPED_TRACE(describe(type, nf4, nf4 ? 64 : 32, s, dtype) + " m " + std::to_string(m));
+          expect_close_to_fp64(
+              matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward, cuda::MatmulTile::m128n128_wgmma),
+              x, w.t(), dtype);
+          expect_close_to_fp64(matmul_4bit_fused_cuda(dy.to(at::kCUDA), g, cuda::MatmulPass::backward,
+                                                      cuda::MatmulTile::m128n128_wgmma),
+                               dy, w, dtype);
+        }
+}
+
 // FP4 takes the same path with another code; a 3-D input keeps its leading dimensions.
 TEST(CudaKernels, FusedMatmulTakesFp4AndLeadingDimensions) {
   REQUIRE_CUDA_DEVICE();

@@ -10,9 +10,10 @@
 #   pkg-config only their .pc files (a wrapper around the unpacked pkgconf: PKG_CONFIG_LIBDIR replaces the
 #   default search path and PKG_CONFIG_SYSROOT_DIR turns their /usr into the prefix);
 # - libtorch is the one of the `python3` on PATH ($PYTHON overrides; -DTorch_DIR=... in CMAKE_ARGS too);
-# - Release, Ninja, CUDA kernels required (AUTOTRAIN_CUDA=ON) for sm_90 only (H100/H200), to keep the
-#   compile short: CMAKE_CUDA_ARCHITECTURES=90 and TORCH_CUDA_ARCH_LIST=9.0 (libtorch's CMake adds -gencode
-#   flags for every arch in that list); $CUDA_ARCH / $TORCH_CUDA_ARCH_LIST override them;
+# - Release, Ninja, CUDA kernels required (AUTOTRAIN_CUDA=ON) for sm_90a only (H100/H200; sm_90a for the
+#   matmul's wgmma kernel), to keep the compile short: CMAKE_CUDA_ARCHITECTURES=90a and TORCH_CUDA_ARCH_LIST=9.0a
+#   (libtorch's CMake adds -gencode flags for every arch in that list); $CUDA_ARCH / $TORCH_CUDA_ARCH_LIST
+#   override them;
 # - all targets with nproc jobs ($JOBS overrides);
 # - BUILD_DIR/env.sh: LD_LIBRARY_PATH for the unpacked shared libraries (the binaries also carry an RPATH
 #   to them; env.sh covers their own dependencies, e.g. libspdlog -> libfmt) and, when `import
@@ -100,7 +101,7 @@ source "$BUILD/env.sh"  # the build runs autotrain_tests (gtest discovery), whic
 if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
   export PATH="/usr/local/cuda/bin:$PATH"
 fi
-export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
 generator=()
 [[ -f "$BUILD/CMakeCache.txt" ]] || generator=(-G Ninja)
 cmake -S "$ROOT" -B "$BUILD" "${generator[@]}" \
@@ -108,7 +109,7 @@ cmake -S "$ROOT" -B "$BUILD" "${generator[@]}" \
   -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
   -DAUTOTRAIN_PYTHON="$PYTHON" \
   -DAUTOTRAIN_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" \
+  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}" \
   -DCMAKE_PREFIX_PATH="$PREFIX/usr" \
   -DPKG_CONFIG_EXECUTABLE="$PREFIX/bin/pkg-config" \
   -DAUTOTRAIN_GLOO_INCLUDE_DIR="$PREFIX/gloo-include" \

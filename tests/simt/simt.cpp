@@ -75,6 +75,14 @@ struct Copy {
   bool valid;
 };
 
+struct Wgmma {
+  float* d;
+  int n;
+  uint64_t descriptor_a, descriptor_b;
+  bool bf16;
+  int warp_in_group, lane;
+};
+
 struct Fiber {
   Index index;
   int warp = 0, lane = 0;
@@ -84,6 +92,8 @@ struct Fiber {
   uint64_t wait_value = 0;
   std::vector<Copy> open_copies;
   std::deque<std::vector<Copy>> committed;
+  std::vector<Wgmma> open_wgmma;
+  std::deque<std::vector<Wgmma>> committed_wgmma;
   uint8_t* stack = nullptr;
 #if defined(__x86_64__)
   void* sp = nullptr;
@@ -192,6 +202,9 @@ void fiber_main() {
   for (const auto& group : f.committed)
     if (!group.empty()) fail("a thread exited with cp.async copies in flight (no cp.async.wait_group 0)");
   if (!f.open_copies.empty()) fail("a thread exited with uncommitted cp.async copies");
+  for (const auto& group : f.committed_wgmma)
+    if (!group.empty()) fail("a thread exited with wgmma in flight (no wgmma.wait_group 0)");
+  if (!f.open_wgmma.empty()) fail("a thread exited with uncommitted wgmma");
   f.done = true;
   --g_block.live;
   if (g_block.arrived > 0) fail("__syncthreads: part of the block exited while the rest waits at a barrier");
@@ -352,6 +365,50 @@ void check_shared(const void* p, size_t bytes, const char* what) {
   const auto address = reinterpret_cast<uintptr_t>(p);
   const auto window = reinterpret_cast<uintptr_t>(g_dynamic_shared) & ~uintptr_t(0xFFFFFFFF);
   if (address < window || address + bytes - window > 0xFFFFFFFFu) fail(what);
+}
+
+// Element (row, k) of a wgmma operand whose descriptor gives the K-major layout with the 128-byte swizzle (see
+// simt.h): the start address and the stride between groups of 8 rows are in 16-byte units, the swizzle mode in
+// bits 62-63 (1: 128 bytes); the rows of a group are 128 bytes apart, and the swizzle permutes the 16-byte chunks
+// by the address's own bits, which is why a kernel's tiles must start 1024-byte aligned. The descriptor keeps 18
+// bits of the start address (a GPU's shared memory is smaller than 256 KiB): they name one place in the dynamic
+// shared buffer (227 KiB), where the kernels keep their operands.
+float wgmma_operand(uint64_t descriptor, int row, int k, bool bf16) {
+  if ((descriptor >> 62) != 1) fail("wgmma: only the 128-byte swizzle is emulated");
+  if (((descriptor >> 49) & 7) != 0) fail("wgmma: a matrix base offset is not emulated");
+  const auto base = reinterpret_cast<uintptr_t>(g_dynamic_shared);
+  uintptr_t start = (base & ~uintptr_t(0x3FFFF)) | (uintptr_t(descriptor & 0x3FFF) << 4);
+  if (start < base) start += 0x40000;
+  const uintptr_t stride = uintptr_t((descriptor >> 32) & 0x3FFF) << 4;
+  const uintptr_t linear = start + uintptr_t(row / 8) * stride + uintptr_t(row % 8) * 128 + uintptr_t(2 * k);
+  const uintptr_t address = linear ^ (((linear >> 7) & 7) << 4);
+  if (address < base || address + 2 > base + kDynamicSharedBytes)
+    fail("wgmma: an operand outside dynamic shared memory");
+  uint16_t bits;
+  std::memcpy(&bits, reinterpret_cast<const void*>(address), 2);
+  return to_float(bits, bf16);
+}
+
+// One thread's part of a wgmma: D rows 16 w + g (+ 8) of its warp w, columns 8 j + 2 t (+ 1) for each n8 block j,
+// each sum over k taken in double and rounded once to fp32 (the hardware's order and precision differ; tests bound
+// the difference, as for mma.sync).
+void run_wgmma(const Wgmma& op) {
+  const int g = op.lane / 4, t = op.lane % 4;
+  double a[2][16];  // this thread's two rows of A
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 16; ++k)
+      a[h][k] = wgmma_operand(op.descriptor_a, 16 * op.warp_in_group + g + 8 * h, k, op.bf16);
+  for (int j = 0; j < op.n / 8; ++j)
+    for (int c = 0; c < 2; ++c) {
+      double b[16];  // column 8 j + 2 t + c of B^T
+      for (int k = 0; k < 16; ++k) b[k] = wgmma_operand(op.descriptor_b, 8 * j + 2 * t + c, k, op.bf16);
+      for (int h = 0; h < 2; ++h) {
+        float& d = op.d[4 * j + 2 * h + c];
+        double sum = d;
+        for (int k = 0; k < 16; ++k) sum += a[h][k] * b[k];
+        d = static_cast<float>(sum);
+      }
+    }
 }
 
 }  // namespace
@@ -529,6 +586,31 @@ void wait_copies(int pending) {
   while (static_cast<int>(f.committed.size()) > pending) {
     for (const Copy& c : f.committed.front()) run_copy(c);
     f.committed.pop_front();
+  }
+}
+
+void wgmma_m64k16(float* d, int n, uint64_t descriptor_a, uint64_t descriptor_b, bool bf16) {
+  Fiber& f = current();
+  if (n % 8 != 0 || n < 8 || n > 256) fail("wgmma: n must be a multiple of 8 from 8 to 256");
+  if (g_block.fibers.size() % 128 != 0) fail("wgmma in a block whose size is not a multiple of a warpgroup (128)");
+  const Wgmma op{d, n, descriptor_a, descriptor_b, bf16, f.warp % 4, f.lane};
+  if (g_options.copies == CopyTiming::at_issue)
+    run_wgmma(op);
+  else
+    f.open_wgmma.push_back(op);
+}
+
+void wgmma_commit() {
+  Fiber& f = current();
+  f.committed_wgmma.push_back(std::move(f.open_wgmma));
+  f.open_wgmma.clear();
+}
+
+void wgmma_wait(int pending) {
+  Fiber& f = current();
+  while (static_cast<int>(f.committed_wgmma.size()) > pending) {
+    for (const Wgmma& op : f.committed_wgmma.front()) run_wgmma(op);
+    f.committed_wgmma.pop_front();
   }
 }
 

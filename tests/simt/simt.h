@@ -12,7 +12,8 @@
 //    product in double and rounds once to fp32 (the hardware's order and intermediate precision differ; tests bound
 //    the difference).
 //  - cp.async: the copy lands either when it is issued or at the issuing thread's cp.async.wait_group (Options),
-//    the two extremes of what the hardware may do, so that a missing wait or barrier shows in one of them.
+//    the two extremes of what the hardware may do, so that a missing wait or barrier shows in one of them. wgmma
+//    (sm_90's warpgroup MMA) reads its shared-memory operands at the same two extremes.
 //  - shared memory: __shared__ variables become statics (blocks run one at a time); dynamic shared memory is one
 //    buffer, filled with 0xFF bytes (NaN in every float type) before each launch, so that reading a value nobody
 //    wrote gives NaN. A 32-bit shared address is an offset into a 4 GiB window that holds both.
@@ -95,6 +96,17 @@ void load_matrices(uint32_t (&r)[4], const void* row, bool transposed);
 void copy16_async(void* dst, const void* src, bool valid);
 void commit_copies();
 void wait_copies(int pending);
+// wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{f16,bf16}.{f16,bf16} with A and B in shared memory through
+// descriptors, d as both C and D (n / 2 values per thread, in the accumulator fragment layout). The layout taken is
+// the one the kernels use, K-major with the 128-byte swizzle (others abort): row r of an operand is 64 two-byte
+// values (128 bytes), rows 8 apart are the descriptor's stride apart, and the 16-byte chunks of a row are permuted
+// by the shared address bits [4, 7) ^= [7, 10). Each warp of the warpgroup computes its 16 rows of D, so the
+// emulator runs it per warp; like cp.async, it reads shared memory when issued or at the wgmma.wait_group that
+// covers it (Options::copies), the two extremes of the hardware's asynchronous read. wgmma_commit / wgmma_wait are
+// wgmma.commit_group / wgmma.wait_group.
+void wgmma_m64k16(float* d, int n, uint64_t descriptor_a, uint64_t descriptor_b, bool bf16);
+void wgmma_commit();
+void wgmma_wait(int pending);
 
 uint8_t* dynamic_shared();
 uint32_t shared_address(const void* pointer);

@@ -14,10 +14,11 @@
 //  - the fused RMSNorm, SwiGLU and rotary ops (forward + backward) against the composites they replace.
 // Llama-3-8B's projection shapes. Each other figure is the median of 7 timings of 20 calls after 3 warm-up calls
 // (each tiling of the fused matmul: 3 of 10).
-// Prints a Markdown table and one JSON line per figure. `bench_gpu [gemv] [dequantize] [matmul] [lora] [ops]` runs
-// only those sections (all of them by default). BENCH_GPU_GEMV_ONLY=gate/up (a shape's name up to its first space)
-// and BENCH_GPU_GEMV_ROWS=1 limit the GEMV section to that shape and m, as for a profiler (tools/gpu-check.sh's
-// ncu stage).
+//  - the fused matmul's Hopper tiling (warpgroup MMAs, sm_90a) on the same cases, last (bench_wgmma).
+// Prints a Markdown table and one JSON line per figure. `bench_gpu [gemv] [dequantize] [matmul] [lora] [ops]
+// [wgmma]` runs only those sections (all of them by default). BENCH_GPU_GEMV_ONLY=gate/up (a shape's name up to its
+// first space) and BENCH_GPU_GEMV_ROWS=1 limit the GEMV section to that shape and m, as for a profiler
+// (tools/gpu-check.sh's ncu stage).
 #include <torch/cuda.h>
 
 #include <algorithm>
@@ -477,6 +478,60 @@ void bench_matmul() {
   }
 }
 
+// The Hopper tiling of the fused matmul (m128n128_wgmma, sm_90a) on the matmul section's cases, against cuBLAS's
+// fp16 GEMM on a dense weight and against the sliced matmul (training's default). Each case first checks the
+// kernel's result against the sliced matmul's (the largest difference, relative to the largest value; the two sum
+// in different orders), so that a wrong kernel is not timed as a fast one. A section of its own, run last: a kernel
+// that faults spoils the CUDA context for whatever runs after it in the process.
+void bench_wgmma() {
+  std::fflush(stdout);  // what the sections before printed survives a fault here
+  std::printf("\n## NF4 matmul for training, Hopper tiling (warpgroup MMAs, 128 x 128 tiles of C) vs cuBLAS fp16\n\n");
+  if (!cuda::matmul_4bit_wgmma_available()) {
+    std::printf("not run: not an sm_90 GPU, or no sm_90a code in this build\n");
+    return;
+  }
+  const int64_t chunk = dequantize_chunk_bytes();
+  std::printf("| shape | tokens | dtype | pass | wgmma TFLOP/s | cuBLAS fp16 TFLOP/s | wgmma ratio | sliced ratio | "
+              "largest difference from the sliced matmul, relative |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& s : kShapes) {
+    Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
+    at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
+    for (int64_t m : {2048, 4096, 8192})
+      for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+        const auto options = at::TensorOptions(dtype).device(at::kCUDA);
+        at::Tensor x = at::randn({m, s.in}, options), dy = at::randn({m, s.out}, options);
+        at::Tensor x16 = x.to(at::kHalf), dy16 = dy.to(at::kHalf);
+        const double flops = 2.0 * m * s.out * s.in;
+        for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
+          const bool forward = pass == cuda::MatmulPass::forward;
+          const at::Tensor& a = forward ? x : dy;
+          auto wgmma = [&] { return matmul_4bit_fused_cuda(a, q, pass, cuda::MatmulTile::m128n128_wgmma); };
+          auto sliced = [&] {
+            return forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk);
+          };
+          const at::Tensor reference = sliced().to(at::kFloat);
+          const double difference =
+              ((wgmma().to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>();
+          auto tflops = [&](const std::function<void()>& work) {  // a lighter timing, as for each tiling above
+            return flops / time_per_call(work, 3, 10) / 1e12;
+          };
+          const double ours = tflops([&] { wgmma(); });
+          const double cublas = tflops([&] { forward ? at::mm(x16, dense.t()) : at::mm(dy16, dense); });
+          const double sliced_tflops = tflops([&] { sliced(); });
+          const char* pass_name = forward ? "forward x.W^T" : "backward dy.W";
+          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.2f | %.2f | %.1e |\n", s.name, static_cast<long>(m),
+                      c10::toString(dtype), pass_name, ours, cublas, ours / cublas, sliced_tflops / cublas, difference);
+          json("wgmma", s.name,
+               "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name +
+                   "\",\"tflops\":" + std::to_string(ours) + ",\"cublas_fp16_tflops\":" + std::to_string(cublas) +
+                   ",\"ratio\":" + std::to_string(ours / cublas) + ",\"sliced_ratio\":" +
+                   std::to_string(sliced_tflops / cublas) + ",\"relative_difference\":" + std::to_string(difference));
+          std::fflush(stdout);
+        }
+      }
+  }
+}
+
 void bench_fused_lora() {
   std::printf("\n## Fused q/k/v LoRA (r = 16, bf16 base outputs, forward + backward) vs three LoRA layers\n\n");
   std::printf("| tokens | fused us | separate us | speed-up |\n|---|---|---|---|\n");
@@ -516,13 +571,14 @@ void bench_fused_lora() {
 
 }  // namespace
 
-// Sections to run: the arguments (gemv, dequantize, matmul, lora, ops), or all of them.
+// Sections to run: the arguments (gemv, dequantize, matmul, lora, ops, wgmma), or all of them; wgmma last.
 int main(int argc, char** argv) {
-  const std::vector<std::string> all{"gemv", "dequantize", "matmul", "lora", "ops"};
+  const std::vector<std::string> all{"gemv", "dequantize", "matmul", "lora", "ops", "wgmma"};
   std::vector<std::string> sections(argv + 1, argv + argc);
   for (const std::string& section : sections)
     if (std::find(all.begin(), all.end(), section) == all.end()) {
-      std::fprintf(stderr, "bench_gpu: unknown section %s (gemv, dequantize, matmul, lora, ops)\n", section.c_str());
+      std::fprintf(stderr, "bench_gpu: unknown section %s (gemv, dequantize, matmul, lora, ops, wgmma)\n",
+                   section.c_str());
       return 2;
     }
   if (sections.empty()) sections = all;
@@ -547,5 +603,6 @@ int main(int argc, char** argv) {
   if (wanted("matmul")) bench_matmul();
   if (wanted("lora")) bench_fused_lora();
   if (wanted("ops")) bench_fused_layer_ops();
+  if (wanted("wgmma")) bench_wgmma();
   return 0;
 }

@@ -4,9 +4,10 @@
     python3 tools/bench_gpu_summary.py /tmp/gpu-check/bench_gpu.txt
 
 For each GEMV experiment still off by default (the gemv_tiles layout at each depth, with the automatic blocks and
-with blocks of 16 warps; grouped GEMVs) and the dequantization launched overlapping the GEMM before it, the figure
-beside the default's, so that a session with a GPU can see which to turn on without reading every table. Only
-what bench_gpu measured in that run is compared: nothing here is a stored figure.
+with blocks of 16 warps; grouped GEMVs), the dequantization launched overlapping the GEMM before it and the fused
+matmul's Hopper tiling (wgmma), the figure beside the default's, so that a session with a GPU can see which to turn
+on without reading every table. Only what bench_gpu measured in that run is compared: nothing here is a stored
+figure.
 """
 import json
 import sys
@@ -79,6 +80,16 @@ def main(path):
             flag = " (< 0.8)" if r["ratio"] < 0.8 else ""
             print(f"| {r['shape']} | {r['m']} | {r['dtype']} | {r['pass']} | {r['ratio']:.2f}{flag} | "
                   f"{r.get('overlapped_ratio', 0):.2f} |")
+    wgmma = [r for r in rows if r["bench"] == "wgmma"]
+    if wgmma:
+        print("\nTraining matmul, Hopper tiling (wgmma) against cuBLAS fp16 (ratio), beside the sliced matmul "
+              "measured in the same section; difference: largest from the sliced matmul's result, relative")
+        print("| shape | tokens | dtype | pass | wgmma | sliced | difference |")
+        print("|---|---|---|---|---|---|---|")
+        for r in wgmma:
+            flag = " (wrong?)" if r["relative_difference"] > 1e-2 else ""
+            print(f"| {r['shape']} | {r['m']} | {r['dtype']} | {r['pass']} | {r['ratio']:.2f} | "
+                  f"{r['sliced_ratio']:.2f} | {r['relative_difference']:.1e}{flag} |")
     if broken:  # what could be read is printed above; the run is still reported as incomplete
         sys.exit(f"bench_gpu_summary: {path}: {len(broken)} broken JSON line(s), the first at line {broken[0]} "
                  "(cut short? rerun bench_gpu); the figures above leave them out")

@@ -52,9 +52,15 @@ const cuda::DynamicMap* kernel_dynamic_map() {
 
 namespace {
 
-// Whether training's matmul is the fused kernel for this input (AUTOTRAIN_NF4_MATMUL=fused and it applies).
+// Whether training's matmul is the fused kernel for this input (AUTOTRAIN_NF4_MATMUL=fused or wgmma, and it
+// applies), and with which tiling.
 bool fused_matmul_takes(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass) {
-  return training_matmul() == TrainingMatmul::fused && matmul_4bit_fused_supports(a, weight, pass);
+  const TrainingMatmul choice = training_matmul();
+  if (choice == TrainingMatmul::sliced || !matmul_4bit_fused_supports(a, weight, pass)) return false;
+  return choice == TrainingMatmul::fused || cuda::matmul_4bit_wgmma_available();
+}
+cuda::MatmulTile fused_matmul_tile() {
+  return training_matmul() == TrainingMatmul::wgmma ? cuda::MatmulTile::m128n128_wgmma : cuda::MatmulTile::automatic;
 }
 
 // y = x W^T: GEMV for a few rows, else the training matmul; dx = dy W in the backward. (The bias is added
@@ -71,14 +77,15 @@ struct Linear4bit : public torch::autograd::Function<Linear4bit> {
       return gemv_4bit_cuda(x.reshape({rows, in}), *weight).view(shape);
     }
     if (fused_matmul_takes(x, *weight, cuda::MatmulPass::forward))
-      return matmul_4bit_fused_cuda(x, *weight, cuda::MatmulPass::forward);
+      return matmul_4bit_fused_cuda(x, *weight, cuda::MatmulPass::forward, fused_matmul_tile());
     return matmul_4bit_cuda(x, *weight, dequantize_chunk_bytes());
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto* weight = reinterpret_cast<const Quantized4bit*>(ctx->saved_data["weight"].toInt());
     if (fused_matmul_takes(grads[0], *weight, cuda::MatmulPass::backward))
-      return {matmul_4bit_fused_cuda(grads[0], *weight, cuda::MatmulPass::backward), at::Tensor()};
+      return {matmul_4bit_fused_cuda(grads[0], *weight, cuda::MatmulPass::backward, fused_matmul_tile()),
+              at::Tensor()};
     return {matmul_4bit_transposed_cuda(grads[0], *weight, dequantize_chunk_bytes()), at::Tensor()};
   }
 };
@@ -243,8 +250,9 @@ std::atomic<TrainingMatmul>& training_matmul_choice() {
     const char* value = std::getenv("AUTOTRAIN_NF4_MATMUL");
     const std::string name = value != nullptr ? value : "";
     if (name == "fused") return TrainingMatmul::fused;
+    if (name == "wgmma") return TrainingMatmul::wgmma;
     if (!name.empty() && name != "sliced")
-      log::warn("AUTOTRAIN_NF4_MATMUL=" + name + " is neither fused nor sliced; using the sliced matmul");
+      log::warn("AUTOTRAIN_NF4_MATMUL=" + name + " is not sliced, fused or wgmma; using the sliced matmul");
     return TrainingMatmul::sliced;
   }();
   return choice;

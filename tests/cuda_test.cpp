@@ -571,30 +571,43 @@ TEST(CudaKernels, FusedMatmulRefusesWhatItCannotTake) {
   EXPECT_FALSE(matmul_4bit_fused_supports(shifted, fits, cuda::MatmulPass::forward));
 }
 
-// Training's autograd function with AUTOTRAIN_NF4_MATMUL=fused (set_training_matmul here): 2 x 33 rows of bf16
-// take the fused kernel forward and backward, and give what the fp64 product of the dequantized weight gives.
-TEST(CudaKernels, Linear4bitTakesTheFusedMatmulWhenAsked) {
-  REQUIRE_CUDA_DEVICE();
+// Training's autograd function with AUTOTRAIN_NF4_MATMUL=`choice` (set_training_matmul here): 2 x 33 rows of bf16
+// take that kernel forward and backward (bit-identical to its direct calls with `tile`), and give what the fp64
+// product of the dequantized weight gives.
+void expect_linear_4bit_takes(TrainingMatmul choice, cuda::MatmulTile tile) {
   torch::manual_seed(9);
   Quantized4bit q = quantize_4bit(at::randn({72, 160}), QuantType::nf4, 64, true);
   Quantized4bit g = on_gpu(q);
   at::Tensor w = dequantize_4bit(q, at::kBFloat16);
   at::Tensor x = at::randn({2, 33, 160}).to(at::kBFloat16), upstream = at::randn({2, 33, 72}).to(at::kBFloat16);
-  struct Fused {  // the choice goes back to what it was, whatever happens
+  struct Choice {  // the choice goes back to what it was, whatever happens
     TrainingMatmul before = training_matmul();
-    Fused() { set_training_matmul(TrainingMatmul::fused); }
-    ~Fused() { set_training_matmul(before); }
+    explicit Choice(TrainingMatmul choice) { set_training_matmul(choice); }
+    ~Choice() { set_training_matmul(before); }
   };
   at::Tensor x_gpu = x.to(at::kCUDA).requires_grad_(true), y;
   {
-    Fused fused;
+    Choice chosen(choice);
     y = linear_4bit_cuda(x_gpu, g, at::Tensor());
     y.backward(upstream.to(at::kCUDA));
   }
   expect_close_to_fp64(y.detach().reshape({66, 72}), x.reshape({66, 160}), w.t(), at::kBFloat16);
   expect_close_to_fp64(x_gpu.grad().reshape({66, 160}), upstream.reshape({66, 72}), w, at::kBFloat16);
-  // The fused kernel, not the sliced matmul, gave them: bit-identical to its direct call.
-  EXPECT_TRUE(at::equal(y.detach(), matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward)));
+  EXPECT_TRUE(at::equal(y.detach(), matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward, tile)));
+  EXPECT_TRUE(at::equal(x_gpu.grad(),
+                        matmul_4bit_fused_cuda(upstream.to(at::kCUDA), g, cuda::MatmulPass::backward, tile)));
+}
+
+TEST(CudaKernels, Linear4bitTakesTheFusedMatmulWhenAsked) {
+  REQUIRE_CUDA_DEVICE();
+  expect_linear_4bit_takes(TrainingMatmul::fused, cuda::MatmulTile::automatic);
+}
+
+// The same with AUTOTRAIN_NF4_MATMUL=wgmma: the Hopper tiling, where this GPU and build have it.
+TEST(CudaKernels, WgmmaMatmulTakenByLinear4bitWhenAsked) {
+  REQUIRE_CUDA_DEVICE();
+  if (!cuda::matmul_4bit_wgmma_available()) GTEST_SKIP() << "not an sm_90 GPU, or no sm_90a code in this build";
+  expect_linear_4bit_takes(TrainingMatmul::wgmma, cuda::MatmulTile::m128n128_wgmma);
 }
 
 // The autograd function training uses: GEMV for a few rows, the matmul beyond, dx in the backward, bias,

@@ -97,10 +97,12 @@ bool matmul_4bit_fused_supports(const at::Tensor& a, const Quantized4bit& weight
 at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weight, cuda::MatmulPass pass,
                                   cuda::MatmulTile tile = cuda::MatmulTile::automatic);
 
-// Which of the two training (m > 8 rows) uses: AUTOTRAIN_NF4_MATMUL=fused picks the fused kernel where it applies;
-// the default is the sliced dequantize-then-cuBLAS matmul, the one measured faster so far (README, GPU figures).
-// set_training_matmul overrides the variable (tests and tools/bench_gpu compare the two).
-enum class TrainingMatmul { sliced, fused };
+// Which training (m > 8 rows) uses: AUTOTRAIN_NF4_MATMUL=fused picks the fused kernel where it applies (its tiling
+// by the shape), =wgmma its Hopper tiling (cuda::MatmulTile::m128n128_wgmma) where that applies (an sm_90 GPU and
+// sm_90a code); the default is the sliced dequantize-then-cuBLAS matmul, the one measured faster so far (README, GPU
+// figures). What the choice does not take goes to the sliced matmul. set_training_matmul overrides the variable
+// (tests and tools/bench_gpu compare them).
+enum class TrainingMatmul { sliced, fused, wgmma };
 TrainingMatmul training_matmul();
 void set_training_matmul(TrainingMatmul choice);
 

@@ -361,8 +361,10 @@ const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const voi
 //
 // The same product with Hopper's asynchronous warpgroup MMA (wgmma.mma_async, sm_90a only), which reads both
 // operands from shared memory: the instruction cuBLAS runs on an H100, where the mma.sync kernel above reaches only
-// 0.19-0.35 of cuBLAS's throughput. A block of 8 warps (two warpgroups) computes a 128 x 128 tile of C, each warpgroup
-// 64 rows of it with one m64n128k16 per k step of 16, and walks k in tiles of 64 (one 128-byte row of fp16 / bf16):
+// 0.19-0.35 of cuBLAS's throughput. A block of 8 warps (two warpgroups) computes a 128 x TileN tile of C (TileN 128,
+// or 64 for twice the blocks where 128 x 128 tiles fill one wave or less: Llama's k/v projections forward at 2048
+// tokens, 128 tiles), each warpgroup 64 rows of it with one m64nTileNk16 per k step of 16, and walks k in tiles of 64
+// (one 128-byte row of fp16 / bf16):
 //   wait for tile t + 1; __syncthreads; start copying tile t + Stages - 1; issue the 4 wgmmas of tile t;
 //   dequantize tile t + 1 while the tensor cores work; wait for the wgmmas.
 // Both operands are K-major with the 128-byte swizzle (the layout wgmma reads fastest): A (x or dy) arrives there by
@@ -378,15 +380,24 @@ const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const voi
 #define AUTOTRAIN_HAS_WGMMA 1
 #endif
 
+template <int TileN>
 struct WgmmaTiling {
-  static constexpr int kTileM = 128, kTileN = 128, kTileK = 64, kStages = 3, kThreads = 256;
-  static constexpr int kRowBytes = kTileK * 2;                    // a swizzled row: 64 values
-  static constexpr int kATileBytes = kTileM * kRowBytes;          // 16 KiB
-  static constexpr int kBTileBytes = kTileN * kRowBytes;          // 16 KiB
-  static constexpr int kPackedTileBytes = kTileN * kTileK / 2;    // 4 KiB
+  static_assert(TileN == 128 || TileN == 64, "the wgmma shapes wrapped below");
+  static constexpr int kTileM = 128, kTileN = TileN, kTileK = 64, kStages = 3, kThreads = 256;
+  static constexpr int kRowBytes = kTileK * 2;                  // a swizzled row: 64 values
+  static constexpr int kATileBytes = kTileM * kRowBytes;        // 16 KiB
+  static constexpr int kBTileBytes = kTileN * kRowBytes;        // 16 / 8 KiB
+  static constexpr int kPackedTileBytes = kTileN * kTileK / 2;  // 4 / 2 KiB
+  static constexpr int kPackedChunks = kPackedTileBytes / 16;   // one per thread of the first kPackedChunks
+  static constexpr int kPieces = kTileN * kTileK / 16 / kThreads;  // forward dequantization pieces per thread
+  static constexpr int kPatchWarps = kTileN / 16;  // backward: the warps that dequantize (4 columns per lane)
+  static constexpr int kAccumulators = kTileN / 2;  // per thread: 64 x TileN fp32 over a warpgroup
   // 1 KiB more than the tiles take: their start is aligned up to 1024 bytes of shared address (the swizzle is a
-  // function of the address bits). 93 KiB in all: two blocks fit an SM.
+  // function of the address bits). 93 / 71 KiB in all: two / three blocks fit an SM.
   static constexpr size_t kSharedBytes = 1024 + kStages * (kATileBytes + kPackedTileBytes) + 2 * kBTileBytes;
+  // The blocks an SM holds by registers too (__launch_bounds__: at most 128 / 85 a thread). Three of 128 x 64
+  // forward (80 registers, no spills, SASS sm_90a); backward it would spill 152 bytes a thread, so two.
+  static constexpr int blocks_per_sm(bool backward) { return TileN == 64 && !backward ? 3 : 2; }
 };
 
 // Where 16-byte chunk `chunk` (0-7) of row `row` lies in a tile of 128-byte rows with the 128-byte swizzle.
@@ -432,10 +443,11 @@ __device__ __forceinline__ void wgmma_wait() {
 
 // Keeps the compiler from moving reads or writes of the accumulators across a wgmma issue or wait (the asm of a
 // wait names no registers).
-__device__ __forceinline__ void fence_accumulators(float (&d)[64]) {
+template <int N>
+__device__ __forceinline__ void fence_accumulators(float (&d)[N]) {
 #if !defined(AUTOTRAIN_SIMT_EMULATION)
 #pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 #else
   (void)d;
 #endif
@@ -461,34 +473,54 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[64]) {
                  "+f"(d[63])                                                                                \
                : "l"(a), "l"(b), "r"(1))
 
-// d (64 x 128 of this warpgroup, fp32) += A (64 x 16) . B^T (B: 128 x 16), both K-major in shared memory.
-template <typename T>
-__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b) {
+#define AUTOTRAIN_WGMMA_M64N64K16(kind)                                                                      \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                 \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." kind "." kind " {"                            \
+               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                     \
+               "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31},"                          \
+               " %32, %33, p, 1, 1, 0, 0;\n}\n"                                                             \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),        \
+                 "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),    \
+                 "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), \
+                 "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), \
+                 "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                                         \
+               : "l"(a), "l"(b), "r"(1))
+
+// d (64 x N of this warpgroup, fp32) += A (64 x 16) . B^T (B: N x 16), both K-major in shared memory.
+template <typename T, int N>
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], uint64_t a, uint64_t b) {
 #if defined(AUTOTRAIN_SIMT_EMULATION)
-  ::autotrain::simt::wgmma_m64k16(d, 128, a, b, std::is_same_v<T, __nv_bfloat16>);
+  ::autotrain::simt::wgmma_m64k16(d, N, a, b, std::is_same_v<T, __nv_bfloat16>);
 #elif defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if constexpr (std::is_same_v<T, __half>)
+  constexpr bool kHalf = std::is_same_v<T, __half>;
+  if constexpr (N == 128 && kHalf)
     AUTOTRAIN_WGMMA_M64N128K16("f16");
-  else
+  else if constexpr (N == 128)
     AUTOTRAIN_WGMMA_M64N128K16("bf16");
+  else if constexpr (kHalf)
+    AUTOTRAIN_WGMMA_M64N64K16("f16");
+  else
+    AUTOTRAIN_WGMMA_M64N64K16("bf16");
 #else
   (void)d, (void)a, (void)b;
   __trap();  // the launcher never starts this kernel without sm_90a code (matmul_4bit_wgmma_available)
 #endif
 }
 #undef AUTOTRAIN_WGMMA_M64N128K16
+#undef AUTOTRAIN_WGMMA_M64N64K16
 
 // What a thread copies and dequantizes per k tile, worked out once before the loop (as ThreadPieces above).
 //   A: 4 chunks of 16 bytes (8 values of a row of A); chunk q = threadIdx.x + 256 i is row q / 8, chunk q % 8.
-//   The packed weight: 1 chunk of 16 bytes. Forward, the tile is weight rows n0 .. n0 + 127 x 64 columns (32 bytes
-//   a row, plain); backward, weight rows kt * 64 .. + 63 x columns n0 .. n0 + 127 (64 bytes a row, its 4 chunks
-//   permuted by (row / 8) % 4 so that the reads below spread over the banks).
-//   Dequantization. Forward: 2 pieces of 16 values of one weight row (8 packed bytes, one scale), piece
-//   p = threadIdx.x + 256 i is B row p / 4 (a weight row), values 16 (p % 4) ... + 15 of the k tile. Backward: a
-//   patch of 8 weight rows (the k tile's rows 8 kg ... 8 kg + 7) x 4 columns (B rows 4 cq ... 4 cq + 3), kg = lane
-//   % 8 and cq = lane / 8 + 4 warp: each of its 4 B rows gets one 16-byte chunk, and the 8 lanes that store at once
-//   write 8 different chunks (no bank conflicts).
-template <typename T>
+//   The packed weight: 1 chunk of 16 bytes (threads below kPackedChunks). Forward, the tile is weight rows n0 .. n0
+//   + TileN - 1 x 64 columns (32 bytes a row, plain); backward, weight rows kt * 64 .. + 63 x columns n0 .. n0 +
+//   TileN - 1 (TileN / 2 bytes a row, its chunks permuted by the row's group of 8 so that the reads below spread
+//   over more banks).
+//   Dequantization. Forward: kPieces pieces of 16 values of one weight row (8 packed bytes, one scale), piece
+//   p = threadIdx.x + 256 i is B row p / 4 (a weight row), values 16 (p % 4) ... + 15 of the k tile. Backward (warps
+//   below kPatchWarps): a patch of 8 weight rows (the k tile's rows 8 kg ... 8 kg + 7) x 4 columns (B rows 4 cq ...
+//   4 cq + 3), kg = lane % 8 and cq = lane / 8 + 4 warp: each of its 4 B rows gets one 16-byte chunk, and the 8
+//   lanes that store at once write 8 different chunks (no bank conflicts).
+template <typename T, int TileN>
 struct WgmmaPieces {
   const T* a_first[4];  // at k tile 0 (A itself where the row does not exist)
   uint32_t a_offset[4];
@@ -498,19 +530,20 @@ struct WgmmaPieces {
   uint32_t packed_offset;
   int packed_k;       // how far into the k tile it lies: forward its first column, backward its row
   bool packed_fixed;  // forward: its row exists; backward: its columns do
-  uint32_t piece_first[2];  // the forward pieces' flat value index at k tile 0
-  bool piece_fixed[2];
-  int piece_k[2];  // the forward piece's first column in the k tile
+  uint32_t piece_first[WgmmaTiling<TileN>::kPieces];  // the forward pieces' flat value index at k tile 0
+  bool piece_fixed[WgmmaTiling<TileN>::kPieces];
+  int piece_k[WgmmaTiling<TileN>::kPieces];  // the forward piece's first column in the k tile
 };
 
-template <typename T, bool backward>
-__device__ __forceinline__ WgmmaPieces<T> wgmma_pieces(const FourBitWeight& w, const T* a, MatmulShape shape,
-                                                       int64_t m0, int64_t n0) {
-  WgmmaPieces<T> p{};
+template <typename T, int TileN, bool backward>
+__device__ __forceinline__ WgmmaPieces<T, TileN> wgmma_pieces(const FourBitWeight& w, const T* a, MatmulShape shape,
+                                                              int64_t m0, int64_t n0) {
+  using W = WgmmaTiling<TileN>;
+  WgmmaPieces<T, TileN> p{};
   const int tid = threadIdx.x;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int q = tid + WgmmaTiling::kThreads * i, r = q / 8, chunk = q % 8;
+    const int q = tid + W::kThreads * i, r = q / 8, chunk = q % 8;
     p.a_row[i] = m0 + r < shape.m;
     p.a_first[i] = p.a_row[i] ? a + (m0 + r) * shape.k + chunk * 8 : a;
     p.a_offset[i] = swizzled(r, chunk);
@@ -518,22 +551,23 @@ __device__ __forceinline__ WgmmaPieces<T> wgmma_pieces(const FourBitWeight& w, c
   }
   if constexpr (!backward) {
     const int r = tid / 2, half = tid % 2;
-    p.packed_fixed = n0 + r < w.rows;
+    p.packed_fixed = tid < W::kPackedChunks && n0 + r < w.rows;
     p.packed_first = p.packed_fixed ? static_cast<uint32_t>((n0 + r) * w.cols + 32 * half) : 0;
     p.packed_offset = static_cast<uint32_t>(r * 32 + 16 * half);
     p.packed_k = 32 * half;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int piece = tid + WgmmaTiling::kThreads * i, row = piece / 4;
+    for (int i = 0; i < W::kPieces; ++i) {
+      const int piece = tid + W::kThreads * i, row = piece / 4;
       p.piece_k[i] = 16 * (piece % 4);
       p.piece_fixed[i] = n0 + row < w.rows;
       p.piece_first[i] = p.piece_fixed[i] ? static_cast<uint32_t>((n0 + row) * w.cols + p.piece_k[i]) : 0;
     }
   } else {
-    const int r = tid / 4, chunk = tid % 4;
-    p.packed_fixed = n0 + 32 * chunk < w.cols;
+    constexpr int kChunks = TileN / 32;  // per row of the packed tile
+    const int r = tid / kChunks, chunk = tid % kChunks;
+    p.packed_fixed = tid < W::kPackedChunks && n0 + 32 * chunk < w.cols;
     p.packed_first = p.packed_fixed ? static_cast<uint32_t>(r * w.cols + n0 + 32 * chunk) : 0;
-    p.packed_offset = static_cast<uint32_t>(r * 64 + ((chunk ^ ((r / 8) & 3)) << 4));
+    p.packed_offset = static_cast<uint32_t>(r * (TileN / 2) + ((chunk ^ ((r / 8) & (kChunks - 1))) << 4));
     p.packed_k = r;
   }
   return p;
@@ -541,40 +575,43 @@ __device__ __forceinline__ WgmmaPieces<T> wgmma_pieces(const FourBitWeight& w, c
 
 // Copies k tile `kt` of A and of the packed weight (zeros for what does not exist: shape.k is a multiple of 8 and
 // a packed chunk is 32 values of one row, inside the weight's columns or past them whole).
-template <typename T, bool backward>
-__device__ __forceinline__ void wgmma_copy_tile(const FourBitWeight& w, const WgmmaPieces<T>& p, const T* a,
+template <typename T, int TileN, bool backward>
+__device__ __forceinline__ void wgmma_copy_tile(const FourBitWeight& w, const WgmmaPieces<T, TileN>& p, const T* a,
                                                 MatmulShape shape, int kt, uint8_t* a_tile, uint8_t* packed_tile) {
-  constexpr int kTileK = WgmmaTiling::kTileK;
+  constexpr int kTileK = WgmmaTiling<TileN>::kTileK;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const bool exists = p.a_row[i] && kt * kTileK + p.a_col[i] < shape.k;
     copy16_async(a_tile + p.a_offset[i], exists ? p.a_first[i] + kt * kTileK : a, exists);
   }
+  if (threadIdx.x >= WgmmaTiling<TileN>::kPackedChunks) return;
   const bool exists = p.packed_fixed && kt * kTileK + p.packed_k < (backward ? w.rows : w.cols);
   const uint32_t step = backward ? static_cast<uint32_t>(kTileK) * static_cast<uint32_t>(w.cols) : kTileK;
   copy16_async(packed_tile + p.packed_offset,
                w.packed + (exists ? (p.packed_first + static_cast<uint32_t>(kt) * step) / 2 : 0), exists);
 }
 
-// The block statistics of this thread's values of k tile `kt` (2 pieces forward, 8 patch rows backward), read
+// The block statistics of this thread's values of k tile `kt` (kPieces pieces forward, 8 patch rows backward), read
 // before the tile's dequantization and made scales there; what does not exist gets scale 0.
 struct WgmmaStats {
   BlockStats stats[8];
   bool exists[8];
 };
 
-template <typename T, bool backward>
-__device__ __forceinline__ void wgmma_load_stats(const FourBitWeight& w, const WgmmaPieces<T>& p, int64_t n0, int kt,
-                                                 int block_shift, WgmmaStats& s) {
-  constexpr int kTileK = WgmmaTiling::kTileK;
+template <typename T, int TileN, bool backward>
+__device__ __forceinline__ void wgmma_load_stats(const FourBitWeight& w, const WgmmaPieces<T, TileN>& p, int64_t n0,
+                                                 int kt, int block_shift, WgmmaStats& s) {
+  using W = WgmmaTiling<TileN>;
+  constexpr int kTileK = W::kTileK;
   if constexpr (!backward) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < W::kPieces; ++i) {
       s.exists[i] = p.piece_fixed[i] && kt * kTileK + p.piece_k[i] < w.cols;
       if (s.exists[i])
         s.stats[i] = load_block_stats(w, (p.piece_first[i] + static_cast<uint32_t>(kt * kTileK)) >> block_shift);
     }
   } else {
+    if (threadIdx.x / 32 >= W::kPatchWarps) return;
     const int lane = threadIdx.x % 32, kg = lane % 8, cq = lane / 8 + 4 * int(threadIdx.x / 32);
     const int64_t col = n0 + 4 * cq;
 #pragma unroll
@@ -587,14 +624,15 @@ __device__ __forceinline__ void wgmma_load_stats(const FourBitWeight& w, const W
 }
 
 // This thread's values of the packed k tile into the B tile (K-major, swizzled), each code * scale rounded to T.
-template <typename T, bool backward>
+template <typename T, int TileN, bool backward>
 __device__ __forceinline__ void wgmma_dequantize(const FourBitWeight& w, const uint8_t* packed_tile,
                                                  uint32_t code_address, const float* map, const WgmmaStats& s,
                                                  uint8_t* b_tile) {
+  using W = WgmmaTiling<TileN>;
   if constexpr (!backward) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int piece = threadIdx.x + WgmmaTiling::kThreads * i, row = piece / 4, part = piece % 4;
+    for (int i = 0; i < W::kPieces; ++i) {
+      const int piece = threadIdx.x + W::kThreads * i, row = piece / 4, part = piece % 4;
       const float scale = s.exists[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
       const uint2 bytes = *reinterpret_cast<const uint2*>(packed_tile + 32 * row + 8 * part);
       uint32_t pairs[8];
@@ -612,6 +650,8 @@ __device__ __forceinline__ void wgmma_dequantize(const FourBitWeight& w, const u
           make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
     }
   } else {
+    if (threadIdx.x / 32 >= W::kPatchWarps) return;
+    constexpr int kChunks = TileN / 32;  // per row of the packed tile
     const int lane = threadIdx.x % 32, kg = lane % 8, cq = lane / 8 + 4 * int(threadIdx.x / 32);
     // pairs[j][p]: column 4 cq + j of the block's columns at weight rows 8 kg + 2 p and + 1 of the k tile (low half
     // first), made two rows at a time so that fewer values are live at once.
@@ -624,7 +664,7 @@ __device__ __forceinline__ void wgmma_dequantize(const FourBitWeight& w, const u
         const int i = 2 * p + e, r = 8 * kg + i;
         const float scale = s.exists[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
         const uint32_t word = *reinterpret_cast<const uint16_t*>(
-            packed_tile + r * 64 + (((cq / 8) ^ (kg & 3)) << 4) + (2 * cq) % 16);
+            packed_tile + r * (TileN / 2) + (((cq / 8) ^ (kg & (kChunks - 1))) << 4) + (2 * cq) % 16);
         const uint32_t high = nibble_offsets(word, true), low = nibble_offsets(word, false);
 #pragma unroll
         for (int b = 0; b < 2; ++b) {  // byte b: columns 2 b (high nibble) and 2 b + 1
@@ -642,13 +682,13 @@ __device__ __forceinline__ void wgmma_dequantize(const FourBitWeight& w, const u
   }
 }
 
-template <typename T, bool backward>
-__global__ void __launch_bounds__(WgmmaTiling::kThreads, 2)
+template <typename T, int TileN, bool backward>
+__global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<TileN>::blocks_per_sm(backward))
     matmul_4bit_wgmma_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                              const T* __restrict__ a, MatmulShape shape, T* __restrict__ c) {
   // Compiled for every architecture (the PTX wrappers trap below sm_90a), launched only where
   // matmul_4bit_wgmma_available().
-  using W = WgmmaTiling;
+  using W = WgmmaTiling<TileN>;
   AUTOTRAIN_DYNAMIC_SHARED(uint8_t, shared);
   __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
@@ -661,27 +701,27 @@ __global__ void __launch_bounds__(WgmmaTiling::kThreads, 2)
   const int64_t n0 = int64_t(blockIdx.x) * W::kTileN, m0 = int64_t(blockIdx.y) * W::kTileM;
   const int k_tiles = static_cast<int>((shape.k + W::kTileK - 1) / W::kTileK);
   const int block_shift = __ffs(w.blocksize) - 1;
-  const WgmmaPieces<T> pieces = wgmma_pieces<T, backward>(w, a, shape, m0, n0);
+  const WgmmaPieces<T, TileN> pieces = wgmma_pieces<T, TileN, backward>(w, a, shape, m0, n0);
   auto a_tile = [&](int kt) { return a_tiles + (kt % W::kStages) * W::kATileBytes; };
   auto packed_tile = [&](int kt) { return packed_tiles + (kt % W::kStages) * W::kPackedTileBytes; };
   auto b_tile = [&](int kt) { return b_tiles + (kt % 2) * W::kBTileBytes; };
 
 #pragma unroll
   for (int s = 0; s < W::kStages - 1; ++s) {
-    if (s < k_tiles) wgmma_copy_tile<T, backward>(w, pieces, a, shape, s, a_tile(s), packed_tile(s));
+    if (s < k_tiles) wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, s, a_tile(s), packed_tile(s));
     commit_copies();  // a group per tile, empty past the end, so that the waits below count right
   }
   WgmmaStats stats;
-  wgmma_load_stats<T, backward>(w, pieces, n0, 0, block_shift, stats);
+  wgmma_load_stats<T, TileN, backward>(w, pieces, n0, 0, block_shift, stats);
   wait_copies<W::kStages - 2>();  // tile 0
   __syncthreads();
-  wgmma_dequantize<T, backward>(w, packed_tile(0), code_address, map, stats, b_tile(0));
+  wgmma_dequantize<T, TileN, backward>(w, packed_tile(0), code_address, map, stats, b_tile(0));
   fence_shared_for_wgmma();
 
   const int warpgroup = threadIdx.x / 128;
-  float acc[64];
+  float acc[W::kAccumulators];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < W::kAccumulators; ++i) acc[i] = 0.0f;
   for (int kt = 0; kt < k_tiles; ++kt) {
     // Tile kt + 1 has arrived; after the barrier every wgmma of tile kt - 1 is done (each warpgroup waited for its
     // own) and every thread's writes of A tile kt and B tile kt are visible to the wgmmas below.
@@ -689,20 +729,21 @@ __global__ void __launch_bounds__(WgmmaTiling::kThreads, 2)
     fence_shared_for_wgmma();
     __syncthreads();
     const int ahead = kt + W::kStages - 1;
-    if (ahead < k_tiles) wgmma_copy_tile<T, backward>(w, pieces, a, shape, ahead, a_tile(ahead), packed_tile(ahead));
+    if (ahead < k_tiles)
+      wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, ahead, a_tile(ahead), packed_tile(ahead));
     commit_copies();
     const bool next = kt + 1 < k_tiles;
-    if (next) wgmma_load_stats<T, backward>(w, pieces, n0, kt + 1, block_shift, stats);
+    if (next) wgmma_load_stats<T, TileN, backward>(w, pieces, n0, kt + 1, block_shift, stats);
     const uint32_t a_rows = shared_address(a_tile(kt)) + warpgroup * 64 * W::kRowBytes;
     const uint32_t b_rows = shared_address(b_tile(kt));
     wgmma_fence();
     fence_accumulators(acc);
 #pragma unroll
     for (int ks = 0; ks < W::kTileK / 16; ++ks)  // k steps of 16 values: 32 bytes further along the rows
-      wgmma_m64n128k16<T>(acc, swizzled_descriptor(a_rows + 32 * ks), swizzled_descriptor(b_rows + 32 * ks));
+      wgmma_m64k16<T, TileN>(acc, swizzled_descriptor(a_rows + 32 * ks), swizzled_descriptor(b_rows + 32 * ks));
     wgmma_commit();
     if (next) {
-      wgmma_dequantize<T, backward>(w, packed_tile(kt + 1), code_address, map, stats, b_tile(kt + 1));
+      wgmma_dequantize<T, TileN, backward>(w, packed_tile(kt + 1), code_address, map, stats, b_tile(kt + 1));
       fence_shared_for_wgmma();
     }
     wgmma_wait<0>();
@@ -714,7 +755,7 @@ __global__ void __launch_bounds__(WgmmaTiling::kThreads, 2)
   // even, so a pair of columns is stored whole or not at all.
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, warp = (threadIdx.x / 32) % 4;
 #pragma unroll
-  for (int j = 0; j < 16; ++j) {
+  for (int j = 0; j < TileN / 8; ++j) {
     const int64_t col = n0 + 8 * j + 2 * t;
     if (col >= shape.n) continue;
 #pragma unroll
@@ -737,17 +778,18 @@ __global__ void wgmma_probe_kernel(int* built) {
 #endif
 }
 
-template <typename T, bool backward>
+template <typename T, int TileN, bool backward>
 const char* launch_wgmma(const FourBitWeight& w, const MapParam& map, const void* a, MatmulShape shape, void* c,
                          cudaStream_t stream) {
-  constexpr size_t bytes = WgmmaTiling::kSharedBytes;
-  auto kernel = matmul_4bit_wgmma_kernel<T, backward>;
+  using W = WgmmaTiling<TileN>;
+  constexpr size_t bytes = W::kSharedBytes;
+  auto kernel = matmul_4bit_wgmma_kernel<T, TileN, backward>;
   if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(bytes)) != cudaSuccess)
     return launch_status();
-  const dim3 grid(static_cast<unsigned>((shape.n + WgmmaTiling::kTileN - 1) / WgmmaTiling::kTileN),
-                  static_cast<unsigned>((shape.m + WgmmaTiling::kTileM - 1) / WgmmaTiling::kTileM));
-  launch_kernel(kernel, grid, WgmmaTiling::kThreads, bytes, stream, w, map, static_cast<const T*>(a), shape,
+  const dim3 grid(static_cast<unsigned>((shape.n + W::kTileN - 1) / W::kTileN),
+                  static_cast<unsigned>((shape.m + W::kTileM - 1) / W::kTileM));
+  launch_kernel(kernel, grid, W::kThreads, bytes, stream, w, map, static_cast<const T*>(a), shape,
                 static_cast<T*>(c));
   return launch_status();
 }
@@ -781,10 +823,15 @@ template <typename T, bool backward>
 const char* launch_tiled(MatmulTile tile, const FourBitWeight& w, const MapParam& map, const void* a,
                          MatmulShape shape, void* c, cudaStream_t stream) {
   switch (tile == MatmulTile::automatic ? choose_tile(shape) : tile) {
+    case MatmulTile::automatic_wgmma:
     case MatmulTile::m128n128_wgmma:
+    case MatmulTile::m128n64_wgmma:
       if (!matmul_4bit_wgmma_available())
-        return "matmul_4bit: the wgmma tiling needs an sm_90 GPU (H100 / H200) and a build with sm_90a code";
-      return launch_wgmma<T, backward>(w, map, a, shape, c, stream);
+        return "matmul_4bit: the wgmma tilings need an sm_90 GPU (H100 / H200) and a build with sm_90a code";
+      if (tile == MatmulTile::m128n128_wgmma ||
+          (tile == MatmulTile::automatic_wgmma && block_count<WgmmaTiling<128>>(shape) >= 2 * multiprocessors()))
+        return launch_wgmma<T, 128, backward>(w, map, a, shape, c, stream);
+      return launch_wgmma<T, 64, backward>(w, map, a, shape, c, stream);
     case MatmulTile::m256n128: return launch_matmul<Tile256x128, T, backward>(w, map, a, shape, c, stream);
     case MatmulTile::m128n256: return launch_matmul<Tile128x256, T, backward>(w, map, a, shape, c, stream);
     case MatmulTile::m64n128: return launch_matmul<Tile64x128, T, backward>(w, map, a, shape, c, stream);

@@ -60,7 +60,7 @@ bool fused_matmul_takes(const at::Tensor& a, const Quantized4bit& weight, cuda::
   return choice == TrainingMatmul::fused || cuda::matmul_4bit_wgmma_available();
 }
 cuda::MatmulTile fused_matmul_tile() {
-  return training_matmul() == TrainingMatmul::wgmma ? cuda::MatmulTile::m128n128_wgmma : cuda::MatmulTile::automatic;
+  return training_matmul() == TrainingMatmul::wgmma ? cuda::MatmulTile::automatic_wgmma : cuda::MatmulTile::automatic;
 }
 
 // y = x W^T: GEMV for a few rows, else the training matmul; dx = dy W in the backward. (The bias is added

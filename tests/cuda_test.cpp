@@ -510,10 +510,10 @@ TEST(CudaKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
       }
 }
 
-// The Hopper tiling (warpgroup MMAs; an sm_90 GPU and a build with sm_90a code, else skipped) on the same odd shapes
-// and a Llama k/v projection's (1024 x 4096, 2048 tokens), NF4 double-quantized and FP4 with blocksize 32 and
-// absmax, both dtypes. Its own test (and its own process under ctest): a kernel that faults on the GPU spoils the
-// CUDA context of the tests after it.
+// The Hopper tilings (warpgroup MMAs; an sm_90 GPU and a build with sm_90a code, else skipped), 128 x 128, 128 x 64
+// and the automatic choice, on the same odd shapes and a Llama k/v projection's (1024 x 4096, 2048 tokens), NF4
+// double-quantized and FP4 with blocksize 32 and absmax, both dtypes. Its own test (and its own process under
+// ctest): a kernel that faults on the GPU spoils the CUDA context of the tests after it.
 TEST(CudaKernels, WgmmaMatmulMatchesTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   if (!cuda::matmul_4bit_wgmma_available()) GTEST_SKIP() << "not an sm_90 GPU, or no sm_90a code in this build";
@@ -527,13 +527,15 @@ TEST(CudaKernels, WgmmaMatmulMatchesTheCpuReference) {
           Quantized4bit g = on_gpu(q);
           at::Tensor w = dequantize_4bit(q, dtype);
           at::Tensor x = at::randn({m, s.cols}).to(dtype), dy = at::randn({m, s.rows}).to(dtype);
-          SCOPED_TRACE(describe(type, nf4, nf4 ? 64 : 32, s, dtype) + " m " + std::to_string(m));
-          expect_close_to_fp64(
-              matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward, cuda::MatmulTile::m128n128_wgmma),
-              x, w.t(), dtype);
-          expect_close_to_fp64(matmul_4bit_fused_cuda(dy.to(at::kCUDA), g, cuda::MatmulPass::backward,
-                                                      cuda::MatmulTile::m128n128_wgmma),
-                               dy, w, dtype);
+          for (cuda::MatmulTile tile : {cuda::MatmulTile::m128n128_wgmma, cuda::MatmulTile::m128n64_wgmma,
+                                        cuda::MatmulTile::automatic_wgmma}) {
+            SCOPED_TRACE(describe(type, nf4, nf4 ? 64 : 32, s, dtype) + " m " + std::to_string(m) + " tile " +
+                         std::to_string(static_cast<int>(tile)));
+            expect_close_to_fp64(matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward, tile), x,
+                                 w.t(), dtype);
+            expect_close_to_fp64(matmul_4bit_fused_cuda(dy.to(at::kCUDA), g, cuda::MatmulPass::backward, tile), dy,
+                                 w, dtype);
+          }
         }
 }
 
@@ -603,11 +605,11 @@ TEST(CudaKernels, Linear4bitTakesTheFusedMatmulWhenAsked) {
   expect_linear_4bit_takes(TrainingMatmul::fused, cuda::MatmulTile::automatic);
 }
 
-// The same with AUTOTRAIN_NF4_MATMUL=wgmma: the Hopper tiling, where this GPU and build have it.
+// The same with AUTOTRAIN_NF4_MATMUL=wgmma: the Hopper tilings, where this GPU and build have them.
 TEST(CudaKernels, WgmmaMatmulTakenByLinear4bitWhenAsked) {
   REQUIRE_CUDA_DEVICE();
   if (!cuda::matmul_4bit_wgmma_available()) GTEST_SKIP() << "not an sm_90 GPU, or no sm_90a code in this build";
-  expect_linear_4bit_takes(TrainingMatmul::wgmma, cuda::MatmulTile::m128n128_wgmma);
+  expect_linear_4bit_takes(TrainingMatmul::wgmma, cuda::MatmulTile::automatic_wgmma);
 }
 
 // The autograd function training uses: GEMV for a few rows, the matmul beyond, dx in the backward, bias,

@@ -478,21 +478,23 @@ void bench_matmul() {
   }
 }
 
-// The Hopper tiling of the fused matmul (m128n128_wgmma, sm_90a) on the matmul section's cases, against cuBLAS's
-// fp16 GEMM on a dense weight and against the sliced matmul (training's default). Each case first checks the
-// kernel's result against the sliced matmul's (the largest difference, relative to the largest value; the two sum
-// in different orders), so that a wrong kernel is not timed as a fast one. A section of its own, run last: a kernel
+// The Hopper tilings of the fused matmul (128 x 128 and 128 x 64, sm_90a) on the matmul section's cases, against
+// cuBLAS's fp16 GEMM on a dense weight and against the sliced matmul (training's default), and which one
+// automatic_wgmma picks. Each case first checks each tiling's result against the sliced matmul's (the largest
+// difference, relative to the largest value; the two sum in different orders), so that a wrong kernel is not timed
+// as a fast one. A section of its own, run last: a kernel
 // that faults spoils the CUDA context for whatever runs after it in the process.
 void bench_wgmma() {
   std::fflush(stdout);  // what the sections before printed survives a fault here
-  std::printf("\n## NF4 matmul for training, Hopper tiling (warpgroup MMAs, 128 x 128 tiles of C) vs cuBLAS fp16\n\n");
+  std::printf("\n## NF4 matmul for training, Hopper tilings (warpgroup MMAs) vs cuBLAS fp16\n\n");
   if (!cuda::matmul_4bit_wgmma_available()) {
     std::printf("not run: not an sm_90 GPU, or no sm_90a code in this build\n");
     return;
   }
   const int64_t chunk = dequantize_chunk_bytes();
-  std::printf("| shape | tokens | dtype | pass | wgmma TFLOP/s | cuBLAS fp16 TFLOP/s | wgmma ratio | sliced ratio | "
-              "largest difference from the sliced matmul, relative |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| shape | tokens | dtype | pass | 128x128 TFLOP/s | 128x64 TFLOP/s | cuBLAS fp16 TFLOP/s "
+              "| 128x128 ratio | 128x64 ratio | automatic picks | sliced ratio "
+              "| largest difference from the sliced matmul, relative |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& s : kShapes) {
     Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
     at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
@@ -505,27 +507,38 @@ void bench_wgmma() {
         for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
           const bool forward = pass == cuda::MatmulPass::forward;
           const at::Tensor& a = forward ? x : dy;
-          auto wgmma = [&] { return matmul_4bit_fused_cuda(a, q, pass, cuda::MatmulTile::m128n128_wgmma); };
+          auto wgmma = [&](cuda::MatmulTile tile) { return matmul_4bit_fused_cuda(a, q, pass, tile); };
           auto sliced = [&] {
             return forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk);
           };
           const at::Tensor reference = sliced().to(at::kFloat);
-          const double difference =
-              ((wgmma().to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>();
+          auto difference = [&](cuda::MatmulTile tile) {
+            return ((wgmma(tile).to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>();
+          };
+          const double difference_128 = difference(cuda::MatmulTile::m128n128_wgmma);
+          const double difference_64 = difference(cuda::MatmulTile::m128n64_wgmma);
+          // Which one automatic_wgmma took: its result is bit-identical to that tiling's.
+          const at::Tensor automatic = wgmma(cuda::MatmulTile::automatic_wgmma);
+          const char* picks = at::equal(automatic, wgmma(cuda::MatmulTile::m128n128_wgmma)) ? "128x128" : "128x64";
           auto tflops = [&](const std::function<void()>& work) {  // a lighter timing, as for each tiling above
             return flops / time_per_call(work, 3, 10) / 1e12;
           };
-          const double ours = tflops([&] { wgmma(); });
+          const double ours_128 = tflops([&] { wgmma(cuda::MatmulTile::m128n128_wgmma); });
+          const double ours_64 = tflops([&] { wgmma(cuda::MatmulTile::m128n64_wgmma); });
           const double cublas = tflops([&] { forward ? at::mm(x16, dense.t()) : at::mm(dy16, dense); });
           const double sliced_tflops = tflops([&] { sliced(); });
           const char* pass_name = forward ? "forward x.W^T" : "backward dy.W";
-          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.2f | %.2f | %.1e |\n", s.name, static_cast<long>(m),
-                      c10::toString(dtype), pass_name, ours, cublas, ours / cublas, sliced_tflops / cublas, difference);
+          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %.2f | %.1e / %.1e |\n", s.name,
+                      static_cast<long>(m), c10::toString(dtype), pass_name, ours_128, ours_64, cublas,
+                      ours_128 / cublas, ours_64 / cublas, picks, sliced_tflops / cublas, difference_128,
+                      difference_64);
           json("wgmma", s.name,
                "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name +
-                   "\",\"tflops\":" + std::to_string(ours) + ",\"cublas_fp16_tflops\":" + std::to_string(cublas) +
-                   ",\"ratio\":" + std::to_string(ours / cublas) + ",\"sliced_ratio\":" +
-                   std::to_string(sliced_tflops / cublas) + ",\"relative_difference\":" + std::to_string(difference));
+                   "\",\"tflops_128\":" + std::to_string(ours_128) + ",\"tflops_64\":" + std::to_string(ours_64) +
+                   ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio_128\":" +
+                   std::to_string(ours_128 / cublas) + ",\"ratio_64\":" + std::to_string(ours_64 / cublas) +
+                   ",\"automatic\":\"" + picks + "\",\"sliced_ratio\":" + std::to_string(sliced_tflops / cublas) +
+                   ",\"relative_difference\":" + std::to_string(std::max(difference_128, difference_64)));
           std::fflush(stdout);
         }
       }

@@ -161,10 +161,21 @@ bool gemv_overlap();
 // a and c are contiguous. matmul_4bit_unfit says why the kernel cannot take a weight and pointers (nullptr when
 // it can): fp32, columns not a multiple of 32 or rows of 8, misaligned pointers, a GPU older than sm_80.
 // `tile` is a block's tile of c (rows x columns); `automatic` picks one by the shape and the GPU's SM count (among
-// the mma.sync tilings, for now). m128n128_wgmma is Hopper's warpgroup MMA (sm_90a): it needs an sm_90 GPU and a
-// build with sm_90a code (matmul_4bit_wgmma_available; else matmul_4bit says so and launches nothing).
+// the mma.sync tilings, for now). The *_wgmma tilings are Hopper's warpgroup MMA (sm_90a): they need an sm_90 GPU
+// and a build with sm_90a code (matmul_4bit_wgmma_available; else matmul_4bit says so and launches nothing);
+// automatic_wgmma takes 128 x 128 where that gives every SM two blocks, else 128 x 64 (twice the blocks).
 enum class MatmulPass { forward, backward };
-enum class MatmulTile { automatic, m256n128, m128n256, m128n128, m64n128, m64n64, m128n128_wgmma };
+enum class MatmulTile {
+  automatic,
+  m256n128,
+  m128n256,
+  m128n128,
+  m64n128,
+  m64n64,
+  automatic_wgmma,
+  m128n128_wgmma,
+  m128n64_wgmma
+};
 const char* matmul_4bit_unfit(const FourBitWeight& weight, const void* a, const void* c, DType dtype);
 bool matmul_4bit_wgmma_available();
 const char* matmul_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* a, int64_t m, void* c,

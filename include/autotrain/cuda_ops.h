@@ -98,7 +98,7 @@ at::Tensor matmul_4bit_fused_cuda(const at::Tensor& a, const Quantized4bit& weig
                                   cuda::MatmulTile tile = cuda::MatmulTile::automatic);
 
 // Which training (m > 8 rows) uses: AUTOTRAIN_NF4_MATMUL=fused picks the fused kernel where it applies (its tiling
-// by the shape), =wgmma its Hopper tiling (cuda::MatmulTile::m128n128_wgmma) where that applies (an sm_90 GPU and
+// by the shape), =wgmma its Hopper tilings (cuda::MatmulTile::automatic_wgmma) where they apply (an sm_90 GPU and
 // sm_90a code); the default is the sliced dequantize-then-cuBLAS matmul, the one measured faster so far (README, GPU
 // figures). What the choice does not take goes to the sliced matmul. set_training_matmul overrides the variable
 // (tests and tools/bench_gpu compare them).

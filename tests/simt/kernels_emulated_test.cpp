@@ -578,12 +578,12 @@ TEST_F(EmulatedKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
   EXPECT_EQ(traffic.extra_wavefronts, 0) << "of " << traffic.matrices << " 8 x 8 matrices read by ldmatrix";
 }
 
-// The Hopper tiling (m128n128_wgmma: warpgroup MMAs on K-major operands with the 128-byte swizzle, which the
-// emulator reads as simt.h describes) against the fp64 product: forward and backward, NF4 and FP4, blocksizes 32
-// and 256 (smaller than a k tile of 64, and larger), with and without double quantization; partial tiles of C in
+// The Hopper tilings (128 x 128 and 128 x 64: warpgroup MMAs on K-major operands with the 128-byte swizzle, which
+// the emulator reads as simt.h describes) against the fp64 product: forward and backward, NF4 and FP4, blocksizes
+// 32 and 256 (smaller than a k tile of 64, and larger), with and without double quantization; partial tiles of C in
 // both directions (70 rows of x: the second warpgroup's rows do not exist; 130: a third tile of rows with 2 of
 // them), a partial last k tile forward (160 columns: 2.5 k tiles, the half tile's packed chunks and pieces
-// zero-filled) and backward (264 rows: 4 k tiles and 8 rows; 72 rows), and 264 outputs forward (3 tiles of
+// zero-filled) and backward (264 rows: 4 k tiles and 8 rows; 72 rows), and 264 outputs forward (3 or 5 tiles of
 // columns, the last with 8).
 TEST_F(EmulatedKernels, WgmmaMatmulMatchesTheCpuReference) {
   at::manual_seed(14);
@@ -606,30 +606,30 @@ TEST_F(EmulatedKernels, WgmmaMatmulMatchesTheCpuReference) {
         HostWeight w(quantize_4bit(at::randn({k.shape.rows, k.shape.cols}), k.type, k.blocksize, k.dq));
         at::Tensor weight = dequantize_4bit(w.q, dtype);
         at::Tensor x = at::randn({k.m, k.shape.cols}).to(dtype), dy = at::randn({k.m, k.shape.rows}).to(dtype);
-        expect_close_to_fp64(matmul(w, x, cuda::MatmulPass::forward, cuda::MatmulTile::m128n128_wgmma), x,
-                             weight.t(), dtype);
-        expect_close_to_fp64(matmul(w, dy, cuda::MatmulPass::backward, cuda::MatmulTile::m128n128_wgmma), dy,
-                             weight, dtype);
+        for (cuda::MatmulTile tile : {cuda::MatmulTile::m128n128_wgmma, cuda::MatmulTile::m128n64_wgmma}) {
+          SCOPED_TRACE(tile == cuda::MatmulTile::m128n128_wgmma ? "128 x 128" : "128 x 64");
+          expect_close_to_fp64(matmul(w, x, cuda::MatmulPass::forward, tile), x, weight.t(), dtype);
+          expect_close_to_fp64(matmul(w, dy, cuda::MatmulPass::backward, tile), dy, weight, dtype);
+        }
       }
   }
 }
 
-// The Hopper tiling reads the packed weight once per tile of 128 rows of x (3 tiles for 300 rows), forward and
+// The Hopper tilings read the packed weight once per tile of 128 rows of x (3 tiles for 300 rows), forward and
 // backward: each block copies each packed chunk of its columns once per k tile.
 TEST_F(EmulatedKernels, WgmmaMatmulReadsTheWeightOncePerTileOfRows) {
   at::manual_seed(15);
   HostWeight w(quantize_4bit(at::randn({264, 160}), QuantType::nf4, 64, true));
   at::Tensor x = at::randn({300, 160}).to(at::kBFloat16), dy = at::randn({300, 264}).to(at::kBFloat16);
-  for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
-    SCOPED_TRACE(pass == cuda::MatmulPass::forward ? "forward" : "backward");
-    EXPECT_EQ(reads_during(w.view.packed, w.q.packed.numel(),
-                           [&] {
-                             matmul(w, pass == cuda::MatmulPass::forward ? x : dy, pass,
-                                    cuda::MatmulTile::m128n128_wgmma);
-                           }),
-              std::make_pair(int64_t(3), int64_t(3)))
-        << "fewest and most reads of a byte";
-  }
+  for (cuda::MatmulTile tile : {cuda::MatmulTile::m128n128_wgmma, cuda::MatmulTile::m128n64_wgmma})
+    for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
+      SCOPED_TRACE(std::string(tile == cuda::MatmulTile::m128n128_wgmma ? "128 x 128, " : "128 x 64, ") +
+                   (pass == cuda::MatmulPass::forward ? "forward" : "backward"));
+      EXPECT_EQ(reads_during(w.view.packed, w.q.packed.numel(),
+                             [&] { matmul(w, pass == cuda::MatmulPass::forward ? x : dy, pass, tile); }),
+                std::make_pair(int64_t(3), int64_t(3)))
+          << "fewest and most reads of a byte";
+    }
 }
 
 // The fused matmul reads the packed weight once per tile of rows of x (or dy): each block copies its columns of

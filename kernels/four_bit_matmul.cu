@@ -214,6 +214,20 @@ __device__ __forceinline__ void load_piece_stats(const FourBitWeight& w, const T
   }
 }
 
+// The 16 values of 8 packed bytes (one scale), each code * scale rounded to T, as 8 pairs (the first value low).
+template <typename T>
+__device__ __forceinline__ void decode16(uint2 bytes, uint32_t code_address, float scale, uint32_t (&pairs)[8]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const uint32_t word = half == 0 ? bytes.x : bytes.y;
+    const uint32_t high = nibble_offsets(word, true), low = nibble_offsets(word, false);
+#pragma unroll
+    for (int k = 0; k < 4; ++k)  // byte k: its high nibble is the first value
+      pairs[4 * half + k] = pack_pair<T>(__fmul_rn(load_shared(code_entry(high, code_address, k)), scale),
+                                         __fmul_rn(load_shared(code_entry(low, code_address, k)), scale));
+  }
+}
+
 // This thread's pieces of the packed stage into dense values of the B tile, each code * scale rounded to T.
 template <typename Tile, typename T, bool backward>
 __device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const ThreadPieces<Tile, T>& t,
@@ -224,17 +238,8 @@ __device__ __forceinline__ void dequantize_pieces(const FourBitWeight& w, const 
   for (int i = 0; i < Tile::kPiecesPerThread; ++i) {
     const int piece = threadIdx.x + i * Tile::kThreads;
     const float scale = s.exists[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
-    const uint2 bytes = *reinterpret_cast<const uint2*>(packed_stage + 8 * piece);
     uint32_t pairs[8];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const uint32_t word = half == 0 ? bytes.x : bytes.y;
-      const uint32_t high = nibble_offsets(word, true), low = nibble_offsets(word, false);
-#pragma unroll
-      for (int k = 0; k < 4; ++k)  // byte k: its high nibble is the first value
-        pairs[4 * half + k] = pack_pair<T>(__fmul_rn(load_shared(code_entry(high, code_address, k)), scale),
-                                           __fmul_rn(load_shared(code_entry(low, code_address, k)), scale));
-    }
+    decode16<T>(*reinterpret_cast<const uint2*>(packed_stage + 8 * piece), code_address, scale, pairs);
     const WeightPiece& p = t.dequantized[i];
     uint4* dst = reinterpret_cast<uint4*>(b_tile + p.tile_row * row_elements + p.tile_col);
     dst[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
@@ -341,12 +346,12 @@ __global__ void __launch_bounds__(Tile::kThreads)
     }
 }
 
-template <typename Tile, typename T, bool backward>
-const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const void* a, MatmulShape shape, void* c,
-                          cudaStream_t stream) {
-  constexpr size_t bytes = Tile::template shared_bytes<T>();
+// Launches a matmul kernel of `Tile`'s blocks (kThreads threads, a kTileM x kTileN tile of C each) over C.
+template <typename Tile, typename T>
+const char* launch_over_tiles(void (*kernel)(FourBitWeight, MapParam, const T*, MatmulShape, T*), size_t bytes,
+                              const FourBitWeight& w, const MapParam& map, const void* a, MatmulShape shape, void* c,
+                              cudaStream_t stream) {
   // Above 48 KiB a kernel must ask for its dynamic shared memory (once per kernel and device; cheap to repeat).
-  auto kernel = matmul_4bit_kernel<Tile, T, backward>;
   if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(bytes)) != cudaSuccess)
     return launch_status();
@@ -355,6 +360,13 @@ const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const voi
   launch_kernel(kernel, grid, Tile::kThreads, bytes, stream, w, map, static_cast<const T*>(a), shape,
                 static_cast<T*>(c));
   return launch_status();
+}
+
+template <typename Tile, typename T, bool backward>
+const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const void* a, MatmulShape shape, void* c,
+                          cudaStream_t stream) {
+  return launch_over_tiles<Tile, T>(matmul_4bit_kernel<Tile, T, backward>, Tile::template shared_bytes<T>(), w, map,
+                                    a, shape, c, stream);
 }
 
 // ---- the Hopper kernel (sm_90a): warpgroup MMAs ------------------------------------------------------------
@@ -634,17 +646,8 @@ __device__ __forceinline__ void wgmma_dequantize(const FourBitWeight& w, const u
     for (int i = 0; i < W::kPieces; ++i) {
       const int piece = threadIdx.x + W::kThreads * i, row = piece / 4, part = piece % 4;
       const float scale = s.exists[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
-      const uint2 bytes = *reinterpret_cast<const uint2*>(packed_tile + 32 * row + 8 * part);
       uint32_t pairs[8];
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const uint32_t word = half == 0 ? bytes.x : bytes.y;
-        const uint32_t high = nibble_offsets(word, true), low = nibble_offsets(word, false);
-#pragma unroll
-        for (int k = 0; k < 4; ++k)  // byte k: its high nibble is the first value
-          pairs[4 * half + k] = pack_pair<T>(__fmul_rn(load_shared(code_entry(high, code_address, k)), scale),
-                                             __fmul_rn(load_shared(code_entry(low, code_address, k)), scale));
-      }
+      decode16<T>(*reinterpret_cast<const uint2*>(packed_tile + 32 * row + 8 * part), code_address, scale, pairs);
       *reinterpret_cast<uint4*>(b_tile + swizzled(row, 2 * part)) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
       *reinterpret_cast<uint4*>(b_tile + swizzled(row, 2 * part + 1)) =
           make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
@@ -782,16 +785,8 @@ template <typename T, int TileN, bool backward>
 const char* launch_wgmma(const FourBitWeight& w, const MapParam& map, const void* a, MatmulShape shape, void* c,
                          cudaStream_t stream) {
   using W = WgmmaTiling<TileN>;
-  constexpr size_t bytes = W::kSharedBytes;
-  auto kernel = matmul_4bit_wgmma_kernel<T, TileN, backward>;
-  if (cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(bytes)) != cudaSuccess)
-    return launch_status();
-  const dim3 grid(static_cast<unsigned>((shape.n + W::kTileN - 1) / W::kTileN),
-                  static_cast<unsigned>((shape.m + W::kTileM - 1) / W::kTileM));
-  launch_kernel(kernel, grid, W::kThreads, bytes, stream, w, map, static_cast<const T*>(a), shape,
-                static_cast<T*>(c));
-  return launch_status();
+  return launch_over_tiles<W, T>(matmul_4bit_wgmma_kernel<T, TileN, backward>, W::kSharedBytes, w, map, a, shape, c,
+                                 stream);
 }
 
 // The tilings compiled, by MatmulTile. 128 x 256 and 256 x 128 have warps of 64 x 64 (one block per SM); a block

@@ -398,6 +398,50 @@ void bench_dequantize(const Device& d) {
 
 }
 
+// One case of the training matmul's figures: a Llama-3-8B projection shape, a token count, a dtype and a pass,
+// with the shape's random NF4 weight, the dense weight cuBLAS multiplies instead (fp16, and in the case's dtype),
+// and random inputs.
+struct MatmulCase {
+  const ProjectionShape& shape;
+  const Quantized4bit& q;
+  const at::Tensor &dense, &dense_own;
+  int64_t m;
+  at::ScalarType dtype;
+  cuda::MatmulPass pass;
+  const at::Tensor &x, &dy, &x16, &dy16;
+  bool forward() const { return pass == cuda::MatmulPass::forward; }
+  const at::Tensor& a() const { return forward() ? x : dy; }  // the matmul's input in this pass
+  double flops() const { return 2.0 * m * shape.out * shape.in; }
+  const char* pass_name() const { return forward() ? "forward x.W^T" : "backward dy.W"; }
+  // The start of the case's JSON fields.
+  std::string json_fields() const {
+    return "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name() +
+           "\"";
+  }
+  // cuBLAS's fp16 GEMM of the same shape on the dense weight, in TFLOP/s.
+  double cublas_fp16_tflops(int timings = 7, int calls = 20) const {
+    return flops() / time_per_call([&] { forward() ? at::mm(x16, dense.t()) : at::mm(dy16, dense); }, timings, calls) /
+           1e12;
+  }
+};
+
+// Every case of the matmul sections: 4 shapes x 2048 / 4096 / 8192 tokens x bf16 / fp16 x forward / backward.
+void for_each_matmul_case(const std::function<void(const MatmulCase&)>& run) {
+  for (const auto& s : kShapes) {
+    const Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
+    const at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
+    const at::Tensor dense_bf16 = dense.to(at::kBFloat16);
+    for (int64_t m : {2048, 4096, 8192})
+      for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+        const auto options = at::TensorOptions(dtype).device(at::kCUDA);
+        const at::Tensor x = at::randn({m, s.in}, options), dy = at::randn({m, s.out}, options);
+        const at::Tensor x16 = x.to(at::kHalf), dy16 = dy.to(at::kHalf);
+        for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward})
+          run(MatmulCase{s, q, dense, dtype == at::kHalf ? dense : dense_bf16, m, dtype, pass, x, dy, x16, dy16});
+      }
+  }
+}
+
 // The sliced matmul, the fused kernel (its automatic tile and each tile) and cuBLAS's fp16 GEMM on a dense weight.
 void bench_matmul() {
   const int64_t chunk = dequantize_chunk_bytes();
@@ -416,74 +460,57 @@ void bench_matmul() {
                                                                     {cuda::MatmulTile::m128n128, "128x128"},
                                                                     {cuda::MatmulTile::m64n128, "64x128"},
                                                                     {cuda::MatmulTile::m64n64, "64x64"}};
-  for (const auto& s : kShapes) {
-    Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
-    at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
-    const at::Tensor dense_bf16 = dense.to(at::kBFloat16);
-    for (int64_t m : {2048, 4096, 8192})
-      for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
-        const at::Tensor& dense_own = dtype == at::kHalf ? dense : dense_bf16;  // cuBLAS in x's dtype
-        const auto options = at::TensorOptions(dtype).device(at::kCUDA);
-        at::Tensor x = at::randn({m, s.in}, options), dy = at::randn({m, s.out}, options);
-        at::Tensor x16 = x.to(at::kHalf), dy16 = dy.to(at::kHalf);
-        const double flops = 2.0 * m * s.out * s.in;
-        for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
-          const bool forward = pass == cuda::MatmulPass::forward;
-          const at::Tensor& a = forward ? x : dy;
-          auto tflops = [&](const std::function<void()>& work) { return flops / time_per_call(work) / 1e12; };
-          // The sliced matmul's parts: the CPU's time to enqueue a call against the whole, the dequantization
-          // alone, and cuBLAS in the input's own dtype on a dense weight (its ceiling).
-          auto sliced_call = [&] {
-            forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk);
-          };
-          double enqueue = 0;
-          const double sliced_seconds = time_per_call(sliced_call, 7, 20, &enqueue);
-          const double sliced = flops / sliced_seconds / 1e12;
-          cuda::set_dequantize_overlap(true);  // its dequantization launched overlapping the GEMM before (sm_90+)
-          const double overlapped_seconds = time_per_call(sliced_call, 7, 20);
-          cuda::set_dequantize_overlap(false);
-          const double overlapped = flops / overlapped_seconds / 1e12;
-          const double dequantize = time_per_call([&] { dequantize_4bit_cuda(q, dtype); });
-          const double cublas_own = tflops([&] { forward ? at::mm(x, dense_own.t()) : at::mm(dy, dense_own); });
-          const double fused = tflops([&] { matmul_4bit_fused_cuda(a, q, pass); });
-          const double cublas = tflops([&] { forward ? at::mm(x16, dense.t()) : at::mm(dy16, dense); });
-          std::string per_tile;
-          double fastest = 0;
-          const char* fastest_name = "";
-          for (const auto& [tile, name] : tiles) {  // a lighter timing: 5 tilings x 48 cases
-            const double figure =
-                flops / time_per_call([&] { matmul_4bit_fused_cuda(a, q, pass, tile); }, 3, 10) / 1e12;
-            per_tile += std::string(",\"tile_") + name + "_tflops\":" + std::to_string(figure);
-            if (figure > fastest) fastest = figure, fastest_name = name;
-          }
-          const char* pass_name = forward ? "forward x.W^T" : "backward dy.W";
-          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f (%s) | %.0f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f "
-                      "| %.0f | %.0f, %.2f |\n",
-                      s.name, static_cast<long>(m), c10::toString(dtype), pass_name, sliced, fused, fastest,
-                      fastest_name, cublas, sliced / cublas, fused / cublas, fastest / cublas, enqueue * 1e6,
-                      sliced_seconds * 1e6, dequantize * 1e6, cublas_own, overlapped_seconds * 1e6,
-                      overlapped / cublas);
-          json("matmul", s.name,
-               "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name +
-                   "\",\"tflops\":" + std::to_string(sliced) + ",\"fused_tflops\":" + std::to_string(fused) +
-                   ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio\":" +
-                   std::to_string(sliced / cublas) + ",\"fused_ratio\":" + std::to_string(fused / cublas) +
-                   ",\"sliced_enqueue_us\":" + std::to_string(enqueue * 1e6) + ",\"sliced_us\":" +
-                   std::to_string(sliced_seconds * 1e6) + ",\"dequantize_us\":" + std::to_string(dequantize * 1e6) +
-                   ",\"cublas_same_dtype_tflops\":" + std::to_string(cublas_own) + ",\"overlapped_us\":" +
-                   std::to_string(overlapped_seconds * 1e6) + ",\"overlapped_ratio\":" +
-                   std::to_string(overlapped / cublas) + per_tile);
-        }
-      }
-  }
+  for_each_matmul_case([&](const MatmulCase& c) {
+    const double flops = c.flops();
+    auto tflops = [&](const std::function<void()>& work) { return flops / time_per_call(work) / 1e12; };
+    // The sliced matmul's parts: the CPU's time to enqueue a call against the whole, the dequantization alone, and
+    // cuBLAS in the input's own dtype on a dense weight (its ceiling).
+    auto sliced_call = [&] {
+      c.forward() ? matmul_4bit_cuda(c.x, c.q, chunk) : matmul_4bit_transposed_cuda(c.dy, c.q, chunk);
+    };
+    double enqueue = 0;
+    const double sliced_seconds = time_per_call(sliced_call, 7, 20, &enqueue);
+    const double sliced = flops / sliced_seconds / 1e12;
+    cuda::set_dequantize_overlap(true);  // its dequantization launched overlapping the GEMM before (sm_90+)
+    const double overlapped_seconds = time_per_call(sliced_call, 7, 20);
+    cuda::set_dequantize_overlap(false);
+    const double overlapped = flops / overlapped_seconds / 1e12;
+    const double dequantize = time_per_call([&] { dequantize_4bit_cuda(c.q, c.dtype); });
+    const double cublas_own =
+        tflops([&] { c.forward() ? at::mm(c.x, c.dense_own.t()) : at::mm(c.dy, c.dense_own); });
+    const double fused = tflops([&] { matmul_4bit_fused_cuda(c.a(), c.q, c.pass); });
+    const double cublas = c.cublas_fp16_tflops();
+    std::string per_tile;
+    double fastest = 0;
+    const char* fastest_name = "";
+    for (const auto& [tile, name] : tiles) {  // a lighter timing: 5 tilings x 48 cases
+      const double figure =
+          flops / time_per_call([&] { matmul_4bit_fused_cuda(c.a(), c.q, c.pass, tile); }, 3, 10) / 1e12;
+      per_tile += std::string(",\"tile_") + name + "_tflops\":" + std::to_string(figure);
+      if (figure > fastest) fastest = figure, fastest_name = name;
+    }
+    std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f (%s) | %.0f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f "
+                "| %.0f | %.0f, %.2f |\n",
+                c.shape.name, static_cast<long>(c.m), c10::toString(c.dtype), c.pass_name(), sliced, fused, fastest,
+                fastest_name, cublas, sliced / cublas, fused / cublas, fastest / cublas, enqueue * 1e6,
+                sliced_seconds * 1e6, dequantize * 1e6, cublas_own, overlapped_seconds * 1e6, overlapped / cublas);
+    json("matmul", c.shape.name,
+         c.json_fields() + ",\"tflops\":" + std::to_string(sliced) + ",\"fused_tflops\":" + std::to_string(fused) +
+             ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio\":" + std::to_string(sliced / cublas) +
+             ",\"fused_ratio\":" + std::to_string(fused / cublas) + ",\"sliced_enqueue_us\":" +
+             std::to_string(enqueue * 1e6) + ",\"sliced_us\":" + std::to_string(sliced_seconds * 1e6) +
+             ",\"dequantize_us\":" + std::to_string(dequantize * 1e6) + ",\"cublas_same_dtype_tflops\":" +
+             std::to_string(cublas_own) + ",\"overlapped_us\":" + std::to_string(overlapped_seconds * 1e6) +
+             ",\"overlapped_ratio\":" + std::to_string(overlapped / cublas) + per_tile);
+  });
 }
 
 // The Hopper tilings of the fused matmul (128 x 128 and 128 x 64, sm_90a) on the matmul section's cases, against
 // cuBLAS's fp16 GEMM on a dense weight and against the sliced matmul (training's default), and which one
 // automatic_wgmma picks. Each case first checks each tiling's result against the sliced matmul's (the largest
 // difference, relative to the largest value; the two sum in different orders), so that a wrong kernel is not timed
-// as a fast one. A section of its own, run last: a kernel
-// that faults spoils the CUDA context for whatever runs after it in the process.
+// as a fast one. A section of its own, run last: a kernel that faults spoils the CUDA context for whatever runs
+// after it in the process.
 void bench_wgmma() {
   std::fflush(stdout);  // what the sections before printed survives a fault here
   std::printf("\n## NF4 matmul for training, Hopper tilings (warpgroup MMAs) vs cuBLAS fp16\n\n");
@@ -494,55 +521,41 @@ void bench_wgmma() {
   const int64_t chunk = dequantize_chunk_bytes();
   std::printf("| shape | tokens | dtype | pass | 128x128 TFLOP/s | 128x64 TFLOP/s | cuBLAS fp16 TFLOP/s "
               "| 128x128 ratio | 128x64 ratio | automatic picks | sliced ratio "
-              "| largest difference from the sliced matmul, relative |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  for (const auto& s : kShapes) {
-    Quantized4bit q = random_nf4_on_gpu(s.out, s.in);
-    at::Tensor dense = at::randn({s.out, s.in}, at::TensorOptions(at::kHalf).device(at::kCUDA));
-    for (int64_t m : {2048, 4096, 8192})
-      for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
-        const auto options = at::TensorOptions(dtype).device(at::kCUDA);
-        at::Tensor x = at::randn({m, s.in}, options), dy = at::randn({m, s.out}, options);
-        at::Tensor x16 = x.to(at::kHalf), dy16 = dy.to(at::kHalf);
-        const double flops = 2.0 * m * s.out * s.in;
-        for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
-          const bool forward = pass == cuda::MatmulPass::forward;
-          const at::Tensor& a = forward ? x : dy;
-          auto wgmma = [&](cuda::MatmulTile tile) { return matmul_4bit_fused_cuda(a, q, pass, tile); };
-          auto sliced = [&] {
-            return forward ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk);
-          };
-          const at::Tensor reference = sliced().to(at::kFloat);
-          auto difference = [&](cuda::MatmulTile tile) {
-            return ((wgmma(tile).to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>();
-          };
-          const double difference_128 = difference(cuda::MatmulTile::m128n128_wgmma);
-          const double difference_64 = difference(cuda::MatmulTile::m128n64_wgmma);
-          // Which one automatic_wgmma took: its result is bit-identical to that tiling's.
-          const at::Tensor automatic = wgmma(cuda::MatmulTile::automatic_wgmma);
-          const char* picks = at::equal(automatic, wgmma(cuda::MatmulTile::m128n128_wgmma)) ? "128x128" : "128x64";
-          auto tflops = [&](const std::function<void()>& work) {  // a lighter timing, as for each tiling above
-            return flops / time_per_call(work, 3, 10) / 1e12;
-          };
-          const double ours_128 = tflops([&] { wgmma(cuda::MatmulTile::m128n128_wgmma); });
-          const double ours_64 = tflops([&] { wgmma(cuda::MatmulTile::m128n64_wgmma); });
-          const double cublas = tflops([&] { forward ? at::mm(x16, dense.t()) : at::mm(dy16, dense); });
-          const double sliced_tflops = tflops([&] { sliced(); });
-          const char* pass_name = forward ? "forward x.W^T" : "backward dy.W";
-          std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %.2f | %.1e / %.1e |\n", s.name,
-                      static_cast<long>(m), c10::toString(dtype), pass_name, ours_128, ours_64, cublas,
-                      ours_128 / cublas, ours_64 / cublas, picks, sliced_tflops / cublas, difference_128,
-                      difference_64);
-          json("wgmma", s.name,
-               "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name +
-                   "\",\"tflops_128\":" + std::to_string(ours_128) + ",\"tflops_64\":" + std::to_string(ours_64) +
-                   ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio_128\":" +
-                   std::to_string(ours_128 / cublas) + ",\"ratio_64\":" + std::to_string(ours_64 / cublas) +
-                   ",\"automatic\":\"" + picks + "\",\"sliced_ratio\":" + std::to_string(sliced_tflops / cublas) +
-                   ",\"relative_difference\":" + std::to_string(std::max(difference_128, difference_64)));
-          std::fflush(stdout);
-        }
-      }
-  }
+              "| largest difference from the sliced matmul, relative |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for_each_matmul_case([&](const MatmulCase& c) {
+    auto wgmma = [&](cuda::MatmulTile tile) { return matmul_4bit_fused_cuda(c.a(), c.q, c.pass, tile); };
+    auto sliced = [&] {
+      return c.forward() ? matmul_4bit_cuda(c.x, c.q, chunk) : matmul_4bit_transposed_cuda(c.dy, c.q, chunk);
+    };
+    const at::Tensor reference = sliced().to(at::kFloat);
+    auto difference = [&](cuda::MatmulTile tile) {
+      return ((wgmma(tile).to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>();
+    };
+    const double difference_128 = difference(cuda::MatmulTile::m128n128_wgmma);
+    const double difference_64 = difference(cuda::MatmulTile::m128n64_wgmma);
+    // Which one automatic_wgmma took: its result is bit-identical to that tiling's.
+    const at::Tensor automatic = wgmma(cuda::MatmulTile::automatic_wgmma);
+    const char* picks = at::equal(automatic, wgmma(cuda::MatmulTile::m128n128_wgmma)) ? "128x128" : "128x64";
+    auto tflops = [&](const std::function<void()>& work) {  // a lighter timing, as for each tiling above
+      return c.flops() / time_per_call(work, 3, 10) / 1e12;
+    };
+    const double ours_128 = tflops([&] { wgmma(cuda::MatmulTile::m128n128_wgmma); });
+    const double ours_64 = tflops([&] { wgmma(cuda::MatmulTile::m128n64_wgmma); });
+    const double cublas = c.cublas_fp16_tflops(3, 10);
+    const double sliced_tflops = tflops([&] { sliced(); });
+    std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %.2f | %.1e / %.1e |\n",
+                c.shape.name, static_cast<long>(c.m), c10::toString(c.dtype), c.pass_name(), ours_128, ours_64,
+                cublas, ours_128 / cublas, ours_64 / cublas, picks, sliced_tflops / cublas, difference_128,
+                difference_64);
+    json("wgmma", c.shape.name,
+         c.json_fields() + ",\"tflops_128\":" + std::to_string(ours_128) + ",\"tflops_64\":" +
+             std::to_string(ours_64) + ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio_128\":" +
+             std::to_string(ours_128 / cublas) + ",\"ratio_64\":" + std::to_string(ours_64 / cublas) +
+             ",\"automatic\":\"" + picks + "\",\"sliced_ratio\":" + std::to_string(sliced_tflops / cublas) +
+             ",\"relative_difference\":" + std::to_string(std::max(difference_128, difference_64)));
+    std::fflush(stdout);
+  });
 }
 
 void bench_fused_lora() {

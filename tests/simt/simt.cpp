@@ -75,6 +75,30 @@ struct Copy {
   bool valid;
 };
 
+// A thread's asynchronous operations of one kind (cp.async copies, wgmma) in the groups it committed, oldest first,
+// and those it has not committed yet; wait(pending, run) runs the oldest groups until `pending` are left.
+template <typename Op>
+struct AsyncGroups {
+  std::vector<Op> open;
+  std::deque<std::vector<Op>> committed;
+  void commit() {
+    committed.push_back(std::move(open));
+    open.clear();
+  }
+  template <typename Run>
+  void wait(int pending, Run run) {
+    while (static_cast<int>(committed.size()) > pending) {
+      for (const Op& op : committed.front()) run(op);
+      committed.pop_front();
+    }
+  }
+  bool in_flight() const {
+    for (const auto& group : committed)
+      if (!group.empty()) return true;
+    return false;
+  }
+};
+
 struct Wgmma {
   float* d;
   int n;
@@ -90,10 +114,8 @@ struct Fiber {
   // While waiting: resumed once *wait_on != wait_value.
   const uint64_t* wait_on = nullptr;
   uint64_t wait_value = 0;
-  std::vector<Copy> open_copies;
-  std::deque<std::vector<Copy>> committed;
-  std::vector<Wgmma> open_wgmma;
-  std::deque<std::vector<Wgmma>> committed_wgmma;
+  AsyncGroups<Copy> copies;
+  AsyncGroups<Wgmma> wgmma;
   uint8_t* stack = nullptr;
 #if defined(__x86_64__)
   void* sp = nullptr;
@@ -199,12 +221,10 @@ void fiber_main() {
   back_in_fiber(nullptr);
   Fiber& f = current();
   (*g_body)();
-  for (const auto& group : f.committed)
-    if (!group.empty()) fail("a thread exited with cp.async copies in flight (no cp.async.wait_group 0)");
-  if (!f.open_copies.empty()) fail("a thread exited with uncommitted cp.async copies");
-  for (const auto& group : f.committed_wgmma)
-    if (!group.empty()) fail("a thread exited with wgmma in flight (no wgmma.wait_group 0)");
-  if (!f.open_wgmma.empty()) fail("a thread exited with uncommitted wgmma");
+  if (f.copies.in_flight()) fail("a thread exited with cp.async copies in flight (no cp.async.wait_group 0)");
+  if (!f.copies.open.empty()) fail("a thread exited with uncommitted cp.async copies");
+  if (f.wgmma.in_flight()) fail("a thread exited with wgmma in flight (no wgmma.wait_group 0)");
+  if (!f.wgmma.open.empty()) fail("a thread exited with uncommitted wgmma");
   f.done = true;
   --g_block.live;
   if (g_block.arrived > 0) fail("__syncthreads: part of the block exited while the rest waits at a barrier");
@@ -572,22 +592,11 @@ void copy16_async(void* dst, const void* src, bool valid) {
   if (g_options.copies == CopyTiming::at_issue)
     run_copy(c);
   else
-    current().open_copies.push_back(c);
+    current().copies.open.push_back(c);
 }
 
-void commit_copies() {
-  Fiber& f = current();
-  f.committed.push_back(std::move(f.open_copies));
-  f.open_copies.clear();
-}
-
-void wait_copies(int pending) {
-  Fiber& f = current();
-  while (static_cast<int>(f.committed.size()) > pending) {
-    for (const Copy& c : f.committed.front()) run_copy(c);
-    f.committed.pop_front();
-  }
-}
+void commit_copies() { current().copies.commit(); }
+void wait_copies(int pending) { current().copies.wait(pending, run_copy); }
 
 void wgmma_m64k16(float* d, int n, uint64_t descriptor_a, uint64_t descriptor_b, bool bf16) {
   Fiber& f = current();
@@ -597,22 +606,11 @@ void wgmma_m64k16(float* d, int n, uint64_t descriptor_a, uint64_t descriptor_b,
   if (g_options.copies == CopyTiming::at_issue)
     run_wgmma(op);
   else
-    f.open_wgmma.push_back(op);
+    f.wgmma.open.push_back(op);
 }
 
-void wgmma_commit() {
-  Fiber& f = current();
-  f.committed_wgmma.push_back(std::move(f.open_wgmma));
-  f.open_wgmma.clear();
-}
-
-void wgmma_wait(int pending) {
-  Fiber& f = current();
-  while (static_cast<int>(f.committed_wgmma.size()) > pending) {
-    for (const Wgmma& op : f.committed_wgmma.front()) run_wgmma(op);
-    f.committed_wgmma.pop_front();
-  }
-}
+void wgmma_commit() { current().wgmma.commit(); }
+void wgmma_wait(int pending) { current().wgmma.wait(pending, run_wgmma); }
 
 uint8_t* dynamic_shared() { return g_dynamic_shared; }
 

@@ -739,8 +739,8 @@ __global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<Tile
     if (next) wgmma_load_stats<T, TileN, backward>(w, pieces, n0, kt + 1, block_shift, stats);
     const uint32_t a_rows = shared_address(a_tile(kt)) + warpgroup * 64 * W::kRowBytes;
     const uint32_t b_rows = shared_address(b_tile(kt));
+    fence_accumulators(acc);  // the accumulators' last writes (the zeroing) before the fence, as CUTLASS orders it
     wgmma_fence();
-    fence_accumulators(acc);
 #pragma unroll
     for (int ks = 0; ks < W::kTileK / 16; ++ks)  // k steps of 16 values: 32 bytes further along the rows
       wgmma_m64k16<T, TileN>(acc, swizzled_descriptor(a_rows + 32 * ks), swizzled_descriptor(b_rows + 32 * ks));

@@ -542,9 +542,6 @@ struct WgmmaPieces {
   uint32_t packed_offset;
   int packed_k;       // how far into the k tile it lies: forward its first column, backward its row
   bool packed_fixed;  // forward: its row exists; backward: its columns do
-  uint32_t piece_first[WgmmaTiling<TileN>::kPieces];  // the forward pieces' flat value index at k tile 0
-  bool piece_fixed[WgmmaTiling<TileN>::kPieces];
-  int piece_k[WgmmaTiling<TileN>::kPieces];  // the forward piece's first column in the k tile
 };
 
 template <typename T, int TileN, bool backward>
@@ -567,13 +564,6 @@ __device__ __forceinline__ WgmmaPieces<T, TileN> wgmma_pieces(const FourBitWeigh
     p.packed_first = p.packed_fixed ? static_cast<uint32_t>((n0 + r) * w.cols + 32 * half) : 0;
     p.packed_offset = static_cast<uint32_t>(r * 32 + 16 * half);
     p.packed_k = 32 * half;
-#pragma unroll
-    for (int i = 0; i < W::kPieces; ++i) {
-      const int piece = tid + W::kThreads * i, row = piece / 4;
-      p.piece_k[i] = 16 * (piece % 4);
-      p.piece_fixed[i] = n0 + row < w.rows;
-      p.piece_first[i] = p.piece_fixed[i] ? static_cast<uint32_t>((n0 + row) * w.cols + p.piece_k[i]) : 0;
-    }
   } else {
     constexpr int kChunks = TileN / 32;  // per row of the packed tile
     const int r = tid / kChunks, chunk = tid % kChunks;
@@ -593,59 +583,67 @@ __device__ __forceinline__ void wgmma_copy_tile(const FourBitWeight& w, const Wg
   constexpr int kTileK = WgmmaTiling<TileN>::kTileK;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const bool exists = p.a_row[i] && kt * kTileK + p.a_col[i] < shape.k;
+    const bool exists = p.a_row[i] && kt * kTileK + p.a_col[i] < static_cast<int>(shape.k);
     copy16_async(a_tile + p.a_offset[i], exists ? p.a_first[i] + kt * kTileK : a, exists);
   }
   if (threadIdx.x >= WgmmaTiling<TileN>::kPackedChunks) return;
-  const bool exists = p.packed_fixed && kt * kTileK + p.packed_k < (backward ? w.rows : w.cols);
+  const bool exists = p.packed_fixed && kt * kTileK + p.packed_k < static_cast<int>(backward ? w.rows : w.cols);
   const uint32_t step = backward ? static_cast<uint32_t>(kTileK) * static_cast<uint32_t>(w.cols) : kTileK;
   copy16_async(packed_tile + p.packed_offset,
                w.packed + (exists ? (p.packed_first + static_cast<uint32_t>(kt) * step) / 2 : 0), exists);
 }
 
-// The block statistics of this thread's values of k tile `kt` (kPieces pieces forward, 8 patch rows backward), read
-// before the tile's dequantization and made scales there; what does not exist gets scale 0.
-struct WgmmaStats {
-  BlockStats stats[8];
-  bool exists[8];
+// The scales of a k tile's values in shared memory, one per 32 columns of a row: such a group lies in one block
+// (the weight's columns are a multiple of 32 and blocks are whole multiples of 32 values; a block may run from one
+// row into the next), and is wholly in the weight or wholly out of it (scale 0). A row of the tile (a weight row
+// forward, of the tile's 64 columns; backward, of the block's TileN columns) has kGroups of them, and thread q
+// gives row q / kGroups's (q % kGroups)-th. Its statistics are loaded a whole iteration before the scale is stored
+// (wgmma_store_scale) and two before it is used, so that the loads' latency hides behind the MMAs.
+template <int TileN, bool backward>
+struct WgmmaScales {
+  static constexpr int kGroups = (backward ? TileN : WgmmaTiling<TileN>::kTileK) / 32;  // per row of the tile
+  static constexpr int kRows = backward ? WgmmaTiling<TileN>::kTileK : TileN;
+  static_assert(kRows * kGroups <= WgmmaTiling<TileN>::kThreads, "one scale per thread");
 };
 
-template <typename T, int TileN, bool backward>
-__device__ __forceinline__ void wgmma_load_stats(const FourBitWeight& w, const WgmmaPieces<T, TileN>& p, int64_t n0,
-                                                 int kt, int block_shift, WgmmaStats& s) {
-  using W = WgmmaTiling<TileN>;
-  constexpr int kTileK = W::kTileK;
-  if constexpr (!backward) {
-#pragma unroll
-    for (int i = 0; i < W::kPieces; ++i) {
-      s.exists[i] = p.piece_fixed[i] && kt * kTileK + p.piece_k[i] < w.cols;
-      if (s.exists[i])
-        s.stats[i] = load_block_stats(w, (p.piece_first[i] + static_cast<uint32_t>(kt * kTileK)) >> block_shift);
-    }
-  } else {
-    if (threadIdx.x / 32 >= W::kPatchWarps) return;
-    const int lane = threadIdx.x % 32, kg = lane % 8, cq = lane / 8 + 4 * int(threadIdx.x / 32);
-    const int64_t col = n0 + 4 * cq;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int64_t row = int64_t(kt) * kTileK + 8 * kg + i;
-      s.exists[i] = col < w.cols && row < w.rows;
-      if (s.exists[i]) s.stats[i] = load_block_stats(w, static_cast<uint32_t>(row * w.cols + col) >> block_shift);
-    }
-  }
+struct WgmmaScale {
+  BlockStats stats;
+  bool exists = false;
+};
+
+template <int TileN, bool backward>
+__device__ __forceinline__ WgmmaScale wgmma_load_scale(const FourBitWeight& w, int64_t n0, int kt, int block_shift) {
+  using S = WgmmaScales<TileN, backward>;
+  constexpr int kTileK = WgmmaTiling<TileN>::kTileK;
+  WgmmaScale s;
+  const int q = threadIdx.x;
+  if (q >= S::kRows * S::kGroups) return s;
+  const int r = q / S::kGroups, group = q % S::kGroups;
+  const int row = backward ? kt * kTileK + r : static_cast<int>(n0) + r;
+  const int col = (backward ? static_cast<int>(n0) : kt * kTileK) + 32 * group;
+  s.exists = row < static_cast<int>(w.rows) && col < static_cast<int>(w.cols);  // 32-bit: indexes_fit_31_bits
+  if (s.exists)
+    s.stats = load_block_stats(
+        w, (static_cast<uint32_t>(row) * static_cast<uint32_t>(w.cols) + static_cast<uint32_t>(col)) >> block_shift);
+  return s;
+}
+
+__device__ __forceinline__ void wgmma_store_scale(const FourBitWeight& w, const float* map, const WgmmaScale& s,
+                                                  float* scales) {
+  if (threadIdx.x < WgmmaTiling<128>::kThreads) scales[threadIdx.x] = s.exists ? scale_of(w, map, s.stats) : 0.0f;
 }
 
 // This thread's values of the packed k tile into the B tile (K-major, swizzled), each code * scale rounded to T.
 template <typename T, int TileN, bool backward>
-__device__ __forceinline__ void wgmma_dequantize(const FourBitWeight& w, const uint8_t* packed_tile,
-                                                 uint32_t code_address, const float* map, const WgmmaStats& s,
+__device__ __forceinline__ void wgmma_dequantize(const uint8_t* packed_tile, uint32_t code_address, const float* scales,
                                                  uint8_t* b_tile) {
   using W = WgmmaTiling<TileN>;
+  constexpr int kGroups = WgmmaScales<TileN, backward>::kGroups;
   if constexpr (!backward) {
 #pragma unroll
     for (int i = 0; i < W::kPieces; ++i) {
       const int piece = threadIdx.x + W::kThreads * i, row = piece / 4, part = piece % 4;
-      const float scale = s.exists[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
+      const float scale = scales[row * kGroups + part / 2];
       uint32_t pairs[8];
       decode16<T>(*reinterpret_cast<const uint2*>(packed_tile + 32 * row + 8 * part), code_address, scale, pairs);
       *reinterpret_cast<uint4*>(b_tile + swizzled(row, 2 * part)) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
@@ -665,7 +663,7 @@ __device__ __forceinline__ void wgmma_dequantize(const FourBitWeight& w, const u
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int i = 2 * p + e, r = 8 * kg + i;
-        const float scale = s.exists[i] ? scale_of(w, map, s.stats[i]) : 0.0f;
+        const float scale = scales[r * kGroups + cq / 8];
         const uint32_t word = *reinterpret_cast<const uint16_t*>(
             packed_tile + r * (TileN / 2) + (((cq / 8) ^ (kg & (kChunks - 1))) << 4) + (2 * cq) % 16);
         const uint32_t high = nibble_offsets(word, true), low = nibble_offsets(word, false);
@@ -695,6 +693,7 @@ __global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<Tile
   AUTOTRAIN_DYNAMIC_SHARED(uint8_t, shared);
   __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
+  __shared__ float scales[2][W::kThreads];  // of k tiles of even and odd index (wgmma_load_scale)
   load_code_and_map(w, map_param, code, map);
   const uint32_t code_address = code_address_of(code);
   uint8_t* a_tiles = shared + ((1024 - (shared_address(shared) & 1023)) & 1023);
@@ -714,20 +713,26 @@ __global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<Tile
     if (s < k_tiles) wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, s, a_tile(s), packed_tile(s));
     commit_copies();  // a group per tile, empty past the end, so that the waits below count right
   }
-  WgmmaStats stats;
-  wgmma_load_stats<T, TileN, backward>(w, pieces, n0, 0, block_shift, stats);
+  WgmmaScale scale = wgmma_load_scale<TileN, backward>(w, n0, 0, block_shift);
+  wgmma_store_scale(w, map, scale, scales[0]);
+  if (k_tiles > 1) scale = wgmma_load_scale<TileN, backward>(w, n0, 1, block_shift);
+  wgmma_store_scale(w, map, scale, scales[1]);
   wait_copies<W::kStages - 2>();  // tile 0
   __syncthreads();
-  wgmma_dequantize<T, TileN, backward>(w, packed_tile(0), code_address, map, stats, b_tile(0));
-  fence_shared_for_wgmma();
+  wgmma_dequantize<T, TileN, backward>(packed_tile(0), code_address, scales[0], b_tile(0));
 
   const int warpgroup = threadIdx.x / 128;
+  // This warpgroup's A rows at stage 0 and B buffer 0; another stage, buffer or k step is an offset in 16-byte units
+  // in the descriptor's start address field (shared addresses stay below 2^18: it never carries out of it).
+  const uint64_t a_descriptor = swizzled_descriptor(shared_address(a_tiles) + warpgroup * 64 * W::kRowBytes);
+  const uint64_t b_descriptor = swizzled_descriptor(shared_address(b_tiles));
   float acc[W::kAccumulators];
 #pragma unroll
   for (int i = 0; i < W::kAccumulators; ++i) acc[i] = 0.0f;
   for (int kt = 0; kt < k_tiles; ++kt) {
     // Tile kt + 1 has arrived; after the barrier every wgmma of tile kt - 1 is done (each warpgroup waited for its
-    // own) and every thread's writes of A tile kt and B tile kt are visible to the wgmmas below.
+    // own) and every thread's writes of A tile kt (its copies, waited for by now) and of B tile kt (dequantized
+    // before this point) are visible to the wgmmas below: one fence covers both.
     wait_copies<W::kStages - 3>();
     fence_shared_for_wgmma();
     __syncthreads();
@@ -735,20 +740,21 @@ __global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<Tile
     if (ahead < k_tiles)
       wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, ahead, a_tile(ahead), packed_tile(ahead));
     commit_copies();
-    const bool next = kt + 1 < k_tiles;
-    if (next) wgmma_load_stats<T, TileN, backward>(w, pieces, n0, kt + 1, block_shift, stats);
-    const uint32_t a_rows = shared_address(a_tile(kt)) + warpgroup * 64 * W::kRowBytes;
-    const uint32_t b_rows = shared_address(b_tile(kt));
+    const bool next = kt + 1 < k_tiles, after_next = kt + 2 < k_tiles;
+    // Tile kt + 2's scales: loaded now, stored after the dequantization below into the buffer that tile kt's used
+    // (read before the barrier above), read after the next barrier.
+    if (after_next) scale = wgmma_load_scale<TileN, backward>(w, n0, kt + 2, block_shift);
+    const uint64_t a_at = a_descriptor + static_cast<uint64_t>((kt % W::kStages) * (W::kATileBytes / 16));
+    const uint64_t b_at = b_descriptor + static_cast<uint64_t>((kt % 2) * (W::kBTileBytes / 16));
     fence_accumulators(acc);  // the accumulators' last writes (the zeroing) before the fence, as CUTLASS orders it
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < W::kTileK / 16; ++ks)  // k steps of 16 values: 32 bytes further along the rows
-      wgmma_m64k16<T, TileN>(acc, swizzled_descriptor(a_rows + 32 * ks), swizzled_descriptor(b_rows + 32 * ks));
+      wgmma_m64k16<T, TileN>(acc, a_at + 2 * ks, b_at + 2 * ks);
     wgmma_commit();
-    if (next) {
-      wgmma_dequantize<T, TileN, backward>(w, packed_tile(kt + 1), code_address, map, stats, b_tile(kt + 1));
-      fence_shared_for_wgmma();
-    }
+    if (next)
+      wgmma_dequantize<T, TileN, backward>(packed_tile(kt + 1), code_address, scales[(kt + 1) % 2], b_tile(kt + 1));
+    if (after_next) wgmma_store_scale(w, map, scale, scales[kt % 2]);
     wgmma_wait<0>();
     fence_accumulators(acc);
   }

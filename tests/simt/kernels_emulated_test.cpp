@@ -584,7 +584,8 @@ TEST_F(EmulatedKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
 // both directions (70 rows of x: the second warpgroup's rows do not exist; 130: a third tile of rows with 2 of
 // them), a partial last k tile forward (160 columns: 2.5 k tiles, the half tile's packed chunks and pieces
 // zero-filled) and backward (264 rows: 4 k tiles and 8 rows; 72 rows), and 264 outputs forward (3 or 5 tiles of
-// columns, the last with 8).
+// columns, the last with 8). Rows of 160 columns with blocks of 64 and 256 values: blocks that run from one row into
+// the next, whose scales the kernel finds per 32 columns.
 TEST_F(EmulatedKernels, WgmmaMatmulMatchesTheCpuReference) {
   at::manual_seed(14);
   struct Case {
@@ -596,7 +597,8 @@ TEST_F(EmulatedKernels, WgmmaMatmulMatchesTheCpuReference) {
   };
   const std::vector<Case> cases{{QuantType::nf4, true, 64, {264, 160}, 70},
                                 {QuantType::fp4, false, 32, {72, 192}, 130},
-                                {QuantType::nf4, false, 256, {136, 256}, 130}};
+                                {QuantType::nf4, false, 256, {136, 256}, 130},
+                                {QuantType::nf4, true, 256, {40, 160}, 130}};
   for (const simt::Options& o : kSettings) {
     simt::set_options(o);
     for (const Case& k : cases)

@@ -377,8 +377,9 @@ const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const voi
 // or 64 for twice the blocks where 128 x 128 tiles fill one wave or less: Llama's k/v projections forward at 2048
 // tokens, 128 tiles), each warpgroup 64 rows of it with one m64nTileNk16 per k step of 16, and walks k in tiles of 64
 // (one 128-byte row of fp16 / bf16):
-//   wait for tile t + 1; __syncthreads; start copying tile t + Stages - 1; issue the 4 wgmmas of tile t;
-//   dequantize tile t + 1 while the tensor cores work; wait for the wgmmas.
+//   wait for tile t + 1; __syncthreads; start copying tile t + Stages - 1 and loading tile t + 2's block statistics;
+//   issue the 4 wgmmas of tile t; dequantize tile t + 1 (scales from shared memory) while the tensor cores work;
+//   store tile t + 2's scales; wait for the wgmmas.
 // Both operands are K-major with the 128-byte swizzle (the layout wgmma reads fastest): A (x or dy) arrives there by
 // cp.async; the weight, K-major in both passes (rows of B are output columns: weight rows forward, weight columns
 // backward), is dequantized into it, each value exactly dequantize_4bit's. Shared memory written by threads must be
@@ -405,10 +406,10 @@ struct WgmmaTiling {
   static constexpr int kPatchWarps = kTileN / 16;  // backward: the warps that dequantize (4 columns per lane)
   static constexpr int kAccumulators = kTileN / 2;  // per thread: 64 x TileN fp32 over a warpgroup
   // 1 KiB more than the tiles take: their start is aligned up to 1024 bytes of shared address (the swizzle is a
-  // function of the address bits). 93 / 71 KiB in all: two / three blocks fit an SM.
+  // function of the address bits). 93 / 71 KiB, and 3 KiB of static shared memory: two / three blocks fit an SM.
   static constexpr size_t kSharedBytes = 1024 + kStages * (kATileBytes + kPackedTileBytes) + 2 * kBTileBytes;
   // The blocks an SM holds by registers too (__launch_bounds__: at most 128 / 85 a thread). Three of 128 x 64
-  // forward (80 registers, no spills, SASS sm_90a); backward it would spill 152 bytes a thread, so two.
+  // forward (80 registers, no spills, SASS sm_90a); two backward, which needs 118.
   static constexpr int blocks_per_sm(bool backward) { return TileN == 64 && !backward ? 3 : 2; }
 };
 

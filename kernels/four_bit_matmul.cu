@@ -401,6 +401,7 @@ struct WgmmaTiling {
   static constexpr int kATileBytes = kTileM * kRowBytes;        // 16 KiB
   static constexpr int kBTileBytes = kTileN * kRowBytes;        // 16 / 8 KiB
   static constexpr int kPackedTileBytes = kTileN * kTileK / 2;  // 4 / 2 KiB
+  static constexpr int kAChunks = kTileM * kTileK / 8 / kThreads;  // 16-byte chunks of A per thread and k tile
   static constexpr int kPackedChunks = kPackedTileBytes / 16;   // one per thread of the first kPackedChunks
   static constexpr int kPieces = kTileN * kTileK / 16 / kThreads;  // forward dequantization pieces per thread
   static constexpr int kPatchWarps = kTileN / 16;  // backward: the warps that dequantize (4 columns per lane)
@@ -523,7 +524,8 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], uint64_t a, uint
 #undef AUTOTRAIN_WGMMA_M64N64K16
 
 // What a thread copies and dequantizes per k tile, worked out once before the loop (as ThreadPieces above).
-//   A: 4 chunks of 16 bytes (8 values of a row of A); chunk q = threadIdx.x + 256 i is row q / 8, chunk q % 8.
+//   A: kAChunks (4) chunks of 16 bytes (8 values of a row of A); chunk q = threadIdx.x + 256 i is row q / 8, chunk
+//   q % 8.
 //   The packed weight: 1 chunk of 16 bytes (threads below kPackedChunks). Forward, the tile is weight rows n0 .. n0
 //   + TileN - 1 x 64 columns (32 bytes a row, plain); backward, weight rows kt * 64 .. + 63 x columns n0 .. n0 +
 //   TileN - 1 (TileN / 2 bytes a row, its chunks permuted by the row's group of 8 so that the reads below spread
@@ -535,10 +537,11 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], uint64_t a, uint
 //   lanes that store at once write 8 different chunks (no bank conflicts).
 template <typename T, int TileN>
 struct WgmmaPieces {
-  const T* a_first[4];  // at k tile 0 (A itself where the row does not exist)
-  uint32_t a_offset[4];
-  int a_col[4];
-  bool a_row[4];
+  static constexpr int kA = WgmmaTiling<TileN>::kAChunks;
+  const T* a_first[kA];  // at k tile 0 (A itself where the row does not exist)
+  uint32_t a_offset[kA];
+  int a_col[kA];
+  bool a_row[kA];
   uint32_t packed_first;  // its flat value index at k tile 0
   uint32_t packed_offset;
   int packed_k;       // how far into the k tile it lies: forward its first column, backward its row
@@ -552,7 +555,7 @@ __device__ __forceinline__ WgmmaPieces<T, TileN> wgmma_pieces(const FourBitWeigh
   WgmmaPieces<T, TileN> p{};
   const int tid = threadIdx.x;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < W::kAChunks; ++i) {
     const int q = tid + W::kThreads * i, r = q / 8, chunk = q % 8;
     p.a_row[i] = m0 + r < shape.m;
     p.a_first[i] = p.a_row[i] ? a + (m0 + r) * shape.k + chunk * 8 : a;
@@ -561,14 +564,14 @@ __device__ __forceinline__ WgmmaPieces<T, TileN> wgmma_pieces(const FourBitWeigh
   }
   if constexpr (!backward) {
     const int r = tid / 2, half = tid % 2;
-    p.packed_fixed = tid < W::kPackedChunks && n0 + r < w.rows;
+    p.packed_fixed = n0 + r < w.rows;  // (threads past kPackedChunks copy none: wgmma_copy_tile)
     p.packed_first = p.packed_fixed ? static_cast<uint32_t>((n0 + r) * w.cols + 32 * half) : 0;
     p.packed_offset = static_cast<uint32_t>(r * 32 + 16 * half);
     p.packed_k = 32 * half;
   } else {
     constexpr int kChunks = TileN / 32;  // per row of the packed tile
     const int r = tid / kChunks, chunk = tid % kChunks;
-    p.packed_fixed = tid < W::kPackedChunks && n0 + 32 * chunk < w.cols;
+    p.packed_fixed = n0 + 32 * chunk < w.cols;
     p.packed_first = p.packed_fixed ? static_cast<uint32_t>(r * w.cols + n0 + 32 * chunk) : 0;
     p.packed_offset = static_cast<uint32_t>(r * (TileN / 2) + ((chunk ^ ((r / 8) & (kChunks - 1))) << 4));
     p.packed_k = r;
@@ -583,7 +586,7 @@ __device__ __forceinline__ void wgmma_copy_tile(const FourBitWeight& w, const Wg
                                                 MatmulShape shape, int kt, uint8_t* a_tile, uint8_t* packed_tile) {
   constexpr int kTileK = WgmmaTiling<TileN>::kTileK;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < WgmmaTiling<TileN>::kAChunks; ++i) {
     const bool exists = p.a_row[i] && kt * kTileK + p.a_col[i] < static_cast<int>(shape.k);
     copy16_async(a_tile + p.a_offset[i], exists ? p.a_first[i] + kt * kTileK : a, exists);
   }
@@ -629,9 +632,10 @@ __device__ __forceinline__ WgmmaScale wgmma_load_scale(const FourBitWeight& w, i
   return s;
 }
 
+// Every thread stores one (the block's kThreads slots; those past the tile's groups get an unread 0).
 __device__ __forceinline__ void wgmma_store_scale(const FourBitWeight& w, const float* map, const WgmmaScale& s,
                                                   float* scales) {
-  if (threadIdx.x < WgmmaTiling<128>::kThreads) scales[threadIdx.x] = s.exists ? scale_of(w, map, s.stats) : 0.0f;
+  scales[threadIdx.x] = s.exists ? scale_of(w, map, s.stats) : 0.0f;
 }
 
 // This thread's values of the packed k tile into the B tile (K-major, swizzled), each code * scale rounded to T.

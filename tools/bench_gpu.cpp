@@ -418,6 +418,10 @@ struct MatmulCase {
     return "\"m\":" + std::to_string(m) + ",\"dtype\":\"" + c10::toString(dtype) + "\",\"pass\":\"" + pass_name() +
            "\"";
   }
+  // The sliced matmul (training's default) of this pass, slices of at most `chunk` bytes.
+  at::Tensor sliced(int64_t chunk) const {
+    return forward() ? matmul_4bit_cuda(x, q, chunk) : matmul_4bit_transposed_cuda(dy, q, chunk);
+  }
   // cuBLAS's fp16 GEMM of the same shape on the dense weight, in TFLOP/s.
   double cublas_fp16_tflops(int timings = 7, int calls = 20) const {
     return flops() / time_per_call([&] { forward() ? at::mm(x16, dense.t()) : at::mm(dy16, dense); }, timings, calls) /
@@ -465,9 +469,7 @@ void bench_matmul() {
     auto tflops = [&](const std::function<void()>& work) { return flops / time_per_call(work) / 1e12; };
     // The sliced matmul's parts: the CPU's time to enqueue a call against the whole, the dequantization alone, and
     // cuBLAS in the input's own dtype on a dense weight (its ceiling).
-    auto sliced_call = [&] {
-      c.forward() ? matmul_4bit_cuda(c.x, c.q, chunk) : matmul_4bit_transposed_cuda(c.dy, c.q, chunk);
-    };
+    auto sliced_call = [&] { c.sliced(chunk); };
     double enqueue = 0;
     const double sliced_seconds = time_per_call(sliced_call, 7, 20, &enqueue);
     const double sliced = flops / sliced_seconds / 1e12;
@@ -525,25 +527,22 @@ void bench_wgmma() {
               "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for_each_matmul_case([&](const MatmulCase& c) {
     auto wgmma = [&](cuda::MatmulTile tile) { return matmul_4bit_fused_cuda(c.a(), c.q, c.pass, tile); };
-    auto sliced = [&] {
-      return c.forward() ? matmul_4bit_cuda(c.x, c.q, chunk) : matmul_4bit_transposed_cuda(c.dy, c.q, chunk);
+    const at::Tensor reference = c.sliced(chunk).to(at::kFloat);
+    const at::Tensor result_128 = wgmma(cuda::MatmulTile::m128n128_wgmma);
+    auto difference = [&](const at::Tensor& result) {
+      return ((result.to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>();
     };
-    const at::Tensor reference = sliced().to(at::kFloat);
-    auto difference = [&](cuda::MatmulTile tile) {
-      return ((wgmma(tile).to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>();
-    };
-    const double difference_128 = difference(cuda::MatmulTile::m128n128_wgmma);
-    const double difference_64 = difference(cuda::MatmulTile::m128n64_wgmma);
+    const double difference_128 = difference(result_128);
+    const double difference_64 = difference(wgmma(cuda::MatmulTile::m128n64_wgmma));
     // Which one automatic_wgmma took: its result is bit-identical to that tiling's.
-    const at::Tensor automatic = wgmma(cuda::MatmulTile::automatic_wgmma);
-    const char* picks = at::equal(automatic, wgmma(cuda::MatmulTile::m128n128_wgmma)) ? "128x128" : "128x64";
+    const char* picks = at::equal(wgmma(cuda::MatmulTile::automatic_wgmma), result_128) ? "128x128" : "128x64";
     auto tflops = [&](const std::function<void()>& work) {  // a lighter timing, as for each tiling above
       return c.flops() / time_per_call(work, 3, 10) / 1e12;
     };
     const double ours_128 = tflops([&] { wgmma(cuda::MatmulTile::m128n128_wgmma); });
     const double ours_64 = tflops([&] { wgmma(cuda::MatmulTile::m128n64_wgmma); });
     const double cublas = c.cublas_fp16_tflops(3, 10);
-    const double sliced_tflops = tflops([&] { sliced(); });
+    const double sliced_tflops = tflops([&] { c.sliced(chunk); });
     std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %.2f | %.1e / %.1e |\n",
                 c.shape.name, static_cast<long>(c.m), c10::toString(c.dtype), c.pass_name(), ours_128, ours_64,
                 cublas, ours_128 / cublas, ours_64 / cublas, picks, sliced_tflops / cublas, difference_128,

@@ -74,17 +74,20 @@ fi
 source "$BUILD/env.sh"
 if [[ -d build/fixtures/models && ! -d "$BUILD/fixtures/models" ]]; then cp -r build/fixtures "$BUILD/fixtures"; fi
 
+# Runs the tests of gtest filter $3 in one process for at most $2 seconds into $OUT/$1.log, then shows its exit
+# status and its results, failures and worst errors (at most $4 lines).
+kernel_tests_run() {
+  timeout "$2" "$BUILD/tests/autotrain_tests" --gtest_filter="$3" > "$OUT/$1.log" 2>&1
+  echo "$1: exit $?"
+  grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|error|Expected|Which is|worst|trace" "$OUT/$1.log" | head -"$4"
+}
+
 kernels() {
   stage "kernel tests"
   # The Hopper (wgmma) matmul in a process of its own: a kernel that faults spoils the CUDA context of what follows.
-  kernel_tests='CudaBackend.*:CudaKernels.*:CudaFusedLora.*:FusedLora.*:CudaFusedOps.*:FusedOpsTolerance.*'
-  timeout 150 "$BUILD/tests/autotrain_tests" --gtest_filter="$kernel_tests:-CudaKernels.Wgmma*" \
-    > "$OUT/kernel-tests.log" 2>&1
-  echo "kernel tests: exit $?"
-  grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|error|Expected|Which is|worst|trace" "$OUT/kernel-tests.log" | head -60
-  timeout 90 "$BUILD/tests/autotrain_tests" --gtest_filter='CudaKernels.Wgmma*' > "$OUT/wgmma-tests.log" 2>&1
-  echo "wgmma kernel tests: exit $?"
-  grep -E "^\[  (PASSED|FAILED|  OK|SKIPPED) |Failure|Expected|Which is|worst|trace" "$OUT/wgmma-tests.log" | head -20
+  local kernel_tests='CudaBackend.*:CudaKernels.*:CudaFusedLora.*:FusedLora.*:CudaFusedOps.*:FusedOpsTolerance.*'
+  kernel_tests_run kernel-tests 150 "$kernel_tests:-CudaKernels.Wgmma*" 60
+  kernel_tests_run wgmma-tests 90 'CudaKernels.Wgmma*' 20
 }
 
 # Waits for the background process $1 (if any) to end, at most $2 seconds.

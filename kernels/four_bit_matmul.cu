@@ -373,13 +373,14 @@ const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const voi
 //
 // The same product with Hopper's asynchronous warpgroup MMA (wgmma.mma_async, sm_90a only), which reads both
 // operands from shared memory: the instruction cuBLAS runs on an H100, where the mma.sync kernel above reaches only
-// 0.19-0.35 of cuBLAS's throughput. A block of 8 warps (two warpgroups) computes a 128 x TileN tile of C (TileN 128,
-// or 64 for twice the blocks where 128 x 128 tiles fill one wave or less: Llama's k/v projections forward at 2048
-// tokens, 128 tiles), each warpgroup 64 rows of it with one m64nTileNk16 per k step of 16, and walks k in tiles of 64
-// (one 128-byte row of fp16 / bf16):
+// 0.19-0.35 of cuBLAS's throughput. A slice of 8 warps (two warpgroups) computes a 128 x TileN tile of C (TileN 128,
+// or 64 for twice the blocks), each warpgroup 64 rows of it with one m64nTileNk16 per k step of 16, and walks k in
+// tiles of 64 (one 128-byte row of fp16 / bf16). A block is one slice, or two that split k between them
+// (WgmmaBlock): the tilings for shapes with few tiles of 128 x 128 (Llama's k/v projections forward at 2048 tokens:
+// 128 for 132 SMs). A slice's steps:
 //   wait for tile t + 1; __syncthreads; start copying tile t + Stages - 1 and loading tile t + 2's block statistics;
 //   issue the 4 wgmmas of tile t; dequantize tile t + 1 (scales from shared memory) while the tensor cores work;
-//   store tile t + 2's scales; wait for the wgmmas.
+//   store tile t + 2's scales; wait for the wgmmas (t counting this slice's tiles).
 // Both operands are K-major with the 128-byte swizzle (the layout wgmma reads fastest): A (x or dy) arrives there by
 // cp.async; the weight, K-major in both passes (rows of B are output columns: weight rows forward, weight columns
 // backward), is dequantized into it, each value exactly dequantize_4bit's. Shared memory written by threads must be
@@ -406,12 +407,29 @@ struct WgmmaTiling {
   static constexpr int kPieces = kTileN * kTileK / 16 / kThreads;  // forward dequantization pieces per thread
   static constexpr int kPatchWarps = kTileN / 16;  // backward: the warps that dequantize (4 columns per lane)
   static constexpr int kAccumulators = kTileN / 2;  // per thread: 64 x TileN fp32 over a warpgroup
+  // A slice's tiles (92 / 70 KiB, a multiple of 1024 bytes: each slice's start stays 1024-byte aligned).
+  static constexpr size_t kSliceBytes = kStages * (kATileBytes + kPackedTileBytes) + 2 * kBTileBytes;
+};
+
+// A block of `Slices` slices, each two warpgroups (kThreads of WgmmaTiling) with tiles of its own in shared memory.
+// A block of one slice walks every k tile. Two slices split k: slice s takes k tiles s, s + 2, s + 4, ... (both take
+// as many, a tile past the end being zeros), and slice 1 hands its sums to slice 0 through shared memory at the end. Split k gives
+// an SM 16 warps on one tile of C (twice the warps to overlap the dequantization, barriers and MMAs) without
+// halving the tile, which would double the A copies and the fixed work per product: for shapes with about one
+// tile of 128 x 128 per SM (Llama's k/v projections forward at 2048 tokens: 128 tiles for 132 SMs).
+template <int TileN, int Slices>
+struct WgmmaBlock {
+  static_assert(Slices == 1 || Slices == 2, "one slice, or two splitting k");
+  static constexpr int kTileM = WgmmaTiling<TileN>::kTileM, kTileN = TileN;
+  static constexpr int kThreads = Slices * WgmmaTiling<TileN>::kThreads;
   // 1 KiB more than the tiles take: their start is aligned up to 1024 bytes of shared address (the swizzle is a
-  // function of the address bits). 93 / 71 KiB, and 3 KiB of static shared memory: two / three blocks fit an SM.
-  static constexpr size_t kSharedBytes = 1024 + kStages * (kATileBytes + kPackedTileBytes) + 2 * kBTileBytes;
-  // The blocks an SM holds by registers too (__launch_bounds__: at most 128 / 85 a thread). Three of 128 x 64
-  // forward (80 registers, no spills, SASS sm_90a); two backward, which needs 118.
-  static constexpr int blocks_per_sm(bool backward) { return TileN == 64 && !backward ? 3 : 2; }
+  // function of the address bits). 93 / 71 KiB for one slice, 185 KiB for two of 128 x 128, and 3-5 KiB of static
+  // shared memory: two / three blocks of one slice fit an SM, one of two.
+  static constexpr size_t kSharedBytes = 1024 + Slices * WgmmaTiling<TileN>::kSliceBytes;
+  // The blocks an SM holds by registers too (__launch_bounds__: at most 128 / 85 registers a thread). Three of
+  // 128 x 64 forward (80 registers, no spills, SASS sm_90a); two of one slice otherwise (128 x 64 backward needs
+  // 116); one of two slices (512 threads of at most 128 registers; 128 x 128 uses 128).
+  static constexpr int blocks_per_sm(bool backward) { return Slices == 2 ? 1 : TileN == 64 && !backward ? 3 : 2; }
 };
 
 // Where 16-byte chunk `chunk` (0-7) of row `row` lies in a tile of 128-byte rows with the 128-byte swizzle.
@@ -524,14 +542,14 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[N / 2], uint64_t a, uint
 #undef AUTOTRAIN_WGMMA_M64N64K16
 
 // What a thread copies and dequantizes per k tile, worked out once before the loop (as ThreadPieces above).
-//   A: kAChunks (4) chunks of 16 bytes (8 values of a row of A); chunk q = threadIdx.x + 256 i is row q / 8, chunk
-//   q % 8.
+//   t below is the thread's index in its slice of the block (WgmmaBlock).
+//   A: kAChunks (4) chunks of 16 bytes (8 values of a row of A); chunk q = t + 256 i is row q / 8, chunk q % 8.
 //   The packed weight: 1 chunk of 16 bytes (threads below kPackedChunks). Forward, the tile is weight rows n0 .. n0
 //   + TileN - 1 x 64 columns (32 bytes a row, plain); backward, weight rows kt * 64 .. + 63 x columns n0 .. n0 +
 //   TileN - 1 (TileN / 2 bytes a row, its chunks permuted by the row's group of 8 so that the reads below spread
 //   over more banks).
 //   Dequantization. Forward: kPieces pieces of 16 values of one weight row (8 packed bytes, one scale), piece
-//   p = threadIdx.x + 256 i is B row p / 4 (a weight row), values 16 (p % 4) ... + 15 of the k tile. Backward (warps
+//   p = t + 256 i is B row p / 4 (a weight row), values 16 (p % 4) ... + 15 of the k tile. Backward (warps
 //   below kPatchWarps): a patch of 8 weight rows (the k tile's rows 8 kg ... 8 kg + 7) x 4 columns (B rows 4 cq ...
 //   4 cq + 3), kg = lane % 8 and cq = lane / 8 + 4 warp: each of its 4 B rows gets one 16-byte chunk, and the 8
 //   lanes that store at once write 8 different chunks (no bank conflicts).
@@ -542,6 +560,7 @@ struct WgmmaPieces {
   uint32_t a_offset[kA];
   int a_col[kA];
   bool a_row[kA];
+  int thread;             // this thread's index in its slice of the block
   uint32_t packed_first;  // its flat value index at k tile 0
   uint32_t packed_offset;
   int packed_k;       // how far into the k tile it lies: forward its first column, backward its row
@@ -550,10 +569,10 @@ struct WgmmaPieces {
 
 template <typename T, int TileN, bool backward>
 __device__ __forceinline__ WgmmaPieces<T, TileN> wgmma_pieces(const FourBitWeight& w, const T* a, MatmulShape shape,
-                                                              int64_t m0, int64_t n0) {
+                                                              int64_t m0, int64_t n0, int tid) {
   using W = WgmmaTiling<TileN>;
   WgmmaPieces<T, TileN> p{};
-  const int tid = threadIdx.x;
+  p.thread = tid;
 #pragma unroll
   for (int i = 0; i < W::kAChunks; ++i) {
     const int q = tid + W::kThreads * i, r = q / 8, chunk = q % 8;
@@ -590,7 +609,7 @@ __device__ __forceinline__ void wgmma_copy_tile(const FourBitWeight& w, const Wg
     const bool exists = p.a_row[i] && kt * kTileK + p.a_col[i] < static_cast<int>(shape.k);
     copy16_async(a_tile + p.a_offset[i], exists ? p.a_first[i] + kt * kTileK : a, exists);
   }
-  if (threadIdx.x >= WgmmaTiling<TileN>::kPackedChunks) return;
+  if (p.thread >= WgmmaTiling<TileN>::kPackedChunks) return;
   const bool exists = p.packed_fixed && kt * kTileK + p.packed_k < static_cast<int>(backward ? w.rows : w.cols);
   const uint32_t step = backward ? static_cast<uint32_t>(kTileK) * static_cast<uint32_t>(w.cols) : kTileK;
   copy16_async(packed_tile + p.packed_offset,
@@ -616,11 +635,12 @@ struct WgmmaScale {
 };
 
 template <int TileN, bool backward>
-__device__ __forceinline__ WgmmaScale wgmma_load_scale(const FourBitWeight& w, int64_t n0, int kt, int block_shift) {
+__device__ __forceinline__ WgmmaScale wgmma_load_scale(const FourBitWeight& w, int64_t n0, int kt, int block_shift,
+                                                       int thread) {
   using S = WgmmaScales<TileN, backward>;
   constexpr int kTileK = WgmmaTiling<TileN>::kTileK;
   WgmmaScale s;
-  const int q = threadIdx.x;
+  const int q = thread;
   if (q >= S::kRows * S::kGroups) return s;
   const int r = q / S::kGroups, group = q % S::kGroups;
   const int row = backward ? kt * kTileK + r : static_cast<int>(n0) + r;
@@ -632,22 +652,22 @@ __device__ __forceinline__ WgmmaScale wgmma_load_scale(const FourBitWeight& w, i
   return s;
 }
 
-// Every thread stores one (the block's kThreads slots; those past the tile's groups get an unread 0).
+// Every thread of a slice stores one (the slice's kThreads slots; those past the tile's groups get an unread 0).
 __device__ __forceinline__ void wgmma_store_scale(const FourBitWeight& w, const float* map, const WgmmaScale& s,
-                                                  float* scales) {
-  scales[threadIdx.x] = s.exists ? scale_of(w, map, s.stats) : 0.0f;
+                                                  float* scales, int thread) {
+  scales[thread] = s.exists ? scale_of(w, map, s.stats) : 0.0f;
 }
 
 // This thread's values of the packed k tile into the B tile (K-major, swizzled), each code * scale rounded to T.
 template <typename T, int TileN, bool backward>
 __device__ __forceinline__ void wgmma_dequantize(const uint8_t* packed_tile, uint32_t code_address, const float* scales,
-                                                 uint8_t* b_tile) {
+                                                 uint8_t* b_tile, int thread) {
   using W = WgmmaTiling<TileN>;
   constexpr int kGroups = WgmmaScales<TileN, backward>::kGroups;
   if constexpr (!backward) {
 #pragma unroll
     for (int i = 0; i < W::kPieces; ++i) {
-      const int piece = threadIdx.x + W::kThreads * i, row = piece / 4, part = piece % 4;
+      const int piece = thread + W::kThreads * i, row = piece / 4, part = piece % 4;
       const float scale = scales[row * kGroups + part / 2];
       uint32_t pairs[8];
       decode16<T>(*reinterpret_cast<const uint2*>(packed_tile + 32 * row + 8 * part), code_address, scale, pairs);
@@ -656,9 +676,9 @@ __device__ __forceinline__ void wgmma_dequantize(const uint8_t* packed_tile, uin
           make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
     }
   } else {
-    if (threadIdx.x / 32 >= W::kPatchWarps) return;
+    if (thread / 32 >= W::kPatchWarps) return;
     constexpr int kChunks = TileN / 32;  // per row of the packed tile
-    const int lane = threadIdx.x % 32, kg = lane % 8, cq = lane / 8 + 4 * int(threadIdx.x / 32);
+    const int lane = thread % 32, kg = lane % 8, cq = lane / 8 + 4 * (thread / 32);
     // pairs[j][p]: column 4 cq + j of the block's columns at weight rows 8 kg + 2 p and + 1 of the k tile (low half
     // first), made two rows at a time so that fewer values are live at once.
     uint32_t pairs[4][4];
@@ -688,8 +708,9 @@ __device__ __forceinline__ void wgmma_dequantize(const uint8_t* packed_tile, uin
   }
 }
 
-template <typename T, int TileN, bool backward>
-__global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<TileN>::blocks_per_sm(backward))
+template <typename T, int TileN, bool backward, int Slices>
+__global__ void __launch_bounds__(WgmmaBlock<TileN, Slices>::kThreads,
+                                  WgmmaBlock<TileN, Slices>::blocks_per_sm(backward))
     matmul_4bit_wgmma_kernel(const __grid_constant__ FourBitWeight w, const __grid_constant__ MapParam map_param,
                              const T* __restrict__ a, MatmulShape shape, T* __restrict__ c) {
   // Compiled for every architecture (the PTX wrappers trap below sm_90a), launched only where
@@ -698,35 +719,46 @@ __global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<Tile
   AUTOTRAIN_DYNAMIC_SHARED(uint8_t, shared);
   __shared__ __align__(256) float code[16];  // for code_entry
   __shared__ float map[256];
-  __shared__ float scales[2][W::kThreads];  // of k tiles of even and odd index (wgmma_load_scale)
+  __shared__ float slice_scales[Slices][2][W::kThreads];  // of k steps of even and odd index (wgmma_load_scale)
   load_code_and_map(w, map_param, code, map);
   const uint32_t code_address = code_address_of(code);
-  uint8_t* a_tiles = shared + ((1024 - (shared_address(shared) & 1023)) & 1023);
+  // Warp-uniform by construction (a broadcast of lane 0's value), so that the compiler keeps what is computed from
+  // them (the wgmma descriptors) in uniform registers.
+  const int slice = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / W::kThreads), 0);
+  const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128) % 2, 0);
+  uint8_t* const tiles = shared + ((1024 - (shared_address(shared) & 1023)) & 1023);
+  uint8_t* a_tiles = tiles + slice * W::kSliceBytes;
   uint8_t* b_tiles = a_tiles + W::kStages * W::kATileBytes;
   uint8_t* packed_tiles = b_tiles + 2 * W::kBTileBytes;
+  float(&scales)[2][W::kThreads] = slice_scales[slice];
 
   const int64_t n0 = int64_t(blockIdx.x) * W::kTileN, m0 = int64_t(blockIdx.y) * W::kTileM;
-  const int k_tiles = static_cast<int>((shape.k + W::kTileK - 1) / W::kTileK);
+  // This slice's k steps: step s is k tile Slices * s + slice (all zeros past the last tile: the copies zero-fill
+  // what lies past k, and its scales are 0).
+  const int steps = static_cast<int>((shape.k + Slices * W::kTileK - 1) / (Slices * W::kTileK));
+  auto k_tile = [&](int step) { return Slices * step + slice; };
   const int block_shift = __ffs(w.blocksize) - 1;
-  const WgmmaPieces<T, TileN> pieces = wgmma_pieces<T, TileN, backward>(w, a, shape, m0, n0);
-  auto a_tile = [&](int kt) { return a_tiles + (kt % W::kStages) * W::kATileBytes; };
-  auto packed_tile = [&](int kt) { return packed_tiles + (kt % W::kStages) * W::kPackedTileBytes; };
-  auto b_tile = [&](int kt) { return b_tiles + (kt % 2) * W::kBTileBytes; };
+  // This thread's index in its slice (threadIdx.x where the block is one slice).
+  const int thread = Slices == 1 ? static_cast<int>(threadIdx.x) : static_cast<int>(threadIdx.x) % W::kThreads;
+  const WgmmaPieces<T, TileN> pieces = wgmma_pieces<T, TileN, backward>(w, a, shape, m0, n0, thread);
+  auto a_tile = [&](int step) { return a_tiles + (step % W::kStages) * W::kATileBytes; };
+  auto packed_tile = [&](int step) { return packed_tiles + (step % W::kStages) * W::kPackedTileBytes; };
+  auto b_tile = [&](int step) { return b_tiles + (step % 2) * W::kBTileBytes; };
 
 #pragma unroll
   for (int s = 0; s < W::kStages - 1; ++s) {
-    if (s < k_tiles) wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, s, a_tile(s), packed_tile(s));
-    commit_copies();  // a group per tile, empty past the end, so that the waits below count right
+    if (s < steps)
+      wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, k_tile(s), a_tile(s), packed_tile(s));
+    commit_copies();  // a group per step, empty past the end, so that the waits below count right
   }
-  WgmmaScale scale = wgmma_load_scale<TileN, backward>(w, n0, 0, block_shift);
-  wgmma_store_scale(w, map, scale, scales[0]);
-  if (k_tiles > 1) scale = wgmma_load_scale<TileN, backward>(w, n0, 1, block_shift);
-  wgmma_store_scale(w, map, scale, scales[1]);
-  wait_copies<W::kStages - 2>();  // tile 0
+  WgmmaScale scale = wgmma_load_scale<TileN, backward>(w, n0, k_tile(0), block_shift, thread);
+  wgmma_store_scale(w, map, scale, scales[0], thread);
+  if (steps > 1) scale = wgmma_load_scale<TileN, backward>(w, n0, k_tile(1), block_shift, thread);
+  wgmma_store_scale(w, map, scale, scales[1], thread);
+  wait_copies<W::kStages - 2>();  // step 0
   __syncthreads();
-  wgmma_dequantize<T, TileN, backward>(packed_tile(0), code_address, scales[0], b_tile(0));
+  wgmma_dequantize<T, TileN, backward>(packed_tile(0), code_address, scales[0], b_tile(0), thread);
 
-  const int warpgroup = threadIdx.x / 128;
   // This warpgroup's A rows at stage 0 and B buffer 0; another stage, buffer or k step is an offset in 16-byte units
   // in the descriptor's start address field (shared addresses stay below 2^18: it never carries out of it).
   const uint64_t a_descriptor = swizzled_descriptor(shared_address(a_tiles) + warpgroup * 64 * W::kRowBytes);
@@ -734,23 +766,23 @@ __global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<Tile
   float acc[W::kAccumulators];
 #pragma unroll
   for (int i = 0; i < W::kAccumulators; ++i) acc[i] = 0.0f;
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    // Tile kt + 1 has arrived; after the barrier every wgmma of tile kt - 1 is done (each warpgroup waited for its
-    // own) and every thread's writes of A tile kt (its copies, waited for by now) and of B tile kt (dequantized
+  for (int step = 0; step < steps; ++step) {
+    // Step + 1 has arrived; after the barrier every wgmma of step - 1 is done (each warpgroup waited for its own)
+    // and every thread's writes of A tile `step` (its copies, waited for by now) and of B tile `step` (dequantized
     // before this point) are visible to the wgmmas below: one fence covers both.
     wait_copies<W::kStages - 3>();
     fence_shared_for_wgmma();
     __syncthreads();
-    const int ahead = kt + W::kStages - 1;
-    if (ahead < k_tiles)
-      wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, ahead, a_tile(ahead), packed_tile(ahead));
+    const int ahead = step + W::kStages - 1;
+    if (ahead < steps)
+      wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, k_tile(ahead), a_tile(ahead), packed_tile(ahead));
     commit_copies();
-    const bool next = kt + 1 < k_tiles, after_next = kt + 2 < k_tiles;
-    // Tile kt + 2's scales: loaded now, stored after the dequantization below into the buffer that tile kt's used
+    const bool next = step + 1 < steps, after_next = step + 2 < steps;
+    // Step + 2's scales: loaded now, stored after the dequantization below into the buffer that this step's used
     // (read before the barrier above), read after the next barrier.
-    if (after_next) scale = wgmma_load_scale<TileN, backward>(w, n0, kt + 2, block_shift);
-    const uint64_t a_at = a_descriptor + static_cast<uint64_t>((kt % W::kStages) * (W::kATileBytes / 16));
-    const uint64_t b_at = b_descriptor + static_cast<uint64_t>((kt % 2) * (W::kBTileBytes / 16));
+    if (after_next) scale = wgmma_load_scale<TileN, backward>(w, n0, k_tile(step + 2), block_shift, thread);
+    const uint64_t a_at = a_descriptor + static_cast<uint64_t>((step % W::kStages) * (W::kATileBytes / 16));
+    const uint64_t b_at = b_descriptor + static_cast<uint64_t>((step % 2) * (W::kBTileBytes / 16));
     fence_accumulators(acc);  // the accumulators' last writes (the zeroing) before the fence, as CUTLASS orders it
     wgmma_fence();
 #pragma unroll
@@ -758,12 +790,30 @@ __global__ void __launch_bounds__(WgmmaTiling<TileN>::kThreads, WgmmaTiling<Tile
       wgmma_m64k16<T, TileN>(acc, a_at + 2 * ks, b_at + 2 * ks);
     wgmma_commit();
     if (next)
-      wgmma_dequantize<T, TileN, backward>(packed_tile(kt + 1), code_address, scales[(kt + 1) % 2], b_tile(kt + 1));
-    if (after_next) wgmma_store_scale(w, map, scale, scales[kt % 2]);
+      wgmma_dequantize<T, TileN, backward>(packed_tile(step + 1), code_address, scales[(step + 1) % 2],
+                                           b_tile(step + 1), thread);
+    if (after_next) wgmma_store_scale(w, map, scale, scales[step % 2], thread);
     wgmma_wait<0>();
     fence_accumulators(acc);
   }
   wait_copies<0>();  // no copy may still be writing shared memory when the block exits
+
+  if constexpr (Slices == 2) {
+    // Slice 1's sums to slice 0 through the tiles' memory, which no copy or wgmma reads any more after the barrier:
+    // thread t of slice 1 writes its accumulator i at i * kThreads + t, which thread t of slice 0 adds (consecutive
+    // threads, consecutive words).
+    static_assert(W::kAccumulators * W::kThreads * sizeof(float) <= W::kSliceBytes, "the sums fit a slice's tiles");
+    float* sums = reinterpret_cast<float*>(tiles);
+    __syncthreads();
+    if (slice == 1) {
+#pragma unroll
+      for (int i = 0; i < W::kAccumulators; ++i) sums[i * W::kThreads + thread] = acc[i];
+    }
+    __syncthreads();
+    if (slice == 1) return;
+#pragma unroll
+    for (int i = 0; i < W::kAccumulators; ++i) acc[i] += sums[i * W::kThreads + thread];
+  }
 
   // Accumulator fragments: row 16 (warp % 4) + g (+ 8) of the warpgroup's 64, columns 8 j + 2 t, + 1; shape.n is
   // even, so a pair of columns is stored whole or not at all.
@@ -792,12 +842,12 @@ __global__ void wgmma_probe_kernel(int* built) {
 #endif
 }
 
-template <typename T, int TileN, bool backward>
+template <typename T, int TileN, bool backward, int Slices = 1>
 const char* launch_wgmma(const FourBitWeight& w, const MapParam& map, const void* a, MatmulShape shape, void* c,
                          cudaStream_t stream) {
-  using W = WgmmaTiling<TileN>;
-  return launch_over_tiles<W, T>(matmul_4bit_wgmma_kernel<T, TileN, backward>, W::kSharedBytes, w, map, a, shape, c,
-                                 stream);
+  using B = WgmmaBlock<TileN, Slices>;
+  return launch_over_tiles<B, T>(matmul_4bit_wgmma_kernel<T, TileN, backward, Slices>, B::kSharedBytes, w, map, a,
+                                 shape, c, stream);
 }
 
 // The tilings compiled, by MatmulTile. 128 x 256 and 256 x 128 have warps of 64 x 64 (one block per SM); a block
@@ -825,6 +875,16 @@ MatmulTile choose_tile(MatmulShape shape) {
   return MatmulTile::m64n64;
 }
 
+// `automatic_wgmma`: 128 x 128 where that gives every SM two blocks; where it gives at most one, the same tile with
+// k split between two slices (16 warps an SM on one tile); in between, 128 x 64 (twice the blocks). A first guess
+// from SASS instruction counts per SM, not yet timed: bench_gpu's wgmma section times all three on each shape.
+MatmulTile choose_wgmma_tile(MatmulShape shape) {
+  const int64_t sms = multiprocessors(), blocks = block_count<WgmmaBlock<128, 1>>(shape);
+  if (blocks >= 2 * sms) return MatmulTile::m128n128_wgmma;
+  if (blocks <= sms) return MatmulTile::m128n128_split_k_wgmma;
+  return MatmulTile::m128n64_wgmma;
+}
+
 template <typename T, bool backward>
 const char* launch_tiled(MatmulTile tile, const FourBitWeight& w, const MapParam& map, const void* a,
                          MatmulShape shape, void* c, cudaStream_t stream) {
@@ -832,12 +892,14 @@ const char* launch_tiled(MatmulTile tile, const FourBitWeight& w, const MapParam
     case MatmulTile::automatic_wgmma:
     case MatmulTile::m128n128_wgmma:
     case MatmulTile::m128n64_wgmma:
+    case MatmulTile::m128n128_split_k_wgmma:
       if (!matmul_4bit_wgmma_available())
         return "matmul_4bit: the wgmma tilings need an sm_90 GPU (H100 / H200) and a build with sm_90a code";
-      if (tile == MatmulTile::m128n128_wgmma ||
-          (tile == MatmulTile::automatic_wgmma && block_count<WgmmaTiling<128>>(shape) >= 2 * multiprocessors()))
-        return launch_wgmma<T, 128, backward>(w, map, a, shape, c, stream);
-      return launch_wgmma<T, 64, backward>(w, map, a, shape, c, stream);
+      switch (tile == MatmulTile::automatic_wgmma ? choose_wgmma_tile(shape) : tile) {
+        case MatmulTile::m128n128_wgmma: return launch_wgmma<T, 128, backward>(w, map, a, shape, c, stream);
+        case MatmulTile::m128n128_split_k_wgmma: return launch_wgmma<T, 128, backward, 2>(w, map, a, shape, c, stream);
+        default: return launch_wgmma<T, 64, backward>(w, map, a, shape, c, stream);
+      }
     case MatmulTile::m256n128: return launch_matmul<Tile256x128, T, backward>(w, map, a, shape, c, stream);
     case MatmulTile::m128n256: return launch_matmul<Tile128x256, T, backward>(w, map, a, shape, c, stream);
     case MatmulTile::m64n128: return launch_matmul<Tile64x128, T, backward>(w, map, a, shape, c, stream);
@@ -857,6 +919,11 @@ const char* matmul_4bit_unfit(const FourBitWeight& w, const void* a, const void*
     return "it needs the packed weight and the input 16-byte aligned, the output 4-byte aligned";
   if (!tensor_cores_available()) return "it needs a GPU of compute capability 8.0 or newer";
   return nullptr;
+}
+
+MatmulTile matmul_4bit_wgmma_tile(const FourBitWeight& w, int64_t m, MatmulPass pass) {
+  return choose_wgmma_tile(pass == MatmulPass::backward ? MatmulShape{m, w.cols, w.rows}
+                                                        : MatmulShape{m, w.rows, w.cols});
 }
 
 bool matmul_4bit_wgmma_available() {

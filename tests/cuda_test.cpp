@@ -528,7 +528,7 @@ TEST(CudaKernels, WgmmaMatmulMatchesTheCpuReference) {
           at::Tensor w = dequantize_4bit(q, dtype);
           at::Tensor x = at::randn({m, s.cols}).to(dtype), dy = at::randn({m, s.rows}).to(dtype);
           for (cuda::MatmulTile tile : {cuda::MatmulTile::m128n128_wgmma, cuda::MatmulTile::m128n64_wgmma,
-                                        cuda::MatmulTile::automatic_wgmma}) {
+                                        cuda::MatmulTile::m128n128_split_k_wgmma, cuda::MatmulTile::automatic_wgmma}) {
             SCOPED_TRACE(describe(type, nf4, nf4 ? 64 : 32, s, dtype) + " m " + std::to_string(m) + " tile " +
                          std::to_string(static_cast<int>(tile)));
             expect_close_to_fp64(matmul_4bit_fused_cuda(x.to(at::kCUDA), g, cuda::MatmulPass::forward, tile), x,

@@ -507,12 +507,12 @@ void bench_matmul() {
   });
 }
 
-// The Hopper tilings of the fused matmul (128 x 128 and 128 x 64, sm_90a) on the matmul section's cases, against
-// cuBLAS's fp16 GEMM on a dense weight and against the sliced matmul (training's default), and which one
-// automatic_wgmma picks. Each case first checks each tiling's result against the sliced matmul's (the largest
-// difference, relative to the largest value; the two sum in different orders), so that a wrong kernel is not timed
-// as a fast one. A section of its own, run last: a kernel that faults spoils the CUDA context for whatever runs
-// after it in the process.
+// The Hopper tilings of the fused matmul (128 x 128, 128 x 64 and 128 x 128 with k split in two, sm_90a) on the
+// matmul section's cases, against cuBLAS's fp16 GEMM on a dense weight and against the sliced matmul (training's
+// default), and which one automatic_wgmma takes. Each case first checks each tiling's result against the sliced
+// matmul's (the largest difference, relative to the largest value; they sum in different orders), so that a wrong
+// kernel is not timed as a fast one. A section of its own, run last: a kernel that faults spoils the CUDA context
+// for whatever runs after it in the process.
 void bench_wgmma() {
   std::fflush(stdout);  // what the sections before printed survives a fault here
   std::printf("\n## NF4 matmul for training, Hopper tilings (warpgroup MMAs) vs cuBLAS fp16\n\n");
@@ -520,39 +520,45 @@ void bench_wgmma() {
     std::printf("not run: not an sm_90 GPU, or no sm_90a code in this build\n");
     return;
   }
+  struct Tiling {
+    const char* name;  // in the table and the JSON keys (tflops_<name>, ratio_<name>)
+    cuda::MatmulTile tile;
+  };
+  const std::vector<Tiling> tilings{{"128", cuda::MatmulTile::m128n128_wgmma},
+                                    {"64", cuda::MatmulTile::m128n64_wgmma},
+                                    {"split_k", cuda::MatmulTile::m128n128_split_k_wgmma}};
   const int64_t chunk = dequantize_chunk_bytes();
-  std::printf("| shape | tokens | dtype | pass | 128x128 TFLOP/s | 128x64 TFLOP/s | cuBLAS fp16 TFLOP/s "
-              "| 128x128 ratio | 128x64 ratio | automatic picks | sliced ratio "
+  std::printf("| shape | tokens | dtype | pass | 128x128 TFLOP/s | 128x64 TFLOP/s | split k TFLOP/s "
+              "| cuBLAS fp16 TFLOP/s | 128x128 ratio | 128x64 ratio | split k ratio | automatic picks | sliced ratio "
               "| largest difference from the sliced matmul, relative |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for_each_matmul_case([&](const MatmulCase& c) {
     auto wgmma = [&](cuda::MatmulTile tile) { return matmul_4bit_fused_cuda(c.a(), c.q, c.pass, tile); };
     const at::Tensor reference = c.sliced(chunk).to(at::kFloat);
-    const at::Tensor result_128 = wgmma(cuda::MatmulTile::m128n128_wgmma);
-    auto difference = [&](const at::Tensor& result) {
-      return ((result.to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>();
-    };
-    const double difference_128 = difference(result_128);
-    const double difference_64 = difference(wgmma(cuda::MatmulTile::m128n64_wgmma));
-    // Which one automatic_wgmma took: its result is bit-identical to that tiling's.
-    const char* picks = at::equal(wgmma(cuda::MatmulTile::automatic_wgmma), result_128) ? "128x128" : "128x64";
-    auto tflops = [&](const std::function<void()>& work) {  // a lighter timing, as for each tiling above
-      return c.flops() / time_per_call(work, 3, 10) / 1e12;
-    };
-    const double ours_128 = tflops([&] { wgmma(cuda::MatmulTile::m128n128_wgmma); });
-    const double ours_64 = tflops([&] { wgmma(cuda::MatmulTile::m128n64_wgmma); });
+    const cuda::MatmulTile automatic = cuda::matmul_4bit_wgmma_tile(four_bit_kernel_view(c.q), c.m, c.pass);
+    double largest_difference = 0;
+    std::string picks = "?", fields;
+    std::vector<double> tflops, ratios;
     const double cublas = c.cublas_fp16_tflops(3, 10);
-    const double sliced_tflops = tflops([&] { c.sliced(chunk); });
-    std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %.2f | %.1e / %.1e |\n",
-                c.shape.name, static_cast<long>(c.m), c10::toString(c.dtype), c.pass_name(), ours_128, ours_64,
-                cublas, ours_128 / cublas, ours_64 / cublas, picks, sliced_tflops / cublas, difference_128,
-                difference_64);
+    for (const Tiling& t : tilings) {
+      const at::Tensor result = wgmma(t.tile);
+      largest_difference = std::max(
+          largest_difference, ((result.to(at::kFloat) - reference).abs().max() / reference.abs().max()).item<double>());
+      if (t.tile == automatic) picks = t.name;
+      // A lighter timing, as for each tiling in the matmul section.
+      tflops.push_back(c.flops() / time_per_call([&] { wgmma(t.tile); }, 3, 10) / 1e12);
+      ratios.push_back(tflops.back() / cublas);
+      fields += std::string(",\"tflops_") + t.name + "\":" + std::to_string(tflops.back()) + ",\"ratio_" + t.name +
+                "\":" + std::to_string(ratios.back());
+    }
+    const double sliced_ratio = c.flops() / time_per_call([&] { c.sliced(chunk); }, 3, 10) / 1e12 / cublas;
+    std::printf("| %s | %ld | %s | %s | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %s | %.2f | %.1e |\n",
+                c.shape.name, static_cast<long>(c.m), c10::toString(c.dtype), c.pass_name(), tflops[0], tflops[1],
+                tflops[2], cublas, ratios[0], ratios[1], ratios[2], picks.c_str(), sliced_ratio, largest_difference);
     json("wgmma", c.shape.name,
-         c.json_fields() + ",\"tflops_128\":" + std::to_string(ours_128) + ",\"tflops_64\":" +
-             std::to_string(ours_64) + ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"ratio_128\":" +
-             std::to_string(ours_128 / cublas) + ",\"ratio_64\":" + std::to_string(ours_64 / cublas) +
-             ",\"automatic\":\"" + picks + "\",\"sliced_ratio\":" + std::to_string(sliced_tflops / cublas) +
-             ",\"relative_difference\":" + std::to_string(std::max(difference_128, difference_64)));
+         c.json_fields() + fields + ",\"cublas_fp16_tflops\":" + std::to_string(cublas) + ",\"automatic\":\"" + picks +
+             "\",\"sliced_ratio\":" + std::to_string(sliced_ratio) +
+             ",\"relative_difference\":" + std::to_string(largest_difference));
     std::fflush(stdout);
   });
 }

@@ -83,15 +83,16 @@ def main(path):
     wgmma = [r for r in rows if r["bench"] == "wgmma"]
     if wgmma:
         print("\nTraining matmul, Hopper tilings (wgmma) against cuBLAS fp16 (ratio), beside the sliced matmul "
-              "measured in the same section; difference: the larger of the two tilings' from the sliced matmul's "
-              "result, relative")
-        print("| shape | tokens | dtype | pass | 128x128 | 128x64 | automatic picks | sliced | difference |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "measured in the same section; automatic picks: 128, 64 or split_k; difference: the largest of the "
+              "tilings' from the sliced matmul's result, relative")
+        print("| shape | tokens | dtype | pass | 128x128 | 128x64 | 128x128 split k | automatic picks | sliced "
+              "| difference |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in wgmma:
             flag = " (wrong?)" if r["relative_difference"] > 1e-2 else ""
             print(f"| {r['shape']} | {r['m']} | {r['dtype']} | {r['pass']} | {r['ratio_128']:.2f} | "
-                  f"{r['ratio_64']:.2f} | {r['automatic']} | {r['sliced_ratio']:.2f} | "
-                  f"{r['relative_difference']:.1e}{flag} |")
+                  f"{r['ratio_64']:.2f} | {r.get('ratio_split_k', 0):.2f} | {r['automatic']} | "
+                  f"{r['sliced_ratio']:.2f} | {r['relative_difference']:.1e}{flag} |")
     if broken:  # what could be read is printed above; the run is still reported as incomplete
         sys.exit(f"bench_gpu_summary: {path}: {len(broken)} broken JSON line(s), the first at line {broken[0]} "
                  "(cut short? rerun bench_gpu); the figures above leave them out")

@@ -163,7 +163,9 @@ bool gemv_overlap();
 // `tile` is a block's tile of c (rows x columns); `automatic` picks one by the shape and the GPU's SM count (among
 // the mma.sync tilings, for now). The *_wgmma tilings are Hopper's warpgroup MMA (sm_90a): they need an sm_90 GPU
 // and a build with sm_90a code (matmul_4bit_wgmma_available; else matmul_4bit says so and launches nothing);
-// automatic_wgmma takes 128 x 128 where that gives every SM two blocks, else 128 x 64 (twice the blocks).
+// m128n128_split_k_wgmma is 128 x 128 with 16 warps a block, two halves of 8 taking alternate k tiles and adding
+// their sums at the end. automatic_wgmma takes 128 x 128 where that gives every SM two blocks, split k where it
+// gives at most one, else 128 x 64 (twice the blocks).
 enum class MatmulPass { forward, backward };
 enum class MatmulTile {
   automatic,
@@ -174,10 +176,13 @@ enum class MatmulTile {
   m64n64,
   automatic_wgmma,
   m128n128_wgmma,
-  m128n64_wgmma
+  m128n64_wgmma,
+  m128n128_split_k_wgmma
 };
 const char* matmul_4bit_unfit(const FourBitWeight& weight, const void* a, const void* c, DType dtype);
 bool matmul_4bit_wgmma_available();
+// The tiling automatic_wgmma takes for a product of m rows (by the shape and the GPU's SM count).
+MatmulTile matmul_4bit_wgmma_tile(const FourBitWeight& weight, int64_t m, MatmulPass pass);
 const char* matmul_4bit(const FourBitWeight& weight, const DynamicMap* map, const void* a, int64_t m, void* c,
                         DType dtype, MatmulPass pass, void* stream, MatmulTile tile = MatmulTile::automatic);
 

@@ -578,14 +578,21 @@ TEST_F(EmulatedKernels, FusedMatmulEveryTileMatchesTheCpuReference) {
   EXPECT_EQ(traffic.extra_wavefronts, 0) << "of " << traffic.matrices << " 8 x 8 matrices read by ldmatrix";
 }
 
-// The Hopper tilings (128 x 128 and 128 x 64: warpgroup MMAs on K-major operands with the 128-byte swizzle, which
-// the emulator reads as simt.h describes) against the fp64 product: forward and backward, NF4 and FP4, blocksizes
+const std::vector<std::pair<cuda::MatmulTile, const char*>> kWgmmaTilings{
+    {cuda::MatmulTile::m128n128_wgmma, "128 x 128"},
+    {cuda::MatmulTile::m128n64_wgmma, "128 x 64"},
+    {cuda::MatmulTile::m128n128_split_k_wgmma, "128 x 128, k split"}};
+
+// The Hopper tilings (128 x 128, 128 x 64, and 128 x 128 with two slices of the block taking alternate k tiles:
+// warpgroup MMAs on K-major operands with the 128-byte swizzle, which the emulator reads as simt.h describes)
+// against the fp64 product: forward and backward, NF4 and FP4, blocksizes
 // 32 and 256 (smaller than a k tile of 64, and larger), with and without double quantization; partial tiles of C in
 // both directions (70 rows of x: the second warpgroup's rows do not exist; 130: a third tile of rows with 2 of
 // them), a partial last k tile forward (160 columns: 2.5 k tiles, the half tile's packed chunks and pieces
 // zero-filled) and backward (264 rows: 4 k tiles and 8 rows; 72 rows), and 264 outputs forward (3 or 5 tiles of
 // columns, the last with 8). Rows of 160 columns with blocks of 64 and 256 values: blocks that run from one row into
-// the next, whose scales the kernel finds per 32 columns.
+// the next, whose scales the kernel finds per 32 columns. Split k meets odd and even counts of k tiles (3 and 4
+// forward; 5, 2, 3 and 1 backward, where the second slice has no tile at all and adds zeros).
 TEST_F(EmulatedKernels, WgmmaMatmulMatchesTheCpuReference) {
   at::manual_seed(14);
   struct Case {
@@ -608,8 +615,8 @@ TEST_F(EmulatedKernels, WgmmaMatmulMatchesTheCpuReference) {
         HostWeight w(quantize_4bit(at::randn({k.shape.rows, k.shape.cols}), k.type, k.blocksize, k.dq));
         at::Tensor weight = dequantize_4bit(w.q, dtype);
         at::Tensor x = at::randn({k.m, k.shape.cols}).to(dtype), dy = at::randn({k.m, k.shape.rows}).to(dtype);
-        for (cuda::MatmulTile tile : {cuda::MatmulTile::m128n128_wgmma, cuda::MatmulTile::m128n64_wgmma}) {
-          SCOPED_TRACE(tile == cuda::MatmulTile::m128n128_wgmma ? "128 x 128" : "128 x 64");
+        for (const auto& [tile, name] : kWgmmaTilings) {
+          SCOPED_TRACE(name);
           expect_close_to_fp64(matmul(w, x, cuda::MatmulPass::forward, tile), x, weight.t(), dtype);
           expect_close_to_fp64(matmul(w, dy, cuda::MatmulPass::backward, tile), dy, weight, dtype);
         }
@@ -618,20 +625,51 @@ TEST_F(EmulatedKernels, WgmmaMatmulMatchesTheCpuReference) {
 }
 
 // The Hopper tilings read the packed weight once per tile of 128 rows of x (3 tiles for 300 rows), forward and
-// backward: each block copies each packed chunk of its columns once per k tile.
+// backward: each block copies each packed chunk of its columns once per k tile (with k split, one of its slices does).
 TEST_F(EmulatedKernels, WgmmaMatmulReadsTheWeightOncePerTileOfRows) {
   at::manual_seed(15);
   HostWeight w(quantize_4bit(at::randn({264, 160}), QuantType::nf4, 64, true));
   at::Tensor x = at::randn({300, 160}).to(at::kBFloat16), dy = at::randn({300, 264}).to(at::kBFloat16);
-  for (cuda::MatmulTile tile : {cuda::MatmulTile::m128n128_wgmma, cuda::MatmulTile::m128n64_wgmma})
+  for (const auto& [tile, name] : kWgmmaTilings)
     for (cuda::MatmulPass pass : {cuda::MatmulPass::forward, cuda::MatmulPass::backward}) {
-      SCOPED_TRACE(std::string(tile == cuda::MatmulTile::m128n128_wgmma ? "128 x 128, " : "128 x 64, ") +
-                   (pass == cuda::MatmulPass::forward ? "forward" : "backward"));
+      SCOPED_TRACE(std::string(name) + ", " + (pass == cuda::MatmulPass::forward ? "forward" : "backward"));
       EXPECT_EQ(reads_during(w.view.packed, w.q.packed.numel(),
                              [&] { matmul(w, pass == cuda::MatmulPass::forward ? x : dy, pass, tile); }),
                 std::make_pair(int64_t(3), int64_t(3)))
           << "fewest and most reads of a byte";
     }
+}
+
+// automatic_wgmma takes 128 x 128 where that gives every SM two blocks, split k where it gives at most one, else
+// 128 x 64: with the emulator's 4 SMs and 264 outputs forward (3 tiles of 128 columns), 300 rows of x make 9
+// blocks, 130 rows 6 and 70 rows 3. matmul_4bit_wgmma_tile names the one it takes, automatic_wgmma launches that
+// tiling's grid and block (128 x 64: 5 tiles of columns; split k: 512 threads and 185 KiB of shared memory), and
+// its result is that tiling's bit for bit. Backward (160 outputs: 2 tiles), 300 rows make 6 blocks.
+TEST_F(EmulatedKernels, WgmmaAutomaticTakesTheTilingItNames) {
+  at::manual_seed(16);
+  simt::set_options(simt::Options{});
+  ASSERT_EQ(simt::options().multiprocessors, 4);
+  HostWeight w(quantize_4bit(at::randn({264, 160}), QuantType::nf4, 64, true));
+  const std::vector<std::tuple<int64_t, cuda::MatmulPass, cuda::MatmulTile>> cases{
+      {300, cuda::MatmulPass::forward, cuda::MatmulTile::m128n128_wgmma},
+      {130, cuda::MatmulPass::forward, cuda::MatmulTile::m128n64_wgmma},
+      {70, cuda::MatmulPass::forward, cuda::MatmulTile::m128n128_split_k_wgmma},
+      {300, cuda::MatmulPass::backward, cuda::MatmulTile::m128n64_wgmma}};
+  for (const auto& [m, pass, expected] : cases) {
+    const bool forward = pass == cuda::MatmulPass::forward;
+    SCOPED_TRACE(std::to_string(m) + " rows, " + (forward ? "forward" : "backward"));
+    EXPECT_EQ(cuda::matmul_4bit_wgmma_tile(w.view, m, pass), expected);
+    const at::Tensor a = at::randn({m, forward ? 160 : 264}).to(at::kBFloat16);
+    const at::Tensor automatic = matmul(w, a, pass, cuda::MatmulTile::automatic_wgmma);
+    const simt::Launch launch = simt::last_launch();
+    const bool narrow = expected == cuda::MatmulTile::m128n64_wgmma;
+    const bool split = expected == cuda::MatmulTile::m128n128_split_k_wgmma;
+    EXPECT_EQ(launch.grid_x, ((forward ? 264 : 160) + (narrow ? 63 : 127)) / (narrow ? 64 : 128));
+    EXPECT_EQ(launch.grid_y, static_cast<unsigned>((m + 127) / 128));
+    EXPECT_EQ(launch.threads, split ? 512u : 256u);
+    EXPECT_EQ(launch.dynamic_shared_bytes, size_t(1024) + (split ? 2 : 1) * (narrow ? 70 : 92) * size_t(1024));
+    EXPECT_TRUE(at::equal(automatic, matmul(w, a, pass, expected)));
+  }
 }
 
 // The fused matmul reads the packed weight once per tile of rows of x (or dy): each block copies its columns of

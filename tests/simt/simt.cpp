@@ -145,6 +145,7 @@ struct Block {
 
 Options g_options;
 int64_t g_launches = 0;
+Launch g_last_launch;
 LdmatrixTraffic g_ldmatrix;
 const uint8_t* g_watched = nullptr;
 std::vector<int64_t> g_reads;  // per watched byte
@@ -455,6 +456,7 @@ void count_read(const void* p, size_t bytes) {
 Options options() { return g_options; }
 void set_options(const Options& options) { g_options = options; }
 int64_t launches() { return g_launches; }
+Launch last_launch() { return g_last_launch; }
 
 const Index& thread_index() { return current().index; }
 const Index& block_index() { return g_block_index; }
@@ -477,6 +479,7 @@ void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::funct
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) fail("an empty grid");
   if (dynamic_shared_bytes > kDynamicSharedBytes) fail("more dynamic shared memory than a block can have");
   ++g_launches;
+  g_last_launch = Launch{grid.x, grid.y, threads, dynamic_shared_bytes};
   std::memset(g_dynamic_shared, 0xFF, kDynamicSharedBytes);
   g_body = &body;
   g_block_dim = Index{block.x, block.y, block.z};

@@ -52,6 +52,12 @@ void set_options(const Options& options);
 
 // Launches so far (for tests that check a kernel did run under emulation).
 int64_t launches();
+// The last launch's grid, block and dynamic shared memory (for tests that check which tiling a launcher took).
+struct Launch {
+  unsigned grid_x = 0, grid_y = 0, threads = 0;
+  size_t dynamic_shared_bytes = 0;
+};
+Launch last_launch();
 
 // Shared-memory bank conflicts of ldmatrix, counted since the last reset: each 8 x 8 matrix of an ldmatrix is one
 // wavefront of the 32 banks when its 8 rows of 16 bytes fall on distinct banks, and one more for each further

@@ -413,7 +413,8 @@ struct WgmmaTiling {
 
 // A block of `Slices` slices, each two warpgroups (kThreads of WgmmaTiling) with tiles of its own in shared memory.
 // A block of one slice walks every k tile. Two slices split k: slice s takes k tiles s, s + 2, s + 4, ... (both take
-// as many, a tile past the end being zeros), and slice 1 hands its sums to slice 0 through shared memory at the end. Split k gives
+// as many, a tile past the end being zeros), each at a barrier of its own (sync_slice), and slice 1 hands its sums
+// to slice 0 through shared memory at the end. Split k gives
 // an SM 16 warps on one tile of C (twice the warps to overlap the dequantization, barriers and MMAs) without
 // halving the tile, which would double the A copies and the fixed work per product: for shapes with about one
 // tile of 128 x 128 per SM (Llama's k/v projections forward at 2048 tokens: 128 tiles for 132 SMs).
@@ -441,6 +442,22 @@ __device__ __forceinline__ uint32_t swizzled(int row, int chunk) {
 // rows 1024 bytes apart; the leading-dimension offset is unused in this layout (1 by convention).
 __device__ __forceinline__ uint64_t swizzled_descriptor(uint32_t address) {
   return uint64_t((address & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+// The barrier of a slice's 256 threads (WgmmaBlock): the block's own where it is one slice, else named barrier 1 + slice
+// (bar.sync), so that two slices splitting k wait only for themselves and drift apart, one's MMAs running while the
+// other is at its barrier, copies and scales.
+template <int Slices>
+__device__ __forceinline__ void sync_slice(int slice) {
+  if constexpr (Slices == 1) {
+    __syncthreads();
+  } else {
+#if defined(AUTOTRAIN_SIMT_EMULATION)
+    ::autotrain::simt::sync_named(1 + slice, 256);
+#else
+    asm volatile("bar.sync %0, 256;\n" ::"r"(1 + slice) : "memory");
+#endif
+  }
 }
 
 // Shared memory written by this thread (st.shared, cp.async) is seen by later wgmma reads (the async proxy).
@@ -756,7 +773,7 @@ __global__ void __launch_bounds__(WgmmaBlock<TileN, Slices>::kThreads,
   if (steps > 1) scale = wgmma_load_scale<TileN, backward>(w, n0, k_tile(1), block_shift, thread);
   wgmma_store_scale(w, map, scale, scales[1], thread);
   wait_copies<W::kStages - 2>();  // step 0
-  __syncthreads();
+  sync_slice<Slices>(slice);
   wgmma_dequantize<T, TileN, backward>(packed_tile(0), code_address, scales[0], b_tile(0), thread);
 
   // This warpgroup's A rows at stage 0 and B buffer 0; another stage, buffer or k step is an offset in 16-byte units
@@ -772,7 +789,7 @@ __global__ void __launch_bounds__(WgmmaBlock<TileN, Slices>::kThreads,
     // before this point) are visible to the wgmmas below: one fence covers both.
     wait_copies<W::kStages - 3>();
     fence_shared_for_wgmma();
-    __syncthreads();
+    sync_slice<Slices>(slice);
     const int ahead = step + W::kStages - 1;
     if (ahead < steps)
       wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, k_tile(ahead), a_tile(ahead), packed_tile(ahead));

@@ -136,11 +136,17 @@ struct Warp {
   Slot slots[kWarp];
 };
 
+struct NamedBarrier {
+  unsigned count = 0, arrived = 0;
+  uint64_t generation = 0;
+};
+
 struct Block {
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
   int live = 0, arrived = 0;
   uint64_t generation = 0;
+  NamedBarrier named[16];  // bar.sync 1-15 (0 is __syncthreads': live, arrived, generation above)
 };
 
 Options g_options;
@@ -229,6 +235,8 @@ void fiber_main() {
   f.done = true;
   --g_block.live;
   if (g_block.arrived > 0) fail("__syncthreads: part of the block exited while the rest waits at a barrier");
+  for (const NamedBarrier& n : g_block.named)
+    if (n.arrived > 0) fail("bar.sync: a thread exited while others wait at a named barrier");
   for (;;) yield();  // the scheduler never resumes a finished fiber
 }
 
@@ -292,6 +300,7 @@ void run_block(unsigned threads) {
   b.warps.assign((threads + kWarp - 1) / kWarp, Warp{});
   b.live = static_cast<int>(threads);
   b.arrived = 0;
+  for (NamedBarrier& n : b.named) n = NamedBarrier{};
   for (unsigned i = 0; i < threads; ++i) {
     Fiber& f = b.fibers[i];
     f.index = Index{i % g_block_dim.x, (i / g_block_dim.x) % g_block_dim.y, i / (g_block_dim.x * g_block_dim.y)};
@@ -504,6 +513,25 @@ void sync_block() {
     return;
   }
   wait_until_changed(b.generation, generation);
+}
+
+void sync_named(unsigned id, unsigned count) {
+  Block& b = g_block;
+  if (id == 0 || id >= 16) fail("bar.sync: a named barrier's id is 1 to 15 (0 is __syncthreads')");
+  if (count == 0 || count % kWarp != 0 || count > b.fibers.size())
+    fail("bar.sync: the count must be a multiple of 32, at most the block's threads");
+  NamedBarrier& n = b.named[id];
+  if (n.arrived == 0)
+    n.count = count;
+  else if (n.count != count)
+    fail("bar.sync: threads name different counts for one barrier");
+  const uint64_t generation = n.generation;
+  if (++n.arrived == n.count) {
+    n.arrived = 0;
+    ++n.generation;
+    return;
+  }
+  wait_until_changed(n.generation, generation);
 }
 
 void sync_warp() { warp_barrier("__syncwarp"); }

@@ -5,8 +5,9 @@
 //
 // What is emulated, and how faithfully:
 //  - threads and blocks: each block's threads run one at a time, each until it waits (a barrier, a warp collective);
-//    blocks run one after another. __syncthreads releases when every thread of the block has arrived; threads that
-//    wait at different barriers, or a barrier after part of the block has exited, abort with a message.
+//    blocks run one after another. __syncthreads releases when every thread of the block has arrived, a named
+//    barrier (bar.sync id, count) when `count` threads have; threads that wait at different barriers forever, or a
+//    __syncthreads after part of the block has exited, abort with a message.
 //  - warp collectives (__syncwarp, __shfl_xor_sync, __shfl_sync, ldmatrix, mma.sync): all 32 lanes must reach the
 //    same collective (else the run aborts); results follow the PTX ISA's fragment layouts. mma accumulates each
 //    product in double and rounds once to fp32 (the hardware's order and intermediate precision differ; tests bound
@@ -89,6 +90,9 @@ const Index& grid_dim();
 void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& body);
 
 void sync_block();
+// bar.sync id, count (a named barrier, id 1-15; 0 is __syncthreads'): releases when `count` threads (whole warps)
+// have arrived at barrier `id`. Every thread that arrives at one barrier must name the same count.
+void sync_named(unsigned id, unsigned count);
 // __syncwarp() with a full mask: every lane of the warp arrives before any goes on.
 void sync_warp();
 float shuffle_xor(float value, int lane_mask);

@@ -444,9 +444,9 @@ __device__ __forceinline__ uint64_t swizzled_descriptor(uint32_t address) {
   return uint64_t((address & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
 }
 
-// The barrier of a slice's 256 threads (WgmmaBlock): the block's own where it is one slice, else named barrier 1 + slice
-// (bar.sync), so that two slices splitting k wait only for themselves and drift apart, one's MMAs running while the
-// other is at its barrier, copies and scales.
+// The barrier of a slice's 256 threads (WgmmaBlock): the block's own where it is one slice, else named barrier
+// 1 + slice (bar.sync), so that two slices splitting k wait only for themselves and drift apart, one's MMAs running
+// while the other is at its barrier, copies and scales.
 template <int Slices>
 __device__ __forceinline__ void sync_slice(int slice) {
   if constexpr (Slices == 1) {

@@ -217,6 +217,19 @@ void wait_until_changed(const uint64_t& generation, uint64_t value) {
   f.wait_on = nullptr;
 }
 
+// The current thread arrives at a barrier that releases at `count` arrivals (a warp's collective, __syncthreads, a
+// named barrier): the last to arrive goes on at once, the others once the barrier's generation has moved on.
+template <typename Count>
+void arrive(Count& arrived, Count count, uint64_t& generation) {
+  const uint64_t before = generation;
+  if (++arrived == count) {
+    arrived = 0;
+    ++generation;
+    return;
+  }
+  wait_until_changed(generation, before);
+}
+
 void run_copy(const Copy& c) {
   if (c.valid)
     std::memcpy(c.dst, c.src, 16);
@@ -346,13 +359,7 @@ void warp_barrier(const char* collective) {
     w.collective = collective;
   else if (w.collective != collective)
     fail("the lanes of a warp are at different collectives");
-  const uint64_t generation = w.generation;
-  if (++w.arrived == kWarp) {
-    w.arrived = 0;
-    ++w.generation;
-    return;
-  }
-  wait_until_changed(w.generation, generation);
+  arrive(w.arrived, kWarp, w.generation);
 }
 
 Slot& own_slot() { return g_block.warps[current().warp].slots[current().lane]; }
@@ -506,13 +513,7 @@ void launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::funct
 void sync_block() {
   Block& b = g_block;
   if (b.live != static_cast<int>(b.fibers.size())) fail("__syncthreads after part of the block exited");
-  const uint64_t generation = b.generation;
-  if (++b.arrived == b.live) {
-    b.arrived = 0;
-    ++b.generation;
-    return;
-  }
-  wait_until_changed(b.generation, generation);
+  arrive(b.arrived, b.live, b.generation);
 }
 
 void sync_named(unsigned id, unsigned count) {
@@ -525,13 +526,7 @@ void sync_named(unsigned id, unsigned count) {
     n.count = count;
   else if (n.count != count)
     fail("bar.sync: threads name different counts for one barrier");
-  const uint64_t generation = n.generation;
-  if (++n.arrived == n.count) {
-    n.arrived = 0;
-    ++n.generation;
-    return;
-  }
-  wait_until_changed(n.generation, generation);
+  arrive(n.arrived, n.count, n.generation);
 }
 
 void sync_warp() { warp_barrier("__syncwarp"); }

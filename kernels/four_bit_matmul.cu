@@ -378,7 +378,7 @@ const char* launch_matmul(const FourBitWeight& w, const MapParam& map, const voi
 // tiles of 64 (one 128-byte row of fp16 / bf16). A block is one slice, or two that split k between them
 // (WgmmaBlock): the tilings for shapes with few tiles of 128 x 128 (Llama's k/v projections forward at 2048 tokens:
 // 128 for 132 SMs). A slice's steps:
-//   wait for tile t + 1; __syncthreads; start copying tile t + Stages - 1 and loading tile t + 2's block statistics;
+//   wait for tile t + 1; the slice's barrier; start copying tile t + Stages - 1 and loading tile t + 2's statistics;
 //   issue the 4 wgmmas of tile t; dequantize tile t + 1 (scales from shared memory) while the tensor cores work;
 //   store tile t + 2's scales; wait for the wgmmas (t counting this slice's tiles).
 // Both operands are K-major with the 128-byte swizzle (the layout wgmma reads fastest): A (x or dy) arrives there by
@@ -414,10 +414,10 @@ struct WgmmaTiling {
 // A block of `Slices` slices, each two warpgroups (kThreads of WgmmaTiling) with tiles of its own in shared memory.
 // A block of one slice walks every k tile. Two slices split k: slice s takes k tiles s, s + 2, s + 4, ... (both take
 // as many, a tile past the end being zeros), each at a barrier of its own (sync_slice), and slice 1 hands its sums
-// to slice 0 through shared memory at the end. Split k gives
-// an SM 16 warps on one tile of C (twice the warps to overlap the dequantization, barriers and MMAs) without
-// halving the tile, which would double the A copies and the fixed work per product: for shapes with about one
-// tile of 128 x 128 per SM (Llama's k/v projections forward at 2048 tokens: 128 tiles for 132 SMs).
+// to slice 0 through shared memory at the end. Split k gives an SM 16 warps on one tile of C (twice the warps to
+// overlap the dequantization, barriers and MMAs) without halving the tile, which would double the A copies and the
+// fixed work per product: for shapes with about one tile of 128 x 128 per SM (Llama's k/v projections forward at
+// 2048 tokens: 128 tiles for 132 SMs).
 template <int TileN, int Slices>
 struct WgmmaBlock {
   static_assert(Slices == 1 || Slices == 2, "one slice, or two splitting k");

@@ -101,6 +101,12 @@ struct MatmulShape {
   int64_t m = 0, n = 0, k = 0;  // C (m, n) = A (m, k) . B (k, n)
 };
 
+// The product of m rows of A with the weight: forward x (m, cols) -> y (m, rows), backward dy (m, rows) -> dx
+// (m, cols).
+MatmulShape matmul_shape(const FourBitWeight& w, int64_t m, MatmulPass pass) {
+  return pass == MatmulPass::backward ? MatmulShape{m, w.cols, w.rows} : MatmulShape{m, w.rows, w.cols};
+}
+
 // A piece of the weight's k tiles that a thread walks: 16 values of one row (a dequantization piece) or 32 (a
 // 16-byte piece of the packed copy, which holds dequantization pieces 2q and 2q + 1, adjacent in the weight as a
 // row of a tile has an even number of them). Forward, a k tile of the weight is its rows n0 .. n0 + TileN - 1 x
@@ -577,7 +583,6 @@ struct WgmmaPieces {
   uint32_t a_offset[kA];
   int a_col[kA];
   bool a_row[kA];
-  int thread;             // this thread's index in its slice of the block
   uint32_t packed_first;  // its flat value index at k tile 0
   uint32_t packed_offset;
   int packed_k;       // how far into the k tile it lies: forward its first column, backward its row
@@ -589,7 +594,6 @@ __device__ __forceinline__ WgmmaPieces<T, TileN> wgmma_pieces(const FourBitWeigh
                                                               int64_t m0, int64_t n0, int tid) {
   using W = WgmmaTiling<TileN>;
   WgmmaPieces<T, TileN> p{};
-  p.thread = tid;
 #pragma unroll
   for (int i = 0; i < W::kAChunks; ++i) {
     const int q = tid + W::kThreads * i, r = q / 8, chunk = q % 8;
@@ -619,14 +623,15 @@ __device__ __forceinline__ WgmmaPieces<T, TileN> wgmma_pieces(const FourBitWeigh
 // a packed chunk is 32 values of one row, inside the weight's columns or past them whole).
 template <typename T, int TileN, bool backward>
 __device__ __forceinline__ void wgmma_copy_tile(const FourBitWeight& w, const WgmmaPieces<T, TileN>& p, const T* a,
-                                                MatmulShape shape, int kt, uint8_t* a_tile, uint8_t* packed_tile) {
+                                                MatmulShape shape, int kt, uint8_t* a_tile, uint8_t* packed_tile,
+                                                int thread) {
   constexpr int kTileK = WgmmaTiling<TileN>::kTileK;
 #pragma unroll
   for (int i = 0; i < WgmmaTiling<TileN>::kAChunks; ++i) {
     const bool exists = p.a_row[i] && kt * kTileK + p.a_col[i] < static_cast<int>(shape.k);
     copy16_async(a_tile + p.a_offset[i], exists ? p.a_first[i] + kt * kTileK : a, exists);
   }
-  if (p.thread >= WgmmaTiling<TileN>::kPackedChunks) return;
+  if (thread >= WgmmaTiling<TileN>::kPackedChunks) return;
   const bool exists = p.packed_fixed && kt * kTileK + p.packed_k < static_cast<int>(backward ? w.rows : w.cols);
   const uint32_t step = backward ? static_cast<uint32_t>(kTileK) * static_cast<uint32_t>(w.cols) : kTileK;
   copy16_async(packed_tile + p.packed_offset,
@@ -765,7 +770,7 @@ __global__ void __launch_bounds__(WgmmaBlock<TileN, Slices>::kThreads,
 #pragma unroll
   for (int s = 0; s < W::kStages - 1; ++s) {
     if (s < steps)
-      wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, k_tile(s), a_tile(s), packed_tile(s));
+      wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, k_tile(s), a_tile(s), packed_tile(s), thread);
     commit_copies();  // a group per step, empty past the end, so that the waits below count right
   }
   WgmmaScale scale = wgmma_load_scale<TileN, backward>(w, n0, k_tile(0), block_shift, thread);
@@ -792,7 +797,8 @@ __global__ void __launch_bounds__(WgmmaBlock<TileN, Slices>::kThreads,
     sync_slice<Slices>(slice);
     const int ahead = step + W::kStages - 1;
     if (ahead < steps)
-      wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, k_tile(ahead), a_tile(ahead), packed_tile(ahead));
+      wgmma_copy_tile<T, TileN, backward>(w, pieces, a, shape, k_tile(ahead), a_tile(ahead), packed_tile(ahead),
+                                          thread);
     commit_copies();
     const bool next = step + 1 < steps, after_next = step + 2 < steps;
     // Step + 2's scales: loaded now, stored after the dequantization below into the buffer that this step's used
@@ -939,8 +945,7 @@ const char* matmul_4bit_unfit(const FourBitWeight& w, const void* a, const void*
 }
 
 MatmulTile matmul_4bit_wgmma_tile(const FourBitWeight& w, int64_t m, MatmulPass pass) {
-  return choose_wgmma_tile(pass == MatmulPass::backward ? MatmulShape{m, w.cols, w.rows}
-                                                        : MatmulShape{m, w.rows, w.cols});
+  return choose_wgmma_tile(matmul_shape(w, m, pass));
 }
 
 bool matmul_4bit_wgmma_available() {
@@ -981,7 +986,7 @@ const char* matmul_4bit(const FourBitWeight& w, const DynamicMap* map, const voi
   const MapParam param = map_param_of(w, map);
   auto s = static_cast<cudaStream_t>(stream);
   const bool backward = pass == MatmulPass::backward;
-  const MatmulShape shape = backward ? MatmulShape{m, w.cols, w.rows} : MatmulShape{m, w.rows, w.cols};
+  const MatmulShape shape = matmul_shape(w, m, pass);
   if (dtype == DType::f16)
     return backward ? launch_tiled<__half, true>(tile, w, param, a, shape, c, s)
                     : launch_tiled<__half, false>(tile, w, param, a, shape, c, s);

@@ -315,7 +315,9 @@ TrainingParams parse_training_params(const json& document, const std::string& so
   return params;
 }
 
-TrainingParams load_training_params(const std::string& path) {
+TrainingParams load_training_params(const std::string& path) { return load_training_params(path, json::object()); }
+
+TrainingParams load_training_params(const std::string& path, const json& overrides) {
   std::string text;
   try {
     text = read_file(path);
@@ -350,6 +352,7 @@ TrainingParams load_training_params(const std::string& path) {
     throw config_error(path + ": not valid JSON (" + e.what() + ")");
   }
   if (!duplicate.empty()) throw config_error(path + ": key \"" + duplicate + "\" appears more than once; keep one");
+  if (document.is_object()) document.update(overrides);
   return parse_training_params(document, path);
 }
 

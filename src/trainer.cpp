@@ -68,22 +68,23 @@ int64_t predicted_tokens(const at::Tensor& labels) {
   return labels.slice(1, 1).ne(-100).sum().item<int64_t>();
 }
 
-// Mean loss per predicted token over every block of the validation split; a worker of a group evaluates
-// every W-th block and the sums are added across the group.
-double evaluate(TrainableModel& model, const TokenizedText& valid, int64_t block_size, int64_t batch_size,
-                ProcessGroup* group) {
+}  // namespace
+
+double evaluate(TrainableModel& model, const TokenizedText& text, int64_t block_size, int64_t batch_size,
+                ProcessGroup* group, const std::function<void(int64_t blocks, double loss_sum)>& on_batch) {
   at::NoGradGuard no_grad;
   model.set_training(false);
-  const int64_t blocks = valid.num_blocks(block_size);
+  const int64_t blocks = text.num_blocks(block_size);
   const int64_t stride = group ? group->size() : 1;
   std::vector<int64_t> order;
   for (int64_t i = group ? group->rank() : 0; i < blocks; i += stride) order.push_back(i);
   double loss_sum = 0;
   int64_t tokens = 0;
   for (int64_t m = 0; m < micro_batches_per_epoch(static_cast<int64_t>(order.size()), batch_size); ++m) {
-    at::Tensor ids = micro_batch(valid, order, m, batch_size, block_size);
+    at::Tensor ids = micro_batch(text, order, m, batch_size, block_size);
     loss_sum += model.loss_sum(ids, ids).item<double>();
     tokens += predicted_tokens(ids);
+    if (on_batch) on_batch(ids.size(0), loss_sum);
   }
   if (group) {
     at::Tensor sums = at::tensor({loss_sum, static_cast<double>(tokens)}, at::kDouble);
@@ -94,6 +95,8 @@ double evaluate(TrainableModel& model, const TokenizedText& valid, int64_t block
   model.set_training(true);
   return tokens ? loss_sum / static_cast<double>(tokens) : std::nan("");
 }
+
+namespace {
 
 // The rows of a run's micro-batch (W x batch_size blocks) that worker `rank` computes; may be empty when
 // the epoch's last micro-batch is short.

@@ -14,14 +14,14 @@ using testing::run_autotrain;
 TEST(Cli, HelpShowsEverySubcommand) {
   auto result = run_autotrain("--help");
   EXPECT_EQ(result.exit_code, 0);
-  for (const char* word : {"Usage", "train", "merge-adapter", "estimate-cost", "--log-level", "--version"})
+  for (const char* word : {"Usage", "train", "eval", "merge-adapter", "estimate-cost", "--log-level", "--version"})
     EXPECT_NE(result.output.find(word), std::string::npos) << word << "\n" << result.output;
 }
 
 TEST(Cli, EverySubcommandHasUsage) {
   const std::pair<const char*, const char*> expected[] = {
       {"train", "--config"},           {"merge-adapter", "--adapter"},  {"estimate-cost", "--gpu"},
-      {"generate", "--max-new-tokens"}, {"export-gguf", "--type"}};
+      {"generate", "--max-new-tokens"}, {"export-gguf", "--type"},    {"eval", "--no-adapter"}};
   for (const auto& [command, option] : expected) {
     auto result = run_autotrain(std::string(command) + " --help");
     EXPECT_EQ(result.exit_code, 0) << command;

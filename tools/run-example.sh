@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's main-job command: installs what is missing, builds, writes the demo model, then trains a
-# LoRA adapter on the bundled example data (configs/example) and generates text with it.
+# LoRA adapter on the bundled example data (configs/example), scores the data with and without it, and generates
+# text with it.
 #
 # The demo model is the random-initialised tiny Llama that tools/make_fixtures.py writes (no pretrained
 # model ships in a Debian or PyPI package we can use offline), so the loss falls from ~6.9 (uniform over
@@ -13,6 +14,9 @@ tools/build.sh
 build/autotrain train --config configs/example/training_params.json --no-resume
 echo
 echo "== metrics: example-run/metrics.jsonl, loss curve: example-run/loss_curve.svg"
+echo "== loss on the training split (the example has no validation split), with the adapter, then the base alone:"
+build/autotrain eval --config configs/example/training_params.json --split train
+build/autotrain eval --config configs/example/training_params.json --split train --no-adapter
 echo "== greedy continuation with the adapter:"
 build/autotrain generate --model build/fixtures/models/llama --adapter example-run \
   --prompt "Question: Where does the red fox go in the morning? Answer:" --max-new-tokens 24

@@ -85,6 +85,9 @@ std::vector<std::string> resolve_target_modules(const TrainingParams& params);
 // out-of-range value, or a value we do not support yet.
 TrainingParams parse_training_params(const nlohmann::json& document, const std::string& source);
 TrainingParams load_training_params(const std::string& path);
+// The same with `overrides` (a JSON object: keys of training_params.json, e.g. from a command line) in place of the
+// file's values; an error in one of them names the file too.
+TrainingParams load_training_params(const std::string& path, const nlohmann::json& overrides);
 
 // Every key with its effective value; the token is never written.
 nlohmann::json to_json(const TrainingParams& params);

@@ -81,6 +81,15 @@ int64_t automatic_logging_steps(int64_t blocks, int64_t batch_size);
 // The block order of an epoch: torch.randperm(blocks) from a CPU generator seeded seed + epoch.
 std::vector<int64_t> epoch_block_order(int64_t blocks, int64_t seed, int64_t epoch);
 
+// Mean loss per predicted token over every whole block of `text` (block_size - 1 per block: the remainder past
+// the last block is dropped, as training drops it), in micro-batches of batch_size, the model in eval mode (no
+// dropout) and then back in training mode. A worker of a group evaluates every W-th block and the sums are added
+// across the group. `on_batch` (optional) hears each micro-batch's blocks and the summed loss so far. The loop's
+// eval_loss, and `autotrain eval`.
+double evaluate(TrainableModel& model, const TokenizedText& text, int64_t block_size, int64_t batch_size,
+                ProcessGroup* group = nullptr,
+                const std::function<void(int64_t blocks, double loss_sum)>& on_batch = {});
+
 // Runs the loop; writes project_name/{adapter files, metrics.jsonl, loss_curve.svg, checkpoint-N/}.
 // SIGINT / SIGTERM end it after the current step with a checkpoint, and it throws Error saying how to resume.
 TrainingSummary train(TrainableModel& model, const TrainingData& data, const TrainerOptions& options);

@@ -17,6 +17,7 @@ Command add_merge_adapter_command(CLI::App& parent);
 Command add_estimate_cost_command(CLI::App& parent);
 Command add_generate_command(CLI::App& parent);
 Command add_export_gguf_command(CLI::App& parent);
+Command add_eval_command(CLI::App& parent);
 
 // Prints the version, libtorch's version and what CUDA support this build and machine have.
 void print_version();

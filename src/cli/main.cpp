@@ -33,6 +33,7 @@ int run(int argc, char** argv) {
       autotrain::cli::add_estimate_cost_command(app),
       autotrain::cli::add_generate_command(app),
       autotrain::cli::add_export_gguf_command(app),
+      autotrain::cli::add_eval_command(app),
   };
   app.require_subcommand(0, 1);
   app.footer(
@@ -41,6 +42,7 @@ int run(int argc, char** argv) {
       "  autotrain estimate-cost --config training_params.json --gpu L4\n"
       "  autotrain merge-adapter --base MODEL_DIR --adapter project-name --out merged-model\n"
       "  autotrain generate --model MODEL_DIR --adapter project-name --prompt \"Hello\"\n"
+      "  autotrain eval --config training_params.json   (valid_split's loss with project_name's adapter)\n"
       "  autotrain export-gguf --model merged-model --out model.gguf --type q8_0\n"
       "Run 'autotrain SUBCOMMAND --help' for the options of each.\n"
       "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
@@ -68,7 +70,7 @@ int run(int argc, char** argv) {
       return autotrain::kExitOk;
     }
   }
-  std::cerr << app.help() << "error: name a subcommand (train, generate, merge-adapter, export-gguf, estimate-cost)\n";
+  std::cerr << app.help() << "error: name a subcommand (train, eval, generate, merge-adapter, export-gguf, estimate-cost)\n";
   return autotrain::kExitUsage;
 }
 

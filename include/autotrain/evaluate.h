@@ -1,0 +1,38 @@
+// `autotrain eval`: the loss and perplexity of a model, with or without a LoRA adapter, on a split of a dataset,
+// tokenized and packed as `train` does (training_params.json's data keys), scored as the training loop scores its
+// validation split (the same numbers as its eval_loss).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "autotrain/config.h"
+
+namespace autotrain {
+
+struct EvaluateOptions {
+  std::string split;        // the split of data_path to score; empty: params.valid_split
+  std::string adapter_dir;  // a PEFT LoRA adapter folder; empty: the base model alone
+  int64_t batch_size = 0;   // blocks per forward; 0: params.batch_size
+  std::string device = "auto";
+  std::string cache_dir;  // token caches; empty: default_cache_dir()
+};
+
+struct EvaluationResult {
+  std::string model, adapter_dir, data_file;  // adapter_dir empty: the base alone
+  int64_t block_size = 0, blocks = 0;
+  int64_t tokens = 0;            // of the split, the dropped remainder included
+  int64_t predicted_tokens = 0;  // blocks x (block_size - 1): the tokens the loss is the mean over
+  double loss = 0, perplexity = 0, seconds = 0;
+};
+
+// Scores params.model (its dtype from mixed_precision, its base quantized as `quantization` says, as `train`
+// loads it; the adapter's own r, alpha and target modules) on the split. Throws Error naming the file or key
+// when there is no split to score, the split has fewer tokens than a block, or the adapter does not fit the model.
+EvaluationResult run_evaluation(const TrainingParams& params, const EvaluateOptions& options);
+
+nlohmann::json to_json(const EvaluationResult& result);
+
+}  // namespace autotrain

@@ -1,0 +1,106 @@
+// autotrain eval --config training_params.json [--adapter DIR | --no-adapter] [--split NAME] [--json]
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/config.h"
+#include "autotrain/error.h"
+#include "autotrain/evaluate.h"
+#include "autotrain/logging.h"
+#include "commands.h"
+
+namespace autotrain::cli {
+
+namespace {
+struct EvalCommandOptions {
+  std::string config_path, model_dir, data_path, text_column, quantization, mixed_precision;
+  int64_t block_size = -1;
+  CLI::Option* block_size_option = nullptr;  // given or not
+  bool no_adapter = false, json = false;
+  EvaluateOptions evaluate;
+};
+
+// The run's training parameters: the config's (or AutoTrain's defaults with peft on), the options given in place
+// of its keys.
+TrainingParams eval_params(const EvalCommandOptions& o) {
+  nlohmann::json overrides = nlohmann::json::object();
+  if (!o.model_dir.empty()) overrides["model"] = o.model_dir;
+  if (!o.data_path.empty()) overrides["data_path"] = o.data_path;
+  if (!o.text_column.empty()) overrides["text_column"] = o.text_column;
+  if (o.block_size_option->count() > 0) overrides["block_size"] = o.block_size;
+  if (!o.quantization.empty()) overrides["quantization"] = o.quantization;
+  if (!o.mixed_precision.empty()) overrides["mixed_precision"] = o.mixed_precision;
+  if (o.config_path.empty() && o.model_dir.empty())
+    throw config_error("eval: give --config training_params.json, or --model DIR with --data and --split");
+  // The options alone first, so that a bad value is said to come from the command line.
+  overrides["peft"] = true;  // the key `train` requires; eval trains nothing
+  const TrainingParams given = parse_training_params(overrides, "the command line");
+  return o.config_path.empty() ? given : load_training_params(o.config_path, overrides);
+}
+}  // namespace
+
+Command add_eval_command(CLI::App& parent) {
+  auto o = std::make_shared<EvalCommandOptions>();
+  CLI::App* app = parent.add_subcommand(
+      "eval", "Loss and perplexity of a model, with or without a LoRA adapter, on a split of a dataset");
+  app->add_option("-c,--config", o->config_path,
+                  "The training_params.json of a run: its model, data_path, valid_split, text_column, block_size, "
+                  "add_eos_token, quantization, mixed_precision and batch_size, and project_name's adapter")
+      ->check(CLI::ExistingFile);
+  app->add_option("-m,--model", o->model_dir, "Hugging Face model folder (in place of the config's model)")
+      ->check(CLI::ExistingDirectory);
+  app->add_option("-a,--adapter", o->evaluate.adapter_dir,
+                  "PEFT adapter folder (default with --config: project_name, when it holds an adapter)")
+      ->check(CLI::ExistingDirectory);
+  app->add_flag("--no-adapter", o->no_adapter, "Score the base model alone");
+  app->add_option("-d,--data", o->data_path, "A data file, or a folder of <split>.jsonl|json|csv|txt (data_path)");
+  app->add_option("-s,--split", o->evaluate.split, "The split to score (default: the config's valid_split)");
+  app->add_option("--text-column", o->text_column, "The column of texts (text_column; default text)");
+  o->block_size_option =
+      app->add_option("--block-size", o->block_size, "Tokens per block (block_size; -1: min(model_max_length, 1024))");
+  app->add_option("--quantization", o->quantization, "The base's 7 projections: int4 (NF4), int8 or none")
+      ->check(CLI::IsMember({"int4", "int8", "none"}));
+  app->add_option("--mixed-precision", o->mixed_precision, "Compute dtype: fp16, bf16 or none (fp32)")
+      ->check(CLI::IsMember({"fp16", "bf16", "none"}));
+  app->add_option("-b,--batch-size", o->evaluate.batch_size, "Blocks per forward (default: batch_size)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--device", o->evaluate.device, "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app->add_option("--cache-dir", o->evaluate.cache_dir,
+                  "Where tokenized datasets are cached (default $AUTOTRAIN_CACHE_DIR or ~/.cache/autotrain)");
+  app->add_flag("--json", o->json, "Print the result as one JSON object instead of a line of text");
+  app->footer("Examples:\n"
+              "  autotrain eval --config training_params.json     (valid_split, with project_name's adapter)\n"
+              "  autotrain eval --config training_params.json --no-adapter   (the base, for comparison)\n"
+              "  autotrain eval --model MODEL_DIR --adapter ADAPTER_DIR --data data --split test --json\n"
+              "The loss is the mean over every predicted token of the split's whole blocks (the texts tokenized with\n"
+              "eos and packed as train does), as the training loop's eval_loss; perplexity is exp(loss).");
+  auto run = [o] {
+    if (o->no_adapter && !o->evaluate.adapter_dir.empty())
+      throw config_error("eval: --adapter and --no-adapter together; give one");
+    const TrainingParams params = eval_params(*o);
+    EvaluateOptions options = o->evaluate;
+    if (options.adapter_dir.empty() && !o->no_adapter && !o->config_path.empty()) {
+      if (std::filesystem::exists(params.project_name + "/adapter_config.json")) {
+        options.adapter_dir = params.project_name;
+      } else {
+        log::info("no adapter in " + params.project_name + "/ (the config's project_name): scoring the base alone");
+      }
+    }
+    const EvaluationResult result = run_evaluation(params, options);
+    if (o->json) {
+      std::printf("%s\n", to_json(result).dump().c_str());
+      return;
+    }
+    std::printf("eval loss %.6f, perplexity %.4f: %lld blocks of %lld tokens of %s, %s (%.1f s)\n", result.loss,
+                result.perplexity, static_cast<long long>(result.blocks), static_cast<long long>(result.block_size),
+                result.data_file.c_str(),
+                result.adapter_dir.empty() ? "the base alone" : ("adapter " + result.adapter_dir).c_str(),
+                result.seconds);
+  };
+  return {app, run};
+}
+
+}  // namespace autotrain::cli

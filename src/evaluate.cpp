@@ -1,0 +1,95 @@
+#include "autotrain/evaluate.h"
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/adapter.h"
+#include "autotrain/data.h"
+#include "autotrain/device.h"
+#include "autotrain/error.h"
+#include "autotrain/finetune.h"
+#include "autotrain/logging.h"
+#include "autotrain/model.h"
+#include "autotrain/progress.h"
+#include "autotrain/token_cache.h"
+#include "autotrain/tokenizer.h"
+#include "autotrain/trainer.h"
+
+namespace autotrain {
+
+EvaluationResult run_evaluation(const TrainingParams& params, const EvaluateOptions& options) {
+  const std::string split = !options.split.empty() ? options.split : params.valid_split.value_or("");
+  if (split.empty())
+    throw config_error("eval: no split to score: give --split (e.g. --split train), or valid_split in the config");
+  EvaluationResult result;
+  result.model = params.model;
+  result.adapter_dir = options.adapter_dir;
+  result.data_file = resolve_split_file(params.data_path, split);
+  result.block_size = effective_block_size(params);
+  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : params.batch_size;
+
+  // The adapter's settings first: a folder that is not one is said before the model is loaded.
+  std::optional<AdapterConfig> adapter;
+  if (!options.adapter_dir.empty()) adapter = load_adapter_config(options.adapter_dir);
+  const at::Device device = select_device(options.device);
+  log::info("device: " + describe_device(device));
+  auto tokenizer = Tokenizer::load(params.model);
+  const TokenizedText text =
+      tokenize_split(params, *tokenizer, split, options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
+  result.tokens = text.size();
+  result.blocks = text.num_blocks(result.block_size);
+  if (result.blocks == 0) {
+    throw Error(result.data_file + ": " + std::to_string(text.size()) + " tokens, fewer than one block of block_size " +
+                std::to_string(result.block_size) + "; lower block_size or score a larger split");
+  }
+  result.predicted_tokens = result.blocks * (result.block_size - 1);
+
+  ModelOptions model_options = finetune_model_options(params);
+  model_options.device = device;
+  model_options.gradient_checkpointing = false;  // no backward
+  model_options.lora_target_modules.clear();
+  if (adapter) {
+    model_options.lora_target_modules = adapter->target_modules;
+    model_options.lora = adapter->lora;
+  }
+  log::info("loading " + params.model + (adapter ? " with the adapter in " + options.adapter_dir : ""));
+  CausalLM model(params.model, model_options);
+  if (adapter) load_adapter_weights(options.adapter_dir, model.lora_parameters());
+  TrainableModel scorer = trainable_model(model, adapter.value_or(AdapterConfig{}));
+
+  log::info(log::cat("scoring ", result.blocks, " blocks of ", result.block_size, " tokens of ", result.data_file,
+                     " (", result.tokens - result.blocks * result.block_size, " tokens past the last block dropped)"));
+  ProgressBar progress("eval", result.blocks * result.block_size, "tok");
+  int64_t scored_blocks = 0;
+  const auto start = std::chrono::steady_clock::now();
+  result.loss = evaluate(scorer, text, result.block_size, batch_size, nullptr, [&](int64_t blocks, double loss_sum) {
+    scored_blocks += blocks;
+    std::string status = log::cat("loss ", loss_sum / static_cast<double>(scored_blocks * (result.block_size - 1)));
+    if (device.is_cuda())
+      status += " | gpu " + format_count(static_cast<double>(gpu_memory_in_use_bytes(device))) + "B";
+    progress.set_status(status);
+    progress.advance(blocks * result.block_size);
+  });
+  progress.finish();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.perplexity = std::exp(result.loss);
+  return result;
+}
+
+nlohmann::json to_json(const EvaluationResult& r) {
+  return {{"model", r.model},
+          {"adapter", r.adapter_dir.empty() ? nlohmann::json() : nlohmann::json(r.adapter_dir)},
+          {"data_file", r.data_file},
+          {"block_size", r.block_size},
+          {"blocks", r.blocks},
+          {"tokens", r.tokens},
+          {"predicted_tokens", r.predicted_tokens},
+          {"loss", r.loss},
+          {"perplexity", r.perplexity},
+          {"seconds", r.seconds}};
+}
+
+}  // namespace autotrain

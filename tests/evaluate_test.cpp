@@ -154,6 +154,23 @@ TEST(Evaluate, SaysWhatIsMissingOrWrong) {
   EXPECT_NE(no_adapter.find("adapter_config.json"), std::string::npos) << no_adapter;
 }
 
+// On a GPU (skipped without one; gpu-check's training stage runs it with GPU_CHECK_TRAINING_FILTER naming
+// EvaluateCuda.*): the same oracle losses, fp32 and NF4, with the adapter. Bound 1e-4, five times the CPU's: cuBLAS
+// and the CUDA kernels sum in other orders (libtorch leaves TF32 off for fp32 matmuls), and the NF4 base is
+// quantized on the GPU to the CPU's bytes.
+TEST(EvaluateCuda, LossEqualsTheOracles) {
+  REQUIRE_CUDA_DEVICE();
+  testing::TempDir cache;
+  EvaluateOptions options;
+  options.cache_dir = cache.path().string();
+  options.device = "cuda";
+  options.adapter_dir = kOracle + "/adapter";
+  for (const std::string quantization : {"none", "int4"}) {
+    const double loss = run_evaluation(eval_params(quantization), options).loss;
+    EXPECT_NEAR(loss, expected_loss(quantization, "adapter"), 5 * kLossTolerance) << quantization;
+  }
+}
+
 // The binary: the config's project_name adapter by default, --no-adapter, --model without a config, the text line.
 TEST(EvaluateCli, ScoresTheConfigsAdapterOrTheBase) {
   testing::TempDir dir;

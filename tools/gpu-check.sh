@@ -5,9 +5,10 @@
 # the stages GPU_CHECK_STAGES names, in its order:
 #   kernels: the kernel tests against the CPU reference; bench: tools/bench_gpu (its experiments beside the
 #   defaults first: tools/bench_gpu_summary.py), and bitsandbytes' dequantization on the same shapes; training:
-#   the GPU training and generation tests (CPU vs CUDA); memcheck: compute-sanitizer memcheck of the kernel tests;
-#   e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped / 8B-shaped Llama (e2e runs the
-#   1B one instead when the 8B model is missing or time is short, and e2e1b did not run); ncu: Nsight Compute on
+#   the GPU training, generation and eval tests (CPU vs CUDA, or against the oracles); memcheck: compute-sanitizer
+#   memcheck of the kernel tests; e2e1b / e2e: end-to-end QLoRA against PEFT + bitsandbytes on the 1B-shaped /
+#   8B-shaped Llama (e2e runs the 1B one instead when the 8B model is missing or time is short, and e2e1b did not
+#   run); ncu: Nsight Compute on
 #   the tensor-core GEMV at its defaults for gate/up (one row of x, bf16, depth 2, blocks of 8 warps;
 #   GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
 #   $OUT/ncu-gemv.txt; generate: tools/bench_generate.sh, ours against transformers + bitsandbytes, greedy on an
@@ -124,7 +125,7 @@ training() {
   stage "GPU training and generation tests"
   if [[ -d "$BUILD/fixtures/models" ]]; then
     timeout "$(at_most 150)" "$BUILD/tests/autotrain_tests" \
-      --gtest_filter="${GPU_CHECK_TRAINING_FILTER:-CudaFrozenLinear.*:CudaTraining.*:*CudaTrainingMatchesCpu*:CudaGenerate.*}" \
+      --gtest_filter="${GPU_CHECK_TRAINING_FILTER:-CudaFrozenLinear.*:CudaTraining.*:*CudaTrainingMatchesCpu*:CudaGenerate.*:EvaluateCuda.*}" \
       > "$OUT/training-tests.log" 2>&1
   else
     (cd "$BUILD" && timeout "$(at_most 250)" ctest -R 'Cuda|GpuTraining|Device' --output-on-failure) > "$OUT/training-tests.log" 2>&1

@@ -65,11 +65,8 @@ Command add_eval_command(CLI::App& parent) {
       ->check(CLI::IsMember({"fp16", "bf16", "none"}));
   app->add_option("-b,--batch-size", o->evaluate.batch_size, "Blocks per forward (default: batch_size)")
       ->check(CLI::PositiveNumber);
-  app->add_option("--device", o->evaluate.device, "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app->add_option("--cache-dir", o->evaluate.cache_dir,
-                  "Where tokenized datasets are cached (default $AUTOTRAIN_CACHE_DIR or ~/.cache/autotrain)");
+  add_device_option(*app, o->evaluate.device);
+  add_cache_dir_option(*app, o->evaluate.cache_dir);
   app->add_flag("--json", o->json, "Print the result as one JSON object instead of a line of text");
   app->footer("Examples:\n"
               "  autotrain eval --config training_params.json     (valid_split, with project_name's adapter)\n"

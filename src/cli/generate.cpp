@@ -52,9 +52,7 @@ Command add_generate_command(CLI::App& parent) {
                   "fp16 before Ampere)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16"}));
-  app->add_option("--device", o->device, "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  add_device_option(*app, o->device);
   app->add_option("--quantization", o->quantization,
                   "The 7 projections' base weights as training's quantization key has them: int4 (NF4, the base "
                   "a QLoRA adapter was trained on), int8 or none")

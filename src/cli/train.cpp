@@ -61,8 +61,7 @@ Command add_train_command(CLI::App& parent) {
   app->add_option("--stop-after-steps", options->finetune.stop_after_steps,
                   "Stop with a checkpoint after N optimizer steps in this run (resume later)")
       ->check(CLI::NonNegativeNumber);
-  app->add_option("--cache-dir", options->finetune.cache_dir,
-                  "Where tokenized datasets are cached (default $AUTOTRAIN_CACHE_DIR or ~/.cache/autotrain)");
+  add_cache_dir_option(*app, options->finetune.cache_dir);
   app->add_option("--nproc-per-node", options->launch.nproc_per_node,
                   "Data-parallel workers to start on this machine (torchrun's option; gloo on CPU)")
       ->check(CLI::PositiveNumber);
@@ -75,10 +74,7 @@ Command add_train_command(CLI::App& parent) {
   app->add_option("--master-port", options->launch.master_port,
                   "Rendezvous port on the node-rank-0 machine (default: a free port on one machine, 29500 on several)")
       ->check(CLI::Range(1, 65535));
-  app->add_option("--device", options->finetune.device,
-                  "auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  add_device_option(*app, options->finetune.device);
   app->add_option("--ddp-timeout", options->finetune.ddp_timeout_seconds,
                   "Seconds a worker waits for the others (rendezvous, gradient sums) before it gives up")
       ->capture_default_str()

@@ -210,9 +210,14 @@ void validate(TrainingParams& p, const std::string& source) {
   check.range(p.model_max_length >= 1, "model_max_length", p.model_max_length, "an integer >= 1");
   check.choice("padding", p.padding, {"right", "left"}, {}, /*null_ok=*/true);
   if (p.chat_template && *p.chat_template == "none") p.chat_template.reset();
-  check.choice("chat_template", p.chat_template, {"none"}, {"zephyr", "chatml", "tokenizer"}, /*null_ok=*/true);
+  // AutoTrain's chatml / zephyr add new special tokens to the tokenizer and grow the model's embeddings for them
+  // (rows that LoRA never trains); "tokenizer" uses the model's own template and vocabulary.
+  check.unsupported_if(p.chat_template && (*p.chat_template == "chatml" || *p.chat_template == "zephyr"),
+                       "chat_template", p.chat_template ? json(*p.chat_template) : json(),
+                       "use \"tokenizer\" (the model's own chat template; a tokenizer without one gets ChatML) or none");
+  check.choice("chat_template", p.chat_template, {"none", "tokenizer"}, {}, /*null_ok=*/true);
 
-  check.choice("trainer", p.trainer, {"default"}, {"sft", "reward", "dpo", "orpo", "generic"});
+  check.choice("trainer", p.trainer, {"default", "sft"}, {"reward", "dpo", "orpo", "generic"});
   check.choice("log", p.log, {"none"}, {"wandb", "tensorboard"});
   check.range(p.logging_steps == -1 || p.logging_steps >= 1, "logging_steps", p.logging_steps,
               "-1 (automatic) or an integer >= 1");

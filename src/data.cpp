@@ -6,12 +6,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autotrain/chat_template.h"
 #include "autotrain/error.h"
 #include "autotrain/text_util.h"
 
 namespace autotrain {
 namespace fs = std::filesystem;
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // a conversation's messages keep their keys' order, as in Python
 
 namespace {
 
@@ -30,7 +31,29 @@ std::string where(const std::string& path, int64_t line) { return path + ":" + s
               " MiB; each text is tokenized whole, so split it into records (lines) of at most that size");
 }
 
-std::string text_of(const json& record, const std::string& column, const std::string& path, int64_t line) {
+// A cell's text: the string itself, or with `chat` the conversation it holds rendered by the template.
+std::string text_of_cell(const json& cell, const std::string& column, const ChatTemplate* chat,
+                         const std::string& path, int64_t line) {
+  std::string text;
+  if (chat) {
+    const json messages = conversation_of(cell, where(path, line) + ": column \"" + column + "\"");
+    try {
+      text = chat->apply(messages);
+    } catch (const Error& e) {
+      throw Error(where(path, line) + ": " + e.what());
+    }
+  } else if (cell.is_string()) {
+    text = cell.get<std::string>();
+  } else {
+    throw Error(where(path, line) + ": column \"" + column + "\" is " + cell.dump().substr(0, 40) +
+                ", not a string" + (cell.is_array() ? " (a conversation? set \"chat_template\": \"tokenizer\")" : ""));
+  }
+  if (text.size() > kMaxRecordBytes) refuse_long_record(path, line);
+  return text;
+}
+
+std::string text_of(const json& record, const std::string& column, const ChatTemplate* chat, const std::string& path,
+                    int64_t line) {
   if (!record.is_object()) throw Error(where(path, line) + ": expected a JSON object per record");
   auto it = record.find(column);
   if (it == record.end()) {
@@ -39,10 +62,7 @@ std::string text_of(const json& record, const std::string& column, const std::st
     throw Error(where(path, line) + ": no column \"" + column + "\" (columns found: " + join(columns, ", ") +
                 "); set \"text_column\" in training_params.json");
   }
-  if (!it->is_string())
-    throw Error(where(path, line) + ": column \"" + column + "\" is " + it->dump().substr(0, 40) + ", not a string");
-  if (it->get_ref<const std::string&>().size() > kMaxRecordBytes) refuse_long_record(path, line);
-  return it->get<std::string>();
+  return text_of_cell(*it, column, chat, path, line);
 }
 
 // std::getline that throws once a line passes kMaxRecordBytes, so a file without newlines is refused
@@ -68,7 +88,7 @@ void check_utf8(const std::string& text, const std::string& path, int64_t line) 
     throw Error(where(path, line) + ": not valid UTF-8; re-encode the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)");
 }
 
-int64_t read_jsonl(std::istream& in, const std::string& path, const std::string& column,
+int64_t read_jsonl(std::istream& in, const std::string& path, const std::string& column, const ChatTemplate* chat,
                    const std::function<void(const std::string&)>& visit) {
   std::string line;
   int64_t number = 0, count = 0;
@@ -81,14 +101,14 @@ int64_t read_jsonl(std::istream& in, const std::string& path, const std::string&
     } catch (const json::exception&) {  // parse errors and numbers out of range alike
       throw Error(where(path, number) + ": not valid JSON; each line of a .jsonl file must be one JSON object");
     }
-    visit(text_of(record, column, path, number));
+    visit(text_of(record, column, chat, path, number));
     ++count;
   }
   return count;
 }
 
 int64_t read_json_array(std::istream& in, const std::string& path, const std::string& column,
-                        const std::function<void(const std::string&)>& visit) {
+                        const ChatTemplate* chat, const std::function<void(const std::string&)>& visit) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   check_utf8(text, path, 1);
   json document;
@@ -101,7 +121,7 @@ int64_t read_json_array(std::istream& in, const std::string& path, const std::st
   }
   if (!document.is_array()) throw Error(path + ": expected a JSON array of records (or use .jsonl)");
   int64_t count = 0;
-  for (const auto& record : document) visit(text_of(record, column, path, ++count));
+  for (const auto& record : document) visit(text_of(record, column, chat, path, ++count));
   return count;
 }
 
@@ -154,7 +174,7 @@ bool read_csv_record(std::istream& in, std::vector<std::string>& fields, int64_t
   return true;
 }
 
-int64_t read_csv(std::istream& in, const std::string& path, const std::string& column,
+int64_t read_csv(std::istream& in, const std::string& path, const std::string& column, const ChatTemplate* chat,
                  const std::function<void(const std::string&)>& visit) {
   std::vector<std::string> header, fields;
   int64_t line = 0, count = 0;
@@ -174,20 +194,21 @@ int64_t read_csv(std::istream& in, const std::string& path, const std::string& c
       throw Error(where(path, record_line) + ": " + std::to_string(fields.size()) + " fields, the header has " +
                   std::to_string(header.size()) + "; quote fields that contain commas");
     check_utf8(fields[index], path, record_line);
-    visit(fields[index]);
+    visit(chat ? text_of_cell(json(fields[index]), column, chat, path, record_line) : fields[index]);
     ++count;
   }
   return count;
 }
 
-int64_t read_txt(std::istream& in, const std::string& path, const std::function<void(const std::string&)>& visit) {
+int64_t read_txt(std::istream& in, const std::string& path, const ChatTemplate* chat,
+                 const std::function<void(const std::string&)>& visit) {
   std::string line;
   int64_t number = 0, count = 0;
   while (read_line(in, line, path, ++number)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     check_utf8(line, path, number);
-    visit(line);
+    visit(chat ? text_of_cell(json(line), "text", chat, path, number) : line);
     ++count;
   }
   return count;
@@ -210,15 +231,15 @@ std::string resolve_split_file(const std::string& data_path, const std::string& 
 }
 
 int64_t for_each_text(const std::string& path, const std::string& text_column,
-                      const std::function<void(const std::string&)>& visit) {
+                      const std::function<void(const std::string&)>& visit, const ChatTemplate* chat) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the dataset");
   const std::string ext = extension_of(path);
   int64_t count = 0;
-  if (ext == ".jsonl") count = read_jsonl(in, path, text_column, visit);
-  else if (ext == ".json") count = read_json_array(in, path, text_column, visit);
-  else if (ext == ".csv") count = read_csv(in, path, text_column, visit);
-  else if (ext == ".txt") count = read_txt(in, path, visit);
+  if (ext == ".jsonl") count = read_jsonl(in, path, text_column, chat, visit);
+  else if (ext == ".json") count = read_json_array(in, path, text_column, chat, visit);
+  else if (ext == ".csv") count = read_csv(in, path, text_column, chat, visit);
+  else if (ext == ".txt") count = read_txt(in, path, chat, visit);
   else throw Error(path + ": unknown dataset format \"" + ext + "\"; use .jsonl, .json, .csv or .txt");
   if (in.bad()) throw Error(path + ": read failed");
   if (count == 0) throw Error(path + ": the dataset has no texts; add records with a \"" + text_column + "\" column");

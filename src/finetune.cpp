@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autotrain/adapter.h"
+#include "autotrain/chat_template.h"
 #include "autotrain/checkpoint.h"
 #include "autotrain/data.h"
 #include "autotrain/device.h"
@@ -74,14 +75,24 @@ std::vector<std::string> tokenizer_files(const std::string& model_dir) {
   return files;
 }
 
-// The ids AutoTrain's default trainer feeds the model for one text: eos appended as a string when
-// add_eos_token, then tokenizer(text) with its default add_special_tokens=True (bos for Llama).
+// The ids AutoTrain feeds the model for one text. Default trainer: eos appended as a string when
+// add_eos_token, then tokenizer(text) with its default add_special_tokens=True (bos for Llama). SFT trainer
+// (TRL's packing, ConstantLengthDataset): tokenizer(text) with special tokens, then the eos id appended whatever
+// add_eos_token says.
 TextEncoder autotrain_encoder(const Tokenizer& tokenizer, const TrainingParams& params) {
-  std::string eos_text;
-  if (params.add_eos_token) {
-    if (!tokenizer.eos_id()) throw Error(params.model + ": the tokenizer has no eos token; set add_eos_token to false");
-    eos_text = tokenizer.decode({*tokenizer.eos_id()});
+  const bool sft = params.trainer == "sft";
+  if ((params.add_eos_token || sft) && !tokenizer.eos_id())
+    throw Error(params.model + ": the tokenizer has no eos token; " +
+                (sft ? "the sft trainer appends it to every text: use trainer default" : "set add_eos_token to false"));
+  if (sft) {
+    const int64_t eos = *tokenizer.eos_id();
+    return [&tokenizer, eos](const std::string& text) {
+      std::vector<int64_t> ids = tokenizer.encode(text, true);
+      ids.push_back(eos);
+      return ids;
+    };
   }
+  const std::string eos_text = params.add_eos_token ? tokenizer.decode({*tokenizer.eos_id()}) : "";
   return [&tokenizer, eos_text](const std::string& text) { return tokenizer.encode(text + eos_text, true); };
 }
 
@@ -92,8 +103,15 @@ TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& toke
   const std::string data_file = resolve_split_file(params.data_path, split);
   std::vector<std::string> inputs = {data_file};
   for (const auto& f : tokenizer_files(params.model)) inputs.push_back(f);
-  const std::string settings = "autotrain-tokens-v1|" + params.text_column + "|" + (params.add_eos_token ? "eos" : "");
-  TokenCacheRequest request{data_file, params.text_column, cache_dir + "/tokens", fingerprint(inputs, settings)};
+  std::optional<ChatTemplate> chat;
+  if (params.chat_template == "tokenizer") {
+    chat = ChatTemplate::load(params.model);
+    if (chat->is_fallback()) log::info(params.model + " has no chat template: conversations are written as ChatML, as AutoTrain does");
+  }
+  const std::string settings = "autotrain-tokens-v2|" + params.text_column + "|" + (params.add_eos_token ? "eos" : "") +
+                               "|" + params.trainer + "|" + (chat ? chat->source() : "");
+  TokenCacheRequest request{data_file, params.text_column, cache_dir + "/tokens", fingerprint(inputs, settings),
+                            chat ? &*chat : nullptr};
   return TokenizedText::open(ensure_token_cache(request, autotrain_encoder(tokenizer, params)));
 }
 

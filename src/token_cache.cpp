@@ -110,7 +110,7 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
     count += ids32.size();
     progress.advance(static_cast<int64_t>(text.size()) + 1);
     progress.set_status(format_count(static_cast<double>(count)) + " tokens");
-  });
+  }, request.chat_template);
   progress.finish();
   if (texts == 0 || count == 0) {
     throw Error(request.data_file + ": the dataset has no texts in column \"" + request.text_column +

@@ -1,6 +1,8 @@
 // The CLI: usage for every subcommand, exit codes 0 / 1 / 2.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include "autotrain/fileio.h"
@@ -114,6 +116,46 @@ TEST(Cli, ProfileWritesATraceAndASummaryOfTheChosenSteps) {
             std::string::npos)
       << nowhere.output;
   EXPECT_EQ(nowhere.output.find("checkpoint"), std::string::npos) << "no step may have run: " << nowhere.output;
+}
+
+// A chat dataset end to end: the llama fixture with Llama 2's chat template, AutoTrain's sft trainer on a
+// "messages" column, then eval on it and generate --chat with the adapter.
+TEST(Cli, TrainsOnConversationsThroughTheModelsChatTemplate) {
+  testing::TempDir dir;
+  const std::string pipeline = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/chat_templates/pipeline";
+  std::filesystem::create_directory(dir.file("model"));
+  for (const auto& entry : std::filesystem::directory_iterator(kLlama))
+    if (entry.path().filename() != "tokenizer_config.json")
+      std::filesystem::create_symlink(entry.path(), dir.path() / "model" / entry.path().filename());
+  std::filesystem::copy_file(pipeline + "/tokenizer_llama/tokenizer_config.json", dir.file("model/tokenizer_config.json"));
+  const nlohmann::json config = {
+      {"model", "model"}, {"project_name", "chat-run"}, {"data_path", pipeline + "/chat.jsonl"},
+      {"text_column", "messages"}, {"chat_template", "tokenizer"}, {"trainer", "sft"}, {"block_size", 64},
+      {"batch_size", 2}, {"gradient_accumulation", 1}, {"lr", 3e-3}, {"epochs", 3}, {"quantization", "none"},
+      {"peft", true}, {"lora_r", 8}, {"lora_alpha", 16}, {"mixed_precision", "none"}};
+  testing::write_text(dir.file("params.json"), config.dump(2));
+  const std::string cd = "cd " + testing::quote(dir.path().string()) + " && " + testing::quote(AUTOTRAIN_BINARY);
+  auto train = testing::run_command(cd + " train --config params.json --cache-dir cache --no-resume");
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("chat-run/adapter_model.safetensors"))) << train.output;
+
+  auto loss_of = [&](const std::string& flags) {
+    auto eval = testing::run_command(cd + " eval --config params.json --split train --cache-dir cache --json" + flags);
+    EXPECT_EQ(eval.exit_code, 0) << eval.output;
+    const nlohmann::json scores = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
+    // the 2703 ids of expected.json's sft_ids make 42 blocks of 64
+    EXPECT_EQ(scores.at("blocks").get<int64_t>(), 2703 / 64) << eval.output;
+    return scores.at("loss").get<double>();
+  };
+  const double base = loss_of(" --no-adapter"), adapted = loss_of("");
+  EXPECT_LT(adapted, base - 0.5) << "the adapter learnt the rendered conversations (base " << base << ")";
+
+  auto generate = testing::run_command(cd + " generate --model model --adapter chat-run --chat --system 'Be brief.' "
+                                            "--prompt 'Hi there' --max-new-tokens 2 --ignore-eos");
+  ASSERT_EQ(generate.exit_code, 0) << generate.output;
+  // Llama 2's template: the system message inside the first [INST], the special tokens not printed.
+  EXPECT_EQ(generate.output.rfind("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi there [/INST]", 0), 0u) << generate.output;
+  EXPECT_EQ(run_autotrain("generate --model " + testing::quote(kLlama) + " --system x --prompt y").exit_code, 2);
 }
 
 }  // namespace

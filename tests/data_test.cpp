@@ -61,7 +61,7 @@ void expect_bad(const std::string& name, const std::string& contents, const std:
 }
 
 TEST(Dataset, BadInputIsOneLineNamingFileAndLine) {
-  expect_bad("a.jsonl", "{\"prompt\": \"x\", \"answer\": \"y\"}\n", "columns found: answer, prompt");
+  expect_bad("a.jsonl", "{\"prompt\": \"x\", \"answer\": \"y\"}\n", "columns found: prompt, answer");  // in file order
   expect_bad("b.jsonl", "{\"text\": \"ok\"}\n{\"text\": 5}\n", ":2: column \"text\" is 5");
   expect_bad("c.jsonl", "{\"text\": \"ok\"}\n{broken\n", ":2: not valid JSON");
   expect_bad("d.jsonl", "{\"text\": \"caf\xE9\"}\n", ":1: not valid UTF-8");

@@ -82,7 +82,7 @@ TEST(BadData, EmptyDataset) {
 
 TEST(BadData, MissingTextColumnListsTheColumnsFound) {
   expect_data_error("train.jsonl", "{\"prompt\": \"a\", \"answer\": \"b\"}\n",
-                    {"train.jsonl:1: no column \"text\" (columns found: answer, prompt)", "set \"text_column\""});
+                    {"train.jsonl:1: no column \"text\" (columns found: prompt, answer)", "set \"text_column\""});
   expect_data_error("train.csv", "prompt,answer\na,b\n",
                     {"train.csv: no column \"content\" in the header (columns found: prompt, answer)", "text_column"},
                     {{"text_column", "content"}});

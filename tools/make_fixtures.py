@@ -9,7 +9,7 @@
   OUT/reference/<topic>/         whatever each tests/reference/*.py writes (oracle outputs for the tests)
 
 Both tokenizers are trained on tests/data/multilingual.txt. Nothing is downloaded. A stamp of the inputs
-(this script, the reference scripts, the corpus, the oracle versions) makes a second run a no-op.
+(this script, the reference scripts, the corpus, the chat templates, the oracle versions) makes a second run a no-op.
 """
 import argparse
 import hashlib
@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "multilingual.txt"
 REFERENCE_SCRIPTS = sorted((ROOT / "tests" / "reference").glob("*.py"))
+CHAT_TEMPLATES = sorted((ROOT / "tests" / "data" / "chat_templates").glob("*.jinja"))  # read by chat_templates.py
 
 # Qwen2's pre-tokenizer split pattern (tokenizer.json of the Qwen2 family).
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
@@ -34,7 +35,7 @@ VOCAB_SIZE = 1000
 def stamp_of_inputs():
     import tokenizers, sentencepiece, torch, transformers, safetensors
     digest = hashlib.sha256()
-    for path in [Path(__file__), CORPUS, *REFERENCE_SCRIPTS]:
+    for path in [Path(__file__), CORPUS, *REFERENCE_SCRIPTS, *CHAT_TEMPLATES]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     for module in (tokenizers, sentencepiece, torch, transformers, safetensors):

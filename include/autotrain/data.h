@@ -19,13 +19,18 @@ std::string resolve_split_file(const std::string& data_path, const std::string& 
 // nearly always a file without newlines or a quote that is never closed, so it is refused, naming the line.
 constexpr size_t kMaxRecordBytes = 16u << 20;
 
+class ChatTemplate;
+
 // Calls `visit` with the text_column of every record, in file order. JSONL: one object per line; JSON: an
 // array of objects; CSV: RFC 4180 with a header row (quoted fields may hold commas, quotes and newlines);
 // TXT: one text per line. Throws Error naming the file and line on a missing column (listing the
 // columns found), a non-string value, malformed JSON/CSV, bytes that are not UTF-8 or a record longer than
 // kMaxRecordBytes. Returns the count.
+// With `chat`, the column holds conversations (a JSON list of messages, or a string holding one: see
+// conversation_of) and `visit` sees each rendered by the template; a conversation the template refuses is an
+// Error naming the file and line.
 int64_t for_each_text(const std::string& path, const std::string& text_column,
-                      const std::function<void(const std::string&)>& visit);
+                      const std::function<void(const std::string&)>& visit, const ChatTemplate* chat = nullptr);
 
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
 bool is_valid_utf8(const std::string& text);

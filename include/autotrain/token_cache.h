@@ -15,6 +15,8 @@
 
 namespace autotrain {
 
+class ChatTemplate;
+
 // A hex digest (64-bit FNV-1a) of the bytes of `files`, in order, and of `extra` (settings).
 std::string fingerprint(const std::vector<std::string>& files, const std::string& extra);
 
@@ -43,6 +45,7 @@ struct TokenCacheRequest {
   std::string text_column;
   std::string cache_dir;    // where cache files live
   std::string fingerprint;  // of the data, tokenizer and settings (see fingerprint())
+  const ChatTemplate* chat_template = nullptr;  // set: text_column holds conversations, rendered by it
 };
 
 // Returns the path of the cache file for `request`, tokenizing the data file with `encode` (texts in file

@@ -1,9 +1,11 @@
-// autotrain generate --model DIR [--adapter DIR] [--quantization int4] --prompt TEXT --max-new-tokens N
+// autotrain generate --model DIR [--adapter DIR] [--quantization int4] [--chat [--system TEXT]] --prompt TEXT
+//                    --max-new-tokens N
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 
 #include "autotrain/adapter.h"
+#include "autotrain/chat_template.h"
 #include "autotrain/cuda_ops.h"
 #include "autotrain/device.h"
 #include "autotrain/error.h"
@@ -20,12 +22,23 @@ namespace autotrain::cli {
 
 namespace {
 struct GenerateOptions {
-  std::string model_dir, adapter_dir, prompt, dtype = "auto", device = "auto", quantization = "none";
+  std::string model_dir, adapter_dir, prompt, system, dtype = "auto", device = "auto", quantization = "none";
   int64_t max_new_tokens = 64;
   double temperature = 0, top_p = 1.0;
   uint64_t seed = 42;
-  bool no_special_tokens = false, ignore_eos = false;
+  bool no_special_tokens = false, ignore_eos = false, chat = false;
 };
+
+// The prompt's ids: the text as is (with the bos token unless --no-special-tokens), or with --chat a user message
+// (after a --system one) written by the model's chat template with the assistant's turn opened, tokenized without
+// adding special tokens, as transformers' apply_chat_template(..., add_generation_prompt=True) does.
+std::vector<int64_t> prompt_ids_of(const GenerateOptions& o, const Tokenizer& tokenizer) {
+  if (!o.chat) return tokenizer.encode(o.prompt, !o.no_special_tokens);
+  OrderedJson messages = OrderedJson::array();
+  if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+  messages.push_back({{"role", "user"}, {"content", o.prompt}});
+  return tokenizer.encode(ChatTemplate::load(o.model_dir).apply(messages, /*add_generation_prompt=*/true), false);
+}
 }  // namespace
 
 Command add_generate_command(CLI::App& parent) {
@@ -59,6 +72,10 @@ Command add_generate_command(CLI::App& parent) {
       ->capture_default_str()
       ->check(CLI::IsMember({"int4", "int8", "none"}));
   app->add_flag("--no-special-tokens", o->no_special_tokens, "Do not add the tokenizer's bos token to the prompt");
+  app->add_flag("--chat", o->chat,
+                "Send the prompt as a user message through the model's chat template (tokenizer_config.json's "
+                "chat_template; ChatML without one), as for a model trained with chat_template \"tokenizer\"");
+  app->add_option("--system", o->system, "With --chat: a system message before the prompt");
   app->add_flag("--ignore-eos", o->ignore_eos,
                 "Go on past the end-of-sequence token, to --max-new-tokens (for timing a fixed length)");
   app->footer("Example:\n  autotrain generate --model build/fixtures/models/llama --adapter example-run "
@@ -83,7 +100,8 @@ Command add_generate_command(CLI::App& parent) {
     }
     CausalLM model(o->model_dir, options);
     if (adapter) load_adapter_weights(o->adapter_dir, model.lora_parameters());
-    std::vector<int64_t> prompt_ids = tokenizer->encode(o->prompt, !o->no_special_tokens);
+    if (!o->system.empty() && !o->chat) throw Error("generate: --system needs --chat", kExitUsage);
+    std::vector<int64_t> prompt_ids = prompt_ids_of(*o, *tokenizer);
     if (prompt_ids.empty()) throw Error("generate: the prompt has no tokens; give a non-empty --prompt", kExitUsage);
     GenerationOptions generation;
     generation.max_new_tokens = o->max_new_tokens;

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autotrain/chat_template.h"
 #include "autotrain/config.h"
 #include "autotrain/data.h"
 #include "autotrain/error.h"
@@ -93,11 +94,23 @@ int dataset(const uint8_t* data, size_t size) {
   });
 }
 
+int chat_template(const uint8_t* data, size_t size) {
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  const size_t nul = bytes.find('\0');
+  const std::string source = bytes.substr(0, nul);
+  const std::string cell = nul == std::string::npos ? "[{'role': 'user', 'content': 'Hi'}]" : bytes.substr(nul + 1);
+  return expect_at_most_error([&] {
+    const OrderedJson messages = conversation_of(OrderedJson(cell), "cell");
+    (void)ChatTemplate(source, "template", {{"bos_token", "<s>"}, {"eos_token", "</s>"}}).apply(messages, true);
+  });
+}
+
 const std::vector<Target>& targets() {
   static const std::vector<Target> all = {{"safetensors_header", safetensors_header},
                                           {"training_params", training_params},
                                           {"tokenizer_json", tokenizer_json},
-                                          {"dataset", dataset}};
+                                          {"dataset", dataset},
+                                          {"chat_template", chat_template}};
   return all;
 }
 

@@ -15,6 +15,8 @@ int safetensors_header(const uint8_t* data, size_t size);  // a .safetensors fil
 int training_params(const uint8_t* data, size_t size);     // a training_params.json
 int tokenizer_json(const uint8_t* data, size_t size);      // a tokenizer.json, then encode/decode
 int dataset(const uint8_t* data, size_t size);             // the first byte picks .jsonl/.json/.csv/.txt
+int chat_template(const uint8_t* data, size_t size);       // a Jinja chat template, then after a NUL byte a
+                                                           // conversation cell (Python / JSON list literal)
 
 struct Target {
   std::string name;

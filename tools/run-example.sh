@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main-job command: installs what is missing, builds, writes the demo model, then trains a
 # LoRA adapter on the bundled example data (configs/example), scores the data with and without it, and generates
-# text with it.
+# text with it; then the same for the chat example (configs/example-chat: conversations, trainer sft, the tiny
+# Qwen2 fixture with ChatML).
 #
 # The demo model is the random-initialised tiny Llama that tools/make_fixtures.py writes (no pretrained
 # model ships in a Debian or PyPI package we can use offline), so the loss falls from ~6.9 (uniform over
@@ -20,3 +21,11 @@ build/autotrain eval --config configs/example/training_params.json --split train
 echo "== greedy continuation with the adapter:"
 build/autotrain generate --model build/fixtures/models/llama --adapter example-run \
   --prompt "Question: Where does the red fox go in the morning? Answer:" --max-new-tokens 24
+echo
+echo "== the chat example (configs/example-chat): conversations through the model's chat template, trainer sft"
+build/autotrain train --config configs/example-chat/training_params.json --no-resume
+build/autotrain eval --config configs/example-chat/training_params.json --split train
+build/autotrain eval --config configs/example-chat/training_params.json --split train --no-adapter
+echo "== a chat turn with the adapter (the prompt as a user message, the assistant's turn opened):"
+build/autotrain generate --model build/fixtures/models/qwen2 --adapter example-chat-run --quantization int4 --chat \
+  --prompt "Where does the red fox go in the morning?" --max-new-tokens 16

@@ -37,6 +37,11 @@ std::optional<std::string> template_in_config(const OrderedJson& config, const s
   throw Error(path + ": \"chat_template\" must be a string or a list of {\"name\", \"template\"}");
 }
 
+// The start of a value for an error message; bytes that are not UTF-8 shown as U+FFFD, not thrown over.
+std::string preview(const OrderedJson& value) {
+  return value.dump(-1, ' ', false, OrderedJson::error_handler_t::replace).substr(0, 60);
+}
+
 OrderedJson read_ordered_json(const std::string& path) {
   try {
     return OrderedJson::parse(read_file(path));
@@ -224,12 +229,12 @@ ChatTemplate ChatTemplate::load(const std::string& model_dir) {
 }
 
 std::string ChatTemplate::apply(const OrderedJson& messages, bool add_generation_prompt) const {
-  if (!messages.is_array()) throw Error("a conversation must be a list of messages, not " + messages.dump().substr(0, 60));
+  if (!messages.is_array()) throw Error("a conversation must be a list of messages, not " + preview(messages));
   OrderedJson cleaned = OrderedJson::array();
   for (const auto& message : messages) {
     if (!message.is_object() || !message.contains("role") || !message["role"].is_string())
       throw Error("each message of a conversation must be an object with a \"role\" (and \"content\"), not " +
-                  message.dump().substr(0, 60));
+                  preview(message));
     OrderedJson kept = OrderedJson::object();
     for (const auto& [key, value] : message.items())
       if (!value.is_null()) kept[key] = value;  // transformers drops keys set to None
@@ -247,7 +252,7 @@ OrderedJson conversation_of(const OrderedJson& cell, const std::string& where) {
   if (cell.is_array()) return cell;
   if (!cell.is_string())
     throw Error(where + ": expected a conversation (a list of {\"role\", \"content\"} messages), found " +
-                cell.dump().substr(0, 60));
+                preview(cell));
   const std::string& text = cell.get_ref<const std::string&>();
   OrderedJson parsed;
   try {

@@ -149,6 +149,13 @@ TEST(Cli, TrainsOnConversationsThroughTheModelsChatTemplate) {
   };
   const double base = loss_of(" --no-adapter"), adapted = loss_of("");
   EXPECT_LT(adapted, base - 0.5) << "the adapter learnt the rendered conversations (base " << base << ")";
+  // The same split without the config: its keys given as options.
+  auto options = testing::run_command(cd + " eval --model model --data " + testing::quote(pipeline + "/chat.jsonl") +
+                                      " --split train --text-column messages --chat-template tokenizer --trainer sft"
+                                      " --block-size 64 --quantization none --mixed-precision none --no-adapter"
+                                      " --cache-dir cache --json");
+  ASSERT_EQ(options.exit_code, 0) << options.output;
+  EXPECT_EQ(nlohmann::json::parse(options.output.substr(options.output.find('{'))).at("loss").get<double>(), base);
 
   auto generate = testing::run_command(cd + " generate --model model --adapter chat-run --chat --system 'Be brief.' "
                                             "--prompt 'Hi there' --max-new-tokens 2 --ignore-eos");

@@ -14,7 +14,7 @@ namespace autotrain::cli {
 
 namespace {
 struct EvalCommandOptions {
-  std::string config_path, model_dir, data_path, text_column, quantization, mixed_precision;
+  std::string config_path, model_dir, data_path, text_column, quantization, mixed_precision, chat_template, trainer;
   int64_t block_size = -1;
   CLI::Option* block_size_option = nullptr;  // given or not
   bool no_adapter = false, json = false;
@@ -31,6 +31,8 @@ TrainingParams eval_params(const EvalCommandOptions& o) {
   if (o.block_size_option->count() > 0) overrides["block_size"] = o.block_size;
   if (!o.quantization.empty()) overrides["quantization"] = o.quantization;
   if (!o.mixed_precision.empty()) overrides["mixed_precision"] = o.mixed_precision;
+  if (!o.chat_template.empty()) overrides["chat_template"] = o.chat_template;
+  if (!o.trainer.empty()) overrides["trainer"] = o.trainer;
   if (o.config_path.empty() && o.model_dir.empty())
     throw config_error("eval: give --config training_params.json, or --model DIR with --data and --split");
   // The options alone first, so that a bad value is said to come from the command line.
@@ -46,7 +48,8 @@ Command add_eval_command(CLI::App& parent) {
       "eval", "Loss and perplexity of a model, with or without a LoRA adapter, on a split of a dataset");
   app->add_option("-c,--config", o->config_path,
                   "The training_params.json of a run: its model, data_path, valid_split, text_column, block_size, "
-                  "add_eos_token, quantization, mixed_precision and batch_size, and project_name's adapter")
+                  "add_eos_token, chat_template, trainer, quantization, mixed_precision and batch_size, and "
+                  "project_name's adapter")
       ->check(CLI::ExistingFile);
   app->add_option("-m,--model", o->model_dir, "Hugging Face model folder (in place of the config's model)")
       ->check(CLI::ExistingDirectory);
@@ -63,6 +66,12 @@ Command add_eval_command(CLI::App& parent) {
       ->check(CLI::IsMember({"int4", "int8", "none"}));
   app->add_option("--mixed-precision", o->mixed_precision, "Compute dtype: fp16, bf16 or none (fp32)")
       ->check(CLI::IsMember({"fp16", "bf16", "none"}));
+  app->add_option("--chat-template", o->chat_template,
+                  "tokenizer: the column holds conversations, written by the model's chat template; none: texts")
+      ->check(CLI::IsMember({"tokenizer", "none"}));
+  app->add_option("--trainer", o->trainer, "How texts are packed: default (eos as text, add_eos_token) or sft "
+                                           "(the eos id after every text)")
+      ->check(CLI::IsMember({"default", "sft"}));
   app->add_option("-b,--batch-size", o->evaluate.batch_size, "Blocks per forward (default: batch_size)")
       ->check(CLI::PositiveNumber);
   add_device_option(*app, o->evaluate.device);

@@ -270,8 +270,11 @@ std::string to_text(const Value& value) {
   const OrderedJson& d = value.data;
   if (d.is_string()) return d.get<std::string>();
   if (value.tuple) {  // ('t', 1); a one-item tuple keeps its comma
-    std::string list = python_repr(d);
-    return "(" + list.substr(1, list.size() - 2) + (d.size() == 1 ? ",)" : ")");
+    std::string text = python_repr(d);  // [a, b]
+    text.front() = '(';
+    text.pop_back();
+    text += d.size() == 1 ? ",)" : ")";
+    return text;
   }
   return python_repr(d);
 }
@@ -363,7 +366,12 @@ Value apply_filter(const std::string& name, const Value& value, const Arguments&
   if (name == "title") return title_case(text(), true);
   if (name == "capitalize") return title_case(text(), false);
   if (name == "int") {
-    if (d.is_number()) return static_cast<int64_t>(d.get<double>());
+    if (d.is_number_integer()) return d.get<int64_t>();
+    if (d.is_number()) {
+      const double x = d.get<double>();
+      if (!(std::fabs(x) < 9.2e18)) throw Failure("int of " + python_float(x) + " is beyond 64 bits");
+      return static_cast<int64_t>(x);
+    }
     if (d.is_string()) {
       char* end = nullptr;
       const std::string& s = d.get_ref<const std::string&>();
@@ -373,7 +381,12 @@ Value apply_filter(const std::string& name, const Value& value, const Arguments&
     return int64_t{0};
   }
   if (name == "float") return d.is_number() ? d.get<double>() : d.is_string() ? std::strtod(text().c_str(), nullptr) : 0.0;
-  if (name == "abs") return d.is_number_float() ? OrderedJson(std::fabs(d.get<double>())) : OrderedJson(std::llabs(as_integer(value, "abs")));
+  if (name == "abs") {
+    if (d.is_number_float()) return std::fabs(d.get<double>());
+    const int64_t i = as_integer(value, "abs");
+    if (i == INT64_MIN) throw Failure("abs of the smallest 64-bit integer");
+    return i < 0 ? -i : i;
+  }
   if (name == "first" || name == "last") {
     std::vector<OrderedJson> items = iterate(value);
     if (items.empty()) return Value::make_undefined();
@@ -455,7 +468,7 @@ Value apply_filter(const std::string& name, const Value& value, const Arguments&
   if (name == "indent") {
     const Value* width = args.find(0, "width");
     const Value* first = args.find(1, "first");
-    const std::string pad(static_cast<size_t>(width ? as_integer(*width, "indent") : 4), ' ');
+    const std::string pad(static_cast<size_t>(std::clamp<int64_t>(width ? as_integer(*width, "indent") : 4, 0, 64)), ' ');
     std::string out, line_text = text();
     for (size_t i = 0; i < line_text.size(); ++i) {
       out += line_text[i];

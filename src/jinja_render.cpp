@@ -46,7 +46,8 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     return joined;
   }
   if (op == "*" && x.is_string() && is_integer(y)) {
-    if (integer_of(y) > 0 && x.get_ref<const std::string&>().size() * static_cast<size_t>(integer_of(y)) > kMaxTextBytes)
+    const size_t length = std::max<size_t>(x.get_ref<const std::string&>().size(), 1);
+    if (integer_of(y) > 0 && static_cast<uint64_t>(integer_of(y)) > kMaxTextBytes / length)
       throw Failure("a string repeated past " + std::to_string(kMaxTextBytes >> 20) + " MiB");
     std::string repeated;
     for (int64_t i = 0; i < integer_of(y); ++i) repeated += x.get_ref<const std::string&>();
@@ -58,19 +59,30 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     if (number_of(y) == 0) throw Failure("division by zero");
     return number_of(x) / number_of(y);
   }
-  if (integers) {
+  if (integers && (op != "**" || integer_of(y) >= 0)) {  // Python's ints do not overflow: beyond 64 bits is an error
     const int64_t i = integer_of(x), j = integer_of(y);
-    if (op == "+") return i + j;
-    if (op == "-") return i - j;
-    if (op == "*") return i * j;
-    if ((op == "//" || op == "%") && j == 0) throw Failure("integer division or modulo by zero");
-    if (op == "//") return floor_div(i, j);
-    if (op == "%") return i - floor_div(i, j) * j;
-    if (op == "**" && j >= 0) {
-      int64_t power = 1;
-      for (int64_t k = 0; k < j; ++k) power *= i;
-      return power;
+    int64_t result = 0;
+    bool overflow = false;
+    if (op == "+") {
+      overflow = __builtin_add_overflow(i, j, &result);
+    } else if (op == "-") {
+      overflow = __builtin_sub_overflow(i, j, &result);
+    } else if (op == "*") {
+      overflow = __builtin_mul_overflow(i, j, &result);
+    } else if (op == "**") {  // by squaring
+      int64_t base = i;
+      result = 1;
+      for (int64_t e = j; e > 0 && !overflow; e >>= 1) {
+        if (e & 1) overflow = __builtin_mul_overflow(result, base, &result);
+        if (e > 1 && !overflow) overflow = __builtin_mul_overflow(base, base, &base);
+      }
+    } else {  // "//" and "%"
+      if (j == 0) throw Failure("integer division or modulo by zero");
+      overflow = i == INT64_MIN && j == -1;
+      if (!overflow) result = op == "//" ? floor_div(i, j) : i - floor_div(i, j) * j;
     }
+    if (overflow) throw Failure("integer overflow in '" + op + "' (beyond 64 bits)");
+    return result;
   }
   const double p = number_of(x), q = number_of(y);
   if (op == "+") return p + q;
@@ -118,11 +130,12 @@ Value slice(const Value& target, const Value* start, const Value* stop, const Va
   const bool text = target.data.is_string();
   std::vector<OrderedJson> items = iterate(target);
   const auto n = static_cast<int64_t>(items.size());
-  const int64_t stride = step && !step->data.is_null() ? integer_of(step->data) : 1;
+  int64_t stride = step && !step->data.is_null() ? integer_of(step->data) : 1;
   if (stride == 0) throw Failure("slice step cannot be zero");
+  stride = std::clamp<int64_t>(stride, -(n + 1), n + 1);  // a longer step takes one item, as it would; no overflow
   auto bound = [&](const Value* v, int64_t fallback) {
     if (!v || v->data.is_null()) return fallback;
-    int64_t i = integer_of(v->data);
+    int64_t i = std::clamp<int64_t>(integer_of(v->data), -2 * n - 2, 2 * n + 2);
     if (i < 0) i += n;
     return stride > 0 ? std::clamp<int64_t>(i, 0, n) : std::clamp<int64_t>(i, -1, n - 1);
   };
@@ -303,7 +316,10 @@ class Renderer {
         if (e.name == "not") return !truthy(operand);
         if (!is_number(operand.data) || operand.undefined) throw Failure("unary '" + e.name + "' on a non-number");
         if (e.name == "+") return operand;
-        if (is_integer(operand.data)) return -integer_of(operand.data);
+        if (is_integer(operand.data)) {
+          if (integer_of(operand.data) == INT64_MIN) throw Failure("integer overflow in unary '-'");
+          return -integer_of(operand.data);
+        }
         return -number_of(operand.data);
       }
       case Expr::Kind::kBinary: {
@@ -380,7 +396,8 @@ class Renderer {
       const int64_t stop = integer_of(p[p.size() > 1 ? 1 : 0].data);
       const int64_t step = p.size() > 2 ? integer_of(p[2].data) : 1;
       if (step == 0) throw Failure("range() step cannot be zero");
-      if ((stop - start) / step > kMaxRange) throw Failure("range() of more than " + std::to_string(kMaxRange) + " items");
+      const double items = (static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step);
+      if (items > kMaxRange) throw Failure("range() of more than " + std::to_string(kMaxRange) + " items");
       OrderedJson list = OrderedJson::array();
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) list.push_back(i);
       return list;

@@ -170,5 +170,30 @@ TEST(ChatTemplate, SyntaxOutsideTheSubsetIsRefusedWithItsLine) {
   }
 }
 
+// Templates come with model folders, so a hostile or broken one must end in an Error, never in a hang, a crash
+// or a wrapped number.
+TEST(ChatTemplate, RunawayTemplatesStopWithAnError) {
+  const std::string deep_brackets = "{{ " + std::string(300, '[') + std::string(300, ']') + " }}";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{{ 9223372036854775807 + 1 }}", "integer overflow"},
+      {"{{ 2 ** 64 }}", "integer overflow"},
+      {"{% set m = -9223372036854775807 - 1 %}{{ m // -1 }}", "integer overflow"},
+      {"{% for i in range(1000000) %}{% endfor %}", "range() of more than 100000 items"},
+      {"{{ 'ab' * 100000000 }}", "repeated past"},
+      {"{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "macros nested deeper than 64"},
+      {deep_brackets, "nested deeper than 200"},
+      {"{{ 1e300 | int }}", "beyond 64 bits"}};
+  for (const auto& [source, words] : cases) {
+    const std::string message =
+        testing::error_message_of([&] { JinjaTemplate(source, "t").render(OrderedJson::object()); });
+    EXPECT_NE(message.find(words), std::string::npos) << source.substr(0, 60) << " -> " << message;
+  }
+  EXPECT_EQ(JinjaTemplate("{{ 2 ** 62 }} {{ 'abc'[1::9223372036854775807] }}", "t").render(OrderedJson::object()),
+            "4611686018427387904 b");
+  const std::string deep_list = std::string(150, '[') + std::string(150, ']');
+  EXPECT_NE(testing::error_message_of([&] { parse_python_literal(deep_list); }).find("nested deeper than 100"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace autotrain

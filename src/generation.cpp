@@ -4,10 +4,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <limits>
 
 #include "autotrain/error.h"
 #include "autotrain/merge.h"
+#include "tokenizer_parts.h"
 
 namespace autotrain {
 
@@ -69,6 +71,21 @@ std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>
   }
   model.set_training(was_training);
   return tokens;
+}
+
+std::vector<int64_t> generation_config_eos_ids(const std::string& model_dir) {
+  const std::string path = (std::filesystem::path(model_dir) / "generation_config.json").string();
+  std::vector<int64_t> ids;
+  if (!std::filesystem::exists(path)) return ids;
+  const nlohmann::json config = tokenization::read_json_file(path);
+  const auto eos = config.is_object() ? config.find("eos_token_id") : config.end();
+  if (!config.is_object() || eos == config.end() || eos->is_null()) return ids;
+  for (const auto& id : eos->is_array() ? *eos : nlohmann::json::array({*eos})) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0)
+      throw Error(path + ": \"eos_token_id\" must be a token id or a list of them, not " + eos->dump());
+    ids.push_back(id.get<int64_t>());
+  }
+  return ids;
 }
 
 }  // namespace autotrain

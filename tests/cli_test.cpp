@@ -165,5 +165,27 @@ TEST(Cli, TrainsOnConversationsThroughTheModelsChatTemplate) {
   EXPECT_EQ(run_autotrain("generate --model " + testing::quote(kLlama) + " --system x --prompt y").exit_code, 2);
 }
 
+// generate stops where transformers' generate() stops: at the eos ids of generation_config.json as well as
+// config.json's (chat models list their end-of-turn token there).
+TEST(Cli, GenerateStopsAtTheEosOfGenerationConfig) {
+  testing::TempDir dir;
+  std::filesystem::create_directory(dir.file("model"));
+  for (const auto& entry : std::filesystem::directory_iterator(kLlama))
+    if (entry.path().filename() != "generation_config.json")
+      std::filesystem::create_symlink(entry.path(), dir.path() / "model" / entry.path().filename());
+  nlohmann::json every_id = nlohmann::json::array();
+  for (int id = 3; id < 1000; ++id) every_id.push_back(id);  // whatever the model picks first ends the text
+  testing::write_text(dir.file("model/generation_config.json"), nlohmann::json{{"eos_token_id", every_id}}.dump());
+  auto stopped = run_autotrain("generate --model " + testing::quote(dir.file("model")) +
+                               " --prompt 'The red fox' --max-new-tokens 8");
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.output;
+  EXPECT_NE(stopped.output.find("generate: 1 new tokens"), std::string::npos) << stopped.output;
+  testing::write_text(dir.file("model/generation_config.json"), R"({"eos_token_id": "x"})");
+  auto bad = run_autotrain("generate --model " + testing::quote(dir.file("model")) + " --prompt 'a'");
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("generation_config.json: \"eos_token_id\" must be a token id"), std::string::npos)
+      << bad.output;
+}
+
 }  // namespace
 }  // namespace autotrain

@@ -28,6 +28,11 @@ struct GenerationOptions {
 at::ScalarType generation_dtype(const std::string& choice, at::Device device, at::ScalarType checkpoint_dtype,
                                 bool bf16_native);
 
+// The eos ids of a model folder's generation_config.json ("eos_token_id": an int or a list), which transformers'
+// generate() stops at: chat models list their end-of-turn token there (Gemma 2's <end_of_turn>, Llama 3's
+// <|eot_id|>, Qwen2's <|im_end|>). Empty without the file; Error naming it when it is malformed.
+std::vector<int64_t> generation_config_eos_ids(const std::string& model_dir);
+
 // The new tokens only, ending at the first stop token (included) or after max_new_tokens. `on_token` sees
 // each token as it is chosen (for streaming). Runs without autograd and with LoRA dropout off, on the
 // model's device; greedy takes the argmax there, sampling draws from logits copied to the CPU.

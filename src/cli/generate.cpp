@@ -110,6 +110,7 @@ Command add_generate_command(CLI::App& parent) {
     generation.seed = o->seed;
     if (!o->ignore_eos) {
       for (int64_t id : model.config().eos_token_ids) generation.stop_token_ids.push_back(id);
+      for (int64_t id : generation_config_eos_ids(o->model_dir)) generation.stop_token_ids.push_back(id);
       if (tokenizer->eos_id()) generation.stop_token_ids.push_back(*tokenizer->eos_id());
     }
     // Streams the text: the decoded prompt + tokens so far, minus what was already printed, so a leading

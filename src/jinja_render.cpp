@@ -76,10 +76,14 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
         if (e & 1) overflow = __builtin_mul_overflow(result, base, &result);
         if (e > 1 && !overflow) overflow = __builtin_mul_overflow(base, base, &base);
       }
-    } else {  // "//" and "%"
+    } else if (op == "%") {  // Python's: the sign of the divisor
+      if (j == 0) throw Failure("integer division or modulo by zero");
+      result = j == -1 ? 0 : i % j;
+      if (result != 0 && (result < 0) != (j < 0)) result += j;
+    } else {  // "//"
       if (j == 0) throw Failure("integer division or modulo by zero");
       overflow = i == INT64_MIN && j == -1;
-      if (!overflow) result = op == "//" ? floor_div(i, j) : i - floor_div(i, j) * j;
+      if (!overflow) result = floor_div(i, j);
     }
     if (overflow) throw Failure("integer overflow in '" + op + "' (beyond 64 bits)");
     return result;

@@ -6,7 +6,7 @@
 
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
-#include "jinja_ast.h"
+#include "jinja_lexer.h"
 #include "tokenizer_parts.h"
 
 namespace autotrain {

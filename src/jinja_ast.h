@@ -61,10 +61,6 @@ struct Program {
   Body body;
 };
 
-// A string literal's body with Python's escapes decoded (\n, \t, \\, \', \xhh, \uhhhh, ...; jinja2 decodes its
-// string literals the same way), an unknown escape kept as written.
-std::string unescape(const std::string& body);
-
 // Parses a template (src/jinja_parser.cpp).
 std::shared_ptr<const Program> parse(const std::string& source, const std::string& name);
 

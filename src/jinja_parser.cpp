@@ -231,7 +231,7 @@ class Parser {
     while (true) {
       std::string op;
       for (const char* candidate : {"==", "!=", "<=", ">=", "<", ">"})
-        if (accept(candidate)) op = candidate;
+        if (op.empty() && accept(candidate)) op = candidate;
       if (op.empty() && accept_name("in")) op = "in";
       if (op.empty() && at_name("not") && peek(1).kind == Token::Kind::kName && peek(1).text == "in") {
         token_ += 2;

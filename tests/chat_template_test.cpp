@@ -162,7 +162,8 @@ TEST(ChatTemplate, SyntaxOutsideTheSubsetIsRefusedWithItsLine) {
       {"a\nb\n{% include 'x' %}", "line 3: {% include %} is not supported"},
       {"{{ x | wordwrap }}", "filter \"wordwrap\" is not supported"},
       {"{{ 'a' ", "never closed"},
-      {"{{ 1 + }}", "line 1"}};
+      {"{{ 1 + }}", "line 1"},
+      {"{{ 1 == < 2 }}", "unexpected '<'"}};
   for (const auto& [source, words] : cases) {
     const std::string message =
         testing::error_message_of([&] { JinjaTemplate(source, "t").render(OrderedJson::object()); });

@@ -7,6 +7,7 @@
 
 #include "autotrain/text_util.h"
 #include "jinja_value.h"
+#include "tokenizer_parts.h"
 
 namespace autotrain::jinja {
 namespace {
@@ -203,18 +204,6 @@ OrderedJson split_text(const std::string& text, const Value* separator, int64_t 
     parts.push_back(text.substr(pos, found - pos));
     pos = found + sep.size();
   }
-}
-
-std::string replace_all(std::string text, const std::string& from, const std::string& to, int64_t count) {
-  if (from.empty()) return text;
-  size_t pos = 0;
-  for (int64_t done = 0; count < 0 || done < count; ++done) {
-    pos = text.find(from, pos);
-    if (pos == std::string::npos) break;
-    text.replace(pos, from.size(), to);
-    pos += to.size();
-  }
-  return text;
 }
 
 bool affix_matches(const std::string& text, const Value& affix, bool prefix) {
@@ -428,8 +417,8 @@ Value apply_filter(const std::string& name, const Value& value, const Arguments&
   }
   if (name == "replace") {
     const Value* count = args.find(2, "count");
-    return replace_all(text(), to_text(*args.find(0, "old")), to_text(*args.find(1, "new")),
-                       count ? as_integer(*count, "replace") : -1);
+    return tokenization::replace_all(text(), to_text(*args.find(0, "old")), to_text(*args.find(1, "new")),
+                                     count ? as_integer(*count, "replace") : -1);
   }
   if (name == "selectattr" || name == "rejectattr" || name == "select" || name == "reject") {
     const bool by_attribute = name == "selectattr" || name == "rejectattr";
@@ -536,8 +525,8 @@ Value call_method(const Value& value, const std::string& name, const Arguments& 
       return split_text(s, args.find(0, "sep"), count ? as_integer(*count, "split") : -1);
     }
     if (name == "replace" && args.positional.size() >= 2)
-      return replace_all(s, to_text(args.positional[0]), to_text(args.positional[1]),
-                         args.positional.size() > 2 ? as_integer(args.positional[2], "replace") : -1);
+      return tokenization::replace_all(s, to_text(args.positional[0]), to_text(args.positional[1]),
+                                       args.positional.size() > 2 ? as_integer(args.positional[2], "replace") : -1);
     if (name == "find" && first) {
       const size_t found = s.find(as_string(*first, "find"));
       return found == std::string::npos ? int64_t{-1} : static_cast<int64_t>(code_points(s.substr(0, found)).size());

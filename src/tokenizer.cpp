@@ -136,10 +136,13 @@ void append_utf8(std::string& out, uint32_t c) {
   out.append(buffer, static_cast<size_t>(length));
 }
 
-std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to, int64_t max_count) {
+  if (from.empty()) return std::string(text);
   std::string out;
-  size_t position = 0, hit;
-  while ((hit = text.find(from, position)) != std::string_view::npos) {
+  size_t position = 0;
+  for (int64_t done = 0; max_count < 0 || done < max_count; ++done) {
+    const size_t hit = text.find(from, position);
+    if (hit == std::string_view::npos) break;
     out.append(text.substr(position, hit - position));
     out.append(to);
     position = hit + from.size();

@@ -76,8 +76,9 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& token
 void require_utf8(std::string_view text);
 // Rust's String::from_utf8_lossy: every maximal invalid subsequence becomes one U+FFFD.
 std::string utf8_lossy(std::string_view bytes);
-// Every occurrence of `from` replaced by `to`, left to right.
-std::string replace_all(std::string_view text, std::string_view from, std::string_view to);
+// Every occurrence of `from` replaced by `to`, left to right; only the first max_count when it is >= 0 (Python's
+// str.replace count). An empty `from` leaves the text as it is.
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to, int64_t max_count = -1);
 // transformers' clean_up_tokenization (" ." -> ".", " n't" -> "n't", ...), applied by decode() when
 // tokenizer_config.json sets clean_up_tokenization_spaces.
 std::string clean_up_tokenization(std::string text);

@@ -21,13 +21,13 @@ const char* kFallbackTemplate =
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
-// tokenizer_config.json's "chat_template": a string, or [{"name": ..., "template": ...}] of which "default".
-std::optional<std::string> template_in_config(const OrderedJson& config, const std::string& path) {
-  auto it = config.find("chat_template");
-  if (it == config.end() || it->is_null()) return std::nullopt;
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_array()) {
-    for (const auto& named : *it) {
+// A "chat_template" value (tokenizer_config.json's, or chat_template.json's): a string, or
+// [{"name": ..., "template": ...}] of which "default". Nothing for null.
+std::optional<std::string> template_of(const nlohmann::json& value, const std::string& path) {
+  if (value.is_null()) return std::nullopt;
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_array()) {
+    for (const auto& named : value) {
       if (named.is_object() && named.value("name", "") == "default" && named.contains("template") &&
           named["template"].is_string())
         return named["template"].get<std::string>();
@@ -40,14 +40,6 @@ std::optional<std::string> template_in_config(const OrderedJson& config, const s
 // The start of a value for an error message; bytes that are not UTF-8 shown as U+FFFD, not thrown over.
 std::string preview(const OrderedJson& value) {
   return value.dump(-1, ' ', false, OrderedJson::error_handler_t::replace).substr(0, 60);
-}
-
-OrderedJson read_ordered_json(const std::string& path) {
-  try {
-    return OrderedJson::parse(read_file(path));
-  } catch (const OrderedJson::exception& e) {
-    throw Error(path + ": not valid JSON (" + std::string(e.what()) + "); copy it again from the base model");
-  }
 }
 
 class LiteralParser {
@@ -208,7 +200,7 @@ ChatTemplate ChatTemplate::load(const std::string& model_dir) {
   std::optional<std::string> source;
   std::string name;
   if (!config.path.empty()) {
-    source = template_in_config(read_ordered_json(config.path), config.path);
+    source = template_of(config.chat_template, config.path);
     name = config.path + " chat_template";
   }
   const std::string jinja_file = (fs::path(model_dir) / "chat_template.jinja").string();
@@ -218,7 +210,9 @@ ChatTemplate ChatTemplate::load(const std::string& model_dir) {
     name = jinja_file;
   }
   if (!source && fs::exists(json_file)) {
-    source = template_in_config(read_ordered_json(json_file), json_file);
+    const nlohmann::json document = tokenization::read_json_file(json_file);
+    source = template_of(document.is_object() ? document.value("chat_template", nlohmann::json()) : nlohmann::json(),
+                         json_file);
     name = json_file;
   }
   if (source) return ChatTemplate(*source, name, special_tokens);

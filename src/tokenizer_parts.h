@@ -62,6 +62,7 @@ struct TokenizerConfig {
   std::optional<bool> add_bos_token, add_eos_token, legacy, add_prefix_space, clean_up_tokenization_spaces;
   std::vector<AddedToken> added_tokens_decoder;          // with their ids
   std::vector<std::string> additional_special_tokens;    // additional_special_tokens / extra_special_tokens
+  nlohmann::json chat_template;                          // as written (a string or named templates); null if none
 };
 TokenizerConfig read_tokenizer_config(const std::string& model_dir);
 

@@ -190,7 +190,8 @@ class Parser {
     if (peek().kind != Token::Kind::kEnd) fail(name_, line_, "unexpected '" + peek().text + "'");
   }
 
-  ExprPtr make(Expr::Kind kind, ExprPtr a = nullptr, ExprPtr b = nullptr, const std::string& name = "") {
+  // A new node, still open to the caller (the tree holds it as ExprPtr, const, once built).
+  std::shared_ptr<Expr> make(Expr::Kind kind, ExprPtr a = nullptr, ExprPtr b = nullptr, const std::string& name = "") {
     auto expr = std::make_shared<Expr>();
     expr->kind = kind;
     expr->line = line_;
@@ -205,7 +206,7 @@ class Parser {
     const DepthGuard guard(this);
     ExprPtr expr = parse_or();
     while (conditional && accept_name("if")) {
-      auto node = std::make_shared<Expr>(*make(Expr::Kind::kConditional, expr, parse_or()));
+      auto node = make(Expr::Kind::kConditional, expr, parse_or());
       if (accept_name("else")) node->c = parse_expression();
       expr = node;
     }
@@ -282,7 +283,7 @@ class Parser {
   ExprPtr parse_primary() {
     const Token token = peek();
     auto literal = [&](OrderedJson value) {
-      auto expr = std::make_shared<Expr>(*make(Expr::Kind::kLiteral));
+      auto expr = make(Expr::Kind::kLiteral);
       expr->value = std::move(value);
       return expr;
     };
@@ -303,20 +304,20 @@ class Parser {
       }
       case Token::Kind::kOperator:
         if (accept("(")) {
-          if (accept(")")) return std::make_shared<Expr>(*make(Expr::Kind::kTuple));
+          if (accept(")")) return make(Expr::Kind::kTuple);
           ExprPtr first = parse_expression();
           if (!at_operator(",")) {
             expect(")");
             return first;
           }
-          auto tuple = std::make_shared<Expr>(*make(Expr::Kind::kTuple));
+          auto tuple = make(Expr::Kind::kTuple);
           tuple->items.push_back(first);
           while (accept(",") && !at_operator(")")) tuple->items.push_back(parse_expression());
           expect(")");
           return tuple;
         }
         if (accept("[")) {
-          auto list = std::make_shared<Expr>(*make(Expr::Kind::kList));
+          auto list = make(Expr::Kind::kList);
           while (!accept("]")) {
             list->items.push_back(parse_expression());
             if (!accept(",")) {
@@ -327,7 +328,7 @@ class Parser {
           return list;
         }
         if (accept("{")) {
-          auto dict = std::make_shared<Expr>(*make(Expr::Kind::kDict));
+          auto dict = make(Expr::Kind::kDict);
           while (!accept("}")) {
             dict->items.push_back(parse_expression());
             expect(":");
@@ -349,7 +350,7 @@ class Parser {
     while (true) {
       if (accept(".")) {
         if (peek().kind == Token::Kind::kInteger) {  // jinja2 reads foo.0 as foo[0]
-          auto index = std::make_shared<Expr>(*make(Expr::Kind::kLiteral));
+          auto index = make(Expr::Kind::kLiteral);
           index->value = (*tokens_)[token_++].integer;
           expr = make(Expr::Kind::kSubscript, expr, index);
         } else {
@@ -375,15 +376,14 @@ class Parser {
     if (!at_operator(":") && !at_operator("]")) stop = parse_expression();
     if (accept(":") && !at_operator("]")) step = parse_expression();
     expect("]");
-    auto slice = std::make_shared<Expr>(*make(Expr::Kind::kSlice, target, start));
+    auto slice = make(Expr::Kind::kSlice, target, start);
     slice->c = stop;
     slice->items.push_back(step);
     return slice;
   }
 
-  // Reads "(args, name=value)" into `call`'s items and kwargs.
-  ExprPtr parse_call(ExprPtr call) {
-    auto node = std::const_pointer_cast<Expr>(call);
+  // Reads "(args, name=value)" into `node`'s items and kwargs.
+  ExprPtr parse_call(std::shared_ptr<Expr> node) {
     expect("(");
     while (!accept(")")) {
       if (peek().kind == Token::Kind::kName && at_operator("=", 1)) {
@@ -409,7 +409,7 @@ class Parser {
         expr = at_operator("(") ? parse_call(filter) : filter;
       } else if (accept_name("is")) {
         const bool negated = accept_name("not");
-        auto test = std::make_shared<Expr>(*make(Expr::Kind::kTest, expr, nullptr, expect_name()));
+        auto test = make(Expr::Kind::kTest, expr, nullptr, expect_name());
         test->negated = negated;
         if (at_operator("(")) {
           expr = parse_call(test);

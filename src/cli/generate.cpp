@@ -81,6 +81,7 @@ Command add_generate_command(CLI::App& parent) {
   app->footer("Example:\n  autotrain generate --model build/fixtures/models/llama --adapter example-run "
               "--prompt \"The red fox\" --max-new-tokens 32");
   auto run = [o] {
+    if (!o->system.empty() && !o->chat) throw Error("generate: --system needs --chat", kExitUsage);
     auto tokenizer = Tokenizer::load(o->model_dir);
     ModelOptions options;
     options.device = select_device(o->device);
@@ -100,7 +101,6 @@ Command add_generate_command(CLI::App& parent) {
     }
     CausalLM model(o->model_dir, options);
     if (adapter) load_adapter_weights(o->adapter_dir, model.lora_parameters());
-    if (!o->system.empty() && !o->chat) throw Error("generate: --system needs --chat", kExitUsage);
     std::vector<int64_t> prompt_ids = prompt_ids_of(*o, *tokenizer);
     if (prompt_ids.empty()) throw Error("generate: the prompt has no tokens; give a non-empty --prompt", kExitUsage);
     GenerationOptions generation;

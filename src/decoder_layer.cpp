@@ -90,8 +90,14 @@ at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& input
   const int64_t B = x.size(0), T = x.size(1), D = config_.head_dim;
   at::Tensor q, k, v;
   std::tie(q, k, v) = project_qkv(x);
-  q = q.view({B, T, -1, D}).transpose(1, 2);
-  k = k.view({B, T, -1, D}).transpose(1, 2);
+  q = q.view({B, T, -1, D});
+  k = k.view({B, T, -1, D});
+  if (q_norm.defined()) {  // Qwen3: each head normalized over its D values
+    q = rms_norm(q, q_norm, config_.rms_norm_eps);
+    k = rms_norm(k, k_norm, config_.rms_norm_eps);
+  }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
   v = v.view({B, T, -1, D}).transpose(1, 2);
   q = apply_rotary(q, inputs.cos, inputs.sin);
   k = apply_rotary(k, inputs.cos, inputs.sin);

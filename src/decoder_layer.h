@@ -1,6 +1,7 @@
 // One decoder layer of the Llama family and the pieces it is made of (internal to src/model.cpp).
 //   h   = x + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))   n1 = rms_norm(x)
 //   out = h + down_proj(silu(gate_proj(n2)) * up_proj(n2))                          n2 = rms_norm(h)
+// Qwen3 normalizes each head of q_proj(n1) and k_proj(n1) with an RMSNorm of its own (q_norm, k_norm) before rope.
 #pragma once
 
 #include <map>
@@ -47,6 +48,7 @@ class DecoderLayer {
   int64_t index() const { return index_; }
 
   at::Tensor input_layernorm, post_attention_layernorm;  // (C,)
+  at::Tensor q_norm, k_norm;                              // (head_dim,) with Architecture::qk_norm, else undefined
   std::map<std::string, Projection> projections;          // by name: q_proj, ..., down_proj
 
  private:

@@ -73,7 +73,8 @@ int64_t estimate_base_weight_bytes(const ModelConfig& config, const RunShape& sh
 int64_t estimate_unquantized_weight_bytes(const ModelConfig& config, const RunShape& shape) {
   const int64_t C = config.hidden_size, V = config.vocab_size;
   const int64_t matrices = config.tie_word_embeddings ? 1 : 2;
-  return shape.compute_bytes * (matrices * V * C + (2 * config.num_hidden_layers + 1) * C);
+  const int64_t qk_norms = config.qk_norm ? 2 * config.head_dim : 0;  // Qwen3's q_norm, k_norm
+  return shape.compute_bytes * (matrices * V * C + config.num_hidden_layers * (2 * C + qk_norms) + C);
 }
 
 int64_t estimate_lora_parameter_count(const ModelConfig& config, const RunShape& shape) {
@@ -94,7 +95,9 @@ int64_t estimate_layer_activation_bytes_per_token(const ModelConfig& config, con
   const int64_t Q = config.q_size(), H = config.num_attention_heads, T = shape.block_size;
   // rms_norm: pow and mul keep the fp32 input (a copy for fp16/bf16, the input itself for fp32) and
   // rsqrt's (B,T,1) result; weight * x keeps only the weight.
-  const int64_t norms = 2 * (4 * C + 4);
+  int64_t norms = 2 * (4 * C + 4);
+  // Qwen3's q_norm / k_norm: the same per head of q (H heads, q_size wide) and of k (KV heads, kv_size wide).
+  if (config.qk_norm) norms += 4 * (Q + config.kv_size()) + 4 * (H + config.num_key_value_heads);
   // SDPA: repeat_kv makes k and v H heads wide, so q, k, v and the output are all q_size wide. The
   // rotary products keep only cos/sin (shared by every layer).
   const int64_t attention = shape.attention == AttentionKernel::memory_efficient

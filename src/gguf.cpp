@@ -70,19 +70,22 @@ enum TokenType : int32_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined
 constexpr uint64_t kAlignment = 32;
 
 // The GGUF side of each supported model_type: llama.cpp's architecture name and whether q/k rows are
-// permuted (convert_hf_to_gguf.py registers MistralForCausalLM under LlamaModel; Qwen2Model keeps HF order).
+// permuted (convert_hf_to_gguf.py registers MistralForCausalLM under LlamaModel; Qwen2Model and Qwen3Model keep
+// HF order).
 struct GgufArchitecture {
   const char* model_type;
   const char* name;
   bool permute_qk;
 };
-const GgufArchitecture kGgufArchitectures[] = {{"llama", "llama", true}, {"mistral", "llama", true}, {"qwen2", "qwen2", false}};
+const GgufArchitecture kGgufArchitectures[] = {
+    {"llama", "llama", true}, {"mistral", "llama", true}, {"qwen2", "qwen2", false}, {"qwen3", "qwen3", false}};
 
 // HF tensor names (after model.layers.N.) and llama.cpp's (after blk.N.), gguf-py tensor_mapping.py.
 const std::map<std::string, std::string> kLayerTensorNames = {
     {"input_layernorm", "attn_norm"},  {"post_attention_layernorm", "ffn_norm"}, {"self_attn.q_proj", "attn_q"},
     {"self_attn.k_proj", "attn_k"},    {"self_attn.v_proj", "attn_v"},           {"self_attn.o_proj", "attn_output"},
-    {"mlp.gate_proj", "ffn_gate"},     {"mlp.up_proj", "ffn_up"},                {"mlp.down_proj", "ffn_down"}};
+    {"mlp.gate_proj", "ffn_gate"},     {"mlp.up_proj", "ffn_up"},                {"mlp.down_proj", "ffn_down"},
+    {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"}};
 
 // Byte-level BPE pre-tokenizer regexes and the tokenizer.ggml.pre name llama.cpp gives them
 // (convert_hf_to_gguf.py get_vocab_base_pre identifies them by a hash of their output; we by the regex).

@@ -143,6 +143,10 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
     layer->input_layernorm = loader.take(prefix + "input_layernorm.weight", {c.hidden_size}).to(dtype).to(device);
     layer->post_attention_layernorm =
         loader.take(prefix + "post_attention_layernorm.weight", {c.hidden_size}).to(dtype).to(device);
+    if (c.qk_norm) {
+      layer->q_norm = loader.take(prefix + "self_attn.q_norm.weight", {c.head_dim}).to(dtype).to(device);
+      layer->k_norm = loader.take(prefix + "self_attn.k_norm.weight", {c.head_dim}).to(dtype).to(device);
+    }
     for (const std::string& name : linear_module_names()) {
       const std::string path = prefix + module_parent(name) + "." + name;
       auto [out, in] = projection_shape(c, name);

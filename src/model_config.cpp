@@ -14,7 +14,7 @@ using json = nlohmann::json;
 
 namespace {
 
-// The architecture table. Sources: transformers 5 models/{llama,qwen2,mistral}/{configuration,modeling}_*.py.
+// The architecture table. Sources: transformers 5 models/{llama,qwen2,qwen3,mistral}/{configuration,modeling}_*.py.
 std::vector<Architecture> make_architectures() {
   Architecture llama;
   llama.model_type = "llama";
@@ -34,7 +34,17 @@ std::vector<Architecture> make_architectures() {
   mistral.sliding_window_rule = SlidingWindowRule::every_layer;
   mistral.default_max_position_embeddings = 4096 * 32;
   mistral.default_sliding_window = 4096;
-  return {llama, mistral, qwen2};
+  // Qwen3Attention: Qwen2's layer without its fixed q/k/v bias (attention_bias switches all four, as Llama's), plus
+  // q_norm / k_norm; Qwen3Config's head_dim defaults to 128 instead of hidden_size / num_attention_heads.
+  Architecture qwen3;
+  qwen3.model_type = "qwen3";
+  qwen3.attention_bias_key = "attention_bias";
+  qwen3.qk_norm = true;
+  qwen3.sliding_window_rule = SlidingWindowRule::layer_types;
+  qwen3.default_max_position_embeddings = 32768;
+  qwen3.default_sliding_window = 4096;
+  qwen3.default_head_dim = 128;
+  return {llama, mistral, qwen2, qwen3};
 }
 
 const std::vector<Architecture>& architectures() {
@@ -212,7 +222,8 @@ ModelConfig load_model_config(const std::string& model_dir) {
     if (reader.has(key) && reader.integer(key) <= 0) throw reader.bad_value(key, "must be positive");
   if (config.num_attention_heads % config.num_key_value_heads != 0)
     throw reader.bad_value("num_key_value_heads", "must divide num_attention_heads");
-  config.head_dim = reader.integer("head_dim", config.hidden_size / config.num_attention_heads);
+  config.head_dim =
+      reader.integer("head_dim", arch.default_head_dim.value_or(config.hidden_size / config.num_attention_heads));
   if (config.head_dim <= 0 || config.head_dim % 2 != 0) throw reader.bad_value("head_dim", "must be positive and even");
   config.rms_norm_eps = reader.number("rms_norm_eps", arch.default_rms_norm_eps);
   config.max_position_embeddings = reader.integer("max_position_embeddings", arch.default_max_position_embeddings);
@@ -221,8 +232,9 @@ ModelConfig load_model_config(const std::string& model_dir) {
   bool attention_bias = arch.attention_bias_key.empty() ? false : reader.boolean(arch.attention_bias_key, false);
   config.qkv_bias = arch.qkv_bias || attention_bias;
   config.o_bias = arch.o_bias || attention_bias;
+  config.qk_norm = arch.qk_norm;
   config.mlp_bias = arch.mlp_bias_key.empty() ? false : reader.boolean(arch.mlp_bias_key, false);
-  // The MLP is SwiGLU (silu) in all three; another activation would silently compute something else.
+  // The MLP is SwiGLU (silu) in all four; another activation would silently compute something else.
   const std::string activation = reader.string("hidden_act", "silu");
   if (activation != "silu") throw reader.bad_value("hidden_act", "is \"" + activation + "\"; only silu is supported");
   config.layer_sliding_window = parse_sliding_windows(reader, arch, config.num_hidden_layers);

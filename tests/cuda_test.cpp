@@ -878,13 +878,14 @@ ModelOptions nf4_generation_options(bool lora) {
 
 // A model loaded for generation with its 4-bit projections in the gemv_tiles layout (ModelOptions::gemv_tiles, what
 // `generate` does with AUTOTRAIN_GEMV_TILES=1) gives the logits of the rows layout bit for bit: the prompt's 12 rows
-// (the dequantization and cuBLAS) and the next token's one (the tensor-core GEMV); llama and qwen2 (biases), with LoRA
-// on q, k and v and without, with the GEMVs grouped or not (tiled weights are grouped in their layout).
+// (the dequantization and cuBLAS) and the next token's one (the tensor-core GEMV); llama, qwen2 (biases) and qwen3
+// (q/k norms), with LoRA on q, k and v and without, with the GEMVs grouped or not (tiled weights are grouped in their
+// layout).
 TEST(CudaGenerate, TilesLayoutGivesTheLogitsOfTheRowsLayout) {
   REQUIRE_CUDA_DEVICE();
   const at::Tensor prompt =  // 12 rows of x: more than a GEMV takes
       at::tensor(std::vector<int64_t>{1, 45, 499, 173, 17, 299, 3, 88, 610, 7, 254, 31}, at::kLong).view({1, -1});
-  for (const std::string family : {"llama", "qwen2"})
+  for (const std::string family : {"llama", "qwen2", "qwen3"})
     for (bool lora : {false, true})
       for (bool grouped : {false, true}) {
         SCOPED_TRACE(family + (lora ? " with LoRA on q, k and v" : "") + (grouped ? ", grouped GEMVs" : ""));
@@ -917,7 +918,7 @@ TEST(CudaGenerate, TilesLayoutGivesTheLogitsOfTheRowsLayout) {
 TEST(CudaGenerate, GroupedGemvsGiveTheLogitsOfOneByOne) {
   REQUIRE_CUDA_DEVICE();
   const at::Tensor prompt = at::tensor(std::vector<int64_t>{1, 45, 499, 173, 17, 299}, at::kLong).view({1, -1});
-  for (const std::string family : {"llama", "qwen2"})
+  for (const std::string family : {"llama", "qwen2", "qwen3"})
     for (bool lora : {false, true}) {
       SCOPED_TRACE(family + (lora ? " with LoRA on q, k and v" : ""));
       CausalLM model(kFixtures + "/models/" + family, nf4_generation_options(lora));

@@ -127,6 +127,35 @@ TEST(EstimateMemory, LayerActivationsPerToken) {
   EXPECT_EQ(estimate_layer_activation_bytes_per_token(c, s), 4024);
 }
 
+TEST(EstimateMemory, Qwen3HeadNormsKeepTheirInputs) {
+  ModelConfig c = small_config();
+  c.qk_norm = true;
+  // fp16 on CUDA as the first case of LayerActivationsPerToken (2808), plus q_norm and k_norm as the layer norms:
+  // the fp32 input of q (64 wide) and k (32 wide), 4 * 96 = 384, and rsqrt per head, 4 * (4 + 2) = 24.
+  EXPECT_EQ(estimate_layer_activation_bytes_per_token(c, small_shape()), 2808 + 408);
+}
+
+// Qwen3-8B's config.json (the keys that matter here): head_dim 128 is its own (4096 / 32 happens to agree).
+const char* kQwen3_8bConfig = R"({"model_type": "qwen3", "hidden_size": 4096, "intermediate_size": 12288,
+  "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+  "vocab_size": 151936, "tie_word_embeddings": false, "max_position_embeddings": 40960, "rms_norm_eps": 1e-06,
+  "rope_theta": 1000000, "hidden_act": "silu", "torch_dtype": "bfloat16", "attention_bias": false,
+  "use_sliding_window": false, "sliding_window": null, "max_window_layers": 36})";
+
+TEST(EstimateMemory, Qwen3WeightsCountEveryParameterOfTransformersModel) {
+  testing::TempDir dir;
+  testing::write_text(dir.file("config.json"), kQwen3_8bConfig);
+  const ModelConfig c = load_model_config(dir.path().string());
+  RunShape s = small_shape();
+  s.quantization = BaseQuantization::none;
+  s.compute_bytes = 2;
+  // transformers 5.23, Qwen3ForCausalLM(config) on the meta device: 8190735360 parameters, 6945767424 of them in
+  // the projections. By hand: per layer q, o 4096x4096, k, v 1024x4096, gate/up/down 12288x4096 = 192937984, x 36;
+  // the rest 2 x 151936 x 4096 + 36 x (2 x 4096 + 2 x 128 head norms) + 4096.
+  EXPECT_EQ(estimate_base_weight_bytes(c, s), 2 * 6945767424LL);
+  EXPECT_EQ(estimate_base_weight_bytes(c, s) + estimate_unquantized_weight_bytes(c, s), 2 * 8190735360LL);
+}
+
 TEST(EstimateMemory, ActivationsWithAndWithoutCheckpointing) {
   const ModelConfig c = small_config();
   RunShape s = small_shape();

@@ -1,6 +1,7 @@
 // export-gguf: the file read back by llama.cpp's own Python reader (tests/reference/gguf_check.py, the
 // `gguf` package) against the source folder, for llama (sentencepiece, permuted q/k, llama3 rope_freqs)
-// and qwen2 (BPE, biases, tied embeddings) in f16 and q8_0; Q8_0 and the permutation on their own.
+// qwen2 (BPE, biases, tied embeddings) and qwen3 (q/k norms, head_dim 32 != 64 / 4) in f16 and q8_0; Q8_0 and
+// the permutation on their own.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -30,8 +31,8 @@ int run_gguf_check(const std::string& gguf, const std::string& model, const std:
   return std::system(command.c_str());
 }
 
-TEST(GgufExport, LlamaAndQwen2ReadBackByGgufPy) {
-  for (const std::string model : {"llama", "qwen2", "mistral"}) {
+TEST(GgufExport, EveryArchitectureReadsBackByGgufPy) {
+  for (const std::string model : {"llama", "qwen2", "mistral", "qwen3"}) {
     for (const std::string type : {"f16", "q8_0"}) {
       SCOPED_TRACE(model + " " + type);
       TempDir dir;

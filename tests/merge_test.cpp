@@ -27,7 +27,7 @@ const std::string kFixtures = AUTOTRAIN_FIXTURES_DIR;
 const std::string kModels = kFixtures + "/models/";
 const std::string kReference = kFixtures + "/reference/merge_peft/";
 const std::vector<std::pair<std::string, std::string>> kCases = {
-    {"llama", "llama"}, {"qwen2", "qwen2"}, {"llama_rslora", "llama"}};  // case, base model
+    {"llama", "llama"}, {"qwen2", "qwen2"}, {"llama_rslora", "llama"}, {"qwen3", "qwen3"}};  // case, base model
 
 MergeSummary merge(const std::string& test_case, const std::string& model, const std::string& out,
                    std::optional<at::ScalarType> dtype, uint64_t max_shard_bytes = 5'000'000'000) {

@@ -70,6 +70,31 @@ TEST(ModelConfig, ReadsQwen2WithLegacyRopeThetaAndFixedBiases) {
   EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{0}));
 }
 
+TEST(ModelConfig, ReadsQwen3HeadDimAndQkNorm) {
+  ModelConfig c = load_model_config(kModels + "qwen3");
+  EXPECT_EQ(c.model_type, "qwen3");
+  EXPECT_EQ(c.head_dim, 32);  // its own, not hidden_size / num_attention_heads = 16
+  EXPECT_EQ(c.q_size(), 128);
+  EXPECT_EQ(c.kv_size(), 64);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.qkv_bias);  // attention_bias false
+  EXPECT_FALSE(c.o_bias);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_EQ(c.layer_sliding_window, (std::vector<int64_t>{0, 0}));
+  EXPECT_EQ(projection_shape(c, "o_proj"), (std::pair<int64_t, int64_t>{64, 128}));
+
+  // Qwen3Config defaults: head_dim 128 when the key is absent; attention_bias switches q/k/v/o together.
+  json config = fixture_config("qwen3");
+  config.erase("head_dim");
+  config["attention_bias"] = true;
+  testing::TempDir dir;
+  c = load_model_config(write_config(dir, config));
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_TRUE(c.o_bias);
+  EXPECT_FALSE(load_model_config(kModels + "qwen2").qk_norm);
+}
+
 TEST(ModelConfig, ReadsMistralSlidingWindow) {
   ModelConfig c = load_model_config(kModels + "mistral");
   EXPECT_EQ(c.model_type, "mistral");
@@ -79,7 +104,7 @@ TEST(ModelConfig, ReadsMistralSlidingWindow) {
 }
 
 TEST(ModelConfig, InverseFrequenciesEqualTransformers) {
-  for (std::string name : {"llama", "qwen2", "mistral"}) {
+  for (std::string name : {"llama", "qwen2", "mistral", "qwen3"}) {
     SCOPED_TRACE(name);
     at::Tensor expected = SafetensorsFile::open(kReference + name + "/batch.safetensors")->tensor("inv_freq");
     at::Tensor ours = rope_inverse_frequencies(load_model_config(kModels + name));
@@ -131,7 +156,7 @@ TEST(ModelConfig, UnsupportedModelTypeListsTheSupportedOnes) {
   std::string message = testing::error_message_of([&] { load_model_config(write_config(dir, config)); });
   EXPECT_NE(message.find("config.json"), std::string::npos) << message;
   EXPECT_NE(message.find("gpt2"), std::string::npos) << message;
-  EXPECT_NE(message.find("llama, mistral, qwen2"), std::string::npos) << message;
+  EXPECT_NE(message.find("llama, mistral, qwen2, qwen3"), std::string::npos) << message;
 }
 
 TEST(ModelConfig, MissingOrWrongTypedKeyNamesFileAndKey) {

@@ -18,7 +18,7 @@ namespace {
 
 const std::string kModels = std::string(AUTOTRAIN_FIXTURES_DIR) + "/models/";
 const std::string kReference = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/model_logits/";
-const std::vector<std::string> kArchitectures = {"llama", "qwen2", "mistral"};
+const std::vector<std::string> kArchitectures = {"llama", "qwen2", "mistral", "qwen3"};
 const std::vector<std::string> kAllProjections = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                   "gate_proj", "up_proj", "down_proj"};
 
@@ -111,9 +111,9 @@ TEST(ModelParity, HalfPrecisionLogitsFollowTransformers) {
 }
 
 TEST(ModelParity, SlidingWindowMaskEqualsTransformers) {
-  for (const std::string arch : {"mistral", "qwen2"}) {
+  for (const std::string arch : {"mistral", "qwen2", "qwen3"}) {
     SCOPED_TRACE(arch);
-    CausalLM model(kReference + "window/" + arch, ModelOptions{});  // sliding_window 3 (qwen2: layer 1)
+    CausalLM model(kReference + "window/" + arch, ModelOptions{});  // sliding_window 3 (qwen2/3: layer 1)
     Batch b = batch_of(arch);
     at::NoGradGuard no_grad;
     at::Tensor logits = model.forward(b.input_ids, b.attention_mask);
@@ -166,7 +166,8 @@ TEST(ModelGeneration, SamplingIsReproducibleForASeed) {
 TEST(ModelGeneration, KVCacheForwardEqualsFullForward) {
   std::vector<std::pair<std::string, std::string>> models;
   for (const std::string& arch : kArchitectures) models.push_back({arch, kModels + arch});
-  for (const std::string arch : {"mistral", "qwen2"}) models.push_back({arch + " window 3", kReference + "window/" + arch});
+  for (const std::string arch : {"mistral", "qwen2", "qwen3"})
+    models.push_back({arch + " window 3", kReference + "window/" + arch});
   for (const auto& [name, folder] : models) {
     const std::string arch = name.substr(0, name.find(' '));
     SCOPED_TRACE(name);

@@ -6,6 +6,7 @@
   OUT/models/llama/              LlamaForCausalLM: GQA, untied lm_head, llama3 rope scaling, sentencepiece
   OUT/models/qwen2/              Qwen2ForCausalLM: q/k/v bias, tied embeddings, padded vocab, sharded, BPE
   OUT/models/mistral/            MistralForCausalLM, sentencepiece
+  OUT/models/qwen3/              Qwen3ForCausalLM: q/k norms, head_dim 32 (q 128 wide, hidden 64), untied, BPE
   OUT/reference/<topic>/         whatever each tests/reference/*.py writes (oracle outputs for the tests)
 
 Both tokenizers are trained on tests/data/multilingual.txt. Nothing is downloaded. A stamp of the inputs
@@ -88,7 +89,7 @@ def write_json(path: Path, value):
 def make_models(out: Path, tokenizers_dir: Path):
     import torch
     from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
-                              Qwen2ForCausalLM)
+                              Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
     common = dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16, max_position_embeddings=512)
@@ -104,10 +105,14 @@ def make_models(out: Path, tokenizers_dir: Path):
         "mistral": (MistralConfig, MistralForCausalLM, "sentencepiece", dict(
             vocab_size=VOCAB_SIZE, tie_word_embeddings=False, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
             sliding_window=4096, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})),
+        # Qwen3's head_dim is its own (128 in every Qwen3), not hidden_size / num_attention_heads.
+        "qwen3": (Qwen3Config, Qwen3ForCausalLM, "bpe", dict(
+            vocab_size=1024, tie_word_embeddings=False, rms_norm_eps=1e-6, bos_token_id=0, eos_token_id=0,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})),
     }
     for seed, (name, (config_class, model_class, tokenizer_name, extra)) in enumerate(specs.items()):
         torch.manual_seed(1234 + seed)
-        config = config_class(**common, **extra)
+        config = config_class(**{**common, **({"head_dim": 32} if name == "qwen3" else {})}, **extra)
         config.dtype = torch.float32
         model = model_class(config).eval()
         # Random init gives near-uniform logits; widen the weights so parity tests see real contrasts.

@@ -1,5 +1,5 @@
-// A Hugging Face decoder's config.json (Llama, Qwen2, Mistral), and the architecture table that says how
-// those three differ: defaults, bias flags, sliding-window rule, tensor names. Everything downstream (the
+// A Hugging Face decoder's config.json (Llama, Qwen2, Qwen3, Mistral), and the architecture table that says how
+// those four differ: defaults, bias flags, sliding-window rule, tensor names. Everything downstream (the
 // decoder, the loader) reads these structs; nothing branches on the model_type string.
 #pragma once
 
@@ -17,7 +17,7 @@ namespace autotrain {
 enum class SlidingWindowRule {
   none,         // Llama: full causal attention everywhere
   every_layer,  // Mistral: config "sliding_window" (null = off) applies to all layers
-  layer_types,  // Qwen2: only when "use_sliding_window"; layers whose layer_types entry is
+  layer_types,  // Qwen2, Qwen3: only when "use_sliding_window"; layers whose layer_types entry is
                 // "sliding_attention" (default: layer index >= "max_window_layers")
 };
 
@@ -30,11 +30,14 @@ struct Architecture {
   bool o_bias = false;
   std::string mlp_bias_key;  // Llama: "mlp_bias"
   SlidingWindowRule sliding_window_rule = SlidingWindowRule::none;
+  // Qwen3: an RMSNorm over each head of q and of k (self_attn.q_norm / k_norm, head_dim wide), before rope.
+  bool qk_norm = false;
   // transformers' defaults for keys a config.json may omit.
   double default_rms_norm_eps = 1e-6;
   double default_rope_theta = 10000.0;
   int64_t default_max_position_embeddings = 2048;
   std::optional<int64_t> default_sliding_window;
+  std::optional<int64_t> default_head_dim;  // unset: hidden_size / num_attention_heads (Qwen3Config: 128)
   // Checkpoint tensor names.
   std::string embed_tokens = "model.embed_tokens.weight";
   std::string layer_prefix = "model.layers.{}.";  // + "self_attn.q_proj.weight", "input_layernorm.weight", ...
@@ -47,7 +50,7 @@ const Architecture& architecture_of(const std::string& model_type);
 // The checkpoint name of a layer's tensor: layer_prefix with the index filled in, then `suffix`
 // ("model.layers.3." + "self_attn.q_proj.weight").
 std::string layer_tensor_name(const Architecture& arch, int64_t layer, const std::string& suffix);
-// "llama, mistral, qwen2"
+// "llama, mistral, qwen2, qwen3"
 std::string supported_model_types();
 
 enum class RopeType { default_rope, linear, llama3 };
@@ -71,13 +74,14 @@ struct ModelConfig {
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;  // default: num_attention_heads (no GQA)
-  int64_t head_dim = 0;             // default: hidden_size / num_attention_heads
+  int64_t head_dim = 0;             // default: the architecture's, else hidden_size / num_attention_heads
   double rms_norm_eps = 1e-6;
   int64_t max_position_embeddings = 0;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // q/k/v projections carry a bias
   bool o_bias = false;
   bool mlp_bias = false;
+  bool qk_norm = false;  // Qwen3: q_norm / k_norm weights (head_dim,) per layer
   // Window of each layer in tokens (0 = full causal attention): a query at position i sees keys j with
   // i - window < j <= i, as transformers' sliding-window mask.
   std::vector<int64_t> layer_sliding_window;

@@ -67,7 +67,8 @@ def gguf_names(config, arch):
              "lm_head.weight": "output.weight"}
     parts = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
              "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+             "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}  # the last two: Qwen3
     for layer in range(config["num_hidden_layers"]):
         for hf, gg in parts.items():
             for kind in ("weight", "bias"):
@@ -80,7 +81,7 @@ def check(args):
     errors = []
     model_dir = Path(args.model)
     config = json.loads((model_dir / "config.json").read_text())
-    arch = "qwen2" if config["model_type"] == "qwen2" else "llama"
+    arch = config["model_type"] if config["model_type"] in ("qwen2", "qwen3") else "llama"
     reader = gguf.GGUFReader(args.gguf)
     field = lambda key: reader.fields[key].contents() if key in reader.fields else None  # noqa: E731
 
@@ -96,7 +97,8 @@ def check(args):
     kv_heads = config.get("num_key_value_heads", heads)
     for key, want in [("context_length", config["max_position_embeddings"]), ("embedding_length", config["hidden_size"]),
                       ("block_count", config["num_hidden_layers"]), ("feed_forward_length", config["intermediate_size"]),
-                      ("attention.head_count", heads), ("attention.head_count_kv", kv_heads)]:
+                      ("attention.head_count", heads), ("attention.head_count_kv", kv_heads),
+                      ("attention.key_length", config.get("head_dim") or config["hidden_size"] // heads)]:
         expect(f"{arch}.{key}", field(f"{arch}.{key}"), want)
     rope_theta = config.get("rope_theta") or (config.get("rope_parameters") or {}).get("rope_theta", 10000.0)
     expect(f"{arch}.rope.freq_base", field(f"{arch}.rope.freq_base"), float(np.float32(rope_theta)))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Oracle for merge-adapter (src/merge.cpp): PEFT's merge_and_unload on the fixture models.
 
-With --fixtures DIR it writes DIR/reference/merge_peft/<case>/ for the cases llama, qwen2 (r 8, alpha 16,
+With --fixtures DIR it writes DIR/reference/merge_peft/<case>/ for the cases llama, qwen2, qwen3 (r 8, alpha 16,
 all 7 projections, A and B random and non-zero) and llama_rslora (the same with use_rslora):
   adapter/                  the PEFT adapter (save_pretrained); base_model_name_or_path is the absolute
                             fixture folder, so the recorded-base checks of merge-adapter see it
@@ -23,7 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-CASES = {"llama": ("llama", False), "qwen2": ("qwen2", False), "llama_rslora": ("llama", True)}
+CASES = {"llama": ("llama", False), "qwen2": ("qwen2", False), "llama_rslora": ("llama", True),
+         "qwen3": ("qwen3", False)}
 # fp32 logits of two implementations of the same fp32 model differ by summation order only (~1e-6 here).
 LOGIT_TOLERANCE = 1e-4
 

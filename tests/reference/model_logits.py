@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Oracle for the decoder (src/model.cpp): transformers' Llama / Qwen2 / Mistral on the fixture models.
+"""Oracle for the decoder (src/model.cpp): transformers' Llama / Qwen2 / Mistral / Qwen3 on the fixture models.
 
-For each model in DIR/models/{llama,qwen2,mistral} it writes DIR/reference/model_logits/<model>/:
+For each model in DIR/models/{llama,qwen2,mistral,qwen3} it writes DIR/reference/model_logits/<model>/:
   batch.safetensors    input_ids, attention_mask, labels (3 right-padded sequences, -100 on padding),
                        inv_freq (the rotary buffer transformers computed), prompt and greedy (32 new tokens)
   fp32/bf16/fp16.safetensors  logits (float32) and loss of the batch, the model loaded in that dtype
@@ -12,8 +12,8 @@ For each model in DIR/models/{llama,qwen2,mistral} it writes DIR/reference/model
   nf4.safetensors      logits of the model whose 7 projections are bitsandbytes quantize_4bit(nf4, 64) then
                        dequantized (the generic dequantization, as tests/reference/lora.py explains), and its
                        32 greedy tokens after the batch's prompt
-And window/<model> for mistral and qwen2: a copy of the model with a 3-token sliding window (qwen2: on
-layer 1 only, via layer_types) and its fp32 logits, so the window mask is under test at our lengths.
+And window/<model> for mistral, qwen2 and qwen3: a copy of the model with a 3-token sliding window (qwen2 and
+qwen3: on layer 1 only, via layer_types) and its fp32 logits, so the window mask is under test at our lengths.
 """
 import argparse
 import json
@@ -105,7 +105,7 @@ def window_reference(name, folder, batch, out):
             shutil.copy(item, target / item.name)
     config = json.loads((folder / "config.json").read_text())
     config["sliding_window"] = 3
-    if name == "qwen2":
+    if name in ("qwen2", "qwen3"):
         config["use_sliding_window"] = True
         config["max_window_layers"] = 1
         config["layer_types"] = ["full_attention", "sliding_attention"]
@@ -134,7 +134,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixtures", required=True)
     fixtures = Path(parser.parse_args().fixtures)
-    for seed, name in enumerate(["llama", "qwen2", "mistral"]):
+    for seed, name in enumerate(["llama", "qwen2", "mistral", "qwen3"]):
         folder = fixtures / "models" / name
         out = fixtures / "reference" / "model_logits" / name
         out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ def main():
             save(out / f"{dtype_name}.safetensors", {"logits": logits, "loss": loss})
         lora_reference(folder, batch, out)
         nf4_reference(folder, batch, prompt, out)
-        if name in ("qwen2", "mistral"):
+        if name in ("qwen2", "mistral", "qwen3"):
             with torch.no_grad():
                 window_reference(name, folder, batch, out)
     print(f"wrote {fixtures / 'reference' / 'model_logits'}")

@@ -1,5 +1,5 @@
 // Chat templates against transformers' apply_chat_template (tests/reference/chat_templates.py): the published
-// templates of Llama 2 / 3 / 3.1 / 3.2, Qwen2 / 2.5, Mistral v0.1-v0.3, Zephyr, Gemma and Phi-3 plus synthetic
+// templates of Llama 2 / 3 / 3.1 / 3.2, Qwen2 / 2.5 / 3, Mistral v0.1-v0.3, Zephyr, Gemma and Phi-3 plus synthetic
 // ones for the Jinja features they use, rendered byte for byte; and AutoTrain's chat dataset pipeline (JSONL
 // lists and CSV cells holding Python's str() of the list), token ids and all.
 #include <gtest/gtest.h>

@@ -34,6 +34,7 @@ MODELS = [
     ("llama32.jinja", "<|begin_of_text|>", "<|eot_id|>", DATE),  # would call strftime_now() without date_string
     ("qwen2.jinja", None, "<|im_end|>", {}),
     ("qwen25.jinja", None, "<|im_end|>", {}),
+    ("qwen3.jinja", None, "<|im_end|>", {}),  # Qwen3-0.6B ... 32B: one template, no bos token either
     ("mistral_v01.jinja", "<s>", "</s>", {}),
     ("mistral_v02.jinja", "<s>", "</s>", {}),
     ("mistral_v03.jinja", "<s>", "</s>", {}),
@@ -63,8 +64,58 @@ CONVERSATIONS = {
     # Roles that do not alternate: Llama-2, Mistral and Gemma refuse them with raise_exception.
     "user_user": [msg("user", "First question."), msg("user", "Second question.")],
     "assistant_first": [msg("assistant", "I speak first."), msg("user", "Fine.")],
+    # Reasoning written into the content, as Qwen3 writes it: its template keeps the <think> block of a turn after
+    # the last user query and drops the one before it; the other templates print it as text.
+    "thinking": [msg("user", "What is 2 + 2?"), msg("assistant", "<think>\nTwo plus two.\n</think>\n\n4"),
+                 msg("user", "And 3 + 3?"), msg("assistant", "<think>\nThree plus three.\n</think>\n\n6")],
 }
 WITH_GENERATION_PROMPT = ["user", "system"]
+
+
+def tool_call(name, arguments):
+    return {"type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+# Conversations for one template's own features, rendered with that template only: (name, messages,
+# add_generation_prompt, extra variables).
+MODEL_CASES = {
+    "qwen3.jinja": [
+        # reasoning_content is used as given (the content is then not split: its <think> stays text); it is dropped
+        # before the last user query and stripped of newlines after it
+        ("reasoning_content", [msg("user", "Capital of France?"),
+                               {**msg("assistant", "Paris."), "reasoning_content": "Dropped: before the last query."},
+                               msg("user", "And of Italy?"),
+                               {**msg("assistant", "<think>\nkept as text\n</think>\n\nRome."),
+                                "reasoning_content": "\n\nThe capital of Italy.\n"}], False, {}),
+        # several assistant turns after the last user query: one with reasoning keeps it, one without is plain
+        # (unless it is the last), and the <think> split tolerates newlines around the tags
+        ("after_last_query", [msg("user", "Plan a trip."),
+                              msg("assistant", "<think>\nStep one.\n</think>\n\nBook the train."),
+                              msg("assistant", "Pack light."),
+                              msg("assistant", "\n\n<think>\nLast step.\n\n</think>\nEnjoy.")], False, {}),
+        # a user turn that is a tool response is not the last query, so the turn before it keeps its reasoning
+        ("tool_response_as_user", [msg("user", "What is six times seven?"),
+                                   msg("assistant", "<think>\nAsk the calculator.\n</think>\n\nCalling it."),
+                                   msg("user", "<tool_response>\n42\n</tool_response>"),
+                                   msg("assistant", "<think>\nIt said 42.\n</think>\n\n42.")], False, {}),
+        # tool calls (wrapped in "function" or not; arguments as a dict, through tojson, or as a JSON string) and
+        # consecutive tool results folded into one user turn
+        ("tool_calls", [msg("system", "You may call tools."), msg("user", "Weather and time in Paris?"),
+                        {**msg("assistant", ""), "tool_calls": [
+                            tool_call("get_weather", {"city": "Paris", "unit": "°C", "days": [1, 2]}),
+                            tool_call("get_time", "{\"tz\": \"CET\"}"),
+                            {"name": "get_date", "arguments": {}}]},
+                        msg("tool", "{\"temperature\": 21}"), msg("tool", "14:05"),
+                        {**msg("assistant", "Checking the date too."),
+                         "tool_calls": [tool_call("get_date", {"format": "ISO"})]},
+                        msg("tool", "2025-05-01"),
+                        msg("assistant", "<think>\nWarm, early afternoon.\n</think>\n\n21 °C at 14:05.")], True, {}),
+        # enable_thinking=False prefills an empty think block; True (or unset) leaves the prompt open
+        ("enable_thinking_false", CONVERSATIONS["user"], True, {"enable_thinking": False}),
+        ("enable_thinking_true", CONVERSATIONS["user"], True, {"enable_thinking": True}),
+        ("enable_thinking_false_no_prompt", CONVERSATIONS["thinking"], False, {"enable_thinking": False}),
+    ],
+}
 
 # Templates written for the interpreter's tests: the Jinja features the real templates lean on.
 SYNTHETIC = {
@@ -166,6 +217,10 @@ def render_cases(fixtures):
                 name = f"{file.removesuffix('.jinja')}/{conversation}" + ("+generation_prompt" * generation_prompt)
                 cases.append(render_case(fixtures, name, file, template, bos, eos, messages, generation_prompt,
                                          extra))
+        for case, messages, generation_prompt, case_extra in MODEL_CASES.get(file, []):
+            name = f"{file.removesuffix('.jinja')}/{case}" + ("+generation_prompt" * generation_prompt)
+            cases.append(render_case(fixtures, name, file, template, bos, eos, messages, generation_prompt,
+                                     {**extra, **case_extra}))
     for name, template in SYNTHETIC.items():
         for conversation in ["system", "assistant_first"] if name == "raise_exception" else ["system"]:
             cases.append(render_case(fixtures, f"synthetic_{name}/{conversation}", None, template, "<s>", "</s>",

@@ -20,16 +20,24 @@ double clip_gradient_norm(const std::vector<at::Tensor>& parameters, double max_
   return total.item<double>();
 }
 
+bool is_adamw_optimizer(const std::string& name) {
+  for (const char* adamw : {"adamw_torch", "adamw", "adamw_torch_fused", "paged_adamw_32bit", "adamw_8bit",
+                            "adamw_bnb_8bit", "paged_adamw_8bit"})
+    if (name == adamw) return true;
+  return false;
+}
+
 Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, OptimizerOptions options)
     : options_(std::move(options)), parameters_(std::move(parameters)) {
-  if (options_.name == "adamw_torch" || options_.name == "adamw") {
+  if (is_adamw_optimizer(options_.name)) {
     kind_ = Kind::adamw;
   } else if (options_.name == "adam") {
     kind_ = Kind::adam;
   } else if (options_.name == "sgd") {
     kind_ = Kind::sgd;
   } else {
-    throw Error("optimizer \"" + options_.name + "\" is not supported (adamw_torch, adamw, adam, sgd)", kExitUsage);
+    throw Error("optimizer \"" + options_.name + "\" is not supported (adamw_torch and the AdamW names, adam, sgd)",
+                kExitUsage);
   }
   for (const auto& [name, p] : parameters_) {
     exp_avg_.push_back(kind_ == Kind::sgd ? at::Tensor() : at::zeros_like(p));

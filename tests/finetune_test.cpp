@@ -50,6 +50,7 @@ void expect_thirty_steps_as_trainer_and_peft(const std::string& scheduler, int64
   p.project_name = run.file("project");
   p.lr = settings["lr"];
   p.scheduler = settings["scheduler"];
+  p.optimizer = settings["optimizer"];
   p.batch_size = settings["batch_size"];
   p.gradient_accumulation = settings["gradient_accumulation"];
   p.epochs = settings["epochs"];
@@ -98,7 +99,8 @@ TEST_P(AgainstTrainerAndPeft, ThirtyStepsWithTheLossInChunksOfSevenTokens) {
   expect_thirty_steps_as_trainer_and_peft(GetParam(), 7 * 1000 * 4);
 }
 
-INSTANTIATE_TEST_SUITE_P(Finetune, AgainstTrainerAndPeft, ::testing::Values("linear", "cosine"));
+INSTANTIATE_TEST_SUITE_P(Finetune, AgainstTrainerAndPeft,
+                         ::testing::Values("linear", "cosine", "adamw_torch_fused", "paged_adamw_32bit"));
 
 // A training_params.json for the llama fixture and the bundled example data, in `dir`.
 std::string write_config(const testing::TempDir& dir, const nlohmann::json& overrides = nlohmann::json::object()) {

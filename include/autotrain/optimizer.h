@@ -4,6 +4,10 @@
 // parameters are updated together by libtorch's multi-tensor (_foreach) operations, which on the CPU are
 // those single-tensor operations and on a GPU one kernel per operation for all parameters.
 //   adamw_torch, adamw: torch.optim.AdamW  (decoupled weight decay: p *= 1 - lr*wd)
+//   adamw_torch_fused, paged_adamw_32bit: the same update (torch's fused AdamW; bitsandbytes' 32-bit AdamW, whose
+//                       step lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps * sqrt(bc2)) is AdamW's rearranged)
+//   adamw_8bit, adamw_bnb_8bit, paged_adamw_8bit: run as 32-bit AdamW (config validation warns): bitsandbytes
+//                       keeps the moments of tensors of 4096+ values in 8 bits, we keep them in fp32
 //   adam:               torch.optim.Adam   (L2 weight decay added to the gradient)
 //   sgd:                torch.optim.SGD    (no momentum, as transformers' optim="sgd")
 // Betas (0.9, 0.999) and eps 1e-8 are transformers' TrainingArguments defaults.
@@ -25,6 +29,9 @@ struct OptimizerOptions {
 // `parameters` together, each scaled by min(1, max_norm / (norm + 1e-6)); returns the norm before
 // clipping (0 with no gradients). max_norm = inf only measures. One read of the norm from the device.
 double clip_gradient_norm(const std::vector<at::Tensor>& parameters, double max_norm);
+
+// Whether `name` is one of the names run as AdamW above.
+bool is_adamw_optimizer(const std::string& name);
 
 class Optimizer {
  public:

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Oracle for the training loop: transformers' Trainer + PEFT LoRA on the llama fixture, 30 optimizer
 steps (2 epochs of 15) over fixed random token blocks, fp32, dropout 0, clipping on, accumulation 4 with a
-short last window. Writes, per case, under reference/trainer_peft/<case>/:
+short last window. Cases: linear (AdamW, linear schedule, LoRA on q/k/v/o), cosine (cosine, all 7 projections),
+and adamw_torch_fused / paged_adamw_32bit (linear, q/v/down, Trainer's optim set to that name). Writes, per case,
+under reference/trainer_peft/<case>/:
   tokens.bin                 the blocks as an autotrain token cache (so both sides read the same ids)
   initial/ final/            PEFT adapters (save_pretrained) before and after training
   steps.json                 per optimizer step: the loss (the window's summed token loss / its token
@@ -63,9 +65,9 @@ def write_token_cache(path, ids):
         f.write(b"ATTOKEND")
 
 
-def run_case(fixtures, out, name, scheduler, targets):
+def run_case(fixtures, out, name, scheduler, targets, optimizer="adamw_torch"):
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"scheduler": scheduler, "target_modules": targets, "lr": 2e-3, "batch_size": 2,
+    settings = {"scheduler": scheduler, "optimizer": optimizer, "target_modules": targets, "lr": 2e-3, "batch_size": 2,
                 "gradient_accumulation": 4, "epochs": 2, "warmup_ratio": 0.1, "weight_decay": 0.01,
                 "max_grad_norm": 0.5, "seed": 42, "block_size": BLOCK, "lora_r": 8, "lora_alpha": 16}
     generator = torch.Generator().manual_seed(5)
@@ -84,7 +86,7 @@ def run_case(fixtures, out, name, scheduler, targets):
 
     args = TrainingArguments(output_dir=str(out / "hf-run"), per_device_train_batch_size=2, gradient_accumulation_steps=4,
                              num_train_epochs=2, learning_rate=settings["lr"], lr_scheduler_type=scheduler,
-                             warmup_steps=0.1, weight_decay=0.01, max_grad_norm=0.5, optim="adamw_torch", seed=42,
+                             warmup_steps=0.1, weight_decay=0.01, max_grad_norm=0.5, optim=optimizer, seed=42,
                              logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
                              dataloader_num_workers=0, disable_tqdm=True)
     lrs = LearningRates()
@@ -109,6 +111,10 @@ def main():
     run_case(fixtures, out / "linear", "linear", "linear", ["q_proj", "k_proj", "v_proj", "o_proj"])
     run_case(fixtures, out / "cosine", "cosine", "cosine",
              ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    # The other AdamW implementations AutoTrain configs name: torch's fused kernel and bitsandbytes' 32-bit one
+    # (paged: its moments in CUDA unified memory where there is a GPU).
+    for optimizer in ["adamw_torch_fused", "paged_adamw_32bit"]:
+        run_case(fixtures, out / optimizer, optimizer, "linear", ["q_proj", "v_proj", "down_proj"], optimizer)
 
 
 if __name__ == "__main__":

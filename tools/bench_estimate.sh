@@ -8,26 +8,34 @@
 # threshold, up to 32 MiB) resident; the CPU estimate counts them as 25% of the per-step memory
 # (kCpuHeapRetention). MALLOC_MMAP_THRESHOLD_=262144 in the environment returns them at once.
 #
+# AUTOTRAIN_BENCH_ARCH=qwen3 generates a Qwen3 instead (the same sizes, but 8 heads of 128: q and the attention
+# twice as wide as hidden, and the q/k head norms).
+#
 # usage: tools/bench_estimate.sh [BUILD_DIR] [PYTHON]   (defaults: build, .venv/bin/python3 or python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 PYTHON=${2:-$( [ -x .venv/bin/python3 ] && echo .venv/bin/python3 || echo python3 )}
-WORK=${AUTOTRAIN_BENCH_DIR:-/tmp/autotrain-bench-estimate}
+ARCH=${AUTOTRAIN_BENCH_ARCH:-llama}
+[[ $ARCH == llama || $ARCH == qwen3 ]] || { echo "AUTOTRAIN_BENCH_ARCH must be llama or qwen3" >&2; exit 2; }
+WORK=${AUTOTRAIN_BENCH_DIR:-/tmp/autotrain-bench-estimate$( [ "$ARCH" = llama ] || echo "-$ARCH" )}
 FIXTURE_TOKENIZER=${AUTOTRAIN_FIXTURES_DIR:-$BUILD/fixtures}/models/llama
 mkdir -p "$WORK/data"
 
 if [ ! -f "$WORK/model/model.safetensors" ]; then
   # Weights stored in bf16 and trained in fp32: every tensor is converted at load, so no page of the
   # checkpoint's mapping stays resident and the RSS shows the model as the estimate counts it.
-  "$PYTHON" - "$WORK/model" "$FIXTURE_TOKENIZER" <<'EOF'
+  "$PYTHON" - "$WORK/model" "$FIXTURE_TOKENIZER" "$ARCH" <<'EOF'
 import shutil, sys, torch, transformers
-out, tokenizer = sys.argv[1], sys.argv[2]
+out, tokenizer, arch = sys.argv[1], sys.argv[2], sys.argv[3]
 torch.manual_seed(0)
-config = transformers.LlamaConfig(hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
-                                  num_attention_heads=8, num_key_value_heads=4, vocab_size=32000,
-                                  max_position_embeddings=2048, tie_word_embeddings=False)
-model = transformers.LlamaForCausalLM(config).to(torch.bfloat16)
+sizes = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
+             num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048, tie_word_embeddings=False)
+if arch == "qwen3":
+    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=128, **sizes))
+else:
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**sizes))
+model = model.to(torch.bfloat16)
 model.save_pretrained(out)
 for name in ["tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"]:
     shutil.copy(f"{tokenizer}/{name}", out)

@@ -196,7 +196,8 @@ struct Checker {
 
 void validate(TrainingParams& p, const std::string& source) {
   const Checker check{source};
-  check.range(!trim(p.model).empty(), "model", p.model, "the path of a local Hugging Face model folder");
+  check.range(!trim(p.model).empty(), "model", p.model,
+              "a local Hugging Face model folder, or a Hub id (org/name) in the local Hugging Face cache");
   static const std::regex project_name_pattern("[A-Za-z0-9-]{1,50}");
   check.range(std::regex_match(p.project_name, project_name_pattern), "project_name", p.project_name,
               "1 to 50 letters, digits or '-' (AutoTrain's rule), e.g. \"my-llm\"");

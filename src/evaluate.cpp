@@ -11,6 +11,7 @@
 #include "autotrain/device.h"
 #include "autotrain/error.h"
 #include "autotrain/finetune.h"
+#include "autotrain/hub_cache.h"
 #include "autotrain/logging.h"
 #include "autotrain/model.h"
 #include "autotrain/progress.h"
@@ -20,12 +21,14 @@
 
 namespace autotrain {
 
-EvaluationResult run_evaluation(const TrainingParams& params, const EvaluateOptions& options) {
+EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptions& options) {
+  TrainingParams params = given;
+  params.model = resolve_model_folder(given.model);  // a Hub id: its snapshot in the local Hugging Face cache
   const std::string split = !options.split.empty() ? options.split : params.valid_split.value_or("");
   if (split.empty())
     throw config_error("eval: no split to score: give --split (e.g. --split train), or valid_split in the config");
   EvaluationResult result;
-  result.model = params.model;
+  result.model = given.model;
   result.adapter_dir = options.adapter_dir;
   result.data_file = resolve_split_file(params.data_path, split);
   result.block_size = effective_block_size(params);

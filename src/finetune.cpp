@@ -18,6 +18,7 @@
 #include "autotrain/distributed.h"
 #include "autotrain/error.h"
 #include "autotrain/estimate.h"
+#include "autotrain/hub_cache.h"
 #include "autotrain/lm_loss.h"
 #include "autotrain/logging.h"
 #include "autotrain/model.h"
@@ -133,7 +134,11 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter, in
   return trainable;
 }
 
-TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions& options) {
+TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions& options) {
+  // A Hub id is read from the local Hugging Face cache; the adapter and training_params.json record it as given,
+  // as PEFT and AutoTrain do.
+  TrainingParams params = given;
+  params.model = resolve_model_folder(given.model);
   std::unique_ptr<ProcessGroup> group;
   const std::optional<WorkerPlace> place = worker_place_from_environment();
   const int world_size = place ? place->world_size : 1;
@@ -181,8 +186,12 @@ TrainingSummary run_finetune(const TrainingParams& params, const FinetuneOptions
       settings.erase(key);
     data.fingerprint = fingerprint({}, std::to_string(data.train.size()) + "|" + std::to_string(block_size) + "|" +
                                            settings.dump());
-    TrainableModel trainable = trainable_model(model, finetune_adapter_config(attempt_params, model_options));
-    if (!group || group->rank() == 0) save_training_params(attempt_params, params.project_name);
+    AdapterConfig adapter = finetune_adapter_config(attempt_params, model_options);
+    adapter.base_model_name_or_path = given.model;
+    TrainableModel trainable = trainable_model(model, adapter);
+    TrainingParams recorded = attempt_params;
+    recorded.model = given.model;
+    if (!group || group->rank() == 0) save_training_params(recorded, params.project_name);
     TrainerOptions trainer_options{attempt_params, options.save_steps, options.resume_from, resume,
                                    options.stop_after_steps};
     trainer_options.group = group.get();

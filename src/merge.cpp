@@ -15,6 +15,7 @@
 #include "autotrain/adapter.h"
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
+#include "autotrain/hub_cache.h"
 #include "autotrain/logging.h"
 #include "autotrain/model_config.h"
 #include "autotrain/progress.h"
@@ -76,7 +77,8 @@ struct LoraPair {
 // PEFT's "base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight".
 const std::regex kLoraName(R"(base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])\.weight)");
 
-// The adapter's recorded base (adapter_config.json's base_model_name_or_path), when it is a local folder:
+// The adapter's recorded base (adapter_config.json's base_model_name_or_path), when it is a local folder or a Hub
+// id in the local Hugging Face cache:
 // refuse another architecture or hidden size; only note another vocabulary (AutoTrain #790: Qwen2's
 // tokenizer has 151665 tokens, its embeddings 152064 rows). LoRA on linear layers never touches the
 // embeddings, so the merge is the same whatever the vocabulary size.
@@ -84,10 +86,13 @@ void check_recorded_base(const AdapterConfig& adapter, const std::string& adapte
                          const ModelConfig& base) {
   const std::string& recorded = adapter.base_model_name_or_path;
   std::error_code ec;
-  if (recorded.empty() || !fs::is_regular_file(fs::path(recorded) / "config.json", ec)) return;
+  std::string folder = recorded;  // a Hub id (PEFT records the id a model was loaded by) is looked up in the cache
+  if (!recorded.empty() && !fs::exists(recorded, ec) && is_hub_repo_id(recorded))
+    folder = cached_hub_snapshot(recorded, hub_cache_dir()).value_or(recorded);
+  if (folder.empty() || !fs::is_regular_file(fs::path(folder) / "config.json", ec)) return;
   json other;
   try {
-    other = json::parse(read_file((fs::path(recorded) / "config.json").string()));
+    other = json::parse(read_file((fs::path(folder) / "config.json").string()));
   } catch (const std::exception&) {
     return;  // not ours to judge: the shapes are checked below
   }
@@ -218,7 +223,9 @@ bool is_nonempty_directory(const std::string& path) {
 
 }  // namespace
 
-MergeSummary merge_adapter(const MergeOptions& options) {
+MergeSummary merge_adapter(const MergeOptions& given) {
+  MergeOptions options = given;
+  options.base_dir = resolve_model_folder(given.base_dir);  // a Hub id: its snapshot in the local Hugging Face cache
   const ModelConfig config = load_model_config(options.base_dir);
   const AdapterConfig adapter = load_adapter_config(options.adapter_dir);
   const std::string adapter_config_path = options.adapter_dir + "/adapter_config.json";

@@ -309,7 +309,8 @@ TEST(EstimateCli, MissingModelConfigIsOneLine) {
   auto result = testing::run_autotrain("estimate-cost --config training_params.json --tokens 1000",
                                        dir.path().string());
   EXPECT_EQ(result.exit_code, 1) << result.output;
-  EXPECT_NE(result.output.find("/nonexistent/model/config.json"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("/nonexistent/model: no such folder"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("--model-config FILE"), std::string::npos) << result.output;
   EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
 }
 

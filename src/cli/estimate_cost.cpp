@@ -13,6 +13,7 @@
 #include "autotrain/estimate.h"
 #include "autotrain/fileio.h"
 #include "autotrain/finetune.h"
+#include "autotrain/hub_cache.h"
 #include "autotrain/tokenizer.h"
 #include "commands.h"
 
@@ -60,7 +61,16 @@ int64_t count_dataset_tokens(const TrainingParams& params, const std::string& ca
 }
 
 void run_estimate(const EstimateOptions& o) {
-  const TrainingParams params = load_training_params(o.config_path);
+  TrainingParams params = load_training_params(o.config_path);
+  // The model's folder (or a Hub id's snapshot in the local Hugging Face cache) is read unless --model-config and
+  // --tokens stand in for everything in it.
+  if (o.model_config.empty() || o.tokens <= 0 || o.calibrate) {
+    try {
+      params.model = resolve_model_folder(params.model);
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + "; or pass --model-config FILE and --tokens N", e.exit_code());
+    }
+  }
   if (o.model_config.empty() && !fs::exists(params.model + "/config.json"))
     throw Error(params.model + "/config.json: not found; estimate-cost reads the model's config.json (weights are "
                 "not needed): point \"model\" at a local folder, or pass --model-config FILE");

@@ -51,8 +51,8 @@ Command add_eval_command(CLI::App& parent) {
                   "add_eos_token, chat_template, trainer, quantization, mixed_precision and batch_size, and "
                   "project_name's adapter")
       ->check(CLI::ExistingFile);
-  app->add_option("-m,--model", o->model_dir, "Hugging Face model folder (in place of the config's model)")
-      ->check(CLI::ExistingDirectory);
+  app->add_option("-m,--model", o->model_dir,
+                  "Hugging Face model folder, or a Hub id in the local HF cache (in place of the config's model)");
   app->add_option("-a,--adapter", o->evaluate.adapter_dir,
                   "PEFT adapter folder (default with --config: project_name, when it holds an adapter)")
       ->check(CLI::ExistingDirectory);

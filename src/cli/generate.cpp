@@ -11,6 +11,7 @@
 #include "autotrain/error.h"
 #include "autotrain/estimate.h"
 #include "autotrain/generation.h"
+#include "autotrain/hub_cache.h"
 #include "autotrain/logging.h"
 #include "autotrain/merge.h"
 #include "autotrain/model.h"
@@ -44,9 +45,9 @@ std::vector<int64_t> prompt_ids_of(const GenerateOptions& o, const Tokenizer& to
 Command add_generate_command(CLI::App& parent) {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* app = parent.add_subcommand("generate", "Continue a prompt with a local model, optionally with a LoRA adapter");
-  app->add_option("-m,--model", o->model_dir, "Hugging Face model folder (config.json, safetensors, tokenizer)")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  app->add_option("-m,--model", o->model_dir,
+                  "Hugging Face model folder (config.json, safetensors, tokenizer), or a Hub id in the local HF cache")
+      ->required();
   app->add_option("-a,--adapter", o->adapter_dir, "PEFT adapter folder (adapter_config.json + adapter_model.safetensors)")
       ->check(CLI::ExistingDirectory);
   app->add_option("-p,--prompt", o->prompt, "The text to continue")->required();
@@ -82,6 +83,7 @@ Command add_generate_command(CLI::App& parent) {
               "--prompt \"The red fox\" --max-new-tokens 32");
   auto run = [o] {
     if (!o->system.empty() && !o->chat) throw Error("generate: --system needs --chat", kExitUsage);
+    o->model_dir = resolve_model_folder(o->model_dir);
     auto tokenizer = Tokenizer::load(o->model_dir);
     ModelOptions options;
     options.device = select_device(o->device);

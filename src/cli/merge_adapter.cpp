@@ -20,9 +20,10 @@ Command add_merge_adapter_command(CLI::App& parent) {
   auto arguments = std::make_shared<MergeArguments>();
   CLI::App* app = parent.add_subcommand(
       "merge-adapter", "Merge a LoRA adapter into its base model and write a Hugging Face model folder");
-  app->add_option("--base", arguments->base, "Base model folder (config.json + safetensors), the original fp16/bf16/fp32 weights")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  app->add_option("--base", arguments->base,
+                  "Base model folder (config.json + safetensors), the original fp16/bf16/fp32 weights, or its Hub id "
+                  "when it is in the local HF cache")
+      ->required();
   app->add_option("--adapter", arguments->adapter, "Adapter folder (adapter_config.json + adapter_model.safetensors)")
       ->required()
       ->check(CLI::ExistingDirectory);

@@ -397,7 +397,9 @@ GgufSummary export_gguf(const GgufOptions& options) {
   }
 
   GgufMetadata metadata;
-  add_model_metadata(metadata, arch->name, fs::path(options.model_dir).lexically_normal().filename().string(), config,
+  const std::string name =
+      options.name.empty() ? fs::path(options.model_dir).lexically_normal().filename().string() : options.name;
+  add_model_metadata(metadata, arch->name, name, config,
                      options.type);
   add_tokenizer_metadata(metadata, options.model_dir, config);
 

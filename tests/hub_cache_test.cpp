@@ -1,7 +1,7 @@
 // Models named by their Hub id, read from the local Hugging Face cache, against huggingface_hub itself
 // (tests/reference/hub_cache.py): the snapshot try_to_load_from_cache finds, the cache folder constants.py
-// derives from the environment, the ids validate_repo_id accepts; then train / generate / merge-adapter / eval
-// with "Qwen/..."-style ids through the binary.
+// derives from the environment, the ids validate_repo_id accepts; then train / generate / eval / merge-adapter /
+// export-gguf with "Qwen/..."-style ids through the binary.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -131,6 +131,9 @@ TEST(HubCache, TrainGenerateEvalAndMergeByHubId) {
   auto merged = run("merge-adapter --base " + kRepo + " --adapter run --out merged");
   ASSERT_EQ(merged.exit_code, 0) << merged.output;
   EXPECT_EQ(json::parse(read_file(dir.file("merged/config.json")))["model_type"], "qwen3");  // not the older qwen2
+  auto exported = run("export-gguf --model " + kRepo + " --out tiny.gguf");
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_NE(read_file(dir.file("tiny.gguf")).find("tiny-qwen3"), std::string::npos);  // general.name: not the commit
 
   // Without the cache (another HF_HUB_CACHE): one line saying how to fetch the model.
   auto missing = testing::run_command("cd " + quote(dir.path().string()) + " && HF_HUB_CACHE=" +

@@ -20,11 +20,12 @@ enum class GgufType { f16, q8_0 };  // what 2-D weights become; 1-D tensors (nor
 
 struct GgufOptions {
   std::string model_dir, out_file;
+  std::string name;  // general.name; empty: the folder's name
   GgufType type = GgufType::f16;
 };
 
 struct GgufSummary {
-  std::string architecture;  // general.architecture: "llama" (Llama, Mistral) or "qwen2"
+  std::string architecture;  // general.architecture: "llama" (Llama, Mistral), "qwen2" or "qwen3"
   int64_t tensors = 0;
   int64_t metadata_entries = 0;
   uint64_t file_bytes = 0;

@@ -222,7 +222,9 @@ ChatTemplate ChatTemplate::load(const std::string& model_dir) {
   return fallback;
 }
 
-std::string ChatTemplate::apply(const OrderedJson& messages, bool add_generation_prompt) const {
+std::string ChatTemplate::apply(const OrderedJson& messages, bool add_generation_prompt,
+                                const OrderedJson& variables) const {
+  if (!variables.is_object()) throw Error("chat template variables must be an object, not " + preview(variables));
   if (!messages.is_array()) throw Error("a conversation must be a list of messages, not " + preview(messages));
   OrderedJson cleaned = OrderedJson::array();
   for (const auto& message : messages) {
@@ -235,6 +237,11 @@ std::string ChatTemplate::apply(const OrderedJson& messages, bool add_generation
     cleaned.push_back(std::move(kept));
   }
   OrderedJson context = special_tokens_;
+  for (const auto& [name, value] : variables.items()) {
+    if (name == "messages" || name == "add_generation_prompt" || name == "tools" || name == "documents")
+      throw Error("the chat template variable \"" + name + "\" is set by autotrain itself; give another name");
+    context[name] = value;
+  }
   context["messages"] = std::move(cleaned);
   context["add_generation_prompt"] = add_generation_prompt;
   context["tools"] = nullptr;

@@ -56,6 +56,24 @@ TEST(ChatTemplate, RendersAsTransformersDoes) {
   EXPECT_GT(refused, 10);
 }
 
+// apply() with more variables (apply_chat_template's keyword arguments): Qwen3's enable_thinking=False prefills an
+// empty think block, as the oracle rendered it; the names apply() sets itself are refused.
+TEST(ChatTemplate, ApplyTakesTemplateVariablesAsApplyChatTemplatesKeywordArguments) {
+  const OrderedJson cases = read_json(kReference + "/renders.json")["cases"];
+  const OrderedJson* wanted = nullptr;
+  for (const auto& c : cases)
+    if (c["name"] == "qwen3/enable_thinking_false+generation_prompt") wanted = &c;
+  ASSERT_NE(wanted, nullptr);
+  ASSERT_EQ((*wanted)["extra"], OrderedJson({{"enable_thinking", false}}));
+  const ChatTemplate chat((*wanted)["template"].get<std::string>(), "qwen3", {{"eos_token", "<|im_end|>"}});
+  const std::string rendered = chat.apply((*wanted)["messages"], true, (*wanted)["extra"]);
+  EXPECT_EQ(rendered, (*wanted)["rendered"].get<std::string>());
+  EXPECT_NE(rendered, chat.apply((*wanted)["messages"], true));  // without it Qwen3 leaves the think block open
+  const std::string refused = testing::error_message_of(
+      [&] { chat.apply((*wanted)["messages"], true, {{"add_generation_prompt", false}}); });
+  EXPECT_NE(refused.find("\"add_generation_prompt\" is set by autotrain itself"), std::string::npos) << refused;
+}
+
 // AutoTrain's default trainer with chat_template "tokenizer" (and its sft trainer), from the dataset file to the
 // token cache: JSONL lists and CSV cells holding Python's str() of the list give transformers' texts and ids.
 TEST(ChatTemplate, DatasetConversationsBecomeTransformersIds) {

@@ -23,8 +23,11 @@ class ChatTemplate {
 
   // The text of one conversation. `messages` must be a list of objects, each with a string "role"; keys whose
   // value is null are dropped first, as transformers does. Throws Error for a malformed conversation or when
-  // the template refuses it (raise_exception: "roles must alternate user/assistant/...").
-  std::string apply(const OrderedJson& messages, bool add_generation_prompt = false) const;
+  // the template refuses it (raise_exception: "roles must alternate user/assistant/..."). `variables` (an object)
+  // are more template variables, as apply_chat_template's keyword arguments (Qwen3's enable_thinking); they
+  // override the special tokens, and may not be messages, add_generation_prompt, tools or documents.
+  std::string apply(const OrderedJson& messages, bool add_generation_prompt = false,
+                    const OrderedJson& variables = OrderedJson::object()) const;
 
   const std::string& source() const { return source_; }
   bool is_fallback() const { return fallback_; }

@@ -23,7 +23,8 @@ namespace autotrain::cli {
 
 namespace {
 struct GenerateOptions {
-  std::string model_dir, adapter_dir, prompt, system, dtype = "auto", device = "auto", quantization = "none";
+  std::string model_dir, adapter_dir, prompt, system, chat_template_kwargs, dtype = "auto", device = "auto",
+      quantization = "none";
   int64_t max_new_tokens = 64;
   double temperature = 0, top_p = 1.0;
   uint64_t seed = 42;
@@ -38,7 +39,19 @@ std::vector<int64_t> prompt_ids_of(const GenerateOptions& o, const Tokenizer& to
   OrderedJson messages = OrderedJson::array();
   if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
   messages.push_back({{"role", "user"}, {"content", o.prompt}});
-  return tokenizer.encode(ChatTemplate::load(o.model_dir).apply(messages, /*add_generation_prompt=*/true), false);
+  OrderedJson variables = OrderedJson::object();
+  if (!o.chat_template_kwargs.empty()) {
+    try {
+      variables = OrderedJson::parse(o.chat_template_kwargs);
+    } catch (const OrderedJson::exception& e) {
+      throw Error(std::string("generate: --chat-template-kwargs is not JSON (") + e.what() + ")", kExitUsage);
+    }
+    if (!variables.is_object())
+      throw Error("generate: --chat-template-kwargs must be a JSON object, e.g. '{\"enable_thinking\": false}'",
+                  kExitUsage);
+  }
+  return tokenizer.encode(ChatTemplate::load(o.model_dir).apply(messages, /*add_generation_prompt=*/true, variables),
+                          false);
 }
 }  // namespace
 
@@ -77,12 +90,16 @@ Command add_generate_command(CLI::App& parent) {
                 "Send the prompt as a user message through the model's chat template (tokenizer_config.json's "
                 "chat_template; ChatML without one), as for a model trained with chat_template \"tokenizer\"");
   app->add_option("--system", o->system, "With --chat: a system message before the prompt");
+  app->add_option("--chat-template-kwargs", o->chat_template_kwargs,
+                  "With --chat: a JSON object of more template variables, e.g. '{\"enable_thinking\": false}' (Qwen3)");
   app->add_flag("--ignore-eos", o->ignore_eos,
                 "Go on past the end-of-sequence token, to --max-new-tokens (for timing a fixed length)");
   app->footer("Example:\n  autotrain generate --model build/fixtures/models/llama --adapter example-run "
               "--prompt \"The red fox\" --max-new-tokens 32");
   auto run = [o] {
     if (!o->system.empty() && !o->chat) throw Error("generate: --system needs --chat", kExitUsage);
+    if (!o->chat_template_kwargs.empty() && !o->chat)
+      throw Error("generate: --chat-template-kwargs needs --chat", kExitUsage);
     o->model_dir = resolve_model_folder(o->model_dir);
     auto tokenizer = Tokenizer::load(o->model_dir);
     ModelOptions options;

@@ -219,7 +219,7 @@ void validate(TrainingParams& p, const std::string& source) {
   check.choice("chat_template", p.chat_template, {"none", "tokenizer"}, {}, /*null_ok=*/true);
 
   check.choice("trainer", p.trainer, {"default", "sft"}, {"reward", "dpo", "orpo", "generic"});
-  check.choice("log", p.log, {"none"}, {"wandb", "tensorboard"});
+  check.choice("log", p.log, {"none", "tensorboard"}, {"wandb"});
   check.range(p.logging_steps == -1 || p.logging_steps >= 1, "logging_steps", p.logging_steps,
               "-1 (automatic) or an integer >= 1");
   check.choice("eval_strategy", p.eval_strategy, {"epoch", "steps", "no"});

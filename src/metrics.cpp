@@ -11,15 +11,23 @@
 
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
+#include "autotrain/tensorboard.h"
 
 namespace autotrain {
 
-MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+MetricsWriter::MetricsWriter(const std::string& path, const std::string& tensorboard_dir) : path_(path) {
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) make_directories(parent.string());
   out_.open(path, std::ios::app);
   if (!out_) throw Error(path + ": cannot open the metrics file for appending; check the folder is writable");
+  if (!tensorboard_dir.empty()) tensorboard_ = std::make_unique<TensorBoardWriter>(tensorboard_dir);
 }
+
+MetricsWriter::~MetricsWriter() = default;
+MetricsWriter::MetricsWriter(MetricsWriter&&) noexcept = default;
+MetricsWriter& MetricsWriter::operator=(MetricsWriter&&) noexcept = default;
+
+std::string MetricsWriter::tensorboard_path() const { return tensorboard_ ? tensorboard_->path() : ""; }
 
 void MetricsWriter::write(nlohmann::json record) {
   if (!record.contains("time")) {
@@ -32,6 +40,13 @@ void MetricsWriter::write(nlohmann::json record) {
     throw Error(path_ + ": writing metrics failed (" + std::strerror(errno) +
                 "); free some space or choose another project_name folder");
   }
+  if (!tensorboard_) return;
+  const int64_t step = record.value("step", int64_t{0});
+  const double time = record["time"].get<double>();
+  for (const auto& [key, value] : record.items())
+    if (value.is_number() && key != "step" && key != "time")
+      tensorboard_->scalar(tensorboard_tag(key), value.get<double>(), step, time);
+  tensorboard_->flush();
 }
 
 namespace {

@@ -23,6 +23,7 @@
 #include "autotrain/profiling.h"
 #include "autotrain/progress.h"
 #include "autotrain/scheduler.h"
+#include "autotrain/tensorboard.h"
 
 namespace autotrain {
 namespace {
@@ -193,7 +194,11 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   std::optional<MetricsWriter> metrics;
   if (writer) {
     keep_metrics_through_step(p.project_name + "/metrics.jsonl", state.global_step);
-    metrics.emplace(p.project_name + "/metrics.jsonl");
+    // "log": "tensorboard": the same numbers as TensorBoard scalars, in a run folder of this start's own.
+    const std::string tensorboard_dir = p.log == "tensorboard" ? tensorboard_run_dir(p.project_name) : "";
+    metrics.emplace(p.project_name + "/metrics.jsonl", tensorboard_dir);
+    if (!tensorboard_dir.empty())
+      log::info("TensorBoard events in " + tensorboard_dir + " (tensorboard --logdir " + p.project_name + "/runs)");
   }
   log::info(log::cat("training: ", blocks, " blocks of ", data.block_size, " tokens, ", p.epochs, " epoch(s), ",
                      total_steps, " optimizer steps of ", p.batch_size, " x ", p.gradient_accumulation, " blocks",

@@ -2,23 +2,34 @@
 #pragma once
 
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 namespace autotrain {
 
+class TensorBoardWriter;
+
 class MetricsWriter {
  public:
-  // Appends to `path` (created with its folder when missing), so a resumed run continues the file.
-  explicit MetricsWriter(const std::string& path);
-  // Writes `record` plus "time" (seconds since the Unix epoch) when it has none.
+  // Appends to `path` (created with its folder when missing), so a resumed run continues the file. With a
+  // `tensorboard_dir`, every record's numbers also go to a TensorBoard event file there (autotrain/tensorboard.h).
+  explicit MetricsWriter(const std::string& path, const std::string& tensorboard_dir = "");
+  ~MetricsWriter();
+  MetricsWriter(MetricsWriter&&) noexcept;
+  MetricsWriter& operator=(MetricsWriter&&) noexcept;
+  // Writes `record` plus "time" (seconds since the Unix epoch) when it has none; to TensorBoard, each number but
+  // "step" and "time" as a scalar at the record's step (tag: tensorboard_tag).
   void write(nlohmann::json record);
   const std::string& path() const { return path_; }
+  // The event file, or "" without TensorBoard.
+  std::string tensorboard_path() const;
 
  private:
   std::string path_;
   std::ofstream out_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
 };
 
 // Reads every record of a metrics file (for tests and tools); throws Error naming the line on bad JSON.

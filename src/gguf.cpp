@@ -399,8 +399,7 @@ GgufSummary export_gguf(const GgufOptions& options) {
   GgufMetadata metadata;
   const std::string name =
       options.name.empty() ? fs::path(options.model_dir).lexically_normal().filename().string() : options.name;
-  add_model_metadata(metadata, arch->name, name, config,
-                     options.type);
+  add_model_metadata(metadata, arch->name, name, config, options.type);
   add_tokenizer_metadata(metadata, options.model_dir, config);
 
   std::string header("GGUF", 4);

@@ -85,9 +85,9 @@ std::string resolve_model_folder(const std::string& model) {
               *snapshot + ")");
     return *snapshot;
   }
-  throw Error(model + ": no such folder, and the Hugging Face cache " + cache + " has no snapshot of it (at refs/main)" +
-              "; autotrain never downloads: fetch it with `hf download " + model + "` (set HF_HUB_CACHE or HF_HOME " +
-              "if your cache is elsewhere), or give the model's folder");
+  throw Error(model + ": no such folder, and the Hugging Face cache " + cache +
+              " has no snapshot of it (at refs/main); autotrain never downloads: fetch it with `hf download " + model +
+              "` (set HF_HUB_CACHE or HF_HOME if your cache is elsewhere), or give the model's folder");
 }
 
 }  // namespace autotrain

@@ -27,8 +27,6 @@ MetricsWriter::~MetricsWriter() = default;
 MetricsWriter::MetricsWriter(MetricsWriter&&) noexcept = default;
 MetricsWriter& MetricsWriter::operator=(MetricsWriter&&) noexcept = default;
 
-std::string MetricsWriter::tensorboard_path() const { return tensorboard_ ? tensorboard_->path() : ""; }
-
 void MetricsWriter::write(nlohmann::json record) {
   if (!record.contains("time")) {
     auto now = std::chrono::system_clock::now().time_since_epoch();

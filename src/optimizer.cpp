@@ -20,12 +20,17 @@ double clip_gradient_norm(const std::vector<at::Tensor>& parameters, double max_
   return total.item<double>();
 }
 
+namespace {
+
+// The names run as AdamW (autotrain/optimizer.h says why each is the same update).
 bool is_adamw_optimizer(const std::string& name) {
   for (const char* adamw : {"adamw_torch", "adamw", "adamw_torch_fused", "paged_adamw_32bit", "adamw_8bit",
                             "adamw_bnb_8bit", "paged_adamw_8bit"})
     if (name == adamw) return true;
   return false;
 }
+
+}  // namespace
 
 Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, OptimizerOptions options)
     : options_(std::move(options)), parameters_(std::move(parameters)) {

@@ -38,7 +38,8 @@ TEST(TensorBoard, TrainingRunReadsBackInTensorBoard) {
       {"quantization", "none"}, {"target_modules", "q_proj, v_proj"}, {"peft", true}, {"lora_r", 4},
       {"lora_alpha", 8}, {"log", "tensorboard"}};
   testing::write_text(dir.file("params.json"), config.dump(2));
-  auto result = testing::run_autotrain("train --config params.json --cache-dir cache --device cpu", dir.path().string());
+  auto result =
+      testing::run_autotrain("train --config params.json --cache-dir cache --device cpu", dir.path().string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   std::vector<fs::path> runs;
   for (const auto& entry : fs::directory_iterator(dir.file("run/runs"))) runs.push_back(entry.path());
@@ -47,7 +48,8 @@ TEST(TensorBoard, TrainingRunReadsBackInTensorBoard) {
       << result.output;
   const std::string check = quote(AUTOTRAIN_PYTHON) + " " +
                             quote(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/reference/tensorboard_check.py") +
-                            " --logdir " + quote(runs[0].string()) + " --metrics " + quote(dir.file("run/metrics.jsonl"));
+                            " --logdir " + quote(runs[0].string()) +
+                            " --metrics " + quote(dir.file("run/metrics.jsonl"));
   auto checked = testing::run_command(check);
   EXPECT_EQ(checked.exit_code, 0) << checked.output;
 }

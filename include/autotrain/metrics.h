@@ -23,8 +23,6 @@ class MetricsWriter {
   // "step" and "time" as a scalar at the record's step (tag: tensorboard_tag).
   void write(nlohmann::json record);
   const std::string& path() const { return path_; }
-  // The event file, or "" without TensorBoard.
-  std::string tensorboard_path() const;
 
  private:
   std::string path_;

@@ -30,9 +30,6 @@ struct OptimizerOptions {
 // clipping (0 with no gradients). max_norm = inf only measures. One read of the norm from the device.
 double clip_gradient_norm(const std::vector<at::Tensor>& parameters, double max_norm);
 
-// Whether `name` is one of the names run as AdamW above.
-bool is_adamw_optimizer(const std::string& name);
-
 class Optimizer {
  public:
   // `parameters` are the trainable tensors (fp32 leaves with requires_grad), named for checkpoints.

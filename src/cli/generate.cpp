@@ -102,6 +102,9 @@ Command add_generate_command(CLI::App& parent) {
       throw Error("generate: --chat-template-kwargs needs --chat", kExitUsage);
     o->model_dir = resolve_model_folder(o->model_dir);
     auto tokenizer = Tokenizer::load(o->model_dir);
+    // Before the model is loaded: a template that refuses the prompt, or bad --chat-template-kwargs, is said at once.
+    std::vector<int64_t> prompt_ids = prompt_ids_of(*o, *tokenizer);
+    if (prompt_ids.empty()) throw Error("generate: the prompt has no tokens; give a non-empty --prompt", kExitUsage);
     ModelOptions options;
     options.device = select_device(o->device);
     options.dtype = generation_dtype(o->dtype, options.device, load_model_config(o->model_dir).dtype,
@@ -120,8 +123,6 @@ Command add_generate_command(CLI::App& parent) {
     }
     CausalLM model(o->model_dir, options);
     if (adapter) load_adapter_weights(o->adapter_dir, model.lora_parameters());
-    std::vector<int64_t> prompt_ids = prompt_ids_of(*o, *tokenizer);
-    if (prompt_ids.empty()) throw Error("generate: the prompt has no tokens; give a non-empty --prompt", kExitUsage);
     GenerationOptions generation;
     generation.max_new_tokens = o->max_new_tokens;
     generation.temperature = o->temperature;

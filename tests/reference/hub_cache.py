@@ -8,7 +8,8 @@ Writes reference/hub_cache/:
                  autotrain-fixtures/no-main     a snapshot but no refs/main (as `hf download --revision SHA` leaves)
                  autotrain-fixtures/dangling    refs/main naming a commit that has no snapshot folder
   expected.json
-    "snapshots": {repo id: the folder of try_to_load_from_cache(id, "config.json", cache_dir=cache) or null};
+    "snapshots": {repo id: the folder of try_to_load_from_cache(id, "config.json", cache_dir=cache), relative to
+                 cache (the fixtures may be read from another working folder), or null};
                  transformers' AutoConfig.from_pretrained(id, cache_dir=cache, local_files_only=True) loads the
                  same folder's config (asserted here)
     "cache_dirs": [[environment, constants.HF_HUB_CACHE under it (a fresh interpreter)], ...]
@@ -79,7 +80,7 @@ def main():
     for repo_id in ["autotrain-fixtures/tiny-qwen3", "autotrain-fixtures/no-main", "autotrain-fixtures/dangling",
                     "autotrain-fixtures/absent"]:
         found = try_to_load_from_cache(repo_id, "config.json", cache_dir=str(cache))
-        snapshots[repo_id] = os.path.dirname(found) if isinstance(found, str) else None
+        snapshots[repo_id] = os.path.relpath(os.path.dirname(found), cache) if isinstance(found, str) else None
         try:
             config = AutoConfig.from_pretrained(repo_id, cache_dir=str(cache), local_files_only=True)
             assert snapshots[repo_id] is not None and config.model_type == "qwen3", repo_id

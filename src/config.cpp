@@ -238,7 +238,7 @@ void validate(TrainingParams& p, const std::string& source) {
                {"adamw_hf", "adafactor", "lion_8bit", "lion_32bit", "paged_lion_8bit", "rmsprop", "galore_adamw"});
   // LoRA's moments are small (8 B per trainable parameter in fp32: 335 MB for r 16 on every projection of an 8B
   // model); 8-bit ones would save three quarters of that, and round every update.
-  if (p.optimizer.size() >= 4 && p.optimizer.compare(p.optimizer.size() - 4, 4, "8bit") == 0)
+  if (ends_with(p.optimizer, "8bit"))
     log::warn(source + ": \"optimizer\": \"" + p.optimizer + "\" runs as 32-bit AdamW (adamw_torch): the same " +
               "update, without the 8-bit rounding of its moments, which take 4x the memory");
   check.choice("scheduler", p.scheduler,

@@ -7,6 +7,7 @@
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/logging.h"
+#include "autotrain/text_util.h"
 
 namespace autotrain {
 
@@ -48,7 +49,7 @@ bool is_hub_repo_id(const std::string& name) {
                                   R"([A-Za-z0-9_]([A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?)");
   if (!std::regex_match(name, pattern)) return false;
   if (name.find("--") != std::string::npos || name.find("..") != std::string::npos) return false;
-  return name.size() < 4 || name.compare(name.size() - 4, 4, ".git") != 0;
+  return !ends_with(name, ".git");
 }
 
 std::optional<std::string> cached_hub_snapshot(const std::string& repo_id, const std::string& cache_dir) {

@@ -168,12 +168,10 @@ std::map<std::string, LoraPair> plan_lora(const SafetensorsFile& adapter_file, c
 }
 
 bool is_weight_file(const std::string& file_name) {
-  auto ends_with = [&](const std::string& suffix) {
-    return file_name.size() >= suffix.size() && file_name.compare(file_name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return ends_with(".safetensors") || ends_with(".safetensors.index.json") || ends_with(".bin") ||
-         ends_with(".bin.index.json") || ends_with(".pt") || ends_with(".pth") || ends_with(".gguf") ||
-         ends_with(".ckpt") || ends_with(".h5") || ends_with(".msgpack");
+  for (const char* suffix : {".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth",
+                             ".gguf", ".ckpt", ".h5", ".msgpack"})
+    if (ends_with(file_name, suffix)) return true;
+  return false;
 }
 
 // config.json with its dtype key set to the merged dtype; every other top-level file of the base that is

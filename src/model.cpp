@@ -50,9 +50,7 @@ class WeightLoader {
   void warn_unused() const {
     for (const std::string& name : checkpoint_.names()) {
       // Old checkpoints carry the rotary buffer; it is recomputed from config.json, as transformers does.
-      const std::string buffer = "rotary_emb.inv_freq";
-      bool is_buffer = name.size() >= buffer.size() && name.compare(name.size() - buffer.size(), buffer.size(), buffer) == 0;
-      if (!used_.count(name) && !is_buffer)
+      if (!used_.count(name) && !ends_with(name, "rotary_emb.inv_freq"))
         log::warn(log::cat(checkpoint_.path_of(name), ": tensor ", name, " is not used by a ", config_.model_type,
                            " model; ignored"));
     }

@@ -290,10 +290,6 @@ namespace {
 const char* const kSingleName = "model.safetensors";
 const char* const kIndexName = "model.safetensors.index.json";
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 }  // namespace
 
 Checkpoint Checkpoint::open(const std::string& path) {

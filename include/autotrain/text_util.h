@@ -12,6 +12,8 @@ namespace autotrain {
 std::string trim(const std::string& text);
 std::vector<std::string> split(const std::string& text, char separator);
 std::string join(const std::vector<std::string>& parts, const std::string& separator);
+// Whether `text` ends with `suffix` (C++20's std::string::ends_with).
+bool ends_with(const std::string& text, const std::string& suffix);
 size_t edit_distance(const std::string& a, const std::string& b);
 // The candidate nearest to `word` by edit distance (ties: the first); empty when there are none.
 std::string nearest_word(const std::string& word, const std::vector<std::string>& candidates);

@@ -6,27 +6,34 @@
 #
 # The model is a random-weight ~64M-parameter Llama (hidden 640, 14 layers, GQA 10/5 heads) with the
 # fixture sentencepiece tokenizer, written once into $BENCH_DIR (default /tmp/autotrain_bench_train).
+# AUTOTRAIN_BENCH_ARCH=qwen3 makes it a Qwen3 of the same sizes (heads of 64, plus the q/k head norms), in
+# $BENCH_DIR-qwen3.
 # Data: configs/example/data (block 256, batch 4, accumulation 1, one epoch, LoRA r 16 on q/k/v/o,
 # gradient checkpointing on for both). Figures: training tokens/s (ours from metrics.jsonl, the peer's
 # from Trainer.train's wall time) and the whole process's peak RSS (/usr/bin/time).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
-DIR="${BENCH_DIR:-/tmp/autotrain_bench_train}"
+ARCH="${AUTOTRAIN_BENCH_ARCH:-llama}"
+[[ $ARCH == llama || $ARCH == qwen3 ]] || { echo "AUTOTRAIN_BENCH_ARCH must be llama or qwen3" >&2; exit 2; }
+DIR="${BENCH_DIR:-/tmp/autotrain_bench_train}$( [ "$ARCH" = llama ] || echo "-$ARCH" )"
 PYTHON="${AUTOTRAIN_PYTHON:-$(sed -n 's/^AUTOTRAIN_PYTHON:FILEPATH=//p' "$BUILD/CMakeCache.txt")}"
 mkdir -p "$DIR"
 
 if [ ! -f "$DIR/model/config.json" ]; then
-  "$PYTHON" - "$DIR/model" "$BUILD/fixtures/tokenizers/sentencepiece" <<'PY'
+  "$PYTHON" - "$DIR/model" "$BUILD/fixtures/tokenizers/sentencepiece" "$ARCH" <<'PY'
 import shutil, sys, torch
 from pathlib import Path
-from transformers import LlamaConfig, LlamaForCausalLM
-out, tok = Path(sys.argv[1]), Path(sys.argv[2])
+import transformers
+out, tok, arch = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
-config = LlamaConfig(vocab_size=1000, hidden_size=640, intermediate_size=1728, num_hidden_layers=14,
-                     num_attention_heads=10, num_key_value_heads=5, max_position_embeddings=2048,
-                     bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-model = LlamaForCausalLM(config)
+sizes = dict(vocab_size=1000, hidden_size=640, intermediate_size=1728, num_hidden_layers=14, num_attention_heads=10,
+             num_key_value_heads=5, max_position_embeddings=2048, bos_token_id=1, eos_token_id=2,
+             tie_word_embeddings=False)
+if arch == "qwen3":
+    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=64, **sizes))
+else:
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**sizes))
 print(f"bench model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
 model.save_pretrained(out)
 for item in tok.iterdir():

@@ -52,17 +52,22 @@ std::string text_of_cell(const json& cell, const std::string& column, const Chat
   return text;
 }
 
-std::string text_of(const json& record, const std::string& column, const ChatTemplate* chat, const std::string& path,
-                    int64_t line) {
+// The cells of `columns` in a JSON record, in that order.
+Row row_of(const json& record, const std::vector<DataColumn>& columns, const ChatTemplate* chat, const std::string& path,
+           int64_t line) {
   if (!record.is_object()) throw Error(where(path, line) + ": expected a JSON object per record");
-  auto it = record.find(column);
-  if (it == record.end()) {
-    std::vector<std::string> columns;
-    for (const auto& item : record.items()) columns.push_back(item.key());
-    throw Error(where(path, line) + ": no column \"" + column + "\" (columns found: " + join(columns, ", ") +
-                "); set \"text_column\" in training_params.json");
+  Row row;
+  for (const DataColumn& column : columns) {
+    auto it = record.find(column.name);
+    if (it == record.end()) {
+      std::vector<std::string> found;
+      for (const auto& item : record.items()) found.push_back(item.key());
+      throw Error(where(path, line) + ": no column \"" + column.name + "\" (columns found: " + join(found, ", ") +
+                  "); set \"" + column.key + "\" in training_params.json");
+    }
+    row.push_back(text_of_cell(*it, column.name, chat, path, line));
   }
-  return text_of_cell(*it, column, chat, path, line);
+  return row;
 }
 
 // std::getline that throws once a line passes kMaxRecordBytes, so a file without newlines is refused
@@ -88,8 +93,8 @@ void check_utf8(const std::string& text, const std::string& path, int64_t line) 
     throw Error(where(path, line) + ": not valid UTF-8; re-encode the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)");
 }
 
-int64_t read_jsonl(std::istream& in, const std::string& path, const std::string& column, const ChatTemplate* chat,
-                   const std::function<void(const std::string&)>& visit) {
+int64_t read_jsonl(std::istream& in, const std::string& path, const std::vector<DataColumn>& columns,
+                   const ChatTemplate* chat, const RowVisitor& visit) {
   std::string line;
   int64_t number = 0, count = 0;
   while (read_line(in, line, path, ++number)) {
@@ -101,14 +106,14 @@ int64_t read_jsonl(std::istream& in, const std::string& path, const std::string&
     } catch (const json::exception&) {  // parse errors and numbers out of range alike
       throw Error(where(path, number) + ": not valid JSON; each line of a .jsonl file must be one JSON object");
     }
-    visit(text_of(record, column, chat, path, number));
+    visit(row_of(record, columns, chat, path, number));
     ++count;
   }
   return count;
 }
 
-int64_t read_json_array(std::istream& in, const std::string& path, const std::string& column,
-                        const ChatTemplate* chat, const std::function<void(const std::string&)>& visit) {
+int64_t read_json_array(std::istream& in, const std::string& path, const std::vector<DataColumn>& columns,
+                        const ChatTemplate* chat, const RowVisitor& visit) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   check_utf8(text, path, 1);
   json document;
@@ -121,7 +126,7 @@ int64_t read_json_array(std::istream& in, const std::string& path, const std::st
   }
   if (!document.is_array()) throw Error(path + ": expected a JSON array of records (or use .jsonl)");
   int64_t count = 0;
-  for (const auto& record : document) visit(text_of(record, column, chat, path, ++count));
+  for (const auto& record : document) visit(row_of(record, columns, chat, path, ++count));
   return count;
 }
 
@@ -174,18 +179,22 @@ bool read_csv_record(std::istream& in, std::vector<std::string>& fields, int64_t
   return true;
 }
 
-int64_t read_csv(std::istream& in, const std::string& path, const std::string& column, const ChatTemplate* chat,
-                 const std::function<void(const std::string&)>& visit) {
+int64_t read_csv(std::istream& in, const std::string& path, const std::vector<DataColumn>& columns,
+                 const ChatTemplate* chat, const RowVisitor& visit) {
   std::vector<std::string> header, fields;
   int64_t line = 0, count = 0;
   if (!read_csv_record(in, header, line, path)) throw Error(path + ": empty CSV file (expected a header row)");
   if (!header.empty() && header[0].rfind("\xEF\xBB\xBF", 0) == 0) header[0] = header[0].substr(3);  // BOM
-  size_t index = header.size();
-  for (size_t i = 0; i < header.size(); ++i)
-    if (trim(header[i]) == column) index = i;
-  if (index == header.size())
-    throw Error(path + ": no column \"" + column + "\" in the header (columns found: " + join(header, ", ") +
-                "); set \"text_column\" in training_params.json");
+  std::vector<size_t> indices;
+  for (const DataColumn& column : columns) {
+    size_t index = header.size();
+    for (size_t i = 0; i < header.size(); ++i)
+      if (trim(header[i]) == column.name) index = i;
+    if (index == header.size())
+      throw Error(path + ": no column \"" + column.name + "\" in the header (columns found: " + join(header, ", ") +
+                  "); set \"" + column.key + "\" in training_params.json");
+    indices.push_back(index);
+  }
   while (true) {
     int64_t record_line = line + 1;
     if (!read_csv_record(in, fields, line, path)) break;
@@ -193,22 +202,26 @@ int64_t read_csv(std::istream& in, const std::string& path, const std::string& c
     if (fields.size() != header.size())
       throw Error(where(path, record_line) + ": " + std::to_string(fields.size()) + " fields, the header has " +
                   std::to_string(header.size()) + "; quote fields that contain commas");
-    check_utf8(fields[index], path, record_line);
-    visit(chat ? text_of_cell(json(fields[index]), column, chat, path, record_line) : fields[index]);
+    Row row;
+    for (size_t c = 0; c < columns.size(); ++c) {
+      const std::string& field = fields[indices[c]];
+      check_utf8(field, path, record_line);
+      row.push_back(chat ? text_of_cell(json(field), columns[c].name, chat, path, record_line) : field);
+    }
+    visit(row);
     ++count;
   }
   return count;
 }
 
-int64_t read_txt(std::istream& in, const std::string& path, const ChatTemplate* chat,
-                 const std::function<void(const std::string&)>& visit) {
+int64_t read_txt(std::istream& in, const std::string& path, const ChatTemplate* chat, const RowVisitor& visit) {
   std::string line;
   int64_t number = 0, count = 0;
   while (read_line(in, line, path, ++number)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     check_utf8(line, path, number);
-    visit(chat ? text_of_cell(json(line), "text", chat, path, number) : line);
+    visit({chat ? text_of_cell(json(line), "text", chat, path, number) : line});
     ++count;
   }
   return count;
@@ -230,20 +243,28 @@ std::string resolve_split_file(const std::string& data_path, const std::string& 
               ".csv or " + split + ".txt");
 }
 
-int64_t for_each_text(const std::string& path, const std::string& text_column,
-                      const std::function<void(const std::string&)>& visit, const ChatTemplate* chat) {
+int64_t for_each_record(const std::string& path, const std::vector<DataColumn>& columns, const RowVisitor& visit,
+                        const ChatTemplate* chat) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the dataset");
   const std::string ext = extension_of(path);
   int64_t count = 0;
-  if (ext == ".jsonl") count = read_jsonl(in, path, text_column, chat, visit);
-  else if (ext == ".json") count = read_json_array(in, path, text_column, chat, visit);
-  else if (ext == ".csv") count = read_csv(in, path, text_column, chat, visit);
-  else if (ext == ".txt") count = read_txt(in, path, chat, visit);
+  if (ext == ".jsonl") count = read_jsonl(in, path, columns, chat, visit);
+  else if (ext == ".json") count = read_json_array(in, path, columns, chat, visit);
+  else if (ext == ".csv") count = read_csv(in, path, columns, chat, visit);
+  else if (ext == ".txt" && columns.size() == 1) count = read_txt(in, path, chat, visit);
+  else if (ext == ".txt") throw Error(path + ": a .txt dataset holds one text per line; this trainer reads columns " +
+                                      "from .jsonl, .json or .csv");
   else throw Error(path + ": unknown dataset format \"" + ext + "\"; use .jsonl, .json, .csv or .txt");
   if (in.bad()) throw Error(path + ": read failed");
-  if (count == 0) throw Error(path + ": the dataset has no texts; add records with a \"" + text_column + "\" column");
+  if (count == 0)
+    throw Error(path + ": the dataset has no texts; add records with a \"" + columns.front().name + "\" column");
   return count;
+}
+
+int64_t for_each_text(const std::string& path, const std::string& text_column,
+                      const std::function<void(const std::string&)>& visit, const ChatTemplate* chat) {
+  return for_each_record(path, {{text_column, "text_column"}}, [&](const Row& row) { visit(row[0]); }, chat);
 }
 
 bool is_valid_utf8(const std::string& text) {

@@ -17,6 +17,7 @@ namespace autotrain {
 struct Projection {
   std::shared_ptr<const FrozenLinear> base;
   LoraLinear lora{nullptr};
+  LoraLinear parked{nullptr};  // the LoRA layer while the model's adapters are disabled (lora is then null)
 
   // x (..., in) -> (..., out); with LoRA, through lora_forward_fused where use_fused_lora says.
   at::Tensor forward(const at::Tensor& x) const {

@@ -25,7 +25,8 @@ std::string input_group(const std::string& name) {
 
 RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   RunShape shape;
-  shape.batch_size = params.batch_size;
+  // DPO's micro-batch holds each pair's chosen and rejected sequences.
+  shape.batch_size = params.trainer == "dpo" ? 2 * params.batch_size : params.batch_size;
   shape.block_size = effective_block_size(params);
   shape.gradient_accumulation = params.gradient_accumulation;
   shape.compute_bytes = compute_dtype(params) == at::kFloat ? 4 : 2;

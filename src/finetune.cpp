@@ -127,11 +127,49 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter, in
     at::Tensor shifted = at::constant_pad_nd(labels.to(model.device()), {0, 1}, -100).slice(1, 1);
     return lm_head_loss_sum(model.hidden_states(ids), model.lm_head(), shifted.reshape(-1), chunk_rows);
   };
+  trainable.sequence_logps = [&model, chunk_rows](const at::Tensor& ids, const at::Tensor& completion_mask) {
+    // Each sequence's -(summed token loss) over its completion labels: the same chunked loss, a row at a time.
+    const at::Tensor labels = ids.masked_fill(completion_mask.logical_not(), -100).to(model.device());
+    const at::Tensor shifted = at::constant_pad_nd(labels, {0, 1}, -100).slice(1, 1);
+    const at::Tensor hidden = model.hidden_states(ids);
+    std::vector<at::Tensor> logps;
+    for (int64_t i = 0; i < ids.size(0); ++i)
+      logps.push_back(-lm_head_loss_sum(hidden[i], model.lm_head(), shifted[i], chunk_rows));
+    return at::stack(logps);
+  };
   trainable.set_training = [&model](bool training) { model.set_training(training); };
+  trainable.set_adapters_enabled = [&model](bool enabled) { model.set_adapters_enabled(enabled); };
   trainable.save_adapter = [&model, adapter](const std::string& folder) {
     save_adapter(folder, adapter, model.lora_parameters());
   };
   return trainable;
+}
+
+PreferenceData read_preference_data(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size) {
+  const PreferenceLimits limits{block_size, params.max_prompt_length, params.max_completion_length};
+  PreferenceData data;
+  data.max_length = block_size;
+  data.beta = params.dpo_beta;
+  // TRL pads with the tokenizer's pad token, else its eos; the padding is never attended to nor scored.
+  const std::optional<int64_t> pad = tokenizer.pad_id() ? tokenizer.pad_id() : tokenizer.eos_id();
+  data.pad_id = pad.value_or(0);
+  std::vector<std::string> inputs;
+  auto read_split = [&](const std::string& split) {
+    int64_t dropped = 0;
+    std::vector<PreferencePair> read = read_preference_split(params, tokenizer, split, limits, &dropped);
+    const std::string file = resolve_split_file(params.data_path, split);
+    inputs.push_back(file);
+    if (dropped > 0)
+      log::warn(log::cat(file, ": ", dropped, " pair(s) dropped: the prompt alone fills block_size ", block_size,
+                         ", leaving no completion token"));
+    log::info(log::cat(file, ": ", read.size(), " preference pairs"));
+    return read;
+  };
+  data.train = read_split(params.train_split);
+  if (params.valid_split) data.valid = read_split(*params.valid_split);
+  for (const auto& f : tokenizer_files(params.model)) inputs.push_back(f);
+  data.fingerprint = fingerprint(inputs, "autotrain-pairs-v1");
+  return data;
 }
 
 TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions& options) {
@@ -153,20 +191,28 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
   auto tokenizer = Tokenizer::load(params.model);
   const int64_t block_size = effective_block_size(params);
 
-  // One worker per machine tokenizes into the cache while the others wait, then read it.
-  const bool tokenizes_first = !group || place->local_rank == 0;
-  if (group && !tokenizes_first) group->barrier();
-  TrainingData data{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt, block_size, ""};
-  if (data.train.num_blocks(block_size) == 0) {  // before the model is loaded: say it at once
-    throw Error(resolve_split_file(params.data_path, params.train_split) + ": " + std::to_string(data.train.size()) +
-                " tokens, fewer than one block of block_size " + std::to_string(block_size) +
-                " (the remainder is dropped, as AutoTrain does); lower block_size or add texts");
-  }
-  if (params.valid_split) data.valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
-  if (group && tokenizes_first) group->barrier();
-  if (data.valid && data.valid->num_blocks(block_size) == 0) {
-    throw Error(resolve_split_file(params.data_path, *params.valid_split) + ": the validation split has fewer than " +
-                std::to_string(block_size) + " tokens, so not one block; add texts or set valid_split to null");
+  std::optional<TrainingData> data;
+  std::optional<PreferenceData> pairs;
+  if (params.trainer == "dpo") {
+    if (group) throw Error("trainer \"dpo\" runs in one process; data-parallel workers are not supported yet");
+    pairs = read_preference_data(params, *tokenizer, block_size);
+  } else {
+    // One worker per machine tokenizes into the cache while the others wait, then read it.
+    const bool tokenizes_first = !group || place->local_rank == 0;
+    if (group && !tokenizes_first) group->barrier();
+    data.emplace(TrainingData{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt,
+                              block_size, ""});
+    if (data->train.num_blocks(block_size) == 0) {  // before the model is loaded: say it at once
+      throw Error(resolve_split_file(params.data_path, params.train_split) + ": " +
+                  std::to_string(data->train.size()) + " tokens, fewer than one block of block_size " +
+                  std::to_string(block_size) + " (the remainder is dropped, as AutoTrain does); lower block_size or add texts");
+    }
+    if (params.valid_split) data->valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
+    if (group && tokenizes_first) group->barrier();
+    if (data->valid && data->valid->num_blocks(block_size) == 0) {
+      throw Error(resolve_split_file(params.data_path, *params.valid_split) + ": the validation split has fewer than " +
+                  std::to_string(block_size) + " tokens, so not one block; add texts or set valid_split to null");
+    }
   }
 
   ModelOptions model_options = finetune_model_options(params);
@@ -184,8 +230,8 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
     auto settings = to_json(attempt_params);
     for (const char* key : {"merge_adapter", "logging_steps", "save_total_limit", "log", "project_name"})
       settings.erase(key);
-    data.fingerprint = fingerprint({}, std::to_string(data.train.size()) + "|" + std::to_string(block_size) + "|" +
-                                           settings.dump());
+    const std::string run = fingerprint({}, std::to_string(data ? data->train.size() : pairs->train.size()) + "|" +
+                                                std::to_string(block_size) + "|" + settings.dump());
     AdapterConfig adapter = finetune_adapter_config(attempt_params, model_options);
     adapter.base_model_name_or_path = given.model;
     TrainableModel trainable = trainable_model(model, adapter);
@@ -195,7 +241,13 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
     TrainerOptions trainer_options{attempt_params, options.save_steps, options.resume_from, resume,
                                    options.stop_after_steps};
     trainer_options.group = group.get();
-    return train(trainable, data, trainer_options);
+    if (pairs) {
+      PreferenceData run_pairs = *pairs;  // copied: an attempt of auto_find_batch_size may follow
+      run_pairs.fingerprint = run + "|" + pairs->fingerprint;
+      return train_preference(trainable, run_pairs, trainer_options);
+    }
+    data->fingerprint = run;
+    return train(trainable, *data, trainer_options);
   };
   auto advice = [&](const TrainingParams& p) {
     const ExecutionTarget target = device.is_cuda() ? ExecutionTarget::cuda : ExecutionTarget::cpu;

@@ -208,8 +208,19 @@ KVCache CausalLM::make_cache() const { return KVCache(config_.num_hidden_layers)
 void CausalLM::set_training(bool training) {
   training_ = training;
   for (auto& layer : layers_)
-    for (auto& [name, projection] : layer->projections)
+    for (auto& [name, projection] : layer->projections) {
       if (projection.lora) projection.lora->train(training);
+      if (projection.parked) projection.parked->train(training);
+    }
+}
+
+void CausalLM::set_adapters_enabled(bool enabled) {
+  adapters_enabled_ = enabled;
+  for (auto& layer : layers_)
+    for (auto& [name, projection] : layer->projections) {
+      if (enabled && projection.parked) std::swap(projection.lora, projection.parked);
+      if (!enabled && projection.lora) std::swap(projection.lora, projection.parked);
+    }
 }
 
 std::vector<std::pair<std::string, at::Tensor>> CausalLM::lora_parameters() const {
@@ -217,9 +228,10 @@ std::vector<std::pair<std::string, at::Tensor>> CausalLM::lora_parameters() cons
   for (const auto& layer : layers_) {
     for (const std::string& name : linear_module_names()) {
       const Projection& projection = layer->projections.at(name);
-      if (!projection.lora) continue;
-      parameters.emplace_back(peft_lora_tensor_name(layer->index(), name, true), projection.lora->lora_A);
-      parameters.emplace_back(peft_lora_tensor_name(layer->index(), name, false), projection.lora->lora_B);
+      const LoraLinear& lora = projection.lora ? projection.lora : projection.parked;
+      if (!lora) continue;
+      parameters.emplace_back(peft_lora_tensor_name(layer->index(), name, true), lora->lora_A);
+      parameters.emplace_back(peft_lora_tensor_name(layer->index(), name, false), lora->lora_B);
     }
   }
   return parameters;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -54,13 +55,18 @@ class StopSignals {
   void (*previous_term_)(int);
 };
 
-// Micro-batch `index` of an epoch: the blocks order[index*B, min((index+1)*B, n)) stacked to (b, T).
-at::Tensor micro_batch(const TokenizedText& text, const std::vector<int64_t>& order, int64_t index,
-                       int64_t batch_size, int64_t block_size) {
-  const int64_t begin = index * batch_size;
-  const int64_t end = std::min<int64_t>(begin + batch_size, static_cast<int64_t>(order.size()));
+// Micro-batch `index` of an epoch: the examples order[index*B, min((index+1)*B, n)).
+std::vector<int64_t> micro_batch_indices(const std::vector<int64_t>& order, int64_t index, int64_t batch_size) {
+  const auto begin = static_cast<size_t>(std::min<int64_t>(index * batch_size, static_cast<int64_t>(order.size())));
+  const auto end = std::min(begin + static_cast<size_t>(batch_size), order.size());
+  return std::vector<int64_t>(order.begin() + static_cast<std::ptrdiff_t>(begin),
+                              order.begin() + static_cast<std::ptrdiff_t>(end));
+}
+
+// The blocks `indices` of a packed text stacked to (b, T).
+at::Tensor stack_blocks(const TokenizedText& text, const std::vector<int64_t>& indices, int64_t block_size) {
   std::vector<at::Tensor> blocks;
-  for (int64_t i = begin; i < end; ++i) blocks.push_back(text.block(order[i], block_size));
+  for (const int64_t i : indices) blocks.push_back(text.block(i, block_size));
   return at::stack(blocks);
 }
 
@@ -82,7 +88,7 @@ double evaluate(TrainableModel& model, const TokenizedText& text, int64_t block_
   double loss_sum = 0;
   int64_t tokens = 0;
   for (int64_t m = 0; m < micro_batches_per_epoch(static_cast<int64_t>(order.size()), batch_size); ++m) {
-    at::Tensor ids = micro_batch(text, order, m, batch_size, block_size);
+    at::Tensor ids = stack_blocks(text, micro_batch_indices(order, m, batch_size), block_size);
     loss_sum += model.loss_sum(ids, ids).item<double>();
     tokens += predicted_tokens(ids);
     if (on_batch) on_batch(ids.size(0), loss_sum);
@@ -99,12 +105,32 @@ double evaluate(TrainableModel& model, const TokenizedText& text, int64_t block_
 
 namespace {
 
-// The rows of a run's micro-batch (W x batch_size blocks) that worker `rank` computes; may be empty when
+// The examples of a run's micro-batch (W x batch_size of them) that worker `rank` computes; may be none when
 // the epoch's last micro-batch is short.
-at::Tensor worker_rows(const at::Tensor& run_batch, int64_t rank, int64_t batch_size) {
-  const int64_t begin = std::min(rank * batch_size, run_batch.size(0));
-  return run_batch.slice(0, begin, std::min(begin + batch_size, run_batch.size(0)));
+std::vector<int64_t> worker_share(const std::vector<int64_t>& run_batch, int64_t rank, int64_t batch_size) {
+  return micro_batch_indices(run_batch, rank, batch_size);
 }
+
+// Sums of the numbers a micro-batch reports besides its loss (DPO's rewards), averaged over the step's
+// micro-batches as TRL averages what it logs.
+using MetricSums = std::map<std::string, double>;
+
+// What the loop trains on: `examples` per epoch (blocks of a packed text, or preference pairs), in micro-batches.
+struct Objective {
+  int64_t examples = 0;
+  std::string description;  // for the log: "117 blocks of 16 tokens"
+  // Of a run's micro-batch (every worker's examples): its part of the divisor of the step's loss (the tokens a
+  // block batch predicts; 1 for a batch of pairs, whose loss is a mean), and its tokens (for tokens/s).
+  std::function<double(const std::vector<int64_t>&)> weight;
+  std::function<int64_t(const std::vector<int64_t>&)> tokens;
+  // The loss of this worker's examples (to be divided by the window's summed weight); adds its metrics to sums.
+  std::function<at::Tensor(const std::vector<int64_t>&, MetricSums&)> loss;
+  // The validation record ({"eval_loss": ...}); null without a validation split.
+  std::function<nlohmann::json()> evaluate;
+};
+
+TrainingSummary run_loop(TrainableModel& model, const Objective& objective, const std::string& fingerprint,
+                         const TrainerOptions& options);
 
 // The error that ends a run after `streak` non-finite steps in a row, the last being `step`.
 Error nonfinite_stop(int64_t step, int64_t streak, const std::string& project, bool fp16) {
@@ -138,14 +164,123 @@ std::vector<int64_t> epoch_block_order(int64_t blocks, int64_t seed, int64_t epo
 TrainingSummary train(TrainableModel& model, const TrainingData& data, const TrainerOptions& options) {
   const TrainingParams& p = options.params;
   ProcessGroup* group = options.group;
-  const int64_t world_size = group ? group->size() : 1, rank = group ? group->rank() : 0;
-  const bool writer = rank == 0;  // of files and metrics
-  const int64_t run_batch_size = p.batch_size * world_size;
   const int64_t blocks = data.train.num_blocks(data.block_size);
   if (blocks == 0) {
     throw Error(p.data_path + ": " + std::to_string(data.train.size()) + " tokens make no block of block_size " +
                 std::to_string(data.block_size) + "; lower block_size or add data");
   }
+  const int64_t block_size = data.block_size;
+  Objective objective;
+  objective.examples = blocks;
+  objective.description = log::cat(blocks, " blocks of ", block_size, " tokens");
+  // Every token of a block but the first is predicted (a block holds no -100).
+  objective.weight = [block_size](const std::vector<int64_t>& indices) {
+    return static_cast<double>(static_cast<int64_t>(indices.size()) * (block_size - 1));
+  };
+  objective.tokens = [block_size](const std::vector<int64_t>& indices) {
+    return static_cast<int64_t>(indices.size()) * block_size;
+  };
+  objective.loss = [&](const std::vector<int64_t>& indices, MetricSums&) {
+    const at::Tensor ids = stack_blocks(data.train, indices, block_size);
+    return model.loss_sum(ids, ids);
+  };
+  if (data.valid) {
+    objective.evaluate = [&] {
+      const double loss = evaluate(model, *data.valid, block_size, p.batch_size, group);
+      return nlohmann::json{{"eval_loss", loss}, {"eval_perplexity", std::exp(loss)}};
+    };
+  }
+  return run_loop(model, objective, data.fingerprint, options);
+}
+
+namespace {
+
+// The policy's and the reference's (adapters disabled, no gradient) DPO loss of a batch of pairs.
+DpoLoss batch_dpo_loss(TrainableModel& model, const PreferenceBatch& batch, double beta) {
+  at::Tensor reference;
+  {
+    at::NoGradGuard no_grad;
+    model.set_adapters_enabled(false);
+    try {
+      reference = model.sequence_logps(batch.input_ids, batch.completion_mask);
+    } catch (...) {
+      model.set_adapters_enabled(true);
+      throw;
+    }
+    model.set_adapters_enabled(true);
+  }
+  const at::Tensor policy = model.sequence_logps(batch.input_ids, batch.completion_mask);
+  const auto policy_halves = policy.chunk(2), reference_halves = reference.chunk(2);
+  return dpo_loss(policy_halves[0], policy_halves[1], reference_halves[0], reference_halves[1], beta);
+}
+
+// Tokens of a pair's two sequences as the collator cuts them.
+int64_t pair_tokens(const PreferencePair& pair, int64_t max_length) {
+  const auto prompt = static_cast<int64_t>(pair.prompt.size());
+  return std::min(prompt + static_cast<int64_t>(pair.chosen.size()), max_length) +
+         std::min(prompt + static_cast<int64_t>(pair.rejected.size()), max_length);
+}
+
+}  // namespace
+
+nlohmann::json evaluate_preference(TrainableModel& model, const std::vector<PreferencePair>& pairs,
+                                   const PreferenceData& data, int64_t batch_size) {
+  at::NoGradGuard no_grad;
+  model.set_training(false);
+  std::vector<int64_t> order(pairs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  double loss = 0, accuracy = 0, margin = 0;
+  for (int64_t m = 0; m < micro_batches_per_epoch(static_cast<int64_t>(pairs.size()), batch_size); ++m) {
+    const std::vector<int64_t> indices = micro_batch_indices(order, m, batch_size);
+    const DpoLoss dpo = batch_dpo_loss(model, preference_batch(pairs, indices, data.max_length, data.pad_id), data.beta);
+    const auto n = static_cast<double>(indices.size());
+    loss += dpo.loss.item<double>() * n;
+    accuracy += dpo.accuracy * n;
+    margin += dpo.margin * n;
+  }
+  model.set_training(true);
+  const auto n = static_cast<double>(pairs.size());
+  return {{"eval_loss", loss / n}, {"eval_rewards/accuracies", accuracy / n}, {"eval_rewards/margins", margin / n}};
+}
+
+TrainingSummary train_preference(TrainableModel& model, const PreferenceData& data, const TrainerOptions& options) {
+  const TrainingParams& p = options.params;
+  if (options.group && options.group->size() > 1)
+    throw Error("trainer \"" + p.trainer + "\" runs in one process; data-parallel workers are not supported yet");
+  if (data.train.empty()) throw Error(p.data_path + ": no preference pair to train on");
+  Objective objective;
+  objective.examples = static_cast<int64_t>(data.train.size());
+  objective.description = log::cat(data.train.size(), " preference pairs (at most ", data.max_length, " tokens each)");
+  objective.weight = [](const std::vector<int64_t>&) { return 1.0; };  // a micro-batch's loss is its pairs' mean
+  objective.tokens = [&](const std::vector<int64_t>& indices) {
+    int64_t tokens = 0;
+    for (const int64_t i : indices) tokens += pair_tokens(data.train[static_cast<size_t>(i)], data.max_length);
+    return tokens;
+  };
+  objective.loss = [&](const std::vector<int64_t>& indices, MetricSums& sums) {
+    const DpoLoss dpo = batch_dpo_loss(model, preference_batch(data.train, indices, data.max_length, data.pad_id), data.beta);
+    sums["rewards/chosen"] += dpo.rewards_chosen;
+    sums["rewards/rejected"] += dpo.rewards_rejected;
+    sums["rewards/accuracies"] += dpo.accuracy;
+    sums["rewards/margins"] += dpo.margin;
+    sums["logps/chosen"] += dpo.logps_chosen;
+    sums["logps/rejected"] += dpo.logps_rejected;
+    return dpo.loss;
+  };
+  if (data.valid) objective.evaluate = [&] { return evaluate_preference(model, *data.valid, data, p.batch_size); };
+  return run_loop(model, objective, data.fingerprint, options);
+}
+
+namespace {
+
+TrainingSummary run_loop(TrainableModel& model, const Objective& objective, const std::string& fingerprint,
+                         const TrainerOptions& options) {
+  const TrainingParams& p = options.params;
+  ProcessGroup* group = options.group;
+  const int64_t world_size = group ? group->size() : 1, rank = group ? group->rank() : 0;
+  const bool writer = rank == 0;  // of files and metrics
+  const int64_t run_batch_size = p.batch_size * world_size;
+  const int64_t blocks = objective.examples;
   const int64_t micro_per_epoch = micro_batches_per_epoch(blocks, run_batch_size);
   const int64_t steps_per_epoch = optimizer_steps_per_epoch(blocks, run_batch_size, p.gradient_accumulation);
   const int64_t total_steps = steps_per_epoch * p.epochs;
@@ -159,14 +294,14 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   for (const auto& [name, tensor] : model.parameters) trainable.push_back(tensor);
 
   TrainerState state;
-  state.fingerprint = data.fingerprint;
+  state.fingerprint = fingerprint;
   state.world_size = world_size;
   std::string resume_folder = options.resume_from;
   if (resume_folder.empty() && options.resume) resume_folder = newest_checkpoint(p.project_name).value_or("");
   if (group) group->barrier();  // every worker has looked for a checkpoint before rank 0 may remove any
   if (!resume_folder.empty()) {
     state = load_checkpoint(resume_folder, optimizer);
-    if (state.fingerprint != data.fingerprint) {
+    if (state.fingerprint != fingerprint) {
       throw Error(resume_folder + ": this checkpoint belongs to a run with other data or settings; use another "
                   "project_name or delete " + p.project_name + "/checkpoint-*");
     }
@@ -200,8 +335,8 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
     if (!tensorboard_dir.empty())
       log::info("TensorBoard events in " + tensorboard_dir + " (tensorboard --logdir " + p.project_name + "/runs)");
   }
-  log::info(log::cat("training: ", blocks, " blocks of ", data.block_size, " tokens, ", p.epochs, " epoch(s), ",
-                     total_steps, " optimizer steps of ", p.batch_size, " x ", p.gradient_accumulation, " blocks",
+  log::info(log::cat("training: ", objective.description, ", ", p.epochs, " epoch(s), ", total_steps,
+                     " optimizer steps of ", p.batch_size, " x ", p.gradient_accumulation,
                      world_size > 1 ? log::cat(" x ", world_size, " workers") : std::string()));
   ProgressBar progress("train", total_steps, "step");
   progress.advance(state.global_step);
@@ -228,24 +363,25 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
       order = epoch_block_order(blocks, p.seed, state.epoch);
       order_epoch = state.epoch;
     }
-    // One optimizer step: its window of micro-batches, each loss divided by the window's predicted tokens
-    // (of the whole group's micro-batches: every worker counts them, as it has the whole order).
+    // One optimizer step: its window of micro-batches, each loss divided by the window's summed weight (its
+    // predicted tokens for blocks, of the whole group's micro-batches: every worker counts them, as it has the
+    // whole order).
     const int64_t window = std::min(p.gradient_accumulation, micro_per_epoch - state.micro_batch);
-    std::vector<at::Tensor> batches;
-    int64_t window_tokens = 0;
+    std::vector<std::vector<int64_t>> batches;
+    double window_weight = 0;
     for (int64_t m = 0; m < window; ++m) {
-      at::Tensor run_batch = micro_batch(data.train, order, state.micro_batch + m, run_batch_size, data.block_size);
-      window_tokens += predicted_tokens(run_batch);
-      tokens_this_run += run_batch.numel();
-      batches.push_back(worker_rows(run_batch, rank, p.batch_size));
+      const std::vector<int64_t> run_batch = micro_batch_indices(order, state.micro_batch + m, run_batch_size);
+      window_weight += objective.weight(run_batch);
+      tokens_this_run += objective.tokens(run_batch);
+      batches.push_back(worker_share(run_batch, rank, p.batch_size));
     }
     double step_loss = 0;
+    MetricSums step_metrics;
     if (profiler) profiler->before_step(state.global_step + 1);
     for (size_t m = 0; m < batches.size(); ++m) {
       if (reducer) reducer->prepare_for_backward(/*reduce=*/m + 1 == batches.size());
-      const at::Tensor& ids = batches[m];
-      if (ids.size(0) == 0) continue;
-      at::Tensor loss = model.loss_sum(ids, ids) / static_cast<double>(window_tokens);
+      if (batches[m].empty()) continue;
+      at::Tensor loss = objective.loss(batches[m], step_metrics) / window_weight;
       scaler.scale_loss(loss).backward();
       step_loss += loss.item<double>();
     }
@@ -302,6 +438,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
                              {"memory_bytes", resident_memory_bytes()},
                              {"loss_scale", scaler.scale()},
                              {"skipped", skip}};
+    for (const auto& [name, sum] : step_metrics) record[name] = sum / static_cast<double>(batches.size());
     // The bar itself shows the resident memory; on a GPU the status adds the device's, which is what runs out.
     std::string gpu_status;
     if (model.device.is_cuda()) {
@@ -320,14 +457,17 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
     if (options.max_nonfinite_steps > 0 && nonfinite_streak >= options.max_nonfinite_steps)
       throw nonfinite_stop(state.global_step, nonfinite_streak, p.project_name, scaler.enabled());
     // eval_strategy "epoch": after each epoch; "steps": every logging_steps (AutoTrain sets eval_steps to it).
-    const bool evaluate_now = data.valid && ((p.eval_strategy == "epoch" && epoch_done) ||
-                                             (p.eval_strategy == "steps" && state.global_step % logging_steps == 0));
+    const bool evaluate_now = objective.evaluate && ((p.eval_strategy == "epoch" && epoch_done) ||
+                                                     (p.eval_strategy == "steps" && state.global_step % logging_steps == 0));
     if (evaluate_now) {
-      const double eval_loss = evaluate(model, *data.valid, data.block_size, p.batch_size, group);
-      summary.eval_loss = eval_loss;
-      if (metrics) metrics->write({{"step", state.global_step}, {"epoch", state.epoch}, {"eval_loss", eval_loss},
-                     {"eval_perplexity", std::exp(eval_loss)}});
-      log::info(log::cat("epoch ", state.epoch, ": eval loss ", eval_loss, ", perplexity ", std::exp(eval_loss)));
+      nlohmann::json eval = objective.evaluate();
+      summary.eval_loss = eval["eval_loss"].get<double>();
+      std::string said;
+      for (const auto& [name, value] : eval.items()) said += log::cat(said.empty() ? "" : ", ", name, " ", value.dump());
+      log::info(log::cat("epoch ", state.epoch, ": ", said));
+      eval["step"] = state.global_step;
+      eval["epoch"] = state.epoch;
+      if (metrics) metrics->write(eval);
     }
 
     // A signal to any worker stops them all at this step.
@@ -367,5 +507,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   write_loss_curve_svg(metrics->path(), p.project_name + "/loss_curve.svg");
   return summary;
 }
+
+}  // namespace
 
 }  // namespace autotrain

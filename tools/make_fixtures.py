@@ -10,7 +10,8 @@
   OUT/reference/<topic>/         whatever each tests/reference/*.py writes (oracle outputs for the tests)
 
 Both tokenizers are trained on tests/data/multilingual.txt. Nothing is downloaded. A stamp of the inputs
-(this script, the reference scripts, the corpus, the chat templates, the oracle versions) makes a second run a no-op.
+(this script, tools/requirements.txt, the reference scripts, the corpus, the chat templates, the oracle versions) makes
+a second run a no-op.
 """
 import argparse
 import hashlib
@@ -36,7 +37,7 @@ VOCAB_SIZE = 1000
 def stamp_of_inputs():
     import tokenizers, sentencepiece, torch, transformers, safetensors
     digest = hashlib.sha256()
-    for path in [Path(__file__), CORPUS, *REFERENCE_SCRIPTS, *CHAT_TEMPLATES]:
+    for path in [Path(__file__), ROOT / "tools" / "requirements.txt", CORPUS, *REFERENCE_SCRIPTS, *CHAT_TEMPLATES]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     for module in (tokenizers, sentencepiece, torch, transformers, safetensors):

@@ -32,6 +32,18 @@ class ChatTemplate;
 int64_t for_each_text(const std::string& path, const std::string& text_column,
                       const std::function<void(const std::string&)>& visit, const ChatTemplate* chat = nullptr);
 
+// A column a trainer reads, and the training_params.json key that names it (for the error when it is missing).
+struct DataColumn {
+  std::string name, key;
+};
+using Row = std::vector<std::string>;
+using RowVisitor = std::function<void(const Row&)>;
+
+// for_each_text for several columns: `visit` sees each record's cells in the order of `columns`. A .txt file
+// has one column only.
+int64_t for_each_record(const std::string& path, const std::vector<DataColumn>& columns, const RowVisitor& visit,
+                        const ChatTemplate* chat = nullptr);
+
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
 bool is_valid_utf8(const std::string& text);
 

@@ -101,6 +101,10 @@ class CausalLM {
   std::vector<std::pair<std::string, at::Tensor>> lora_parameters() const;
   void set_training(bool training);  // LoRA dropout on/off
   bool is_training() const { return training_; }
+  // false: every projection computes its frozen base alone, as PEFT's disable_adapter() (DPO's reference model);
+  // the LoRA parameters stay as they are.
+  void set_adapters_enabled(bool enabled);
+  bool adapters_enabled() const { return adapters_enabled_; }
 
  private:
   ModelConfig config_;
@@ -111,6 +115,7 @@ class CausalLM {
   at::Tensor inv_freq_;      // (head_dim / 2,) float32
   std::vector<std::unique_ptr<DecoderLayer>> layers_;
   bool training_ = false;
+  bool adapters_enabled_ = true;
 };
 
 // Causal-LM loss as transformers (ForCausalLMLoss): logits (B,T,V) at t predict labels at t+1; labels -100

@@ -19,8 +19,11 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "autotrain/config.h"
 #include "autotrain/distributed.h"
+#include "autotrain/preference.h"
 #include "autotrain/token_cache.h"
 
 namespace autotrain {
@@ -32,6 +35,11 @@ struct TrainableModel {
   // shifted inside as transformers does, -100 ignored.
   std::function<at::Tensor(const at::Tensor& input_ids, const at::Tensor& labels)> loss_sum;
   std::function<void(bool training)> set_training;
+  // Per sequence, the summed log-probability (fp32, (N,)) of the tokens where completion_mask (N, T) is true,
+  // each predicted from the tokens before it: what DPO compares. Differentiable, as loss_sum.
+  std::function<at::Tensor(const at::Tensor& input_ids, const at::Tensor& completion_mask)> sequence_logps;
+  // Off: the frozen base alone (the DPO reference), as PEFT's disable_adapter().
+  std::function<void(bool enabled)> set_adapters_enabled;
   // Writes adapter_config.json + adapter_model.safetensors (the parameters' current values) into a folder.
   std::function<void(const std::string& folder)> save_adapter;
   // Where the parameters live and loss_sum computes (it takes CPU batches and moves them there); on a GPU
@@ -44,6 +52,16 @@ struct TrainingData {
   std::optional<TokenizedText> valid;
   int64_t block_size = 0;
   std::string fingerprint;  // of data + tokenizer + settings; a checkpoint only resumes the same run
+};
+
+// What the DPO trainer trains on: preference pairs (autotrain/preference.h).
+struct PreferenceData {
+  std::vector<PreferencePair> train;
+  std::optional<std::vector<PreferencePair>> valid;
+  int64_t max_length = 1024;  // of prompt + completion (block_size)
+  int64_t pad_id = 0;
+  double beta = 0.1;          // dpo_beta
+  std::string fingerprint;
 };
 
 struct TrainerOptions {
@@ -90,8 +108,20 @@ double evaluate(TrainableModel& model, const TokenizedText& text, int64_t block_
                 ProcessGroup* group = nullptr,
                 const std::function<void(int64_t blocks, double loss_sum)>& on_batch = {});
 
+// The DPO loss of every pair of `pairs` in micro-batches of batch_size, the model in eval mode: the mean over the
+// pairs of the pair's loss, and of its rewards' accuracy and margin (eval_loss, eval_rewards/accuracies,
+// eval_rewards/margins).
+nlohmann::json evaluate_preference(TrainableModel& model, const std::vector<PreferencePair>& pairs,
+                                   const PreferenceData& data, int64_t batch_size);
+
 // Runs the loop; writes project_name/{adapter files, metrics.jsonl, loss_curve.svg, checkpoint-N/}.
 // SIGINT / SIGTERM end it after the current step with a checkpoint, and it throws Error saying how to resume.
 TrainingSummary train(TrainableModel& model, const TrainingData& data, const TrainerOptions& options);
+
+// The same loop over preference pairs with the DPO loss (trainer "dpo"): a step's loss is the mean of its
+// micro-batches' mean pair losses, as TRL's DPOTrainer under transformers' gradient accumulation, and each step's
+// record adds TRL's rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen and
+// logps/rejected, averaged over the step's micro-batches. One process only (no data-parallel group).
+TrainingSummary train_preference(TrainableModel& model, const PreferenceData& data, const TrainerOptions& options);
 
 }  // namespace autotrain

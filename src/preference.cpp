@@ -1,0 +1,131 @@
+#include "autotrain/preference.h"
+
+#include <algorithm>
+
+#include "autotrain/data.h"
+#include "autotrain/error.h"
+#include "autotrain/text_util.h"
+
+namespace autotrain {
+namespace {
+
+size_t common_prefix_length(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  const auto [end, other] = std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(std::min(a.size(), b.size())),
+                                          b.begin());
+  return static_cast<size_t>(end - a.begin());
+}
+
+std::vector<int64_t> tail(const std::vector<int64_t>& ids, size_t from) {
+  return std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(from), ids.end());
+}
+
+}  // namespace
+
+PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
+                                   const std::string& rejected, const PreferenceLimits& limits) {
+  const std::string eos = tokenizer.eos_id() ? tokenizer.decode({*tokenizer.eos_id()}) : "";
+  auto with_eos = [&eos](const std::string& completion) {
+    return eos.empty() || ends_with(completion, eos) ? completion : completion + eos;
+  };
+  const std::vector<int64_t> prompt_ids = tokenizer.encode(prompt, true);
+  const std::vector<int64_t> prompt_chosen = tokenizer.encode(prompt + with_eos(chosen), true);
+  const std::vector<int64_t> prompt_rejected = tokenizer.encode(prompt + with_eos(rejected), true);
+  const size_t prompt_length =
+      std::min(common_prefix_length(prompt_ids, prompt_chosen), common_prefix_length(prompt_ids, prompt_rejected));
+  PreferencePair pair{std::vector<int64_t>(prompt_ids.begin(), prompt_ids.begin() + static_cast<std::ptrdiff_t>(prompt_length)),
+                      tail(prompt_chosen, prompt_length), tail(prompt_rejected, prompt_length)};
+
+  if (limits.max_prompt_length && static_cast<int64_t>(pair.prompt.size()) > *limits.max_prompt_length) {
+    const bool bos = tokenizer.bos_id() && !pair.prompt.empty() && pair.prompt.front() == *tokenizer.bos_id();
+    const auto keep = static_cast<size_t>(*limits.max_prompt_length - (bos ? 1 : 0));
+    std::vector<int64_t> cut = tail(pair.prompt, pair.prompt.size() - keep);
+    if (bos) cut.insert(cut.begin(), *tokenizer.bos_id());
+    pair.prompt = std::move(cut);
+  }
+  if (const auto limit = limits.max_completion_length) {
+    for (auto* completion : {&pair.chosen, &pair.rejected})
+      if (static_cast<int64_t>(completion->size()) > *limit) completion->resize(static_cast<size_t>(*limit));
+  }
+  return pair;
+}
+
+std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,
+                                                  const std::string& split, const PreferenceLimits& limits,
+                                                  int64_t* dropped) {
+  if (!params.prompt_text_column || !params.rejected_text_column)
+    throw Error("trainer \"" + params.trainer + "\" reads a prompt, a chosen and a rejected text per record: set "
+                "\"prompt_text_column\" and \"rejected_text_column\" (the chosen text is \"text_column\")");
+  const std::string path = resolve_split_file(params.data_path, split);
+  const std::vector<DataColumn> columns = {{*params.prompt_text_column, "prompt_text_column"},
+                                           {params.text_column, "text_column"},
+                                           {*params.rejected_text_column, "rejected_text_column"}};
+  std::vector<PreferencePair> pairs;
+  int64_t too_long = 0;
+  for_each_record(path, columns, [&](const Row& row) {
+    PreferencePair pair = tokenize_preference(tokenizer, row[0], row[1], row[2], limits);
+    if (static_cast<int64_t>(pair.prompt.size()) >= limits.max_length) {
+      ++too_long;
+      return;
+    }
+    pairs.push_back(std::move(pair));
+  });
+  if (dropped) *dropped = too_long;
+  if (pairs.empty())
+    throw Error(path + ": every prompt fills max_length (block_size " + std::to_string(limits.max_length) +
+                ") by itself, so no pair has a completion token to train on; raise block_size or lower "
+                "max_prompt_length");
+  return pairs;
+}
+
+PreferenceBatch preference_batch(const std::vector<PreferencePair>& pairs, const std::vector<int64_t>& indices,
+                                 int64_t max_length, int64_t pad_id) {
+  std::vector<std::vector<int64_t>> rows;
+  std::vector<size_t> prompt_lengths;
+  for (const bool chosen : {true, false}) {
+    for (const int64_t index : indices) {
+      const PreferencePair& pair = pairs.at(static_cast<size_t>(index));
+      std::vector<int64_t> row = pair.prompt;
+      const auto& completion = chosen ? pair.chosen : pair.rejected;
+      row.insert(row.end(), completion.begin(), completion.end());
+      if (static_cast<int64_t>(row.size()) > max_length) row.resize(static_cast<size_t>(max_length));
+      prompt_lengths.push_back(pair.prompt.size());
+      rows.push_back(std::move(row));
+    }
+  }
+  size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row.size());
+  const auto n = static_cast<int64_t>(rows.size());
+  PreferenceBatch batch;
+  batch.input_ids = at::full({n, static_cast<int64_t>(width)}, pad_id, at::kLong);
+  batch.completion_mask = at::zeros({n, static_cast<int64_t>(width)}, at::kBool);
+  auto ids = batch.input_ids.accessor<int64_t, 2>();
+  auto mask = batch.completion_mask.accessor<bool, 2>();
+  for (int64_t r = 0; r < n; ++r) {
+    const auto& row = rows[static_cast<size_t>(r)];
+    for (size_t t = 0; t < row.size(); ++t) {
+      ids[r][static_cast<int64_t>(t)] = row[t];
+      mask[r][static_cast<int64_t>(t)] = t >= prompt_lengths[static_cast<size_t>(r)];
+    }
+    batch.tokens += static_cast<int64_t>(row.size());
+  }
+  return batch;
+}
+
+DpoLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected, const at::Tensor& reference_chosen,
+                 const at::Tensor& reference_rejected, double beta) {
+  const at::Tensor chosen_ratio = policy_chosen - reference_chosen;
+  const at::Tensor rejected_ratio = policy_rejected - reference_rejected;
+  DpoLoss out;
+  out.loss = -at::log_sigmoid(beta * (chosen_ratio - rejected_ratio)).mean();
+  at::NoGradGuard no_grad;
+  const at::Tensor chosen_rewards = beta * chosen_ratio.detach(), rejected_rewards = beta * rejected_ratio.detach();
+  out.rewards_chosen = chosen_rewards.mean().item<double>();
+  out.rewards_rejected = rejected_rewards.mean().item<double>();
+  out.accuracy = chosen_rewards.gt(rejected_rewards).to(at::kFloat).mean().item<double>();
+  out.margin = (chosen_rewards - rejected_rewards).mean().item<double>();
+  out.logps_chosen = policy_chosen.detach().mean().item<double>();
+  out.logps_rejected = policy_rejected.detach().mean().item<double>();
+  return out;
+}
+
+}  // namespace autotrain

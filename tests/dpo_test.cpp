@@ -1,0 +1,258 @@
+// The DPO trainer (trainer "dpo") against TRL's DPOTrainer + PEFT on the llama fixture (tests/reference/dpo_trl.py):
+// the pairs' token ids, 12 optimizer steps' losses, learning rates and logged rewards, the evaluation loss and the
+// final adapter; the adapter switch that gives the reference model; the prompt and completion cuts of AutoTrain's
+// max_prompt_length / max_completion_length; the config checks.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/adapter.h"
+#include "autotrain/config.h"
+#include "autotrain/error.h"
+#include "autotrain/fileio.h"
+#include "autotrain/finetune.h"
+#include "autotrain/metrics.h"
+#include "autotrain/model.h"
+#include "autotrain/preference.h"
+#include "autotrain/safetensors.h"
+#include "test_util.h"
+
+namespace autotrain {
+namespace {
+
+const std::string kFixtures = AUTOTRAIN_FIXTURES_DIR;
+const std::string kOracle = kFixtures + "/reference/dpo_trl";
+const std::string kLlama = kFixtures + "/models/llama";
+
+nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(read_file(path)); }
+
+// The oracle's data read the way a training_params.json for it says.
+TrainingParams oracle_params(const nlohmann::json& settings) {
+  TrainingParams p;
+  p.model = kLlama;
+  p.trainer = "dpo";
+  p.data_path = kOracle;
+  p.valid_split = "valid";
+  p.text_column = "chosen";
+  p.prompt_text_column = "prompt";
+  p.rejected_text_column = "rejected";
+  p.block_size = settings["max_length"];
+  p.dpo_beta = settings["beta"];
+  p.lr = settings["lr"];
+  p.scheduler = settings["scheduler"];
+  p.optimizer = settings["optimizer"];
+  p.batch_size = settings["batch_size"];
+  p.gradient_accumulation = settings["gradient_accumulation"];
+  p.epochs = settings["epochs"];
+  p.warmup_ratio = settings["warmup_ratio"];
+  p.weight_decay = settings["weight_decay"];
+  p.max_grad_norm = settings["max_grad_norm"];
+  p.seed = settings["seed"];
+  p.lora_r = settings["lora_r"];
+  p.lora_alpha = settings["lora_alpha"];
+  p.lora_dropout = 0;
+  p.logging_steps = 1;
+  p.quantization = "none";  // fp32, as the oracle
+  p.peft = true;
+  return p;
+}
+
+void expect_pairs_equal(const std::vector<PreferencePair>& ours, const nlohmann::json& theirs, const std::string& split) {
+  ASSERT_EQ(ours.size(), theirs.size()) << split;
+  for (size_t i = 0; i < ours.size(); ++i) {
+    EXPECT_EQ(ours[i].prompt, theirs[i]["prompt_ids"].get<std::vector<int64_t>>()) << split << " pair " << i;
+    EXPECT_EQ(ours[i].chosen, theirs[i]["chosen_ids"].get<std::vector<int64_t>>()) << split << " pair " << i;
+    EXPECT_EQ(ours[i].rejected, theirs[i]["rejected_ids"].get<std::vector<int64_t>>()) << split << " pair " << i;
+  }
+}
+
+// Token ids equal TRL's for every pair: bos on the prompt, "</s>" appended where missing, completions starting at
+// the common prefix (three prompts end mid-word), and the record whose prompt fills max_length dropped.
+TEST(Dpo, PairsAreTokenizedAsTrlTokenizesThem) {
+  const auto settings = read_json(kOracle + "/settings.json");
+  const auto tokens = read_json(kOracle + "/tokens.json");
+  auto tokenizer = Tokenizer::load(kLlama);
+  TrainingParams p = oracle_params(settings);
+  p.max_prompt_length = 1000;  // TRL 1.x has no prompt cut; AutoTrain's default of 128 does not bind here either
+  const PreferenceData data = read_preference_data(p, *tokenizer, settings["max_length"]);
+  expect_pairs_equal(data.train, tokens["train"], "train");
+  ASSERT_TRUE(data.valid);
+  expect_pairs_equal(*data.valid, tokens["valid"], "valid");
+  EXPECT_EQ(tokens["dropped"], nlohmann::json::array({7}));
+  EXPECT_EQ(data.pad_id, settings["pad_token_id"].get<int64_t>());
+}
+
+// max_prompt_length keeps the bos and the prompt's last tokens, max_completion_length a completion's first tokens
+// (as TRL did when AutoTrain passed these keys); the expected ids are cut from TRL's uncut ones.
+TEST(Dpo, PromptAndCompletionCutsKeepTheBosThePromptsEndAndTheCompletionsStart) {
+  const auto tokens = read_json(kOracle + "/tokens.json");
+  auto tokenizer = Tokenizer::load(kLlama);
+  std::ifstream in(kOracle + "/train.jsonl");
+  std::string line;
+  size_t kept = 0, checked = 0;
+  for (int64_t record = 0; std::getline(in, line); ++record) {
+    if (record == 7) continue;  // the dropped one
+    const auto row = nlohmann::json::parse(line);
+    const auto& expected = tokens["train"][kept++];
+    const auto prompt = expected["prompt_ids"].get<std::vector<int64_t>>();
+    const auto chosen = expected["chosen_ids"].get<std::vector<int64_t>>();
+    const auto rejected = expected["rejected_ids"].get<std::vector<int64_t>>();
+    const PreferenceLimits limits{40, 6, 5};
+    const PreferencePair pair = tokenize_preference(*tokenizer, row["prompt"], row["chosen"], row["rejected"], limits);
+    std::vector<int64_t> cut_prompt = prompt;
+    if (prompt.size() > 6) {
+      cut_prompt = {prompt.front()};
+      cut_prompt.insert(cut_prompt.end(), prompt.end() - 5, prompt.end());
+      ++checked;
+    }
+    EXPECT_EQ(pair.prompt, cut_prompt) << record;
+    EXPECT_EQ(pair.chosen, std::vector<int64_t>(chosen.begin(), chosen.begin() + std::min<size_t>(5, chosen.size())));
+    EXPECT_EQ(pair.rejected,
+              std::vector<int64_t>(rejected.begin(), rejected.begin() + std::min<size_t>(5, rejected.size())));
+  }
+  EXPECT_EQ(kept, 21u);
+  EXPECT_GT(checked, 10u);  // most prompts are longer than 6 tokens
+}
+
+// The collator's layout: chosen rows then rejected rows, each cut to max_length, padded right with pad_id, the
+// completion mask on completion tokens only.
+TEST(Dpo, BatchesHoldChosenThenRejectedRowsPaddedRight) {
+  const std::vector<PreferencePair> pairs = {{{1, 5, 6}, {7, 2}, {8, 9, 10, 2}}, {{1, 4}, {11, 12, 13, 14, 15, 2}, {2}}};
+  const PreferenceBatch batch = preference_batch(pairs, {1, 0}, 6, 0);
+  const at::Tensor ids = at::tensor({1, 4, 11, 12, 13, 14, 1, 5, 6, 7, 2, 0, 1, 4, 2, 0, 0, 0, 1, 5, 6, 8, 9, 10},
+                                    at::kLong).reshape({4, 6});
+  EXPECT_TRUE(batch.input_ids.equal(ids));
+  const at::Tensor mask = at::tensor({0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1},
+                                     at::kInt).reshape({4, 6}).to(at::kBool);
+  EXPECT_TRUE(batch.completion_mask.equal(mask));
+  EXPECT_EQ(batch.tokens, 6 + 5 + 3 + 6);
+}
+
+// With the adapters off the model is its frozen base: the logits equal those of the model built without LoRA,
+// and back on they are the adapter's again.
+TEST(Dpo, DisabledAdaptersGiveTheBaseModel) {
+  ModelOptions plain_options;
+  CausalLM plain(kLlama, plain_options);
+  ModelOptions options;
+  options.lora_target_modules = {"q_proj", "v_proj", "down_proj"};
+  options.lora = LoraOptions{8, 16, 0.0, false};
+  CausalLM model(kLlama, options);
+  {
+    at::NoGradGuard no_grad;
+    for (auto& [name, tensor] : model.lora_parameters()) tensor.normal_(0, 0.05);
+  }
+  const at::Tensor ids = at::arange(3, 23, at::kLong).reshape({2, 10});
+  at::NoGradGuard no_grad;
+  const at::Tensor base = plain.forward(ids), adapted = model.forward(ids);
+  model.set_adapters_enabled(false);
+  EXPECT_TRUE(model.forward(ids).equal(base));
+  EXPECT_EQ(model.lora_parameters().size(), 3u * 2u * static_cast<size_t>(model.config().num_hidden_layers));
+  model.set_adapters_enabled(true);
+  EXPECT_TRUE(model.forward(ids).equal(adapted));
+  EXPECT_GT((adapted - base).abs().max().item<double>(), 1e-3);
+}
+
+// 12 steps from TRL's initial adapter: losses, learning rates, rewards and evaluation as TRL's DPOTrainer + PEFT
+// logs them, and the final adapter.
+TEST(Dpo, TwelveStepsGiveTrlsLossesRewardsAndWeights) {
+  const auto settings = read_json(kOracle + "/settings.json");
+  const auto steps = read_json(kOracle + "/steps.json");
+  testing::TempDir run;
+  TrainingParams p = oracle_params(settings);
+  p.project_name = run.file("project");
+  auto tokenizer = Tokenizer::load(kLlama);
+  const PreferenceData data = read_preference_data(p, *tokenizer, settings["max_length"]);
+
+  ModelOptions model_options = finetune_model_options(p);
+  model_options.lora_target_modules = settings["target_modules"].get<std::vector<std::string>>();
+  CausalLM model(kLlama, model_options);
+  load_adapter_weights(kOracle + "/initial", model.lora_parameters());
+  AdapterConfig adapter{model_options.lora, model_options.lora_target_modules, kLlama};
+  TrainableModel trainable = trainable_model(model, adapter);
+  TrainerOptions options;
+  options.params = p;
+  const TrainingSummary summary = train_preference(trainable, data, options);
+  ASSERT_EQ(summary.total_steps, 12);
+
+  // fp32 on both sides: sequence log-probabilities are sums of ~20 token log-probs (~1e-6 apart), the loss moves
+  // by beta times their difference; 1e-5 catches a wrong window divisor, pair order or reference (a wrong one
+  // shifts a step's loss by 1e-3 or more).
+  std::vector<nlohmann::json> records, evals;
+  for (auto& record : read_metrics(p.project_name + "/metrics.jsonl"))
+    (record.contains("eval_loss") ? evals : records).push_back(record);
+  ASSERT_EQ(records.size(), 12u);
+  double worst_loss = 0, worst_lr = 0, worst_reward = 0, worst_logp = 0;
+  for (size_t s = 0; s < 12; ++s) {
+    worst_loss = std::max(worst_loss, std::abs(records[s]["loss"].get<double>() - steps["loss"][s].get<double>()));
+    worst_lr = std::max(worst_lr, std::abs(records[s]["lr"].get<double>() - steps["lr"][s].get<double>()));
+    for (const char* key : {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"})
+      worst_reward = std::max(worst_reward, std::abs(records[s][key].get<double>() - steps[key][s].get<double>()));
+    for (const char* key : {"logps/chosen", "logps/rejected"})
+      worst_logp = std::max(worst_logp, std::abs(records[s][key].get<double>() - steps[key][s].get<double>()));
+  }
+  EXPECT_LT(worst_loss, 1e-5);
+  EXPECT_LT(worst_lr, 1e-12);
+  EXPECT_LT(worst_reward, 1e-5);  // beta x log-prob differences
+  EXPECT_LT(worst_logp, 1e-4);    // sums of up to 40 token log-probs of magnitude ~7 in fp32 (~3e-5)
+  ASSERT_EQ(evals.size(), 2u);
+  for (size_t e = 0; e < 2; ++e)
+    EXPECT_NEAR(evals[e]["eval_loss"].get<double>(), steps["eval_loss"][e].get<double>(), 1e-5) << e;
+
+  // 12 AdamW steps at lr 2e-3 move the weights ~0.02; fp32 rounding keeps them within ~1e-6 of PEFT's.
+  auto peft = SafetensorsFile::open(kOracle + "/final/adapter_model.safetensors");
+  double worst_weight = 0;
+  for (const auto& [name, tensor] : model.lora_parameters()) {
+    ASSERT_TRUE(peft->has(name)) << name;
+    worst_weight = std::max(worst_weight, (tensor.detach() - peft->tensor(name)).abs().max().item<double>());
+  }
+  EXPECT_LT(worst_weight, 1e-4);
+  std::printf("12 DPO steps vs TRL: max |loss diff| %.3g, |reward diff| %.3g, |weight diff| %.3g\n", worst_loss,
+              worst_reward, worst_weight);
+}
+
+// Through run_finetune as `autotrain train` runs it: the adapter and metrics land in project_name.
+TEST(Dpo, TrainWritesTheAdapterAndTheDpoMetrics) {
+  const auto settings = read_json(kOracle + "/settings.json");
+  testing::TempDir run;
+  TrainingParams p = oracle_params(settings);
+  p.project_name = run.file("project");
+  p.epochs = 1;
+  p.quantization = "int4";
+  p.peft = true;
+  FinetuneOptions options;
+  options.cache_dir = run.file("cache");
+  options.device = "cpu";
+  const TrainingSummary summary = run_finetune(p, options);
+  EXPECT_EQ(summary.steps, 6);
+  EXPECT_TRUE(summary.eval_loss.has_value());
+  EXPECT_TRUE(std::filesystem::exists(p.project_name + "/adapter_model.safetensors"));
+  const auto records = read_metrics(p.project_name + "/metrics.jsonl");
+  ASSERT_FALSE(records.empty());
+  for (const char* key : {"loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"})
+    EXPECT_TRUE(records.front().contains(key)) << key;
+}
+
+TEST(Dpo, ConfigNeedsThePromptAndRejectedColumnsAndRefusesWhatIsNotSupported) {
+  auto parse = [](const nlohmann::json& extra) {
+    nlohmann::json config = {{"trainer", "dpo"}, {"peft", true}, {"prompt_text_column", "prompt"},
+                             {"rejected_text_column", "rejected"}};
+    config.update(extra);
+    return parse_training_params(config, "params.json");
+  };
+  EXPECT_NO_THROW(parse(nlohmann::json::object()));
+  EXPECT_NE(testing::error_message_of([&] { parse({{"prompt_text_column", nullptr}}); }).find("\"prompt_text_column\""),
+            std::string::npos);
+  EXPECT_NE(testing::error_message_of([&] { parse({{"rejected_text_column", nullptr}}); }).find("\"rejected_text_column\""),
+            std::string::npos);
+  EXPECT_NE(testing::error_message_of([&] { parse({{"model_ref", "other"}}); }).find("\"model_ref\" is \"other\": not supported"),
+            std::string::npos);
+  EXPECT_NE(testing::error_message_of([&] { parse({{"chat_template", "tokenizer"}}); }).find("\"chat_template\""),
+            std::string::npos);
+  EXPECT_NE(testing::error_message_of([&] { parse({{"trainer", "orpo"}}); }).find("not supported yet"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace autotrain

@@ -118,7 +118,8 @@ TEST(Distributed, TwoNodesOnOneMachineTrainTheSame) {
   script += ") > node0.txt 2>&1 & n0=$!; (";
   script += train_command(dir, node + " --node-rank 1", "", "cache1");
   script += ") > node1.txt 2>&1; r1=$?; wait $n0; r0=$?; echo \"node0=$r0 node1=$r1\"; cat node0.txt node1.txt";
-  auto result = testing::run_command("cd " + testing::quote(dir.path().string()) + " && " + script);
+  // Braced: a bare `cd && a & b` would run b, and write node1.txt, in the test's own folder.
+  auto result = testing::run_command("cd " + testing::quote(dir.path().string()) + " && { " + script + "; }");
   ASSERT_NE(result.output.find("node0=0 node1=0"), std::string::npos) << result.output;
   expect_same_run(dir);
 }

@@ -40,6 +40,42 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   const at::Device device = select_device(options.device);
   log::info("device: " + describe_device(device));
   auto tokenizer = Tokenizer::load(params.model);
+  ModelOptions model_options = finetune_model_options(params);
+  model_options.device = device;
+  model_options.gradient_checkpointing = false;  // no backward
+  model_options.lora_target_modules.clear();
+  if (adapter) {
+    model_options.lora_target_modules = adapter->target_modules;
+    model_options.lora = adapter->lora;
+  }
+  auto load_model = [&] {
+    log::info("loading " + params.model + (adapter ? " with the adapter in " + options.adapter_dir : ""));
+    CausalLM model(params.model, model_options);
+    if (adapter) load_adapter_weights(options.adapter_dir, model.lora_parameters());
+    return model;
+  };
+
+  if (params.trainer == "dpo") {
+    if (!adapter)
+      throw config_error("eval: trainer dpo scores an adapter against its base model (the DPO reference); give "
+                         "--adapter DIR, or a config whose project_name holds one");
+    const std::vector<PreferencePair> pairs =
+        read_preference_split(params, *tokenizer, split, preference_limits(params, result.block_size));
+    CausalLM model = load_model();
+    TrainableModel scorer = trainable_model(model, *adapter);
+    const auto start = std::chrono::steady_clock::now();
+    const nlohmann::json scores =
+        evaluate_preference(scorer, pairs, preference_settings(params, *tokenizer, result.block_size), batch_size);
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    result.preference = true;
+    result.pairs = static_cast<int64_t>(pairs.size());
+    result.loss = scores["eval_loss"];
+    result.perplexity = std::nan("");
+    result.reward_accuracy = scores["eval_rewards/accuracies"];
+    result.reward_margin = scores["eval_rewards/margins"];
+    return result;
+  }
+
   const TokenizedText text =
       tokenize_split(params, *tokenizer, split, options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
   result.tokens = text.size();
@@ -50,17 +86,7 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   }
   result.predicted_tokens = result.blocks * (result.block_size - 1);
 
-  ModelOptions model_options = finetune_model_options(params);
-  model_options.device = device;
-  model_options.gradient_checkpointing = false;  // no backward
-  model_options.lora_target_modules.clear();
-  if (adapter) {
-    model_options.lora_target_modules = adapter->target_modules;
-    model_options.lora = adapter->lora;
-  }
-  log::info("loading " + params.model + (adapter ? " with the adapter in " + options.adapter_dir : ""));
-  CausalLM model(params.model, model_options);
-  if (adapter) load_adapter_weights(options.adapter_dir, model.lora_parameters());
+  CausalLM model = load_model();
   TrainableModel scorer = trainable_model(model, adapter.value_or(AdapterConfig{}));
 
   log::info(log::cat("scoring ", result.blocks, " blocks of ", result.block_size, " tokens of ", result.data_file,
@@ -83,6 +109,11 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
 }
 
 nlohmann::json to_json(const EvaluationResult& r) {
+  if (r.preference) {
+    return {{"model", r.model},       {"adapter", r.adapter_dir},         {"data_file", r.data_file},
+            {"block_size", r.block_size}, {"pairs", r.pairs},           {"loss", r.loss},
+            {"reward_accuracy", r.reward_accuracy}, {"reward_margin", r.reward_margin}, {"seconds", r.seconds}};
+  }
   return {{"model", r.model},
           {"adapter", r.adapter_dir.empty() ? nlohmann::json() : nlohmann::json(r.adapter_dir)},
           {"data_file", r.data_file},

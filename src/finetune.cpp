@@ -145,25 +145,27 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter, in
   return trainable;
 }
 
-PreferenceData read_preference_data(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size) {
-  const PreferenceLimits limits{block_size, params.max_prompt_length, params.max_completion_length};
+PreferenceData preference_settings(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size) {
   PreferenceData data;
   data.max_length = block_size;
   data.beta = params.dpo_beta;
   // TRL pads with the tokenizer's pad token, else its eos; the padding is never attended to nor scored.
   const std::optional<int64_t> pad = tokenizer.pad_id() ? tokenizer.pad_id() : tokenizer.eos_id();
   data.pad_id = pad.value_or(0);
+  return data;
+}
+
+PreferenceLimits preference_limits(const TrainingParams& params, int64_t block_size) {
+  return {block_size, params.max_prompt_length, params.max_completion_length};
+}
+
+PreferenceData read_preference_data(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size) {
+  const PreferenceLimits limits = preference_limits(params, block_size);
+  PreferenceData data = preference_settings(params, tokenizer, block_size);
   std::vector<std::string> inputs;
   auto read_split = [&](const std::string& split) {
-    int64_t dropped = 0;
-    std::vector<PreferencePair> read = read_preference_split(params, tokenizer, split, limits, &dropped);
-    const std::string file = resolve_split_file(params.data_path, split);
-    inputs.push_back(file);
-    if (dropped > 0)
-      log::warn(log::cat(file, ": ", dropped, " pair(s) dropped: the prompt alone fills block_size ", block_size,
-                         ", leaving no completion token"));
-    log::info(log::cat(file, ": ", read.size(), " preference pairs"));
-    return read;
+    inputs.push_back(resolve_split_file(params.data_path, split));
+    return read_preference_split(params, tokenizer, split, limits);
   };
   data.train = read_split(params.train_split);
   if (params.valid_split) data.valid = read_split(*params.valid_split);

@@ -4,6 +4,7 @@
 
 #include "autotrain/data.h"
 #include "autotrain/error.h"
+#include "autotrain/logging.h"
 #include "autotrain/text_util.h"
 
 namespace autotrain {
@@ -50,8 +51,7 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string
 }
 
 std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,
-                                                  const std::string& split, const PreferenceLimits& limits,
-                                                  int64_t* dropped) {
+                                                  const std::string& split, const PreferenceLimits& limits) {
   if (!params.prompt_text_column || !params.rejected_text_column)
     throw Error("trainer \"" + params.trainer + "\" reads a prompt, a chosen and a rejected text per record: set "
                 "\"prompt_text_column\" and \"rejected_text_column\" (the chosen text is \"text_column\")");
@@ -69,11 +69,14 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
     }
     pairs.push_back(std::move(pair));
   });
-  if (dropped) *dropped = too_long;
+  if (too_long > 0)
+    log::warn(log::cat(path, ": ", too_long, " pair(s) dropped: the prompt alone fills block_size ", limits.max_length,
+                       ", leaving no completion token"));
   if (pairs.empty())
     throw Error(path + ": every prompt fills max_length (block_size " + std::to_string(limits.max_length) +
                 ") by itself, so no pair has a completion token to train on; raise block_size or lower "
                 "max_prompt_length");
+  log::info(log::cat(path, ": ", pairs.size(), " preference pairs"));
   return pairs;
 }
 

@@ -12,6 +12,7 @@
 #include "autotrain/adapter.h"
 #include "autotrain/config.h"
 #include "autotrain/error.h"
+#include "autotrain/evaluate.h"
 #include "autotrain/fileio.h"
 #include "autotrain/finetune.h"
 #include "autotrain/metrics.h"
@@ -233,6 +234,27 @@ TEST(Dpo, TrainWritesTheAdapterAndTheDpoMetrics) {
   ASSERT_FALSE(records.empty());
   for (const char* key : {"loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"})
     EXPECT_TRUE(records.front().contains(key)) << key;
+}
+
+// `autotrain eval` with trainer dpo scores TRL's final adapter on the validation pairs as TRL's last evaluation did
+// (the same weights: its eval_loss after the 12th step).
+TEST(Dpo, EvalOfTheFinalAdapterGivesTrlsLastEvalLoss) {
+  const auto settings = read_json(kOracle + "/settings.json");
+  const auto steps = read_json(kOracle + "/steps.json");
+  TrainingParams p = oracle_params(settings);
+  EvaluateOptions options;
+  options.split = "valid";
+  options.adapter_dir = kOracle + "/final";
+  options.device = "cpu";
+  const EvaluationResult result = run_evaluation(p, options);
+  EXPECT_TRUE(result.preference);
+  EXPECT_EQ(result.pairs, 5);
+  EXPECT_NEAR(result.loss, steps["eval_loss"][1].get<double>(), 1e-5);
+  EXPECT_GE(result.reward_accuracy, 0);
+  EXPECT_LE(result.reward_accuracy, 1);
+
+  options.adapter_dir.clear();  // the base is its own reference: refused
+  EXPECT_NE(testing::error_message_of([&] { run_evaluation(p, options); }).find("give --adapter"), std::string::npos);
 }
 
 TEST(Dpo, ConfigNeedsThePromptAndRejectedColumnsAndRefusesWhatIsNotSupported) {

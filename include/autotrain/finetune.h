@@ -50,6 +50,9 @@ TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& toke
 // Trainer "dpo": the pairs of the train and valid splits (read_preference_split, max_length block_size, AutoTrain's
 // max_prompt_length / max_completion_length), dpo_beta, and the pad id (the tokenizer's pad token, else its eos).
 PreferenceData read_preference_data(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size);
+// The same without pairs: max_length, beta and pad id; and the limits read_preference_split takes.
+PreferenceData preference_settings(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size);
+PreferenceLimits preference_limits(const TrainingParams& params, int64_t block_size);
 
 // The loop's view of a model with LoRA: its LoRA parameters, transformers' causal-LM loss (sum, the
 // batch moved to the model's device; lm_head_loss_sum with chunks of loss_chunk_bytes of fp32 logits), and

@@ -38,11 +38,10 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string
 
 // The pairs of a split: the columns prompt_text_column, text_column (chosen) and rejected_text_column of the file
 // resolve_split_file finds, tokenized by tokenize_preference. A pair whose prompt alone fills max_length would keep
-// no completion token, so it is dropped (as TRL drops it) and counted in `dropped`. Throws Error naming the file
-// when no pair is left.
+// no completion token, so it is dropped (as TRL drops it) with a warning counting them. Throws Error naming the
+// file when no pair is left.
 std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,
-                                                  const std::string& split, const PreferenceLimits& limits,
-                                                  int64_t* dropped = nullptr);
+                                                  const std::string& split, const PreferenceLimits& limits);
 
 // A micro-batch as TRL's preference collator makes it: the b chosen sequences (prompt + chosen) then the b rejected
 // ones, each cut to max_length, right-padded with pad_id to the longest; completion_mask is 1 on completion tokens.

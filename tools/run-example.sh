@@ -2,7 +2,7 @@
 # The README's main-job command: installs what is missing, builds, writes the demo model, then trains a
 # LoRA adapter on the bundled example data (configs/example), scores the data with and without it, and generates
 # text with it; then the same for the chat example (configs/example-chat: conversations, trainer sft, the tiny
-# Qwen2 fixture with ChatML).
+# Qwen2 fixture with ChatML), and a DPO run on preference pairs (configs/example-dpo: trainer dpo).
 #
 # The demo model is the random-initialised tiny Llama that tools/make_fixtures.py writes (no pretrained
 # model ships in a Debian or PyPI package we can use offline), so the loss falls from ~6.9 (uniform over
@@ -29,3 +29,8 @@ build/autotrain eval --config configs/example-chat/training_params.json --split 
 echo "== a chat turn with the adapter (the prompt as a user message, the assistant's turn opened):"
 build/autotrain generate --model build/fixtures/models/qwen2 --adapter example-chat-run --quantization int4 --chat \
   --prompt "Where does the red fox go in the morning?" --max-new-tokens 16
+echo
+echo "== the preference example (configs/example-dpo): trainer dpo on prompt / chosen / rejected pairs"
+build/autotrain train --config configs/example-dpo/training_params.json --no-resume
+echo "== the adapter against its base (the DPO reference) on the validation pairs:"
+build/autotrain eval --config configs/example-dpo/training_params.json

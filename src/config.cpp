@@ -262,14 +262,13 @@ void validate(TrainingParams& p, const std::string& source) {
   check.range(!p.max_completion_length || *p.max_completion_length >= 1, "max_completion_length",
               write_value(p.max_completion_length), "null or an integer >= 1");
   if (p.trainer == "dpo") {  // TRL's DPOTrainer reads columns prompt, chosen (text_column) and rejected
-    check.range(p.prompt_text_column.has_value(), "prompt_text_column", nullptr,
-                "the name of the prompts' column (trainer dpo reads a prompt, text_column and rejected_text_column)");
+    check.range(p.prompt_text_column.has_value() || p.chat_template, "prompt_text_column", nullptr,
+                "the name of the prompts' column (trainer dpo reads a prompt, text_column and rejected_text_column; "
+                "with chat_template tokenizer it may be null: the prompt is the turns chosen and rejected share)");
     check.range(p.rejected_text_column.has_value(), "rejected_text_column", nullptr,
                 "the name of the rejected completions' column (text_column holds the chosen ones)");
     check.unsupported_if(p.model_ref.has_value(), "model_ref", write_value(p.model_ref),
                          "the reference is the base model with the adapter disabled, as PEFT's; set it to null");
-    check.unsupported_if(p.chat_template.has_value(), "chat_template", write_value(p.chat_template),
-                         "with trainer dpo give the prompt, chosen and rejected columns as text, chat_template null");
   }
 
   check.unsupported_if(p.push_to_hub, "push_to_hub", p.push_to_hub,

@@ -53,10 +53,9 @@ std::string text_of_cell(const json& cell, const std::string& column, const Chat
 }
 
 // The cells of `columns` in a JSON record, in that order.
-Row row_of(const json& record, const std::vector<DataColumn>& columns, const ChatTemplate* chat, const std::string& path,
-           int64_t line) {
+CellRow row_of(const json& record, const std::vector<DataColumn>& columns, const std::string& path, int64_t line) {
   if (!record.is_object()) throw Error(where(path, line) + ": expected a JSON object per record");
-  Row row;
+  CellRow row;
   for (const DataColumn& column : columns) {
     auto it = record.find(column.name);
     if (it == record.end()) {
@@ -65,7 +64,7 @@ Row row_of(const json& record, const std::vector<DataColumn>& columns, const Cha
       throw Error(where(path, line) + ": no column \"" + column.name + "\" (columns found: " + join(found, ", ") +
                   "); set \"" + column.key + "\" in training_params.json");
     }
-    row.push_back(text_of_cell(*it, column.name, chat, path, line));
+    row.push_back(*it);
   }
   return row;
 }
@@ -93,8 +92,11 @@ void check_utf8(const std::string& text, const std::string& path, int64_t line) 
     throw Error(where(path, line) + ": not valid UTF-8; re-encode the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)");
 }
 
+// Each reader calls visit(cells, line) per record.
+using CellVisitor = std::function<void(const CellRow&, int64_t line)>;
+
 int64_t read_jsonl(std::istream& in, const std::string& path, const std::vector<DataColumn>& columns,
-                   const ChatTemplate* chat, const RowVisitor& visit) {
+                   const CellVisitor& visit) {
   std::string line;
   int64_t number = 0, count = 0;
   while (read_line(in, line, path, ++number)) {
@@ -106,14 +108,14 @@ int64_t read_jsonl(std::istream& in, const std::string& path, const std::vector<
     } catch (const json::exception&) {  // parse errors and numbers out of range alike
       throw Error(where(path, number) + ": not valid JSON; each line of a .jsonl file must be one JSON object");
     }
-    visit(row_of(record, columns, chat, path, number));
+    visit(row_of(record, columns, path, number), number);
     ++count;
   }
   return count;
 }
 
 int64_t read_json_array(std::istream& in, const std::string& path, const std::vector<DataColumn>& columns,
-                        const ChatTemplate* chat, const RowVisitor& visit) {
+                        const CellVisitor& visit) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   check_utf8(text, path, 1);
   json document;
@@ -126,7 +128,10 @@ int64_t read_json_array(std::istream& in, const std::string& path, const std::ve
   }
   if (!document.is_array()) throw Error(path + ": expected a JSON array of records (or use .jsonl)");
   int64_t count = 0;
-  for (const auto& record : document) visit(row_of(record, columns, chat, path, ++count));
+  for (const auto& record : document) {
+    ++count;
+    visit(row_of(record, columns, path, count), count);
+  }
   return count;
 }
 
@@ -180,7 +185,7 @@ bool read_csv_record(std::istream& in, std::vector<std::string>& fields, int64_t
 }
 
 int64_t read_csv(std::istream& in, const std::string& path, const std::vector<DataColumn>& columns,
-                 const ChatTemplate* chat, const RowVisitor& visit) {
+                 const CellVisitor& visit) {
   std::vector<std::string> header, fields;
   int64_t line = 0, count = 0;
   if (!read_csv_record(in, header, line, path)) throw Error(path + ": empty CSV file (expected a header row)");
@@ -202,26 +207,25 @@ int64_t read_csv(std::istream& in, const std::string& path, const std::vector<Da
     if (fields.size() != header.size())
       throw Error(where(path, record_line) + ": " + std::to_string(fields.size()) + " fields, the header has " +
                   std::to_string(header.size()) + "; quote fields that contain commas");
-    Row row;
+    CellRow row;
     for (size_t c = 0; c < columns.size(); ++c) {
-      const std::string& field = fields[indices[c]];
-      check_utf8(field, path, record_line);
-      row.push_back(chat ? text_of_cell(json(field), columns[c].name, chat, path, record_line) : field);
+      check_utf8(fields[indices[c]], path, record_line);
+      row.push_back(json(std::move(fields[indices[c]])));
     }
-    visit(row);
+    visit(row, record_line);
     ++count;
   }
   return count;
 }
 
-int64_t read_txt(std::istream& in, const std::string& path, const ChatTemplate* chat, const RowVisitor& visit) {
+int64_t read_txt(std::istream& in, const std::string& path, const CellVisitor& visit) {
   std::string line;
   int64_t number = 0, count = 0;
   while (read_line(in, line, path, ++number)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     check_utf8(line, path, number);
-    visit({chat ? text_of_cell(json(line), "text", chat, path, number) : line});
+    visit({json(line)}, number);
     ++count;
   }
   return count;
@@ -243,16 +247,17 @@ std::string resolve_split_file(const std::string& data_path, const std::string& 
               ".csv or " + split + ".txt");
 }
 
-int64_t for_each_record(const std::string& path, const std::vector<DataColumn>& columns, const RowVisitor& visit,
-                        const ChatTemplate* chat) {
+namespace {
+
+int64_t for_each_cell_row(const std::string& path, const std::vector<DataColumn>& columns, const CellVisitor& visit) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open the dataset");
   const std::string ext = extension_of(path);
   int64_t count = 0;
-  if (ext == ".jsonl") count = read_jsonl(in, path, columns, chat, visit);
-  else if (ext == ".json") count = read_json_array(in, path, columns, chat, visit);
-  else if (ext == ".csv") count = read_csv(in, path, columns, chat, visit);
-  else if (ext == ".txt" && columns.size() == 1) count = read_txt(in, path, chat, visit);
+  if (ext == ".jsonl") count = read_jsonl(in, path, columns, visit);
+  else if (ext == ".json") count = read_json_array(in, path, columns, visit);
+  else if (ext == ".csv") count = read_csv(in, path, columns, visit);
+  else if (ext == ".txt" && columns.size() == 1) count = read_txt(in, path, visit);
   else if (ext == ".txt") throw Error(path + ": a .txt dataset holds one text per line; this trainer reads columns " +
                                       "from .jsonl, .json or .csv");
   else throw Error(path + ": unknown dataset format \"" + ext + "\"; use .jsonl, .json, .csv or .txt");
@@ -260,6 +265,26 @@ int64_t for_each_record(const std::string& path, const std::vector<DataColumn>& 
   if (count == 0)
     throw Error(path + ": the dataset has no texts; add records with a \"" + columns.front().name + "\" column");
   return count;
+}
+
+}  // namespace
+
+int64_t for_each_record(const std::string& path, const std::vector<DataColumn>& columns, const RowVisitor& visit,
+                        const ChatTemplate* chat) {
+  return for_each_cell_row(path, columns, [&](const CellRow& cells, int64_t line) {
+    Row row;
+    for (size_t c = 0; c < columns.size(); ++c) row.push_back(text_of_cell(cells[c], columns[c].name, chat, path, line));
+    visit(row);
+  });
+}
+
+int64_t for_each_record_cells(const std::string& path, const std::vector<DataColumn>& columns,
+                              const std::function<void(const CellRow&, const std::string& where)>& visit) {
+  return for_each_cell_row(path, columns, [&](const CellRow& cells, int64_t line) {
+    for (const json& cell : cells)
+      if (cell.is_string() && cell.get_ref<const std::string&>().size() > kMaxRecordBytes) refuse_long_record(path, line);
+    visit(cells, where(path, line));
+  });
 }
 
 int64_t for_each_text(const std::string& path, const std::string& text_column,

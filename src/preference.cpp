@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "autotrain/chat_template.h"
 #include "autotrain/data.h"
 #include "autotrain/error.h"
 #include "autotrain/logging.h"
@@ -22,20 +23,17 @@ std::vector<int64_t> tail(const std::vector<int64_t>& ids, size_t from) {
 
 }  // namespace
 
-PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
-                                   const std::string& rejected, const PreferenceLimits& limits) {
-  const std::string eos = tokenizer.eos_id() ? tokenizer.decode({*tokenizer.eos_id()}) : "";
-  auto with_eos = [&eos](const std::string& completion) {
-    return eos.empty() || ends_with(completion, eos) ? completion : completion + eos;
-  };
-  const std::vector<int64_t> prompt_ids = tokenizer.encode(prompt, true);
-  const std::vector<int64_t> prompt_chosen = tokenizer.encode(prompt + with_eos(chosen), true);
-  const std::vector<int64_t> prompt_rejected = tokenizer.encode(prompt + with_eos(rejected), true);
+namespace {
+
+// TRL's split of a pair: the completions start where the tokenized prompt stops being a prefix of both tokenized
+// prompt + completion; then the limits' prompt and completion cuts.
+PreferencePair split_pair(const Tokenizer& tokenizer, const std::vector<int64_t>& prompt_ids,
+                          const std::vector<int64_t>& prompt_chosen, const std::vector<int64_t>& prompt_rejected,
+                          const PreferenceLimits& limits) {
   const size_t prompt_length =
       std::min(common_prefix_length(prompt_ids, prompt_chosen), common_prefix_length(prompt_ids, prompt_rejected));
   PreferencePair pair{std::vector<int64_t>(prompt_ids.begin(), prompt_ids.begin() + static_cast<std::ptrdiff_t>(prompt_length)),
                       tail(prompt_chosen, prompt_length), tail(prompt_rejected, prompt_length)};
-
   if (limits.max_prompt_length && static_cast<int64_t>(pair.prompt.size()) > *limits.max_prompt_length) {
     const bool bos = tokenizer.bos_id() && !pair.prompt.empty() && pair.prompt.front() == *tokenizer.bos_id();
     const auto keep = static_cast<size_t>(*limits.max_prompt_length - (bos ? 1 : 0));
@@ -50,25 +48,83 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string
   return pair;
 }
 
+OrderedJson concatenated(OrderedJson first, const OrderedJson& second) {
+  for (const auto& message : second) first.push_back(message);
+  return first;
+}
+
+}  // namespace
+
+PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
+                                   const std::string& rejected, const PreferenceLimits& limits) {
+  const std::string eos = tokenizer.eos_id() ? tokenizer.decode({*tokenizer.eos_id()}) : "";
+  auto with_eos = [&eos](const std::string& completion) {
+    return eos.empty() || ends_with(completion, eos) ? completion : completion + eos;
+  };
+  return split_pair(tokenizer, tokenizer.encode(prompt, true), tokenizer.encode(prompt + with_eos(chosen), true),
+                    tokenizer.encode(prompt + with_eos(rejected), true), limits);
+}
+
+ConversationPair implicit_prompt(const OrderedJson& chosen, const OrderedJson& rejected) {
+  const size_t shared = std::min(chosen.size(), rejected.size());
+  size_t split = 0;
+  while (split < shared && chosen[split] == rejected[split]) ++split;
+  if (split == shared && shared > 0) --split;  // Python's loop variable after a loop that never broke
+  ConversationPair pair{OrderedJson::array(), OrderedJson::array(), OrderedJson::array()};
+  for (size_t i = 0; i < chosen.size(); ++i) (i < split ? pair.prompt : pair.chosen).push_back(chosen[i]);
+  for (size_t i = split; i < rejected.size(); ++i) pair.rejected.push_back(rejected[i]);
+  return pair;
+}
+
+PreferencePair tokenize_preference(const Tokenizer& tokenizer, const ChatTemplate& chat, const ConversationPair& pair,
+                                   const PreferenceLimits& limits) {
+  auto ids = [&](const OrderedJson& messages, bool add_generation_prompt) {
+    return tokenizer.encode(chat.apply(messages, add_generation_prompt), false);
+  };
+  return split_pair(tokenizer, ids(pair.prompt, true), ids(concatenated(pair.prompt, pair.chosen), false),
+                    ids(concatenated(pair.prompt, pair.rejected), false), limits);
+}
+
 std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,
                                                   const std::string& split, const PreferenceLimits& limits) {
-  if (!params.prompt_text_column || !params.rejected_text_column)
+  const bool chat = params.chat_template == "tokenizer";
+  if ((!chat && !params.prompt_text_column) || !params.rejected_text_column)
     throw Error("trainer \"" + params.trainer + "\" reads a prompt, a chosen and a rejected text per record: set "
                 "\"prompt_text_column\" and \"rejected_text_column\" (the chosen text is \"text_column\")");
   const std::string path = resolve_split_file(params.data_path, split);
-  const std::vector<DataColumn> columns = {{*params.prompt_text_column, "prompt_text_column"},
-                                           {params.text_column, "text_column"},
-                                           {*params.rejected_text_column, "rejected_text_column"}};
+  std::vector<DataColumn> columns = {{params.text_column, "text_column"},
+                                     {*params.rejected_text_column, "rejected_text_column"}};
+  if (params.prompt_text_column) columns.push_back({*params.prompt_text_column, "prompt_text_column"});
   std::vector<PreferencePair> pairs;
   int64_t too_long = 0;
-  for_each_record(path, columns, [&](const Row& row) {
-    PreferencePair pair = tokenize_preference(tokenizer, row[0], row[1], row[2], limits);
-    if (static_cast<int64_t>(pair.prompt.size()) >= limits.max_length) {
-      ++too_long;
-      return;
-    }
-    pairs.push_back(std::move(pair));
-  });
+  auto keep = [&](PreferencePair pair) {
+    if (static_cast<int64_t>(pair.prompt.size()) >= limits.max_length) ++too_long;
+    else pairs.push_back(std::move(pair));
+  };
+  if (chat) {
+    const ChatTemplate chat_template = ChatTemplate::load(params.model);
+    for_each_record_cells(path, columns, [&](const CellRow& cells, const std::string& where) {
+      auto messages = [&](size_t c) { return conversation_of(cells[c], where + ": column \"" + columns[c].name + "\""); };
+      ConversationPair conversation;
+      if (params.prompt_text_column) {
+        if (cells[2].is_string() && !cells[2].get_ref<const std::string&>().empty() &&
+            cells[2].get_ref<const std::string&>().front() != '[')
+          throw Error(where + ": column \"" + columns[2].name + "\" is a text, and chosen / rejected are conversations: " +
+                      "give the prompt as a list of messages, or set prompt_text_column to null (the prompt is then " +
+                      "the turns chosen and rejected share)");
+        conversation = ConversationPair{messages(2), messages(0), messages(1)};
+      } else {
+        conversation = implicit_prompt(messages(0), messages(1));
+      }
+      try {
+        keep(tokenize_preference(tokenizer, chat_template, conversation, limits));
+      } catch (const Error& e) {
+        throw Error(where + ": " + e.what());
+      }
+    });
+  } else {
+    for_each_record(path, columns, [&](const Row& row) { keep(tokenize_preference(tokenizer, row[2], row[0], row[1], limits)); });
+  }
   if (too_long > 0)
     log::warn(log::cat(path, ": ", too_long, " pair(s) dropped: the prompt alone fills block_size ", limits.max_length,
                        ", leaving no completion token"));

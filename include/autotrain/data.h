@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace autotrain {
 
 // data_path is a file (.jsonl, .json, .csv, .txt) or a folder holding `<split>.jsonl|.json|.csv|.txt`
@@ -43,6 +45,12 @@ using RowVisitor = std::function<void(const Row&)>;
 // has one column only.
 int64_t for_each_record(const std::string& path, const std::vector<DataColumn>& columns, const RowVisitor& visit,
                         const ChatTemplate* chat = nullptr);
+
+// The same with the cells as they are (a JSON value; a CSV field or .txt line is a string): for columns that hold
+// conversations to be rendered more than one way. `where` is "file:line" for errors.
+using CellRow = std::vector<nlohmann::ordered_json>;
+int64_t for_each_record_cells(const std::string& path, const std::vector<DataColumn>& columns,
+                              const std::function<void(const CellRow&, const std::string& where)>& visit);
 
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
 bool is_valid_utf8(const std::string& text);

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "autotrain/chat_template.h"
 #include "autotrain/config.h"
 #include "autotrain/tokenizer.h"
 
@@ -36,8 +37,24 @@ struct PreferenceLimits {
 PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
                                    const std::string& rejected, const PreferenceLimits& limits);
 
+// A conversational pair (chat_template "tokenizer"): message lists, as TRL's conversational preference datasets.
+struct ConversationPair {
+  OrderedJson prompt, chosen, rejected;
+};
+
+// TRL's implicit prompt (trl.extract_prompt) of a record with no prompt column: the messages chosen and rejected
+// share from the start, the rest of each being its completion.
+ConversationPair implicit_prompt(const OrderedJson& chosen, const OrderedJson& rejected);
+
+// TRL's tokenization of a conversational pair: the chat template renders the prompt with the generation prompt,
+// and prompt + chosen and prompt + rejected without it; each is tokenized without adding special tokens (the
+// template writes them) and no eos is appended; then the common-prefix split and the limits as above.
+PreferencePair tokenize_preference(const Tokenizer& tokenizer, const ChatTemplate& chat, const ConversationPair& pair,
+                                   const PreferenceLimits& limits);
+
 // The pairs of a split: the columns prompt_text_column, text_column (chosen) and rejected_text_column of the file
-// resolve_split_file finds, tokenized by tokenize_preference. A pair whose prompt alone fills max_length would keep
+// resolve_split_file finds, tokenized by tokenize_preference. With chat_template "tokenizer" the columns hold
+// conversations rendered by the model's template; prompt_text_column may then be null (the implicit prompt). A pair whose prompt alone fills max_length would keep
 // no completion token, so it is dropped (as TRL drops it) with a warning counting them. Throws Error naming the
 // file when no pair is left.
 std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,

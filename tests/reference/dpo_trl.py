@@ -1,17 +1,37 @@
 #!/usr/bin/env python3
-"""Oracle for the DPO trainer: TRL's DPOTrainer (sigmoid loss, beta 0.1) + PEFT LoRA on the llama fixture, fp32,
-CPU, 2 epochs of 6 optimizer steps over 21 preference pairs (22 records, one dropped for a prompt that fills
-max_length), batch 2, accumulation 2 with a short last window, max_length 40 (keep_start truncation), clipping on,
-evaluation each epoch on 5 pairs. The reference policy is the base model with the adapter disabled: the adapter is
-made by TRL from a peft_config (a PeftModel handed to TRL 1.16 would get a frozen copy of itself, "ref", as the
-reference instead), then every lora_B is drawn from normal(0, 0.02) so that the policy differs from the reference
-from the first step. Writes, under reference/dpo_trl/:
-  train.jsonl valid.jsonl    the preference records {"prompt", "chosen", "rejected"}
+r"""Oracle for the DPO trainer: TRL's DPOTrainer (sigmoid loss, beta 0.1) + PEFT LoRA (r 8, alpha 16, dropout 0 on
+q/k/v/o_proj), fp32, CPU, batch 2, accumulation 2 (a short last window when the micro-batches are odd), clipping on,
+evaluation each epoch on 5 pairs, keep_start truncation. The reference policy is the base model with the adapter
+disabled: the adapter is made by TRL from a peft_config (a PeftModel handed to TRL 1.16 would get a frozen copy of
+itself, "ref", as the reference instead), then every lora_B is drawn from normal(0, 0.02) so that the policy differs
+from the reference from the first step. Two cases:
+  text (reference/dpo_trl/)  the llama fixture, text preference data: 2 epochs of 6 optimizer steps over 21 pairs
+                             (22 records, one dropped for a prompt that fills max_length), max_length 40.
+  chat (reference/dpo_trl/chat/)  the Qwen2 fixture (no bos token; eos = pad = "<|endoftext|>", id 0), conversational
+                             preference data: 1 epoch of 4 optimizer steps (windows 2, 2, 2, 1) over 14 pairs,
+                             max_length 64 (4 pairs truncated, one more exactly 64 tokens long), none dropped, the
+                             first of the 4 steps at lr 0 (warmup). The fixture has no chat template, so the
+                             tokenizer gets CHATML below, which is AutoTrain's ChatML fallback (src/chat_template.cpp
+                             kFallbackTemplate, what ChatTemplate::load gives for that folder): no default system
+                             message, "<|im_start|>assistant\n" as the generation prompt. Train records have no
+                             "prompt": TRL's extract_prompt takes the messages chosen and rejected share (all but the
+                             last assistant message; single-turn, system-first and two-exchange conversations);
+                             valid records give "prompt" (a list of messages: [system,] user) and one assistant
+                             message each as "chosen" / "rejected". TRL tokenizes apply_chat_template(prompt,
+                             add_generation_prompt=True), apply_chat_template(prompt + chosen) and (prompt +
+                             rejected), tokenize=True: no special tokens added, no eos appended (the completions end
+                             with "<|im_end|>\n"), and here the tokenized prompt is always a prefix of the others.
+Each case writes, under its folder:
+  train.jsonl valid.jsonl    the preference records: text {"prompt", "chosen", "rejected"} strings; chat as above
   tokens.json                per split, the kept records in dataset order as TRL prepared them
-                             ({"prompt_ids", "chosen_ids", "rejected_ids"}: BOS on the prompt, "</s>" appended to a
-                             completion lacking it, the completion starting where the tokenized prompt and
-                             prompt+completion diverge), and "dropped": the jsonl indices TRL filtered out
-  initial/ final/            PEFT adapters (save_pretrained) before and after training
+                             ({"prompt_ids", "chosen_ids", "rejected_ids"}, the completion starting where the
+                             tokenized prompt and prompt+completion diverge; text: BOS on the prompt, "</s>" appended
+                             to a completion lacking it; chat: each record also has "prompt_text",
+                             "prompt_chosen_text", "prompt_rejected_text", the texts apply_chat_template(tokenize=
+                             False) renders for the three, which tokenize without special tokens to prompt_ids,
+                             prompt_ids + chosen_ids and prompt_ids + rejected_ids), and "dropped": the jsonl indices
+                             TRL filtered out
+  initial/ final/            PEFT adapters (save_pretrained; target_modules sorted) before and after training
   steps.json                 per optimizer step: "loss" (the sum over the step's micro-batches of what
                              training_step returns, i.e. the mean of their mean-over-pairs losses, unrounded),
                              "micro_losses" (those mean-over-pairs losses), "lr", "order" (the train positions,
@@ -21,7 +41,8 @@ from the first step. Writes, under reference/dpo_trl/:
                              pairs); "eval_loss" per epoch (the mean over the eval pairs of their losses: the eval
                              batches' mean-over-pairs losses weighted by their pairs, 2, 2, 1) and
                              "eval_batch_losses"
-  settings.json              the hyperparameters, for the C++ side to use the same."""
+  settings.json              the hyperparameters, for the C++ side to use the same (chat: also "chat_template", the
+                             template's source)."""
 import argparse
 import json
 import math
@@ -39,7 +60,8 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-MAX_LENGTH = 40
+MAX_LENGTH = 40  # the text case's
+CHAT_MAX_LENGTH = 64
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 METRICS = ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
            "logps/rejected"]
@@ -52,6 +74,21 @@ TRAIN = [(8, 6, 4, ""), (4, 24, 18, ""), (14, 4, 6, "eos_c"), (7, 8, 5, "mid"), 
          (5, 10, 2, ""), (9, 6, 8, "mid"), (8, 12, 12, ""), (2, 6, 16, ""), (12, 8, 4, "eos_c"), (4, 15, 6, ""),
          (10, 4, 10, ""), (22, 14, 16, ""), (3, 2, 3, "eos_r"), (3, 2, 5, ""), (9, 30, 3, "")]
 VALID = [(6, 5, 7, ""), (12, 20, 9, ""), (3, 4, 4, "eos_c"), (9, 8, 3, "mid"), (18, 10, 15, "")]
+
+# AutoTrain's ChatML fallback for a tokenizer without a chat template, character for character as
+# src/chat_template.cpp's kFallbackTemplate (the Qwen2 fixture has none, in tokenizer_config.json or in a
+# chat_template.jinja / .json)
+CHATML = ("{% for message in messages %}"
+          "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+          "{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+# Per chat record, content token targets: (system or 0 for none, earlier (user, assistant) exchanges, last user,
+# chosen, rejected). Message overheads in tokens: user 7, system 9, assistant 10, generation prompt 8.
+CHAT_TRAIN = [(0, (), 4, 6, 3), (0, (), 10, 40, 12), (6, (), 5, 5, 8), (0, ((3, 4),), 3, 5, 6), (0, (), 2, 2, 1),
+              (10, (), 12, 20, 35), (0, ((5, 6),), 4, 12, 3), (4, ((3, 3),), 3, 4, 9), (0, (), 20, 8, 6),
+              (0, ((6, 8),), 5, 10, 10), (8, (), 3, 3, 3), (0, (), 6, 16, 18), (0, ((2, 2),), 2, 3, 3),
+              (0, (), 30, 10, 4)]
+CHAT_VALID = [(0, (), 5, 6, 4), (6, (), 8, 10, 3), (0, (), 3, 20, 25), (4, (), 12, 4, 8), (0, (), 2, 1, 2)]
 
 
 def load_words(path):
@@ -91,6 +128,31 @@ def make_records(specs, rng, words, tokenizer):
         if kind in ("eos_r", "eos_cr"):
             rejected += eos
         records.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return records
+
+
+def message(role, content):
+    return {"role": role, "content": content}
+
+
+def make_chat_records(specs, rng, words, tokenizer, explicit_prompt):
+    """Conversations from CHAT_TRAIN / CHAT_VALID specs: with explicit_prompt, {"prompt": [messages], "chosen":
+    [assistant], "rejected": [assistant]}; without, {"chosen": prompt + [assistant], "rejected": prompt +
+    [assistant]} (the prompt implicit, as the messages both share)."""
+    records = []
+    for system_n, exchanges, user_n, chosen_n, rejected_n in specs:
+        prompt = [message("system", phrase(rng, words, tokenizer, system_n))] if system_n else []
+        for exchange_user_n, exchange_assistant_n in exchanges:
+            prompt += [message("user", phrase(rng, words, tokenizer, exchange_user_n)),
+                       message("assistant", phrase(rng, words, tokenizer, exchange_assistant_n))]
+        prompt.append(message("user", phrase(rng, words, tokenizer, user_n)))
+        chosen = [message("assistant", phrase(rng, words, tokenizer, chosen_n))]
+        rejected = [message("assistant", phrase(rng, words, tokenizer, rejected_n))]
+        assert chosen != rejected
+        if explicit_prompt:
+            records.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+        else:
+            records.append({"chosen": prompt + chosen, "rejected": prompt + rejected})
     return records
 
 
@@ -147,46 +209,43 @@ class LearningRates(TrainerCallback):
         self.lrs.append(optimizer.param_groups[0]["lr"])
 
 
+def save_adapter(peft_model, folder):
+    """save_pretrained, then target_modules sorted in adapter_config.json: PEFT keeps them as a set and writes
+    list(set), whose order follows the interpreter's string hash seed, so differs from run to run."""
+    peft_model.save_pretrained(folder)
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))  # as PEFT writes it
+
+
 def prepared(dataset):
     return [{"prompt_ids": r["prompt_ids"], "chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"]}
             for r in dataset]
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--fixtures", required=True)
-    fixtures = Path(parser.parse_args().fixtures)
-    # One thread: the same numbers (checked against two) and much faster on small shared machines, where torch's
-    # thread pool makes each of these tiny matmuls take milliseconds
-    torch.set_num_threads(1)
-    out = fixtures / "reference" / "dpo_trl"
-    out.mkdir(parents=True, exist_ok=True)
-    model_dir = fixtures / "models" / "llama"
-    root = Path(__file__).resolve().parents[2]
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    assert tokenizer.eos_token == "</s>" and tokenizer.pad_token is None
-    words = load_words(root / "tests" / "data" / "multilingual.txt")
-    rng = random.Random(20240611)
-    write_jsonl(out / "train.jsonl", make_records(TRAIN, rng, words, tokenizer))
-    write_jsonl(out / "valid.jsonl", make_records(VALID, rng, words, tokenizer))
+def run_dpo(out, model_dir, tokenizer, max_length, epochs, check_prepared, extra_settings=None):
+    """Trains on out/train.jsonl, evaluating on out/valid.jsonl, and writes tokens.json (the prepared records, plus
+    what check_prepared(trainer, train_records, valid_records, train_kept, valid_kept, train_index, valid_index,
+    dropped) adds to them after checking them), initial/, final/, steps.json and settings.json (extra_settings
+    last)."""
     train_records, valid_records = read_jsonl(out / "train.jsonl"), read_jsonl(out / "valid.jsonl")
     # The index column survives TRL's map/filter (so the dropped records can be named) and is removed by the Trainer
     # before collation (it is no signature column).
     train_dataset = Dataset.from_list([dict(r, index=i) for i, r in enumerate(train_records)])
     valid_dataset = Dataset.from_list([dict(r, index=i) for i, r in enumerate(valid_records)])
 
-    settings = {"beta": 0.1, "loss_type": "sigmoid", "max_length": MAX_LENGTH, "truncation_mode": "keep_start",
-                "lr": 2e-3, "batch_size": 2, "eval_batch_size": 2, "gradient_accumulation": 2, "epochs": 2,
+    settings = {"beta": 0.1, "loss_type": "sigmoid", "max_length": max_length, "truncation_mode": "keep_start",
+                "lr": 2e-3, "batch_size": 2, "eval_batch_size": 2, "gradient_accumulation": 2, "epochs": epochs,
                 "scheduler": "linear", "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 0.5,
                 "optimizer": "adamw_torch", "seed": 42, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
                 "target_modules": TARGETS, "reference": "base model (adapter disabled)"}
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    args = DPOConfig(output_dir=str(out / "hf-run"), beta=settings["beta"], max_length=MAX_LENGTH,
+    args = DPOConfig(output_dir=str(out / "hf-run"), beta=settings["beta"], max_length=max_length,
                      truncation_mode="keep_start", learning_rate=settings["lr"], per_device_train_batch_size=2,
-                     per_device_eval_batch_size=2, gradient_accumulation_steps=2, num_train_epochs=2,
+                     per_device_eval_batch_size=2, gradient_accumulation_steps=2, num_train_epochs=epochs,
                      lr_scheduler_type="linear", warmup_steps=0.1, weight_decay=0.01, max_grad_norm=0.5,
                      optim="adamw_torch", seed=42, logging_steps=1, eval_strategy="epoch", save_strategy="no",
                      report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
@@ -208,59 +267,48 @@ def main():
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0, 0.02, generator=generator)
-    peft_model.save_pretrained(out / "initial")
+    save_adapter(peft_model, out / "initial")
 
     train_kept, valid_kept = prepared(trainer.train_dataset), prepared(trainer.eval_dataset)
     train_index, valid_index = list(trainer.train_dataset["index"]), list(trainer.eval_dataset["index"])
     dropped = sorted(set(range(len(train_records))) - set(train_index))
-    assert dropped == [i for i, s in enumerate(TRAIN) if s[3] == "long"], dropped
     assert list(valid_index) == list(range(len(valid_records)))
-    for i, r in enumerate(train_records):  # the long prompt is the only one filling max_length
-        assert (len(tokenizer(text=r["prompt"])["input_ids"]) >= MAX_LENGTH) == (i in dropped), i
-    assert len(train_kept) == 21
-    for index, record in zip(train_index + valid_index, train_kept + valid_kept):
-        assert record["prompt_ids"][0] == tokenizer.bos_token_id
-        assert record["chosen_ids"][-1] == tokenizer.eos_token_id and record["rejected_ids"][-1] == tokenizer.eos_token_id
-    lengths = [len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in train_kept]
-    assert sum(n > MAX_LENGTH for n in lengths) >= 4 and sum(n < 20 for n in lengths) >= 4, lengths
-    mid = []  # records whose tokenized prompt is longer than the common prefix TRL kept
-    for split, records, kept, index in [("train", train_records, train_kept, train_index),
-                                        ("valid", valid_records, valid_kept, valid_index)]:
-        for position, i in enumerate(index):
-            full = tokenizer(text=records[i]["prompt"])["input_ids"]
-            if len(kept[position]["prompt_ids"]) < len(full):
-                mid.append((split, i))
-    assert mid == [("train", i) for i, s in enumerate(TRAIN) if s[3] == "mid"] + \
-        [("valid", i) for i, s in enumerate(VALID) if s[3] == "mid"], mid
-    (out / "tokens.json").write_text(json.dumps({"train": train_kept, "valid": valid_kept, "dropped": dropped}))
+    train_out, valid_out = check_prepared(trainer, train_records, valid_records, train_kept, valid_kept, train_index,
+                                          valid_index, dropped)
+    (out / "tokens.json").write_text(json.dumps({"train": train_out, "valid": valid_out, "dropped": dropped}))
 
     # What the collator puts in a row (prompt+chosen, keep_start truncated) -> its train position
     trainer.lookup = {}
     for position, r in enumerate(train_kept):
-        key = tuple((r["prompt_ids"] + r["chosen_ids"])[:MAX_LENGTH])
+        key = tuple((r["prompt_ids"] + r["chosen_ids"])[:max_length])
         assert key not in trainer.lookup
         trainer.lookup[key] = position
 
     trainer.train()
 
+    pairs = len(train_kept)
+    micro_per_epoch = math.ceil(pairs / 2)
+    steps_per_epoch = math.ceil(micro_per_epoch / 2)
+    total = steps_per_epoch * epochs
     steps = {}
     for step, loss, raw, window, positions, metrics in trainer.micro:
         assert abs(loss - raw / window) <= 1e-6 * max(1.0, abs(raw)), (loss, raw, window)
         steps.setdefault(step, []).append((loss, raw, positions, metrics))
     order = [s for s in sorted(steps)]
-    assert order == list(range(12)), order
+    assert order == list(range(total)), order
     windows = [len(steps[s]) for s in order]
-    assert windows == [2, 2, 2, 2, 2, 1] * 2 and len(trainer.micro) == 22, windows
-    assert len(lrs.lrs) == 12, len(lrs.lrs)
+    assert windows == ([2] * (micro_per_epoch // 2) + [1] * (micro_per_epoch % 2)) * epochs, windows
+    assert len(trainer.micro) == micro_per_epoch * epochs, len(trainer.micro)
+    assert len(lrs.lrs) == total, len(lrs.lrs)
     micro_positions = [m[4] for m in trainer.micro]
-    assert [len(p) for p in micro_positions] == ([2] * 10 + [1]) * 2
-    for epoch in range(2):  # accelerate's SeedableRandomSampler: randperm(n) from a generator seeded seed + epoch
-        seen = [p for ps in micro_positions[11 * epoch:11 * (epoch + 1)] for p in ps]
-        expected = torch.randperm(21, generator=torch.Generator().manual_seed(42 + epoch)).tolist()
+    assert [len(p) for p in micro_positions] == ([2] * (pairs // 2) + [1] * (pairs % 2)) * epochs
+    for epoch in range(epochs):  # accelerate's SeedableRandomSampler: randperm(n) from a generator seeded seed + epoch
+        seen = [p for ps in micro_positions[micro_per_epoch * epoch:micro_per_epoch * (epoch + 1)] for p in ps]
+        expected = torch.randperm(pairs, generator=torch.Generator().manual_seed(42 + epoch)).tolist()
         assert seen == expected, (epoch, seen, expected)
 
     history = [h for h in trainer.state.log_history if "rewards/chosen" in h]
-    assert len(history) == 12, len(history)
+    assert len(history) == total, len(history)
     result = {"loss": [sum(m[0] for m in steps[s]) for s in order],
               "micro_losses": [[m[1] for m in steps[s]] for s in order],
               "lr": lrs.lrs,
@@ -271,9 +319,11 @@ def main():
             values = [m[3][name] for m in steps[s]]
             assert abs(h[name] - sum(values) / len(values)) <= 1e-6 * max(1.0, abs(h[name])), (name, s)
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-    assert len(evals) == 2 and len(trainer.eval_batch_losses) == 6, (len(evals), len(trainer.eval_batch_losses))
+    assert len(valid_kept) == 5
+    assert len(evals) == epochs and len(trainer.eval_batch_losses) == 3 * epochs, \
+        (len(evals), len(trainer.eval_batch_losses))
     result["eval_loss"] = [h["eval_loss"] for h in evals]
-    result["eval_batch_losses"] = [trainer.eval_batch_losses[:3], trainer.eval_batch_losses[3:]]
+    result["eval_batch_losses"] = [trainer.eval_batch_losses[3 * e:3 * (e + 1)] for e in range(epochs)]
     # Trainer repeats each batch's loss eval_batch_size times and accelerate's gather_for_metrics cuts the last batch
     # to the dataset's remainder, so eval_loss weighs each batch by its pairs: the mean over the 5 pairs' losses
     for value, batches in zip(result["eval_loss"], result["eval_batch_losses"]):
@@ -282,14 +332,126 @@ def main():
     for h, loss in zip(history, result["loss"]):  # the logged loss is our step loss, rounded
         assert abs(h["loss"] - loss) <= 1e-4 * max(1.0, abs(loss)), (h["loss"], loss)
 
-    peft_model.save_pretrained(out / "final")
+    save_adapter(peft_model, out / "final")
     settings.update({"pad_token_id": pad_id, "bos_token_id": tokenizer.bos_token_id,
                      "eos_token_id": tokenizer.eos_token_id, "eos_token": tokenizer.eos_token,
-                     "warmup_steps": args.get_warmup_steps(12), "steps": 12, "steps_per_epoch": 6,
-                     "micro_batches_per_epoch": 11, "train_pairs": 21, "valid_pairs": 5})
-    assert settings["warmup_steps"] == math.ceil(12 * 0.1)
+                     "warmup_steps": args.get_warmup_steps(total), "steps": total, "steps_per_epoch": steps_per_epoch,
+                     "micro_batches_per_epoch": micro_per_epoch, "train_pairs": pairs,
+                     "valid_pairs": len(valid_kept)})
+    settings.update(extra_settings or {})
+    assert settings["warmup_steps"] == math.ceil(total * 0.1)
     (out / "steps.json").write_text(json.dumps(result))
     (out / "settings.json").write_text(json.dumps(settings))
+    return result
+
+
+def text_case(fixtures, words):
+    out = fixtures / "reference" / "dpo_trl"
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = fixtures / "models" / "llama"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer.eos_token == "</s>" and tokenizer.pad_token is None
+    rng = random.Random(20240611)
+    write_jsonl(out / "train.jsonl", make_records(TRAIN, rng, words, tokenizer))
+    write_jsonl(out / "valid.jsonl", make_records(VALID, rng, words, tokenizer))
+
+    def check(trainer, train_records, valid_records, train_kept, valid_kept, train_index, valid_index, dropped):
+        assert dropped == [i for i, s in enumerate(TRAIN) if s[3] == "long"], dropped
+        for i, r in enumerate(train_records):  # the long prompt is the only one filling max_length
+            assert (len(tokenizer(text=r["prompt"])["input_ids"]) >= MAX_LENGTH) == (i in dropped), i
+        assert len(train_kept) == 21
+        for index, record in zip(train_index + valid_index, train_kept + valid_kept):
+            assert record["prompt_ids"][0] == tokenizer.bos_token_id
+            assert record["chosen_ids"][-1] == tokenizer.eos_token_id and \
+                record["rejected_ids"][-1] == tokenizer.eos_token_id
+        lengths = [len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in train_kept]
+        assert sum(n > MAX_LENGTH for n in lengths) >= 4 and sum(n < 20 for n in lengths) >= 4, lengths
+        mid = []  # records whose tokenized prompt is longer than the common prefix TRL kept
+        for split, records, kept, index in [("train", train_records, train_kept, train_index),
+                                            ("valid", valid_records, valid_kept, valid_index)]:
+            for position, i in enumerate(index):
+                full = tokenizer(text=records[i]["prompt"])["input_ids"]
+                if len(kept[position]["prompt_ids"]) < len(full):
+                    mid.append((split, i))
+        assert mid == [("train", i) for i, s in enumerate(TRAIN) if s[3] == "mid"] + \
+            [("valid", i) for i, s in enumerate(VALID) if s[3] == "mid"], mid
+        return train_kept, valid_kept
+
+    result = run_dpo(out, model_dir, tokenizer, MAX_LENGTH, 2, check)
+    assert len(result["loss"]) == 12
+
+
+def chat_case(fixtures, words):
+    out = fixtures / "reference" / "dpo_trl" / "chat"
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = fixtures / "models" / "qwen2"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer.chat_template is None  # else the C++ side would render that one, not CHATML
+    assert tokenizer.bos_token is None and tokenizer.eos_token == "<|endoftext|>" and tokenizer.eos_token_id == 0
+    assert tokenizer.pad_token == tokenizer.eos_token
+    tokenizer.chat_template = CHATML
+    im_end, newline = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("Ċ")
+    assert im_end == 2 and tokenizer(text="\n", add_special_tokens=False)["input_ids"] == [newline]
+    rng = random.Random(20240612)
+    write_jsonl(out / "train.jsonl", make_chat_records(CHAT_TRAIN, rng, words, tokenizer, explicit_prompt=False))
+    write_jsonl(out / "valid.jsonl", make_chat_records(CHAT_VALID, rng, words, tokenizer, explicit_prompt=True))
+
+    def encode(text):
+        return tokenizer(text=text, add_special_tokens=False)["input_ids"]
+
+    def check(trainer, train_records, valid_records, train_kept, valid_kept, train_index, valid_index, dropped):
+        assert dropped == [] and len(train_kept) == len(CHAT_TRAIN) == 14, dropped
+        contents = [m["content"] for r in train_records + valid_records for key in r for m in r[key]]
+        assert any(c.isascii() for c in contents) and sum(not c.isascii() for c in contents) >= 10
+        outputs = []
+        for dataset, records, kept in [(trainer.train_dataset, train_records, train_kept),
+                                       (trainer.eval_dataset, valid_records, valid_kept)]:
+            split = []
+            for row, record, ids in zip(dataset, records, kept):
+                # TRL's implicit prompt: the messages chosen and rejected share, here all but the last
+                expected = record if "prompt" in record else {"prompt": record["chosen"][:-1],
+                                                              "chosen": record["chosen"][-1:],
+                                                              "rejected": record["rejected"][-1:]}
+                assert {k: row[k] for k in ["prompt", "chosen", "rejected"]} == expected, row
+                # What TRL's tokenize_fn hands _tokenize (tools=None from the absent "tools" column)
+                texts = {"prompt_text": tokenizer.apply_chat_template(row["prompt"], tools=None, tokenize=False,
+                                                                      add_generation_prompt=True),
+                         "prompt_chosen_text": tokenizer.apply_chat_template(row["prompt"] + row["chosen"],
+                                                                             tools=None, tokenize=False),
+                         "prompt_rejected_text": tokenizer.apply_chat_template(row["prompt"] + row["rejected"],
+                                                                               tools=None, tokenize=False)}
+                assert texts["prompt_text"].endswith("<|im_start|>assistant\n")
+                for key in ["prompt_chosen_text", "prompt_rejected_text"]:
+                    assert texts[key].startswith(texts["prompt_text"]) and texts[key].endswith("<|im_end|>\n")
+                # The tokenized prompt is a prefix here, no eos is appended, no special token added
+                assert encode(texts["prompt_text"]) == ids["prompt_ids"]
+                assert encode(texts["prompt_chosen_text"]) == ids["prompt_ids"] + ids["chosen_ids"]
+                assert encode(texts["prompt_rejected_text"]) == ids["prompt_ids"] + ids["rejected_ids"]
+                for key in ["chosen_ids", "rejected_ids"]:
+                    assert ids[key][-2:] == [im_end, newline] and tokenizer.eos_token_id not in ids[key]
+                assert len(ids["prompt_ids"]) < CHAT_MAX_LENGTH
+                split.append({**ids, **texts})
+            outputs.append(split)
+        lengths = [len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in train_kept]
+        fitting = sum(n <= CHAT_MAX_LENGTH - 10 for n in lengths)
+        assert sum(n > CHAT_MAX_LENGTH for n in lengths) >= 4 and fitting >= 4, lengths
+        return outputs
+
+    result = run_dpo(out, model_dir, tokenizer, CHAT_MAX_LENGTH, 1, check, {"chat_template": CHATML})
+    assert len(result["loss"]) == 4
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fixtures", required=True)
+    fixtures = Path(parser.parse_args().fixtures)
+    # One thread: the same numbers (checked against two) and much faster on small shared machines, where torch's
+    # thread pool makes each of these tiny matmuls take milliseconds
+    torch.set_num_threads(1)
+    root = Path(__file__).resolve().parents[2]
+    words = load_words(root / "tests" / "data" / "multilingual.txt")
+    text_case(fixtures, words)
+    chat_case(fixtures, words)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ std::string input_group(const std::string& name) {
 
 RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   RunShape shape;
-  // DPO's micro-batch holds each pair's chosen and rejected sequences.
+  // DPO's micro-batch holds each pair's chosen and rejected sequences, and the reference scores them too.
   shape.batch_size = params.trainer == "dpo" ? 2 * params.batch_size : params.batch_size;
+  shape.reference_forward = params.trainer == "dpo";
   shape.block_size = effective_block_size(params);
   shape.gradient_accumulation = params.gradient_accumulation;
   shape.compute_bytes = compute_dtype(params) == at::kFloat ? 4 : 2;
@@ -217,6 +218,7 @@ FlopsPerToken estimate_flops_per_token(const ModelConfig& config, const RunShape
   // The loss computes the logits in the forward and again in the backward (lm_head_loss_sum).
   f.recompute = 2 * lm_head;
   if (shape.gradient_checkpointing) f.recompute += 2 * (frozen - lm_head) + lora_forward + attention_forward;
+  if (shape.reference_forward) f.reference = 2 * frozen + attention_forward;
   return f;
 }
 

@@ -284,7 +284,8 @@ std::string render_cost_estimate(const CostEstimate& e) {
 
   const FlopsPerToken& f = e.flops;
   out << "\nFLOPs per token: " << printf_string("%.3g", f.forward) << " forward + " << printf_string("%.3g", f.backward)
-      << " backward" << (f.recompute > 0 ? " + " + printf_string("%.3g", f.recompute) + " recompute" : "") << " = "
+      << " backward" << (f.recompute > 0 ? " + " + printf_string("%.3g", f.recompute) + " recompute" : "")
+      << (f.reference > 0 ? " + " + printf_string("%.3g", f.reference) + " reference forward" : "") << " = "
       << printf_string("%.3g", f.total()) << printf_string(" (%.2f x N)", f.total() / frozen) << "; efficiency "
       << printf_string("%.2f", compute_efficiency(s)) << " of the GPU's dense fp16 TFLOPS\n\n";
 
@@ -371,7 +372,7 @@ nlohmann::json cost_estimate_json(const CostEstimate& e) {
         {"peak", m.peak()}}},
       {"flops_per_token",
        {{"forward", e.flops.forward}, {"backward", e.flops.backward}, {"recompute", e.flops.recompute},
-        {"total", e.flops.total()}}},
+        {"reference", e.flops.reference}, {"total", e.flops.total()}}},
       {"efficiency", compute_efficiency(s)},
       {"gpus", verdicts},
       {"cheapest_fit", e.cheapest_fit ? json(*e.cheapest_fit) : json()}};

@@ -13,6 +13,7 @@
 #include "autotrain/chat_template.h"
 #include "autotrain/config.h"
 #include "autotrain/error.h"
+#include "autotrain/estimate.h"
 #include "autotrain/evaluate.h"
 #include "autotrain/fileio.h"
 #include "autotrain/finetune.h"
@@ -374,6 +375,22 @@ TEST(Dpo, EvalOfTheFinalAdapterGivesTrlsLastEvalLoss) {
 
   options.adapter_dir.clear();  // the base is its own reference: refused
   EXPECT_NE(testing::error_message_of([&] { run_evaluation(p, options); }).find("give --adapter"), std::string::npos);
+}
+
+// estimate-cost: a micro-batch of batch_size pairs is 2 x batch_size sequences, and every token also takes the
+// reference's forward: the frozen weights and attention of the forward, without LoRA.
+TEST(Dpo, EstimateCountsBothSequencesAndTheReferenceForward) {
+  TrainingParams p = oracle_params(read_json(kOracle + "/settings.json"));
+  const ModelConfig config = load_model_config(kLlama);
+  const RunShape dpo = run_shape(p);
+  p.trainer = "default";
+  const RunShape plain = run_shape(p);
+  EXPECT_EQ(dpo.batch_size, 2 * plain.batch_size);
+  const FlopsPerToken with = estimate_flops_per_token(config, dpo), without = estimate_flops_per_token(config, plain);
+  EXPECT_EQ(without.reference, 0);
+  const double lora_forward = 2.0 * static_cast<double>(estimate_lora_parameter_count(config, plain));
+  EXPECT_DOUBLE_EQ(with.reference, without.forward - lora_forward);
+  EXPECT_DOUBLE_EQ(with.total(), without.total() + with.reference);
 }
 
 TEST(Dpo, ConfigNeedsThePromptAndRejectedColumnsAndRefusesModelRef) {

@@ -44,6 +44,7 @@ struct RunShape {
   AttentionKernel attention = AttentionKernel::memory_efficient;
   ExecutionTarget target = ExecutionTarget::cuda;
   int64_t loss_chunk_bytes = kDefaultLossChunkBytes;  // lm_head_loss_sum's budget (AUTOTRAIN_LOSS_CHUNK_MB)
+  bool reference_forward = false;  // DPO: a forward of the base alone (the reference model) for every token too
 
   int64_t tokens_per_micro_batch() const { return batch_size * block_size; }
 };
@@ -107,7 +108,8 @@ struct FlopsPerToken {
   double forward = 0;      // 2 x frozen linear params (projections + lm_head) + LoRA forward + attention forward
   double backward = 0;     // 2 x frozen params (input gradients only) + 2 x LoRA forward + 2 x attention forward
   double recompute = 0;    // lm_head once more (the chunked loss); checkpointing: the layers' forward once more
-  double total() const { return forward + backward + recompute; }
+  double reference = 0;    // DPO: the reference's forward (frozen weights and attention, no LoRA)
+  double total() const { return forward + backward + recompute + reference; }
 };
 int64_t estimate_frozen_linear_parameter_count(const ModelConfig& config);  // projections + lm_head
 FlopsPerToken estimate_flops_per_token(const ModelConfig& config, const RunShape& shape);

@@ -14,6 +14,7 @@
 #include "autotrain/fileio.h"
 #include "autotrain/finetune.h"
 #include "autotrain/hub_cache.h"
+#include "autotrain/preference.h"
 #include "autotrain/tokenizer.h"
 #include "commands.h"
 
@@ -55,8 +56,15 @@ ModelConfig read_model_config(const std::string& path) {
   }
 }
 
+// The tokens `train` steps through in an epoch. Trainer dpo: two sequences a pair, each counted at block_size
+// tokens (a micro-batch is padded to its longest, at most that), so its steps are exact and its time an upper bound.
 int64_t count_dataset_tokens(const TrainingParams& params, const std::string& cache_dir) {
   auto tokenizer = Tokenizer::load(params.model);
+  if (params.trainer == "dpo") {
+    const int64_t block_size = effective_block_size(params);
+    const auto pairs = read_preference_split(params, *tokenizer, params.train_split, preference_limits(params, block_size));
+    return 2 * static_cast<int64_t>(pairs.size()) * block_size;
+  }
   return tokenize_split(params, *tokenizer, params.train_split, cache_dir).size();
 }
 

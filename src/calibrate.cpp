@@ -99,8 +99,8 @@ struct TempFolder {
 }  // namespace
 
 Calibration calibrate_on_this_machine(const TrainingParams& params, int64_t steps, const std::string& cache_dir) {
-  if (params.trainer == "dpo")
-    throw config_error("--calibrate times the default and sft trainers; with trainer dpo it is not supported yet "
+  if (params.trainer == "dpo" || params.trainer == "orpo")
+    throw config_error("--calibrate times the default and sft trainers; with trainer " + params.trainer + " it is not supported yet "
                        "(the estimate without it counts the reference forward)");
   Calibration c;
   c.timed_steps = steps;

@@ -218,7 +218,7 @@ void validate(TrainingParams& p, const std::string& source) {
                        "use \"tokenizer\" (the model's own chat template; a tokenizer without one gets ChatML) or none");
   check.choice("chat_template", p.chat_template, {"none", "tokenizer"}, {}, /*null_ok=*/true);
 
-  check.choice("trainer", p.trainer, {"default", "sft", "dpo"}, {"reward", "orpo", "generic"});
+  check.choice("trainer", p.trainer, {"default", "sft", "dpo", "orpo"}, {"reward", "generic"});
   check.choice("log", p.log, {"none", "tensorboard"}, {"wandb"});
   check.range(p.logging_steps == -1 || p.logging_steps >= 1, "logging_steps", p.logging_steps,
               "-1 (automatic) or an integer >= 1");
@@ -261,13 +261,16 @@ void validate(TrainingParams& p, const std::string& source) {
   check.range(p.max_prompt_length >= 1, "max_prompt_length", p.max_prompt_length, "an integer >= 1");
   check.range(!p.max_completion_length || *p.max_completion_length >= 1, "max_completion_length",
               write_value(p.max_completion_length), "null or an integer >= 1");
-  if (p.trainer == "dpo") {  // TRL's DPOTrainer reads columns prompt, chosen (text_column) and rejected
+  if (p.trainer == "dpo" || p.trainer == "orpo") {  // TRL reads columns prompt, chosen (text_column) and rejected
+    // TRL's ORPOTrainer takes text only.
+    check.unsupported_if(p.trainer == "orpo" && p.chat_template.has_value(), "chat_template", write_value(p.chat_template),
+                         "with trainer orpo give the prompt, chosen and rejected columns as text, chat_template null");
     check.range(p.prompt_text_column.has_value() || p.chat_template, "prompt_text_column", nullptr,
                 "the name of the prompts' column (trainer dpo reads a prompt, text_column and rejected_text_column; "
                 "with chat_template tokenizer it may be null: the prompt is the turns chosen and rejected share)");
     check.range(p.rejected_text_column.has_value(), "rejected_text_column", nullptr,
                 "the name of the rejected completions' column (text_column holds the chosen ones)");
-    check.unsupported_if(p.model_ref.has_value(), "model_ref", write_value(p.model_ref),
+    check.unsupported_if(p.trainer == "dpo" && p.model_ref.has_value(), "model_ref", write_value(p.model_ref),
                          "the reference is the base model with the adapter disabled, as PEFT's; set it to null");
   }
 

@@ -25,8 +25,9 @@ std::string input_group(const std::string& name) {
 
 RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   RunShape shape;
-  // DPO's micro-batch holds each pair's chosen and rejected sequences, and the reference scores them too.
-  shape.batch_size = params.trainer == "dpo" ? 2 * params.batch_size : params.batch_size;
+  // A DPO / ORPO micro-batch holds each pair's chosen and rejected sequences; DPO's reference scores them too.
+  const bool pairs = params.trainer == "dpo" || params.trainer == "orpo";
+  shape.batch_size = pairs ? 2 * params.batch_size : params.batch_size;
   shape.reference_forward = params.trainer == "dpo";
   shape.block_size = effective_block_size(params);
   shape.gradient_accumulation = params.gradient_accumulation;

@@ -55,14 +55,14 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
     return model;
   };
 
-  if (params.trainer == "dpo") {
-    if (!adapter)
+  if (params.trainer == "dpo" || params.trainer == "orpo") {
+    if (!adapter && params.trainer == "dpo")
       throw config_error("eval: trainer dpo scores an adapter against its base model (the DPO reference); give "
                          "--adapter DIR, or a config whose project_name holds one");
     const std::vector<PreferencePair> pairs =
         read_preference_split(params, *tokenizer, split, preference_limits(params, result.block_size));
     CausalLM model = load_model();
-    TrainableModel scorer = trainable_model(model, *adapter);
+    TrainableModel scorer = trainable_model(model, adapter.value_or(AdapterConfig{}));
     const auto start = std::chrono::steady_clock::now();
     const nlohmann::json scores =
         evaluate_preference(scorer, pairs, preference_settings(params, *tokenizer, result.block_size), batch_size);

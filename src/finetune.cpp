@@ -127,15 +127,19 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter, in
     at::Tensor shifted = at::constant_pad_nd(labels.to(model.device()), {0, 1}, -100).slice(1, 1);
     return lm_head_loss_sum(model.hidden_states(ids), model.lm_head(), shifted.reshape(-1), chunk_rows);
   };
-  trainable.sequence_logps = [&model, chunk_rows](const at::Tensor& ids, const at::Tensor& completion_mask) {
-    // Each sequence's -(summed token loss) over its completion labels: the same chunked loss, a row at a time.
-    const at::Tensor labels = ids.masked_fill(completion_mask.logical_not(), -100).to(model.device());
-    const at::Tensor shifted = at::constant_pad_nd(labels, {0, 1}, -100).slice(1, 1);
+  trainable.sequence_logps = [&model, chunk_rows](const at::Tensor& ids, const std::vector<at::Tensor>& masks) {
+    // Each sequence's -(summed token loss) over the mask's labels: the same chunked loss, a row at a time.
     const at::Tensor hidden = model.hidden_states(ids);
-    std::vector<at::Tensor> logps;
-    for (int64_t i = 0; i < ids.size(0); ++i)
-      logps.push_back(-lm_head_loss_sum(hidden[i], model.lm_head(), shifted[i], chunk_rows));
-    return at::stack(logps);
+    std::vector<at::Tensor> sums;
+    for (const at::Tensor& mask : masks) {
+      const at::Tensor labels = ids.masked_fill(mask.logical_not(), -100).to(model.device());
+      const at::Tensor shifted = at::constant_pad_nd(labels, {0, 1}, -100).slice(1, 1);
+      std::vector<at::Tensor> logps;
+      for (int64_t i = 0; i < ids.size(0); ++i)
+        logps.push_back(-lm_head_loss_sum(hidden[i], model.lm_head(), shifted[i], chunk_rows));
+      sums.push_back(at::stack(logps));
+    }
+    return sums;
   };
   trainable.set_training = [&model](bool training) { model.set_training(training); };
   trainable.set_adapters_enabled = [&model](bool enabled) { model.set_adapters_enabled(enabled); };
@@ -149,6 +153,7 @@ PreferenceData preference_settings(const TrainingParams& params, const Tokenizer
   PreferenceData data;
   data.max_length = block_size;
   data.beta = params.dpo_beta;
+  data.loss = params.trainer;
   // TRL pads with the tokenizer's pad token, else its eos; the padding is never attended to nor scored.
   const std::optional<int64_t> pad = tokenizer.pad_id() ? tokenizer.pad_id() : tokenizer.eos_id();
   data.pad_id = pad.value_or(0);
@@ -195,8 +200,9 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
 
   std::optional<TrainingData> data;
   std::optional<PreferenceData> pairs;
-  if (params.trainer == "dpo") {
-    if (group) throw Error("trainer \"dpo\" runs in one process; data-parallel workers are not supported yet");
+  if (params.trainer == "dpo" || params.trainer == "orpo") {
+    if (group)
+      throw Error("trainer \"" + params.trainer + "\" runs in one process; data-parallel workers are not supported yet");
     pairs = read_preference_data(params, *tokenizer, block_size);
   } else {
     // One worker per machine tokenizes into the cache while the others wait, then read it.

@@ -25,26 +25,39 @@ std::vector<int64_t> tail(const std::vector<int64_t>& ids, size_t from) {
 
 namespace {
 
+// The prompt's last `keep` tokens, after its bos when it starts with one.
+std::vector<int64_t> prompt_end(const std::vector<int64_t>& prompt, size_t keep, const Tokenizer& tokenizer) {
+  const bool bos = tokenizer.bos_id() && !prompt.empty() && prompt.front() == *tokenizer.bos_id();
+  if (prompt.size() <= keep) return prompt;
+  std::vector<int64_t> cut = tail(prompt, prompt.size() - keep + (bos ? 1 : 0));
+  if (bos) cut.insert(cut.begin(), *tokenizer.bos_id());
+  return cut;
+}
+
+// AutoTrain's cuts (autotrain/preference.h): completions to max_completion_length; then, when the prompt with the
+// longer completion passes max_length, the prompt to its end of max_prompt_length tokens.
+void apply_limits(PreferencePair& pair, const Tokenizer& tokenizer, const PreferenceLimits& limits) {
+  if (const auto limit = limits.max_completion_length) {
+    for (auto* completion : {&pair.chosen, &pair.rejected})
+      if (static_cast<int64_t>(completion->size()) > *limit) completion->resize(static_cast<size_t>(*limit));
+  }
+  const size_t longer = std::max(pair.chosen.size(), pair.rejected.size());
+  if (!limits.max_prompt_length || static_cast<int64_t>(pair.prompt.size() + longer) <= limits.max_length) return;
+  const auto keep = static_cast<size_t>(*limits.max_prompt_length);
+  pair.prompt = prompt_end(pair.prompt, keep, tokenizer);
+  if (!pair.rejected_prompt.empty()) pair.rejected_prompt = prompt_end(pair.rejected_prompt, keep, tokenizer);
+}
+
 // TRL's split of a pair: the completions start where the tokenized prompt stops being a prefix of both tokenized
-// prompt + completion; then the limits' prompt and completion cuts.
+// prompt + completion; then the limits.
 PreferencePair split_pair(const Tokenizer& tokenizer, const std::vector<int64_t>& prompt_ids,
                           const std::vector<int64_t>& prompt_chosen, const std::vector<int64_t>& prompt_rejected,
                           const PreferenceLimits& limits) {
   const size_t prompt_length =
       std::min(common_prefix_length(prompt_ids, prompt_chosen), common_prefix_length(prompt_ids, prompt_rejected));
   PreferencePair pair{std::vector<int64_t>(prompt_ids.begin(), prompt_ids.begin() + static_cast<std::ptrdiff_t>(prompt_length)),
-                      tail(prompt_chosen, prompt_length), tail(prompt_rejected, prompt_length)};
-  if (limits.max_prompt_length && static_cast<int64_t>(pair.prompt.size()) > *limits.max_prompt_length) {
-    const bool bos = tokenizer.bos_id() && !pair.prompt.empty() && pair.prompt.front() == *tokenizer.bos_id();
-    const auto keep = static_cast<size_t>(*limits.max_prompt_length - (bos ? 1 : 0));
-    std::vector<int64_t> cut = tail(pair.prompt, pair.prompt.size() - keep);
-    if (bos) cut.insert(cut.begin(), *tokenizer.bos_id());
-    pair.prompt = std::move(cut);
-  }
-  if (const auto limit = limits.max_completion_length) {
-    for (auto* completion : {&pair.chosen, &pair.rejected})
-      if (static_cast<int64_t>(completion->size()) > *limit) completion->resize(static_cast<size_t>(*limit));
-  }
+                      tail(prompt_chosen, prompt_length), tail(prompt_rejected, prompt_length), {}};
+  apply_limits(pair, tokenizer, limits);
   return pair;
 }
 
@@ -63,6 +76,44 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string
   };
   return split_pair(tokenizer, tokenizer.encode(prompt, true), tokenizer.encode(prompt + with_eos(chosen), true),
                     tokenizer.encode(prompt + with_eos(rejected), true), limits);
+}
+
+PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
+                                        const std::string& rejected, const PreferenceLimits& limits) {
+  const std::vector<int64_t> prompt_ids = tokenizer.encode(prompt, false);
+  // TRL's build_tokenized_answer: the answer starts after the tokenized prompt, one token earlier when the prompt's
+  // last token merged with the answer's first.
+  auto answer = [&](const std::string& completion) {
+    const std::vector<int64_t> full = tokenizer.encode(prompt + completion, false);
+    size_t start = std::min(prompt_ids.size(), full.size());
+    if (!std::equal(prompt_ids.begin(), prompt_ids.end(), full.begin(), full.begin() + static_cast<std::ptrdiff_t>(start)) ||
+        start < prompt_ids.size())
+      start = prompt_ids.empty() ? 0 : std::min(prompt_ids.size() - 1, full.size());
+    return std::make_pair(std::vector<int64_t>(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(start)),
+                          tail(full, start));
+  };
+  auto [chosen_prompt, chosen_ids] = answer(chosen);
+  auto [rejected_prompt, rejected_ids] = answer(rejected);
+  size_t differing = 0;
+  for (size_t i = 0; i < std::min(chosen_prompt.size(), rejected_prompt.size()); ++i)
+    differing += chosen_prompt[i] != rejected_prompt[i] ? 1 : 0;
+  const size_t lengths_differ = chosen_prompt.size() > rejected_prompt.size() ? chosen_prompt.size() - rejected_prompt.size()
+                                                                            : rejected_prompt.size() - chosen_prompt.size();
+  if (differing > 1 || lengths_differ > 1)
+    throw Error("the prompt tokenizes differently before the chosen and the rejected completion (by more than the "
+                "last token, which may merge with the completion's first)");
+  if (const auto bos = tokenizer.bos_id()) {  // add_bos_token_if_needed
+    for (auto* ids : {&chosen_prompt, &rejected_prompt})
+      if (ids->empty() || ids->front() != *bos) ids->insert(ids->begin(), *bos);
+  }
+  if (const auto eos = tokenizer.eos_id()) {  // add_eos_token_if_needed
+    for (auto* ids : {&chosen_ids, &rejected_ids})
+      if (ids->empty() || ids->back() != *eos) ids->push_back(*eos);
+  }
+  PreferencePair pair{std::move(chosen_prompt), std::move(chosen_ids), std::move(rejected_ids), {}};
+  if (rejected_prompt != pair.prompt) pair.rejected_prompt = std::move(rejected_prompt);
+  apply_limits(pair, tokenizer, limits);
+  return pair;
 }
 
 ConversationPair implicit_prompt(const OrderedJson& chosen, const OrderedJson& rejected) {
@@ -98,7 +149,8 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
   std::vector<PreferencePair> pairs;
   int64_t too_long = 0;
   auto keep = [&](PreferencePair pair) {
-    if (static_cast<int64_t>(pair.prompt.size()) >= limits.max_length) ++too_long;
+    const size_t prompt = std::max(pair.prompt.size(), pair.rejected_prompt.size());
+    if (static_cast<int64_t>(prompt) >= limits.max_length) ++too_long;
     else pairs.push_back(std::move(pair));
   };
   if (chat) {
@@ -123,7 +175,10 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
       }
     });
   } else {
-    for_each_record(path, columns, [&](const Row& row) { keep(tokenize_preference(tokenizer, row[2], row[0], row[1], limits)); });
+    for_each_record(path, columns, [&](const Row& row) {
+      keep(params.trainer == "orpo" ? tokenize_orpo_preference(tokenizer, row[2], row[0], row[1], limits)
+                                    : tokenize_preference(tokenizer, row[2], row[0], row[1], limits));
+    });
   }
   if (too_long > 0)
     log::warn(log::cat(path, ": ", too_long, " pair(s) dropped: the prompt alone fills block_size ", limits.max_length,
@@ -143,11 +198,12 @@ PreferenceBatch preference_batch(const std::vector<PreferencePair>& pairs, const
   for (const bool chosen : {true, false}) {
     for (const int64_t index : indices) {
       const PreferencePair& pair = pairs.at(static_cast<size_t>(index));
-      std::vector<int64_t> row = pair.prompt;
+      const auto& prompt = chosen || pair.rejected_prompt.empty() ? pair.prompt : pair.rejected_prompt;
+      std::vector<int64_t> row = prompt;
       const auto& completion = chosen ? pair.chosen : pair.rejected;
       row.insert(row.end(), completion.begin(), completion.end());
       if (static_cast<int64_t>(row.size()) > max_length) row.resize(static_cast<size_t>(max_length));
-      prompt_lengths.push_back(pair.prompt.size());
+      prompt_lengths.push_back(prompt.size());
       rows.push_back(std::move(row));
     }
   }
@@ -157,33 +213,68 @@ PreferenceBatch preference_batch(const std::vector<PreferencePair>& pairs, const
   PreferenceBatch batch;
   batch.input_ids = at::full({n, static_cast<int64_t>(width)}, pad_id, at::kLong);
   batch.completion_mask = at::zeros({n, static_cast<int64_t>(width)}, at::kBool);
+  batch.attention_mask = at::zeros({n, static_cast<int64_t>(width)}, at::kBool);
   auto ids = batch.input_ids.accessor<int64_t, 2>();
   auto mask = batch.completion_mask.accessor<bool, 2>();
+  auto attended = batch.attention_mask.accessor<bool, 2>();
   for (int64_t r = 0; r < n; ++r) {
     const auto& row = rows[static_cast<size_t>(r)];
     for (size_t t = 0; t < row.size(); ++t) {
       ids[r][static_cast<int64_t>(t)] = row[t];
       mask[r][static_cast<int64_t>(t)] = t >= prompt_lengths[static_cast<size_t>(r)];
+      attended[r][static_cast<int64_t>(t)] = true;
     }
     batch.tokens += static_cast<int64_t>(row.size());
   }
   return batch;
 }
 
-DpoLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected, const at::Tensor& reference_chosen,
-                 const at::Tensor& reference_rejected, double beta) {
-  const at::Tensor chosen_ratio = policy_chosen - reference_chosen;
-  const at::Tensor rejected_ratio = policy_rejected - reference_rejected;
-  DpoLoss out;
-  out.loss = -at::log_sigmoid(beta * (chosen_ratio - rejected_ratio)).mean();
-  at::NoGradGuard no_grad;
-  const at::Tensor chosen_rewards = beta * chosen_ratio.detach(), rejected_rewards = beta * rejected_ratio.detach();
-  out.rewards_chosen = chosen_rewards.mean().item<double>();
-  out.rewards_rejected = rejected_rewards.mean().item<double>();
+namespace {
+
+// What both losses log of their rewards (b,).
+void add_reward_metrics(PreferenceLoss& out, const at::Tensor& chosen_rewards, const at::Tensor& rejected_rewards) {
   out.accuracy = chosen_rewards.gt(rejected_rewards).to(at::kFloat).mean().item<double>();
   out.margin = (chosen_rewards - rejected_rewards).mean().item<double>();
-  out.logps_chosen = policy_chosen.detach().mean().item<double>();
-  out.logps_rejected = policy_rejected.detach().mean().item<double>();
+  out.metrics.emplace_back("rewards/chosen", chosen_rewards.mean().item<double>());
+  out.metrics.emplace_back("rewards/rejected", rejected_rewards.mean().item<double>());
+  out.metrics.emplace_back("rewards/accuracies", out.accuracy);
+  out.metrics.emplace_back("rewards/margins", out.margin);
+}
+
+// log(1 - e^x) for x < 0, as TRL's log1mexp: log1p(-e^x) below -ln 2, log(-expm1(x)) above.
+at::Tensor log1mexp(const at::Tensor& x) {
+  return at::where(x < -0.6931471805599453, at::log1p(-at::exp(x)), at::log(-at::expm1(x)));
+}
+
+}  // namespace
+
+PreferenceLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
+                        const at::Tensor& reference_chosen, const at::Tensor& reference_rejected, double beta) {
+  const at::Tensor chosen_ratio = policy_chosen - reference_chosen;
+  const at::Tensor rejected_ratio = policy_rejected - reference_rejected;
+  PreferenceLoss out;
+  out.loss = -at::log_sigmoid(beta * (chosen_ratio - rejected_ratio)).mean();
+  at::NoGradGuard no_grad;
+  add_reward_metrics(out, beta * chosen_ratio.detach(), beta * rejected_ratio.detach());
+  out.metrics.emplace_back("logps/chosen", policy_chosen.detach().mean().item<double>());
+  out.metrics.emplace_back("logps/rejected", policy_rejected.detach().mean().item<double>());
+  return out;
+}
+
+PreferenceLoss orpo_loss(const at::Tensor& chosen_mean_logps, const at::Tensor& rejected_mean_logps,
+                         const at::Tensor& nll, double beta) {
+  const at::Tensor log_odds = (chosen_mean_logps - rejected_mean_logps) -
+                              (log1mexp(chosen_mean_logps) - log1mexp(rejected_mean_logps));
+  const at::Tensor ratio = at::log_sigmoid(log_odds);
+  PreferenceLoss out;
+  out.loss = nll - (beta * ratio).mean();
+  at::NoGradGuard no_grad;
+  add_reward_metrics(out, beta * chosen_mean_logps.detach(), beta * rejected_mean_logps.detach());
+  out.metrics.emplace_back("logps/chosen", chosen_mean_logps.detach().mean().item<double>());
+  out.metrics.emplace_back("logps/rejected", rejected_mean_logps.detach().mean().item<double>());
+  out.metrics.emplace_back("nll_loss", nll.detach().item<double>());
+  out.metrics.emplace_back("log_odds_ratio", ratio.detach().mean().item<double>());
+  out.metrics.emplace_back("log_odds_chosen", log_odds.detach().mean().item<double>());
   return out;
 }
 

@@ -195,30 +195,42 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
 
 namespace {
 
-// The policy's and the reference's (adapters disabled, no gradient) DPO loss of a batch of pairs.
-DpoLoss batch_dpo_loss(TrainableModel& model, const PreferenceBatch& batch, double beta) {
+// A batch of pairs' loss: DPO against the reference (adapters disabled, no gradient), or ORPO from the policy alone.
+PreferenceLoss batch_preference_loss(TrainableModel& model, const PreferenceBatch& batch, const PreferenceData& data) {
+  if (data.loss == "orpo") {
+    const std::vector<at::Tensor> sums =
+        model.sequence_logps(batch.input_ids, {batch.completion_mask, batch.attention_mask});
+    const at::Tensor counts = batch.completion_mask.slice(1, 1).sum(1).to(sums[0].device(), at::kFloat);
+    const at::Tensor means = sums[0] / counts;
+    const int64_t pairs = batch.input_ids.size(0) / 2;
+    // The chosen sequences' mean token loss: every token but each sequence's first is predicted.
+    const double chosen_tokens = batch.attention_mask.slice(0, 0, pairs).sum().item<double>() - static_cast<double>(pairs);
+    const at::Tensor nll = -sums[1].slice(0, 0, pairs).sum() / chosen_tokens;
+    return orpo_loss(means.slice(0, 0, pairs), means.slice(0, pairs), nll, data.beta);
+  }
   at::Tensor reference;
   {
     at::NoGradGuard no_grad;
     model.set_adapters_enabled(false);
     try {
-      reference = model.sequence_logps(batch.input_ids, batch.completion_mask);
+      reference = model.sequence_logps(batch.input_ids, {batch.completion_mask})[0];
     } catch (...) {
       model.set_adapters_enabled(true);
       throw;
     }
     model.set_adapters_enabled(true);
   }
-  const at::Tensor policy = model.sequence_logps(batch.input_ids, batch.completion_mask);
+  const at::Tensor policy = model.sequence_logps(batch.input_ids, {batch.completion_mask})[0];
   const auto policy_halves = policy.chunk(2), reference_halves = reference.chunk(2);
-  return dpo_loss(policy_halves[0], policy_halves[1], reference_halves[0], reference_halves[1], beta);
+  return dpo_loss(policy_halves[0], policy_halves[1], reference_halves[0], reference_halves[1], data.beta);
 }
 
 // Tokens of a pair's two sequences as the collator cuts them.
 int64_t pair_tokens(const PreferencePair& pair, int64_t max_length) {
   const auto prompt = static_cast<int64_t>(pair.prompt.size());
+  const auto rejected_prompt = pair.rejected_prompt.empty() ? prompt : static_cast<int64_t>(pair.rejected_prompt.size());
   return std::min(prompt + static_cast<int64_t>(pair.chosen.size()), max_length) +
-         std::min(prompt + static_cast<int64_t>(pair.rejected.size()), max_length);
+         std::min(rejected_prompt + static_cast<int64_t>(pair.rejected.size()), max_length);
 }
 
 }  // namespace
@@ -232,11 +244,12 @@ nlohmann::json evaluate_preference(TrainableModel& model, const std::vector<Pref
   double loss = 0, accuracy = 0, margin = 0;
   for (int64_t m = 0; m < micro_batches_per_epoch(static_cast<int64_t>(pairs.size()), batch_size); ++m) {
     const std::vector<int64_t> indices = micro_batch_indices(order, m, batch_size);
-    const DpoLoss dpo = batch_dpo_loss(model, preference_batch(pairs, indices, data.max_length, data.pad_id), data.beta);
+    const PreferenceLoss batch =
+        batch_preference_loss(model, preference_batch(pairs, indices, data.max_length, data.pad_id), data);
     const auto n = static_cast<double>(indices.size());
-    loss += dpo.loss.item<double>() * n;
-    accuracy += dpo.accuracy * n;
-    margin += dpo.margin * n;
+    loss += batch.loss.item<double>() * n;
+    accuracy += batch.accuracy * n;
+    margin += batch.margin * n;
   }
   model.set_training(true);
   const auto n = static_cast<double>(pairs.size());
@@ -258,14 +271,10 @@ TrainingSummary train_preference(TrainableModel& model, const PreferenceData& da
     return tokens;
   };
   objective.loss = [&](const std::vector<int64_t>& indices, MetricSums& sums) {
-    const DpoLoss dpo = batch_dpo_loss(model, preference_batch(data.train, indices, data.max_length, data.pad_id), data.beta);
-    sums["rewards/chosen"] += dpo.rewards_chosen;
-    sums["rewards/rejected"] += dpo.rewards_rejected;
-    sums["rewards/accuracies"] += dpo.accuracy;
-    sums["rewards/margins"] += dpo.margin;
-    sums["logps/chosen"] += dpo.logps_chosen;
-    sums["logps/rejected"] += dpo.logps_rejected;
-    return dpo.loss;
+    PreferenceLoss batch =
+        batch_preference_loss(model, preference_batch(data.train, indices, data.max_length, data.pad_id), data);
+    for (const auto& [name, value] : batch.metrics) sums[name] += value;
+    return batch.loss;
   };
   if (data.valid) objective.evaluate = [&] { return evaluate_preference(model, *data.valid, data, p.batch_size); };
   return run_loop(model, objective, data.fingerprint, options);

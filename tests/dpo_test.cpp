@@ -89,36 +89,41 @@ TEST(Dpo, PairsAreTokenizedAsTrlTokenizesThem) {
   EXPECT_EQ(data.pad_id, settings["pad_token_id"].get<int64_t>());
 }
 
-// max_prompt_length keeps the bos and the prompt's last tokens, max_completion_length a completion's first tokens
-// (as TRL did when AutoTrain passed these keys); the expected ids are cut from TRL's uncut ones.
+// max_completion_length keeps a completion's first tokens; then a prompt that with the longer completion passes
+// max_length keeps its bos and last max_prompt_length tokens (as TRL did when AutoTrain passed these keys). The
+// expected ids are cut from TRL's uncut ones.
 TEST(Dpo, PromptAndCompletionCutsKeepTheBosThePromptsEndAndTheCompletionsStart) {
   const auto tokens = read_json(kOracle + "/tokens.json");
   auto tokenizer = Tokenizer::load(kLlama);
   std::ifstream in(kOracle + "/train.jsonl");
   std::string line;
-  size_t kept = 0, checked = 0;
+  size_t kept = 0, cut = 0, uncut = 0;
+  const PreferenceLimits limits{20, 6, 5};
   for (int64_t record = 0; std::getline(in, line); ++record) {
     if (record == 7) continue;  // the dropped one
     const auto row = nlohmann::json::parse(line);
     const auto& expected = tokens["train"][kept++];
     const auto prompt = expected["prompt_ids"].get<std::vector<int64_t>>();
-    const auto chosen = expected["chosen_ids"].get<std::vector<int64_t>>();
-    const auto rejected = expected["rejected_ids"].get<std::vector<int64_t>>();
-    const PreferenceLimits limits{40, 6, 5};
-    const PreferencePair pair = tokenize_preference(*tokenizer, row["prompt"], row["chosen"], row["rejected"], limits);
+    auto chosen = expected["chosen_ids"].get<std::vector<int64_t>>();
+    auto rejected = expected["rejected_ids"].get<std::vector<int64_t>>();
+    chosen.resize(std::min<size_t>(5, chosen.size()));
+    rejected.resize(std::min<size_t>(5, rejected.size()));
     std::vector<int64_t> cut_prompt = prompt;
-    if (prompt.size() > 6) {
-      cut_prompt = {prompt.front()};
+    if (prompt.size() > 6 && prompt.size() + std::max(chosen.size(), rejected.size()) > 20) {
+      cut_prompt = {prompt.front()};  // the bos
       cut_prompt.insert(cut_prompt.end(), prompt.end() - 5, prompt.end());
-      ++checked;
+      ++cut;
+    } else if (prompt.size() > 6) {
+      ++uncut;  // long, but it fits with its completions
     }
+    const PreferencePair pair = tokenize_preference(*tokenizer, row["prompt"], row["chosen"], row["rejected"], limits);
     EXPECT_EQ(pair.prompt, cut_prompt) << record;
-    EXPECT_EQ(pair.chosen, std::vector<int64_t>(chosen.begin(), chosen.begin() + std::min<size_t>(5, chosen.size())));
-    EXPECT_EQ(pair.rejected,
-              std::vector<int64_t>(rejected.begin(), rejected.begin() + std::min<size_t>(5, rejected.size())));
+    EXPECT_EQ(pair.chosen, chosen) << record;
+    EXPECT_EQ(pair.rejected, rejected) << record;
   }
   EXPECT_EQ(kept, 21u);
-  EXPECT_GT(checked, 10u);  // most prompts are longer than 6 tokens
+  EXPECT_GE(cut, 3u);
+  EXPECT_GT(uncut, 0u);
 }
 
 // The collator's layout: chosen rows then rejected rows, each cut to max_length, padded right with pad_id, the
@@ -257,6 +262,119 @@ TEST(Dpo, TrainWritesTheAdapterAndTheDpoMetrics) {
   ASSERT_FALSE(records.empty());
   for (const char* key : {"loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"})
     EXPECT_TRUE(records.front().contains(key)) << key;
+}
+
+// ---- ORPO (reference/orpo_trl: TRL's experimental ORPOTrainer, the same text pairs) ----
+const std::string kOrpoOracle = kFixtures + "/reference/orpo_trl";
+
+TrainingParams orpo_params(const nlohmann::json& settings) {
+  TrainingParams p = oracle_params(settings);
+  p.trainer = "orpo";
+  p.data_path = kOrpoOracle;
+  return p;
+}
+
+std::vector<int64_t> cat(std::vector<int64_t> a, const std::vector<int64_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Our pairs, cut to max_length as the batches cut them, are TRL's sequences and labels: no special tokens then the
+// bos and eos ids added, the one-token back-off where the prompt merges into a completion (valid record 3 backs off
+// where DPO's common prefix keeps one more token), the prompt of record 7 filling max_length dropped (TRL 1.16 keeps
+// it and its loss is NaN: the oracle drops it too).
+TEST(Orpo, PairsAreTokenizedAsTrlsOrpoTrainerTokenizesThem) {
+  const auto settings = read_json(kOrpoOracle + "/settings.json");
+  const auto tokens = read_json(kOrpoOracle + "/tokens.json");
+  auto tokenizer = Tokenizer::load(kLlama);
+  const PreferenceData data = read_preference_data(orpo_params(settings), *tokenizer, settings["max_length"]);
+  const int64_t max_length = settings["max_length"];
+  for (const std::string split : {"train", "valid"}) {
+    const auto& pairs = split == "train" ? data.train : *data.valid;
+    ASSERT_EQ(pairs.size(), tokens[split].size()) << split;
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      const auto& expected = tokens[split][i];
+      const PreferenceBatch batch = preference_batch(pairs, {static_cast<int64_t>(i)}, max_length, 2);
+      for (const auto& [row, name] : {std::pair{0, "chosen"}, std::pair{1, "rejected"}}) {
+        const auto ids = expected[std::string(name) + "_input_ids"].get<std::vector<int64_t>>();
+        const auto labels = expected[std::string(name) + "_labels"].get<std::vector<int64_t>>();
+        const at::Tensor our_ids = batch.input_ids[row].slice(0, 0, static_cast<int64_t>(ids.size()));
+        EXPECT_TRUE(our_ids.equal(at::tensor(ids, at::kLong))) << split << i << name;
+        std::vector<int64_t> our_labels(ids.size());
+        for (size_t t = 0; t < ids.size(); ++t)
+          our_labels[t] = batch.completion_mask[row][static_cast<int64_t>(t)].item<bool>() ? ids[t] : -100;
+        EXPECT_EQ(our_labels, labels) << split << i << name;
+        EXPECT_EQ(batch.attention_mask[row].sum().item<int64_t>(), static_cast<int64_t>(ids.size())) << split << i;
+      }
+    }
+  }
+  EXPECT_EQ(tokens["dropped"], nlohmann::json::array({7}));
+}
+
+// 12 steps from TRL's initial adapter: losses, rewards, nll and log odds as TRL's ORPOTrainer logs them, the
+// evaluation, and the final adapter (bounds as DPO's: fp32 on both sides).
+TEST(Orpo, TwelveStepsGiveTrlsLossesMetricsAndWeights) {
+  const auto settings = read_json(kOrpoOracle + "/settings.json");
+  const auto steps = read_json(kOrpoOracle + "/steps.json");
+  testing::TempDir run;
+  TrainingParams p = orpo_params(settings);
+  p.project_name = run.file("project");
+  auto tokenizer = Tokenizer::load(kLlama);
+  const PreferenceData data = read_preference_data(p, *tokenizer, settings["max_length"]);
+  ModelOptions model_options = finetune_model_options(p);
+  model_options.lora_target_modules = settings["target_modules"].get<std::vector<std::string>>();
+  CausalLM model(kLlama, model_options);
+  load_adapter_weights(kOrpoOracle + "/initial", model.lora_parameters());
+  AdapterConfig adapter{model_options.lora, model_options.lora_target_modules, kLlama};
+  TrainableModel trainable = trainable_model(model, adapter);
+  TrainerOptions options;
+  options.params = p;
+  ASSERT_EQ(train_preference(trainable, data, options).total_steps, 12);
+
+  std::vector<nlohmann::json> records, evals;
+  for (auto& record : read_metrics(p.project_name + "/metrics.jsonl"))
+    (record.contains("eval_loss") ? evals : records).push_back(record);
+  ASSERT_EQ(records.size(), 12u);
+  double worst = 0;
+  for (size_t s = 0; s < 12; ++s) {
+    for (const char* key : {"loss", "nll_loss", "log_odds_ratio", "log_odds_chosen", "rewards/chosen",
+                            "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"}) {
+      const double diff = std::abs(records[s][key].get<double>() - steps[key][s].get<double>());
+      EXPECT_LT(diff, 1e-5) << key << " step " << s + 1;
+      worst = std::max(worst, diff);
+    }
+    EXPECT_NEAR(records[s]["lr"].get<double>(), steps["lr"][s].get<double>(), 1e-12);
+  }
+  ASSERT_EQ(evals.size(), 2u);
+  for (size_t e = 0; e < 2; ++e)
+    EXPECT_NEAR(evals[e]["eval_loss"].get<double>(), steps["eval_loss"][e].get<double>(), 1e-5) << e;
+  auto peft = SafetensorsFile::open(kOrpoOracle + "/final/adapter_model.safetensors");
+  double worst_weight = 0;
+  for (const auto& [name, tensor] : model.lora_parameters())
+    worst_weight = std::max(worst_weight, (tensor.detach() - peft->tensor(name)).abs().max().item<double>());
+  EXPECT_LT(worst_weight, 1e-4);
+  std::printf("12 ORPO steps vs TRL: max |metric diff| %.3g, |weight diff| %.3g\n", worst, worst_weight);
+}
+
+// `eval` with trainer orpo: TRL's final adapter gives its last eval_loss; the base alone is scored too (ORPO has no
+// reference), and estimate-cost counts two sequences a pair without a reference forward.
+TEST(Orpo, EvalAndEstimate) {
+  const auto settings = read_json(kOrpoOracle + "/settings.json");
+  const auto steps = read_json(kOrpoOracle + "/steps.json");
+  TrainingParams p = orpo_params(settings);
+  EvaluateOptions options;
+  options.split = "valid";
+  options.adapter_dir = kOrpoOracle + "/final";
+  options.device = "cpu";
+  EXPECT_NEAR(run_evaluation(p, options).loss, steps["eval_loss"][1].get<double>(), 1e-5);
+  options.adapter_dir.clear();
+  const EvaluationResult base = run_evaluation(p, options);
+  EXPECT_TRUE(std::isfinite(base.loss));
+  EXPECT_GT(base.loss, 5);  // ~log(1000) from the random fixture, plus beta x a log 2-sized odds term
+
+  const RunShape shape = run_shape(p);
+  EXPECT_EQ(shape.batch_size, 2 * p.batch_size);
+  EXPECT_FALSE(shape.reference_forward);
 }
 
 // ---- conversations (reference/dpo_trl/chat: the qwen2 fixture, ChatML) ----
@@ -430,7 +548,15 @@ TEST(Dpo, ConfigNeedsThePromptAndRejectedColumnsAndRefusesModelRef) {
             std::string::npos);
   // Conversations: the prompt may be left implicit (the turns chosen and rejected share).
   EXPECT_NO_THROW(parse({{"chat_template", "tokenizer"}, {"prompt_text_column", nullptr}}));
-  EXPECT_NE(testing::error_message_of([&] { parse({{"trainer", "orpo"}}); }).find("not supported yet"), std::string::npos);
+  EXPECT_NE(testing::error_message_of([&] { parse({{"trainer", "reward"}}); }).find("not supported yet"), std::string::npos);
+  // ORPO: the same columns; TRL's ORPOTrainer takes text only, and has no reference model to name.
+  EXPECT_NO_THROW(parse({{"trainer", "orpo"}}));
+  EXPECT_NE(testing::error_message_of([&] { parse({{"trainer", "orpo"}, {"prompt_text_column", nullptr}}); })
+                .find("\"prompt_text_column\""),
+            std::string::npos);
+  EXPECT_NE(testing::error_message_of([&] { parse({{"trainer", "orpo"}, {"chat_template", "tokenizer"}}); })
+                .find("\"chat_template\" is \"tokenizer\": not supported yet"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -26,7 +26,8 @@ struct EvaluationResult {
   int64_t tokens = 0;            // of the split, the dropped remainder included
   int64_t predicted_tokens = 0;  // blocks x (block_size - 1): the tokens the loss is the mean over
   double loss = 0, perplexity = 0, seconds = 0;
-  // trainer "dpo": the adapter scored against its base, the DPO reference; loss is the mean DPO loss of the pairs
+  // trainer "dpo" / "orpo": the adapter scored against its base, the DPO reference (ORPO: the model alone); loss is
+  // the mean DPO / ORPO loss of the pairs
   // (no blocks, no perplexity) and the rewards (beta x log-ratio) rank the chosen above the rejected completion
   // for reward_accuracy of them, by reward_margin on average.
   bool preference = false;
@@ -37,8 +38,8 @@ struct EvaluationResult {
 // Scores params.model (its dtype from mixed_precision, its base quantized as `quantization` says, as `train`
 // loads it; the adapter's own r, alpha and target modules) on the split. Throws Error naming the file or key
 // when there is no split to score, the split has fewer tokens than a block, or the adapter does not fit the model.
-// With trainer "dpo", the split's preference pairs are scored as the DPO trainer's evaluation does (an adapter is
-// required: without one the policy is its own reference).
+// With trainer "dpo" or "orpo", the split's preference pairs are scored as that trainer's evaluation does (DPO needs
+// an adapter: without one the policy is its own reference).
 EvaluationResult run_evaluation(const TrainingParams& params, const EvaluateOptions& options);
 
 nlohmann::json to_json(const EvaluationResult& result);

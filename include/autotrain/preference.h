@@ -17,14 +17,18 @@
 
 namespace autotrain {
 
-// One pair's token ids: the prompt, and each completion as it follows the prompt.
+// One pair's token ids: the prompt, and each completion as it follows the prompt. ORPO's tokenization may end the
+// prompt one token earlier before one completion than before the other (a merge at the boundary): rejected_prompt
+// is then the rejected sequence's own prompt (empty: `prompt`).
 struct PreferencePair {
   std::vector<int64_t> prompt, chosen, rejected;
+  std::vector<int64_t> rejected_prompt;
 };
 
-// The lengths AutoTrain's DPO keys set. max_length (block_size) bounds prompt + completion (the end is cut, TRL's
-// keep_start); max_prompt_length keeps the last tokens of a longer prompt (after its bos, if it starts with one) and
-// max_completion_length the first tokens of a longer completion, as TRL did when AutoTrain passed these keys.
+// The lengths AutoTrain's DPO / ORPO keys set. max_length (block_size) bounds prompt + completion (the end is cut,
+// TRL's keep_start). As TRL did when AutoTrain passed the other two keys: max_completion_length keeps the first
+// tokens of a longer completion; then, when the prompt with the longer completion passes max_length, the prompt
+// keeps its last max_prompt_length tokens (and its bos, which TRL's keep_end cut dropped).
 struct PreferenceLimits {
   int64_t max_length = 1024;
   std::optional<int64_t> max_prompt_length, max_completion_length;
@@ -36,6 +40,14 @@ struct PreferenceLimits {
 // completion), and the prompt is cut to that common prefix. Then the limits' prompt and completion cuts.
 PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
                                    const std::string& rejected, const PreferenceLimits& limits);
+
+// The ORPO trainer's tokenization (TRL's ORPOTrainer.tokenize_row): prompt and prompt + completion tokenized without
+// special tokens; each completion starts after the tokenized prompt, one token earlier when the prompt's last token
+// merged into it (so chosen and rejected may see prompts one token apart); the bos id prepended to a prompt lacking
+// it and the eos id appended to a completion lacking it; then the limits. Throws Error when the two prompts differ
+// by more than one token.
+PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
+                                        const std::string& rejected, const PreferenceLimits& limits);
 
 // A conversational pair (chat_template "tokenizer"): message lists, as TRL's conversational preference datasets.
 struct ConversationPair {
@@ -65,18 +77,30 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
 struct PreferenceBatch {
   at::Tensor input_ids;        // (2b, L) int64
   at::Tensor completion_mask;  // (2b, L) bool
+  at::Tensor attention_mask;   // (2b, L) bool, true on every token that is not padding
   int64_t tokens = 0;          // of the sequences, padding excluded
 };
 PreferenceBatch preference_batch(const std::vector<PreferencePair>& pairs, const std::vector<int64_t>& indices,
                                  int64_t max_length, int64_t pad_id);
 
-// The sigmoid DPO loss of a micro-batch from the summed completion log-probabilities (b,) of the policy and the
-// reference: mean over the pairs of -log sigmoid(beta ((pi_c - ref_c) - (pi_r - ref_r))), and the numbers TRL logs.
-struct DpoLoss {
+// A micro-batch's preference loss and the numbers TRL logs for it (rewards/accuracies, rewards/margins, ...).
+struct PreferenceLoss {
   at::Tensor loss;  // fp32 scalar, differentiable through the policy's log-probabilities
-  double rewards_chosen = 0, rewards_rejected = 0, accuracy = 0, margin = 0, logps_chosen = 0, logps_rejected = 0;
+  std::vector<std::pair<std::string, double>> metrics;
+  double accuracy = 0, margin = 0;  // rewards/accuracies and rewards/margins, for the evaluation
 };
-DpoLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected, const at::Tensor& reference_chosen,
-                 const at::Tensor& reference_rejected, double beta);
+
+// The sigmoid DPO loss from the summed completion log-probabilities (b,) of the policy and the reference: mean over
+// the pairs of -log sigmoid(beta ((pi_c - ref_c) - (pi_r - ref_r))); logged: rewards/chosen, rewards/rejected,
+// rewards/accuracies, rewards/margins (rewards: beta x log-ratio), logps/chosen, logps/rejected.
+PreferenceLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
+                        const at::Tensor& reference_chosen, const at::Tensor& reference_rejected, double beta);
+
+// The ORPO loss (Hong et al., TRL's ORPOTrainer) from the policy alone: the completions' mean log-probabilities per
+// token c, r (b,) give log odds (c - r) - (log(1 - e^c) - log(1 - e^r)); the loss is nll - mean(beta log sigmoid(log
+// odds)), nll the mean token loss of the chosen sequences, prompt included. Logged: rewards (beta x c, beta x r) as
+// above, logps/chosen, logps/rejected (the means per token), nll_loss, log_odds_ratio, log_odds_chosen.
+PreferenceLoss orpo_loss(const at::Tensor& chosen_mean_logps, const at::Tensor& rejected_mean_logps,
+                         const at::Tensor& nll, double beta);
 
 }  // namespace autotrain

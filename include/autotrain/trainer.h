@@ -35,9 +35,11 @@ struct TrainableModel {
   // shifted inside as transformers does, -100 ignored.
   std::function<at::Tensor(const at::Tensor& input_ids, const at::Tensor& labels)> loss_sum;
   std::function<void(bool training)> set_training;
-  // Per sequence, the summed log-probability (fp32, (N,)) of the tokens where completion_mask (N, T) is true,
-  // each predicted from the tokens before it: what DPO compares. Differentiable, as loss_sum.
-  std::function<at::Tensor(const at::Tensor& input_ids, const at::Tensor& completion_mask)> sequence_logps;
+  // For each mask (N, T) bool, per sequence the summed log-probability (fp32, (N,)) of the tokens where it is true,
+  // each predicted from the tokens before it (the first token is never scored), from one forward: what DPO and
+  // ORPO compare. Differentiable, as loss_sum.
+  std::function<std::vector<at::Tensor>(const at::Tensor& input_ids, const std::vector<at::Tensor>& masks)>
+      sequence_logps;
   // Off: the frozen base alone (the DPO reference), as PEFT's disable_adapter().
   std::function<void(bool enabled)> set_adapters_enabled;
   // Writes adapter_config.json + adapter_model.safetensors (the parameters' current values) into a folder.
@@ -60,7 +62,8 @@ struct PreferenceData {
   std::optional<std::vector<PreferencePair>> valid;
   int64_t max_length = 1024;  // of prompt + completion (block_size)
   int64_t pad_id = 0;
-  double beta = 0.1;          // dpo_beta
+  double beta = 0.1;          // dpo_beta (ORPO's lambda too, as AutoTrain passes it)
+  std::string loss = "dpo";   // dpo (against the reference) or orpo (the policy alone)
   std::string fingerprint;
 };
 
@@ -108,9 +111,9 @@ double evaluate(TrainableModel& model, const TokenizedText& text, int64_t block_
                 ProcessGroup* group = nullptr,
                 const std::function<void(int64_t blocks, double loss_sum)>& on_batch = {});
 
-// The DPO loss of every pair of `pairs` in micro-batches of batch_size, the model in eval mode: the mean over the
-// pairs of the pair's loss, and of its rewards' accuracy and margin (eval_loss, eval_rewards/accuracies,
-// eval_rewards/margins).
+// The DPO (or ORPO) loss of every pair of `pairs` in micro-batches of batch_size, the model in eval mode: the
+// micro-batches' losses and rewards' accuracy and margin weighted by their pairs (eval_loss,
+// eval_rewards/accuracies, eval_rewards/margins), as transformers' evaluation loop averages the loss.
 nlohmann::json evaluate_preference(TrainableModel& model, const std::vector<PreferencePair>& pairs,
                                    const PreferenceData& data, int64_t batch_size);
 
@@ -118,10 +121,10 @@ nlohmann::json evaluate_preference(TrainableModel& model, const std::vector<Pref
 // SIGINT / SIGTERM end it after the current step with a checkpoint, and it throws Error saying how to resume.
 TrainingSummary train(TrainableModel& model, const TrainingData& data, const TrainerOptions& options);
 
-// The same loop over preference pairs with the DPO loss (trainer "dpo"): a step's loss is the mean of its
-// micro-batches' mean pair losses, as TRL's DPOTrainer under transformers' gradient accumulation, and each step's
-// record adds TRL's rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen and
-// logps/rejected, averaged over the step's micro-batches. One process only (no data-parallel group).
+// The same loop over preference pairs with the DPO or ORPO loss (trainer "dpo" / "orpo"): a step's loss is the mean
+// of its micro-batches' losses, as TRL's DPOTrainer / ORPOTrainer under transformers' gradient accumulation, and
+// each step's record adds what TRL logs (preference.h), averaged over the step's micro-batches. One process only
+// (no data-parallel group).
 TrainingSummary train_preference(TrainableModel& model, const PreferenceData& data, const TrainerOptions& options);
 
 }  // namespace autotrain

@@ -70,8 +70,8 @@ Command add_eval_command(CLI::App& parent) {
                   "tokenizer: the column holds conversations, written by the model's chat template; none: texts")
       ->check(CLI::IsMember({"tokenizer", "none"}));
   app->add_option("--trainer", o->trainer, "How texts are packed: default (eos as text, add_eos_token) or sft "
-                                           "(the eos id after every text); dpo: score the adapter's preference pairs against its base")
-      ->check(CLI::IsMember({"default", "sft", "dpo"}));
+                                           "(the eos id after every text); dpo / orpo: the DPO / ORPO loss and rewards of preference pairs")
+      ->check(CLI::IsMember({"default", "sft", "dpo", "orpo"}));
   app->add_option("-b,--batch-size", o->evaluate.batch_size, "Blocks per forward (default: batch_size)")
       ->check(CLI::PositiveNumber);
   add_device_option(*app, o->evaluate.device);
@@ -101,10 +101,12 @@ Command add_eval_command(CLI::App& parent) {
       return;
     }
     if (result.preference) {
-      std::printf("eval dpo loss %.6f, reward accuracy %.4f, reward margin %.6f: %lld pairs of %s, adapter %s against "
-                  "its base (%.1f s)\n", result.loss, result.reward_accuracy, result.reward_margin,
-                  static_cast<long long>(result.pairs), result.data_file.c_str(), result.adapter_dir.c_str(),
-                  result.seconds);
+      const bool dpo = params.trainer == "dpo";
+      std::printf("eval %s loss %.6f, reward accuracy %.4f, reward margin %.6f: %lld pairs of %s, %s%s (%.1f s)\n",
+                  params.trainer.c_str(), result.loss, result.reward_accuracy, result.reward_margin,
+                  static_cast<long long>(result.pairs), result.data_file.c_str(),
+                  result.adapter_dir.empty() ? "the base alone" : ("adapter " + result.adapter_dir).c_str(),
+                  dpo ? " against its base" : "", result.seconds);
       return;
     }
     std::printf("eval loss %.6f, perplexity %.4f: %lld blocks of %lld tokens of %s, %s (%.1f s)\n", result.loss,

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+r"""Oracle for the ORPO trainer (AutoTrain's trainer "orpo"): TRL 1.16's ORPOTrainer (trl.experimental.orpo; beta
+0.1) + PEFT LoRA (r 8, alpha 16, dropout 0 on q/k/v/o_proj), fp32, CPU, batch 2, accumulation 2 (a short last window
+when the micro-batches are odd), clipping on, evaluation each epoch on 5 pairs. No reference model. The adapter is made
+by TRL from a peft_config, then every lora_B is drawn from normal(0, 0.02) (as tests/reference/dpo_trl.py does). The
+llama fixture (sentencepiece, BOS), text preference data: the records of reference/dpo_trl/ (train.jsonl, valid.jsonl,
+copied byte for byte), max_length 40, 2 epochs of 6 optimizer steps over 21 pairs.
+
+TRL 1.16's ORPOConfig has no max_prompt_length (AutoTrain's ORPOConfig(max_prompt_length=...) is a TypeError there)
+and uses max_completion_length for encoder-decoders only, so a prompt is never cut: a completion is cut to
+max_length - len(prompt), keeping its start, after the eos was appended. ORPOTrainer drops no record: one whose prompt
+alone fills max_length (train record 7: 51 tokens) keeps its whole prompt and an empty completion, its per-token mean
+log-probability is 0/0 = NaN, and so is the loss and every gradient of any micro-batch holding it (checked below), which
+would make the whole run NaN. This oracle therefore drops that record before TRL sees it (the C++ side drops it with a
+warning, as its DPO does), and records TRL's ids for it under "dropped_tokens".
+
+Writes under reference/orpo_trl/:
+  train.jsonl valid.jsonl    the preference records {"prompt", "chosen", "rejected"}, as reference/dpo_trl/'s
+  tokens.json                per split, the kept records in dataset order, exactly as ORPOTrainer.tokenize_row made
+                             them: prompt_input_ids, chosen_input_ids, chosen_labels, rejected_input_ids,
+                             rejected_labels (BOS-led, prompt part -100 in the labels, the completion starting where
+                             the tokenized prompt stops being a prefix of prompt+completion, "</s>" appended when
+                             missing, then cut to max_length); "dropped": the train jsonl indices dropped;
+                             "dropped_tokens": TRL's rows for them (with "index")
+  initial/ final/            PEFT adapters (save_pretrained; target_modules sorted) before and after training
+  steps.json                 per optimizer step: "loss" (the sum over the step's micro-batches of what training_step
+                             returns, i.e. the mean of their losses, unrounded), "micro_losses" (compute_loss's
+                             values), "lr", "order" (the train positions, in tokens.json order, of each micro-batch's
+                             pairs), "grad_norm", and every metric ORPOTrainer logs (METRICS: the unweighted mean over
+                             the step's micro-batches of their values); per epoch "eval_loss" (the mean over the 5 eval
+                             pairs: the 3 batches' losses weighted 2, 2, 1), "eval_batch_losses" and the eval_ metrics
+                             (the unweighted mean over the 3 eval batches)
+  settings.json              the hyperparameters, pad / bos / eos ids, step counts."""
+import argparse
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+MAX_LENGTH = 40
+EPOCHS = 2
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+# What get_batch_loss_metrics logs (orpo_trainer.py get_batch_loss_metrics), in its order
+METRICS = ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/rejected",
+           "logps/chosen", "logits/rejected", "logits/chosen", "nll_loss", "log_odds_ratio", "log_odds_chosen"]
+TOKEN_KEYS = ["prompt_input_ids", "chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels"]
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def close(a, b, rel):
+    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+
+
+class RecordingTrainer(ORPOTrainer):
+    """Keeps every micro-batch's loss unrounded (training_step's value and compute_loss's), its ORPO metrics, which
+    train pairs it held, and every eval batch's loss."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.positions = None  # train jsonl index -> position in the kept train records
+        self.micro = []  # (global_step, training_step value, raw loss, window size, positions, {metric: value})
+        self.eval_batch_losses = []
+        self._raw = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        assert num_items_in_batch is None  # the collator gives no "labels", so the Trainer counts no items
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        self._raw = result.item()
+        return result
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        positions = [self.positions[i] for i in inputs["index"]]  # remove_unused_columns is False: "index" survives
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        metrics = {name: values[-1] for name, values in self._stored_metrics["train"].items()}
+        assert list(metrics) == METRICS, list(metrics)
+        self.micro.append((self.state.global_step, loss.item(), self._raw, self.current_gradient_accumulation_steps,
+                           positions, metrics))
+        return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        self.eval_batch_losses.append(loss.item())
+        return loss, logits, labels
+
+
+class LearningRates(TrainerCallback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+def save_adapter(peft_model, folder):
+    """save_pretrained, then target_modules sorted in adapter_config.json (PEFT writes list(set), whose order follows
+    the interpreter's string hash seed)."""
+    peft_model.save_pretrained(folder)
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def tokens(row):
+    return {k: list(row[k]) for k in TOKEN_KEYS}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fixtures", required=True)
+    fixtures = Path(parser.parse_args().fixtures)
+    torch.set_num_threads(1)  # the same numbers, and much faster for these tiny matmuls
+    source, out = fixtures / "reference" / "dpo_trl", fixtures / "reference" / "orpo_trl"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ["train.jsonl", "valid.jsonl"]:
+        shutil.copyfile(source / name, out / name)
+    train_records, valid_records = read_jsonl(out / "train.jsonl"), read_jsonl(out / "valid.jsonl")
+    assert len(train_records) == 22 and len(valid_records) == 5
+
+    model_dir = fixtures / "models" / "llama"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer.eos_token == "</s>" and tokenizer.pad_token is None and tokenizer.bos_token_id is not None
+    # AutoTrain's get_tokenizer (trainers/clm/utils.py): pad = eos when the tokenizer has none. ORPOTrainer does not
+    # do it itself: its DPODataCollatorWithPadding raises on a None pad_token_id.
+    tokenizer.pad_token = tokenizer.eos_token
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+
+    def prompt_length(record):  # BOS + the prompt alone, as tokenize_row counts it before cutting the completions
+        return 1 + len(tokenizer(record["prompt"], add_special_tokens=False)["input_ids"])
+
+    dropped = [i for i, r in enumerate(train_records) if prompt_length(r) >= MAX_LENGTH]
+    assert dropped == [7], dropped
+    assert all(prompt_length(r) < MAX_LENGTH for r in valid_records)
+    kept_index = [i for i in range(len(train_records)) if i not in dropped]
+    train_dataset = Dataset.from_list([dict(train_records[i], index=i) for i in kept_index])
+    valid_dataset = Dataset.from_list([dict(r, index=i) for i, r in enumerate(valid_records)])
+
+    settings = {"beta": 0.1, "max_length": MAX_LENGTH, "max_prompt_length": None, "max_completion_length": None,
+                "lr": 2e-3, "batch_size": 2, "eval_batch_size": 2, "gradient_accumulation": 2, "epochs": EPOCHS,
+                "scheduler": "linear", "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 0.5,
+                "optimizer": "adamw_torch", "seed": 42, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+                "target_modules": TARGETS, "reference": "none (ORPO)"}
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    args = ORPOConfig(output_dir=str(out / "hf-run"), beta=settings["beta"], max_length=MAX_LENGTH,
+                      max_completion_length=None, learning_rate=settings["lr"], per_device_train_batch_size=2,
+                      per_device_eval_batch_size=2, gradient_accumulation_steps=2, num_train_epochs=EPOCHS,
+                      lr_scheduler_type="linear", warmup_steps=0.1, weight_decay=0.01, max_grad_norm=0.5,
+                      optim="adamw_torch", seed=42, logging_steps=1, eval_strategy="epoch", save_strategy="no",
+                      report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, bf16=False,
+                      fp16=False, gradient_checkpointing=False, dataset_num_proc=None, remove_unused_columns=False)
+    lrs = LearningRates()
+    peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=valid_dataset,
+                               processing_class=tokenizer, peft_config=peft_config, callbacks=[lrs])
+    peft_model = trainer.model
+    assert list(peft_model.peft_config) == ["default"]
+    pad_id = trainer.data_collator.pad_token_id
+    assert pad_id == eos and trainer.padding_value == eos
+
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02, generator=generator)
+    save_adapter(peft_model, out / "initial")
+
+    # TRL on the dropped record: the whole prompt kept, an empty completion, and a NaN loss for a batch holding it
+    dropped_rows = [trainer.tokenize_row(dict(train_records[i])) for i in dropped]
+    for row in dropped_rows:
+        for side in ["chosen", "rejected"]:
+            assert len(row[f"{side}_input_ids"]) > MAX_LENGTH and set(row[f"{side}_labels"]) == {-100}
+    with torch.no_grad():
+        rows = dropped_rows + [trainer.tokenize_row(dict(train_records[0]))]  # with a normal pair
+        batch = trainer._prepare_inputs(trainer.data_collator(rows))
+        loss, metrics = trainer.get_batch_loss_metrics(peft_model, batch)
+    assert math.isnan(loss.item()) and math.isnan(metrics["logps/chosen"]) and math.isfinite(metrics["nll_loss"])
+
+    train_kept = [tokens(r) for r in trainer.train_dataset]
+    valid_kept = [tokens(r) for r in trainer.eval_dataset]
+    assert list(trainer.train_dataset["index"]) == kept_index and list(trainer.eval_dataset["index"]) == [0, 1, 2, 3, 4]
+    for r in train_kept + valid_kept:
+        assert r["prompt_input_ids"][0] == bos
+        for side in ["chosen", "rejected"]:
+            ids, labels = r[f"{side}_input_ids"], r[f"{side}_labels"]
+            assert len(ids) == len(labels) <= MAX_LENGTH and ids[0] == bos
+            start = sum(x == -100 for x in labels)  # the prompt part, masked, then the completion
+            assert labels[:start] == [-100] * start and labels[start:] == ids[start:] and start < len(ids)
+            assert ids[-1] == eos or len(ids) == MAX_LENGTH
+    (out / "tokens.json").write_text(json.dumps(
+        {"train": train_kept, "valid": valid_kept, "dropped": dropped,
+         "dropped_tokens": [dict(tokens(row), index=i) for i, row in zip(dropped, dropped_rows)]}))
+
+    trainer.positions = {index: position for position, index in enumerate(kept_index)}
+    trainer.train()
+
+    pairs = len(train_kept)
+    micro_per_epoch = math.ceil(pairs / 2)
+    steps_per_epoch = math.ceil(micro_per_epoch / 2)
+    total = steps_per_epoch * EPOCHS
+    steps = {}
+    for step, loss, raw, window, positions, metrics in trainer.micro:
+        assert close(loss, raw / window, 1e-6), (loss, raw, window)  # Trainer divides by the window's micro-batches
+        steps.setdefault(step, []).append((loss, raw, positions, metrics))
+    order = sorted(steps)
+    assert order == list(range(total)), order
+    assert [len(steps[s]) for s in order] == ([2] * (micro_per_epoch // 2) + [1] * (micro_per_epoch % 2)) * EPOCHS
+    assert len(lrs.lrs) == total, len(lrs.lrs)
+    micro_positions = [m[4] for m in trainer.micro]
+    for epoch in range(EPOCHS):  # accelerate's SeedableRandomSampler: randperm(n) from a generator seeded seed + epoch
+        seen = [p for ps in micro_positions[micro_per_epoch * epoch:micro_per_epoch * (epoch + 1)] for p in ps]
+        expected = torch.randperm(pairs, generator=torch.Generator().manual_seed(42 + epoch)).tolist()
+        assert seen == expected, (epoch, seen, expected)
+
+    history = [h for h in trainer.state.log_history if "loss" in h and "nll_loss" in h]
+    assert len(history) == total, len(history)
+    result = {"loss": [sum(m[0] for m in steps[s]) for s in order],
+              "micro_losses": [[m[1] for m in steps[s]] for s in order],
+              "lr": lrs.lrs,
+              "order": [[m[2] for m in steps[s]] for s in order],
+              "grad_norm": [h["grad_norm"] for h in history]}
+    for name in METRICS:
+        result[name] = [h[name] for h in history]
+        for s, h in zip(order, history):  # ORPOTrainer.log: the plain mean of the step's micro-batch values
+            values = [m[3][name] for m in steps[s]]
+            assert close(h[name], sum(values) / len(values), 1e-6), (name, s)
+    for h, loss in zip(history, result["loss"]):  # the logged loss is our step loss, rounded
+        assert close(h["loss"], loss, 1e-4), (h["loss"], loss)
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert len(evals) == EPOCHS and len(trainer.eval_batch_losses) == 3 * EPOCHS
+    result["eval_loss"] = [h["eval_loss"] for h in evals]
+    result["eval_batch_losses"] = [trainer.eval_batch_losses[3 * e:3 * (e + 1)] for e in range(EPOCHS)]
+    for value, batches in zip(result["eval_loss"], result["eval_batch_losses"]):
+        assert close(value, (2 * batches[0] + 2 * batches[1] + batches[2]) / 5, 1e-6), (value, batches)
+    for name in METRICS:
+        result["eval_" + name] = [h["eval_" + name] for h in evals]
+    assert all(math.isfinite(x) for x in result["loss"] + result["eval_loss"])
+
+    save_adapter(peft_model, out / "final")
+    settings.update({"pad_token_id": pad_id, "bos_token_id": bos, "eos_token_id": eos,
+                     "eos_token": tokenizer.eos_token, "warmup_steps": args.get_warmup_steps(total), "steps": total,
+                     "steps_per_epoch": steps_per_epoch, "micro_batches_per_epoch": micro_per_epoch,
+                     "train_pairs": pairs, "valid_pairs": len(valid_kept), "dropped": dropped})
+    assert settings["warmup_steps"] == math.ceil(total * 0.1)
+    assert total == 12
+    (out / "steps.json").write_text(json.dumps(result))
+    (out / "settings.json").write_text(json.dumps(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -46,8 +46,10 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 import torch
 from datasets import Dataset
 from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+from dpo_trl import LearningRates, read_jsonl, save_adapter  # this folder is on sys.path when run as a script
 
 MAX_LENGTH = 40
 EPOCHS = 2
@@ -56,11 +58,6 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 METRICS = ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/rejected",
            "logps/chosen", "logits/rejected", "logits/chosen", "nll_loss", "log_odds_ratio", "log_odds_chosen"]
 TOKEN_KEYS = ["prompt_input_ids", "chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels"]
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def close(a, b, rel):
@@ -97,24 +94,6 @@ class RecordingTrainer(ORPOTrainer):
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         self.eval_batch_losses.append(loss.item())
         return loss, logits, labels
-
-
-class LearningRates(TrainerCallback):
-    def __init__(self):
-        self.lrs = []
-
-    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
-        self.lrs.append(optimizer.param_groups[0]["lr"])
-
-
-def save_adapter(peft_model, folder):
-    """save_pretrained, then target_modules sorted in adapter_config.json (PEFT writes list(set), whose order follows
-    the interpreter's string hash seed)."""
-    peft_model.save_pretrained(folder)
-    path = folder / "adapter_config.json"
-    config = json.loads(path.read_text())
-    config["target_modules"] = sorted(config["target_modules"])
-    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def tokens(row):

@@ -73,6 +73,49 @@ void expect_pairs_equal(const std::vector<PreferencePair>& ours, const nlohmann:
   }
 }
 
+// Trains params' pairs from `oracle`/initial (TRL's initial adapter) on `device`, in slices of stop_after steps when
+// that is not 0 (each slice a fresh model resuming the previous slice's checkpoint); the model with the final
+// adapter, and the metrics records (steps, then evaluations) of p.project_name.
+struct OracleRun {
+  std::unique_ptr<CausalLM> model;
+  TrainingSummary summary;
+  std::vector<nlohmann::json> steps, evals;
+};
+OracleRun train_from_initial(const TrainingParams& p, const nlohmann::json& settings, const std::string& oracle,
+                             const std::string& device = "cpu", int64_t stop_after = 0) {
+  auto tokenizer = Tokenizer::load(p.model);
+  const PreferenceData data = read_preference_data(p, *tokenizer, settings["max_length"]);
+  ModelOptions model_options = finetune_model_options(p);
+  model_options.lora_target_modules = settings["target_modules"].get<std::vector<std::string>>();
+  model_options.device = at::Device(device);
+  OracleRun run;
+  do {
+    run.model = std::make_unique<CausalLM>(p.model, model_options);
+    load_adapter_weights(oracle + "/initial", run.model->lora_parameters());
+    AdapterConfig adapter{model_options.lora, model_options.lora_target_modules, p.model};
+    TrainableModel trainable = trainable_model(*run.model, adapter);
+    TrainerOptions options;
+    options.params = p;
+    options.stop_after_steps = stop_after;
+    run.summary = train_preference(trainable, data, options);
+  } while (run.summary.stopped_early);
+  for (auto& record : read_metrics(p.project_name + "/metrics.jsonl"))
+    (record.contains("eval_loss") ? run.evals : run.steps).push_back(record);
+  return run;
+}
+
+// The largest |difference| of the final adapter from `oracle`/final (PEFT's).
+double worst_weight_difference(const CausalLM& model, const std::string& oracle) {
+  auto peft = SafetensorsFile::open(oracle + "/final/adapter_model.safetensors");
+  double worst = 0;
+  for (const auto& [name, tensor] : model.lora_parameters()) {
+    EXPECT_TRUE(peft->has(name)) << name;
+    if (peft->has(name))
+      worst = std::max(worst, (tensor.detach().cpu() - peft->tensor(name)).abs().max().item<double>());
+  }
+  return worst;
+}
+
 // Token ids equal TRL's for every pair: bos on the prompt, "</s>" appended where missing, completions starting at
 // the common prefix (three prompts end mid-word), and the record whose prompt fills max_length dropped.
 TEST(Dpo, PairsAreTokenizedAsTrlTokenizesThem) {
@@ -170,35 +213,17 @@ TEST(Dpo, DisabledAdaptersGiveTheBaseModel) {
 void expect_twelve_steps_as_trl(const std::string& device, double scale, int64_t stop_after = 0) {
   const auto settings = read_json(kOracle + "/settings.json");
   const auto steps = read_json(kOracle + "/steps.json");
-  testing::TempDir run;
+  testing::TempDir folder;
   TrainingParams p = oracle_params(settings);
-  p.project_name = run.file("project");
-  auto tokenizer = Tokenizer::load(kLlama);
-  const PreferenceData data = read_preference_data(p, *tokenizer, settings["max_length"]);
-
-  ModelOptions model_options = finetune_model_options(p);
-  model_options.lora_target_modules = settings["target_modules"].get<std::vector<std::string>>();
-  model_options.device = at::Device(device);
-  std::unique_ptr<CausalLM> model;
-  TrainingSummary summary;
-  do {
-    model = std::make_unique<CausalLM>(kLlama, model_options);
-    load_adapter_weights(kOracle + "/initial", model->lora_parameters());
-    AdapterConfig adapter{model_options.lora, model_options.lora_target_modules, kLlama};
-    TrainableModel trainable = trainable_model(*model, adapter);
-    TrainerOptions options;
-    options.params = p;
-    options.stop_after_steps = stop_after;
-    summary = train_preference(trainable, data, options);
-  } while (summary.stopped_early);
-  ASSERT_EQ(summary.total_steps, 12);
+  p.project_name = folder.file("project");
+  const OracleRun run = train_from_initial(p, settings, kOracle, device, stop_after);
+  ASSERT_EQ(run.summary.total_steps, 12);
 
   // fp32 on both sides: sequence log-probabilities are sums of ~20 token log-probs (~1e-6 apart), the loss moves
   // by beta times their difference; 1e-5 catches a wrong window divisor, pair order or reference (a wrong one
   // shifts a step's loss by 1e-3 or more).
-  std::vector<nlohmann::json> records, evals;
-  for (auto& record : read_metrics(p.project_name + "/metrics.jsonl"))
-    (record.contains("eval_loss") ? evals : records).push_back(record);
+  const auto& records = run.steps;
+  const auto& evals = run.evals;
   ASSERT_EQ(records.size(), 12u);
   double worst_loss = 0, worst_lr = 0, worst_reward = 0, worst_logp = 0;
   for (size_t s = 0; s < 12; ++s) {
@@ -218,12 +243,7 @@ void expect_twelve_steps_as_trl(const std::string& device, double scale, int64_t
     EXPECT_NEAR(evals[e]["eval_loss"].get<double>(), steps["eval_loss"][e].get<double>(), scale * 1e-5) << e;
 
   // 12 AdamW steps at lr 2e-3 move the weights ~0.02; fp32 rounding keeps them within ~1e-6 of PEFT's.
-  auto peft = SafetensorsFile::open(kOracle + "/final/adapter_model.safetensors");
-  double worst_weight = 0;
-  for (const auto& [name, tensor] : model->lora_parameters()) {
-    ASSERT_TRUE(peft->has(name)) << name;
-    worst_weight = std::max(worst_weight, (tensor.detach().cpu() - peft->tensor(name)).abs().max().item<double>());
-  }
+  const double worst_weight = worst_weight_difference(*run.model, kOracle);
   EXPECT_LT(worst_weight, scale * 1e-4);
   std::printf("12 DPO steps vs TRL (%s): max |loss diff| %.3g, |reward diff| %.3g, |weight diff| %.3g\n",
               device.c_str(), worst_loss, worst_reward, worst_weight);
@@ -316,24 +336,13 @@ TEST(Orpo, PairsAreTokenizedAsTrlsOrpoTrainerTokenizesThem) {
 TEST(Orpo, TwelveStepsGiveTrlsLossesMetricsAndWeights) {
   const auto settings = read_json(kOrpoOracle + "/settings.json");
   const auto steps = read_json(kOrpoOracle + "/steps.json");
-  testing::TempDir run;
+  testing::TempDir folder;
   TrainingParams p = orpo_params(settings);
-  p.project_name = run.file("project");
-  auto tokenizer = Tokenizer::load(kLlama);
-  const PreferenceData data = read_preference_data(p, *tokenizer, settings["max_length"]);
-  ModelOptions model_options = finetune_model_options(p);
-  model_options.lora_target_modules = settings["target_modules"].get<std::vector<std::string>>();
-  CausalLM model(kLlama, model_options);
-  load_adapter_weights(kOrpoOracle + "/initial", model.lora_parameters());
-  AdapterConfig adapter{model_options.lora, model_options.lora_target_modules, kLlama};
-  TrainableModel trainable = trainable_model(model, adapter);
-  TrainerOptions options;
-  options.params = p;
-  ASSERT_EQ(train_preference(trainable, data, options).total_steps, 12);
-
-  std::vector<nlohmann::json> records, evals;
-  for (auto& record : read_metrics(p.project_name + "/metrics.jsonl"))
-    (record.contains("eval_loss") ? evals : records).push_back(record);
+  p.project_name = folder.file("project");
+  const OracleRun run = train_from_initial(p, settings, kOrpoOracle);
+  ASSERT_EQ(run.summary.total_steps, 12);
+  const auto& records = run.steps;
+  const auto& evals = run.evals;
   ASSERT_EQ(records.size(), 12u);
   double worst = 0;
   for (size_t s = 0; s < 12; ++s) {
@@ -348,10 +357,7 @@ TEST(Orpo, TwelveStepsGiveTrlsLossesMetricsAndWeights) {
   ASSERT_EQ(evals.size(), 2u);
   for (size_t e = 0; e < 2; ++e)
     EXPECT_NEAR(evals[e]["eval_loss"].get<double>(), steps["eval_loss"][e].get<double>(), 1e-5) << e;
-  auto peft = SafetensorsFile::open(kOrpoOracle + "/final/adapter_model.safetensors");
-  double worst_weight = 0;
-  for (const auto& [name, tensor] : model.lora_parameters())
-    worst_weight = std::max(worst_weight, (tensor.detach() - peft->tensor(name)).abs().max().item<double>());
+  const double worst_weight = worst_weight_difference(*run.model, kOrpoOracle);
   EXPECT_LT(worst_weight, 1e-4);
   std::printf("12 ORPO steps vs TRL: max |metric diff| %.3g, |weight diff| %.3g\n", worst, worst_weight);
 }
@@ -448,29 +454,18 @@ TEST(DpoChat, TheImplicitPromptIsTheTurnsChosenAndRejectedShare) {
 TEST(DpoChat, FourStepsAndTheEvaluationGiveTrlsNumbers) {
   const auto settings = read_json(kChatOracle + "/settings.json");
   const auto steps = read_json(kChatOracle + "/steps.json");
-  testing::TempDir run;
+  testing::TempDir folder;
   TrainingParams p = chat_params(settings, false);
-  p.project_name = run.file("project");
-  auto tokenizer = Tokenizer::load(p.model);
-  const PreferenceData data = read_preference_data(p, *tokenizer, settings["max_length"]);
-  ModelOptions model_options = finetune_model_options(p);
-  model_options.lora_target_modules = settings["target_modules"].get<std::vector<std::string>>();
-  CausalLM model(p.model, model_options);
-  load_adapter_weights(kChatOracle + "/initial", model.lora_parameters());
-  AdapterConfig adapter{model_options.lora, model_options.lora_target_modules, p.model};
-  TrainableModel trainable = trainable_model(model, adapter);
-  TrainerOptions options;
-  options.params = p;
-  ASSERT_EQ(train_preference(trainable, data, options).total_steps, 4);
-  const auto records = read_metrics(p.project_name + "/metrics.jsonl");
+  p.project_name = folder.file("project");
+  const OracleRun run = train_from_initial(p, settings, kChatOracle);
+  ASSERT_EQ(run.summary.total_steps, 4);
+  const auto& records = run.steps;
   ASSERT_EQ(records.size(), 4u);
   for (size_t s = 0; s < 4; ++s) {  // bounds as in the text case
     EXPECT_NEAR(records[s]["loss"].get<double>(), steps["loss"][s].get<double>(), 1e-5) << s;
     EXPECT_NEAR(records[s]["rewards/margins"].get<double>(), steps["rewards/margins"][s].get<double>(), 1e-5) << s;
   }
-  auto peft = SafetensorsFile::open(kChatOracle + "/final/adapter_model.safetensors");
-  for (const auto& [name, tensor] : model.lora_parameters())
-    EXPECT_LT((tensor.detach() - peft->tensor(name)).abs().max().item<double>(), 1e-4) << name;
+  EXPECT_LT(worst_weight_difference(*run.model, kChatOracle), 1e-4);
 
   TrainingParams eval_params = chat_params(settings, true);
   EvaluateOptions eval;

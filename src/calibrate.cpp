@@ -100,8 +100,8 @@ struct TempFolder {
 
 Calibration calibrate_on_this_machine(const TrainingParams& params, int64_t steps, const std::string& cache_dir) {
   if (params.trainer == "dpo" || params.trainer == "orpo")
-    throw config_error("--calibrate times the default and sft trainers; with trainer " + params.trainer + " it is not supported yet "
-                       "(the estimate without it counts the reference forward)");
+    throw config_error("--calibrate times the default and sft trainers; with trainer " + params.trainer +
+                       " it is not supported yet (the estimate without --calibrate covers it)");
   Calibration c;
   c.timed_steps = steps;
   at::manual_seed(static_cast<uint64_t>(params.seed));

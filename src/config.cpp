@@ -263,7 +263,8 @@ void validate(TrainingParams& p, const std::string& source) {
               write_value(p.max_completion_length), "null or an integer >= 1");
   if (p.trainer == "dpo" || p.trainer == "orpo") {  // TRL reads columns prompt, chosen (text_column) and rejected
     // TRL's ORPOTrainer takes text only.
-    check.unsupported_if(p.trainer == "orpo" && p.chat_template.has_value(), "chat_template", write_value(p.chat_template),
+    check.unsupported_if(p.trainer == "orpo" && p.chat_template.has_value(), "chat_template",
+                         write_value(p.chat_template),
                          "with trainer orpo give the prompt, chosen and rejected columns as text, chat_template null");
     check.range(p.prompt_text_column.has_value() || p.chat_template, "prompt_text_column", nullptr,
                 "the name of the prompts' column (trainer dpo reads a prompt, text_column and rejected_text_column; "

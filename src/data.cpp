@@ -273,7 +273,8 @@ int64_t for_each_record(const std::string& path, const std::vector<DataColumn>& 
                         const ChatTemplate* chat) {
   return for_each_cell_row(path, columns, [&](const CellRow& cells, int64_t line) {
     Row row;
-    for (size_t c = 0; c < columns.size(); ++c) row.push_back(text_of_cell(cells[c], columns[c].name, chat, path, line));
+    for (size_t c = 0; c < columns.size(); ++c)
+      row.push_back(text_of_cell(cells[c], columns[c].name, chat, path, line));
     visit(row);
   });
 }
@@ -282,7 +283,8 @@ int64_t for_each_record_cells(const std::string& path, const std::vector<DataCol
                               const std::function<void(const CellRow&, const std::string& where)>& visit) {
   return for_each_cell_row(path, columns, [&](const CellRow& cells, int64_t line) {
     for (const json& cell : cells)
-      if (cell.is_string() && cell.get_ref<const std::string&>().size() > kMaxRecordBytes) refuse_long_record(path, line);
+      if (cell.is_string() && cell.get_ref<const std::string&>().size() > kMaxRecordBytes)
+        refuse_long_record(path, line);
     visit(cells, where(path, line));
   });
 }

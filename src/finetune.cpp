@@ -202,7 +202,8 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
   std::optional<PreferenceData> pairs;
   if (params.trainer == "dpo" || params.trainer == "orpo") {
     if (group)
-      throw Error("trainer \"" + params.trainer + "\" runs in one process; data-parallel workers are not supported yet");
+      throw Error("trainer \"" + params.trainer +
+                  "\" runs in one process; data-parallel workers are not supported yet");
     pairs = read_preference_data(params, *tokenizer, block_size);
   } else {
     // One worker per machine tokenizes into the cache while the others wait, then read it.
@@ -213,7 +214,8 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
     if (data->train.num_blocks(block_size) == 0) {  // before the model is loaded: say it at once
       throw Error(resolve_split_file(params.data_path, params.train_split) + ": " +
                   std::to_string(data->train.size()) + " tokens, fewer than one block of block_size " +
-                  std::to_string(block_size) + " (the remainder is dropped, as AutoTrain does); lower block_size or add texts");
+                  std::to_string(block_size) +
+                  " (the remainder is dropped, as AutoTrain does); lower block_size or add texts");
     }
     if (params.valid_split) data->valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
     if (group && tokenizes_first) group->barrier();

@@ -12,18 +12,14 @@ namespace autotrain {
 namespace {
 
 size_t common_prefix_length(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
-  const auto [end, other] = std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(std::min(a.size(), b.size())),
-                                          b.begin());
+  const auto [end, other] =
+      std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(std::min(a.size(), b.size())), b.begin());
   return static_cast<size_t>(end - a.begin());
 }
 
 std::vector<int64_t> tail(const std::vector<int64_t>& ids, size_t from) {
   return std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(from), ids.end());
 }
-
-}  // namespace
-
-namespace {
 
 // The prompt's last `keep` tokens, after its bos when it starts with one.
 std::vector<int64_t> prompt_end(const std::vector<int64_t>& prompt, size_t keep, const Tokenizer& tokenizer) {
@@ -55,8 +51,11 @@ PreferencePair split_pair(const Tokenizer& tokenizer, const std::vector<int64_t>
                           const PreferenceLimits& limits) {
   const size_t prompt_length =
       std::min(common_prefix_length(prompt_ids, prompt_chosen), common_prefix_length(prompt_ids, prompt_rejected));
-  PreferencePair pair{std::vector<int64_t>(prompt_ids.begin(), prompt_ids.begin() + static_cast<std::ptrdiff_t>(prompt_length)),
-                      tail(prompt_chosen, prompt_length), tail(prompt_rejected, prompt_length), {}};
+  PreferencePair pair{
+      std::vector<int64_t>(prompt_ids.begin(), prompt_ids.begin() + static_cast<std::ptrdiff_t>(prompt_length)),
+      tail(prompt_chosen, prompt_length),
+      tail(prompt_rejected, prompt_length),
+      {}};
   apply_limits(pair, tokenizer, limits);
   return pair;
 }
@@ -78,15 +77,17 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string
                     tokenizer.encode(prompt + with_eos(rejected), true), limits);
 }
 
-PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
-                                        const std::string& rejected, const PreferenceLimits& limits) {
+PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::string& prompt,
+                                        const std::string& chosen, const std::string& rejected,
+                                        const PreferenceLimits& limits) {
   const std::vector<int64_t> prompt_ids = tokenizer.encode(prompt, false);
   // TRL's build_tokenized_answer: the answer starts after the tokenized prompt, one token earlier when the prompt's
   // last token merged with the answer's first.
   auto answer = [&](const std::string& completion) {
     const std::vector<int64_t> full = tokenizer.encode(prompt + completion, false);
     size_t start = std::min(prompt_ids.size(), full.size());
-    if (!std::equal(prompt_ids.begin(), prompt_ids.end(), full.begin(), full.begin() + static_cast<std::ptrdiff_t>(start)) ||
+    if (!std::equal(prompt_ids.begin(), prompt_ids.end(), full.begin(),
+                    full.begin() + static_cast<std::ptrdiff_t>(start)) ||
         start < prompt_ids.size())
       start = prompt_ids.empty() ? 0 : std::min(prompt_ids.size() - 1, full.size());
     return std::make_pair(std::vector<int64_t>(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(start)),
@@ -97,11 +98,13 @@ PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::s
   size_t differing = 0;
   for (size_t i = 0; i < std::min(chosen_prompt.size(), rejected_prompt.size()); ++i)
     differing += chosen_prompt[i] != rejected_prompt[i] ? 1 : 0;
-  const size_t lengths_differ = chosen_prompt.size() > rejected_prompt.size() ? chosen_prompt.size() - rejected_prompt.size()
-                                                                            : rejected_prompt.size() - chosen_prompt.size();
+  const size_t lengths_differ = chosen_prompt.size() > rejected_prompt.size()
+                                    ? chosen_prompt.size() - rejected_prompt.size()
+                                    : rejected_prompt.size() - chosen_prompt.size();
   if (differing > 1 || lengths_differ > 1)
-    throw Error("the prompt tokenizes differently before the chosen and the rejected completion (by more than the "
-                "last token, which may merge with the completion's first)");
+    throw Error(
+        "the prompt tokenizes differently before the chosen and the rejected completion (by more than the "
+        "last token, which may merge with the completion's first)");
   if (const auto bos = tokenizer.bos_id()) {  // add_bos_token_if_needed
     for (auto* ids : {&chosen_prompt, &rejected_prompt})
       if (ids->empty() || ids->front() != *bos) ids->insert(ids->begin(), *bos);
@@ -140,7 +143,8 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
                                                   const std::string& split, const PreferenceLimits& limits) {
   const bool chat = params.chat_template == "tokenizer";
   if ((!chat && !params.prompt_text_column) || !params.rejected_text_column)
-    throw Error("trainer \"" + params.trainer + "\" reads a prompt, a chosen and a rejected text per record: set "
+    throw Error("trainer \"" + params.trainer +
+                "\" reads a prompt, a chosen and a rejected text per record: set "
                 "\"prompt_text_column\" and \"rejected_text_column\" (the chosen text is \"text_column\")");
   const std::string path = resolve_split_file(params.data_path, split);
   std::vector<DataColumn> columns = {{params.text_column, "text_column"},
@@ -150,18 +154,23 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
   int64_t too_long = 0;
   auto keep = [&](PreferencePair pair) {
     const size_t prompt = std::max(pair.prompt.size(), pair.rejected_prompt.size());
-    if (static_cast<int64_t>(prompt) >= limits.max_length) ++too_long;
-    else pairs.push_back(std::move(pair));
+    if (static_cast<int64_t>(prompt) >= limits.max_length)
+      ++too_long;
+    else
+      pairs.push_back(std::move(pair));
   };
   if (chat) {
     const ChatTemplate chat_template = ChatTemplate::load(params.model);
     for_each_record_cells(path, columns, [&](const CellRow& cells, const std::string& where) {
-      auto messages = [&](size_t c) { return conversation_of(cells[c], where + ": column \"" + columns[c].name + "\""); };
+      auto messages = [&](size_t c) {
+        return conversation_of(cells[c], where + ": column \"" + columns[c].name + "\"");
+      };
       ConversationPair conversation;
       if (params.prompt_text_column) {
         if (cells[2].is_string() && !cells[2].get_ref<const std::string&>().empty() &&
             cells[2].get_ref<const std::string&>().front() != '[')
-          throw Error(where + ": column \"" + columns[2].name + "\" is a text, and chosen / rejected are conversations: " +
+          throw Error(where + ": column \"" + columns[2].name +
+                      "\" is a text, and chosen / rejected are conversations: " +
                       "give the prompt as a list of messages, or set prompt_text_column to null (the prompt is then " +
                       "the turns chosen and rejected share)");
         conversation = ConversationPair{messages(2), messages(0), messages(1)};
@@ -263,8 +272,8 @@ PreferenceLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& polic
 
 PreferenceLoss orpo_loss(const at::Tensor& chosen_mean_logps, const at::Tensor& rejected_mean_logps,
                          const at::Tensor& nll, double beta) {
-  const at::Tensor log_odds = (chosen_mean_logps - rejected_mean_logps) -
-                              (log1mexp(chosen_mean_logps) - log1mexp(rejected_mean_logps));
+  const at::Tensor log_odds =
+      (chosen_mean_logps - rejected_mean_logps) - (log1mexp(chosen_mean_logps) - log1mexp(rejected_mean_logps));
   const at::Tensor ratio = at::log_sigmoid(log_odds);
   PreferenceLoss out;
   out.loss = nll - (beta * ratio).mean();

@@ -119,6 +119,7 @@ using MetricSums = std::map<std::string, double>;
 struct Objective {
   int64_t examples = 0;
   std::string description;  // for the log: "117 blocks of 16 tokens"
+  std::string unit;         // what a micro-batch holds batch_size of: "blocks", "pairs"
   // Of a run's micro-batch (every worker's examples): its part of the divisor of the step's loss (the tokens a
   // block batch predicts; 1 for a batch of pairs, whose loss is a mean), and its tokens (for tokens/s).
   std::function<double(const std::vector<int64_t>&)> weight;
@@ -173,6 +174,7 @@ TrainingSummary train(TrainableModel& model, const TrainingData& data, const Tra
   Objective objective;
   objective.examples = blocks;
   objective.description = log::cat(blocks, " blocks of ", block_size, " tokens");
+  objective.unit = "blocks";
   // Every token of a block but the first is predicted (a block holds no -100).
   objective.weight = [block_size](const std::vector<int64_t>& indices) {
     return static_cast<double>(static_cast<int64_t>(indices.size()) * (block_size - 1));
@@ -200,11 +202,13 @@ PreferenceLoss batch_preference_loss(TrainableModel& model, const PreferenceBatc
   if (data.loss == "orpo") {
     const std::vector<at::Tensor> sums =
         model.sequence_logps(batch.input_ids, {batch.completion_mask, batch.attention_mask});
-    const at::Tensor counts = batch.completion_mask.slice(1, 1).sum(1).to(sums[0].device(), at::kFloat);
+    // Completion tokens scored per sequence (at least 1: TRL's 0 / 0 would make the micro-batch's gradients NaN).
+    const at::Tensor counts = batch.completion_mask.slice(1, 1).sum(1).clamp_min(1).to(sums[0].device(), at::kFloat);
     const at::Tensor means = sums[0] / counts;
     const int64_t pairs = batch.input_ids.size(0) / 2;
     // The chosen sequences' mean token loss: every token but each sequence's first is predicted.
-    const double chosen_tokens = batch.attention_mask.slice(0, 0, pairs).sum().item<double>() - static_cast<double>(pairs);
+    const double chosen_tokens =
+        batch.attention_mask.slice(0, 0, pairs).sum().item<double>() - static_cast<double>(pairs);
     const at::Tensor nll = -sums[1].slice(0, 0, pairs).sum() / chosen_tokens;
     return orpo_loss(means.slice(0, 0, pairs), means.slice(0, pairs), nll, data.beta);
   }
@@ -228,7 +232,8 @@ PreferenceLoss batch_preference_loss(TrainableModel& model, const PreferenceBatc
 // Tokens of a pair's two sequences as the collator cuts them.
 int64_t pair_tokens(const PreferencePair& pair, int64_t max_length) {
   const auto prompt = static_cast<int64_t>(pair.prompt.size());
-  const auto rejected_prompt = pair.rejected_prompt.empty() ? prompt : static_cast<int64_t>(pair.rejected_prompt.size());
+  const auto rejected_prompt =
+      pair.rejected_prompt.empty() ? prompt : static_cast<int64_t>(pair.rejected_prompt.size());
   return std::min(prompt + static_cast<int64_t>(pair.chosen.size()), max_length) +
          std::min(rejected_prompt + static_cast<int64_t>(pair.rejected.size()), max_length);
 }
@@ -264,6 +269,7 @@ TrainingSummary train_preference(TrainableModel& model, const PreferenceData& da
   Objective objective;
   objective.examples = static_cast<int64_t>(data.train.size());
   objective.description = log::cat(data.train.size(), " preference pairs (at most ", data.max_length, " tokens each)");
+  objective.unit = "pairs";
   objective.weight = [](const std::vector<int64_t>&) { return 1.0; };  // a micro-batch's loss is its pairs' mean
   objective.tokens = [&](const std::vector<int64_t>& indices) {
     int64_t tokens = 0;
@@ -345,7 +351,7 @@ TrainingSummary run_loop(TrainableModel& model, const Objective& objective, cons
       log::info("TensorBoard events in " + tensorboard_dir + " (tensorboard --logdir " + p.project_name + "/runs)");
   }
   log::info(log::cat("training: ", objective.description, ", ", p.epochs, " epoch(s), ", total_steps,
-                     " optimizer steps of ", p.batch_size, " x ", p.gradient_accumulation,
+                     " optimizer steps of ", p.batch_size, " x ", p.gradient_accumulation, " ", objective.unit,
                      world_size > 1 ? log::cat(" x ", world_size, " workers") : std::string()));
   ProgressBar progress("train", total_steps, "step");
   progress.advance(state.global_step);
@@ -466,13 +472,15 @@ TrainingSummary run_loop(TrainableModel& model, const Objective& objective, cons
     if (options.max_nonfinite_steps > 0 && nonfinite_streak >= options.max_nonfinite_steps)
       throw nonfinite_stop(state.global_step, nonfinite_streak, p.project_name, scaler.enabled());
     // eval_strategy "epoch": after each epoch; "steps": every logging_steps (AutoTrain sets eval_steps to it).
-    const bool evaluate_now = objective.evaluate && ((p.eval_strategy == "epoch" && epoch_done) ||
-                                                     (p.eval_strategy == "steps" && state.global_step % logging_steps == 0));
+    const bool evaluate_now =
+        objective.evaluate && ((p.eval_strategy == "epoch" && epoch_done) ||
+                               (p.eval_strategy == "steps" && state.global_step % logging_steps == 0));
     if (evaluate_now) {
       nlohmann::json eval = objective.evaluate();
       summary.eval_loss = eval["eval_loss"].get<double>();
       std::string said;
-      for (const auto& [name, value] : eval.items()) said += log::cat(said.empty() ? "" : ", ", name, " ", value.dump());
+      for (const auto& [name, value] : eval.items())
+        said += log::cat(said.empty() ? "" : ", ", name, " ", value.dump());
       log::info(log::cat("epoch ", state.epoch, ": ", said));
       eval["step"] = state.global_step;
       eval["epoch"] = state.epoch;

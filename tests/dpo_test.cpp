@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-
 #include <nlohmann/json.hpp>
 
 #include "autotrain/adapter.h"
@@ -64,7 +63,8 @@ TrainingParams oracle_params(const nlohmann::json& settings) {
   return p;
 }
 
-void expect_pairs_equal(const std::vector<PreferencePair>& ours, const nlohmann::json& theirs, const std::string& split) {
+void expect_pairs_equal(const std::vector<PreferencePair>& ours, const nlohmann::json& theirs,
+                        const std::string& split) {
   ASSERT_EQ(ours.size(), theirs.size()) << split;
   for (size_t i = 0; i < ours.size(); ++i) {
     EXPECT_EQ(ours[i].prompt, theirs[i]["prompt_ids"].get<std::vector<int64_t>>()) << split << " pair " << i;
@@ -172,13 +172,16 @@ TEST(Dpo, PromptAndCompletionCutsKeepTheBosThePromptsEndAndTheCompletionsStart) 
 // The collator's layout: chosen rows then rejected rows, each cut to max_length, padded right with pad_id, the
 // completion mask on completion tokens only.
 TEST(Dpo, BatchesHoldChosenThenRejectedRowsPaddedRight) {
-  const std::vector<PreferencePair> pairs = {{{1, 5, 6}, {7, 2}, {8, 9, 10, 2}}, {{1, 4}, {11, 12, 13, 14, 15, 2}, {2}}};
+  const std::vector<PreferencePair> pairs = {{{1, 5, 6}, {7, 2}, {8, 9, 10, 2}},
+                                             {{1, 4}, {11, 12, 13, 14, 15, 2}, {2}}};
   const PreferenceBatch batch = preference_batch(pairs, {1, 0}, 6, 0);
-  const at::Tensor ids = at::tensor({1, 4, 11, 12, 13, 14, 1, 5, 6, 7, 2, 0, 1, 4, 2, 0, 0, 0, 1, 5, 6, 8, 9, 10},
-                                    at::kLong).reshape({4, 6});
+  const at::Tensor ids =
+      at::tensor({1, 4, 11, 12, 13, 14, 1, 5, 6, 7, 2, 0, 1, 4, 2, 0, 0, 0, 1, 5, 6, 8, 9, 10}, at::kLong)
+          .reshape({4, 6});
   EXPECT_TRUE(batch.input_ids.equal(ids));
-  const at::Tensor mask = at::tensor({0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1},
-                                     at::kInt).reshape({4, 6}).to(at::kBool);
+  const at::Tensor mask = at::tensor({0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1}, at::kInt)
+                              .reshape({4, 6})
+                              .to(at::kBool);
   EXPECT_TRUE(batch.completion_mask.equal(mask));
   EXPECT_EQ(batch.tokens, 6 + 5 + 3 + 6);
 }
@@ -346,8 +349,9 @@ TEST(Orpo, TwelveStepsGiveTrlsLossesMetricsAndWeights) {
   ASSERT_EQ(records.size(), 12u);
   double worst = 0;
   for (size_t s = 0; s < 12; ++s) {
-    for (const char* key : {"loss", "nll_loss", "log_odds_ratio", "log_odds_chosen", "rewards/chosen",
-                            "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"}) {
+    for (const char* key :
+         {"loss", "nll_loss", "log_odds_ratio", "log_odds_chosen", "rewards/chosen", "rewards/rejected",
+          "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"}) {
       const double diff = std::abs(records[s][key].get<double>() - steps[key][s].get<double>());
       EXPECT_LT(diff, 1e-5) << key << " step " << s + 1;
       worst = std::max(worst, diff);
@@ -413,8 +417,9 @@ TEST(DpoChat, ConversationsAreRenderedAndTokenizedAsTrlDoes) {
     size_t i = 0;
     for (; std::getline(in, line); ++i) {
       const auto record = OrderedJson::parse(line);
-      const ConversationPair pair = split == "train" ? implicit_prompt(record["chosen"], record["rejected"])
-                                                     : ConversationPair{record["prompt"], record["chosen"], record["rejected"]};
+      const ConversationPair pair = split == "train"
+                                        ? implicit_prompt(record["chosen"], record["rejected"])
+                                        : ConversationPair{record["prompt"], record["chosen"], record["rejected"]};
       const auto& expected = tokens[split][i];
       OrderedJson with_chosen = pair.prompt, with_rejected = pair.prompt;
       for (const auto& m : pair.chosen) with_chosen.push_back(m);
@@ -478,9 +483,9 @@ TEST(DpoChat, FourStepsAndTheEvaluationGiveTrlsNumbers) {
 // A text prompt beside conversations is refused with what to do (TRL 1.16 fails on it either way).
 TEST(DpoChat, ATextPromptBesideConversationsIsRefused) {
   testing::TempDir dir;
-  testing::write_text(dir.file("train.jsonl"),
-                      R"({"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}], )"
-                      R"("rejected": [{"role": "assistant", "content": "b"}]})" "\n");
+  testing::write_text(dir.file("train.jsonl"), R"({"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}], )"
+                                               R"("rejected": [{"role": "assistant", "content": "b"}]})"
+                                               "\n");
   TrainingParams p = chat_params(read_json(kChatOracle + "/settings.json"), true);
   p.data_path = dir.file("train.jsonl");
   auto tokenizer = Tokenizer::load(p.model);
@@ -529,28 +534,39 @@ TEST(Dpo, EstimateCountsBothSequencesAndTheReferenceForward) {
 
 TEST(Dpo, ConfigNeedsThePromptAndRejectedColumnsAndRefusesModelRef) {
   auto parse = [](const nlohmann::json& extra) {
-    nlohmann::json config = {{"trainer", "dpo"}, {"peft", true}, {"prompt_text_column", "prompt"},
-                             {"rejected_text_column", "rejected"}};
+    nlohmann::json config = {
+        {"trainer", "dpo"}, {"peft", true}, {"prompt_text_column", "prompt"}, {"rejected_text_column", "rejected"}};
     config.update(extra);
     return parse_training_params(config, "params.json");
   };
   EXPECT_NO_THROW(parse(nlohmann::json::object()));
-  EXPECT_NE(testing::error_message_of([&] { parse({{"prompt_text_column", nullptr}}); }).find("\"prompt_text_column\""),
+  EXPECT_NE(testing::error_message_of([&] {
+              parse({{"prompt_text_column", nullptr}});
+            }).find("\"prompt_text_column\""),
             std::string::npos);
-  EXPECT_NE(testing::error_message_of([&] { parse({{"rejected_text_column", nullptr}}); }).find("\"rejected_text_column\""),
+  EXPECT_NE(testing::error_message_of([&] {
+              parse({{"rejected_text_column", nullptr}});
+            }).find("\"rejected_text_column\""),
             std::string::npos);
-  EXPECT_NE(testing::error_message_of([&] { parse({{"model_ref", "other"}}); }).find("\"model_ref\" is \"other\": not supported"),
+  EXPECT_NE(testing::error_message_of([&] {
+              parse({{"model_ref", "other"}});
+            }).find("\"model_ref\" is \"other\": not supported"),
             std::string::npos);
   // Conversations: the prompt may be left implicit (the turns chosen and rejected share).
   EXPECT_NO_THROW(parse({{"chat_template", "tokenizer"}, {"prompt_text_column", nullptr}}));
-  EXPECT_NE(testing::error_message_of([&] { parse({{"trainer", "reward"}}); }).find("not supported yet"), std::string::npos);
+  EXPECT_NE(testing::error_message_of([&] {
+              parse({{"trainer", "reward"}});
+            }).find("not supported yet"),
+            std::string::npos);
   // ORPO: the same columns; TRL's ORPOTrainer takes text only, and has no reference model to name.
   EXPECT_NO_THROW(parse({{"trainer", "orpo"}}));
-  EXPECT_NE(testing::error_message_of([&] { parse({{"trainer", "orpo"}, {"prompt_text_column", nullptr}}); })
-                .find("\"prompt_text_column\""),
+  EXPECT_NE(testing::error_message_of([&] {
+              parse({{"trainer", "orpo"}, {"prompt_text_column", nullptr}});
+            }).find("\"prompt_text_column\""),
             std::string::npos);
-  EXPECT_NE(testing::error_message_of([&] { parse({{"trainer", "orpo"}, {"chat_template", "tokenizer"}}); })
-                .find("\"chat_template\" is \"tokenizer\": not supported yet"),
+  EXPECT_NE(testing::error_message_of([&] {
+              parse({{"trainer", "orpo"}, {"chat_template", "tokenizer"}});
+            }).find("\"chat_template\" is \"tokenizer\": not supported yet"),
             std::string::npos);
 }
 

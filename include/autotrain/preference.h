@@ -4,12 +4,12 @@
 // when no model_ref is given).
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "autotrain/chat_template.h"
 #include "autotrain/config.h"
@@ -46,8 +46,9 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string
 // merged into it (so chosen and rejected may see prompts one token apart); the bos id prepended to a prompt lacking
 // it and the eos id appended to a completion lacking it; then the limits. Throws Error when the two prompts differ
 // by more than one token.
-PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
-                                        const std::string& rejected, const PreferenceLimits& limits);
+PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::string& prompt,
+                                        const std::string& chosen, const std::string& rejected,
+                                        const PreferenceLimits& limits);
 
 // A conversational pair (chat_template "tokenizer"): message lists, as TRL's conversational preference datasets.
 struct ConversationPair {
@@ -66,9 +67,9 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const ChatTemplat
 
 // The pairs of a split: the columns prompt_text_column, text_column (chosen) and rejected_text_column of the file
 // resolve_split_file finds, tokenized by tokenize_preference. With chat_template "tokenizer" the columns hold
-// conversations rendered by the model's template; prompt_text_column may then be null (the implicit prompt). A pair whose prompt alone fills max_length would keep
-// no completion token, so it is dropped (as TRL drops it) with a warning counting them. Throws Error naming the
-// file when no pair is left.
+// conversations rendered by the model's template; prompt_text_column may then be null (the implicit prompt). A pair
+// whose prompt alone fills max_length would keep no completion token, so it is dropped (as TRL drops it) with a warning
+// counting them. Throws Error naming the file when no pair is left.
 std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,
                                                   const std::string& split, const PreferenceLimits& limits);
 

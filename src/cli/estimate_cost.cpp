@@ -62,7 +62,8 @@ int64_t count_dataset_tokens(const TrainingParams& params, const std::string& ca
   auto tokenizer = Tokenizer::load(params.model);
   if (params.trainer == "dpo" || params.trainer == "orpo") {
     const int64_t block_size = effective_block_size(params);
-    const auto pairs = read_preference_split(params, *tokenizer, params.train_split, preference_limits(params, block_size));
+    const auto pairs =
+        read_preference_split(params, *tokenizer, params.train_split, preference_limits(params, block_size));
     return 2 * static_cast<int64_t>(pairs.size()) * block_size;
   }
   return tokenize_split(params, *tokenizer, params.train_split, cache_dir).size();

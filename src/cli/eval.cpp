@@ -70,7 +70,8 @@ Command add_eval_command(CLI::App& parent) {
                   "tokenizer: the column holds conversations, written by the model's chat template; none: texts")
       ->check(CLI::IsMember({"tokenizer", "none"}));
   app->add_option("--trainer", o->trainer, "How texts are packed: default (eos as text, add_eos_token) or sft "
-                                           "(the eos id after every text); dpo / orpo: the DPO / ORPO loss and rewards of preference pairs")
+                                           "(the eos id after every text); dpo / orpo: the DPO / ORPO loss and "
+                                           "rewards of preference pairs")
       ->check(CLI::IsMember({"default", "sft", "dpo", "orpo"}));
   app->add_option("-b,--batch-size", o->evaluate.batch_size, "Blocks per forward (default: batch_size)")
       ->check(CLI::PositiveNumber);

@@ -1,7 +1,7 @@
-// Preference data and the DPO loss (AutoTrain's `trainer: "dpo"`, which runs TRL's DPOTrainer): pairs of a prompt
-// with a chosen and a rejected completion, tokenized as TRL 1.x prepares them, batched as its collator pads them,
-// and the sigmoid DPO loss of Rafailov et al. against the base model with the adapter disabled (PEFT's reference
-// when no model_ref is given).
+// Preference data and the DPO and ORPO losses (AutoTrain's `trainer: "dpo"` / `"orpo"`, which run TRL's DPOTrainer
+// and ORPOTrainer): pairs of a prompt with a chosen and a rejected completion, tokenized as TRL 1.x prepares them,
+// batched as its collators pad them; the sigmoid DPO loss of Rafailov et al. against the base model with the
+// adapter disabled (PEFT's reference when no model_ref is given), and the odds-ratio loss of Hong et al.
 #pragma once
 
 #include <torch/torch.h>
@@ -66,10 +66,10 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const ChatTemplat
                                    const PreferenceLimits& limits);
 
 // The pairs of a split: the columns prompt_text_column, text_column (chosen) and rejected_text_column of the file
-// resolve_split_file finds, tokenized by tokenize_preference. With chat_template "tokenizer" the columns hold
-// conversations rendered by the model's template; prompt_text_column may then be null (the implicit prompt). A pair
-// whose prompt alone fills max_length would keep no completion token, so it is dropped (as TRL drops it) with a warning
-// counting them. Throws Error naming the file when no pair is left.
+// resolve_split_file finds, tokenized by tokenize_preference (tokenize_orpo_preference for trainer orpo). With
+// chat_template "tokenizer" the columns hold conversations rendered by the model's template; prompt_text_column may
+// then be null (the implicit prompt). A pair whose prompt alone fills max_length would keep no completion token, so it
+// is dropped (as TRL drops it) with a warning counting them. Throws Error naming the file when no pair is left.
 std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,
                                                   const std::string& split, const PreferenceLimits& limits);
 

@@ -516,6 +516,44 @@ TEST(Dpo, EvalOfTheFinalAdapterGivesTrlsLastEvalLoss) {
   EXPECT_NE(testing::error_message_of([&] { run_evaluation(p, options); }).find("give --adapter"), std::string::npos);
 }
 
+// The binary: `eval --config` of a DPO run scores its project_name adapter (`--trainer dpo` given or not), and
+// `eval --model --trainer orpo` takes the pair columns as options.
+TEST(Dpo, EvalThroughTheBinary) {
+  const auto steps = read_json(kOracle + "/steps.json");
+  testing::TempDir dir;
+  std::filesystem::copy(kOracle + "/final", dir.file("run-1"), std::filesystem::copy_options::recursive);
+  const nlohmann::json config = {{"model", kLlama},
+                                 {"project_name", "run-1"},
+                                 {"data_path", kOracle},
+                                 {"valid_split", "valid"},
+                                 {"trainer", "dpo"},
+                                 {"text_column", "chosen"},
+                                 {"prompt_text_column", "prompt"},
+                                 {"rejected_text_column", "rejected"},
+                                 {"block_size", 40},
+                                 {"quantization", "none"},
+                                 {"peft", true}};
+  testing::write_text(dir.file("params.json"), config.dump());
+  for (const std::string extra : {"", " --trainer dpo"}) {
+    auto run = testing::run_autotrain("eval --device cpu --json --config params.json" + extra, dir.path().string());
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    const auto line = nlohmann::json::parse(run.output.substr(run.output.rfind("\n{") + 1));
+    EXPECT_EQ(line["pairs"], 5);
+    EXPECT_NEAR(line["loss"].get<double>(), steps["eval_loss"][1].get<double>(), 1e-5) << extra;
+  }
+  const std::string orpo = "eval --device cpu --model " + testing::quote(kLlama) + " --data " +
+                           testing::quote(kOracle) +
+                           " --split valid --trainer orpo --text-column chosen --block-size 40 --quantization none";
+  auto missing = testing::run_autotrain(orpo, dir.path().string());
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("\"prompt_text_column\""), std::string::npos) << missing.output;
+  auto scored = testing::run_autotrain(orpo + " --prompt-text-column prompt --rejected-text-column rejected",
+                                       dir.path().string());
+  ASSERT_EQ(scored.exit_code, 0) << scored.output;
+  EXPECT_NE(scored.output.find("eval orpo loss"), std::string::npos) << scored.output;
+  EXPECT_NE(scored.output.find("5 pairs"), std::string::npos) << scored.output;
+}
+
 // estimate-cost: a micro-batch of batch_size pairs is 2 x batch_size sequences, and every token also takes the
 // reference's forward: the frozen weights and attention of the forward, without LoRA.
 TEST(Dpo, EstimateCountsBothSequencesAndTheReferenceForward) {

@@ -15,6 +15,7 @@ namespace autotrain::cli {
 namespace {
 struct EvalCommandOptions {
   std::string config_path, model_dir, data_path, text_column, quantization, mixed_precision, chat_template, trainer;
+  std::string prompt_text_column, rejected_text_column;
   int64_t block_size = -1;
   CLI::Option* block_size_option = nullptr;  // given or not
   bool no_adapter = false, json = false;
@@ -33,11 +34,18 @@ TrainingParams eval_params(const EvalCommandOptions& o) {
   if (!o.mixed_precision.empty()) overrides["mixed_precision"] = o.mixed_precision;
   if (!o.chat_template.empty()) overrides["chat_template"] = o.chat_template;
   if (!o.trainer.empty()) overrides["trainer"] = o.trainer;
+  if (!o.prompt_text_column.empty()) overrides["prompt_text_column"] = o.prompt_text_column;
+  if (!o.rejected_text_column.empty()) overrides["rejected_text_column"] = o.rejected_text_column;
   if (o.config_path.empty() && o.model_dir.empty())
     throw config_error("eval: give --config training_params.json, or --model DIR with --data and --split");
   // The options alone first, so that a bad value is said to come from the command line.
   overrides["peft"] = true;  // the key `train` requires; eval trains nothing
-  const TrainingParams given = parse_training_params(overrides, "the command line");
+  nlohmann::json alone = overrides;
+  if (!o.config_path.empty()) {  // --trainer dpo / orpo: the config names the pair columns the options do not
+    if (!alone.contains("prompt_text_column")) alone["prompt_text_column"] = "prompt";
+    if (!alone.contains("rejected_text_column")) alone["rejected_text_column"] = "rejected";
+  }
+  const TrainingParams given = parse_training_params(alone, "the command line");
   return o.config_path.empty() ? given : load_training_params(o.config_path, overrides);
 }
 }  // namespace
@@ -59,7 +67,12 @@ Command add_eval_command(CLI::App& parent) {
   app->add_flag("--no-adapter", o->no_adapter, "Score the base model alone");
   app->add_option("-d,--data", o->data_path, "A data file, or a folder of <split>.jsonl|json|csv|txt (data_path)");
   app->add_option("-s,--split", o->evaluate.split, "The split to score (default: the config's valid_split)");
-  app->add_option("--text-column", o->text_column, "The column of texts (text_column; default text)");
+  app->add_option("--text-column", o->text_column,
+                  "The column of texts (text_column; default text); trainers dpo / orpo: the chosen completions");
+  app->add_option("--prompt-text-column", o->prompt_text_column,
+                  "Trainers dpo / orpo: the prompts' column (prompt_text_column)");
+  app->add_option("--rejected-text-column", o->rejected_text_column,
+                  "Trainers dpo / orpo: the rejected completions' column (rejected_text_column)");
   o->block_size_option =
       app->add_option("--block-size", o->block_size, "Tokens per block (block_size; -1: min(model_max_length, 1024))");
   app->add_option("--quantization", o->quantization, "The base's 7 projections: int4 (NF4), int8 or none")

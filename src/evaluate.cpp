@@ -109,13 +109,16 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
 }
 
 nlohmann::json to_json(const EvaluationResult& r) {
+  const nlohmann::json adapter = r.adapter_dir.empty() ? nlohmann::json() : nlohmann::json(r.adapter_dir);
   if (r.preference) {
-    return {{"model", r.model},       {"adapter", r.adapter_dir},         {"data_file", r.data_file},
-            {"block_size", r.block_size}, {"pairs", r.pairs},           {"loss", r.loss},
-            {"reward_accuracy", r.reward_accuracy}, {"reward_margin", r.reward_margin}, {"seconds", r.seconds}};
+    return {{"model", r.model},           {"adapter", adapter},
+            {"data_file", r.data_file},   {"block_size", r.block_size},
+            {"pairs", r.pairs},           {"loss", r.loss},
+            {"reward_accuracy", r.reward_accuracy}, {"reward_margin", r.reward_margin},
+            {"seconds", r.seconds}};
   }
   return {{"model", r.model},
-          {"adapter", r.adapter_dir.empty() ? nlohmann::json() : nlohmann::json(r.adapter_dir)},
+          {"adapter", adapter},
           {"data_file", r.data_file},
           {"block_size", r.block_size},
           {"blocks", r.blocks},

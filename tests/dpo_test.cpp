@@ -552,6 +552,10 @@ TEST(Dpo, EvalThroughTheBinary) {
   ASSERT_EQ(scored.exit_code, 0) << scored.output;
   EXPECT_NE(scored.output.find("eval orpo loss"), std::string::npos) << scored.output;
   EXPECT_NE(scored.output.find("5 pairs"), std::string::npos) << scored.output;
+  auto json_line = testing::run_autotrain(orpo + " --prompt-text-column prompt --rejected-text-column rejected --json",
+                                          dir.path().string());
+  ASSERT_EQ(json_line.exit_code, 0) << json_line.output;
+  EXPECT_TRUE(nlohmann::json::parse(json_line.output.substr(json_line.output.rfind("\n{") + 1))["adapter"].is_null());
 }
 
 // estimate-cost: a micro-batch of batch_size pairs is 2 x batch_size sequences, and every token also takes the

@@ -128,15 +128,23 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter, in
     return lm_head_loss_sum(model.hidden_states(ids), model.lm_head(), shifted.reshape(-1), chunk_rows);
   };
   trainable.sequence_logps = [&model, chunk_rows](const at::Tensor& ids, const std::vector<at::Tensor>& masks) {
-    // Each sequence's -(summed token loss) over the mask's labels: the same chunked loss, a row at a time.
+    // Each sequence's -(summed token loss) over the mask's tokens: the same chunked loss, a row at a time, on the
+    // positions that predict a masked token only, so the LM head never runs on what no mask scores (a DPO prompt,
+    // the padding).
     const at::Tensor hidden = model.hidden_states(ids);
+    const at::Tensor next_ids = at::constant_pad_nd(ids, {0, 1}, 0).slice(1, 1).to(model.device());
     std::vector<at::Tensor> sums;
     for (const at::Tensor& mask : masks) {
-      const at::Tensor labels = ids.masked_fill(mask.logical_not(), -100).to(model.device());
-      const at::Tensor shifted = at::constant_pad_nd(labels, {0, 1}, -100).slice(1, 1);
+      // Position t predicts token t + 1: it is scored when that token is masked.
+      const at::Tensor scored = at::constant_pad_nd(mask.to(at::kBool), {0, 1}, 0).slice(1, 1).to(model.device());
       std::vector<at::Tensor> logps;
-      for (int64_t i = 0; i < ids.size(0); ++i)
-        logps.push_back(-lm_head_loss_sum(hidden[i], model.lm_head(), shifted[i], chunk_rows));
+      for (int64_t i = 0; i < ids.size(0); ++i) {
+        const at::Tensor positions = scored[i].nonzero().squeeze(1);
+        logps.push_back(positions.numel() == 0
+                            ? at::zeros({}, hidden.options().dtype(at::kFloat))
+                            : -lm_head_loss_sum(hidden[i].index_select(0, positions), model.lm_head(),
+                                                next_ids[i].index_select(0, positions), chunk_rows));
+      }
       sums.push_back(at::stack(logps));
     }
     return sums;

@@ -200,8 +200,9 @@ namespace {
 // A batch of pairs' loss: DPO against the reference (adapters disabled, no gradient), or ORPO from the policy alone.
 PreferenceLoss batch_preference_loss(TrainableModel& model, const PreferenceBatch& batch, const PreferenceData& data) {
   if (data.loss == "orpo") {
-    const std::vector<at::Tensor> sums =
-        model.sequence_logps(batch.input_ids, {batch.completion_mask, batch.attention_mask});
+    // The completions, and the rest of each sequence (the prompt): disjoint, so every token's logits are made once.
+    const at::Tensor prompts = batch.attention_mask.logical_and(batch.completion_mask.logical_not());
+    const std::vector<at::Tensor> sums = model.sequence_logps(batch.input_ids, {batch.completion_mask, prompts});
     // Completion tokens scored per sequence (at least 1: TRL's 0 / 0 would make the micro-batch's gradients NaN).
     const at::Tensor counts = batch.completion_mask.slice(1, 1).sum(1).clamp_min(1).to(sums[0].device(), at::kFloat);
     const at::Tensor means = sums[0] / counts;
@@ -209,7 +210,7 @@ PreferenceLoss batch_preference_loss(TrainableModel& model, const PreferenceBatc
     // The chosen sequences' mean token loss: every token but each sequence's first is predicted.
     const double chosen_tokens =
         batch.attention_mask.slice(0, 0, pairs).sum().item<double>() - static_cast<double>(pairs);
-    const at::Tensor nll = -sums[1].slice(0, 0, pairs).sum() / chosen_tokens;
+    const at::Tensor nll = -(sums[0] + sums[1]).slice(0, 0, pairs).sum() / chosen_tokens;
     return orpo_loss(means.slice(0, 0, pairs), means.slice(0, pairs), nll, data.beta);
   }
   at::Tensor reference;

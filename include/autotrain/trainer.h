@@ -37,7 +37,8 @@ struct TrainableModel {
   std::function<void(bool training)> set_training;
   // For each mask (N, T) bool, per sequence the summed log-probability (fp32, (N,)) of the tokens where it is true,
   // each predicted from the tokens before it (the first token is never scored), from one forward: what DPO and
-  // ORPO compare. Differentiable, as loss_sum.
+  // ORPO compare. Differentiable, as loss_sum. The LM head runs once per mask on the tokens it scores: masks that
+  // overlap pay for their shared tokens twice.
   std::function<std::vector<at::Tensor>(const at::Tensor& input_ids, const std::vector<at::Tensor>& masks)>
       sequence_logps;
   // Off: the frozen base alone (the DPO reference), as PEFT's disable_adapter().

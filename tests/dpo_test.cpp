@@ -34,7 +34,7 @@ nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse
 
 // The oracle's data read the way a training_params.json for it says.
 TrainingParams oracle_params(const nlohmann::json& settings) {
-  TrainingParams p;
+  TrainingParams p = testing::oracle_training_params(settings);
   p.model = kLlama;
   p.trainer = "dpo";
   p.data_path = kOracle;
@@ -44,22 +44,9 @@ TrainingParams oracle_params(const nlohmann::json& settings) {
   p.rejected_text_column = "rejected";
   p.block_size = settings["max_length"];
   p.dpo_beta = settings["beta"];
-  p.lr = settings["lr"];
-  p.scheduler = settings["scheduler"];
-  p.optimizer = settings["optimizer"];
-  p.batch_size = settings["batch_size"];
-  p.gradient_accumulation = settings["gradient_accumulation"];
-  p.epochs = settings["epochs"];
-  p.warmup_ratio = settings["warmup_ratio"];
-  p.weight_decay = settings["weight_decay"];
-  p.max_grad_norm = settings["max_grad_norm"];
-  p.seed = settings["seed"];
-  p.lora_r = settings["lora_r"];
-  p.lora_alpha = settings["lora_alpha"];
   p.lora_dropout = 0;
   p.logging_steps = 1;
   p.quantization = "none";  // fp32, as the oracle
-  p.peft = true;
   return p;
 }
 

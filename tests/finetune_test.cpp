@@ -47,17 +47,8 @@ void expect_thirty_steps_as_trainer_and_peft(const std::string& scheduler, int64
   testing::TempDir run;
   TrainerOptions options;
   TrainingParams& p = options.params;
+  p = testing::oracle_training_params(settings);
   p.project_name = run.file("project");
-  p.lr = settings["lr"];
-  p.scheduler = settings["scheduler"];
-  p.optimizer = settings["optimizer"];
-  p.batch_size = settings["batch_size"];
-  p.gradient_accumulation = settings["gradient_accumulation"];
-  p.epochs = settings["epochs"];
-  p.warmup_ratio = settings["warmup_ratio"];
-  p.weight_decay = settings["weight_decay"];
-  p.max_grad_norm = settings["max_grad_norm"];
-  p.seed = settings["seed"];
   TrainingData data{TokenizedText::open(dir + "/tokens.bin"), std::nullopt, settings["block_size"], "oracle"};
   TrainingSummary summary = train(trainable, data, options);
   ASSERT_EQ(summary.total_steps, 30);

@@ -44,6 +44,14 @@ void write_text(const std::string& path, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + path);
 }
 
+TrainingParams oracle_training_params(const nlohmann::json& settings) {
+  nlohmann::json keys = {{"peft", true}};
+  for (const char* key : {"lr", "scheduler", "optimizer", "batch_size", "gradient_accumulation", "epochs",
+                          "warmup_ratio", "weight_decay", "max_grad_norm", "seed", "lora_r", "lora_alpha"})
+    if (settings.contains(key)) keys[key] = settings[key];
+  return parse_training_params(keys, "the oracle's settings.json");
+}
+
 std::string error_message_of(const std::function<void()>& action) {
   try {
     action();

@@ -8,6 +8,9 @@
 #include <functional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "autotrain/config.h"
 #include "autotrain/cuda_ops.h"
 
 namespace autotrain::testing {
@@ -25,6 +28,11 @@ class TempDir {
 };
 
 void write_text(const std::string& path, const std::string& text);
+
+// The optimizer and schedule settings an oracle script wrote to its settings.json (lr, scheduler, optimizer,
+// batch_size, gradient_accumulation, epochs, warmup_ratio, weight_decay, max_grad_norm, seed, and lora_r /
+// lora_alpha when present), read by parse_training_params over AutoTrain's defaults, with peft on.
+TrainingParams oracle_training_params(const nlohmann::json& settings);
 
 // The message of the autotrain::Error that `action` throws, or "(no error)".
 std::string error_message_of(const std::function<void()>& action);

@@ -24,8 +24,13 @@ std::string describe(const char* step, cudaError_t status) {
 
 DeviceInfo device_info(int index) {
   DeviceInfo info;
+  // -1 is the current device (at::Device("cuda") has no index). A failed call's error is taken back: the next kernel
+  // launch's check would report it as its own.
   cudaDeviceProp properties{};
-  if (cudaGetDeviceProperties(&properties, index) != cudaSuccess) return info;
+  if ((index < 0 && cudaGetDevice(&index) != cudaSuccess) || cudaGetDeviceProperties(&properties, index) != cudaSuccess) {
+    cudaGetLastError();
+    return info;
+  }
   info.name = properties.name;
   info.multiprocessors = properties.multiProcessorCount;
   int clock_khz = 0, bus_bits = 0;

@@ -117,7 +117,8 @@ at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& input
     if (mask.defined()) grouped_mask = mask.repeat({1, 1, groups, 1});
     at::Tensor out = at::scaled_dot_product_attention(grouped_q, k, v, grouped_mask, /*dropout_p=*/0.0,
                                                       /*is_causal=*/false, scale);
-    out = out.view({B, KV * groups, T, D}).transpose(1, 2).reshape({B, T, -1});
+    // reshape, not view: SDPA's CUDA kernels may return the (B, KV, groups T, D) output with another stride order.
+    out = out.reshape({B, KV * groups, T, D}).transpose(1, 2).reshape({B, T, -1});
     return projection("o_proj").forward(out);
   }
   k = repeat_kv(k, groups);

@@ -28,7 +28,7 @@ struct DeviceInfo {
   int64_t l2_cache_bytes = 0;
   int compute_capability = 0;  // major * 10 + minor: 80 for an A100, 90 for an H100
 };
-DeviceInfo device_info(int index);
+DeviceInfo device_info(int index);  // index -1: the current device
 
 // For benchmarks: seconds per call of `launch(stream)` on the current device, with no CPU launch cost in the
 // figure: `calls` calls are captured in one CUDA graph on a stream of its own, and the median of 5 timed

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <limits>
+#include <memory>
 
 #include "autotrain/error.h"
 #include "autotrain/merge.h"
+#include "autotrain/profiling.h"
 #include "tokenizer_parts.h"
 
 namespace autotrain {
@@ -57,12 +59,17 @@ std::vector<int64_t> generate_tokens(CausalLM& model, const std::vector<int64_t>
   cache.reserve(static_cast<int64_t>(prompt_ids.size()) + std::min<int64_t>(options.max_new_tokens, 512));
   std::vector<int64_t> tokens;
   at::Tensor input = at::tensor(prompt_ids, at::kLong).view({1, -1});
+  // AUTOTRAIN_PROFILE: the new tokens FIRST-LAST (AUTOTRAIN_PROFILE_STEPS; from 1, the prompt's pass in the first).
+  const std::unique_ptr<StepProfiler> profiler = StepProfiler::from_environment();
   while (static_cast<int64_t>(tokens.size()) < options.max_new_tokens) {
+    const int64_t step = static_cast<int64_t>(tokens.size()) + 1;
+    if (profiler) profiler->before_step(step);
     at::Tensor logits = model.next_token_logits(input, &cache);  // (1, V) on the model's device
     // Greedy: the argmax where the logits are (the first of equal maxima on any device), one number copied back.
     // Sampling on the CPU: the sampler's generator is a CPU one, so a GPU run samples as a CPU run does.
     int64_t token = options.temperature == 0 ? logits[0].argmax().item<int64_t>()
                                              : sample_token(logits[0].to(at::kCPU), options, generator);
+    if (profiler) profiler->after_step(step);
     tokens.push_back(token);
     if (on_token) on_token(token);
     const auto& stops = options.stop_token_ids;

@@ -1,6 +1,8 @@
 #include "autotrain/profiling.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -22,8 +24,10 @@ namespace {
 
 namespace prof = torch::profiler::impl;
 
-// Total time, calls and share per name: CUDA kernels (and copies) when any ran, else CPU operators.
-void write_summary(const torch::autograd::profiler::ProfilerResult& result, int64_t steps, const std::string& path) {
+// Total time, calls and share per name: CUDA kernels (and copies) when any ran, else CPU operators; on a GPU the
+// wall time per step beside the kernels' (far apart: the host, not the GPU, sets the pace) and the CPU operators too.
+void write_summary(const torch::autograd::profiler::ProfilerResult& result, int64_t steps, double wall_ms,
+                   const std::string& path) {
   struct Total {
     double ns = 0;
     int64_t calls = 0;
@@ -35,21 +39,29 @@ void write_summary(const torch::autograd::profiler::ProfilerResult& result, int6
     t.ns += static_cast<double>(event.durationNs());
     ++t.calls;
   }
-  const bool on_device = !device.empty();
-  const auto& totals = on_device ? device : host;
-  std::vector<std::pair<std::string, Total>> rows(totals.begin(), totals.end());
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ns > b.second.ns; });
-  double sum = 0;
-  for (const auto& [name, t] : rows) sum += t.ns;
   std::ofstream out(path);
-  out << (on_device ? "CUDA kernels" : "CPU operators (nested ones count in their callers too)") << " over " << steps
-      << " step(s): " << sum / 1e6 / static_cast<double>(steps) << " ms per step\n"
-      << "ms/step    share  calls/step  name\n";
-  for (const auto& [name, t] : rows) {
-    char line[64];
-    std::snprintf(line, sizeof line, "%9.3f  %5.1f%%  %10.1f  ", t.ns / 1e6 / static_cast<double>(steps),
-                  100.0 * t.ns / std::max(sum, 1.0), static_cast<double>(t.calls) / static_cast<double>(steps));
-    out << line << name.substr(0, 200) << "\n";
+  const auto table = [&](const std::map<std::string, Total>& totals, const std::string& what, size_t rows_at_most) {
+    std::vector<std::pair<std::string, Total>> rows(totals.begin(), totals.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ns > b.second.ns; });
+    double sum = 0;
+    for (const auto& [name, t] : rows) sum += t.ns;
+    out << what << " over " << steps << " step(s): " << sum / 1e6 / static_cast<double>(steps) << " ms per step\n"
+        << "ms/step    share  calls/step  name\n";
+    for (size_t i = 0; i < std::min(rows.size(), rows_at_most); ++i) {
+      const auto& [name, t] = rows[i];
+      char line[64];
+      std::snprintf(line, sizeof line, "%9.3f  %5.1f%%  %10.1f  ", t.ns / 1e6 / static_cast<double>(steps),
+                    100.0 * t.ns / std::max(sum, 1.0), static_cast<double>(t.calls) / static_cast<double>(steps));
+      out << line << name.substr(0, 200) << "\n";
+    }
+  };
+  const bool on_device = !device.empty();
+  out << "wall time over " << steps << " step(s): " << wall_ms / static_cast<double>(steps) << " ms per step\n";
+  table(on_device ? device : host, on_device ? "CUDA kernels" : "CPU operators (nested ones count in their callers too)",
+        SIZE_MAX);
+  if (on_device) {
+    out << "\n";
+    table(host, "CPU operators (nested ones count in their callers too)", 40);
   }
   if (!out) throw Error(path + ": cannot write the profile summary; check the folder and free space");
 }
@@ -85,17 +97,19 @@ void StepProfiler::before_step(int64_t step) {
   torch::autograd::profiler::prepareProfiler(config, activities);
   torch::autograd::profiler::enableProfiler(config, activities);
   running_ = true;
+  started_ = std::chrono::steady_clock::now();
   log::info(log::cat("profiling steps ", first_, "-", last_, " into ", path_));
 }
 
 void StepProfiler::after_step(int64_t step) {
   if (!running_ || step < last_) return;
   if (torch::cuda::is_available()) torch::cuda::synchronize();
+  const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
   running_ = false;
   std::unique_ptr<torch::autograd::profiler::ProfilerResult> result = torch::autograd::profiler::disableProfiler();
   result->save(path_);
   try {  // a profile that cannot be written (disk full) must not end the training run
-    write_summary(*result, last_ - first_ + 1, path_ + ".summary.txt");
+    write_summary(*result, last_ - first_ + 1, wall_ms, path_ + ".summary.txt");
   } catch (const Error& e) {
     log::warn(std::string("profile not written: ") + e.what());
     return;

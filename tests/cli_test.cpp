@@ -101,8 +101,10 @@ TEST(Cli, ProfileWritesATraceAndASummaryOfTheChosenSteps) {
   const nlohmann::json trace = nlohmann::json::parse(read_file(dir.file("trace.json")));
   EXPECT_FALSE(trace.at("traceEvents").empty());
   const std::string summary = read_file(dir.file("trace.json.summary.txt"));
-  EXPECT_EQ(summary.rfind("CPU operators", 0), 0u) << summary;  // no GPU in this run
-  EXPECT_NE(summary.find("over 2 step(s)"), std::string::npos) << summary;
+  EXPECT_EQ(summary.rfind("wall time over 2 step(s): ", 0), 0u) << summary;
+  EXPECT_NE(summary.find("\nCPU operators (nested ones count in their callers too) over 2 step(s)"), std::string::npos)
+      << summary;  // no GPU in this run: no CUDA kernels table
+  EXPECT_EQ(summary.find("CUDA kernels"), std::string::npos) << summary;
   EXPECT_NE(summary.find("aten::mm"), std::string::npos) << summary;
 
   auto bad = testing::run_command(cd + "AUTOTRAIN_PROFILE=trace.json AUTOTRAIN_PROFILE_STEPS=5 " + train);
@@ -116,6 +118,21 @@ TEST(Cli, ProfileWritesATraceAndASummaryOfTheChosenSteps) {
             std::string::npos)
       << nowhere.output;
   EXPECT_EQ(nowhere.output.find("checkpoint"), std::string::npos) << "no step may have run: " << nowhere.output;
+}
+
+// generate takes AUTOTRAIN_PROFILE too, its steps being new tokens: where a token's time goes on a GPU (the kernels'
+// time beside the wall time).
+TEST(Cli, ProfileOfGenerateRecordsTheChosenTokens) {
+  testing::TempDir dir;
+  const std::string cd = "cd " + testing::quote(dir.path().string()) + " && ";
+  auto result = testing::run_command(cd + "AUTOTRAIN_PROFILE=trace.json AUTOTRAIN_PROFILE_STEPS=3-5 " +
+                                     testing::quote(AUTOTRAIN_BINARY) + " generate --model " + testing::quote(kLlama) +
+                                     " --prompt 'The red fox' --max-new-tokens 6 --ignore-eos --device cpu");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("profiling steps 3-5"), std::string::npos) << result.output;
+  const std::string summary = read_file(dir.file("trace.json.summary.txt"));
+  EXPECT_EQ(summary.rfind("wall time over 3 step(s): ", 0), 0u) << summary;
+  EXPECT_NE(summary.find("aten::mm"), std::string::npos) << summary;
 }
 
 // A chat dataset end to end: the llama fixture with Llama 2's chat template, AutoTrain's sft trainer on a

@@ -174,17 +174,19 @@ std::vector<at::Tensor> gemv_4bit_group_cuda(const at::Tensor& x, const std::vec
 }
 
 namespace {
-// Whether the environment variable `name` is "1" (an experiment's switch).
-bool environment_flag(const char* name) {
+// A switch set by the environment variable `name`: "0" off, "1" on, `otherwise` when unset or anything else.
+bool environment_switch(const char* name, bool otherwise) {
   const char* value = std::getenv(name);
-  return value != nullptr && std::string(value) == "1";
+  if (value == nullptr) return otherwise;
+  const std::string text = value;
+  return text == "1" || (text != "0" && otherwise);
 }
 std::atomic<bool>& gemv_grouping_choice() {
-  static std::atomic<bool> choice{environment_flag("AUTOTRAIN_GEMV_GROUP")};
+  static std::atomic<bool> choice{environment_switch("AUTOTRAIN_GEMV_GROUP", true)};
   return choice;
 }
 std::atomic<bool>& gemv_tiles_choice() {
-  static std::atomic<bool> choice{environment_flag("AUTOTRAIN_GEMV_TILES")};
+  static std::atomic<bool> choice{environment_switch("AUTOTRAIN_GEMV_TILES", true)};
   return choice;
 }
 }  // namespace

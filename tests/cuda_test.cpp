@@ -324,7 +324,7 @@ TEST(CudaKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
 }
 #endif
 
-// A weight put in the gemv_tiles layout (what generation does with AUTOTRAIN_GEMV_TILES=1) gives the rows layout's
+// A weight put in the gemv_tiles layout (what generation does unless AUTOTRAIN_GEMV_TILES=0) gives the rows layout's
 // results bit for bit wherever it goes: the dequantization (whole, and 8-aligned blocks of columns), the sliced matmul
 // forward and backward in slices of 1 MiB (row slices forward, column slices backward: blocks of the tiled weight
 // that start inside tiles and chunks), and a frozen layer's forward and input gradient for 1, 8 and 300 rows of x and
@@ -877,7 +877,7 @@ ModelOptions nf4_generation_options(bool lora) {
 }
 
 // A model loaded for generation with its 4-bit projections in the gemv_tiles layout (ModelOptions::gemv_tiles, what
-// `generate` does with AUTOTRAIN_GEMV_TILES=1) gives the logits of the rows layout bit for bit: the prompt's 12 rows
+// `generate` does unless AUTOTRAIN_GEMV_TILES=0) gives the logits of the rows layout bit for bit: the prompt's 12 rows
 // (the dequantization and cuBLAS) and the next token's one (the tensor-core GEMV); llama, qwen2 (biases) and qwen3
 // (q/k norms), with LoRA on q, k and v and without, with the GEMVs grouped or not (tiled weights are grouped in their
 // layout).
@@ -885,6 +885,7 @@ TEST(CudaGenerate, TilesLayoutGivesTheLogitsOfTheRowsLayout) {
   REQUIRE_CUDA_DEVICE();
   const at::Tensor prompt =  // 12 rows of x: more than a GEMV takes
       at::tensor(std::vector<int64_t>{1, 45, 499, 173, 17, 299, 3, 88, 610, 7, 254, 31}, at::kLong).view({1, -1});
+  const bool grouping = gemv_grouping();  // the default, restored at the end
   for (const std::string family : {"llama", "qwen2", "qwen3"})
     for (bool lora : {false, true})
       for (bool grouped : {false, true}) {
@@ -909,7 +910,7 @@ TEST(CudaGenerate, TilesLayoutGivesTheLogitsOfTheRowsLayout) {
           EXPECT_GT(logits[false][i].abs().max().item<float>(), 0.0f) << i;
         }
       }
-  set_gemv_grouping(false);
+  set_gemv_grouping(grouping);
 }
 
 // A decoder layer's grouped GEMVs (q, k and v, with Qwen2's biases; gate and up) give the logits of the GEMVs one by
@@ -918,6 +919,7 @@ TEST(CudaGenerate, TilesLayoutGivesTheLogitsOfTheRowsLayout) {
 TEST(CudaGenerate, GroupedGemvsGiveTheLogitsOfOneByOne) {
   REQUIRE_CUDA_DEVICE();
   const at::Tensor prompt = at::tensor(std::vector<int64_t>{1, 45, 499, 173, 17, 299}, at::kLong).view({1, -1});
+  const bool grouping = gemv_grouping();  // the default, restored after each model
   for (const std::string family : {"llama", "qwen2", "qwen3"})
     for (bool lora : {false, true}) {
       SCOPED_TRACE(family + (lora ? " with LoRA on q, k and v" : ""));
@@ -931,7 +933,7 @@ TEST(CudaGenerate, GroupedGemvsGiveTheLogitsOfOneByOne) {
         logits[grouped].push_back(model.forward(prompt, {}, &cache).cpu());  // 6 rows of x
         logits[grouped].push_back(model.forward(at::full({1, 1}, 42, at::kLong), {}, &cache).cpu());  // 1 row
       }
-      set_gemv_grouping(false);
+      set_gemv_grouping(grouping);
       for (size_t i = 0; i < 2; ++i) {
         EXPECT_TRUE(at::equal(logits[true][i], logits[false][i])) << i;
         EXPECT_GT(logits[false][i].abs().max().item<float>(), 0.0f) << i;

@@ -324,7 +324,7 @@ TEST(ModelQuantized, Nf4GreedyTokensEqualTransformersOnDequantizedWeights) {
   }
 }
 
-// gemv_tiles (what `generate` asks for with AUTOTRAIN_GEMV_TILES=1) is for the tensor-core GEMV on a GPU: a model
+// gemv_tiles (what `generate` asks for unless AUTOTRAIN_GEMV_TILES=0) is for the tensor-core GEMV on a GPU: a model
 // on the CPU keeps the rows layout and its logits (the GPU side is CudaGenerate.TilesLayoutGivesTheLogitsOfTheRowsLayout).
 TEST(ModelQuantized, GemvTilesLeavesACpuModelAsItIs) {
   ModelOptions options;

@@ -224,10 +224,10 @@ void bench_gemv_layer(const Device& d) {
   const int w16 = cuda::kMaxGemvBlockWarps;
   const std::vector<Way> ways{
       {"one after another (set_gemv_overlap(false))", "", false, false, &views, 0},
-      {"overlapping (the default)", "overlapped_", true, false, &views, 0},
+      {"overlapping, rows layout", "overlapped_", true, false, &views, 0},
       {"overlapping, q/k/v and gate/up one launch each (gemv_4bit_group)", "grouped_", true, true, &views, 0},
       {"overlapping, gemv_tiles layout (tile_4bit_for_gemv)", "tiles_", true, false, &tiled_views, 0},
-      {"overlapping, gemv_tiles layout, grouped", "grouped_tiles_", true, true, &tiled_views, 0},
+      {"overlapping, gemv_tiles layout, grouped (generation's default)", "grouped_tiles_", true, true, &tiled_views, 0},
       {"overlapping, gemv_tiles layout, blocks of 16 warps", "tiles_w16_", true, false, &tiled_views, w16},
       {"overlapping, gemv_tiles layout, grouped, blocks of 16 warps", "grouped_tiles_w16_", true, true, &tiled_views,
        w16}};
@@ -326,7 +326,7 @@ void bench_gemv(const Device& d) {
       const double fastest = sweep ? *std::min_element(per_depth.begin(), per_depth.end()) : tensor_cores;
       cuda::set_gemv_overlap(true);  // and launched overlapping the GEMV before it (sm_90+; the default)
       const double overlapped = kernel_seconds(cuda::GemvKernel::tensor_cores, views);
-      // The gemv_tiles layout (an experiment), overlapping, at each depth, with the automatic blocks (8 warps
+      // The gemv_tiles layout (generation's), overlapping, at each depth, with the automatic blocks (8 warps
       // where the weight has a tile per SM or more) and with blocks of 16 warps: a tile of 4096 columns is then one
       // round of its block's warps instead of two, so whole tiles leave a shorter tail (gate / up: 896 tiles over
       // 132 blocks, 7 rounds for 6.8 tiles' work, instead of 4 tiles' time for 3.4 over 264 blocks).
@@ -347,7 +347,9 @@ void bench_gemv(const Device& d) {
         }
       }
       cuda::set_gemv_block_warps(0);
-      cuda::set_gemv_pipeline_depth(0);
+      cuda::set_gemv_pipeline_depth(0);  // the automatic depth (3 where a tiled weight has 4 tiles an SM, else 2)
+      const double tiles_automatic = kernel_seconds(cuda::GemvKernel::tensor_cores, tiled_views);
+      tiles_fields += ",\"tiles_automatic_us\":" + std::to_string(tiles_automatic * 1e6);
       cuda::set_gemv_overlap(false);
       const double cuda_cores = kernel_seconds(cuda::GemvKernel::cuda_cores, views);
       const double bytes = weight_bytes + x.nbytes() + y.nbytes();

@@ -3,10 +3,10 @@
 
     python3 tools/bench_gpu_summary.py /tmp/gpu-check/bench_gpu.txt
 
-For each GEMV experiment still off by default (the gemv_tiles layout at each depth, with the automatic blocks and
-with blocks of 16 warps; grouped GEMVs), the dequantization launched overlapping the GEMM before it and the fused
-matmul's Hopper tiling (wgmma), the figure beside the default's, so that a session with a GPU can see which to turn
-on without reading every table. Only what bench_gpu measured in that run is compared: nothing here is a stored
+For the GEMV on each layout (rows; the gemv_tiles layout at each depth, with the automatic blocks and with blocks of
+16 warps; generation's default is tiled and grouped since the seventeenth session), the dequantization launched
+overlapping the GEMM before it and the fused matmul's Hopper tiling (wgmma), the figure beside the default's, so
+that a session with a GPU can see which to turn on without reading every table. Only what bench_gpu measured in that run is compared: nothing here is a stored
 figure.
 """
 import json
@@ -44,10 +44,11 @@ def main(path):
         sys.exit(f"bench_gpu_summary: no JSON lines in {path}" + (f" (broken: line {broken[0]})" if broken else ""))
     gemv = [r for r in rows if r["bench"] == "gemv"]
     if gemv:
-        print("GEMV, us (% of peak); default = rows layout, launched overlapping")
-        print("| shape | m | default | rows, fastest of depths and warps (one at a time) | tiles, automatic blocks | "
-              "tiles, 16 warps |")
-        print("|---|---|---|---|---|---|")
+        print("GEMV, us (% of peak); rows: the rows layout launched overlapping (a 4-bit weight outside generation); "
+              "tiles: generation's layout")
+        print("| shape | m | rows | rows, fastest of depths and warps (one at a time) | tiles, automatic blocks | "
+              "tiles, 16 warps | tiles, automatic depth and blocks (generation's) |")
+        print("|---|---|---|---|---|---|---|")
         for r in gemv:
             # bytes / peak from the plain call's figures: gbs = bytes / us, peak_fraction = gbs / peak.
             peak_us = r["us"] * r["peak_fraction"]  # the time at the peak bandwidth
@@ -60,13 +61,13 @@ def main(path):
                 return cell(found[0], f" at depth {found[1]}") if found else "-"
 
             print(f"| {r['shape']} | {r['m']} | {cell(r['overlapped_us'])} | {cell(r.get('fastest_us'))} | "
-                  f"{fastest('tiles_')} | {fastest('tiles_w16_')} |")
+                  f"{fastest('tiles_')} | {fastest('tiles_w16_')} | {cell(r.get('tiles_automatic_us'))} |")
     layer = [r for r in rows if r["bench"] == "gemv_layer"]
     for r in layer:
         peak_us = r["us"] * r["peak_fraction"]
         print(f"\nA layer's seven GEMVs ({r['shape']}), us per layer (% of peak)")
-        for key, name in [("us", "one after another"), ("overlapped_us", "overlapping (the default)"),
-                          ("grouped_us", "grouped"), ("tiles_us", "tiles"), ("grouped_tiles_us", "tiles, grouped"),
+        for key, name in [("us", "one after another"), ("overlapped_us", "overlapping, rows layout"),
+                          ("grouped_us", "grouped"), ("tiles_us", "tiles"), ("grouped_tiles_us", "tiles, grouped (generation's default)"),
                           ("tiles_w16_us", "tiles, 16 warps"), ("grouped_tiles_w16_us", "tiles, grouped, 16 warps")]:
             if key in r and r[key] > 0:
                 print(f"- {name}: {r[key]:.1f} ({100 * peak_us / r[key]:.0f}%)")

@@ -13,8 +13,9 @@
 #   GPU_CHECK_NCU_KERNEL picks another mangled-name pattern), its report to
 #   $OUT/ncu-gemv.txt; generate: tools/bench_generate.sh, ours against transformers + bitsandbytes, greedy on an
 #   NF4 base (the 8B-shaped Llama where e2e made it, else the 1B-shaped one, made here if missing),
-#   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, then ours alone with AUTOTRAIN_GEMV_GROUP=1, with
-#   AUTOTRAIN_GEMV_TILES=1 and with both.
+#   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, then ours alone with AUTOTRAIN_GEMV_GROUP=0, with
+#   AUTOTRAIN_GEMV_TILES=0 and with both (the GEMV's two defaults turned off), and profiled over 40 tokens ($OUT/generate-profile.txt: wall time per token
+#   beside the kernels', the CPU operators).
 #   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
 #   CPUs) when e2e is asked for, and the 1B-shaped one when generate is and no end-to-end stage.
 #   BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the end-to-end stages; their
@@ -223,13 +224,23 @@ generate() {
   echo "generate: exit $?"
   tail -7 "$OUT/generate.txt"
   local variant settings
-  # The experiments, alone and together, each against the line above.
-  for variant in "AUTOTRAIN_GEMV_GROUP=1" "AUTOTRAIN_GEMV_TILES=1" "AUTOTRAIN_GEMV_GROUP=1 AUTOTRAIN_GEMV_TILES=1"; do
+  # The GEMV's defaults (grouped, tiled weights) turned off, alone and together, each against the line above.
+  for variant in "AUTOTRAIN_GEMV_GROUP=0" "AUTOTRAIN_GEMV_TILES=0" "AUTOTRAIN_GEMV_GROUP=0 AUTOTRAIN_GEMV_TILES=0"; do
     read -r -a settings <<< "$variant"
     env "${settings[@]}" timeout "$(at_most 60)" "$BUILD/autotrain" generate --model "$model" --max-new-tokens "$tokens" \
       --prompt "${BENCH_GENERATE_PROMPT:-The quick brown fox jumps over the lazy dog, and then the fox}" --ignore-eos \
       --dtype bf16 --quantization int4 --device cuda 2>&1 >/dev/null | grep -E "generate: |gemv_tiles" | sed "s/^/$variant: /"
   done
+  # Where a token's time goes: the kernels' time per token beside the wall time, and the CPU operators.
+  AUTOTRAIN_PROFILE=/tmp/generate-profile.json AUTOTRAIN_PROFILE_STEPS=20-59 timeout "$(at_most 60)" \
+    "$BUILD/autotrain" generate --model "$model" --max-new-tokens 64 --prompt "The quick brown fox" --ignore-eos \
+    --dtype bf16 --quantization int4 --device cuda > /dev/null 2>&1
+  echo "generate, profiled: exit $?"
+  if [[ -f /tmp/generate-profile.json.summary.txt ]]; then
+    cp /tmp/generate-profile.json.summary.txt "$OUT/generate-profile.txt"
+    grep -E "over 40 step" "$OUT/generate-profile.txt"
+    head -12 "$OUT/generate-profile.txt"
+  fi
 }
 
 # The stages in the order GPU_CHECK_STAGES names them.

@@ -108,9 +108,8 @@ const char* gemv_4bit(const FourBitWeight& weight, const DynamicMap* map, const 
 constexpr int kMaxGemvGroup = 3;
 const char* gemv_4bit_group(const FourBitWeight* weights, int count, const DynamicMap* map, const void* x, int64_t m,
                             void* const* ys, DType dtype, void* stream);
-// The GEMV-tiles layout of a weight's packed bytes, for the tensor-core GEMV (an experiment, written in a session
-// without a GPU: not yet timed; generation converts an int4 model to it only with AUTOTRAIN_GEMV_TILES=1, see
-// src/cuda_ops.h). For each tile of 16 rows and each
+// The GEMV-tiles layout of a weight's packed bytes, for the tensor-core GEMV (generation on a GPU converts an int4
+// model to it unless AUTOTRAIN_GEMV_TILES=0, see src/cuda_ops.h). For each tile of 16 rows and each
 // chunk of 64 columns, in that order (tile by tile, chunks in order), 512 bytes: 16 per lane of a warp, in lane
 // order, lane 4g + t holding the chunk's packed bytes 8t ... 8t + 7 of the tile's row g, then the same bytes of row
 // g + 8; rows past the last are zeros. Those 16 bytes are the lane's operands of the kernel's four MMAs of the chunk
@@ -128,8 +127,10 @@ const char* tile_4bit_for_gemv(const FourBitWeight& weight, void* out, void* str
 // The tensor-core kernel's pipeline depth: how many steps (4 chunks of 64 columns of 16 rows) a warp has under
 // way at once, the one it multiplies and depth - 1 whose bytes are on their way to shared memory (cp.async);
 // 1 ... kMaxGemvDepth, each giving the same sums bit for bit, and lowered where a GPU's shared memory per block
-// cannot hold it (2 KiB per warp and step). set_gemv_pipeline_depth(0) restores kDefaultGemvDepth, the fastest on
-// an H100 over Llama-3-8B's projections (tools/bench_gpu times each depth; deeper ones take more registers).
+// cannot hold it (2 KiB per warp and step). set_gemv_pipeline_depth(0) restores the automatic depth:
+// kDefaultGemvDepth, the fastest on an H100 over Llama-3-8B's projections in the rows layout, and 3 for weights in
+// the gemv_tiles layout with at least 4 tiles of 16 rows an SM (gate / up there; tools/bench_gpu times each depth;
+// deeper ones take more registers). gemv_pipeline_depth(): the depth set, 0 for automatic.
 constexpr int kMaxGemvDepth = 4;
 constexpr int kDefaultGemvDepth = 2;
 void set_gemv_pipeline_depth(int depth);

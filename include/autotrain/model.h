@@ -29,7 +29,7 @@ struct ModelOptions {
   // to the same bytes (quantize_4bit_torch). So a CUDA model starts from the same values.
   at::Device device = at::kCPU;
   // Generation: each 4-bit projection on a GPU in the tensor-core GEMV's gemv_tiles layout where that kernel takes it
-  // at `dtype` (FrozenLinear::tile_for_gemv; `generate` sets it from AUTOTRAIN_GEMV_TILES=1, src/cuda_ops.h). The
+  // at `dtype` (FrozenLinear::tile_for_gemv; `generate` sets it unless AUTOTRAIN_GEMV_TILES=0, src/cuda_ops.h). The
   // logits are the same bits either way.
   bool gemv_tiles = false;
 };

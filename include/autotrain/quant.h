@@ -48,7 +48,7 @@ struct Quantized4bit {
   float offset = 0;
   // `packed` holds the bytes in the tensor-core GEMV's gemv_tiles order (cuda_kernels.h; rows padded with zeros to
   // whole tiles of 16, 2-D weights with columns a multiple of 64) instead of the flat weight's: what generation on
-  // a GPU converts an int4 model to with AUTOTRAIN_GEMV_TILES=1 (src/cuda_ops.h). The statistics do not change.
+  // a GPU converts an int4 model to unless AUTOTRAIN_GEMV_TILES=0 (src/cuda_ops.h). The statistics do not change.
   bool gemv_tiles = false;
 
   int64_t numel() const;

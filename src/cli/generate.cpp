@@ -110,7 +110,7 @@ Command add_generate_command(CLI::App& parent) {
     options.dtype = generation_dtype(o->dtype, options.device, load_model_config(o->model_dir).dtype,
                                      bf16_native(options.device));
     options.quantization = parse_base_quantization(o->quantization);
-    options.gemv_tiles = gemv_tiles();  // AUTOTRAIN_GEMV_TILES=1, an experiment (src/cuda_ops.h)
+    options.gemv_tiles = gemv_tiles();  // unless AUTOTRAIN_GEMV_TILES=0 (src/cuda_ops.h)
     // Said only for a GPU: the CPU is what generate always did, and its stderr stays as it was.
     if (options.device.is_cuda())
       log::info("device: " + describe_device(options.device) + ", " + c10::toString(options.dtype) +

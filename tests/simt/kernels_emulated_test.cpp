@@ -357,9 +357,9 @@ TEST_F(EmulatedKernels, GemvOfTheTilesLayoutEqualsTheRowsLayout) {
   }
 }
 
-// Tiled weights of one x share a launch as the rows layout's do (generation with both AUTOTRAIN_GEMV_TILES=1 and
-// AUTOTRAIN_GEMV_GROUP=1): one launch, each y bit for bit its rows layout's tensor-core GEMV with the blocks' warps
-// fixed, each tiled byte read once; rows not multiples of the 16-row tile, blocks walking tiles of different weights.
+// Tiled weights of one x share a launch as the rows layout's do (generation on a GPU by default): one launch, each y
+// bit for bit its rows layout's tensor-core GEMV with the blocks' warps fixed, each tiled byte read once; rows not
+// multiples of the 16-row tile, blocks walking tiles of different weights.
 TEST_F(EmulatedKernels, TensorCoreGemvOfATiledGroupEqualsTheRowsLayout) {
   at::manual_seed(18);
   for (const simt::Options& o : kSettings) {
@@ -399,7 +399,7 @@ TEST_F(EmulatedKernels, TensorCoreGemvOfATiledGroupEqualsTheRowsLayout) {
   }
 }
 
-// The dequantization of a tiled weight (what a prompt's matmul in generation takes with AUTOTRAIN_GEMV_TILES=1)
+// The dequantization of a tiled weight (what a prompt's matmul in generation takes unless AUTOTRAIN_GEMV_TILES=0)
 // writes the rows layout's values bit for bit: whole weights, slices of rows starting inside a tile, blocks of
 // 8-aligned columns that start and end inside a 64-column chunk; rows not a multiple of the 16-row tile.
 TEST_F(EmulatedKernels, DequantizeOfTheTilesLayoutEqualsTheRowsLayout) {

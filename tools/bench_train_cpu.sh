@@ -11,11 +11,15 @@
 # Data: configs/example/data (block 256, batch 4, accumulation 1, one epoch, LoRA r 16 on q/k/v/o,
 # gradient checkpointing on for both). Figures: training tokens/s (ours from metrics.jsonl, the peer's
 # from Trainer.train's wall time) and the whole process's peak RSS (/usr/bin/time).
+# AUTOTRAIN_BENCH_TRAINER=dpo: DPO instead, against TRL's DPOTrainer, on configs/example-dpo/data's 160 pairs (two
+# epochs, beta 0.1, max_length 256, no evaluation); tokens are those of each pair's chosen and rejected sequences.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 ARCH="${AUTOTRAIN_BENCH_ARCH:-llama}"
 [[ $ARCH == llama || $ARCH == qwen3 ]] || { echo "AUTOTRAIN_BENCH_ARCH must be llama or qwen3" >&2; exit 2; }
+TRAINER="${AUTOTRAIN_BENCH_TRAINER:-sft}"
+[[ $TRAINER == sft || $TRAINER == dpo ]] || { echo "AUTOTRAIN_BENCH_TRAINER must be sft or dpo" >&2; exit 2; }
 DIR="${BENCH_DIR:-/tmp/autotrain_bench_train}$( [ "$ARCH" = llama ] || echo "-$ARCH" )"
 PYTHON="${AUTOTRAIN_PYTHON:-$(sed -n 's/^AUTOTRAIN_PYTHON:FILEPATH=//p' "$BUILD/CMakeCache.txt")}"
 mkdir -p "$DIR"
@@ -45,12 +49,17 @@ peak_rss_mb() { sed -n 's/^\s*Maximum resident set size (kbytes): //p' "$1" | aw
 
 printf "%-6s %14s %14s %8s %12s %12s %8s\n" quant "ours tok/s" "peer tok/s" ratio "ours MB" "peer MB" ratio
 for quant in int4 none; do
-  cfg="$DIR/params-$quant.json"
+  cfg="$DIR/params-$TRAINER-$quant.json"
+  if [[ $TRAINER == dpo ]]; then
+    data='"data_path": "'"$ROOT"'/configs/example-dpo/data", "trainer": "dpo", "prompt_text_column": "prompt",
+ "text_column": "chosen", "rejected_text_column": "rejected", "dpo_beta": 0.1, "valid_split": null, "epochs": 2,'
+  else
+    data='"data_path": "'"$ROOT"'/configs/example/data", "text_column": "text", "add_eos_token": true, "epochs": 1,'
+  fi
   cat > "$cfg" <<JSON
-{"model": "$DIR/model", "project_name": "run-$quant", "data_path": "$ROOT/configs/example/data",
- "text_column": "text", "add_eos_token": true, "block_size": 256, "mixed_precision": "none", "lr": 0.0002,
- "epochs": 1, "batch_size": 4, "gradient_accumulation": 1, "optimizer": "adamw_torch", "scheduler": "linear",
- "warmup_ratio": 0.1, "quantization": "$quant", "target_modules": "q_proj, k_proj, v_proj, o_proj", "peft": true,
+{"model": "$DIR/model", "project_name": "run-$quant", $data
+ "block_size": 256, "mixed_precision": "none", "lr": 0.0002, "batch_size": 4, "gradient_accumulation": 1,
+ "optimizer": "adamw_torch", "scheduler": "linear", "warmup_ratio": 0.1, "quantization": "$quant", "target_modules": "q_proj, k_proj, v_proj, o_proj", "peft": true,
  "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "seed": 42, "logging_steps": 1000}
 JSON
   rm -rf "$DIR/run-$quant"

@@ -2,6 +2,9 @@
 """The Python peer of `autotrain train` for tools/bench_train_cpu.sh: the same training_params.json run
 with transformers' Trainer + PEFT (+ bitsandbytes NF4 for quantization int4), data prepared as
 AutoTrain's default trainer does (eos appended as text, tokenize, concatenate, cut into block_size).
+With "trainer": "dpo", TRL's DPOTrainer instead (sigmoid loss, the base with the adapter disabled as the reference,
+max_length block_size kept from the start, as our DPO), on the prompt / chosen / rejected columns; its tokens are
+those of each pair's two sequences as the collator cuts them, as ours counts them.
 Prints one JSON line: {"tokens": ..., "train_seconds": ..., "tokens_per_second": ...}."""
 import argparse
 import json
@@ -57,6 +60,33 @@ class Blocks(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "labels": self.ids[i]}
 
 
+def train_dpo(config, model, tokenizer, lora, gradient_checkpointing):
+    """TRL's DPOTrainer over the config's preference pairs; (tokens, seconds) of trainer.train()."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    path = os.path.join(config["data_path"], config.get("train_split", "train") + ".jsonl")
+    columns = {"prompt": config["prompt_text_column"], "chosen": config["text_column"],
+               "rejected": config["rejected_text_column"]}
+    with open(path, encoding="utf-8") as f:
+        records = [{key: json.loads(line)[column] for key, column in columns.items()} for line in f if line.strip()]
+    max_length = config["block_size"]
+    args = DPOConfig(output_dir="/tmp/bench_train_peer", beta=config.get("dpo_beta", 0.1), max_length=max_length,
+                     truncation_mode="keep_start", per_device_train_batch_size=config["batch_size"],
+                     gradient_accumulation_steps=config["gradient_accumulation"], num_train_epochs=config["epochs"],
+                     learning_rate=config["lr"], lr_scheduler_type=config["scheduler"],
+                     warmup_steps=config["warmup_ratio"], optim="adamw_torch", seed=config.get("seed", 42),
+                     logging_steps=1000, save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
+                     disable_tqdm=True, precompute_ref_log_probs=False, gradient_checkpointing=gradient_checkpointing)
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(records),
+                         processing_class=tokenizer, peft_config=lora)
+    tokens = config["epochs"] * sum(min(len(r["prompt_ids"]) + len(r[f"{side}_ids"]), max_length)
+                                    for r in trainer.train_dataset for side in ("chosen", "rejected"))
+    start = time.perf_counter()
+    trainer.train()
+    return tokens, time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
@@ -74,10 +104,14 @@ def main():
                                                            bnb_4bit_compute_dtype=torch.float32)
     model = AutoModelForCausalLM.from_pretrained(config["model"], **kwargs)
     targets = [t.strip() for t in config["target_modules"].split(",")]
-    model = get_peft_model(model, LoraConfig(r=config["lora_r"], lora_alpha=config["lora_alpha"],
-                                             lora_dropout=config["lora_dropout"], target_modules=targets,
-                                             task_type="CAUSAL_LM"))
+    lora = LoraConfig(r=config["lora_r"], lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
+                      target_modules=targets, task_type="CAUSAL_LM")
     gradient_checkpointing = not config.get("disable_gradient_checkpointing", False)
+    if config.get("trainer") == "dpo":  # TRL makes the adapter (given one, it would copy the model as a reference)
+        tokens, seconds = train_dpo(config, model, tokenizer, lora, gradient_checkpointing)
+        print(json.dumps({"tokens": tokens, "train_seconds": seconds, "tokens_per_second": tokens / seconds}))
+        return
+    model = get_peft_model(model, lora)
     if gradient_checkpointing:
         model.enable_input_require_grads()
     ids = blocks_of(config, tokenizer)

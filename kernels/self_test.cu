@@ -27,7 +27,8 @@ DeviceInfo device_info(int index) {
   // -1 is the current device (at::Device("cuda") has no index). A failed call's error is taken back: the next kernel
   // launch's check would report it as its own.
   cudaDeviceProp properties{};
-  if ((index < 0 && cudaGetDevice(&index) != cudaSuccess) || cudaGetDeviceProperties(&properties, index) != cudaSuccess) {
+  if ((index < 0 && cudaGetDevice(&index) != cudaSuccess) ||
+      cudaGetDeviceProperties(&properties, index) != cudaSuccess) {
     cudaGetLastError();
     return info;
   }

@@ -57,11 +57,11 @@ void write_summary(const torch::autograd::profiler::ProfilerResult& result, int6
   };
   const bool on_device = !device.empty();
   out << "wall time over " << steps << " step(s): " << wall_ms / static_cast<double>(steps) << " ms per step\n";
-  table(on_device ? device : host, on_device ? "CUDA kernels" : "CPU operators (nested ones count in their callers too)",
-        SIZE_MAX);
+  const std::string operators = "CPU operators (nested ones count in their callers too)";
+  table(on_device ? device : host, on_device ? "CUDA kernels" : operators, SIZE_MAX);
   if (on_device) {
     out << "\n";
-    table(host, "CPU operators (nested ones count in their callers too)", 40);
+    table(host, operators, 40);
   }
   if (!out) throw Error(path + ": cannot write the profile summary; check the folder and free space");
 }

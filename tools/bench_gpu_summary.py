@@ -6,8 +6,8 @@
 For the GEMV on each layout (rows; the gemv_tiles layout at each depth, with the automatic blocks and with blocks of
 16 warps; generation's default is tiled and grouped since the seventeenth session), the dequantization launched
 overlapping the GEMM before it and the fused matmul's Hopper tiling (wgmma), the figure beside the default's, so
-that a session with a GPU can see which to turn on without reading every table. Only what bench_gpu measured in that run is compared: nothing here is a stored
-figure.
+that a session with a GPU can see which to turn on without reading every table. Only what bench_gpu measured in
+that run is compared: nothing here is a stored figure.
 """
 import json
 import sys
@@ -67,7 +67,8 @@ def main(path):
         peak_us = r["us"] * r["peak_fraction"]
         print(f"\nA layer's seven GEMVs ({r['shape']}), us per layer (% of peak)")
         for key, name in [("us", "one after another"), ("overlapped_us", "overlapping, rows layout"),
-                          ("grouped_us", "grouped"), ("tiles_us", "tiles"), ("grouped_tiles_us", "tiles, grouped (generation's default)"),
+                          ("grouped_us", "grouped"), ("tiles_us", "tiles"),
+                          ("grouped_tiles_us", "tiles, grouped (generation's default)"),
                           ("tiles_w16_us", "tiles, 16 warps"), ("grouped_tiles_w16_us", "tiles, grouped, 16 warps")]:
             if key in r and r[key] > 0:
                 print(f"- {name}: {r[key]:.1f} ({100 * peak_us / r[key]:.0f}%)")

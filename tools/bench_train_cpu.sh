@@ -59,7 +59,8 @@ for quant in int4 none; do
   cat > "$cfg" <<JSON
 {"model": "$DIR/model", "project_name": "run-$quant", $data
  "block_size": 256, "mixed_precision": "none", "lr": 0.0002, "batch_size": 4, "gradient_accumulation": 1,
- "optimizer": "adamw_torch", "scheduler": "linear", "warmup_ratio": 0.1, "quantization": "$quant", "target_modules": "q_proj, k_proj, v_proj, o_proj", "peft": true,
+ "optimizer": "adamw_torch", "scheduler": "linear", "warmup_ratio": 0.1, "quantization": "$quant",
+ "target_modules": "q_proj, k_proj, v_proj, o_proj", "peft": true,
  "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "seed": 42, "logging_steps": 1000}
 JSON
   rm -rf "$DIR/run-$quant"

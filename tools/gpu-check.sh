@@ -14,8 +14,8 @@
 #   $OUT/ncu-gemv.txt; generate: tools/bench_generate.sh, ours against transformers + bitsandbytes, greedy on an
 #   NF4 base (the 8B-shaped Llama where e2e made it, else the 1B-shaped one, made here if missing),
 #   GPU_CHECK_GENERATE_TOKENS (default 128) new tokens, then ours alone with AUTOTRAIN_GEMV_GROUP=0, with
-#   AUTOTRAIN_GEMV_TILES=0 and with both (the GEMV's two defaults turned off), and profiled over 40 tokens ($OUT/generate-profile.txt: wall time per token
-#   beside the kernels', the CPU operators).
+#   AUTOTRAIN_GEMV_TILES=0 and with both (the GEMV's two defaults turned off), and profiled over 40 tokens
+#   ($OUT/generate-profile.txt: wall time per token beside the kernels', the CPU operators).
 #   The random 8B-shaped Llama is made in the background from the start (GPU + disk, while the build uses the
 #   CPUs) when e2e is asked for, and the 1B-shaped one when generate is and no end-to-end stage.
 #   BENCH_GPU_PROFILE=1 (see tools/bench_gpu.sh) adds both sides' profiles to the end-to-end stages; their

@@ -43,8 +43,8 @@ void set_gemv_grouping(bool on);
 // Whether generation puts an int4 model's weights in the gemv_tiles layout (cuda_kernels.h) at load, for the
 // tensor-core GEMV to read each lane's MMA operands with one 16-byte load (CausalLM, ModelOptions::gemv_tiles):
 // on unless AUTOTRAIN_GEMV_TILES=0. On an H100 each Llama-3-8B projection's GEMV was 11-23 % faster on tiled weights
-// (gate/up 17.8 -> 14.3 us at one row, down 17.2 -> 13.3), a layer 72.3 -> 60.0 us (tools/bench_gpu gemv, seventeenth
-// session). set_gemv_tiles overrides the variable. Without CUDA, off.
+// at the same depth (gate/up 17.8 -> 15.4 us at one row, down 17.2 -> 13.3), a layer 72.3 -> 60.0 us (tools/bench_gpu
+// gemv, seventeenth session). set_gemv_tiles overrides the variable. Without CUDA, off.
 bool gemv_tiles();
 void set_gemv_tiles(bool on);
 // Reorders `weight`'s packed bytes (a 2-D 4-bit weight on a CUDA device) into the gemv_tiles layout where the

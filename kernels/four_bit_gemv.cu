@@ -584,8 +584,6 @@ void launch_tensor_core_gemv(int depth, const GemvWeights<kCount>& group, const 
     launch_tensor_core_gemv<T, kScales, kCount, false>(depth, group, map, x, m, stream);
 }
 
-std::atomic<int> g_gemv_depth{0};  // 0: automatic (automatic_gemv_depth)
-
 // The depth a launch takes where none is set: 3 on weights in the gemv_tiles layout with at least 4 tiles an SM,
 // else kDefaultGemvDepth. On an H100 (seventeenth session) Llama-3-8B's gate / up, 6.8 tiles an SM, took 14.3 us at
 // depth 3 against 15.4 at 2 for one row of x (7-10 % faster at 1-8 rows); q / o (1.9 tiles an SM) 2 % faster, down
@@ -599,7 +597,7 @@ template <int kCount>
 void launch_tensor_core_gemv(const GemvWeights<kCount>& group, const MapParam& map, const void* x, int64_t m,
                              DType dtype, cudaStream_t stream) {
   const bool nested = group.w[0].absmax == nullptr;
-  const int set = g_gemv_depth.load();
+  const int set = gemv_pipeline_depth();
   const int depth = set != 0 ? set
                              : automatic_gemv_depth(group.tile_end[kCount - 1],
                                                     group.w[0].layout == FourBitLayout::gemv_tiles);
@@ -630,6 +628,7 @@ const char* group_unfit(const FourBitWeight* weights, int count, const void* x, 
   return nullptr;
 }
 
+std::atomic<int> g_gemv_depth{0};        // 0: automatic (automatic_gemv_depth)
 std::atomic<int> g_gemv_block_warps{0};  // 0: automatic
 std::atomic<bool> g_gemv_overlap{true};
 

@@ -45,7 +45,10 @@ ModelOptions finetune_model_options(const TrainingParams& params) {
   options.dtype = compute_dtype(params);
   options.quantization = parse_base_quantization(params.quantization);
   options.lora_target_modules = resolve_target_modules(params);
-  options.lora = LoraOptions{params.lora_r, params.lora_alpha, params.lora_dropout, false};
+  // TRL's DPOTrainer and ORPOTrainer set the p of every dropout module to 0 (DPOConfig / ORPOConfig
+  // disable_dropout, true by default and not among AutoTrain's keys), PEFT's lora_dropout included.
+  const bool trl_disables_dropout = params.trainer == "dpo" || params.trainer == "orpo";
+  options.lora = LoraOptions{params.lora_r, params.lora_alpha, trl_disables_dropout ? 0.0 : params.lora_dropout, false};
   options.gradient_checkpointing = !params.disable_gradient_checkpointing;
   return options;
 }
@@ -53,6 +56,7 @@ ModelOptions finetune_model_options(const TrainingParams& params) {
 AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelOptions& options) {
   AdapterConfig adapter;
   adapter.lora = options.lora;
+  adapter.lora.dropout = params.lora_dropout;  // PEFT's LoraConfig keeps it where TRL's trainers turned it off
   adapter.target_modules = options.lora_target_modules;
   adapter.base_model_name_or_path = params.model;
   return adapter;
@@ -235,6 +239,10 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
 
   ModelOptions model_options = finetune_model_options(params);
   model_options.device = device;
+  if (params.lora_dropout > 0 && model_options.lora.dropout == 0)
+    log::info(log::cat("trainer ", params.trainer, ": lora_dropout ", params.lora_dropout,
+                       " is off while training, as TRL's ", params.trainer == "dpo" ? "DPOTrainer" : "ORPOTrainer",
+                       " runs it (disable_dropout); adapter_config.json records it"));
   std::optional<ModelConfig> model_config;
   // One attempt: a fresh model (the same LoRA initialisation as a first try) trained with `attempt_params`.
   auto attempt = [&](const TrainingParams& attempt_params, bool resume) {

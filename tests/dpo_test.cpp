@@ -44,7 +44,6 @@ TrainingParams oracle_params(const nlohmann::json& settings) {
   p.rejected_text_column = "rejected";
   p.block_size = settings["max_length"];
   p.dpo_beta = settings["beta"];
-  p.lora_dropout = 0;
   p.logging_steps = 1;
   p.quantization = "none";  // fp32, as the oracle
   return p;
@@ -171,6 +170,29 @@ TEST(Dpo, BatchesHoldChosenThenRejectedRowsPaddedRight) {
                               .to(at::kBool);
   EXPECT_TRUE(batch.completion_mask.equal(mask));
   EXPECT_EQ(batch.tokens, 6 + 5 + 3 + 6);
+}
+
+// TRL's DPOTrainer and ORPOTrainer turn every dropout off (disable_dropout), PEFT's lora_dropout included, while the
+// adapter_config.json PEFT writes keeps the config's value: the oracles ran with AutoTrain's 0.05, which the 12-step
+// tests below therefore train with too. Trainers default and sft keep the dropout (transformers' Trainer, TRL's
+// SFTTrainer).
+TEST(Dpo, LoraDropoutIsOffWhileTrainingAsInTrlAndKeptInTheAdapterConfig) {
+  const auto settings = read_json(kOracle + "/settings.json");
+  const auto peft = read_json(kOracle + "/final/adapter_config.json");
+  ASSERT_GT(settings["lora_dropout"].get<double>(), 0);
+  for (const char* trainer : {"dpo", "orpo"}) {
+    TrainingParams p = oracle_params(settings);
+    p.trainer = trainer;
+    EXPECT_DOUBLE_EQ(p.lora_dropout, settings["lora_dropout"].get<double>()) << trainer;
+    const ModelOptions options = finetune_model_options(p);
+    EXPECT_EQ(options.lora.dropout, 0.0) << trainer;
+    EXPECT_DOUBLE_EQ(finetune_adapter_config(p, options).lora.dropout, peft["lora_dropout"].get<double>()) << trainer;
+  }
+  for (const char* trainer : {"default", "sft"}) {
+    TrainingParams p = oracle_params(settings);
+    p.trainer = trainer;
+    EXPECT_DOUBLE_EQ(finetune_model_options(p).lora.dropout, settings["lora_dropout"].get<double>()) << trainer;
+  }
 }
 
 // With the adapters off the model is its frozen base: the logits equal those of the model built without LoRA,

@@ -71,13 +71,16 @@ def train_dpo(config, model, tokenizer, lora, gradient_checkpointing):
     with open(path, encoding="utf-8") as f:
         records = [{key: json.loads(line)[column] for key, column in columns.items()} for line in f if line.strip()]
     max_length = config["block_size"]
+    precision = config.get("mixed_precision") or "none"
     args = DPOConfig(output_dir="/tmp/bench_train_peer", beta=config.get("dpo_beta", 0.1), max_length=max_length,
                      truncation_mode="keep_start", per_device_train_batch_size=config["batch_size"],
                      gradient_accumulation_steps=config["gradient_accumulation"], num_train_epochs=config["epochs"],
                      learning_rate=config["lr"], lr_scheduler_type=config["scheduler"],
                      warmup_steps=config["warmup_ratio"], optim="adamw_torch", seed=config.get("seed", 42),
                      logging_steps=1000, save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
-                     disable_tqdm=True, precompute_ref_log_probs=False, gradient_checkpointing=gradient_checkpointing)
+                     disable_tqdm=True, precompute_ref_log_probs=False, gradient_checkpointing=gradient_checkpointing,
+                     # TRL's configs default bf16 to True (mixed precision even on a CPU); ours follows the config
+                     bf16=precision == "bf16", fp16=precision == "fp16")
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(records),
                          processing_class=tokenizer, peft_config=lora)
     tokens = config["epochs"] * sum(min(len(r["prompt_ids"]) + len(r[f"{side}_ids"]), max_length)

@@ -37,9 +37,11 @@ at::ScalarType compute_dtype(const TrainingParams& params);
 std::string default_cache_dir();
 
 // The model settings `train` uses for params: compute dtype, quantization, LoRA targets and options,
-// gradient checkpointing (on unless disable_gradient_checkpointing).
+// gradient checkpointing (on unless disable_gradient_checkpointing). Trainers dpo and orpo train with LoRA dropout
+// off, as TRL's DPOTrainer and ORPOTrainer (which AutoTrain runs for them) do by default (disable_dropout).
 ModelOptions finetune_model_options(const TrainingParams& params);
-// The PEFT adapter settings written for a model built with `options`.
+// The PEFT adapter settings written for a model built with `options`, with params' lora_dropout (as PEFT's
+// adapter_config.json records it where TRL trained without it).
 AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelOptions& options);
 
 // The token ids of a split as AutoTrain's default trainer makes them (eos appended as text, then the

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-r"""Oracle for the DPO trainer: TRL's DPOTrainer (sigmoid loss, beta 0.1) + PEFT LoRA (r 8, alpha 16, dropout 0 on
-q/k/v/o_proj), fp32, CPU, batch 2, accumulation 2 (a short last window when the micro-batches are odd), clipping on,
-evaluation each epoch on 5 pairs, keep_start truncation. The reference policy is the base model with the adapter
-disabled: the adapter is made by TRL from a peft_config (a PeftModel handed to TRL 1.16 would get a frozen copy of
-itself, "ref", as the reference instead), then every lora_B is drawn from normal(0, 0.02) so that the policy differs
-from the reference from the first step. Two cases:
+r"""Oracle for the DPO trainer: TRL's DPOTrainer (sigmoid loss, beta 0.1) + PEFT LoRA (r 8, alpha 16, q/k/v/o_proj,
+lora_dropout 0.05, which TRL turns off), fp32, CPU, batch 2, accumulation 2 (a short last window when the micro-batches
+are odd), clipping on, evaluation each epoch on 5 pairs, keep_start truncation. The reference policy is the base model
+with the adapter disabled: the adapter is made by TRL from a peft_config (a PeftModel handed to TRL 1.16 would get a
+frozen copy of itself, "ref", as the reference instead), then every lora_B is drawn from normal(0, 0.02) so that the
+policy differs from the reference from the first step. Two cases:
   text (reference/dpo_trl/)  the llama fixture, text preference data: 2 epochs of 6 optimizer steps over 21 pairs
                              (22 records, one dropped for a prompt that fills max_length), max_length 40.
   chat (reference/dpo_trl/chat/)  the Qwen2 fixture (no bos token; eos = pad = "<|endoftext|>", id 0), conversational
@@ -238,7 +238,7 @@ def run_dpo(out, model_dir, tokenizer, max_length, epochs, check_prepared, extra
     settings = {"beta": 0.1, "loss_type": "sigmoid", "max_length": max_length, "truncation_mode": "keep_start",
                 "lr": 2e-3, "batch_size": 2, "eval_batch_size": 2, "gradient_accumulation": 2, "epochs": epochs,
                 "scheduler": "linear", "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 0.5,
-                "optimizer": "adamw_torch", "seed": 42, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+                "optimizer": "adamw_torch", "seed": 42, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
                 "target_modules": TARGETS, "reference": "base model (adapter disabled)"}
 
     torch.manual_seed(0)
@@ -252,11 +252,15 @@ def run_dpo(out, model_dir, tokenizer, max_length, epochs, check_prepared, extra
                      precompute_ref_log_probs=False, bf16=False, fp16=False, gradient_checkpointing=False,
                      dataset_num_proc=None, padding_free=False, pad_to_multiple_of=None)
     lrs = LearningRates()
-    peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+    # AutoTrain's lora_dropout; TRL's disable_dropout (default True) sets every dropout's p to 0, PEFT's included
+    peft_config = LoraConfig(r=8, lora_alpha=settings["lora_alpha"], lora_dropout=settings["lora_dropout"],
+                             target_modules=TARGETS, task_type="CAUSAL_LM")
     trainer = RecordingTrainer(model=model, ref_model=None, args=args, train_dataset=train_dataset,
                                eval_dataset=valid_dataset, processing_class=tokenizer, peft_config=peft_config,
                                callbacks=[lrs])
     peft_model = trainer.model
+    dropouts = [m.p for m in peft_model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(p == 0 for p in dropouts), "TRL left a dropout on"
     assert trainer.ref_model is None and list(peft_model.peft_config) == ["default"]
     pad_id = trainer.data_collator.pad_token_id
     assert pad_id == tokenizer.eos_token_id

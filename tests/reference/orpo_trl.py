@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 r"""Oracle for the ORPO trainer (AutoTrain's trainer "orpo"): TRL 1.16's ORPOTrainer (trl.experimental.orpo; beta
-0.1) + PEFT LoRA (r 8, alpha 16, dropout 0 on q/k/v/o_proj), fp32, CPU, batch 2, accumulation 2 (a short last window
-when the micro-batches are odd), clipping on, evaluation each epoch on 5 pairs. No reference model. The adapter is made
-by TRL from a peft_config, then every lora_B is drawn from normal(0, 0.02) (as tests/reference/dpo_trl.py does). The
-llama fixture (sentencepiece, BOS), text preference data: the records of reference/dpo_trl/ (train.jsonl, valid.jsonl,
-copied byte for byte), max_length 40, 2 epochs of 6 optimizer steps over 21 pairs.
+0.1) + PEFT LoRA (r 8, alpha 16, q/k/v/o_proj, lora_dropout 0.05, which TRL turns off), fp32, CPU, batch 2,
+accumulation 2 (a short last window when the micro-batches are odd), clipping on, evaluation each epoch on 5 pairs. No
+reference model. The adapter is made by TRL from a peft_config, then every lora_B is drawn from normal(0, 0.02) (as
+tests/reference/dpo_trl.py does). The llama fixture (sentencepiece, BOS), text preference data: the records of
+reference/dpo_trl/ (train.jsonl, valid.jsonl, copied byte for byte), max_length 40, 2 epochs of 6 optimizer steps
+over 21 pairs.
 
 TRL 1.16's ORPOConfig has no max_prompt_length (AutoTrain's ORPOConfig(max_prompt_length=...) is a TypeError there)
 and uses max_completion_length for encoder-decoders only, so a prompt is never cut: a completion is cut to
@@ -133,7 +134,7 @@ def main():
     settings = {"beta": 0.1, "max_length": MAX_LENGTH, "max_prompt_length": None, "max_completion_length": None,
                 "lr": 2e-3, "batch_size": 2, "eval_batch_size": 2, "gradient_accumulation": 2, "epochs": EPOCHS,
                 "scheduler": "linear", "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 0.5,
-                "optimizer": "adamw_torch", "seed": 42, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+                "optimizer": "adamw_torch", "seed": 42, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05,
                 "target_modules": TARGETS, "reference": "none (ORPO)"}
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -145,10 +146,14 @@ def main():
                       report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, bf16=False,
                       fp16=False, gradient_checkpointing=False, dataset_num_proc=None, remove_unused_columns=False)
     lrs = LearningRates()
-    peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+    # AutoTrain's lora_dropout; TRL's disable_dropout (default True) sets every dropout's p to 0, PEFT's included
+    peft_config = LoraConfig(r=8, lora_alpha=settings["lora_alpha"], lora_dropout=settings["lora_dropout"],
+                             target_modules=TARGETS, task_type="CAUSAL_LM")
     trainer = RecordingTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=valid_dataset,
                                processing_class=tokenizer, peft_config=peft_config, callbacks=[lrs])
     peft_model = trainer.model
+    dropouts = [m.p for m in peft_model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(p == 0 for p in dropouts), "TRL left a dropout on"
     assert list(peft_model.peft_config) == ["default"]
     pad_id = trainer.data_collator.pad_token_id
     assert pad_id == eos and trainer.padding_value == eos

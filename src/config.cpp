@@ -194,7 +194,8 @@ struct Checker {
   }
 };
 
-void validate(TrainingParams& p, const std::string& source) {
+// Each key's value on its own (the defaults of absent keys pass), normalising "none" to null where AutoTrain does.
+void validate_values(TrainingParams& p, const std::string& source) {
   const Checker check{source};
   check.range(!trim(p.model).empty(), "model", p.model,
               "a local Hugging Face model folder, or a Hub id (org/name) in the local Hugging Face cache");
@@ -215,7 +216,8 @@ void validate(TrainingParams& p, const std::string& source) {
   // (rows that LoRA never trains); "tokenizer" uses the model's own template and vocabulary.
   check.unsupported_if(p.chat_template && (*p.chat_template == "chatml" || *p.chat_template == "zephyr"),
                        "chat_template", p.chat_template ? json(*p.chat_template) : json(),
-                       "use \"tokenizer\" (the model's own chat template; a tokenizer without one gets ChatML) or none");
+                       "use \"tokenizer\" (the model's own chat template; a tokenizer without one gets ChatML) or "
+                       "none");
   check.choice("chat_template", p.chat_template, {"none", "tokenizer"}, {}, /*null_ok=*/true);
 
   check.choice("trainer", p.trainer, {"default", "sft", "dpo", "orpo"}, {"reward", "generic"});
@@ -252,7 +254,6 @@ void validate(TrainingParams& p, const std::string& source) {
   if (p.quantization && *p.quantization == "none") p.quantization.reset();
   check.choice("quantization", p.quantization, {"int4", "int8", "none"}, {}, /*null_ok=*/true);
   resolve_target_modules(p);  // throws on a bad module name
-  check.unsupported_if(!p.peft, "peft", p.peft, "full fine-tuning is not implemented; set \"peft\": true to train LoRA adapters");
   check.range(p.lora_r >= 1 && p.lora_r <= 4096, "lora_r", p.lora_r, "an integer in [1, 4096], e.g. 16");
   check.range(std::isfinite(p.lora_alpha) && p.lora_alpha > 0, "lora_alpha", p.lora_alpha, "a number > 0, e.g. 32");
   check.range(p.lora_dropout >= 0 && p.lora_dropout < 1, "lora_dropout", p.lora_dropout, "a number in [0, 1)");
@@ -261,6 +262,20 @@ void validate(TrainingParams& p, const std::string& source) {
   check.range(p.max_prompt_length >= 1, "max_prompt_length", p.max_prompt_length, "an integer >= 1");
   check.range(!p.max_completion_length || *p.max_completion_length >= 1, "max_completion_length",
               write_value(p.max_completion_length), "null or an integer >= 1");
+
+  check.unsupported_if(p.push_to_hub, "push_to_hub", p.push_to_hub,
+                       "autotrain works offline; set it to false and upload project_name/ yourself");
+  // ddp (or null): data parallel with --nproc-per-node or under torchrun; LoRA's state is small enough that
+  // every worker holds all of it, so deepspeed's sharding would buy nothing here.
+  check.choice("distributed_backend", p.distributed_backend, {"ddp"}, {"deepspeed"}, /*null_ok=*/true);
+}
+
+// What a whole config must hold beyond its values: peft set (AutoTrain's default is false), and what the trainer
+// needs of the other keys. Then the notes on keys that have no effect here.
+void validate_whole(const TrainingParams& p, const std::string& source) {
+  const Checker check{source};
+  check.unsupported_if(!p.peft, "peft", p.peft,
+                       "full fine-tuning is not implemented; set \"peft\": true to train LoRA adapters");
   if (p.trainer == "dpo" || p.trainer == "orpo") {  // TRL reads columns prompt, chosen (text_column) and rejected
     // TRL's ORPOTrainer takes text only.
     check.unsupported_if(p.trainer == "orpo" && p.chat_template.has_value(), "chat_template",
@@ -274,12 +289,6 @@ void validate(TrainingParams& p, const std::string& source) {
     check.unsupported_if(p.trainer == "dpo" && p.model_ref.has_value(), "model_ref", write_value(p.model_ref),
                          "the reference is the base model with the adapter disabled, as PEFT's; set it to null");
   }
-
-  check.unsupported_if(p.push_to_hub, "push_to_hub", p.push_to_hub,
-                       "autotrain works offline; set it to false and upload project_name/ yourself");
-  // ddp (or null): data parallel with --nproc-per-node or under torchrun; LoRA's state is small enough that
-  // every worker holds all of it, so deepspeed's sharding would buy nothing here.
-  check.choice("distributed_backend", p.distributed_backend, {"ddp"}, {"deepspeed"}, /*null_ok=*/true);
   if (p.unsloth) log::warn(source + ": \"unsloth\": true has no effect; autotrain uses its own kernels");
   if (p.use_flash_attention_2)
     log::info(source + ": \"use_flash_attention_2\": attention always runs through memory-efficient SDPA");
@@ -314,7 +323,10 @@ std::vector<std::string> resolve_target_modules(const TrainingParams& params) {
 
 std::string nearest_training_param_key(const std::string& key) { return nearest_word(key, field_names()); }
 
-TrainingParams parse_training_params(const json& document, const std::string& source) {
+namespace {
+
+// Reads `document`'s keys over the defaults, then validates the values and, when `whole`, the config as a whole.
+TrainingParams parse(const json& document, const std::string& source, bool whole) {
   if (!document.is_object())
     throw config_error(source + ": expected a JSON object of training parameters, found " + describe(document));
   TrainingParams params;
@@ -329,7 +341,8 @@ TrainingParams parse_training_params(const json& document, const std::string& so
     it->read(params, value, source);
   }
   try {
-    validate(params, source);
+    validate_values(params, source);
+    if (whole) validate_whole(params, source);
   } catch (const Error& e) {
     // resolve_target_modules() does not know the file's name; put it in front.
     std::string message = e.what();
@@ -338,6 +351,16 @@ TrainingParams parse_training_params(const json& document, const std::string& so
     throw Error(message, e.exit_code());
   }
   return params;
+}
+
+}  // namespace
+
+TrainingParams parse_training_params(const json& document, const std::string& source) {
+  return parse(document, source, /*whole=*/true);
+}
+
+void check_training_param_values(const json& document, const std::string& source) {
+  parse(document, source, /*whole=*/false);
 }
 
 TrainingParams load_training_params(const std::string& path) { return load_training_params(path, json::object()); }

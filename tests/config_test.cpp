@@ -199,6 +199,29 @@ TEST_P(BadConfiguration, ExitsWithCode2AndNamesTheKey) {
 INSTANTIATE_TEST_SUITE_P(TrainingParams, BadConfiguration, ::testing::ValuesIn(kBadCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// Options given in place of a config's keys (eval's) are checked alone: each value as in a config, named as coming
+// from the command line, without the checks that need the whole config (peft set, trainer dpo's columns), which
+// parse_training_params keeps.
+TEST(TrainingParams, ValuesAloneSkipTheChecksOfAWholeConfig) {
+  const json options = {{"trainer", "dpo"}, {"block_size", 40}};
+  EXPECT_EQ(testing::error_message_of([&] { check_training_param_values(options, "the command line"); }),
+            "(no error)");
+  const std::string whole = testing::error_message_of([&] { parse_training_params(options, "the command line"); });
+  EXPECT_NE(whole.find("\"peft\""), std::string::npos) << whole;
+  json with_peft = options;
+  with_peft["peft"] = true;
+  const std::string columns =
+      testing::error_message_of([&] { parse_training_params(with_peft, "the command line"); });
+  EXPECT_NE(columns.find("\"prompt_text_column\""), std::string::npos) << columns;
+
+  for (const json& bad : {json{{"block_size", 0}}, json{{"trainer", "dpx"}}, json{{"blok_size", 8}},
+                          json{{"quantization", 4}}, json{{"target_modules", "q_prj"}}}) {
+    const std::string message =
+        testing::error_message_of([&] { check_training_param_values(bad, "the command line"); });
+    EXPECT_EQ(message.rfind("the command line: ", 0), 0u) << bad.dump() << ": " << message;
+  }
+}
+
 TEST(TrainingParamsFile, BrokenJsonNamesLineAndColumn) {
   TempDir dir;
   testing::write_text(dir.file("training_params.json"), "{\n  \"lr\": 0.001,\n  \"epochs\": \n}\n");

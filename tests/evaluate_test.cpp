@@ -211,7 +211,9 @@ TEST(EvaluateCli, ScoresTheConfigsAdapterOrTheBase) {
   EXPECT_EQ(no_split.exit_code, 2) << no_split.output;
   EXPECT_NE(no_split.output.find("--split"), std::string::npos) << no_split.output;
   EXPECT_EQ(testing::run_autotrain("eval --device cpu", dir.path().string()).exit_code, 2);  // neither config nor model
-  EXPECT_EQ(testing::run_autotrain(base + " --config params.json --block-size 0", dir.path().string()).exit_code, 2);
+  auto bad_option = testing::run_autotrain(base + " --config params.json --block-size 0", dir.path().string());
+  EXPECT_EQ(bad_option.exit_code, 2) << bad_option.output;
+  EXPECT_NE(bad_option.output.find("the command line: key \"block_size\""), std::string::npos) << bad_option.output;
   EXPECT_EQ(testing::run_autotrain(base + " --config params.json --no-adapter --adapter run-1", dir.path().string())
                 .exit_code,
             2);

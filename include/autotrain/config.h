@@ -84,6 +84,10 @@ std::vector<std::string> resolve_target_modules(const TrainingParams& params);
 // Throws Error with exit code 2 on an unknown key (naming the nearest valid one), a wrong type, an
 // out-of-range value, or a value we do not support yet.
 TrainingParams parse_training_params(const nlohmann::json& document, const std::string& source);
+// The checks of parse_training_params on each key of `document` alone (names, types, values), without those that
+// need a whole config (peft set, what the trainer needs of other keys): for options given in place of a config's
+// keys, so that a bad one is said to come from `source` before the config is read.
+void check_training_param_values(const nlohmann::json& document, const std::string& source);
 TrainingParams load_training_params(const std::string& path);
 // The same with `overrides` (a JSON object: keys of training_params.json, e.g. from a command line) in place of the
 // file's values; an error in one of them names the file too.

@@ -38,15 +38,11 @@ TrainingParams eval_params(const EvalCommandOptions& o) {
   if (!o.rejected_text_column.empty()) overrides["rejected_text_column"] = o.rejected_text_column;
   if (o.config_path.empty() && o.model_dir.empty())
     throw config_error("eval: give --config training_params.json, or --model DIR with --data and --split");
-  // The options alone first, so that a bad value is said to come from the command line.
   overrides["peft"] = true;  // the key `train` requires; eval trains nothing
-  nlohmann::json alone = overrides;
-  if (!o.config_path.empty()) {  // --trainer dpo / orpo: the config names the pair columns the options do not
-    if (!alone.contains("prompt_text_column")) alone["prompt_text_column"] = "prompt";
-    if (!alone.contains("rejected_text_column")) alone["rejected_text_column"] = "rejected";
-  }
-  const TrainingParams given = parse_training_params(alone, "the command line");
-  return o.config_path.empty() ? given : load_training_params(o.config_path, overrides);
+  if (o.config_path.empty()) return parse_training_params(overrides, "the command line");
+  // The options alone first, so that a bad value is said to come from the command line.
+  check_training_param_values(overrides, "the command line");
+  return load_training_params(o.config_path, overrides);
 }
 }  // namespace
 

@@ -286,9 +286,12 @@ void validate_whole(const TrainingParams& p, const std::string& source) {
                 "with chat_template tokenizer it may be null: the prompt is the turns chosen and rejected share)");
     check.range(p.rejected_text_column.has_value(), "rejected_text_column", nullptr,
                 "the name of the rejected completions' column (text_column holds the chosen ones)");
-    check.unsupported_if(p.trainer == "dpo" && p.model_ref.has_value(), "model_ref", write_value(p.model_ref),
-                         "the reference is the base model with the adapter disabled, as PEFT's; set it to null");
   }
+  // AutoTrain loads model_ref for full fine-tuning only: with peft it passes none to TRL (logging "Using PEFT,
+  // model_ref will be set to None"), whose reference is then the base with the adapter disabled.
+  if (p.model_ref)
+    log::warn(source + ": \"model_ref\" has no effect with peft (AutoTrain sets it to None): the DPO reference is " +
+              "the base model with the adapter disabled");
   if (p.unsloth) log::warn(source + ": \"unsloth\": true has no effect; autotrain uses its own kernels");
   if (p.use_flash_attention_2)
     log::info(source + ": \"use_flash_attention_2\": attention always runs through memory-efficient SDPA");

@@ -4,7 +4,9 @@ with transformers' Trainer + PEFT (+ bitsandbytes NF4 for quantization int4), da
 AutoTrain's default trainer does (eos appended as text, tokenize, concatenate, cut into block_size).
 With "trainer": "dpo", TRL's DPOTrainer instead (sigmoid loss, the base with the adapter disabled as the reference,
 max_length block_size kept from the start, as our DPO), on the prompt / chosen / rejected columns; its tokens are
-those of each pair's two sequences as the collator cuts them, as ours counts them.
+those of each pair's two sequences as the collator cuts them, as ours counts them. With "trainer": "orpo", TRL's
+ORPOTrainer (trl.experimental.orpo) on the same columns, no reference model, its tokens counted the same way.
+Both preference trainers run in the config's precision (TRL would default to bf16 autocast, on a CPU too).
 Prints one JSON line: {"tokens": ..., "train_seconds": ..., "tokens_per_second": ...}."""
 import argparse
 import json
@@ -90,6 +92,37 @@ def train_dpo(config, model, tokenizer, lora, gradient_checkpointing):
     return tokens, time.perf_counter() - start
 
 
+def train_orpo(config, model, tokenizer, lora, gradient_checkpointing):
+    """TRL's ORPOTrainer over the config's preference pairs; (tokens, seconds) of trainer.train()."""
+    from datasets import Dataset
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    path = os.path.join(config["data_path"], config.get("train_split", "train") + ".jsonl")
+    columns = {"prompt": config["prompt_text_column"], "chosen": config["text_column"],
+               "rejected": config["rejected_text_column"]}
+    with open(path, encoding="utf-8") as f:
+        records = [{key: json.loads(line)[column] for key, column in columns.items()} for line in f if line.strip()]
+    max_length = config["block_size"]
+    precision = config.get("mixed_precision") or "none"
+    args = ORPOConfig(output_dir="/tmp/bench_train_peer", beta=config.get("dpo_beta", 0.1), max_length=max_length,
+                      max_completion_length=None, per_device_train_batch_size=config["batch_size"],
+                      gradient_accumulation_steps=config["gradient_accumulation"], num_train_epochs=config["epochs"],
+                      learning_rate=config["lr"], lr_scheduler_type=config["scheduler"],
+                      warmup_steps=config["warmup_ratio"], optim="adamw_torch", seed=config.get("seed", 42),
+                      logging_steps=1000, save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
+                      disable_tqdm=True, gradient_checkpointing=gradient_checkpointing,
+                      bf16=precision == "bf16", fp16=precision == "fp16")
+    if tokenizer.pad_token is None:  # as AutoTrain's get_tokenizer (DPOTrainer falls back to eos by itself)
+        tokenizer.pad_token = tokenizer.eos_token
+    trainer = ORPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
+                          processing_class=tokenizer, peft_config=lora)
+    tokens = config["epochs"] * sum(min(len(r[f"{side}_input_ids"]), max_length)
+                                    for r in trainer.train_dataset for side in ("chosen", "rejected"))
+    start = time.perf_counter()
+    trainer.train()
+    return tokens, time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
@@ -110,8 +143,9 @@ def main():
     lora = LoraConfig(r=config["lora_r"], lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
                       target_modules=targets, task_type="CAUSAL_LM")
     gradient_checkpointing = not config.get("disable_gradient_checkpointing", False)
-    if config.get("trainer") == "dpo":  # TRL makes the adapter (given one, it would copy the model as a reference)
-        tokens, seconds = train_dpo(config, model, tokenizer, lora, gradient_checkpointing)
+    if config.get("trainer") in ("dpo", "orpo"):  # TRL makes the adapter (given one, DPO would copy it as a reference)
+        train_preference = train_dpo if config["trainer"] == "dpo" else train_orpo
+        tokens, seconds = train_preference(config, model, tokenizer, lora, gradient_checkpointing)
         print(json.dumps({"tokens": tokens, "train_seconds": seconds, "tokens_per_second": tokens / seconds}))
         return
     model = get_peft_model(model, lora)

@@ -2,7 +2,10 @@
 // NF4 bases, forward and the gradients of x, A and B; A's initial values for a seed.
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
+
+#include <cmath>
 
 #include "autotrain/fileio.h"
 #include "autotrain/lora.h"
@@ -223,6 +226,51 @@ void expect_fused_layer_with_dropout_equals_the_layer(at::ScalarType dtype, doub
 TEST(FusedLora, OneLayerWithDropoutEqualsTheLayer) {
   expect_fused_layer_with_dropout_equals_the_layer(at::kFloat, 1e-5);
   expect_fused_layer_with_dropout_equals_the_layer(at::kBFloat16, 1e-2);
+}
+
+}  // namespace
+}  // namespace autotrain
+
+namespace autotrain {
+namespace {
+
+// LoRA dropout on the CPU (its own noise, src/lora.cpp) is Bernoulli dropout: every value 0 or 1 / (1 - p), a
+// share p dropped, neighbours dropped independently (p^2 of adjacent pairs), a new mask each call, the same mask
+// again from the same CPU generator state (what a checkpointed layer's re-run and a resumed run rely on), and x's
+// gradient the mask. Tolerances: 5 standard deviations of each share over the n draws.
+TEST(LoraDropout, CpuMasksAreBernoulliAndFollowTheGenerator) {
+  const double p = 0.1;
+  const int64_t rows = 1000, in = 1024, n = rows * in;
+  auto base = std::make_shared<FrozenLinear>(at::zeros({8, in}), at::Tensor(), BaseQuantization::none, at::kFloat);
+  LoraLinear layer(base, LoraOptions{4, 8, p, false});
+  layer->train();
+  torch::manual_seed(3);
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  const at::Tensor state = generator.get_state();
+  at::Tensor x = at::ones({rows, in}).requires_grad_(true);
+  const at::Tensor first = layer->lora_input(x);
+  first.sum().backward();
+  const at::Tensor noise = first.detach();
+  EXPECT_TRUE(x.grad().equal(noise));
+
+  const at::Tensor dropped = noise.eq(0);
+  const float kept = static_cast<float>(1.0 / (1.0 - p));
+  EXPECT_TRUE(dropped.logical_or(noise.eq(kept)).all().item<bool>());
+  const double share = dropped.to(at::kDouble).mean().item<double>();
+  EXPECT_NEAR(share, p, 5 * std::sqrt(p * (1 - p) / n));
+  const at::Tensor flat = dropped.flatten();
+  const double pairs = flat.slice(0, 1).logical_and(flat.slice(0, 0, n - 1)).to(at::kDouble).mean().item<double>();
+  EXPECT_NEAR(pairs, p * p, 5 * std::sqrt(p * p * (1 - p * p) / n));
+
+  const at::Tensor second = layer->lora_input(x).detach();
+  const double both = dropped.logical_and(second.eq(0)).to(at::kDouble).mean().item<double>();
+  EXPECT_NEAR(both, p * p, 5 * std::sqrt(p * p * (1 - p * p) / n));  // a new, independent mask
+
+  generator.set_state(state);
+  EXPECT_TRUE(layer->lora_input(x).detach().equal(noise));  // the same generator state, the same mask
+
+  layer->eval();
+  EXPECT_TRUE(layer->lora_input(x).equal(x));  // off outside training
 }
 
 }  // namespace

@@ -62,65 +62,65 @@ class Blocks(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "labels": self.ids[i]}
 
 
-def train_dpo(config, model, tokenizer, lora, gradient_checkpointing):
-    """TRL's DPOTrainer over the config's preference pairs; (tokens, seconds) of trainer.train()."""
+def preference_pairs(config):
+    """The train split's records as TRL's prompt / chosen / rejected columns, in a datasets.Dataset."""
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
 
     path = os.path.join(config["data_path"], config.get("train_split", "train") + ".jsonl")
     columns = {"prompt": config["prompt_text_column"], "chosen": config["text_column"],
                "rejected": config["rejected_text_column"]}
     with open(path, encoding="utf-8") as f:
         records = [{key: json.loads(line)[column] for key, column in columns.items()} for line in f if line.strip()]
-    max_length = config["block_size"]
+    return Dataset.from_list(records)
+
+
+def preference_arguments(config, gradient_checkpointing):
+    """The keyword arguments DPOConfig and ORPOConfig share for the run."""
     precision = config.get("mixed_precision") or "none"
-    args = DPOConfig(output_dir="/tmp/bench_train_peer", beta=config.get("dpo_beta", 0.1), max_length=max_length,
-                     truncation_mode="keep_start", per_device_train_batch_size=config["batch_size"],
-                     gradient_accumulation_steps=config["gradient_accumulation"], num_train_epochs=config["epochs"],
-                     learning_rate=config["lr"], lr_scheduler_type=config["scheduler"],
-                     warmup_steps=config["warmup_ratio"], optim="adamw_torch", seed=config.get("seed", 42),
-                     logging_steps=1000, save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
-                     disable_tqdm=True, precompute_ref_log_probs=False, gradient_checkpointing=gradient_checkpointing,
-                     # TRL's configs default bf16 to True (mixed precision even on a CPU); ours follows the config
-                     bf16=precision == "bf16", fp16=precision == "fp16")
-    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(records),
-                         processing_class=tokenizer, peft_config=lora)
-    tokens = config["epochs"] * sum(min(len(r["prompt_ids"]) + len(r[f"{side}_ids"]), max_length)
-                                    for r in trainer.train_dataset for side in ("chosen", "rejected"))
+    return dict(output_dir="/tmp/bench_train_peer", beta=config.get("dpo_beta", 0.1), max_length=config["block_size"],
+                per_device_train_batch_size=config["batch_size"],
+                gradient_accumulation_steps=config["gradient_accumulation"], num_train_epochs=config["epochs"],
+                learning_rate=config["lr"], lr_scheduler_type=config["scheduler"],
+                warmup_steps=config["warmup_ratio"], optim="adamw_torch", seed=config.get("seed", 42),
+                logging_steps=1000, save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
+                disable_tqdm=True, gradient_checkpointing=gradient_checkpointing,
+                # TRL's configs default bf16 to True (mixed precision even on a CPU); ours follows the config
+                bf16=precision == "bf16", fp16=precision == "fp16")
+
+
+def timed_train(trainer):
     start = time.perf_counter()
     trainer.train()
-    return tokens, time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def train_dpo(config, model, tokenizer, lora, gradient_checkpointing):
+    """TRL's DPOTrainer over the config's preference pairs; (tokens, seconds) of trainer.train()."""
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(**preference_arguments(config, gradient_checkpointing), truncation_mode="keep_start",
+                     precompute_ref_log_probs=False)
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=preference_pairs(config),
+                         processing_class=tokenizer, peft_config=lora)
+    max_length = config["block_size"]
+    tokens = config["epochs"] * sum(min(len(r["prompt_ids"]) + len(r[f"{side}_ids"]), max_length)
+                                    for r in trainer.train_dataset for side in ("chosen", "rejected"))
+    return tokens, timed_train(trainer)
 
 
 def train_orpo(config, model, tokenizer, lora, gradient_checkpointing):
     """TRL's ORPOTrainer over the config's preference pairs; (tokens, seconds) of trainer.train()."""
-    from datasets import Dataset
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    path = os.path.join(config["data_path"], config.get("train_split", "train") + ".jsonl")
-    columns = {"prompt": config["prompt_text_column"], "chosen": config["text_column"],
-               "rejected": config["rejected_text_column"]}
-    with open(path, encoding="utf-8") as f:
-        records = [{key: json.loads(line)[column] for key, column in columns.items()} for line in f if line.strip()]
-    max_length = config["block_size"]
-    precision = config.get("mixed_precision") or "none"
-    args = ORPOConfig(output_dir="/tmp/bench_train_peer", beta=config.get("dpo_beta", 0.1), max_length=max_length,
-                      max_completion_length=None, per_device_train_batch_size=config["batch_size"],
-                      gradient_accumulation_steps=config["gradient_accumulation"], num_train_epochs=config["epochs"],
-                      learning_rate=config["lr"], lr_scheduler_type=config["scheduler"],
-                      warmup_steps=config["warmup_ratio"], optim="adamw_torch", seed=config.get("seed", 42),
-                      logging_steps=1000, save_strategy="no", eval_strategy="no", report_to=[], use_cpu=True,
-                      disable_tqdm=True, gradient_checkpointing=gradient_checkpointing,
-                      bf16=precision == "bf16", fp16=precision == "fp16")
+    args = ORPOConfig(**preference_arguments(config, gradient_checkpointing), max_completion_length=None)
     if tokenizer.pad_token is None:  # as AutoTrain's get_tokenizer (DPOTrainer falls back to eos by itself)
         tokenizer.pad_token = tokenizer.eos_token
-    trainer = ORPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
-                          processing_class=tokenizer, peft_config=lora)
+    trainer = ORPOTrainer(model=model, args=args, train_dataset=preference_pairs(config), processing_class=tokenizer,
+                          peft_config=lora)
+    max_length = config["block_size"]
     tokens = config["epochs"] * sum(min(len(r[f"{side}_input_ids"]), max_length)
                                     for r in trainer.train_dataset for side in ("chosen", "rejected"))
-    start = time.perf_counter()
-    trainer.train()
-    return tokens, time.perf_counter() - start
+    return tokens, timed_train(trainer)
 
 
 def main():

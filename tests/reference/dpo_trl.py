@@ -219,6 +219,18 @@ def save_adapter(peft_model, folder):
     path.write_text(json.dumps(config, indent=2, sort_keys=True))  # as PEFT writes it
 
 
+def lora_config(settings):
+    """PEFT's LoraConfig from an oracle's settings, with AutoTrain's lora_dropout: TRL's disable_dropout (default True)
+    sets every dropout's p to 0, PEFT's included (assert_dropout_off checks it)."""
+    return LoraConfig(r=settings["lora_r"], lora_alpha=settings["lora_alpha"], lora_dropout=settings["lora_dropout"],
+                      target_modules=settings["target_modules"], task_type="CAUSAL_LM")
+
+
+def assert_dropout_off(peft_model):
+    dropouts = [m.p for m in peft_model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(p == 0 for p in dropouts), "TRL left a dropout on"
+
+
 def prepared(dataset):
     return [{"prompt_ids": r["prompt_ids"], "chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"]}
             for r in dataset]
@@ -252,15 +264,11 @@ def run_dpo(out, model_dir, tokenizer, max_length, epochs, check_prepared, extra
                      precompute_ref_log_probs=False, bf16=False, fp16=False, gradient_checkpointing=False,
                      dataset_num_proc=None, padding_free=False, pad_to_multiple_of=None)
     lrs = LearningRates()
-    # AutoTrain's lora_dropout; TRL's disable_dropout (default True) sets every dropout's p to 0, PEFT's included
-    peft_config = LoraConfig(r=8, lora_alpha=settings["lora_alpha"], lora_dropout=settings["lora_dropout"],
-                             target_modules=TARGETS, task_type="CAUSAL_LM")
     trainer = RecordingTrainer(model=model, ref_model=None, args=args, train_dataset=train_dataset,
-                               eval_dataset=valid_dataset, processing_class=tokenizer, peft_config=peft_config,
-                               callbacks=[lrs])
+                               eval_dataset=valid_dataset, processing_class=tokenizer,
+                               peft_config=lora_config(settings), callbacks=[lrs])
     peft_model = trainer.model
-    dropouts = [m.p for m in peft_model.modules() if isinstance(m, torch.nn.Dropout)]
-    assert dropouts and all(p == 0 for p in dropouts), "TRL left a dropout on"
+    assert_dropout_off(peft_model)
     assert trainer.ref_model is None and list(peft_model.peft_config) == ["default"]
     pad_id = trainer.data_collator.pad_token_id
     assert pad_id == tokenizer.eos_token_id

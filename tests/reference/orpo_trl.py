@@ -46,11 +46,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 import torch
 from datasets import Dataset
-from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from dpo_trl import LearningRates, read_jsonl, save_adapter  # this folder is on sys.path when run as a script
+# this folder is on sys.path when run as a script
+from dpo_trl import LearningRates, assert_dropout_off, lora_config, read_jsonl, save_adapter
 
 MAX_LENGTH = 40
 EPOCHS = 2
@@ -146,14 +146,10 @@ def main():
                       report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, bf16=False,
                       fp16=False, gradient_checkpointing=False, dataset_num_proc=None, remove_unused_columns=False)
     lrs = LearningRates()
-    # AutoTrain's lora_dropout; TRL's disable_dropout (default True) sets every dropout's p to 0, PEFT's included
-    peft_config = LoraConfig(r=8, lora_alpha=settings["lora_alpha"], lora_dropout=settings["lora_dropout"],
-                             target_modules=TARGETS, task_type="CAUSAL_LM")
     trainer = RecordingTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=valid_dataset,
-                               processing_class=tokenizer, peft_config=peft_config, callbacks=[lrs])
+                               processing_class=tokenizer, peft_config=lora_config(settings), callbacks=[lrs])
     peft_model = trainer.model
-    dropouts = [m.p for m in peft_model.modules() if isinstance(m, torch.nn.Dropout)]
-    assert dropouts and all(p == 0 for p in dropouts), "TRL left a dropout on"
+    assert_dropout_off(peft_model)
     assert list(peft_model.peft_config) == ["default"]
     pad_id = trainer.data_collator.pad_token_id
     assert pad_id == eos and trainer.padding_value == eos

@@ -28,7 +28,7 @@ std::string peft_lora_tensor_name(int64_t layer, const std::string& module, bool
 json peft_adapter_config_json(const AdapterConfig& config) {
   // The fields PEFT 0.21 writes for a plain LoRA adapter; PEFT fills any field left out with its default.
   return json{{"peft_type", "LORA"},
-              {"task_type", "CAUSAL_LM"},
+              {"task_type", config.task_type},
               {"base_model_name_or_path", config.base_model_name_or_path},
               {"r", config.lora.r},
               {"lora_alpha", config.lora.alpha},
@@ -38,7 +38,7 @@ json peft_adapter_config_json(const AdapterConfig& config) {
               {"bias", "none"},
               {"fan_in_fan_out", false},
               {"use_dora", false},
-              {"modules_to_save", nullptr},
+              {"modules_to_save", config.modules_to_save.empty() ? json() : json(config.modules_to_save)},
               {"init_lora_weights", true},
               {"inference_mode", true},
               {"layers_to_transform", nullptr},
@@ -84,7 +84,16 @@ AdapterConfig load_adapter_config(const std::string& folder) {
   refuse_if(document.value("use_dora", false), path, "DoRA adapters (use_dora: true) are not supported");
   refuse_if(document.value("fan_in_fan_out", false), path, "fan_in_fan_out adapters (GPT-2 Conv1D) are not supported");
   refuse_if(bias != "none", path, "bias " + bias.dump() + " is not supported; only bias \"none\"");
-  refuse_if(!modules_to_save.is_null() && !modules_to_save.empty(), path,
+  const json task_type = document.value("task_type", json("CAUSAL_LM"));
+  refuse_if(task_type != "CAUSAL_LM" && task_type != "SEQ_CLS" && !task_type.is_null(), path,
+            "task_type " + task_type.dump() + " is not supported; only CAUSAL_LM (a language model) and SEQ_CLS (a "
+            "reward model, trainer reward)");
+  const bool reward = task_type == "SEQ_CLS";
+  // A SEQ_CLS adapter trains its head in full: PEFT adds "classifier" and "score" to modules_to_save.
+  bool other_modules = !modules_to_save.is_null() && !modules_to_save.is_array();
+  for (const auto& module : modules_to_save.is_array() ? modules_to_save : json::array())
+    other_modules = other_modules || !reward || (module != "classifier" && module != "score");
+  refuse_if(other_modules, path,
             "modules_to_save " + modules_to_save.dump() +
                 " (full copies of e.g. embeddings or lm_head) is not supported; retrain without it");
   refuse_if(!document.value("rank_pattern", json::object()).empty(), path,
@@ -97,6 +106,10 @@ AdapterConfig load_adapter_config(const std::string& folder) {
   config.lora.dropout = document.value("lora_dropout", 0.0);
   config.lora.rslora = document.value("use_rslora", false);
   config.base_model_name_or_path = document.value("base_model_name_or_path", "");
+  if (reward) {
+    config.task_type = "SEQ_CLS";
+    for (const auto& module : modules_to_save) config.modules_to_save.push_back(module.get<std::string>());
+  }
   const json targets = document.value("target_modules", json());
   if (targets.is_string()) {
     TrainingParams params;

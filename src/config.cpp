@@ -220,7 +220,7 @@ void validate_values(TrainingParams& p, const std::string& source) {
                        "none");
   check.choice("chat_template", p.chat_template, {"none", "tokenizer"}, {}, /*null_ok=*/true);
 
-  check.choice("trainer", p.trainer, {"default", "sft", "dpo", "orpo"}, {"reward", "generic"});
+  check.choice("trainer", p.trainer, {"default", "sft", "dpo", "orpo", "reward"}, {"generic"});
   check.choice("log", p.log, {"none", "tensorboard"}, {"wandb"});
   check.range(p.logging_steps == -1 || p.logging_steps >= 1, "logging_steps", p.logging_steps,
               "-1 (automatic) or an integer >= 1");
@@ -287,6 +287,10 @@ void validate_whole(const TrainingParams& p, const std::string& source) {
     check.range(p.rejected_text_column.has_value(), "rejected_text_column", nullptr,
                 "the name of the rejected completions' column (text_column holds the chosen ones)");
   }
+  if (p.trainer == "reward")  // TRL's RewardTrainer scores text_column (chosen) against rejected_text_column
+    check.range(p.rejected_text_column.has_value(), "rejected_text_column", nullptr,
+                "the name of the rejected texts' column (trainer reward scores text_column, the chosen texts, "
+                "against it)");
   // AutoTrain loads model_ref for full fine-tuning only: with peft it passes none to TRL (logging "Using PEFT,
   // model_ref will be set to None"), whose reference is then the base with the adapter disabled.
   if (p.model_ref)

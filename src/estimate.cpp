@@ -25,8 +25,8 @@ std::string input_group(const std::string& name) {
 
 RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   RunShape shape;
-  // A DPO / ORPO micro-batch holds each pair's chosen and rejected sequences; DPO's reference scores them too.
-  const bool pairs = params.trainer == "dpo" || params.trainer == "orpo";
+  // A DPO / ORPO / reward micro-batch holds each pair's chosen and rejected sequences; DPO's reference scores them too.
+  const bool pairs = !trl_trainer_name(params.trainer).empty();
   shape.batch_size = pairs ? 2 * params.batch_size : params.batch_size;
   shape.reference_forward = params.trainer == "dpo";
   shape.block_size = effective_block_size(params);

@@ -51,18 +51,30 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   auto load_model = [&] {
     log::info("loading " + params.model + (adapter ? " with the adapter in " + options.adapter_dir : ""));
     CausalLM model(params.model, model_options);
-    if (adapter) load_adapter_weights(options.adapter_dir, model.lora_parameters());
+    if (adapter && !adapter->is_reward_model()) load_adapter_weights(options.adapter_dir, model.lora_parameters());
     return model;
   };
+  const bool reward = params.trainer == "reward";
+  if (adapter && adapter->is_reward_model() != reward)
+    throw config_error("eval: " + options.adapter_dir + " holds " +
+                       (reward ? "a language model's adapter (task_type " + adapter->task_type +
+                                     "), not a reward model's: score it with another trainer"
+                               : std::string("a reward model (task_type SEQ_CLS): score it with --trainer reward")));
 
-  if (params.trainer == "dpo" || params.trainer == "orpo") {
-    if (!adapter && params.trainer == "dpo")
-      throw config_error("eval: trainer dpo scores an adapter against its base model (the DPO reference); give "
-                         "--adapter DIR, or a config whose project_name holds one");
+  if (!trl_trainer_name(params.trainer).empty()) {
+    if (!adapter && (params.trainer == "dpo" || reward))
+      throw config_error(reward ? "eval: trainer reward scores with a trained reward head; give --adapter DIR (a "
+                                  "reward adapter), or a config whose project_name holds one"
+                                : "eval: trainer dpo scores an adapter against its base model (the DPO reference); "
+                                  "give --adapter DIR, or a config whose project_name holds one");
     const std::vector<PreferencePair> pairs =
         read_preference_split(params, *tokenizer, split, preference_limits(params, result.block_size));
     CausalLM model = load_model();
     TrainableModel scorer = trainable_model(model, adapter.value_or(AdapterConfig{}));
+    if (reward) {  // the head and the LoRA matrices, as the adapter holds them
+      attach_reward_head(scorer, model, *adapter, at::zeros({1, model.config().hidden_size}, at::kFloat).to(device));
+      load_adapter_weights(options.adapter_dir, scorer.parameters);
+    }
     const auto start = std::chrono::steady_clock::now();
     const nlohmann::json scores =
         evaluate_preference(scorer, pairs, preference_settings(params, *tokenizer, result.block_size), batch_size);
@@ -71,8 +83,8 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
     result.pairs = static_cast<int64_t>(pairs.size());
     result.loss = scores["eval_loss"];
     result.perplexity = std::nan("");
-    result.reward_accuracy = scores["eval_rewards/accuracies"];
-    result.reward_margin = scores["eval_rewards/margins"];
+    result.reward_accuracy = scores[reward ? "eval_accuracy" : "eval_rewards/accuracies"];
+    result.reward_margin = scores[reward ? "eval_margin" : "eval_rewards/margins"];
     return result;
   }
 

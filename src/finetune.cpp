@@ -45,12 +45,19 @@ ModelOptions finetune_model_options(const TrainingParams& params) {
   options.dtype = compute_dtype(params);
   options.quantization = parse_base_quantization(params.quantization);
   options.lora_target_modules = resolve_target_modules(params);
-  // TRL's DPOTrainer and ORPOTrainer set the p of every dropout module to 0 (DPOConfig / ORPOConfig
+  // TRL's DPOTrainer, ORPOTrainer and RewardTrainer set the p of every dropout module to 0 (their configs'
   // disable_dropout, true by default and not among AutoTrain's keys), PEFT's lora_dropout included.
-  const bool trl_disables_dropout = params.trainer == "dpo" || params.trainer == "orpo";
+  const bool trl_disables_dropout = !trl_trainer_name(params.trainer).empty();
   options.lora = LoraOptions{params.lora_r, params.lora_alpha, trl_disables_dropout ? 0.0 : params.lora_dropout, false};
   options.gradient_checkpointing = !params.disable_gradient_checkpointing;
   return options;
+}
+
+std::string trl_trainer_name(const std::string& trainer) {
+  if (trainer == "dpo") return "DPOTrainer";
+  if (trainer == "orpo") return "ORPOTrainer";
+  if (trainer == "reward") return "RewardTrainer";
+  return "";
 }
 
 AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelOptions& options) {
@@ -59,6 +66,10 @@ AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelO
   adapter.lora.dropout = params.lora_dropout;  // PEFT's LoraConfig keeps it where TRL's trainers turned it off
   adapter.target_modules = options.lora_target_modules;
   adapter.base_model_name_or_path = params.model;
+  if (params.trainer == "reward") {  // AutoTrain's LoraConfig(task_type="SEQ_CLS"): PEFT trains and saves the head
+    adapter.task_type = "SEQ_CLS";
+    adapter.modules_to_save = {"classifier", "score"};
+  }
   return adapter;
 }
 
@@ -161,6 +172,31 @@ TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter, in
   return trainable;
 }
 
+at::Tensor new_score_head(const CausalLM& model) {
+  const ModelConfig& config = model.config();
+  return at::normal(0.0, config.initializer_range, {1, config.hidden_size}, std::nullopt, at::kFloat)
+      .to(model.device())
+      .set_requires_grad(true);
+}
+
+void attach_reward_head(TrainableModel& trainable, CausalLM& model, const AdapterConfig& adapter, at::Tensor score) {
+  trainable.parameters.emplace_back(kScoreTensorName, score);
+  trainable.sequence_rewards = [&model, score](const at::Tensor& ids, int64_t pad_id) {
+    // transformers pools at the rightmost token that is not the pad token (index 0 when every token is one); the
+    // padding is on the right, so no position up to it attends to any.
+    const at::Tensor hidden = model.hidden_states(ids);
+    const at::Tensor on_device = ids.to(model.device());
+    const at::Tensor positions = at::arange(ids.size(1), on_device.options()).mul(on_device.ne(pad_id)).argmax(1);
+    const at::Tensor last = hidden.index({at::arange(ids.size(0), positions.options()), positions});
+    return at::matmul(last.to(at::kFloat), score.t()).squeeze(1);
+  };
+  trainable.save_adapter = [&model, adapter, score](const std::string& folder) {
+    auto tensors = model.lora_parameters();
+    tensors.emplace_back(kScoreTensorName, score);
+    save_adapter(folder, adapter, tensors);
+  };
+}
+
 PreferenceData preference_settings(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size) {
   PreferenceData data;
   data.max_length = block_size;
@@ -212,7 +248,8 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
 
   std::optional<TrainingData> data;
   std::optional<PreferenceData> pairs;
-  if (params.trainer == "dpo" || params.trainer == "orpo") {
+  const bool preference = !trl_trainer_name(params.trainer).empty();
+  if (preference) {
     if (group)
       throw Error("trainer \"" + params.trainer +
                   "\" runs in one process; data-parallel workers are not supported yet");
@@ -241,7 +278,7 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
   model_options.device = device;
   if (params.lora_dropout > 0 && model_options.lora.dropout == 0)
     log::info(log::cat("trainer ", params.trainer, ": lora_dropout ", params.lora_dropout,
-                       " is off while training, as TRL's ", params.trainer == "dpo" ? "DPOTrainer" : "ORPOTrainer",
+                       " is off while training, as TRL's ", trl_trainer_name(params.trainer),
                        " runs it (disable_dropout); adapter_config.json records it"));
   std::optional<ModelConfig> model_config;
   // One attempt: a fresh model (the same LoRA initialisation as a first try) trained with `attempt_params`.
@@ -261,6 +298,8 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
     AdapterConfig adapter = finetune_adapter_config(attempt_params, model_options);
     adapter.base_model_name_or_path = given.model;
     TrainableModel trainable = trainable_model(model, adapter);
+    // A reward model's head is new, drawn as transformers draws a head the checkpoint lacks, and trained in full.
+    if (params.trainer == "reward") attach_reward_head(trainable, model, adapter, new_score_head(model));
     TrainingParams recorded = attempt_params;
     recorded.model = given.model;
     if (!group || group->rank() == 0) save_training_params(recorded, params.project_name);

@@ -364,6 +364,9 @@ at::Tensor tensor_bytes(const at::Tensor& values, GgmlType type) {
 
 GgufSummary export_gguf(const GgufOptions& options) {
   const ModelConfig config = load_model_config(options.model_dir);
+  if (config.sequence_classification)
+    throw Error(options.model_dir + "/config.json: a sequence-classification model (e.g. a merged reward model); "
+                "llama.cpp runs causal language models, so there is no GGUF to write for it");
   const GgufArchitecture* arch = nullptr;
   for (const auto& row : kGgufArchitectures) {
     if (config.model_type == row.model_type) arch = &row;

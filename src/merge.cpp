@@ -21,6 +21,7 @@
 #include "autotrain/progress.h"
 #include "autotrain/safetensors.h"
 #include "autotrain/text_util.h"
+#include "autotrain/tokenizer.h"
 
 namespace autotrain {
 namespace fs = std::filesystem;
@@ -118,6 +119,7 @@ std::map<std::string, LoraPair> plan_lora(const SafetensorsFile& adapter_file, c
   const std::string& path = adapter_file.path();
   std::map<std::string, LoraPair> pairs;
   for (const std::string& name : adapter_file.names()) {
+    if (adapter.is_reward_model() && name == kScoreTensorName) continue;  // the head, written as it is
     std::smatch match;
     if (!std::regex_match(name, match, kLoraName)) {
       if (name.find("embed_tokens") != std::string::npos || name.find("lm_head") != std::string::npos)
@@ -174,22 +176,47 @@ bool is_weight_file(const std::string& file_name) {
   return false;
 }
 
-// config.json with its dtype key set to the merged dtype; every other top-level file of the base that is
-// not a weight file (generation_config.json, the tokenizer files, LICENSE, ...) byte for byte.
-void copy_model_files(const std::string& base_dir, const std::string& out_dir, std::optional<at::ScalarType> dtype) {
+// What a merged model's config.json changes of the base's: its dtype key, set to the merged dtype; a reward model's
+// architecture (*ForCausalLM -> *ForSequenceClassification), one label, and the pad token its pooling skips.
+struct ConfigEdits {
+  std::optional<at::ScalarType> dtype;
+  std::optional<int64_t> reward_pad_id;
+  bool any() const { return dtype || reward_pad_id; }
+};
+
+// config.json with `edits`; every other top-level file of the base that is not a weight file
+// (generation_config.json, the tokenizer files, LICENSE, ...) byte for byte.
+void copy_model_files(const std::string& base_dir, const std::string& out_dir, const ConfigEdits& edits) {
   for (const auto& entry : fs::directory_iterator(base_dir)) {
     if (!entry.is_regular_file()) continue;
     const std::string file_name = entry.path().filename().string();
     if (is_weight_file(file_name)) continue;
     const std::string target = (fs::path(out_dir) / file_name).string();
-    if (file_name == "config.json" && dtype) {
+    if (file_name == "config.json" && edits.any()) {
       json config = json::parse(read_file(entry.path().string()));
-      const std::string name = config_dtype_name(*dtype);
-      bool set = false;
-      for (const char* key : {"torch_dtype", "dtype"}) {
-        if (config.contains(key)) config[key] = name, set = true;
+      if (edits.dtype) {
+        const std::string name = config_dtype_name(*edits.dtype);
+        bool set = false;
+        for (const char* key : {"torch_dtype", "dtype"}) {
+          if (config.contains(key)) config[key] = name, set = true;
+        }
+        if (!set) config["torch_dtype"] = name;
       }
-      if (!set) config["torch_dtype"] = name;
+      if (edits.reward_pad_id) {
+        // transformers' Auto classes go by model_type; "architectures" names the class for readers of the file.
+        json& architectures = config["architectures"];
+        if (architectures.is_array() && !architectures.empty() && architectures[0].is_string()) {
+          std::string architecture = architectures[0].get<std::string>();
+          const size_t causal = architecture.rfind("ForCausalLM");
+          if (causal != std::string::npos) architecture.erase(causal);
+          architectures = json::array({architecture + "ForSequenceClassification"});
+        } else {
+          config.erase("architectures");
+        }
+        config["id2label"] = json{{"0", "LABEL_0"}};
+        config["label2id"] = json{{"LABEL_0", 0}};
+        config["pad_token_id"] = *edits.reward_pad_id;
+      }
       write_file_atomic(target, config.dump(2) + "\n");
     } else {
       write_file_atomic(target, read_file(entry.path().string()));
@@ -214,6 +241,22 @@ class PartialFolder {
   std::string path_;
 };
 
+// The pad id a reward model trained on `base_dir` pools past: TRL's, the tokenizer's pad token, else its eos
+// (AutoTrain's); without a tokenizer the config's pad_token_id, else its first eos id.
+int64_t reward_pad_id(const std::string& base_dir, const ModelConfig& config) {
+  try {
+    const auto tokenizer = Tokenizer::load(base_dir);
+    if (const auto pad = tokenizer->pad_id() ? tokenizer->pad_id() : tokenizer->eos_id()) return *pad;
+  } catch (const Error& e) {
+    log::warn(base_dir + ": no tokenizer to take the reward model's pad token from (" + e.what() +
+              "); the merged config.json takes the base's pad / eos id");
+  }
+  if (config.pad_token_id) return *config.pad_token_id;
+  if (!config.eos_token_ids.empty()) return config.eos_token_ids.front();
+  throw Error(base_dir + "/config.json: a reward model needs a pad token id (its pooling skips it), and neither the "
+              "tokenizer nor config.json gives a pad or eos token");
+}
+
 bool is_nonempty_directory(const std::string& path) {
   std::error_code ec;
   return fs::is_directory(path, ec) && !fs::is_empty(path, ec);
@@ -232,6 +275,18 @@ MergeSummary merge_adapter(const MergeOptions& given) {
   auto adapter_file = SafetensorsFile::open(options.adapter_dir + "/adapter_model.safetensors");
   const std::map<std::string, LoraPair> pairs = plan_lora(*adapter_file, adapter, config, base);
   const double scaling = lora_scaling(adapter.lora);
+  // A reward model (a SEQ_CLS adapter): transformers' *ForSequenceClassification, the score head in place of lm_head.
+  const bool reward = adapter.is_reward_model();
+  if (reward) {
+    const std::string path = adapter_file->path();
+    if (!adapter_file->has(kScoreTensorName))
+      throw Error(path + ": a SEQ_CLS adapter without its score head (" + kScoreTensorName + "); re-save the adapter");
+    const TensorInfo& head = adapter_file->info(kScoreTensorName);
+    if (head.shape != std::vector<int64_t>{1, config.hidden_size})
+      throw Error(path + ": " + kScoreTensorName + " has shape " + shape_text(head.shape) + ", a reward head of " +
+                  "this model is [1, " + std::to_string(config.hidden_size) + "]; merge it into the model it was "
+                  "trained on");
+  }
 
   std::error_code ec;
   const std::string out_dir = fs::path(options.out_dir).lexically_normal().string();
@@ -252,19 +307,23 @@ MergeSummary merge_adapter(const MergeOptions& given) {
     } catch (const Error& e) {
       throw Error(base.path_of(name) + ": tensor " + name + ": " + e.what());
     }
+    if (reward && name == config.architecture->lm_head) continue;  // *ForSequenceClassification has none
     if (pairs.count(name)) type = merged_dtype;
     else if (options.dtype && is_floating(info.dtype)) type = *options.dtype;
     plan.push_back({name, type, info.shape});
   }
+  if (reward) plan.push_back({kMergedScoreTensorName, merged_dtype, {1, config.hidden_size}});
 
   PartialFolder partial(out_dir + ".partial-" + std::to_string(::getpid()));
   fs::remove_all(partial.path(), ec);
   make_directories(partial.path());
 
   MergeSummary summary;
+  summary.reward_model = reward;
   ProgressBar progress("merge", int64_t(plan.size()), "tensor");
   // A tensor whose dtype stays is a view of the mapped base file, written byte for byte.
   auto produce = [&](const PlannedTensor& out) {
+    if (reward && out.name == kMergedScoreTensorName) return adapter_file->tensor(kScoreTensorName).to(out.dtype);
     at::Tensor tensor = base.tensor(out.name);
     auto pair = pairs.find(out.name);
     if (pair != pairs.end()) {
@@ -280,7 +339,7 @@ MergeSummary merge_adapter(const MergeOptions& given) {
   };
   // Once a tensor is on its way to disk, the base pages it was read from leave this process's memory.
   auto written = [&](const PlannedTensor& out) {
-    base.evict(out.name);
+    if (!(reward && out.name == kMergedScoreTensorName)) base.evict(out.name);
     summary.bytes += out.byte_size();
     ++summary.tensors;
     progress.advance();
@@ -289,7 +348,10 @@ MergeSummary merge_adapter(const MergeOptions& given) {
       partial.path(), plan, options.max_shard_bytes, produce, "model", {{"format", "pt"}}, written);
   progress.finish();
   const bool dtype_changed = options.dtype && *options.dtype != config.dtype;
-  copy_model_files(options.base_dir, partial.path(), dtype_changed ? options.dtype : std::nullopt);
+  ConfigEdits edits;
+  if (dtype_changed) edits.dtype = options.dtype;
+  if (reward) edits.reward_pad_id = reward_pad_id(options.base_dir, config);
+  copy_model_files(options.base_dir, partial.path(), edits);
 
   if (fs::exists(out_dir, ec)) fs::remove_all(out_dir, ec);  // empty, or --force
   if (ec) throw Error(out_dir + ": cannot remove the old output (" + ec.message() + ")");

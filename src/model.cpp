@@ -123,6 +123,10 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
       throw config_error("lora target module \"" + target +
                          "\" is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
   const ModelConfig& c = config_;
+  if (c.sequence_classification)
+    throw Error(model_dir + "/config.json: a sequence-classification model (e.g. a merged reward model: a score head, "
+                "no LM head); load the causal-LM base it was trained on, with its reward adapter for `eval --trainer "
+                "reward`");
   const Architecture& arch = *c.architecture;
   const at::ScalarType dtype = options_.dtype;
   const at::Device device = options_.device;

@@ -7,6 +7,7 @@
 
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
+#include "autotrain/text_util.h"
 
 namespace autotrain {
 
@@ -227,6 +228,13 @@ ModelConfig load_model_config(const std::string& model_dir) {
   if (config.head_dim <= 0 || config.head_dim % 2 != 0) throw reader.bad_value("head_dim", "must be positive and even");
   config.rms_norm_eps = reader.number("rms_norm_eps", arch.default_rms_norm_eps);
   config.max_position_embeddings = reader.integer("max_position_embeddings", arch.default_max_position_embeddings);
+  config.initializer_range = reader.number("initializer_range", 0.02);
+  if (const auto it = document.find("architectures"); it != document.end() && it->is_array())
+    for (const auto& name : *it)
+      config.sequence_classification =
+          config.sequence_classification ||
+          (name.is_string() && ends_with(name.get<std::string>(), "ForSequenceClassification"));
+  if (!(config.initializer_range > 0)) throw reader.bad_value("initializer_range", "must be positive");
   config.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);
 
   bool attention_bias = arch.attention_bias_key.empty() ? false : reader.boolean(arch.attention_bias_key, false);

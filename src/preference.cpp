@@ -77,6 +77,15 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string
                     tokenizer.encode(prompt + with_eos(rejected), true), limits);
 }
 
+PreferencePair tokenize_reward_pair(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
+                                    const std::string& rejected) {
+  const std::string eos = tokenizer.eos_id() ? tokenizer.decode({*tokenizer.eos_id()}) : "";
+  auto ids = [&](const std::string& completion) {  // TRL appends the eos before it prepends the prompt
+    return tokenizer.encode(prompt + (eos.empty() || ends_with(completion, eos) ? completion : completion + eos), true);
+  };
+  return PreferencePair{{}, ids(chosen), ids(rejected), {}};
+}
+
 PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::string& prompt,
                                         const std::string& chosen, const std::string& rejected,
                                         const PreferenceLimits& limits) {
@@ -142,10 +151,13 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const ChatTemplat
 std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,
                                                   const std::string& split, const PreferenceLimits& limits) {
   const bool chat = params.chat_template == "tokenizer";
-  if ((!chat && !params.prompt_text_column) || !params.rejected_text_column)
-    throw Error("trainer \"" + params.trainer +
-                "\" reads a prompt, a chosen and a rejected text per record: set "
-                "\"prompt_text_column\" and \"rejected_text_column\" (the chosen text is \"text_column\")");
+  const bool reward = params.trainer == "reward";
+  if (!params.rejected_text_column || (!chat && !reward && !params.prompt_text_column))
+    throw Error("trainer \"" + params.trainer + "\" reads " +
+                (reward ? "a chosen and a rejected text per record: set \"rejected_text_column\""
+                        : "a prompt, a chosen and a rejected text per record: set \"prompt_text_column\" and "
+                          "\"rejected_text_column\"") +
+                " (the chosen text is \"text_column\")");
   const std::string path = resolve_split_file(params.data_path, split);
   std::vector<DataColumn> columns = {{params.text_column, "text_column"},
                                      {*params.rejected_text_column, "rejected_text_column"}};
@@ -153,8 +165,11 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
   std::vector<PreferencePair> pairs;
   int64_t too_long = 0;
   auto keep = [&](PreferencePair pair) {
+    // A reward pair is dropped when either whole sequence is too long (TRL's filter); a DPO / ORPO pair when its
+    // prompt alone fills max_length (the rest is cut by the collator).
     const size_t prompt = std::max(pair.prompt.size(), pair.rejected_prompt.size());
-    if (static_cast<int64_t>(prompt) >= limits.max_length)
+    const size_t longest = std::max(pair.chosen.size(), pair.rejected.size());
+    if (reward ? static_cast<int64_t>(longest) > limits.max_length : static_cast<int64_t>(prompt) >= limits.max_length)
       ++too_long;
     else
       pairs.push_back(std::move(pair));
@@ -165,6 +180,19 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
       auto messages = [&](size_t c) {
         return conversation_of(cells[c], where + ": column \"" + columns[c].name + "\"");
       };
+      if (reward) {  // AutoTrain renders each conversation to text; TRL tokenizes that text
+        auto rendered = [&](size_t c) {
+          OrderedJson conversation = params.prompt_text_column ? messages(2) : OrderedJson::array();
+          for (const auto& message : messages(c)) conversation.push_back(message);
+          try {
+            return chat_template.apply(conversation, false);
+          } catch (const Error& e) {
+            throw Error(where + ": " + e.what());
+          }
+        };
+        keep(tokenize_reward_pair(tokenizer, "", rendered(0), rendered(1)));
+        return;
+      }
       ConversationPair conversation;
       if (params.prompt_text_column) {
         if (cells[2].is_string() && !cells[2].get_ref<const std::string&>().empty() &&
@@ -185,13 +213,23 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
     });
   } else {
     for_each_record(path, columns, [&](const Row& row) {
-      keep(params.trainer == "orpo" ? tokenize_orpo_preference(tokenizer, row[2], row[0], row[1], limits)
-                                    : tokenize_preference(tokenizer, row[2], row[0], row[1], limits));
+      if (reward)
+        keep(tokenize_reward_pair(tokenizer, params.prompt_text_column ? row[2] : std::string(), row[0], row[1]));
+      else if (params.trainer == "orpo")
+        keep(tokenize_orpo_preference(tokenizer, row[2], row[0], row[1], limits));
+      else
+        keep(tokenize_preference(tokenizer, row[2], row[0], row[1], limits));
     });
   }
-  if (too_long > 0)
+  if (too_long > 0 && reward)
+    log::warn(log::cat(path, ": ", too_long, " pair(s) dropped: the chosen or the rejected text is longer than ",
+                       "block_size ", limits.max_length, " tokens (TRL's RewardTrainer drops them too)"));
+  else if (too_long > 0)
     log::warn(log::cat(path, ": ", too_long, " pair(s) dropped: the prompt alone fills block_size ", limits.max_length,
                        ", leaving no completion token"));
+  if (pairs.empty() && reward)
+    throw Error(path + ": every pair has a text longer than max_length (block_size " +
+                std::to_string(limits.max_length) + " tokens), so none is left to train on; raise block_size");
   if (pairs.empty())
     throw Error(path + ": every prompt fills max_length (block_size " + std::to_string(limits.max_length) +
                 ") by itself, so no pair has a completion token to train on; raise block_size or lower "
@@ -284,6 +322,22 @@ PreferenceLoss orpo_loss(const at::Tensor& chosen_mean_logps, const at::Tensor& 
   out.metrics.emplace_back("nll_loss", nll.detach().item<double>());
   out.metrics.emplace_back("log_odds_ratio", ratio.detach().mean().item<double>());
   out.metrics.emplace_back("log_odds_chosen", log_odds.detach().mean().item<double>());
+  return out;
+}
+
+PreferenceLoss reward_loss(const at::Tensor& chosen_rewards, const at::Tensor& rejected_rewards) {
+  PreferenceLoss out;
+  out.loss = -at::log_sigmoid(chosen_rewards - rejected_rewards).mean();
+  at::NoGradGuard no_grad;
+  const at::Tensor chosen = chosen_rewards.detach(), rejected = rejected_rewards.detach();
+  const at::Tensor all = at::cat({chosen, rejected});
+  out.accuracy = chosen.gt(rejected).to(at::kFloat).mean().item<double>();
+  out.margin = (chosen - rejected).mean().item<double>();
+  out.metrics.emplace_back("min_reward", all.min().item<double>());
+  out.metrics.emplace_back("mean_reward", all.mean().item<double>());
+  out.metrics.emplace_back("max_reward", all.max().item<double>());
+  out.metrics.emplace_back("accuracy", out.accuracy);
+  out.metrics.emplace_back("margin", out.margin);
   return out;
 }
 

@@ -199,6 +199,10 @@ namespace {
 
 // A batch of pairs' loss: DPO against the reference (adapters disabled, no gradient), or ORPO from the policy alone.
 PreferenceLoss batch_preference_loss(TrainableModel& model, const PreferenceBatch& batch, const PreferenceData& data) {
+  if (data.loss == "reward") {
+    const std::vector<at::Tensor> halves = model.sequence_rewards(batch.input_ids, data.pad_id).chunk(2);
+    return reward_loss(halves[0], halves[1]);
+  }
   if (data.loss == "orpo") {
     // The completions, and the rest of each sequence (the prompt): disjoint, so every token's logits are made once.
     const at::Tensor prompts = batch.attention_mask.logical_and(batch.completion_mask.logical_not());
@@ -259,6 +263,8 @@ nlohmann::json evaluate_preference(TrainableModel& model, const std::vector<Pref
   }
   model.set_training(true);
   const auto n = static_cast<double>(pairs.size());
+  if (data.loss == "reward")
+    return {{"eval_loss", loss / n}, {"eval_accuracy", accuracy / n}, {"eval_margin", margin / n}};
   return {{"eval_loss", loss / n}, {"eval_rewards/accuracies", accuracy / n}, {"eval_rewards/margins", margin / n}};
 }
 

@@ -626,10 +626,6 @@ TEST(Dpo, ConfigNeedsThePromptAndRejectedColumns) {
   EXPECT_NO_THROW(parse({{"model_ref", "other"}}));  // ignored with peft, as AutoTrain does (Dpo.ModelRefIsIgnored...)
   // Conversations: the prompt may be left implicit (the turns chosen and rejected share).
   EXPECT_NO_THROW(parse({{"chat_template", "tokenizer"}, {"prompt_text_column", nullptr}}));
-  EXPECT_NE(testing::error_message_of([&] {
-              parse({{"trainer", "reward"}});
-            }).find("not supported yet"),
-            std::string::npos);
   // ORPO: the same columns; TRL's ORPOTrainer takes text only, and has no reference model to name.
   EXPECT_NO_THROW(parse({{"trainer", "orpo"}}));
   EXPECT_NE(testing::error_message_of([&] {

@@ -17,7 +17,17 @@ struct AdapterConfig {
   LoraOptions lora;
   std::vector<std::string> target_modules;  // q_proj, ..., in the order given
   std::string base_model_name_or_path;
+  // CAUSAL_LM, or SEQ_CLS for a reward model (trainer reward), whose adapter also holds the score head in full:
+  // modules_to_save {"classifier", "score"} as PEFT sets them for SEQ_CLS.
+  std::string task_type = "CAUSAL_LM";
+  std::vector<std::string> modules_to_save;
+  bool is_reward_model() const { return task_type == "SEQ_CLS"; }
 };
+
+// A reward model's score head (transformers' *ForSequenceClassification `score`, num_labels 1, no bias: (1,
+// hidden_size)) as PEFT names it in a SEQ_CLS adapter's adapter_model.safetensors, and in a merged model.
+inline constexpr const char* kScoreTensorName = "base_model.model.score.weight";
+inline constexpr const char* kMergedScoreTensorName = "score.weight";
 
 // The name PEFT gives a LoRA matrix in adapter_model.safetensors:
 // base_model.model.model.layers.{layer}.self_attn.q_proj.lora_A.weight (mlp.* for the MLP projections).
@@ -27,7 +37,8 @@ std::string module_parent(const std::string& module);
 
 nlohmann::json peft_adapter_config_json(const AdapterConfig& config);
 // Reads adapter_config.json; throws Error naming the file and key for what we cannot use (DoRA, a
-// non-LoRA peft_type, modules_to_save, bias other than "none", fan_in_fan_out, ...).
+// non-LoRA peft_type, modules_to_save other than a SEQ_CLS adapter's score head, bias other than "none",
+// fan_in_fan_out, a task_type other than CAUSAL_LM / SEQ_CLS, ...).
 AdapterConfig load_adapter_config(const std::string& folder);
 
 // Writes folder/adapter_model.safetensors then folder/adapter_config.json, each atomically (the config

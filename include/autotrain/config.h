@@ -57,7 +57,8 @@ struct TrainingParams {
   double lora_alpha = 32;
   double lora_dropout = 0.05;
 
-  // DPO / ORPO / reward trainers (accepted for compatibility; used by no trainer we support yet).
+  // DPO / ORPO / reward trainers: model_ref is ignored with peft (as AutoTrain); prompt_text_column and
+  // rejected_text_column name the pairs' columns (text_column the chosen).
   std::optional<std::string> model_ref;
   double dpo_beta = 0.1;
   int64_t max_prompt_length = 128;

@@ -29,7 +29,8 @@ struct EvaluationResult {
   // trainer "dpo" / "orpo": the adapter scored against its base, the DPO reference (ORPO: the model alone); loss is
   // the mean DPO / ORPO loss of the pairs
   // (no blocks, no perplexity) and the rewards (beta x log-ratio) rank the chosen above the rejected completion
-  // for reward_accuracy of them, by reward_margin on average.
+  // for reward_accuracy of them, by reward_margin on average. Trainer "reward": a reward adapter's head scores each
+  // text; loss is the mean -log sigmoid(r_chosen - r_rejected), reward_accuracy / reward_margin of those rewards.
   bool preference = false;
   int64_t pairs = 0;
   double reward_accuracy = 0, reward_margin = 0;

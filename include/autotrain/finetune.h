@@ -37,11 +37,16 @@ at::ScalarType compute_dtype(const TrainingParams& params);
 std::string default_cache_dir();
 
 // The model settings `train` uses for params: compute dtype, quantization, LoRA targets and options,
-// gradient checkpointing (on unless disable_gradient_checkpointing). Trainers dpo and orpo train with LoRA dropout
-// off, as TRL's DPOTrainer and ORPOTrainer (which AutoTrain runs for them) do by default (disable_dropout).
+// gradient checkpointing (on unless disable_gradient_checkpointing). Trainers dpo, orpo and reward train with LoRA
+// dropout off, as TRL's DPOTrainer, ORPOTrainer and RewardTrainer (which AutoTrain runs for them) do by default
+// (disable_dropout).
 ModelOptions finetune_model_options(const TrainingParams& params);
+// TRL's trainer class that AutoTrain runs for `trainer` (dpo: DPOTrainer, orpo: ORPOTrainer, reward:
+// RewardTrainer); empty for the default and sft trainers, which train on packed blocks.
+std::string trl_trainer_name(const std::string& trainer);
 // The PEFT adapter settings written for a model built with `options`, with params' lora_dropout (as PEFT's
-// adapter_config.json records it where TRL trained without it).
+// adapter_config.json records it where TRL trained without it); trainer reward: task_type SEQ_CLS with the score
+// head among modules_to_save, as AutoTrain's LoraConfig and PEFT make it.
 AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelOptions& options);
 
 // The token ids of a split as AutoTrain's default trainer makes them (eos appended as text, then the
@@ -49,8 +54,9 @@ AdapterConfig finetune_adapter_config(const TrainingParams& params, const ModelO
 TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& tokenizer, const std::string& split,
                              const std::string& cache_dir);
 
-// Trainer "dpo": the pairs of the train and valid splits (read_preference_split, max_length block_size, AutoTrain's
-// max_prompt_length / max_completion_length), dpo_beta, and the pad id (the tokenizer's pad token, else its eos).
+// Trainers dpo, orpo and reward: the pairs of the train and valid splits (read_preference_split, max_length
+// block_size, AutoTrain's max_prompt_length / max_completion_length), dpo_beta, and the pad id (the tokenizer's pad
+// token, else its eos).
 PreferenceData read_preference_data(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size);
 // The same without pairs: max_length, beta and pad id; and the limits read_preference_split takes.
 PreferenceData preference_settings(const TrainingParams& params, const Tokenizer& tokenizer, int64_t block_size);
@@ -61,6 +67,14 @@ PreferenceLimits preference_limits(const TrainingParams& params, int64_t block_s
 // the PEFT adapter writer for `adapter`'s settings.
 TrainableModel trainable_model(CausalLM& model, const AdapterConfig& adapter,
                                int64_t loss_chunk_bytes = lm_loss_chunk_bytes());
+
+// Trainer reward: a new score head (kScoreTensorName, autotrain/adapter.h): (1, hidden_size) fp32 on the model's
+// device, drawn from normal(0, initializer_range) by the default generator, as transformers initialises a head the
+// checkpoint lacks.
+at::Tensor new_score_head(const CausalLM& model);
+// Makes `trainable` a reward model: `score` joins its parameters (last, after the LoRA matrices), sequence_rewards
+// scores sequences with it, and save_adapter writes it beside the LoRA matrices (adapter's SEQ_CLS settings).
+void attach_reward_head(TrainableModel& trainable, CausalLM& model, const AdapterConfig& adapter, at::Tensor score);
 
 // Tokenizes, loads the model and trains, in this process or as one worker of a data-parallel job when
 // RANK and WORLD_SIZE are set. Out of memory, it throws Error with the estimator's breakdown and changes

@@ -30,6 +30,7 @@ struct MergeSummary {
   int64_t tensors = 0;         // tensors written in all
   uint64_t bytes = 0;          // tensor bytes written
   std::vector<std::string> files;  // weight files written (index last), inside out_dir
+  bool reward_model = false;       // a SEQ_CLS adapter: *ForSequenceClassification, score.weight for lm_head
 };
 
 // Validates base and adapter completely (nothing is written when they do not fit together), then writes

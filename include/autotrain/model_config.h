@@ -77,6 +77,9 @@ struct ModelConfig {
   int64_t head_dim = 0;             // default: the architecture's, else hidden_size / num_attention_heads
   double rms_norm_eps = 1e-6;
   int64_t max_position_embeddings = 0;
+  double initializer_range = 0.02;  // the std of transformers' normal init (a reward model's new score head)
+  // architectures[0] ends with "ForSequenceClassification" (a merged reward model): a score head, no LM head.
+  bool sequence_classification = false;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // q/k/v projections carry a bias
   bool o_bias = false;

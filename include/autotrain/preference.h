@@ -50,6 +50,13 @@ PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::s
                                         const std::string& chosen, const std::string& rejected,
                                         const PreferenceLimits& limits);
 
+// TRL's RewardTrainer's tokenization of a text pair (AutoTrain's trainer "reward"): each of prompt + chosen and
+// prompt + rejected, the eos token's text appended when it does not end with it, tokenized with the special tokens
+// (bos). The whole sequences go into `chosen` and `rejected`; `prompt` stays empty (a reward model scores the whole
+// text). No cut: read_preference_split drops a pair whose either sequence passes max_length, as TRL filters them.
+PreferencePair tokenize_reward_pair(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
+                                    const std::string& rejected);
+
 // A conversational pair (chat_template "tokenizer"): message lists, as TRL's conversational preference datasets.
 struct ConversationPair {
   OrderedJson prompt, chosen, rejected;
@@ -70,6 +77,9 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const ChatTemplat
 // chat_template "tokenizer" the columns hold conversations rendered by the model's template; prompt_text_column may
 // then be null (the implicit prompt). A pair whose prompt alone fills max_length would keep no completion token, so it
 // is dropped (as TRL drops it) with a warning counting them. Throws Error naming the file when no pair is left.
+// Trainer reward: tokenize_reward_pair, prompt_text_column optional (prepended when given); with chat_template
+// "tokenizer" AutoTrain renders each conversation (the prompt's messages first when given) to text with the model's
+// template, and TRL then tokenizes that text as above. A pair is dropped when either sequence passes max_length.
 std::vector<PreferencePair> read_preference_split(const TrainingParams& params, const Tokenizer& tokenizer,
                                                   const std::string& split, const PreferenceLimits& limits);
 
@@ -103,5 +113,10 @@ PreferenceLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& polic
 // above, logps/chosen, logps/rejected (the means per token), nll_loss, log_odds_ratio, log_odds_chosen.
 PreferenceLoss orpo_loss(const at::Tensor& chosen_mean_logps, const at::Tensor& rejected_mean_logps,
                          const at::Tensor& nll, double beta);
+
+// The reward model's loss (TRL's RewardTrainer, no margin column, center_rewards_coefficient unset): the mean over
+// the pairs of -log sigmoid(r_chosen - r_rejected), from the score head's rewards (b,). Logged as TRL: min_reward,
+// mean_reward, max_reward (over both halves), accuracy (share of pairs with r_chosen > r_rejected), margin.
+PreferenceLoss reward_loss(const at::Tensor& chosen_rewards, const at::Tensor& rejected_rewards);
 
 }  // namespace autotrain

@@ -41,6 +41,10 @@ struct TrainableModel {
   // overlap pay for their shared tokens twice.
   std::function<std::vector<at::Tensor>(const at::Tensor& input_ids, const std::vector<at::Tensor>& masks)>
       sequence_logps;
+  // A reward model's rewards (trainer "reward"): per sequence (N,) fp32 the score head's output at its last token
+  // that is not pad_id, as transformers' *ForSequenceClassification pools it. Differentiable in the LoRA parameters
+  // and the head; unset without a head (attach_reward_head, autotrain/finetune.h).
+  std::function<at::Tensor(const at::Tensor& input_ids, int64_t pad_id)> sequence_rewards;
   // Off: the frozen base alone (the DPO reference), as PEFT's disable_adapter().
   std::function<void(bool enabled)> set_adapters_enabled;
   // Writes adapter_config.json + adapter_model.safetensors (the parameters' current values) into a folder.
@@ -64,7 +68,7 @@ struct PreferenceData {
   int64_t max_length = 1024;  // of prompt + completion (block_size)
   int64_t pad_id = 0;
   double beta = 0.1;          // dpo_beta (ORPO's lambda too, as AutoTrain passes it)
-  std::string loss = "dpo";   // dpo (against the reference) or orpo (the policy alone)
+  std::string loss = "dpo";   // dpo (against the reference), orpo (the policy alone) or reward (a score head)
   std::string fingerprint;
 };
 
@@ -112,9 +116,10 @@ double evaluate(TrainableModel& model, const TokenizedText& text, int64_t block_
                 ProcessGroup* group = nullptr,
                 const std::function<void(int64_t blocks, double loss_sum)>& on_batch = {});
 
-// The DPO (or ORPO) loss of every pair of `pairs` in micro-batches of batch_size, the model in eval mode: the
-// micro-batches' losses and rewards' accuracy and margin weighted by their pairs (eval_loss,
-// eval_rewards/accuracies, eval_rewards/margins), as transformers' evaluation loop averages the loss.
+// The DPO (or ORPO, or reward) loss of every pair of `pairs` in micro-batches of batch_size, the model in eval mode:
+// the micro-batches' losses and rewards' accuracy and margin weighted by their pairs (eval_loss,
+// eval_rewards/accuracies, eval_rewards/margins; a reward model's: eval_loss, eval_accuracy, eval_margin, as TRL's
+// RewardTrainer names them), as transformers' evaluation loop averages the loss.
 nlohmann::json evaluate_preference(TrainableModel& model, const std::vector<PreferencePair>& pairs,
                                    const PreferenceData& data, int64_t batch_size);
 
@@ -122,8 +127,9 @@ nlohmann::json evaluate_preference(TrainableModel& model, const std::vector<Pref
 // SIGINT / SIGTERM end it after the current step with a checkpoint, and it throws Error saying how to resume.
 TrainingSummary train(TrainableModel& model, const TrainingData& data, const TrainerOptions& options);
 
-// The same loop over preference pairs with the DPO or ORPO loss (trainer "dpo" / "orpo"): a step's loss is the mean
-// of its micro-batches' losses, as TRL's DPOTrainer / ORPOTrainer under transformers' gradient accumulation, and
+// The same loop over preference pairs with the DPO, ORPO or reward loss (trainer "dpo" / "orpo" / "reward"): a step's
+// loss is the mean of its micro-batches' losses, as TRL's DPOTrainer / ORPOTrainer / RewardTrainer under
+// transformers' gradient accumulation, and
 // each step's record adds what TRL logs (preference.h), averaged over the step's micro-batches. One process only
 // (no data-parallel group).
 TrainingSummary train_preference(TrainableModel& model, const PreferenceData& data, const TrainerOptions& options);

@@ -56,11 +56,12 @@ ModelConfig read_model_config(const std::string& path) {
   }
 }
 
-// The tokens `train` steps through in an epoch. Trainers dpo and orpo: two sequences a pair, each counted at block_size
-// tokens (a micro-batch is padded to its longest, at most that), so its steps are exact and its time an upper bound.
+// The tokens `train` steps through in an epoch. Trainers dpo, orpo and reward: two sequences a pair, each counted at
+// block_size tokens (a micro-batch is padded to its longest, at most that), so its steps are exact and its time an
+// upper bound.
 int64_t count_dataset_tokens(const TrainingParams& params, const std::string& cache_dir) {
   auto tokenizer = Tokenizer::load(params.model);
-  if (params.trainer == "dpo" || params.trainer == "orpo") {
+  if (!trl_trainer_name(params.trainer).empty()) {
     const int64_t block_size = effective_block_size(params);
     const auto pairs =
         read_preference_split(params, *tokenizer, params.train_split, preference_limits(params, block_size));

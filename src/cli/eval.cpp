@@ -64,11 +64,11 @@ Command add_eval_command(CLI::App& parent) {
   app->add_option("-d,--data", o->data_path, "A data file, or a folder of <split>.jsonl|json|csv|txt (data_path)");
   app->add_option("-s,--split", o->evaluate.split, "The split to score (default: the config's valid_split)");
   app->add_option("--text-column", o->text_column,
-                  "The column of texts (text_column; default text); trainers dpo / orpo: the chosen completions");
+                  "The column of texts (text_column; default text); trainers dpo / orpo / reward: the chosen ones");
   app->add_option("--prompt-text-column", o->prompt_text_column,
-                  "Trainers dpo / orpo: the prompts' column (prompt_text_column)");
+                  "Trainers dpo / orpo: the prompts' column (prompt_text_column); reward: prepended when given");
   app->add_option("--rejected-text-column", o->rejected_text_column,
-                  "Trainers dpo / orpo: the rejected completions' column (rejected_text_column)");
+                  "Trainers dpo / orpo / reward: the rejected texts' column (rejected_text_column)");
   o->block_size_option =
       app->add_option("--block-size", o->block_size, "Tokens per block (block_size; -1: min(model_max_length, 1024))");
   app->add_option("--quantization", o->quantization, "The base's 7 projections: int4 (NF4), int8 or none")
@@ -80,8 +80,9 @@ Command add_eval_command(CLI::App& parent) {
       ->check(CLI::IsMember({"tokenizer", "none"}));
   app->add_option("--trainer", o->trainer, "How texts are packed: default (eos as text, add_eos_token) or sft "
                                            "(the eos id after every text); dpo / orpo: the DPO / ORPO loss and "
-                                           "rewards of preference pairs")
-      ->check(CLI::IsMember({"default", "sft", "dpo", "orpo"}));
+                                           "rewards of preference pairs; reward: a reward adapter's loss, "
+                                           "accuracy and margin on pairs")
+      ->check(CLI::IsMember({"default", "sft", "dpo", "orpo", "reward"}));
   app->add_option("-b,--batch-size", o->evaluate.batch_size, "Blocks per forward (default: batch_size)")
       ->check(CLI::PositiveNumber);
   add_device_option(*app, o->evaluate.device);

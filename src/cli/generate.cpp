@@ -118,6 +118,9 @@ Command add_generate_command(CLI::App& parent) {
     std::optional<AdapterConfig> adapter;
     if (!o->adapter_dir.empty()) {
       adapter = load_adapter_config(o->adapter_dir);
+      if (adapter->is_reward_model())
+        throw Error(o->adapter_dir + "/adapter_config.json: a reward model's adapter (task_type SEQ_CLS) scores texts "
+                    "and does not generate; score pairs with `autotrain eval --trainer reward`");
       options.lora_target_modules = adapter->target_modules;
       options.lora = adapter->lora;
     }

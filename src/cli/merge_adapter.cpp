@@ -48,7 +48,10 @@ Command add_merge_adapter_command(CLI::App& parent) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log::info(log::cat("merged ", summary.merged_weights, " LoRA weights; wrote ", summary.tensors, " tensors (",
                        format_count(double(summary.bytes)), "B) in ", summary.files.size(), " file(s) to ",
-                       arguments->out, " in ", format_duration(seconds)));
+                       arguments->out, " in ", format_duration(seconds),
+                       summary.reward_model ? "; a reward model (*ForSequenceClassification): the adapter's score "
+                                              "head in place of lm_head"
+                                            : ""));
   };
   return {app, run};
 }

@@ -13,15 +13,16 @@
 # from Trainer.train's wall time) and the whole process's peak RSS (/usr/bin/time).
 # AUTOTRAIN_BENCH_TRAINER=dpo: DPO instead, against TRL's DPOTrainer, on configs/example-dpo/data's 160 pairs (two
 # epochs, beta 0.1, max_length 256, no evaluation); tokens are those of each pair's chosen and rejected sequences.
-# AUTOTRAIN_BENCH_TRAINER=orpo: ORPO on the same pairs, against TRL's ORPOTrainer.
+# AUTOTRAIN_BENCH_TRAINER=orpo: ORPO on the same pairs, against TRL's ORPOTrainer; =reward: a reward model on them,
+# against TRL's RewardTrainer (the prompt prepended; tokens those of each pair's two sequences).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
 ARCH="${AUTOTRAIN_BENCH_ARCH:-llama}"
 [[ $ARCH == llama || $ARCH == qwen3 ]] || { echo "AUTOTRAIN_BENCH_ARCH must be llama or qwen3" >&2; exit 2; }
 TRAINER="${AUTOTRAIN_BENCH_TRAINER:-sft}"
-[[ $TRAINER == sft || $TRAINER == dpo || $TRAINER == orpo ]] ||
-  { echo "AUTOTRAIN_BENCH_TRAINER must be sft, dpo or orpo" >&2; exit 2; }
+[[ $TRAINER == sft || $TRAINER == dpo || $TRAINER == orpo || $TRAINER == reward ]] ||
+  { echo "AUTOTRAIN_BENCH_TRAINER must be sft, dpo, orpo or reward" >&2; exit 2; }
 DIR="${BENCH_DIR:-/tmp/autotrain_bench_train}$( [ "$ARCH" = llama ] || echo "-$ARCH" )"
 PYTHON="${AUTOTRAIN_PYTHON:-$(sed -n 's/^AUTOTRAIN_PYTHON:FILEPATH=//p' "$BUILD/CMakeCache.txt")}"
 mkdir -p "$DIR"
@@ -52,7 +53,7 @@ peak_rss_mb() { sed -n 's/^\s*Maximum resident set size (kbytes): //p' "$1" | aw
 printf "%-6s %14s %14s %8s %12s %12s %8s\n" quant "ours tok/s" "peer tok/s" ratio "ours MB" "peer MB" ratio
 for quant in int4 none; do
   cfg="$DIR/params-$TRAINER-$quant.json"
-  if [[ $TRAINER == dpo || $TRAINER == orpo ]]; then
+  if [[ $TRAINER != sft ]]; then
     data='"data_path": "'"$ROOT"'/configs/example-dpo/data", "trainer": "'"$TRAINER"'", "prompt_text_column": "prompt",
  "text_column": "chosen", "rejected_text_column": "rejected", "dpo_beta": 0.1, "valid_split": null, "epochs": 2,'
   else

@@ -5,8 +5,10 @@ AutoTrain's default trainer does (eos appended as text, tokenize, concatenate, c
 With "trainer": "dpo", TRL's DPOTrainer instead (sigmoid loss, the base with the adapter disabled as the reference,
 max_length block_size kept from the start, as our DPO), on the prompt / chosen / rejected columns; its tokens are
 those of each pair's two sequences as the collator cuts them, as ours counts them. With "trainer": "orpo", TRL's
-ORPOTrainer (trl.experimental.orpo) on the same columns, no reference model, its tokens counted the same way.
-Both preference trainers run in the config's precision (TRL would default to bf16 autocast, on a CPU too).
+ORPOTrainer (trl.experimental.orpo) on the same columns, no reference model, its tokens counted the same way. With
+"trainer": "reward", TRL's RewardTrainer on AutoModelForSequenceClassification (num_labels 1, PEFT task SEQ_CLS: the
+score head trained in full), the prompt column prepended, pairs longer than block_size dropped, as AutoTrain runs it.
+The preference trainers run in the config's precision (TRL would default to bf16 autocast, on a CPU too).
 Prints one JSON line: {"tokens": ..., "train_seconds": ..., "tokens_per_second": ...}."""
 import argparse
 import json
@@ -75,9 +77,9 @@ def preference_pairs(config):
 
 
 def preference_arguments(config, gradient_checkpointing):
-    """The keyword arguments DPOConfig and ORPOConfig share for the run."""
+    """The keyword arguments DPOConfig, ORPOConfig and RewardConfig share for the run (the first two add beta)."""
     precision = config.get("mixed_precision") or "none"
-    return dict(output_dir="/tmp/bench_train_peer", beta=config.get("dpo_beta", 0.1), max_length=config["block_size"],
+    return dict(output_dir="/tmp/bench_train_peer", max_length=config["block_size"],
                 per_device_train_batch_size=config["batch_size"],
                 gradient_accumulation_steps=config["gradient_accumulation"], num_train_epochs=config["epochs"],
                 learning_rate=config["lr"], lr_scheduler_type=config["scheduler"],
@@ -98,8 +100,8 @@ def train_dpo(config, model, tokenizer, lora, gradient_checkpointing):
     """TRL's DPOTrainer over the config's preference pairs; (tokens, seconds) of trainer.train()."""
     from trl import DPOConfig, DPOTrainer
 
-    args = DPOConfig(**preference_arguments(config, gradient_checkpointing), truncation_mode="keep_start",
-                     precompute_ref_log_probs=False)
+    args = DPOConfig(**preference_arguments(config, gradient_checkpointing), beta=config.get("dpo_beta", 0.1),
+                     truncation_mode="keep_start", precompute_ref_log_probs=False)
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=preference_pairs(config),
                          processing_class=tokenizer, peft_config=lora)
     max_length = config["block_size"]
@@ -112,7 +114,8 @@ def train_orpo(config, model, tokenizer, lora, gradient_checkpointing):
     """TRL's ORPOTrainer over the config's preference pairs; (tokens, seconds) of trainer.train()."""
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    args = ORPOConfig(**preference_arguments(config, gradient_checkpointing), max_completion_length=None)
+    args = ORPOConfig(**preference_arguments(config, gradient_checkpointing), beta=config.get("dpo_beta", 0.1),
+                      max_completion_length=None)
     if tokenizer.pad_token is None:  # as AutoTrain's get_tokenizer (DPOTrainer falls back to eos by itself)
         tokenizer.pad_token = tokenizer.eos_token
     trainer = ORPOTrainer(model=model, args=args, train_dataset=preference_pairs(config), processing_class=tokenizer,
@@ -120,6 +123,23 @@ def train_orpo(config, model, tokenizer, lora, gradient_checkpointing):
     max_length = config["block_size"]
     tokens = config["epochs"] * sum(min(len(r[f"{side}_input_ids"]), max_length)
                                     for r in trainer.train_dataset for side in ("chosen", "rejected"))
+    return tokens, timed_train(trainer)
+
+
+def train_reward(config, model, tokenizer, lora, gradient_checkpointing):
+    """TRL's RewardTrainer over the config's preference pairs; (tokens, seconds) of trainer.train()."""
+    from trl import RewardConfig, RewardTrainer
+
+    args = RewardConfig(**preference_arguments(config, gradient_checkpointing))
+    lora.task_type = "SEQ_CLS"  # as AutoTrain's LoraConfig: PEFT then trains and saves the score head
+    trainer = RewardTrainer(model=model, args=args, train_dataset=preference_pairs(config), processing_class=tokenizer,
+                            peft_config=lora)
+    # TRL casts a quantized model's trainable parameters to bf16 (QLoRA's recipe), and the score head in bf16 then
+    # meets fp32 hidden states outside autocast; back to fp32, the computation ours makes in an fp32 run.
+    for parameter in trainer.model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()
+    tokens = config["epochs"] * sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in trainer.train_dataset)
     return tokens, timed_train(trainer)
 
 
@@ -138,13 +158,17 @@ def main():
     if quantization == "int4":
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=torch.float32)
-    model = AutoModelForCausalLM.from_pretrained(config["model"], **kwargs)
+    if config.get("trainer") == "reward":  # the base with a new score head, as AutoTrain loads it
+        from transformers import AutoModelForSequenceClassification
+        model = AutoModelForSequenceClassification.from_pretrained(config["model"], num_labels=1, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(config["model"], **kwargs)
     targets = [t.strip() for t in config["target_modules"].split(",")]
     lora = LoraConfig(r=config["lora_r"], lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
                       target_modules=targets, task_type="CAUSAL_LM")
     gradient_checkpointing = not config.get("disable_gradient_checkpointing", False)
-    if config.get("trainer") in ("dpo", "orpo"):  # TRL makes the adapter (given one, DPO would copy it as a reference)
-        train_preference = train_dpo if config["trainer"] == "dpo" else train_orpo
+    if config.get("trainer") in ("dpo", "orpo", "reward"):  # TRL makes the adapter (DPO would copy a given one)
+        train_preference = {"dpo": train_dpo, "orpo": train_orpo, "reward": train_reward}[config["trainer"]]
         tokens, seconds = train_preference(config, model, tokenizer, lora, gradient_checkpointing)
         print(json.dumps({"tokens": tokens, "train_seconds": seconds, "tokens_per_second": tokens / seconds}))
         return

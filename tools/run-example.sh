@@ -2,7 +2,8 @@
 # The README's main-job command: installs what is missing, builds, writes the demo model, then trains a
 # LoRA adapter on the bundled example data (configs/example), scores the data with and without it, and generates
 # text with it; then the same for the chat example (configs/example-chat: conversations, trainer sft, the tiny
-# Qwen2 fixture with ChatML), and a DPO run on preference pairs (configs/example-dpo: trainer dpo).
+# Qwen2 fixture with ChatML), a DPO run on preference pairs (configs/example-dpo: trainer dpo), and a reward model on
+# the same pairs (configs/example-reward: trainer reward), merged into a *ForSequenceClassification folder.
 #
 # The demo model is the random-initialised tiny Llama that tools/make_fixtures.py writes (no pretrained
 # model ships in a Debian or PyPI package we can use offline), so the loss falls from ~6.9 (uniform over
@@ -34,3 +35,9 @@ echo "== the preference example (configs/example-dpo): trainer dpo on prompt / c
 build/autotrain train --config configs/example-dpo/training_params.json --no-resume
 echo "== the adapter against its base (the DPO reference) on the validation pairs:"
 build/autotrain eval --config configs/example-dpo/training_params.json
+echo "== a reward model on the same pairs (configs/example-reward): trainer reward, a score head beside the LoRA"
+build/autotrain train --config configs/example-reward/training_params.json --no-resume
+echo "== its loss, accuracy and margin on the validation pairs, then merged into a *ForSequenceClassification model:"
+build/autotrain eval --config configs/example-reward/training_params.json
+build/autotrain merge-adapter --base build/fixtures/models/llama --adapter example-reward-run \
+  --out example-reward-run-merged --force

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "autotrain/adapter.h"
@@ -214,6 +215,22 @@ TEST(RewardCuda, TenStepsGiveTrlsLossesMetricsAndWeights) {
   expect_ten_steps_as_trl("cuda", 10);
 }
 
+// One epoch of the oracle's pairs through run_finetune, as `autotrain train` runs it, on the oracle's LoRA targets with
+// the base in `quantization`, into dir/project: the params (project_name the adapter's folder) and the summary.
+std::pair<TrainingParams, TrainingSummary> train_one_epoch(const nlohmann::json& settings, const testing::TempDir& dir,
+                                                           const std::string& quantization) {
+  TrainingParams p = oracle_params(settings);
+  p.project_name = dir.file("project");
+  p.epochs = 1;
+  p.quantization = quantization;
+  p.target_modules = "q_proj,k_proj,v_proj,o_proj";
+  FinetuneOptions options;
+  options.cache_dir = dir.file("cache");
+  options.device = "cpu";
+  const TrainingSummary summary = run_finetune(p, options);
+  return {p, summary};
+}
+
 // Through run_finetune as `autotrain train` runs it: a SEQ_CLS adapter (PEFT's names, the head beside the LoRA
 // matrices, modules_to_save as PEFT writes them) and TRL's metrics in project_name; `eval` of TRL's final adapter
 // gives its last evaluation, and eval without an adapter, or of a language model's adapter, is refused.
@@ -221,15 +238,7 @@ TEST(Reward, TrainWritesASeqClsAdapterThatEvalScores) {
   const auto settings = read_json(kOracle + "/settings.json");
   const auto steps = read_json(kOracle + "/steps.json");
   testing::TempDir run;
-  TrainingParams p = oracle_params(settings);
-  p.project_name = run.file("project");
-  p.epochs = 1;
-  p.quantization = "int4";
-  p.target_modules = "q_proj,k_proj,v_proj,o_proj";  // the oracle's
-  FinetuneOptions options;
-  options.cache_dir = run.file("cache");
-  options.device = "cpu";
-  const TrainingSummary summary = run_finetune(p, options);
+  const auto [p, summary] = train_one_epoch(settings, run, "int4");
   EXPECT_EQ(summary.steps, 5);
   EXPECT_TRUE(summary.eval_loss.has_value());
   const auto config = read_json(p.project_name + "/adapter_config.json");
@@ -276,14 +285,7 @@ TEST(Reward, TrainWritesASeqClsAdapterThatEvalScores) {
 TEST(Reward, OurAdapterAndItsMergeGiveOurRewardsInPeftAndTransformers) {
   const auto settings = read_json(kOracle + "/settings.json");
   testing::TempDir dir;
-  TrainingParams p = oracle_params(settings);
-  p.project_name = dir.file("project");
-  p.epochs = 1;
-  p.target_modules = "q_proj,k_proj,v_proj,o_proj";
-  FinetuneOptions options;
-  options.cache_dir = dir.file("cache");
-  options.device = "cpu";
-  run_finetune(p, options);
+  const TrainingParams p = train_one_epoch(settings, dir, "none").first;
 
   RewardModel reward = load_reward_model(p, settings, p.project_name);
   reward.trainable.set_training(false);

@@ -131,6 +131,19 @@ def make_records(specs, rng, words, tokenizer):
     return records
 
 
+def chatml_tokenizer(model_dir):
+    """The Qwen2 fixture's tokenizer (no bos token; eos = pad = "<|endoftext|>", id 0) given CHATML, and the ids of
+    "<|im_end|>" and "\n"."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer.chat_template is None  # else the C++ side would render that one, not CHATML
+    assert tokenizer.bos_token is None and tokenizer.eos_token == "<|endoftext|>" and tokenizer.eos_token_id == 0
+    assert tokenizer.pad_token == tokenizer.eos_token
+    tokenizer.chat_template = CHATML
+    im_end, newline = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("Ċ")
+    assert im_end == 2 and tokenizer(text="\n", add_special_tokens=False)["input_ids"] == [newline]
+    return tokenizer, im_end, newline
+
+
 def message(role, content):
     return {"role": role, "content": content}
 
@@ -167,13 +180,17 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-class RecordingTrainer(DPOTrainer):
-    """Keeps every micro-batch's loss unrounded (training_step's value and compute_loss's raw mean over pairs), its
-    DPO metrics, which train pairs it held, and every eval batch's loss."""
+def close(a, b, rel):
+    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
 
-    def __init__(self, *args, lookup=None, **kwargs):
+
+class Recording:
+    """Mixed into a TRL trainer (listed before it): keeps every train micro-batch's loss unrounded (training_step's
+    value and compute_loss's raw one), its metrics (micro_metrics(): the last logged value of each of self.metrics),
+    which train pairs it held (positions_of(inputs)), and every eval batch's loss."""
+
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.lookup = lookup
         self.micro = []  # (global_step, training_step value, raw loss, window size, positions, {metric: value})
         self.eval_batch_losses = []
         self._raw = None
@@ -185,20 +202,33 @@ class RecordingTrainer(DPOTrainer):
             self._raw = result.item()
         return result
 
+    def micro_metrics(self):
+        return {name: self._metrics["train"][name][-1] for name in self.metrics}
+
     def training_step(self, model, inputs, num_items_in_batch=None):
-        ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        pairs = ids.shape[0] // 2
-        positions = [self.lookup[tuple(ids[i][mask[i] == 1].tolist())] for i in range(pairs)]
+        positions = self.positions_of(inputs)
         loss = super().training_step(model, inputs, num_items_in_batch)
-        metrics = {name: self._metrics["train"][name][-1] for name in METRICS}
         self.micro.append((self.state.global_step, loss.item(), self._raw, self.current_gradient_accumulation_steps,
-                           positions, metrics))
+                           positions, self.micro_metrics()))
         return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         self.eval_batch_losses.append(loss.item())
         return loss, logits, labels
+
+
+class RecordingTrainer(Recording, DPOTrainer):
+    """Records (Recording) the DPO metrics TRL logs, each pair found by its collated prompt+chosen row in lookup."""
+    metrics = METRICS
+
+    def __init__(self, *args, lookup=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lookup = lookup
+
+    def positions_of(self, inputs):
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        return [self.lookup[tuple(ids[i][mask[i] == 1].tolist())] for i in range(ids.shape[0] // 2)]
 
 
 class LearningRates(TrainerCallback):
@@ -219,16 +249,94 @@ def save_adapter(peft_model, folder):
     path.write_text(json.dumps(config, indent=2, sort_keys=True))  # as PEFT writes it
 
 
-def lora_config(settings):
+def lora_config(settings, task_type="CAUSAL_LM"):
     """PEFT's LoraConfig from an oracle's settings, with AutoTrain's lora_dropout: TRL's disable_dropout (default True)
     sets every dropout's p to 0, PEFT's included (assert_dropout_off checks it)."""
     return LoraConfig(r=settings["lora_r"], lora_alpha=settings["lora_alpha"], lora_dropout=settings["lora_dropout"],
-                      target_modules=settings["target_modules"], task_type="CAUSAL_LM")
+                      target_modules=settings["target_modules"], task_type=task_type)
 
 
 def assert_dropout_off(peft_model):
     dropouts = [m.p for m in peft_model.modules() if isinstance(m, torch.nn.Dropout)]
     assert dropouts and all(p == 0 for p in dropouts), "TRL left a dropout on"
+
+
+def draw_lora_b(peft_model):
+    """Every lora_B from normal(0, 0.02) (one generator, seed 5, in parameter order), so that the adapter changes the
+    model from the first step on."""
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02, generator=generator)
+
+
+def twos(n):
+    """The sizes of n things taken two at a time, the last one short (batch 2, accumulation 2)."""
+    return [2] * (n // 2) + [1] * (n % 2)
+
+
+def step_counts(pairs, epochs):
+    """(micro-batches per epoch, optimizer steps per epoch, steps in all) for pairs train pairs, batch 2,
+    accumulation 2."""
+    micro_per_epoch = math.ceil(pairs / 2)
+    steps_per_epoch = math.ceil(micro_per_epoch / 2)
+    return micro_per_epoch, steps_per_epoch, steps_per_epoch * epochs
+
+
+def step_results(trainer, lrs, pairs, valid_pairs, epochs, metrics, grad_norm=False, eval_metrics=False):
+    """steps.json from a Recording trainer that trained epochs epochs on pairs train pairs (lrs its LearningRates),
+    evaluating each epoch on valid_pairs pairs: per step "loss", "micro_losses", "lr", "order", ("grad_norm" with
+    grad_norm), the logged metrics; per epoch "eval_loss", "eval_batch_losses" (and the logged eval_ metrics with
+    eval_metrics). Checks the micro-batches against the schedule, the sampler's order and the trainer's log."""
+    micro_per_epoch, _, total = step_counts(pairs, epochs)
+    steps = {}
+    for step, loss, raw, window, positions, values in trainer.micro:
+        assert close(loss, raw / window, 1e-6), (loss, raw, window)  # Trainer divides by the window's micro-batches
+        steps.setdefault(step, []).append((loss, raw, positions, values))
+    order = sorted(steps)
+    assert order == list(range(total)), order
+    assert [len(steps[s]) for s in order] == twos(micro_per_epoch) * epochs
+    assert len(trainer.micro) == micro_per_epoch * epochs and len(lrs.lrs) == total, (len(trainer.micro), len(lrs.lrs))
+    micro_positions = [m[4] for m in trainer.micro]
+    assert [len(p) for p in micro_positions] == twos(pairs) * epochs
+    for epoch in range(epochs):  # accelerate's SeedableRandomSampler: randperm(n) from a generator seeded seed + epoch
+        seen = [p for ps in micro_positions[micro_per_epoch * epoch:micro_per_epoch * (epoch + 1)] for p in ps]
+        expected = torch.randperm(pairs, generator=torch.Generator().manual_seed(42 + epoch)).tolist()
+        assert seen == expected, (epoch, seen, expected)
+
+    history = [h for h in trainer.state.log_history if "loss" in h and metrics[0] in h]
+    assert len(history) == total, len(history)
+    result = {"loss": [sum(m[0] for m in steps[s]) for s in order],
+              "micro_losses": [[m[1] for m in steps[s]] for s in order],
+              "lr": lrs.lrs,
+              "order": [[m[2] for m in steps[s]] for s in order]}
+    if grad_norm:
+        result["grad_norm"] = [h["grad_norm"] for h in history]
+    for name in metrics:
+        result[name] = [h[name] for h in history]
+        for s, h in zip(order, history):  # the trainer logs the plain mean of the step's micro-batch values
+            values = [m[3][name] for m in steps[s]]
+            assert close(h[name], sum(values) / len(values), 1e-6), (name, s)
+    for h, loss in zip(history, result["loss"]):  # the logged loss is our step loss, rounded
+        assert close(h["loss"], loss, 1e-4), (h["loss"], loss)
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    sizes = twos(valid_pairs)  # the eval batches' pairs
+    n = len(sizes)
+    assert len(evals) == epochs and len(trainer.eval_batch_losses) == n * epochs, \
+        (len(evals), len(trainer.eval_batch_losses))
+    result["eval_loss"] = [h["eval_loss"] for h in evals]
+    result["eval_batch_losses"] = [trainer.eval_batch_losses[n * e:n * (e + 1)] for e in range(epochs)]
+    # Trainer repeats each batch's loss eval_batch_size times and accelerate's gather_for_metrics cuts the last batch
+    # to the dataset's remainder, so eval_loss weighs each batch by its pairs: the mean over the eval pairs' losses
+    for value, batches in zip(result["eval_loss"], result["eval_batch_losses"]):
+        weighted = sum(size * loss for size, loss in zip(sizes, batches)) / valid_pairs
+        assert close(value, weighted, 1e-6), (value, batches)
+    if eval_metrics:
+        for name in metrics:
+            result["eval_" + name] = [h["eval_" + name] for h in evals]
+    assert all(math.isfinite(x) for x in result["loss"] + result["eval_loss"])
+    return result
 
 
 def prepared(dataset):
@@ -273,12 +381,7 @@ def run_dpo(out, model_dir, tokenizer, max_length, epochs, check_prepared, extra
     pad_id = trainer.data_collator.pad_token_id
     assert pad_id == tokenizer.eos_token_id
 
-    # B non-zero from the start, so the policy differs from the (adapter-disabled) reference from step 1
-    generator = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.02, generator=generator)
+    draw_lora_b(peft_model)  # so the policy differs from the (adapter-disabled) reference from step 1
     save_adapter(peft_model, out / "initial")
 
     train_kept, valid_kept = prepared(trainer.train_dataset), prepared(trainer.eval_dataset)
@@ -299,50 +402,9 @@ def run_dpo(out, model_dir, tokenizer, max_length, epochs, check_prepared, extra
     trainer.train()
 
     pairs = len(train_kept)
-    micro_per_epoch = math.ceil(pairs / 2)
-    steps_per_epoch = math.ceil(micro_per_epoch / 2)
-    total = steps_per_epoch * epochs
-    steps = {}
-    for step, loss, raw, window, positions, metrics in trainer.micro:
-        assert abs(loss - raw / window) <= 1e-6 * max(1.0, abs(raw)), (loss, raw, window)
-        steps.setdefault(step, []).append((loss, raw, positions, metrics))
-    order = [s for s in sorted(steps)]
-    assert order == list(range(total)), order
-    windows = [len(steps[s]) for s in order]
-    assert windows == ([2] * (micro_per_epoch // 2) + [1] * (micro_per_epoch % 2)) * epochs, windows
-    assert len(trainer.micro) == micro_per_epoch * epochs, len(trainer.micro)
-    assert len(lrs.lrs) == total, len(lrs.lrs)
-    micro_positions = [m[4] for m in trainer.micro]
-    assert [len(p) for p in micro_positions] == ([2] * (pairs // 2) + [1] * (pairs % 2)) * epochs
-    for epoch in range(epochs):  # accelerate's SeedableRandomSampler: randperm(n) from a generator seeded seed + epoch
-        seen = [p for ps in micro_positions[micro_per_epoch * epoch:micro_per_epoch * (epoch + 1)] for p in ps]
-        expected = torch.randperm(pairs, generator=torch.Generator().manual_seed(42 + epoch)).tolist()
-        assert seen == expected, (epoch, seen, expected)
-
-    history = [h for h in trainer.state.log_history if "rewards/chosen" in h]
-    assert len(history) == total, len(history)
-    result = {"loss": [sum(m[0] for m in steps[s]) for s in order],
-              "micro_losses": [[m[1] for m in steps[s]] for s in order],
-              "lr": lrs.lrs,
-              "order": [[m[2] for m in steps[s]] for s in order]}
-    for name in METRICS:
-        result[name] = [h[name] for h in history]
-        for s, h in zip(order, history):  # TRL logs the plain mean of the micro-batch values
-            values = [m[3][name] for m in steps[s]]
-            assert abs(h[name] - sum(values) / len(values)) <= 1e-6 * max(1.0, abs(h[name])), (name, s)
-    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    micro_per_epoch, steps_per_epoch, total = step_counts(pairs, epochs)
     assert len(valid_kept) == 5
-    assert len(evals) == epochs and len(trainer.eval_batch_losses) == 3 * epochs, \
-        (len(evals), len(trainer.eval_batch_losses))
-    result["eval_loss"] = [h["eval_loss"] for h in evals]
-    result["eval_batch_losses"] = [trainer.eval_batch_losses[3 * e:3 * (e + 1)] for e in range(epochs)]
-    # Trainer repeats each batch's loss eval_batch_size times and accelerate's gather_for_metrics cuts the last batch
-    # to the dataset's remainder, so eval_loss weighs each batch by its pairs: the mean over the 5 pairs' losses
-    for value, batches in zip(result["eval_loss"], result["eval_batch_losses"]):
-        weighted = (2 * batches[0] + 2 * batches[1] + batches[2]) / 5
-        assert abs(value - weighted) <= 1e-6 * max(1.0, abs(value)), (value, batches)
-    for h, loss in zip(history, result["loss"]):  # the logged loss is our step loss, rounded
-        assert abs(h["loss"] - loss) <= 1e-4 * max(1.0, abs(loss)), (h["loss"], loss)
+    result = step_results(trainer, lrs, pairs, len(valid_kept), epochs, METRICS)
 
     save_adapter(peft_model, out / "final")
     settings.update({"pad_token_id": pad_id, "bos_token_id": tokenizer.bos_token_id,
@@ -397,13 +459,7 @@ def chat_case(fixtures, words):
     out = fixtures / "reference" / "dpo_trl" / "chat"
     out.mkdir(parents=True, exist_ok=True)
     model_dir = fixtures / "models" / "qwen2"
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    assert tokenizer.chat_template is None  # else the C++ side would render that one, not CHATML
-    assert tokenizer.bos_token is None and tokenizer.eos_token == "<|endoftext|>" and tokenizer.eos_token_id == 0
-    assert tokenizer.pad_token == tokenizer.eos_token
-    tokenizer.chat_template = CHATML
-    im_end, newline = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("Ċ")
-    assert im_end == 2 and tokenizer(text="\n", add_special_tokens=False)["input_ids"] == [newline]
+    tokenizer, im_end, newline = chatml_tokenizer(model_dir)
     rng = random.Random(20240612)
     write_jsonl(out / "train.jsonl", make_chat_records(CHAT_TRAIN, rng, words, tokenizer, explicit_prompt=False))
     write_jsonl(out / "valid.jsonl", make_chat_records(CHAT_VALID, rng, words, tokenizer, explicit_prompt=True))
@@ -453,7 +509,9 @@ def chat_case(fixtures, words):
     assert len(result["loss"]) == 4
 
 
-def main():
+def run_cases(*cases):
+    """An oracle's main: each case(fixtures, words), fixtures from --fixtures, words from
+    tests/data/multilingual.txt."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixtures", required=True)
     fixtures = Path(parser.parse_args().fixtures)
@@ -462,8 +520,12 @@ def main():
     torch.set_num_threads(1)
     root = Path(__file__).resolve().parents[2]
     words = load_words(root / "tests" / "data" / "multilingual.txt")
-    text_case(fixtures, words)
-    chat_case(fixtures, words)
+    for case in cases:
+        case(fixtures, words)
+
+
+def main():
+    run_cases(text_case, chat_case)
 
 
 if __name__ == "__main__":

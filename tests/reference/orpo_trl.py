@@ -50,7 +50,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
 # this folder is on sys.path when run as a script
-from dpo_trl import LearningRates, assert_dropout_off, lora_config, read_jsonl, save_adapter
+from dpo_trl import (LearningRates, Recording, assert_dropout_off, draw_lora_b, lora_config, read_jsonl, save_adapter,
+                     step_counts, step_results)
 
 MAX_LENGTH = 40
 EPOCHS = 2
@@ -61,40 +62,20 @@ METRICS = ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/
 TOKEN_KEYS = ["prompt_input_ids", "chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels"]
 
 
-def close(a, b, rel):
-    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
-
-
-class RecordingTrainer(ORPOTrainer):
-    """Keeps every micro-batch's loss unrounded (training_step's value and compute_loss's), its ORPO metrics, which
-    train pairs it held, and every eval batch's loss."""
+class RecordingTrainer(Recording, ORPOTrainer):
+    """Records (Recording) the ORPO metrics, each pair found by its train jsonl index."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.positions = None  # train jsonl index -> position in the kept train records
-        self.micro = []  # (global_step, training_step value, raw loss, window size, positions, {metric: value})
-        self.eval_batch_losses = []
-        self._raw = None
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        assert num_items_in_batch is None  # the collator gives no "labels", so the Trainer counts no items
-        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        self._raw = result.item()
-        return result
+    def positions_of(self, inputs):
+        return [self.positions[i] for i in inputs["index"]]  # remove_unused_columns is False: "index" survives
 
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        positions = [self.positions[i] for i in inputs["index"]]  # remove_unused_columns is False: "index" survives
-        loss = super().training_step(model, inputs, num_items_in_batch)
+    def micro_metrics(self):
         metrics = {name: values[-1] for name, values in self._stored_metrics["train"].items()}
         assert list(metrics) == METRICS, list(metrics)
-        self.micro.append((self.state.global_step, loss.item(), self._raw, self.current_gradient_accumulation_steps,
-                           positions, metrics))
-        return loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        self.eval_batch_losses.append(loss.item())
-        return loss, logits, labels
+        return metrics
 
 
 def tokens(row):
@@ -154,11 +135,7 @@ def main():
     pad_id = trainer.data_collator.pad_token_id
     assert pad_id == eos and trainer.padding_value == eos
 
-    generator = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.02, generator=generator)
+    draw_lora_b(peft_model)
     save_adapter(peft_model, out / "initial")
 
     # TRL on the dropped record: the whole prompt kept, an empty completion, and a NaN loss for a batch holding it
@@ -191,46 +168,8 @@ def main():
     trainer.train()
 
     pairs = len(train_kept)
-    micro_per_epoch = math.ceil(pairs / 2)
-    steps_per_epoch = math.ceil(micro_per_epoch / 2)
-    total = steps_per_epoch * EPOCHS
-    steps = {}
-    for step, loss, raw, window, positions, metrics in trainer.micro:
-        assert close(loss, raw / window, 1e-6), (loss, raw, window)  # Trainer divides by the window's micro-batches
-        steps.setdefault(step, []).append((loss, raw, positions, metrics))
-    order = sorted(steps)
-    assert order == list(range(total)), order
-    assert [len(steps[s]) for s in order] == ([2] * (micro_per_epoch // 2) + [1] * (micro_per_epoch % 2)) * EPOCHS
-    assert len(lrs.lrs) == total, len(lrs.lrs)
-    micro_positions = [m[4] for m in trainer.micro]
-    for epoch in range(EPOCHS):  # accelerate's SeedableRandomSampler: randperm(n) from a generator seeded seed + epoch
-        seen = [p for ps in micro_positions[micro_per_epoch * epoch:micro_per_epoch * (epoch + 1)] for p in ps]
-        expected = torch.randperm(pairs, generator=torch.Generator().manual_seed(42 + epoch)).tolist()
-        assert seen == expected, (epoch, seen, expected)
-
-    history = [h for h in trainer.state.log_history if "loss" in h and "nll_loss" in h]
-    assert len(history) == total, len(history)
-    result = {"loss": [sum(m[0] for m in steps[s]) for s in order],
-              "micro_losses": [[m[1] for m in steps[s]] for s in order],
-              "lr": lrs.lrs,
-              "order": [[m[2] for m in steps[s]] for s in order],
-              "grad_norm": [h["grad_norm"] for h in history]}
-    for name in METRICS:
-        result[name] = [h[name] for h in history]
-        for s, h in zip(order, history):  # ORPOTrainer.log: the plain mean of the step's micro-batch values
-            values = [m[3][name] for m in steps[s]]
-            assert close(h[name], sum(values) / len(values), 1e-6), (name, s)
-    for h, loss in zip(history, result["loss"]):  # the logged loss is our step loss, rounded
-        assert close(h["loss"], loss, 1e-4), (h["loss"], loss)
-    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-    assert len(evals) == EPOCHS and len(trainer.eval_batch_losses) == 3 * EPOCHS
-    result["eval_loss"] = [h["eval_loss"] for h in evals]
-    result["eval_batch_losses"] = [trainer.eval_batch_losses[3 * e:3 * (e + 1)] for e in range(EPOCHS)]
-    for value, batches in zip(result["eval_loss"], result["eval_batch_losses"]):
-        assert close(value, (2 * batches[0] + 2 * batches[1] + batches[2]) / 5, 1e-6), (value, batches)
-    for name in METRICS:
-        result["eval_" + name] = [h["eval_" + name] for h in evals]
-    assert all(math.isfinite(x) for x in result["loss"] + result["eval_loss"])
+    micro_per_epoch, steps_per_epoch, total = step_counts(pairs, EPOCHS)
+    result = step_results(trainer, lrs, pairs, len(valid_kept), EPOCHS, METRICS, grad_norm=True, eval_metrics=True)
 
     save_adapter(peft_model, out / "final")
     settings.update({"pad_token_id": pad_id, "bos_token_id": bos, "eos_token_id": eos,

@@ -75,12 +75,10 @@ Writes under reference/reward_trl/chat/:
   initial/                   the PEFT adapter (LoRA tensors and "base_model.model.score.weight")
   settings.json              max_length, pad / bos / eos ids, eos_token, chat_template (the CHATML source),
                              target_modules, lora_r, lora_alpha, lora_dropout, score_tensor, pair counts, dropped."""
-import argparse
 import json
 import math
 import os
 import random
-from pathlib import Path
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -88,15 +86,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from datasets import Dataset
-from peft import LoraConfig
 from peft.utils import ModulesToSaveWrapper
 from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 # this folder is on sys.path when run as a script
-from dpo_trl import (CHATML, LearningRates, assert_dropout_off, load_words, make_chat_records, make_records,
-                     read_jsonl, save_adapter, write_jsonl)
+from dpo_trl import (CHATML, LearningRates, Recording, assert_dropout_off, chatml_tokenizer, close, draw_lora_b,
+                     lora_config, make_chat_records, make_records, read_jsonl, run_cases, save_adapter, step_counts,
+                     step_results, write_jsonl)
 
 MAX_LENGTH = 40
 EPOCHS = 2
@@ -129,30 +127,17 @@ CHAT_SEED = 20240614
 CHAT_DROPPED = [3, 6]
 
 
-def close(a, b, rel):
-    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
-
-
-class RecordingTrainer(RewardTrainer):
-    """Keeps every micro-batch's loss unrounded (training_step's value and compute_loss's mean over pairs), its reward
-    metrics, which train pairs it held, and every eval batch's loss and metrics."""
+class RecordingTrainer(Recording, RewardTrainer):
+    """Records (Recording) the reward metrics, each pair found by its collated chosen row in lookup, and every eval
+    batch's metrics."""
+    metrics = METRICS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.lookup = None  # chosen_ids -> (position in the kept train pairs, rejected_ids)
-        self.micro = []  # (global_step, training_step value, raw loss, window size, positions, {metric: value})
-        self.eval_batch_losses = []
         self.eval_batch_metrics = []
-        self._raw = None
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        assert num_items_in_batch is None  # the collator gives no "labels", so the Trainer counts no items
-        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if self.model.training:
-            self._raw = result.item()
-        return result
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
+    def positions_of(self, inputs):
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         assert set(inputs) == {"input_ids", "attention_mask"}, list(inputs)
         pairs = ids.shape[0] // 2
@@ -164,22 +149,92 @@ class RecordingTrainer(RewardTrainer):
             positions.append(position)
         pad = self.data_collator.pad_token_id
         assert all((ids[i][mask[i] == 0] == pad).all() for i in range(2 * pairs))  # right padding with the pad id
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        metrics = {name: self._metrics["train"][name][-1] for name in METRICS}
-        self.micro.append((self.state.global_step, loss.item(), self._raw, self.current_gradient_accumulation_steps,
-                           positions, metrics))
-        return loss
+        return positions
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        self.eval_batch_losses.append(loss.item())
+        result = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         self.eval_batch_metrics.append({name: self._metrics["eval"][name][-1] for name in METRICS})
-        return loss, logits, labels
+        return result
+
+
+def adapted_trainer(trainer_class, model, args, train_dataset, eval_dataset, tokenizer, settings, out, callbacks=None):
+    """trainer_class (a RewardTrainer) with the LoRA adapter of settings made by TRL (task SEQ_CLS: PEFT makes "score"
+    a trainable modules_to_save module, the base copy frozen), every lora_B drawn (draw_lora_b), the adapter saved to
+    out/initial (the LoRA tensors and the score head whole: PEFT drops "modules_to_save.default"). Returns the
+    trainer, the saved adapter_config.json, the saved tensors and the score head's name among them."""
+    trainer = trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                            processing_class=tokenizer, peft_config=lora_config(settings, "SEQ_CLS"),
+                            callbacks=callbacks)
+    peft_model = trainer.model
+    assert_dropout_off(peft_model)
+    assert list(peft_model.peft_config) == ["default"]
+    # TRL: pad = eos on the tokenizer, and on the model config (where the pooling looks for it)
+    pad_id = trainer.data_collator.pad_token_id
+    assert pad_id == tokenizer.eos_token_id == tokenizer.pad_token_id
+    assert peft_model.config.pad_token_id == model.config.pad_token_id == pad_id
+    score = peft_model.base_model.model.score
+    assert isinstance(score, ModulesToSaveWrapper), type(score)
+    assert score.modules_to_save["default"].weight.requires_grad and not score.original_module.weight.requires_grad
+    layers = model.config.num_hidden_layers
+    trainable = sorted(n for n, p in peft_model.named_parameters() if p.requires_grad)
+    assert len(trainable) == 4 * 2 * layers + 1, trainable
+    assert [n for n in trainable if "lora_" not in n] == ["base_model.model.score.modules_to_save.default.weight"]
+
+    draw_lora_b(peft_model)
+    save_adapter(peft_model, out / "initial")
+    config = json.loads((out / "initial" / "adapter_config.json").read_text())
+    assert config["task_type"] == "SEQ_CLS" and "score" in config["modules_to_save"], config
+    assert config["target_modules"] == sorted(TARGETS) and config["r"] == 8 and config["lora_alpha"] == 16
+    with safe_open(str(out / "initial" / "adapter_model.safetensors"), "pt") as f:
+        saved = {k: f.get_tensor(k) for k in f.keys()}
+    score_names = [k for k in saved if "lora_" not in k]
+    assert score_names == ["base_model.model.score.weight"], score_names
+    score_tensor = score_names[0]
+    head = saved[score_tensor]
+    assert tuple(head.shape) == (1, model.config.hidden_size) and head.dtype == torch.float32
+    assert torch.equal(head, score.modules_to_save["default"].weight.detach())
+    assert torch.equal(head, score.original_module.weight.detach())  # a copy of the loaded head
+    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" in saved
+    assert len(saved) == 4 * 2 * layers + 1, sorted(saved)
+    return trainer, config, saved, score_tensor
 
 
 def pooled_index(ids, pad_id):
     """transformers' GenericForSequenceClassification: the rightmost position whose token is not the pad id."""
     return max(i for i, t in enumerate(ids) if t != pad_id)
+
+
+def initial_rewards(trainer, kept_splits, pools):
+    """Adds to each pair of kept_splits (lists of {"chosen_ids", "rejected_ids", ...}) its rewards from trainer.model,
+    eval mode, each sequence alone and unpadded: "chosen_reward" and "rejected_reward", pooled at len(ids) - 2 (with
+    pools, that position as "chosen_pool", "rejected_pool"); then checks that the collated pairs (padded batches, as
+    in training) give the same rewards up to rounding. The model's mode is restored."""
+    peft_model, pad_id = trainer.model, trainer.data_collator.pad_token_id
+    was_training = peft_model.training
+    peft_model.eval()
+    with torch.no_grad():
+        for kept in kept_splits:
+            for r in kept:
+                for side in ["chosen", "rejected"]:
+                    ids = r[f"{side}_ids"]
+                    logits = peft_model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                                                                                                  dtype=torch.long),
+                                        use_cache=False).logits
+                    assert tuple(logits.shape) == (1, 1)
+                    r[f"{side}_reward"] = logits[0, 0].item()
+                    pool = pooled_index(ids, pad_id)
+                    assert pool == len(ids) - 2
+                    if pools:
+                        r[f"{side}_pool"] = pool
+            for start in range(0, len(kept), 2):
+                batch = trainer.data_collator([{k: r[k] for k in ["chosen_ids", "rejected_ids"]}
+                                               for r in kept[start:start + 2]])
+                logits = peft_model(**batch, use_cache=False).logits.squeeze(-1).tolist()
+                expected = [r["chosen_reward"] for r in kept[start:start + 2]] + \
+                    [r["rejected_reward"] for r in kept[start:start + 2]]
+                assert len(logits) == len(expected) and all(close(a, b, 1e-4) for a, b in zip(logits, expected)), \
+                    (logits, expected)
+    peft_model.train(was_training)
 
 
 def text_case(fixtures, words):
@@ -214,50 +269,13 @@ def text_case(fixtures, words):
                         save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
                         bf16=False, fp16=False, gradient_checkpointing=False, center_rewards_coefficient=None,
                         dataset_num_proc=None, pad_to_multiple_of=None)
-    peft_config = LoraConfig(r=settings["lora_r"], lora_alpha=settings["lora_alpha"],
-                             lora_dropout=settings["lora_dropout"], target_modules=TARGETS, task_type="SEQ_CLS")
     lrs = LearningRates()
-    trainer = RecordingTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=valid_dataset,
-                               processing_class=tokenizer, peft_config=peft_config, callbacks=[lrs])
+    trainer, config, saved, score_tensor = adapted_trainer(RecordingTrainer, model, args, train_dataset, valid_dataset,
+                                                           tokenizer, settings, out, callbacks=[lrs])
     peft_model = trainer.model
-    assert_dropout_off(peft_model)
-    assert list(peft_model.peft_config) == ["default"]
-    # TRL: pad = eos on the tokenizer, and on the model config (where the pooling looks for it)
     pad_id = trainer.data_collator.pad_token_id
-    assert pad_id == eos and tokenizer.pad_token == "</s>" and tokenizer.pad_token_id == eos
-    assert peft_model.config.pad_token_id == eos and model.config.pad_token_id == eos
-    # PEFT's SEQ_CLS: "score" is a trainable modules_to_save module, the base copy frozen
-    score = peft_model.base_model.model.score
-    assert isinstance(score, ModulesToSaveWrapper), type(score)
-    assert score.modules_to_save["default"].weight.requires_grad and not score.original_module.weight.requires_grad
-    trainable = sorted(n for n, p in peft_model.named_parameters() if p.requires_grad)
-    assert len(trainable) == 4 * 2 * model.config.num_hidden_layers + 1, trainable
-    assert all("lora_" in n for n in trainable if "score" not in n), trainable
-    assert [n for n in trainable if "score" in n] == ["base_model.model.score.modules_to_save.default.weight"]
-
-    generator = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.02, generator=generator)
-    save_adapter(peft_model, out / "initial")
-
-    # What the adapter holds: the LoRA tensors and the score head (PEFT drops "modules_to_save.default")
-    config = json.loads((out / "initial" / "adapter_config.json").read_text())
-    assert config["task_type"] == "SEQ_CLS" and "score" in config["modules_to_save"], config
-    assert config["target_modules"] == sorted(TARGETS) and config["r"] == 8 and config["lora_alpha"] == 16
-    with safe_open(str(out / "initial" / "adapter_model.safetensors"), "pt") as f:
-        saved = {k: f.get_tensor(k) for k in f.keys()}
-    score_names = [k for k in saved if "lora_" not in k]
-    print("adapter tensors:", len(saved), "non-LoRA:", [(k, tuple(saved[k].shape)) for k in score_names])
-    assert score_names == ["base_model.model.score.weight"], score_names
-    score_tensor = score_names[0]
-    hidden = model.config.hidden_size
-    assert tuple(saved[score_tensor].shape) == (1, hidden) and saved[score_tensor].dtype == torch.float32
-    assert torch.equal(saved[score_tensor], score.modules_to_save["default"].weight.detach())
-    assert torch.equal(saved[score_tensor], score.original_module.weight.detach())  # a copy of the loaded head
-    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" in saved
-    assert len(saved) == 4 * 2 * model.config.num_hidden_layers + 1, sorted(saved)
+    assert pad_id == eos and tokenizer.pad_token == "</s>"
+    print("adapter tensors:", len(saved), "non-LoRA:", [(k, tuple(saved[k].shape)) for k in saved if "lora_" not in k])
 
     # The prepared pairs
     def pairs_of(dataset):
@@ -296,32 +314,8 @@ def text_case(fixtures, words):
     assert sum(len(r["chosen_ids"]) != len(r["rejected_ids"]) for r in train_kept) >= 10
     assert len(train_kept) == 17 and len(valid_kept) == 6
 
-    # The initial rewards, each sequence alone (no padding), pooled at the token before the final eos
-    was_training = peft_model.training
-    peft_model.eval()
-    with torch.no_grad():
-        for kept in [train_kept, valid_kept]:
-            for r in kept:
-                for side in ["chosen", "rejected"]:
-                    ids = r[f"{side}_ids"]
-                    logits = peft_model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
-                                                                                                  dtype=torch.long),
-                                        use_cache=False).logits
-                    assert tuple(logits.shape) == (1, 1)
-                    r[f"{side}_reward"] = logits[0, 0].item()
-                    r[f"{side}_pool"] = pooled_index(ids, pad_id)
-                    assert r[f"{side}_pool"] == len(ids) - 2
-            # the same rewards from the collated pairs (padded batches, as in training), up to rounding
-            for start in range(0, len(kept), 2):
-                batch = trainer.data_collator([{k: r[k] for k in ["chosen_ids", "rejected_ids"]}
-                                               for r in kept[start:start + 2]])
-                logits = peft_model(**batch, use_cache=False).logits.squeeze(-1).tolist()
-                n = len(kept[start:start + 2])
-                expected = [r["chosen_reward"] for r in kept[start:start + 2]] + \
-                    [r["rejected_reward"] for r in kept[start:start + 2]]
-                assert len(logits) == 2 * n and all(close(a, b, 1e-4) for a, b in zip(logits, expected)), \
-                    (logits, expected)
-    peft_model.train(was_training)
+    # The initial rewards, pooled at the token before the final eos
+    initial_rewards(trainer, [train_kept, valid_kept], pools=True)
     (out / "tokens.json").write_text(json.dumps({"train": train_kept, "valid": valid_kept, "dropped": dropped}))
 
     trainer.lookup = {}
@@ -333,51 +327,14 @@ def text_case(fixtures, words):
     trainer.train()
 
     pairs = len(train_kept)
-    micro_per_epoch = math.ceil(pairs / 2)
-    steps_per_epoch = math.ceil(micro_per_epoch / 2)
-    total = steps_per_epoch * EPOCHS
+    micro_per_epoch, steps_per_epoch, total = step_counts(pairs, EPOCHS)
     assert (micro_per_epoch, steps_per_epoch, total) == (9, 5, 10)
-    steps = {}
-    for step, loss, raw, window, positions, metrics in trainer.micro:
-        assert close(loss, raw / window, 1e-6), (loss, raw, window)  # Trainer divides by the window's micro-batches
-        steps.setdefault(step, []).append((loss, raw, positions, metrics))
-    order = sorted(steps)
-    assert order == list(range(total)), order
-    assert [len(steps[s]) for s in order] == ([2] * (micro_per_epoch // 2) + [1] * (micro_per_epoch % 2)) * EPOCHS
-    assert len(trainer.micro) == micro_per_epoch * EPOCHS and len(lrs.lrs) == total, (len(trainer.micro), len(lrs.lrs))
-    micro_positions = [m[4] for m in trainer.micro]
-    assert [len(p) for p in micro_positions] == ([2] * (pairs // 2) + [1] * (pairs % 2)) * EPOCHS
-    for epoch in range(EPOCHS):  # accelerate's SeedableRandomSampler: randperm(n) from a generator seeded seed + epoch
-        seen = [p for ps in micro_positions[micro_per_epoch * epoch:micro_per_epoch * (epoch + 1)] for p in ps]
-        expected = torch.randperm(pairs, generator=torch.Generator().manual_seed(42 + epoch)).tolist()
-        assert seen == expected, (epoch, seen, expected)
-
-    history = [h for h in trainer.state.log_history if "loss" in h and "accuracy" in h]
-    assert len(history) == total, len(history)
-    result = {"loss": [sum(m[0] for m in steps[s]) for s in order],
-              "micro_losses": [[m[1] for m in steps[s]] for s in order],
-              "lr": lrs.lrs,
-              "order": [[m[2] for m in steps[s]] for s in order],
-              "grad_norm": [h["grad_norm"] for h in history]}
+    result = step_results(trainer, lrs, pairs, len(valid_kept), EPOCHS, METRICS, grad_norm=True, eval_metrics=True)
+    assert [len(batches) for batches in result["eval_batch_losses"]] == [3] * EPOCHS  # 3 batches of 2 pairs each
     for name in METRICS:
-        result[name] = [h[name] for h in history]
-        for s, h in zip(order, history):  # RewardTrainer.log: the plain mean of the step's micro-batch values
-            values = [m[3][name] for m in steps[s]]
-            assert close(h[name], sum(values) / len(values), 1e-6), (name, s)
-    for h, loss in zip(history, result["loss"]):  # the logged loss is our step loss, rounded
-        assert close(h["loss"], loss, 1e-4), (h["loss"], loss)
-    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-    assert len(evals) == EPOCHS and len(trainer.eval_batch_losses) == 3 * EPOCHS
-    result["eval_loss"] = [h["eval_loss"] for h in evals]
-    result["eval_batch_losses"] = [trainer.eval_batch_losses[3 * e:3 * (e + 1)] for e in range(EPOCHS)]
-    for value, batches in zip(result["eval_loss"], result["eval_batch_losses"]):  # 3 batches of 2 pairs each
-        assert close(value, sum(batches) / 3, 1e-6), (value, batches)
-    for name in METRICS:
-        result["eval_" + name] = [h["eval_" + name] for h in evals]
         for e, value in enumerate(result["eval_" + name]):  # the plain mean over the eval batches
             values = [m[name] for m in trainer.eval_batch_metrics[3 * e:3 * (e + 1)]]
             assert close(value, sum(values) / 3, 1e-6), (name, e, value, values)
-    assert all(math.isfinite(x) for x in result["loss"] + result["eval_loss"])
 
     save_adapter(peft_model, out / "final")
     with safe_open(str(out / "final" / "adapter_model.safetensors"), "pt") as f:
@@ -398,14 +355,8 @@ def chat_case(fixtures, words):
     out = fixtures / "reference" / "reward_trl" / "chat"
     out.mkdir(parents=True, exist_ok=True)
     model_dir = fixtures / "models" / "qwen2"
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    assert tokenizer.chat_template is None  # else the C++ side would render that one, not CHATML
-    assert tokenizer.bos_token is None and tokenizer.eos_token == "<|endoftext|>" and tokenizer.eos_token_id == 0
-    assert tokenizer.pad_token == tokenizer.eos_token
-    tokenizer.chat_template = CHATML
+    tokenizer, im_end, newline = chatml_tokenizer(model_dir)
     eos, eos_text = tokenizer.eos_token_id, tokenizer.eos_token
-    im_end, newline = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("Ċ")
-    assert im_end == 2 and tokenizer(text="\n", add_special_tokens=False)["input_ids"] == [newline]
     rng = random.Random(CHAT_SEED)
     write_jsonl(out / "train.jsonl", make_chat_records(CHAT_TRAIN, rng, words, tokenizer, explicit_prompt=False))
     write_jsonl(out / "valid.jsonl", make_chat_records(CHAT_VALID, rng, words, tokenizer, explicit_prompt=True))
@@ -446,38 +397,9 @@ def chat_case(fixtures, words):
                         dataloader_num_workers=0, disable_tqdm=True, bf16=False, fp16=False,
                         gradient_checkpointing=False, center_rewards_coefficient=None, dataset_num_proc=None,
                         pad_to_multiple_of=None, save_strategy="no")
-    peft_config = LoraConfig(r=settings["lora_r"], lora_alpha=settings["lora_alpha"],
-                             lora_dropout=settings["lora_dropout"], target_modules=TARGETS, task_type="SEQ_CLS")
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rendered["train"]),
-                            eval_dataset=Dataset.from_list(rendered["valid"]), processing_class=tokenizer,
-                            peft_config=peft_config)
-    peft_model = trainer.model
-    assert_dropout_off(peft_model)
-    assert list(peft_model.peft_config) == ["default"]
+    trainer, config, _, score_tensor = adapted_trainer(RewardTrainer, model, args, Dataset.from_list(rendered["train"]),
+                                                       Dataset.from_list(rendered["valid"]), tokenizer, settings, out)
     pad_id = trainer.data_collator.pad_token_id
-    assert pad_id == eos == tokenizer.pad_token_id and peft_model.config.pad_token_id == eos
-    score = peft_model.base_model.model.score
-    assert isinstance(score, ModulesToSaveWrapper), type(score)
-    trainable = sorted(n for n, p in peft_model.named_parameters() if p.requires_grad)
-    assert len(trainable) == 4 * 2 * model.config.num_hidden_layers + 1, trainable
-    assert [n for n in trainable if "lora_" not in n] == ["base_model.model.score.modules_to_save.default.weight"]
-
-    generator = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.02, generator=generator)
-    save_adapter(peft_model, out / "initial")
-    config = json.loads((out / "initial" / "adapter_config.json").read_text())
-    assert config["task_type"] == "SEQ_CLS" and "score" in config["modules_to_save"], config
-    assert config["target_modules"] == sorted(TARGETS) and config["r"] == 8 and config["lora_alpha"] == 16
-    with safe_open(str(out / "initial" / "adapter_model.safetensors"), "pt") as f:
-        saved = {k: f.get_tensor(k) for k in f.keys()}
-    score_names = [k for k in saved if "lora_" not in k]
-    assert score_names == ["base_model.model.score.weight"], score_names
-    score_tensor = score_names[0]
-    assert torch.equal(saved[score_tensor], score.modules_to_save["default"].weight.detach())
-    assert len(saved) == 4 * 2 * model.config.num_hidden_layers + 1, sorted(saved)
 
     # The pairs as TRL prepared them: the rendered text with the eos text appended, tokenized, none truncated
     def pairs_of(dataset, split):
@@ -505,28 +427,8 @@ def chat_case(fixtures, words):
     assert any(max(len(r["chosen_ids"]), len(r["rejected_ids"])) == CHAT_MAX_LENGTH for r in train_kept)
     assert len(train_kept) == 8 and len(valid_kept) == 5
 
-    # The initial rewards, each sequence alone (no padding), pooled at the "\n" after the last "<|im_end|>"
-    peft_model.eval()
-    with torch.no_grad():
-        for kept in [train_kept, valid_kept]:
-            for r in kept:
-                for side in ["chosen", "rejected"]:
-                    ids = r[f"{side}_ids"]
-                    assert pooled_index(ids, pad_id) == len(ids) - 2
-                    logits = peft_model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
-                                                                                                  dtype=torch.long),
-                                        use_cache=False).logits
-                    assert tuple(logits.shape) == (1, 1)
-                    r[f"{side}_reward"] = logits[0, 0].item()
-            # the same rewards from the collated pairs (padded batches, as in training), up to rounding
-            for start in range(0, len(kept), 2):
-                batch = trainer.data_collator([{k: r[k] for k in ["chosen_ids", "rejected_ids"]}
-                                               for r in kept[start:start + 2]])
-                logits = peft_model(**batch, use_cache=False).logits.squeeze(-1).tolist()
-                expected = [r["chosen_reward"] for r in kept[start:start + 2]] + \
-                    [r["rejected_reward"] for r in kept[start:start + 2]]
-                assert len(logits) == len(expected) and all(close(a, b, 1e-4) for a, b in zip(logits, expected)), \
-                    (logits, expected)
+    # The initial rewards, pooled at the "\n" after the last "<|im_end|>"
+    initial_rewards(trainer, [train_kept, valid_kept], pools=False)
     (out / "tokens.json").write_text(json.dumps({"train": train_kept, "valid": valid_kept, "dropped": dropped}))
     settings.update({"pad_token_id": pad_id, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": eos,
                      "eos_token": eos_text, "train_pairs": len(train_kept), "valid_pairs": len(valid_kept),
@@ -535,14 +437,7 @@ def chat_case(fixtures, words):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--fixtures", required=True)
-    fixtures = Path(parser.parse_args().fixtures)
-    torch.set_num_threads(1)  # the same numbers, and much faster for these tiny matmuls
-    root = Path(__file__).resolve().parents[2]
-    words = load_words(root / "tests" / "data" / "multilingual.txt")
-    text_case(fixtures, words)
-    chat_case(fixtures, words)
+    run_cases(text_case, chat_case)
 
 
 if __name__ == "__main__":

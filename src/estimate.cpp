@@ -29,6 +29,7 @@ RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   const bool pairs = !trl_trainer_name(params.trainer).empty();
   shape.batch_size = pairs ? 2 * params.batch_size : params.batch_size;
   shape.reference_forward = params.trainer == "dpo";
+  shape.lm_head = params.trainer != "reward";
   shape.block_size = effective_block_size(params);
   shape.gradient_accumulation = params.gradient_accumulation;
   shape.compute_bytes = compute_dtype(params) == at::kFloat ? 4 : 2;
@@ -143,9 +144,10 @@ int64_t estimate_logits_bytes(const ModelConfig& config, const RunShape& shape) 
   // (tools/bench_estimate.sh's model, 2048 tokens of vocab 32000): the peak moved by 3.0 such buffers between
   // chunks of 32 and 250 MiB. The unchunked loss was modelled with a fourth buffer, which stood in for glibc's
   // heap keeping freed blocks resident (with MALLOC_MMAP_THRESHOLD_ fixed, its peak matched three).
+  // A reward model's loss holds d hidden only (its score head reads one position a sequence).
   const int64_t tokens = shape.tokens_per_micro_batch();
   const int64_t rows = std::min(tokens, lm_loss_chunk_rows(config.vocab_size, shape.loss_chunk_bytes));
-  return 3 * 4 * config.vocab_size * rows + shape.compute_bytes * config.hidden_size * tokens;
+  return (shape.lm_head ? 3 * 4 * config.vocab_size * rows : 0) + shape.compute_bytes * config.hidden_size * tokens;
 }
 
 int64_t estimate_backward_working_bytes(const ModelConfig& config, const RunShape& shape) {
@@ -212,12 +214,13 @@ FlopsPerToken estimate_flops_per_token(const ModelConfig& config, const RunShape
   // QK^T and AV: 2 x T x q_size multiply-adds each per token and layer (not halved for the causal mask).
   const double attention_forward = 4.0 * static_cast<double>(shape.block_size * config.q_size() *
                                                              config.num_hidden_layers);
+  const double head = shape.lm_head ? lm_head : 0;  // a reward model's loss never runs the LM head
   FlopsPerToken f;
-  f.forward = 2 * frozen + lora_forward + attention_forward;
+  f.forward = 2 * (frozen - lm_head + head) + lora_forward + attention_forward;
   // Frozen weights: input gradients only (2N); LoRA: input and weight gradients (2 x forward); attention 2x.
-  f.backward = 2 * frozen + 2 * lora_forward + 2 * attention_forward;
+  f.backward = 2 * (frozen - lm_head + head) + 2 * lora_forward + 2 * attention_forward;
   // The loss computes the logits in the forward and again in the backward (lm_head_loss_sum).
-  f.recompute = 2 * lm_head;
+  f.recompute = 2 * head;
   if (shape.gradient_checkpointing) f.recompute += 2 * (frozen - lm_head) + lora_forward + attention_forward;
   if (shape.reference_forward) f.reference = 2 * frozen + attention_forward;
   return f;

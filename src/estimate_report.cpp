@@ -267,9 +267,13 @@ std::string render_cost_estimate(const CostEstimate& e) {
           ? "one layer input per layer"
           : format_bytes(estimate_layer_activation_bytes_per_token(c, s) * tokens) + " per layer");
   const int64_t loss_rows = std::min(tokens, lm_loss_chunk_rows(c.vocab_size, s.loss_chunk_bytes));
-  row("loss: 3 fp32 buffers of a chunk", m.logits,
-      "12 B x vocab x " + std::to_string(loss_rows) + " of " + std::to_string(tokens) + " tokens + d hidden" +
-          (logits_at_peak ? "" : " (not at the peak)"));
+  if (s.lm_head)
+    row("loss: 3 fp32 buffers of a chunk", m.logits,
+        "12 B x vocab x " + std::to_string(loss_rows) + " of " + std::to_string(tokens) + " tokens + d hidden" +
+            (logits_at_peak ? "" : " (not at the peak)"));
+  else
+    row("loss: d hidden (reward head)", m.logits,
+        std::string("no LM head in a reward model's loss") + (logits_at_peak ? "" : " (not at the peak)"));
   row("backward working set", m.backward_working,
       std::string(s.gradient_checkpointing ? "1 layer recomputed + " : "") + "layer grads" +
           (s.quantization != BaseQuantization::none ? " + 1 dequantized weight" : "") +

@@ -22,6 +22,7 @@
 #include "autotrain/merge.h"
 #include "autotrain/metrics.h"
 #include "autotrain/model.h"
+#include "autotrain/model_config.h"
 #include "autotrain/preference.h"
 #include "autotrain/safetensors.h"
 #include "test_util.h"
@@ -342,10 +343,25 @@ TEST(Reward, GenerateRefusesARewardAdapterAndEstimateCountsBothSequences) {
   EXPECT_NE(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("task_type SEQ_CLS) scores texts and does not generate"), std::string::npos) << run.output;
 
-  const TrainingParams p = oracle_params(read_json(kOracle + "/settings.json"));
+  TrainingParams p = oracle_params(read_json(kOracle + "/settings.json"));
   const RunShape shape = run_shape(p);
   EXPECT_EQ(shape.batch_size, 2 * p.batch_size);
   EXPECT_FALSE(shape.reference_forward);
+  // No LM head in the loss: none of its logits' memory, and its FLOPs (twice in the forward, backward and the
+  // chunked loss's recompute) left out, against ORPO's same-shaped pairs with the LM head.
+  EXPECT_FALSE(shape.lm_head);
+  p.trainer = "orpo";
+  const RunShape orpo = run_shape(p);
+  EXPECT_TRUE(orpo.lm_head);
+  const ModelConfig config = load_model_config(kLlama);
+  const int64_t tokens = shape.tokens_per_micro_batch();
+  EXPECT_EQ(estimate_logits_bytes(config, shape), shape.compute_bytes * config.hidden_size * tokens);
+  EXPECT_GT(estimate_logits_bytes(config, orpo), 3 * 4 * config.vocab_size);
+  const double lm_head = static_cast<double>(config.vocab_size * config.hidden_size);
+  const FlopsPerToken reward_flops = estimate_flops_per_token(config, shape);
+  const FlopsPerToken orpo_flops = estimate_flops_per_token(config, orpo);
+  EXPECT_DOUBLE_EQ(reward_flops.total(), orpo_flops.total() - 6 * lm_head);
+  EXPECT_EQ(reward_flops.recompute, orpo_flops.recompute - 2 * lm_head);
 }
 
 // ---- conversations (reference/reward_trl/chat: the qwen2 fixture, no bos, eos = pad = "<|endoftext|>", ChatML) ----

@@ -45,6 +45,9 @@ struct RunShape {
   ExecutionTarget target = ExecutionTarget::cuda;
   int64_t loss_chunk_bytes = kDefaultLossChunkBytes;  // lm_head_loss_sum's budget (AUTOTRAIN_LOSS_CHUNK_MB)
   bool reference_forward = false;  // DPO: a forward of the base alone (the reference model) for every token too
+  // The loss runs the LM head (false for a reward model: its 1-wide score head at one token a sequence costs nothing
+  // next to the layers; the LM head's weight is still loaded).
+  bool lm_head = true;
 
   int64_t tokens_per_micro_batch() const { return batch_size * block_size; }
 };
@@ -87,7 +90,7 @@ int64_t estimate_layer_activation_bytes_per_token(const ModelConfig& config, con
 int64_t estimate_activation_bytes(const ModelConfig& config, const RunShape& shape);
 // Peak of the loss (lm_head_loss_sum's backward): for one chunk of min(tokens, lm_loss_chunk_rows) tokens the fp32
 // log-probabilities, their gradient and the logits' gradient, 3 x 4 bytes x vocab per token; plus d hidden for
-// all tokens (compute dtype).
+// all tokens (compute dtype). A reward model's (RunShape::lm_head false): d hidden alone.
 int64_t estimate_logits_bytes(const ModelConfig& config, const RunShape& shape);
 // Transients of the backward that do not coexist with the logits' peak: the largest projection
 // dequantized (quantized bases), one layer's input gradients (compute dtype: the MLP's 3 intermediates + 2
@@ -108,6 +111,7 @@ struct FlopsPerToken {
   double forward = 0;      // 2 x frozen linear params (projections + lm_head) + LoRA forward + attention forward
   double backward = 0;     // 2 x frozen params (input gradients only) + 2 x LoRA forward + 2 x attention forward
   double recompute = 0;    // lm_head once more (the chunked loss); checkpointing: the layers' forward once more
+                           // (without an LM head in the loss, RunShape::lm_head false: none of lm_head's terms)
   double reference = 0;    // DPO: the reference's forward (frozen weights and attention, no LoRA)
   double total() const { return forward + backward + recompute + reference; }
 };

@@ -99,7 +99,7 @@ struct TempFolder {
 }  // namespace
 
 Calibration calibrate_on_this_machine(const TrainingParams& params, int64_t steps, const std::string& cache_dir) {
-  if (!trl_trainer_name(params.trainer).empty())
+  if (trains_on_pairs(params.trainer))
     throw config_error("--calibrate times the default and sft trainers; with trainer " + params.trainer +
                        " it is not supported yet (the estimate without --calibrate covers it)");
   Calibration c;

@@ -26,7 +26,7 @@ std::string input_group(const std::string& name) {
 RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   RunShape shape;
   // A DPO / ORPO / reward micro-batch holds each pair's chosen and rejected sequences; DPO's reference scores them too.
-  const bool pairs = !trl_trainer_name(params.trainer).empty();
+  const bool pairs = trains_on_pairs(params.trainer);
   shape.batch_size = pairs ? 2 * params.batch_size : params.batch_size;
   shape.reference_forward = params.trainer == "dpo";
   shape.lm_head = params.trainer != "reward";

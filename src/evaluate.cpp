@@ -61,7 +61,7 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
                                      "), not a reward model's: score it with another trainer"
                                : std::string("a reward model (task_type SEQ_CLS): score it with --trainer reward")));
 
-  if (!trl_trainer_name(params.trainer).empty()) {
+  if (trains_on_pairs(params.trainer)) {
     if (!adapter && (params.trainer == "dpo" || reward))
       throw config_error(reward ? "eval: trainer reward scores with a trained reward head; give --adapter DIR (a "
                                   "reward adapter), or a config whose project_name holds one"

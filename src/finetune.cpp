@@ -47,7 +47,7 @@ ModelOptions finetune_model_options(const TrainingParams& params) {
   options.lora_target_modules = resolve_target_modules(params);
   // TRL's DPOTrainer, ORPOTrainer and RewardTrainer set the p of every dropout module to 0 (their configs'
   // disable_dropout, true by default and not among AutoTrain's keys), PEFT's lora_dropout included.
-  const bool trl_disables_dropout = !trl_trainer_name(params.trainer).empty();
+  const bool trl_disables_dropout = trains_on_pairs(params.trainer);
   options.lora = LoraOptions{params.lora_r, params.lora_alpha, trl_disables_dropout ? 0.0 : params.lora_dropout, false};
   options.gradient_checkpointing = !params.disable_gradient_checkpointing;
   return options;
@@ -203,8 +203,7 @@ PreferenceData preference_settings(const TrainingParams& params, const Tokenizer
   data.beta = params.dpo_beta;
   data.loss = params.trainer;
   // TRL pads with the tokenizer's pad token, else its eos; the padding is never attended to nor scored.
-  const std::optional<int64_t> pad = tokenizer.pad_id() ? tokenizer.pad_id() : tokenizer.eos_id();
-  data.pad_id = pad.value_or(0);
+  data.pad_id = tokenizer.pad_or_eos_id().value_or(0);
   return data;
 }
 
@@ -248,8 +247,7 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
 
   std::optional<TrainingData> data;
   std::optional<PreferenceData> pairs;
-  const bool preference = !trl_trainer_name(params.trainer).empty();
-  if (preference) {
+  if (trains_on_pairs(params.trainer)) {
     if (group)
       throw Error("trainer \"" + params.trainer +
                   "\" runs in one process; data-parallel workers are not supported yet");

@@ -246,7 +246,7 @@ class PartialFolder {
 int64_t reward_pad_id(const std::string& base_dir, const ModelConfig& config) {
   try {
     const auto tokenizer = Tokenizer::load(base_dir);
-    if (const auto pad = tokenizer->pad_id() ? tokenizer->pad_id() : tokenizer->eos_id()) return *pad;
+    if (const auto pad = tokenizer->pad_or_eos_id()) return *pad;
   } catch (const Error& e) {
     log::warn(base_dir + ": no tokenizer to take the reward model's pad token from (" + e.what() +
               "); the merged config.json takes the base's pad / eos id");

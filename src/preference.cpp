@@ -21,6 +21,14 @@ std::vector<int64_t> tail(const std::vector<int64_t>& ids, size_t from) {
   return std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(from), ids.end());
 }
 
+// The eos token's text, and a completion with it appended unless it ends with it (TRL's preference trainers).
+std::string eos_text(const Tokenizer& tokenizer) {
+  return tokenizer.eos_id() ? tokenizer.decode({*tokenizer.eos_id()}) : "";
+}
+std::string with_eos(const std::string& completion, const std::string& eos) {
+  return eos.empty() || ends_with(completion, eos) ? completion : completion + eos;
+}
+
 // The prompt's last `keep` tokens, after its bos when it starts with one.
 std::vector<int64_t> prompt_end(const std::vector<int64_t>& prompt, size_t keep, const Tokenizer& tokenizer) {
   const bool bos = tokenizer.bos_id() && !prompt.empty() && prompt.front() == *tokenizer.bos_id();
@@ -69,21 +77,18 @@ OrderedJson concatenated(OrderedJson first, const OrderedJson& second) {
 
 PreferencePair tokenize_preference(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
                                    const std::string& rejected, const PreferenceLimits& limits) {
-  const std::string eos = tokenizer.eos_id() ? tokenizer.decode({*tokenizer.eos_id()}) : "";
-  auto with_eos = [&eos](const std::string& completion) {
-    return eos.empty() || ends_with(completion, eos) ? completion : completion + eos;
-  };
-  return split_pair(tokenizer, tokenizer.encode(prompt, true), tokenizer.encode(prompt + with_eos(chosen), true),
-                    tokenizer.encode(prompt + with_eos(rejected), true), limits);
+  const std::string eos = eos_text(tokenizer);
+  return split_pair(tokenizer, tokenizer.encode(prompt, true), tokenizer.encode(prompt + with_eos(chosen, eos), true),
+                    tokenizer.encode(prompt + with_eos(rejected, eos), true), limits);
 }
 
 PreferencePair tokenize_reward_pair(const Tokenizer& tokenizer, const std::string& prompt, const std::string& chosen,
                                     const std::string& rejected) {
-  const std::string eos = tokenizer.eos_id() ? tokenizer.decode({*tokenizer.eos_id()}) : "";
-  auto ids = [&](const std::string& completion) {  // TRL appends the eos before it prepends the prompt
-    return tokenizer.encode(prompt + (eos.empty() || ends_with(completion, eos) ? completion : completion + eos), true);
-  };
-  return PreferencePair{{}, ids(chosen), ids(rejected), {}};
+  const std::string eos = eos_text(tokenizer);  // TRL appends it before it prepends the prompt
+  return PreferencePair{{},
+                        tokenizer.encode(prompt + with_eos(chosen, eos), true),
+                        tokenizer.encode(prompt + with_eos(rejected, eos), true),
+                        {}};
 }
 
 PreferencePair tokenize_orpo_preference(const Tokenizer& tokenizer, const std::string& prompt,

@@ -72,6 +72,39 @@ RewardModel load_reward_model(const TrainingParams& p, const nlohmann::json& set
   return out;
 }
 
+// Our pairs of a split against the oracle's records of it: whole sequences (no prompt), the same ids.
+void expect_ids_as_oracle(const std::vector<PreferencePair>& pairs, const nlohmann::json& expected,
+                          const std::string& split) {
+  ASSERT_EQ(pairs.size(), expected.size()) << split;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    EXPECT_TRUE(pairs[i].prompt.empty() && pairs[i].rejected_prompt.empty());
+    EXPECT_EQ(pairs[i].chosen, expected[i]["chosen_ids"].get<std::vector<int64_t>>()) << split << " " << i;
+    EXPECT_EQ(pairs[i].rejected, expected[i]["rejected_ids"].get<std::vector<int64_t>>()) << split << " " << i;
+  }
+}
+
+// The largest |difference| of `reward`'s rewards for `pairs`, in padded batches of 2 pairs (4 rows) as the trainer
+// batches them, from the oracle's "chosen_reward" / "rejected_reward" of the same records.
+double worst_reward_difference(RewardModel& reward, const std::vector<PreferencePair>& pairs,
+                               const nlohmann::json& expected, int64_t max_length, int64_t pad) {
+  at::NoGradGuard no_grad;
+  double worst = 0;
+  for (size_t first = 0; first < pairs.size(); first += 2) {
+    std::vector<int64_t> indices = {static_cast<int64_t>(first)};
+    if (first + 1 < pairs.size()) indices.push_back(static_cast<int64_t>(first + 1));
+    const at::Tensor rewards =
+        reward.trainable.sequence_rewards(preference_batch(pairs, indices, max_length, pad).input_ids, pad).cpu();
+    for (size_t k = 0; k < indices.size(); ++k) {
+      const auto& record = expected[static_cast<size_t>(indices[k])];
+      const double chosen = rewards[static_cast<int64_t>(k)].item<double>();
+      const double rejected = rewards[static_cast<int64_t>(k + indices.size())].item<double>();
+      worst = std::max({worst, std::abs(chosen - record["chosen_reward"].get<double>()),
+                        std::abs(rejected - record["rejected_reward"].get<double>())});
+    }
+  }
+  return worst;
+}
+
 // Token ids equal TRL's: the prompt prepended, "</s>" appended as text where missing, bos first; the four records
 // with a side over max_length dropped (one only for its rejected, one only for its chosen), one of exactly 40 kept.
 TEST(Reward, PairsAreTokenizedAndFilteredAsTrlDoes) {
@@ -81,13 +114,8 @@ TEST(Reward, PairsAreTokenizedAndFilteredAsTrlDoes) {
   const TrainingParams p = oracle_params(settings);
   const int64_t max_length = settings["max_length"];
   for (const std::string split : {"train", "valid"}) {
-    const auto pairs = read_preference_split(p, *tokenizer, split, preference_limits(p, max_length));
-    ASSERT_EQ(pairs.size(), tokens[split].size()) << split;
-    for (size_t i = 0; i < pairs.size(); ++i) {
-      EXPECT_TRUE(pairs[i].prompt.empty() && pairs[i].rejected_prompt.empty());
-      EXPECT_EQ(pairs[i].chosen, tokens[split][i]["chosen_ids"].get<std::vector<int64_t>>()) << split << " " << i;
-      EXPECT_EQ(pairs[i].rejected, tokens[split][i]["rejected_ids"].get<std::vector<int64_t>>()) << split << " " << i;
-    }
+    expect_ids_as_oracle(read_preference_split(p, *tokenizer, split, preference_limits(p, max_length)), tokens[split],
+                         split);
   }
   EXPECT_EQ(tokens["dropped"], nlohmann::json::array({7, 10, 14, 18}));
 
@@ -111,25 +139,13 @@ TEST(Reward, InitialRewardsAreTransformersSequenceClassificationRewards) {
   RewardModel reward = load_reward_model(p, settings, kOracle + "/initial");
   reward.trainable.set_training(false);
   auto tokenizer = Tokenizer::load(kLlama);
+  const int64_t pad = settings["pad_token_id"];
   const auto pairs = read_preference_split(p, *tokenizer, "train", preference_limits(p, settings["max_length"]));
-  at::NoGradGuard no_grad;
-  double worst = 0;
+  const double worst = worst_reward_difference(reward, pairs, tokens["train"], settings["max_length"], pad);
   int64_t mid_text_eos = 0;
-  for (size_t first = 0; first < pairs.size(); first += 2) {
-    std::vector<int64_t> indices = {static_cast<int64_t>(first)};
-    if (first + 1 < pairs.size()) indices.push_back(static_cast<int64_t>(first + 1));
-    const PreferenceBatch batch = preference_batch(pairs, indices, settings["max_length"], settings["pad_token_id"]);
-    const at::Tensor rewards = reward.trainable.sequence_rewards(batch.input_ids, settings["pad_token_id"]).cpu();
-    for (size_t k = 0; k < indices.size(); ++k) {
-      const auto& expected = tokens["train"][static_cast<size_t>(indices[k])];
-      for (const bool chosen : {true, false}) {
-        const double ours = rewards[static_cast<int64_t>(chosen ? k : k + indices.size())].item<double>();
-        worst = std::max(worst, std::abs(ours - expected[chosen ? "chosen_reward" : "rejected_reward"].get<double>()));
-        const auto ids = expected[chosen ? "chosen_ids" : "rejected_ids"].get<std::vector<int64_t>>();
-        mid_text_eos += std::count(ids.begin(), ids.end() - 1, settings["pad_token_id"].get<int64_t>());
-      }
-    }
-  }
+  for (const auto& pair : pairs)
+    for (const auto* ids : {&pair.chosen, &pair.rejected})
+      mid_text_eos += std::count(ids->begin(), ids->end() - 1, pad);
   EXPECT_LT(worst, 1e-5);
   EXPECT_GE(mid_text_eos, 1);  // the case the rightmost-non-pad rule is for is among them
   std::printf("initial rewards vs transformers: max |diff| %.3g over %zu pairs\n", worst, pairs.size());
@@ -384,29 +400,12 @@ TEST(RewardChat, ConversationsAreRenderedTokenizedAndScoredAsAutoTrainAndTrlDo) 
   EXPECT_EQ(preference_settings(p, *tokenizer, max_length).pad_id, pad);
   RewardModel reward = load_reward_model(p, settings, kChatOracle + "/initial");
   reward.trainable.set_training(false);
-  at::NoGradGuard no_grad;
   double worst = 0;
   for (const std::string split : {"train", "valid"}) {
     p.prompt_text_column = split == "valid" ? std::optional<std::string>("prompt") : std::nullopt;
     const auto pairs = read_preference_split(p, *tokenizer, split, preference_limits(p, max_length));
-    ASSERT_EQ(pairs.size(), tokens[split].size()) << split;
-    for (size_t i = 0; i < pairs.size(); ++i) {
-      EXPECT_EQ(pairs[i].chosen, tokens[split][i]["chosen_ids"].get<std::vector<int64_t>>()) << split << " " << i;
-      EXPECT_EQ(pairs[i].rejected, tokens[split][i]["rejected_ids"].get<std::vector<int64_t>>()) << split << " " << i;
-    }
-    for (size_t first = 0; first < pairs.size(); first += 2) {
-      std::vector<int64_t> indices = {static_cast<int64_t>(first)};
-      if (first + 1 < pairs.size()) indices.push_back(static_cast<int64_t>(first + 1));
-      const at::Tensor rewards =
-          reward.trainable.sequence_rewards(preference_batch(pairs, indices, max_length, pad).input_ids, pad).cpu();
-      for (size_t k = 0; k < indices.size(); ++k) {
-        const auto& expected = tokens[split][static_cast<size_t>(indices[k])];
-        worst = std::max(worst, std::abs(rewards[static_cast<int64_t>(k)].item<double>() -
-                                         expected["chosen_reward"].get<double>()));
-        worst = std::max(worst, std::abs(rewards[static_cast<int64_t>(k + indices.size())].item<double>() -
-                                         expected["rejected_reward"].get<double>()));
-      }
-    }
+    expect_ids_as_oracle(pairs, tokens[split], split);
+    worst = std::max(worst, worst_reward_difference(reward, pairs, tokens[split], max_length, pad));
   }
   EXPECT_EQ(tokens["dropped"], nlohmann::json::array({3, 6}));
   EXPECT_LT(worst, 1e-5);

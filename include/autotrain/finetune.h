@@ -44,6 +44,8 @@ ModelOptions finetune_model_options(const TrainingParams& params);
 // TRL's trainer class that AutoTrain runs for `trainer` (dpo: DPOTrainer, orpo: ORPOTrainer, reward:
 // RewardTrainer); empty for the default and sft trainers, which train on packed blocks.
 std::string trl_trainer_name(const std::string& trainer);
+// Trainers dpo, orpo and reward: they train on preference pairs (those TRL trainers), not on packed blocks.
+inline bool trains_on_pairs(const std::string& trainer) { return !trl_trainer_name(trainer).empty(); }
 // The PEFT adapter settings written for a model built with `options`, with params' lora_dropout (as PEFT's
 // adapter_config.json records it where TRL trained without it); trainer reward: task_type SEQ_CLS with the score
 // head among modules_to_save, as AutoTrain's LoraConfig and PEFT make it.

@@ -32,6 +32,8 @@ class Tokenizer {
   std::optional<int64_t> bos_id() const { return bos_id_; }
   std::optional<int64_t> eos_id() const { return eos_id_; }
   std::optional<int64_t> pad_id() const { return pad_id_; }
+  // The pad token, else the eos: what AutoTrain sets as pad and TRL pads with (and a reward model pools past).
+  std::optional<int64_t> pad_or_eos_id() const { return pad_id_ ? pad_id_ : eos_id_; }
   // The id of one whole token (a vocabulary entry or an added token), if there is one.
   std::optional<int64_t> token_to_id(const std::string& token) const { return find_token(token); }
 

@@ -61,7 +61,7 @@ ModelConfig read_model_config(const std::string& path) {
 // upper bound.
 int64_t count_dataset_tokens(const TrainingParams& params, const std::string& cache_dir) {
   auto tokenizer = Tokenizer::load(params.model);
-  if (!trl_trainer_name(params.trainer).empty()) {
+  if (trains_on_pairs(params.trainer)) {
     const int64_t block_size = effective_block_size(params);
     const auto pairs =
         read_preference_split(params, *tokenizer, params.train_split, preference_limits(params, block_size));

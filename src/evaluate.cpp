@@ -30,7 +30,7 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   EvaluationResult result;
   result.model = given.model;
   result.adapter_dir = options.adapter_dir;
-  result.data_file = resolve_split_file(params.data_path, split);
+  result.data_file = files_label(resolve_split_files(params.data_path, split));
   result.block_size = effective_block_size(params);
   const int64_t batch_size = options.batch_size > 0 ? options.batch_size : params.batch_size;
 

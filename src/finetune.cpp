@@ -116,8 +116,8 @@ TextEncoder autotrain_encoder(const Tokenizer& tokenizer, const TrainingParams& 
 
 TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& tokenizer, const std::string& split,
                              const std::string& cache_dir) {
-  const std::string data_file = resolve_split_file(params.data_path, split);
-  std::vector<std::string> inputs = {data_file};
+  const DataFiles data_files = resolve_split_files(params.data_path, split);
+  std::vector<std::string> inputs = data_files;
   for (const auto& f : tokenizer_files(params.model)) inputs.push_back(f);
   std::optional<ChatTemplate> chat;
   if (params.chat_template == "tokenizer") {
@@ -126,7 +126,7 @@ TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& toke
   }
   const std::string settings = "autotrain-tokens-v2|" + params.text_column + "|" + (params.add_eos_token ? "eos" : "") +
                                "|" + params.trainer + "|" + (chat ? chat->source() : "");
-  TokenCacheRequest request{data_file, params.text_column, cache_dir + "/tokens", fingerprint(inputs, settings),
+  TokenCacheRequest request{data_files, params.text_column, cache_dir + "/tokens", fingerprint(inputs, settings),
                             chat ? &*chat : nullptr};
   return TokenizedText::open(ensure_token_cache(request, autotrain_encoder(tokenizer, params)));
 }
@@ -216,7 +216,7 @@ PreferenceData read_preference_data(const TrainingParams& params, const Tokenize
   PreferenceData data = preference_settings(params, tokenizer, block_size);
   std::vector<std::string> inputs;
   auto read_split = [&](const std::string& split) {
-    inputs.push_back(resolve_split_file(params.data_path, split));
+    for (const std::string& file : resolve_split_files(params.data_path, split)) inputs.push_back(file);
     return read_preference_split(params, tokenizer, split, limits);
   };
   data.train = read_split(params.train_split);
@@ -259,7 +259,7 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
     data.emplace(TrainingData{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt,
                               block_size, ""});
     if (data->train.num_blocks(block_size) == 0) {  // before the model is loaded: say it at once
-      throw Error(resolve_split_file(params.data_path, params.train_split) + ": " +
+      throw Error(files_label(resolve_split_files(params.data_path, params.train_split)) + ": " +
                   std::to_string(data->train.size()) + " tokens, fewer than one block of block_size " +
                   std::to_string(block_size) +
                   " (the remainder is dropped, as AutoTrain does); lower block_size or add texts");
@@ -267,7 +267,7 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
     if (params.valid_split) data->valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
     if (group && tokenizes_first) group->barrier();
     if (data->valid && data->valid->num_blocks(block_size) == 0) {
-      throw Error(resolve_split_file(params.data_path, *params.valid_split) + ": the validation split has fewer than " +
+      throw Error(files_label(resolve_split_files(params.data_path, *params.valid_split)) + ": the validation split has fewer than " +
                   std::to_string(block_size) + " tokens, so not one block; add texts or set valid_split to null");
     }
   }

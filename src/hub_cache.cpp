@@ -52,9 +52,10 @@ bool is_hub_repo_id(const std::string& name) {
   return !ends_with(name, ".git");
 }
 
-std::optional<std::string> cached_hub_snapshot(const std::string& repo_id, const std::string& cache_dir) {
-  std::string folder = "models";
-  for (size_t start = 0;;) {  // repo_folder_name: "models--namespace--name"
+std::optional<std::string> cached_hub_snapshot(const std::string& repo_id, const std::string& cache_dir,
+                                               const std::string& repo_type) {
+  std::string folder = repo_type;
+  for (size_t start = 0;;) {  // repo_folder_name: "models--namespace--name", "datasets--namespace--name"
     const size_t slash = repo_id.find('/', start);
     folder += "--" + repo_id.substr(start, slash - start);
     if (slash == std::string::npos) break;

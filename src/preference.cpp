@@ -163,7 +163,7 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
                         : "a prompt, a chosen and a rejected text per record: set \"prompt_text_column\" and "
                           "\"rejected_text_column\"") +
                 " (the chosen text is \"text_column\")");
-  const std::string path = resolve_split_file(params.data_path, split);
+  const DataFiles files = resolve_split_files(params.data_path, split);
   std::vector<DataColumn> columns = {{params.text_column, "text_column"},
                                      {*params.rejected_text_column, "rejected_text_column"}};
   if (params.prompt_text_column) columns.push_back({*params.prompt_text_column, "prompt_text_column"});
@@ -181,7 +181,7 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
   };
   if (chat) {
     const ChatTemplate chat_template = ChatTemplate::load(params.model);
-    for_each_record_cells(path, columns, [&](const CellRow& cells, const std::string& where) {
+    for_each_record_cells(files, columns, [&](const CellRow& cells, const std::string& where) {
       auto messages = [&](size_t c) {
         return conversation_of(cells[c], where + ": column \"" + columns[c].name + "\"");
       };
@@ -217,7 +217,7 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
       }
     });
   } else {
-    for_each_record(path, columns, [&](const Row& row) {
+    for_each_record(files, columns, [&](const Row& row) {
       if (reward)
         keep(tokenize_reward_pair(tokenizer, params.prompt_text_column ? row[2] : std::string(), row[0], row[1]));
       else if (params.trainer == "orpo")
@@ -226,20 +226,21 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
         keep(tokenize_preference(tokenizer, row[2], row[0], row[1], limits));
     });
   }
+  const std::string source = files_label(files);
   if (too_long > 0 && reward)
-    log::warn(log::cat(path, ": ", too_long, " pair(s) dropped: the chosen or the rejected text is longer than ",
+    log::warn(log::cat(source, ": ", too_long, " pair(s) dropped: the chosen or the rejected text is longer than ",
                        "block_size ", limits.max_length, " tokens (TRL's RewardTrainer drops them too)"));
   else if (too_long > 0)
-    log::warn(log::cat(path, ": ", too_long, " pair(s) dropped: the prompt alone fills block_size ", limits.max_length,
+    log::warn(log::cat(source, ": ", too_long, " pair(s) dropped: the prompt alone fills block_size ", limits.max_length,
                        ", leaving no completion token"));
   if (pairs.empty() && reward)
-    throw Error(path + ": every pair has a text longer than max_length (block_size " +
+    throw Error(source + ": every pair has a text longer than max_length (block_size " +
                 std::to_string(limits.max_length) + " tokens), so none is left to train on; raise block_size");
   if (pairs.empty())
-    throw Error(path + ": every prompt fills max_length (block_size " + std::to_string(limits.max_length) +
+    throw Error(source + ": every prompt fills max_length (block_size " + std::to_string(limits.max_length) +
                 ") by itself, so no pair has a completion token to train on; raise block_size or lower "
                 "max_prompt_length");
-  log::info(log::cat(path, ": ", pairs.size(), " preference pairs"));
+  log::info(log::cat(source, ": ", pairs.size(), " preference pairs"));
   return pairs;
 }
 

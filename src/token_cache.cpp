@@ -16,6 +16,7 @@
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/logging.h"
+#include "autotrain/parquet.h"
 #include "autotrain/progress.h"
 
 namespace autotrain {
@@ -97,23 +98,30 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
       log::warn(std::string(e.what()) + "; tokenizing again");
     }
   }
-  const auto total_bytes = static_cast<int64_t>(std::filesystem::file_size(request.data_file));
-  ProgressBar progress("tokenize " + std::filesystem::path(request.data_file).filename().string(), total_bytes, "B");
+  // Progress in bytes of text files, or in rows of Parquet files (whose texts are compressed).
+  const bool parquet = is_parquet_file(request.data_files.front());
+  int64_t total = 0;
+  for (const std::string& file : request.data_files)
+    total += parquet ? ParquetFile::open(file).rows() : static_cast<int64_t>(std::filesystem::file_size(file));
+  ProgressBar progress("tokenize " + std::filesystem::path(request.data_files.front()).filename().string() +
+                           (request.data_files.size() > 1 ? " (+" + std::to_string(request.data_files.size() - 1) + ")"
+                                                          : ""),
+                       total, parquet ? "rows" : "B");
   AtomicFileWriter out(path);
   out.write(kMagic, 8);
   uint64_t count = 0;
   std::vector<int32_t> ids32;
-  const int64_t texts = for_each_text(request.data_file, request.text_column, [&](const std::string& text) {
+  const int64_t texts = for_each_text(request.data_files, request.text_column, [&](const std::string& text) {
     std::vector<int64_t> ids = encode(text);
     ids32.assign(ids.begin(), ids.end());
     out.write(ids32.data(), ids32.size() * sizeof(int32_t));
     count += ids32.size();
-    progress.advance(static_cast<int64_t>(text.size()) + 1);
+    progress.advance(parquet ? 1 : static_cast<int64_t>(text.size()) + 1);
     progress.set_status(format_count(static_cast<double>(count)) + " tokens");
   }, request.chat_template);
   progress.finish();
   if (texts == 0 || count == 0) {
-    throw Error(request.data_file + ": the dataset has no texts in column \"" + request.text_column +
+    throw Error(files_label(request.data_files) + ": the dataset has no texts in column \"" + request.text_column +
                 "\"; add data or point data_path at the right file");
   }
   out.write(&count, 8);

@@ -84,10 +84,10 @@ TEST(ChatTemplate, DatasetConversationsBecomeTransformersIds) {
     const ChatTemplate chat = ChatTemplate::load(folder);
     EXPECT_FALSE(chat.is_fallback());
     auto tokenizer = Tokenizer::load(folder);
-    for (const std::string file : {"chat.jsonl", "chat.csv"}) {
+    for (const std::string file : {"chat.jsonl", "chat.csv", "chat.parquet"}) {
       SCOPED_TRACE(model + " " + file);
       std::vector<std::string> texts;
-      for_each_text(pipeline + "/" + file, "messages", [&](const std::string& t) { texts.push_back(t); }, &chat);
+      for_each_text({pipeline + "/" + file}, "messages", [&](const std::string& t) { texts.push_back(t); }, &chat);
       EXPECT_EQ(OrderedJson(texts), expected[model]["texts"]);
       for (const std::string trainer : {"default", "sft"}) {
         testing::TempDir cache;
@@ -153,14 +153,14 @@ TEST(ChatTemplate, BadConversationsNameTheRecord) {
   auto error_for = [&](const std::string& line) {
     testing::write_text(dir.file("train.jsonl"), R"({"messages": [{"role": "user", "content": "ok"}]})" "\n" + line);
     return testing::error_message_of(
-        [&] { for_each_text(dir.file("train.jsonl"), "messages", [](const std::string&) {}, &chat); });
+        [&] { for_each_text({dir.file("train.jsonl")}, "messages", [](const std::string&) {}, &chat); });
   };
   EXPECT_NE(error_for(R"({"messages": "not a list"})").find("train.jsonl:2: column \"messages\""), std::string::npos);
   EXPECT_NE(error_for(R"({"messages": [{"content": "no role"}]})").find("train.jsonl:2: "), std::string::npos);
   EXPECT_NE(error_for(R"({"messages": 3})").find("train.jsonl:2: "), std::string::npos);
   // Without chat_template, a list in the text column says what to set.
   testing::write_text(dir.file("plain.jsonl"), R"({"messages": [{"role": "user", "content": "x"}]})");
-  EXPECT_NE(testing::error_message_of([&] { for_each_text(dir.file("plain.jsonl"), "messages", [](const std::string&) {}); })
+  EXPECT_NE(testing::error_message_of([&] { for_each_text({dir.file("plain.jsonl")}, "messages", [](const std::string&) {}); })
                 .find("\"chat_template\": \"tokenizer\""),
             std::string::npos);
   // A template's raise_exception reaches the user with the record's place.
@@ -169,7 +169,7 @@ TEST(ChatTemplate, BadConversationsNameTheRecord) {
   const ChatTemplate strict = ChatTemplate::load(dir.path().string());
   testing::write_text(dir.file("t.jsonl"), R"({"messages": [{"role": "assistant", "content": "x"}]})");
   const std::string message = testing::error_message_of(
-      [&] { for_each_text(dir.file("t.jsonl"), "messages", [](const std::string&) {}, &strict); });
+      [&] { for_each_text({dir.file("t.jsonl")}, "messages", [](const std::string&) {}, &strict); });
   EXPECT_NE(message.find("t.jsonl:1: "), std::string::npos) << message;
   EXPECT_NE(message.find("first must be user"), std::string::npos) << message;
 }

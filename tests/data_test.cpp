@@ -18,7 +18,7 @@ nlohmann::json expected() { return nlohmann::json::parse(read_file(kDir + "/expe
 
 std::vector<std::string> read_all(const std::string& path, const std::string& column = "text") {
   std::vector<std::string> texts;
-  int64_t count = for_each_text(path, column, [&](const std::string& t) { texts.push_back(t); });
+  int64_t count = for_each_text({path}, column, [&](const std::string& t) { texts.push_back(t); });
   EXPECT_EQ(count, static_cast<int64_t>(texts.size()));
   return texts;
 }
@@ -32,15 +32,15 @@ TEST(Dataset, EveryFormatReadsWhatPythonReads) {
 }
 
 TEST(Dataset, FolderAndSplitFollowAutoTrainsLayout) {
-  EXPECT_EQ(resolve_split_file(kDir, "train"), kDir + "/train.jsonl");  // .jsonl first
-  EXPECT_EQ(resolve_split_file(kDir + "/train.csv", "ignored"), kDir + "/train.csv");
+  EXPECT_EQ(resolve_split_files(kDir, "train"), DataFiles{kDir + "/train.jsonl"});  // .jsonl first
+  EXPECT_EQ(resolve_split_files(kDir + "/train.csv", "ignored"), DataFiles{kDir + "/train.csv"});
   try {
-    resolve_split_file(kDir, "validation");
+    resolve_split_files(kDir, "validation");
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("validation.jsonl"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(resolve_split_file("/nonexistent/data", "train"), Error);
+  EXPECT_THROW(resolve_split_files("/nonexistent/data", "train"), Error);
 }
 
 // Each bad file: the message must name the file and carry `fragment`.
@@ -71,7 +71,8 @@ TEST(Dataset, BadInputIsOneLineNamingFileAndLine) {
   expect_bad("h.csv", "text,other\nhello,1,extra\n", "3 fields, the header has 2");
   expect_bad("i.csv", "", "empty CSV");
   expect_bad("j.txt", "fine\n\xFF\xFE\n", ":2: not valid UTF-8");
-  expect_bad("k.parquet", "PAR1", "unknown dataset format");
+  expect_bad("k.arrow", "ARROW1", "unknown dataset format");
+  expect_bad("k.parquet", "PAR1", "not a Parquet file");
   expect_bad("l.json", "{\"text\": \"not an array\"}", "expected a JSON array");
 }
 

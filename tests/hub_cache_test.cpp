@@ -29,37 +29,6 @@ const std::string kRepo = "autotrain-fixtures/tiny-qwen3";
 
 json expected() { return json::parse(read_file(kReference + "/expected.json")); }
 
-// Sets the variables of the cache's location for its lifetime (unset when absent from `values`), then restores.
-class CacheEnvironment {
- public:
-  explicit CacheEnvironment(const std::map<std::string, std::string>& values) {
-    for (const char* name : {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME"}) {
-      const char* old = std::getenv(name);
-      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
-      auto value = values.find(name);
-      if (value == values.end()) {
-        ::unsetenv(name);
-      } else {
-        ::setenv(name, value->second.c_str(), 1);
-      }
-    }
-  }
-  ~CacheEnvironment() {
-    for (const auto& [name, value] : saved_) {
-      if (value) {
-        ::setenv(name.c_str(), value->c_str(), 1);
-      } else {
-        ::unsetenv(name.c_str());
-      }
-    }
-  }
-  CacheEnvironment(const CacheEnvironment&) = delete;
-  CacheEnvironment& operator=(const CacheEnvironment&) = delete;
-
- private:
-  std::map<std::string, std::optional<std::string>> saved_;
-};
-
 TEST(HubCache, SnapshotIsTheOneHuggingfaceHubFinds) {
   const json snapshots = expected()["snapshots"];
   ASSERT_EQ(snapshots.size(), 4u);
@@ -78,7 +47,7 @@ TEST(HubCache, SnapshotIsTheOneHuggingfaceHubFinds) {
 TEST(HubCache, CacheFolderFollowsTheVariablesAsHuggingfaceHubDoes) {
   for (const json& row : expected()["cache_dirs"]) {
     SCOPED_TRACE(row[0].dump());
-    CacheEnvironment scope(row[0].get<std::map<std::string, std::string>>());
+    testing::CacheEnvironment scope(row[0].get<std::map<std::string, std::string>>());
     EXPECT_EQ(hub_cache_dir(), row[1].get<std::string>());
   }
 }
@@ -90,7 +59,7 @@ TEST(HubCache, RepoIdsAreTheOnesValidateRepoIdAccepts) {
 }
 
 TEST(HubCache, AFolderComesFirstAndAMissingIdSaysHowToFetchIt) {
-  CacheEnvironment scope({{"HF_HUB_CACHE", kCache}});
+  testing::CacheEnvironment scope({{"HF_HUB_CACHE", kCache}});
   EXPECT_EQ(resolve_model_folder(kFixtures + "/models/qwen3"), kFixtures + "/models/qwen3");
   EXPECT_TRUE(
       fs::equivalent(resolve_model_folder(kRepo), kCache + "/" + expected()["snapshots"][kRepo].get<std::string>()));

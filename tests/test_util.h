@@ -3,9 +3,12 @@
 #pragma once
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -33,6 +36,37 @@ void write_text(const std::string& path, const std::string& text);
 // batch_size, gradient_accumulation, epochs, warmup_ratio, weight_decay, max_grad_norm, seed, and lora_r /
 // lora_alpha when present), read by parse_training_params over AutoTrain's defaults, with peft on.
 TrainingParams oracle_training_params(const nlohmann::json& settings);
+
+// Sets the variables of the cache's location for its lifetime (unset when absent from `values`), then restores.
+class CacheEnvironment {
+ public:
+  explicit CacheEnvironment(const std::map<std::string, std::string>& values) {
+    for (const char* name : {"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME", "HOME"}) {
+      const char* old = std::getenv(name);
+      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
+      auto value = values.find(name);
+      if (value == values.end()) {
+        ::unsetenv(name);
+      } else {
+        ::setenv(name, value->second.c_str(), 1);
+      }
+    }
+  }
+  ~CacheEnvironment() {
+    for (const auto& [name, value] : saved_) {
+      if (value) {
+        ::setenv(name.c_str(), value->c_str(), 1);
+      } else {
+        ::unsetenv(name.c_str());
+      }
+    }
+  }
+  CacheEnvironment(const CacheEnvironment&) = delete;
+  CacheEnvironment& operator=(const CacheEnvironment&) = delete;
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
 
 // The message of the autotrain::Error that `action` throws, or "(no error)".
 std::string error_message_of(const std::function<void()>& action);

@@ -73,7 +73,7 @@ TokenizedText toy_tokens(const testing::TempDir& dir, int texts) {
     return ids;
   };
   const std::string fp = fingerprint({dir.file("train.jsonl")}, "toy");
-  return TokenizedText::open(ensure_token_cache({dir.file("train.jsonl"), "text", dir.file("cache"), fp}, encode));
+  return TokenizedText::open(ensure_token_cache({{dir.file("train.jsonl")}, "text", dir.file("cache"), fp}, encode));
 }
 
 TrainerOptions options_for(const testing::TempDir& dir, int64_t batch, int64_t accumulation) {
@@ -142,7 +142,7 @@ TEST(Trainer, EmptyDatasetIsAnErrorNamingTheFile) {
   testing::TempDir dir;
   testing::write_text(dir.file("train.jsonl"), "");
   try {
-    ensure_token_cache({dir.file("train.jsonl"), "text", dir.file("cache"), "x"},
+    ensure_token_cache({{dir.file("train.jsonl")}, "text", dir.file("cache"), "x"},
                        [](const std::string&) { return std::vector<int64_t>{1}; });
     FAIL();
   } catch (const Error& e) {

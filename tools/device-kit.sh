@@ -14,9 +14,10 @@ PYTHON="${AUTOTRAIN_PYTHON:-$ROOT/.venv/bin/python3}"
 [[ -x "$PYTHON" ]] || PYTHON=python3
 
 # Build side: tools/setup.sh's -dev packages (gloo: headers only; libgloo0, hiredis and ibverbs are not
-# needed because libtorch_cpu carries gloo itself). Run side: the shared libraries the binaries link.
+# needed because libtorch_cpu carries gloo itself). Run side: the shared libraries the binaries link (zlib and
+# zstd's are on every image; carrying Debian's would put them before the system's for everything in the shell).
 dev_packages=(nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libsentencepiece-dev
-              libgtest-dev libgmock-dev libpcre2-dev libicu-dev libgloo-dev)
+              libgtest-dev libgmock-dev libpcre2-dev libicu-dev libgloo-dev zlib1g-dev libzstd-dev)
 runtime_packages=(libspdlog1.10 libfmt9 libsentencepiece0 libpcre2-8-0 libicu72)
 tool_packages=(pkgconf pkgconf-bin libpkgconf3)
 

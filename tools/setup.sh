@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config ccache git python3 python3-venv
           nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libsentencepiece-dev
-          libgtest-dev libgmock-dev libpcre2-dev libicu-dev libgloo-dev)
+          libgtest-dev libgmock-dev libpcre2-dev libicu-dev libgloo-dev zlib1g-dev libzstd-dev)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -12,9 +12,23 @@
 
 namespace autotrain {
 
-// data_path is a file (.jsonl, .json, .csv, .txt) or a folder holding `<split>.jsonl|.json|.csv|.txt`
-// (AutoTrain's layout: data/train.csv). Throws Error naming what was looked for.
-std::string resolve_split_file(const std::string& data_path, const std::string& split);
+// The files of one split, read in this order as one dataset.
+using DataFiles = std::vector<std::string>;
+
+// The files of `split`. data_path is a file (.jsonl, .json, .csv, .txt, .parquet), or a folder, or a Hub dataset
+// id whose snapshot is in the local Hugging Face cache (`hf download --repo-type dataset ID`; never downloaded).
+// In a folder: `<split>.jsonl|.json|.csv|.txt|.parquet` (AutoTrain's layout: data/train.csv), else the files that
+// `datasets.load_dataset(folder, split=...)` takes for the split, sorted: the Hub's shards
+// data/<split>-00000-of-00003.parquet ...; else the files under folders named for the split (train/, ...); else
+// the files named for it (train-part1.jsonl, my_train.csv, ...; with datasets' synonyms: validation = valid, dev,
+// val; test = testing, eval, evaluation; train = training); else, for train, every data file. Throws Error naming
+// what was looked for, or when a split mixes formats.
+DataFiles resolve_split_files(const std::string& data_path, const std::string& split);
+
+// "file", or "first-file and 2 more files": the files in a message.
+std::string files_label(const DataFiles& files);
+
+bool is_parquet_file(const std::string& path);
 
 // The longest record read: a line of .jsonl / .txt, a CSV record, a text of .json. Each text is tokenized
 // whole, and one of 100 MB would take ~15 GB with a sentencepiece BPE (and minutes); a record this long is
@@ -23,15 +37,15 @@ constexpr size_t kMaxRecordBytes = 16u << 20;
 
 class ChatTemplate;
 
-// Calls `visit` with the text_column of every record, in file order. JSONL: one object per line; JSON: an
-// array of objects; CSV: RFC 4180 with a header row (quoted fields may hold commas, quotes and newlines);
-// TXT: one text per line. Throws Error naming the file and line on a missing column (listing the
-// columns found), a non-string value, malformed JSON/CSV, bytes that are not UTF-8 or a record longer than
-// kMaxRecordBytes. Returns the count.
+// Calls `visit` with the text_column of every record, in file order (the files in turn). JSONL: one object per
+// line; JSON: an array of objects; CSV: RFC 4180 with a header row (quoted fields may hold commas, quotes and
+// newlines); TXT: one text per line; Parquet: one row per record (parquet.h). Throws Error naming the file and
+// line (or row) on a missing column (listing the columns found), a non-string value, malformed JSON/CSV/Parquet,
+// bytes that are not UTF-8, a record longer than kMaxRecordBytes or no records at all. Returns the count.
 // With `chat`, the column holds conversations (a JSON list of messages, or a string holding one: see
 // conversation_of) and `visit` sees each rendered by the template; a conversation the template refuses is an
 // Error naming the file and line.
-int64_t for_each_text(const std::string& path, const std::string& text_column,
+int64_t for_each_text(const DataFiles& files, const std::string& text_column,
                       const std::function<void(const std::string&)>& visit, const ChatTemplate* chat = nullptr);
 
 // A column a trainer reads, and the training_params.json key that names it (for the error when it is missing).
@@ -43,13 +57,13 @@ using RowVisitor = std::function<void(const Row&)>;
 
 // for_each_text for several columns: `visit` sees each record's cells in the order of `columns`. A .txt file
 // has one column only.
-int64_t for_each_record(const std::string& path, const std::vector<DataColumn>& columns, const RowVisitor& visit,
+int64_t for_each_record(const DataFiles& files, const std::vector<DataColumn>& columns, const RowVisitor& visit,
                         const ChatTemplate* chat = nullptr);
 
 // The same with the cells as they are (a JSON value; a CSV field or .txt line is a string): for columns that hold
-// conversations to be rendered more than one way. `where` is "file:line" for errors.
+// conversations to be rendered more than one way. `where` is "file:line" (or "file, row N") for errors.
 using CellRow = std::vector<nlohmann::ordered_json>;
-int64_t for_each_record_cells(const std::string& path, const std::vector<DataColumn>& columns,
+int64_t for_each_record_cells(const DataFiles& files, const std::vector<DataColumn>& columns,
                               const std::function<void(const CellRow&, const std::string& where)>& visit);
 
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).

@@ -17,8 +17,9 @@ std::string hub_cache_dir();
 bool is_hub_repo_id(const std::string& name);
 
 // The snapshot folder of `repo_id` at its cached "main" revision (try_to_load_from_cache with revision None:
-// refs/main names a commit whose folder is under snapshots/), or nullopt.
-std::optional<std::string> cached_hub_snapshot(const std::string& repo_id, const std::string& cache_dir);
+// refs/main names a commit whose folder is under snapshots/), or nullopt. `repo_type`: "models" or "datasets".
+std::optional<std::string> cached_hub_snapshot(const std::string& repo_id, const std::string& cache_dir,
+                                               const std::string& repo_type = "models");
 
 // The folder to read a model from, as transformers' from_pretrained finds it offline: `model` itself when it
 // is a folder, else the cached snapshot of the Hub id `model`. Throws Error saying what to do otherwise.

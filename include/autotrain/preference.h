@@ -73,7 +73,7 @@ PreferencePair tokenize_preference(const Tokenizer& tokenizer, const ChatTemplat
                                    const PreferenceLimits& limits);
 
 // The pairs of a split: the columns prompt_text_column, text_column (chosen) and rejected_text_column of the file
-// resolve_split_file finds, tokenized by tokenize_preference (tokenize_orpo_preference for trainer orpo). With
+// resolve_split_files finds, tokenized by tokenize_preference (tokenize_orpo_preference for trainer orpo). With
 // chat_template "tokenizer" the columns hold conversations rendered by the model's template; prompt_text_column may
 // then be null (the implicit prompt). A pair whose prompt alone fills max_length would keep no completion token, so it
 // is dropped (as TRL drops it) with a warning counting them. Throws Error naming the file when no pair is left.

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "autotrain/data.h"
+
 namespace autotrain {
 
 class ChatTemplate;
@@ -41,7 +43,7 @@ class TokenizedText {
 using TextEncoder = std::function<std::vector<int64_t>(const std::string& text)>;
 
 struct TokenCacheRequest {
-  std::string data_file;    // a .jsonl / .json / .csv / .txt file (data.h)
+  DataFiles data_files;     // one split's files (data.h resolve_split_files)
   std::string text_column;
   std::string cache_dir;    // where cache files live
   std::string fingerprint;  // of the data, tokenizer and settings (see fingerprint())

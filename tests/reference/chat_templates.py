@@ -8,8 +8,9 @@ Writes reference/chat_templates/:
                  synthetic ones), "template", "bos_token", "eos_token" (null: not passed to the template at all),
                  "add_generation_prompt", "messages", "extra" (more template variables), and "rendered", or "error"
                  (the message of a deliberate raise_exception)}
-  pipeline/      what AutoTrain's default trainer does with a "messages" column: chat.jsonl and chat.csv (the same
-                 12 conversations, the CSV holding str() of each list), tokenizer_qwen2/ and tokenizer_llama/ (the
+  pipeline/      what AutoTrain's default trainer does with a "messages" column: chat.jsonl, chat.csv and
+                 chat.parquet (the same 12 conversations, the CSV holding str() of each list, the Parquet file written
+                 by datasets' Dataset.to_parquet: a list of {role, content} structs a row), tokenizer_qwen2/ and tokenizer_llama/ (the
                  fixture tokenizers with qwen2.jinja / llama2.jinja as their chat_template), and expected.json
                  {"qwen2"|"llama": {"texts": [apply_chat_template(messages, tokenize=False)], "ids": [tokenizer(
                  text + eos_token)["input_ids"]], "sft_ids": [tokenizer(text)["input_ids"] + [eos_token_id]]}}."""
@@ -268,6 +269,11 @@ def write_pipeline(fixtures, out):
         fields = [row["messages"] for row in csv.DictReader(f)]
     # AutoTrain parses a string column with ast.literal_eval; it must give the JSONL messages back.
     assert [ast.literal_eval(field) for field in fields] == [r["messages"] for r in records]
+    import datasets
+    datasets.disable_progress_bars()
+    datasets.Dataset.from_list(records).to_parquet(str(out / "chat.parquet"))
+    import pyarrow.parquet as pq
+    assert pq.read_table(out / "chat.parquet").to_pylist() == records  # no struct fields added, none null
 
     expected = {}
     for name, fixture, template in [("qwen2", "qwen2", "qwen2.jinja"), ("llama", "llama", "llama2.jinja")]:

@@ -1,0 +1,154 @@
+// The Parquet reader against pyarrow, and datasets folders against `datasets.load_dataset` (fixtures written by
+// tests/reference/parquet_files.py). Values are compared exactly: strings byte for byte, integers, floats and
+// booleans as the same JSON numbers (float32 widened to double on both sides), nulls and empty lists as such.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "autotrain/data.h"
+#include "autotrain/error.h"
+#include "autotrain/fileio.h"
+#include "autotrain/parquet.h"
+#include "test_util.h"
+
+namespace autotrain {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+const std::string kDir = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/parquet";
+
+json expected() { return json::parse(read_file(kDir + "/expected.json")); }
+
+// Every row of `path` as a JSON object of all its columns.
+json read_rows(const std::string& path) {
+  const ParquetFile file = ParquetFile::open(path);
+  const std::vector<std::string> columns = file.columns();
+  json rows = json::array();
+  const int64_t count = file.for_each_row(columns, [&](std::vector<nlohmann::ordered_json>& cells, int64_t row) {
+    EXPECT_EQ(row, static_cast<int64_t>(rows.size()) + 1);
+    json object = json::object();
+    for (size_t c = 0; c < columns.size(); ++c) object[columns[c]] = json::parse(cells[c].dump());
+    rows.push_back(object);
+  });
+  EXPECT_EQ(count, file.rows());
+  return rows;
+}
+
+// The cells of `column` in every record of `files`, as data.cpp hands them to the trainers.
+json read_column(const DataFiles& files, const std::string& column) {
+  json cells = json::array();
+  for_each_record_cells(files, {{column, "text_column"}}, [&](const CellRow& row, const std::string&) {
+    cells.push_back(json::parse(row[0].dump()));
+  });
+  return cells;
+}
+
+TEST(Parquet, EveryWritersLayoutReadsAsPyarrowReadsIt) {
+  const json want = expected()["files"];
+  ASSERT_GE(want.size(), 9u);
+  for (const auto& [name, rows] : want.items()) {
+    SCOPED_TRACE(name);
+    const json ours = read_rows(kDir + "/files/" + name + ".parquet");
+    ASSERT_EQ(ours.size(), rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) EXPECT_EQ(ours[r], rows[r]) << "row " << r + 1;
+  }
+}
+
+TEST(Parquet, CodecsNotReadAreRefusedByName) {
+  for (const auto& [codec, name] : expected()["refused"].items()) {
+    const std::string path = kDir + "/files/" + codec + ".parquet";
+    const std::string message = testing::error_message_of([&] { read_rows(path); });
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(name.get<std::string>()), std::string::npos) << message;
+    EXPECT_NE(message.find("zstd"), std::string::npos) << message;  // what to do
+  }
+}
+
+TEST(Parquet, SplitLayoutsTakeTheFilesDatasetsTakes) {
+  for (const auto& [layout, splits] : expected()["layouts"].items()) {
+    for (const auto& [split, texts] : splits.items()) {
+      SCOPED_TRACE(layout + " / " + split);
+      const std::string folder = kDir + "/layouts/" + layout;
+      if (texts.is_null()) {  // datasets has no such split: neither do we
+        EXPECT_THROW(resolve_split_files(folder, split), Error);
+        continue;
+      }
+      EXPECT_EQ(read_column(resolve_split_files(folder, split), "text"), texts);
+    }
+  }
+}
+
+TEST(Parquet, HubDatasetIdReadsTheCachedSnapshot) {
+  const json want = expected();
+  const std::string cache = kDir + "/cache";
+  testing::CacheEnvironment scope({{"HF_HUB_CACHE", cache}});
+  const DataFiles files = resolve_split_files("acme/chat-pairs", "train");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(fs::relative(fs::path(files[0]).parent_path().parent_path(), cache).string(),
+            want["snapshot"].get<std::string>());
+  EXPECT_EQ(read_column(files, "text"), want["snapshot_texts"]);
+  const std::string missing = testing::error_message_of([] { resolve_split_files("acme/not-cached", "train"); });
+  EXPECT_NE(missing.find("hf download --repo-type dataset"), std::string::npos) << missing;
+}
+
+TEST(Parquet, MissingColumnNamesTheKeyAndTheColumnsFound) {
+  const std::string path = kDir + "/files/snappy_dictionary_v1.parquet";
+  const std::string message = testing::error_message_of(
+      [&] { for_each_record({path}, {{"prompt", "prompt_text_column"}}, [](const Row&) {}); });
+  EXPECT_NE(message.find(path), std::string::npos) << message;
+  EXPECT_NE(message.find("prompt_text_column"), std::string::npos) << message;
+  EXPECT_NE(message.find("messages"), std::string::npos) << message;
+}
+
+TEST(Parquet, NullTextNamesTheRow) {
+  // Row 6 of the fixture has a null text (i % 11 == 5).
+  const std::string path = kDir + "/files/zstd_v2.parquet";
+  const std::string message =
+      testing::error_message_of([&] { for_each_text({path}, "text", [](const std::string&) {}); });
+  EXPECT_NE(message.find(path + ", row 6"), std::string::npos) << message;
+}
+
+// Truncated and corrupted files: an Error naming the file, never a crash or a hang. Each byte of the footer and
+// page headers is a length, a count or an offset somewhere, so flipping bytes anywhere reaches every check.
+TEST(Parquet, TruncatedOrCorruptFilesAreErrorsNamingTheFile) {
+  const std::string bytes = read_file(kDir + "/files/tiny_pages_and_groups.parquet");
+  testing::TempDir dir;
+  const std::string path = dir.file("broken.parquet");
+  auto check = [&](const std::string& contents, bool must_fail) {
+    testing::write_text(path, contents);
+    try {
+      read_rows(path);
+      EXPECT_FALSE(must_fail);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+  for (size_t keep : {size_t(0), size_t(3), size_t(11), bytes.size() / 2, bytes.size() - 9, bytes.size() - 1})
+    check(bytes.substr(0, keep), true);
+  std::mt19937 random(7);
+  for (int trial = 0; trial < 400; ++trial) {
+    std::string corrupt = bytes;
+    for (int flips = 0; flips < 1 + trial % 4; ++flips)
+      corrupt[random() % corrupt.size()] = static_cast<char>(random() % 256);
+    check(corrupt, false);  // a flip inside a text may leave a readable file
+  }
+}
+
+TEST(Parquet, SnappyRefusesCorruptStreams) {
+  // "abcd" as a literal then a copy of 4 from offset 4: "abcdabcd".
+  const uint8_t good[] = {8, 3 << 2, 'a', 'b', 'c', 'd', 1 | (0 << 2), 4};
+  EXPECT_EQ(snappy_decompress(good, sizeof good, 8, "t"), "abcdabcd");
+  const uint8_t far[] = {8, 3 << 2, 'a', 'b', 'c', 'd', 1, 5};  // an offset before the start
+  EXPECT_THROW(snappy_decompress(far, sizeof far, 8, "t"), Error);
+  EXPECT_THROW(snappy_decompress(good, sizeof good, 9, "t"), Error);      // a length the page does not state
+  EXPECT_THROW(snappy_decompress(good, sizeof good - 1, 8, "t"), Error);  // cut short
+}
+
+}  // namespace
+}  // namespace autotrain

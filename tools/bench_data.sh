@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Benchmark: reading a Hub-style Parquet dataset (src/parquet.cpp through data.h) against pyarrow and `datasets`.
+#
+#   tools/bench_data.sh [BUILD_DIR] [ROWS]      (defaults: build, 200000)
+#
+# 1. writes ROWS rows (a ~1 KB "text" from tests/data/multilingual.txt and a 3-message "messages" conversation) as
+#    the Hub lays a dataset out, data/train-0000N-of-00004.parquet, with datasets' Dataset.to_parquet (snappy,
+#    dictionary pages), and the same rows as train.jsonl beside it (in $BENCH_DIR, default
+#    /tmp/autotrain_bench_data; kept for later runs);
+# 2. reads the train split's two columns, each under /usr/bin/time (wall time, peak RSS), the second of two runs:
+#      ours      BUILD_DIR/bench_data (every cell to JSON, as the trainers get them);
+#      pyarrow   pq.read_table(files, columns).to_pylist() (every cell to a Python object);
+#      datasets  load_dataset(folder, split="train") into a fresh cache, then every cell of the two columns, as
+#                AutoTrain reads a dataset (its Arrow cache written once, then memory-mapped);
+#    and ours on the JSONL copy;
+# 3. prints the speed ratios (the peers' seconds over ours) and peak RSS.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
+ROWS="${2:-200000}"
+DIR="${BENCH_DIR:-/tmp/autotrain_bench_data}"
+PYTHON="${AUTOTRAIN_PYTHON:-$(sed -n 's/^AUTOTRAIN_PYTHON:FILEPATH=//p' "$BUILD/CMakeCache.txt")}"
+cmake --build "$BUILD" -j2 --target bench_data >/dev/null
+
+if [ "$(cat "$DIR/.rows" 2>/dev/null)" != "v1 $ROWS" ]; then
+  rm -rf "$DIR" && mkdir -p "$DIR/hub/data"
+  "$PYTHON" - "$DIR" "$ROWS" "$ROOT/tests/data/multilingual.txt" <<'PY'
+import json, random, sys
+import datasets
+datasets.disable_progress_bars()
+folder, rows, corpus = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lines = [l.strip() for l in open(corpus, encoding="utf-8") if l.strip()]
+random.seed(0)
+def text():
+    out = []
+    while sum(len(s) for s in out) < 1000:
+        out.append(random.choice(lines))
+    return " ".join(out)
+records = [{"text": text(), "messages": [{"role": "system", "content": "Answer briefly."},
+                                         {"role": "user", "content": random.choice(lines)},
+                                         {"role": "assistant", "content": random.choice(lines)}]}
+           for _ in range(rows)]
+data = datasets.Dataset.from_list(records)
+for shard in range(4):
+    data.shard(4, shard, contiguous=True).to_parquet(f"{folder}/hub/data/train-{shard:05d}-of-00004.parquet")
+with open(f"{folder}/train.jsonl", "w", encoding="utf-8") as f:
+    for r in records:
+        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+PY
+  echo "v1 $ROWS" > "$DIR/.rows"
+fi
+echo "dataset: $ROWS rows, parquet $(du -sh "$DIR/hub/data" | cut -f1) in 4 shards, jsonl $(du -sh "$DIR/train.jsonl" | cut -f1); $(nproc) cores"
+
+measure() {  # NAME COMMAND...: the second of two runs; prints "NAME seconds peak_kb"
+  local name=$1 log
+  shift
+  log=$(mktemp)
+  "$@" >/dev/null 2>&1 || { echo "bench_data: $name failed: $*" >&2; exit 1; }
+  /usr/bin/time -f '%e %M' -o "$log" "$@" >/dev/null 2>&1
+  echo "$name $(cat "$log")"
+  rm -f "$log"
+}
+peer=$(mktemp --suffix=.py)
+trap 'rm -f "$peer"' EXIT
+cat > "$peer" <<'PY'
+import glob, sys, tempfile
+folder, which = sys.argv[1], sys.argv[2]
+files = sorted(glob.glob(f"{folder}/hub/data/*.parquet"))
+columns = ["text", "messages"]
+if which == "pyarrow":
+    import pyarrow.parquet as pq
+    n = len(pq.read_table(files, columns=columns).to_pylist())
+else:
+    import datasets
+    datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory() as cache:
+        data = datasets.load_dataset(f"{folder}/hub", split="train", cache_dir=cache)
+        n = 0
+        for batch in data.iter(batch_size=1000):
+            n += len(batch["text"]) + 0 * len(batch["messages"])
+assert n > 0
+PY
+results=$(
+  measure ours "$BUILD/bench_data" "$DIR/hub" train text messages
+  measure ours_jsonl "$BUILD/bench_data" "$DIR/train.jsonl" train text messages
+  measure pyarrow "$PYTHON" "$peer" "$DIR" pyarrow
+  measure datasets "$PYTHON" "$peer" "$DIR" datasets
+)
+echo "$results" | while read -r name seconds kb; do printf '%-11s %7.2f s  peak RSS %6.0f MB\n' "$name" "$seconds" "$((kb / 1024))"; done
+ours=$(echo "$results" | awk '$1 == "ours" {print $2}')
+echo "$results" | awk -v ours="$ours" '$1 != "ours" {printf "%s / ours: %.2f x the time\n", $1, $2 / ours}'

@@ -8,8 +8,6 @@
 
 #include "autotrain/chat_template.h"
 #include "autotrain/error.h"
-#include "autotrain/hub_cache.h"
-#include "autotrain/logging.h"
 #include "autotrain/parquet.h"
 #include "autotrain/text_util.h"
 
@@ -118,6 +116,17 @@ int64_t read_jsonl(std::istream& in, const std::string& path, const std::vector<
     ++count;
   }
   return count;
+}
+
+// Whether the stream's first character past a BOM and white space is '[' (the stream is left at its start).
+bool starts_an_array(std::istream& in) {
+  char c = 0;
+  while (in.get(c) && (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\xEF' || c == '\xBB' || c == '\xBF')) {
+  }
+  const bool array = in && c == '[';
+  in.clear();
+  in.seekg(0);
+  return array;
 }
 
 int64_t read_json_array(std::istream& in, const std::string& path, const std::vector<DataColumn>& columns,
@@ -254,160 +263,11 @@ int64_t read_txt(std::istream& in, const std::string& path, const CellVisitor& v
 
 bool is_parquet_file(const std::string& path) { return extension_of(path) == ".parquet"; }
 
-namespace {
+std::string dataset_extension(const std::string& path) { return extension_of(path); }
 
-bool is_data_file(const fs::path& path) {
-  const std::string ext = extension_of(path.string());
+bool is_dataset_file(const std::string& path) {
+  const std::string ext = extension_of(path);
   return std::any_of(std::begin(kExtensions), std::end(kExtensions), [&](const char* e) { return ext == e; });
-}
-
-// The data files under `folder` (any depth; hidden files and folders, and those starting "__", left out as
-// `datasets` leaves them), as paths relative to it, sorted.
-std::vector<std::string> data_files_under(const fs::path& folder) {
-  std::vector<std::string> files;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(folder, fs::directory_options::follow_directory_symlink, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind('.', 0) == 0 || name.rfind("__", 0) == 0) {
-      if (it->is_directory(ec)) it.disable_recursion_pending();
-      continue;
-    }
-    if (it->is_regular_file(ec) && is_data_file(it->path()))
-      files.push_back(it->path().lexically_relative(folder).generic_string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-// `datasets`' split keywords (data_files.py SPLIT_KEYWORDS): the names a split's files may carry.
-std::vector<std::string> split_keywords(const std::string& split) {
-  static const std::vector<std::vector<std::string>> groups = {
-      {"train", "training"}, {"validation", "valid", "dev", "val"}, {"test", "testing", "eval", "evaluation"}};
-  for (const auto& group : groups)
-    if (std::find(group.begin(), group.end(), split) != group.end()) return group;
-  return {split};
-}
-
-// `datasets`' keyword patterns, with its separators "-._ 0-9" (data_files.py, fsspec >= 2023.12): a name that is
-// the keyword (folders only), starts with it, ends with it (folders only) or holds it, set off by separators.
-bool is_separator(char c) { return c == '-' || c == '.' || c == '_' || c == ' ' || (c >= '0' && c <= '9'); }
-bool name_carries(const std::string& name, const std::string& keyword, bool folder) {
-  for (size_t at = name.find(keyword); at != std::string::npos; at = name.find(keyword, at + 1)) {
-    const size_t end = at + keyword.size();
-    const bool before = at == 0 || is_separator(name[at - 1]);
-    const bool after = end < name.size() && is_separator(name[end]);
-    if (before && (after || (folder && end == name.size()))) return true;
-  }
-  return false;
-}
-
-// Which rule of `datasets` places a file in a split: by a folder on its path, or by its file name.
-bool in_split_folder(const std::string& relative, const std::vector<std::string>& keywords) {
-  const std::vector<std::string> parts = split(relative, '/');
-  for (size_t i = 0; i + 1 < parts.size(); ++i)
-    for (const std::string& k : keywords)
-      if (name_carries(parts[i], k, true)) return true;
-  return false;
-}
-bool in_split_file_name(const std::string& relative, const std::vector<std::string>& keywords) {
-  const std::string name = fs::path(relative).filename().string();
-  for (const std::string& k : keywords)
-    if (name_carries(name, k, false)) return true;
-  return false;
-}
-
-// The Hub's sharded layout (push_to_hub; datasets' SPLIT_PATTERN_SHARDED): data/{split}-NNNNN-of-NNNNN*.ext.
-bool is_shard_suffix(const std::string& rest) {  // "-NNNNN-of-NNNNN..." at the start of `rest`
-  if (rest.size() < 15 || rest[0] != '-' || rest.compare(6, 4, "-of-") != 0) return false;
-  for (size_t i : {1, 2, 3, 4, 5, 10, 11, 12, 13, 14})
-    if (!std::isdigit(static_cast<unsigned char>(rest[i]))) return false;
-  return true;
-}
-bool is_hub_shard(const std::string& relative, const std::string& split) {
-  const std::string prefix = "data/" + split;
-  return relative.rfind(prefix, 0) == 0 && relative.find('/', prefix.size()) == std::string::npos &&
-         is_shard_suffix(relative.substr(prefix.size()));
-}
-bool is_any_hub_shard(const std::string& relative) {
-  if (relative.rfind("data/", 0) != 0 || relative.find('/', 5) != std::string::npos) return false;
-  for (size_t at = 6; at < relative.size(); ++at)
-    if (is_shard_suffix(relative.substr(at))) return true;
-  return false;
-}
-
-// A folder's files of `split`, by `datasets`' rules in its order (data_files.py _get_data_files_patterns): the
-// Hub's shards; else, when a folder of any split's name holds data, the files under folders named for this split;
-// else the files named for it; else, for train, every data file.
-std::vector<std::string> split_files_in(const fs::path& folder, const std::string& split) {
-  const std::vector<std::string> all = data_files_under(folder);
-  std::vector<std::string> chosen;
-  auto choose = [&](auto&& rule) {
-    for (const std::string& f : all)
-      if (rule(f)) chosen.push_back((folder / f).string());
-    return !chosen.empty();
-  };
-  if (std::any_of(all.begin(), all.end(), is_any_hub_shard)) {
-    choose([&](const std::string& f) { return is_hub_shard(f, split); });
-    return chosen;
-  }
-  const std::vector<std::string> keywords = split_keywords(split);
-  std::vector<std::string> every_keyword;
-  for (const char* s : {"train", "validation", "test"})
-    for (const std::string& k : split_keywords(s)) every_keyword.push_back(k);
-  const bool by_folder = std::any_of(all.begin(), all.end(), [&](const auto& f) { return in_split_folder(f, every_keyword); });
-  if (by_folder) {
-    choose([&](const std::string& f) { return in_split_folder(f, keywords); });
-    return chosen;
-  }
-  const bool by_name = std::any_of(all.begin(), all.end(), [&](const auto& f) { return in_split_file_name(f, every_keyword); });
-  if (by_name) choose([&](const std::string& f) { return in_split_file_name(f, keywords); });
-  else if (split == "train") choose([](const std::string&) { return true; });
-  return chosen;
-}
-
-// A data_path that is not on disk but is a Hub dataset id: its snapshot in the Hugging Face cache.
-std::optional<std::string> cached_dataset_folder(const std::string& data_path) {
-  if (!is_hub_repo_id(data_path)) return std::nullopt;
-  auto snapshot = cached_hub_snapshot(data_path, hub_cache_dir(), "datasets");
-  if (snapshot) log::info(data_path + ": the Hugging Face cache's dataset snapshot " + *snapshot);
-  return snapshot;
-}
-
-}  // namespace
-
-DataFiles resolve_split_files(const std::string& data_path, const std::string& split) {
-  std::error_code ec;
-  if (fs::is_regular_file(data_path, ec)) return {data_path};
-  std::string folder = data_path;
-  if (!fs::is_directory(data_path, ec)) {
-    std::optional<std::string> cached = cached_dataset_folder(data_path);
-    if (!cached)
-      throw Error("data_path \"" + data_path + "\" does not exist; give a .jsonl/.csv/.parquet file, a folder holding " +
-                  split + ".jsonl (or .json/.csv/.txt/.parquet), or a Hub dataset id in the local Hugging Face cache " +
-                  "(`hf download --repo-type dataset ID`)");
-    folder = *cached;
-  }
-  for (const char* ext : kExtensions) {
-    fs::path candidate = fs::path(folder) / (split + ext);
-    if (fs::is_regular_file(candidate, ec)) return {candidate.string()};
-  }
-  DataFiles files = split_files_in(folder, split);
-  if (files.empty())
-    throw Error("data_path \"" + data_path + "\" holds no " + split + ".jsonl, .json, .csv, .txt or .parquet, nor " +
-                "files of split \"" + split + "\" as the datasets library lays them out (data/" + split +
-                "-00000-of-00001.parquet, a folder named " + split + ", ...)");
-  const std::string ext = extension_of(files.front());
-  for (const std::string& f : files)
-    if (extension_of(f) != ext)
-      throw Error("data_path \"" + data_path + "\": split \"" + split + "\" has files of two formats (" +
-                  files.front() + ", " + f + "); keep one format a split");
-  return files;
-}
-
-std::string files_label(const DataFiles& files) {
-  if (files.size() == 1) return files.front();
-  return files.front() + " and " + std::to_string(files.size() - 1) + " more file" + (files.size() > 2 ? "s" : "");
 }
 
 namespace {
@@ -419,7 +279,8 @@ int64_t read_cell_rows(const std::string& path, const std::vector<DataColumn>& c
   if (!in) throw Error(path + ": cannot open the dataset");
   int64_t count = 0;
   if (ext == ".jsonl") count = read_jsonl(in, path, columns, visit);
-  else if (ext == ".json") count = read_json_array(in, path, columns, visit);
+  else if (ext == ".json" && starts_an_array(in)) count = read_json_array(in, path, columns, visit);
+  else if (ext == ".json") count = read_jsonl(in, path, columns, visit);  // JSON Lines in a .json, as datasets reads
   else if (ext == ".csv") count = read_csv(in, path, columns, visit);
   else if (ext == ".txt" && columns.size() == 1) count = read_txt(in, path, visit);
   else if (ext == ".txt") throw Error(path + ": a .txt dataset holds one text per line; this trainer reads columns " +
@@ -431,7 +292,8 @@ int64_t read_cell_rows(const std::string& path, const std::vector<DataColumn>& c
 
 using FileCellVisitor = std::function<void(const std::string& path, const CellRow&, int64_t line)>;
 
-int64_t for_each_cell_row(const DataFiles& files, const std::vector<DataColumn>& columns, const FileCellVisitor& visit) {
+int64_t for_each_cell_row(const DataFiles& files, const std::vector<DataColumn>& columns,
+                          const FileCellVisitor& visit) {
   int64_t count = 0;
   for (const std::string& path : files)
     count += read_cell_rows(path, columns, [&](const CellRow& cells, int64_t line) { visit(path, cells, line); });
@@ -464,8 +326,17 @@ int64_t for_each_record_cells(const DataFiles& files, const std::vector<DataColu
 }
 
 int64_t for_each_text(const DataFiles& files, const std::string& text_column,
-                      const std::function<void(const std::string&)>& visit, const ChatTemplate* chat) {
-  return for_each_record(files, {{text_column, "text_column"}}, [&](const Row& row) { visit(row[0]); }, chat);
+                      const std::function<void(const std::string&)>& visit, const ChatTemplate* chat,
+                      int64_t* nulls_read) {
+  return for_each_cell_row(files, {{text_column, "text_column"}},
+                           [&](const std::string& path, const CellRow& cells, int64_t line) {
+                             if (nulls_read && !chat && cells[0].is_null()) {
+                               ++*nulls_read;
+                               visit("");
+                               return;
+                             }
+                             visit(text_of_cell(cells[0], text_column, chat, path, line));
+                           });
 }
 
 bool is_valid_utf8(const std::string& text) {

@@ -127,7 +127,7 @@ TokenizedText tokenize_split(const TrainingParams& params, const Tokenizer& toke
   const std::string settings = "autotrain-tokens-v2|" + params.text_column + "|" + (params.add_eos_token ? "eos" : "") +
                                "|" + params.trainer + "|" + (chat ? chat->source() : "");
   TokenCacheRequest request{data_files, params.text_column, cache_dir + "/tokens", fingerprint(inputs, settings),
-                            chat ? &*chat : nullptr};
+                            chat ? &*chat : nullptr, params.trainer == "default"};
   return TokenizedText::open(ensure_token_cache(request, autotrain_encoder(tokenizer, params)));
 }
 
@@ -267,7 +267,8 @@ TrainingSummary run_finetune(const TrainingParams& given, const FinetuneOptions&
     if (params.valid_split) data->valid = tokenize_split(params, *tokenizer, *params.valid_split, cache_dir);
     if (group && tokenizes_first) group->barrier();
     if (data->valid && data->valid->num_blocks(block_size) == 0) {
-      throw Error(files_label(resolve_split_files(params.data_path, *params.valid_split)) + ": the validation split has fewer than " +
+      throw Error(files_label(resolve_split_files(params.data_path, *params.valid_split)) +
+                  ": the validation split has fewer than " +
                   std::to_string(block_size) + " tokens, so not one block; add texts or set valid_split to null");
     }
   }

@@ -77,13 +77,15 @@ void unpack_bits(const uint8_t* p, int width, size_t count, std::vector<T>& out)
 // The RLE / bit-packing hybrid (parquet-format Encodings.md): `count` values of `width` bits appended to `out`.
 template <typename T>
 void decode_hybrid(Bytes& in, int width, size_t count, std::vector<T>& out) {
-  if (width < 0 || width > 32) throw Error(in.what + ": a bit width of " + std::to_string(width) + "; the file is broken");
+  if (width < 0 || width > 32)
+    throw Error(in.what + ": a bit width of " + std::to_string(width) + "; the file is broken");
   const size_t end = out.size() + count;
   while (out.size() < end) {
     const uint64_t header = in.varint();
     if (header & 1) {  // bit-packed: (header >> 1) groups of 8 values
       const uint64_t groups = header >> 1;
-      if (groups > in.left()) throw Error(in.what + ": a page ends before its values do; the file is truncated or broken");
+      if (groups > in.left())
+        throw Error(in.what + ": a page ends before its values do; the file is truncated or broken");
       const uint8_t* p = in.take(groups * width);
       unpack_bits(p, width, std::min<size_t>(groups * 8, end - out.size()), out);
     } else {  // a run: (header >> 1) copies of one value in ceil(width / 8) bytes
@@ -99,8 +101,8 @@ void decode_hybrid(Bytes& in, int width, size_t count, std::vector<T>& out) {
 std::vector<int64_t> decode_delta_binary(Bytes& in, size_t count) {
   const uint64_t block = in.varint(), miniblocks = in.varint(), total = in.varint();
   uint64_t value = static_cast<uint64_t>(in.zigzag());
-  if (block == 0 || block > (1u << 20) || block % 128 != 0 || miniblocks == 0 || block % miniblocks != 0 || (block / miniblocks) % 32 != 0 ||
-      total < count)
+  if (block == 0 || block > (1u << 20) || block % 128 != 0 || miniblocks == 0 || block % miniblocks != 0 ||
+      (block / miniblocks) % 32 != 0 || total < count)
     throw Error(in.what + ": a DELTA_BINARY_PACKED header that does not add up; the file is broken");
   const uint64_t per_miniblock = block / miniblocks;
   std::vector<int64_t> values;

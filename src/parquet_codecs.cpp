@@ -61,8 +61,8 @@ std::string zstd_decompress(const uint8_t* data, size_t length, size_t size, con
   const size_t written = ZSTD_decompress(out.data(), size, data, length);
   if (ZSTD_isError(written) || written != size)
     throw Error(what + ": the zstd-compressed page is corrupt (" +
-                (ZSTD_isError(written) ? std::string(ZSTD_getErrorName(written)) : std::to_string(written) + " of " +
-                                                                                       std::to_string(size) + " bytes") +
+                (ZSTD_isError(written) ? std::string(ZSTD_getErrorName(written))
+                                       : std::to_string(written) + " of " + std::to_string(size) + " bytes") +
                 ")");
   return out;
 }

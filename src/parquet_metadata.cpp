@@ -175,8 +175,8 @@ std::unique_ptr<Metadata> read_metadata(const std::string& path) {
   uint32_t length = 0;
   for (int i = 0; i < 4; ++i) length |= uint32_t(uint8_t(tail[i])) << (8 * i);
   if (length > static_cast<uint64_t>(m->file_size - 12))
-    throw Error(path + ": the footer's length (" + std::to_string(length) + " bytes) is larger than the file; the file is "
-                "truncated or broken");
+    throw Error(path + ": the footer's length (" + std::to_string(length) +
+                " bytes) is larger than the file; the file is truncated or broken");
   std::string footer(length, '\0');
   in.seekg(m->file_size - 8 - length);
   in.read(footer.data(), length);

@@ -231,8 +231,8 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
     log::warn(log::cat(source, ": ", too_long, " pair(s) dropped: the chosen or the rejected text is longer than ",
                        "block_size ", limits.max_length, " tokens (TRL's RewardTrainer drops them too)"));
   else if (too_long > 0)
-    log::warn(log::cat(source, ": ", too_long, " pair(s) dropped: the prompt alone fills block_size ", limits.max_length,
-                       ", leaving no completion token"));
+    log::warn(log::cat(source, ": ", too_long, " pair(s) dropped: the prompt alone fills block_size ",
+                       limits.max_length, ", leaving no completion token"));
   if (pairs.empty() && reward)
     throw Error(source + ": every pair has a text longer than max_length (block_size " +
                 std::to_string(limits.max_length) + " tokens), so none is left to train on; raise block_size");

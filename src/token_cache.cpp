@@ -110,6 +110,7 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
   AtomicFileWriter out(path);
   out.write(kMagic, 8);
   uint64_t count = 0;
+  int64_t nulls = 0;
   std::vector<int32_t> ids32;
   const int64_t texts = for_each_text(request.data_files, request.text_column, [&](const std::string& text) {
     std::vector<int64_t> ids = encode(text);
@@ -118,7 +119,10 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
     count += ids32.size();
     progress.advance(parquet ? 1 : static_cast<int64_t>(text.size()) + 1);
     progress.set_status(format_count(static_cast<double>(count)) + " tokens");
-  }, request.chat_template);
+  }, request.chat_template, request.nulls_as_empty ? &nulls : nullptr);
+  if (nulls > 0)
+    log::warn(log::cat(files_label(request.data_files), ": ", nulls, " null text(s) in column \"", request.text_column,
+                       "\" read as empty texts (each then its eos alone), as AutoTrain's default trainer reads them"));
   progress.finish();
   if (texts == 0 || count == 0) {
     throw Error(files_label(request.data_files) + ": the dataset has no texts in column \"" + request.text_column +

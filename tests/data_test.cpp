@@ -29,6 +29,7 @@ TEST(Dataset, EveryFormatReadsWhatPythonReads) {
     auto texts = read_all(kDir + "/train." + format);
     EXPECT_EQ(texts, want[format].get<std::vector<std::string>>()) << format;
   }
+  EXPECT_EQ(read_all(kDir + "/lines.json"), want["json_lines"].get<std::vector<std::string>>());
 }
 
 TEST(Dataset, FolderAndSplitFollowAutoTrainsLayout) {
@@ -73,7 +74,7 @@ TEST(Dataset, BadInputIsOneLineNamingFileAndLine) {
   expect_bad("j.txt", "fine\n\xFF\xFE\n", ":2: not valid UTF-8");
   expect_bad("k.arrow", "ARROW1", "unknown dataset format");
   expect_bad("k.parquet", "PAR1", "not a Parquet file");
-  expect_bad("l.json", "{\"text\": \"not an array\"}", "expected a JSON array");
+  expect_bad("l.json", "{\"text\": \"a line\"}\n[1, 2]\n", ":2: expected a JSON object per record");
 }
 
 TEST(Dataset, ARecordOverTheLimitIsRefusedNamingTheLine) {

@@ -45,7 +45,8 @@ TEST(HubCache, SnapshotIsTheOneHuggingfaceHubFinds) {
 }
 
 TEST(HubCache, CacheFolderFollowsTheVariablesAsHuggingfaceHubDoes) {
-  for (const json& row : expected()["cache_dirs"]) {
+  const json want = expected();  // a named copy: iterating expected()["cache_dirs"] would read a destroyed temporary
+  for (const json& row : want["cache_dirs"]) {
     SCOPED_TRACE(row[0].dump());
     testing::CacheEnvironment scope(row[0].get<std::map<std::string, std::string>>());
     EXPECT_EQ(hub_cache_dir(), row[1].get<std::string>());

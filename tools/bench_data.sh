@@ -49,7 +49,8 @@ with open(f"{folder}/train.jsonl", "w", encoding="utf-8") as f:
 PY
   echo "v1 $ROWS" > "$DIR/.rows"
 fi
-echo "dataset: $ROWS rows, parquet $(du -sh "$DIR/hub/data" | cut -f1) in 4 shards, jsonl $(du -sh "$DIR/train.jsonl" | cut -f1); $(nproc) cores"
+echo "dataset: $ROWS rows, parquet $(du -sh "$DIR/hub/data" | cut -f1) in 4 shards," \
+     "jsonl $(du -sh "$DIR/train.jsonl" | cut -f1); $(nproc) cores"
 
 measure() {  # NAME COMMAND...: the second of two runs; prints "NAME seconds peak_kb"
   local name=$1 log

@@ -48,6 +48,7 @@ struct TokenCacheRequest {
   std::string cache_dir;    // where cache files live
   std::string fingerprint;  // of the data, tokenizer and settings (see fingerprint())
   const ChatTemplate* chat_template = nullptr;  // set: text_column holds conversations, rendered by it
+  bool nulls_as_empty = false;  // a null text is an empty one (AutoTrain's default trainer), else an error
 };
 
 // Returns the path of the cache file for `request`, tokenizing the data file with `encode` (texts in file

@@ -10,8 +10,9 @@ Writes reference/chat_templates/:
                  (the message of a deliberate raise_exception)}
   pipeline/      what AutoTrain's default trainer does with a "messages" column: chat.jsonl, chat.csv and
                  chat.parquet (the same 12 conversations, the CSV holding str() of each list, the Parquet file written
-                 by datasets' Dataset.to_parquet: a list of {role, content} structs a row), tokenizer_qwen2/ and tokenizer_llama/ (the
-                 fixture tokenizers with qwen2.jinja / llama2.jinja as their chat_template), and expected.json
+                 by datasets' Dataset.to_parquet: a list of {role, content} structs a row), tokenizer_qwen2/ and
+                 tokenizer_llama/ (the fixture tokenizers with qwen2.jinja / llama2.jinja as their chat_template), and
+                 expected.json
                  {"qwen2"|"llama": {"texts": [apply_chat_template(messages, tokenize=False)], "ids": [tokenizer(
                  text + eos_token)["input_ids"]], "sft_ids": [tokenizer(text)["input_ids"] + [eos_token_id]]}}."""
 import argparse

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Oracle for the dataset readers and block packing: writes dataset files in every supported format and
-what Python's json / csv modules read from them, plus AutoTrain's group_texts() on fixed id lists.
+what Python's json / csv modules (and, for JSON Lines in a .json file, datasets' json builder) read from them, plus
+AutoTrain's group_texts() on fixed id lists.
 Writes reference/datasets/."""
 import argparse
 import csv
@@ -40,6 +41,14 @@ def main():
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     (out / "train.json").write_text(json.dumps(records, ensure_ascii=True), encoding="utf-8")
+    # JSON Lines in a .json file: datasets' json builder reads it so (only a leading '[' makes it an array).
+    (out / "lines.json").write_text((out / "train.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    import tempfile
+    import datasets
+    datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory() as cache:
+        json_lines = list(datasets.load_dataset("json", data_files=str(out / "lines.json"), split="train",
+                                                cache_dir=cache)["text"])
     with open(out / "train.csv", "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["id", "text", "other"])  # quotes fields as needed, \r\n rows
         writer.writeheader()
@@ -53,6 +62,7 @@ def main():
     packing = {str(b): group_texts(id_lists, b) for b in (1, 7, 16, 64, 5000)}
     (out / "expected.json").write_text(json.dumps({
         "jsonl": [r["text"] for r in records], "json": [r["text"] for r in records], "csv": csv_texts,
+        "json_lines": json_lines,
         "txt": txt_lines, "id_lists": id_lists, "packing": packing}, ensure_ascii=False))
 
 

@@ -6,12 +6,14 @@ Writes reference/parquet/:
                       dictionary or not, DELTA encodings, tiny pages and row groups, legacy list names), by
                       `datasets` (Dataset.to_parquet, the Hub's writer), and with codecs autotrain refuses
   layouts/NAME/       dataset folders as `datasets` lays them out (the Hub's data/SPLIT-00000-of-00002.parquet,
-                      the parquet converter's default/SPLIT/0000.parquet, files named for a split, plain files)
+                      the parquet converter's default/SPLIT/0000.parquet, files named for a split, plain files,
+                      README.md dataset cards with configs)
   cache/              a Hugging Face cache holding the dataset acme/chat-pairs (datasets--acme--chat-pairs)
   expected.json
     "files":    {NAME: pyarrow.parquet.read_table(file).to_pylist(), the rows as JSON}
     "refused":  {NAME: the codec's name} for files whose pages autotrain does not decompress
-    "layouts":  {NAME: {split: the texts datasets.load_dataset(folder, split=split) reads, or null when it fails}}
+    "layouts":  {NAME: {split: the texts datasets.load_dataset(folder, split=split) reads, or null when it fails;
+                "CONFIG:SPLIT" as AutoTrain passes it, load_dataset(folder, name=CONFIG, split=SPLIT)}}
     "snapshot": huggingface_hub.snapshot_download("acme/chat-pairs", repo_type="dataset", local_files_only=True),
                 relative to cache/; "snapshot_texts": its train split's texts"""
 import argparse
@@ -28,7 +30,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-TEXTS = ["plain text", "comma, inside", 'a "quoted" word', "two\nlines", "안녕하세요, 세계!", "emoji 😀👍🏽 and 中文",
+TEXTS = ["plain text", "comma, inside", 'a "quoted" word', "two\nlines", "안녕하세요, 세계!",
+         "emoji 😀👍🏽 and 中文",
          "  leading and trailing spaces  ", "", "x" * 5000, "repeat", "repeat", "repeat"]
 COMMIT = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432"
 
@@ -125,20 +128,74 @@ def write_layouts(out: Path, table: pa.Table):
     write_jsonl(plain / "a.jsonl", (0, 10))
     write_jsonl(plain / "nested" / "b.jsonl", (10, 20))
     write_jsonl(plain / ".hidden" / "c.jsonl", (20, 30))
+    # A dataset card with configs (datasets' MetadataConfigs), in the YAML styles cards are written in.
+    configs = out / "card_configs"
+    write_parquet(configs / "en" / "train-00000-of-00002.parquet", (0, 7))
+    write_parquet(configs / "en" / "train-00001-of-00002.parquet", (7, 14))
+    write_parquet(configs / "en" / "test.parquet", (14, 18))
+    write_parquet(configs / "fr" / "a.parquet", (18, 22))
+    write_parquet(configs / "fr" / "b.parquet", (22, 26))
+    write_parquet(configs / "de" / "train.parquet", (26, 30))
+    write_parquet(configs / "de" / "validation.parquet", (30, 33))
+    write_parquet(configs / "de" / "deep" / "more" / "x.parquet", (33, 36))
+    (configs / "README.md").write_text("""---
+license: mit
+# a comment
+configs:
+- config_name: en
+  default: true
+  data_files:
+  - split: train
+    path: "en/train-*"
+  - split: test
+    path: en/test.parquet   # a comment after a value
+- config_name: fr
+  data_files: fr/*.parquet
+- config_name: 'all'
+  data_files:
+    - split: train
+      path: [en/train-*, 'fr/*.parquet']
+- config_name: inferred
+  data_dir: de
+- config_name: deep
+  data_files:
+  - split: train
+    path:
+    - de/**/*.parquet
+dataset_info:
+  features:
+  - name: text
+    dtype: string
+---
+# A dataset card
+""")
+    nodefault = out / "card_no_default"
+    write_jsonl(nodefault / "a" / "train.jsonl", (0, 5))
+    write_jsonl(nodefault / "b" / "train.jsonl", (5, 10))
+    (nodefault / "README.md").write_text(
+        "---\nconfigs:\n  - config_name: a\n    data_files: a/train.jsonl\n"
+        "  - config_name: b\n    data_files: b/train.jsonl\n---\n")
 
 
 def load_layouts(layouts: Path):
     import datasets
     result = {}
+    splits = ["train", "validation", "test"]
+    card_splits = splits + [f"{name}:{split}" for name in ("en", "fr", "all", "inferred", "deep", "xx")
+                            for split in splits]
     with tempfile.TemporaryDirectory() as cache:
         for folder in sorted(p for p in layouts.iterdir() if p.is_dir()):
             result[folder.name] = {}
-            for split in ("train", "validation", "test"):
+            wanted = card_splits if folder.name == "card_configs" else (
+                splits + ["a:train"] if folder.name == "card_no_default" else splits)
+            for spec in wanted:
+                # AutoTrain: "CONFIG:SPLIT" -> load_dataset(data_path, name=CONFIG, split=SPLIT)
+                name, split = spec.split(":") if ":" in spec else (None, spec)
                 try:
-                    data = datasets.load_dataset(str(folder), split=split, cache_dir=cache)
-                    result[folder.name][split] = list(data["text"])
+                    data = datasets.load_dataset(str(folder), name=name, split=split, cache_dir=cache)
+                    result[folder.name][spec] = list(data["text"])
                 except (ValueError, FileNotFoundError, KeyError):
-                    result[folder.name][split] = None
+                    result[folder.name][spec] = None
     return result
 
 
@@ -187,7 +244,8 @@ def main():
     snapshot = snapshot_download("acme/chat-pairs", repo_type="dataset", cache_dir=str(out / "cache"),
                                  local_files_only=True)
     expected["snapshot"] = os.path.relpath(snapshot, out / "cache")
-    expected["snapshot_texts"] = pq.read_table(Path(snapshot) / "data" / "train-00000-of-00001.parquet")["text"].to_pylist()
+    snapshot_file = Path(snapshot) / "data" / "train-00000-of-00001.parquet"
+    expected["snapshot_texts"] = pq.read_table(snapshot_file)["text"].to_pylist()
     (out / "expected.json").write_text(json.dumps(expected, ensure_ascii=False, indent=0))
 
 

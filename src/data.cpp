@@ -17,8 +17,6 @@ using json = nlohmann::ordered_json;  // a conversation's messages keep their ke
 
 namespace {
 
-const char* kExtensions[] = {".jsonl", ".json", ".csv", ".txt", ".parquet"};
-
 std::string extension_of(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
   for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -265,9 +263,14 @@ bool is_parquet_file(const std::string& path) { return extension_of(path) == ".p
 
 std::string dataset_extension(const std::string& path) { return extension_of(path); }
 
+const std::vector<std::string>& dataset_extensions() {
+  static const std::vector<std::string> extensions = {".jsonl", ".json", ".csv", ".txt", ".parquet"};
+  return extensions;
+}
+
 bool is_dataset_file(const std::string& path) {
   const std::string ext = extension_of(path);
-  return std::any_of(std::begin(kExtensions), std::end(kExtensions), [&](const char* e) { return ext == e; });
+  return std::find(dataset_extensions().begin(), dataset_extensions().end(), ext) != dataset_extensions().end();
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <optional>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -19,8 +20,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
 namespace {
-
-const char* kSplitFileExtensions[] = {".jsonl", ".json", ".csv", ".txt", ".parquet"};
 
 // The data files under `folder` (any depth; hidden files and folders, and those starting "__", left out as
 // `datasets` leaves them), as paths relative to it, sorted.
@@ -434,14 +433,16 @@ bool glob_matches(std::string pattern, const std::string& relative) {
 std::optional<std::string> cached_dataset_folder(const std::string& data_path) {
   if (!is_hub_repo_id(data_path)) return std::nullopt;
   auto snapshot = cached_hub_snapshot(data_path, hub_cache_dir(), "datasets");
-  if (snapshot) log::info(data_path + ": the Hugging Face cache's dataset snapshot " + *snapshot);
+  static std::set<std::string> said;  // once a run, though each split (and each check) resolves it again
+  if (snapshot && said.insert(*snapshot).second)
+    log::info(data_path + ": the Hugging Face cache's dataset snapshot " + *snapshot);
   return snapshot;
 }
 
 // A folder without configs (or a config without data_files): AutoTrain's <split>.<ext>, else datasets' inference.
 DataFiles split_files_in_folder(const fs::path& folder, const std::string& split) {
   std::error_code ec;
-  for (const char* ext : kSplitFileExtensions) {
+  for (const std::string& ext : dataset_extensions()) {
     const fs::path candidate = folder / (split + ext);
     if (fs::is_regular_file(candidate, ec)) return {candidate.string()};
   }

@@ -31,7 +31,9 @@ DataFiles resolve_split_files(const std::string& data_path, const std::string& s
 std::string files_label(const DataFiles& files);
 
 bool is_parquet_file(const std::string& path);
-bool is_dataset_file(const std::string& path);          // a format for_each_record reads (by extension)
+// The formats for_each_record reads, by extension, in the order a folder's <split>.<ext> is looked for.
+const std::vector<std::string>& dataset_extensions();
+bool is_dataset_file(const std::string& path);
 std::string dataset_extension(const std::string& path);  // ".jsonl", ".parquet", ... (lower case)
 
 // The longest record read: a line of .jsonl / .txt, a CSV record, a text of .json. Each text is tokenized

@@ -10,6 +10,7 @@
 #include "autotrain/error.h"
 #include "autotrain/parquet.h"
 #include "autotrain/text_util.h"
+#include "compressed_file.h"
 
 namespace autotrain {
 namespace fs = std::filesystem;
@@ -17,8 +18,9 @@ using json = nlohmann::ordered_json;  // a conversation's messages keep their ke
 
 namespace {
 
+// The format's extension, past a compression suffix ("train.jsonl.gz" -> ".jsonl").
 std::string extension_of(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
+  std::string ext = fs::path(without_compression_suffix(path)).extension().string();
   for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return ext;
 }
@@ -116,15 +118,14 @@ int64_t read_jsonl(std::istream& in, const std::string& path, const std::vector<
   return count;
 }
 
-// Whether the stream's first character past a BOM and white space is '[' (the stream is left at its start).
-bool starts_an_array(std::istream& in) {
+// Whether the file's first character past a BOM and white space is '['.
+bool starts_an_array(const std::string& path) {
+  const std::unique_ptr<std::istream> in = open_decompressed(path);
   char c = 0;
-  while (in.get(c) && (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\xEF' || c == '\xBB' || c == '\xBF')) {
+  const std::string skipped = " \t\r\n\xEF\xBB\xBF";  // white space and a UTF-8 BOM's bytes
+  while (in->get(c) && skipped.find(c) != std::string::npos) {
   }
-  const bool array = in && c == '[';
-  in.clear();
-  in.seekg(0);
-  return array;
+  return *in && c == '[';
 }
 
 int64_t read_json_array(std::istream& in, const std::string& path, const std::vector<DataColumn>& columns,
@@ -259,7 +260,9 @@ int64_t read_txt(std::istream& in, const std::string& path, const CellVisitor& v
 
 }  // namespace
 
-bool is_parquet_file(const std::string& path) { return extension_of(path) == ".parquet"; }
+bool is_parquet_file(const std::string& path) {
+  return extension_of(path) == ".parquet" && compression_of(path) == FileCompression::none;
+}
 
 std::string dataset_extension(const std::string& path) { return extension_of(path); }
 
@@ -277,12 +280,15 @@ namespace {
 
 int64_t read_cell_rows(const std::string& path, const std::vector<DataColumn>& columns, const CellVisitor& visit) {
   const std::string ext = extension_of(path);
+  if (ext == ".parquet" && compression_of(path) != FileCompression::none)
+    throw Error(path + ": a Parquet file compressed whole, which autotrain does not read; decompress it (Parquet " +
+                "compresses its own pages)");
   if (ext == ".parquet") return read_parquet(path, columns, visit);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open the dataset");
+  const std::unique_ptr<std::istream> stream = open_decompressed(path);  // .gz / .zst decompressed as it is read
+  std::istream& in = *stream;
   int64_t count = 0;
   if (ext == ".jsonl") count = read_jsonl(in, path, columns, visit);
-  else if (ext == ".json" && starts_an_array(in)) count = read_json_array(in, path, columns, visit);
+  else if (ext == ".json" && starts_an_array(path)) count = read_json_array(in, path, columns, visit);
   else if (ext == ".json") count = read_jsonl(in, path, columns, visit);  // JSON Lines in a .json, as datasets reads
   else if (ext == ".csv") count = read_csv(in, path, columns, visit);
   else if (ext == ".txt" && columns.size() == 1) count = read_txt(in, path, visit);

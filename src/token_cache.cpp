@@ -18,6 +18,7 @@
 #include "autotrain/logging.h"
 #include "autotrain/parquet.h"
 #include "autotrain/progress.h"
+#include "compressed_file.h"
 
 namespace autotrain {
 namespace {
@@ -98,11 +99,18 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
       log::warn(std::string(e.what()) + "; tokenizing again");
     }
   }
-  // Progress in bytes of text files, or in rows of Parquet files (whose texts are compressed).
+  // Progress in bytes of text files (decompressed, when the file states that size: else none is shown), or in rows
+  // of Parquet files (whose texts are compressed).
   const bool parquet = is_parquet_file(request.data_files.front());
   int64_t total = 0;
-  for (const std::string& file : request.data_files)
-    total += parquet ? ParquetFile::open(file).rows() : static_cast<int64_t>(std::filesystem::file_size(file));
+  for (const std::string& file : request.data_files) {
+    const int64_t size = parquet ? ParquetFile::open(file).rows() : stated_decompressed_size(file);
+    if (size == 0) {
+      total = 0;
+      break;
+    }
+    total += size;
+  }
   ProgressBar progress("tokenize " + std::filesystem::path(request.data_files.front()).filename().string() +
                            (request.data_files.size() > 1 ? " (+" + std::to_string(request.data_files.size() - 1) + ")"
                                                           : ""),

@@ -2,6 +2,8 @@
 // (fixtures written by tests/reference/dataset_files.py).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include "autotrain/data.h"
@@ -11,6 +13,8 @@
 
 namespace autotrain {
 namespace {
+
+namespace fs = std::filesystem;
 
 const std::string kDir = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/datasets";
 
@@ -30,6 +34,35 @@ TEST(Dataset, EveryFormatReadsWhatPythonReads) {
     EXPECT_EQ(texts, want[format].get<std::vector<std::string>>()) << format;
   }
   EXPECT_EQ(read_all(kDir + "/lines.json"), want["json_lines"].get<std::vector<std::string>>());
+  // Compressed whole (.gz: two gzip members; .zst: two zstd frames), decompressed as they are read.
+  EXPECT_EQ(read_all(kDir + "/records.jsonl.gz"), want["jsonl"].get<std::vector<std::string>>());
+  EXPECT_EQ(read_all(kDir + "/records.csv.zst"), want["csv"].get<std::vector<std::string>>());
+}
+
+TEST(Dataset, CompressedFilesCutOrDamagedAreErrorsNamingThem) {
+  testing::TempDir dir;
+  for (const char* name : {"records.jsonl.gz", "records.csv.zst"}) {
+    const std::string bytes = read_file(kDir + "/" + name);
+    const std::string path = dir.file(name);
+    testing::write_text(path, bytes.substr(0, bytes.size() - 9));
+    std::string message = testing::error_message_of([&] { read_all(path); });
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    std::string damaged = bytes;
+    damaged[damaged.size() / 3] ^= 0x5A;
+    damaged[damaged.size() / 3 + 1] ^= 0x33;
+    testing::write_text(path, damaged);
+    message = testing::error_message_of([&] { read_all(path); });
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+  }
+  // Zero padding after the last gzip member is skipped, as gzip and Python's gzip module skip it.
+  testing::write_text(dir.file("padded.jsonl.gz"), read_file(kDir + "/records.jsonl.gz") + std::string(70000, '\0'));
+  EXPECT_EQ(read_all(dir.file("padded.jsonl.gz")), expected()["jsonl"].get<std::vector<std::string>>());
+  // A split of compressed shards, as the Hub stores some (data/train-00000-of-00001.jsonl.gz).
+  fs::create_directories(dir.path() / "hub" / "data");
+  fs::copy_file(kDir + "/records.jsonl.gz", dir.path() / "hub" / "data" / "train-00000-of-00001.jsonl.gz");
+  const DataFiles files = resolve_split_files((dir.path() / "hub").string(), "train");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(read_all(files[0]), expected()["jsonl"].get<std::vector<std::string>>());
 }
 
 TEST(Dataset, FolderAndSplitFollowAutoTrainsLayout) {

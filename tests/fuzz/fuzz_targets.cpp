@@ -86,8 +86,8 @@ int tokenizer_json(const uint8_t* data, size_t size) {
 
 int dataset(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  static const char* kExtensions[] = {".jsonl", ".json", ".csv", ".txt", ".parquet"};
-  const std::string path = write_bytes(std::string("train") + kExtensions[data[0] % 5], data + 1, size - 1);
+  static const char* kExtensions[] = {".jsonl", ".json", ".csv", ".txt", ".parquet", ".jsonl.gz", ".csv.zst"};
+  const std::string path = write_bytes(std::string("train") + kExtensions[data[0] % 7], data + 1, size - 1);
   return expect_at_most_error([&] {
     size_t total = 0;
     for_each_text({path}, "text", [&](const std::string& text) { total += text.size(); });

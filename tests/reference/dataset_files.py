@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Oracle for the dataset readers and block packing: writes dataset files in every supported format and
-what Python's json / csv modules (and, for JSON Lines in a .json file, datasets' json builder) read from them, plus
-AutoTrain's group_texts() on fixed id lists.
+what Python's json / csv modules (and, for JSON Lines in a .json file, datasets' json builder) read from them (also
+gzip- and zstd-compressed copies), plus AutoTrain's group_texts() on fixed id lists.
 Writes reference/datasets/."""
 import argparse
 import csv
@@ -55,6 +55,16 @@ def main():
         writer.writerows(records)
     with open(out / "train.csv", encoding="utf-8", newline="") as f:
         csv_texts = [row["text"] for row in csv.DictReader(f)]
+    # Compressed whole, as datasets reads them: gzip of two members, zstd of two frames cut mid-record (pyarrow's
+    # zstd codec writes standard frames).
+    import gzip
+    import pyarrow as pa
+    jsonl = (out / "train.jsonl").read_bytes()
+    half = len(jsonl) // 2
+    (out / "records.jsonl.gz").write_bytes(gzip.compress(jsonl[:half]) + gzip.compress(jsonl[half:]))
+    csv_bytes = (out / "train.csv").read_bytes()
+    (out / "records.csv.zst").write_bytes(pa.compress(csv_bytes[:101], codec="zstd", asbytes=True) +
+                                          pa.compress(csv_bytes[101:], codec="zstd", asbytes=True))
     txt_lines = [t for t in TEXTS if t and "\n" not in t and "\r" not in t]
     (out / "train.txt").write_text("\n".join(txt_lines) + "\n", encoding="utf-8")
     random.seed(7)

@@ -17,7 +17,7 @@ using DataFiles = std::vector<std::string>;
 
 // The files of `split`. data_path is a file (.jsonl, .json, .csv, .txt, .parquet), or a folder, or a Hub dataset
 // id whose snapshot is in the local Hugging Face cache (`hf download --repo-type dataset ID`; never downloaded).
-// In a folder (src/dataset_layout.cpp), as `datasets.load_dataset(folder, split=...)` finds the files, sorted:
+// In a folder (src/dataset_layout.cpp), as `datasets.load_dataset(folder, split=...)` finds them, in its order:
 //   - with a README.md dataset card listing `configs:`, the data_files of the default config (the only one, the
 //     one named "default" or marked `default: true`), or of CONFIG when `split` is AutoTrain's "CONFIG:SPLIT";
 //   - else `<split>.jsonl|.json|.csv|.txt|.parquet` (AutoTrain's layout: data/train.csv); else the Hub's shards
@@ -46,9 +46,10 @@ class ChatTemplate;
 // Calls `visit` with the text_column of every record, in file order (the files in turn). JSONL: one object per
 // line; JSON: an array of objects, or JSON Lines as in .jsonl (datasets reads a .json either way); CSV: RFC 4180
 // with a header row (quoted fields may hold commas, quotes and newlines); TXT: one text per line; Parquet: one row
-// per record (parquet.h). Throws Error naming the file and line (or row) on a missing column (listing the columns
-// found), a non-string value, malformed JSON/CSV/Parquet, bytes that are not UTF-8, a record longer than
-// kMaxRecordBytes or no records at all. Returns the count.
+// per record (parquet.h). The text formats may be compressed whole (.gz, .zst: src/compressed_file.h). Throws
+// Error naming the file and line (or row) on a missing column (listing the columns found), a non-string value,
+// malformed JSON/CSV/Parquet, bytes that are not UTF-8, a record longer than kMaxRecordBytes or no records at
+// all. Returns the count.
 // With `chat`, the column holds conversations (a JSON list of messages, or a string holding one: see
 // conversation_of) and `visit` sees each rendered by the template; a conversation the template refuses is an
 // Error naming the file and line. With `nulls_read` (and no `chat`), a null text (JSON null, a Parquet null) is

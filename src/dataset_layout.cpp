@@ -309,7 +309,9 @@ class CardYaml {
 json card_configs(const std::string& readme) {
   std::error_code ec;
   if (!fs::is_regular_file(readme, ec)) return nullptr;
-  const std::vector<std::string> text = split(read_file(readme), '\n');
+  const std::string card = read_file(readme);
+  if (!is_valid_utf8(card)) throw Error(readme + ": not valid UTF-8; the dataset card must be UTF-8 text");
+  const std::vector<std::string> text = split(card, '\n');
   if (text.empty() || trim(text[0]) != "---") return nullptr;
   std::vector<YamlLine> lines;
   bool inside = false;

@@ -105,12 +105,33 @@ int chat_template(const uint8_t* data, size_t size) {
   });
 }
 
+int dataset_card(const uint8_t* data, size_t size) {
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  const size_t nul = bytes.find('\0');
+  const std::filesystem::path folder = scratch() / "card";
+  static const bool made = [&] {  // a dataset folder whose files the card's configs may name
+    for (const char* file : {"train.jsonl", "data/train-00000-of-00001.jsonl", "en/test.jsonl", "de/x/y.jsonl"}) {
+      std::filesystem::create_directories((folder / file).parent_path());
+      std::ofstream((folder / file).string()) << "{\"text\": \"a\"}\n";
+    }
+    return true;
+  }();
+  (void)made;
+  std::ofstream((folder / "README.md").string(), std::ios::binary | std::ios::trunc) << bytes.substr(0, nul);
+  const std::string split = nul == std::string::npos ? "train" : bytes.substr(nul + 1);
+  return expect_at_most_error([&] {
+    const DataFiles files = resolve_split_files(folder.string(), split);
+    for_each_text(files, "text", [](const std::string&) {});
+  });
+}
+
 const std::vector<Target>& targets() {
   static const std::vector<Target> all = {{"safetensors_header", safetensors_header},
                                           {"training_params", training_params},
                                           {"tokenizer_json", tokenizer_json},
                                           {"dataset", dataset},
-                                          {"chat_template", chat_template}};
+                                          {"chat_template", chat_template},
+                                          {"dataset_card", dataset_card}};
   return all;
 }
 

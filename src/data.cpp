@@ -56,6 +56,14 @@ std::string text_of_cell(const json& cell, const std::string& column, const Chat
   return text;
 }
 
+// A column the dataset lacks, at `place` ("file:line", or the file), with the columns it has and the key to set.
+// `detail`: where it was looked for (" in the header"), or nothing.
+Error missing_column(const std::string& place, const DataColumn& column, const std::vector<std::string>& found,
+                     const std::string& detail = "") {
+  return Error(place + ": no column \"" + column.name + "\"" + detail + " (columns found: " + join(found, ", ") +
+               "); set \"" + column.key + "\" in training_params.json");
+}
+
 // The cells of `columns` in a JSON record, in that order.
 CellRow row_of(const json& record, const std::vector<DataColumn>& columns, const std::string& path, int64_t line) {
   if (!record.is_object()) throw Error(where(path, line) + ": expected a JSON object per record");
@@ -65,8 +73,7 @@ CellRow row_of(const json& record, const std::vector<DataColumn>& columns, const
     if (it == record.end()) {
       std::vector<std::string> found;
       for (const auto& item : record.items()) found.push_back(item.key());
-      throw Error(where(path, line) + ": no column \"" + column.name + "\" (columns found: " + join(found, ", ") +
-                  "); set \"" + column.key + "\" in training_params.json");
+      throw missing_column(where(path, line), column, found);
     }
     row.push_back(*it);
   }
@@ -209,9 +216,7 @@ int64_t read_csv(std::istream& in, const std::string& path, const std::vector<Da
     size_t index = header.size();
     for (size_t i = 0; i < header.size(); ++i)
       if (trim(header[i]) == column.name) index = i;
-    if (index == header.size())
-      throw Error(path + ": no column \"" + column.name + "\" in the header (columns found: " + join(header, ", ") +
-                  "); set \"" + column.key + "\" in training_params.json");
+    if (index == header.size()) throw missing_column(path, column, header, " in the header");
     indices.push_back(index);
   }
   while (true) {
@@ -237,9 +242,7 @@ int64_t read_parquet(const std::string& path, const std::vector<DataColumn>& col
   const std::vector<std::string> found = file.columns();
   std::vector<std::string> names;
   for (const DataColumn& column : columns) {
-    if (std::find(found.begin(), found.end(), column.name) == found.end())
-      throw Error(path + ": no column \"" + column.name + "\" (columns found: " + join(found, ", ") + "); set \"" +
-                  column.key + "\" in training_params.json");
+    if (std::find(found.begin(), found.end(), column.name) == found.end()) throw missing_column(path, column, found);
     names.push_back(column.name);
   }
   return file.for_each_row(names, [&](CellRow& cells, int64_t row) { visit(cells, row); });

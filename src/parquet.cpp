@@ -42,17 +42,12 @@ struct Bytes {
   }
   uint64_t varint() {
     uint64_t value = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      const uint8_t b = *take(1);
-      value |= uint64_t(b & 0x7F) << shift;
-      if (!(b & 0x80)) return value;
-    }
-    throw Error(what + ": a number longer than 64 bits in a page; the file is broken");
+    const Varint read = read_varint(data, size, at, value);
+    if (read == Varint::ended) take(1);  // the error of a page that ends early
+    if (read == Varint::too_long) throw Error(what + ": a number longer than 64 bits in a page; the file is broken");
+    return value;
   }
-  int64_t zigzag() {
-    const uint64_t v = varint();
-    return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
-  }
+  int64_t zigzag() { return zigzag_decode(varint()); }
   uint32_t u32() {
     const uint8_t* p = take(4);
     return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
@@ -125,8 +120,7 @@ std::vector<int64_t> decode_delta_binary(Bytes& in, size_t count) {
   return values;
 }
 
-std::string text_value(const uint8_t* p, size_t n, const std::string& what) {
-  std::string s(reinterpret_cast<const char*>(p), n);
+std::string text_value(std::string s, const std::string& what) {
   if (!is_valid_utf8(s))
     throw Error(what + ": a value that is not UTF-8 text; re-encode the column as UTF-8 strings");
   return s;
@@ -151,7 +145,7 @@ void decode_values(Bytes& in, int type, int encoding, size_t count, const std::v
   if (type == kByteArray && encoding == kPlain) {
     for (size_t i = 0; i < count; ++i) {
       const uint32_t n = in.u32();
-      out.push_back(text_value(in.take(n), n, what));
+      out.push_back(text_value(std::string(reinterpret_cast<const char*>(in.take(n)), n), what));
     }
     return;
   }
@@ -167,8 +161,8 @@ void decode_values(Bytes& in, int type, int encoding, size_t count, const std::v
       std::string value = previous.substr(0, static_cast<size_t>(prefix));
       value.append(reinterpret_cast<const char*>(in.take(static_cast<size_t>(lengths[i]))),
                    static_cast<size_t>(lengths[i]));
-      out.push_back(text_value(reinterpret_cast<const uint8_t*>(value.data()), value.size(), what));
-      previous = std::move(value);
+      previous = text_value(std::move(value), what);
+      out.push_back(previous);
     }
     return;
   }
@@ -267,26 +261,25 @@ int bit_width(int max_level) {
   return width;
 }
 
-// Levels of a v1 data page: a 4-byte length, then the hybrid encoding.
-void read_levels_v1(Bytes& page, int encoding, int max_level, size_t count, std::vector<uint8_t>& out) {
+// `count` levels in the hybrid encoding (v2 pages store them so), all 0 for a level that is always 0 (nothing
+// stored).
+void read_levels(Bytes& levels, int max_level, size_t count, std::vector<uint8_t>& out) {
   if (max_level == 0) {
     out.insert(out.end(), count, 0);
     return;
   }
-  if (encoding != 3)
-    throw Error(page.what + ": levels in the deprecated BIT_PACKED encoding, which autotrain does not read; rewrite "
-                "the file with pyarrow");
-  const uint32_t n = page.u32();
-  Bytes levels{page.take(n), n, 0, page.what};
   decode_hybrid(levels, bit_width(max_level), count, out);
 }
 
-void read_levels_v2(Bytes& levels, int max_level, size_t count, std::vector<uint8_t>& out) {
-  if (max_level == 0) {
-    out.insert(out.end(), count, 0);
-    return;
-  }
-  decode_hybrid(levels, bit_width(max_level), count, out);
+// Levels of a v1 data page: a 4-byte length, then the hybrid encoding.
+void read_levels_v1(Bytes& page, int encoding, int max_level, size_t count, std::vector<uint8_t>& out) {
+  if (max_level > 0 && encoding != 3)
+    throw Error(page.what + ": levels in the deprecated BIT_PACKED encoding, which autotrain does not read; rewrite "
+                "the file with pyarrow");
+  if (max_level == 0) return read_levels(page, max_level, count, out);
+  const uint32_t n = page.u32();
+  Bytes levels{page.take(n), n, 0, page.what};
+  read_levels(levels, max_level, count, out);
 }
 
 void check_levels(const std::vector<uint8_t>& levels, size_t from, int max_level, const std::string& what) {
@@ -297,11 +290,8 @@ void check_levels(const std::vector<uint8_t>& levels, size_t from, int max_level
 LeafValues read_column_chunk_values(const Metadata& m, const ColumnChunk& chunk, const SchemaNode& leaf,
                                     std::ifstream& in) {
   const std::string what = m.path + ": column \"" + join(chunk.path, ".") + "\"";
-  const int64_t start = chunk.dictionary_page_offset > 0 ? std::min(chunk.dictionary_page_offset,
-                                                                    chunk.data_page_offset)
-                                                         : chunk.data_page_offset;
   std::string buffer(static_cast<size_t>(chunk.compressed_size), '\0');
-  in.seekg(start);
+  in.seekg(chunk.first_page_offset());
   in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
   if (!in) throw Error(m.path + ": read failed (column \"" + join(chunk.path, ".") + "\")");
   const auto* bytes = reinterpret_cast<const uint8_t*>(buffer.data());
@@ -339,8 +329,8 @@ LeafValues read_column_chunk_values(const Metadata& m, const ColumnChunk& chunk,
       if (level_bytes > size_t(h.compressed) || level_bytes > size_t(h.uncompressed))
         throw Error(what + ": a v2 page whose levels are longer than the page; the file is broken");
       Bytes rep{body, size_t(h.rep_bytes), 0, what}, def{body + h.rep_bytes, size_t(h.def_bytes), 0, what};
-      read_levels_v2(rep, leaf.rep, count, leaf_values.rep);
-      read_levels_v2(def, leaf.def, count, leaf_values.def);
+      read_levels(rep, leaf.rep, count, leaf_values.rep);
+      read_levels(def, leaf.def, count, leaf_values.def);
       page = decompress_page(h.compressed_values ? chunk.codec : 0, body + level_bytes, h.compressed - level_bytes,
                              h.uncompressed - level_bytes, what);
     }
@@ -397,9 +387,7 @@ class RowAssembler {
     if (node.leaf >= 0) return value_at(node.leaf, entry);
     if (node.is_list() && node.children.size() == 1 && m_.schema[node.children[0]].repetition == kRepeated)
       return list_of(node.children[0]);
-    json object = json::object();
-    for (int child : node.children) object[m_.schema[child].name] = value_of(child, entry);
-    return object;
+    return object_of(node, entry);
   }
 
  private:
@@ -444,6 +432,11 @@ class RowAssembler {
     const std::string parent = node.parent > 0 ? m_.schema[node.parent].name : "";
     if (node.children.size() == 1 && node.name != "array" && node.name != parent + "_tuple")
       return value_of(node.children[0], entry);
+    return object_of(node, entry);
+  }
+
+  // A group as a struct: its fields by name, at `entry`.
+  json object_of(const SchemaNode& node, size_t entry) {
     json object = json::object();
     for (int child : node.children) object[m_.schema[child].name] = value_of(child, entry);
     return object;

@@ -7,6 +7,7 @@
 
 #include "autotrain/error.h"
 #include "autotrain/parquet.h"
+#include "parquet_format.h"
 
 namespace autotrain {
 
@@ -73,12 +74,8 @@ std::string snappy_decompress(const uint8_t* data, size_t length, size_t size, c
   auto corrupt = [&](const char* why) { return Error(what + ": the snappy-compressed page is corrupt (" + why + ")"); };
   size_t at = 0;
   uint64_t stated = 0;
-  for (int shift = 0;; shift += 7) {
-    if (at == length || shift > 28) throw corrupt("its length");
-    const uint8_t byte = data[at++];
-    stated |= uint64_t(byte & 0x7F) << shift;
-    if (!(byte & 0x80)) break;
-  }
+  // The length is a varint of 32 bits at the most: 5 bytes.
+  if (parquet::read_varint(data, length, at, stated) != parquet::Varint::ok || at > 5) throw corrupt("its length");
   if (stated != size) throw corrupt("not the size the page's header states");
   if (size > kMostSnappyRatio * length + 64) throw corrupt("a length no stream of its size can reach");
   std::string out;

@@ -2,6 +2,7 @@
 // encoding of the footer and of page headers) and the footer's parts. Internal to src/.
 #pragma once
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <memory>
@@ -16,6 +17,26 @@ namespace autotrain {
 namespace parquet {
 
 constexpr int kMaxNesting = 32;  // schema groups within groups
+
+// ---- variable-length integers (Thrift's compact protocol, the RLE / DELTA encodings, snappy's length) ----------
+
+enum class Varint { ok, ended, too_long };
+
+// The ULEB128 integer at data[at] (7 bits a byte, low first), `at` moved past it: `ended` when the bytes end
+// inside it, `too_long` past 64 bits.
+inline Varint read_varint(const uint8_t* data, size_t size, size_t& at, uint64_t& value) {
+  value = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (at == size) return Varint::ended;
+    const uint8_t b = data[at++];
+    value |= uint64_t(b & 0x7F) << shift;
+    if (!(b & 0x80)) return Varint::ok;
+  }
+  return Varint::too_long;
+}
+
+// Zigzag's signed integer (0, -1, 1, -2, ... as 0, 1, 2, 3, ...).
+inline int64_t zigzag_decode(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
 
 // ---- Thrift's compact protocol ------------------------------------------------------------------------------
 
@@ -35,17 +56,12 @@ class CompactReader {
   }
   uint64_t varint() {
     uint64_t value = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      const uint8_t b = byte();
-      value |= uint64_t(b & 0x7F) << shift;
-      if (!(b & 0x80)) return value;
-    }
-    fail("a number longer than 64 bits");
+    const Varint read = read_varint(data_, size_, at_, value);
+    if (read == Varint::ended) fail("ends early");
+    if (read == Varint::too_long) fail("a number longer than 64 bits");
+    return value;
   }
-  int64_t i64() {
-    const uint64_t v = varint();
-    return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);  // zigzag
-  }
+  int64_t i64() { return zigzag_decode(varint()); }
   int32_t i32() {
     const int64_t v = i64();
     if (v < INT32_MIN || v > INT32_MAX) fail("a 32-bit number out of range");
@@ -163,6 +179,11 @@ struct ColumnChunk {
   int type = -1, codec = 0;
   std::vector<std::string> path;
   int64_t values = 0, compressed_size = 0, data_page_offset = -1, dictionary_page_offset = -1;
+  // Where the chunk's pages start: its dictionary page when it has one (an offset of 0 means none: some writers
+  // set it so), else its first data page.
+  int64_t first_page_offset() const {
+    return dictionary_page_offset > 0 ? std::min(dictionary_page_offset, data_page_offset) : data_page_offset;
+  }
 };
 
 struct RowGroup {

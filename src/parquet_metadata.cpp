@@ -134,9 +134,7 @@ void check_row_groups(const Metadata& m) {
       const SchemaNode& leaf = m.schema[m.leaves[c]];
       if (chunk.type != leaf.type || chunk.path.empty() || chunk.path.back() != leaf.name)
         refuse(m, "column chunk " + std::to_string(c) + " does not match the schema; the file is broken");
-      const int64_t start = chunk.dictionary_page_offset > 0 ? std::min(chunk.dictionary_page_offset,
-                                                                        chunk.data_page_offset)
-                                                             : chunk.data_page_offset;
+      const int64_t start = chunk.first_page_offset();
       if (start < 4 || chunk.compressed_size < 0 || chunk.compressed_size > m.file_size - start ||
           chunk.values < 0)
         refuse(m, "column \"" + leaf.name + "\" has its pages outside the file; the file is truncated or broken");

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autotrain/arrow.h"
 #include "autotrain/chat_template.h"
 #include "autotrain/error.h"
 #include "autotrain/parquet.h"
@@ -25,9 +26,10 @@ std::string extension_of(const std::string& path) {
   return ext;
 }
 
-// "file:line", or "file, row N" for Parquet (whose records are rows, counted from 1).
+// "file:line", or "file, row N" for Parquet and Arrow (whose records are rows, counted from 1).
 std::string where(const std::string& path, int64_t line) {
-  return path + (extension_of(path) == ".parquet" ? ", row " : ":") + std::to_string(line);
+  const std::string ext = extension_of(path);
+  return path + (ext == ".parquet" || ext == ".arrow" ? ", row " : ":") + std::to_string(line);
 }
 
 [[noreturn]] void refuse_long_record(const std::string& path, int64_t line) {
@@ -237,8 +239,10 @@ int64_t read_csv(std::istream& in, const std::string& path, const std::vector<Da
   return count;
 }
 
-int64_t read_parquet(const std::string& path, const std::vector<DataColumn>& columns, const CellVisitor& visit) {
-  const ParquetFile file = ParquetFile::open(path);
+// A Parquet or Arrow file's rows (ParquetFile and ArrowFile read alike).
+template <typename ColumnarFile>
+int64_t read_rows(const std::string& path, const std::vector<DataColumn>& columns, const CellVisitor& visit) {
+  const ColumnarFile file = ColumnarFile::open(path);
   const std::vector<std::string> found = file.columns();
   std::vector<std::string> names;
   for (const DataColumn& column : columns) {
@@ -267,10 +271,20 @@ bool is_parquet_file(const std::string& path) {
   return extension_of(path) == ".parquet" && compression_of(path) == FileCompression::none;
 }
 
+bool is_arrow_file(const std::string& path) {
+  return extension_of(path) == ".arrow" && compression_of(path) == FileCompression::none;
+}
+
+int64_t rows_in_file(const std::string& path) {
+  if (is_parquet_file(path)) return ParquetFile::open(path).rows();
+  if (is_arrow_file(path)) return ArrowFile::open(path).rows();
+  return 0;
+}
+
 std::string dataset_extension(const std::string& path) { return extension_of(path); }
 
 const std::vector<std::string>& dataset_extensions() {
-  static const std::vector<std::string> extensions = {".jsonl", ".json", ".csv", ".txt", ".parquet"};
+  static const std::vector<std::string> extensions = {".jsonl", ".json", ".csv", ".txt", ".parquet", ".arrow"};
   return extensions;
 }
 
@@ -283,10 +297,12 @@ namespace {
 
 int64_t read_cell_rows(const std::string& path, const std::vector<DataColumn>& columns, const CellVisitor& visit) {
   const std::string ext = extension_of(path);
-  if (ext == ".parquet" && compression_of(path) != FileCompression::none)
-    throw Error(path + ": a Parquet file compressed whole, which autotrain does not read; decompress it (Parquet " +
-                "compresses its own pages)");
-  if (ext == ".parquet") return read_parquet(path, columns, visit);
+  if ((ext == ".parquet" || ext == ".arrow") && compression_of(path) != FileCompression::none)
+    throw Error(path + ": a " + (ext == ".arrow" ? "Arrow" : "Parquet") + " file compressed whole, which autotrain " +
+                "does not read; decompress it (" + (ext == ".arrow" ? "Arrow IPC compresses its own buffers" :
+                "Parquet compresses its own pages") + ")");
+  if (ext == ".parquet") return read_rows<ParquetFile>(path, columns, visit);
+  if (ext == ".arrow") return read_rows<ArrowFile>(path, columns, visit);
   const std::unique_ptr<std::istream> stream = open_decompressed(path);  // .gz / .zst decompressed as it is read
   std::istream& in = *stream;
   int64_t count = 0;
@@ -296,8 +312,9 @@ int64_t read_cell_rows(const std::string& path, const std::vector<DataColumn>& c
   else if (ext == ".csv") count = read_csv(in, path, columns, visit);
   else if (ext == ".txt" && columns.size() == 1) count = read_txt(in, path, visit);
   else if (ext == ".txt") throw Error(path + ": a .txt dataset holds one text per line; this trainer reads columns " +
-                                      "from .jsonl, .json, .csv or .parquet");
-  else throw Error(path + ": unknown dataset format \"" + ext + "\"; use .jsonl, .json, .csv, .txt or .parquet");
+                                      "from .jsonl, .json, .csv, .parquet or .arrow");
+  else throw Error(path + ": unknown dataset format \"" + ext + "\"; use .jsonl, .json, .csv, .txt, .parquet or " +
+                   ".arrow");
   if (in.bad()) throw Error(path + ": read failed");
   return count;
 }

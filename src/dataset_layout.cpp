@@ -497,6 +497,64 @@ DataFiles split_files_of_config(const fs::path& folder, const json& configs, con
               join(splits, ", "));
 }
 
+// A JSON file of a save_to_disk folder, parsed; an error names it.
+json saved_json(const fs::path& path) {
+  try {
+    return json::parse(read_file(path.string()));
+  } catch (const json::exception& e) {
+    throw Error(path.string() + ": not valid JSON (" + e.what() + "); save the dataset again (save_to_disk)");
+  }
+}
+
+// The .arrow files of one Dataset saved by save_to_disk: state.json's _data_files, in order.
+DataFiles saved_dataset_files(const fs::path& folder) {
+  const fs::path state_path = folder / "state.json";
+  const json state = saved_json(state_path);
+  const auto refuse = [&](const std::string& why) {
+    return Error(state_path.string() + ": " + why + "; save the dataset again with datasets' save_to_disk");
+  };
+  if (!state.is_object() || !state.contains("_data_files") || !state["_data_files"].is_array())
+    throw refuse("no _data_files list");
+  if (state.contains("_indices_data_files") && !state["_indices_data_files"].is_null())
+    throw refuse("an indices mapping (_indices_data_files), which autotrain does not apply");
+  DataFiles files;
+  for (const json& entry : state["_data_files"]) {
+    if (!entry.is_object() || !entry.contains("filename") || !entry["filename"].is_string())
+      throw refuse("a _data_files entry without a filename: " + entry.dump());
+    const std::string name = entry["filename"].get<std::string>();
+    if (name.empty() || name.find('/') != std::string::npos || fs::path(name).extension() != ".arrow")
+      throw refuse("a data file \"" + name + "\" that is not an .arrow file beside it");
+    files.push_back((folder / name).string());
+  }
+  if (files.empty()) throw refuse("no data files");
+  return files;
+}
+
+// A folder written by datasets' save_to_disk, read as AutoTrain reads its own prepared data
+// (load_from_disk(data_path)[split]): a DatasetDict (dataset_dict.json naming the splits, a folder each) or one
+// Dataset (state.json), which is the train split. Nothing when the folder is neither.
+std::optional<DataFiles> saved_to_disk_files(const fs::path& folder, const std::string& split) {
+  std::error_code ec;
+  const fs::path dict_path = folder / "dataset_dict.json";
+  if (fs::is_regular_file(dict_path, ec)) {
+    const json dict = saved_json(dict_path);
+    if (!dict.is_object() || !dict.contains("splits") || !dict["splits"].is_array())
+      throw Error(dict_path.string() + ": no \"splits\" list; save the dataset again with datasets' save_to_disk");
+    std::vector<std::string> splits;
+    for (const json& name : dict["splits"])
+      if (name.is_string()) splits.push_back(name.get<std::string>());
+    if (std::find(splits.begin(), splits.end(), split) == splits.end())
+      throw Error(folder.string() + ": a DatasetDict saved with save_to_disk, whose splits are " + join(splits, ", ") +
+                  "; it has no split \"" + split + "\" (set train_split / valid_split to one of them)");
+    return saved_dataset_files(folder / split);
+  }
+  if (!fs::is_regular_file(folder / "state.json", ec)) return std::nullopt;
+  if (split != "train")
+    throw Error(folder.string() + ": one Dataset saved with save_to_disk, read as the train split; it has no split \"" +
+                split + "\" (save a DatasetDict with a \"" + split + "\" split, or set valid_split to null)");
+  return saved_dataset_files(folder);
+}
+
 }  // namespace
 
 DataFiles resolve_split_files(const std::string& data_path, const std::string& split_spec) {
@@ -513,10 +571,11 @@ DataFiles resolve_split_files(const std::string& data_path, const std::string& s
     std::optional<std::string> cached = cached_dataset_folder(data_path);
     if (!cached)
       throw Error("data_path \"" + data_path + "\" does not exist; give a .jsonl/.csv/.parquet file, a folder holding " +
-                  split + ".jsonl (or .json/.csv/.txt/.parquet), or a Hub dataset id in the local Hugging Face cache " +
-                  "(`hf download --repo-type dataset ID`)");
+                  split + ".jsonl (or .json/.csv/.txt/.parquet/.arrow), a folder saved by save_to_disk, or a Hub " +
+                  "dataset id in the local Hugging Face cache (`hf download --repo-type dataset ID`)");
     folder = *cached;
   }
+  if (std::optional<DataFiles> saved = saved_to_disk_files(folder, split_spec)) return *saved;
   const std::string readme = (fs::path(folder) / "README.md").string();
   const json configs = card_configs(readme);
   if (configs.is_null() && !config.empty())
@@ -525,9 +584,10 @@ DataFiles resolve_split_files(const std::string& data_path, const std::string& s
   DataFiles files = configs.is_null() ? split_files_in_folder(folder, split)
                                       : split_files_of_config(folder, configs, readme, config, split);
   if (files.empty())
-    throw Error("data_path \"" + data_path + "\" holds no " + split + ".jsonl, .json, .csv, .txt or .parquet, nor " +
-                "files of split \"" + split_spec + "\" as the datasets library lays them out (data/" + split +
-                "-00000-of-00001.parquet, a folder named " + split + ", a README.md config's data_files, ...)");
+    throw Error("data_path \"" + data_path + "\" holds no " + split + ".jsonl, .json, .csv, .txt, .parquet or " +
+                ".arrow, nor files of split \"" + split_spec + "\" as the datasets library lays them out (data/" +
+                split + "-00000-of-00001.parquet, a folder named " + split + ", a README.md config's data_files, a " +
+                "save_to_disk folder, ...)");
   const std::string ext = dataset_extension(files.front());
   for (const std::string& f : files)
     if (dataset_extension(f) != ext)

@@ -51,24 +51,24 @@ std::string gzip_decompress(const uint8_t* data, size_t length, size_t size, con
   return out;
 }
 
+}  // namespace
+
 std::string zstd_decompress(const uint8_t* data, size_t length, size_t size, const std::string& what) {
   const unsigned long long stated = ZSTD_getFrameContentSize(data, length);
-  // A page may hold several frames (some writers stream), so only a first frame larger than the page is corrupt.
+  // Data may hold several frames (some writers stream), so only a first frame larger than the whole is corrupt.
   if (stated == ZSTD_CONTENTSIZE_ERROR || (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated > size) ||
       size > kMostZstdRatio * length + 1024)
-    throw Error(what + ": the zstd-compressed page is corrupt (its frame does not hold the page's " +
+    throw Error(what + ": the zstd-compressed data is corrupt (its frame does not hold the stated " +
                 std::to_string(size) + " bytes)");
   std::string out(size, '\0');
   const size_t written = ZSTD_decompress(out.data(), size, data, length);
   if (ZSTD_isError(written) || written != size)
-    throw Error(what + ": the zstd-compressed page is corrupt (" +
+    throw Error(what + ": the zstd-compressed data is corrupt (" +
                 (ZSTD_isError(written) ? std::string(ZSTD_getErrorName(written))
                                        : std::to_string(written) + " of " + std::to_string(size) + " bytes") +
                 ")");
   return out;
 }
-
-}  // namespace
 
 std::string snappy_decompress(const uint8_t* data, size_t length, size_t size, const std::string& what) {
   auto corrupt = [&](const char* why) { return Error(what + ": the snappy-compressed page is corrupt (" + why + ")"); };

@@ -100,11 +100,11 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
     }
   }
   // Progress in bytes of text files (decompressed, when the file states that size: else none is shown), or in rows
-  // of Parquet files (whose texts are compressed).
-  const bool parquet = is_parquet_file(request.data_files.front());
+  // of Parquet and Arrow files (whose bytes hold other columns too, compressed in Parquet).
+  const bool rows = is_parquet_file(request.data_files.front()) || is_arrow_file(request.data_files.front());
   int64_t total = 0;
   for (const std::string& file : request.data_files) {
-    const int64_t size = parquet ? ParquetFile::open(file).rows() : stated_decompressed_size(file);
+    const int64_t size = rows ? rows_in_file(file) : stated_decompressed_size(file);
     if (size == 0) {
       total = 0;
       break;
@@ -114,7 +114,7 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
   ProgressBar progress("tokenize " + std::filesystem::path(request.data_files.front()).filename().string() +
                            (request.data_files.size() > 1 ? " (+" + std::to_string(request.data_files.size() - 1) + ")"
                                                           : ""),
-                       total, parquet ? "rows" : "B");
+                       total, rows ? "rows" : "B");
   AtomicFileWriter out(path);
   out.write(kMagic, 8);
   uint64_t count = 0;
@@ -125,7 +125,7 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
     ids32.assign(ids.begin(), ids.end());
     out.write(ids32.data(), ids32.size() * sizeof(int32_t));
     count += ids32.size();
-    progress.advance(parquet ? 1 : static_cast<int64_t>(text.size()) + 1);
+    progress.advance(rows ? 1 : static_cast<int64_t>(text.size()) + 1);
     progress.set_status(format_count(static_cast<double>(count)) + " tokens");
   }, request.chat_template, request.nulls_as_empty ? &nulls : nullptr);
   if (nulls > 0)

@@ -105,7 +105,8 @@ TEST(Dataset, BadInputIsOneLineNamingFileAndLine) {
   expect_bad("h.csv", "text,other\nhello,1,extra\n", "3 fields, the header has 2");
   expect_bad("i.csv", "", "empty CSV");
   expect_bad("j.txt", "fine\n\xFF\xFE\n", ":2: not valid UTF-8");
-  expect_bad("k.arrow", "ARROW1", "unknown dataset format");
+  expect_bad("k.xlsx", "PK", "unknown dataset format");
+  expect_bad("k.arrow", "ARROW1", "not Arrow IPC");
   expect_bad("k.parquet", "PAR1", "not a Parquet file");
   expect_bad("l.json", "{\"text\": \"a line\"}\n[1, 2]\n", ":2: expected a JSON object per record");
 }

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Benchmark: reading a Hub-style Parquet dataset (src/parquet.cpp through data.h) against pyarrow and `datasets`.
+# Benchmark: reading a Hub-style Parquet dataset (src/parquet.cpp through data.h) and a save_to_disk folder of
+# Arrow files (src/arrow_ipc.cpp) against pyarrow and `datasets`.
 #
 #   tools/bench_data.sh [BUILD_DIR] [ROWS]      (defaults: build, 200000)
 #
 # 1. writes ROWS rows (a ~1 KB "text" from tests/data/multilingual.txt and a 3-message "messages" conversation) as
 #    the Hub lays a dataset out, data/train-0000N-of-00004.parquet, with datasets' Dataset.to_parquet (snappy,
-#    dictionary pages), and the same rows as train.jsonl beside it (in $BENCH_DIR, default
-#    /tmp/autotrain_bench_data; kept for later runs);
+#    dictionary pages), the same rows as train.jsonl beside it and as a DatasetDict saved by save_to_disk (saved/,
+#    4 shards of .arrow files: AutoTrain's own prepared data) (in $BENCH_DIR, default /tmp/autotrain_bench_data;
+#    kept for later runs);
 # 2. reads the train split's two columns, each under /usr/bin/time (wall time, peak RSS), the second of two runs:
 #      ours      BUILD_DIR/bench_data (every cell to JSON, as the trainers get them);
 #      pyarrow   pq.read_table(files, columns).to_pylist() (every cell to a Python object);
 #      datasets  load_dataset(folder, split="train") into a fresh cache, then every cell of the two columns, as
 #                AutoTrain reads a dataset (its Arrow cache written once, then memory-mapped);
-#    and ours on the JSONL copy;
-# 3. prints the speed ratios (the peers' seconds over ours) and peak RSS.
+#    and ours on the JSONL copy; then the saved folder: ours; pyarrow (each .arrow file's stream to_pylist());
+#    datasets (load_from_disk(folder)["train"], every cell of the two columns, as AutoTrain reads its prepared data);
+# 3. prints the speed ratios (the peers' seconds over ours on the same files) and peak RSS.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$(cd "${1:-$ROOT/build}" && pwd)"
@@ -22,7 +25,7 @@ DIR="${BENCH_DIR:-/tmp/autotrain_bench_data}"
 PYTHON="${AUTOTRAIN_PYTHON:-$(sed -n 's/^AUTOTRAIN_PYTHON:FILEPATH=//p' "$BUILD/CMakeCache.txt")}"
 cmake --build "$BUILD" -j2 --target bench_data >/dev/null
 
-if [ "$(cat "$DIR/.rows" 2>/dev/null)" != "v1 $ROWS" ]; then
+if [ "$(cat "$DIR/.rows" 2>/dev/null)" != "v2 $ROWS" ]; then
   rm -rf "$DIR" && mkdir -p "$DIR/hub/data"
   "$PYTHON" - "$DIR" "$ROWS" "$ROOT/tests/data/multilingual.txt" <<'PY'
 import json, random, sys
@@ -43,14 +46,15 @@ records = [{"text": text(), "messages": [{"role": "system", "content": "Answer b
 data = datasets.Dataset.from_list(records)
 for shard in range(4):
     data.shard(4, shard, contiguous=True).to_parquet(f"{folder}/hub/data/train-{shard:05d}-of-00004.parquet")
+datasets.DatasetDict({"train": data}).save_to_disk(f"{folder}/saved", num_shards={"train": 4})
 with open(f"{folder}/train.jsonl", "w", encoding="utf-8") as f:
     for r in records:
         f.write(json.dumps(r, ensure_ascii=False) + "\n")
 PY
-  echo "v1 $ROWS" > "$DIR/.rows"
+  echo "v2 $ROWS" > "$DIR/.rows"
 fi
 echo "dataset: $ROWS rows, parquet $(du -sh "$DIR/hub/data" | cut -f1) in 4 shards," \
-     "jsonl $(du -sh "$DIR/train.jsonl" | cut -f1); $(nproc) cores"
+     "arrow $(du -sh "$DIR/saved" | cut -f1) in 4 shards, jsonl $(du -sh "$DIR/train.jsonl" | cut -f1); $(nproc) cores"
 
 measure() {  # NAME COMMAND...: the second of two runs; prints "NAME seconds peak_kb"
   local name=$1 log
@@ -71,6 +75,18 @@ columns = ["text", "messages"]
 if which == "pyarrow":
     import pyarrow.parquet as pq
     n = len(pq.read_table(files, columns=columns).to_pylist())
+elif which == "pyarrow_arrow":
+    import pyarrow as pa
+    n = 0
+    for path in sorted(glob.glob(f"{folder}/saved/train/*.arrow")):
+        with pa.memory_map(path) as source:
+            n += len(pa.ipc.open_stream(source).read_all().select(columns).to_pylist())
+elif which == "datasets_arrow":
+    import datasets
+    data = datasets.load_from_disk(f"{folder}/saved")["train"]
+    n = 0
+    for batch in data.select_columns(columns).iter(batch_size=1000):
+        n += len(batch["text"]) + 0 * len(batch["messages"])
 else:
     import datasets
     datasets.disable_progress_bars()
@@ -86,7 +102,13 @@ results=$(
   measure ours_jsonl "$BUILD/bench_data" "$DIR/train.jsonl" train text messages
   measure pyarrow "$PYTHON" "$peer" "$DIR" pyarrow
   measure datasets "$PYTHON" "$peer" "$DIR" datasets
+  measure ours_arrow "$BUILD/bench_data" "$DIR/saved" train text messages
+  measure pyarrow_arrow "$PYTHON" "$peer" "$DIR" pyarrow_arrow
+  measure datasets_arrow "$PYTHON" "$peer" "$DIR" datasets_arrow
 )
-echo "$results" | while read -r name seconds kb; do printf '%-11s %7.2f s  peak RSS %6.0f MB\n' "$name" "$seconds" "$((kb / 1024))"; done
+echo "$results" | while read -r name seconds kb; do printf '%-15s %7.2f s  peak RSS %6.0f MB\n' "$name" "$seconds" "$((kb / 1024))"; done
 ours=$(echo "$results" | awk '$1 == "ours" {print $2}')
-echo "$results" | awk -v ours="$ours" '$1 != "ours" {printf "%s / ours: %.2f x the time\n", $1, $2 / ours}'
+ours_arrow=$(echo "$results" | awk '$1 == "ours_arrow" {print $2}')
+echo "$results" | awk -v ours="$ours" -v ours_arrow="$ours_arrow" '
+  $1 ~ /_arrow$/ && $1 != "ours_arrow" {printf "%s / ours_arrow: %.2f x the time\n", $1, $2 / ours_arrow}
+  $1 !~ /_arrow$/ && $1 != "ours" {printf "%s / ours: %.2f x the time\n", $1, $2 / ours}'

@@ -15,13 +15,16 @@ namespace autotrain {
 // The files of one split, read in this order as one dataset.
 using DataFiles = std::vector<std::string>;
 
-// The files of `split`. data_path is a file (.jsonl, .json, .csv, .txt, .parquet), or a folder, or a Hub dataset
-// id whose snapshot is in the local Hugging Face cache (`hf download --repo-type dataset ID`; never downloaded).
-// In a folder (src/dataset_layout.cpp), as `datasets.load_dataset(folder, split=...)` finds them, in its order:
+// The files of `split`. data_path is a file (.jsonl, .json, .csv, .txt, .parquet, .arrow), or a folder, or a Hub
+// dataset id whose snapshot is in the local Hugging Face cache (`hf download --repo-type dataset ID`; never
+// downloaded).
+// A folder saved by datasets' save_to_disk is read as load_from_disk(folder)[split] reads it (a DatasetDict's split,
+// or one Dataset as train). In another folder (src/dataset_layout.cpp), as `datasets.load_dataset(folder,
+// split=...)` finds them, in its order:
 //   - with a README.md dataset card listing `configs:`, the data_files of the default config (the only one, the
 //     one named "default" or marked `default: true`), or of CONFIG when `split` is AutoTrain's "CONFIG:SPLIT";
-//   - else `<split>.jsonl|.json|.csv|.txt|.parquet` (AutoTrain's layout: data/train.csv); else the Hub's shards
-//     data/<split>-00000-of-00003.parquet ...; else the files under folders named for the split (train/, ...);
+//   - else `<split>.jsonl|.json|.csv|.txt|.parquet|.arrow` (AutoTrain's layout: data/train.csv); else the Hub's
+//     shards data/<split>-00000-of-00003.parquet ...; else the files under folders named for the split (train/, ...);
 //     else the files named for it (train-part1.jsonl, my_train.csv, ...; with datasets' synonyms: validation =
 //     valid, dev, val; test = testing, eval, evaluation; train = training); else, for train, every data file.
 // Throws Error naming what was looked for, or when a split mixes formats.
@@ -31,6 +34,9 @@ DataFiles resolve_split_files(const std::string& data_path, const std::string& s
 std::string files_label(const DataFiles& files);
 
 bool is_parquet_file(const std::string& path);
+bool is_arrow_file(const std::string& path);
+// The rows of a Parquet or Arrow file, read from its metadata (0 for the text formats, which count bytes).
+int64_t rows_in_file(const std::string& path);
 // The formats for_each_record reads, by extension, in the order a folder's <split>.<ext> is looked for.
 const std::vector<std::string>& dataset_extensions();
 bool is_dataset_file(const std::string& path);
@@ -45,15 +51,15 @@ class ChatTemplate;
 
 // Calls `visit` with the text_column of every record, in file order (the files in turn). JSONL: one object per
 // line; JSON: an array of objects, or JSON Lines as in .jsonl (datasets reads a .json either way); CSV: RFC 4180
-// with a header row (quoted fields may hold commas, quotes and newlines); TXT: one text per line; Parquet: one row
-// per record (parquet.h). The text formats may be compressed whole (.gz, .zst: src/compressed_file.h). Throws
-// Error naming the file and line (or row) on a missing column (listing the columns found), a non-string value,
-// malformed JSON/CSV/Parquet, bytes that are not UTF-8, a record longer than kMaxRecordBytes or no records at
-// all. Returns the count.
+// with a header row (quoted fields may hold commas, quotes and newlines); TXT: one text per line; Parquet and
+// Arrow: one row per record (parquet.h, arrow.h). The text formats may be compressed whole (.gz, .zst:
+// src/compressed_file.h). Throws Error naming the file and line (or row) on a missing column (listing the columns
+// found), a non-string value, malformed JSON/CSV/Parquet/Arrow, bytes that are not UTF-8, a record longer than
+// kMaxRecordBytes or no records at all. Returns the count.
 // With `chat`, the column holds conversations (a JSON list of messages, or a string holding one: see
 // conversation_of) and `visit` sees each rendered by the template; a conversation the template refuses is an
-// Error naming the file and line. With `nulls_read` (and no `chat`), a null text (JSON null, a Parquet null) is
-// read as an empty one and counted there, as AutoTrain's default trainer reads it (pandas' fillna("")).
+// Error naming the file and line. With `nulls_read` (and no `chat`), a null text (JSON null, a Parquet or Arrow
+// null) is read as an empty one and counted there, as AutoTrain's default trainer reads it (pandas' fillna("")).
 int64_t for_each_text(const DataFiles& files, const std::string& text_column,
                       const std::function<void(const std::string&)>& visit, const ChatTemplate* chat = nullptr,
                       int64_t* nulls_read = nullptr);

@@ -51,6 +51,10 @@ class ParquetFile {
 // input or a codec not read.
 std::string decompress_page(int codec, const uint8_t* data, size_t length, size_t size, const std::string& what);
 
+// A zstd frame (or several) of exactly `size` bytes once decompressed (Parquet's ZSTD pages, Arrow's zstd buffers).
+// Throws Error(`what` + ...) when corrupt.
+std::string zstd_decompress(const uint8_t* data, size_t length, size_t size, const std::string& what);
+
 // Snappy's raw format (google/snappy format_description.txt), the one Parquet pages use: a varint of the
 // uncompressed length (which must be `size`), then literals and back-references. Throws Error(`what` + ...) when
 // corrupt.

@@ -62,8 +62,8 @@ Command add_eval_command(CLI::App& parent) {
       ->check(CLI::ExistingDirectory);
   app->add_flag("--no-adapter", o->no_adapter, "Score the base model alone");
   app->add_option("-d,--data", o->data_path,
-                  "A data file, a folder of <split>.jsonl|json|csv|txt|parquet or of datasets' shards, or a Hub "
-                  "dataset id in the local cache (data_path)");
+                  "A data file, a folder of <split>.jsonl|json|csv|txt|parquet|arrow, of datasets' shards or saved by "
+                  "save_to_disk, or a Hub dataset id in the local cache (data_path)");
   app->add_option("-s,--split", o->evaluate.split, "The split to score (default: the config's valid_split)");
   app->add_option("--text-column", o->text_column,
                   "The column of texts (text_column; default text); trainers dpo / orpo / reward: the chosen ones");

@@ -8,10 +8,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autotrain/arrow.h"
 #include "autotrain/chat_template.h"
 #include "autotrain/config.h"
 #include "autotrain/data.h"
 #include "autotrain/error.h"
+#include "autotrain/parquet.h"
 #include "autotrain/safetensors.h"
 #include "autotrain/tokenizer.h"
 
@@ -86,8 +88,18 @@ int tokenizer_json(const uint8_t* data, size_t size) {
 
 int dataset(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  static const char* kExtensions[] = {".jsonl", ".json", ".csv", ".txt", ".parquet", ".jsonl.gz", ".csv.zst"};
-  const std::string path = write_bytes(std::string("train") + kExtensions[data[0] % 7], data + 1, size - 1);
+  // The first byte picks the format (seeds keep their meaning: new formats go at the end).
+  static const char* kExtensions[] = {".jsonl", ".json", ".csv", ".txt", ".parquet", ".jsonl.gz", ".csv.zst", ".arrow"};
+  const std::string path = write_bytes(std::string("train") + kExtensions[data[0] % 8], data + 1, size - 1);
+  // Parquet and Arrow files: every column of every row first (lists, structs, numbers), then the text column.
+  const auto every_cell = [](const auto& file) {
+    (void)file.rows();
+    file.for_each_row(file.columns(), [](std::vector<OrderedJson>& cells, int64_t) { (void)cells; });
+  };
+  expect_at_most_error([&] {
+    if (is_parquet_file(path)) every_cell(ParquetFile::open(path));
+    if (is_arrow_file(path)) every_cell(ArrowFile::open(path));
+  });
   return expect_at_most_error([&] {
     size_t total = 0;
     for_each_text({path}, "text", [&](const std::string& text) { total += text.size(); });

@@ -15,7 +15,7 @@ int safetensors_header(const uint8_t* data, size_t size);  // a .safetensors fil
 int training_params(const uint8_t* data, size_t size);     // a training_params.json
 int tokenizer_json(const uint8_t* data, size_t size);      // a tokenizer.json, then encode/decode
 int dataset(const uint8_t* data, size_t size);             // the first byte picks .jsonl/.json/.csv/.txt/
-                                                           // .parquet/.jsonl.gz/.csv.zst
+                                                           // .parquet/.jsonl.gz/.csv.zst/.arrow
 int chat_template(const uint8_t* data, size_t size);       // a Jinja chat template, then after a NUL byte a
                                                            // conversation cell (Python / JSON list literal)
 int dataset_card(const uint8_t* data, size_t size);        // a README.md dataset card, then after a NUL byte

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <memory>
 
 #include "autotrain/data.h"
 #include "autotrain/error.h"
@@ -287,87 +288,137 @@ void check_levels(const std::vector<uint8_t>& levels, size_t from, int max_level
     if (levels[i] > max_level) throw Error(what + ": a level above the schema's; the file is broken");
 }
 
-LeafValues read_column_chunk_values(const Metadata& m, const ColumnChunk& chunk, const SchemaNode& leaf,
-                                    std::ifstream& in) {
-  const std::string what = m.path + ": column \"" + join(chunk.path, ".") + "\"";
-  std::string buffer(static_cast<size_t>(chunk.compressed_size), '\0');
-  in.seekg(chunk.first_page_offset());
-  in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-  if (!in) throw Error(m.path + ": read failed (column \"" + join(chunk.path, ".") + "\")");
-  const auto* bytes = reinterpret_cast<const uint8_t*>(buffer.data());
-  LeafValues leaf_values;
-  std::vector<json> dictionary;
-  bool has_dictionary = false;
-  size_t at = 0;
-  int64_t left = chunk.values;
-  while (left > 0) {
-    if (at >= buffer.size())
-      throw Error(what + ": the column ends before its " + std::to_string(chunk.values) + " values; the file is "
-                  "truncated or broken");
-    CompactReader r(bytes + at, buffer.size() - at, what);
-    const PageHeader h = read_page_header(r);
-    at += r.position();
-    if (static_cast<size_t>(h.compressed) > buffer.size() - at) r.fail("a page longer than its column");
-    const uint8_t* body = bytes + at;
-    at += static_cast<size_t>(h.compressed);
-    if (h.type == kDictionaryPage) {
-      const std::string page = decompress_page(chunk.codec, body, h.compressed, h.uncompressed, what);
-      Bytes values{reinterpret_cast<const uint8_t*>(page.data()), page.size(), 0, what};
-      dictionary.clear();
-      decode_values(values, leaf.type, 0, static_cast<size_t>(h.values), nullptr, dictionary);  // always PLAIN
-      has_dictionary = true;
-      continue;
+// The pages of one column chunk, read from the file and decoded one at a time: a row group then takes a page or
+// two of each column read in memory, not the whole group (pyarrow writes up to 1 Mi rows a group by default).
+class PageReader {
+ public:
+  PageReader(const Metadata& m, const ColumnChunk& chunk, const SchemaNode& leaf, std::ifstream& in)
+      : m_(m), chunk_(chunk), leaf_(leaf), in_(in), what_(m.path + ": column \"" + join(chunk.path, ".") + "\""),
+        at_(chunk.first_page_offset()), end_(at_ + chunk.compressed_size), left_(chunk.values) {}
+
+  // Appends the next data page's levels and values to `out`; false when the chunk has no values left.
+  bool next_page(LeafValues& out) {
+    while (left_ > 0) {
+      std::string body;
+      const PageHeader h = read_page(body);
+      const auto* data = reinterpret_cast<const uint8_t*>(body.data());
+      if (h.type == kDictionaryPage) {
+        const std::string page = decompress_page(chunk_.codec, data, body.size(), h.uncompressed, what_);
+        Bytes values{reinterpret_cast<const uint8_t*>(page.data()), page.size(), 0, what_};
+        dictionary_.clear();
+        decode_values(values, leaf_.type, 0, static_cast<size_t>(h.values), nullptr, dictionary_);  // always PLAIN
+        has_dictionary_ = true;
+        continue;
+      }
+      if (h.type != kDataPage && h.type != kDataPageV2) continue;  // index pages and others carry no values
+      decode_data_page(h, data, out);
+      left_ -= h.values;
+      return true;
     }
-    if (h.type != kDataPage && h.type != kDataPageV2) continue;  // index pages and others carry no values
-    if (h.values > left) throw Error(what + ": a page holds more values than its column; the file is broken");
-    const size_t count = static_cast<size_t>(h.values), first = leaf_values.def.size();
+    return false;
+  }
+
+ private:
+  // Page headers are read from a window of this many bytes, widened when a header runs past it (statistics of long
+  // strings can make one long).
+  static constexpr int64_t kHeaderWindow = 4096;
+
+  std::string read_bytes(int64_t at, int64_t n) {
+    std::string bytes(static_cast<size_t>(n), '\0');
+    in_.seekg(at);
+    in_.read(bytes.data(), static_cast<std::streamsize>(n));
+    if (!in_) throw Error(m_.path + ": read failed (column \"" + join(chunk_.path, ".") + "\")");
+    return bytes;
+  }
+
+  // The next page's header, and its bytes (compressed) in `body`; moves past both.
+  PageHeader read_page(std::string& body) {
+    if (at_ >= end_)
+      throw Error(what_ + ": the column ends before its " + std::to_string(chunk_.values) + " values; the file is "
+                  "truncated or broken");
+    for (int64_t window = std::min(end_ - at_, kHeaderWindow);; window = std::min(end_ - at_, window * 4)) {
+      const std::string bytes = read_bytes(at_, window);
+      CompactReader r(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), what_);
+      PageHeader h;
+      try {
+        h = read_page_header(r);
+      } catch (const Error&) {
+        if (window == end_ - at_) throw;
+        continue;  // the header may run past the window
+      }
+      const int64_t header = static_cast<int64_t>(r.position());
+      if (h.compressed < 0 || h.compressed > end_ - at_ - header) r.fail("a page longer than its column");
+      body = read_bytes(at_ + header, h.compressed);
+      at_ += header + h.compressed;
+      return h;
+    }
+  }
+
+  // A data page's levels and values, appended to `out`.
+  void decode_data_page(const PageHeader& h, const uint8_t* body, LeafValues& out) {
+    if (h.values > left_) throw Error(what_ + ": a page holds more values than its column; the file is broken");
+    const size_t count = static_cast<size_t>(h.values), first = out.def.size();
     std::string page;
     if (h.type == kDataPage) {
-      page = decompress_page(chunk.codec, body, h.compressed, h.uncompressed, what);
+      page = decompress_page(chunk_.codec, body, h.compressed, h.uncompressed, what_);
     } else {  // v2: the levels first, never compressed; then the values, compressed unless is_compressed is false
       const size_t level_bytes = size_t(h.rep_bytes) + size_t(h.def_bytes);
       if (level_bytes > size_t(h.compressed) || level_bytes > size_t(h.uncompressed))
-        throw Error(what + ": a v2 page whose levels are longer than the page; the file is broken");
-      Bytes rep{body, size_t(h.rep_bytes), 0, what}, def{body + h.rep_bytes, size_t(h.def_bytes), 0, what};
-      read_levels(rep, leaf.rep, count, leaf_values.rep);
-      read_levels(def, leaf.def, count, leaf_values.def);
-      page = decompress_page(h.compressed_values ? chunk.codec : 0, body + level_bytes, h.compressed - level_bytes,
-                             h.uncompressed - level_bytes, what);
+        throw Error(what_ + ": a v2 page whose levels are longer than the page; the file is broken");
+      Bytes rep{body, size_t(h.rep_bytes), 0, what_}, def{body + h.rep_bytes, size_t(h.def_bytes), 0, what_};
+      read_levels(rep, leaf_.rep, count, out.rep);
+      read_levels(def, leaf_.def, count, out.def);
+      page = decompress_page(h.compressed_values ? chunk_.codec : 0, body + level_bytes, h.compressed - level_bytes,
+                             h.uncompressed - level_bytes, what_);
     }
-    Bytes values{reinterpret_cast<const uint8_t*>(page.data()), page.size(), 0, what};
+    Bytes values{reinterpret_cast<const uint8_t*>(page.data()), page.size(), 0, what_};
     if (h.type == kDataPage) {
-      read_levels_v1(values, h.rep_encoding, leaf.rep, count, leaf_values.rep);
-      read_levels_v1(values, h.def_encoding, leaf.def, count, leaf_values.def);
+      read_levels_v1(values, h.rep_encoding, leaf_.rep, count, out.rep);
+      read_levels_v1(values, h.def_encoding, leaf_.def, count, out.def);
     }
-    check_levels(leaf_values.rep, first, leaf.rep, what);
-    check_levels(leaf_values.def, first, leaf.def, what);
+    check_levels(out.rep, first, leaf_.rep, what_);
+    check_levels(out.def, first, leaf_.def, what_);
     const auto present = static_cast<size_t>(
-        std::count(leaf_values.def.begin() + static_cast<std::ptrdiff_t>(first), leaf_values.def.end(), leaf.def));
-    decode_values(values, leaf.type, h.encoding, present, has_dictionary ? &dictionary : nullptr,
-                  leaf_values.values);
-    left -= h.values;
+        std::count(out.def.begin() + static_cast<std::ptrdiff_t>(first), out.def.end(), leaf_.def));
+    decode_values(values, leaf_.type, h.encoding, present, has_dictionary_ ? &dictionary_ : nullptr, out.values);
   }
-  return leaf_values;
-}
+
+  const Metadata& m_;
+  const ColumnChunk& chunk_;
+  const SchemaNode& leaf_;
+  std::ifstream& in_;
+  const std::string what_;
+  int64_t at_, end_, left_;  // the next page, the chunk's end, the values not yet read
+  std::vector<json> dictionary_;
+  bool has_dictionary_ = false;
+};
 
 // ---- rows: the leaves' levels put back together as JSON (parquet-format's "Nested Encoding", for paths with at
 // most one repeated field) ----------------------------------------------------------------------------------------
 
 class RowAssembler {
  public:
-  RowAssembler(const Metadata& m, std::vector<LeafValues>& leaves) : m_(m), leaves_(leaves), spans_(leaves.size()) {}
+  // pages[leaf]: the pages of each leaf read (null for the others).
+  RowAssembler(const Metadata& m, std::vector<std::unique_ptr<PageReader>>& pages)
+      : m_(m), pages_(pages), leaves_(pages.size()), spans_(pages.size()) {}
 
-  // Moves each leaf's cursor over the next row's entries.
+  // Moves each leaf's cursor over the next row's entries, reading pages as they are needed.
   void next_row(const std::vector<int>& leaf_indices) {
     for (int leaf : leaf_indices) {
       Span& span = spans_[leaf];
-      const LeafValues& values = leaves_[leaf];
+      LeafValues& values = leaves_[leaf];
+      drop_read_entries(leaf);
       span.begin = span.end;
+      while (span.begin >= values.def.size() && pages_[leaf]->next_page(values)) {
+      }
       if (span.begin >= values.def.size() || values.rep[span.begin] != 0)
         throw Error(m_.path + ": column \"" + m_.schema[m_.leaves[leaf]].name + "\" has fewer entries than its rows; "
                     "the file is broken");
       span.end = span.begin + 1;
-      while (span.end < values.def.size() && values.rep[span.end] != 0) ++span.end;
+      for (;;) {  // a row's entries may go on into the next page (v1 pages need not end at a row)
+        while (span.end < values.def.size() && values.rep[span.end] != 0) ++span.end;
+        if (span.end < values.def.size() || !pages_[leaf]->next_page(values)) break;
+      }
       span.value_index.clear();
       const int max_def = m_.schema[m_.leaves[leaf]].def;
       for (size_t e = span.begin; e < span.end; ++e)
@@ -377,7 +428,9 @@ class RowAssembler {
                     "levels say; the file is broken");
     }
   }
-  bool leaf_finished(int leaf) const { return spans_[leaf].end == leaves_[leaf].def.size(); }
+  bool leaf_finished(int leaf) {
+    return spans_[leaf].end == leaves_[leaf].def.size() && !pages_[leaf]->next_page(leaves_[leaf]);
+  }
 
   // The value of `node` at entry `entry` of the row (0 outside a list).
   json value_of(int node_index, size_t entry) {
@@ -395,6 +448,19 @@ class RowAssembler {
     size_t begin = 0, end = 0, value_end = 0;
     std::vector<int64_t> value_index;  // per entry of the row: its value's index, or -1
   };
+
+  // Frees the entries and values of the rows already put together, once they are at least half of those held (so
+  // each entry is moved at most once on average).
+  void drop_read_entries(int leaf) {
+    Span& span = spans_[leaf];
+    LeafValues& values = leaves_[leaf];
+    if (span.end < 4096 || 2 * span.end < values.def.size()) return;
+    const auto entries = static_cast<std::ptrdiff_t>(span.end);
+    values.rep.erase(values.rep.begin(), values.rep.begin() + entries);
+    values.def.erase(values.def.begin(), values.def.begin() + entries);
+    values.values.erase(values.values.begin(), values.values.begin() + static_cast<std::ptrdiff_t>(span.value_end));
+    span.begin = span.end = span.value_end = 0;
+  }
 
   // The leaves of one list must agree on its length in every row; a file where they do not is refused here.
   const Span& span_at(int leaf, size_t entry) const {
@@ -443,7 +509,8 @@ class RowAssembler {
   }
 
   const Metadata& m_;
-  std::vector<LeafValues>& leaves_;
+  std::vector<std::unique_ptr<PageReader>>& pages_;
+  std::vector<LeafValues> leaves_;  // per leaf read: the entries of its pages not yet dropped
   std::vector<Span> spans_;
 };
 
@@ -500,10 +567,10 @@ int64_t ParquetFile::for_each_row(const std::vector<std::string>& columns, const
   int64_t row = 0;
   std::vector<json> cells(nodes.size());
   for (const RowGroup& group : m.row_groups) {
-    std::vector<LeafValues> leaves(m.leaves.size());
+    std::vector<std::unique_ptr<PageReader>> pages(m.leaves.size());
     for (int leaf : leaf_indices)
-      leaves[leaf] = read_column_chunk_values(m, group.columns[leaf], m.schema[m.leaves[leaf]], in);
-    RowAssembler rows(m, leaves);
+      pages[leaf] = std::make_unique<PageReader>(m, group.columns[leaf], m.schema[m.leaves[leaf]], in);
+    RowAssembler rows(m, pages);
     for (int64_t r = 0; r < group.rows; ++r) {
       rows.next_row(leaf_indices);
       for (size_t c = 0; c < nodes.size(); ++c) cells[c] = rows.value_of(nodes[c], 0);

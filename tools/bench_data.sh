@@ -7,7 +7,8 @@
 # 1. writes ROWS rows (a ~1 KB "text" from tests/data/multilingual.txt and a 3-message "messages" conversation) as
 #    the Hub lays a dataset out, data/train-0000N-of-00004.parquet, with datasets' Dataset.to_parquet (snappy,
 #    dictionary pages), the same rows as train.jsonl beside it and as a DatasetDict saved by save_to_disk (saved/,
-#    4 shards of .arrow files: AutoTrain's own prepared data) (in $BENCH_DIR, default /tmp/autotrain_bench_data;
+#    4 shards of .arrow files: AutoTrain's own prepared data) and as one Parquet file of one row group (as
+#    pq.write_table and pandas' to_parquet write up to 1 Mi rows) (in $BENCH_DIR, default /tmp/autotrain_bench_data;
 #    kept for later runs);
 # 2. reads the train split's two columns, each under /usr/bin/time (wall time, peak RSS), the second of two runs:
 #      ours      BUILD_DIR/bench_data (every cell to JSON, as the trainers get them);
@@ -16,6 +17,7 @@
 #                AutoTrain reads a dataset (its Arrow cache written once, then memory-mapped);
 #    and ours on the JSONL copy; then the saved folder: ours; pyarrow (each .arrow file's stream to_pylist());
 #    datasets (load_from_disk(folder)["train"], every cell of the two columns, as AutoTrain reads its prepared data);
+#    then the one-group file: ours, pyarrow (read_table(...).to_pylist());
 # 3. prints the speed ratios (the peers' seconds over ours on the same files) and peak RSS.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,7 +27,7 @@ DIR="${BENCH_DIR:-/tmp/autotrain_bench_data}"
 PYTHON="${AUTOTRAIN_PYTHON:-$(sed -n 's/^AUTOTRAIN_PYTHON:FILEPATH=//p' "$BUILD/CMakeCache.txt")}"
 cmake --build "$BUILD" -j2 --target bench_data >/dev/null
 
-if [ "$(cat "$DIR/.rows" 2>/dev/null)" != "v2 $ROWS" ]; then
+if [ "$(cat "$DIR/.rows" 2>/dev/null)" != "v3 $ROWS" ]; then
   rm -rf "$DIR" && mkdir -p "$DIR/hub/data"
   "$PYTHON" - "$DIR" "$ROWS" "$ROOT/tests/data/multilingual.txt" <<'PY'
 import json, random, sys
@@ -47,11 +49,14 @@ data = datasets.Dataset.from_list(records)
 for shard in range(4):
     data.shard(4, shard, contiguous=True).to_parquet(f"{folder}/hub/data/train-{shard:05d}-of-00004.parquet")
 datasets.DatasetDict({"train": data}).save_to_disk(f"{folder}/saved", num_shards={"train": 4})
+import os, pyarrow.parquet as pq
+os.makedirs(f"{folder}/one_group")
+pq.write_table(data.data.table, f"{folder}/one_group/train.parquet", row_group_size=rows)  # pandas' / pyarrow's way
 with open(f"{folder}/train.jsonl", "w", encoding="utf-8") as f:
     for r in records:
         f.write(json.dumps(r, ensure_ascii=False) + "\n")
 PY
-  echo "v2 $ROWS" > "$DIR/.rows"
+  echo "v3 $ROWS" > "$DIR/.rows"
 fi
 echo "dataset: $ROWS rows, parquet $(du -sh "$DIR/hub/data" | cut -f1) in 4 shards," \
      "arrow $(du -sh "$DIR/saved" | cut -f1) in 4 shards, jsonl $(du -sh "$DIR/train.jsonl" | cut -f1); $(nproc) cores"
@@ -75,6 +80,9 @@ columns = ["text", "messages"]
 if which == "pyarrow":
     import pyarrow.parquet as pq
     n = len(pq.read_table(files, columns=columns).to_pylist())
+elif which == "pyarrow_group":
+    import pyarrow.parquet as pq
+    n = len(pq.read_table(f"{folder}/one_group/train.parquet", columns=columns).to_pylist())
 elif which == "pyarrow_arrow":
     import pyarrow as pa
     n = 0
@@ -105,10 +113,20 @@ results=$(
   measure ours_arrow "$BUILD/bench_data" "$DIR/saved" train text messages
   measure pyarrow_arrow "$PYTHON" "$peer" "$DIR" pyarrow_arrow
   measure datasets_arrow "$PYTHON" "$peer" "$DIR" datasets_arrow
+  measure ours_group "$BUILD/bench_data" "$DIR/one_group/train.parquet" train text messages
+  measure pyarrow_group "$PYTHON" "$peer" "$DIR" pyarrow_group
 )
 echo "$results" | while read -r name seconds kb; do printf '%-15s %7.2f s  peak RSS %6.0f MB\n' "$name" "$seconds" "$((kb / 1024))"; done
-ours=$(echo "$results" | awk '$1 == "ours" {print $2}')
-ours_arrow=$(echo "$results" | awk '$1 == "ours_arrow" {print $2}')
-echo "$results" | awk -v ours="$ours" -v ours_arrow="$ours_arrow" '
-  $1 ~ /_arrow$/ && $1 != "ours_arrow" {printf "%s / ours_arrow: %.2f x the time\n", $1, $2 / ours_arrow}
-  $1 !~ /_arrow$/ && $1 != "ours" {printf "%s / ours: %.2f x the time\n", $1, $2 / ours}'
+# Each peer against ours on the same files: X_arrow against ours_arrow, X_group against ours_group, the rest (and
+# our JSONL reader) against ours.
+echo "$results" | awk '
+  { seconds[$1] = $2; kb[$1] = $3; order[NR] = $1 }
+  END {
+    for (i = 1; i <= NR; ++i) {
+      name = order[i]
+      base = name ~ /_arrow$/ ? "ours_arrow" : name ~ /_group$/ ? "ours_group" : "ours"
+      if (name != base)
+        printf "%s / %s: %.2f x the time, %.2f x the peak RSS\n", name, base, seconds[name] / seconds[base],
+               kb[name] / kb[base]
+    }
+  }'

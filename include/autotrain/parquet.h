@@ -35,7 +35,8 @@ class ParquetFile {
   std::vector<std::string> columns() const;  // the top-level column names, in the file's order
 
   // Calls visit(cells, row) for every row, in the file's order (row counts from 1); cells[i] is the value of
-  // columns[i], which must be top-level columns (columns()). Decodes one row group of those columns at a time.
+  // columns[i], which must be top-level columns (columns()). Reads and decodes a page of each of those columns at a
+  // time, so memory does not grow with a row group's size.
   using RowVisitor = std::function<void(std::vector<nlohmann::ordered_json>& cells, int64_t row)>;
   int64_t for_each_row(const std::vector<std::string>& columns, const RowVisitor& visit) const;
 

@@ -3,8 +3,9 @@
 
 Writes reference/parquet/:
   files/NAME.parquet  the same records written by pyarrow in each way a writer may choose (codec, page version,
-                      dictionary or not, DELTA encodings, tiny pages and row groups, legacy list names), by
-                      `datasets` (Dataset.to_parquet, the Hub's writer), and with codecs autotrain refuses
+                      dictionary or not, DELTA encodings, tiny pages and row groups, legacy list names), 250 times
+                      over in one row group of 2 KB pages (one_group_*), by `datasets` (Dataset.to_parquet, the
+                      Hub's writer), and with codecs autotrain refuses
   layouts/NAME/       dataset folders as `datasets` lays them out (the Hub's data/SPLIT-00000-of-00002.parquet,
                       the parquet converter's default/SPLIT/0000.parquet, files named for a split, plain files,
                       README.md dataset cards with configs)
@@ -85,6 +86,11 @@ VARIANTS = {
     "tiny_pages_and_groups": {"row_group_size": 5, "data_page_size": 64, "write_batch_size": 3,
                               "dictionary_pagesize_limit": 64},
     "legacy_list_names": {"use_compliant_nested_type": False, "compression": "zstd"},
+}
+BIG_GROUP_VARIANTS = {
+    "one_group_v1_pages": {"data_page_size": 2048},
+    "one_group_v2_pages": {"data_page_size": 2048, "data_page_version": "2.0", "compression": "zstd",
+                           "use_dictionary": False},
 }
 REFUSED = {"brotli": "Brotli", "lz4": "LZ4"}
 
@@ -224,6 +230,17 @@ def main():
     for name, options in VARIANTS.items():
         path = out / "files" / f"{name}.parquet"
         pq.write_table(table, path, **options)
+        expected["files"][name] = [{k: to_json(v) for k, v in row.items()} for row in pq.read_table(path).to_pylist()]
+
+    # 9000 rows in one row group of many small pages (pyarrow's defaults for a table this size: one group), so that a
+    # reader holding a few pages at a time moves through thousands of entries of each column.
+    rows = [dict(r, text=r["text"] if r["text"] is None or len(r["text"]) < 100 else "long")
+            for _ in range(250) for r in records()]
+    big = pa.Table.from_pylist(rows, schema=SCHEMA)
+    for name, options in BIG_GROUP_VARIANTS.items():
+        path = out / "files" / f"{name}.parquet"
+        pq.write_table(big, path, row_group_size=len(rows), **options)
+        assert pq.ParquetFile(path).metadata.num_row_groups == 1
         expected["files"][name] = [{k: to_json(v) for k, v in row.items()} for row in pq.read_table(path).to_pylist()]
 
     import datasets

@@ -326,10 +326,14 @@ class BpeTokenizer : public Tokenizer {
   std::vector<int64_t> prefix_ids_, suffix_ids_;  // the post-processor template around the text
   int64_t vocab_size_ = 0;
 
-  // Words seen before (the `tokenizers` BPE keeps the same cache, 10,000 entries).
-  static constexpr size_t kCacheCapacity = 10000;
-  mutable std::mutex cache_mutex_;
-  mutable std::unordered_map<std::string, std::vector<int64_t>> cache_;
+  // Words seen before (the `tokenizers` BPE keeps the same cache, 10,000 entries), in shards by the word's hash
+  // so that texts encoded on several threads (token_cache.cpp) rarely wait on one another's lock.
+  static constexpr size_t kCacheShards = 32, kCacheCapacity = 10000 / kCacheShards;
+  struct CacheShard {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::vector<int64_t>> words;
+  };
+  mutable std::array<CacheShard, kCacheShards> cache_;
 
   void read_model(const json& model);
   void read_added_tokens(const json& list);
@@ -473,18 +477,19 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int64_t>& id
       return;
     }
   }
+  CacheShard& shard = cache_[std::hash<std::string>{}(word) % kCacheShards];
   {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    auto it = cache_.find(word);
-    if (it != cache_.end()) {
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    auto it = shard.words.find(word);
+    if (it != shard.words.end()) {
       ids.insert(ids.end(), it->second.begin(), it->second.end());
       return;
     }
   }
   std::vector<int64_t> word_ids = merge_word(word);
   ids.insert(ids.end(), word_ids.begin(), word_ids.end());
-  std::lock_guard<std::mutex> lock(cache_mutex_);
-  if (cache_.size() < kCacheCapacity) cache_.emplace(word, std::move(word_ids));
+  std::lock_guard<std::mutex> lock(shard.mutex);
+  if (shard.words.size() < kCacheCapacity) shard.words.emplace(word, std::move(word_ids));
 }
 
 std::vector<int64_t> BpeTokenizer::merge_word(const std::string& word) const {

@@ -52,7 +52,9 @@ struct TokenCacheRequest {
 };
 
 // Returns the path of the cache file for `request`, tokenizing the data file with `encode` (texts in file
-// order, with progress) when no complete cache file exists yet. Throws Error for an empty dataset.
+// order, with progress) when no complete cache file exists yet. Throws Error for an empty dataset. Texts are
+// encoded in batches on as many threads as libtorch uses (at::get_num_threads()), so `encode` is called from
+// several threads at once and must be thread-safe; the file is the same whatever the thread count.
 std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncoder& encode);
 
 }  // namespace autotrain

@@ -7,9 +7,13 @@
 #include "autotrain/error.h"
 #include "autotrain/logging.h"
 #include "autotrain/text_util.h"
+#include "ordered_batches.h"
 
 namespace autotrain {
 namespace {
+
+// What a record of conversations counts for in a batch of pairs to tokenize (its texts are not measured).
+constexpr size_t kConversationBytes = 1024;
 
 size_t common_prefix_length(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   const auto [end, other] =
@@ -179,52 +183,59 @@ std::vector<PreferencePair> read_preference_split(const TrainingParams& params, 
     else
       pairs.push_back(std::move(pair));
   };
+  // Pairs are tokenized on every core, in batches, and kept in file order (ordered_batches.h).
+  OrderedBatches<PreferencePair> batches([&](PreferencePair& pair) { keep(std::move(pair)); });
   if (chat) {
     const ChatTemplate chat_template = ChatTemplate::load(params.model);
     for_each_record_cells(files, columns, [&](const CellRow& cells, const std::string& where) {
-      auto messages = [&](size_t c) {
-        return conversation_of(cells[c], where + ": column \"" + columns[c].name + "\"");
-      };
-      if (reward) {  // AutoTrain renders each conversation to text; TRL tokenizes that text
-        auto rendered = [&](size_t c) {
-          OrderedJson conversation = params.prompt_text_column ? messages(2) : OrderedJson::array();
-          for (const auto& message : messages(c)) conversation.push_back(message);
-          try {
-            return chat_template.apply(conversation, false);
-          } catch (const Error& e) {
-            throw Error(where + ": " + e.what());
-          }
+      batches.add([&, cells, where] {
+        auto messages = [&](size_t c) {
+          return conversation_of(cells[c], where + ": column \"" + columns[c].name + "\"");
         };
-        keep(tokenize_reward_pair(tokenizer, "", rendered(0), rendered(1)));
-        return;
-      }
-      ConversationPair conversation;
-      if (params.prompt_text_column) {
-        if (cells[2].is_string() && !cells[2].get_ref<const std::string&>().empty() &&
-            cells[2].get_ref<const std::string&>().front() != '[')
-          throw Error(where + ": column \"" + columns[2].name +
-                      "\" is a text, and chosen / rejected are conversations: " +
-                      "give the prompt as a list of messages, or set prompt_text_column to null (the prompt is then " +
-                      "the turns chosen and rejected share)");
-        conversation = ConversationPair{messages(2), messages(0), messages(1)};
-      } else {
-        conversation = implicit_prompt(messages(0), messages(1));
-      }
-      try {
-        keep(tokenize_preference(tokenizer, chat_template, conversation, limits));
-      } catch (const Error& e) {
-        throw Error(where + ": " + e.what());
-      }
+        if (reward) {  // AutoTrain renders each conversation to text; TRL tokenizes that text
+          auto rendered = [&](size_t c) {
+            OrderedJson conversation = params.prompt_text_column ? messages(2) : OrderedJson::array();
+            for (const auto& message : messages(c)) conversation.push_back(message);
+            try {
+              return chat_template.apply(conversation, false);
+            } catch (const Error& e) {
+              throw Error(where + ": " + e.what());
+            }
+          };
+          return tokenize_reward_pair(tokenizer, "", rendered(0), rendered(1));
+        }
+        ConversationPair conversation;
+        if (params.prompt_text_column) {
+          if (cells[2].is_string() && !cells[2].get_ref<const std::string&>().empty() &&
+              cells[2].get_ref<const std::string&>().front() != '[')
+            throw Error(where + ": column \"" + columns[2].name +
+                        "\" is a text, and chosen / rejected are conversations: " +
+                        "give the prompt as a list of messages, or set prompt_text_column to null (the prompt is " +
+                        "then the turns chosen and rejected share)");
+          conversation = ConversationPair{messages(2), messages(0), messages(1)};
+        } else {
+          conversation = implicit_prompt(messages(0), messages(1));
+        }
+        try {
+          return tokenize_preference(tokenizer, chat_template, conversation, limits);
+        } catch (const Error& e) {
+          throw Error(where + ": " + e.what());
+        }
+      }, kConversationBytes);
     });
+    batches.flush();  // while chat_template lives
   } else {
     for_each_record(files, columns, [&](const Row& row) {
-      if (reward)
-        keep(tokenize_reward_pair(tokenizer, params.prompt_text_column ? row[2] : std::string(), row[0], row[1]));
-      else if (params.trainer == "orpo")
-        keep(tokenize_orpo_preference(tokenizer, row[2], row[0], row[1], limits));
-      else
-        keep(tokenize_preference(tokenizer, row[2], row[0], row[1], limits));
+      size_t bytes = 0;
+      for (const std::string& cell : row) bytes += cell.size();
+      batches.add([&, row] {
+        if (reward)
+          return tokenize_reward_pair(tokenizer, params.prompt_text_column ? row[2] : std::string(), row[0], row[1]);
+        if (params.trainer == "orpo") return tokenize_orpo_preference(tokenizer, row[2], row[0], row[1], limits);
+        return tokenize_preference(tokenizer, row[2], row[0], row[1], limits);
+      }, bytes);
     });
+    batches.flush();
   }
   const std::string source = files_label(files);
   if (too_long > 0 && reward)

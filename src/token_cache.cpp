@@ -1,20 +1,16 @@
 #include "autotrain/token_cache.h"
 
-#include <ATen/Parallel.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <mutex>
-#include <thread>
 
 #include "autotrain/data.h"
 #include "autotrain/error.h"
@@ -23,6 +19,7 @@
 #include "autotrain/parquet.h"
 #include "autotrain/progress.h"
 #include "compressed_file.h"
+#include "ordered_batches.h"
 
 namespace autotrain {
 namespace {
@@ -91,62 +88,6 @@ at::Tensor TokenizedText::block(int64_t index, int64_t block_size) const {
   return at::from_blob(const_cast<int32_t*>(ids_ + index * block_size), {block_size}, at::kInt).to(at::kLong);
 }
 
-namespace {
-
-// Texts gathered into batches and each batch encoded on as many threads as libtorch uses (one per core by default),
-// each thread taking the next text not yet taken; the ids are then handed on in the texts' order, so the cache
-// file is the same whatever the thread count. A batch is a few MB of text: starting its threads costs far less
-// than encoding it. (std::thread rather than at::parallel_for, whose OpenMP region would need this file built
-// with -fopenmp, and a second OpenMP runtime beside libtorch's.)
-class BatchEncoder {
- public:
-  using Sink = std::function<void(const std::vector<int64_t>& ids, size_t text_bytes)>;
-  BatchEncoder(const TextEncoder& encode, Sink sink) : encode_(encode), sink_(std::move(sink)) {}
-
-  void add(const std::string& text) {
-    texts_.push_back(text);
-    bytes_ += text.size();
-    if (texts_.size() >= kMostTexts || bytes_ >= kMostBytes) flush();
-  }
-  void flush() {
-    if (texts_.empty()) return;
-    ids_.resize(texts_.size());
-    std::atomic<size_t> next{0};
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    const auto work = [&] {
-      try {
-        for (size_t i = next++; i < texts_.size(); i = next++) ids_[i] = encode_(texts_[i]);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(failure_mutex);
-        if (!failure) failure = std::current_exception();
-        next = texts_.size();  // the others stop at their next text
-      }
-    };
-    const auto threads_wanted = static_cast<size_t>(std::max(1, at::get_num_threads()));
-    const size_t helpers = std::min(threads_wanted, texts_.size()) - 1;
-    std::vector<std::thread> threads;
-    for (size_t t = 0; t < helpers; ++t) threads.emplace_back(work);
-    work();
-    for (std::thread& thread : threads) thread.join();
-    if (failure) std::rethrow_exception(failure);
-    for (size_t i = 0; i < texts_.size(); ++i) sink_(ids_[i], texts_[i].size());
-    texts_.clear();
-    ids_.clear();
-    bytes_ = 0;
-  }
-
- private:
-  static constexpr size_t kMostTexts = 4096, kMostBytes = 4u << 20;
-  const TextEncoder& encode_;
-  Sink sink_;
-  std::vector<std::string> texts_;
-  std::vector<std::vector<int64_t>> ids_;
-  size_t bytes_ = 0;
-};
-
-}  // namespace
-
 std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncoder& encode) {
   make_directories(request.cache_dir);
   const std::string path = request.cache_dir + "/tokens-" + request.fingerprint + ".bin";
@@ -180,16 +121,18 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
   uint64_t count = 0;
   int64_t nulls = 0;
   std::vector<int32_t> ids32;
-  BatchEncoder batches(encode, [&](const std::vector<int64_t>& ids, size_t text_bytes) {
-    ids32.assign(ids.begin(), ids.end());
+  // Each text's ids and its length in bytes (for the progress), encoded on every core, written in file order.
+  using Encoded = std::pair<std::vector<int64_t>, size_t>;
+  OrderedBatches<Encoded> batches([&](Encoded& encoded) {
+    ids32.assign(encoded.first.begin(), encoded.first.end());
     out.write(ids32.data(), ids32.size() * sizeof(int32_t));
     count += ids32.size();
-    progress.advance(rows ? 1 : static_cast<int64_t>(text_bytes) + 1);
+    progress.advance(rows ? 1 : static_cast<int64_t>(encoded.second) + 1);
     progress.set_status(format_count(static_cast<double>(count)) + " tokens");
   });
-  const int64_t texts = for_each_text(request.data_files, request.text_column,
-                                      [&](const std::string& text) { batches.add(text); }, request.chat_template,
-                                      request.nulls_as_empty ? &nulls : nullptr);
+  const int64_t texts = for_each_text(request.data_files, request.text_column, [&](const std::string& text) {
+    batches.add([&encode, text] { return Encoded{encode(text), text.size()}; }, text.size());
+  }, request.chat_template, request.nulls_as_empty ? &nulls : nullptr);
   batches.flush();
   if (nulls > 0)
     log::warn(log::cat(files_label(request.data_files), ": ", nulls, " null text(s) in column \"", request.text_column,

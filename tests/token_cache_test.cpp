@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../src/ordered_batches.h"
+#include "autotrain/error.h"
 #include "autotrain/finetune.h"
 #include "autotrain/token_cache.h"
 #include "autotrain/tokenizer.h"
@@ -60,6 +62,28 @@ TEST(TokenCache, TextsEncodedOnSeveralThreadsKeepTheirOrder) {
     for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(tokens.ids()[i], want[i]) << "token " << i;
   }
   at::set_num_threads(threads);
+}
+
+// The runner under the token cache and the preference pairs: results in the order added, and of two failing tasks
+// the first in that order is the error, after every result before it.
+TEST(TokenCache, BatchesHandOnResultsInOrderAndTheFirstErrorInOrder) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(4);
+  std::vector<int64_t> seen;
+  OrderedBatches<int64_t> batches([&](int64_t& value) { seen.push_back(value); });
+  const std::string message = testing::error_message_of([&] {
+    for (int64_t i = 0; i < 10000; ++i)
+      batches.add([i] {
+        if (i == 7001 || i == 5003) throw Error("task " + std::to_string(i));
+        return i * i;
+      }, 1);
+    batches.flush();
+  });
+  at::set_num_threads(threads);
+  // 4096 tasks ran in the first batch; the second (4096 to 8191), run when it is full, holds both failures.
+  EXPECT_EQ(message, "task 5003");
+  ASSERT_EQ(seen.size(), 5003u);
+  for (int64_t i = 0; i < 5003; ++i) ASSERT_EQ(seen[static_cast<size_t>(i)], i * i);
 }
 
 }  // namespace

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,28 +35,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pyarrow as pa  # noqa: E402
 
-TEXTS = ["plain text", "comma, inside", 'a "quoted" word', "two\nlines", "안녕하세요, 세계!",
-         "emoji 😀👍🏽 and 中文",
-         "  leading and trailing spaces  ", "", "x" * 5000, "repeat", "repeat", "repeat"]
-
-
-def records():
-    rows = []
-    for i, text in enumerate(TEXTS * 3):  # 36 rows: several record batches
-        messages = [{"role": "user", "content": f"question {i}: {text}"},
-                    {"role": "assistant", "content": None if i % 7 == 3 else f"answer {i}"}]
-        rows.append({
-            "text": None if i % 11 == 5 else text,
-            "id": i * 1_000_003 - 17,
-            "small": i - 20,
-            "score": i / 7,
-            "weight": float(i) / 4,
-            "flag": i % 3 == 0,
-            "messages": [] if i % 9 == 4 else None if i % 13 == 6 else messages[: 1 + i % 2],
-            "tags": [f"t{j}" for j in range(i % 4)],
-            "meta": None if i % 5 == 2 else {"source": f"src{i % 3}", "turns": i % 4, "lang": None if i % 2 else "en"},
-        })
-    return rows
+# The same 36 records as the Parquet oracle's (texts with nulls, numbers, a conversation, tags, a struct).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parquet_files import TEXTS, records  # noqa: E402
 
 
 def schema(string=pa.string(), list_=pa.list_):

@@ -16,7 +16,6 @@
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/logging.h"
-#include "autotrain/parquet.h"
 #include "autotrain/progress.h"
 #include "compressed_file.h"
 #include "ordered_batches.h"

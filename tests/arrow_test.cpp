@@ -79,15 +79,6 @@ TEST(Arrow, CodecsNotReadAreRefusedByName) {
   }
 }
 
-TEST(Arrow, MissingColumnNamesTheKeyAndTheColumnsFound) {
-  const std::string path = kDir + "/files/stream.arrow";
-  const std::string message = testing::error_message_of(
-      [&] { for_each_record({path}, {{"prompt", "prompt_text_column"}}, [](const Row&) {}); });
-  EXPECT_NE(message.find(path), std::string::npos) << message;
-  EXPECT_NE(message.find("prompt_text_column"), std::string::npos) << message;
-  EXPECT_NE(message.find("messages"), std::string::npos) << message;
-}
-
 // datasets' save_to_disk folders, as AutoTrain reads its own prepared data (load_from_disk(data_path)[split]), and
 // a Hub folder of .arrow shards as load_dataset reads it.
 TEST(Arrow, SavedToDiskAndHubFoldersTakeTheRowsDatasetsTakes) {

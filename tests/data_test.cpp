@@ -94,6 +94,20 @@ void expect_bad(const std::string& name, const std::string& contents, const std:
   }
 }
 
+// Parquet and Arrow files (written by tests/reference/parquet_files.py and arrow_files.py): a column the dataset
+// lacks is an error naming the file, the key that names the column and the columns the file has.
+TEST(Dataset, ColumnarFilesNameTheMissingColumnsKeyAndTheColumnsFound) {
+  const std::string fixtures = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/";
+  for (const std::string path : {fixtures + "parquet/files/snappy_dictionary_v1.parquet",
+                                 fixtures + "arrow/files/stream.arrow"}) {
+    const std::string message = testing::error_message_of(
+        [&] { for_each_record({path}, {{"prompt", "prompt_text_column"}}, [](const Row&) {}); });
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find("prompt_text_column"), std::string::npos) << message;
+    EXPECT_NE(message.find("messages"), std::string::npos) << message;
+  }
+}
+
 TEST(Dataset, BadInputIsOneLineNamingFileAndLine) {
   expect_bad("a.jsonl", "{\"prompt\": \"x\", \"answer\": \"y\"}\n", "columns found: prompt, answer");  // in file order
   expect_bad("b.jsonl", "{\"text\": \"ok\"}\n{\"text\": 5}\n", ":2: column \"text\" is 5");

@@ -65,15 +65,6 @@ TEST(Parquet, CodecsNotReadAreRefusedByName) {
   }
 }
 
-TEST(Parquet, MissingColumnNamesTheKeyAndTheColumnsFound) {
-  const std::string path = kDir + "/files/snappy_dictionary_v1.parquet";
-  const std::string message = testing::error_message_of(
-      [&] { for_each_record({path}, {{"prompt", "prompt_text_column"}}, [](const Row&) {}); });
-  EXPECT_NE(message.find(path), std::string::npos) << message;
-  EXPECT_NE(message.find("prompt_text_column"), std::string::npos) << message;
-  EXPECT_NE(message.find("messages"), std::string::npos) << message;
-}
-
 TEST(Parquet, NullTextNamesTheRow) {
   // Row 6 of the fixture has a null text (i % 11 == 5).
   const std::string path = kDir + "/files/zstd_v2.parquet";

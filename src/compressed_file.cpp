@@ -3,22 +3,16 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <vector>
 
 #include "autotrain/error.h"
+#include "autotrain/text_util.h"
 
 namespace autotrain {
 
 namespace {
-
-std::string lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
 
 // A streambuf over a compressed file: fills its get area with decompressed bytes, 256 KiB at a time.
 class DecompressingBuffer : public std::streambuf {
@@ -123,7 +117,7 @@ class DecompressedStream : public std::istream {
 }  // namespace
 
 FileCompression compression_of(const std::string& path) {
-  const std::string ext = lower(std::filesystem::path(path).extension().string());
+  const std::string ext = ascii_lower(std::filesystem::path(path).extension().string());
   if (ext == ".gz") return FileCompression::gzip;
   if (ext == ".zst" || ext == ".zstd") return FileCompression::zstd;
   return FileCompression::none;

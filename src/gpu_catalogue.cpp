@@ -1,8 +1,6 @@
 // configs/gpus.json: the GPU catalogue estimate-cost judges a run against.
 #include <unistd.h>
 
-#include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 
@@ -11,16 +9,12 @@
 #include "autotrain/error.h"
 #include "autotrain/estimate.h"
 #include "autotrain/fileio.h"
+#include "autotrain/text_util.h"
 
 namespace autotrain {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string lowercase(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
-  return text;
-}
 
 double positive_number(const nlohmann::json& entry, const char* key, const std::string& where) {
   if (!entry.contains(key) || !entry[key].is_number() || entry[key].get<double>() <= 0)
@@ -77,12 +71,12 @@ std::string default_gpu_catalogue_path() {
 }
 
 std::vector<GpuSpec> select_gpus(const std::vector<GpuSpec>& catalogue, const std::string& name) {
-  const std::string wanted = lowercase(name);
+  const std::string wanted = ascii_lower(name);
   for (const GpuSpec& gpu : catalogue)
-    if (lowercase(gpu.name) == wanted) return {gpu};
+    if (ascii_lower(gpu.name) == wanted) return {gpu};
   std::vector<GpuSpec> selected;
   for (const GpuSpec& gpu : catalogue)
-    if (lowercase(gpu.name).rfind(wanted, 0) == 0) selected.push_back(gpu);
+    if (ascii_lower(gpu.name).rfind(wanted, 0) == 0) selected.push_back(gpu);
   if (selected.empty()) {
     std::string known;
     for (const GpuSpec& gpu : catalogue) known += (known.empty() ? "" : ", ") + gpu.name;

@@ -5,6 +5,12 @@
 
 namespace autotrain {
 
+std::string ascii_lower(std::string text) {
+  for (char& c : text)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return text;
+}
+
 std::string trim(const std::string& text) {
   const char* space = " \t\r\n\f\v";
   size_t begin = text.find_first_not_of(space);

@@ -10,6 +10,8 @@
 namespace autotrain {
 
 std::string trim(const std::string& text);
+// `text` with A-Z as a-z (file extensions, GPU names); other bytes, UTF-8 included, unchanged.
+std::string ascii_lower(std::string text);
 std::vector<std::string> split(const std::string& text, char separator);
 std::string join(const std::vector<std::string>& parts, const std::string& separator);
 // Whether `text` ends with `suffix` (C++20's std::string::ends_with).

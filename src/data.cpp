@@ -21,15 +21,24 @@ namespace {
 
 // The format's extension, past a compression suffix ("train.jsonl.gz" -> ".jsonl").
 std::string extension_of(const std::string& path) {
-  std::string ext = fs::path(without_compression_suffix(path)).extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext;
+  return ascii_lower(fs::path(without_compression_suffix(path)).extension().string());
+}
+
+// The formats whose records are rows of typed columns, each compressing its own parts (so not read compressed
+// whole): by extension, how messages name a file of it and what it compresses; null for the text formats.
+struct ColumnarFormat {
+  const char* a_file;
+  const char* compresses;
+};
+const ColumnarFormat* columnar_format(const std::string& ext) {
+  static const ColumnarFormat parquet{"a Parquet file", "Parquet compresses its own pages"},
+      arrow{"an Arrow file", "Arrow IPC compresses its own buffers"};
+  return ext == ".parquet" ? &parquet : ext == ".arrow" ? &arrow : nullptr;
 }
 
 // "file:line", or "file, row N" for Parquet and Arrow (whose records are rows, counted from 1).
 std::string where(const std::string& path, int64_t line) {
-  const std::string ext = extension_of(path);
-  return path + (ext == ".parquet" || ext == ".arrow" ? ", row " : ":") + std::to_string(line);
+  return path + (columnar_format(extension_of(path)) ? ", row " : ":") + std::to_string(line);
 }
 
 [[noreturn]] void refuse_long_record(const std::string& path, int64_t line) {
@@ -267,18 +276,13 @@ int64_t read_txt(std::istream& in, const std::string& path, const CellVisitor& v
 
 }  // namespace
 
-bool is_parquet_file(const std::string& path) {
-  return extension_of(path) == ".parquet" && compression_of(path) == FileCompression::none;
-}
-
-bool is_arrow_file(const std::string& path) {
-  return extension_of(path) == ".arrow" && compression_of(path) == FileCompression::none;
+bool is_columnar_file(const std::string& path) {
+  return columnar_format(extension_of(path)) && compression_of(path) == FileCompression::none;
 }
 
 int64_t rows_in_file(const std::string& path) {
-  if (is_parquet_file(path)) return ParquetFile::open(path).rows();
-  if (is_arrow_file(path)) return ArrowFile::open(path).rows();
-  return 0;
+  if (!is_columnar_file(path)) return 0;
+  return extension_of(path) == ".parquet" ? ParquetFile::open(path).rows() : ArrowFile::open(path).rows();
 }
 
 std::string dataset_extension(const std::string& path) { return extension_of(path); }
@@ -297,10 +301,10 @@ namespace {
 
 int64_t read_cell_rows(const std::string& path, const std::vector<DataColumn>& columns, const CellVisitor& visit) {
   const std::string ext = extension_of(path);
-  if ((ext == ".parquet" || ext == ".arrow") && compression_of(path) != FileCompression::none)
-    throw Error(path + ": a " + (ext == ".arrow" ? "Arrow" : "Parquet") + " file compressed whole, which autotrain " +
-                "does not read; decompress it (" + (ext == ".arrow" ? "Arrow IPC compresses its own buffers" :
-                "Parquet compresses its own pages") + ")");
+  const ColumnarFormat* columnar = columnar_format(ext);
+  if (columnar && compression_of(path) != FileCompression::none)
+    throw Error(path + ": " + columnar->a_file + " compressed whole, which autotrain does not read; decompress it (" +
+                columnar->compresses + ")");
   if (ext == ".parquet") return read_rows<ParquetFile>(path, columns, visit);
   if (ext == ".arrow") return read_rows<ArrowFile>(path, columns, visit);
   const std::unique_ptr<std::istream> stream = open_decompressed(path);  // .gz / .zst decompressed as it is read

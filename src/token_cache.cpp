@@ -101,7 +101,7 @@ std::string ensure_token_cache(const TokenCacheRequest& request, const TextEncod
   }
   // Progress in bytes of text files (decompressed, when the file states that size: else none is shown), or in rows
   // of Parquet and Arrow files (whose bytes hold other columns too, compressed in Parquet).
-  const bool rows = is_parquet_file(request.data_files.front()) || is_arrow_file(request.data_files.front());
+  const bool rows = is_columnar_file(request.data_files.front());
   int64_t total = 0;
   for (const std::string& file : request.data_files) {
     const int64_t size = rows ? rows_in_file(file) : stated_decompressed_size(file);

@@ -122,6 +122,8 @@ TEST(Dataset, BadInputIsOneLineNamingFileAndLine) {
   expect_bad("k.xlsx", "PK", "unknown dataset format");
   expect_bad("k.arrow", "ARROW1", "not Arrow IPC");
   expect_bad("k.parquet", "PAR1", "not a Parquet file");
+  expect_bad("k.parquet.gz", "PAR1", "a Parquet file compressed whole, which autotrain does not read; decompress it");
+  expect_bad("k.arrow.zst", "ARROW1", "an Arrow file compressed whole, which autotrain does not read; decompress it");
   expect_bad("l.json", "{\"text\": \"a line\"}\n[1, 2]\n", ":2: expected a JSON object per record");
 }
 

@@ -33,8 +33,8 @@ DataFiles resolve_split_files(const std::string& data_path, const std::string& s
 // "file", or "first-file and 2 more files": the files in a message.
 std::string files_label(const DataFiles& files);
 
-bool is_parquet_file(const std::string& path);
-bool is_arrow_file(const std::string& path);
+// A Parquet or Arrow file (not compressed whole): its records are rows, counted by rows_in_file.
+bool is_columnar_file(const std::string& path);
 // The rows of a Parquet or Arrow file, read from its metadata (0 for the text formats, which count bytes).
 int64_t rows_in_file(const std::string& path);
 // The formats for_each_record reads, by extension, in the order a folder's <split>.<ext> is looked for.

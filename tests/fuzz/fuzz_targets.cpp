@@ -97,8 +97,9 @@ int dataset(const uint8_t* data, size_t size) {
     file.for_each_row(file.columns(), [](std::vector<OrderedJson>& cells, int64_t) { (void)cells; });
   };
   expect_at_most_error([&] {
-    if (is_parquet_file(path)) every_cell(ParquetFile::open(path));
-    if (is_arrow_file(path)) every_cell(ArrowFile::open(path));
+    if (!is_columnar_file(path)) return;
+    if (dataset_extension(path) == ".parquet") every_cell(ParquetFile::open(path));
+    else every_cell(ArrowFile::open(path));
   });
   return expect_at_most_error([&] {
     size_t total = 0;

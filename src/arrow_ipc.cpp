@@ -341,10 +341,13 @@ Array load_array(Batch& batch, const Field& f, const flatbuffer::Buffer& fb) {
   Array a;
   a.field = &f;
   std::tie(a.length, a.null_count) = batch.node();
-  if (f.type != kNull) a.validity = batch.buffer();
-  if (f.type == kNull) a.null_count = a.length;
-  else require(a.null_count == 0 || a.validity.size >= static_cast<size_t>((a.length + 7) / 8), f,
-               "a validity bitmap shorter than its values", fb);
+  if (f.type == kNull) {
+    a.null_count = a.length;  // no buffers: every value is null
+  } else {
+    a.validity = batch.buffer();
+    require(a.null_count == 0 || a.validity.size >= static_cast<size_t>((a.length + 7) / 8), f,
+            "a validity bitmap shorter than its values", fb);
+  }
   const size_t n = static_cast<size_t>(a.length);
   if (f.type == kInt || f.type == kFloatingPoint || f.type == kBool) {
     a.values = batch.buffer();

@@ -16,6 +16,7 @@
 #include "autotrain/parquet.h"
 #include "autotrain/token_cache.h"
 #include "autotrain/tokenizer.h"
+#include "columnar_test_util.h"
 #include "test_util.h"
 
 namespace autotrain {
@@ -29,19 +30,7 @@ const std::string kDir = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/parqu
 json expected() { return json::parse(read_file(kDir + "/expected.json")); }
 
 // Every row of `path` as a JSON object of all its columns.
-json read_rows(const std::string& path) {
-  const ParquetFile file = ParquetFile::open(path);
-  const std::vector<std::string> columns = file.columns();
-  json rows = json::array();
-  const int64_t count = file.for_each_row(columns, [&](std::vector<nlohmann::ordered_json>& cells, int64_t row) {
-    EXPECT_EQ(row, static_cast<int64_t>(rows.size()) + 1);
-    json object = json::object();
-    for (size_t c = 0; c < columns.size(); ++c) object[columns[c]] = json::parse(cells[c].dump());
-    rows.push_back(object);
-  });
-  EXPECT_EQ(count, file.rows());
-  return rows;
-}
+json read_rows(const std::string& path) { return testing::columnar_rows<ParquetFile>(path); }
 
 TEST(Parquet, EveryWritersLayoutReadsAsPyarrowReadsIt) {
   const json want = expected()["files"];
@@ -107,24 +96,9 @@ TEST(Parquet, TruncatedOrCorruptFilesAreErrorsNamingTheFile) {
   const std::string bytes = read_file(kDir + "/files/tiny_pages_and_groups.parquet");
   testing::TempDir dir;
   const std::string path = dir.file("broken.parquet");
-  auto check = [&](const std::string& contents, bool must_fail) {
-    testing::write_text(path, contents);
-    try {
-      read_rows(path);
-      EXPECT_FALSE(must_fail);
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-    }
-  };
-  for (size_t keep : {size_t(0), size_t(3), size_t(11), bytes.size() / 2, bytes.size() - 9, bytes.size() - 1})
-    check(bytes.substr(0, keep), true);
   std::mt19937 random(7);
-  for (int trial = 0; trial < 400; ++trial) {
-    std::string corrupt = bytes;
-    for (int flips = 0; flips < 1 + trial % 4; ++flips)
-      corrupt[random() % corrupt.size()] = static_cast<char>(random() % 256);
-    check(corrupt, false);  // a flip inside a text may leave a readable file
-  }
+  testing::expect_damage_named(bytes, path, {0, 3, 11, bytes.size() / 2, bytes.size() - 9, bytes.size() - 1}, 400,
+                               random, [&] { read_rows(path); });
 }
 
 TEST(Parquet, SnappyRefusesCorruptStreams) {

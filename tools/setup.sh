@@ -29,9 +29,20 @@ stamp=.venv/.requirements.sha256
 want=$(sha256sum "$requirements" | cut -d' ' -f1)
 if [[ ! -x .venv/bin/python3 || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "setup: creating .venv with $(grep -c '==' "$requirements") pinned packages (torch is ~3 GB with its CUDA libraries)"
+  # The installed venv takes ~6.1 GB and pip holds the downloaded wheels (~3 GB) beside it while it installs;
+  # say so up front rather than let pip stop half way with "[Errno 28] No space left on device".
+  need_gb=10
+  free_gb=$(df -Pk . | awk 'NR == 2 {print int($4 / 1048576)}')
+  if ((free_gb < need_gb)); then
+    echo "setup: only ${free_gb} GB free on $(df -P . | awk 'NR == 2 {print $6}') for .venv in $PWD;" \
+         "installing torch and the test oracles needs about ${need_gb} GB: free some space and rerun tools/setup.sh" >&2
+    exit 1
+  fi
   [[ -x .venv/bin/python3 ]] || /usr/bin/python3 -m venv .venv
-  .venv/bin/python3 -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python3 -m pip install -q --disable-pip-version-check -r "$requirements"
+  # --no-cache-dir: no second copy of the wheels in ~/.cache/pip (a rerun only happens when the pins change).
+  pip_install=(.venv/bin/python3 -m pip install -q --disable-pip-version-check --no-cache-dir)
+  "${pip_install[@]}" --upgrade pip
+  "${pip_install[@]}" -r "$requirements"
   echo "$want" > "$stamp"
 fi
 echo "setup: ready ($(.venv/bin/python3 -c 'import torch; print("torch", torch.__version__)'))"

@@ -11,6 +11,7 @@
 
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
+#include "autotrain/optimizer.h"
 #include "autotrain/text_util.h"
 
 namespace autotrain {
@@ -234,15 +235,19 @@ void validate_values(TrainingParams& p, const std::string& source) {
   check.range(p.batch_size >= 1, "batch_size", p.batch_size, "an integer >= 1");
   check.range(p.warmup_ratio >= 0 && p.warmup_ratio <= 1, "warmup_ratio", p.warmup_ratio, "a number in [0, 1]");
   check.range(p.gradient_accumulation >= 1, "gradient_accumulation", p.gradient_accumulation, "an integer >= 1");
-  check.choice("optimizer", p.optimizer,
-               {"adamw_torch", "adamw", "adam", "sgd", "adamw_torch_fused", "paged_adamw_32bit", "adamw_8bit",
-                "adamw_bnb_8bit", "paged_adamw_8bit"},
-               {"adamw_hf", "adafactor", "lion_8bit", "lion_32bit", "paged_lion_8bit", "rmsprop", "galore_adamw"});
-  // LoRA's moments are small (8 B per trainable parameter in fp32: 335 MB for r 16 on every projection of an 8B
-  // model); 8-bit ones would save three quarters of that, and round every update.
-  if (ends_with(p.optimizer, "8bit"))
-    log::warn(source + ": \"optimizer\": \"" + p.optimizer + "\" runs as 32-bit AdamW (adamw_torch): the same " +
-              "update, without the 8-bit rounding of its moments, which take 4x the memory");
+  // The rest of transformers' OptimizerNames (and AutoTrain's old adamw_hf) are valid values we do not run.
+  check.choice("optimizer", p.optimizer, optimizer_names(),
+               {"adamw_hf", "adamw_torch_xla", "adamw_torch_npu_fused", "adamw_anyprecision", "adamw_torch_4bit",
+                "adamw_torch_8bit", "ademamix", "ademamix_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit",
+                "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise",
+                "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw",
+                "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw",
+                "apollo_adamw_layerwise", "stable_adamw"});
+  // LoRA's moments are small (8 B per trainable parameter in fp32 for AdamW: 335 MB for r 16 on every projection of
+  // an 8B model); 8-bit ones would save three quarters of that, and round every update.
+  if (const auto runs_as = optimizer_runs_as_32bit(p.optimizer))
+    log::warn(source + ": \"optimizer\": \"" + p.optimizer + "\" runs as its 32-bit update (" + *runs_as +
+              "): the same update, without the 8-bit rounding of its state, which takes 4x the memory");
   check.choice("scheduler", p.scheduler,
                {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"},
                {"inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay"});

@@ -5,6 +5,7 @@
 
 #include "autotrain/error.h"
 #include "autotrain/finetune.h"
+#include "autotrain/optimizer.h"
 #include "autotrain/trainer.h"
 
 namespace autotrain {
@@ -39,6 +40,7 @@ RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   shape.target_modules = options.lora_target_modules;
   shape.lora_r = options.lora.r;
   shape.lora_dropout = options.lora.dropout;
+  shape.optimizer_state_bytes = optimizer_state_bytes_per_parameter(params.optimizer);
   shape.gradient_checkpointing = options.gradient_checkpointing;
   shape.target = target;
   shape.loss_chunk_bytes = lm_loss_chunk_bytes();
@@ -91,7 +93,7 @@ int64_t estimate_lora_parameter_count(const ModelConfig& config, const RunShape&
 }
 
 int64_t estimate_lora_bytes(const ModelConfig& config, const RunShape& shape) {
-  return 16 * estimate_lora_parameter_count(config, shape);  // fp32 param + grad + exp_avg + exp_avg_sq
+  return (8 + shape.optimizer_state_bytes) * estimate_lora_parameter_count(config, shape);  // fp32 param + grad
 }
 
 int64_t estimate_layer_activation_bytes_per_token(const ModelConfig& config, const RunShape& shape) {

@@ -261,7 +261,8 @@ std::string render_cost_estimate(const CostEstimate& e) {
   row("embedding, norms, lm_head", m.unquantized_weights,
       std::string(c.tie_word_embeddings ? "tied: counted once" : "embedding + lm_head") + ", " +
           std::to_string(s.compute_bytes) + " B/param");
-  row("LoRA params + grads + AdamW", m.lora, "16 B x " + std::to_string(estimate_lora_parameter_count(c, s)));
+  row("LoRA params + grads + optimizer", m.lora,
+      std::to_string(8 + s.optimizer_state_bytes) + " B x " + std::to_string(estimate_lora_parameter_count(c, s)));
   row(s.gradient_checkpointing ? "activations (checkpointed inputs)" : "activations (all layers)", m.activations,
       s.gradient_checkpointing
           ? "one layer input per layer"

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "autotrain/error.h"
+#include "autotrain/text_util.h"
 
 namespace autotrain {
 
@@ -22,31 +23,111 @@ double clip_gradient_norm(const std::vector<at::Tensor>& parameters, double max_
 
 namespace {
 
-// The names run as AdamW (autotrain/optimizer.h says why each is the same update).
-bool is_adamw_optimizer(const std::string& name) {
-  for (const char* adamw : {"adamw_torch", "adamw", "adamw_torch_fused", "paged_adamw_32bit", "adamw_8bit",
-                            "adamw_bnb_8bit", "paged_adamw_8bit"})
-    if (name == adamw) return true;
-  return false;
+// transformers' and the optimizers' defaults for what TrainingArguments does not set.
+constexpr double kRmspropAlpha = 0.99, kRmspropEps = 1e-8;            // torch.optim.RMSprop, bitsandbytes RMSprop
+constexpr double kAdagradEps = 1e-10;                                  // torch.optim.Adagrad (lr_decay 0)
+constexpr double kAdafactorEps = 1e-30, kAdafactorClip = 1.0, kAdafactorDecayRate = -0.8;  // transformers' Adafactor
+
+struct OptimizerName {
+  const char* name;
+  const char* runs_as;  // the 32-bit name whose update an 8-bit one runs; nullptr for the others
+};
+
+// Every name, in the order a user sees them; the kind of each is kind_of's.
+constexpr OptimizerName kOptimizerNames[] = {
+    {"adamw_torch", nullptr},       {"adamw", nullptr},
+    {"adam", nullptr},              {"sgd", nullptr},
+    {"adamw_torch_fused", nullptr}, {"paged_adamw_32bit", nullptr},
+    {"adamw_8bit", "adamw_torch"},  {"adamw_bnb_8bit", "adamw_torch"},
+    {"paged_adamw_8bit", "adamw_torch"},
+    {"adafactor", nullptr},         {"adagrad", nullptr},
+    {"rmsprop", nullptr},           {"rmsprop_bnb", nullptr},
+    {"rmsprop_bnb_32bit", nullptr}, {"rmsprop_bnb_8bit", "rmsprop_bnb_32bit"},
+    {"lion_32bit", nullptr},        {"paged_lion_32bit", nullptr},
+    {"lion_8bit", "lion_32bit"},    {"paged_lion_8bit", "lion_32bit"},
+};
+
+const OptimizerName* find_name(const std::string& name) {
+  for (const OptimizerName& entry : kOptimizerNames)
+    if (name == entry.name) return &entry;
+  return nullptr;
 }
 
 }  // namespace
 
+const std::vector<std::string>& optimizer_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> all;
+    for (const OptimizerName& entry : kOptimizerNames) all.emplace_back(entry.name);
+    return all;
+  }();
+  return names;
+}
+
+std::optional<std::string> optimizer_runs_as_32bit(const std::string& name) {
+  const OptimizerName* entry = find_name(name);
+  if (!entry || !entry->runs_as) return std::nullopt;
+  return std::string(entry->runs_as);
+}
+
+int64_t optimizer_state_bytes_per_parameter(const std::string& name) {
+  const std::string update = optimizer_runs_as_32bit(name).value_or(name);
+  if (update == "sgd" || update == "adafactor") return 0;
+  if (update == "adagrad" || update.find("rmsprop") != std::string::npos || update.find("lion") != std::string::npos)
+    return 4;
+  return 8;
+}
+
 Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, OptimizerOptions options)
     : options_(std::move(options)), parameters_(std::move(parameters)) {
-  if (is_adamw_optimizer(options_.name)) {
-    kind_ = Kind::adamw;
-  } else if (options_.name == "adam") {
-    kind_ = Kind::adam;
-  } else if (options_.name == "sgd") {
-    kind_ = Kind::sgd;
-  } else {
-    throw Error("optimizer \"" + options_.name + "\" is not supported (adamw_torch and the AdamW names, adam, sgd)",
+  if (!find_name(options_.name)) {
+    throw Error("optimizer \"" + options_.name + "\" is not supported (supported: " + join(optimizer_names(), ", ") +
+                    ")",
                 kExitUsage);
   }
+  const std::string update = optimizer_runs_as_32bit(options_.name).value_or(options_.name);
+  if (update == "adam") kind_ = Kind::adam;
+  else if (update == "sgd") kind_ = Kind::sgd;
+  else if (update == "adagrad") kind_ = Kind::adagrad;
+  else if (update == "rmsprop") kind_ = Kind::rmsprop;
+  else if (update == "rmsprop_bnb" || update == "rmsprop_bnb_32bit") kind_ = Kind::rmsprop_bnb;
+  else if (update == "lion_32bit" || update == "paged_lion_32bit") kind_ = Kind::lion;
+  else if (update == "adafactor") kind_ = Kind::adafactor;
+  else kind_ = Kind::adamw;  // the AdamW names
+
   for (const auto& [name, p] : parameters_) {
-    exp_avg_.push_back(kind_ == Kind::sgd ? at::Tensor() : at::zeros_like(p));
-    exp_avg_sq_.push_back(kind_ == Kind::sgd ? at::Tensor() : at::zeros_like(p));
+    std::vector<std::pair<std::string, at::Tensor>> slots;
+    switch (kind_) {
+      case Kind::adamw:
+      case Kind::adam:
+        slots = {{"exp_avg", at::zeros_like(p)}, {"exp_avg_sq", at::zeros_like(p)}};
+        break;
+      case Kind::sgd:
+        break;
+      case Kind::adagrad:
+        slots = {{"sum", at::zeros_like(p)}};
+        break;
+      case Kind::rmsprop:
+      case Kind::rmsprop_bnb:
+        slots = {{"square_avg", at::zeros_like(p)}};
+        break;
+      case Kind::lion:
+        slots = {{"exp_avg", at::zeros_like(p)}};
+        break;
+      case Kind::adafactor:
+        // A matrix (or stack of them) keeps the means of its squared gradients over rows and over columns; a
+        // vector keeps them whole.
+        if (p.dim() >= 2) {
+          std::vector<int64_t> col_shape(p.sizes().begin(), p.sizes().end() - 2);
+          col_shape.push_back(p.size(-1));
+          slots = {{"exp_avg_sq_row", at::zeros(p.sizes().slice(0, p.dim() - 1), p.options())},
+                   {"exp_avg_sq_col", at::zeros(col_shape, p.options())}};
+        } else {
+          slots = {{"exp_avg_sq", at::zeros_like(p)}};
+        }
+        break;
+    }
+    state_.push_back(std::move(slots));
   }
 }
 
@@ -56,58 +137,141 @@ void Optimizer::zero_grad() {
   }
 }
 
+Optimizer::Batch Optimizer::with_gradients() const {
+  Batch b;
+  const size_t slots = state_.empty() ? 0 : state_.front().size();
+  b.slot.resize(slots);
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const at::Tensor& param = parameters_[i].second;
+    if (!param.grad().defined()) continue;
+    b.params.push_back(param);
+    b.grads.push_back(param.grad());
+    for (size_t k = 0; k < slots; ++k) b.slot[k].push_back(state_[i][k].second);
+  }
+  return b;
+}
+
 void Optimizer::step(double lr) {
   at::NoGradGuard no_grad;
   ++steps_;
+  if (kind_ == Kind::adafactor) return adafactor_step(lr);
+  Batch b = with_gradients();
+  if (b.params.empty()) return;
+  const double wd = options_.weight_decay;
+  switch (kind_) {
+    case Kind::adamw:
+    case Kind::adam:
+      adam_step(b, lr);
+      return;
+    case Kind::sgd:  // torch.optim.SGD without momentum
+      if (wd != 0) b.grads = at::_foreach_add(b.grads, b.params, wd);
+      at::_foreach_add_(b.params, b.grads, -lr);
+      return;
+    case Kind::adagrad: {  // torch.optim.Adagrad, lr_decay 0: clr = lr
+      if (wd != 0) b.grads = at::_foreach_add(b.grads, b.params, wd);
+      at::_foreach_addcmul_(b.slot[0], b.grads, b.grads, 1);
+      std::vector<at::Tensor> std_dev = at::_foreach_sqrt(b.slot[0]);
+      at::_foreach_add_(std_dev, kAdagradEps);
+      at::_foreach_addcdiv_(b.params, b.grads, std_dev, -lr);
+      return;
+    }
+    case Kind::rmsprop:
+    case Kind::rmsprop_bnb: {
+      // torch skips a zero weight decay, bitsandbytes a non-positive one: the same for wd >= 0.
+      if (wd != 0) b.grads = at::_foreach_add(b.grads, b.params, wd);
+      at::_foreach_mul_(b.slot[0], kRmspropAlpha);
+      at::_foreach_addcmul_(b.slot[0], b.grads, b.grads, 1 - kRmspropAlpha);
+      std::vector<at::Tensor> avg = at::_foreach_sqrt(b.slot[0]);
+      at::_foreach_add_(avg, kRmspropEps);
+      if (kind_ == Kind::rmsprop) {
+        at::_foreach_addcdiv_(b.params, b.grads, avg, -lr);  // p + (-lr * g) / avg
+      } else {
+        at::_foreach_add_(b.params, at::_foreach_div(b.grads, avg), -lr);  // p + -lr * (g / avg)
+      }
+      return;
+    }
+    case Kind::lion: {  // bitsandbytes' Lion (its CPU ops, which its GPU kernel computes in one pass)
+      const double beta1 = options_.beta1, beta2 = options_.beta2;
+      if (wd != 0) at::_foreach_mul_(b.params, 1.0 - lr * wd);
+      std::vector<at::Tensor> direction = at::_foreach_mul(b.slot[0], beta1);
+      at::_foreach_add_(direction, b.grads, 1.0 - beta1);
+      at::_foreach_sign_(direction);
+      at::_foreach_add_(b.params, direction, -lr);
+      at::_foreach_mul_(b.slot[0], beta2);
+      at::_foreach_add_(b.slot[0], b.grads, 1.0 - beta2);
+      return;
+    }
+    case Kind::adafactor:
+      break;
+  }
+}
+
+void Optimizer::adam_step(Batch& b, double lr) {
   const double wd = options_.weight_decay, beta1 = options_.beta1, beta2 = options_.beta2;
   // torch keeps the step count in a float32 tensor and reads it back with .item(): exact for integers.
   const double step = static_cast<double>(static_cast<float>(steps_));
   const double bias_correction1 = 1 - std::pow(beta1, step);
   const double bias_correction2_sqrt = std::pow(1 - std::pow(beta2, step), 0.5);
   const double step_size = lr / bias_correction1;
-  // The parameters with a gradient, updated together by multi-tensor (_foreach) operations: one kernel per
-  // operation on a GPU instead of one per parameter, and on the CPU the single-tensor operations themselves.
-  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs;
-  for (size_t i = 0; i < parameters_.size(); ++i) {
-    const at::Tensor& param = parameters_[i].second;
-    if (!param.grad().defined()) continue;
-    params.push_back(param);
-    grads.push_back(param.grad());
-    if (kind_ != Kind::sgd) {
-      exp_avgs.push_back(exp_avg_[i]);
-      exp_avg_sqs.push_back(exp_avg_sq_[i]);
-    }
-  }
-  if (params.empty()) return;
-  if (kind_ == Kind::sgd) {
-    if (wd != 0) grads = at::_foreach_add(grads, params, wd);
-    at::_foreach_add_(params, grads, -lr);
-    return;
-  }
+  std::vector<at::Tensor>& exp_avgs = b.slot[0];
+  std::vector<at::Tensor>& exp_avg_sqs = b.slot[1];
   if (wd != 0) {
     if (kind_ == Kind::adamw) {
-      at::_foreach_mul_(params, 1 - lr * wd);
+      at::_foreach_mul_(b.params, 1 - lr * wd);
     } else {
-      grads = at::_foreach_add(grads, params, wd);
+      b.grads = at::_foreach_add(b.grads, b.params, wd);
     }
   }
-  at::_foreach_lerp_(exp_avgs, grads, 1 - beta1);
+  at::_foreach_lerp_(exp_avgs, b.grads, 1 - beta1);
   at::_foreach_mul_(exp_avg_sqs, beta2);
-  at::_foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2);
+  at::_foreach_addcmul_(exp_avg_sqs, b.grads, b.grads, 1 - beta2);
   std::vector<at::Tensor> denom = at::_foreach_sqrt(exp_avg_sqs);
   at::_foreach_div_(denom, bias_correction2_sqrt);
   at::_foreach_add_(denom, options_.eps);
-  at::_foreach_addcdiv_(params, exp_avgs, denom, -step_size);
+  at::_foreach_addcdiv_(b.params, exp_avgs, denom, -step_size);
+}
+
+// transformers' Adafactor.step for one parameter group with lr set, scale_parameter, relative_step and warmup_init
+// off and beta1 None (what Trainer builds for optim="adafactor"), one parameter at a time as it does: the update is
+// scaled by its own root mean square.
+void Optimizer::adafactor_step(double lr) {
+  const double wd = options_.weight_decay;
+  // Adafactor counts steps in a Python int: beta2t = 1 - step^-0.8 in double.
+  const double beta2t = 1.0 - std::pow(static_cast<double>(steps_), kAdafactorDecayRate);
+  const auto rms = [](const at::Tensor& t) {
+    return at::linalg_vector_norm(t, 2) / std::sqrt(static_cast<double>(t.numel()));
+  };
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    at::Tensor& p = parameters_[i].second;
+    if (!p.grad().defined()) continue;
+    const at::Tensor grad = p.grad();
+    at::Tensor update = grad.pow(2) + kAdafactorEps;
+    if (p.dim() >= 2) {
+      at::Tensor& row = state_[i][0].second;
+      at::Tensor& col = state_[i][1].second;
+      row.mul_(beta2t).add_(update.mean(-1), 1.0 - beta2t);
+      col.mul_(beta2t).add_(update.mean(-2), 1.0 - beta2t);
+      const at::Tensor r_factor = (row / row.mean(-1, /*keepdim=*/true)).rsqrt_().unsqueeze(-1);
+      const at::Tensor c_factor = col.unsqueeze(-2).rsqrt();
+      update = at::mul(r_factor, c_factor);
+      update.mul_(grad);
+    } else {
+      at::Tensor& sq = state_[i][0].second;
+      sq.mul_(beta2t).add_(update, 1.0 - beta2t);
+      update = sq.rsqrt().mul_(grad);
+    }
+    update.div_((rms(update) / kAdafactorClip).clamp_(1.0));
+    update.mul_(lr);
+    if (wd != 0) p.add_(p, -wd * lr);
+    p.add_(-update);
+  }
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
   std::vector<std::pair<std::string, at::Tensor>> state;
   state.emplace_back("step", at::tensor({steps_}, at::kLong));
-  if (kind_ == Kind::sgd) return state;
-  for (size_t i = 0; i < parameters_.size(); ++i) {
-    state.emplace_back(parameters_[i].first + ".exp_avg", exp_avg_[i]);
-    state.emplace_back(parameters_[i].first + ".exp_avg_sq", exp_avg_sq_[i]);
-  }
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    for (const auto& [slot, tensor] : state_[i]) state.emplace_back(parameters_[i].first + "." + slot, tensor);
   return state;
 }
 
@@ -115,19 +279,19 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, at::Tensor>>
   std::map<std::string, at::Tensor> by_name(state.begin(), state.end());
   auto find = [&](const std::string& name, const at::Tensor& like) {
     auto it = by_name.find(name);
-    if (it == by_name.end()) throw Error(source + ": optimizer state has no tensor " + name);
+    if (it == by_name.end()) {
+      throw Error(source + ": optimizer state has no tensor " + name + ": it was not written by optimizer \"" +
+                  options_.name + "\" (resume with the optimizer the checkpoint was trained with)");
+    }
     if (like.defined() && it->second.sizes() != like.sizes()) {
       throw Error(source + ": optimizer tensor " + name + " has the wrong shape for this model");
     }
     return it->second;
   };
   steps_ = find("step", {}).item<int64_t>();
-  if (kind_ == Kind::sgd) return;
   at::NoGradGuard no_grad;
-  for (size_t i = 0; i < parameters_.size(); ++i) {
-    exp_avg_[i].copy_(find(parameters_[i].first + ".exp_avg", exp_avg_[i]));
-    exp_avg_sq_[i].copy_(find(parameters_[i].first + ".exp_avg_sq", exp_avg_sq_[i]));
-  }
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    for (auto& [slot, tensor] : state_[i]) tensor.copy_(find(parameters_[i].first + "." + slot, tensor));
 }
 
 }  // namespace autotrain

@@ -6,6 +6,7 @@
 #include "autotrain/config.h"
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
+#include "autotrain/optimizer.h"
 #include "test_util.h"
 
 namespace autotrain {
@@ -132,7 +133,7 @@ const BadCase kBadCases[] = {
     {"LoraAlphaString", R"({"lora_alpha": "16"})", "\"lora_alpha\"", "expected a number"},
     {"MixedPrecisionFp8", R"({"mixed_precision": "fp8"})", "\"mixed_precision\"", "fp16, bf16, none"},
     {"SchedulerTypo", R"({"scheduler": "cosine_restarts"})", "\"scheduler\"", "did you mean \"cosine_with_restarts\"?"},
-    {"OptimizerNotYet", R"({"optimizer": "adafactor"})", "\"optimizer\"", "not supported yet"},
+    {"OptimizerNotYet", R"({"optimizer": "galore_adamw"})", "\"optimizer\"", "not supported yet"},
     {"TrainerGenericNotYet", R"({"trainer": "generic"})", "\"trainer\"", "not supported yet"},
     {"TrainerRewardWithoutRejectedColumn", R"({"trainer": "reward"})", "\"rejected_text_column\"",
      "the name of the rejected texts' column"},
@@ -158,9 +159,8 @@ const BadCase kBadCases[] = {
     {"ValidSplitNumber", R"({"valid_split": 0.1})", "\"valid_split\"", "a string"},
 };
 
-// bitsandbytes' AdamW names are taken: the 32-bit ones are AdamW's update (the Trainer comparison in
-// finetune_test.cpp), the 8-bit ones run in 32 bits and say so.
-TEST(TrainingParams, BitsandbytesAdamWNamesAreAcceptedAnd8BitOnesWarn) {
+// Every optimizer name is taken (each one's update: optimizer_test.cpp); the 8-bit ones run in 32 bits and say so.
+TEST(TrainingParams, EveryOptimizerNameIsAcceptedAnd8BitOnesWarn) {
   auto check = [](const std::string& optimizer) {
     json config = json::parse(read_file(kSeedFile));
     config["optimizer"] = optimizer;
@@ -169,13 +169,17 @@ TEST(TrainingParams, BitsandbytesAdamWNamesAreAcceptedAnd8BitOnesWarn) {
     return testing::run_autotrain("train --check --config training_params.json", dir.path().string());
   };
   const auto plain = check("adamw_torch");
-  for (const std::string name : {"adamw_torch_fused", "paged_adamw_32bit", "adamw_8bit", "adamw_bnb_8bit",
-                                 "paged_adamw_8bit"}) {
+  ASSERT_EQ(optimizer_names().size(), 19u);
+  for (const std::string& name : optimizer_names()) {
     SCOPED_TRACE(name);
     const auto result = check(name);
     EXPECT_EQ(result.exit_code, plain.exit_code) << result.output;
     const bool eight_bit = name.find("8bit") != std::string::npos;
-    EXPECT_EQ(result.output.find("\"" + name + "\" runs as 32-bit AdamW") != std::string::npos, eight_bit)
+    const std::string runs_as = name.find("lion") != std::string::npos      ? "lion_32bit"
+                                : name.find("rmsprop") != std::string::npos ? "rmsprop_bnb_32bit"
+                                                                            : "adamw_torch";
+    EXPECT_EQ(result.output.find("\"" + name + "\" runs as its 32-bit update (" + runs_as + ")") != std::string::npos,
+              eight_bit)
         << result.output;
   }
 }

@@ -104,6 +104,19 @@ TEST(EstimateMemory, LoraParametersGradientsAndAdamW) {
   EXPECT_EQ(estimate_lora_bytes(c, s), 57344);
 }
 
+TEST(EstimateMemory, LoraBytesFollowTheOptimizersState) {
+  const ModelConfig c = small_config();
+  // The state each `optimizer` keeps per parameter (optimizer.h), beside the fp32 parameter and its gradient.
+  for (const auto& [optimizer, bytes] : std::vector<std::pair<std::string, int64_t>>{
+           {"adamw_torch", 16}, {"paged_adamw_8bit", 16}, {"lion_8bit", 12}, {"rmsprop", 12}, {"adagrad", 12},
+           {"sgd", 8}, {"adafactor", 8}}) {
+    nlohmann::json config = nlohmann::json::parse(kSeedParams);
+    config["optimizer"] = optimizer;
+    const RunShape s = run_shape(parse_training_params(config, "seed"));
+    EXPECT_EQ(estimate_lora_bytes(c, s), bytes * estimate_lora_parameter_count(c, s)) << optimizer;
+  }
+}
+
 TEST(EstimateMemory, LayerActivationsPerToken) {
   const ModelConfig c = small_config();
   RunShape s = small_shape();

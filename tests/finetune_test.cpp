@@ -66,7 +66,7 @@ void expect_thirty_steps_as_trainer_and_peft(const std::string& scheduler, int64
   EXPECT_LT(worst_lr, 1e-12);
   ::testing::Test::RecordProperty("max_loss_diff", std::to_string(worst_loss));
 
-  // After 30 AdamW steps at lr 2e-3 the weights moved ~0.05; fp32 rounding in the moments keeps them
+  // After 30 AdamW (or Adafactor) steps at lr 2e-3 the weights moved ~0.05; fp32 rounding in the moments keeps them
   // within ~1e-6 of PEFT's. 1e-4 is the bound.
   auto peft = SafetensorsFile::open(dir + "/final/adapter_model.safetensors");
   double worst_weight = 0;
@@ -91,7 +91,7 @@ TEST_P(AgainstTrainerAndPeft, ThirtyStepsWithTheLossInChunksOfSevenTokens) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Finetune, AgainstTrainerAndPeft,
-                         ::testing::Values("linear", "cosine", "adamw_torch_fused", "paged_adamw_32bit"));
+                         ::testing::Values("linear", "cosine", "adamw_torch_fused", "paged_adamw_32bit", "adafactor"));
 
 // A training_params.json for the llama fixture and the bundled example data, in `dir`.
 std::string write_config(const testing::TempDir& dir, const nlohmann::json& overrides = nlohmann::json::object()) {

@@ -40,6 +40,7 @@ struct RunShape {
   std::vector<std::string> target_modules;  // q_proj ... down_proj
   int64_t lora_r = 16;
   double lora_dropout = 0.05;
+  int64_t optimizer_state_bytes = 8;  // per trainable parameter: AdamW's two fp32 moments (optimizer.h)
   bool gradient_checkpointing = true;
   AttentionKernel attention = AttentionKernel::memory_efficient;
   ExecutionTarget target = ExecutionTarget::cuda;
@@ -76,7 +77,8 @@ int64_t estimate_base_weight_bytes(const ModelConfig& config, const RunShape& sh
 int64_t estimate_unquantized_weight_bytes(const ModelConfig& config, const RunShape& shape);
 
 int64_t estimate_lora_parameter_count(const ModelConfig& config, const RunShape& shape);
-// LoRA A and B in fp32 + their gradients + AdamW's exp_avg and exp_avg_sq: 16 bytes per parameter.
+// LoRA A and B in fp32 + their gradients + the optimizer's state: 16 bytes per parameter with AdamW (exp_avg and
+// exp_avg_sq), 12 with Lion, RMSprop or Adagrad, 8 with SGD or Adafactor (whose factored state is negligible).
 int64_t estimate_lora_bytes(const ModelConfig& config, const RunShape& shape);
 
 // Bytes one decoder layer keeps for the backward per token (autograd's saved tensors, all layers requiring

@@ -1,23 +1,43 @@
-// The optimizers of AutoTrain's `optimizer` key, written out so their state is ours to checkpoint and
-// their arithmetic is torch.optim's single-tensor path op for op (torch/optim/adam.py, sgd.py): the same
-// update to the last bit on the CPU, which the resume test and the Trainer+PEFT comparison rely on. The
-// parameters are updated together by libtorch's multi-tensor (_foreach) operations, which on the CPU are
-// those single-tensor operations and on a GPU one kernel per operation for all parameters.
-//   adamw_torch, adamw: torch.optim.AdamW  (decoupled weight decay: p *= 1 - lr*wd)
-//   adamw_torch_fused, paged_adamw_32bit: the same update (torch's fused AdamW; bitsandbytes' 32-bit AdamW, whose
-//                       step lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps * sqrt(bc2)) is AdamW's rearranged)
-//   adamw_8bit, adamw_bnb_8bit, paged_adamw_8bit: run as 32-bit AdamW (config validation warns): bitsandbytes
-//                       keeps the moments of tensors of 4096+ values in 8 bits, we keep them in fp32
-//   adam:               torch.optim.Adam   (L2 weight decay added to the gradient)
-//   sgd:                torch.optim.SGD    (no momentum, as transformers' optim="sgd")
+// The optimizers of AutoTrain's `optimizer` key (transformers' TrainingArguments.optim names), written out so their
+// state is ours to checkpoint and their arithmetic is op for op what transformers' Trainer builds for that name on
+// the CPU (torch.optim's single-tensor path, transformers' Adafactor, bitsandbytes' CPU ops): the same update to
+// the last bit, which the optimizer oracle test, the resume test and the Trainer+PEFT comparison rely on. Where the
+// reference updates parameters one by one with the same elementwise operations, we update them together with
+// libtorch's multi-tensor (_foreach) operations, which on the CPU are those operations and on a GPU one kernel per
+// operation for all parameters.
+//   adamw_torch, adamw:     torch.optim.AdamW  (decoupled weight decay: p *= 1 - lr*wd)
+//   adamw_torch_fused, paged_adamw_32bit: AdamW's update (torch's fused AdamW; bitsandbytes' 32-bit AdamW, whose
+//                           step lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps * sqrt(bc2)) is AdamW's rearranged), run
+//                           as adamw_torch: equal up to their rounding
+//   adam:                   torch.optim.Adam   (L2 weight decay added to the gradient)
+//   sgd:                    torch.optim.SGD    (no momentum, as transformers' optim="sgd")
+//   adagrad:                torch.optim.Adagrad (eps 1e-10, L2 weight decay)
+//   rmsprop:                torch.optim.RMSprop (alpha 0.99, eps 1e-8, L2 weight decay)
+//   rmsprop_bnb, rmsprop_bnb_32bit: bitsandbytes' 32-bit RMSprop (the same, rounded as p - lr * (g / (sqrt(v) + eps)))
+//   lion_32bit, paged_lion_32bit: bitsandbytes' 32-bit Lion with transformers' betas (0.9, 0.999): decoupled weight
+//                           decay, p -= lr * sign(beta1 m + (1 - beta1) g), then m = beta2 m + (1 - beta2) g
+//   adafactor:              transformers' Adafactor as the Trainer makes it (lr given, scale_parameter and
+//                           relative_step off, no first moment): factored second moments for matrices
+//   adamw_8bit, adamw_bnb_8bit, paged_adamw_8bit, lion_8bit, paged_lion_8bit, rmsprop_bnb_8bit: run as their 32-bit
+//                           update (config validation warns): bitsandbytes keeps the moments of tensors of 4096+
+//                           values in 8 bits, we keep them in fp32 (LoRA's are small)
 // Betas (0.9, 0.999) and eps 1e-8 are transformers' TrainingArguments defaults.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace autotrain {
+
+// Every `optimizer` name above, in the order they are listed to a user.
+const std::vector<std::string>& optimizer_names();
+// For a name run as another's update because bitsandbytes would keep its moments in 8 bits, that other name
+// (adamw_8bit -> adamw_torch); nullopt for the others.
+std::optional<std::string> optimizer_runs_as_32bit(const std::string& name);
+// Bytes of optimizer state per trainable parameter (fp32 moments; Adafactor's factored ones are counted as none).
+int64_t optimizer_state_bytes_per_parameter(const std::string& name);
 
 struct OptimizerOptions {
   std::string name = "adamw_torch";
@@ -42,17 +62,30 @@ class Optimizer {
   const std::vector<std::pair<std::string, at::Tensor>>& parameters() const { return parameters_; }
   int64_t steps_taken() const { return steps_; }
 
-  // The state as named tensors (exp_avg / exp_avg_sq per parameter, plus the step count) for a
-  // checkpoint, and its restoration; load_state throws Error naming a missing or misshapen tensor.
+  // The state as named tensors ("<parameter>.<slot>", slots named as the reference optimizer names them: exp_avg
+  // and exp_avg_sq for Adam, square_avg, sum, exp_avg for Lion, exp_avg_sq_row and exp_avg_sq_col for Adafactor;
+  // plus the step count) for a checkpoint, and its restoration; load_state throws Error naming a missing or
+  // misshapen tensor, and the optimizer when the state is another optimizer's.
   std::vector<std::pair<std::string, at::Tensor>> state() const;
   void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state, const std::string& source);
 
  private:
-  enum class Kind { adamw, adam, sgd };
+  enum class Kind { adamw, adam, sgd, adagrad, rmsprop, rmsprop_bnb, lion, adafactor };
+
+  // The parameters with a gradient, with their state slots: slot[k][j] is slot k of params[j].
+  struct Batch {
+    std::vector<at::Tensor> params, grads;
+    std::vector<std::vector<at::Tensor>> slot;
+  };
+  Batch with_gradients() const;
+  void adam_step(Batch& b, double lr);
+  void adafactor_step(double lr);
+
   Kind kind_;
   OptimizerOptions options_;
   std::vector<std::pair<std::string, at::Tensor>> parameters_;
-  std::vector<at::Tensor> exp_avg_, exp_avg_sq_;
+  // Per parameter, its state tensors by slot name (the same slots for every parameter but Adafactor's vectors).
+  std::vector<std::vector<std::pair<std::string, at::Tensor>>> state_;
   int64_t steps_ = 0;
 };
 

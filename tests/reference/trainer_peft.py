@@ -2,7 +2,8 @@
 """Oracle for the training loop: transformers' Trainer + PEFT LoRA on the llama fixture, 30 optimizer
 steps (2 epochs of 15) over fixed random token blocks, fp32, dropout 0, clipping on, accumulation 4 with a
 short last window. Cases: linear (AdamW, linear schedule, LoRA on q/k/v/o), cosine (cosine, all 7 projections),
-and adamw_torch_fused / paged_adamw_32bit (linear, q/v/down, Trainer's optim set to that name). Writes, per case,
+adamw_torch_fused / paged_adamw_32bit (linear, q/v/down, Trainer's optim set to that name) and adafactor
+(cosine, q/v/down). Writes, per case,
 under reference/trainer_peft/<case>/:
   tokens.bin                 the blocks as an autotrain token cache (so both sides read the same ids)
   initial/ final/            PEFT adapters (save_pretrained) before and after training
@@ -115,6 +116,8 @@ def main():
     # (paged: its moments in CUDA unified memory where there is a GPU).
     for optimizer in ["adamw_torch_fused", "paged_adamw_32bit"]:
         run_case(fixtures, out / optimizer, optimizer, "linear", ["q_proj", "v_proj", "down_proj"], optimizer)
+    # An optimizer of another family through the whole loop (each name's update alone: optimizers.py).
+    run_case(fixtures, out / "adafactor", "adafactor", "cosine", ["q_proj", "v_proj", "down_proj"], "adafactor")
 
 
 if __name__ == "__main__":

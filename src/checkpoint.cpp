@@ -49,11 +49,17 @@ std::optional<at::Device> gpu_of(const Optimizer& optimizer) {
 }
 
 json to_json(const TrainerState& s) {
-  return json{{"global_step", s.global_step},   {"scheduler_step", s.scheduler_step},
+  json j{{"global_step", s.global_step},   {"scheduler_step", s.scheduler_step},
               {"skipped_steps", s.skipped_steps}, {"epoch", s.epoch},
               {"micro_batch", s.micro_batch},   {"loss_scale", s.loss_scale},
               {"growth_tracker", s.growth_tracker}, {"first_loss", s.first_loss},
               {"fingerprint", s.fingerprint}, {"world_size", s.world_size}};
+  if (s.plateau) {  // no best yet is null (JSON has no infinity)
+    j["plateau"] = {{"lr", s.plateau->lr},
+                    {"best", s.plateau->best ? json(*s.plateau->best) : json()},
+                    {"bad_evaluations", s.plateau->bad_evaluations}};
+  }
+  return j;
 }
 
 TrainerState state_from_json(const json& j, const std::string& path) {
@@ -69,6 +75,11 @@ TrainerState state_from_json(const json& j, const std::string& path) {
     s.first_loss = j.at("first_loss");
     s.fingerprint = j.at("fingerprint");
     s.world_size = j.value("world_size", int64_t{1});
+    if (j.contains("plateau")) {
+      const json& plateau = j.at("plateau");
+      s.plateau = PlateauState{plateau.at("lr"), std::nullopt, plateau.at("bad_evaluations")};
+      if (!plateau.at("best").is_null()) s.plateau->best = plateau.at("best").get<double>();
+    }
     return s;
   } catch (const json::exception& e) {
     throw Error(path + ": not a trainer state written by autotrain (" + e.what() + ")");

@@ -248,9 +248,17 @@ void validate_values(TrainingParams& p, const std::string& source) {
   if (const auto runs_as = optimizer_runs_as_32bit(p.optimizer))
     log::warn(source + ": \"optimizer\": \"" + p.optimizer + "\" runs as its 32-bit update (" + *runs_as +
               "): the same update, without the 8-bit rounding of its state, which takes 4x the memory");
+  // transformers' min-lr and warmup-stable-decay schedules need arguments (min_lr, num_decay_steps) that only
+  // lr_scheduler_kwargs gives, a key AutoTrain does not have: its Trainer refuses them too.
+  check.unsupported_if(p.scheduler == "cosine_with_min_lr" || p.scheduler == "cosine_warmup_with_min_lr" ||
+                           p.scheduler == "warmup_stable_decay",
+                       "scheduler", p.scheduler,
+                       "it needs lr_scheduler_kwargs (min_lr or num_decay_steps), which AutoTrain cannot pass and "
+                       "without which transformers refuses it; use \"cosine\" or \"linear\"");
   check.choice("scheduler", p.scheduler,
-               {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"},
-               {"inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay"});
+               {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                "inverse_sqrt", "reduce_lr_on_plateau"},
+               {"greedy"});
   check.range(std::isfinite(p.weight_decay) && p.weight_decay >= 0, "weight_decay", p.weight_decay, "a number >= 0");
   check.range(std::isfinite(p.max_grad_norm) && p.max_grad_norm >= 0, "max_grad_norm", p.max_grad_norm,
               "a number >= 0 (0 turns clipping off)");
@@ -291,6 +299,16 @@ void validate_whole(const TrainingParams& p, const std::string& source) {
                 "with chat_template tokenizer it may be null: the prompt is the turns chosen and rejected share)");
     check.range(p.rejected_text_column.has_value(), "rejected_text_column", nullptr,
                 "the name of the rejected completions' column (text_column holds the chosen ones)");
+  }
+  // The Trainer steps ReduceLROnPlateau with eval_loss after each evaluation; AutoTrain evaluates only with a
+  // validation split, and transformers refuses this schedule without evaluation.
+  if (p.scheduler == "reduce_lr_on_plateau") {
+    check.range(p.valid_split.has_value(), "valid_split", nullptr,
+                "a validation split: scheduler \"reduce_lr_on_plateau\" lowers the rate when eval_loss stops "
+                "improving, and evaluates only with one (or choose another scheduler)");
+    check.range(p.eval_strategy != "no", "eval_strategy", p.eval_strategy,
+                "\"epoch\" or \"steps\": scheduler \"reduce_lr_on_plateau\" lowers the rate when eval_loss stops "
+                "improving, so it needs evaluations");
   }
   if (p.trainer == "reward")  // TRL's RewardTrainer scores text_column (chosen) against rejected_text_column
     check.range(p.rejected_text_column.has_value(), "rejected_text_column", nullptr,

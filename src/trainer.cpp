@@ -333,12 +333,19 @@ TrainingSummary run_loop(TrainableModel& model, const Objective& objective, cons
                            "(--nproc-per-node x --nnodes) or start afresh with --no-resume"));
     }
     scaler.restore(state.loss_scale, state.growth_tracker);
+    if (schedule.reduces_on_plateau()) {
+      if (!state.plateau) throw Error(resume_folder + "/trainer_state.json: no \"plateau\" position for scheduler "
+                                      "reduce_lr_on_plateau; start afresh with --no-resume");
+      schedule.restore(*state.plateau);
+    }
     log::info("resuming from " + resume_folder + " at step " + std::to_string(state.global_step) + "/" +
               std::to_string(total_steps));
   } else if (const int64_t removed = writer ? remove_checkpoints(p.project_name) : 0; removed > 0) {
     log::warn(log::cat("starting afresh: removed ", removed, " checkpoint folder(s) of an earlier run in ",
                        p.project_name));
   }
+
+  state.plateau = schedule.plateau();  // a checkpoint before the first evaluation carries it too
 
   std::unique_ptr<GradientReducer> reducer;
   if (group) {  // every worker starts from rank 0's parameters, as DDP does
@@ -492,6 +499,13 @@ TrainingSummary run_loop(TrainableModel& model, const Objective& objective, cons
       eval["step"] = state.global_step;
       eval["epoch"] = state.epoch;
       if (metrics) metrics->write(eval);
+      // reduce_lr_on_plateau: the Trainer steps it with eval_loss here, so the next step takes the new rate.
+      const double rate = schedule.lr_at(state.scheduler_step);
+      if (schedule.after_evaluation(*summary.eval_loss)) {
+        log::info(log::cat("eval_loss has not improved on ", *schedule.plateau()->best, " for 11 evaluations: lr ",
+                           rate, " -> ", schedule.lr_at(state.scheduler_step)));
+      }
+      state.plateau = schedule.plateau();
     }
 
     // A signal to any worker stops them all at this step.

@@ -49,13 +49,18 @@ void expect_thirty_steps_as_trainer_and_peft(const std::string& scheduler, int64
   TrainingParams& p = options.params;
   p = testing::oracle_training_params(settings);
   p.project_name = run.file("project");
-  TrainingData data{TokenizedText::open(dir + "/tokens.bin"), std::nullopt, settings["block_size"], "oracle"};
+  const bool evaluated = std::filesystem::exists(dir + "/valid.bin");
+  TrainingData data{TokenizedText::open(dir + "/tokens.bin"),
+                    evaluated ? std::optional(TokenizedText::open(dir + "/valid.bin")) : std::nullopt,
+                    settings["block_size"], "oracle"};
   TrainingSummary summary = train(trainable, data, options);
   ASSERT_EQ(summary.total_steps, 30);
 
   // fp32 on both sides, the same kernels: per-step losses agree to float rounding of sums over ~120
   // tokens (~1e-6); 1e-4 is the bound and would catch a wrong window, order or divisor.
-  auto records = read_metrics(p.project_name + "/metrics.jsonl");
+  std::vector<nlohmann::json> records, evaluations;
+  for (const nlohmann::json& record : read_metrics(p.project_name + "/metrics.jsonl"))
+    (record.contains("eval_loss") ? evaluations : records).push_back(record);
   ASSERT_EQ(records.size(), 30u);
   double worst_loss = 0, worst_lr = 0;
   for (size_t s = 0; s < 30; ++s) {
@@ -64,6 +69,11 @@ void expect_thirty_steps_as_trainer_and_peft(const std::string& scheduler, int64
   }
   EXPECT_LT(worst_loss, 1e-4);
   EXPECT_LT(worst_lr, 1e-12);
+  // Evaluated after every step (the reduce_lr_on_plateau case): the same eval_loss, within the training losses'
+  // bound; its rates above are the plateau's cuts, which follow from these.
+  ASSERT_EQ(evaluations.size(), evaluated ? 30u : 0u);
+  for (size_t e = 0; e < evaluations.size(); ++e)
+    EXPECT_NEAR(evaluations[e]["eval_loss"].get<double>(), steps["eval_loss"][e].get<double>(), 1e-4) << e;
   ::testing::Test::RecordProperty("max_loss_diff", std::to_string(worst_loss));
 
   // After 30 AdamW (or Adafactor) steps at lr 2e-3 the weights moved ~0.05; fp32 rounding in the moments keeps them
@@ -91,7 +101,8 @@ TEST_P(AgainstTrainerAndPeft, ThirtyStepsWithTheLossInChunksOfSevenTokens) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Finetune, AgainstTrainerAndPeft,
-                         ::testing::Values("linear", "cosine", "adamw_torch_fused", "paged_adamw_32bit", "adafactor"));
+                         ::testing::Values("linear", "cosine", "adamw_torch_fused", "paged_adamw_32bit", "adafactor",
+                                           "reduce_lr_on_plateau"));
 
 // A training_params.json for the llama fixture and the bundled example data, in `dir`.
 std::string write_config(const testing::TempDir& dir, const nlohmann::json& overrides = nlohmann::json::object()) {

@@ -1,6 +1,8 @@
 // Learning rates against transformers' get_scheduler() (fixture written by tests/reference/schedules.py).
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "autotrain/error.h"
@@ -27,6 +29,40 @@ TEST(LearningRateSchedule, EqualsTransformersAtEveryStep) {
     }
   }
   EXPECT_GT(compared, 10000u);
+}
+
+// Rates compared exactly: both sides multiply the same doubles by 0.1 in the same order.
+TEST(LearningRateSchedule, ReduceOnPlateauFollowsTorchAfterEveryEvaluation) {
+  auto cases =
+      nlohmann::json::parse(read_file(std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference/schedules/plateau.json"));
+  ASSERT_EQ(cases.size(), 6u);
+  int64_t cuts = 0;
+  for (const auto& c : cases) {
+    const double lr = c["lr"];
+    LearningRateSchedule schedule("reduce_lr_on_plateau", lr, 100, 0.1);
+    EXPECT_EQ(schedule.warmup_steps(), 0);  // transformers gives this schedule no warmup
+    EXPECT_EQ(schedule.lr_at(0), lr);
+    const auto& losses = c["eval_losses"];
+    for (size_t i = 0; i < losses.size(); ++i) {
+      const double before = schedule.lr_at(0);
+      const bool changed = schedule.after_evaluation(losses[i].is_null() ? std::nan("") : losses[i].get<double>());
+      ASSERT_EQ(schedule.lr_at(static_cast<int64_t>(i)), c["rates"][i].get<double>()) << "lr " << lr << " eval " << i;
+      EXPECT_EQ(changed, schedule.lr_at(0) != before);
+      cuts += changed;
+    }
+    // A checkpoint's copy of the position continues the same way.
+    LearningRateSchedule resumed("reduce_lr_on_plateau", lr, 100, 0.1);
+    resumed.restore(*schedule.plateau());
+    EXPECT_EQ(resumed.lr_at(0), schedule.lr_at(0));
+  }
+  EXPECT_EQ(cuts, 13);  // torch cut the fixture's rates 3 + 0 + 2 + 2 + 5 + 1 times
+}
+
+TEST(LearningRateSchedule, OnlyReduceOnPlateauTakesEvaluations) {
+  LearningRateSchedule cosine("cosine", 1e-3, 10, 0.1);
+  EXPECT_FALSE(cosine.reduces_on_plateau());
+  for (int i = 0; i < 20; ++i) EXPECT_FALSE(cosine.after_evaluation(1.0));
+  EXPECT_EQ(cosine.lr_at(1), 1e-3);
 }
 
 TEST(LearningRateSchedule, UnknownNameIsAConfigError) {

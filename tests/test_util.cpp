@@ -48,7 +48,7 @@ TrainingParams oracle_training_params(const nlohmann::json& settings) {
   nlohmann::json keys = {{"peft", true}};
   for (const char* key : {"lr", "scheduler", "optimizer", "batch_size", "gradient_accumulation", "epochs",
                           "warmup_ratio", "weight_decay", "max_grad_norm", "seed", "lora_r", "lora_alpha",
-                          "lora_dropout"})
+                          "lora_dropout", "valid_split", "eval_strategy", "logging_steps"})
     if (settings.contains(key)) keys[key] = settings[key];
   return parse_training_params(keys, "the oracle's settings.json");
 }

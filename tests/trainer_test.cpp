@@ -339,6 +339,48 @@ TEST(Trainer, EvalStrategyStepsEvaluatesEveryLoggingSteps) {
   EXPECT_EQ(eval_steps.front(), 10);
 }
 
+// reduce_lr_on_plateau through the loop: the rate of each step follows the evaluations before it (the scheduler
+// test holds the rule against torch's), and a run stopped and resumed past a cut and mid-count carries the plateau's
+// position in its checkpoints, ending with the same rates and bit-identical weights.
+TEST(Trainer, ReduceLrOnPlateauRatesSurviveAResume) {
+  testing::TempDir dir;
+  TokenizedText text = toy_tokens(dir, 100);
+  const auto run = [&](const testing::TempDir& run_dir, const std::vector<int64_t>& stops) {
+    auto options = options_for(run_dir, 4, 1);
+    options.params.scheduler = "reduce_lr_on_plateau";
+    options.params.lr = 1e-6;  // eval_loss moves by less than the 1e-4 threshold: every evaluation but the first is bad
+    options.params.valid_split = "validation";
+    options.params.eval_strategy = "steps";
+    options.params.logging_steps = 1;
+    options.save_steps = 3;
+    int64_t done = 0;
+    for (int64_t stop : stops) {
+      ToyModel toy;
+      auto model = toy.trainable();
+      options.stop_after_steps = stop - done;
+      EXPECT_TRUE(train(model, {text, text, 16, "fp"}, options).stopped_early);
+      done = stop;
+    }
+    options.stop_after_steps = 0;
+    ToyModel toy;
+    auto model = toy.trainable();
+    train(model, {text, text, 16, "fp"}, options);
+    std::vector<double> rates;
+    for (const auto& r : read_metrics(run_dir.file("project") + "/metrics.jsonl"))
+      if (r.contains("lr")) rates.push_back(r["lr"].get<double>());
+    return std::pair{rates, toy.output.detach().clone()};
+  };
+  testing::TempDir whole, parts;
+  const auto [rates, weights] = run(whole, {});
+  ASSERT_GE(rates.size(), 25u);
+  // Cut after evaluation 12 (11 bad ones), then after 23.
+  for (size_t s = 0; s < rates.size(); ++s)
+    EXPECT_DOUBLE_EQ(rates[s], s < 12 ? 1e-6 : s < 23 ? 1e-7 : 1e-8) << "step " << s + 1;
+  const auto [resumed_rates, resumed_weights] = run(parts, {7, 16});
+  EXPECT_EQ(resumed_rates, rates);
+  EXPECT_TRUE(at::equal(resumed_weights, weights)) << max_diff(resumed_weights, weights);
+}
+
 // A toy run on 120 texts that snapshots the trained matrix before each loss_sum call: with accumulation 1,
 // before[c] holds the weights after step c - 1.
 struct RecordedToyRun {

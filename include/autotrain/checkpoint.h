@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "autotrain/optimizer.h"
+#include "autotrain/scheduler.h"
 
 namespace autotrain {
 
@@ -26,6 +27,7 @@ struct TrainerState {
   double first_loss = 0;
   std::string fingerprint;     // the run's data + settings; a checkpoint resumes only the same run
   int64_t world_size = 1;      // workers of the run (micro_batch counts micro-batches of world_size x batch_size)
+  std::optional<PlateauState> plateau;  // scheduler reduce_lr_on_plateau's position
 };
 
 // Writes checkpoint-<global_step> into `project`, then removes the oldest checkpoints beyond `keep`

@@ -2,13 +2,14 @@
 """Oracle for the training loop: transformers' Trainer + PEFT LoRA on the llama fixture, 30 optimizer
 steps (2 epochs of 15) over fixed random token blocks, fp32, dropout 0, clipping on, accumulation 4 with a
 short last window. Cases: linear (AdamW, linear schedule, LoRA on q/k/v/o), cosine (cosine, all 7 projections),
-adamw_torch_fused / paged_adamw_32bit (linear, q/v/down, Trainer's optim set to that name) and adafactor
-(cosine, q/v/down). Writes, per case,
+adamw_torch_fused / paged_adamw_32bit (linear, q/v/down, Trainer's optim set to that name), adafactor
+(cosine, q/v/down) and reduce_lr_on_plateau (lr 1e-6, q/v, evaluated after every step). Writes, per case,
 under reference/trainer_peft/<case>/:
   tokens.bin                 the blocks as an autotrain token cache (so both sides read the same ids)
+  valid.bin                  the validation blocks, for the evaluated case
   initial/ final/            PEFT adapters (save_pretrained) before and after training
   steps.json                 per optimizer step: the loss (the window's summed token loss / its token
-                             count, unrounded) and the learning rate used
+                             count, unrounded) and the learning rate used (and each evaluation's eval_loss)
   settings.json              the hyperparameters, for the C++ side to use the same."""
 import argparse
 import json
@@ -66,14 +67,19 @@ def write_token_cache(path, ids):
         f.write(b"ATTOKEND")
 
 
-def run_case(fixtures, out, name, scheduler, targets, optimizer="adamw_torch"):
+def run_case(fixtures, out, name, scheduler, targets, optimizer="adamw_torch", lr=2e-3, evaluate=False):
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"scheduler": scheduler, "optimizer": optimizer, "target_modules": targets, "lr": 2e-3, "batch_size": 2,
+    settings = {"scheduler": scheduler, "optimizer": optimizer, "target_modules": targets, "lr": lr, "batch_size": 2,
                 "gradient_accumulation": 4, "epochs": 2, "warmup_ratio": 0.1, "weight_decay": 0.01,
                 "max_grad_norm": 0.5, "seed": 42, "block_size": BLOCK, "lora_r": 8, "lora_alpha": 16}
     generator = torch.Generator().manual_seed(5)
     ids = torch.randint(0, 1000, (BLOCKS, BLOCK), generator=generator)
     write_token_cache(out / "tokens.bin", ids)
+    valid = None
+    if evaluate:  # an evaluation after every optimizer step, as AutoTrain's eval_strategy "steps", logging_steps 1
+        settings.update({"valid_split": "validation", "eval_strategy": "steps", "logging_steps": 1})
+        valid = torch.randint(0, 1000, (12, BLOCK), generator=generator)
+        write_token_cache(out / "valid.bin", valid)
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(fixtures / "models" / "llama", dtype=torch.float32)
@@ -89,9 +95,11 @@ def run_case(fixtures, out, name, scheduler, targets, optimizer="adamw_torch"):
                              num_train_epochs=2, learning_rate=settings["lr"], lr_scheduler_type=scheduler,
                              warmup_steps=0.1, weight_decay=0.01, max_grad_norm=0.5, optim=optimizer, seed=42,
                              logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
-                             dataloader_num_workers=0, disable_tqdm=True)
+                             dataloader_num_workers=0, disable_tqdm=True,
+                             eval_strategy="steps" if evaluate else "no", eval_steps=1, per_device_eval_batch_size=2)
     lrs = LearningRates()
-    trainer = RecordingTrainer(model=model, args=args, train_dataset=Blocks(ids), callbacks=[lrs])
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=Blocks(ids), callbacks=[lrs],
+                               eval_dataset=Blocks(valid) if evaluate else None)
     trainer.train()
     steps = {}
     for step, loss in trainer.micro_losses:
@@ -100,7 +108,11 @@ def run_case(fixtures, out, name, scheduler, targets, optimizer="adamw_torch"):
     losses = [steps[s] for s in sorted(steps)]
     assert len(losses) == 30 and len(lrs.lrs) == 30, (len(losses), len(lrs.lrs))
     model.save_pretrained(out / "final")
-    (out / "steps.json").write_text(json.dumps({"loss": losses, "lr": lrs.lrs}))
+    record = {"loss": losses, "lr": lrs.lrs}
+    if evaluate:
+        record["eval_loss"] = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
+        assert len(record["eval_loss"]) == 30
+    (out / "steps.json").write_text(json.dumps(record))
     (out / "settings.json").write_text(json.dumps(settings))
 
 
@@ -118,6 +130,10 @@ def main():
         run_case(fixtures, out / optimizer, optimizer, "linear", ["q_proj", "v_proj", "down_proj"], optimizer)
     # An optimizer of another family through the whole loop (each name's update alone: optimizers.py).
     run_case(fixtures, out / "adafactor", "adafactor", "cosine", ["q_proj", "v_proj", "down_proj"], "adafactor")
+    # reduce_lr_on_plateau, stepped with eval_loss after each of 30 evaluations: at lr 1e-6 eval_loss moves by less
+    # than the 1e-4 relative threshold, so the rate is cut to 1e-7 after evaluation 12 and to 1e-8 after 23.
+    run_case(fixtures, out / "reduce_lr_on_plateau", "reduce_lr_on_plateau", "reduce_lr_on_plateau",
+             ["q_proj", "v_proj"], lr=1e-6, evaluate=True)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ RunShape run_shape(const TrainingParams& params, ExecutionTarget target) {
   shape.target_modules = options.lora_target_modules;
   shape.lora_r = options.lora.r;
   shape.lora_dropout = options.lora.dropout;
-  shape.optimizer_state_bytes = optimizer_state_bytes_per_parameter(params.optimizer);
+  shape.optimizer = params.optimizer;
   shape.gradient_checkpointing = options.gradient_checkpointing;
   shape.target = target;
   shape.loss_chunk_bytes = lm_loss_chunk_bytes();
@@ -93,7 +93,14 @@ int64_t estimate_lora_parameter_count(const ModelConfig& config, const RunShape&
 }
 
 int64_t estimate_lora_bytes(const ModelConfig& config, const RunShape& shape) {
-  return (8 + shape.optimizer_state_bytes) * estimate_lora_parameter_count(config, shape);  // fp32 param + grad
+  int64_t state_per_layer = 0;  // of A (r x in) and B (out x r)
+  for (const std::string& name : shape.target_modules) {
+    auto [out, in] = projection_shape(config, name);
+    state_per_layer += optimizer_state_bytes(shape.optimizer, shape.lora_r, in) +
+                       optimizer_state_bytes(shape.optimizer, out, shape.lora_r);
+  }
+  // fp32 parameters and their gradients, and the optimizer's state
+  return 8 * estimate_lora_parameter_count(config, shape) + state_per_layer * config.num_hidden_layers;
 }
 
 int64_t estimate_layer_activation_bytes_per_token(const ModelConfig& config, const RunShape& shape) {

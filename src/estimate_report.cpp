@@ -262,7 +262,8 @@ std::string render_cost_estimate(const CostEstimate& e) {
       std::string(c.tie_word_embeddings ? "tied: counted once" : "embedding + lm_head") + ", " +
           std::to_string(s.compute_bytes) + " B/param");
   row("LoRA params + grads + optimizer", m.lora,
-      std::to_string(8 + s.optimizer_state_bytes) + " B x " + std::to_string(estimate_lora_parameter_count(c, s)));
+      printf_string("%.4g B x ", static_cast<double>(m.lora) / double(estimate_lora_parameter_count(c, s))) +
+          std::to_string(estimate_lora_parameter_count(c, s)) + " (" + s.optimizer + ")");
   row(s.gradient_checkpointing ? "activations (checkpointed inputs)" : "activations (all layers)", m.activations,
       s.gradient_checkpointing
           ? "one layer input per layer"

@@ -31,20 +31,30 @@ constexpr double kAdafactorEps = 1e-30, kAdafactorClip = 1.0, kAdafactorDecayRat
 struct OptimizerName {
   const char* name;
   const char* runs_as;  // the 32-bit name whose update an 8-bit one runs; nullptr for the others
+  int64_t state_bytes;  // per parameter, as we run it (fp32 moments; Adafactor's are per row and column instead)
 };
 
-// Every name, in the order a user sees them; the kind of each is kind_of's.
+// Every name, in the order a user sees them (the constructor maps each to its update).
 constexpr OptimizerName kOptimizerNames[] = {
-    {"adamw_torch", nullptr},       {"adamw", nullptr},
-    {"adam", nullptr},              {"sgd", nullptr},
-    {"adamw_torch_fused", nullptr}, {"paged_adamw_32bit", nullptr},
-    {"adamw_8bit", "adamw_torch"},  {"adamw_bnb_8bit", "adamw_torch"},
-    {"paged_adamw_8bit", "adamw_torch"},
-    {"adafactor", nullptr},         {"adagrad", nullptr},
-    {"rmsprop", nullptr},           {"rmsprop_bnb", nullptr},
-    {"rmsprop_bnb_32bit", nullptr}, {"rmsprop_bnb_8bit", "rmsprop_bnb_32bit"},
-    {"lion_32bit", nullptr},        {"paged_lion_32bit", nullptr},
-    {"lion_8bit", "lion_32bit"},    {"paged_lion_8bit", "lion_32bit"},
+    {"adamw_torch", nullptr, 8},
+    {"adamw", nullptr, 8},
+    {"adam", nullptr, 8},
+    {"sgd", nullptr, 0},
+    {"adamw_torch_fused", nullptr, 8},
+    {"paged_adamw_32bit", nullptr, 8},
+    {"adamw_8bit", "adamw_torch", 8},
+    {"adamw_bnb_8bit", "adamw_torch", 8},
+    {"paged_adamw_8bit", "adamw_torch", 8},
+    {"adafactor", nullptr, 0},
+    {"adagrad", nullptr, 4},
+    {"rmsprop", nullptr, 4},
+    {"rmsprop_bnb", nullptr, 4},
+    {"rmsprop_bnb_32bit", nullptr, 4},
+    {"rmsprop_bnb_8bit", "rmsprop_bnb_32bit", 4},
+    {"lion_32bit", nullptr, 4},
+    {"paged_lion_32bit", nullptr, 4},
+    {"lion_8bit", "lion_32bit", 4},
+    {"paged_lion_8bit", "lion_32bit", 4},
 };
 
 const OptimizerName* find_name(const std::string& name) {
@@ -70,12 +80,10 @@ std::optional<std::string> optimizer_runs_as_32bit(const std::string& name) {
   return std::string(entry->runs_as);
 }
 
-int64_t optimizer_state_bytes_per_parameter(const std::string& name) {
-  const std::string update = optimizer_runs_as_32bit(name).value_or(name);
-  if (update == "sgd" || update == "adafactor") return 0;
-  if (update == "adagrad" || update.find("rmsprop") != std::string::npos || update.find("lion") != std::string::npos)
-    return 4;
-  return 8;
+int64_t optimizer_state_bytes(const std::string& name, int64_t rows, int64_t cols) {
+  if (name == "adafactor") return 4 * (rows + cols);  // the fp32 means over each row and each column
+  const OptimizerName* entry = find_name(name);
+  return (entry ? entry->state_bytes : 8) * rows * cols;  // an unknown name is refused before it is run
 }
 
 Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, OptimizerOptions options)

@@ -40,7 +40,7 @@ struct RunShape {
   std::vector<std::string> target_modules;  // q_proj ... down_proj
   int64_t lora_r = 16;
   double lora_dropout = 0.05;
-  int64_t optimizer_state_bytes = 8;  // per trainable parameter: AdamW's two fp32 moments (optimizer.h)
+  std::string optimizer = "adamw_torch";  // its state is counted with the LoRA parameters (optimizer.h)
   bool gradient_checkpointing = true;
   AttentionKernel attention = AttentionKernel::memory_efficient;
   ExecutionTarget target = ExecutionTarget::cuda;
@@ -78,7 +78,7 @@ int64_t estimate_unquantized_weight_bytes(const ModelConfig& config, const RunSh
 
 int64_t estimate_lora_parameter_count(const ModelConfig& config, const RunShape& shape);
 // LoRA A and B in fp32 + their gradients + the optimizer's state: 16 bytes per parameter with AdamW (exp_avg and
-// exp_avg_sq), 12 with Lion, RMSprop or Adagrad, 8 with SGD or Adafactor (whose factored state is negligible).
+// exp_avg_sq), 12 with Lion, RMSprop or Adagrad, 8 with SGD; Adafactor adds 4 bytes per row and column of each.
 int64_t estimate_lora_bytes(const ModelConfig& config, const RunShape& shape);
 
 // Bytes one decoder layer keeps for the backward per token (autograd's saved tensors, all layers requiring

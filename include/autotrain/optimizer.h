@@ -36,8 +36,9 @@ const std::vector<std::string>& optimizer_names();
 // For a name run as another's update because bitsandbytes would keep its moments in 8 bits, that other name
 // (adamw_8bit -> adamw_torch); nullopt for the others.
 std::optional<std::string> optimizer_runs_as_32bit(const std::string& name);
-// Bytes of optimizer state per trainable parameter (fp32 moments; Adafactor's factored ones are counted as none).
-int64_t optimizer_state_bytes_per_parameter(const std::string& name);
+// Bytes of state `name` keeps for a rows x cols matrix: 8 per value for AdamW, 4 for Lion, RMSprop and Adagrad,
+// none for SGD, and 4 per row and per column for Adafactor.
+int64_t optimizer_state_bytes(const std::string& name, int64_t rows, int64_t cols);
 
 struct OptimizerOptions {
   std::string name = "adamw_torch";

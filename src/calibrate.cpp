@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "autotrain/finetune.h"
 #include "autotrain/metrics.h"
 #include "autotrain/model.h"
+#include "autotrain/preference.h"
 #include "autotrain/progress.h"
 #include "autotrain/tokenizer.h"
 #include "autotrain/trainer.h"
@@ -64,21 +66,14 @@ void measure_rates(const ModelConfig& config, const RunShape& shape, const Model
   c.dequantize_weights_per_second = repeats * double(out * in) / seconds_since(start);
 }
 
-// Tokens and micro-batches of each optimizer step from the first, as train() cuts epochs into windows.
-struct StepWork {
-  int64_t tokens = 0, micro_batches = 0;
-};
-std::vector<StepWork> step_work(int64_t blocks, const RunShape& shape, int64_t steps) {
-  const int64_t micro = micro_batches_per_epoch(blocks, shape.batch_size);
-  std::vector<StepWork> work;
+// The micro-batches of each optimizer step from the first, as train() cuts epochs of `examples` into windows.
+std::vector<int64_t> step_micro_batches(int64_t examples, int64_t batch_size, int64_t accumulation, int64_t steps) {
+  const int64_t micro = micro_batches_per_epoch(examples, batch_size);
+  std::vector<int64_t> work;
   int64_t m = 0;
   for (int64_t step = 0; step < steps; ++step) {
-    StepWork w;
-    w.micro_batches = std::min(shape.gradient_accumulation, micro - m);
-    for (int64_t j = m; j < m + w.micro_batches; ++j)
-      w.tokens += std::min(shape.batch_size, blocks - j * shape.batch_size) * shape.block_size;
-    work.push_back(w);
-    m = m + w.micro_batches >= micro ? 0 : m + w.micro_batches;
+    work.push_back(std::min(accumulation, micro - m));
+    m = m + work.back() >= micro ? 0 : m + work.back();
   }
   return work;
 }
@@ -99,24 +94,33 @@ struct TempFolder {
 }  // namespace
 
 Calibration calibrate_on_this_machine(const TrainingParams& params, int64_t steps, const std::string& cache_dir) {
-  if (trains_on_pairs(params.trainer))
-    throw config_error("--calibrate times the default and sft trainers; with trainer " + params.trainer +
-                       " it is not supported yet (the estimate without --calibrate covers it)");
   Calibration c;
   c.timed_steps = steps;
   at::manual_seed(static_cast<uint64_t>(params.seed));
   const RunShape shape = run_shape(params, ExecutionTarget::cpu);
   auto tokenizer = Tokenizer::load(params.model);
-  TrainingData data{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt, shape.block_size,
-                    "calibration"};
-  const DatasetSize size = dataset_size(data.train.size(), shape, 1, params.data_path);
+  TrainingParams run = params;
+  run.valid_split = std::nullopt;
+  // What train() would train on: blocks of the packed text, or preference pairs (a micro-batch of batch_size pairs).
+  const bool pairs = trains_on_pairs(params.trainer);
+  std::optional<TrainingData> data;
+  std::optional<PreferenceData> pair_data;
+  int64_t examples = 0;
+  if (pairs) {
+    pair_data = read_preference_data(run, *tokenizer, shape.block_size);
+    pair_data->fingerprint = "calibration";
+    examples = static_cast<int64_t>(pair_data->train.size());
+    if (examples == 0) throw Error(params.data_path + ": no preference pair to train on");
+  } else {
+    data.emplace(TrainingData{tokenize_split(params, *tokenizer, params.train_split, cache_dir), std::nullopt,
+                              shape.block_size, "calibration"});
+    examples = dataset_size(data->train.size(), shape, 1, params.data_path).blocks;
+  }
+  const int64_t steps_per_epoch = optimizer_steps_per_epoch(examples, params.batch_size, params.gradient_accumulation);
 
   TempFolder folder;
-  TrainingParams run = params;
   run.project_name = folder.path + "/run";
-  run.valid_split = std::nullopt;
-  run.epochs = std::max<int64_t>(params.epochs, (c.warmup_steps + steps + size.optimizer_steps_per_epoch - 1) /
-                                                    size.optimizer_steps_per_epoch);
+  run.epochs = std::max<int64_t>(params.epochs, (c.warmup_steps + steps + steps_per_epoch - 1) / steps_per_epoch);
 
   // The kernels' rates first: their one-time buffers (BLAS packing, thread pools) join the baseline, as the
   // CUDA context stays out of the comparison on a GPU.
@@ -128,37 +132,42 @@ Calibration calibrate_on_this_machine(const TrainingParams& params, int64_t step
   c.predicted = estimate_memory(model.config(), shape);
   c.peak_is_steps_only = reset_peak_rss();
 
-  TrainableModel trainable = trainable_model(model, finetune_adapter_config(params, options));
+  const AdapterConfig adapter = finetune_adapter_config(params, options);
+  TrainableModel trainable = trainable_model(model, adapter);
+  if (params.trainer == "reward") attach_reward_head(trainable, model, adapter, new_score_head(model));
   TrainerOptions trainer_options{run, 0, "", false, c.warmup_steps + steps};
-  train(trainable, data, trainer_options);
+  if (pairs) {
+    train_preference(trainable, *pair_data, trainer_options);
+  } else {
+    train(trainable, *data, trainer_options);
+  }
   c.peak_rss_bytes = peak_rss_bytes();
 
-  // metrics.jsonl: tokens_per_second is cumulative since the loop started, so step k ended at
-  // tokens(1..k) / tokens_per_second(k) seconds.
-  const auto metrics = read_metrics(run.project_name + "/metrics.jsonl");
-  const std::vector<StepWork> work = step_work(size.blocks, shape, c.warmup_steps + steps);
-  std::vector<double> ended;
-  int64_t cumulative = 0;
-  for (const auto& record : metrics) {
-    if (!record.contains("tokens_per_second")) continue;
-    cumulative += work.at(ended.size()).tokens;
-    ended.push_back(double(cumulative) / record["tokens_per_second"].get<double>());
+  // metrics.jsonl: each step's end since the loop started, and the tokens per second so far (the tokens the steps
+  // computed: a pair's sequences without their padding).
+  std::vector<double> ended, tokens;
+  for (const auto& record : read_metrics(run.project_name + "/metrics.jsonl")) {
+    if (!record.contains("elapsed_seconds")) continue;
+    ended.push_back(record["elapsed_seconds"].get<double>());
+    tokens.push_back(record["tokens_per_second"].get<double>() * ended.back());
     if (static_cast<int64_t>(ended.size()) == c.warmup_steps + steps) break;
   }
   if (static_cast<int64_t>(ended.size()) <= c.warmup_steps) throw Error("estimate-cost --calibrate: no step was timed");
   c.timed_steps = static_cast<int64_t>(ended.size()) - c.warmup_steps;
   c.measured_seconds = ended.back() - ended[c.warmup_steps - 1];
-  for (int64_t k = c.warmup_steps; k < c.warmup_steps + c.timed_steps; ++k) {
-    c.timed_tokens += work[k].tokens;
-    c.timed_micro_batches += work[k].micro_batches;
-  }
+  c.timed_tokens = std::llround(tokens.back() - tokens[c.warmup_steps - 1]);
+  const std::vector<int64_t> micro_batches =
+      step_micro_batches(examples, params.batch_size, params.gradient_accumulation, c.warmup_steps + c.timed_steps);
+  for (int64_t k = c.warmup_steps; k < c.warmup_steps + c.timed_steps; ++k) c.timed_micro_batches += micro_batches[k];
 
   const double flops = estimate_flops_per_token(model.config(), shape).total();
   c.predicted_seconds = double(c.timed_tokens) * flops / c.matmul_flops_per_second;
   if (c.dequantize_weights_per_second > 0) {
     const double weights = double(estimate_frozen_linear_parameter_count(model.config()) -
                                   model.config().vocab_size * model.config().hidden_size);
-    const double passes = shape.gradient_checkpointing ? 3 : 2;
+    // Each micro-batch dequantizes every weight for the forward, the checkpointed forward again and the backward;
+    // DPO's reference forward once more.
+    const double passes = (shape.gradient_checkpointing ? 3 : 2) + (shape.reference_forward ? 1 : 0);
     c.predicted_seconds += double(c.timed_micro_batches) * passes * weights / c.dequantize_weights_per_second;
   }
   return c;

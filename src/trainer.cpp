@@ -464,6 +464,7 @@ TrainingSummary run_loop(TrainableModel& model, const Objective& objective, cons
                              {"lr", lr},
                              {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json()},
                              {"tokens_per_second", tokens_per_second},
+                             {"elapsed_seconds", seconds},
                              {"memory_bytes", resident_memory_bytes()},
                              {"loss_scale", scaler.scale()},
                              {"skipped", skip}};

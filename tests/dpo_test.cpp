@@ -21,6 +21,8 @@
 #include "autotrain/model.h"
 #include "autotrain/preference.h"
 #include "autotrain/safetensors.h"
+#include "autotrain/tokenizer.h"
+#include "autotrain/trainer.h"
 #include "test_util.h"
 
 namespace autotrain {
@@ -523,6 +525,47 @@ TEST(Dpo, EvalOfTheFinalAdapterGivesTrlsLastEvalLoss) {
 
   options.adapter_dir.clear();  // the base is its own reference: refused
   EXPECT_NE(testing::error_message_of([&] { run_evaluation(p, options); }).find("give --adapter"), std::string::npos);
+}
+
+// estimate-cost --calibrate with each pair trainer: warm-up + 2 timed optimizer steps of the real run on this
+// machine; the timed tokens are the tokens of exactly the pairs those steps took (the epoch's torch.randperm order,
+// each sequence cut to block_size as the collator cuts it), read back from the run's metrics.
+TEST(Dpo, CalibrateTimesThePairsOfEachTrainer) {
+  testing::TempDir dir;
+  const int64_t block_size = 40, batch = 2, accumulation = 2, seed = 42;
+  for (const std::string trainer : {"dpo", "orpo", "reward"}) {
+    SCOPED_TRACE(trainer);
+    nlohmann::json config = {{"model", kLlama}, {"project_name", "calibrated"}, {"data_path", kOracle},
+                             {"trainer", trainer}, {"text_column", "chosen"}, {"prompt_text_column", "prompt"},
+                             {"rejected_text_column", "rejected"}, {"block_size", block_size},
+                             {"batch_size", batch}, {"gradient_accumulation", accumulation}, {"seed", seed},
+                             {"quantization", "int4"}, {"peft", true}};
+    testing::write_text(dir.file("params.json"), config.dump());
+    auto run = testing::run_autotrain(
+        "estimate-cost --config params.json --calibrate --calibrate-steps 2 --json --gpu L4 --cache-dir cache",
+        dir.path().string());
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    const auto document = nlohmann::json::parse(run.output.substr(run.output.find("\n{") + 1));
+    const auto& calibration = document.at("calibration");
+    EXPECT_EQ(calibration["timed_steps"], 2);
+    EXPECT_GT(calibration["measured_seconds_per_step"].get<double>(), 0);
+    EXPECT_GT(calibration["predicted_seconds_per_step"].get<double>(), 0);
+    EXPECT_GT(calibration["measured_peak_bytes"].get<int64_t>(), 0);
+
+    const TrainingParams params = parse_training_params(config, "params.json");
+    auto tokenizer = Tokenizer::load(kLlama);
+    const std::vector<PreferencePair> pairs =
+        read_preference_split(params, *tokenizer, "train", preference_limits(params, block_size));
+    const std::vector<int64_t> order = epoch_block_order(static_cast<int64_t>(pairs.size()), seed, 0);
+    int64_t expected = 0;  // steps 2 and 3: micro-batches 2..5 of the first epoch, pairs 4..11 of its order
+    for (size_t k = batch * accumulation; k < 3 * batch * accumulation; ++k) {
+      const PreferencePair& pair = pairs[static_cast<size_t>(order[k])];
+      const auto rejected_prompt = pair.rejected_prompt.empty() ? pair.prompt.size() : pair.rejected_prompt.size();
+      expected += std::min<int64_t>(static_cast<int64_t>(pair.prompt.size() + pair.chosen.size()), block_size) +
+                  std::min<int64_t>(static_cast<int64_t>(rejected_prompt + pair.rejected.size()), block_size);
+    }
+    EXPECT_EQ(calibration["timed_tokens"].get<int64_t>(), expected);
+  }
 }
 
 // The binary: `eval --config` of a DPO run scores its project_name adapter (`--trainer dpo` given or not), and

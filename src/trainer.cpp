@@ -496,7 +496,8 @@ TrainingSummary run_loop(TrainableModel& model, const Objective& objective, cons
       std::string said;
       for (const auto& [name, value] : eval.items())
         said += log::cat(said.empty() ? "" : ", ", name, " ", value.dump());
-      log::info(log::cat("epoch ", state.epoch, ": ", said));
+      log::info(log::cat("step ", state.global_step, "/", total_steps, " (epoch ",
+                         static_cast<double>(state.global_step) / static_cast<double>(steps_per_epoch), "): ", said));
       eval["step"] = state.global_step;
       eval["epoch"] = state.epoch;
       if (metrics) metrics->write(eval);

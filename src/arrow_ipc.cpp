@@ -213,12 +213,11 @@ class Batch {
     fb.check_vector(variadic_, 8);
     if (const Table compression = fb.table(header, 3)) {
       const int codec = fb.scalar<int8_t>(compression, 0, 0);
-      if (codec != 1)  // BodyCompression's CompressionType: LZ4_FRAME 0, ZSTD 1
-        throw Error(path + ": record batches compressed with " + (codec == 0 ? "LZ4" : "codec " +
-                    std::to_string(codec)) + ", which autotrain does not read; rewrite the file uncompressed or with " +
-                    "zstd (pyarrow: pa.ipc.new_stream(path, schema, options=pa.ipc.IpcWriteOptions(compression=" +
-                    "\"zstd\")))");
-      zstd_ = true;
+      if (codec != 0 && codec != 1)  // BodyCompression's CompressionType: LZ4_FRAME 0, ZSTD 1
+        throw Error(path + ": record batches compressed with codec " + std::to_string(codec) +
+                    ", which autotrain does not read; rewrite the file uncompressed or with zstd (pyarrow: " +
+                    "pa.ipc.new_stream(path, schema, options=pa.ipc.IpcWriteOptions(compression=\"zstd\")))");
+      codec_ = codec == 0 ? Codec::lz4 : Codec::zstd;
     }
     if (length_ < 0 || static_cast<uint64_t>(length_) > 8 * uint64_t(body.size()) + 64)
       fb.broken("a record batch of " + std::to_string(length_) + " rows in " + std::to_string(body.size()) + " bytes");
@@ -247,15 +246,19 @@ class Batch {
         static_cast<uint64_t>(length) > body_.size() - static_cast<uint64_t>(offset))
       fb_.broken("a buffer outside its record batch's body");
     const uint8_t* data = reinterpret_cast<const uint8_t*>(body_.data()) + offset;
-    if (!zstd_ || length == 0) return {data, static_cast<size_t>(length)};
-    // A compressed buffer: its uncompressed length (-1: stored as it is), then the zstd frame.
+    if (codec_ == Codec::none || length == 0) return {data, static_cast<size_t>(length)};
+    // A compressed buffer: its uncompressed length (-1: stored as it is), then the zstd or LZ4 frame.
     if (length < 8) fb_.broken("a compressed buffer of " + std::to_string(length) + " bytes");
     int64_t size;
     std::memcpy(&size, data, 8);
     if (size == -1) return {data + 8, static_cast<size_t>(length - 8)};
     if (size < 0) fb_.broken("a compressed buffer of " + std::to_string(size) + " bytes");
-    decompressed_.push_back(zstd_decompress(data + 8, static_cast<size_t>(length - 8), static_cast<size_t>(size),
-                                            path_ + ": a record batch's buffer"));
+    const std::string what = path_ + ": a record batch's buffer";
+    const auto compressed = static_cast<size_t>(length - 8);
+    decompressed_.push_back(
+        codec_ == Codec::zstd
+            ? zstd_decompress(data + 8, compressed, static_cast<size_t>(size), what)
+            : lz4_decompress(Lz4Format::frame, data + 8, compressed, static_cast<size_t>(size), what));
     return {reinterpret_cast<const uint8_t*>(decompressed_.back().data()), decompressed_.back().size()};
   }
   void skip_buffer() {
@@ -277,7 +280,7 @@ class Batch {
   int64_t length_ = 0;
   Vector nodes_, buffers_, variadic_;
   uint32_t next_node_ = 0, next_buffer_ = 0, next_variadic_ = 0;
-  bool zstd_ = false;
+  enum class Codec { none, zstd, lz4 } codec_ = Codec::none;
   std::deque<std::string> decompressed_;  // a deque: the spans into earlier buffers stay valid
 };
 

@@ -4,11 +4,11 @@
 // lists as arrays, structs as objects. What is read (apache/arrow docs/source/format/Columnar.rst, format/*.fbs):
 //   - the stream format (a continuation marker before each message, or none as before Arrow 0.15) and the file
 //     format ("ARROW1", the same stream, a footer); record batches one at a time;
-//   - bodies uncompressed or with zstd buffers;
+//   - bodies uncompressed or with zstd or LZ4 (frame) buffers, as pyarrow's Feather V2 writes by default;
 //   - types: Utf8 / LargeUtf8 (checked to be UTF-8), Int (8 to 64 bits), Float32 / Float64, Bool, Null, List /
 //     LargeList / FixedSizeList and Struct of these, nested to any depth.
 // Anything else in a column that is read (binary, decimals, dates and times, maps, unions, views, dictionary-
-// encoded columns, LZ4 bodies, big-endian files) is refused with the file, the column and what to do; columns not
+// encoded columns, big-endian files) is refused with the file, the column and what to do; columns not
 // read may hold anything.
 #pragma once
 

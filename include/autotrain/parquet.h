@@ -4,10 +4,10 @@
 // {"role", "content"} structs). What is read (parquet-format's spec, reference.md "Parquet"):
 //   - pages: data pages v1 and v2, dictionary pages; encodings PLAIN, PLAIN_DICTIONARY / RLE_DICTIONARY,
 //     RLE (levels, booleans), DELTA_BINARY_PACKED, DELTA_LENGTH_BYTE_ARRAY, DELTA_BYTE_ARRAY;
-//   - compression: none, snappy (pyarrow's default), gzip, zstd;
+//   - compression: none, snappy (pyarrow's default), gzip, zstd, LZ4 (LZ4_RAW, and the older Hadoop-framed LZ4);
 //   - types: BYTE_ARRAY (text; checked to be UTF-8), BOOLEAN, INT32, INT64, FLOAT, DOUBLE; nesting with at most
 //     one repeated level on a column's path (a list of structs of scalars, not a list of lists).
-// Anything else in a column that is read (LZ4 or Brotli pages, maps, nested lists, INT96 timestamps, encrypted
+// Anything else in a column that is read (Brotli or LZO pages, maps, nested lists, INT96 timestamps, encrypted
 // files) is refused with the file, the column and what to do; columns not read may hold anything.
 #pragma once
 
@@ -55,6 +55,12 @@ std::string decompress_page(int codec, const uint8_t* data, size_t length, size_
 // A zstd frame (or several) of exactly `size` bytes once decompressed (Parquet's ZSTD pages, Arrow's zstd buffers).
 // Throws Error(`what` + ...) when corrupt.
 std::string zstd_decompress(const uint8_t* data, size_t length, size_t size, const std::string& what);
+
+// LZ4 (src/parquet_codecs.cpp), exactly `size` bytes once decompressed: a raw block (Parquet's LZ4_RAW pages), the
+// frame format (Arrow's LZ4_FRAME buffers), or Hadoop's framing of blocks (Parquet's old LZ4 pages; a plain block or
+// frame under that codec is read too). Throws Error(`what` + ...) when corrupt.
+enum class Lz4Format { block, frame, hadoop };
+std::string lz4_decompress(Lz4Format format, const uint8_t* data, size_t length, size_t size, const std::string& what);
 
 // Snappy's raw format (google/snappy format_description.txt), the one Parquet pages use: a varint of the
 // uncompressed length (which must be `size`), then literals and back-references. Throws Error(`what` + ...) when

@@ -3,11 +3,12 @@
 
 Writes reference/arrow/:
   files/NAME.arrow    the same records written by pyarrow in each way a writer may choose (the stream format in
-                      batches of 7 rows, the random-access "ARROW1" file format, ZSTD bodies, the legacy stream
-                      format without the 0xFFFFFFFF continuation marker, large_string/large_list, a fixed-size
-                      list column, a sliced table, no batches at all), by `datasets` (Dataset.save_to_disk's
-                      data-00000-of-00001.arrow), one with column types autotrain does not read (unread_types),
-                      and with a codec autotrain refuses (lz4_body.arrow, not in "files")
+                      batches of 7 rows, the random-access "ARROW1" file format, ZSTD bodies, LZ4 bodies (small, and
+                      4320 rows in buffers past LZ4's 64 KiB blocks), Feather V2 as write_feather writes it (LZ4),
+                      the legacy stream format without the 0xFFFFFFFF continuation marker, large_string/large_list,
+                      a fixed-size list column, a sliced table, no batches at all), by `datasets`
+                      (Dataset.save_to_disk's data-00000-of-00001.arrow), and one with column types autotrain does
+                      not read (unread_types)
   layouts/NAME/       dataset folders as `datasets` lays them out: DatasetDict.save_to_disk (saved_dict, sharded),
                       Dataset.save_to_disk (saved_dataset, 3 shards), and a Hub folder of .arrow files
                       (hub_arrow: data/SPLIT-0000N-of-0000M.arrow and a README.md)
@@ -16,7 +17,6 @@ Writes reference/arrow/:
                       does), as JSON}; for unread_types its "text", "nested" (lists of lists) and "nothing"
                       (null type) columns
     "unread_columns": {column: str(its arrow type)} for the other columns of unread_types
-    "refused":        {NAME: the codec's name} for files whose bodies autotrain does not decompress
     "layouts":        {NAME: {split: the texts datasets.load_from_disk / load_dataset reads, or null when the
                       split is absent or loading fails}}"""
 import argparse
@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded: local fol
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pyarrow as pa  # noqa: E402
+from pyarrow import feather  # noqa: E402
 
 # The same 36 records as the Parquet oracle's (texts with nulls, numbers, a conversation, tags, a struct).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -175,6 +176,11 @@ def main():
     write_stream(files / "stream.arrow", table)
     write_file_format(files / "file_format.arrow", table)
     write_stream(files / "zstd_body.arrow", table, compression="zstd")
+    write_stream(files / "lz4_body.arrow", table, compression="lz4")
+    # Feather V2 is the file format; pyarrow's write_feather (and pandas' to_feather) compress it with LZ4 frames.
+    feather.write_feather(table, files / "feather_v2.arrow")
+    # Buffers past LZ4's 64 KiB blocks: frames of several linked blocks, matches reaching into the block before.
+    write_stream(files / "lz4_big.arrow", pa.Table.from_pylist(records() * 120, schema=SCHEMA), compression="lz4")
     write_stream(files / "legacy_format.arrow", table, use_legacy_format=True)
     write_stream(files / "large_types.arrow", table.cast(schema(pa.large_string(), pa.large_list)))
     write_stream(files / "fixed_size_list.arrow", fixed_size_list_table())
@@ -190,7 +196,7 @@ def main():
     unread, skipped = unread_types_table()
     write_stream(files / "unread_types.arrow", unread)
 
-    expected = {"files": {}, "unread_columns": {}, "refused": {}}
+    expected = {"files": {}, "unread_columns": {}}
     for path in sorted(files.glob("*.arrow")):
         read = read_arrow(path)
         if path.stem == "unread_types":
@@ -199,8 +205,6 @@ def main():
             read = read.select(kept)
         expected["files"][path.stem] = to_json(read.to_pylist())
 
-    write_stream(files / "lz4_body.arrow", table, compression="lz4")  # after the reads: not in "files"
-    expected["refused"]["lz4_body"] = "LZ4"
 
     write_layouts(out / "layouts", table)
     expected["layouts"] = load_layouts(out / "layouts")

@@ -2,10 +2,10 @@
 """Oracle for the Parquet reader (src/parquet.cpp) and the split layouts of datasets folders (src/data.cpp).
 
 Writes reference/parquet/:
-  files/NAME.parquet  the same records written by pyarrow in each way a writer may choose (codec, page version,
-                      dictionary or not, DELTA encodings, tiny pages and row groups, legacy list names), 250 times
-                      over in one row group of 2 KB pages (one_group_*), by `datasets` (Dataset.to_parquet, the
-                      Hub's writer), and with codecs autotrain refuses
+  files/NAME.parquet  the same records written by pyarrow in each way a writer may choose (codec: snappy, zstd, gzip,
+                      none, LZ4_RAW; page version, dictionary or not, DELTA encodings, tiny pages and row groups,
+                      legacy list names), 250 times over in one row group of 2 KB pages (one_group_*), by `datasets`
+                      (Dataset.to_parquet, the Hub's writer), and with a codec autotrain refuses (Brotli)
   layouts/NAME/       dataset folders as `datasets` lays them out (the Hub's data/SPLIT-00000-of-00002.parquet,
                       the parquet converter's default/SPLIT/0000.parquet, files named for a split, plain files,
                       README.md dataset cards with configs)
@@ -86,13 +86,14 @@ VARIANTS = {
     "tiny_pages_and_groups": {"row_group_size": 5, "data_page_size": 64, "write_batch_size": 3,
                               "dictionary_pagesize_limit": 64},
     "legacy_list_names": {"use_compliant_nested_type": False, "compression": "zstd"},
+    "lz4_raw": {"compression": "lz4"},  # pyarrow 26 writes LZ4_RAW pages for "lz4" and "lz4_raw" alike
 }
 BIG_GROUP_VARIANTS = {
     "one_group_v1_pages": {"data_page_size": 2048},
     "one_group_v2_pages": {"data_page_size": 2048, "data_page_version": "2.0", "compression": "zstd",
                            "use_dictionary": False},
 }
-REFUSED = {"brotli": "Brotli", "lz4": "LZ4"}
+REFUSED = {"brotli": "Brotli"}
 
 
 def to_json(value):

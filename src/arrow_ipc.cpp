@@ -4,13 +4,16 @@
 // flatbuffer and a body; the schema first, then dictionary and record batches, then 0xFFFFFFFF 0 or the end. The
 // file format wraps the same stream in "ARROW1" and a footer. A record batch lists a node (length, null count) per
 // field and the body's buffers in a depth-first walk of the schema; the columns asked for are put together from
-// them, the others skipped. Every length, offset and count read from the file is checked before it is trusted.
+// them, the others skipped. A dictionary-encoded field's batches hold its indices; its values come in dictionary
+// batches before, kept as JSON values per dictionary id (a delta extends them, another batch replaces them).
+// Every length, offset, index and count read from the file is checked before it is trusted.
 #include "autotrain/arrow.h"
 
 #include <algorithm>
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <tuple>
 
 #include "autotrain/data.h"
@@ -60,7 +63,10 @@ struct ArrowField {
   int union_mode = 0;       // Union: 0 sparse, 1 dense
   int64_t list_size = 0;    // FixedSizeList
   bool dictionary = false;  // dictionary-encoded: its indices are in the batch, its values in a dictionary batch
-  std::vector<ArrowField> children;
+  int64_t dictionary_id = 0;
+  int index_bit_width = 32;  // the indices' Int type (Schema.fbs: int32 when not given)
+  bool index_signed = true;
+  std::vector<ArrowField> children;  // of the values' type (for a dictionary: of its values)
 };
 
 struct ArrowFile::Schema {
@@ -178,7 +184,16 @@ Field read_field(const flatbuffer::Buffer& fb, Table t, int depth, uint32_t& cou
   if (f.type == kNone || f.type > kLargeListView)
     throw Error(fb.what() + ": field \"" + f.name + "\" has type number " + std::to_string(f.type) +
                 ", which this reader does not know (from a newer Arrow?); rewrite the file without that column");
-  f.dictionary = static_cast<bool>(fb.table(t, 4));
+  if (const Table encoding = fb.table(t, 4)) {  // DictionaryEncoding: id, indexType, isOrdered, dictionaryKind
+    f.dictionary = true;
+    f.dictionary_id = fb.scalar<int64_t>(encoding, 0, 0);
+    if (const Table index = fb.table(encoding, 1)) {
+      f.index_bit_width = fb.scalar<int32_t>(index, 0, 0);
+      f.index_signed = fb.scalar<uint8_t>(index, 1, 0) != 0;
+    }
+    if (f.index_bit_width != 8 && f.index_bit_width != 16 && f.index_bit_width != 32 && f.index_bit_width != 64)
+      fb.broken("dictionary indices of " + std::to_string(f.index_bit_width) + " bits");
+  }
   const Vector children = fb.vector(t, 5);
   fb.check_vector(children, 4);
   for (uint32_t i = 0; i < children.length; ++i) f.children.push_back(read_field(fb, fb.table_of(children, i),
@@ -304,32 +319,45 @@ void skip_field(Batch& batch, const Field& f) {
 // ---- arrays and their values --------------------------------------------------------------------------------
 
 // A field's values in one record batch.
+// A dictionary's values by id, as the dictionary batches so far left them (JSON values, ready for the rows).
+using Dictionaries = std::map<int64_t, std::vector<json>>;
+
 struct Array {
   const Field* field = nullptr;
   int64_t length = 0, null_count = 0;
-  Span validity, offsets, values;
+  Span validity, offsets, values;  // a dictionary-encoded field's values are its indices
   std::vector<Array> children;
+  const std::vector<json>* dictionary = nullptr;
 };
 
-bool is_readable(const Field& f) {
+// `in_dictionary`: within a dictionary's values, where a dictionary of its own is not read.
+bool is_readable(const Field& f, bool in_dictionary) {
+  if (f.dictionary && in_dictionary) return false;
   switch (f.type) {
     case kNull: case kInt: case kBool: case kUtf8: case kLargeUtf8: case kStruct: case kList: case kLargeList:
-    case kFixedSizeList: return !f.dictionary;
-    case kFloatingPoint: return !f.dictionary && f.precision != 0;
+    case kFixedSizeList: return true;
+    case kFloatingPoint: return f.precision != 0;
     default: return false;
   }
 }
 
 // The first field in `f` (itself or nested) that is not read, or null.
-const Field* unreadable_in(const Field& f) {
-  if (!is_readable(f)) return &f;
+const Field* unreadable_in(const Field& f, bool in_dictionary = false) {
+  if (!is_readable(f, in_dictionary)) return &f;
   for (const Field& child : f.children)
-    if (const Field* found = unreadable_in(child)) return found;
+    if (const Field* found = unreadable_in(child, in_dictionary || f.dictionary)) return found;
   return nullptr;
 }
 
+// The dictionary-encoded fields in `f` (itself or nested), by dictionary id.
+void collect_dictionaries(const Field& f, std::map<int64_t, const Field*>& out) {
+  if (f.dictionary) out[f.dictionary_id] = &f;
+  for (const Field& child : f.children) collect_dictionaries(child, out);
+}
+
 std::string description_of(const Field& f) {
-  if (f.dictionary) return "dictionary-encoded values";
+  // Of a field unreadable_in found: readable on its own, it is a dictionary within a dictionary's values.
+  if (is_readable(f, false)) return "dictionary-encoded values inside a dictionary's values";
   if (f.type == kFloatingPoint) return "half-precision floats";
   return std::string(type_name(f.type)) + " values";
 }
@@ -340,10 +368,23 @@ void require(bool ok, const Field& f, const std::string& what, const flatbuffer:
   if (!ok) fb.broken("field \"" + f.name + "\" with " + what);
 }
 
-Array load_array(Batch& batch, const Field& f, const flatbuffer::Buffer& fb) {
+Array load_array(Batch& batch, const Field& f, const flatbuffer::Buffer& fb, const Dictionaries* dictionaries) {
   Array a;
   a.field = &f;
   std::tie(a.length, a.null_count) = batch.node();
+  if (f.dictionary) {  // validity and indices; the values are the dictionary's
+    const auto found = dictionaries ? dictionaries->find(f.dictionary_id) : Dictionaries::const_iterator();
+    if (!dictionaries || found == dictionaries->end())
+      fb.broken("dictionary-encoded field \"" + f.name + "\" before its dictionary");
+    a.dictionary = &found->second;
+    a.validity = batch.buffer();
+    require(a.null_count == 0 || a.validity.size >= static_cast<size_t>((a.length + 7) / 8), f,
+            "a validity bitmap shorter than its values", fb);
+    a.values = batch.buffer();
+    require(a.values.size >= static_cast<size_t>(a.length) * static_cast<size_t>(f.index_bit_width / 8), f,
+            "fewer indices than its length", fb);
+    return a;
+  }
   if (f.type == kNull) {
     a.null_count = a.length;  // no buffers: every value is null
   } else {
@@ -363,7 +404,7 @@ Array load_array(Batch& batch, const Field& f, const flatbuffer::Buffer& fb) {
     if (f.type == kUtf8 || f.type == kLargeUtf8) a.values = batch.buffer();
   }
   for (const Field& child : f.children) {
-    a.children.push_back(load_array(batch, child, fb));
+    a.children.push_back(load_array(batch, child, fb, dictionaries));
     const uint64_t needed = f.type == kFixedSizeList ? uint64_t(n) * uint64_t(f.list_size) : f.type == kStruct ? n : 0;
     require(uint64_t(a.children.back().length) >= needed, f, "a child shorter than its values", fb);
   }
@@ -402,6 +443,18 @@ std::pair<uint64_t, uint64_t> range_of(const Array& a, int64_t i, uint64_t limit
 json value_of(const Array& a, int64_t i) {
   if (is_null(a, i)) return nullptr;
   const Field& f = *a.field;
+  if (a.dictionary) {
+    const uint8_t* p = a.values.data + i * (f.index_bit_width / 8);
+    int64_t index = 0;
+    if (f.index_bit_width == 8) index = f.index_signed ? load<int8_t>(p) : load<uint8_t>(p);
+    else if (f.index_bit_width == 16) index = f.index_signed ? load<int16_t>(p) : load<uint16_t>(p);
+    else if (f.index_bit_width == 32) index = f.index_signed ? load<int32_t>(p) : int64_t{load<uint32_t>(p)};
+    else index = load<int64_t>(p);  // uint64 indices past int64's range are refused as out of range
+    if (index < 0 || static_cast<uint64_t>(index) >= a.dictionary->size())
+      throw Error("dictionary index " + std::to_string(index) + " outside its " +
+                  std::to_string(a.dictionary->size()) + " values; the file is damaged");
+    return (*a.dictionary)[static_cast<size_t>(index)];
+  }
   switch (f.type) {
     case kInt: {
       const uint8_t* p = a.values.data + i * (f.bit_width / 8);
@@ -454,30 +507,39 @@ std::vector<std::string> ArrowFile::columns() const {
   return names;
 }
 
-// Calls visit(fb, header) for each record batch's metadata in order; dictionary batches are skipped.
-template <typename Visit>
-void for_each_batch(const Schema& schema, MessageReader& reader, const Visit& visit) {
+// Calls visit(fb, header, message) for each record batch's metadata in order, and dictionary(fb, header, message)
+// for each dictionary batch's; each must read or skip the message's body.
+template <typename Visit, typename Dictionary>
+void for_each_batch(const Schema& schema, MessageReader& reader, const Visit& visit, const Dictionary& dictionary) {
   Message m;
   while (reader.next(m)) {
     if (m.type == kSchemaMessage) broken(schema.path, "a second schema in one stream");
-    if (m.type != kRecordBatch) {  // a dictionary batch, of columns not read
+    if (m.type != kRecordBatch && m.type != kDictionaryBatch) {  // a tensor message, say: nothing of the rows
       reader.skip_body(m);
       continue;
     }
     const flatbuffer::Buffer fb = reader.buffer_of(m);
     const Table header = fb.table(fb.root(), 2);
-    if (!header) fb.broken("a record batch message without its header");
-    visit(fb, header, m);
+    if (!header) fb.broken("a batch message without its header");
+    if (m.type == kRecordBatch) {
+      visit(fb, header, m);
+    } else {
+      dictionary(fb, header, m);
+    }
   }
 }
 
 int64_t ArrowFile::rows() const {
   MessageReader reader(schema_->path, schema_->messages_start, schema_->messages_end);
   int64_t rows = 0;
-  for_each_batch(*schema_, reader, [&](const flatbuffer::Buffer& fb, Table header, const Message& m) {
-    rows += std::max<int64_t>(0, fb.scalar<int64_t>(header, 0, 0));
-    reader.skip_body(m);
-  });
+  const auto skip = [&](const flatbuffer::Buffer&, Table, const Message& m) { reader.skip_body(m); };
+  for_each_batch(
+      *schema_, reader,
+      [&](const flatbuffer::Buffer& fb, Table header, const Message& m) {
+        rows += std::max<int64_t>(0, fb.scalar<int64_t>(header, 0, 0));
+        reader.skip_body(m);
+      },
+      skip);
   return rows;
 }
 
@@ -542,7 +604,35 @@ int64_t ArrowFile::for_each_row(const std::vector<std::string>& columns, const R
     field_of.push_back(i);
     read[i] = true;
   }
+  // The dictionaries of the columns read: each dictionary batch replaces one, or adds to it (a delta).
+  std::map<int64_t, const Field*> dictionary_fields;
+  for (size_t i = 0; i < fields.size(); ++i)
+    if (read[i]) collect_dictionaries(fields[i], dictionary_fields);
+  Dictionaries dictionaries;
   MessageReader reader(path, schema_->messages_start, schema_->messages_end);
+  const auto on_dictionary = [&](const flatbuffer::Buffer& fb, Table header, const Message& m) {
+    const int64_t id = fb.scalar<int64_t>(header, 0, 0);  // DictionaryBatch: id, data, isDelta
+    const auto found = dictionary_fields.find(id);
+    if (found == dictionary_fields.end()) return reader.skip_body(m);  // of a column not read
+    const Table data = fb.table(header, 1);
+    if (!data) fb.broken("a dictionary batch without its values");
+    const std::string body = reader.body(m);
+    Batch batch(fb, data, body, path);
+    Field values = *found->second;  // the dictionary holds the field's values, not encoded
+    values.dictionary = false;
+    const Array array = load_array(batch, values, fb, nullptr);
+    if (array.length < batch.length()) fb.broken("a dictionary shorter than its batch");
+    std::vector<json>& entries = dictionaries[id];
+    if (!fb.scalar<uint8_t>(header, 2, 0)) entries.clear();  // a replacement, not a delta
+    for (int64_t i = 0; i < batch.length(); ++i) {
+      try {
+        entries.push_back(value_of(array, i));
+      } catch (const Error& e) {
+        throw Error(path + ": the dictionary of column \"" + found->second->name + "\", value " +
+                    std::to_string(i + 1) + ": " + e.what());
+      }
+    }
+  };
   std::vector<json> cells(columns.size());
   int64_t row = 0;
   for_each_batch(*schema_, reader, [&](const flatbuffer::Buffer& fb, Table header, const Message& m) {
@@ -554,7 +644,7 @@ int64_t ArrowFile::for_each_row(const std::vector<std::string>& columns, const R
         skip_field(batch, fields[i]);
         continue;
       }
-      arrays[i] = load_array(batch, fields[i], fb);
+      arrays[i] = load_array(batch, fields[i], fb, &dictionaries);
       if (arrays[i].length < batch.length()) fb.broken("column \"" + fields[i].name + "\" shorter than its batch");
     }
     for (int64_t r = 0; r < batch.length(); ++r) {
@@ -568,7 +658,7 @@ int64_t ArrowFile::for_each_row(const std::vector<std::string>& columns, const R
       }
       visit(cells, row);
     }
-  });
+  }, on_dictionary);
   return row;
 }
 

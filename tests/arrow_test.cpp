@@ -122,7 +122,7 @@ TEST(Arrow, TruncatedOrCorruptFilesAreErrorsNamingTheFile) {
   testing::TempDir dir;
   const std::string path = dir.file("broken.arrow");
   std::mt19937 random(11);
-  for (const char* name : {"stream", "file_format", "zstd_body", "large_types", "lz4_body"}) {
+  for (const char* name : {"stream", "file_format", "zstd_body", "large_types", "lz4_body", "dictionary_deltas"}) {
     SCOPED_TRACE(name);
     const std::string bytes = read_file(kDir + "/files/" + name + ".arrow");
     // Cut inside the schema, inside a batch's metadata, inside a body (the end marker's 8 bytes may go: a stream

@@ -6,9 +6,10 @@
 //     format ("ARROW1", the same stream, a footer); record batches one at a time;
 //   - bodies uncompressed or with zstd or LZ4 (frame) buffers, as pyarrow's Feather V2 writes by default;
 //   - types: Utf8 / LargeUtf8 (checked to be UTF-8), Int (8 to 64 bits), Float32 / Float64, Bool, Null, List /
-//     LargeList / FixedSizeList and Struct of these, nested to any depth.
-// Anything else in a column that is read (binary, decimals, dates and times, maps, unions, views, dictionary-
-// encoded columns, big-endian files) is refused with the file, the column and what to do; columns not
+//     LargeList / FixedSizeList and Struct of these, nested to any depth; any of them dictionary-encoded (pandas'
+//     categoricals, dictionary_encode()), the dictionary batches replacing or extending (deltas) a column's values.
+// Anything else in a column that is read (binary, decimals, dates and times, maps, unions, views, a dictionary
+// within a dictionary's values, big-endian files) is refused with the file, the column and what to do; columns not
 // read may hold anything.
 #pragma once
 

@@ -73,8 +73,9 @@ def unread_types_table():
                         for i in range(N)], pa.timestamp("ms")),
         "dec": pa.array([None if i % 10 == 7 else decimal.Decimal(f"{i * 37 - 500}.{i % 100:02d}")
                          for i in range(N)], pa.decimal128(10, 2)),
-        "cat": pa.array([None if i % 9 == 2 else ["red", "green", "blue"][i % 3] for i in range(N)],
-                        pa.string()).dictionary_encode(),
+        # a dictionary of values of a type not read (dictionaries of read types are: dictionary_*.arrow)
+        "cat": pa.array([None if i % 9 == 2 else [b"red", b"green", b"blue"][i % 3] for i in range(N)],
+                        pa.binary()).dictionary_encode(),
         "blob": pa.array([None if i % 7 == 5 else bytes([i, 0, 255, i % 5]) * (i % 3) for i in range(N)],
                          pa.binary()),
         "kv": pa.array([None if i % 11 == 4 else [(f"k{j}", i * 10 + j) for j in range(i % 3)] for i in range(N)],
@@ -94,6 +95,37 @@ def unread_types_table():
     except (AttributeError, pa.ArrowException) as e:
         skipped["view"] = str(e)
     return pa.table(columns), skipped
+
+
+def dictionary_table():
+    """The records with "text" dictionary-encoded (one dictionary for the table) and "tags" a list of
+    dictionary-encoded strings with int8 indices."""
+    table = pa.Table.from_pylist(records(), schema=SCHEMA)
+    text = table.column("text").combine_chunks().dictionary_encode()
+    tags = pa.array([r["tags"] for r in records()], pa.list_(pa.dictionary(pa.int8(), pa.string())))
+    table = table.set_column(table.schema.get_field_index("text"), "text", text)
+    return table.set_column(table.schema.get_field_index("tags"), "tags", tags)
+
+
+def write_changing_dictionaries(path: Path, deltas: bool):
+    """A stream of 6-row batches whose "text" dictionary changes from batch to batch: each batch's dictionary the
+    previous one's with its new texts appended (written as deltas when `deltas`), or, without deltas, in another
+    order each time (replacement dictionaries)."""
+    texts = [r["text"] for r in records()]
+    schema = pa.schema([("text", pa.dictionary(pa.int32(), pa.string())), ("id", pa.int64())])
+    options = pa.ipc.IpcWriteOptions(emit_dictionary_deltas=deltas)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema, options=options) as writer:
+        seen = []
+        for start in range(0, len(texts), 6):
+            chunk = texts[start:start + 6]
+            for t in chunk:
+                if t is not None and t not in seen:
+                    seen.append(t)
+            dictionary = seen if deltas else list(reversed(seen))
+            indices = [None if t is None else dictionary.index(t) for t in chunk]
+            text = pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), pa.array(dictionary, pa.string()))
+            writer.write_batch(pa.record_batch([text, pa.array(range(start, start + len(chunk)), pa.int64())],
+                                               schema=schema))
 
 
 def write_stream(path: Path, table: pa.Table, batch_rows=7, **options):
@@ -185,6 +217,10 @@ def main():
     write_stream(files / "large_types.arrow", table.cast(schema(pa.large_string(), pa.large_list)))
     write_stream(files / "fixed_size_list.arrow", fixed_size_list_table())
     write_stream(files / "sliced.arrow", table.slice(5, 20))
+    write_stream(files / "dictionary_stream.arrow", dictionary_table())
+    write_file_format(files / "dictionary_file.arrow", dictionary_table())
+    write_changing_dictionaries(files / "dictionary_deltas.arrow", deltas=True)
+    write_changing_dictionaries(files / "dictionary_replaced.arrow", deltas=False)
     write_stream(files / "empty.arrow", table.slice(0, 0))  # the schema message, no record batches
 
     import datasets

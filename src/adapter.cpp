@@ -69,12 +69,7 @@ void refuse_if(bool condition, const std::string& path, const std::string& what)
 
 AdapterConfig load_adapter_config(const std::string& folder) {
   const std::string path = folder + "/adapter_config.json";
-  json document;
-  try {
-    document = json::parse(read_file(path));
-  } catch (const json::exception&) {  // parse errors and numbers out of range alike
-    throw Error(path + ": not valid JSON");
-  }
+  const json document = parse_json_file(path, "save the adapter again (PEFT's save_pretrained, or autotrain train)");
   refuse_if(!document.is_object(), path, "expected a JSON object");
   refuse_if(require<std::string>(document, "peft_type", path) != "LORA", path,
             "peft_type is " + document.value("peft_type", json()).dump() + "; only LORA adapters are supported");

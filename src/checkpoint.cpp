@@ -147,13 +147,7 @@ int64_t remove_checkpoints(const std::string& project) {
 
 TrainerState load_checkpoint(const std::string& folder, Optimizer& optimizer) {
   const std::string state_path = folder + "/trainer_state.json";
-  json document;
-  try {
-    document = json::parse(read_file(state_path));
-  } catch (const json::exception& e) {  // parse errors and numbers out of range alike
-    throw Error(state_path + ": not valid JSON (" + e.what() + "); delete this checkpoint folder");
-  }
-  TrainerState state = state_from_json(document, state_path);
+  TrainerState state = state_from_json(parse_json_file(state_path, "delete this checkpoint folder"), state_path);
 
   load_adapter_weights(folder, optimizer.parameters());
   const std::string optimizer_path = folder + "/optimizer.safetensors";

@@ -499,11 +499,7 @@ DataFiles split_files_of_config(const fs::path& folder, const json& configs, con
 
 // A JSON file of a save_to_disk folder, parsed; an error names it.
 json saved_json(const fs::path& path) {
-  try {
-    return json::parse(read_file(path.string()));
-  } catch (const json::exception& e) {
-    throw Error(path.string() + ": not valid JSON (" + e.what() + "); save the dataset again (save_to_disk)");
-  }
+  return parse_json_file(path.string(), "save the dataset again (save_to_disk)");
 }
 
 // The .arrow files of one Dataset saved by save_to_disk: state.json's _data_files, in order.

@@ -10,6 +10,8 @@
 #include <sstream>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "autotrain/error.h"
 
 namespace autotrain {
@@ -85,6 +87,18 @@ void AtomicFileWriter::commit() {
     throw Error(path_ + ": rename failed (" + std::strerror(saved) + ")");
   }
   fsync_directory(fs::path(path_).parent_path());
+}
+
+nlohmann::json parse_json_file(const std::string& path, const std::string& what_to_do) {
+  const std::string text = read_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(path + ": not valid JSON (at byte " + std::to_string(e.byte) + "); the file is truncated or damaged: " +
+                what_to_do);
+  } catch (const nlohmann::json::exception& e) {  // a number out of range
+    throw Error(path + ": not valid JSON (" + e.what() + "); " + what_to_do);
+  }
 }
 
 void write_file_atomic(const std::string& path, std::string_view contents) {

@@ -25,12 +25,7 @@ double positive_number(const nlohmann::json& entry, const char* key, const std::
 }  // namespace
 
 std::vector<GpuSpec> load_gpu_catalogue(const std::string& path) {
-  nlohmann::json document;
-  try {
-    document = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {  // parse errors and numbers out of range alike
-    throw Error(path + ": not valid JSON (" + e.what() + ")");
-  }
+  nlohmann::json document = parse_json_file(path, "fix the catalogue (the shipped one is configs/gpus.json)");
   if (!document.is_object() || !document.contains("gpus") || !document["gpus"].is_array())
     throw Error(path + ": expected an object with a \"gpus\" list");
   std::vector<GpuSpec> gpus;

@@ -192,12 +192,7 @@ std::string supported_model_types() {
 
 ModelConfig load_model_config(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
-  json document;
-  try {
-    document = json::parse(read_file(path));
-  } catch (const json::exception& e) {  // parse errors and numbers out of range alike
-    throw Error(path + ": not valid JSON (" + e.what() + ")");
-  }
+  const json document = parse_json_file(path, "copy it again from the base model");
   if (!document.is_object()) throw Error(path + ": not a JSON object");
   ConfigReader reader(document, path);
 

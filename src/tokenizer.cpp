@@ -65,17 +65,7 @@ void read_special_tokens(const json& object, TokenizerConfig& config) {
 
 }  // namespace
 
-json read_json_file(const std::string& path) {
-  std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw Error(path + ": not valid JSON (at byte " + std::to_string(e.byte) +
-                "); the file is truncated or damaged, copy it again from the base model");
-  } catch (const json::exception& e) {  // a number out of range
-    throw Error(path + ": not valid JSON (" + e.what() + "); copy it again from the base model");
-  }
-}
+json read_json_file(const std::string& path) { return parse_json_file(path, "copy it again from the base model"); }
 
 TokenizerConfig read_tokenizer_config(const std::string& model_dir) {
   TokenizerConfig config;

@@ -66,7 +66,7 @@ struct TokenizerConfig {
 };
 TokenizerConfig read_tokenizer_config(const std::string& model_dir);
 
-// Parses a JSON file, throwing Error with the file name and the parse position when it is malformed.
+// A model folder's JSON file (parse_json_file, whose advice is to copy it again from the base model).
 nlohmann::json read_json_file(const std::string& path);
 
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::string& tokenizer_json, const TokenizerConfig& config);

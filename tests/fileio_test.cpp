@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "test_util.h"
@@ -72,6 +74,29 @@ TEST(ReadFile, MissingFileIsNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent-file.txt"), std::string::npos) << e.what();
   }
+}
+
+// Every JSON file autotrain reads (a model's config.json and tokenizer files, adapter_config.json, a checkpoint's
+// trainer_state.json, save_to_disk's state.json, the GPU catalogue) goes through parse_json_file: one line with the
+// file, where parsing stopped and what to do.
+TEST(ParseJsonFile, MalformedJsonIsOneLineNamingTheFileTheByteAndWhatToDo) {
+  testing::TempDir dir;
+  const std::string path = dir.file("config.json");
+  const std::string truncated = "{\"hidden_size\": 64, \"vocab\"";  // cut off: parsing stops at its end
+  testing::write_text(path, truncated);
+  const std::string cut = testing::error_message_of([&] { parse_json_file(path, "copy it again"); });
+  // nlohmann counts bytes from 1: the end of the text is byte size + 1.
+  EXPECT_EQ(cut, path + ": not valid JSON (at byte " + std::to_string(truncated.size() + 1) +
+                     "); the file is truncated or damaged: copy it again");
+  testing::write_text(path, "{\"rope_theta\": 1e999}");
+  const std::string huge = testing::error_message_of([&] { parse_json_file(path, "copy it again"); });
+  EXPECT_EQ(huge.rfind(path + ": not valid JSON (", 0), 0u) << huge;
+  EXPECT_NE(huge.find("); copy it again"), std::string::npos) << huge;
+  EXPECT_EQ(huge.find('\n'), std::string::npos) << huge;
+  testing::write_text(path, "{\"a\": [1, 2]}");
+  EXPECT_EQ(parse_json_file(path, "")["a"][1], 2);
+  EXPECT_NE(testing::error_message_of([&] { parse_json_file(dir.file("missing.json"), ""); }).find("missing.json"),
+            std::string::npos);
 }
 
 }  // namespace

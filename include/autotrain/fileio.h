@@ -5,10 +5,16 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace autotrain {
 
 // Reads a whole file; throws Error naming the path when it cannot.
 std::string read_file(const std::string& path);
+
+// Reads and parses a JSON file. Malformed JSON throws one line naming the file, the byte where parsing stopped (or
+// the number out of range) and `what_to_do` ("copy it again from the base model").
+nlohmann::json parse_json_file(const std::string& path, const std::string& what_to_do);
 
 // Writes `contents` to `path` through a temporary file in the same folder, fsync and rename, so a reader
 // sees the old file or the new one, never a torn one. Throws Error (disk full, unwritable folder, ...).

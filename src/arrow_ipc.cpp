@@ -318,10 +318,10 @@ void skip_field(Batch& batch, const Field& f) {
 
 // ---- arrays and their values --------------------------------------------------------------------------------
 
-// A field's values in one record batch.
 // A dictionary's values by id, as the dictionary batches so far left them (JSON values, ready for the rows).
 using Dictionaries = std::map<int64_t, std::vector<json>>;
 
+// A field's values in one record batch.
 struct Array {
   const Field* field = nullptr;
   int64_t length = 0, null_count = 0;

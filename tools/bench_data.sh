@@ -7,8 +7,9 @@
 # 1. writes ROWS rows (a ~1 KB "text" from tests/data/multilingual.txt and a 3-message "messages" conversation) as
 #    the Hub lays a dataset out, data/train-0000N-of-00004.parquet, with datasets' Dataset.to_parquet (snappy,
 #    dictionary pages), the same rows as train.jsonl beside it and as a DatasetDict saved by save_to_disk (saved/,
-#    4 shards of .arrow files: AutoTrain's own prepared data) and as one Parquet file of one row group (as
-#    pq.write_table and pandas' to_parquet write up to 1 Mi rows) (in $BENCH_DIR, default /tmp/autotrain_bench_data;
+#    4 shards of .arrow files: AutoTrain's own prepared data), as one Parquet file of one row group (as
+#    pq.write_table and pandas' to_parquet write up to 1 Mi rows) and as one Feather V2 file as write_feather writes
+#    it (LZ4-compressed buffers, 64 Ki-row batches; named .arrow) (in $BENCH_DIR, default /tmp/autotrain_bench_data;
 #    kept for later runs);
 # 2. reads the train split's two columns, each under /usr/bin/time (wall time, peak RSS), the second of two runs:
 #      ours      BUILD_DIR/bench_data (every cell to JSON, as the trainers get them);
@@ -17,7 +18,8 @@
 #                AutoTrain reads a dataset (its Arrow cache written once, then memory-mapped);
 #    and ours on the JSONL copy; then the saved folder: ours; pyarrow (each .arrow file's stream to_pylist());
 #    datasets (load_from_disk(folder)["train"], every cell of the two columns, as AutoTrain reads its prepared data);
-#    then the one-group file: ours, pyarrow (read_table(...).to_pylist());
+#    then the one-group file: ours, pyarrow (read_table(...).to_pylist()); then the Feather file: ours, pyarrow
+#    (open_file(...).read_all().to_pylist());
 # 3. prints the speed ratios (the peers' seconds over ours on the same files) and peak RSS.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,7 +29,7 @@ DIR="${BENCH_DIR:-/tmp/autotrain_bench_data}"
 PYTHON="${AUTOTRAIN_PYTHON:-$(sed -n 's/^AUTOTRAIN_PYTHON:FILEPATH=//p' "$BUILD/CMakeCache.txt")}"
 cmake --build "$BUILD" -j2 --target bench_data >/dev/null
 
-if [ "$(cat "$DIR/.rows" 2>/dev/null)" != "v3 $ROWS" ]; then
+if [ "$(cat "$DIR/.rows" 2>/dev/null)" != "v4 $ROWS" ]; then
   rm -rf "$DIR" && mkdir -p "$DIR/hub/data"
   "$PYTHON" - "$DIR" "$ROWS" "$ROOT/tests/data/multilingual.txt" <<'PY'
 import json, random, sys
@@ -52,11 +54,14 @@ datasets.DatasetDict({"train": data}).save_to_disk(f"{folder}/saved", num_shards
 import os, pyarrow.parquet as pq
 os.makedirs(f"{folder}/one_group")
 pq.write_table(data.data.table, f"{folder}/one_group/train.parquet", row_group_size=rows)  # pandas' / pyarrow's way
+from pyarrow import feather
+os.makedirs(f"{folder}/feather")
+feather.write_feather(data.data.table, f"{folder}/feather/train.arrow")  # LZ4, as pandas' to_feather
 with open(f"{folder}/train.jsonl", "w", encoding="utf-8") as f:
     for r in records:
         f.write(json.dumps(r, ensure_ascii=False) + "\n")
 PY
-  echo "v3 $ROWS" > "$DIR/.rows"
+  echo "v4 $ROWS" > "$DIR/.rows"
 fi
 echo "dataset: $ROWS rows, parquet $(du -sh "$DIR/hub/data" | cut -f1) in 4 shards," \
      "arrow $(du -sh "$DIR/saved" | cut -f1) in 4 shards, jsonl $(du -sh "$DIR/train.jsonl" | cut -f1); $(nproc) cores"
@@ -83,6 +88,10 @@ if which == "pyarrow":
 elif which == "pyarrow_group":
     import pyarrow.parquet as pq
     n = len(pq.read_table(f"{folder}/one_group/train.parquet", columns=columns).to_pylist())
+elif which == "pyarrow_lz4":
+    import pyarrow as pa
+    with pa.memory_map(f"{folder}/feather/train.arrow") as source:
+        n = len(pa.ipc.open_file(source).read_all().select(columns).to_pylist())
 elif which == "pyarrow_arrow":
     import pyarrow as pa
     n = 0
@@ -115,16 +124,19 @@ results=$(
   measure datasets_arrow "$PYTHON" "$peer" "$DIR" datasets_arrow
   measure ours_group "$BUILD/bench_data" "$DIR/one_group/train.parquet" train text messages
   measure pyarrow_group "$PYTHON" "$peer" "$DIR" pyarrow_group
+  measure ours_lz4 "$BUILD/bench_data" "$DIR/feather/train.arrow" train text messages
+  measure pyarrow_lz4 "$PYTHON" "$peer" "$DIR" pyarrow_lz4
 )
 echo "$results" | while read -r name seconds kb; do printf '%-15s %7.2f s  peak RSS %6.0f MB\n' "$name" "$seconds" "$((kb / 1024))"; done
-# Each peer against ours on the same files: X_arrow against ours_arrow, X_group against ours_group, the rest (and
+# Each peer against ours on the same files: X_arrow against ours_arrow, X_group against ours_group, X_lz4 against
+# ours_lz4, the rest (and
 # our JSONL reader) against ours.
 echo "$results" | awk '
   { seconds[$1] = $2; kb[$1] = $3; order[NR] = $1 }
   END {
     for (i = 1; i <= NR; ++i) {
       name = order[i]
-      base = name ~ /_arrow$/ ? "ours_arrow" : name ~ /_group$/ ? "ours_group" : "ours"
+      base = name ~ /_arrow$/ ? "ours_arrow" : name ~ /_group$/ ? "ours_group" : name ~ /_lz4$/ ? "ours_lz4" : "ours"
       if (name != base)
         printf "%s / %s: %.2f x the time, %.2f x the peak RSS\n", name, base, seconds[name] / seconds[base],
                kb[name] / kb[base]

@@ -29,8 +29,12 @@ const char* codec_name(int codec) {
 // LZ4 255 bytes of match from each further length byte.
 constexpr size_t kMostDeflateRatio = 1032, kMostZstdRatio = 32768, kMostSnappyRatio = 22, kMostLz4Ratio = 256;
 
-uint32_t load_le32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
-uint32_t load_be32(const uint8_t* p) { return uint32_t(p[3]) | uint32_t(p[2]) << 8 | uint32_t(p[1]) << 16 | uint32_t(p[0]) << 24; }
+uint32_t load_le32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+uint32_t load_be32(const uint8_t* p) {
+  return uint32_t(p[3]) | uint32_t(p[2]) << 8 | uint32_t(p[1]) << 16 | uint32_t(p[0]) << 24;
+}
 
 // One LZ4 block (lz4/doc/lz4_Block_format.md) appended to `out`, which must not pass `size` bytes: sequences of a
 // token (literals' length in its high 4 bits, the match's length - 4 in its low 4; 15 continues in bytes of 255

@@ -309,6 +309,9 @@ void validate_whole(const TrainingParams& p, const std::string& source) {
     check.range(p.eval_strategy != "no", "eval_strategy", p.eval_strategy,
                 "\"epoch\" or \"steps\": scheduler \"reduce_lr_on_plateau\" lowers the rate when eval_loss stops "
                 "improving, so it needs evaluations");
+    if (p.warmup_ratio > 0)
+      log::info(source + ": \"warmup_ratio\" has no effect with scheduler \"reduce_lr_on_plateau\", which starts at " +
+                "\"lr\" (transformers gives it no warmup either)");
   }
   if (p.trainer == "reward")  // TRL's RewardTrainer scores text_column (chosen) against rejected_text_column
     check.range(p.rejected_text_column.has_value(), "rejected_text_column", nullptr,

@@ -190,6 +190,22 @@ TEST(TrainingParams, EveryOptimizerNameIsAcceptedAnd8BitOnesWarn) {
   }
 }
 
+// reduce_lr_on_plateau takes no warmup, as transformers gives it none: a warmup_ratio is said to have no effect.
+TEST(TrainingParams, PlateauSchedulerSaysWarmupHasNoEffect) {
+  auto check = [](double warmup_ratio) {
+    json config = json::parse(read_file(kSeedFile));
+    config["scheduler"] = "reduce_lr_on_plateau";
+    config["valid_split"] = "validation";
+    config["warmup_ratio"] = warmup_ratio;
+    TempDir dir;
+    testing::write_text(dir.file("training_params.json"), config.dump(2));
+    return testing::run_autotrain("train --check --config training_params.json", dir.path().string()).output;
+  };
+  const std::string note = "\"warmup_ratio\" has no effect with scheduler \"reduce_lr_on_plateau\"";
+  EXPECT_NE(check(0.1).find(note), std::string::npos);
+  EXPECT_EQ(check(0.0).find(note), std::string::npos);
+}
+
 class BadConfiguration : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(BadConfiguration, ExitsWithCode2AndNamesTheKey) {

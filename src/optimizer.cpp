@@ -21,7 +21,11 @@ double clip_gradient_norm(const std::vector<at::Tensor>& parameters, double max_
   return total.item<double>();
 }
 
+enum class OptimizerUpdate : uint8_t { adamw, adam, sgd, adagrad, rmsprop, rmsprop_bnb, lion, adafactor };
+
 namespace {
+
+using Kind = OptimizerUpdate;
 
 // transformers' and the optimizers' defaults for what TrainingArguments does not set.
 constexpr double kRmspropAlpha = 0.99, kRmspropEps = 1e-8;            // torch.optim.RMSprop, bitsandbytes RMSprop
@@ -30,37 +34,68 @@ constexpr double kAdafactorEps = 1e-30, kAdafactorClip = 1.0, kAdafactorDecayRat
 
 struct OptimizerName {
   const char* name;
+  Kind update;
   const char* runs_as;  // the 32-bit name whose update an 8-bit one runs; nullptr for the others
-  int64_t state_bytes;  // per parameter, as we run it (fp32 moments; Adafactor's are per row and column instead)
 };
 
-// Every name, in the order a user sees them (the constructor maps each to its update).
+// Every name, in the order a user sees them, with the update it runs.
 constexpr OptimizerName kOptimizerNames[] = {
-    {"adamw_torch", nullptr, 8},
-    {"adamw", nullptr, 8},
-    {"adam", nullptr, 8},
-    {"sgd", nullptr, 0},
-    {"adamw_torch_fused", nullptr, 8},
-    {"paged_adamw_32bit", nullptr, 8},
-    {"adamw_8bit", "adamw_torch", 8},
-    {"adamw_bnb_8bit", "adamw_torch", 8},
-    {"paged_adamw_8bit", "adamw_torch", 8},
-    {"adafactor", nullptr, 0},
-    {"adagrad", nullptr, 4},
-    {"rmsprop", nullptr, 4},
-    {"rmsprop_bnb", nullptr, 4},
-    {"rmsprop_bnb_32bit", nullptr, 4},
-    {"rmsprop_bnb_8bit", "rmsprop_bnb_32bit", 4},
-    {"lion_32bit", nullptr, 4},
-    {"paged_lion_32bit", nullptr, 4},
-    {"lion_8bit", "lion_32bit", 4},
-    {"paged_lion_8bit", "lion_32bit", 4},
+    {"adamw_torch", Kind::adamw, nullptr},
+    {"adamw", Kind::adamw, nullptr},
+    {"adam", Kind::adam, nullptr},
+    {"sgd", Kind::sgd, nullptr},
+    {"adamw_torch_fused", Kind::adamw, nullptr},
+    {"paged_adamw_32bit", Kind::adamw, nullptr},
+    {"adamw_8bit", Kind::adamw, "adamw_torch"},
+    {"adamw_bnb_8bit", Kind::adamw, "adamw_torch"},
+    {"paged_adamw_8bit", Kind::adamw, "adamw_torch"},
+    {"adafactor", Kind::adafactor, nullptr},
+    {"adagrad", Kind::adagrad, nullptr},
+    {"rmsprop", Kind::rmsprop, nullptr},
+    {"rmsprop_bnb", Kind::rmsprop_bnb, nullptr},
+    {"rmsprop_bnb_32bit", Kind::rmsprop_bnb, nullptr},
+    {"rmsprop_bnb_8bit", Kind::rmsprop_bnb, "rmsprop_bnb_32bit"},
+    {"lion_32bit", Kind::lion, nullptr},
+    {"paged_lion_32bit", Kind::lion, nullptr},
+    {"lion_8bit", Kind::lion, "lion_32bit"},
+    {"paged_lion_8bit", Kind::lion, "lion_32bit"},
 };
 
 const OptimizerName* find_name(const std::string& name) {
   for (const OptimizerName& entry : kOptimizerNames)
     if (name == entry.name) return &entry;
   return nullptr;
+}
+
+// The state `kind` keeps for a parameter of `shape`: each slot's name (as the reference optimizer names it) and
+// shape, in fp32.
+std::vector<std::pair<const char*, std::vector<int64_t>>> state_slots(Kind kind, at::IntArrayRef shape) {
+  const std::vector<int64_t> whole(shape.begin(), shape.end());
+  switch (kind) {
+    case Kind::adamw:
+    case Kind::adam: return {{"exp_avg", whole}, {"exp_avg_sq", whole}};
+    case Kind::sgd: return {};
+    case Kind::adagrad: return {{"sum", whole}};
+    case Kind::rmsprop:
+    case Kind::rmsprop_bnb: return {{"square_avg", whole}};
+    case Kind::lion: return {{"exp_avg", whole}};
+    case Kind::adafactor: {
+      // A matrix (or stack of them) keeps the means of its squared gradients over rows and over columns; a
+      // vector keeps them whole.
+      if (shape.size() < 2) return {{"exp_avg_sq", whole}};
+      std::vector<int64_t> col(shape.begin(), shape.end() - 2);
+      col.push_back(shape.back());
+      return {{"exp_avg_sq_row", std::vector<int64_t>(shape.begin(), shape.end() - 1)}, {"exp_avg_sq_col", col}};
+    }
+  }
+  return {};
+}
+
+// Whether `kind` adds its weight decay to the gradient (L2: torch's Adam, SGD, Adagrad and RMSprop, bitsandbytes'
+// RMSprop) rather than shrinking the parameters (AdamW, Lion) or the parameter by its own rate (Adafactor).
+bool decays_through_the_gradient(Kind kind) {
+  return kind == Kind::adam || kind == Kind::sgd || kind == Kind::adagrad || kind == Kind::rmsprop ||
+         kind == Kind::rmsprop_bnb;
 }
 
 }  // namespace
@@ -81,60 +116,29 @@ std::optional<std::string> optimizer_runs_as_32bit(const std::string& name) {
 }
 
 int64_t optimizer_state_bytes(const std::string& name, int64_t rows, int64_t cols) {
-  if (name == "adafactor") return 4 * (rows + cols);  // the fp32 means over each row and each column
   const OptimizerName* entry = find_name(name);
-  return (entry ? entry->state_bytes : 8) * rows * cols;  // an unknown name is refused before it is run
+  int64_t values = 0;
+  for (const auto& [slot, shape] : state_slots(entry ? entry->update : Kind::adamw, {rows, cols})) {
+    int64_t count = 1;
+    for (const int64_t size : shape) count *= size;
+    values += count;
+  }
+  return 4 * values;  // an unknown name is refused before it is run; counted as AdamW here
 }
 
 Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, OptimizerOptions options)
     : options_(std::move(options)), parameters_(std::move(parameters)) {
-  if (!find_name(options_.name)) {
+  const OptimizerName* entry = find_name(options_.name);
+  if (!entry) {
     throw Error("optimizer \"" + options_.name + "\" is not supported (supported: " + join(optimizer_names(), ", ") +
                     ")",
                 kExitUsage);
   }
-  const std::string update = optimizer_runs_as_32bit(options_.name).value_or(options_.name);
-  if (update == "adam") kind_ = Kind::adam;
-  else if (update == "sgd") kind_ = Kind::sgd;
-  else if (update == "adagrad") kind_ = Kind::adagrad;
-  else if (update == "rmsprop") kind_ = Kind::rmsprop;
-  else if (update == "rmsprop_bnb" || update == "rmsprop_bnb_32bit") kind_ = Kind::rmsprop_bnb;
-  else if (update == "lion_32bit" || update == "paged_lion_32bit") kind_ = Kind::lion;
-  else if (update == "adafactor") kind_ = Kind::adafactor;
-  else kind_ = Kind::adamw;  // the AdamW names
-
+  kind_ = entry->update;
   for (const auto& [name, p] : parameters_) {
     std::vector<std::pair<std::string, at::Tensor>> slots;
-    switch (kind_) {
-      case Kind::adamw:
-      case Kind::adam:
-        slots = {{"exp_avg", at::zeros_like(p)}, {"exp_avg_sq", at::zeros_like(p)}};
-        break;
-      case Kind::sgd:
-        break;
-      case Kind::adagrad:
-        slots = {{"sum", at::zeros_like(p)}};
-        break;
-      case Kind::rmsprop:
-      case Kind::rmsprop_bnb:
-        slots = {{"square_avg", at::zeros_like(p)}};
-        break;
-      case Kind::lion:
-        slots = {{"exp_avg", at::zeros_like(p)}};
-        break;
-      case Kind::adafactor:
-        // A matrix (or stack of them) keeps the means of its squared gradients over rows and over columns; a
-        // vector keeps them whole.
-        if (p.dim() >= 2) {
-          std::vector<int64_t> col_shape(p.sizes().begin(), p.sizes().end() - 2);
-          col_shape.push_back(p.size(-1));
-          slots = {{"exp_avg_sq_row", at::zeros(p.sizes().slice(0, p.dim() - 1), p.options())},
-                   {"exp_avg_sq_col", at::zeros(col_shape, p.options())}};
-        } else {
-          slots = {{"exp_avg_sq", at::zeros_like(p)}};
-        }
-        break;
-    }
+    for (const auto& [slot, shape] : state_slots(kind_, p.sizes()))
+      slots.emplace_back(slot, at::zeros(shape, p.options()));
     state_.push_back(std::move(slots));
   }
 }
@@ -166,17 +170,17 @@ void Optimizer::step(double lr) {
   Batch b = with_gradients();
   if (b.params.empty()) return;
   const double wd = options_.weight_decay;
+  // torch skips a zero weight decay, bitsandbytes a non-positive one: the same for wd >= 0.
+  if (wd != 0 && decays_through_the_gradient(kind_)) b.grads = at::_foreach_add(b.grads, b.params, wd);
   switch (kind_) {
     case Kind::adamw:
     case Kind::adam:
       adam_step(b, lr);
       return;
     case Kind::sgd:  // torch.optim.SGD without momentum
-      if (wd != 0) b.grads = at::_foreach_add(b.grads, b.params, wd);
       at::_foreach_add_(b.params, b.grads, -lr);
       return;
     case Kind::adagrad: {  // torch.optim.Adagrad, lr_decay 0: clr = lr
-      if (wd != 0) b.grads = at::_foreach_add(b.grads, b.params, wd);
       at::_foreach_addcmul_(b.slot[0], b.grads, b.grads, 1);
       std::vector<at::Tensor> std_dev = at::_foreach_sqrt(b.slot[0]);
       at::_foreach_add_(std_dev, kAdagradEps);
@@ -185,8 +189,6 @@ void Optimizer::step(double lr) {
     }
     case Kind::rmsprop:
     case Kind::rmsprop_bnb: {
-      // torch skips a zero weight decay, bitsandbytes a non-positive one: the same for wd >= 0.
-      if (wd != 0) b.grads = at::_foreach_add(b.grads, b.params, wd);
       at::_foreach_mul_(b.slot[0], kRmspropAlpha);
       at::_foreach_addcmul_(b.slot[0], b.grads, b.grads, 1 - kRmspropAlpha);
       std::vector<at::Tensor> avg = at::_foreach_sqrt(b.slot[0]);
@@ -223,13 +225,7 @@ void Optimizer::adam_step(Batch& b, double lr) {
   const double step_size = lr / bias_correction1;
   std::vector<at::Tensor>& exp_avgs = b.slot[0];
   std::vector<at::Tensor>& exp_avg_sqs = b.slot[1];
-  if (wd != 0) {
-    if (kind_ == Kind::adamw) {
-      at::_foreach_mul_(b.params, 1 - lr * wd);
-    } else {
-      b.grads = at::_foreach_add(b.grads, b.params, wd);
-    }
-  }
+  if (wd != 0 && kind_ == Kind::adamw) at::_foreach_mul_(b.params, 1 - lr * wd);  // Adam's went into the gradient
   at::_foreach_lerp_(exp_avgs, b.grads, 1 - beta1);
   at::_foreach_mul_(exp_avg_sqs, beta2);
   at::_foreach_addcmul_(exp_avg_sqs, b.grads, b.grads, 1 - beta2);

@@ -24,6 +24,7 @@
 // Betas (0.9, 0.999) and eps 1e-8 are transformers' TrainingArguments defaults.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -39,6 +40,9 @@ std::optional<std::string> optimizer_runs_as_32bit(const std::string& name);
 // Bytes of state `name` keeps for a rows x cols matrix: 8 per value for AdamW, 4 for Lion, RMSprop and Adagrad,
 // none for SGD, and 4 per row and per column for Adafactor.
 int64_t optimizer_state_bytes(const std::string& name, int64_t rows, int64_t cols);
+
+// The update an `optimizer` name runs (defined in src/optimizer.cpp, with its table of names).
+enum class OptimizerUpdate : uint8_t;
 
 struct OptimizerOptions {
   std::string name = "adamw_torch";
@@ -71,8 +75,6 @@ class Optimizer {
   void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state, const std::string& source);
 
  private:
-  enum class Kind { adamw, adam, sgd, adagrad, rmsprop, rmsprop_bnb, lion, adafactor };
-
   // The parameters with a gradient, with their state slots: slot[k][j] is slot k of params[j].
   struct Batch {
     std::vector<at::Tensor> params, grads;
@@ -82,7 +84,7 @@ class Optimizer {
   void adam_step(Batch& b, double lr);
   void adafactor_step(double lr);
 
-  Kind kind_;
+  OptimizerUpdate kind_;
   OptimizerOptions options_;
   std::vector<std::pair<std::string, at::Tensor>> parameters_;
   // Per parameter, its state tensors by slot name (the same slots for every parameter but Adafactor's vectors).

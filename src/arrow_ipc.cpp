@@ -440,29 +440,29 @@ std::pair<uint64_t, uint64_t> range_of(const Array& a, int64_t i, uint64_t limit
   return {static_cast<uint64_t>(begin), static_cast<uint64_t>(end)};
 }
 
+// Integer i of an array of `bits`-bit integers at `data`, as JSON (unsigned ones stay unsigned).
+json integer_at(const uint8_t* data, int64_t i, int bits, bool is_signed) {
+  const uint8_t* p = data + i * (bits / 8);
+  if (bits == 8) return is_signed ? json(load<int8_t>(p)) : json(load<uint8_t>(p));
+  if (bits == 16) return is_signed ? json(load<int16_t>(p)) : json(load<uint16_t>(p));
+  if (bits == 32) return is_signed ? json(load<int32_t>(p)) : json(load<uint32_t>(p));
+  return is_signed ? json(load<int64_t>(p)) : json(load<uint64_t>(p));
+}
+
 json value_of(const Array& a, int64_t i) {
   if (is_null(a, i)) return nullptr;
   const Field& f = *a.field;
   if (a.dictionary) {
-    const uint8_t* p = a.values.data + i * (f.index_bit_width / 8);
-    int64_t index = 0;
-    if (f.index_bit_width == 8) index = f.index_signed ? load<int8_t>(p) : load<uint8_t>(p);
-    else if (f.index_bit_width == 16) index = f.index_signed ? load<int16_t>(p) : load<uint16_t>(p);
-    else if (f.index_bit_width == 32) index = f.index_signed ? load<int32_t>(p) : int64_t{load<uint32_t>(p)};
-    else index = load<int64_t>(p);  // uint64 indices past int64's range are refused as out of range
-    if (index < 0 || static_cast<uint64_t>(index) >= a.dictionary->size())
-      throw Error("dictionary index " + std::to_string(index) + " outside its " +
-                  std::to_string(a.dictionary->size()) + " values; the file is damaged");
-    return (*a.dictionary)[static_cast<size_t>(index)];
+    const json index = integer_at(a.values.data, i, f.index_bit_width, f.index_signed);
+    const size_t entries = a.dictionary->size();
+    const bool negative = index.is_number_integer() && !index.is_number_unsigned() && index.get<int64_t>() < 0;
+    if (negative || index.get<uint64_t>() >= entries)
+      throw Error("dictionary index " + index.dump() + " outside its " + std::to_string(entries) +
+                  " values; the file is damaged");
+    return (*a.dictionary)[index.get<size_t>()];
   }
   switch (f.type) {
-    case kInt: {
-      const uint8_t* p = a.values.data + i * (f.bit_width / 8);
-      if (f.bit_width == 8) return f.is_signed ? json(load<int8_t>(p)) : json(load<uint8_t>(p));
-      if (f.bit_width == 16) return f.is_signed ? json(load<int16_t>(p)) : json(load<uint16_t>(p));
-      if (f.bit_width == 32) return f.is_signed ? json(load<int32_t>(p)) : json(load<uint32_t>(p));
-      return f.is_signed ? json(load<int64_t>(p)) : json(load<uint64_t>(p));
-    }
+    case kInt: return integer_at(a.values.data, i, f.bit_width, f.is_signed);
     case kFloatingPoint:
       return f.precision == 1 ? json(static_cast<double>(load<float>(a.values.data + 4 * i)))
                               : json(load<double>(a.values.data + 8 * i));

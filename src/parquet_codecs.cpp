@@ -134,6 +134,27 @@ void lz4_frames_into(const uint8_t* data, size_t length, size_t size, std::strin
   }
 }
 
+// Hadoop's framing, Parquet's old LZ4 codec: chunks of a big-endian uncompressed size, a big-endian compressed size
+// and that LZ4 block. True when `data` is such chunks and they fill `out` with exactly `size` bytes; false (with
+// `out` partly written) when it is not that framing.
+bool lz4_hadoop_chunks_into(const uint8_t* data, size_t length, size_t size, std::string& out,
+                            const std::string& what) {
+  for (size_t at = 0; at < length;) {
+    if (length - at < 8) return false;
+    const size_t chunk_size = load_be32(data + at), chunk_length = load_be32(data + at + 4);
+    if (chunk_length > length - at - 8 || chunk_size > size - out.size()) return false;
+    const size_t before = out.size();
+    try {
+      lz4_block_into(data + at + 8, chunk_length, before + chunk_size, out, what);
+    } catch (const Error&) {
+      return false;
+    }
+    if (out.size() != before + chunk_size) return false;
+    at += 8 + chunk_length;
+  }
+  return out.size() == size;
+}
+
 std::string gzip_decompress(const uint8_t* data, size_t length, size_t size, const std::string& what) {
   if (size > kMostDeflateRatio * length + 1024)
     throw Error(what + ": the gzip-compressed page is corrupt (" + std::to_string(size) + " bytes from " +
@@ -228,28 +249,9 @@ std::string lz4_decompress(Lz4Format format, const uint8_t* data, size_t length,
                 std::to_string(length) + ")");
   std::string out;
   out.reserve(size);
-  if (format == Lz4Format::hadoop && length >= 8) {
-    // Hadoop's framing, Parquet's old LZ4 codec: chunks of a big-endian uncompressed size, a big-endian compressed
-    // size and that LZ4 block. Some writers put a plain LZ4 block or frame under this codec (Arrow's reader tries
-    // all three): taken when the framing's sizes do not add up.
-    size_t at = 0;
-    bool framed = true;
-    while (framed && at < length) {
-      const size_t chunk_size = length - at >= 8 ? load_be32(data + at) : 0;
-      const size_t chunk_length = length - at >= 8 ? load_be32(data + at + 4) : 0;
-      framed = length - at >= 8 && chunk_length <= length - at - 8 && chunk_size <= size - out.size();
-      if (!framed) break;
-      const size_t before = out.size();
-      try {
-        lz4_block_into(data + at + 8, chunk_length, before + chunk_size, out, what);
-      } catch (const Error&) {
-        framed = false;  // not Hadoop's framing after all
-        break;
-      }
-      framed = out.size() == before + chunk_size;
-      at += 8 + chunk_length;
-    }
-    if (framed && out.size() == size) return out;
+  if (format == Lz4Format::hadoop) {
+    // Some writers put a plain LZ4 block or frame under this codec (Arrow's reader tries all three).
+    if (length >= 8 && lz4_hadoop_chunks_into(data, length, size, out, what)) return out;
     out.clear();
     format = length >= 4 && load_le32(data) == 0x184D2204u ? Lz4Format::frame : Lz4Format::block;
   }

@@ -10,8 +10,8 @@
   OUT/reference/<topic>/         whatever each tests/reference/*.py writes (oracle outputs for the tests)
 
 Both tokenizers are trained on tests/data/multilingual.txt. Nothing is downloaded. A stamp of the inputs
-(this script, tools/requirements.txt, the reference scripts, the corpus, the chat templates, the oracle versions) makes
-a second run a no-op.
+(this script, tools/requirements.txt, the reference scripts, the corpus, the chat templates, the ggml quantizer
+fixture, the oracle versions) makes a second run a no-op.
 """
 import argparse
 import hashlib
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "multilingual.txt"
 REFERENCE_SCRIPTS = sorted((ROOT / "tests" / "reference").glob("*.py"))
 CHAT_TEMPLATES = sorted((ROOT / "tests" / "data" / "chat_templates").glob("*.jinja"))  # read by chat_templates.py
+GGML_QUANTS = sorted((ROOT / "tests" / "data" / "ggml_quants").glob("*"))  # read by ggml_quants.py
 
 # Qwen2's pre-tokenizer split pattern (tokenizer.json of the Qwen2 family).
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
@@ -37,7 +38,8 @@ VOCAB_SIZE = 1000
 def stamp_of_inputs():
     import tokenizers, sentencepiece, torch, transformers, safetensors
     digest = hashlib.sha256()
-    for path in [Path(__file__), ROOT / "tools" / "requirements.txt", CORPUS, *REFERENCE_SCRIPTS, *CHAT_TEMPLATES]:
+    for path in [Path(__file__), ROOT / "tools" / "requirements.txt", CORPUS, *REFERENCE_SCRIPTS, *CHAT_TEMPLATES,
+                 *GGML_QUANTS]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     for module in (tokenizers, sentencepiece, torch, transformers, safetensors):

@@ -1,0 +1,514 @@
+// llama.cpp's block quantizers, re-implemented from the algorithms of ggml-quants.c's reference functions
+// (quantize_row_*_ref: what llama-quantize runs without an importance matrix) so that each block's bytes are
+// llama.cpp's. That needs the same float operations in the same order: this file is compiled with
+// -ffp-contract=off (no fused multiply-adds), and rounding goes through nearest_int below, ggml's own trick.
+#include "autotrain/ggml_quants.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+#include "autotrain/error.h"
+
+namespace autotrain {
+
+namespace {
+
+constexpr int64_t kSuperBlock = 256;  // QK_K: the values of one K-quant block
+
+uint16_t half_bits(float value) { return c10::Half(value).x; }  // round to nearest even, as ggml's fp32 -> fp16
+float from_half(const uint8_t* bytes) {
+  uint16_t bits;
+  std::memcpy(&bits, bytes, 2);
+  return float(c10::Half(bits, c10::Half::from_bits()));
+}
+void put_half(uint8_t* bytes, float value) {
+  const uint16_t bits = half_bits(value);
+  std::memcpy(bytes, &bits, 2);
+}
+
+// ggml's nearest_int: x + 1.5 * 2^23 puts round(x) (ties to even) in the low mantissa bits. For |x| up to 2^22;
+// beyond that the result is as wrong as ggml's, which matters only for the bytes to stay the same.
+int nearest_int(float value) {
+  const float biased = value + 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &biased, 4);
+  return (bits & 0x007fffff) - 0x00400000;
+}
+
+// ---- 32-value blocks ------------------------------------------------------------------------------------------
+
+// The value of largest magnitude, with its sign (the first such in a tie).
+float signed_absmax(const float* x, int n) {
+  float amax = 0.0f, max = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    if (amax < std::fabs(x[i])) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  }
+  return max;
+}
+
+void min_max(const float* x, int n, float* min, float* max) {
+  *min = FLT_MAX;
+  *max = -FLT_MAX;
+  for (int i = 0; i < n; ++i) {
+    if (x[i] < *min) *min = x[i];
+    if (x[i] > *max) *max = x[i];
+  }
+}
+
+// Symmetric 4 / 5-bit codes (q4_0, q5_0): d = max / -2^(bits-1), so that the largest magnitude is code 0.
+void quantize_symmetric(const float* x, uint8_t* block, int bits) {
+  const int offset = 1 << (bits - 1), top = (1 << bits) - 1;
+  const float d = signed_absmax(x, 32) / float(-offset);
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  put_half(block, d);
+  uint8_t* qs = block + (bits == 5 ? 6 : 2);
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    const int q0 = std::min(top, int(x[j] * id + (float(offset) + 0.5f)));
+    const int q1 = std::min(top, int(x[j + 16] * id + (float(offset) + 0.5f)));
+    qs[j] = uint8_t((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+    qh |= uint32_t((q0 >> 4) & 1) << j;
+    qh |= uint32_t((q1 >> 4) & 1) << (j + 16);
+  }
+  if (bits == 5) std::memcpy(block + 2, &qh, 4);
+}
+
+// Asymmetric codes with a min (q4_1, q5_1): d = (max - min) / (2^bits - 1).
+void quantize_with_min(const float* x, uint8_t* block, int bits) {
+  const int top = (1 << bits) - 1;
+  float min, max;
+  min_max(x, 32, &min, &max);
+  const float d = (max - min) / float(top);
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  put_half(block, d);
+  put_half(block + 2, min);
+  uint8_t* qs = block + (bits == 5 ? 8 : 4);
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    // q4_1 clamps to 15; q5_1 keeps ggml's plain byte cast ((max - min) * id + 0.5 stays below 32 anyway).
+    auto code = [&](float v) {
+      const int q = int((v - min) * id + 0.5f);
+      return bits == 4 ? std::min(top, q) : q & 0xFF;
+    };
+    const int q0 = code(x[j]), q1 = code(x[j + 16]);
+    qs[j] = uint8_t((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+    qh |= uint32_t((q0 >> 4) & 1) << j;
+    qh |= uint32_t((q1 >> 4) & 1) << (j + 16);
+  }
+  if (bits == 5) std::memcpy(block + 4, &qh, 4);
+}
+
+void quantize_q8_0_block(const float* x, uint8_t* block) {
+  float amax = 0.0f;
+  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  put_half(block, d);
+  for (int i = 0; i < 32; ++i) block[2 + i] = uint8_t(int8_t(std::round(x[i] * id)));  // half away from zero
+}
+
+// ---- K-quants (256-value blocks) ------------------------------------------------------------------------------
+
+// ggml's make_qkx2_quants: codes 0..nmax with a scale and a min (returned negated in *the_min) for n values,
+// choosing among nstep + 1 trial scales the one of least weighted squared error, each refined by least squares.
+float fit_scale_and_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                        float rmin, float rdelta, int nstep) {
+  float min = x[0], max = x[0];
+  float sum_w = weights[0];
+  float sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    const float w = weights[i];
+    sum_w += w;
+    sum_x += w * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *the_min = -min;
+    return 0.0f;
+  }
+  float iscale = float(nmax) / (max - min);
+  float scale = 1 / iscale;
+  float best_error = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = nearest_int(iscale * (x[i] - min));
+    L[i] = uint8_t(std::max(0, std::min(nmax, l)));
+    const float diff = scale * float(L[i]) + min - x[i];
+    best_error += weights[i] * (diff * diff);
+  }
+  uint8_t trial[32];
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * float(is) + float(nmax)) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
+      trial[i] = uint8_t(l);
+      const float w = weights[i];
+      sum_l += w * float(l);
+      sum_l2 += w * float(l) * float(l);
+      sum_xl += w * float(l) * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float error = 0;
+      for (int i = 0; i < n; ++i) {
+        const float diff = this_scale * float(trial[i]) + this_min - x[i];
+        error += weights[i] * (diff * diff);
+      }
+      if (error < best_error) {
+        std::memcpy(L, trial, size_t(n));
+        best_error = error;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *the_min = -min;
+  return scale;
+}
+
+// The 6-bit scale and min of sub-block j in q4_K / q5_K's 12 bytes (ggml's get_scale_min_k4).
+void scale_and_min_of(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// q4_K and q5_K: eight sub-blocks of 32 with a scale and a min each, stored as 6-bit multiples of the block's
+// fp16 d and dmin; L gets each value's code 0..nmax.
+void quantize_k_scales(const float* x, uint8_t* header, uint8_t* L, int nmax) {
+  const float rmin = nmax == 15 ? -1.0f : -0.5f;
+  const int nstep = nmax == 15 ? 20 : 15;
+  float scales[8], mins[8], weights[32];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    const float* sub = x + 32 * j;
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += sub[l] * sub[l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(sub[l]);
+    scales[j] = fit_scale_and_min(32, nmax, sub, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  uint8_t* q = header + 4;
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t ls = std::min<uint8_t>(63, uint8_t(nearest_int(inv_scale * scales[j])));
+    const uint8_t lm = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
+    if (j < 4) {
+      q[j] = ls;
+      q[j + 4] = lm;
+    } else {
+      q[j + 4] = uint8_t((ls & 0xF) | ((lm & 0xF) << 4));
+      q[j - 4] |= uint8_t((ls >> 4) << 6);
+      q[j] |= uint8_t((lm >> 4) << 6);
+    }
+  }
+  put_half(header, max_scale / 63.f);
+  put_half(header + 2, max_min / 63.f);
+  for (int j = 0; j < 8; ++j) {  // the codes again, against the scales as stored
+    uint8_t sc, m;
+    scale_and_min_of(j, q, &sc, &m);
+    const float d = from_half(header) * float(sc);
+    if (d == 0.0f) continue;
+    const float dm = from_half(header + 2) * float(m);
+    for (int i = 0; i < 32; ++i)
+      L[32 * j + i] = uint8_t(std::max(0, std::min(nmax, nearest_int((x[32 * j + i] + dm) / d))));
+  }
+}
+
+void quantize_q4_K_block(const float* x, uint8_t* block) {
+  uint8_t L[kSuperBlock];
+  quantize_k_scales(x, block, L, 15);
+  uint8_t* q = block + 16;
+  for (int j = 0; j < kSuperBlock; j += 64, q += 32) {
+    for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+  }
+}
+
+void quantize_q5_K_block(const float* x, uint8_t* block) {
+  uint8_t L[kSuperBlock];
+  quantize_k_scales(x, block, L, 31);
+  uint8_t* qh = block + 16;
+  uint8_t* ql = block + 48;
+  std::memset(qh, 0, 32);
+  uint8_t m1 = 1, m2 = 2;
+  for (int n = 0; n < kSuperBlock; n += 64, ql += 32, m1 <<= 2, m2 <<= 2) {
+    for (int j = 0; j < 32; ++j) {
+      int l1 = L[n + j], l2 = L[n + j + 32];
+      if (l1 > 15) {
+        l1 -= 16;
+        qh[j] |= m1;
+      }
+      if (l2 > 15) {
+        l2 -= 16;
+        qh[j] |= m2;
+      }
+      ql[j] = uint8_t(l1 | (l2 << 4));
+    }
+  }
+}
+
+// ggml's make_qx_quants with rmse_type 1 (q6_K): symmetric codes -nmax..nmax-1 (stored + nmax) for n values
+// and the scale of least error weighted by x^2 among 19 trial scales, each refined by least squares.
+float fit_symmetric_scale(int n, int nmax, const float* x, int8_t* L) {
+  const float max = signed_absmax(x, n);
+  if (std::fabs(max) < 1e-15f) {  // ggml's GROUP_MAX_EPS: all zero
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  auto code = [nmax](float iscale, float v) { return std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * v))); };
+  float iscale = float(-nmax) / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = code(iscale, x[i]);
+    L[i] = int8_t(l + nmax);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * float(l);
+    suml2 += w * float(l) * float(l);
+  }
+  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(float(nmax) + 0.1f * float(is)) / max;
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const float l = float(code(iscale, x[i]));
+      const float w = x[i] * x[i];
+      sumlx += w * x[i] * l;
+      suml2 += w * l * l;
+    }
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + code(iscale, x[i]));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+void quantize_q6_K_block(const float* x, uint8_t* block) {
+  int8_t L[kSuperBlock];
+  float scales[16];
+  float max_scale = 0, max_abs_scale = 0;
+  for (int ib = 0; ib < 16; ++ib) {
+    scales[ib] = fit_symmetric_scale(16, 32, x + 16 * ib, L + 16 * ib);
+    if (std::fabs(scales[ib]) > max_abs_scale) {
+      max_abs_scale = std::fabs(scales[ib]);
+      max_scale = scales[ib];
+    }
+  }
+  uint8_t* ql = block;
+  uint8_t* qh = block + 128;
+  int8_t* sc = reinterpret_cast<int8_t*>(block + 192);
+  uint8_t* d_bytes = block + 208;
+  if (max_abs_scale < 1e-15f) {
+    std::memset(block, 0, 210);
+    return;
+  }
+  const float iscale = -128.f / max_scale;
+  put_half(d_bytes, 1 / iscale);
+  for (int ib = 0; ib < 16; ++ib) sc[ib] = int8_t(std::min(127, nearest_int(iscale * scales[ib])));
+  for (int j = 0; j < 16; ++j) {
+    const float d = from_half(d_bytes) * float(sc[j]);
+    if (d == 0.0f) continue;
+    for (int i = 0; i < 16; ++i)
+      L[16 * j + i] = int8_t(std::max(-32, std::min(31, nearest_int(x[16 * j + i] / d))) + 32);
+  }
+  for (int j = 0; j < kSuperBlock; j += 128, ql += 64, qh += 32) {
+    for (int l = 0; l < 32; ++l) {
+      const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+      ql[l] = uint8_t((q1 & 0xF) | ((q3 & 0xF) << 4));
+      ql[l + 32] = uint8_t((q2 & 0xF) | ((q4 & 0xF) << 4));
+      qh[l] = uint8_t((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+    }
+  }
+}
+
+// ---- dequantization (ggml's dequantize_row_*) ---------------------------------------------------------------
+
+void dequantize_block(GgmlType type, const uint8_t* b, float* y) {
+  switch (type) {
+    case GgmlType::q4_0:
+    case GgmlType::q4_1:
+    case GgmlType::q5_0:
+    case GgmlType::q5_1: {
+      const bool five = type == GgmlType::q5_0 || type == GgmlType::q5_1;
+      const bool with_min = type == GgmlType::q4_1 || type == GgmlType::q5_1;
+      const float d = from_half(b);
+      const float m = with_min ? from_half(b + 2) : 0.0f;
+      const int offset = with_min ? 0 : (five ? 16 : 8);
+      uint32_t qh = 0;
+      if (five) std::memcpy(&qh, b + (with_min ? 4 : 2), 4);
+      const uint8_t* qs = b + (with_min ? 4 : 2) + (five ? 4 : 0);
+      for (int j = 0; j < 16; ++j) {
+        const int h0 = five ? int((qh >> j) & 1) << 4 : 0;
+        const int h1 = five ? int((qh >> (j + 16)) & 1) << 4 : 0;
+        const int q0 = ((qs[j] & 0x0F) | h0) - offset, q1 = ((qs[j] >> 4) | h1) - offset;
+        y[j] = with_min ? float(q0) * d + m : float(q0) * d;
+        y[j + 16] = with_min ? float(q1) * d + m : float(q1) * d;
+      }
+      return;
+    }
+    case GgmlType::q8_0: {
+      const float d = from_half(b);
+      for (int j = 0; j < 32; ++j) y[j] = float(int8_t(b[2 + j])) * d;
+      return;
+    }
+    case GgmlType::q4_K:
+    case GgmlType::q5_K: {
+      const bool five = type == GgmlType::q5_K;
+      const float d = from_half(b), dmin = from_half(b + 2);
+      const uint8_t* scales = b + 4;
+      const uint8_t* qh = b + 16;
+      const uint8_t* q = b + (five ? 48 : 16);
+      uint8_t u1 = 1, u2 = 2;
+      for (int j = 0, is = 0; j < kSuperBlock; j += 64, q += 32, is += 2, u1 <<= 2, u2 <<= 2) {
+        uint8_t sc, m;
+        scale_and_min_of(is, scales, &sc, &m);
+        const float d1 = d * float(sc), m1 = dmin * float(m);
+        scale_and_min_of(is + 1, scales, &sc, &m);
+        const float d2 = d * float(sc), m2 = dmin * float(m);
+        for (int l = 0; l < 32; ++l) {
+          const int high1 = five && (qh[l] & u1) ? 16 : 0, high2 = five && (qh[l] & u2) ? 16 : 0;
+          y[j + l] = d1 * float((q[l] & 0xF) + high1) - m1;
+          y[j + l + 32] = d2 * float((q[l] >> 4) + high2) - m2;
+        }
+      }
+      return;
+    }
+    case GgmlType::q6_K: {
+      const float d = from_half(b + 208);
+      const uint8_t* ql = b;
+      const uint8_t* qh = b + 128;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+      for (int n = 0; n < kSuperBlock; n += 128, ql += 64, qh += 32, sc += 8) {
+        for (int l = 0; l < 32; ++l) {
+          const int is = l / 16;
+          const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+          const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+          const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+          const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+          y[n + l] = d * float(sc[is]) * float(q1);
+          y[n + l + 32] = d * float(sc[is + 2]) * float(q2);
+          y[n + l + 64] = d * float(sc[is + 4]) * float(q3);
+          y[n + l + 96] = d * float(sc[is + 6]) * float(q4);
+        }
+      }
+      return;
+    }
+    default:
+      throw Error(std::string("ggml type ") + ggml_type_info(type).name + " is not a block quantization (a bug)");
+  }
+}
+
+void quantize_block(GgmlType type, const float* x, uint8_t* block) {
+  switch (type) {
+    case GgmlType::q4_0: return quantize_symmetric(x, block, 4);
+    case GgmlType::q5_0: return quantize_symmetric(x, block, 5);
+    case GgmlType::q4_1: return quantize_with_min(x, block, 4);
+    case GgmlType::q5_1: return quantize_with_min(x, block, 5);
+    case GgmlType::q8_0: return quantize_q8_0_block(x, block);
+    case GgmlType::q4_K: return quantize_q4_K_block(x, block);
+    case GgmlType::q5_K: return quantize_q5_K_block(x, block);
+    case GgmlType::q6_K: return quantize_q6_K_block(x, block);
+    default:
+      throw Error(std::string("ggml type ") + ggml_type_info(type).name + " is not a block quantization (a bug)");
+  }
+}
+
+bool is_float_type(GgmlType type) { return type == GgmlType::f32 || type == GgmlType::f16 || type == GgmlType::bf16; }
+at::ScalarType float_dtype(GgmlType type) {
+  return type == GgmlType::f32 ? at::kFloat : type == GgmlType::f16 ? at::kHalf : at::kBFloat16;
+}
+
+}  // namespace
+
+const GgmlTypeInfo& ggml_type_info(GgmlType type) {
+  static const GgmlTypeInfo kF32{"f32", 1, 4}, kF16{"f16", 1, 2}, kBf16{"bf16", 1, 2}, kQ4_0{"q4_0", 32, 18},
+      kQ4_1{"q4_1", 32, 20}, kQ5_0{"q5_0", 32, 22}, kQ5_1{"q5_1", 32, 24}, kQ8_0{"q8_0", 32, 34},
+      kQ4_K{"q4_K", kSuperBlock, 144}, kQ5_K{"q5_K", kSuperBlock, 176}, kQ6_K{"q6_K", kSuperBlock, 210};
+  switch (type) {
+    case GgmlType::f32: return kF32;
+    case GgmlType::f16: return kF16;
+    case GgmlType::bf16: return kBf16;
+    case GgmlType::q4_0: return kQ4_0;
+    case GgmlType::q4_1: return kQ4_1;
+    case GgmlType::q5_0: return kQ5_0;
+    case GgmlType::q5_1: return kQ5_1;
+    case GgmlType::q8_0: return kQ8_0;
+    case GgmlType::q4_K: return kQ4_K;
+    case GgmlType::q5_K: return kQ5_K;
+    case GgmlType::q6_K: return kQ6_K;
+  }
+  throw Error("unknown ggml type " + std::to_string(uint32_t(type)) + " (a bug)");
+}
+
+uint64_t ggml_bytes(GgmlType type, int64_t values) {
+  const GgmlTypeInfo& info = ggml_type_info(type);
+  if (values % info.block_values != 0)
+    throw Error(std::string(info.name) + " needs whole blocks of " + std::to_string(info.block_values) + " values");
+  return uint64_t(values / info.block_values) * uint64_t(info.block_bytes);
+}
+
+at::Tensor ggml_quantize(const at::Tensor& x, GgmlType type) {
+  if (is_float_type(type)) return x.to(float_dtype(type)).contiguous().view(at::kByte).reshape({-1});
+  const GgmlTypeInfo& info = ggml_type_info(type);
+  if (x.numel() % info.block_values != 0 || (x.dim() > 0 && x.size(-1) % info.block_values != 0))
+    throw Error(std::string(info.name) + " needs rows whose length is a multiple of " +
+                std::to_string(info.block_values));
+  const at::Tensor values = x.to(at::kFloat).contiguous();
+  const int64_t blocks = values.numel() / info.block_values;
+  at::Tensor out = at::empty({blocks * info.block_bytes}, at::kByte);
+  const float* in = values.data_ptr<float>();
+  uint8_t* bytes = out.data_ptr<uint8_t>();
+  // A K-quant block takes some microseconds (its trial scales): an 8B model's blocks want every core.
+  at::parallel_for(0, blocks, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b)
+      quantize_block(type, in + b * info.block_values, bytes + b * info.block_bytes);
+  });
+  return out;
+}
+
+at::Tensor ggml_dequantize(const at::Tensor& bytes, GgmlType type, at::IntArrayRef shape) {
+  const at::Tensor raw = bytes.contiguous().reshape({-1});
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  if (uint64_t(raw.numel()) != ggml_bytes(type, numel))
+    throw Error(std::string(ggml_type_info(type).name) + ": " + std::to_string(raw.numel()) + " bytes for " +
+                std::to_string(numel) + " values");
+  if (is_float_type(type)) return raw.view(float_dtype(type)).to(at::kFloat).reshape(shape);
+  const GgmlTypeInfo& info = ggml_type_info(type);
+  at::Tensor out = at::empty({numel}, at::kFloat);
+  const uint8_t* in = raw.data_ptr<uint8_t>();
+  float* values = out.data_ptr<float>();
+  for (int64_t b = 0; b < numel / info.block_values; ++b)
+    dequantize_block(type, in + b * info.block_bytes, values + b * info.block_values);
+  return out.reshape(shape);
+}
+
+}  // namespace autotrain

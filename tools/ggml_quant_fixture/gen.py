@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (c) 2026 The autotrain authors
+"""Input generator and meta.json writer for the ggml quantizer fixture (see make.sh, README.md).
+
+  gen.py input OUT_DIR            writes OUT_DIR/input.f32 (ROWS x COLS little-endian float32, row-major)
+  gen.py meta OUT_DIR KEY=VALUE.. writes OUT_DIR/meta.json (row kinds, types, sizes, sha256 of every file)
+
+The input is deterministic (numpy Generator(PCG64) with a fixed seed, one child stream per row). Each row
+is built to hit one hard case of the block quantizers; ROW_KINDS names them and goes into meta.json.
+Blocks are 32 wide (q4_0 ... q8_0), K-quant super-blocks 256 wide with 32 (q4_K, q5_K) or 16 (q6_K) wide
+sub-blocks, so a 512-wide row is 16 blocks / 2 super-blocks.
+"""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROWS, COLS = 40, 512
+SEED = 20260821
+TYPES = [  # name, weights per block, bytes per block (GGUF format, checked against sizeof(block_*) by the oracle)
+    ("q4_0", 32, 18), ("q4_1", 32, 20), ("q5_0", 32, 22), ("q5_1", 32, 24), ("q8_0", 32, 34),
+    ("q4_K", 256, 144), ("q5_K", 256, 176), ("q6_K", 256, 210),
+]
+
+
+def blocks_of(n):
+    return COLS // n
+
+
+def row_ties_signed(rng, levels):
+    """Per 32-block: one element -levels*2^e (so d = max/-levels = 2^e exactly, id = 2^-e) and the rest
+    (k + 0.5) * 2^e, so x*id + levels + 0.5 lands exactly on an integer: the rounding-tie case of q4_0
+    (levels 8) / q5_0 (levels 16); for q8_0-style use levels 127 with amax = 127*2^e."""
+    out = []
+    for b in range(blocks_of(32)):
+        e = b - 8  # powers of two 2^-8 .. 2^7
+        k = rng.integers(-levels, levels, size=32)
+        v = (k + 0.5) * 2.0**e
+        v[rng.integers(0, 32)] = -levels * 2.0**e
+        out.append(v)
+    return np.concatenate(out)
+
+
+def row_ties_q8(rng):
+    out = []
+    for b in range(blocks_of(32)):
+        e = b - 10
+        k = rng.integers(-127, 127, size=32)
+        v = (k + 0.5) * 2.0**e
+        v[rng.integers(0, 32)] = (1 if b % 2 else -1) * 127 * 2.0**e
+        out.append(v)
+    return np.concatenate(out)
+
+
+def row_ties_minmax(rng, steps):
+    """Per 32-block: min m, max m + steps*2^e (so d = (max-min)/steps = 2^e exactly) and the rest
+    m + (k + 0.5) * 2^e: the tie case of q4_1 (steps 15) / q5_1 (steps 31)."""
+    out = []
+    for b in range(blocks_of(32)):
+        e = b - 9
+        m = rng.integers(-40, 10) * 2.0**e
+        v = m + (rng.integers(0, steps, size=32) + 0.5) * 2.0**e
+        i, j = rng.choice(32, size=2, replace=False)
+        v[i], v[j] = m, m + steps * 2.0**e
+        out.append(v)
+    return np.concatenate(out)
+
+
+def row_subblock_scales(rng, width):
+    x = rng.standard_normal(COLS)
+    return x * np.repeat(10.0 ** rng.uniform(-4, 2, size=COLS // width), width)
+
+
+def row_single_nonzero(rng, at_start_negative):
+    x = np.zeros(COLS)
+    for b in range(blocks_of(32)):
+        if at_start_negative:
+            x[32 * b] = -abs(rng.standard_normal()) - 0.1
+        else:
+            x[32 * b + rng.integers(0, 32)] = rng.standard_normal() * 10.0 ** rng.uniform(-2, 1)
+    return x
+
+
+def row_constant_blocks(rng):
+    c = rng.standard_normal(blocks_of(32)) * 2.0
+    c[3] = 0.0
+    c[7] = 1e-3
+    return np.repeat(c, 32)
+
+
+def with_outliers(rng, x, n):
+    x = x.copy()
+    # one outlier on the row's first element, one on its last, the rest anywhere in between
+    idx = np.concatenate([[0, COLS - 1], 1 + rng.choice(COLS - 2, size=n - 2, replace=False)])
+    x[idx] *= 100.0
+    return x
+
+
+ROW_KINDS = [
+    ("llm_weights N(0,0.02)", lambda r: r.normal(0, 0.02, COLS)),
+    ("llm_weights N(0,0.02) #2", lambda r: r.normal(0, 0.02, COLS)),
+    ("N(0,1)", lambda r: r.standard_normal(COLS)),
+    ("N(0,1) #2", lambda r: r.standard_normal(COLS)),
+    ("N(0,0.02) with 6 outliers x100", lambda r: with_outliers(r, r.normal(0, 0.02, COLS), 6)),
+    ("N(0,1) with 3 outliers x100", lambda r: with_outliers(r, r.standard_normal(COLS), 3)),
+    ("all zeros", lambda r: np.zeros(COLS)),
+    ("constant positive 0.75", lambda r: np.full(COLS, 0.75)),
+    ("constant negative -1.25", lambda r: np.full(COLS, -1.25)),
+    ("all negative -(|N(0,1)|+U(0,0.5))", lambda r: -(np.abs(r.standard_normal(COLS)) + r.uniform(0, 0.5, COLS))),
+    ("all positive U(0.5,1.5)", lambda r: r.uniform(0.5, 1.5, COLS)),
+    ("all positive |N(0,0.02)|", lambda r: np.abs(r.normal(0, 0.02, COLS))),
+    ("tiny N(0,1)*1e-7 (fp16 scales underflow to 0 / subnormal)", lambda r: r.standard_normal(COLS) * 1e-7),
+    ("small N(0,1)*1e-5 (fp16 scales subnormal)", lambda r: r.standard_normal(COLS) * 1e-5),
+    ("small N(0,1)*1e-3 (K-quant fp16 scales subnormal)", lambda r: r.standard_normal(COLS) * 1e-3),
+    ("huge N(0,1)*1e4", lambda r: r.standard_normal(COLS) * 1e4),
+    ("huge U(-6e4,6e4) (near fp16 max 65504)", lambda r: r.uniform(-6e4, 6e4, COLS)),
+    ("sub-block scales 10^U(-4,2) per 32", lambda r: row_subblock_scales(r, 32)),
+    ("sub-block scales 10^U(-4,2) per 32 #2", lambda r: row_subblock_scales(r, 32)),
+    ("sub-block scales 10^U(-4,2) per 16", lambda r: row_subblock_scales(r, 16)),
+    ("alternating +0.3/-0.3", lambda r: np.tile([0.3, -0.3], COLS // 2)),
+    ("alternating -1.7/+1.7", lambda r: np.tile([-1.7, 1.7], COLS // 2)),
+    ("ties q4_0: max -8*2^e, rest (k+0.5)*2^e", lambda r: row_ties_signed(r, 8)),
+    ("ties q5_0: max -16*2^e, rest (k+0.5)*2^e", lambda r: row_ties_signed(r, 16)),
+    ("ties q8_0: amax 127*2^e, rest (k+0.5)*2^e", row_ties_q8),
+    ("ties q4_1: range 15*2^e, rest min+(k+0.5)*2^e", lambda r: row_ties_minmax(r, 15)),
+    ("ties q5_1: range 31*2^e, rest min+(k+0.5)*2^e", lambda r: row_ties_minmax(r, 31)),
+    ("half-integer grid (k+0.5)*2^-4, k in [-64,63]", lambda r: (r.integers(-64, 64, COLS) + 0.5) / 16.0),
+    ("zeros with one nonzero per 32-block", lambda r: row_single_nonzero(r, False)),
+    ("zeros with one negative nonzero first in each 32-block", lambda r: row_single_nonzero(r, True)),
+    ("constant within each 32-block (min == max)", row_constant_blocks),
+    ("random N(0,0.05)", lambda r: r.normal(0, 0.05, COLS)),
+    ("random N(0,0.006)", lambda r: r.normal(0, 0.006, COLS)),
+    ("random Laplace(0,0.02)", lambda r: r.laplace(0, 0.02, COLS)),
+    ("random Student-t(3)*0.01", lambda r: r.standard_t(3, COLS) * 0.01),
+    ("random U(-1,1)", lambda r: r.uniform(-1, 1, COLS)),
+    ("random N(0.5,0.1) (offset)", lambda r: r.normal(0.5, 0.1, COLS)),
+    ("random N(-3,1) (offset)", lambda r: r.normal(-3, 1, COLS)),
+    ("random N(0,1)*U(0,1)^4 per element", lambda r: r.standard_normal(COLS) * r.uniform(0, 1, COLS) ** 4),
+    ("random N(0,0.02) #3", lambda r: r.normal(0, 0.02, COLS)),
+]
+assert len(ROW_KINDS) == ROWS, len(ROW_KINDS)
+
+
+def make_input():
+    streams = np.random.default_rng(SEED).spawn(ROWS)
+    x = np.stack([np.asarray(fn(rng), dtype=np.float64) for (_, fn), rng in zip(ROW_KINDS, streams)])
+    x = x.astype(np.float32)
+    assert x.shape == (ROWS, COLS) and np.isfinite(x).all() and np.abs(x).max() < 65504
+    return x
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main(argv):
+    if len(argv) < 2 or argv[0] not in ("input", "meta"):
+        sys.exit(__doc__)
+    out = Path(argv[1])
+    if argv[0] == "input":
+        out.mkdir(parents=True, exist_ok=True)
+        make_input().astype("<f4").tofile(out / "input.f32")
+        return
+    extra = dict(kv.split("=", 1) for kv in argv[2:])
+    meta = {
+        "description": "llama.cpp/ggml reference quantizer output (quantize_row_<type>_ref), used as a test oracle",
+        "input": "input.f32",
+        "input_format": "little-endian float32, row-major",
+        "rows": ROWS,
+        "cols": COLS,
+        "seed": SEED,
+        "numpy_version": np.__version__,
+        "row_kinds": [name for name, _ in ROW_KINDS],
+        "types": [
+            {
+                "name": name,
+                "file": f"{name}.bin",
+                "block_size": bs,
+                "bytes_per_block": bpb,
+                "blocks_per_row": COLS // bs,
+                "bytes_per_row": COLS // bs * bpb,
+                "function": f"quantize_row_{name}_ref",
+            }
+            for name, bs, bpb in TYPES
+        ],
+        **extra,
+        "sha256": {p.name: sha256(p) for p in sorted(out.iterdir()) if p.suffix in (".f32", ".bin")},
+    }
+    for t in meta["types"]:
+        size = (out / t["file"]).stat().st_size
+        assert size == ROWS * t["bytes_per_row"], (t["file"], size)
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -15,6 +15,7 @@
 #include "autotrain/fileio.h"
 #include "autotrain/logging.h"
 #include "autotrain/model_config.h"
+#include "autotrain/progress.h"
 #include "autotrain/safetensors.h"
 #include "tokenizer_parts.h"
 
@@ -22,38 +23,111 @@ namespace autotrain {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-GgufType parse_gguf_type(const std::string& text) {
-  if (text == "f16") return GgufType::f16;
-  if (text == "q8_0") return GgufType::q8_0;
-  throw config_error("GGUF type \"" + text + "\" is not one of f16, q8_0");
-}
+namespace {
 
-at::Tensor quantize_q8_0(const at::Tensor& x) {
-  constexpr int64_t kBlock = 32;
-  if (x.numel() % kBlock != 0 || (x.dim() > 0 && x.size(-1) % kBlock != 0))
-    throw Error("q8_0 needs rows whose length is a multiple of 32");
-  const at::Tensor values = x.to(at::kFloat).contiguous();
-  const int64_t blocks = values.numel() / kBlock;
-  at::Tensor out = at::empty({blocks * 34}, at::kByte);
-  const float* in = values.data_ptr<float>();
-  uint8_t* bytes = out.data_ptr<uint8_t>();
-  for (int64_t b = 0; b < blocks; ++b, in += kBlock, bytes += 34) {
-    float absmax = 0.0f;
-    for (int64_t i = 0; i < kBlock; ++i) absmax = std::max(absmax, std::fabs(in[i]));
-    const float d = absmax / 127.0f;
-    const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
-    const uint16_t d16 = c10::Half(d).x;  // round to nearest even, as numpy's astype(float16)
-    std::memcpy(bytes, &d16, 2);
-    for (int64_t i = 0; i < kBlock; ++i) bytes[2 + i] = uint8_t(int8_t(std::round(in[i] * inverse)));
+// Each file type: its name, llama.cpp's llama_ftype (general.file_type) and the type of its 2-D weights before
+// llama-quantize's mixture. The first four are the converter's --outtype, the rest llama-quantize's presets.
+struct GgufTypeRow {
+  GgufType type;
+  const char* name;
+  uint32_t llama_ftype;
+  GgmlType weights;
+  bool preset;
+};
+const GgufTypeRow kGgufTypes[] = {
+    {GgufType::f32, "f32", 0, GgmlType::f32, false},        {GgufType::f16, "f16", 1, GgmlType::f16, false},
+    {GgufType::bf16, "bf16", 32, GgmlType::bf16, false},    {GgufType::q8_0, "q8_0", 7, GgmlType::q8_0, false},
+    {GgufType::q4_0, "q4_0", 2, GgmlType::q4_0, true},      {GgufType::q4_1, "q4_1", 3, GgmlType::q4_1, true},
+    {GgufType::q5_0, "q5_0", 8, GgmlType::q5_0, true},      {GgufType::q5_1, "q5_1", 9, GgmlType::q5_1, true},
+    {GgufType::q4_K_S, "q4_K_S", 14, GgmlType::q4_K, true}, {GgufType::q4_K_M, "q4_K_M", 15, GgmlType::q4_K, true},
+    {GgufType::q5_K_S, "q5_K_S", 16, GgmlType::q5_K, true}, {GgufType::q5_K_M, "q5_K_M", 17, GgmlType::q5_K, true},
+    {GgufType::q6_K, "q6_K", 18, GgmlType::q6_K, true}};
+
+const GgufTypeRow& type_row(GgufType type) {
+  for (const GgufTypeRow& row : kGgufTypes) {
+    if (row.type == type) return row;
   }
-  return out;
+  throw Error("unknown GGUF type (a bug)");
 }
 
-at::Tensor dequantize_q8_0(const at::Tensor& blocks, at::IntArrayRef shape) {
-  const at::Tensor bytes = blocks.contiguous().view({-1, 34});
-  const at::Tensor d = bytes.narrow(1, 0, 2).contiguous().view(at::kHalf).to(at::kFloat);
-  const at::Tensor q = bytes.narrow(1, 2, 32).contiguous().view(at::kChar).to(at::kFloat);
-  return (q * d).reshape(shape);
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return text;
+}
+
+// Where `name` stands among the weights whose names contain `kind`, in the name order llama-quantize walks them
+// (a std::map's: "blk.10." before "blk.2."), and how many there are.
+std::pair<int64_t, int64_t> rank_among(const std::vector<std::string>& names, const std::string& name,
+                                       const std::string& kind) {
+  std::vector<std::string> same;
+  for (const std::string& other : names) {
+    if (other.find(kind) != std::string::npos) same.push_back(other);
+  }
+  std::sort(same.begin(), same.end());
+  return {std::find(same.begin(), same.end(), name) - same.begin(), int64_t(same.size())};
+}
+
+// llama-quant.cpp llama_tensor_get_type_impl for these presets and a dense (not mixture-of-experts) model.
+GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& name, int64_t columns) {
+  const GgufType preset = mixture.type;
+  const GgmlType base = type_row(preset).weights;
+  if (name == "output.weight" || (mixture.tied_embeddings && name == "token_embd.weight")) {
+    if (columns % ggml_type_info(base).block_values != 0) return GgmlType::q8_0;
+    return base == GgmlType::q8_0 ? GgmlType::q8_0 : GgmlType::q6_K;
+  }
+  if (name == "token_embd.weight") return base;
+  auto more_bits = [](int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
+  const bool k_m = preset == GgufType::q4_K_M || preset == GgufType::q5_K_M;
+  if (name.find("attn_v.weight") != std::string::npos) {
+    const auto [i, n] = rank_among(mixture.names, name, "attn_v.weight");
+    GgmlType type = base;
+    if (k_m && more_bits(i, n)) {
+      type = GgmlType::q6_K;
+    } else if (preset == GgufType::q4_K_S && i < 4) {
+      type = GgmlType::q5_K;
+    }
+    // A 70B's attn_v is 8x smaller than its attn_q (8 heads share it): more bits cost little there.
+    if (mixture.seventy_b && type == GgmlType::q4_K) type = GgmlType::q5_K;
+    return type;
+  }
+  if (name.find("ffn_down") != std::string::npos) {
+    const int64_t i = rank_among(mixture.names, name, "ffn_down").first, n = mixture.layers;
+    if (k_m && more_bits(i, n)) return GgmlType::q6_K;
+    if (preset == GgufType::q4_K_S && i < n / 8) return GgmlType::q5_K;
+  }
+  return base;
+}
+
+}  // namespace
+
+GgufType parse_gguf_type(const std::string& text) {
+  for (const GgufTypeRow& row : kGgufTypes) {
+    if (lower(text) == lower(row.name)) return row.type;
+  }
+  std::string names;
+  for (const std::string& name : gguf_type_names()) names += (names.empty() ? "" : ", ") + name;
+  throw config_error("GGUF type \"" + text + "\" is not one of " + names);
+}
+
+std::string gguf_type_name(GgufType type) { return type_row(type).name; }
+
+std::vector<std::string> gguf_type_names() {
+  std::vector<std::string> names;
+  for (const GgufTypeRow& row : kGgufTypes) names.push_back(row.name);
+  return names;
+}
+
+GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, int64_t columns) {
+  auto whole_blocks = [columns](GgmlType type) { return columns % ggml_type_info(type).block_values == 0; };
+  const GgufTypeRow& row = type_row(mixture.type);
+  if (!row.preset) return whole_blocks(row.weights) ? row.weights : GgmlType::f16;  // as the converter falls back
+  GgmlType type = llama_quantize_choice(mixture, name, columns);
+  if (!whole_blocks(type)) {  // llama-quant.cpp tensor_type_fallback; where it has none (q4_0 ...), f16
+    type = type == GgmlType::q4_K ? GgmlType::q5_0 : type == GgmlType::q5_K ? GgmlType::q5_1
+           : type == GgmlType::q6_K ? GgmlType::q8_0 : GgmlType::f16;
+    if (!whole_blocks(type)) type = GgmlType::f16;
+  }
+  return type;
 }
 
 at::Tensor permute_for_llama_rope(const at::Tensor& weight, int64_t heads) {
@@ -64,8 +138,6 @@ at::Tensor permute_for_llama_rope(const at::Tensor& weight, int64_t heads) {
 
 namespace {
 
-// ggml's type ids (ggml.h enum ggml_type) and llama.cpp's file types (llama.h enum llama_ftype).
-enum GgmlType : uint32_t { kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ8_0 = 8 };
 enum TokenType : int32_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
 constexpr uint64_t kAlignment = 32;
 
@@ -316,7 +388,7 @@ void add_model_metadata(GgufMetadata& metadata, const std::string& arch, const s
     metadata.string(arch + ".rope.scaling.type", "linear");
     metadata.f32(arch + ".rope.scaling.factor", config.rope.factor);
   }
-  metadata.u32("general.file_type", type == GgufType::f16 ? 1 : 7);  // LLAMA_FTYPE_MOSTLY_F16 / _Q8_0
+  metadata.u32("general.file_type", type_row(type).llama_ftype);
   metadata.u32("general.quantization_version", 2);                   // GGML_QNT_VERSION
   metadata.u32("general.alignment", kAlignment);
 }
@@ -326,7 +398,7 @@ struct GgufTensor {
   std::string name, source;  // source: the checkpoint name; empty for rope_freqs
   std::optional<int64_t> permute_heads;
   std::vector<int64_t> shape;  // torch order (outermost first)
-  GgmlType type = kGgmlF32;
+  GgmlType type = GgmlType::f32;
   uint64_t bytes = 0, offset = 0;
 };
 
@@ -354,12 +426,6 @@ std::string gguf_name_of(const std::string& source, const ModelConfig& config, s
   return "";
 }
 
-at::Tensor tensor_bytes(const at::Tensor& values, GgmlType type) {
-  if (type == kGgmlQ8_0) return quantize_q8_0(values);
-  const at::Tensor converted = values.to(type == kGgmlF16 ? at::kHalf : at::kFloat).contiguous();
-  return converted.view(at::kByte).reshape({-1});
-}
-
 }  // namespace
 
 GgufSummary export_gguf(const GgufOptions& options) {
@@ -380,7 +446,7 @@ GgufSummary export_gguf(const GgufOptions& options) {
 
   std::vector<GgufTensor> tensors;
   if (arch->permute_qk && config.rope.type == RopeType::llama3)
-    tensors.push_back({"rope_freqs.weight", "", std::nullopt, {config.head_dim / 2}, kGgmlF32});
+    tensors.push_back({"rope_freqs.weight", "", std::nullopt, {config.head_dim / 2}, GgmlType::f32});
   for (const std::string& source : checkpoint.names()) {
     if (source.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed by llama.cpp
     if (source == config.architecture->lm_head && config.tie_word_embeddings) continue;
@@ -391,12 +457,26 @@ GgufSummary export_gguf(const GgufOptions& options) {
       throw Error(checkpoint.path_of(source) + ": tensor " + source + " has no llama.cpp counterpart; is this a plain " +
                   config.model_type + " checkpoint?");
     tensor.shape = checkpoint.info(source).shape;
-    if (tensor.shape.size() >= 2) {
-      // Like the converter: q8_0 needs rows of whole blocks; others fall back to f16.
-      const bool blocks = tensor.shape.back() % 32 == 0;
-      tensor.type = options.type == GgufType::q8_0 && blocks ? kGgmlQ8_0 : kGgmlF16;
-    }
     tensors.push_back(tensor);
+  }
+  GgufMixture mixture;
+  mixture.type = options.type;
+  mixture.layers = config.num_hidden_layers;
+  mixture.tied_embeddings = std::none_of(tensors.begin(), tensors.end(), [](const GgufTensor& t) {
+    return t.name == "output.weight";
+  });
+  // llama.cpp's LLM_TYPE_70B: a llama with 80 layers and grouped kv heads (else 65B), any qwen2 of 80.
+  const std::string arch_name = arch->name;
+  mixture.seventy_b = config.num_hidden_layers == 80 &&
+                      ((arch_name == "llama" && config.num_attention_heads != config.num_key_value_heads) ||
+                       arch_name == "qwen2");
+  for (const GgufTensor& tensor : tensors) {
+    if (tensor.shape.size() >= 2) mixture.names.push_back(tensor.name);
+  }
+  std::map<std::string, int64_t> type_counts;
+  for (GgufTensor& tensor : tensors) {
+    if (tensor.shape.size() >= 2) tensor.type = gguf_weight_type(mixture, tensor.name, tensor.shape.back());
+    ++type_counts[ggml_type_info(tensor.type).name];
   }
 
   GgufMetadata metadata;
@@ -415,7 +495,7 @@ GgufSummary export_gguf(const GgufOptions& options) {
   for (GgufTensor& tensor : tensors) {
     int64_t numel = 1;
     for (int64_t d : tensor.shape) numel *= d;
-    tensor.bytes = tensor.type == kGgmlQ8_0 ? uint64_t(numel) / 32 * 34 : uint64_t(numel) * (tensor.type == kGgmlF16 ? 2 : 4);
+    tensor.bytes = ggml_bytes(tensor.type, numel);
     tensor.offset = offset;
     offset += padded(tensor.bytes);
     raw(uint64_t(tensor.name.size()));
@@ -430,22 +510,26 @@ GgufSummary export_gguf(const GgufOptions& options) {
   AtomicFileWriter out(options.out_file);
   out.write(header);
   const std::string zeros(kAlignment, '\0');
+  ProgressBar progress("export-gguf", int64_t(tensors.size()), "tensor");
   for (const GgufTensor& tensor : tensors) {
     at::Tensor values = tensor.source.empty() ? llama3_rope_factors(config) : checkpoint.tensor(tensor.source);
     values = values.to(at::kFloat);
     if (tensor.permute_heads) values = permute_for_llama_rope(values, *tensor.permute_heads);
-    const at::Tensor bytes = tensor_bytes(values, tensor.type);
+    const at::Tensor bytes = ggml_quantize(values, tensor.type);
     if (uint64_t(bytes.numel()) != tensor.bytes) throw Error(tensor.name + ": unexpected byte count (a bug)");
     out.write(bytes.data_ptr(), tensor.bytes);
     out.write(zeros.data(), padded(tensor.bytes) - tensor.bytes);
     if (!tensor.source.empty()) checkpoint.evict(tensor.source);
+    progress.advance();
   }
+  progress.finish();
   out.commit();
   GgufSummary summary;
   summary.architecture = arch->name;
   summary.tensors = int64_t(tensors.size());
   summary.metadata_entries = metadata.count();
   summary.file_bytes = header.size() + offset;
+  summary.tensor_types = type_counts;
   return summary;
 }
 

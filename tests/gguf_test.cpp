@@ -1,7 +1,7 @@
 // export-gguf: the file read back by llama.cpp's own Python reader (tests/reference/gguf_check.py, the
 // `gguf` package) against the source folder, for llama (sentencepiece, permuted q/k, llama3 rope_freqs)
-// qwen2 (BPE, biases, tied embeddings) and qwen3 (q/k norms, head_dim 32 != 64 / 4) in f16 and q8_0; Q8_0 and
-// the permutation on their own.
+// qwen2 (BPE, biases, tied embeddings) and qwen3 (q/k norms, head_dim 32 != 64 / 4) in f16, q8_0 and q4_K_M, and
+// every type on models of whole K-quant blocks; Q8_0 and the permutation on their own.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -23,28 +23,68 @@ using testing::TempDir;
 const std::string kFixtures = AUTOTRAIN_FIXTURES_DIR;
 const std::string kModels = kFixtures + "/models/";
 
-int run_gguf_check(const std::string& gguf, const std::string& model, const std::string& type) {
-  const std::string command = quote(AUTOTRAIN_PYTHON) + " " +
-                              quote(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/reference/gguf_check.py") +
-                              " --fixtures " + quote(kFixtures) + " --gguf " + quote(gguf) + " --model " +
-                              quote(model) + " --type " + type + " 2>&1";
-  return std::system(command.c_str());
+struct GgufCheck {
+  std::string gguf, model, type;
+};
+
+// One run of the oracle over several files (its start, torch and all, costs seconds).
+int run_gguf_check(const std::vector<GgufCheck>& files) {
+  std::string command = quote(AUTOTRAIN_PYTHON) + " " +
+                        quote(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/reference/gguf_check.py") + " --fixtures " +
+                        quote(kFixtures);
+  for (const GgufCheck& file : files)
+    command += " --gguf " + quote(file.gguf) + " --model " + quote(file.model) + " --type " + file.type;
+  return std::system((command + " 2>&1").c_str());
+}
+
+// Exports `model` as each type into dir and returns the files to check.
+std::vector<GgufCheck> export_each(const TempDir& dir, const std::string& model,
+                                   const std::vector<std::string>& types) {
+  std::vector<GgufCheck> files;
+  for (const std::string& type : types) {
+    SCOPED_TRACE(model + " " + type);
+    const std::string out = dir.file(fs::path(model).filename().string() + "." + type + ".gguf");
+    auto result = testing::run_autotrain("export-gguf --model " + quote(model) + " --out " + quote(out) + " --type " +
+                                         type);
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+    EXPECT_EQ(read_file(out).substr(0, 4), "GGUF");
+    EXPECT_EQ(fs::file_size(out) % 32, 0u);  // every tensor padded to general.alignment
+    files.push_back({out, model, type});
+  }
+  return files;
 }
 
 TEST(GgufExport, EveryArchitectureReadsBackByGgufPy) {
+  // q4_K_M on these narrow models (rows of 64 and 176 values) takes llama-quantize's fallbacks: q5_0 for q4_K,
+  // q8_0 for the output's q6_K, f16 where not even 32-value blocks fit.
+  TempDir dir;
+  std::vector<GgufCheck> files;
   for (const std::string model : {"llama", "qwen2", "mistral", "qwen3"}) {
-    for (const std::string type : {"f16", "q8_0"}) {
-      SCOPED_TRACE(model + " " + type);
-      TempDir dir;
-      const std::string out = dir.file(model + "." + type + ".gguf");
-      auto result = testing::run_autotrain("export-gguf --model " + quote(kModels + model) + " --out " + quote(out) +
-                                           " --type " + type);
-      ASSERT_EQ(result.exit_code, 0) << result.output;
-      EXPECT_EQ(read_file(out).substr(0, 4), "GGUF");
-      EXPECT_EQ(fs::file_size(out) % 32, 0u);  // every tensor padded to general.alignment
-      EXPECT_EQ(run_gguf_check(out, kModels + model, type), 0);
-    }
+    for (const GgufCheck& file : export_each(dir, kModels + model, {"f16", "q8_0", "q4_K_M"}))
+      files.push_back(file);
   }
+  EXPECT_EQ(run_gguf_check(files), 0);
+}
+
+TEST(GgufExport, LlamaQuantizePresetsGiveLlamaCppsMixture) {
+  // 12 layers of 256-value rows (tests/reference/gguf_check.py makes them): every preset's K-quants, the
+  // *_K_M layers that get q6_K in llama-quantize's name order, and a tied embedding (qwen2) taking the output's type.
+  TempDir dir;
+  std::vector<GgufCheck> files = export_each(dir, kFixtures + "/reference/gguf/llama_wide",
+                                             {"f32", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K_S", "Q4_K_M",
+                                              "q5_K_S", "q5_K_M", "q6_K"});
+  for (const GgufCheck& file : export_each(dir, kFixtures + "/reference/gguf/qwen2_wide", {"q4_K_M", "q4_0"}))
+    files.push_back(file);
+  EXPECT_EQ(run_gguf_check(files), 0);
+}
+
+TEST(GgufExport, AnUnknownTypeNamesTheAcceptedOnes) {
+  TempDir dir;
+  auto result = testing::run_autotrain("export-gguf --model " + quote(kModels + "llama") + " --out " +
+                                       quote(dir.file("x.gguf")) + " --type q3_K_M");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.output.find("q4_K_M"), std::string::npos) << result.output;
+  EXPECT_FALSE(fs::exists(dir.file("x.gguf")));
 }
 
 TEST(GgufExport, RefusesAFolderWithoutTokenizer) {
@@ -65,16 +105,16 @@ TEST(GgufQuant, Q8_0RoundTripWithinHalfAStep) {
   at::manual_seed(3);
   at::Tensor x = at::randn({7, 96}) * at::rand({7, 1}) * 4;
   x[2].zero_();  // an all-zero block: d = 0, codes 0
-  at::Tensor blocks = quantize_q8_0(x);
+  at::Tensor blocks = ggml_quantize(x, GgmlType::q8_0);
   ASSERT_EQ(blocks.numel(), 7 * 96 / 32 * 34);
-  at::Tensor back = dequantize_q8_0(blocks, x.sizes());
+  at::Tensor back = ggml_dequantize(blocks, GgmlType::q8_0, x.sizes());
   at::Tensor d = x.reshape({-1, 32}).abs().amax(1, true) / 127;
   at::Tensor d16 = d.to(at::kHalf).to(at::kFloat);
   // Rounding to the nearest code is within d/2; the fp16 scale adds at most 127 |d - d16|.
   at::Tensor bound = d / 2 + 127 * (d - d16).abs() + 1e-7;
   EXPECT_TRUE(((back.reshape({-1, 32}) - x.reshape({-1, 32})).abs() <= bound).all().item<bool>());
   EXPECT_TRUE(back[2].eq(0).all().item<bool>());
-  EXPECT_THROW(quantize_q8_0(at::randn({3, 40})), Error);
+  EXPECT_THROW(ggml_quantize(at::randn({3, 40}), GgmlType::q8_0), Error);
 }
 
 TEST(GgufQuant, LlamaPermuteInterleavesTheHalvesOfEachHead) {

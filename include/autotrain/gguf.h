@@ -11,12 +11,19 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "autotrain/ggml_quants.h"
+
 namespace autotrain {
 
-enum class GgufType { f16, q8_0 };  // what 2-D weights become; 1-D tensors (norms, biases) stay f32
+// The file type: what the 2-D weights become (1-D tensors, norms and biases, stay f32). f32 / f16 / bf16 / q8_0
+// are convert_hf_to_gguf.py's --outtype; the others are llama-quantize's presets, applied as it applies them to
+// an f32 GGUF: its per-tensor mixture (output.weight q6_K; the *_K_M presets q6_K for some layers' attn_v and
+// ffn_down) and its fallbacks for rows that are not whole blocks.
+enum class GgufType { f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K };
 
 struct GgufOptions {
   std::string model_dir, out_file;
@@ -29,20 +36,29 @@ struct GgufSummary {
   int64_t tensors = 0;
   int64_t metadata_entries = 0;
   uint64_t file_bytes = 0;
+  std::map<std::string, int64_t> tensor_types;  // ggml type name -> tensors stored in it
 };
 
 // Writes options.out_file atomically, one tensor in memory at a time; throws Error naming the file or
 // tensor it cannot convert.
 GgufSummary export_gguf(const GgufOptions& options);
 
-// "f16" / "q8_0"; throws a config error for another.
+// "f16", "q4_K_M", ... (any case); throws a config error naming the accepted ones for another.
 GgufType parse_gguf_type(const std::string& text);
+std::string gguf_type_name(GgufType type);  // "q4_K_M"
+std::vector<std::string> gguf_type_names();
 
-// llama.cpp's Q8_0 (ggml-quants.c quantize_row_q8_0_ref): blocks of 32 values along the last dimension,
-// each stored as an fp16 scale d = absmax / 127 and 32 int8 round(x / d) (half away from zero).
-// x is float32 with a last dimension divisible by 32; returns uint8 (numel / 32 * 34 bytes).
-at::Tensor quantize_q8_0(const at::Tensor& x);
-at::Tensor dequantize_q8_0(const at::Tensor& blocks, at::IntArrayRef shape);  // the inverse, float32
+// The ggml type llama.cpp's converter (f32/f16/bf16/q8_0) or llama-quantize (the rest) gives a 2-D weight of the
+// GGUF name `name` with rows of `columns` values (llama-quant.cpp llama_tensor_get_type). The mixture depends on
+// the tensor's place among its kind in llama-quantize's (lexicographic) order, so it takes all the weights' names.
+struct GgufMixture {
+  GgufType type = GgufType::f16;
+  int64_t layers = 0;              // block_count
+  bool tied_embeddings = false;    // no output.weight: token_embd is the output too
+  bool seventy_b = false;          // llama.cpp's LLM_TYPE_70B (80 layers), which gives attn_v more bits
+  std::vector<std::string> names;  // every 2-D weight's GGUF name
+};
+GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, int64_t columns);
 
 // The row order llama.cpp wants for q_proj / k_proj of Llama (convert_hf_to_gguf.py LlamaModel.permute):
 // within each head, rows move from HF's rotate-half layout (first halves, then second halves) to

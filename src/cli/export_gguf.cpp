@@ -1,4 +1,4 @@
-// autotrain export-gguf --model DIR --out FILE.gguf [--type f16|q8_0]
+// autotrain export-gguf --model DIR --out FILE.gguf [--type f16|q8_0|q4_K_M|...]
 #include "autotrain/error.h"
 #include "autotrain/gguf.h"
 #include "autotrain/hub_cache.h"
@@ -22,11 +22,14 @@ Command add_export_gguf_command(CLI::App& parent) {
                   "the local HF cache")
       ->required();
   app->add_option("--out", arguments->out, "GGUF file to write")->required();
-  app->add_option("--type", arguments->type, "Type of the 2-D weights (norms and biases stay f32)")
-      ->check(CLI::IsMember({"f16", "q8_0"}))
+  app->add_option("--type", arguments->type,
+                  "f32, f16, bf16 or q8_0 (the 2-D weights, as convert_hf_to_gguf.py's --outtype), or a "
+                  "llama-quantize preset: q4_0, q4_1, q5_0, q5_1, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K (norms and "
+                  "biases stay f32)")
+      ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case))
       ->capture_default_str();
   app->footer("Example:\n  autotrain merge-adapter --base BASE --adapter my-llm --out my-llm-merged\n"
-              "  autotrain export-gguf --model my-llm-merged --out my-llm.q8_0.gguf --type q8_0");
+              "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_M.gguf --type q4_K_M");
   auto run = [arguments] {
     GgufOptions options;
     options.model_dir = resolve_model_folder(arguments->model);
@@ -35,8 +38,12 @@ Command add_export_gguf_command(CLI::App& parent) {
     options.out_file = arguments->out;
     options.type = parse_gguf_type(arguments->type);
     const GgufSummary summary = export_gguf(options);
-    log::info(log::cat("wrote ", arguments->out, ": ", summary.architecture, ", ", summary.tensors, " tensors, ",
-                       summary.metadata_entries, " metadata entries, ", format_count(double(summary.file_bytes)), "B"));
+    std::string types;
+    for (const auto& [type, count] : summary.tensor_types)
+      types += log::cat(types.empty() ? "" : ", ", count, " ", type);
+    log::info(log::cat("wrote ", arguments->out, ": ", summary.architecture, ", ", summary.tensors, " tensors (", types,
+                       "), ", summary.metadata_entries, " metadata entries, ", format_count(double(summary.file_bytes)),
+                       "B"));
   };
   return {app, run};
 }

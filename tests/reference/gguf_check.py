@@ -2,18 +2,26 @@
 """Oracle for export-gguf (src/gguf.cpp): reads autotrain's GGUF with the `gguf` PyPI package (llama.cpp's
 gguf-py, GGUFReader) and checks it against the Hugging Face model folder it came from.
 
-  gguf_check.py --fixtures DIR                           nothing to precompute (make_fixtures runs every
-                                                          reference script with --fixtures); exits 0
-  gguf_check.py --fixtures DIR --gguf FILE --model DIR --type f16|q8_0
+  gguf_check.py --fixtures DIR                           writes DIR/reference/gguf/{llama,qwen2}_wide: models
+                                                          whose rows are whole 256-value blocks, 12 layers
+  gguf_check.py --fixtures DIR --gguf FILE --model DIR --type TYPE [--gguf ... --model ... --type ...]
                                                           exits non-zero, printing what differs
 
 Checks: GGUF v3, the llama.cpp metadata keys against config.json, the vocabulary against the tokenizer
 files (sentencepiece pieces/scores, or tokenizer.json tokens and merges), and every tensor against the
 safetensors source, mapped to llama.cpp's names independently of the C++ code:
   F32 (norms, biases, rope_freqs): equal to the float32 values
-  F16: equal to torch's .to(float16) cast
+  F16 / BF16: equal to torch's .to(float16) / .to(bfloat16) cast
   Q8_0: bytes equal to gguf-py's quantize (bit-exact with ggml's reference), and dequantized within
         |x - q d16| <= d/2 + 127 |d - d16| (the rounding step plus the fp16 rounding of the scale)
+  Q4_0, Q4_1, Q5_0, Q5_1: bytes equal to gguf-py's quantize
+  Q4_K, Q5_K, Q6_K (gguf-py cannot quantize them; tests/ggml_quants_test.cpp holds our bytes to ggml's own):
+        gguf-py's dequantization within a relative RMS error of 0.09 / 0.045 / 0.023 of the weights (the wide
+        fixtures' Gaussian weights give 0.071 / 0.036 / 0.018: the bounds are 1.25x that, well below the next
+        coarser type's), and no value farther than 4 of its sub-block's steps
+and each 2-D weight's type against llama.cpp's choice: the converter's type for f32 / f16 / bf16 / q8_0, and for the
+llama-quantize presets its per-tensor mixture (llama-quant.cpp llama_tensor_get_type, re-implemented here as a walk
+over the weights in llama-quantize's name order with its counters, as that code does), with its fallbacks.
 q_proj / k_proj of llama-architecture models are compared after llama.cpp's permute, re-implemented here
 as convert_hf_to_gguf.py's LlamaModel.permute.
 """
@@ -76,6 +84,100 @@ def gguf_names(config, arch):
     return names
 
 
+CONVERTER_TYPES = {"f32": ("F32", 0), "f16": ("F16", 1), "bf16": ("BF16", 32), "q8_0": ("Q8_0", 7)}
+PRESETS = {"q4_0": ("Q4_0", 2), "q4_1": ("Q4_1", 3), "q5_0": ("Q5_0", 8), "q5_1": ("Q5_1", 9), "q4_k_s": ("Q4_K", 14),
+           "q4_k_m": ("Q4_K", 15), "q5_k_s": ("Q5_K", 16), "q5_k_m": ("Q5_K", 17), "q6_k": ("Q6_K", 18)}
+BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q4_K": 256,
+         "Q5_K": 256, "Q6_K": 256}
+
+
+def expected_types(weights, preset, n_layer, tied, seventy_b):
+    """weights: {gguf name: columns} of the 2-D weights -> {name: ggml type name}, as llama-quantize (llama-quant.cpp)
+    chooses them: a walk in its tensor order (a std::map's, by name) with its attn_v / ffn_down counters."""
+    if preset in CONVERTER_TYPES:
+        kind = CONVERTER_TYPES[preset][0]
+        return {name: kind if columns % BLOCK[kind] == 0 else "F16" for name, columns in weights.items()}
+    default = PRESETS[preset][0]
+    n_attention_wv = sum("attn_v.weight" in name for name in weights)
+    i_attention_wv = i_ffn_down = 0
+
+    def use_more_bits(i, n):
+        return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+    chosen = {}
+    for name in sorted(weights, key=lambda n: n.encode()):
+        columns, new = weights[name], default
+        if name == "output.weight" or (tied and name == "token_embd.weight"):
+            new = "Q8_0" if columns % BLOCK[default] else ("Q6_K" if default != "Q8_0" else "Q8_0")
+        elif name == "token_embd.weight":
+            pass
+        elif "attn_v.weight" in name:
+            if preset in ("q4_k_m", "q5_k_m") and use_more_bits(i_attention_wv, n_attention_wv):
+                new = "Q6_K"
+            elif preset == "q4_k_s" and i_attention_wv < 4:
+                new = "Q5_K"
+            if seventy_b and new in ("Q3_K", "Q4_K"):
+                new = "Q5_K"
+            i_attention_wv += 1
+        elif "ffn_down" in name:
+            if preset in ("q4_k_m", "q5_k_m") and use_more_bits(i_ffn_down, n_layer):
+                new = "Q6_K"
+            elif preset == "q4_k_s" and i_ffn_down < n_layer // 8:
+                new = "Q5_K"
+            i_ffn_down += 1
+        if columns % BLOCK[new]:  # llama-quant.cpp tensor_type_fallback (q4_0 ... have none there: f16 here)
+            new = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}.get(new, "F16")
+            if columns % BLOCK[new]:
+                new = "F16"
+        chosen[name] = new
+    return chosen
+
+
+K_QUANT_RMS = {"Q4_K": 0.09, "Q5_K": 0.045, "Q6_K": 0.023}
+
+
+def check_values(gguf, tensor, kind, want, errors):
+    """The stored values of one tensor against the float32 source `want` (already permuted)."""
+    shape = tuple(want.shape)
+    if kind == "F32":
+        got = torch.from_numpy(np.array(tensor.data, dtype=np.float32)).reshape(shape)
+        if not torch.equal(got, want):
+            errors.append(f"{tensor.name}: F32 differs by {(got - want).abs().max():.3g}")
+    elif kind in ("F16", "BF16"):
+        dtype = torch.float16 if kind == "F16" else torch.bfloat16
+        raw = torch.from_numpy(np.array(tensor.data).view(np.uint16).astype(np.int32)).to(torch.int16)
+        if not torch.equal(raw.view(dtype).reshape(shape), want.to(dtype)):
+            errors.append(f"{tensor.name}: {kind} differs from torch's cast")
+    elif kind in ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"):
+        qtype = getattr(gguf.GGMLQuantizationType, kind)
+        raw = np.array(tensor.data, dtype=np.uint8).reshape(-1)
+        if not np.array_equal(raw, gguf.quants.quantize(want.numpy().astype(np.float32), qtype).reshape(-1)):
+            errors.append(f"{tensor.name}: {kind} bytes differ from gguf-py's quantize")
+        if kind == "Q8_0":
+            got = torch.from_numpy(gguf.quants.dequantize(raw, qtype).reshape(-1, 32))
+            blocks = want.reshape(-1, 32)
+            d = blocks.abs().amax(dim=1, keepdim=True) / 127
+            bound = d / 2 + 127 * (d - d.half().float()).abs() + 1e-7
+            if ((got - blocks).abs() > bound).any():
+                errors.append(f"{tensor.name}: Q8_0 dequantized beyond d/2: {((got - blocks).abs() - bound).max():.3g}")
+    elif kind in K_QUANT_RMS:
+        raw = np.array(tensor.data, dtype=np.uint8).reshape(-1)
+        got = torch.from_numpy(gguf.quants.dequantize(raw, getattr(gguf.GGMLQuantizationType, kind))).reshape(shape)
+        rms = ((got - want).pow(2).mean() / want.pow(2).mean()).sqrt().item()
+        if not rms <= K_QUANT_RMS[kind]:
+            errors.append(f"{tensor.name}: {kind} relative RMS error {rms:.4f} > {K_QUANT_RMS[kind]}")
+        # A sub-block's step: its range over the codes (15, 31 or 63 of them).
+        sub = 16 if kind == "Q6_K" else 32
+        levels = {"Q4_K": 15, "Q5_K": 31, "Q6_K": 63}[kind]
+        blocks = want.reshape(-1, sub)
+        step = (blocks.amax(1, keepdim=True) - blocks.amin(1, keepdim=True)).clamp_min(1e-12) / levels
+        worst = ((got.reshape(-1, sub) - blocks).abs() / step).max().item()
+        if worst > 4:
+            errors.append(f"{tensor.name}: {kind} value off by {worst:.2f} of its sub-block's step")
+    else:
+        errors.append(f"{tensor.name}: unexpected type {kind}")
+
+
 def check(args):
     import gguf
     errors = []
@@ -92,7 +194,8 @@ def check(args):
     expect("version", int(reader.fields["GGUF.version"].contents()), 3)
     expect("general.architecture", field("general.architecture"), arch)
     expect("general.alignment", field("general.alignment"), 32)
-    expect("general.file_type", field("general.file_type"), 1 if args.type == "f16" else 7)
+    preset = args.type.lower()
+    expect("general.file_type", field("general.file_type"), {**CONVERTER_TYPES, **PRESETS}[preset][1])
     heads = config["num_attention_heads"]
     kv_heads = config.get("num_key_value_heads", heads)
     for key, want in [("context_length", config["max_position_embeddings"]), ("embedding_length", config["hidden_size"]),
@@ -139,6 +242,7 @@ def check(args):
     names = gguf_names(config, arch)
     by_gguf = {names[name]: name for name in source if name in names}
     seen = set()
+    stored = {}
     for tensor in reader.tensors:
         shape = tuple(reversed([int(d) for d in tensor.shape]))  # GGUF dims are innermost first
         if tensor.name == "rope_freqs.weight":
@@ -163,29 +267,15 @@ def check(args):
         kind = tensor.tensor_type.name
         if want.dim() == 1 and kind != "F32":
             errors.append(f"{tensor.name}: 1-D tensor stored as {kind}, not F32")
-        if kind == "F32":
-            got = torch.from_numpy(np.array(tensor.data, dtype=np.float32)).reshape(shape)
-            if not torch.equal(got, want):
-                errors.append(f"{tensor.name}: F32 differs by {(got - want).abs().max():.3g}")
-        elif kind == "F16":
-            got = torch.from_numpy(np.array(tensor.data, dtype=np.float16)).reshape(shape)
-            if args.type == "q8_0" and want.shape[-1] % 32 == 0:
-                errors.append(f"{tensor.name}: F16 although its rows hold whole q8_0 blocks")
-            if not torch.equal(got, want.to(torch.float16)):
-                errors.append(f"{tensor.name}: F16 differs from torch's fp16 cast")
-        elif kind == "Q8_0":
-            raw = np.array(tensor.data, dtype=np.uint8).reshape(-1)
-            expected_raw = gguf.quants.quantize(want.numpy().astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
-            if not np.array_equal(raw, expected_raw.reshape(-1)):
-                errors.append(f"{tensor.name}: Q8_0 bytes differ from gguf-py's quantize")
-            got = torch.from_numpy(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q8_0).reshape(-1, 32))
-            blocks = want.reshape(-1, 32)
-            d = blocks.abs().amax(dim=1, keepdim=True) / 127
-            bound = d / 2 + 127 * (d - d.half().float()).abs() + 1e-7
-            if ((got - blocks).abs() > bound).any():
-                errors.append(f"{tensor.name}: Q8_0 dequantized beyond d/2: {((got - blocks).abs() - bound).max():.3g}")
-        else:
-            errors.append(f"{tensor.name}: unexpected type {kind}")
+        if want.dim() >= 2:
+            stored[tensor.name] = kind
+        check_values(gguf, tensor, kind, want, errors)
+    weights = {names[hf]: source[hf].shape[-1] for hf in seen if source[hf].dim() >= 2}
+    seventy_b = config["num_hidden_layers"] == 80 and (arch == "qwen2" or (arch == "llama" and kv_heads != heads))
+    tied = "output.weight" not in weights
+    for name, kind in expected_types(weights, preset, config["num_hidden_layers"], tied, seventy_b).items():
+        if stored.get(name) != kind:
+            errors.append(f"{name}: stored as {stored.get(name)}, llama.cpp's choice is {kind}")
     missing = [name for name in source if name not in seen and not (name == "lm_head.weight" and config.get("tie_word_embeddings"))]
     if missing:
         errors.append(f"tensors not exported: {missing}")
@@ -195,16 +285,47 @@ def check(args):
     return 1 if errors else 0
 
 
+def make_wide_models(fixtures):
+    """Two models whose rows are whole K-quant blocks (256 values), 12 layers (so that llama-quantize's name order,
+    blk.0, blk.1, blk.10, blk.11, blk.2, ..., differs from the layer order), weights N(0, 0.02) as an LLM's, bf16."""
+    import shutil
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    import transformers
+    transformers.utils.logging.disable_progress_bar()
+    common = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=12, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=64, max_position_embeddings=512)
+    specs = {"llama_wide": (LlamaConfig, LlamaForCausalLM, "sentencepiece",
+                            dict(vocab_size=1000, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)),
+             "qwen2_wide": (Qwen2Config, Qwen2ForCausalLM, "bpe",
+                            dict(vocab_size=1024, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0))}
+    for seed, (name, (config_class, model_class, tokenizer, extra)) in enumerate(specs.items()):
+        torch.manual_seed(77 + seed)
+        model = model_class(config_class(**common, **extra)).eval()
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(0.0, 0.02) if parameter.dim() >= 2 else parameter.normal_(1.0, 0.05)
+        folder = Path(fixtures) / "reference" / "gguf" / name
+        model.to(torch.bfloat16).save_pretrained(str(folder))
+        for item in (Path(fixtures) / "tokenizers" / tokenizer).iterdir():
+            shutil.copy(item, folder / item.name)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixtures", required=True)
-    parser.add_argument("--gguf")
-    parser.add_argument("--model")
-    parser.add_argument("--type", choices=["f16", "q8_0"], default="f16")
+    parser.add_argument("--gguf", action="append", default=[], help="a GGUF file; repeat with --model and --type")
+    parser.add_argument("--model", action="append", default=[])
+    parser.add_argument("--type", action="append", default=[])
     args = parser.parse_args()
     if not args.gguf:
+        make_wide_models(args.fixtures)
         return 0
-    return check(args)
+    if not len(args.gguf) == len(args.model) == len(args.type):
+        parser.error("give --gguf, --model and --type once per file")
+    failed = 0
+    for gguf, model, kind in zip(args.gguf, args.model, args.type):
+        failed += check(argparse.Namespace(gguf=gguf, model=model, type=kind))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

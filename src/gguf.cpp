@@ -8,12 +8,15 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 
+#include "autotrain/adapter.h"
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/logging.h"
+#include "autotrain/merge.h"
 #include "autotrain/model_config.h"
 #include "autotrain/progress.h"
 #include "autotrain/safetensors.h"
@@ -428,16 +431,132 @@ std::string gguf_name_of(const std::string& source, const ModelConfig& config, s
 
 }  // namespace
 
-GgufSummary export_gguf(const GgufOptions& options) {
-  const ModelConfig config = load_model_config(options.model_dir);
+namespace {
+
+// The architecture row of a causal LM's config, or an Error naming the folder.
+const GgufArchitecture& gguf_architecture(const ModelConfig& config, const std::string& model_dir) {
   if (config.sequence_classification)
-    throw Error(options.model_dir + "/config.json: a sequence-classification model (e.g. a merged reward model); "
+    throw Error(model_dir + "/config.json: a sequence-classification model (e.g. a merged reward model); "
                 "llama.cpp runs causal language models, so there is no GGUF to write for it");
-  const GgufArchitecture* arch = nullptr;
   for (const auto& row : kGgufArchitectures) {
-    if (config.model_type == row.model_type) arch = &row;
+    if (config.model_type == row.model_type) return row;
   }
-  if (!arch) throw Error(options.model_dir + "/config.json: model_type " + config.model_type + " has no GGUF export");
+  throw Error(model_dir + "/config.json: model_type " + config.model_type + " has no GGUF export");
+}
+
+// Writes the GGUF file: header, metadata, tensor infos, then each tensor's data as `values` gives it (float, in
+// torch order, before the permutation), converted to its type one at a time; `written` (if any) is told after each.
+GgufSummary write_gguf(const std::string& out_file, const std::string& architecture, const GgufMetadata& metadata,
+                       std::vector<GgufTensor>& tensors, const std::function<at::Tensor(const GgufTensor&)>& values,
+                       const std::function<void(const GgufTensor&)>& written = nullptr) {
+  std::string header("GGUF", 4);
+  auto raw = [&header](auto value) { header.append(reinterpret_cast<const char*>(&value), sizeof value); };
+  raw(uint32_t(3));
+  raw(uint64_t(tensors.size()));
+  raw(uint64_t(metadata.count()));
+  header += metadata.bytes();
+  uint64_t offset = 0;
+  GgufSummary summary;
+  for (GgufTensor& tensor : tensors) {
+    int64_t numel = 1;
+    for (int64_t d : tensor.shape) numel *= d;
+    tensor.bytes = ggml_bytes(tensor.type, numel);
+    tensor.offset = offset;
+    offset += padded(tensor.bytes);
+    raw(uint64_t(tensor.name.size()));
+    header += tensor.name;
+    raw(uint32_t(tensor.shape.size()));
+    for (auto d = tensor.shape.rbegin(); d != tensor.shape.rend(); ++d) raw(uint64_t(*d));  // innermost first
+    raw(uint32_t(tensor.type));
+    raw(tensor.offset);
+    ++summary.tensor_types[ggml_type_info(tensor.type).name];
+  }
+  header.append(padded(header.size()) - header.size(), '\0');
+
+  AtomicFileWriter out(out_file);
+  out.write(header);
+  const std::string zeros(kAlignment, '\0');
+  ProgressBar progress("export-gguf", int64_t(tensors.size()), "tensor");
+  for (const GgufTensor& tensor : tensors) {
+    at::Tensor data = values(tensor).to(at::kFloat);
+    if (tensor.permute_heads) data = permute_for_llama_rope(data, *tensor.permute_heads);
+    const at::Tensor bytes = ggml_quantize(data, tensor.type);
+    if (uint64_t(bytes.numel()) != tensor.bytes) throw Error(tensor.name + ": unexpected byte count (a bug)");
+    out.write(bytes.data_ptr(), tensor.bytes);
+    out.write(zeros.data(), padded(tensor.bytes) - tensor.bytes);
+    if (written) written(tensor);
+    progress.advance();
+  }
+  progress.finish();
+  out.commit();
+  summary.architecture = architecture;
+  summary.tensors = int64_t(tensors.size());
+  summary.metadata_entries = metadata.count();
+  summary.file_bytes = header.size() + offset;
+  return summary;
+}
+
+std::string general_name(const GgufOptions& options, const std::string& folder) {
+  return options.name.empty() ? fs::path(folder).lexically_normal().filename().string() : options.name;
+}
+
+// A PEFT LoRA adapter as llama.cpp's LoRA GGUF (convert_lora_to_gguf.py): general.type "adapter", adapter.type
+// "lora", adapter.lora.alpha, and for each adapted weight W its "<W's GGUF name>.lora_a" (r, in) and ".lora_b"
+// (out, r), lora_b's rows permuted as W's for llama's q/k. llama.cpp scales B A by alpha / r, so an rsLoRA
+// adapter (alpha / sqrt(r)) is written with alpha * sqrt(r).
+GgufSummary export_gguf_adapter(const GgufOptions& options) {
+  const ModelConfig config = load_model_config(options.model_dir);
+  const GgufArchitecture& arch = gguf_architecture(config, options.model_dir);
+  const AdapterConfig adapter = load_adapter_config(options.adapter_dir);
+  const std::string adapter_config_path = options.adapter_dir + "/adapter_config.json";
+  if (adapter.is_reward_model())
+    throw Error(adapter_config_path + ": a reward model's adapter (task_type SEQ_CLS, with its score head); "
+                "llama.cpp's LoRA adapters are for causal language models");
+  if (type_row(options.type).preset)
+    throw Error("--type " + gguf_type_name(options.type) + ": an adapter is written as f32, f16, bf16 or q8_0 (as "
+                "convert_lora_to_gguf.py writes it); llama-quantize's presets are for whole models");
+  check_adapter_base(adapter, adapter_config_path, config);
+  const Checkpoint base = Checkpoint::open(options.model_dir);
+  const auto adapter_file = SafetensorsFile::open(options.adapter_dir + "/adapter_model.safetensors");
+  const std::map<std::string, LoraPair> pairs = plan_adapter_pairs(*adapter_file, adapter, config, base);
+
+  std::vector<GgufTensor> tensors;
+  GgufMixture mixture;  // the converter's rule: the type asked where rows are whole blocks, else f16
+  mixture.type = options.type;
+  for (const auto& [weight, pair] : pairs) {
+    std::optional<int64_t> permute_heads;
+    const std::string name = gguf_name_of(weight, config, &permute_heads, arch.permute_qk);
+    for (const bool is_a : {true, false}) {
+      GgufTensor tensor;
+      tensor.name = name + (is_a ? ".lora_a" : ".lora_b");
+      tensor.source = is_a ? pair.a : pair.b;
+      if (!is_a) tensor.permute_heads = permute_heads;  // B's rows are W's rows; A's columns its inputs
+      tensor.shape = adapter_file->info(tensor.source).shape;
+      tensor.type = gguf_weight_type(mixture, tensor.name, tensor.shape.back());
+      tensors.push_back(tensor);
+    }
+  }
+  const double alpha =
+      adapter.lora.rslora ? adapter.lora.alpha * std::sqrt(double(adapter.lora.r)) : adapter.lora.alpha;
+  GgufMetadata metadata;
+  metadata.string("general.architecture", arch.name);
+  metadata.string("general.type", "adapter");
+  metadata.string("general.name", general_name(options, options.adapter_dir));
+  metadata.string("adapter.type", "lora");
+  metadata.f32("adapter.lora.alpha", alpha);
+  metadata.u32("general.file_type", type_row(options.type).llama_ftype);
+  metadata.u32("general.quantization_version", 2);
+  metadata.u32("general.alignment", kAlignment);
+  return write_gguf(options.out_file, arch.name, metadata, tensors,
+                    [&](const GgufTensor& tensor) { return adapter_file->tensor(tensor.source); });
+}
+
+}  // namespace
+
+GgufSummary export_gguf(const GgufOptions& options) {
+  if (!options.adapter_dir.empty()) return export_gguf_adapter(options);
+  const ModelConfig config = load_model_config(options.model_dir);
+  const GgufArchitecture* arch = &gguf_architecture(config, options.model_dir);
   if (config.architecture->sliding_window_rule != SlidingWindowRule::none &&
       std::any_of(config.layer_sliding_window.begin(), config.layer_sliding_window.end(), [](int64_t w) { return w > 0; }))
     log::warn("the model uses a sliding attention window, which llama.cpp's " + std::string(arch->name) +
@@ -473,64 +592,21 @@ GgufSummary export_gguf(const GgufOptions& options) {
   for (const GgufTensor& tensor : tensors) {
     if (tensor.shape.size() >= 2) mixture.names.push_back(tensor.name);
   }
-  std::map<std::string, int64_t> type_counts;
   for (GgufTensor& tensor : tensors) {
     if (tensor.shape.size() >= 2) tensor.type = gguf_weight_type(mixture, tensor.name, tensor.shape.back());
-    ++type_counts[ggml_type_info(tensor.type).name];
   }
 
   GgufMetadata metadata;
-  const std::string name =
-      options.name.empty() ? fs::path(options.model_dir).lexically_normal().filename().string() : options.name;
-  add_model_metadata(metadata, arch->name, name, config, options.type);
+  add_model_metadata(metadata, arch->name, general_name(options, options.model_dir), config, options.type);
   add_tokenizer_metadata(metadata, options.model_dir, config);
-
-  std::string header("GGUF", 4);
-  auto raw = [&header](auto value) { header.append(reinterpret_cast<const char*>(&value), sizeof value); };
-  raw(uint32_t(3));
-  raw(uint64_t(tensors.size()));
-  raw(uint64_t(metadata.count()));
-  header += metadata.bytes();
-  uint64_t offset = 0;
-  for (GgufTensor& tensor : tensors) {
-    int64_t numel = 1;
-    for (int64_t d : tensor.shape) numel *= d;
-    tensor.bytes = ggml_bytes(tensor.type, numel);
-    tensor.offset = offset;
-    offset += padded(tensor.bytes);
-    raw(uint64_t(tensor.name.size()));
-    header += tensor.name;
-    raw(uint32_t(tensor.shape.size()));
-    for (auto d = tensor.shape.rbegin(); d != tensor.shape.rend(); ++d) raw(uint64_t(*d));  // innermost first
-    raw(uint32_t(tensor.type));
-    raw(tensor.offset);
-  }
-  header.append(padded(header.size()) - header.size(), '\0');
-
-  AtomicFileWriter out(options.out_file);
-  out.write(header);
-  const std::string zeros(kAlignment, '\0');
-  ProgressBar progress("export-gguf", int64_t(tensors.size()), "tensor");
-  for (const GgufTensor& tensor : tensors) {
-    at::Tensor values = tensor.source.empty() ? llama3_rope_factors(config) : checkpoint.tensor(tensor.source);
-    values = values.to(at::kFloat);
-    if (tensor.permute_heads) values = permute_for_llama_rope(values, *tensor.permute_heads);
-    const at::Tensor bytes = ggml_quantize(values, tensor.type);
-    if (uint64_t(bytes.numel()) != tensor.bytes) throw Error(tensor.name + ": unexpected byte count (a bug)");
-    out.write(bytes.data_ptr(), tensor.bytes);
-    out.write(zeros.data(), padded(tensor.bytes) - tensor.bytes);
-    if (!tensor.source.empty()) checkpoint.evict(tensor.source);
-    progress.advance();
-  }
-  progress.finish();
-  out.commit();
-  GgufSummary summary;
-  summary.architecture = arch->name;
-  summary.tensors = int64_t(tensors.size());
-  summary.metadata_entries = metadata.count();
-  summary.file_bytes = header.size() + offset;
-  summary.tensor_types = type_counts;
-  return summary;
+  return write_gguf(
+      options.out_file, arch->name, metadata, tensors,
+      [&](const GgufTensor& tensor) {
+        return tensor.source.empty() ? llama3_rope_factors(config) : checkpoint.tensor(tensor.source);
+      },
+      [&](const GgufTensor& tensor) {
+        if (!tensor.source.empty()) checkpoint.evict(tensor.source);
+      });
 }
 
 }  // namespace autotrain

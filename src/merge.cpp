@@ -70,104 +70,8 @@ std::string config_dtype_name(at::ScalarType type) {
   return type == at::kHalf ? "float16" : type == at::kBFloat16 ? "bfloat16" : "float32";
 }
 
-// The LoRA matrices of one adapted base weight.
-struct LoraPair {
-  std::string a, b;
-};
-
 // PEFT's "base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight".
 const std::regex kLoraName(R"(base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])\.weight)");
-
-// The adapter's recorded base (adapter_config.json's base_model_name_or_path), when it is a local folder or a Hub
-// id in the local Hugging Face cache:
-// refuse another architecture or hidden size; only note another vocabulary (AutoTrain #790: Qwen2's
-// tokenizer has 151665 tokens, its embeddings 152064 rows). LoRA on linear layers never touches the
-// embeddings, so the merge is the same whatever the vocabulary size.
-void check_recorded_base(const AdapterConfig& adapter, const std::string& adapter_config_path,
-                         const ModelConfig& base) {
-  const std::string& recorded = adapter.base_model_name_or_path;
-  std::error_code ec;
-  std::string folder = recorded;  // a Hub id (PEFT records the id a model was loaded by) is looked up in the cache
-  if (!recorded.empty() && !fs::exists(recorded, ec) && is_hub_repo_id(recorded))
-    folder = cached_hub_snapshot(recorded, hub_cache_dir()).value_or(recorded);
-  if (folder.empty() || !fs::is_regular_file(fs::path(folder) / "config.json", ec)) return;
-  json other;
-  try {
-    other = json::parse(read_file((fs::path(folder) / "config.json").string()));
-  } catch (const std::exception&) {
-    return;  // not ours to judge: the shapes are checked below
-  }
-  const std::string other_type = other.value("model_type", "");
-  if (!other_type.empty() && other_type != base.model_type)
-    throw Error(adapter_config_path + ": the adapter was trained on " + recorded + " (model_type " + other_type +
-                "), but --base is a " + base.model_type + " model; merge it into the model it was trained on");
-  if (other.contains("hidden_size") && other["hidden_size"].is_number_integer() &&
-      other["hidden_size"].get<int64_t>() != base.hidden_size)
-    throw Error(adapter_config_path + ": the adapter was trained on " + recorded + " (hidden_size " +
-                std::to_string(other["hidden_size"].get<int64_t>()) + "), but --base has hidden_size " +
-                std::to_string(base.hidden_size) + "; merge it into the model it was trained on");
-  if (other.contains("vocab_size") && other["vocab_size"].is_number_integer() &&
-      other["vocab_size"].get<int64_t>() != base.vocab_size)
-    log::warn(log::cat("the adapter's base ", recorded, " has vocab_size ", other["vocab_size"].get<int64_t>(),
-                       ", --base has ", base.vocab_size, "; the adapter holds no embeddings, so the merge is "
-                       "unaffected, but use the tokenizer of --base with the merged model"));
-}
-
-// Maps every adapted base weight to its LoRA pair, checking names, modules, layers and shapes.
-std::map<std::string, LoraPair> plan_lora(const SafetensorsFile& adapter_file, const AdapterConfig& adapter,
-                                          const ModelConfig& config, const Checkpoint& base) {
-  const std::string& path = adapter_file.path();
-  std::map<std::string, LoraPair> pairs;
-  for (const std::string& name : adapter_file.names()) {
-    if (adapter.is_reward_model() && name == kScoreTensorName) continue;  // the head, written as it is
-    std::smatch match;
-    if (!std::regex_match(name, match, kLoraName)) {
-      if (name.find("embed_tokens") != std::string::npos || name.find("lm_head") != std::string::npos)
-        throw Error(path + ": tensor " + name + " is a full embedding / lm_head weight (modules_to_save or "
-                    "save_embedding_layers); merge-adapter merges LoRA on linear layers only: retrain without it");
-      throw Error(path + ": tensor " + name + " is not a LoRA matrix of a Llama/Qwen2/Mistral decoder layer; "
-                  "the adapter belongs to another architecture");
-    }
-    const int64_t layer = std::stoll(match[1]);
-    const std::string parent = match[2], module = match[3];
-    const bool is_a = match[4] == "A";
-    if (std::find(adapter.target_modules.begin(), adapter.target_modules.end(), module) ==
-        adapter.target_modules.end())
-      throw Error(path + ": tensor " + name + " adapts " + module + ", which adapter_config.json's target_modules "
-                  "does not list; the adapter folder is inconsistent");
-    std::string expected_parent;
-    try {
-      expected_parent = module_parent(module);
-    } catch (const Error&) {
-      throw Error(path + ": tensor " + name + " adapts \"" + module + "\", not a Llama/Qwen2/Mistral linear layer");
-    }
-    const std::string weight = layer_tensor_name(*config.architecture, layer, parent + "." + module + ".weight");
-    if (parent != expected_parent || layer >= config.num_hidden_layers || !base.has(weight))
-      throw Error(path + ": tensor " + name + " adapts " + weight + ", which the base model lacks (it has " +
-                  std::to_string(config.num_hidden_layers) + " layers); the adapter belongs to another model");
-    (is_a ? pairs[weight].a : pairs[weight].b) = name;
-  }
-  if (pairs.empty()) throw Error(path + ": holds no LoRA matrices; is this a PEFT LoRA adapter?");
-  for (const auto& [weight, pair] : pairs) {
-    if (pair.a.empty() || pair.b.empty())
-      throw Error(path + ": " + (pair.a.empty() ? pair.b : pair.a) + " has no " + (pair.a.empty() ? "lora_A" : "lora_B") +
-                  " partner; the adapter file is incomplete: re-save it");
-    const TensorInfo& w = base.info(weight);
-    const TensorInfo& a = adapter_file.info(pair.a);
-    const TensorInfo& b = adapter_file.info(pair.b);
-    if (!is_floating(w.dtype))
-      throw Error(base.path_of(weight) + ": tensor " + weight + " is " + w.dtype + " (a quantized checkpoint?); "
-                  "merge-adapter needs the original fp16/bf16/fp32 base weights");
-    const bool shapes_fit = w.shape.size() == 2 && a.shape.size() == 2 && b.shape.size() == 2 &&
-                            a.shape[0] == adapter.lora.r && b.shape[1] == adapter.lora.r && a.shape[1] == w.shape[1] &&
-                            b.shape[0] == w.shape[0];
-    if (!shapes_fit)
-      throw Error(path + ": " + pair.a + " " + shape_text(a.shape) + " and lora_B " + shape_text(b.shape) +
-                  " do not fit " + weight + " " + shape_text(w.shape) + " with r " + std::to_string(adapter.lora.r) +
-                  "; the adapter was trained on a model with another hidden/intermediate size: merge it into that model");
-  }
-  return pairs;
-}
 
 bool is_weight_file(const std::string& file_name) {
   for (const char* suffix : {".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth",
@@ -264,16 +168,106 @@ bool is_nonempty_directory(const std::string& path) {
 
 }  // namespace
 
+// The adapter's recorded base (adapter_config.json's base_model_name_or_path), when it is a local folder or a Hub
+// id in the local Hugging Face cache:
+// refuse another architecture or hidden size; only note another vocabulary (AutoTrain #790: Qwen2's
+// tokenizer has 151665 tokens, its embeddings 152064 rows). LoRA on linear layers never touches the
+// embeddings, so the merge is the same whatever the vocabulary size.
+void check_adapter_base(const AdapterConfig& adapter, const std::string& adapter_config_path, const ModelConfig& base) {
+  const std::string& recorded = adapter.base_model_name_or_path;
+  std::error_code ec;
+  std::string folder = recorded;  // a Hub id (PEFT records the id a model was loaded by) is looked up in the cache
+  if (!recorded.empty() && !fs::exists(recorded, ec) && is_hub_repo_id(recorded))
+    folder = cached_hub_snapshot(recorded, hub_cache_dir()).value_or(recorded);
+  if (folder.empty() || !fs::is_regular_file(fs::path(folder) / "config.json", ec)) return;
+  json other;
+  try {
+    other = json::parse(read_file((fs::path(folder) / "config.json").string()));
+  } catch (const std::exception&) {
+    return;  // not ours to judge: the shapes are checked below
+  }
+  const std::string other_type = other.value("model_type", "");
+  if (!other_type.empty() && other_type != base.model_type)
+    throw Error(adapter_config_path + ": the adapter was trained on " + recorded + " (model_type " + other_type +
+                "), but the base given is a " + base.model_type + " model; use the model it was trained on");
+  if (other.contains("hidden_size") && other["hidden_size"].is_number_integer() &&
+      other["hidden_size"].get<int64_t>() != base.hidden_size)
+    throw Error(adapter_config_path + ": the adapter was trained on " + recorded + " (hidden_size " +
+                std::to_string(other["hidden_size"].get<int64_t>()) + "), but the base given has hidden_size " +
+                std::to_string(base.hidden_size) + "; use the model it was trained on");
+  if (other.contains("vocab_size") && other["vocab_size"].is_number_integer() &&
+      other["vocab_size"].get<int64_t>() != base.vocab_size)
+    log::warn(log::cat("the adapter's base ", recorded, " has vocab_size ", other["vocab_size"].get<int64_t>(),
+                       ", the base given has ", base.vocab_size, "; the adapter holds no embeddings, so this "
+                       "is unaffected, but use the tokenizer of the base given with the result"));
+}
+
+// Maps every adapted base weight to its LoRA pair, checking names, modules, layers and shapes.
+std::map<std::string, LoraPair> plan_adapter_pairs(const SafetensorsFile& adapter_file, const AdapterConfig& adapter,
+                                                   const ModelConfig& config, const Checkpoint& base) {
+  const std::string& path = adapter_file.path();
+  std::map<std::string, LoraPair> pairs;
+  for (const std::string& name : adapter_file.names()) {
+    if (adapter.is_reward_model() && name == kScoreTensorName) continue;  // the head, written as it is
+    std::smatch match;
+    if (!std::regex_match(name, match, kLoraName)) {
+      if (name.find("embed_tokens") != std::string::npos || name.find("lm_head") != std::string::npos)
+        throw Error(path + ": tensor " + name + " is a full embedding / lm_head weight (modules_to_save or "
+                    "save_embedding_layers); merge-adapter merges LoRA on linear layers only: retrain without it");
+      throw Error(path + ": tensor " + name + " is not a LoRA matrix of a Llama/Qwen2/Mistral decoder layer; "
+                  "the adapter belongs to another architecture");
+    }
+    const int64_t layer = std::stoll(match[1]);
+    const std::string parent = match[2], module = match[3];
+    const bool is_a = match[4] == "A";
+    if (std::find(adapter.target_modules.begin(), adapter.target_modules.end(), module) ==
+        adapter.target_modules.end())
+      throw Error(path + ": tensor " + name + " adapts " + module + ", which adapter_config.json's target_modules "
+                  "does not list; the adapter folder is inconsistent");
+    std::string expected_parent;
+    try {
+      expected_parent = module_parent(module);
+    } catch (const Error&) {
+      throw Error(path + ": tensor " + name + " adapts \"" + module + "\", not a Llama/Qwen2/Mistral linear layer");
+    }
+    const std::string weight = layer_tensor_name(*config.architecture, layer, parent + "." + module + ".weight");
+    if (parent != expected_parent || layer >= config.num_hidden_layers || !base.has(weight))
+      throw Error(path + ": tensor " + name + " adapts " + weight + ", which the base model lacks (it has " +
+                  std::to_string(config.num_hidden_layers) + " layers); the adapter belongs to another model");
+    (is_a ? pairs[weight].a : pairs[weight].b) = name;
+  }
+  if (pairs.empty()) throw Error(path + ": holds no LoRA matrices; is this a PEFT LoRA adapter?");
+  for (const auto& [weight, pair] : pairs) {
+    if (pair.a.empty() || pair.b.empty())
+      throw Error(path + ": " + (pair.a.empty() ? pair.b : pair.a) + " has no " + (pair.a.empty() ? "lora_A" : "lora_B") +
+                  " partner; the adapter file is incomplete: re-save it");
+    const TensorInfo& w = base.info(weight);
+    const TensorInfo& a = adapter_file.info(pair.a);
+    const TensorInfo& b = adapter_file.info(pair.b);
+    if (!is_floating(w.dtype))
+      throw Error(base.path_of(weight) + ": tensor " + weight + " is " + w.dtype + " (a quantized checkpoint?); "
+                  "merge-adapter needs the original fp16/bf16/fp32 base weights");
+    const bool shapes_fit = w.shape.size() == 2 && a.shape.size() == 2 && b.shape.size() == 2 &&
+                            a.shape[0] == adapter.lora.r && b.shape[1] == adapter.lora.r && a.shape[1] == w.shape[1] &&
+                            b.shape[0] == w.shape[0];
+    if (!shapes_fit)
+      throw Error(path + ": " + pair.a + " " + shape_text(a.shape) + " and lora_B " + shape_text(b.shape) +
+                  " do not fit " + weight + " " + shape_text(w.shape) + " with r " + std::to_string(adapter.lora.r) +
+                  "; the adapter was trained on a model with another hidden/intermediate size: use that model");
+  }
+  return pairs;
+}
+
 MergeSummary merge_adapter(const MergeOptions& given) {
   MergeOptions options = given;
   options.base_dir = resolve_model_folder(given.base_dir);  // a Hub id: its snapshot in the local Hugging Face cache
   const ModelConfig config = load_model_config(options.base_dir);
   const AdapterConfig adapter = load_adapter_config(options.adapter_dir);
   const std::string adapter_config_path = options.adapter_dir + "/adapter_config.json";
-  check_recorded_base(adapter, adapter_config_path, config);
+  check_adapter_base(adapter, adapter_config_path, config);
   const Checkpoint base = Checkpoint::open(options.base_dir);
   auto adapter_file = SafetensorsFile::open(options.adapter_dir + "/adapter_model.safetensors");
-  const std::map<std::string, LoraPair> pairs = plan_lora(*adapter_file, adapter, config, base);
+  const std::map<std::string, LoraPair> pairs = plan_adapter_pairs(*adapter_file, adapter, config, base);
   const double scaling = lora_scaling(adapter.lora);
   // A reward model (a SEQ_CLS adapter): transformers' *ForSequenceClassification, the score head in place of lm_head.
   const bool reward = adapter.is_reward_model();

@@ -78,6 +78,51 @@ TEST(GgufExport, LlamaQuantizePresetsGiveLlamaCppsMixture) {
   EXPECT_EQ(run_gguf_check(files), 0);
 }
 
+// The base folder an adapter of tests/reference/merge_peft.py records (its fixture model).
+std::string recorded_base(const std::string& adapter) {
+  return parse_json_file(adapter + "/adapter_config.json", "remake the fixtures").at("base_model_name_or_path");
+}
+
+TEST(GgufExport, AnAdapterBecomesLlamaCppsLoraWithPeftsDelta) {
+  // PEFT adapters of all 7 projections (r 8, alpha 16; one rsLoRA) against PEFT's own merge of them: llama.cpp's
+  // (alpha / r) lora_b @ lora_a must be merge_and_unload's delta, q/k rows permuted for llama, in every type.
+  TempDir dir;
+  std::string command = quote(AUTOTRAIN_PYTHON) + " " +
+                        quote(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/reference/gguf_check.py") + " --fixtures " +
+                        quote(kFixtures);
+  for (const auto& [name, type] : std::vector<std::pair<std::string, std::string>>{
+           {"llama", "f32"}, {"llama", "q8_0"}, {"qwen2", "f16"}, {"qwen3", "bf16"}, {"llama_rslora", "f32"}}) {
+    SCOPED_TRACE(name + " " + type);
+    const std::string adapter = kFixtures + "/reference/merge_peft/" + name + "/adapter";
+    const std::string out = dir.file(name + "." + type + ".gguf");
+    auto result = testing::run_autotrain("export-gguf --model " + quote(recorded_base(adapter)) + " --adapter " +
+                                         quote(adapter) + " --out " + quote(out) + " --type " + type);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    command += " --lora " + quote(out + ":" + name + ":" + type);
+  }
+  EXPECT_EQ(std::system((command + " 2>&1").c_str()), 0);
+}
+
+TEST(GgufExport, AnAdapterIsRefusedWithAReasonAndNothingWritten) {
+  TempDir dir;
+  const std::string out = dir.file("x.gguf");
+  const std::string llama_adapter = kFixtures + "/reference/merge_peft/llama/adapter";
+  const std::string qwen2_adapter = kFixtures + "/reference/merge_peft/qwen2/adapter";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--model " + quote(kModels + "llama") + " --adapter " + quote(llama_adapter) + " --type q4_K_M",
+       "llama-quantize's presets are for whole models"},
+      {"--model " + quote(kModels + "llama") + " --adapter " + quote(qwen2_adapter), "use the model it was trained on"},
+      {"--model " + quote(recorded_base(kFixtures + "/reference/reward_trl/final")) + " --adapter " +
+           quote(kFixtures + "/reference/reward_trl/final"),
+       "a reward model's adapter"}};
+  for (const auto& [arguments, message] : cases) {
+    auto result = testing::run_autotrain("export-gguf " + arguments + " --out " + quote(out));
+    EXPECT_NE(result.exit_code, 0) << arguments;
+    EXPECT_NE(result.output.find(message), std::string::npos) << result.output;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
 TEST(GgufExport, AnUnknownTypeNamesTheAcceptedOnes) {
   TempDir dir;
   auto result = testing::run_autotrain("export-gguf --model " + quote(kModels + "llama") + " --out " +

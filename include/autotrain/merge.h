@@ -12,11 +12,17 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace autotrain {
+
+struct AdapterConfig;
+struct ModelConfig;
+class Checkpoint;
+class SafetensorsFile;
 
 struct MergeOptions {
   std::string base_dir, adapter_dir, out_dir;
@@ -41,6 +47,19 @@ MergeSummary merge_adapter(const MergeOptions& options);
 // The order of operations is PEFT's (get_delta_weight: (B @ A) * scaling, then added to W).
 at::Tensor merge_lora_weight(const at::Tensor& weight, const at::Tensor& lora_A, const at::Tensor& lora_B,
                              double scaling, at::ScalarType dtype);
+
+// The LoRA matrices (their names in adapter_model.safetensors) of one adapted base weight.
+struct LoraPair {
+  std::string a, b;
+};
+// Every adapted base weight (its checkpoint name) -> its LoRA pair, the adapter checked against the base: PEFT names
+// of this decoder, target_modules, layers, both halves present, shapes of rank r that fit the base weight. Throws
+// Error naming the file and the tensor at fault (what merge-adapter and export-gguf --adapter refuse alike).
+std::map<std::string, LoraPair> plan_adapter_pairs(const SafetensorsFile& adapter_file, const AdapterConfig& adapter,
+                                                   const ModelConfig& config, const Checkpoint& base);
+// Refuses an adapter whose recorded base (base_model_name_or_path, a folder or a cached Hub id) has another
+// model_type or hidden_size than `base`; notes another vocabulary size. Silent when the recorded base is not here.
+void check_adapter_base(const AdapterConfig& adapter, const std::string& adapter_config_path, const ModelConfig& base);
 
 // "5GB", "500MB", "200KB", "1GiB", "123" (bytes), as transformers' max_shard_size; throws a config error.
 uint64_t parse_byte_size(const std::string& text);

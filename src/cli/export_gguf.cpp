@@ -1,4 +1,4 @@
-// autotrain export-gguf --model DIR --out FILE.gguf [--type f16|q8_0|q4_K_M|...]
+// autotrain export-gguf --model DIR [--adapter DIR] --out FILE.gguf [--type f16|q8_0|q4_K_M|...]
 #include "autotrain/error.h"
 #include "autotrain/gguf.h"
 #include "autotrain/hub_cache.h"
@@ -10,7 +10,7 @@ namespace autotrain::cli {
 
 namespace {
 struct GgufArguments {
-  std::string model, out, type = "f16";
+  std::string model, adapter, out, type = "f16";
 };
 }  // namespace
 
@@ -21,6 +21,9 @@ Command add_export_gguf_command(CLI::App& parent) {
                   "Model folder (config.json + safetensors + tokenizer), e.g. merge-adapter's output, or a Hub id in "
                   "the local HF cache")
       ->required();
+  app->add_option("--adapter", arguments->adapter,
+                  "A PEFT LoRA adapter of --model: write it as llama.cpp's LoRA GGUF (llama-cli --lora, ollama "
+                  "ADAPTER) instead of the model; --type f32, f16, bf16 or q8_0");
   app->add_option("--out", arguments->out, "GGUF file to write")->required();
   app->add_option("--type", arguments->type,
                   "f32, f16, bf16 or q8_0 (the 2-D weights, as convert_hf_to_gguf.py's --outtype), or a "
@@ -29,13 +32,15 @@ Command add_export_gguf_command(CLI::App& parent) {
       ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case))
       ->capture_default_str();
   app->footer("Example:\n  autotrain merge-adapter --base BASE --adapter my-llm --out my-llm-merged\n"
-              "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_M.gguf --type q4_K_M");
+              "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_M.gguf --type q4_K_M\n"
+              "  autotrain export-gguf --model BASE --adapter my-llm --out my-llm.lora.gguf");
   auto run = [arguments] {
     GgufOptions options;
     options.model_dir = resolve_model_folder(arguments->model);
     // A Hub id's snapshot folder is named by its commit: the GGUF is named by the id's model name instead.
     if (options.model_dir != arguments->model) options.name = arguments->model.substr(arguments->model.rfind('/') + 1);
     options.out_file = arguments->out;
+    options.adapter_dir = arguments->adapter;
     options.type = parse_gguf_type(arguments->type);
     const GgufSummary summary = export_gguf(options);
     std::string types;

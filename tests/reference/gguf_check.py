@@ -6,6 +6,9 @@ gguf-py, GGUFReader) and checks it against the Hugging Face model folder it came
                                                           whose rows are whole 256-value blocks, 12 layers
   gguf_check.py --fixtures DIR --gguf FILE --model DIR --type TYPE [--gguf ... --model ... --type ...]
                                                           exits non-zero, printing what differs
+  gguf_check.py --fixtures DIR --lora FILE:CASE:TYPE [--lora ...]
+                                                          a LoRA GGUF of reference/merge_peft/CASE/adapter against
+                                                          PEFT's merge of it (check_lora)
 
 Checks: GGUF v3, the llama.cpp metadata keys against config.json, the vocabulary against the tokenizer
 files (sentencepiece pieces/scores, or tokenizer.json tokens and merges), and every tensor against the
@@ -285,6 +288,106 @@ def check(args):
     return 1 if errors else 0
 
 
+LORA_TYPES = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7}
+
+
+def element_error(values, kind):
+    """A bound on |stored - exact| of each element of a tensor stored as `kind` (float64 in, float64 out)."""
+    if kind == "F32":
+        return values.abs() * 2.0 ** -24
+    if kind == "F16":
+        return values.abs() * 2.0 ** -11 + 2.0 ** -25
+    if kind == "BF16":
+        return values.abs() * 2.0 ** -8
+    if kind == "Q8_0":  # half a step of absmax / 127, plus the fp16 rounding of the scale times 127
+        blocks = values.reshape(-1, 32).abs().amax(dim=1, keepdim=True) / 127
+        return (blocks * (0.5 + 127 * 2.0 ** -11)).expand(-1, 32).reshape(values.shape)
+    raise ValueError(kind)
+
+
+def check_lora(args, fixtures):
+    """A LoRA GGUF (export-gguf --adapter) against PEFT: for every adapted weight, llama.cpp's delta
+    (alpha / r) * lora_b @ lora_a, with r lora_a's rows, must be PEFT's merge_and_unload delta (merged - base, rows
+    permuted for llama's q/k) within the storage error of lora_a and lora_b."""
+    import gguf
+    errors = []
+    case_dir = Path(fixtures) / "reference" / "merge_peft" / args.case
+    adapter_config = json.loads((case_dir / "adapter" / "adapter_config.json").read_text())
+    model_dir = Path(adapter_config["base_model_name_or_path"])
+    config = json.loads((model_dir / "config.json").read_text())
+    arch = config["model_type"] if config["model_type"] in ("qwen2", "qwen3") else "llama"
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads", heads)
+    reader = gguf.GGUFReader(args.gguf)
+    field = lambda key: reader.fields[key].contents() if key in reader.fields else None  # noqa: E731
+    for key, want in [("general.architecture", arch), ("general.type", "adapter"), ("adapter.type", "lora"),
+                      ("general.file_type", LORA_TYPES[args.type])]:
+        if field(key) != want:
+            errors.append(f"{key}: {field(key)!r} != {want!r}")
+    alpha = field("adapter.lora.alpha")
+    base = load_source(model_dir)
+    merged = load_file_any(case_dir / "merged_fp32.safetensors")
+    names = gguf_names(config, arch)
+    by_gguf = {names[name]: name for name in base if name in names}
+    tensors = {t.name: t for t in reader.tensors}
+    expected = {hf for hf in base if base[hf].dim() == 2 and not torch.equal(base[hf], merged[hf])}
+    seen = set()
+    for name, tensor in tensors.items():
+        if not name.endswith(".lora_a"):
+            continue
+        weight = name[:-len(".lora_a")]
+        hf = by_gguf.get(weight)
+        if hf is None or weight + ".lora_b" not in tensors:
+            errors.append(f"{name}: no base weight or no lora_b partner")
+            continue
+        seen.add(hf)
+        b_tensor = tensors[weight + ".lora_b"]
+        a = torch.from_numpy(gguf.quants.dequantize(np.array(tensor.data), tensor.tensor_type)).double()
+        b = torch.from_numpy(gguf.quants.dequantize(np.array(b_tensor.data), b_tensor.tensor_type)).double()
+        out_features, in_features = base[hf].shape
+        if a.shape[-1] != in_features or b.shape[0] != out_features or a.shape[0] != b.shape[1]:
+            errors.append(f"{weight}: lora_a {tuple(a.shape)} / lora_b {tuple(b.shape)} do not fit "
+                          f"{tuple(base[hf].shape)}")
+            continue
+        for t, kind in ((tensor, tensor.tensor_type.name), (b_tensor, b_tensor.tensor_type.name)):
+            want_kind = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}[args.type]
+            columns = int(t.shape[0])  # GGUF dims innermost first
+            if kind != (want_kind if columns % (32 if want_kind == "Q8_0" else 1) == 0 else "F16"):
+                errors.append(f"{t.name}: stored as {kind} under --type {args.type}")
+        scale = alpha / a.shape[0]
+        delta = scale * (b @ a)
+        want = merged[hf].double() - base[hf].double()
+        if arch == "llama" and ".q_proj." in hf:
+            want = permute(want, heads, heads)
+        if arch == "llama" and ".k_proj." in hf:
+            want = permute(want, heads, kv_heads)
+        error_a = element_error(a, tensor.tensor_type.name)
+        error_b = element_error(b, b_tensor.tensor_type.name)
+        # The stored matrices' error through the product; PEFT's fp32 merge: B @ A summed over r in fp32, times
+        # its scaling, added to W (each rounded to fp32); the f32 alpha in the file.
+        bound = abs(scale) * (b.abs() @ error_a + error_b @ a.abs() + error_b @ error_a) + \
+            abs(scale) * (b.abs() @ a.abs()) * (a.shape[0] + 2) * 2.0 ** -24 + \
+            (merged[hf].double().abs() + delta.abs()) * 2.0 ** -23
+        excess = ((delta - want).abs() - bound).max().item()
+        if args.verbose:
+            print(f"{weight}: max |delta| {delta.abs().max().item():.3g}, max |difference| "
+                  f"{(delta - want).abs().max().item():.3g}, margin {-excess:.3g}")
+        if excess > 0:
+            errors.append(f"{weight}: llama.cpp's delta differs from PEFT's by {excess:.3g} beyond the bound")
+    if seen != expected:
+        errors.append(f"adapted weights: GGUF has {len(seen)}, PEFT changed {len(expected)} "
+                      f"(missing {sorted(expected - seen)[:3]})")
+    for error in errors:
+        print("MISMATCH", error)
+    print(f"{args.gguf}: {len(reader.tensors)} tensors, alpha {alpha}, {len(errors)} mismatches")
+    return 1 if errors else 0
+
+
+def load_file_any(path):
+    from safetensors.torch import load_file
+    return {name: value.float() for name, value in load_file(str(path)).items()}
+
+
 def make_wide_models(fixtures):
     """Two models whose rows are whole K-quant blocks (256 values), 12 layers (so that llama-quantize's name order,
     blk.0, blk.1, blk.10, blk.11, blk.2, ..., differs from the layer order), weights N(0, 0.02) as an LLM's, bf16."""
@@ -316,7 +419,17 @@ def main():
     parser.add_argument("--gguf", action="append", default=[], help="a GGUF file; repeat with --model and --type")
     parser.add_argument("--model", action="append", default=[])
     parser.add_argument("--type", action="append", default=[])
+    parser.add_argument("--lora", action="append", default=[],
+                        help="FILE:CASE:TYPE, a LoRA GGUF of merge_peft's adapter CASE written as TYPE")
+    parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    if args.lora:
+        failed = 0
+        for item in args.lora:
+            gguf_file, case, kind = item.rsplit(":", 2)
+            failed += check_lora(argparse.Namespace(gguf=gguf_file, case=case, type=kind, verbose=args.verbose),
+                                 args.fixtures)
+        return 1 if failed else 0
     if not args.gguf:
         make_wide_models(args.fixtures)
         return 0

@@ -16,7 +16,6 @@ constexpr double kPolynomialPower = 1.0;
 constexpr double kInverseSqrtTimescale = 10000;  // get_inverse_sqrt_schedule without warmup (else the warmup)
 // torch.optim.lr_scheduler.ReduceLROnPlateau's defaults (transformers passes none).
 constexpr double kPlateauFactor = 0.1, kPlateauThreshold = 1e-4, kPlateauEps = 1e-8;
-constexpr int64_t kPlateauPatience = 10;
 }  // namespace
 
 int64_t warmup_steps_for(int64_t total_steps, double warmup_ratio) {

@@ -504,8 +504,8 @@ TrainingSummary run_loop(TrainableModel& model, const Objective& objective, cons
       // reduce_lr_on_plateau: the Trainer steps it with eval_loss here, so the next step takes the new rate.
       const double rate = schedule.lr_at(state.scheduler_step);
       if (schedule.after_evaluation(*summary.eval_loss)) {
-        log::info(log::cat("eval_loss has not improved on ", *schedule.plateau()->best, " for 11 evaluations: lr ",
-                           rate, " -> ", schedule.lr_at(state.scheduler_step)));
+        log::info(log::cat("eval_loss has not improved on ", *schedule.plateau()->best, " for ", kPlateauPatience + 1,
+                           " evaluations: lr ", rate, " -> ", schedule.lr_at(state.scheduler_step)));
       }
       state.plateau = schedule.plateau();
     }

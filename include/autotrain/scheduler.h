@@ -10,6 +10,10 @@
 
 namespace autotrain {
 
+// torch's ReduceLROnPlateau patience (its default): the rate is cut after more than this many evaluations in a
+// row without improvement.
+inline constexpr int64_t kPlateauPatience = 10;
+
 // reduce_lr_on_plateau's position, which a checkpoint carries: the learning rate now, the best eval_loss so far
 // (none before the first evaluation) and the evaluations since it that did not improve on it.
 struct PlateauState {

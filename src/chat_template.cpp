@@ -184,6 +184,26 @@ class LiteralParser {
 
 }  // namespace
 
+nlohmann::json chat_template_value(const std::string& model_dir, std::string* origin) {
+  const tokenization::TokenizerConfig config = tokenization::read_tokenizer_config(model_dir);
+  if (!config.path.empty() && !config.chat_template.is_null()) {
+    *origin = config.path;
+    return config.chat_template;
+  }
+  const std::string jinja_file = (fs::path(model_dir) / "chat_template.jinja").string();
+  const std::string json_file = (fs::path(model_dir) / "chat_template.json").string();
+  if (fs::exists(jinja_file)) {
+    *origin = jinja_file;
+    return read_file(jinja_file);
+  }
+  if (fs::exists(json_file)) {
+    *origin = json_file;
+    const nlohmann::json document = tokenization::read_json_file(json_file);
+    return document.is_object() ? document.value("chat_template", nlohmann::json()) : nlohmann::json();
+  }
+  return nullptr;
+}
+
 ChatTemplate::ChatTemplate(const std::string& source, const std::string& name, OrderedJson special_tokens)
     : source_(source), template_(std::make_shared<JinjaTemplate>(source, name)),
       special_tokens_(std::move(special_tokens)) {}
@@ -197,25 +217,12 @@ ChatTemplate ChatTemplate::load(const std::string& model_dir) {
   for (const auto& [key, value] : tokens)
     if (*value) special_tokens[key] = **value;
 
-  std::optional<std::string> source;
-  std::string name;
-  if (!config.path.empty()) {
-    source = template_of(config.chat_template, config.path);
-    name = config.path + " chat_template";
+  std::string origin;
+  const std::optional<std::string> source = template_of(chat_template_value(model_dir, &origin), origin);
+  if (source) {
+    const bool in_config = fs::path(origin).filename() == "tokenizer_config.json";
+    return ChatTemplate(*source, in_config ? origin + " chat_template" : origin, special_tokens);
   }
-  const std::string jinja_file = (fs::path(model_dir) / "chat_template.jinja").string();
-  const std::string json_file = (fs::path(model_dir) / "chat_template.json").string();
-  if (!source && fs::exists(jinja_file)) {
-    source = read_file(jinja_file);
-    name = jinja_file;
-  }
-  if (!source && fs::exists(json_file)) {
-    const nlohmann::json document = tokenization::read_json_file(json_file);
-    source = template_of(document.is_object() ? document.value("chat_template", nlohmann::json()) : nlohmann::json(),
-                         json_file);
-    name = json_file;
-  }
-  if (source) return ChatTemplate(*source, name, special_tokens);
   ChatTemplate fallback(kFallbackTemplate, model_dir + " (no chat template: AutoTrain's ChatML default)",
                         special_tokens);
   fallback.fallback_ = true;

@@ -5,6 +5,7 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <optional>
 
 #include "autotrain/adapter.h"
+#include "autotrain/chat_template.h"
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/logging.h"
@@ -311,6 +313,38 @@ Vocabulary bpe_vocabulary(const std::string& path) {
   return vocab;
 }
 
+// The model's chat template, as gguf-py's SpecialVocab / GGUFWriter.add_chat_template write it (llama-server and
+// ollama format conversations with it): a string as tokenizer.chat_template; named templates as the "default" one
+// there, each other as tokenizer.chat_template.<name> (letters and digits, others as _) listed in
+// tokenizer.chat_templates. Nothing for a folder without one.
+void add_chat_template_metadata(GgufMetadata& metadata, const std::string& model_dir) {
+  std::string origin;
+  const json value = chat_template_value(model_dir, &origin);
+  if (value.is_string()) return metadata.string("tokenizer.chat_template", value.get<std::string>());
+  if (!value.is_array()) {
+    if (!value.is_null()) log::warn(origin + ": chat_template is neither a string nor a list; not written");
+    return;
+  }
+  std::optional<std::string> default_template;
+  std::vector<std::string> names;
+  for (const json& choice : value) {
+    if (!choice.is_object() || !choice.contains("template") || !choice["template"].is_string()) continue;
+    std::string name = choice.value("name", "");
+    for (char& c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    }
+    if (name.empty()) continue;
+    if (name == "default") {
+      default_template = choice["template"].get<std::string>();
+    } else {
+      names.push_back(name);
+      metadata.string("tokenizer.chat_template." + name, choice["template"].get<std::string>());
+    }
+  }
+  if (!names.empty()) metadata.strings("tokenizer.chat_templates", names);
+  if (default_template) metadata.string("tokenizer.chat_template", *default_template);
+}
+
 void add_tokenizer_metadata(GgufMetadata& metadata, const std::string& model_dir, const ModelConfig& config) {
   const auto tokenizer_config = tokenization::read_tokenizer_config(model_dir);
   const fs::path dir(model_dir);
@@ -342,6 +376,7 @@ void add_tokenizer_metadata(GgufMetadata& metadata, const std::string& model_dir
   if (eos) metadata.u32("tokenizer.ggml.eos_token_id", *eos);
   if (vocab.unk_id) metadata.u32("tokenizer.ggml.unknown_token_id", *vocab.unk_id);
   if (pad) metadata.u32("tokenizer.ggml.padding_token_id", *pad);
+  add_chat_template_metadata(metadata, model_dir);
   const std::vector<int64_t> empty = tokenizer->encode("", true);
   metadata.boolean("tokenizer.ggml.add_bos_token", bos && !empty.empty() && empty.front() == *bos);
   metadata.boolean("tokenizer.ggml.add_eos_token", eos && !empty.empty() && empty.back() == *eos);

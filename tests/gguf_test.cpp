@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/gguf.h"
@@ -121,6 +123,28 @@ TEST(GgufExport, AnAdapterIsRefusedWithAReasonAndNothingWritten) {
     EXPECT_NE(result.output.find(message), std::string::npos) << result.output;
     EXPECT_FALSE(fs::exists(out));
   }
+}
+
+TEST(GgufExport, TheChatTemplateGoesAlongAsTheConverterWritesIt) {
+  // llama-server and ollama format chats with tokenizer.chat_template: from tokenizer_config.json (a string, or
+  // named templates), or chat_template.jinja; the oracle asks gguf-py's SpecialVocab what the converter writes.
+  const std::string llama31 = read_file(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/data/chat_templates/llama31.jinja");
+  const std::string zephyr = read_file(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/data/chat_templates/zephyr.jinja");
+  TempDir dir;
+  std::vector<GgufCheck> files;
+  for (const std::string kind : {"string", "named", "jinja_file"}) {
+    const std::string model = dir.file("llama_" + kind);
+    fs::create_directories(model);
+    for (const auto& entry : fs::directory_iterator(kModels + "llama")) fs::copy(entry.path(), model + "/");
+    nlohmann::json config = parse_json_file(model + "/tokenizer_config.json", "");
+    if (kind == "string") config["chat_template"] = llama31;
+    if (kind == "named")
+      config["chat_template"] = {{{"name", "default"}, {"template", llama31}}, {{"name", "tool use"}, {"template", zephyr}}};
+    testing::write_text(model + "/tokenizer_config.json", config.dump(2));
+    if (kind == "jinja_file") testing::write_text(model + "/chat_template.jinja", zephyr);
+    for (const GgufCheck& file : export_each(dir, model, {"f16"})) files.push_back(file);
+  }
+  EXPECT_EQ(run_gguf_check(files), 0);
 }
 
 TEST(GgufExport, AnUnknownTypeNamesTheAcceptedOnes) {

@@ -11,6 +11,11 @@
 
 namespace autotrain {
 
+// A model folder's chat template as written (a string, a list of {"name", "template"}, or null for none), from where
+// transformers and gguf-py look: tokenizer_config.json's "chat_template", else chat_template.jinja, else
+// chat_template.json's; *origin names the file.
+nlohmann::json chat_template_value(const std::string& model_dir, std::string* origin);
+
 class ChatTemplate {
  public:
   // The template of a model folder: tokenizer_config.json's "chat_template" (a string, or a list of named

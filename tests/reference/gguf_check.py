@@ -11,7 +11,8 @@ gguf-py, GGUFReader) and checks it against the Hugging Face model folder it came
                                                           PEFT's merge of it (check_lora)
 
 Checks: GGUF v3, the llama.cpp metadata keys against config.json, the vocabulary against the tokenizer
-files (sentencepiece pieces/scores, or tokenizer.json tokens and merges), and every tensor against the
+files (sentencepiece pieces/scores, or tokenizer.json tokens and merges), the chat template(s) against what
+gguf-py's SpecialVocab finds (tokenizer_config.json, chat_template.jinja, chat_template.json), and every tensor against the
 safetensors source, mapped to llama.cpp's names independently of the C++ code:
   F32 (norms, biases, rope_freqs): equal to the float32 values
   F16 / BF16: equal to torch's .to(float16) / .to(bfloat16) cast
@@ -240,6 +241,18 @@ def check(args):
                    (added["content"], 3 if added["special"] else 4))
         expect("padding token type", types[-1], 5)
         expect("eos", field("tokenizer.ggml.eos_token_id"), config["eos_token_id"])
+
+    # The chat template as llama.cpp's converter finds and writes it (gguf-py's SpecialVocab, add_chat_template).
+    templates = gguf.SpecialVocab(model_dir, load_merges=False).chat_template
+    if isinstance(templates, list):
+        named = {"".join(c if c.isascii() and c.isalnum() else "_" for c in t.get("name", "")): t["template"]
+                 for t in templates if t.get("name") and t.get("template") is not None}
+        expect("tokenizer.chat_template", field("tokenizer.chat_template"), named.pop("default", None))
+        expect("tokenizer.chat_templates", sorted(field("tokenizer.chat_templates") or []), sorted(named))
+        for name, template in named.items():
+            expect(f"tokenizer.chat_template.{name}", field(f"tokenizer.chat_template.{name}"), template)
+    else:
+        expect("tokenizer.chat_template", field("tokenizer.chat_template"), templates)
 
     source = load_source(model_dir)
     names = gguf_names(config, arch)

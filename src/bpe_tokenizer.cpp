@@ -197,9 +197,15 @@ class PreTokenizer {
       steps_.push_back(step);
     } else if (type == "Split") {
       add_split(spec, file);
+    } else if (type == "Digits") {
+      // tokenizers' Digits: numbers isolated (Rust's char::is_numeric, Unicode's N categories), one a piece with
+      // individual_digits (SmolLM's and StarCoder's tokenizers), else in runs.
+      Step step;
+      step.regex = std::make_shared<Regex>(spec.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+", file);
+      steps_.push_back(step);
     } else {
       throw Error(file + ": pre_tokenizer type \"" + type + "\" is not supported (supported: Split, ByteLevel, "
-                  "Sequence)");
+                  "Digits, Sequence)");
     }
   }
 

@@ -275,6 +275,16 @@ std::string pre_tokenizer_name(const json& pre_tokenizer, const std::string& pat
       if (known != kPreTokenizers.end()) return known->second;
     }
   }
+  // No Split: GPT-2's byte-level regex alone ("gpt-2"), or after digits split one by one (SmolLM's, "smollm").
+  auto is = [](const json& part, const char* type) { return part.is_object() && part.value("type", "") == type; };
+  auto gpt2_regex = [&](const json& part) {
+    return is(part, "ByteLevel") && part.value("use_regex", true) && !part.value("add_prefix_space", true);
+  };
+  if (gpt2_regex(pre_tokenizer)) return "gpt-2";
+  const json steps = pre_tokenizer.value("pretokenizers", json::array());
+  if (is(pre_tokenizer, "Sequence") && steps.size() == 2 && is(steps[0], "Digits") &&
+      steps[0].value("individual_digits", false) && gpt2_regex(steps[1]))
+    return "smollm";
   log::warn(path + ": pre-tokenizer not recognised; writing tokenizer.ggml.pre \"default\" (llama.cpp may split "
             "text differently from transformers)");
   return "default";

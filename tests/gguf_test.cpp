@@ -147,6 +147,25 @@ TEST(GgufExport, TheChatTemplateGoesAlongAsTheConverterWritesIt) {
   EXPECT_EQ(run_gguf_check(files), 0);
 }
 
+TEST(GgufExport, ByteLevelPreTokenizersWithoutASplitAreNamed) {
+  // SmolLM's Digits + GPT-2's byte-level regex is llama.cpp's "smollm", the regex alone "gpt-2"; with
+  // add_prefix_space (which llama.cpp's gpt-2 does not do) "default", with a warning.
+  const std::string variants = kFixtures + "/reference/tokenizer/variants/";
+  TempDir dir;
+  std::vector<GgufCheck> files;
+  for (const std::string kind : {"smollm", "gpt2", "prefix_space"}) {
+    const std::string model = dir.file("qwen2_" + kind);
+    fs::create_directories(model);
+    for (const auto& entry : fs::directory_iterator(kModels + "qwen2")) fs::copy(entry.path(), model + "/");
+    nlohmann::json tokenizer = parse_json_file(variants + (kind == "prefix_space" ? "gpt2_style" : "smollm_style") +
+                                               "/tokenizer.json", "");
+    if (kind == "gpt2") tokenizer["pre_tokenizer"] = tokenizer["pre_tokenizer"]["pretokenizers"][1];
+    testing::write_text(model + "/tokenizer.json", tokenizer.dump());
+    for (const GgufCheck& file : export_each(dir, model, {"f16"})) files.push_back(file);
+  }
+  EXPECT_EQ(run_gguf_check(files), 0);
+}
+
 TEST(GgufExport, AnUnknownTypeNamesTheAcceptedOnes) {
   TempDir dir;
   auto result = testing::run_autotrain("export-gguf --model " + quote(kModels + "llama") + " --out " +

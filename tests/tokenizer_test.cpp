@@ -96,9 +96,9 @@ TEST(Tokenizer, MistralModelFolderMatchesLlamaTokenizer) { expect_parity("mistra
 
 // The bpe fixture rewritten by the oracle: GPT-2's ByteLevel regex with add_prefix_space and an eos
 // template; Llama-3's ignore_merges with a Sequence post-processor; added tokens with lstrip, rstrip,
-// single_word and normalized.
+// single_word and normalized; SmolLM's Digits (one by one, and in runs) before GPT-2's regex.
 TEST(Tokenizer, BpeVariantsMatchTokenizersLibrary) {
-  for (const char* name : {"gpt2_style", "llama3_style"}) {
+  for (const char* name : {"gpt2_style", "llama3_style", "smollm_style", "digit_runs"}) {
     SCOPED_TRACE(name);
     json want = reference(std::string("variants/") + name);
     auto tokenizer = Tokenizer::load(kFixtures + "/" + want["folder"].get<std::string>());

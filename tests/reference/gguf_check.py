@@ -66,6 +66,24 @@ def llama3_rope_factors(config):  # convert_hf_to_gguf.py LlamaModel.generate_ex
     return torch.tensor(factors, dtype=torch.float32)
 
 
+def pre_name(pre_tokenizer):
+    """llama.cpp's tokenizer.ggml.pre for the byte-level pre-tokenizers here (convert_hf_to_gguf.py tells them apart by a
+    hash of their output: qwen2 and llama-bpe by their Split regex, gpt-2 by ByteLevel's own, smollm by Digits then
+    ByteLevel)."""
+    steps = pre_tokenizer.get("pretokenizers", [pre_tokenizer])
+    regexes = [s["pattern"].get("Regex") for s in steps if s.get("type") == "Split"]
+    if regexes and "\\p{N}{1,3}" in regexes[0]:
+        return "llama-bpe"
+    if regexes:
+        return "qwen2"
+    kinds = [(s["type"], s.get("individual_digits"), s.get("use_regex"), s.get("add_prefix_space")) for s in steps]
+    if kinds == [("ByteLevel", None, True, False)]:
+        return "gpt-2"
+    if kinds == [("Digits", True, None, None), ("ByteLevel", None, True, False)]:
+        return "smollm"
+    return "default"
+
+
 def load_source(model_dir):
     from safetensors.torch import load_file
     tensors = {}
@@ -230,7 +248,7 @@ def check(args):
     else:
         tokenizer = json.loads((model_dir / "tokenizer.json").read_text())
         expect("tokenizer.ggml.model", field("tokenizer.ggml.model"), "gpt2")
-        expect("tokenizer.ggml.pre", field("tokenizer.ggml.pre"), "qwen2")
+        expect("tokenizer.ggml.pre", field("tokenizer.ggml.pre"), pre_name(tokenizer["pre_tokenizer"]))
         vocab = tokenizer["model"]["vocab"]
         expect("tokens", [tokens[i] for i in vocab.values()], list(vocab.keys()))
         merges = [m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"]["merges"]]

@@ -13,7 +13,8 @@ Writes reference/tokenizer/<name>.json:
   sentencepiece_raw.json       sentencepiece.SentencePieceProcessor (no HF rules), for information
   variants/<name>/tokenizer.json + variants/<name>.json
                                the bpe fixture rewritten to reach the rest of the pipeline (GPT-2's
-                               ByteLevel regex with add_prefix_space, Llama-3's ignore_merges, post-processor
+                               ByteLevel regex with add_prefix_space, SmolLM's Digits before it (and digit
+                               runs), Llama-3's ignore_merges, post-processor
                                templates, added tokens with lstrip / rstrip / single_word / normalized), with
                                the ids and decoded text of tokenizers.Tokenizer
 
@@ -106,6 +107,8 @@ VARIANT_CASES = [
     "",
     "12345 digits",
     "안녕하세요 😀 中文",
+    "in 2024 we sold 1,234.56 units at 99% (v3.11)",
+    "٣٤٥ Arabic-Indic, ½ and ² and Ⅻ are numbers too",
 ]
 
 
@@ -151,6 +154,24 @@ def write_variants(out, bpe_json):
     llama3.add_special_tokens([AddedToken("<tool>", lstrip=True, rstrip=False, special=True, normalized=False)])
     llama3.add_tokens(added[1:])
     record("llama3_style", llama3)
+
+    # SmolLM / StarCoder: digits split off one by one before GPT-2's byte-level regex; and in runs. Their BPE is
+    # trained with GPT-2's regex alone on the corpus and numbers, so that it has merges of digits ("20", "Ġ1", ...)
+    # which the Digits step then keeps apart: without that step, or with the other setting, the ids differ.
+    from tokenizers import models, trainers
+    numbers = [f"in {1900 + i} it cost {i * 37 % 1000}.{i % 100:02d} and {i * 12345 % 99991} units" for i in range(400)]
+    trained = Tokenizer(models.BPE())
+    trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trained.decoder = Tokenizer.from_file(str(bpe_json)).decoder
+    trained.train_from_iterator(read_corpus() + numbers, trainers.BpeTrainer(
+        vocab_size=1000, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    for name, individual in (("smollm_style", True), ("digit_runs", False)):
+        digits = Tokenizer.from_str(trained.to_str())
+        digits.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=individual),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+        record(name, digits)
 
 
 def main():

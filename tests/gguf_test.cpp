@@ -147,19 +147,27 @@ TEST(GgufExport, TheChatTemplateGoesAlongAsTheConverterWritesIt) {
   EXPECT_EQ(run_gguf_check(files), 0);
 }
 
+const char* kTekkenPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+)"
+    R"([\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 TEST(GgufExport, ByteLevelPreTokenizersWithoutASplitAreNamed) {
   // SmolLM's Digits + GPT-2's byte-level regex is llama.cpp's "smollm", the regex alone "gpt-2"; with
   // add_prefix_space (which llama.cpp's gpt-2 does not do) "default", with a warning.
   const std::string variants = kFixtures + "/reference/tokenizer/variants/";
   TempDir dir;
   std::vector<GgufCheck> files;
-  for (const std::string kind : {"smollm", "gpt2", "prefix_space"}) {
+  for (const std::string kind : {"smollm", "gpt2", "prefix_space", "tekken"}) {
     const std::string model = dir.file("qwen2_" + kind);
     fs::create_directories(model);
     for (const auto& entry : fs::directory_iterator(kModels + "qwen2")) fs::copy(entry.path(), model + "/");
     nlohmann::json tokenizer = parse_json_file(variants + (kind == "prefix_space" ? "gpt2_style" : "smollm_style") +
                                                "/tokenizer.json", "");
     if (kind == "gpt2") tokenizer["pre_tokenizer"] = tokenizer["pre_tokenizer"]["pretokenizers"][1];
+    if (kind == "tekken") {  // the qwen2 fixture's Split with Mistral's tekken pattern
+      tokenizer = parse_json_file(kModels + "qwen2/tokenizer.json", "");
+      tokenizer["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = kTekkenPattern;
+    }
     testing::write_text(model + "/tokenizer.json", tokenizer.dump());
     for (const GgufCheck& file : export_each(dir, model, {"f16"})) files.push_back(file);
   }

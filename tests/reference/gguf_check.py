@@ -66,12 +66,20 @@ def llama3_rope_factors(config):  # convert_hf_to_gguf.py LlamaModel.generate_ex
     return torch.tensor(factors, dtype=torch.float32)
 
 
+# Mistral's tekken split (Mistral Nemo / Small 3 tokenizer.json), llama.cpp's "tekken".
+TEKKEN_PATTERN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
+                  r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}|"
+                  r" ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
 def pre_name(pre_tokenizer):
     """llama.cpp's tokenizer.ggml.pre for the byte-level pre-tokenizers here (convert_hf_to_gguf.py tells them apart by a
     hash of their output: qwen2 and llama-bpe by their Split regex, gpt-2 by ByteLevel's own, smollm by Digits then
     ByteLevel)."""
     steps = pre_tokenizer.get("pretokenizers", [pre_tokenizer])
     regexes = [s["pattern"].get("Regex") for s in steps if s.get("type") == "Split"]
+    if regexes and regexes[0] == TEKKEN_PATTERN:
+        return "tekken"
     if regexes and "\\p{N}{1,3}" in regexes[0]:
         return "llama-bpe"
     if regexes:

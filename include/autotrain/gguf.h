@@ -48,8 +48,10 @@ GgufSummary export_gguf(const GgufOptions& options);
 GgufType parse_gguf_type(const std::string& text);
 std::string gguf_type_name(GgufType type);  // "q4_K_M"
 std::vector<std::string> gguf_type_names();
+uint32_t gguf_llama_ftype(GgufType type);        // general.file_type: llama.h's llama_ftype
+bool is_llama_quantize_preset(GgufType type);    // q4_0 ... q6_K (not the converter's f32 / f16 / bf16 / q8_0)
 
-// The ggml type llama.cpp's converter (f32/f16/bf16/q8_0) or llama-quantize (the rest) gives a 2-D weight of the
+// (src/gguf_types.cpp) The ggml type llama.cpp's converter (f32/f16/bf16/q8_0) or llama-quantize (the rest) gives a 2-D weight of the
 // GGUF name `name` with rows of `columns` values (llama-quant.cpp llama_tensor_get_type). The mixture depends on
 // the tensor's place among its kind in llama-quantize's (lexicographic) order, so it takes all the weights' names.
 struct GgufMixture {

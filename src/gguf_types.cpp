@@ -1,0 +1,122 @@
+// The GGUF file types of export-gguf and the ggml type each 2-D weight gets: the converter's --outtype, or
+// llama-quantize's per-tensor mixture for its presets (llama.cpp src/llama-quant.cpp).
+#include <algorithm>
+#include <cctype>
+
+#include "autotrain/error.h"
+#include "autotrain/gguf.h"
+
+namespace autotrain {
+
+namespace {
+
+// Each file type: its name, llama.cpp's llama_ftype (general.file_type) and the type of its 2-D weights before
+// llama-quantize's mixture. The first four are the converter's --outtype, the rest llama-quantize's presets.
+struct GgufTypeRow {
+  GgufType type;
+  const char* name;
+  uint32_t llama_ftype;
+  GgmlType weights;
+  bool preset;
+};
+const GgufTypeRow kGgufTypes[] = {
+    {GgufType::f32, "f32", 0, GgmlType::f32, false},        {GgufType::f16, "f16", 1, GgmlType::f16, false},
+    {GgufType::bf16, "bf16", 32, GgmlType::bf16, false},    {GgufType::q8_0, "q8_0", 7, GgmlType::q8_0, false},
+    {GgufType::q4_0, "q4_0", 2, GgmlType::q4_0, true},      {GgufType::q4_1, "q4_1", 3, GgmlType::q4_1, true},
+    {GgufType::q5_0, "q5_0", 8, GgmlType::q5_0, true},      {GgufType::q5_1, "q5_1", 9, GgmlType::q5_1, true},
+    {GgufType::q4_K_S, "q4_K_S", 14, GgmlType::q4_K, true}, {GgufType::q4_K_M, "q4_K_M", 15, GgmlType::q4_K, true},
+    {GgufType::q5_K_S, "q5_K_S", 16, GgmlType::q5_K, true}, {GgufType::q5_K_M, "q5_K_M", 17, GgmlType::q5_K, true},
+    {GgufType::q6_K, "q6_K", 18, GgmlType::q6_K, true}};
+
+const GgufTypeRow& type_row(GgufType type) {
+  for (const GgufTypeRow& row : kGgufTypes) {
+    if (row.type == type) return row;
+  }
+  throw Error("unknown GGUF type (a bug)");
+}
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return text;
+}
+
+// Where `name` stands among the weights whose names contain `kind`, in the name order llama-quantize walks them
+// (a std::map's: "blk.10." before "blk.2."), and how many there are.
+std::pair<int64_t, int64_t> rank_among(const std::vector<std::string>& names, const std::string& name,
+                                       const std::string& kind) {
+  std::vector<std::string> same;
+  for (const std::string& other : names) {
+    if (other.find(kind) != std::string::npos) same.push_back(other);
+  }
+  std::sort(same.begin(), same.end());
+  return {std::find(same.begin(), same.end(), name) - same.begin(), int64_t(same.size())};
+}
+
+// llama-quant.cpp llama_tensor_get_type_impl for these presets and a dense (not mixture-of-experts) model.
+GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& name, int64_t columns) {
+  const GgufType preset = mixture.type;
+  const GgmlType base = type_row(preset).weights;
+  if (name == "output.weight" || (mixture.tied_embeddings && name == "token_embd.weight")) {
+    if (columns % ggml_type_info(base).block_values != 0) return GgmlType::q8_0;
+    return base == GgmlType::q8_0 ? GgmlType::q8_0 : GgmlType::q6_K;
+  }
+  if (name == "token_embd.weight") return base;
+  auto more_bits = [](int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
+  const bool k_m = preset == GgufType::q4_K_M || preset == GgufType::q5_K_M;
+  if (name.find("attn_v.weight") != std::string::npos) {
+    const auto [i, n] = rank_among(mixture.names, name, "attn_v.weight");
+    GgmlType type = base;
+    if (k_m && more_bits(i, n)) {
+      type = GgmlType::q6_K;
+    } else if (preset == GgufType::q4_K_S && i < 4) {
+      type = GgmlType::q5_K;
+    }
+    // A 70B's attn_v is 8x smaller than its attn_q (8 heads share it): more bits cost little there.
+    if (mixture.seventy_b && type == GgmlType::q4_K) type = GgmlType::q5_K;
+    return type;
+  }
+  if (name.find("ffn_down") != std::string::npos) {
+    const int64_t i = rank_among(mixture.names, name, "ffn_down").first, n = mixture.layers;
+    if (k_m && more_bits(i, n)) return GgmlType::q6_K;
+    if (preset == GgufType::q4_K_S && i < n / 8) return GgmlType::q5_K;
+  }
+  return base;
+}
+
+}  // namespace
+
+GgufType parse_gguf_type(const std::string& text) {
+  for (const GgufTypeRow& row : kGgufTypes) {
+    if (lower(text) == lower(row.name)) return row.type;
+  }
+  std::string names;
+  for (const std::string& name : gguf_type_names()) names += (names.empty() ? "" : ", ") + name;
+  throw config_error("GGUF type \"" + text + "\" is not one of " + names);
+}
+
+std::string gguf_type_name(GgufType type) { return type_row(type).name; }
+
+std::vector<std::string> gguf_type_names() {
+  std::vector<std::string> names;
+  for (const GgufTypeRow& row : kGgufTypes) names.push_back(row.name);
+  return names;
+}
+
+GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, int64_t columns) {
+  auto whole_blocks = [columns](GgmlType type) { return columns % ggml_type_info(type).block_values == 0; };
+  const GgufTypeRow& row = type_row(mixture.type);
+  if (!row.preset) return whole_blocks(row.weights) ? row.weights : GgmlType::f16;  // as the converter falls back
+  GgmlType type = llama_quantize_choice(mixture, name, columns);
+  if (!whole_blocks(type)) {  // llama-quant.cpp tensor_type_fallback; where it has none (q4_0 ...), f16
+    type = type == GgmlType::q4_K ? GgmlType::q5_0 : type == GgmlType::q5_K ? GgmlType::q5_1
+           : type == GgmlType::q6_K ? GgmlType::q8_0 : GgmlType::f16;
+    if (!whole_blocks(type)) type = GgmlType::f16;
+  }
+  return type;
+}
+
+uint32_t gguf_llama_ftype(GgufType type) { return type_row(type).llama_ftype; }
+
+bool is_llama_quantize_preset(GgufType type) { return type_row(type).preset; }
+
+}  // namespace autotrain

@@ -438,6 +438,27 @@ std::string general_name(const GgufOptions& options, const std::string& folder) 
   return options.name.empty() ? fs::path(folder).lexically_normal().filename().string() : options.name;
 }
 
+// An adapter of the model, checked against it as merge-adapter checks (a reward model's adapter refused: llama.cpp
+// runs causal language models): every adapted weight's LoRA pair.
+struct AdapterPlan {
+  AdapterConfig config;
+  std::shared_ptr<SafetensorsFile> file;
+  std::map<std::string, LoraPair> pairs;  // by the base weight's checkpoint name
+};
+
+AdapterPlan plan_adapter(const std::string& adapter_dir, const ModelConfig& config, const Checkpoint& base) {
+  AdapterPlan plan;
+  plan.config = load_adapter_config(adapter_dir);
+  const std::string adapter_config_path = adapter_dir + "/adapter_config.json";
+  if (plan.config.is_reward_model())
+    throw Error(adapter_config_path + ": a reward model's adapter (task_type SEQ_CLS, with its score head); "
+                "llama.cpp runs causal language models");
+  check_adapter_base(plan.config, adapter_config_path, config);
+  plan.file = SafetensorsFile::open(adapter_dir + "/adapter_model.safetensors");
+  plan.pairs = plan_adapter_pairs(*plan.file, plan.config, config, base);
+  return plan;
+}
+
 // A PEFT LoRA adapter as llama.cpp's LoRA GGUF (convert_lora_to_gguf.py): general.type "adapter", adapter.type
 // "lora", adapter.lora.alpha, and for each adapted weight W its "<W's GGUF name>.lora_a" (r, in) and ".lora_b"
 // (out, r), lora_b's rows permuted as W's for llama's q/k. llama.cpp scales B A by alpha / r, so an rsLoRA
@@ -445,18 +466,14 @@ std::string general_name(const GgufOptions& options, const std::string& folder) 
 GgufSummary export_gguf_adapter(const GgufOptions& options) {
   const ModelConfig config = load_model_config(options.model_dir);
   const GgufArchitecture& arch = gguf_architecture(config, options.model_dir);
-  const AdapterConfig adapter = load_adapter_config(options.adapter_dir);
-  const std::string adapter_config_path = options.adapter_dir + "/adapter_config.json";
-  if (adapter.is_reward_model())
-    throw Error(adapter_config_path + ": a reward model's adapter (task_type SEQ_CLS, with its score head); "
-                "llama.cpp's LoRA adapters are for causal language models");
   if (is_llama_quantize_preset(options.type))
     throw Error("--type " + gguf_type_name(options.type) + ": an adapter is written as f32, f16, bf16 or q8_0 (as "
-                "convert_lora_to_gguf.py writes it); llama-quantize's presets are for whole models");
-  check_adapter_base(adapter, adapter_config_path, config);
+                "convert_lora_to_gguf.py writes it); llama-quantize's presets are for whole models (--merge)");
   const Checkpoint base = Checkpoint::open(options.model_dir);
-  const auto adapter_file = SafetensorsFile::open(options.adapter_dir + "/adapter_model.safetensors");
-  const std::map<std::string, LoraPair> pairs = plan_adapter_pairs(*adapter_file, adapter, config, base);
+  const AdapterPlan plan = plan_adapter(options.adapter_dir, config, base);
+  const AdapterConfig& adapter = plan.config;
+  const auto& adapter_file = plan.file;
+  const std::map<std::string, LoraPair>& pairs = plan.pairs;
 
   std::vector<GgufTensor> tensors;
   GgufMixture mixture;  // the converter's rule: the type asked where rows are whole blocks, else f16
@@ -492,7 +509,7 @@ GgufSummary export_gguf_adapter(const GgufOptions& options) {
 }  // namespace
 
 GgufSummary export_gguf(const GgufOptions& options) {
-  if (!options.adapter_dir.empty()) return export_gguf_adapter(options);
+  if (!options.adapter_dir.empty() && !options.merge_adapter) return export_gguf_adapter(options);
   const ModelConfig config = load_model_config(options.model_dir);
   const GgufArchitecture* arch = &gguf_architecture(config, options.model_dir);
   if (config.architecture->sliding_window_rule != SlidingWindowRule::none &&
@@ -516,6 +533,10 @@ GgufSummary export_gguf(const GgufOptions& options) {
     tensor.shape = checkpoint.info(source).shape;
     tensors.push_back(tensor);
   }
+  // --merge: each adapted weight is merge-adapter's W + scaling B A in the base's dtype, so that the file is the
+  // one export-gguf writes from merge-adapter's output, without that folder on disk.
+  std::optional<AdapterPlan> adapter;
+  if (options.merge_adapter) adapter = plan_adapter(options.adapter_dir, config, checkpoint);
   GgufMixture mixture;
   mixture.type = options.type;
   mixture.layers = config.num_hidden_layers;
@@ -535,12 +556,19 @@ GgufSummary export_gguf(const GgufOptions& options) {
   }
 
   GgufMetadata metadata;
-  add_model_metadata(metadata, arch->name, general_name(options, options.model_dir), config, options.type);
+  const std::string name = general_name(options, adapter ? options.adapter_dir : options.model_dir);
+  add_model_metadata(metadata, arch->name, name, config, options.type);
   add_tokenizer_metadata(metadata, options.model_dir, config);
   return write_gguf(
       options.out_file, arch->name, metadata, tensors,
       [&](const GgufTensor& tensor) {
-        return tensor.source.empty() ? llama3_rope_factors(config) : checkpoint.tensor(tensor.source);
+        if (tensor.source.empty()) return llama3_rope_factors(config);
+        const at::Tensor weight = checkpoint.tensor(tensor.source);
+        if (!adapter) return weight;
+        const auto pair = adapter->pairs.find(tensor.source);
+        if (pair == adapter->pairs.end()) return weight;
+        return merge_lora_weight(weight, adapter->file->tensor(pair->second.a), adapter->file->tensor(pair->second.b),
+                                 lora_scaling(adapter->config.lora), config.dtype);
       },
       [&](const GgufTensor& tensor) {
         if (!tensor.source.empty()) checkpoint.evict(tensor.source);

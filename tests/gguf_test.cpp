@@ -105,6 +105,32 @@ TEST(GgufExport, AnAdapterBecomesLlamaCppsLoraWithPeftsDelta) {
   EXPECT_EQ(std::system((command + " 2>&1").c_str()), 0);
 }
 
+TEST(GgufExport, MergeWritesTheFileOfMergeAdapterThenExport) {
+  // --adapter --merge in one step against merge-adapter, then export-gguf of its folder (each checked against PEFT
+  // and gguf-py elsewhere): the same bytes, for a K-quant mixture and for f16.
+  for (const std::string name : {"llama", "qwen2"}) {
+    SCOPED_TRACE(name);
+    const std::string adapter = kFixtures + "/reference/merge_peft/" + name + "/adapter";
+    const std::string base = recorded_base(adapter);
+    TempDir dir;
+    const std::string merged = dir.file("adapter");  // general.name: the adapter folder's name in both
+    auto result = testing::run_autotrain("merge-adapter --base " + quote(base) + " --adapter " + quote(adapter) +
+                                         " --out " + quote(merged));
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    for (const std::string type : {"q4_K_M", "f16"}) {
+      const std::string two_steps = dir.file("two." + type + ".gguf"), one_step = dir.file("one." + type + ".gguf");
+      result = testing::run_autotrain("export-gguf --model " + quote(merged) + " --out " + quote(two_steps) +
+                                      " --type " + type);
+      ASSERT_EQ(result.exit_code, 0) << result.output;
+      result = testing::run_autotrain("export-gguf --model " + quote(base) + " --adapter " + quote(adapter) +
+                                      " --merge --out " + quote(one_step) + " --type " + type);
+      ASSERT_EQ(result.exit_code, 0) << result.output;
+      // (merge-adapter's folder holds the merged weights, so an unmerged one-step file could not be equal)
+      EXPECT_TRUE(read_file(one_step) == read_file(two_steps)) << type;
+    }
+  }
+}
+
 TEST(GgufExport, AnAdapterIsRefusedWithAReasonAndNothingWritten) {
   TempDir dir;
   const std::string out = dir.file("x.gguf");

@@ -27,7 +27,8 @@ enum class GgufType { f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K_S, q4_K
 
 struct GgufOptions {
   std::string model_dir, out_file;
-  std::string adapter_dir;  // set: write this PEFT LoRA adapter of model_dir as llama.cpp's LoRA GGUF instead
+  std::string adapter_dir;     // set: write this PEFT LoRA adapter of model_dir as llama.cpp's LoRA GGUF instead,
+  bool merge_adapter = false;  // or, set too, the model with the adapter merged (as merge-adapter merges it)
   std::string name;  // general.name; empty: the folder's name
   GgufType type = GgufType::f16;
 };

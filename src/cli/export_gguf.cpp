@@ -11,6 +11,7 @@ namespace autotrain::cli {
 namespace {
 struct GgufArguments {
   std::string model, adapter, out, type = "f16";
+  bool merge = false;
 };
 }  // namespace
 
@@ -24,6 +25,10 @@ Command add_export_gguf_command(CLI::App& parent) {
   app->add_option("--adapter", arguments->adapter,
                   "A PEFT LoRA adapter of --model: write it as llama.cpp's LoRA GGUF (llama-cli --lora, ollama "
                   "ADAPTER) instead of the model; --type f32, f16, bf16 or q8_0");
+  app->add_flag("--merge", arguments->merge,
+                "With --adapter: write the model with the adapter merged into it (merge-adapter's weights, any "
+                "--type), without a merged folder on disk")
+      ->needs("--adapter");
   app->add_option("--out", arguments->out, "GGUF file to write")->required();
   app->add_option("--type", arguments->type,
                   "f32, f16, bf16 or q8_0 (the 2-D weights, as convert_hf_to_gguf.py's --outtype), or a "
@@ -33,7 +38,8 @@ Command add_export_gguf_command(CLI::App& parent) {
       ->capture_default_str();
   app->footer("Example:\n  autotrain merge-adapter --base BASE --adapter my-llm --out my-llm-merged\n"
               "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_M.gguf --type q4_K_M\n"
-              "  autotrain export-gguf --model BASE --adapter my-llm --out my-llm.lora.gguf");
+              "  autotrain export-gguf --model BASE --adapter my-llm --out my-llm.lora.gguf\n"
+              "  autotrain export-gguf --model BASE --adapter my-llm --merge --out my-llm.Q4_K_M.gguf --type q4_K_M");
   auto run = [arguments] {
     GgufOptions options;
     options.model_dir = resolve_model_folder(arguments->model);
@@ -41,6 +47,7 @@ Command add_export_gguf_command(CLI::App& parent) {
     if (options.model_dir != arguments->model) options.name = arguments->model.substr(arguments->model.rfind('/') + 1);
     options.out_file = arguments->out;
     options.adapter_dir = arguments->adapter;
+    options.merge_adapter = arguments->merge;
     options.type = parse_gguf_type(arguments->type);
     const GgufSummary summary = export_gguf(options);
     std::string types;

@@ -165,7 +165,8 @@ TEST(GgufExport, TheChatTemplateGoesAlongAsTheConverterWritesIt) {
     nlohmann::json config = parse_json_file(model + "/tokenizer_config.json", "");
     if (kind == "string") config["chat_template"] = llama31;
     if (kind == "named")
-      config["chat_template"] = {{{"name", "default"}, {"template", llama31}}, {{"name", "tool use"}, {"template", zephyr}}};
+      config["chat_template"] = {{{"name", "default"}, {"template", llama31}},
+                                 {{"name", "tool use"}, {"template", zephyr}}};
     testing::write_text(model + "/tokenizer_config.json", config.dump(2));
     if (kind == "jinja_file") testing::write_text(model + "/chat_template.jinja", zephyr);
     for (const GgufCheck& file : export_each(dir, model, {"f16"})) files.push_back(file);
@@ -174,8 +175,9 @@ TEST(GgufExport, TheChatTemplateGoesAlongAsTheConverterWritesIt) {
 }
 
 const char* kTekkenPattern =
-    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+)"
-    R"([\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|)"
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|)"
+    R"(\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 TEST(GgufExport, ByteLevelPreTokenizersWithoutASplitAreNamed) {
   // SmolLM's Digits + GPT-2's byte-level regex is llama.cpp's "smollm", the regex alone "gpt-2"; with

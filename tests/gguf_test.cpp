@@ -140,8 +140,7 @@ TEST(GgufExport, AnAdapterIsRefusedWithAReasonAndNothingWritten) {
       {"--model " + quote(kModels + "llama") + " --adapter " + quote(llama_adapter) + " --type q4_K_M",
        "llama-quantize's presets are for whole models"},
       {"--model " + quote(kModels + "llama") + " --adapter " + quote(qwen2_adapter), "use the model it was trained on"},
-      {"--model " + quote(recorded_base(kFixtures + "/reference/reward_trl/final")) + " --adapter " +
-           quote(kFixtures + "/reference/reward_trl/final"),
+      {"--model " + quote(kModels + "llama") + " --adapter " + quote(kFixtures + "/reference/reward_trl/final"),
        "a reward model's adapter"}};
   for (const auto& [arguments, message] : cases) {
     auto result = testing::run_autotrain("export-gguf " + arguments + " --out " + quote(out));

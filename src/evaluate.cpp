@@ -30,6 +30,7 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   EvaluationResult result;
   result.model = given.model;
   result.adapter_dir = options.adapter_dir;
+  if (options.gguf_type) result.gguf_type = gguf_type_name(*options.gguf_type);
   result.data_file = files_label(resolve_split_files(params.data_path, split));
   result.block_size = effective_block_size(params);
   const int64_t batch_size = options.batch_size > 0 ? options.batch_size : params.batch_size;
@@ -44,6 +45,12 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   model_options.device = device;
   model_options.gradient_checkpointing = false;  // no backward
   model_options.lora_target_modules.clear();
+  if (options.gguf_type) {  // llama.cpp's weights: the GGUF type's quantization, not the config's
+    log::info("the base's weights as GGUF " + result.gguf_type + " stores them (export-gguf's types; quantization " +
+              "none)");
+    model_options.quantization = BaseQuantization::none;
+    model_options.weight_transform = gguf_round_trip(params.model, *options.gguf_type);
+  }
   if (adapter) {
     model_options.lora_target_modules = adapter->target_modules;
     model_options.lora = adapter->lora;
@@ -131,6 +138,7 @@ nlohmann::json to_json(const EvaluationResult& r) {
   }
   return {{"model", r.model},
           {"adapter", adapter},
+          {"gguf_type", r.gguf_type.empty() ? nlohmann::json() : nlohmann::json(r.gguf_type)},
           {"data_file", r.data_file},
           {"block_size", r.block_size},
           {"blocks", r.blocks},

@@ -507,7 +507,62 @@ GgufSummary export_gguf_adapter(const GgufOptions& options) {
                     [&](const GgufTensor& tensor) { return adapter_file->tensor(tensor.source); });
 }
 
+// The tensors of a model's GGUF file, in the checkpoint's order (rope_freqs first for llama3 rope), their types set
+// as `type` gives them: the converter's or llama-quantize's choice for each 2-D weight, f32 for the rest.
+std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchitecture& arch,
+                                      const Checkpoint& checkpoint, GgufType type) {
+  std::vector<GgufTensor> tensors;
+  if (arch.permute_qk && config.rope.type == RopeType::llama3)
+    tensors.push_back({"rope_freqs.weight", "", std::nullopt, {config.head_dim / 2}, GgmlType::f32});
+  for (const std::string& source : checkpoint.names()) {
+    if (source.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed by llama.cpp
+    if (source == config.architecture->lm_head && config.tie_word_embeddings) continue;
+    GgufTensor tensor;
+    tensor.source = source;
+    tensor.name = gguf_name_of(source, config, &tensor.permute_heads, arch.permute_qk);
+    if (tensor.name.empty())
+      throw Error(checkpoint.path_of(source) + ": tensor " + source + " has no llama.cpp counterpart; is this a plain " +
+                  config.model_type + " checkpoint?");
+    tensor.shape = checkpoint.info(source).shape;
+    tensors.push_back(tensor);
+  }
+  GgufMixture mixture;
+  mixture.type = type;
+  mixture.layers = config.num_hidden_layers;
+  mixture.tied_embeddings = std::none_of(tensors.begin(), tensors.end(), [](const GgufTensor& t) {
+    return t.name == "output.weight";
+  });
+  // llama.cpp's LLM_TYPE_70B: a llama with 80 layers and grouped kv heads (else 65B), any qwen2 of 80.
+  const std::string arch_name = arch.name;
+  mixture.seventy_b = config.num_hidden_layers == 80 &&
+                      ((arch_name == "llama" && config.num_attention_heads != config.num_key_value_heads) ||
+                       arch_name == "qwen2");
+  for (const GgufTensor& tensor : tensors) {
+    if (tensor.shape.size() >= 2) mixture.names.push_back(tensor.name);
+  }
+  for (GgufTensor& tensor : tensors) {
+    if (tensor.shape.size() >= 2) tensor.type = gguf_weight_type(mixture, tensor.name, tensor.shape.back());
+  }
+  return tensors;
+}
+
 }  // namespace
+
+std::function<at::Tensor(const std::string&, const at::Tensor&)> gguf_round_trip(const std::string& model_dir,
+                                                                                  GgufType type) {
+  const ModelConfig config = load_model_config(model_dir);
+  const Checkpoint checkpoint = Checkpoint::open(model_dir);
+  std::map<std::string, GgmlType> types;  // checkpoint name -> its 2-D weight's type
+  for (const GgufTensor& tensor : model_tensors(config, gguf_architecture(config, model_dir), checkpoint, type)) {
+    if (tensor.shape.size() >= 2) types[tensor.source] = tensor.type;
+  }
+  return [types](const std::string& name, const at::Tensor& tensor) {
+    const auto found = types.find(name);
+    if (found == types.end()) return tensor;
+    const at::Tensor values = tensor.to(at::kFloat);
+    return ggml_dequantize(ggml_quantize(values, found->second), found->second, values.sizes());
+  };
+}
 
 GgufSummary export_gguf(const GgufOptions& options) {
   if (!options.adapter_dir.empty() && !options.merge_adapter) return export_gguf_adapter(options);
@@ -518,43 +573,11 @@ GgufSummary export_gguf(const GgufOptions& options) {
     log::warn("the model uses a sliding attention window, which llama.cpp's " + std::string(arch->name) +
               " architecture ignores: outputs agree up to the window length only");
   const Checkpoint checkpoint = Checkpoint::open(options.model_dir);
-
-  std::vector<GgufTensor> tensors;
-  if (arch->permute_qk && config.rope.type == RopeType::llama3)
-    tensors.push_back({"rope_freqs.weight", "", std::nullopt, {config.head_dim / 2}, GgmlType::f32});
-  for (const std::string& source : checkpoint.names()) {
-    if (source.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed by llama.cpp
-    if (source == config.architecture->lm_head && config.tie_word_embeddings) continue;
-    GgufTensor tensor;
-    tensor.source = source;
-    tensor.name = gguf_name_of(source, config, &tensor.permute_heads, arch->permute_qk);
-    if (tensor.name.empty())
-      throw Error(checkpoint.path_of(source) + ": tensor " + source + " has no llama.cpp counterpart; is this a plain " +
-                  config.model_type + " checkpoint?");
-    tensor.shape = checkpoint.info(source).shape;
-    tensors.push_back(tensor);
-  }
+  std::vector<GgufTensor> tensors = model_tensors(config, *arch, checkpoint, options.type);
   // --merge: each adapted weight is merge-adapter's W + scaling B A in the base's dtype, so that the file is the
   // one export-gguf writes from merge-adapter's output, without that folder on disk.
   std::optional<AdapterPlan> adapter;
   if (options.merge_adapter) adapter = plan_adapter(options.adapter_dir, config, checkpoint);
-  GgufMixture mixture;
-  mixture.type = options.type;
-  mixture.layers = config.num_hidden_layers;
-  mixture.tied_embeddings = std::none_of(tensors.begin(), tensors.end(), [](const GgufTensor& t) {
-    return t.name == "output.weight";
-  });
-  // llama.cpp's LLM_TYPE_70B: a llama with 80 layers and grouped kv heads (else 65B), any qwen2 of 80.
-  const std::string arch_name = arch->name;
-  mixture.seventy_b = config.num_hidden_layers == 80 &&
-                      ((arch_name == "llama" && config.num_attention_heads != config.num_key_value_heads) ||
-                       arch_name == "qwen2");
-  for (const GgufTensor& tensor : tensors) {
-    if (tensor.shape.size() >= 2) mixture.names.push_back(tensor.name);
-  }
-  for (GgufTensor& tensor : tensors) {
-    if (tensor.shape.size() >= 2) tensor.type = gguf_weight_type(mixture, tensor.name, tensor.shape.back());
-  }
 
   GgufMetadata metadata;
   const std::string name = general_name(options, adapter ? options.adapter_dir : options.model_dir);

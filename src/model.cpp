@@ -24,8 +24,9 @@ namespace {
 // remembers which were used so that the rest can be reported.
 class WeightLoader {
  public:
-  WeightLoader(const std::string& model_dir, const ModelConfig& config)
-      : model_dir_(model_dir), config_(config), checkpoint_(Checkpoint::open(model_dir)) {}
+  WeightLoader(const std::string& model_dir, const ModelConfig& config, const ModelOptions& options)
+      : model_dir_(model_dir), config_(config), checkpoint_(Checkpoint::open(model_dir)),
+        transform_(options.weight_transform) {}
 
   bool has(const std::string& name) const { return checkpoint_.has(name); }
 
@@ -43,7 +44,7 @@ class WeightLoader {
     if (info.dtype != "F32" && info.dtype != "F16" && info.dtype != "BF16")
       throw Error(file + ": tensor " + name + " has dtype " + info.dtype + "; expected F32, F16 or BF16");
     used_.insert(name);
-    return checkpoint_.tensor(name);
+    return transform_ ? transform_(name, checkpoint_.tensor(name)) : checkpoint_.tensor(name);
   }
   void ignore(const std::string& name) { used_.insert(name); }
 
@@ -60,6 +61,7 @@ class WeightLoader {
   std::string model_dir_;
   const ModelConfig& config_;
   Checkpoint checkpoint_;
+  std::function<at::Tensor(const std::string&, const at::Tensor&)> transform_;
   std::set<std::string> used_;
 };
 
@@ -131,7 +133,7 @@ CausalLM::CausalLM(const std::string& model_dir, const ModelOptions& options)
   const at::ScalarType dtype = options_.dtype;
   const at::Device device = options_.device;
   const auto load_start = std::chrono::steady_clock::now();
-  WeightLoader loader(model_dir, c);
+  WeightLoader loader(model_dir, c, options_);
   at::NoGradGuard no_grad;
   int64_t quantized_parameters = 0;
   double quantize_seconds = 0;

@@ -5,8 +5,8 @@
 //
 // Tolerance of the loss: 2e-5. Both sides compute in fp32 on the CPU; our fp32 logits equal transformers' to about
 // 1e-5 (model_test), and the loss is a mean of 5,000 log-softmaxes of them. The cases the test must tell apart
-// differ by more: the adapter moves the loss by 6e-3, NF4 the base's by 2.5e-4 (checked below, so that a run which
-// scored the wrong case cannot pass).
+// differ by more: the adapter moves the loss by 6e-3, NF4 the base's by 2.5e-4, the GGUF q4_0 weights by 3.2e-3 and
+// q8_0 by 2.6e-4 (checked below, so that a run which scored the wrong case cannot pass).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,6 +19,7 @@
 #include "autotrain/error.h"
 #include "autotrain/evaluate.h"
 #include "autotrain/fileio.h"
+#include "autotrain/gguf.h"
 #include "autotrain/finetune.h"
 #include "autotrain/metrics.h"
 #include "autotrain/tokenizer.h"
@@ -58,6 +59,8 @@ TEST(Evaluate, TheOracleCasesDifferByMoreThanTheTolerance) {
   EXPECT_GT(std::abs(expected_loss("none", "adapter") - expected_loss("none", "base")), 50 * kLossTolerance);
   EXPECT_GT(std::abs(expected_loss("int4", "adapter") - expected_loss("int4", "base")), 50 * kLossTolerance);
   EXPECT_GT(std::abs(expected_loss("int4", "base") - expected_loss("none", "base")), 5 * kLossTolerance);
+  EXPECT_GT(std::abs(expected_loss("gguf_q4_0", "base") - expected_loss("none", "base")), 50 * kLossTolerance);
+  EXPECT_GT(std::abs(expected_loss("gguf_q8_0", "base") - expected_loss("none", "base")), 5 * kLossTolerance);
 }
 
 TEST(Evaluate, TheSplitIsPackedAsAutoTrainPacksIt) {
@@ -86,7 +89,10 @@ TEST_P(EvaluateAgainstTransformersAndPeft, LossEqualsTheOracles) {
   options.cache_dir = cache.path().string();
   options.device = "cpu";
   if (with_adapter) options.adapter_dir = kOracle + "/adapter";
-  const EvaluationResult result = run_evaluation(eval_params(quantization), options);
+  // --gguf-type: every 2-D weight as that GGUF type stores it, whatever the config's quantization (int4 here)
+  const bool gguf = quantization.rfind("gguf_", 0) == 0;
+  if (gguf) options.gguf_type = parse_gguf_type(quantization.substr(5));
+  const EvaluationResult result = run_evaluation(eval_params(gguf ? "int4" : quantization), options);
   const double expected_value = expected_loss(quantization, with_adapter ? "adapter" : "base");
   std::cout << quantization << (with_adapter ? " + adapter" : " base") << ": loss " << result.loss << ", |d| "
             << std::abs(result.loss - expected_value) << "\n";
@@ -98,10 +104,12 @@ TEST_P(EvaluateAgainstTransformersAndPeft, LossEqualsTheOracles) {
   EXPECT_EQ(result.tokens, expected()["tokens"].get<int64_t>());
   EXPECT_EQ(result.predicted_tokens, result.blocks * (block_size - 1));
   EXPECT_EQ(result.adapter_dir, options.adapter_dir);
+  EXPECT_EQ(result.gguf_type, gguf ? quantization.substr(5) : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, EvaluateAgainstTransformersAndPeft,
-                         ::testing::Combine(::testing::Values("none", "int4"), ::testing::Bool()));
+                         ::testing::Combine(::testing::Values("none", "int4", "gguf_q4_0", "gguf_q8_0"),
+                                            ::testing::Bool()));
 
 TEST(Evaluate, TheBatchSizeDoesNotChangeTheLoss) {
   testing::TempDir cache;
@@ -192,6 +200,14 @@ TEST(EvaluateCli, ScoresTheConfigsAdapterOrTheBase) {
   const json alone_line = json::parse(alone.output.substr(alone.output.rfind("\n{") + 1));
   EXPECT_TRUE(alone_line["adapter"].is_null());
   EXPECT_NEAR(alone_line["loss"].get<double>(), expected_loss("none", "base"), kLossTolerance);
+
+  auto as_gguf = testing::run_autotrain(base + " --config params.json --gguf-type Q4_0", dir.path().string());
+  ASSERT_EQ(as_gguf.exit_code, 0) << as_gguf.output;
+  const json gguf_line = json::parse(as_gguf.output.substr(as_gguf.output.rfind("\n{") + 1));
+  EXPECT_EQ(gguf_line["gguf_type"], "q4_0");
+  EXPECT_NEAR(gguf_line["loss"].get<double>(), expected_loss("gguf_q4_0", "adapter"), kLossTolerance);
+  EXPECT_TRUE(alone_line["gguf_type"].is_null());
+  EXPECT_EQ(testing::run_autotrain(base + " --config params.json --gguf-type q3_K", dir.path().string()).exit_code, 2);
 
   auto no_config = testing::run_autotrain(
       "eval --device cpu --cache-dir " + testing::quote(dir.file("cache")) + " --model " + testing::quote(kLlama) +

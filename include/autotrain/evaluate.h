@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
 
 #include "autotrain/config.h"
+#include "autotrain/gguf.h"
 
 namespace autotrain {
 
@@ -18,10 +20,14 @@ struct EvaluateOptions {
   int64_t batch_size = 0;   // blocks per forward; 0: params.batch_size
   std::string device = "auto";
   std::string cache_dir;  // token caches; empty: default_cache_dir()
+  // Score the base's weights as a GGUF file of this type stores them (export-gguf's types; `quantization` is then
+  // none: the GGUF's quantization replaces it), the adapter as a LoRA GGUF adds it: what llama.cpp runs.
+  std::optional<GgufType> gguf_type;
 };
 
 struct EvaluationResult {
   std::string model, adapter_dir, data_file;  // adapter_dir empty: the base alone
+  std::string gguf_type;                      // the base's weights as this GGUF type stores them; empty: as loaded
   int64_t block_size = 0, blocks = 0;
   int64_t tokens = 0;            // of the split, the dropped remainder included
   int64_t predicted_tokens = 0;  // blocks x (block_size - 1): the tokens the loss is the mean over

@@ -11,6 +11,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -63,6 +64,13 @@ struct GgufMixture {
   std::vector<std::string> names;  // every 2-D weight's GGUF name
 };
 GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, int64_t columns);
+
+// The weights of a model folder as a GGUF file of `type` stores them (export-gguf's per-tensor types, each 2-D weight
+// quantized and dequantized by ggml_quants, as llama.cpp dequantizes it; 1-D tensors unchanged), as a
+// ModelOptions::weight_transform: eval --gguf-type scores what llama.cpp would run. The q/k row order of llama is
+// left as HF's: blocks run along rows, so the permutation does not change a row's values.
+std::function<at::Tensor(const std::string& name, const at::Tensor& tensor)> gguf_round_trip(
+    const std::string& model_dir, GgufType type);
 
 // The row order llama.cpp wants for q_proj / k_proj of Llama (convert_hf_to_gguf.py LlamaModel.permute):
 // within each head, rows move from HF's rotate-half layout (first halves, then second halves) to

@@ -12,6 +12,8 @@
 
 #include "autotrain/frozen_linear.h"
 #include "autotrain/layer_composites.h"
+#include <functional>
+
 #include "autotrain/lora.h"
 #include "autotrain/model_config.h"
 
@@ -32,6 +34,9 @@ struct ModelOptions {
   // at `dtype` (FrozenLinear::tile_for_gemv; `generate` sets it unless AUTOTRAIN_GEMV_TILES=0, src/cuda_ops.h). The
   // logits are the same bits either way.
   bool gemv_tiles = false;
+  // Applied to each checkpoint tensor as it is read, by its checkpoint name (eval --gguf-type: the weights as a
+  // GGUF file of that type stores them, gguf_round_trip); none: the tensors as stored.
+  std::function<at::Tensor(const std::string& name, const at::Tensor& tensor)> weight_transform;
 };
 
 // Keys and values of every layer for the positions seen so far; grows as forward() appends tokens. Without

@@ -15,6 +15,7 @@ namespace autotrain::cli {
 namespace {
 struct EvalCommandOptions {
   std::string config_path, model_dir, data_path, text_column, quantization, mixed_precision, chat_template, trainer;
+  std::string gguf_type;
   std::string prompt_text_column, rejected_text_column;
   int64_t block_size = -1;
   CLI::Option* block_size_option = nullptr;  // given or not
@@ -87,6 +88,10 @@ Command add_eval_command(CLI::App& parent) {
       ->check(CLI::IsMember({"default", "sft", "dpo", "orpo", "reward"}));
   app->add_option("-b,--batch-size", o->evaluate.batch_size, "Blocks per forward (default: batch_size)")
       ->check(CLI::PositiveNumber);
+  app->add_option("--gguf-type", o->gguf_type,
+                  "Score the base's weights as export-gguf's TYPE stores them (f16, q8_0, q4_K_M, ...; llama.cpp's "
+                  "dequantized values; the adapter unmerged, as a LoRA GGUF): the quality the GGUF keeps")
+      ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case));
   add_device_option(*app, o->evaluate.device);
   add_cache_dir_option(*app, o->evaluate.cache_dir);
   app->add_flag("--json", o->json, "Print the result as one JSON object instead of a line of text");
@@ -101,6 +106,7 @@ Command add_eval_command(CLI::App& parent) {
       throw config_error("eval: --adapter and --no-adapter together; give one");
     const TrainingParams params = eval_params(*o);
     EvaluateOptions options = o->evaluate;
+    if (!o->gguf_type.empty()) options.gguf_type = parse_gguf_type(o->gguf_type);
     if (options.adapter_dir.empty() && !o->no_adapter && !o->config_path.empty()) {
       if (std::filesystem::exists(params.project_name + "/adapter_config.json")) {
         options.adapter_dir = params.project_name;
@@ -122,11 +128,11 @@ Command add_eval_command(CLI::App& parent) {
                   dpo ? " against its base" : "", result.seconds);
       return;
     }
-    std::printf("eval loss %.6f, perplexity %.4f: %lld blocks of %lld tokens of %s, %s (%.1f s)\n", result.loss,
+    std::printf("eval loss %.6f, perplexity %.4f: %lld blocks of %lld tokens of %s, %s%s (%.1f s)\n", result.loss,
                 result.perplexity, static_cast<long long>(result.blocks), static_cast<long long>(result.block_size),
                 result.data_file.c_str(),
                 result.adapter_dir.empty() ? "the base alone" : ("adapter " + result.adapter_dir).c_str(),
-                result.seconds);
+                result.gguf_type.empty() ? "" : (", base as GGUF " + result.gguf_type).c_str(), result.seconds);
   };
   return {app, run};
 }

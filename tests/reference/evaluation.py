@@ -8,7 +8,9 @@ dropped; labels = input_ids). Writes reference/evaluation/:
   expected.json      block_size, the blocks' ids, the token count, and the mean loss per predicted token
                      (transformers' causal-LM loss summed over every block / blocks x (block_size - 1)) for the
                      base alone and with the adapter, its 7 projections in fp32 ("none") or NF4 round-tripped by
-                     bitsandbytes ("int4": quantize_4bit nf4, blocksize 64, then dequantized), the model in fp32."""
+                     bitsandbytes ("int4": quantize_4bit nf4, blocksize 64, then dequantized), or every 2-D weight as a
+                     GGUF of q4_0 / q8_0 stores it ("gguf_q4_0", "gguf_q8_0": gguf-py's quantize and dequantize, the
+                     types by llama.cpp's rules), the model in fp32."""
 import argparse
 import json
 import os
@@ -16,8 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import sys
+
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gguf_check: the GGUF type rules and names
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 BLOCK_SIZE = 48
@@ -31,6 +36,26 @@ def nf4_roundtrip(weight):
     packed, state = F.quantize_4bit(weight, blocksize=64, quant_type="nf4")
     return _dequantize_4bit_compute(packed.reshape(-1), state.absmax, _get_4bit_code("nf4", packed.device), 64,
                                     weight.shape, torch.float32)
+
+
+def gguf_roundtrip(model, preset):
+    """Every 2-D weight as export-gguf's `preset` stores it in the GGUF file, dequantized by gguf-py (llama.cpp's
+    package): the types from llama.cpp's rules as gguf_check.py re-implements them, the values from gguf-py's own
+    quantize (q4_0 ... q8_0 and f16, which these narrow weights get; its K-quants it cannot make)."""
+    import gguf
+    import numpy as np
+    from gguf_check import expected_types, gguf_names
+    config = json.loads(model.config.to_json_string())
+    names = gguf_names(config, "llama")
+    state = {name: p for name, p in model.named_parameters() if p.dim() == 2 and name in names}
+    types = expected_types({names[n]: p.shape[-1] for n, p in state.items()}, preset, config["num_hidden_layers"],
+                           False, False)
+    with torch.no_grad():
+        for name, parameter in state.items():
+            qtype = getattr(gguf.GGMLQuantizationType, types[names[name]])
+            raw = gguf.quants.quantize(parameter.float().numpy(), qtype)
+            parameter.copy_(torch.from_numpy(np.asarray(gguf.quants.dequantize(raw, qtype), dtype=np.float32)))
+    return model
 
 
 def blocks_of(tokenizer, texts):
@@ -69,6 +94,8 @@ def main():
 
     def load(quantization):
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        if quantization.startswith("gguf_"):
+            return gguf_roundtrip(model, quantization[len("gguf_"):])
         if quantization == "int4":
             with torch.no_grad():
                 for name, module in model.named_modules():
@@ -86,7 +113,7 @@ def main():
     peft_model.save_pretrained(str(out / "adapter"))
 
     losses = {}
-    for quantization in ("none", "int4"):
+    for quantization in ("none", "int4", "gguf_q4_0", "gguf_q8_0"):
         losses[quantization] = {
             "base": mean_loss(load(quantization), blocks),
             "adapter": mean_loss(PeftModel.from_pretrained(load(quantization), str(out / "adapter")).eval(), blocks),

@@ -129,8 +129,10 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
 
 nlohmann::json to_json(const EvaluationResult& r) {
   const nlohmann::json adapter = r.adapter_dir.empty() ? nlohmann::json() : nlohmann::json(r.adapter_dir);
+  const nlohmann::json gguf_type = r.gguf_type.empty() ? nlohmann::json() : nlohmann::json(r.gguf_type);
   if (r.preference) {
     return {{"model", r.model},           {"adapter", adapter},
+            {"gguf_type", gguf_type},
             {"data_file", r.data_file},   {"block_size", r.block_size},
             {"pairs", r.pairs},           {"loss", r.loss},
             {"reward_accuracy", r.reward_accuracy}, {"reward_margin", r.reward_margin},
@@ -138,7 +140,7 @@ nlohmann::json to_json(const EvaluationResult& r) {
   }
   return {{"model", r.model},
           {"adapter", adapter},
-          {"gguf_type", r.gguf_type.empty() ? nlohmann::json() : nlohmann::json(r.gguf_type)},
+          {"gguf_type", gguf_type},
           {"data_file", r.data_file},
           {"block_size", r.block_size},
           {"blocks", r.blocks},

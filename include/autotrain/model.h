@@ -5,6 +5,7 @@
 // carry LoRA. Numerically it follows transformers op for op, so fp32 logits match to float rounding.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -12,8 +13,6 @@
 
 #include "autotrain/frozen_linear.h"
 #include "autotrain/layer_composites.h"
-#include <functional>
-
 #include "autotrain/lora.h"
 #include "autotrain/model_config.h"
 

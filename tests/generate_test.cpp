@@ -48,6 +48,15 @@ TEST(Generate, ContinuesThePromptGreedily) {
   EXPECT_EQ(qwen.exit_code, 0) << qwen.output;
 }
 
+// --gguf-type: the weights as a GGUF of that type stores them (their tokens against transformers:
+// ModelGguf.Q4_0WeightsGiveTransformersLogitsAndGreedyTokens); with --quantization other than none, a usage error.
+TEST(Generate, GgufTypeWeightsContinueThePrompt) {
+  auto result = generate(kModels + "/qwen2", "--gguf-type q4_K_M");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output.rfind("The quick brown fox", 0), 0u) << result.output;
+  EXPECT_EQ(generate(kModels + "/qwen2", "--gguf-type q4_0 --quantization int4").exit_code, 2);
+}
+
 // --quantization: the base as training's quantization key has it, e.g. the NF4 base a QLoRA adapter was trained
 // on (its tokens against transformers: ModelQuantized.Nf4GreedyTokensEqualTransformersOnDequantizedWeights).
 TEST(Generate, QuantizedBaseWithAnAdapterContinuesThePrompt) {

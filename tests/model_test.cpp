@@ -9,6 +9,7 @@
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
 #include "autotrain/generation.h"
+#include "autotrain/gguf.h"
 #include "autotrain/model.h"
 #include "autotrain/safetensors.h"
 #include "test_util.h"
@@ -321,6 +322,33 @@ TEST(ModelQuantized, Nf4GreedyTokensEqualTransformersOnDequantizedWeights) {
     // The quantization matters: the fp32 model's tokens differ somewhere.
     at::Tensor fp32 = reference(arch + "/batch", "greedy");
     EXPECT_FALSE(at::equal(fp32, expected)) << "NF4 and fp32 greedy tokens are the same: the test tells nothing";
+  }
+}
+
+// The weights as a q4_0 GGUF stores them (eval / generate --gguf-type): transformers with every 2-D weight through
+// gguf-py's quantize and dequantize gives the same logits (within fp32 rounding, 1e-4 as above) and all 32 greedy
+// tokens; the llama q/k rows stay in HF's order, which a row's blocks do not notice.
+TEST(ModelGguf, Q4_0WeightsGiveTransformersLogitsAndGreedyTokens) {
+  for (const std::string& arch : kArchitectures) {
+    SCOPED_TRACE(arch);
+    ModelOptions options;
+    options.weight_transform = gguf_round_trip(kModels + arch, GgufType::q4_0);
+    CausalLM model(kModels + arch, options);
+    Batch b = batch_of(arch);
+    at::Tensor logits;
+    {
+      at::NoGradGuard no_grad;
+      logits = model.forward(b.input_ids, b.attention_mask);
+    }
+    EXPECT_LE(max_logit_diff(logits, reference(arch + "/gguf_q4_0", "logits"), b.real), 1e-4);
+    at::Tensor prompt = reference(arch + "/batch", "prompt");
+    std::vector<int64_t> prompt_ids(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + prompt.numel());
+    GenerationOptions generation;
+    generation.max_new_tokens = 32;
+    at::Tensor expected = reference(arch + "/gguf_q4_0", "greedy");
+    std::vector<int64_t> wanted(expected.data_ptr<int64_t>(), expected.data_ptr<int64_t>() + expected.numel());
+    EXPECT_EQ(generate_tokens(model, prompt_ids, generation), wanted);
+    EXPECT_FALSE(at::equal(reference(arch + "/batch", "greedy"), expected)) << "q4_0 changes no token: a weak test";
   }
 }
 

@@ -11,6 +11,7 @@
 #include "autotrain/error.h"
 #include "autotrain/estimate.h"
 #include "autotrain/generation.h"
+#include "autotrain/gguf.h"
 #include "autotrain/hub_cache.h"
 #include "autotrain/logging.h"
 #include "autotrain/merge.h"
@@ -24,7 +25,7 @@ namespace autotrain::cli {
 namespace {
 struct GenerateOptions {
   std::string model_dir, adapter_dir, prompt, system, chat_template_kwargs, dtype = "auto", device = "auto",
-      quantization = "none";
+      quantization = "none", gguf_type;
   int64_t max_new_tokens = 64;
   double temperature = 0, top_p = 1.0;
   uint64_t seed = 42;
@@ -85,6 +86,10 @@ Command add_generate_command(CLI::App& parent) {
                   "a QLoRA adapter was trained on), int8 or none")
       ->capture_default_str()
       ->check(CLI::IsMember({"int4", "int8", "none"}));
+  app->add_option("--gguf-type", o->gguf_type,
+                  "The weights as export-gguf's TYPE stores them (q4_K_M, q8_0, ...: llama.cpp's dequantized values, "
+                  "in place of --quantization): hear what the GGUF will say before exporting it")
+      ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case));
   app->add_flag("--no-special-tokens", o->no_special_tokens, "Do not add the tokenizer's bos token to the prompt");
   app->add_flag("--chat", o->chat,
                 "Send the prompt as a user message through the model's chat template (tokenizer_config.json's "
@@ -110,6 +115,12 @@ Command add_generate_command(CLI::App& parent) {
     options.dtype = generation_dtype(o->dtype, options.device, load_model_config(o->model_dir).dtype,
                                      bf16_native(options.device));
     options.quantization = parse_base_quantization(o->quantization);
+    if (!o->gguf_type.empty()) {
+      if (options.quantization != BaseQuantization::none)
+        throw Error("generate: --gguf-type and --quantization " + o->quantization + " together; the GGUF type is the "
+                    "quantization: give one", kExitUsage);
+      options.weight_transform = gguf_round_trip(o->model_dir, parse_gguf_type(o->gguf_type));
+    }
     options.gemv_tiles = gemv_tiles();  // unless AUTOTRAIN_GEMV_TILES=0 (src/cuda_ops.h)
     // Said only for a GPU: the CPU is what generate always did, and its stderr stays as it was.
     if (options.device.is_cuda())

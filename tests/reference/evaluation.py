@@ -38,26 +38,6 @@ def nf4_roundtrip(weight):
                                     weight.shape, torch.float32)
 
 
-def gguf_roundtrip(model, preset):
-    """Every 2-D weight as export-gguf's `preset` stores it in the GGUF file, dequantized by gguf-py (llama.cpp's
-    package): the types from llama.cpp's rules as gguf_check.py re-implements them, the values from gguf-py's own
-    quantize (q4_0 ... q8_0 and f16, which these narrow weights get; its K-quants it cannot make)."""
-    import gguf
-    import numpy as np
-    from gguf_check import expected_types, gguf_names
-    config = json.loads(model.config.to_json_string())
-    names = gguf_names(config, "llama")
-    state = {name: p for name, p in model.named_parameters() if p.dim() == 2 and name in names}
-    types = expected_types({names[n]: p.shape[-1] for n, p in state.items()}, preset, config["num_hidden_layers"],
-                           False, False)
-    with torch.no_grad():
-        for name, parameter in state.items():
-            qtype = getattr(gguf.GGMLQuantizationType, types[names[name]])
-            raw = gguf.quants.quantize(parameter.float().numpy(), qtype)
-            parameter.copy_(torch.from_numpy(np.asarray(gguf.quants.dequantize(raw, qtype), dtype=np.float32)))
-    return model
-
-
 def blocks_of(tokenizer, texts):
     ids = []
     for text in texts:
@@ -95,6 +75,7 @@ def main():
     def load(quantization):
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
         if quantization.startswith("gguf_"):
+            from gguf_check import gguf_roundtrip
             return gguf_roundtrip(model, quantization[len("gguf_"):])
         if quantization == "int4":
             with torch.no_grad():

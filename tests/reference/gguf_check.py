@@ -163,6 +163,28 @@ def expected_types(weights, preset, n_layer, tied, seventy_b):
     return chosen
 
 
+def gguf_roundtrip(model, preset):
+    """A transformers model whose every 2-D weight is what a GGUF of `preset` stores, dequantized by gguf-py (llama.cpp's
+    package): the types from llama.cpp's rules (expected_types), the values from gguf-py's own quantize (q4_0 ... q8_0
+    and f16, which the narrow fixture weights get; K-quants it cannot make). For eval / generate --gguf-type."""
+    import gguf
+    config = json.loads(model.config.to_json_string())
+    arch = config["model_type"] if config["model_type"] in ("qwen2", "qwen3") else "llama"
+    names = gguf_names(config, arch)
+    state = {name: p for name, p in model.named_parameters() if p.dim() == 2 and name in names}
+    tied = bool(config.get("tie_word_embeddings"))
+    if tied:
+        state.pop("lm_head.weight", None)  # the embedding's own tensor
+    types = expected_types({names[n]: p.shape[-1] for n, p in state.items()}, preset, config["num_hidden_layers"],
+                           tied, False)
+    with torch.no_grad():
+        for name, parameter in state.items():
+            qtype = getattr(gguf.GGMLQuantizationType, types[names[name]])
+            raw = gguf.quants.quantize(parameter.float().numpy(), qtype)
+            parameter.copy_(torch.from_numpy(np.asarray(gguf.quants.dequantize(raw, qtype), dtype=np.float32)))
+    return model
+
+
 K_QUANT_RMS = {"Q4_K": 0.09, "Q5_K": 0.045, "Q6_K": 0.023}
 
 

@@ -12,6 +12,8 @@ For each model in DIR/models/{llama,qwen2,mistral,qwen3} it writes DIR/reference
   nf4.safetensors      logits of the model whose 7 projections are bitsandbytes quantize_4bit(nf4, 64) then
                        dequantized (the generic dequantization, as tests/reference/lora.py explains), and its
                        32 greedy tokens after the batch's prompt
+  gguf_q4_0.safetensors  the same for the model as a q4_0 GGUF stores it (gguf_check.gguf_roundtrip: every 2-D
+                       weight through gguf-py's quantize and dequantize, the types by llama.cpp's rules)
 And window/<model> for mistral, qwen2 and qwen3: a copy of the model with a 3-token sliding window (qwen2 and
 qwen3: on layer 1 only, via layer_types) and its fp32 logits, so the window mask is under test at our lengths.
 """
@@ -127,6 +129,20 @@ def nf4_reference(folder, batch, prompt, out):
     save(out / "nf4.safetensors", {"logits": logits, "loss": loss, "greedy": greedy})
 
 
+def gguf_reference(folder, batch, prompt, out):
+    """The model as a q4_0 GGUF stores it (every 2-D weight through gguf-py, types by llama.cpp's rules): logits and
+    32 greedy tokens, what eval / generate --gguf-type q4_0 must give."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gguf_check import gguf_roundtrip
+    model = gguf_roundtrip(load(folder), "q4_0")
+    logits, loss = run(model, batch)
+    model.generation_config.eos_token_id = None
+    greedy = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=32, do_sample=False,
+                            pad_token_id=0)[0, prompt.shape[1]:]
+    save(out / "gguf_q4_0.safetensors", {"logits": logits, "loss": loss, "greedy": greedy})
+
+
 def main():
     import transformers
     transformers.utils.logging.set_verbosity_error()
@@ -154,6 +170,7 @@ def main():
             save(out / f"{dtype_name}.safetensors", {"logits": logits, "loss": loss})
         lora_reference(folder, batch, out)
         nf4_reference(folder, batch, prompt, out)
+        gguf_reference(folder, batch, prompt, out)
         if name in ("qwen2", "mistral", "qwen3"):
             with torch.no_grad():
                 window_reference(name, folder, batch, out)

@@ -65,8 +65,10 @@ void min_max(const float* x, int n, float* min, float* max) {
 }
 
 // Symmetric 4 / 5-bit codes (q4_0, q5_0): d = max / -2^(bits-1), so that the largest magnitude is code 0.
-void quantize_symmetric(const float* x, uint8_t* block, int bits) {
-  const int offset = 1 << (bits - 1), top = (1 << bits) - 1;
+// (Templates here and below: the compiler specialises ggml's static functions for their constant arguments too.)
+template <int bits>
+void quantize_symmetric(const float* x, uint8_t* block) {
+  constexpr int offset = 1 << (bits - 1), top = (1 << bits) - 1;
   const float d = signed_absmax(x, 32) / float(-offset);
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   put_half(block, d);
@@ -76,15 +78,18 @@ void quantize_symmetric(const float* x, uint8_t* block, int bits) {
     const int q0 = std::min(top, int(x[j] * id + (float(offset) + 0.5f)));
     const int q1 = std::min(top, int(x[j + 16] * id + (float(offset) + 0.5f)));
     qs[j] = uint8_t((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-    qh |= uint32_t((q0 >> 4) & 1) << j;
-    qh |= uint32_t((q1 >> 4) & 1) << (j + 16);
+    if constexpr (bits == 5) {
+      qh |= uint32_t((q0 >> 4) & 1) << j;
+      qh |= uint32_t((q1 >> 4) & 1) << (j + 16);
+    }
   }
-  if (bits == 5) std::memcpy(block + 2, &qh, 4);
+  if constexpr (bits == 5) std::memcpy(block + 2, &qh, 4);
 }
 
 // Asymmetric codes with a min (q4_1, q5_1): d = (max - min) / (2^bits - 1).
-void quantize_with_min(const float* x, uint8_t* block, int bits) {
-  const int top = (1 << bits) - 1;
+template <int bits>
+void quantize_with_min(const float* x, uint8_t* block) {
+  constexpr int top = (1 << bits) - 1;
   float min, max;
   min_max(x, 32, &min, &max);
   const float d = (max - min) / float(top);
@@ -101,10 +106,12 @@ void quantize_with_min(const float* x, uint8_t* block, int bits) {
     };
     const int q0 = code(x[j]), q1 = code(x[j + 16]);
     qs[j] = uint8_t((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-    qh |= uint32_t((q0 >> 4) & 1) << j;
-    qh |= uint32_t((q1 >> 4) & 1) << (j + 16);
+    if constexpr (bits == 5) {
+      qh |= uint32_t((q0 >> 4) & 1) << j;
+      qh |= uint32_t((q1 >> 4) & 1) << (j + 16);
+    }
   }
-  if (bits == 5) std::memcpy(block + 4, &qh, 4);
+  if constexpr (bits == 5) std::memcpy(block + 4, &qh, 4);
 }
 
 void quantize_q8_0_block(const float* x, uint8_t* block) {
@@ -120,8 +127,9 @@ void quantize_q8_0_block(const float* x, uint8_t* block) {
 
 // ggml's make_qkx2_quants: codes 0..nmax with a scale and a min (returned negated in *the_min) for n values,
 // choosing among nstep + 1 trial scales the one of least weighted squared error, each refined by least squares.
-float fit_scale_and_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                        float rmin, float rdelta, int nstep) {
+template <int n, int nmax>
+float fit_scale_and_min(const float* x, const float* weights, uint8_t* L, float* the_min, float rmin, float rdelta,
+                        int nstep) {
   float min = x[0], max = x[0];
   float sum_w = weights[0];
   float sum_x = sum_w * x[0];
@@ -147,7 +155,7 @@ float fit_scale_and_min(int n, int nmax, const float* x, const float* weights, u
     const float diff = scale * float(L[i]) + min - x[i];
     best_error += weights[i] * (diff * diff);
   }
-  uint8_t trial[32];
+  uint8_t trial[n];
   for (int is = 0; is <= nstep; ++is) {
     iscale = (rmin + rdelta * float(is) + float(nmax)) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
@@ -197,7 +205,8 @@ void scale_and_min_of(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
 
 // q4_K and q5_K: eight sub-blocks of 32 with a scale and a min each, stored as 6-bit multiples of the block's
 // fp16 d and dmin; L gets each value's code 0..nmax.
-void quantize_k_scales(const float* x, uint8_t* header, uint8_t* L, int nmax) {
+template <int nmax>
+void quantize_k_scales(const float* x, uint8_t* header, uint8_t* L) {
   const float rmin = nmax == 15 ? -1.0f : -0.5f;
   const int nstep = nmax == 15 ? 20 : 15;
   float scales[8], mins[8], weights[32];
@@ -208,7 +217,7 @@ void quantize_k_scales(const float* x, uint8_t* header, uint8_t* L, int nmax) {
     for (int l = 0; l < 32; ++l) sum_x2 += sub[l] * sub[l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(sub[l]);
-    scales[j] = fit_scale_and_min(32, nmax, sub, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
+    scales[j] = fit_scale_and_min<32, nmax>(sub, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -242,7 +251,7 @@ void quantize_k_scales(const float* x, uint8_t* header, uint8_t* L, int nmax) {
 
 void quantize_q4_K_block(const float* x, uint8_t* block) {
   uint8_t L[kSuperBlock];
-  quantize_k_scales(x, block, L, 15);
+  quantize_k_scales<15>(x, block, L);
   uint8_t* q = block + 16;
   for (int j = 0; j < kSuperBlock; j += 64, q += 32) {
     for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
@@ -251,7 +260,7 @@ void quantize_q4_K_block(const float* x, uint8_t* block) {
 
 void quantize_q5_K_block(const float* x, uint8_t* block) {
   uint8_t L[kSuperBlock];
-  quantize_k_scales(x, block, L, 31);
+  quantize_k_scales<31>(x, block, L);
   uint8_t* qh = block + 16;
   uint8_t* ql = block + 48;
   std::memset(qh, 0, 32);
@@ -274,13 +283,14 @@ void quantize_q5_K_block(const float* x, uint8_t* block) {
 
 // ggml's make_qx_quants with rmse_type 1 (q6_K): symmetric codes -nmax..nmax-1 (stored + nmax) for n values
 // and the scale of least error weighted by x^2 among 19 trial scales, each refined by least squares.
-float fit_symmetric_scale(int n, int nmax, const float* x, int8_t* L) {
+template <int n, int nmax>
+float fit_symmetric_scale(const float* x, int8_t* L) {
   const float max = signed_absmax(x, n);
   if (std::fabs(max) < 1e-15f) {  // ggml's GROUP_MAX_EPS: all zero
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.0f;
   }
-  auto code = [nmax](float iscale, float v) { return std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * v))); };
+  auto code = [](float iscale, float v) { return std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * v))); };
   float iscale = float(-nmax) / max;
   float sumlx = 0, suml2 = 0;
   for (int i = 0; i < n; ++i) {
@@ -316,7 +326,7 @@ void quantize_q6_K_block(const float* x, uint8_t* block) {
   float scales[16];
   float max_scale = 0, max_abs_scale = 0;
   for (int ib = 0; ib < 16; ++ib) {
-    scales[ib] = fit_symmetric_scale(16, 32, x + 16 * ib, L + 16 * ib);
+    scales[ib] = fit_symmetric_scale<16, 32>(x + 16 * ib, L + 16 * ib);
     if (std::fabs(scales[ib]) > max_abs_scale) {
       max_abs_scale = std::fabs(scales[ib]);
       max_scale = scales[ib];
@@ -428,10 +438,10 @@ void dequantize_block(GgmlType type, const uint8_t* b, float* y) {
 
 void quantize_block(GgmlType type, const float* x, uint8_t* block) {
   switch (type) {
-    case GgmlType::q4_0: return quantize_symmetric(x, block, 4);
-    case GgmlType::q5_0: return quantize_symmetric(x, block, 5);
-    case GgmlType::q4_1: return quantize_with_min(x, block, 4);
-    case GgmlType::q5_1: return quantize_with_min(x, block, 5);
+    case GgmlType::q4_0: return quantize_symmetric<4>(x, block);
+    case GgmlType::q5_0: return quantize_symmetric<5>(x, block);
+    case GgmlType::q4_1: return quantize_with_min<4>(x, block);
+    case GgmlType::q5_1: return quantize_with_min<5>(x, block);
     case GgmlType::q8_0: return quantize_q8_0_block(x, block);
     case GgmlType::q4_K: return quantize_q4_K_block(x, block);
     case GgmlType::q5_K: return quantize_q5_K_block(x, block);

@@ -4,6 +4,9 @@
 //  - quantize_4bit on the CPU, for each thread count (default: 1 and 2);
 //  - with --cuda (a build with CUDA and a GPU): quantize_4bit_torch on the first GPU, the weight already
 //    there, and again with its upload from host memory (what a model load on a GPU does per weight);
+//  - bench_quantize --ggml INPUT.f32 ROWS COLS [THREADS...]: instead, the GGUF block quantizers (ggml_quantize: q4_0,
+//    q8_0, q4_K, q5_K, q6_K) over that float32 matrix, seconds per type, best of 3 (tools/bench_ggml_quants.sh runs
+//    it beside ggml's own quantize_row_*_ref);
 //  - a fingerprint (FNV-1a) of the bytes quantize_4bit returns for fixed inputs over NF4/FP4, double
 //    quantization on/off, blocksizes 64/256, fp32/fp16/bf16 and odd sizes: run it before and after a change
 //    to the quantizer, and the fingerprints must be equal.
@@ -14,11 +17,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "autotrain/cuda_backend.h"
+#include "autotrain/fileio.h"
+#include "autotrain/ggml_quants.h"
 #include "autotrain/quant.h"
 
 using namespace autotrain;
@@ -100,9 +106,40 @@ uint64_t fingerprint() {
   return hash;
 }
 
+// The GGUF block quantizers over a float32 matrix from a file (the one tools/bench_ggml_quants.sh gives ggml too).
+int bench_ggml(const std::string& path, int64_t rows, int64_t cols, const std::vector<int>& threads) {
+  const std::string bytes = read_file(path);
+  if (int64_t(bytes.size()) != rows * cols * 4) {
+    std::fprintf(stderr, "--ggml: %s holds %zu bytes, not %ld x %ld float32\n", path.c_str(), bytes.size(),
+                 static_cast<long>(rows), static_cast<long>(cols));
+    return 1;
+  }
+  at::Tensor x = at::empty({rows, cols}, at::kFloat);
+  std::memcpy(x.data_ptr(), bytes.data(), bytes.size());
+  for (GgmlType type : {GgmlType::q4_0, GgmlType::q8_0, GgmlType::q4_K, GgmlType::q5_K, GgmlType::q6_K})
+    for (int n : threads) {
+      at::set_num_threads(n);
+      double best = 1e30;
+      for (int i = 0; i < 3; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        ggml_quantize(x, type);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+      std::printf("ours %s threads %d: %.4f s, %.1f M values/s\n", ggml_type_info(type).name, n, best,
+                  double(x.numel()) / best / 1e6);
+    }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 5 && std::string(argv[1]) == "--ggml") {
+    std::vector<int> threads;
+    for (int i = 5; i < argc; ++i) threads.push_back(std::atoi(argv[i]));
+    if (threads.empty()) threads = {1};
+    return bench_ggml(argv[2], std::atoll(argv[3]), std::atoll(argv[4]), threads);
+  }
   bool cuda = false;
   std::vector<int> threads;
   for (int i = 1; i < argc; ++i) {

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT
+// Copyright (c) 2026 The autotrain authors
+//
+// time: seconds of ggml's reference quantizers (quantize_row_<type>_ref, what llama-quantize runs without an
+// importance matrix) over a float32 matrix, row by row on one thread, best of 3: the peer of
+// `bench_quantize --ggml` in tools/bench_ggml_quants.sh. Built there against a ggml checkout, like oracle.c.
+//
+//   time INPUT.f32 ROWS COLS
+
+#include "ggml-quants.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+typedef void (*quantize_fn)(const float * x, void * y, int64_t k);
+
+#define WRAP(name) \
+    static void q_##name(const float * x, void * y, int64_t k) { quantize_row_##name##_ref(x, (block_##name *) y, k); }
+WRAP(q4_0) WRAP(q8_0) WRAP(q4_K) WRAP(q5_K) WRAP(q6_K)
+
+static const struct { const char * name; int block; size_t bytes; quantize_fn quantize; } TYPES[] = {
+    {"q4_0", QK4_0, sizeof(block_q4_0), q_q4_0}, {"q8_0", QK8_0, sizeof(block_q8_0), q_q8_0},
+    {"q4_K", QK_K, sizeof(block_q4_K), q_q4_K},  {"q5_K", QK_K, sizeof(block_q5_K), q_q5_K},
+    {"q6_K", QK_K, sizeof(block_q6_K), q_q6_K},
+};
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double) t.tv_sec + 1e-9 * (double) t.tv_nsec;
+}
+
+int main(int argc, char ** argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s INPUT.f32 ROWS COLS\n", argv[0]);
+        return 2;
+    }
+    const long rows = atol(argv[2]), cols = atol(argv[3]);
+    const size_t n = (size_t) rows * (size_t) cols;
+    float * x = malloc(n * sizeof(float));
+    FILE * f = fopen(argv[1], "rb");
+    if (!x || !f || fread(x, sizeof(float), n, f) != n) {
+        fprintf(stderr, "time: cannot read %ld x %ld float32 from %s\n", rows, cols, argv[1]);
+        return 1;
+    }
+    fclose(f);
+    for (size_t t = 0; t < sizeof(TYPES) / sizeof(TYPES[0]); ++t) {
+        const size_t row_bytes = (size_t) (cols / TYPES[t].block) * TYPES[t].bytes;
+        uint8_t * out = malloc((size_t) rows * row_bytes);
+        double best = 1e30;
+        for (int i = 0; i < 3; ++i) {
+            const double start = now();
+            for (long r = 0; r < rows; ++r) TYPES[t].quantize(x + (size_t) r * cols, out + (size_t) r * row_bytes, cols);
+            const double seconds = now() - start;
+            if (seconds < best) best = seconds;
+        }
+        printf("ggml %s threads 1: %.4f s, %.1f M values/s\n", TYPES[t].name, best, (double) n / best / 1e6);
+        free(out);
+    }
+    free(x);
+    return 0;
+}

@@ -1,10 +1,10 @@
 // The GGUF file types of export-gguf and the ggml type each 2-D weight gets: the converter's --outtype, or
 // llama-quantize's per-tensor mixture for its presets (llama.cpp src/llama-quant.cpp).
 #include <algorithm>
-#include <cctype>
 
 #include "autotrain/error.h"
 #include "autotrain/gguf.h"
+#include "autotrain/text_util.h"
 
 namespace autotrain {
 
@@ -33,11 +33,6 @@ const GgufTypeRow& type_row(GgufType type) {
     if (row.type == type) return row;
   }
   throw Error("unknown GGUF type (a bug)");
-}
-
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return text;
 }
 
 // Where `name` stands among the weights whose names contain `kind`, in the name order llama-quantize walks them
@@ -87,7 +82,7 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
 
 GgufType parse_gguf_type(const std::string& text) {
   for (const GgufTypeRow& row : kGgufTypes) {
-    if (lower(text) == lower(row.name)) return row.type;
+    if (ascii_lower(text) == ascii_lower(row.name)) return row.type;
   }
   std::string names;
   for (const std::string& name : gguf_type_names()) names += (names.empty() ? "" : ", ") + name;

@@ -197,7 +197,7 @@ def check_values(gguf, tensor, kind, want, errors):
             errors.append(f"{tensor.name}: F32 differs by {(got - want).abs().max():.3g}")
     elif kind in ("F16", "BF16"):
         dtype = torch.float16 if kind == "F16" else torch.bfloat16
-        raw = torch.from_numpy(np.array(tensor.data).view(np.uint16).astype(np.int32)).to(torch.int16)
+        raw = torch.from_numpy(np.array(tensor.data).view(np.int16))  # the 16-bit patterns, reinterpreted below
         if not torch.equal(raw.view(dtype).reshape(shape), want.to(dtype)):
             errors.append(f"{tensor.name}: {kind} differs from torch's cast")
     elif kind in ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"):

@@ -126,8 +126,9 @@ void quantize_q8_0_block(const float* x, uint8_t* block) {
 // ---- K-quants (256-value blocks) ------------------------------------------------------------------------------
 
 // ggml's make_qkx2_quants: codes 0..nmax with a scale and a min (returned negated in *the_min) for n values,
-// choosing among nstep + 1 trial scales the one of least weighted squared error, each refined by least squares.
-template <int n, int nmax>
+// choosing among nstep + 1 trial scales the one of least weighted squared error (absolute error where
+// use_mad: q2_K), each refined by least squares.
+template <int n, int nmax, bool use_mad = false>
 float fit_scale_and_min(const float* x, const float* weights, uint8_t* L, float* the_min, float rmin, float rdelta,
                         int nstep) {
   float min = x[0], max = x[0];
@@ -153,7 +154,7 @@ float fit_scale_and_min(const float* x, const float* weights, uint8_t* L, float*
     const int l = nearest_int(iscale * (x[i] - min));
     L[i] = uint8_t(std::max(0, std::min(nmax, l)));
     const float diff = scale * float(L[i]) + min - x[i];
-    best_error += weights[i] * (diff * diff);
+    best_error += weights[i] * (use_mad ? std::fabs(diff) : diff * diff);
   }
   uint8_t trial[n];
   for (int is = 0; is <= nstep; ++is) {
@@ -178,7 +179,7 @@ float fit_scale_and_min(const float* x, const float* weights, uint8_t* L, float*
       float error = 0;
       for (int i = 0; i < n; ++i) {
         const float diff = this_scale * float(trial[i]) + this_min - x[i];
-        error += weights[i] * (diff * diff);
+        error += weights[i] * (use_mad ? std::fabs(diff) : diff * diff);
       }
       if (error < best_error) {
         std::memcpy(L, trial, size_t(n));
@@ -279,6 +280,155 @@ void quantize_q5_K_block(const float* x, uint8_t* block) {
       ql[j] = uint8_t(l1 | (l2 << 4));
     }
   }
+}
+
+// Four 2-bit codes a byte, as q2_K and q3_K store them: byte l of each 32-byte group holds the codes of values
+// l, l + 32, l + 64 and l + 96 of its 128, from the low bits up.
+void pack_2bit_codes(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < kSuperBlock; j += 128, qs += 32) {
+    for (int l = 0; l < 32; ++l)
+      qs[l] = uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+  }
+}
+
+// q2_K: sixteen sub-blocks of 16, each with a scale and a min fitted to least absolute error weighted by |x|,
+// stored as 4-bit multiples of the block's fp16 d and dmin (scale in the low nibble, min in the high).
+void quantize_q2_K_block(const float* x, uint8_t* block) {
+  uint8_t L[kSuperBlock];
+  float scales[16], mins[16], weights[16];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 16; ++j) {
+    for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+    scales[j] = fit_scale_and_min<16, 3, true>(x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  uint8_t* sc = block;
+  uint8_t* d_bytes = block + 80;
+  uint8_t* dmin_bytes = block + 82;
+  constexpr float kLevels = 15.f;
+  if (max_scale > 0) {
+    const float iscale = kLevels / max_scale;
+    for (int j = 0; j < 16; ++j) sc[j] = uint8_t(nearest_int(iscale * scales[j]));
+    put_half(d_bytes, max_scale / kLevels);
+  } else {
+    std::memset(sc, 0, 16);
+    put_half(d_bytes, 0.f);
+  }
+  if (max_min > 0) {
+    const float iscale = kLevels / max_min;
+    for (int j = 0; j < 16; ++j) sc[j] |= uint8_t(nearest_int(iscale * mins[j]) << 4);
+    put_half(dmin_bytes, max_min / kLevels);
+  } else {
+    put_half(dmin_bytes, 0.f);
+  }
+  for (int j = 0; j < 16; ++j) {  // the codes again, against the scales as stored
+    const float d = from_half(d_bytes) * float(sc[j] & 0xF);
+    if (d == 0.0f) continue;
+    const float dm = from_half(dmin_bytes) * float(sc[j] >> 4);
+    for (int i = 0; i < 16; ++i)
+      L[16 * j + i] = uint8_t(std::max(0, std::min(3, nearest_int((x[16 * j + i] + dm) / d))));
+  }
+  pack_2bit_codes(L, block + 16);
+}
+
+// ggml's make_q3_quants with do_rmse: symmetric codes -nmax..nmax-1 (returned + nmax) for n values, first by
+// the largest magnitude, then each code in turn moved to where it most lowers the error weighted by x^2 (up to
+// five sweeps); returns the least-squares scale.
+template <int n, int nmax>
+float fit_q3_scale(const float* x, int8_t* L) {
+  const float max = signed_absmax(x, n);
+  if (std::fabs(max) < 1e-15f) {  // GROUP_MAX_EPS: all zero
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  auto clamp = [](int l) { return std::max(-nmax, std::min(nmax - 1, l)); };
+  const float iscale = float(-nmax) / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = clamp(nearest_int(iscale * x[i]));
+    L[i] = int8_t(l);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * float(l);
+    suml2 += w * float(l) * float(l);
+  }
+  for (int sweep = 0; sweep < 5; ++sweep) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      float slx = sumlx - w * x[i] * float(L[i]);
+      if (!(slx > 0)) continue;  // as ggml's `if (slx > 0)`, NaN included
+      float sl2 = suml2 - w * float(L[i]) * float(L[i]);
+      const int new_l = clamp(nearest_int(x[i] * sl2 / slx));
+      if (new_l == L[i]) continue;
+      slx += w * x[i] * float(new_l);
+      sl2 += w * float(new_l) * float(new_l);
+      if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+        L[i] = int8_t(new_l);
+        sumlx = slx;
+        suml2 = sl2;
+        ++changed;
+      }
+    }
+    if (changed == 0) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = int8_t(L[i] + nmax);
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// The signed 6-bit scale of q3_K's sub-block j (of 16) from its 12 bytes: the low 4 bits in a nibble of bytes
+// 0..7, the high 2 in bytes 8..11; stored + 32.
+int q3_K_scale(const uint8_t* scales, int j) {
+  const int low = j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4;
+  return (low | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+// q3_K: sixteen sub-blocks of 16 with a signed scale each, stored as 6-bit multiples of the block's fp16 d;
+// codes -4..3, their high bit in a 32-byte mask (bit k of byte m for value 32 k + m).
+void quantize_q3_K_block(const float* x, uint8_t* block) {
+  int8_t L[kSuperBlock];
+  float scales[16];
+  float max_scale = 0, amax = 0;
+  for (int j = 0; j < 16; ++j) {
+    scales[j] = fit_q3_scale<16, 4>(x + 16 * j, L + 16 * j);
+    if (std::fabs(scales[j]) > amax) {
+      amax = std::fabs(scales[j]);
+      max_scale = scales[j];
+    }
+  }
+  uint8_t* hmask = block;
+  uint8_t* sc = block + 96;
+  uint8_t* d_bytes = block + 108;
+  std::memset(sc, 0, 12);
+  if (max_scale != 0.0f) {
+    const float iscale = -32.f / max_scale;
+    for (int j = 0; j < 16; ++j) {
+      const int l = std::max(-32, std::min(31, int(int8_t(nearest_int(iscale * scales[j]))))) + 32;
+      if (j < 8) {
+        sc[j] = uint8_t(l & 0xF);
+      } else {
+        sc[j - 8] |= uint8_t((l & 0xF) << 4);
+      }
+      sc[j % 4 + 8] |= uint8_t((l >> 4) << (2 * (j / 4)));
+    }
+    put_half(d_bytes, 1 / iscale);
+  } else {
+    put_half(d_bytes, 0.f);
+  }
+  for (int j = 0; j < 16; ++j) {  // the codes again, against the scales as stored
+    const float d = from_half(d_bytes) * float(q3_K_scale(sc, j));
+    if (d == 0.0f) continue;
+    for (int i = 0; i < 16; ++i)
+      L[16 * j + i] = int8_t(std::max(-4, std::min(3, nearest_int(x[16 * j + i] / d))) + 4);
+  }
+  std::memset(hmask, 0, 32);
+  uint8_t low[kSuperBlock];
+  for (int j = 0; j < kSuperBlock; ++j) {
+    const int m = j % 32, bit = j / 32;
+    if (L[j] > 3) hmask[m] |= uint8_t(1 << bit);
+    low[j] = uint8_t(L[j] > 3 ? L[j] - 4 : L[j]);
+  }
+  pack_2bit_codes(low, block + 32);
 }
 
 // ggml's make_qx_quants with rmse_type 1 (q6_K): symmetric codes -nmax..nmax-1 (stored + nmax) for n values
@@ -389,6 +539,35 @@ void dequantize_block(GgmlType type, const uint8_t* b, float* y) {
       for (int j = 0; j < 32; ++j) y[j] = float(int8_t(b[2 + j])) * d;
       return;
     }
+    case GgmlType::q2_K: {
+      const float d = from_half(b + 80), dmin = from_half(b + 82);
+      const uint8_t* q = b + 16;
+      for (int n = 0, is = 0; n < kSuperBlock; n += 128, q += 32) {
+        for (int shift = 0; shift < 8; shift += 2) {
+          for (int half = 0; half < 2; ++half, ++is) {
+            const float dl = d * float(b[is] & 0xF), ml = dmin * float(b[is] >> 4);
+            for (int l = 0; l < 16; ++l) *y++ = dl * float((q[l + 16 * half] >> shift) & 3) - ml;
+          }
+        }
+      }
+      return;
+    }
+    case GgmlType::q3_K: {
+      const float d = from_half(b + 108);
+      const uint8_t* hmask = b;
+      const uint8_t* q = b + 32;
+      uint8_t m = 1;
+      for (int n = 0, is = 0; n < kSuperBlock; n += 128, q += 32) {
+        for (int shift = 0; shift < 8; shift += 2, m = uint8_t(m << 1)) {
+          for (int half = 0; half < 2; ++half, ++is) {
+            const float dl = d * float(q3_K_scale(b + 96, is));
+            for (int l = 16 * half; l < 16 * half + 16; ++l)
+              *y++ = dl * float(((q[l] >> shift) & 3) - ((hmask[l] & m) ? 0 : 4));
+          }
+        }
+      }
+      return;
+    }
     case GgmlType::q4_K:
     case GgmlType::q5_K: {
       const bool five = type == GgmlType::q5_K;
@@ -443,6 +622,8 @@ void quantize_block(GgmlType type, const float* x, uint8_t* block) {
     case GgmlType::q4_1: return quantize_with_min<4>(x, block);
     case GgmlType::q5_1: return quantize_with_min<5>(x, block);
     case GgmlType::q8_0: return quantize_q8_0_block(x, block);
+    case GgmlType::q2_K: return quantize_q2_K_block(x, block);
+    case GgmlType::q3_K: return quantize_q3_K_block(x, block);
     case GgmlType::q4_K: return quantize_q4_K_block(x, block);
     case GgmlType::q5_K: return quantize_q5_K_block(x, block);
     case GgmlType::q6_K: return quantize_q6_K_block(x, block);
@@ -461,7 +642,8 @@ at::ScalarType float_dtype(GgmlType type) {
 const GgmlTypeInfo& ggml_type_info(GgmlType type) {
   static const GgmlTypeInfo kF32{"f32", 1, 4}, kF16{"f16", 1, 2}, kBf16{"bf16", 1, 2}, kQ4_0{"q4_0", 32, 18},
       kQ4_1{"q4_1", 32, 20}, kQ5_0{"q5_0", 32, 22}, kQ5_1{"q5_1", 32, 24}, kQ8_0{"q8_0", 32, 34},
-      kQ4_K{"q4_K", kSuperBlock, 144}, kQ5_K{"q5_K", kSuperBlock, 176}, kQ6_K{"q6_K", kSuperBlock, 210};
+      kQ2_K{"q2_K", kSuperBlock, 84}, kQ3_K{"q3_K", kSuperBlock, 110}, kQ4_K{"q4_K", kSuperBlock, 144},
+      kQ5_K{"q5_K", kSuperBlock, 176}, kQ6_K{"q6_K", kSuperBlock, 210};
   switch (type) {
     case GgmlType::f32: return kF32;
     case GgmlType::f16: return kF16;
@@ -471,6 +653,8 @@ const GgmlTypeInfo& ggml_type_info(GgmlType type) {
     case GgmlType::q5_0: return kQ5_0;
     case GgmlType::q5_1: return kQ5_1;
     case GgmlType::q8_0: return kQ8_0;
+    case GgmlType::q2_K: return kQ2_K;
+    case GgmlType::q3_K: return kQ3_K;
     case GgmlType::q4_K: return kQ4_K;
     case GgmlType::q5_K: return kQ5_K;
     case GgmlType::q6_K: return kQ6_K;
@@ -516,8 +700,10 @@ at::Tensor ggml_dequantize(const at::Tensor& bytes, GgmlType type, at::IntArrayR
   at::Tensor out = at::empty({numel}, at::kFloat);
   const uint8_t* in = raw.data_ptr<uint8_t>();
   float* values = out.data_ptr<float>();
-  for (int64_t b = 0; b < numel / info.block_values; ++b)
-    dequantize_block(type, in + b * info.block_bytes, values + b * info.block_values);
+  at::parallel_for(0, numel / info.block_values, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b)
+      dequantize_block(type, in + b * info.block_bytes, values + b * info.block_values);
+  });
   return out.reshape(shape);
 }
 

@@ -1,5 +1,5 @@
 // The GGUF block quantizers (src/ggml_quants.cpp) against llama.cpp's own: tests/data/ggml_quants/ holds the bytes
-// that ggml's quantize_row_*_ref wrote for 40 rows of 512 values, each row a hard case (its SOURCES.md says how
+// that ggml's quantize_row_*_ref wrote for 43 rows of 512 values, each row a hard case (its SOURCES.md says how
 // they were made). Ours must be those bytes exactly; our dequantization must give gguf-py's values for them
 // (tests/reference/ggml_quants.py), also exactly: both compute each value with the same float32 operations.
 #include <gtest/gtest.h>
@@ -21,7 +21,7 @@ const std::string kReference = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference
 
 GgmlType type_named(const std::string& name) {
   for (GgmlType type : {GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q5_1, GgmlType::q8_0,
-                        GgmlType::q4_K, GgmlType::q5_K, GgmlType::q6_K}) {
+                        GgmlType::q2_K, GgmlType::q3_K, GgmlType::q4_K, GgmlType::q5_K, GgmlType::q6_K}) {
     if (name == ggml_type_info(type).name) return type;
   }
   throw Error("no ggml type " + name);
@@ -50,7 +50,7 @@ Fixture load_fixture() {
 
 TEST(GgmlQuants, EachTypeGivesGgmlsOwnBytes) {
   const Fixture fixture = load_fixture();
-  ASSERT_EQ(fixture.meta.at("types").size(), 8u);
+  ASSERT_EQ(fixture.meta.at("types").size(), 10u);
   for (const auto& entry : fixture.meta.at("types")) {
     const std::string name = entry.at("name");
     SCOPED_TRACE(name);
@@ -91,6 +91,8 @@ TEST(GgmlQuants, RowsOfPartialBlocksAreRefused) {
   EXPECT_THROW(ggml_quantize(at::randn({2, 100}), GgmlType::q4_K), Error);  // 256-value blocks
   EXPECT_THROW(ggml_quantize(at::randn({2, 48}), GgmlType::q4_0), Error);   // 32-value blocks
   EXPECT_EQ(ggml_bytes(GgmlType::q6_K, 512), 420u);
+  EXPECT_EQ(ggml_bytes(GgmlType::q2_K, 512), 168u);
+  EXPECT_EQ(ggml_bytes(GgmlType::q3_K, 512), 220u);
   EXPECT_EQ(ggml_bytes(GgmlType::bf16, 10), 20u);
 }
 

@@ -4,9 +4,9 @@
 //  - quantize_4bit on the CPU, for each thread count (default: 1 and 2);
 //  - with --cuda (a build with CUDA and a GPU): quantize_4bit_torch on the first GPU, the weight already
 //    there, and again with its upload from host memory (what a model load on a GPU does per weight);
-//  - bench_quantize --ggml INPUT.f32 ROWS COLS [THREADS...]: instead, the GGUF block quantizers (ggml_quantize: q4_0,
-//    q8_0, q4_K, q5_K, q6_K) over that float32 matrix, seconds per type, best of 3 (tools/bench_ggml_quants.sh runs
-//    it beside ggml's own quantize_row_*_ref);
+//  - bench_quantize --ggml INPUT.f32 ROWS COLS [THREADS...]: instead, the GGUF block quantizers (ggml_quantize:
+//    q4_0, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K) over that float32 matrix, seconds per type, best of 3
+//    (tools/bench_ggml_quants.sh runs it beside ggml's own quantize_row_*_ref);
 //  - a fingerprint (FNV-1a) of the bytes quantize_4bit returns for fixed inputs over NF4/FP4, double
 //    quantization on/off, blocksizes 64/256, fp32/fp16/bf16 and odd sizes: run it before and after a change
 //    to the quantizer, and the fingerprints must be equal.
@@ -116,7 +116,8 @@ int bench_ggml(const std::string& path, int64_t rows, int64_t cols, const std::v
   }
   at::Tensor x = at::empty({rows, cols}, at::kFloat);
   std::memcpy(x.data_ptr(), bytes.data(), bytes.size());
-  for (GgmlType type : {GgmlType::q4_0, GgmlType::q8_0, GgmlType::q4_K, GgmlType::q5_K, GgmlType::q6_K})
+  for (GgmlType type : {GgmlType::q4_0, GgmlType::q8_0, GgmlType::q2_K, GgmlType::q3_K, GgmlType::q4_K, GgmlType::q5_K,
+                        GgmlType::q6_K})
     for (int n : threads) {
       at::set_num_threads(n);
       double best = 1e30;

@@ -9,6 +9,9 @@
 //   q5_0       32           22       fp16 d; 5-bit codes (high bits apart), value = d * (q - 16)
 //   q5_1       32           24       fp16 d, m; 5-bit codes, value = d * q + m
 //   q8_0       32           34       fp16 d; int8 codes, value = d * q
+//   q2_K      256           84       16 sub-blocks of 16 with 4-bit scale and min; fp16 d, dmin last; 2-bit codes
+//   q3_K      256          110       16 sub-blocks of 16 with 6-bit signed scales, fp16 d last; 3-bit codes
+//                                    (high bits in a mask apart), value = d * scale * (q - 4)
 //   q4_K      256          144       fp16 d, dmin; 8 sub-blocks of 32 with 6-bit scale and min; 4-bit codes
 //   q5_K      256          176       as q4_K with 5-bit codes
 //   q6_K      256          210       16 sub-blocks of 16 with int8 scales, fp16 d last; 6-bit codes
@@ -23,7 +26,8 @@ namespace autotrain {
 
 // ggml's type ids (ggml.h enum ggml_type), as written in a GGUF tensor info.
 enum class GgmlType : uint32_t {
-  f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, bf16 = 30
+  f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13,
+  q6_K = 14, bf16 = 30
 };
 
 struct GgmlTypeInfo {

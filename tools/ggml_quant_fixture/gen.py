@@ -8,7 +8,7 @@
 
 The input is deterministic (numpy Generator(PCG64) with a fixed seed, one child stream per row). Each row
 is built to hit one hard case of the block quantizers; ROW_KINDS names them and goes into meta.json.
-Blocks are 32 wide (q4_0 ... q8_0), K-quant super-blocks 256 wide with 32 (q4_K, q5_K) or 16 (q6_K) wide
+Blocks are 32 wide (q4_0 ... q8_0), K-quant super-blocks 256 wide with 32 (q4_K, q5_K) or 16 (q2_K, q3_K, q6_K) wide
 sub-blocks, so a 512-wide row is 16 blocks / 2 super-blocks.
 """
 import hashlib
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROWS, COLS = 40, 512
+ROWS, COLS = 43, 512
 SEED = 20260821
 TYPES = [  # name, weights per block, bytes per block (GGUF format, checked against sizeof(block_*) by the oracle)
     ("q4_0", 32, 18), ("q4_1", 32, 20), ("q5_0", 32, 22), ("q5_1", 32, 24), ("q8_0", 32, 34),
-    ("q4_K", 256, 144), ("q5_K", 256, 176), ("q6_K", 256, 210),
+    ("q2_K", 256, 84), ("q3_K", 256, 110), ("q4_K", 256, 144), ("q5_K", 256, 176), ("q6_K", 256, 210),
 ]
 
 
@@ -66,6 +66,34 @@ def row_ties_minmax(rng, steps):
         i, j = rng.choice(32, size=2, replace=False)
         v[i], v[j] = m, m + steps * 2.0**e
         out.append(v)
+    return np.concatenate(out)
+
+
+def row_k_final_ties(rng, kind):
+    """Exact rounding ties in the last pass of a K-quant of 16-value sub-blocks, which codes each value against its
+    sub-block's scale as stored, d_j = fp16(d) * sc_j. Per 256-value super-block, one anchor sub-block holds c * L
+    for integers L (c a power of two): its fitted scale is exactly c, the largest, so d is exact (c / 32 for q3_K,
+    c / 128 for q6_K; q2_K's fp16(c / 15) has few bits). The other 15 hold (k + 0.5) * D with D = d * 1: their
+    fitted scales are within half a step of D, so sc_j = 1 (in magnitude) and every x / d_j is k + 0.5 exactly,
+    where ggml's nearest_int rounds to even. kind: "q2_K" (codes 0..3, non-negative values, no min), "q3_K"
+    (-4..3), "q6_K" (-32..31)."""
+    low, high = {"q2_K": (0, 3), "q3_K": (-4, 3), "q6_K": (-32, 31)}[kind]
+    out = []
+    for block, e in enumerate((-3, 2)):
+        c = 2.0 ** e
+        d = {"q2_K": float((np.float32(c) / np.float32(15)).astype(np.float16)), "q3_K": c / 32, "q6_K": c / 128}[kind]
+        anchor = rng.integers(0, 16)
+        for j in range(16):
+            if j == anchor:
+                v = c * rng.integers(low, high + 1, size=16).astype(np.float64)
+                # q2_K: min 0 and max 3c fix the fit's range; the others: -|low| c is the largest magnitude
+                v[:2] = c * low, c * high
+            else:
+                v = (rng.integers(low, high + 1, size=16) + 0.5) * d
+                if kind != "q2_K":
+                    v[0] = (low + 0.5) * d  # the negative end, so that the fitted scale is positive
+            rng.shuffle(v)
+            out.append(v)
     return np.concatenate(out)
 
 
@@ -140,6 +168,9 @@ ROW_KINDS = [
     ("random N(-3,1) (offset)", lambda r: r.normal(-3, 1, COLS)),
     ("random N(0,1)*U(0,1)^4 per element", lambda r: r.standard_normal(COLS) * r.uniform(0, 1, COLS) ** 4),
     ("random N(0,0.02) #3", lambda r: r.normal(0, 0.02, COLS)),
+    ("ties q2_K final pass: (k+0.5)*fp16(c/15) beside an anchor sub-block c*L", lambda r: row_k_final_ties(r, "q2_K")),
+    ("ties q3_K final pass: (k+0.5)*c/32 beside an anchor sub-block c*L", lambda r: row_k_final_ties(r, "q3_K")),
+    ("ties q6_K final pass: (k+0.5)*c/128 beside an anchor sub-block c*L", lambda r: row_k_final_ties(r, "q6_K")),
 ]
 assert len(ROW_KINDS) == ROWS, len(ROW_KINDS)
 

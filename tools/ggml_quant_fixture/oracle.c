@@ -9,7 +9,7 @@
 //   oracle INPUT.f32 ROWS COLS OUTDIR [--dequant]
 //
 // INPUT.f32 holds ROWS*COLS little-endian float32 values, row-major. For each type T in
-// q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K q6_K it writes OUTDIR/T.bin: the rows quantized one at a time
+// q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K it writes OUTDIR/T.bin: the rows quantized one at a time
 // (quantize_row_T_ref(row, out, COLS)), concatenated, i.e. ROWS * (COLS/block) * bytes_per_block bytes.
 // With --dequant it also writes OUTDIR/T.deq.f32: ggml's dequantize_row_T of those bytes.
 // It prints one line per type: bytes written and the largest per-row relative RMSE of ggml's own
@@ -47,7 +47,7 @@ struct qtype {
     static void dq_##name(const void * x, float * y, int64_t k) {                   \
         dequantize_row_##name((const block_##name *) x, y, k);                      \
     }
-WRAP(q4_0) WRAP(q4_1) WRAP(q5_0) WRAP(q5_1) WRAP(q8_0) WRAP(q4_K) WRAP(q5_K) WRAP(q6_K)
+WRAP(q4_0) WRAP(q4_1) WRAP(q5_0) WRAP(q5_1) WRAP(q8_0) WRAP(q2_K) WRAP(q3_K) WRAP(q4_K) WRAP(q5_K) WRAP(q6_K)
 
 #define QT(name, qk, expect) { #name, (qk), sizeof(block_##name), (expect), q_##name, dq_##name }
 
@@ -57,6 +57,8 @@ static const struct qtype QTYPES[] = {
     QT(q5_0, QK5_0,  22),
     QT(q5_1, QK5_1,  24),
     QT(q8_0, QK8_0,  34),
+    QT(q2_K, QK_K,   84),
+    QT(q3_K, QK_K,  110),
     QT(q4_K, QK_K,  144),
     QT(q5_K, QK_K,  176),
     QT(q6_K, QK_K,  210),

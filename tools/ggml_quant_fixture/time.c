@@ -18,10 +18,11 @@ typedef void (*quantize_fn)(const float * x, void * y, int64_t k);
 
 #define WRAP(name) \
     static void q_##name(const float * x, void * y, int64_t k) { quantize_row_##name##_ref(x, (block_##name *) y, k); }
-WRAP(q4_0) WRAP(q8_0) WRAP(q4_K) WRAP(q5_K) WRAP(q6_K)
+WRAP(q4_0) WRAP(q8_0) WRAP(q2_K) WRAP(q3_K) WRAP(q4_K) WRAP(q5_K) WRAP(q6_K)
 
 static const struct { const char * name; int block; size_t bytes; quantize_fn quantize; } TYPES[] = {
     {"q4_0", QK4_0, sizeof(block_q4_0), q_q4_0}, {"q8_0", QK8_0, sizeof(block_q8_0), q_q8_0},
+    {"q2_K", QK_K, sizeof(block_q2_K), q_q2_K},  {"q3_K", QK_K, sizeof(block_q3_K), q_q3_K},
     {"q4_K", QK_K, sizeof(block_q4_K), q_q4_K},  {"q5_K", QK_K, sizeof(block_q5_K), q_q5_K},
     {"q6_K", QK_K, sizeof(block_q6_K), q_q6_K},
 };

@@ -537,6 +537,7 @@ std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchi
   mixture.seventy_b = config.num_hidden_layers == 80 &&
                       ((arch_name == "llama" && config.num_attention_heads != config.num_key_value_heads) ||
                        arch_name == "qwen2");
+  mixture.gqa = config.num_key_value_heads > 0 ? config.num_attention_heads / config.num_key_value_heads : 0;
   for (const GgufTensor& tensor : tensors) {
     if (tensor.shape.size() >= 2) mixture.names.push_back(tensor.name);
   }

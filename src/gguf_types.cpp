@@ -24,6 +24,8 @@ const GgufTypeRow kGgufTypes[] = {
     {GgufType::bf16, "bf16", 32, GgmlType::bf16, false},    {GgufType::q8_0, "q8_0", 7, GgmlType::q8_0, false},
     {GgufType::q4_0, "q4_0", 2, GgmlType::q4_0, true},      {GgufType::q4_1, "q4_1", 3, GgmlType::q4_1, true},
     {GgufType::q5_0, "q5_0", 8, GgmlType::q5_0, true},      {GgufType::q5_1, "q5_1", 9, GgmlType::q5_1, true},
+    {GgufType::q2_K, "q2_K", 10, GgmlType::q2_K, true},     {GgufType::q3_K_S, "q3_K_S", 11, GgmlType::q3_K, true},
+    {GgufType::q3_K_M, "q3_K_M", 12, GgmlType::q3_K, true}, {GgufType::q3_K_L, "q3_K_L", 13, GgmlType::q3_K, true},
     {GgufType::q4_K_S, "q4_K_S", 14, GgmlType::q4_K, true}, {GgufType::q4_K_M, "q4_K_M", 15, GgmlType::q4_K, true},
     {GgufType::q5_K_S, "q5_K_S", 16, GgmlType::q5_K, true}, {GgufType::q5_K_M, "q5_K_M", 17, GgmlType::q5_K, true},
     {GgufType::q6_K, "q6_K", 18, GgmlType::q6_K, true}};
@@ -47,7 +49,8 @@ std::pair<int64_t, int64_t> rank_among(const std::vector<std::string>& names, co
   return {std::find(same.begin(), same.end(), name) - same.begin(), int64_t(same.size())};
 }
 
-// llama-quant.cpp llama_tensor_get_type_impl for these presets and a dense (not mixture-of-experts) model.
+// llama-quant.cpp llama_tensor_get_type_impl for these presets and a dense (not mixture-of-experts, not Falcon)
+// model.
 GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& name, int64_t columns) {
   const GgufType preset = mixture.type;
   const GgmlType base = type_row(preset).weights;
@@ -59,21 +62,35 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
   auto more_bits = [](int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
   const bool k_m = preset == GgufType::q4_K_M || preset == GgufType::q5_K_M;
   if (name.find("attn_v.weight") != std::string::npos) {
-    const auto [i, n] = rank_among(mixture.names, name, "attn_v.weight");
+    const int64_t i = rank_among(mixture.names, name, "attn_v.weight").first;
     GgmlType type = base;
-    if (k_m && more_bits(i, n)) {
+    if (preset == GgufType::q2_K) {  // 4+ query heads a kv head: attn_v is that much smaller than attn_q
+      type = mixture.gqa >= 4 ? GgmlType::q4_K : GgmlType::q3_K;
+    } else if (preset == GgufType::q3_K_M) {
+      type = i < 2 ? GgmlType::q5_K : GgmlType::q4_K;
+    } else if (preset == GgufType::q3_K_L) {
+      type = GgmlType::q5_K;
+    } else if (k_m && more_bits(i, rank_among(mixture.names, name, "attn_v.weight").second)) {
       type = GgmlType::q6_K;
     } else if (preset == GgufType::q4_K_S && i < 4) {
       type = GgmlType::q5_K;
     }
     // A 70B's attn_v is 8x smaller than its attn_q (8 heads share it): more bits cost little there.
-    if (mixture.seventy_b && type == GgmlType::q4_K) type = GgmlType::q5_K;
+    if (mixture.seventy_b && (type == GgmlType::q3_K || type == GgmlType::q4_K)) type = GgmlType::q5_K;
     return type;
   }
   if (name.find("ffn_down") != std::string::npos) {
     const int64_t i = rank_among(mixture.names, name, "ffn_down").first, n = mixture.layers;
+    if (preset == GgufType::q2_K) return GgmlType::q3_K;
+    if (preset == GgufType::q3_K_M) return i < n / 16 ? GgmlType::q5_K : GgmlType::q4_K;
+    if (preset == GgufType::q3_K_L) return GgmlType::q5_K;
     if (k_m && more_bits(i, n)) return GgmlType::q6_K;
     if (preset == GgufType::q4_K_S && i < n / 8) return GgmlType::q5_K;
+  }
+  if (name.find("attn_output.weight") != std::string::npos) {
+    if (preset == GgufType::q2_K) return GgmlType::q3_K;
+    if (preset == GgufType::q3_K_M) return GgmlType::q4_K;
+    if (preset == GgufType::q3_K_L) return GgmlType::q5_K;
   }
   return base;
 }
@@ -103,7 +120,8 @@ GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, i
   if (!row.preset) return whole_blocks(row.weights) ? row.weights : GgmlType::f16;  // as the converter falls back
   GgmlType type = llama_quantize_choice(mixture, name, columns);
   if (!whole_blocks(type)) {  // llama-quant.cpp tensor_type_fallback; where it has none (q4_0 ...), f16
-    type = type == GgmlType::q4_K ? GgmlType::q5_0 : type == GgmlType::q5_K ? GgmlType::q5_1
+    type = type == GgmlType::q2_K || type == GgmlType::q3_K ? GgmlType::q4_0
+           : type == GgmlType::q4_K ? GgmlType::q5_0 : type == GgmlType::q5_K ? GgmlType::q5_1
            : type == GgmlType::q6_K ? GgmlType::q8_0 : GgmlType::f16;
     if (!whole_blocks(type)) type = GgmlType::f16;
   }

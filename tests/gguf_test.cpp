@@ -1,7 +1,7 @@
 // export-gguf: the file read back by llama.cpp's own Python reader (tests/reference/gguf_check.py, the
 // `gguf` package) against the source folder, for llama (sentencepiece, permuted q/k, llama3 rope_freqs)
-// qwen2 (BPE, biases, tied embeddings) and qwen3 (q/k norms, head_dim 32 != 64 / 4) in f16, q8_0 and q4_K_M, and
-// every type on models of whole K-quant blocks; Q8_0 and the permutation on their own.
+// qwen2 (BPE, biases, tied embeddings) and qwen3 (q/k norms, head_dim 32 != 64 / 4) in f16, q8_0, q4_K_M and
+// q3_K_M, and every type on models of whole K-quant blocks; Q8_0 and the permutation on their own.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -57,12 +57,12 @@ std::vector<GgufCheck> export_each(const TempDir& dir, const std::string& model,
 }
 
 TEST(GgufExport, EveryArchitectureReadsBackByGgufPy) {
-  // q4_K_M on these narrow models (rows of 64 and 176 values) takes llama-quantize's fallbacks: q5_0 for q4_K,
-  // q8_0 for the output's q6_K, f16 where not even 32-value blocks fit.
+  // q4_K_M and q3_K_M on these narrow models (rows of 64 and 176 values) take llama-quantize's fallbacks: q5_0 for
+  // q4_K, q4_0 for q3_K, q8_0 for the output's q6_K, f16 where not even 32-value blocks fit.
   TempDir dir;
   std::vector<GgufCheck> files;
   for (const std::string model : {"llama", "qwen2", "mistral", "qwen3"}) {
-    for (const GgufCheck& file : export_each(dir, kModels + model, {"f16", "q8_0", "q4_K_M"}))
+    for (const GgufCheck& file : export_each(dir, kModels + model, {"f16", "q8_0", "q4_K_M", "q3_K_M"}))
       files.push_back(file);
   }
   EXPECT_EQ(run_gguf_check(files), 0);
@@ -70,12 +70,14 @@ TEST(GgufExport, EveryArchitectureReadsBackByGgufPy) {
 
 TEST(GgufExport, LlamaQuantizePresetsGiveLlamaCppsMixture) {
   // 12 layers of 256-value rows (tests/reference/gguf_check.py makes them): every preset's K-quants, the
-  // *_K_M layers that get q6_K in llama-quantize's name order, and a tied embedding (qwen2) taking the output's type.
+  // *_K_M layers that get q6_K in llama-quantize's name order, a tied embedding (qwen2) taking the output's type,
+  // and q2_K's attn_v by query heads per kv head (2 in llama_wide: q3_K; 4 in qwen2_wide: q4_K).
   TempDir dir;
   std::vector<GgufCheck> files = export_each(dir, kFixtures + "/reference/gguf/llama_wide",
-                                             {"f32", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K_S", "Q4_K_M",
-                                              "q5_K_S", "q5_K_M", "q6_K"});
-  for (const GgufCheck& file : export_each(dir, kFixtures + "/reference/gguf/qwen2_wide", {"q4_K_M", "q4_0"}))
+                                             {"f32", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K_S", "q3_K_M",
+                                              "q3_K_L", "q4_K_S", "Q4_K_M", "q5_K_S", "q5_K_M", "q6_K"});
+  for (const GgufCheck& file :
+       export_each(dir, kFixtures + "/reference/gguf/qwen2_wide", {"q4_K_M", "q4_0", "q2_K", "q3_K_M"}))
     files.push_back(file);
   EXPECT_EQ(run_gguf_check(files), 0);
 }
@@ -204,7 +206,7 @@ TEST(GgufExport, ByteLevelPreTokenizersWithoutASplitAreNamed) {
 TEST(GgufExport, AnUnknownTypeNamesTheAcceptedOnes) {
   TempDir dir;
   auto result = testing::run_autotrain("export-gguf --model " + quote(kModels + "llama") + " --out " +
-                                       quote(dir.file("x.gguf")) + " --type q3_K_M");
+                                       quote(dir.file("x.gguf")) + " --type q2_K_S");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_NE(result.output.find("q4_K_M"), std::string::npos) << result.output;
   EXPECT_FALSE(fs::exists(dir.file("x.gguf")));

@@ -23,8 +23,11 @@ namespace autotrain {
 // The file type: what the 2-D weights become (1-D tensors, norms and biases, stay f32). f32 / f16 / bf16 / q8_0
 // are convert_hf_to_gguf.py's --outtype; the others are llama-quantize's presets, applied as it applies them to
 // an f32 GGUF: its per-tensor mixture (output.weight q6_K; the *_K_M presets q6_K for some layers' attn_v and
-// ffn_down) and its fallbacks for rows that are not whole blocks.
-enum class GgufType { f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K };
+// ffn_down; q2_K and q3_K_* more bits for attn_v, attn_output and ffn_down) and its fallbacks for rows that are not
+// whole blocks.
+enum class GgufType {
+  f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K
+};
 
 struct GgufOptions {
   std::string model_dir, out_file;
@@ -61,6 +64,7 @@ struct GgufMixture {
   int64_t layers = 0;              // block_count
   bool tied_embeddings = false;    // no output.weight: token_embd is the output too
   bool seventy_b = false;          // llama.cpp's LLM_TYPE_70B (80 layers), which gives attn_v more bits
+  int64_t gqa = 1;                 // query heads per kv head (llama.cpp's n_gqa: q2_K's attn_v gets q4_K from 4)
   std::vector<std::string> names;  // every 2-D weight's GGUF name
 };
 GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, int64_t columns);

@@ -32,8 +32,8 @@ Command add_export_gguf_command(CLI::App& parent) {
   app->add_option("--out", arguments->out, "GGUF file to write")->required();
   app->add_option("--type", arguments->type,
                   "f32, f16, bf16 or q8_0 (the 2-D weights, as convert_hf_to_gguf.py's --outtype), or a "
-                  "llama-quantize preset: q4_0, q4_1, q5_0, q5_1, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K (norms and "
-                  "biases stay f32)")
+                  "llama-quantize preset: q4_0, q4_1, q5_0, q5_1, q2_K, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, "
+                  "q5_K_S, q5_K_M, q6_K (norms and biases stay f32)")
       ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case))
       ->capture_default_str();
   app->footer("Example:\n  autotrain merge-adapter --base BASE --adapter my-llm --out my-llm-merged\n"

@@ -19,10 +19,10 @@ safetensors source, mapped to llama.cpp's names independently of the C++ code:
   Q8_0: bytes equal to gguf-py's quantize (bit-exact with ggml's reference), and dequantized within
         |x - q d16| <= d/2 + 127 |d - d16| (the rounding step plus the fp16 rounding of the scale)
   Q4_0, Q4_1, Q5_0, Q5_1: bytes equal to gguf-py's quantize
-  Q4_K, Q5_K, Q6_K (gguf-py cannot quantize them; tests/ggml_quants_test.cpp holds our bytes to ggml's own):
-        gguf-py's dequantization within a relative RMS error of 0.09 / 0.045 / 0.023 of the weights (the wide
-        fixtures' Gaussian weights give 0.071 / 0.036 / 0.018: the bounds are 1.25x that, well below the next
-        coarser type's), and no value farther than 4 of its sub-block's steps
+  Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (gguf-py cannot quantize them; tests/ggml_quants_test.cpp holds our bytes to
+        ggml's own): gguf-py's dequantization within a relative RMS error of 0.375 / 0.19 / 0.09 / 0.045 / 0.023 of
+        the weights (the wide fixtures' Gaussian weights give 0.30 / 0.15 / 0.071 / 0.036 / 0.018: the bounds are
+        1.25x that, below the next coarser type's), and no value farther than 4 of its sub-block's steps
 and each 2-D weight's type against llama.cpp's choice: the converter's type for f32 / f16 / bf16 / q8_0, and for the
 llama-quantize presets its per-tensor mixture (llama-quant.cpp llama_tensor_get_type, re-implemented here as a walk
 over the weights in llama-quantize's name order with its counters, as that code does), with its fallbacks.
@@ -115,15 +115,18 @@ def gguf_names(config, arch):
 
 
 CONVERTER_TYPES = {"f32": ("F32", 0), "f16": ("F16", 1), "bf16": ("BF16", 32), "q8_0": ("Q8_0", 7)}
-PRESETS = {"q4_0": ("Q4_0", 2), "q4_1": ("Q4_1", 3), "q5_0": ("Q5_0", 8), "q5_1": ("Q5_1", 9), "q4_k_s": ("Q4_K", 14),
+PRESETS = {"q4_0": ("Q4_0", 2), "q4_1": ("Q4_1", 3), "q5_0": ("Q5_0", 8), "q5_1": ("Q5_1", 9), "q2_k": ("Q2_K", 10),
+           "q3_k_s": ("Q3_K", 11), "q3_k_m": ("Q3_K", 12), "q3_k_l": ("Q3_K", 13), "q4_k_s": ("Q4_K", 14),
            "q4_k_m": ("Q4_K", 15), "q5_k_s": ("Q5_K", 16), "q5_k_m": ("Q5_K", 17), "q6_k": ("Q6_K", 18)}
-BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q4_K": 256,
-         "Q5_K": 256, "Q6_K": 256}
+BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q2_K": 256,
+         "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}
+FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 
 
-def expected_types(weights, preset, n_layer, tied, seventy_b):
-    """weights: {gguf name: columns} of the 2-D weights -> {name: ggml type name}, as llama-quantize (llama-quant.cpp)
-    chooses them: a walk in its tensor order (a std::map's, by name) with its attn_v / ffn_down counters."""
+def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa):
+    """weights: {gguf name: columns} of the 2-D weights -> {name: ggml type name}, as llama-quantize (llama-quant.cpp
+    llama_tensor_get_type_impl, read at llama.cpp 007dbbf3) chooses them for a dense model: a walk in its tensor order
+    (a std::map's, by name) with its attn_v / ffn_down counters. n_gqa: query heads per kv head."""
     if preset in CONVERTER_TYPES:
         kind = CONVERTER_TYPES[preset][0]
         return {name: kind if columns % BLOCK[kind] == 0 else "F16" for name, columns in weights.items()}
@@ -142,7 +145,13 @@ def expected_types(weights, preset, n_layer, tied, seventy_b):
         elif name == "token_embd.weight":
             pass
         elif "attn_v.weight" in name:
-            if preset in ("q4_k_m", "q5_k_m") and use_more_bits(i_attention_wv, n_attention_wv):
+            if preset == "q2_k":
+                new = "Q4_K" if n_gqa >= 4 else "Q3_K"
+            elif preset == "q3_k_m":
+                new = "Q5_K" if i_attention_wv < 2 else "Q4_K"
+            elif preset == "q3_k_l":
+                new = "Q5_K"
+            elif preset in ("q4_k_m", "q5_k_m") and use_more_bits(i_attention_wv, n_attention_wv):
                 new = "Q6_K"
             elif preset == "q4_k_s" and i_attention_wv < 4:
                 new = "Q5_K"
@@ -150,13 +159,21 @@ def expected_types(weights, preset, n_layer, tied, seventy_b):
                 new = "Q5_K"
             i_attention_wv += 1
         elif "ffn_down" in name:
-            if preset in ("q4_k_m", "q5_k_m") and use_more_bits(i_ffn_down, n_layer):
+            if preset == "q2_k":
+                new = "Q3_K"
+            elif preset == "q3_k_m":
+                new = "Q5_K" if i_ffn_down < n_layer // 16 else "Q4_K"  # (Falcon alone keeps some Q3_K)
+            elif preset == "q3_k_l":
+                new = "Q5_K"
+            elif preset in ("q4_k_m", "q5_k_m") and use_more_bits(i_ffn_down, n_layer):
                 new = "Q6_K"
             elif preset == "q4_k_s" and i_ffn_down < n_layer // 8:
                 new = "Q5_K"
             i_ffn_down += 1
+        elif "attn_output.weight" in name:
+            new = {"q2_k": "Q3_K", "q3_k_m": "Q4_K", "q3_k_l": "Q5_K"}.get(preset, new)
         if columns % BLOCK[new]:  # llama-quant.cpp tensor_type_fallback (q4_0 ... have none there: f16 here)
-            new = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}.get(new, "F16")
+            new = FALLBACK.get(new, "F16")
             if columns % BLOCK[new]:
                 new = "F16"
         chosen[name] = new
@@ -175,8 +192,9 @@ def gguf_roundtrip(model, preset):
     tied = bool(config.get("tie_word_embeddings"))
     if tied:
         state.pop("lm_head.weight", None)  # the embedding's own tensor
+    heads = config["num_attention_heads"]
     types = expected_types({names[n]: p.shape[-1] for n, p in state.items()}, preset, config["num_hidden_layers"],
-                           tied, False)
+                           tied, False, heads // (config.get("num_key_value_heads") or heads))
     with torch.no_grad():
         for name, parameter in state.items():
             qtype = getattr(gguf.GGMLQuantizationType, types[names[name]])
@@ -185,7 +203,7 @@ def gguf_roundtrip(model, preset):
     return model
 
 
-K_QUANT_RMS = {"Q4_K": 0.09, "Q5_K": 0.045, "Q6_K": 0.023}
+K_QUANT_RMS = {"Q2_K": 0.375, "Q3_K": 0.19, "Q4_K": 0.09, "Q5_K": 0.045, "Q6_K": 0.023}
 
 
 def check_values(gguf, tensor, kind, want, errors):
@@ -218,9 +236,9 @@ def check_values(gguf, tensor, kind, want, errors):
         rms = ((got - want).pow(2).mean() / want.pow(2).mean()).sqrt().item()
         if not rms <= K_QUANT_RMS[kind]:
             errors.append(f"{tensor.name}: {kind} relative RMS error {rms:.4f} > {K_QUANT_RMS[kind]}")
-        # A sub-block's step: its range over the codes (15, 31 or 63 of them).
-        sub = 16 if kind == "Q6_K" else 32
-        levels = {"Q4_K": 15, "Q5_K": 31, "Q6_K": 63}[kind]
+        # A sub-block's step: its range over the codes (3, 7, 15, 31 or 63 of them).
+        sub = 16 if kind in ("Q2_K", "Q3_K", "Q6_K") else 32
+        levels = {"Q2_K": 3, "Q3_K": 7, "Q4_K": 15, "Q5_K": 31, "Q6_K": 63}[kind]
         blocks = want.reshape(-1, sub)
         step = (blocks.amax(1, keepdim=True) - blocks.amin(1, keepdim=True)).clamp_min(1e-12) / levels
         worst = ((got.reshape(-1, sub) - blocks).abs() / step).max().item()
@@ -337,7 +355,8 @@ def check(args):
     weights = {names[hf]: source[hf].shape[-1] for hf in seen if source[hf].dim() >= 2}
     seventy_b = config["num_hidden_layers"] == 80 and (arch == "qwen2" or (arch == "llama" and kv_heads != heads))
     tied = "output.weight" not in weights
-    for name, kind in expected_types(weights, preset, config["num_hidden_layers"], tied, seventy_b).items():
+    for name, kind in expected_types(weights, preset, config["num_hidden_layers"], tied, seventy_b,
+                                     heads // kv_heads).items():
         if stored.get(name) != kind:
             errors.append(f"{name}: stored as {stored.get(name)}, llama.cpp's choice is {kind}")
     missing = [name for name in source if name not in seen and not (name == "lm_head.weight" and config.get("tie_word_embeddings"))]
@@ -461,10 +480,11 @@ def make_wide_models(fixtures):
     specs = {"llama_wide": (LlamaConfig, LlamaForCausalLM, "sentencepiece",
                             dict(vocab_size=1000, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)),
              "qwen2_wide": (Qwen2Config, Qwen2ForCausalLM, "bpe",
-                            dict(vocab_size=1024, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0))}
+                            dict(vocab_size=1024, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0,
+                                 num_key_value_heads=1))}  # 4 query heads a kv head: q2_K's attn_v takes q4_K
     for seed, (name, (config_class, model_class, tokenizer, extra)) in enumerate(specs.items()):
         torch.manual_seed(77 + seed)
-        model = model_class(config_class(**common, **extra)).eval()
+        model = model_class(config_class(**{**common, **extra})).eval()
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.normal_(0.0, 0.02) if parameter.dim() >= 2 else parameter.normal_(1.0, 0.05)

@@ -7,7 +7,7 @@
 # 1. writes a random-weight LlamaForCausalLM (hidden 2048, intermediate 5632, 10 layers, vocab 32000, bf16,
 #    ~1.15 GB, weights N(0, 0.02); the sentencepiece fixture tokenizer) into $BENCH_DIR (default
 #    /tmp/autotrain_bench_gguf; kept for later runs, delete it yourself);
-# 2. for f16, q8_0 and q4_0: ours, then the peer, each under /usr/bin/time -v; then ours alone for q4_K_M and q6_K
+# 2. for f16, q8_0 and q4_0: ours, then the peer, each under /usr/bin/time -v; then ours alone for q3_K_M, q4_K_M and q6_K
 #    (gguf-py has no K-quant quantizer; llama.cpp's is llama-quantize, C);
 # 3. prints each run's wall time and peak RSS, and the peer's time and memory as multiples of ours.
 set -euo pipefail
@@ -55,7 +55,7 @@ for type in f16 q8_0 q4_0; do
   measure "ours_$type" "$BUILD/autotrain" export-gguf --model "$DIR/model" --out "$DIR/out.gguf" --type "$type"
   measure "peer_$type" "$PYTHON" "$ROOT/tools/bench_gguf_peer.py" "$DIR/model" "$DIR/out.gguf" "$type"
 done
-for type in q4_K_M q6_K; do
+for type in q3_K_M q4_K_M q6_K; do
   measure "ours_$type" "$BUILD/autotrain" export-gguf --model "$DIR/model" --out "$DIR/out.gguf" --type "$type"
 done
 "$PYTHON" - "$DIR/results.txt" "$(nproc)" <<'PY'

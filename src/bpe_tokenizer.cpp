@@ -1,8 +1,12 @@
-// Byte-level BPE from tokenizer.json (GPT-2, Llama-3, Qwen2), reproducing the `tokenizers` library's
-// pipeline: added tokens -> normalizer -> pre-tokenizer (Split regex / ByteLevel) -> BPE by merge rank ->
-// post-processor template; decoding through the ByteLevel decoder.
+// BPE from tokenizer.json, reproducing the `tokenizers` library's pipeline: added tokens -> normalizer ->
+// pre-tokenizer -> BPE by merge rank -> post-processor template. Two kinds: byte-level BPE (GPT-2, Llama-3, Qwen2:
+// a ByteLevel pre-tokenizer and decoder), and sentencepiece-style BPE with byte fallback (Llama-2 / Mistral folders
+// that carry tokenizer.json without tokenizer.model: spaces become "▁" (Metaspace, or Prepend + Replace
+// normalizers), unknown characters <0xXX> tokens, decoded by Replace / ByteFallback / Fuse / Strip).
+#include <algorithm>
 #include <array>
 #include <mutex>
+#include <queue>
 #include <unordered_map>
 
 #include <pcre2.h>
@@ -88,27 +92,51 @@ class Regex {
   pcre2_code* code_ = nullptr;
 };
 
-// tokenizer.json "normalizer": null, NFC / NFD / NFKC / NFKD, or a Sequence of those.
+const char kMetaspace[] = "\xE2\x96\x81";  // "▁", sentencepiece's space
+
+// The `{"String": ...}` pattern of a Replace step (a Regex one is refused).
+std::string string_pattern(const json& spec, const std::string& file, const std::string& what) {
+  const json& pattern = spec.value("pattern", json::object());
+  if (pattern.contains("String") && pattern["String"].is_string()) return pattern["String"].get<std::string>();
+  throw Error(file + ": " + what + " Replace with a " + pattern.dump() + " pattern is not supported (only "
+              "{\"String\": ...})");
+}
+
+// tokenizer.json "normalizer": null, NFC / NFD / NFKC / NFKD, Prepend, Replace (a string), or a Sequence of those.
 class Normalizer {
  public:
   Normalizer(const json& spec, const std::string& file) { add(spec, file); }
 
   std::string apply(std::string_view text) const {
     std::string current(text);
-    for (const icu::Normalizer2* form : forms_) {
-      std::string out;
-      icu::StringByteSink<std::string> sink(&out);
-      UErrorCode status = U_ZERO_ERROR;
-      form->normalizeUTF8(0, icu::StringPiece(current.data(), static_cast<int32_t>(current.size())), sink,
-                          nullptr, status);
-      if (U_FAILURE(status)) throw Error(std::string("tokenizer: Unicode normalisation failed: ") + u_errorName(status));
-      current = std::move(out);
+    for (const Step& step : steps_) {
+      if (step.form) {
+        std::string out;
+        icu::StringByteSink<std::string> sink(&out);
+        UErrorCode status = U_ZERO_ERROR;
+        step.form->normalizeUTF8(0, icu::StringPiece(current.data(), static_cast<int32_t>(current.size())), sink,
+                                 nullptr, status);
+        if (U_FAILURE(status))
+          throw Error(std::string("tokenizer: Unicode normalisation failed: ") + u_errorName(status));
+        current = std::move(out);
+      } else if (step.prepend) {
+        if (!current.empty()) current.insert(0, step.content);  // tokenizers' Prepend leaves "" alone
+      } else {
+        current = replace_all(current, step.pattern, step.content);
+      }
     }
     return current;
   }
 
+  void clear() { steps_.clear(); }
+
  private:
-  std::vector<const icu::Normalizer2*> forms_;
+  struct Step {
+    const icu::Normalizer2* form = nullptr;  // a Unicode normal form, else:
+    bool prepend = false;                    // Prepend(content), else Replace(pattern -> content)
+    std::string pattern, content;
+  };
+  std::vector<Step> steps_;
 
   void add(const json& spec, const std::string& file) {
     if (spec.is_null()) return;
@@ -117,62 +145,95 @@ class Normalizer {
       for (const auto& item : spec.value("normalizers", json::array())) add(item, file);
       return;
     }
+    Step step;
+    if (type == "Prepend") {
+      step.prepend = true;
+      step.content = spec.value("prepend", "");
+      steps_.push_back(step);
+      return;
+    }
+    if (type == "Replace") {
+      step.pattern = string_pattern(spec, file, "normalizer");
+      step.content = spec.value("content", "");
+      steps_.push_back(step);
+      return;
+    }
     UErrorCode status = U_ZERO_ERROR;
-    const icu::Normalizer2* form = nullptr;
-    if (type == "NFC") form = icu::Normalizer2::getNFCInstance(status);
-    else if (type == "NFD") form = icu::Normalizer2::getNFDInstance(status);
-    else if (type == "NFKC") form = icu::Normalizer2::getNFKCInstance(status);
-    else if (type == "NFKD") form = icu::Normalizer2::getNFKDInstance(status);
+    if (type == "NFC") step.form = icu::Normalizer2::getNFCInstance(status);
+    else if (type == "NFD") step.form = icu::Normalizer2::getNFDInstance(status);
+    else if (type == "NFKC") step.form = icu::Normalizer2::getNFKCInstance(status);
+    else if (type == "NFKD") step.form = icu::Normalizer2::getNFKDInstance(status);
     else
       throw Error(file + ": normalizer type \"" + type + "\" is not supported (supported: NFC, NFD, NFKC, NFKD, "
-                  "Sequence); a byte-level BPE tokenizer (GPT-2, Llama-3, Qwen2) is expected");
+                  "Prepend, Replace, Sequence)");
     if (U_FAILURE(status)) throw Error(file + ": ICU has no " + type + " data: " + u_errorName(status));
-    forms_.push_back(form);
+    steps_.push_back(step);
   }
 };
 
-// tokenizer.json "pre_tokenizer": Split(regex or string, Isolated / Removed) and ByteLevel, or a Sequence.
+// Metaspace's prepend_scheme: where a "▁" goes in front of a piece that does not start with one.
+enum class Prepend { kNever, kFirst, kAlways };
+
+// tokenizer.json "pre_tokenizer": Split(regex or string, Isolated / Removed), ByteLevel, Digits, Metaspace, or a
+// Sequence of those.
 class PreTokenizer {
  public:
-  PreTokenizer(const json& spec, const std::string& file) {
-    add(spec, file);
-    if (!byte_level_)
-      throw Error(file + ": the pre_tokenizer has no ByteLevel step; only byte-level BPE tokenizer.json files "
-                  "(GPT-2, Llama-3, Qwen2) are supported");
-  }
+  PreTokenizer(const json& spec, const std::string& file) { add(spec, file); }
 
-  // Splits normalised text into words, each mapped through the byte alphabet.
-  std::vector<std::string> apply(std::string_view text) const {
-    std::vector<std::string> pieces{std::string(text)};
+  // Splits normalised text into words (byte-level: each mapped through the byte alphabet). at_start: the text
+  // begins the string given to encode (Metaspace's "first" prepends only there).
+  std::vector<std::string> apply(std::string_view text, bool at_start) const {
+    std::vector<std::pair<std::string, bool>> pieces{{std::string(text), at_start}};  // (piece, begins the text)
     for (const Step& step : steps_) {
-      std::vector<std::string> next;
-      for (std::string& piece : pieces) {
+      std::vector<std::pair<std::string, bool>> next;
+      for (auto& [piece, first] : pieces) {
         if (piece.empty()) continue;  // `tokenizers` drops empty splits before each step
         if (step.prefix_space && piece[0] != ' ') piece.insert(piece.begin(), ' ');
+        if (step.metaspace) {
+          metaspace(step, piece, first, next);
+          continue;
+        }
         if (!step.regex) {
-          next.push_back(std::move(piece));
+          next.emplace_back(std::move(piece), first);
           continue;
         }
         size_t last = 0;
         for (auto [start, end] : step.regex->find_all(piece)) {
-          if (start > last) next.push_back(piece.substr(last, start - last));
-          if (!step.remove_matches) next.push_back(piece.substr(start, end - start));
+          if (start > last) next.emplace_back(piece.substr(last, start - last), first && last == 0);
+          if (!step.remove_matches) next.emplace_back(piece.substr(start, end - start), first && start == 0);
           last = end;
         }
-        if (last < piece.size()) next.push_back(piece.substr(last));
+        if (last < piece.size()) next.emplace_back(piece.substr(last), first && last == 0);
       }
       pieces = std::move(next);
     }
-    const auto& alphabet = byte_alphabet();
     std::vector<std::string> words;
     words.reserve(pieces.size());
-    for (const std::string& piece : pieces) {
+    for (auto& [piece, first] : pieces) {
       if (piece.empty()) continue;
+      if (!byte_level_) {
+        words.push_back(std::move(piece));
+        continue;
+      }
       std::string word;
-      for (unsigned char byte : piece) word += alphabet.byte_to_text[byte];
+      for (unsigned char byte : piece) word += byte_alphabet().byte_to_text[byte];
       words.push_back(std::move(word));
     }
     return words;
+  }
+
+  bool byte_level() const { return byte_level_; }
+  bool has_metaspace() const {
+    return std::any_of(steps_.begin(), steps_.end(), [](const Step& step) { return step.metaspace; });
+  }
+
+  // transformers' LlamaTokenizer: its own Metaspace(prepend, split=false) in place of the file's pre-tokenizer.
+  void use_metaspace(Prepend prepend) {
+    steps_.clear();
+    Step step;
+    step.metaspace = true;
+    step.prepend = prepend;
+    steps_.push_back(step);
   }
 
  private:
@@ -180,9 +241,32 @@ class PreTokenizer {
     std::shared_ptr<Regex> regex;  // null: no split
     bool remove_matches = false;   // Split behavior Removed (else Isolated)
     bool prefix_space = false;     // ByteLevel add_prefix_space
+    bool metaspace = false;        // Metaspace: spaces -> replacement, prepended as `prepend` says
+    std::string replacement = kMetaspace;
+    Prepend prepend = Prepend::kAlways;
+    bool split = false;  // Metaspace split: a piece before each replacement (merged with what follows it)
   };
   std::vector<Step> steps_;
   bool byte_level_ = false;
+
+  static void metaspace(const Step& step, std::string& piece, bool first,
+                        std::vector<std::pair<std::string, bool>>& next) {
+    piece = replace_all(piece, " ", step.replacement);
+    const bool starts = piece.compare(0, step.replacement.size(), step.replacement) == 0;
+    if (!starts && (step.prepend == Prepend::kAlways || (step.prepend == Prepend::kFirst && first)))
+      piece.insert(0, step.replacement);
+    if (!step.split) {
+      next.emplace_back(std::move(piece), first);
+      return;
+    }
+    size_t start = 0;  // tokenizers' MergedWithNext: "a▁▁b" -> "a", "▁", "▁b"
+    for (size_t at = piece.find(step.replacement, 1); at != std::string::npos;
+         at = piece.find(step.replacement, at + 1)) {
+      if (at > start) next.emplace_back(piece.substr(start, at - start), first && start == 0);
+      start = at;
+    }
+    next.emplace_back(piece.substr(start), first && start == 0);
+  }
 
   void add(const json& spec, const std::string& file) {
     if (spec.is_null()) return;
@@ -203,12 +287,24 @@ class PreTokenizer {
       Step step;
       step.regex = std::make_shared<Regex>(spec.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+", file);
       steps_.push_back(step);
+    } else if (type == "Metaspace") {
+      Step step;
+      step.metaspace = true;
+      step.replacement = spec.value("replacement", std::string(kMetaspace));
+      std::string scheme = spec.value("prepend_scheme", "");
+      if (scheme.empty()) scheme = spec.value("add_prefix_space", true) ? "always" : "never";  // older files
+      if (scheme == "always") step.prepend = Prepend::kAlways;
+      else if (scheme == "first") step.prepend = Prepend::kFirst;
+      else if (scheme == "never") step.prepend = Prepend::kNever;
+      else throw Error(file + ": Metaspace prepend_scheme \"" + scheme + "\" is not always, first or never");
+      step.split = spec.value("split", true);
+      if (step.replacement.empty()) throw Error(file + ": Metaspace has an empty replacement");
+      steps_.push_back(step);
     } else {
       throw Error(file + ": pre_tokenizer type \"" + type + "\" is not supported (supported: Split, ByteLevel, "
-                  "Digits, Sequence)");
+                  "Digits, Metaspace, Sequence)");
     }
   }
-
   void add_split(const json& spec, const std::string& file) {
     if (spec.value("invert", false)) throw Error(file + ": Split pre_tokenizer with invert=true is not supported");
     std::string behavior = spec.value("behavior", "");
@@ -243,6 +339,7 @@ class BpeTokenizer : public Tokenizer {
     read_model(model != document.end() ? *model : json());
     read_added_tokens(document.value("added_tokens", json::array()));
     read_decoder(document.value("decoder", json()));
+    check_kind(config);
     read_post_processor(document.value("post_processor", json()), config);
     clean_up_spaces_ = config.clean_up_tokenization_spaces.value_or(false);
     if (config.bos_token) bos_id_ = find_token(*config.bos_token);
@@ -265,7 +362,8 @@ class BpeTokenizer : public Tokenizer {
           ids.push_back(*part.id);
           continue;
         }
-        for (const std::string& word : pre_tokenizer_.apply(part.text)) encode_word(word, ids);
+        const bool at_start = piece.offset == 0 && part.offset == 0;
+        for (const std::string& word : pre_tokenizer_.apply(part.text, at_start)) encode_word(word, ids);
       }
     }
     if (add_special_tokens) ids.insert(ids.end(), suffix_ids_.begin(), suffix_ids_.end());
@@ -273,6 +371,7 @@ class BpeTokenizer : public Tokenizer {
   }
 
   std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const override {
+    if (!pre_tokenizer_.byte_level()) return decode_chain(ids, skip_special_tokens);
     // The ByteLevel decoder: a token made of byte-alphabet characters gives those bytes; any other
     // token (an added token such as "<|im_end|>" with characters outside the alphabet) its own UTF-8.
     const auto& alphabet = byte_alphabet();
@@ -330,11 +429,21 @@ class BpeTokenizer : public Tokenizer {
   std::optional<int64_t> unk_id_;
   bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false, clean_up_spaces_ = false;
   std::vector<int64_t> prefix_ids_, suffix_ids_;  // the post-processor template around the text
+  // The decoder of a sentencepiece-style file, step by step over the tokens' texts (tokenizers' decode_chain).
+  struct DecodeStep {
+    enum class Kind { kReplace, kByteFallback, kFuse, kStrip, kMetaspace } kind;
+    std::string pattern, content;  // Replace: pattern -> content; Strip / Metaspace: the character
+    int64_t start = 0, stop = 0;   // Strip: how many at most from either end
+    Prepend prepend = Prepend::kAlways;
+  };
+  std::vector<DecodeStep> decode_steps_;
   int64_t vocab_size_ = 0;
 
   // Words seen before (the `tokenizers` BPE keeps the same cache, 10,000 entries), in shards by the word's hash
   // so that texts encoded on several threads (token_cache.cpp) rarely wait on one another's lock.
   static constexpr size_t kCacheShards = 32, kCacheCapacity = 10000 / kCacheShards;
+  static constexpr size_t kShortWord = 64;     // symbols: longer words merge through a heap (merge_long_word)
+  static constexpr size_t kCachedWord = 256;   // bytes: longer words (whole texts, sentencepiece-style) not cached
   struct CacheShard {
     std::mutex mutex;
     std::unordered_map<std::string, std::vector<int64_t>> words;
@@ -344,6 +453,10 @@ class BpeTokenizer : public Tokenizer {
   void read_model(const json& model);
   void read_added_tokens(const json& list);
   void read_decoder(const json& decoder);
+  void add_decode_step(const json& step);
+  void check_kind(const TokenizerConfig& config);
+  std::string decode_chain(const std::vector<int64_t>& ids, bool skip_special_tokens) const;
+  std::vector<int64_t> merge_long_word(std::vector<int64_t> symbols) const;
   void read_post_processor(const json& processor, const TokenizerConfig& config);
   void read_template(const json& processor);
   void encode_word(const std::string& word, std::vector<int64_t>& ids) const;
@@ -354,8 +467,9 @@ void BpeTokenizer::read_model(const json& model) {
   if (!model.is_object()) throw Error(file_ + ": no \"model\" object");
   std::string type = model.value("type", "BPE");
   if (type != "BPE")
-    throw Error(file_ + ": model type \"" + type + "\" is not supported; only byte-level BPE tokenizer.json "
-                "(GPT-2, Llama-3, Qwen2) or a sentencepiece tokenizer.model can be loaded");
+    throw Error(file_ + ": model type \"" + type + "\" is not supported; only BPE tokenizer.json files (byte-level "
+                "as GPT-2, Llama-3, Qwen2, or with byte fallback as Llama-2) or a sentencepiece tokenizer.model can "
+                "be loaded");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     auto it = model.find(key);
     if (it != model.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty()))
@@ -425,9 +539,138 @@ void BpeTokenizer::read_added_tokens(const json& list) {
 
 void BpeTokenizer::read_decoder(const json& decoder) {
   std::string type = decoder.is_object() ? decoder.value("type", "") : "null";
-  if (type != "ByteLevel")
-    throw Error(file_ + ": decoder \"" + type + "\" is not supported; a byte-level BPE tokenizer.json has a "
-                "ByteLevel decoder");
+  if (type == "ByteLevel") return;  // decode()'s own byte-level path
+  if (type == "Sequence") {
+    for (const auto& step : decoder.value("decoders", json::array())) add_decode_step(step);
+  } else if (decoder.is_object()) {
+    add_decode_step(decoder);
+  }
+}
+
+void BpeTokenizer::add_decode_step(const json& step) {
+  const std::string type = step.is_object() ? step.value("type", "") : "";
+  DecodeStep out{};
+  if (type == "Replace") {
+    out.kind = DecodeStep::Kind::kReplace;
+    out.pattern = string_pattern(step, file_, "decoder");
+    out.content = step.value("content", "");
+  } else if (type == "ByteFallback") {
+    out.kind = DecodeStep::Kind::kByteFallback;
+  } else if (type == "Fuse") {
+    out.kind = DecodeStep::Kind::kFuse;
+  } else if (type == "Strip") {
+    out.kind = DecodeStep::Kind::kStrip;
+    out.content = step.value("content", " ");
+    out.start = step.value("start", int64_t{0});
+    out.stop = step.value("stop", int64_t{0});
+  } else if (type == "Metaspace") {
+    out.kind = DecodeStep::Kind::kMetaspace;
+    out.content = step.value("replacement", std::string(kMetaspace));
+    const std::string scheme = step.value("prepend_scheme", step.value("add_prefix_space", true) ? "always" : "never");
+    out.prepend = scheme == "never" ? Prepend::kNever : scheme == "first" ? Prepend::kFirst : Prepend::kAlways;
+  } else {
+    throw Error(file_ + ": decoder \"" + type + "\" is not supported (supported: ByteLevel, or Replace, ByteFallback, "
+                "Fuse, Strip and Metaspace in a Sequence)");
+  }
+  decode_steps_.push_back(out);
+}
+
+// Byte-level BPE (a ByteLevel pre-tokenizer) or sentencepiece-style BPE (byte fallback, spaces as "▁"), each with
+// its decoder; transformers' LlamaTokenizer replaces the latter's pipeline with its own.
+void BpeTokenizer::check_kind(const TokenizerConfig& config) {
+  if (pre_tokenizer_.byte_level()) {
+    if (!decode_steps_.empty())
+      throw Error(file_ + ": a byte-level pre_tokenizer with a decoder other than ByteLevel is not supported");
+    return;
+  }
+  if (!byte_fallback_)
+    throw Error(file_ + ": neither byte-level BPE (a ByteLevel pre_tokenizer: GPT-2, Llama-3, Qwen2) nor BPE with "
+                "byte_fallback (Llama-2, Mistral); this tokenizer.json is not supported");
+  if (config.tokenizer_class == "LlamaTokenizer" || config.tokenizer_class == "LlamaTokenizerFast") {
+    // transformers 5's LlamaTokenizer keeps the file's vocabulary and merges but sets its own pipeline: no
+    // normalizer, Metaspace(prepend_scheme from add_prefix_space and legacy, split=false), and Replace("▁", " ") ->
+    // ByteFallback -> Fuse -> Strip(one leading space, with add_prefix_space).
+    const bool add_prefix_space = config.add_prefix_space.value_or(true);
+    normalizer_.clear();
+    pre_tokenizer_.use_metaspace(!add_prefix_space ? Prepend::kNever
+                                 : config.legacy.value_or(false) ? Prepend::kAlways : Prepend::kFirst);
+    decode_steps_.clear();
+    decode_steps_.push_back({DecodeStep::Kind::kReplace, kMetaspace, " "});
+    decode_steps_.push_back({DecodeStep::Kind::kByteFallback, "", ""});
+    decode_steps_.push_back({DecodeStep::Kind::kFuse, "", ""});
+    if (add_prefix_space) decode_steps_.push_back({DecodeStep::Kind::kStrip, "", " ", 1, 0});
+  }
+}
+
+std::string BpeTokenizer::decode_chain(const std::vector<int64_t>& ids, bool skip_special_tokens) const {
+  std::vector<std::string> tokens;
+  for (int64_t id : ids) {
+    if (const AddedToken* added = added_.find(id)) {
+      if (skip_special_tokens && added->special) continue;
+      tokens.push_back(added->content);
+    } else if (id >= 0 && id < static_cast<int64_t>(id_to_token_.size()) && !id_to_token_[id].empty()) {
+      tokens.push_back(id_to_token_[id]);
+    } else {
+      throw Error("tokenizer: id " + std::to_string(id) + " is not in the vocabulary of " + file_);
+    }
+  }
+  for (const DecodeStep& step : decode_steps_) {
+    std::vector<std::string> next;
+    switch (step.kind) {
+      case DecodeStep::Kind::kReplace:
+        for (std::string& token : tokens) next.push_back(replace_all(token, step.pattern, step.content));
+        break;
+      case DecodeStep::Kind::kByteFallback: {  // a run of <0xXX> tokens: its UTF-8, or one U+FFFD a token
+        std::string bytes;
+        size_t count = 0;
+        auto flush = [&] {
+          if (count == 0) return;
+          if (utf8_lossy(bytes) == bytes) next.push_back(bytes);
+          else for (size_t k = 0; k < count; ++k) next.push_back("\xEF\xBF\xBD");
+          bytes.clear();
+          count = 0;
+        };
+        for (std::string& token : tokens) {
+          if (token.size() == 6 && token.compare(0, 3, "<0x") == 0 && token[5] == '>' &&
+              std::isxdigit(static_cast<unsigned char>(token[3])) && std::isxdigit(static_cast<unsigned char>(token[4]))) {
+            bytes += static_cast<char>(std::stoi(token.substr(3, 2), nullptr, 16));
+            ++count;
+            continue;
+          }
+          flush();
+          next.push_back(std::move(token));
+        }
+        flush();
+        break;
+      }
+      case DecodeStep::Kind::kFuse: {
+        std::string all;
+        for (const std::string& token : tokens) all += token;
+        next.push_back(std::move(all));
+        break;
+      }
+      case DecodeStep::Kind::kStrip:  // up to `start` leading and `stop` trailing copies of the character
+        for (std::string& token : tokens) {
+          size_t begin = 0, end = token.size();
+          for (int64_t k = 0; k < step.start && token.compare(begin, step.content.size(), step.content) == 0 &&
+                              begin < end; ++k)
+            begin += step.content.size();
+          for (int64_t k = 0; k < step.stop && end >= begin + step.content.size() &&
+                              token.compare(end - step.content.size(), step.content.size(), step.content) == 0; ++k)
+            end -= step.content.size();
+          next.push_back(token.substr(begin, end - begin));
+        }
+        break;
+      case DecodeStep::Kind::kMetaspace:  // replacement -> " "; in the first token (as tokenizers has it) every one
+        for (size_t i = 0; i < tokens.size(); ++i)  // is dropped, unless prepend_scheme is never
+          next.push_back(replace_all(tokens[i], step.content, i == 0 && step.prepend != Prepend::kNever ? "" : " "));
+        break;
+    }
+    tokens = std::move(next);
+  }
+  std::string text;
+  for (const std::string& token : tokens) text += token;
+  return clean_up_spaces_ ? clean_up_tokenization(text) : text;
 }
 
 void BpeTokenizer::read_post_processor(const json& processor, const TokenizerConfig& config) {
@@ -494,6 +737,7 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int64_t>& id
   }
   std::vector<int64_t> word_ids = merge_word(word);
   ids.insert(ids.end(), word_ids.begin(), word_ids.end());
+  if (word.size() > kCachedWord) return;
   std::lock_guard<std::mutex> lock(shard.mutex);
   if (shard.words.size() < kCacheCapacity) shard.words.emplace(word, std::move(word_ids));
 }
@@ -535,6 +779,7 @@ std::vector<int64_t> BpeTokenizer::merge_word(const std::string& word) const {
     if (unk_id_ && !(fuse_unk_ && previous_unknown)) symbols.push_back(*unk_id_);
     previous_unknown = true;
   }
+  if (symbols.size() > kShortWord) return merge_long_word(std::move(symbols));
   while (symbols.size() > 1) {
     const Merge* best = nullptr;
     size_t best_at = 0;
@@ -550,6 +795,48 @@ std::vector<int64_t> BpeTokenizer::merge_word(const std::string& word) const {
     symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
   }
   return symbols;
+}
+
+// The same merges for a long word (a whole sentencepiece-style text is one) in O(n log n): the pairs in a heap by
+// (rank, position), symbols in a linked list, a popped pair skipped when either side has changed since it was
+// pushed. The lowest rank goes first and, among equal ranks, the leftmost: merge_word's order.
+std::vector<int64_t> BpeTokenizer::merge_long_word(std::vector<int64_t> symbols) const {
+  const int64_t n = static_cast<int64_t>(symbols.size());
+  std::vector<int64_t> prev(n), next(n);
+  std::vector<bool> alive(n, true);
+  for (int64_t k = 0; k < n; ++k) {
+    prev[k] = k - 1;
+    next[k] = k + 1 < n ? k + 1 : -1;
+  }
+  struct Candidate {
+    int64_t rank, left, left_id, right_id;
+    bool operator>(const Candidate& other) const {
+      return rank != other.rank ? rank > other.rank : left > other.left;
+    }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> queue;
+  auto push = [&](int64_t left) {
+    if (left < 0 || next[left] < 0) return;
+    auto it = merges_.find(pair_key(symbols[left], symbols[next[left]]));
+    if (it != merges_.end()) queue.push({it->second.rank, left, symbols[left], symbols[next[left]]});
+  };
+  for (int64_t k = 0; k + 1 < n; ++k) push(k);
+  while (!queue.empty()) {
+    const Candidate top = queue.top();
+    queue.pop();
+    const int64_t right = next[top.left];
+    if (!alive[top.left] || right < 0 || symbols[top.left] != top.left_id || symbols[right] != top.right_id)
+      continue;  // stale: a side was merged into something else since
+    symbols[top.left] = merges_.at(pair_key(top.left_id, top.right_id)).merged_id;
+    alive[right] = false;
+    next[top.left] = next[right];
+    if (next[right] >= 0) prev[next[right]] = top.left;
+    push(prev[top.left]);
+    push(top.left);
+  }
+  std::vector<int64_t> out;
+  for (int64_t k = 0; k >= 0; k = next[k]) out.push_back(symbols[k]);
+  return out;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "autotrain/adapter.h"
 #include "autotrain/chat_template.h"
@@ -188,10 +189,61 @@ std::string pre_tokenizer_name(const json& pre_tokenizer, const std::string& pat
   return "default";
 }
 
-Vocabulary bpe_vocabulary(const std::string& path) {
+// Whether a tokenizer.json pre_tokenizer has a ByteLevel step (byte-level BPE).
+bool has_byte_level(const json& pre_tokenizer) {
+  if (!pre_tokenizer.is_object()) return false;
+  if (pre_tokenizer.value("type", "") == "ByteLevel") return true;
+  for (const auto& step : pre_tokenizer.value("pretokenizers", json::array()))
+    if (has_byte_level(step)) return true;
+  return false;
+}
+
+// A sentencepiece-style tokenizer.json (BPE with byte fallback, no ByteLevel pre-tokenizer: a Llama-2 / Mistral
+// folder without tokenizer.model), as convert_hf_to_gguf.py's _set_vocab_llama_hf writes it (gguf-py LlamaHfVocab):
+// model "llama", pre "default", every score -1000, <0xXX> tokens BYTE, the named special tokens CONTROL, tokens added
+// beyond the vocabulary USER_DEFINED. (llama.cpp's sentencepiece tokenizer merges by score, so such a file
+// tokenizes worse in llama.cpp than one converted from tokenizer.model; that is the converter's choice.)
+Vocabulary llama_hf_vocabulary(const json& document, const std::string& path,
+                               const tokenization::TokenizerConfig& config) {
+  Vocabulary vocab;
+  vocab.model = "llama";
+  vocab.pre = "default";
+  const json& model = document.at("model");
+  std::map<std::string, int64_t> ids;
+  const json vocab_json = model.value("vocab", json::object());  // a named copy: items() of a temporary dangles
+  for (const auto& [token, id] : vocab_json.items()) ids[token] = id.get<int64_t>();
+  const int64_t base = int64_t(ids.size());
+  for (const auto& token : document.value("added_tokens", json::array())) {
+    const int64_t id = token.value("id", int64_t(-1));
+    if (id >= base) ids[token.value("content", "")] = id;
+  }
+  std::set<int64_t> special;
+  std::vector<std::string> named = config.additional_special_tokens;
+  for (const auto* token : {&config.bos_token, &config.eos_token, &config.unk_token, &config.pad_token})
+    if (*token) named.push_back(**token);
+  for (const std::string& name : named)
+    if (auto it = ids.find(name); it != ids.end()) special.insert(it->second);
+  for (const auto& [token, id] : ids) {
+    if (id >= int64_t(vocab.tokens.size())) vocab.tokens.resize(id + 1), vocab.types.resize(id + 1, kUnused);
+    vocab.tokens[id] = token;
+    const bool byte = token.size() == 6 && token.compare(0, 3, "<0x") == 0 && token[5] == '>' &&
+                      std::isxdigit(static_cast<unsigned char>(token[3])) &&
+                      std::isxdigit(static_cast<unsigned char>(token[4]));
+    vocab.types[id] = byte ? kByte : special.count(id) ? kControl : id >= base ? kUserDefined : kNormal;
+  }
+  for (size_t i = 0; i < vocab.tokens.size(); ++i) {
+    if (vocab.tokens[i].empty()) throw Error(path + ": no token has id " + std::to_string(i));
+  }
+  vocab.scores.assign(vocab.tokens.size(), -1000.0f);
+  return vocab;
+}
+
+Vocabulary bpe_vocabulary(const std::string& path, const tokenization::TokenizerConfig& config) {
   const json document = tokenization::read_json_file(path);
   const json& model = document.value("model", json::object());
   if (model.value("type", "") != "BPE") throw Error(path + ": model.type is not BPE; only byte-level BPE exports as gpt2");
+  if (model.value("byte_fallback", false) && !has_byte_level(document.value("pre_tokenizer", json())))
+    return llama_hf_vocabulary(document, path, config);
   Vocabulary vocab;
   vocab.model = "gpt2";
   const json vocab_json = model.value("vocab", json::object());
@@ -261,14 +313,14 @@ void add_tokenizer_metadata(GgufMetadata& metadata, const std::string& model_dir
   if (fs::exists(dir / "tokenizer.model", ec)) {
     vocab = sentencepiece_vocabulary((dir / "tokenizer.model").string(), tokenizer_config);
   } else if (fs::exists(dir / "tokenizer.json", ec)) {
-    vocab = bpe_vocabulary((dir / "tokenizer.json").string());
+    vocab = bpe_vocabulary((dir / "tokenizer.json").string(), tokenizer_config);
   } else {
     throw Error(model_dir + ": no tokenizer.model or tokenizer.json; GGUF files carry the vocabulary, so copy the "
                 "tokenizer files of the base model into this folder");
   }
   pad_vocabulary(vocab, config.vocab_size, model_dir);
   metadata.string("tokenizer.ggml.model", vocab.model);
-  if (vocab.model == "gpt2") metadata.string("tokenizer.ggml.pre", vocab.pre);
+  if (!vocab.pre.empty()) metadata.string("tokenizer.ggml.pre", vocab.pre);
   metadata.strings("tokenizer.ggml.tokens", vocab.tokens);
   if (!vocab.scores.empty()) metadata.f32s("tokenizer.ggml.scores", vocab.scores);
   metadata.i32s("tokenizer.ggml.token_type", vocab.types);

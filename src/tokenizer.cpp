@@ -80,6 +80,8 @@ TokenizerConfig read_tokenizer_config(const std::string& model_dir) {
     config.legacy = optional_bool(object, "legacy");
     config.add_prefix_space = optional_bool(object, "add_prefix_space");
     config.clean_up_tokenization_spaces = optional_bool(object, "clean_up_tokenization_spaces");
+    if (auto it = object.find("tokenizer_class"); it != object.end() && it->is_string())
+      config.tokenizer_class = it->get<std::string>();
     if (auto it = object.find("chat_template"); it != object.end()) config.chat_template = *it;
     auto decoder = object.find("added_tokens_decoder");
     if (decoder != object.end() && decoder->is_object()) {

@@ -60,6 +60,7 @@ struct TokenizerConfig {
   std::string path;  // for messages; empty when the folder has no tokenizer_config.json
   std::optional<std::string> bos_token, eos_token, pad_token, unk_token;
   std::optional<bool> add_bos_token, add_eos_token, legacy, add_prefix_space, clean_up_tokenization_spaces;
+  std::string tokenizer_class;                           // "LlamaTokenizer", ...; empty when not given
   std::vector<AddedToken> added_tokens_decoder;          // with their ids
   std::vector<std::string> additional_special_tokens;    // additional_special_tokens / extra_special_tokens
   nlohmann::json chat_template;                          // as written (a string or named templates); null if none

@@ -82,6 +82,19 @@ TEST(GgufExport, LlamaQuantizePresetsGiveLlamaCppsMixture) {
   EXPECT_EQ(run_gguf_check(files), 0);
 }
 
+TEST(GgufExport, SentencePieceStyleTokenizerJsonWritesTheConvertersLlamaVocabulary) {
+  // A Llama folder with tokenizer.json (BPE with byte fallback) and no tokenizer.model: convert_hf_to_gguf.py's
+  // _set_vocab_llama_hf, checked against gguf-py's LlamaHfVocab (tokens, scores, token types, pre "default").
+  TempDir dir;
+  const std::string model = dir.file("model");
+  fs::create_directories(model);
+  for (const char* name : {"config.json", "generation_config.json", "model.safetensors"})
+    fs::copy(kModels + "llama/" + name, model + "/" + name);
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
+    fs::copy(kFixtures + "/reference/tokenizer/spm_json/llama_class/" + name, model + "/" + name);
+  EXPECT_EQ(run_gguf_check(export_each(dir, model, {"q8_0"})), 0);
+}
+
 // The base folder an adapter of tests/reference/merge_peft.py records (its fixture model).
 std::string recorded_base(const std::string& adapter) {
   return parse_json_file(adapter + "/adapter_config.json", "remake the fixtures").at("base_model_name_or_path");

@@ -94,6 +94,15 @@ TEST(Tokenizer, SentencePieceMatchesTransformersLlamaTokenizer) { expect_parity(
 TEST(Tokenizer, LlamaModelFolderMatchesTransformers) { expect_parity("llama"); }
 TEST(Tokenizer, MistralModelFolderMatchesLlamaTokenizer) { expect_parity("mistral"); }
 
+// A Llama-2 / Mistral folder with tokenizer.json and no tokenizer.model (BPE with byte fallback, spaces as "▁"):
+// the sentencepiece fixture converted by transformers, under LlamaTokenizer's own pipeline (prepend "first", and
+// "always" with legacy) and under the file's (Llama-2's Prepend + Replace normalizers; an older Metaspace with
+// split and its decoder). Whole corpus lines are single words here, so the heap merge (merge_long_word) runs.
+TEST(Tokenizer, SentencePieceStyleTokenizerJsonMatchesTransformers) {
+  for (const char* name : {"llama_class", "llama_class_legacy", "llama2_file", "metaspace_file"})
+    expect_parity(std::string("spm_json/") + name);
+}
+
 // The bpe fixture rewritten by the oracle: GPT-2's ByteLevel regex with add_prefix_space and an eos
 // template; Llama-3's ignore_merges with a Sequence post-processor; added tokens with lstrip, rstrip,
 // single_word and normalized; SmolLM's Digits (one by one, and in runs) before GPT-2's regex.

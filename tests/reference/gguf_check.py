@@ -92,6 +92,14 @@ def pre_name(pre_tokenizer):
     return "default"
 
 
+def is_sentencepiece_json(tokenizer):
+    """BPE with byte fallback and no ByteLevel pre-tokenizer: a Llama-2 / Mistral tokenizer.json (what
+    convert_hf_to_gguf.py's LlamaHfVocab takes)."""
+    pre = tokenizer.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre])
+    return tokenizer["model"].get("byte_fallback", False) and not any(s.get("type") == "ByteLevel" for s in steps)
+
+
 def load_source(model_dir):
     from safetensors.torch import load_file
     tensors = {}
@@ -293,6 +301,17 @@ def check(args):
         types = field("tokenizer.ggml.token_type")
         expect("token_type of unk/bos/byte", [types[sp.unk_id()], types[sp.bos_id()], types[tokens.index("<0x41>")]],
                [2, 3, 6])
+    elif is_sentencepiece_json(json.loads((model_dir / "tokenizer.json").read_text())):
+        # convert_hf_to_gguf.py's _set_vocab_llama_hf: gguf-py's LlamaHfVocab, pre "default"
+        vocab = gguf.LlamaHfVocab(model_dir)
+        want = list(vocab.all_tokens())
+        expect("tokenizer.ggml.model", field("tokenizer.ggml.model"), "llama")
+        expect("tokenizer.ggml.pre", field("tokenizer.ggml.pre"), "default")
+        expect("tokens", tokens[:len(want)], [text.decode() for text, _, _ in want])
+        expect("scores", [float(x) for x in field("tokenizer.ggml.scores")[:len(want)]], [score for _, score, _ in want])
+        expect("token types", list(field("tokenizer.ggml.token_type")[:len(want)]), [int(kind) for _, _, kind in want])
+        expect("bos", field("tokenizer.ggml.bos_token_id"), vocab.tokenizer.bos_token_id)
+        expect("eos", field("tokenizer.ggml.eos_token_id"), vocab.tokenizer.eos_token_id)
     else:
         tokenizer = json.loads((model_dir / "tokenizer.json").read_text())
         expect("tokenizer.ggml.model", field("tokenizer.ggml.model"), "gpt2")

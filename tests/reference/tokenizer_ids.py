@@ -37,6 +37,9 @@ EXTRA_CASES = [
     "\t\tindented\twith\ttabs\t",
     "a" * 2000,
     "supercalifragilistic" * 100,
+    "e" * 101,  # odd runs of letters that merge with themselves ("e e", "s s" in the fixtures' merges), longer than
+    "s" * 67,   # 64 symbols: the heap merge must take the leftmost pair first ("ee ee ... e", not "e ee ... ee")
+    "sssss ssssss ee eee",
     "<|im_start|>user\nhi<|im_end|>",
     "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>assistant\n",
     "<|endoftext|><|endoftext|>",
@@ -174,6 +177,44 @@ def write_variants(out, bpe_json):
         record(name, digits)
 
 
+def write_sentencepiece_json(out, sentencepiece, texts, corpus_lines, fixtures):
+    """Llama-2 / Mistral folders that carry tokenizer.json (BPE with byte fallback, spaces as "▁") and no
+    tokenizer.model: the sentencepiece fixture converted by transformers (LlamaTokenizer.save_pretrained), recorded
+    through AutoTokenizer. With tokenizer_class LlamaTokenizer transformers sets its own pipeline (Metaspace "first",
+    or "always" with legacy: true); with PreTrainedTokenizerFast the file's is used as it is: Llama-2's original one
+    (Prepend + Replace normalizers, no pre-tokenizer) and an older Metaspace(split=true) with its own decoder."""
+    import shutil
+    from tokenizers import Tokenizer
+    from transformers import LlamaTokenizer
+    converted = out / "spm_json" / "converted"
+    if converted.exists():
+        shutil.rmtree(converted)
+    LlamaTokenizer.from_pretrained(str(sentencepiece)).save_pretrained(str(converted))
+    document = json.loads((converted / "tokenizer.json").read_text())
+    config = json.loads((sentencepiece / "tokenizer_config.json").read_text())
+    llama2 = dict(document, normalizer={"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "\u2581"}, {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+        pre_tokenizer=None)
+    metaspace = dict(document, pre_tokenizer={"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                                              "split": True},
+                     decoder={"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True})
+    cases = {"llama_class": (document, dict(config, legacy=False)),
+             "llama_class_legacy": (document, dict(config, legacy=True)),
+             "llama2_file": (llama2, dict(config, tokenizer_class="PreTrainedTokenizerFast")),
+             "metaspace_file": (metaspace, dict(config, tokenizer_class="PreTrainedTokenizerFast"))}
+    for name, (tokenizer_json, tokenizer_config) in cases.items():
+        folder = out / "spm_json" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json, ensure_ascii=False))
+        (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+        record = hf_record(folder, texts, corpus_lines, fixtures)
+        if tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast":  # the file as it is
+            raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            assert record["ids"] == [raw.encode(t, add_special_tokens=False).ids for t in texts], name
+        (out / "spm_json" / f"{name}.json").write_text(json.dumps(record, ensure_ascii=False))
+    shutil.rmtree(converted)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixtures", required=True)
@@ -206,6 +247,7 @@ def main():
         "vocab_size": raw.get_vocab_size(with_added_tokens=True)}, ensure_ascii=False))
 
     write_variants(out, folders["bpe"] / "tokenizer.json")
+    write_sentencepiece_json(out, folders["sentencepiece"], texts, len(corpus), fixtures)
 
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=str(folders["sentencepiece"] / "tokenizer.model"))

@@ -6,8 +6,9 @@
 #
 # 1. writes ROWS texts of ~1 KB (lines of tests/data/multilingual.txt) as train.jsonl in $BENCH_DIR (default
 #    /tmp/autotrain_bench_tokenize; kept for later runs);
-# 2. for the fixture tokenizers qwen2 (byte-level BPE, 151k-style pre-tokenizer) and llama (sentencepiece BPE),
-#    tokenizes the train split, each under /usr/bin/time (wall time, peak RSS), the second of two runs:
+# 2. for the fixture tokenizers qwen2 (byte-level BPE, 151k-style pre-tokenizer), llama (sentencepiece BPE) and
+#    llama_json (llama's as a sentencepiece-style tokenizer.json, no tokenizer.model), tokenizes the train split,
+#    each under /usr/bin/time (wall time, peak RSS), the second of two runs:
 #      ours_1 / ours_N  BUILD_DIR/bench_tokenize on 1 thread and on one per core (each text + eos, as AutoTrain's
 #                       default trainer; ids into a token cache file);
 #      autotrain        load_dataset("json") + map(text + eos_token) + map(tokenizer(batch), batched=True), as
@@ -69,8 +70,15 @@ measure() {  # NAME COMMAND...: the second of two runs; prints "NAME seconds pea
   echo "$name $(cat "$log") $(echo "$out" | awk '$1 == "tokens" {print $2}')"
   rm -f "$log"
 }
-for model in qwen2 llama; do
+# The llama fixture with its sentencepiece model as tokenizer.json (transformers' conversion, the oracle's): a
+# Llama-2 / Mistral folder without tokenizer.model, where each text is one word merged through a heap.
+json_folder="$DIR/llama_json"
+rm -rf "$json_folder" && mkdir -p "$json_folder"
+cp "$BUILD/fixtures/models/llama/config.json" "$json_folder/"
+cp "$BUILD/fixtures/reference/tokenizer/spm_json/llama_class/"tokenizer*.json "$json_folder/"
+for model in qwen2 llama llama_json; do
   folder="$BUILD/fixtures/models/$model"
+  [ "$model" = llama_json ] && folder="$json_folder"
   results=$(
     measure ours_1 "$BUILD/bench_tokenize" "$folder" "$DIR/train.jsonl" 1
     measure "ours_$CORES" "$BUILD/bench_tokenize" "$folder" "$DIR/train.jsonl" "$CORES"

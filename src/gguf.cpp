@@ -560,22 +560,24 @@ GgufSummary export_gguf_adapter(const GgufOptions& options) {
 }
 
 // The tensors of a model's GGUF file, in the checkpoint's order (rope_freqs first for llama3 rope), their types set
-// as `type` gives them: the converter's or llama-quantize's choice for each 2-D weight, f32 for the rest.
+// as `type` gives them: the converter's or llama-quantize's choice for each 2-D weight, f32 for the rest. sources:
+// the checkpoint's (name, shape) in its order; where(name): the file it is in, for messages.
 std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchitecture& arch,
-                                      const Checkpoint& checkpoint, GgufType type) {
+                                      const TensorShapes& sources,
+                                      const std::function<std::string(const std::string&)>& where, GgufType type) {
   std::vector<GgufTensor> tensors;
   if (arch.permute_qk && config.rope.type == RopeType::llama3)
     tensors.push_back({"rope_freqs.weight", "", std::nullopt, {config.head_dim / 2}, GgmlType::f32});
-  for (const std::string& source : checkpoint.names()) {
+  for (const auto& [source, shape] : sources) {
     if (source.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed by llama.cpp
     if (source == config.architecture->lm_head && config.tie_word_embeddings) continue;
     GgufTensor tensor;
     tensor.source = source;
     tensor.name = gguf_name_of(source, config, &tensor.permute_heads, arch.permute_qk);
     if (tensor.name.empty())
-      throw Error(checkpoint.path_of(source) + ": tensor " + source + " has no llama.cpp counterpart; is this a plain " +
+      throw Error(where(source) + ": tensor " + source + " has no llama.cpp counterpart; is this a plain " +
                   config.model_type + " checkpoint?");
-    tensor.shape = checkpoint.info(source).shape;
+    tensor.shape = shape;
     tensors.push_back(tensor);
   }
   GgufMixture mixture;
@@ -599,7 +601,26 @@ std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchi
   return tensors;
 }
 
+std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchitecture& arch,
+                                      const Checkpoint& checkpoint, GgufType type) {
+  TensorShapes sources;
+  for (const std::string& name : checkpoint.names()) sources.emplace_back(name, checkpoint.info(name).shape);
+  return model_tensors(config, arch, sources, [&](const std::string& name) { return checkpoint.path_of(name); },
+                       type);
+}
+
 }  // namespace
+
+std::map<std::string, GgmlType> gguf_weight_types(const std::string& model_dir, const TensorShapes& sources,
+                                                  GgufType type) {
+  const ModelConfig config = load_model_config(model_dir);
+  std::map<std::string, GgmlType> types;
+  const auto where = [&](const std::string&) { return model_dir; };
+  for (const GgufTensor& tensor : model_tensors(config, gguf_architecture(config, model_dir), sources, where, type)) {
+    if (tensor.shape.size() >= 2) types[tensor.name] = tensor.type;
+  }
+  return types;
+}
 
 std::function<at::Tensor(const std::string&, const at::Tensor&)> gguf_round_trip(const std::string& model_dir,
                                                                                   GgufType type) {

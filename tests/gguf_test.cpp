@@ -13,7 +13,9 @@
 
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
+#include "autotrain/ggml_quants.h"
 #include "autotrain/gguf.h"
+#include "autotrain/text_util.h"
 #include "test_util.h"
 
 namespace autotrain {
@@ -93,6 +95,37 @@ TEST(GgufExport, SentencePieceStyleTokenizerJsonWritesTheConvertersLlamaVocabula
   for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
     fs::copy(kFixtures + "/reference/tokenizer/spm_json/llama_class/" + name, model + "/" + name);
   EXPECT_EQ(run_gguf_check(export_each(dir, model, {"q8_0"})), 0);
+}
+
+TEST(GgufExport, EveryTypeGivesLlamaCppsMixtureAtRealModelShapes) {
+  // Llama-3-8B / 70B, LLaMA-65B's shape, Llama-2-7B, Mistral-7B, Qwen2.5-0.5B / 72B and Qwen3-8B (configs and
+  // checkpoint shapes from transformers, no weights; tests/reference/gguf_check.py make_mixture_cases), every type:
+  // each 2-D weight's type as export-gguf derives it against llama.cpp's rules re-implemented in the oracle. This
+  // reaches what the small fixtures cannot: the 70B rule, 4+ query heads a kv head, q3_K_M's first sixteenth.
+  int cases = 0;
+  for (const auto& entry : fs::directory_iterator(kFixtures + "/reference/gguf/mixtures")) {
+    const std::string dir = entry.path().string();
+    SCOPED_TRACE(entry.path().filename().string());
+    TensorShapes shapes;
+    for (const auto& item : parse_json_file(dir + "/tensors.json", "remake the fixtures"))
+      shapes.emplace_back(item.at(0).get<std::string>(), item.at(1).get<std::vector<int64_t>>());
+    const nlohmann::json expected = parse_json_file(dir + "/expected.json", "remake the fixtures");
+    ASSERT_EQ(expected.size(), gguf_type_names().size());
+    for (const auto& [preset, types] : expected.items()) {
+      const std::map<std::string, GgmlType> ours = gguf_weight_types(dir, shapes, parse_gguf_type(preset));
+      EXPECT_EQ(ours.size(), types.size()) << preset;
+      int differing = 0;
+      for (const auto& [name, type] : types.items()) {
+        const auto found = ours.find(name);
+        const std::string got = found == ours.end() ? "missing" : ggml_type_info(found->second).name;
+        if (ascii_lower(got) != ascii_lower(type.get<std::string>()) && ++differing <= 3)
+          ADD_FAILURE() << preset << " " << name << ": " << got << ", llama.cpp's choice " << type.get<std::string>();
+      }
+      EXPECT_EQ(differing, 0) << preset;
+    }
+    ++cases;
+  }
+  EXPECT_EQ(cases, 8);
 }
 
 // The base folder an adapter of tests/reference/merge_peft.py records (its fixture model).

@@ -69,6 +69,13 @@ struct GgufMixture {
 };
 GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, int64_t columns);
 
+// The type export-gguf --type gives each 2-D weight (by GGUF name) of a checkpoint holding `sources` (HF name, shape)
+// with model_dir's config.json: the mixture as the export derives it (layers, tied embeddings, query heads per kv
+// head, llama.cpp's 70B rule), without the weights themselves (tests take real models' shapes).
+using TensorShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;  // (name, shape), in file order
+std::map<std::string, GgmlType> gguf_weight_types(const std::string& model_dir, const TensorShapes& sources,
+                                                  GgufType type);
+
 // The weights of a model folder as a GGUF file of `type` stores them (export-gguf's per-tensor types, each 2-D weight
 // quantized and dequantized by ggml_quants, as llama.cpp dequantizes it; 1-D tensors unchanged), as a
 // ModelOptions::weight_transform: eval --gguf-type scores what llama.cpp would run. The q/k row order of llama is

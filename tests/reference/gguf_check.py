@@ -3,7 +3,9 @@
 gguf-py, GGUFReader) and checks it against the Hugging Face model folder it came from.
 
   gguf_check.py --fixtures DIR                           writes DIR/reference/gguf/{llama,qwen2}_wide: models
-                                                          whose rows are whole 256-value blocks, 12 layers
+                                                          whose rows are whole 256-value blocks, 12 layers; and
+                                                          reference/gguf/mixtures/: real models' shapes with
+                                                          each type's expected per-tensor types
   gguf_check.py --fixtures DIR --gguf FILE --model DIR --type TYPE [--gguf ... --model ... --type ...]
                                                           exits non-zero, printing what differs
   gguf_check.py --fixtures DIR --lora FILE:CASE:TYPE [--lora ...]
@@ -513,6 +515,57 @@ def make_wide_models(fixtures):
             shutil.copy(item, folder / item.name)
 
 
+# Real models' shapes for the type mixture (no weights: meta tensors): (model_type, config), llama.cpp's 70B rule
+# (80 layers: Llama-3-70B, Qwen2.5-72B; not an 80-layer llama without grouped kv heads, LLaMA-65B's shape), query
+# heads per kv head 1 / 4 / 7 / 8, tied embeddings, and Qwen2.5-0.5B's 896-wide rows (not whole K-quant blocks).
+MIXTURE_CASES = {
+    "llama3_8b": ("llama", dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                                num_key_value_heads=8, vocab_size=128256)),
+    "llama3_70b": ("llama", dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
+                                 num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)),
+    "llama_65b_shape": ("llama", dict(hidden_size=8192, intermediate_size=22016, num_hidden_layers=80,
+                                      num_attention_heads=64, num_key_value_heads=64, vocab_size=32000)),
+    "llama2_7b": ("llama", dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                                num_key_value_heads=32, vocab_size=32000)),
+    "mistral_7b": ("mistral", dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                   num_attention_heads=32, num_key_value_heads=8, vocab_size=32768)),
+    "qwen2_5_0_5b": ("qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                                   num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)),
+    "qwen2_5_72b": ("qwen2", dict(hidden_size=8192, intermediate_size=29568, num_hidden_layers=80,
+                                  num_attention_heads=64, num_key_value_heads=8, vocab_size=152064,
+                                  tie_word_embeddings=False)),
+    "qwen3_8b": ("qwen3", dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                               num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=False)),
+}
+
+
+def make_mixture_cases(fixtures):
+    """reference/gguf/mixtures/<case>/: config.json, tensors.json (the HF checkpoint's names and shapes, from a model
+    built on the meta device) and expected.json (every --type: each 2-D weight's type by llama.cpp's rules)."""
+    import transformers
+    for case, (model_type, values) in MIXTURE_CASES.items():
+        config = transformers.AutoConfig.for_model(model_type, **values)
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config)
+        config.architectures = [type(model).__name__]
+        folder = Path(fixtures) / "reference" / "gguf" / "mixtures" / case
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(config.to_json_string())
+        cfg = json.loads(config.to_json_string())
+        shapes = [(name, list(p.shape)) for name, p in model.state_dict().items()]
+        (folder / "tensors.json").write_text(json.dumps(shapes))
+        arch = cfg["model_type"] if cfg["model_type"] in ("qwen2", "qwen3") else "llama"
+        names = gguf_names(cfg, arch)
+        tied = bool(cfg.get("tie_word_embeddings"))
+        weights = {names[n]: shape[-1] for n, shape in shapes
+                   if len(shape) == 2 and n in names and not (tied and n == "lm_head.weight")}
+        heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        seventy_b = cfg["num_hidden_layers"] == 80 and (arch == "qwen2" or (arch == "llama" and kv_heads != heads))
+        expected = {preset: expected_types(weights, preset, cfg["num_hidden_layers"], tied, seventy_b, heads // kv_heads)
+                    for preset in {**CONVERTER_TYPES, **PRESETS}}
+        (folder / "expected.json").write_text(json.dumps(expected, indent=0, sort_keys=True))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixtures", required=True)
@@ -532,6 +585,7 @@ def main():
         return 1 if failed else 0
     if not args.gguf:
         make_wide_models(args.fixtures)
+        make_mixture_cases(args.fixtures)
         return 0
     if not len(args.gguf) == len(args.model) == len(args.type):
         parser.error("give --gguf, --model and --type once per file")

@@ -564,7 +564,7 @@ GgufSummary export_gguf_adapter(const GgufOptions& options) {
 // the checkpoint's (name, shape) in its order; where(name): the file it is in, for messages.
 std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchitecture& arch,
                                       const TensorShapes& sources,
-                                      const std::function<std::string(const std::string&)>& where, GgufType type) {
+                                      const std::function<std::string(const std::string&)>& where, GgufMixture mixture) {
   std::vector<GgufTensor> tensors;
   if (arch.permute_qk && config.rope.type == RopeType::llama3)
     tensors.push_back({"rope_freqs.weight", "", std::nullopt, {config.head_dim / 2}, GgmlType::f32});
@@ -580,8 +580,6 @@ std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchi
     tensor.shape = shape;
     tensors.push_back(tensor);
   }
-  GgufMixture mixture;
-  mixture.type = type;
   mixture.layers = config.num_hidden_layers;
   mixture.tied_embeddings = std::none_of(tensors.begin(), tensors.end(), [](const GgufTensor& t) {
     return t.name == "output.weight";
@@ -602,21 +600,37 @@ std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchi
 }
 
 std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchitecture& arch,
-                                      const Checkpoint& checkpoint, GgufType type) {
+                                      const Checkpoint& checkpoint, const GgufMixture& seed) {
   TensorShapes sources;
   for (const std::string& name : checkpoint.names()) sources.emplace_back(name, checkpoint.info(name).shape);
   return model_tensors(config, arch, sources, [&](const std::string& name) { return checkpoint.path_of(name); },
-                       type);
+                       seed);
+}
+
+// The type and llama-quantize's overrides of `options`, the rest of the mixture for model_tensors to fill in.
+GgufMixture mixture_seed(const GgufOptions& options) {
+  const bool overrides = options.output_type || options.token_embedding_type || options.pure;
+  if (overrides && !is_llama_quantize_preset(options.type))
+    throw config_error("--output-tensor-type, --token-embedding-type and --pure go with a llama-quantize preset "
+                       "(q4_0 ... q6_K), as llama-quantize takes them; --type " + gguf_type_name(options.type) +
+                       " is the converter's");
+  GgufMixture seed;
+  seed.type = options.type;
+  seed.output_type = options.output_type;
+  seed.token_embedding_type = options.token_embedding_type;
+  seed.pure = options.pure;
+  return seed;
 }
 
 }  // namespace
 
 std::map<std::string, GgmlType> gguf_weight_types(const std::string& model_dir, const TensorShapes& sources,
-                                                  GgufType type) {
+                                                  const GgufOptions& options) {
   const ModelConfig config = load_model_config(model_dir);
   std::map<std::string, GgmlType> types;
   const auto where = [&](const std::string&) { return model_dir; };
-  for (const GgufTensor& tensor : model_tensors(config, gguf_architecture(config, model_dir), sources, where, type)) {
+  for (const GgufTensor& tensor :
+       model_tensors(config, gguf_architecture(config, model_dir), sources, where, mixture_seed(options))) {
     if (tensor.shape.size() >= 2) types[tensor.name] = tensor.type;
   }
   return types;
@@ -627,7 +641,9 @@ std::function<at::Tensor(const std::string&, const at::Tensor&)> gguf_round_trip
   const ModelConfig config = load_model_config(model_dir);
   const Checkpoint checkpoint = Checkpoint::open(model_dir);
   std::map<std::string, GgmlType> types;  // checkpoint name -> its 2-D weight's type
-  for (const GgufTensor& tensor : model_tensors(config, gguf_architecture(config, model_dir), checkpoint, type)) {
+  GgufMixture seed;
+  seed.type = type;
+  for (const GgufTensor& tensor : model_tensors(config, gguf_architecture(config, model_dir), checkpoint, seed)) {
     if (tensor.shape.size() >= 2) types[tensor.source] = tensor.type;
   }
   return [types](const std::string& name, const at::Tensor& tensor) {
@@ -639,7 +655,10 @@ std::function<at::Tensor(const std::string&, const at::Tensor&)> gguf_round_trip
 }
 
 GgufSummary export_gguf(const GgufOptions& options) {
-  if (!options.adapter_dir.empty() && !options.merge_adapter) return export_gguf_adapter(options);
+  if (!options.adapter_dir.empty() && !options.merge_adapter) {
+    mixture_seed(options);  // refuses llama-quantize's overrides with an adapter's converter types
+    return export_gguf_adapter(options);
+  }
   const ModelConfig config = load_model_config(options.model_dir);
   const GgufArchitecture* arch = &gguf_architecture(config, options.model_dir);
   if (config.architecture->sliding_window_rule != SlidingWindowRule::none &&
@@ -647,7 +666,7 @@ GgufSummary export_gguf(const GgufOptions& options) {
     log::warn("the model uses a sliding attention window, which llama.cpp's " + std::string(arch->name) +
               " architecture ignores: outputs agree up to the window length only");
   const Checkpoint checkpoint = Checkpoint::open(options.model_dir);
-  std::vector<GgufTensor> tensors = model_tensors(config, *arch, checkpoint, options.type);
+  std::vector<GgufTensor> tensors = model_tensors(config, *arch, checkpoint, mixture_seed(options));
   // --merge: each adapted weight is merge-adapter's W + scaling B A in the base's dtype, so that the file is the
   // one export-gguf writes from merge-adapter's output, without that folder on disk.
   std::optional<AdapterPlan> adapter;

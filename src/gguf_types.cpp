@@ -55,6 +55,7 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
   const GgufType preset = mixture.type;
   const GgmlType base = type_row(preset).weights;
   if (name == "output.weight" || (mixture.tied_embeddings && name == "token_embd.weight")) {
+    if (mixture.output_type) return *mixture.output_type;
     if (columns % ggml_type_info(base).block_values != 0) return GgmlType::q8_0;
     return base == GgmlType::q8_0 ? GgmlType::q8_0 : GgmlType::q6_K;
   }
@@ -108,6 +109,17 @@ GgufType parse_gguf_type(const std::string& text) {
 
 std::string gguf_type_name(GgufType type) { return type_row(type).name; }
 
+GgmlType parse_ggml_type(const std::string& text) {
+  std::string names;
+  for (GgmlType type : {GgmlType::f32, GgmlType::f16, GgmlType::bf16, GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1,
+                        GgmlType::q5_0, GgmlType::q5_1, GgmlType::q2_K, GgmlType::q3_K, GgmlType::q4_K, GgmlType::q5_K,
+                        GgmlType::q6_K}) {
+    if (ascii_lower(text) == ascii_lower(ggml_type_info(type).name)) return type;
+    names += (names.empty() ? "" : ", ") + std::string(ggml_type_info(type).name);
+  }
+  throw config_error("tensor type \"" + text + "\" is not one of " + names);
+}
+
 std::vector<std::string> gguf_type_names() {
   std::vector<std::string> names;
   for (const GgufTypeRow& row : kGgufTypes) names.push_back(row.name);
@@ -118,7 +130,19 @@ GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, i
   auto whole_blocks = [columns](GgmlType type) { return columns % ggml_type_info(type).block_values == 0; };
   const GgufTypeRow& row = type_row(mixture.type);
   if (!row.preset) return whole_blocks(row.weights) ? row.weights : GgmlType::f16;  // as the converter falls back
-  GgmlType type = llama_quantize_choice(mixture, name, columns);
+  // llama_tensor_get_type: the two overrides first, as given (no fallback: export_gguf checks their rows), then the
+  // mixture unless --pure, then the fallbacks.
+  const auto given = [&](const std::optional<GgmlType>& type, const char* option) {
+    if (!whole_blocks(*type))
+      throw config_error(std::string(option) + " " + ggml_type_info(*type).name + ": " + name + " has rows of " +
+                         std::to_string(columns) + " values, not whole blocks of " +
+                         std::to_string(ggml_type_info(*type).block_values) + "; pick another type");
+    return *type;
+  };
+  if (mixture.token_embedding_type && name == "token_embd.weight")
+    return given(mixture.token_embedding_type, "--token-embedding-type");
+  if (mixture.output_type && name == "output.weight") return given(mixture.output_type, "--output-tensor-type");
+  GgmlType type = mixture.pure ? row.weights : llama_quantize_choice(mixture, name, columns);
   if (!whole_blocks(type)) {  // llama-quant.cpp tensor_type_fallback; where it has none (q4_0 ...), f16
     type = type == GgmlType::q2_K || type == GgmlType::q3_K ? GgmlType::q4_0
            : type == GgmlType::q4_K ? GgmlType::q5_0 : type == GgmlType::q5_K ? GgmlType::q5_1

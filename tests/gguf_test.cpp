@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -112,7 +113,9 @@ TEST(GgufExport, EveryTypeGivesLlamaCppsMixtureAtRealModelShapes) {
     const nlohmann::json expected = parse_json_file(dir + "/expected.json", "remake the fixtures");
     ASSERT_EQ(expected.size(), gguf_type_names().size());
     for (const auto& [preset, types] : expected.items()) {
-      const std::map<std::string, GgmlType> ours = gguf_weight_types(dir, shapes, parse_gguf_type(preset));
+      GgufOptions options;
+      options.type = parse_gguf_type(preset);
+      const std::map<std::string, GgmlType> ours = gguf_weight_types(dir, shapes, options);
       EXPECT_EQ(ours.size(), types.size()) << preset;
       int differing = 0;
       for (const auto& [name, type] : types.items()) {
@@ -126,6 +129,38 @@ TEST(GgufExport, EveryTypeGivesLlamaCppsMixtureAtRealModelShapes) {
     ++cases;
   }
   EXPECT_EQ(cases, 8);
+}
+
+TEST(GgufExport, LlamaQuantizesOverridesGiveItsTypes) {
+  // --output-tensor-type / --token-embedding-type (bartowski's "_L" files: q8_0 for both) and --pure, as
+  // llama_tensor_get_type takes them, checked by the oracle (its TYPE+output=T+embd=T+pure form of --type).
+  TempDir dir;
+  const std::string wide = kFixtures + "/reference/gguf/";
+  std::vector<GgufCheck> files;
+  for (const auto& [model, flags, oracle_type] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"llama_wide", "--type q4_K_M --output-tensor-type q8_0 --token-embedding-type q8_0", "q4_K_M+output=q8_0+embd=q8_0"},
+           {"qwen2_wide", "--type q3_K_M --output-tensor-type f16", "q3_K_M+output=f16"},  // tied: token_embd too
+           {"llama_wide", "--type q4_0 --pure", "q4_0+pure"},
+           {"qwen2_wide", "--type q5_K_S --pure --token-embedding-type q6_K", "q5_K_S+pure+embd=q6_K"}}) {
+    SCOPED_TRACE(flags);
+    const std::string out = dir.file(std::to_string(files.size()) + ".gguf");
+    auto result = testing::run_autotrain("export-gguf --model " + quote(wide + model) + " --out " + quote(out) + " " + flags);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    files.push_back({out, wide + model, oracle_type});
+  }
+  EXPECT_EQ(run_gguf_check(files), 0);
+  // With the converter's types, and a type whose blocks the rows do not hold: one-line errors, no file.
+  for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--type f16 --pure", "go with a llama-quantize preset"},
+           {"--type q4_K_M --token-embedding-type q4_K", "token_embd.weight has rows of 64 values"},
+           {"--type q4_K_M --output-tensor-type q9_9", "is not one of"}}) {
+    SCOPED_TRACE(flags);
+    auto result = testing::run_autotrain("export-gguf --model " + quote(kModels + "llama") + " --out " +
+                                         quote(dir.file("refused.gguf")) + " " + flags);
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_NE(result.output.find(message), std::string::npos) << result.output;
+    EXPECT_FALSE(fs::exists(dir.file("refused.gguf")));
+  }
 }
 
 // The base folder an adapter of tests/reference/merge_peft.py records (its fixture model).

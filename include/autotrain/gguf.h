@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ struct GgufOptions {
   bool merge_adapter = false;  // or, set too, the model with the adapter merged (as merge-adapter merges it)
   std::string name;  // general.name; empty: the folder's name
   GgufType type = GgufType::f16;
+  // llama-quantize's --output-tensor-type, --token-embedding-type and --pure, with a preset: output.weight or
+  // token_embd.weight in that type whatever the mixture says (bartowski's "_L" files: q8_0 for both), or every
+  // 2-D weight in the preset's own type without the mixture.
+  std::optional<GgmlType> output_type, token_embedding_type;
+  bool pure = false;
 };
 
 struct GgufSummary {
@@ -52,6 +58,9 @@ GgufSummary export_gguf(const GgufOptions& options);
 // "f16", "q4_K_M", ... (any case); throws a config error naming the accepted ones for another.
 GgufType parse_gguf_type(const std::string& text);
 std::string gguf_type_name(GgufType type);  // "q4_K_M"
+// A ggml tensor type by name ("q8_0", "Q6_K", "f16", ...), for --output-tensor-type / --token-embedding-type; throws
+// a config error naming the accepted ones for another.
+GgmlType parse_ggml_type(const std::string& text);
 std::vector<std::string> gguf_type_names();
 uint32_t gguf_llama_ftype(GgufType type);        // general.file_type: llama.h's llama_ftype
 bool is_llama_quantize_preset(GgufType type);    // q4_0 ... q6_K (not the converter's f32 / f16 / bf16 / q8_0)
@@ -65,16 +74,18 @@ struct GgufMixture {
   bool tied_embeddings = false;    // no output.weight: token_embd is the output too
   bool seventy_b = false;          // llama.cpp's LLM_TYPE_70B (80 layers), which gives attn_v more bits
   int64_t gqa = 1;                 // query heads per kv head (llama.cpp's n_gqa: q2_K's attn_v gets q4_K from 4)
+  std::optional<GgmlType> output_type, token_embedding_type;  // GgufOptions's
+  bool pure = false;
   std::vector<std::string> names;  // every 2-D weight's GGUF name
 };
 GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, int64_t columns);
 
-// The type export-gguf --type gives each 2-D weight (by GGUF name) of a checkpoint holding `sources` (HF name, shape)
-// with model_dir's config.json: the mixture as the export derives it (layers, tied embeddings, query heads per kv
+// The type export-gguf gives each 2-D weight (by GGUF name) of a checkpoint holding `sources` (HF name, shape) with
+// model_dir's config.json, as options (type and overrides) say: the mixture as the export derives it (layers, tied embeddings, query heads per kv
 // head, llama.cpp's 70B rule), without the weights themselves (tests take real models' shapes).
 using TensorShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;  // (name, shape), in file order
 std::map<std::string, GgmlType> gguf_weight_types(const std::string& model_dir, const TensorShapes& sources,
-                                                  GgufType type);
+                                                  const GgufOptions& options);
 
 // The weights of a model folder as a GGUF file of `type` stores them (export-gguf's per-tensor types, each 2-D weight
 // quantized and dequantized by ggml_quants, as llama.cpp dequantizes it; 1-D tensors unchanged), as a

@@ -1,4 +1,5 @@
 // autotrain export-gguf --model DIR [--adapter DIR] --out FILE.gguf [--type f16|q8_0|q4_K_M|...]
+//                      [--output-tensor-type T] [--token-embedding-type T] [--pure]
 #include "autotrain/error.h"
 #include "autotrain/gguf.h"
 #include "autotrain/hub_cache.h"
@@ -10,8 +11,8 @@ namespace autotrain::cli {
 
 namespace {
 struct GgufArguments {
-  std::string model, adapter, out, type = "f16";
-  bool merge = false;
+  std::string model, adapter, out, type = "f16", output_type, token_embedding_type;
+  bool merge = false, pure = false;
 };
 }  // namespace
 
@@ -36,10 +37,19 @@ Command add_export_gguf_command(CLI::App& parent) {
                   "q5_K_S, q5_K_M, q6_K (norms and biases stay f32)")
       ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case))
       ->capture_default_str();
+  app->add_option("--output-tensor-type", arguments->output_type,
+                  "With a preset: output.weight (or a tied token_embd.weight) in this ggml type, as llama-quantize's "
+                  "--output-tensor-type (q8_0 for bartowski-style _L files)");
+  app->add_option("--token-embedding-type", arguments->token_embedding_type,
+                  "With a preset: token_embd.weight in this ggml type, as llama-quantize's --token-embedding-type");
+  app->add_flag("--pure", arguments->pure,
+                "With a preset: every 2-D weight in its type, without llama-quantize's per-tensor mixture (its --pure)");
   app->footer("Example:\n  autotrain merge-adapter --base BASE --adapter my-llm --out my-llm-merged\n"
               "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_M.gguf --type q4_K_M\n"
               "  autotrain export-gguf --model BASE --adapter my-llm --out my-llm.lora.gguf\n"
-              "  autotrain export-gguf --model BASE --adapter my-llm --merge --out my-llm.Q4_K_M.gguf --type q4_K_M");
+              "  autotrain export-gguf --model BASE --adapter my-llm --merge --out my-llm.Q4_K_M.gguf --type q4_K_M\n"
+              "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_L.gguf --type q4_K_M "
+              "--output-tensor-type q8_0 --token-embedding-type q8_0");
   auto run = [arguments] {
     GgufOptions options;
     options.model_dir = resolve_model_folder(arguments->model);
@@ -49,6 +59,10 @@ Command add_export_gguf_command(CLI::App& parent) {
     options.adapter_dir = arguments->adapter;
     options.merge_adapter = arguments->merge;
     options.type = parse_gguf_type(arguments->type);
+    if (!arguments->output_type.empty()) options.output_type = parse_ggml_type(arguments->output_type);
+    if (!arguments->token_embedding_type.empty())
+      options.token_embedding_type = parse_ggml_type(arguments->token_embedding_type);
+    options.pure = arguments->pure;
     const GgufSummary summary = export_gguf(options);
     std::string types;
     for (const auto& [type, count] : summary.tensor_types)

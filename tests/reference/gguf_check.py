@@ -133,10 +133,12 @@ BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_
 FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 
 
-def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa):
+def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type=None, embd_type=None, pure=False):
     """weights: {gguf name: columns} of the 2-D weights -> {name: ggml type name}, as llama-quantize (llama-quant.cpp
     llama_tensor_get_type_impl, read at llama.cpp 007dbbf3) chooses them for a dense model: a walk in its tensor order
-    (a std::map's, by name) with its attn_v / ffn_down counters. n_gqa: query heads per kv head."""
+    (a std::map's, by name) with its attn_v / ffn_down counters. n_gqa: query heads per kv head. output_type /
+    embd_type / pure: llama-quantize's --output-tensor-type / --token-embedding-type / --pure (llama_tensor_get_type:
+    the two types are taken as given, before the mixture and without its fallbacks; --pure skips the mixture)."""
     if preset in CONVERTER_TYPES:
         kind = CONVERTER_TYPES[preset][0]
         return {name: kind if columns % BLOCK[kind] == 0 else "F16" for name, columns in weights.items()}
@@ -150,8 +152,16 @@ def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa):
     chosen = {}
     for name in sorted(weights, key=lambda n: n.encode()):
         columns, new = weights[name], default
-        if name == "output.weight" or (tied and name == "token_embd.weight"):
-            new = "Q8_0" if columns % BLOCK[default] else ("Q6_K" if default != "Q8_0" else "Q8_0")
+        if embd_type and name == "token_embd.weight":
+            chosen[name] = embd_type
+            continue
+        if output_type and name == "output.weight":
+            chosen[name] = output_type
+            continue
+        if pure:
+            pass
+        elif name == "output.weight" or (tied and name == "token_embd.weight"):
+            new = output_type or ("Q8_0" if columns % BLOCK[default] else ("Q6_K" if default != "Q8_0" else "Q8_0"))
         elif name == "token_embd.weight":
             pass
         elif "attn_v.weight" in name:
@@ -274,7 +284,9 @@ def check(args):
     expect("version", int(reader.fields["GGUF.version"].contents()), 3)
     expect("general.architecture", field("general.architecture"), arch)
     expect("general.alignment", field("general.alignment"), 32)
-    preset = args.type.lower()
+    # TYPE[+output=T][+embd=T][+pure]: the --type and llama-quantize's overrides given to export-gguf
+    preset, *extras = args.type.lower().split("+")
+    overrides = dict(extra.split("=") if "=" in extra else (extra, True) for extra in extras)
     expect("general.file_type", field("general.file_type"), {**CONVERTER_TYPES, **PRESETS}[preset][1])
     heads = config["num_attention_heads"]
     kv_heads = config.get("num_key_value_heads", heads)
@@ -376,8 +388,9 @@ def check(args):
     weights = {names[hf]: source[hf].shape[-1] for hf in seen if source[hf].dim() >= 2}
     seventy_b = config["num_hidden_layers"] == 80 and (arch == "qwen2" or (arch == "llama" and kv_heads != heads))
     tied = "output.weight" not in weights
-    for name, kind in expected_types(weights, preset, config["num_hidden_layers"], tied, seventy_b,
-                                     heads // kv_heads).items():
+    for name, kind in expected_types(weights, preset, config["num_hidden_layers"], tied, seventy_b, heads // kv_heads,
+                                     (overrides.get("output") or "").upper() or None,
+                                     (overrides.get("embd") or "").upper() or None, bool(overrides.get("pure"))).items():
         if stored.get(name) != kind:
             errors.append(f"{name}: stored as {stored.get(name)}, llama.cpp's choice is {kind}")
     missing = [name for name in source if name not in seen and not (name == "lm_head.weight" and config.get("tie_word_embeddings"))]

@@ -380,6 +380,21 @@ float fit_q3_scale(const float* x, int8_t* L) {
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+// Each of a super-block's sixteen 16-value sub-blocks fitted by `fit` (codes into L, scales into `scales`); returns
+// the scale of largest magnitude, with its sign (the first such), which the block's d is made from.
+template <typename Fit>
+float fit_sub_blocks(const float* x, int8_t* L, float* scales, Fit fit) {
+  float max_scale = 0, max_abs_scale = 0;
+  for (int j = 0; j < 16; ++j) {
+    scales[j] = fit(x + 16 * j, L + 16 * j);
+    if (std::fabs(scales[j]) > max_abs_scale) {
+      max_abs_scale = std::fabs(scales[j]);
+      max_scale = scales[j];
+    }
+  }
+  return max_scale;
+}
+
 // The signed 6-bit scale of q3_K's sub-block j (of 16) from its 12 bytes: the low 4 bits in a nibble of bytes
 // 0..7, the high 2 in bytes 8..11; stored + 32.
 int q3_K_scale(const uint8_t* scales, int j) {
@@ -392,14 +407,7 @@ int q3_K_scale(const uint8_t* scales, int j) {
 void quantize_q3_K_block(const float* x, uint8_t* block) {
   int8_t L[kSuperBlock];
   float scales[16];
-  float max_scale = 0, amax = 0;
-  for (int j = 0; j < 16; ++j) {
-    scales[j] = fit_q3_scale<16, 4>(x + 16 * j, L + 16 * j);
-    if (std::fabs(scales[j]) > amax) {
-      amax = std::fabs(scales[j]);
-      max_scale = scales[j];
-    }
-  }
+  const float max_scale = fit_sub_blocks(x, L, scales, fit_q3_scale<16, 4>);
   uint8_t* hmask = block;
   uint8_t* sc = block + 96;
   uint8_t* d_bytes = block + 108;
@@ -480,14 +488,8 @@ float fit_symmetric_scale(const float* x, int8_t* L) {
 void quantize_q6_K_block(const float* x, uint8_t* block) {
   int8_t L[kSuperBlock];
   float scales[16];
-  float max_scale = 0, max_abs_scale = 0;
-  for (int ib = 0; ib < 16; ++ib) {
-    scales[ib] = fit_symmetric_scale<16, 32>(x + 16 * ib, L + 16 * ib);
-    if (std::fabs(scales[ib]) > max_abs_scale) {
-      max_abs_scale = std::fabs(scales[ib]);
-      max_scale = scales[ib];
-    }
-  }
+  const float max_scale = fit_sub_blocks(x, L, scales, fit_symmetric_scale<16, 32>);
+  const float max_abs_scale = std::fabs(max_scale);
   uint8_t* ql = block;
   uint8_t* qh = block + 128;
   int8_t* sc = reinterpret_cast<int8_t*>(block + 192);

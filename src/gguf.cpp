@@ -560,8 +560,9 @@ GgufSummary export_gguf_adapter(const GgufOptions& options) {
 }
 
 // The tensors of a model's GGUF file, in the checkpoint's order (rope_freqs first for llama3 rope), their types set
-// as `type` gives them: the converter's or llama-quantize's choice for each 2-D weight, f32 for the rest. sources:
-// the checkpoint's (name, shape) in its order; where(name): the file it is in, for messages.
+// as the mixture's type and overrides give them: the converter's or llama-quantize's choice for each 2-D weight, f32
+// for the rest (model_tensors fills in the rest of the mixture). sources: the checkpoint's (name, shape) in its
+// order; where(name): the file it is in, for messages.
 std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchitecture& arch,
                                       const TensorShapes& sources,
                                       const std::function<std::string(const std::string&)>& where, GgufMixture mixture) {

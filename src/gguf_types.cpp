@@ -63,7 +63,7 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
   auto more_bits = [](int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
   const bool k_m = preset == GgufType::q4_K_M || preset == GgufType::q5_K_M;
   if (name.find("attn_v.weight") != std::string::npos) {
-    const int64_t i = rank_among(mixture.names, name, "attn_v.weight").first;
+    const auto [i, n] = rank_among(mixture.names, name, "attn_v.weight");
     GgmlType type = base;
     if (preset == GgufType::q2_K) {  // 4+ query heads a kv head: attn_v is that much smaller than attn_q
       type = mixture.gqa >= 4 ? GgmlType::q4_K : GgmlType::q3_K;
@@ -71,7 +71,7 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
       type = i < 2 ? GgmlType::q5_K : GgmlType::q4_K;
     } else if (preset == GgufType::q3_K_L) {
       type = GgmlType::q5_K;
-    } else if (k_m && more_bits(i, rank_among(mixture.names, name, "attn_v.weight").second)) {
+    } else if (k_m && more_bits(i, n)) {
       type = GgmlType::q6_K;
     } else if (preset == GgufType::q4_K_S && i < 4) {
       type = GgmlType::q5_K;
@@ -130,8 +130,8 @@ GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, i
   auto whole_blocks = [columns](GgmlType type) { return columns % ggml_type_info(type).block_values == 0; };
   const GgufTypeRow& row = type_row(mixture.type);
   if (!row.preset) return whole_blocks(row.weights) ? row.weights : GgmlType::f16;  // as the converter falls back
-  // llama_tensor_get_type: the two overrides first, as given (no fallback: export_gguf checks their rows), then the
-  // mixture unless --pure, then the fallbacks.
+  // llama_tensor_get_type: the two overrides first, as given (no fallback; a type the rows do not hold is an error),
+  // then the mixture unless --pure, then the fallbacks.
   const auto given = [&](const std::optional<GgmlType>& type, const char* option) {
     if (!whole_blocks(*type))
       throw config_error(std::string(option) + " " + ggml_type_info(*type).name + ": " + name + " has rows of " +

@@ -3,7 +3,6 @@
 // a ByteLevel pre-tokenizer and decoder), and sentencepiece-style BPE with byte fallback (Llama-2 / Mistral folders
 // that carry tokenizer.json without tokenizer.model: spaces become "▁" (Metaspace, or Prepend + Replace
 // normalizers), unknown characters <0xXX> tokens, decoded by Replace / ByteFallback / Fuse / Strip).
-#include <algorithm>
 #include <array>
 #include <mutex>
 #include <queue>
@@ -223,9 +222,6 @@ class PreTokenizer {
   }
 
   bool byte_level() const { return byte_level_; }
-  bool has_metaspace() const {
-    return std::any_of(steps_.begin(), steps_.end(), [](const Step& step) { return step.metaspace; });
-  }
 
   // transformers' LlamaTokenizer: its own Metaspace(prepend, split=false) in place of the file's pre-tokenizer.
   void use_metaspace(Prepend prepend) {
@@ -305,6 +301,7 @@ class PreTokenizer {
                   "Digits, Metaspace, Sequence)");
     }
   }
+
   void add_split(const json& spec, const std::string& file) {
     if (spec.value("invert", false)) throw Error(file + ": Split pre_tokenizer with invert=true is not supported");
     std::string behavior = spec.value("behavior", "");
@@ -668,8 +665,8 @@ std::string BpeTokenizer::decode_chain(const std::vector<int64_t>& ids, bool ski
     }
     tokens = std::move(next);
   }
-  std::string text;
-  for (const std::string& token : tokens) text += token;
+  std::string text;  // without a decoder, tokenizers joins the tokens with spaces
+  for (size_t i = 0; i < tokens.size(); ++i) text += (i > 0 && decode_steps_.empty() ? " " : "") + tokens[i];
   return clean_up_spaces_ ? clean_up_tokenization(text) : text;
 }
 

@@ -97,9 +97,10 @@ TEST(Tokenizer, MistralModelFolderMatchesLlamaTokenizer) { expect_parity("mistra
 // A Llama-2 / Mistral folder with tokenizer.json and no tokenizer.model (BPE with byte fallback, spaces as "▁"):
 // the sentencepiece fixture converted by transformers, under LlamaTokenizer's own pipeline (prepend "first", and
 // "always" with legacy) and under the file's (Llama-2's Prepend + Replace normalizers; an older Metaspace with
-// split and its decoder). Whole corpus lines are single words here, so the heap merge (merge_long_word) runs.
+// split and its decoder; that without a decoder, whose tokens are joined with spaces). Whole corpus lines are single
+// words here, so the heap merge (merge_long_word) runs.
 TEST(Tokenizer, SentencePieceStyleTokenizerJsonMatchesTransformers) {
-  for (const char* name : {"llama_class", "llama_class_legacy", "llama2_file", "metaspace_file"})
+  for (const char* name : {"llama_class", "llama_class_legacy", "llama2_file", "metaspace_file", "no_decoder_file"})
     expect_parity(std::string("spm_json/") + name);
 }
 

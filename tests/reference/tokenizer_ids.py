@@ -182,7 +182,8 @@ def write_sentencepiece_json(out, sentencepiece, texts, corpus_lines, fixtures):
     tokenizer.model: the sentencepiece fixture converted by transformers (LlamaTokenizer.save_pretrained), recorded
     through AutoTokenizer. With tokenizer_class LlamaTokenizer transformers sets its own pipeline (Metaspace "first",
     or "always" with legacy: true); with PreTrainedTokenizerFast the file's is used as it is: Llama-2's original one
-    (Prepend + Replace normalizers, no pre-tokenizer) and an older Metaspace(split=true) with its own decoder."""
+    (Prepend + Replace normalizers, no pre-tokenizer), an older Metaspace(split=true) with its own decoder, and that
+    without a decoder (tokenizers then joins the tokens with spaces)."""
     import shutil
     from tokenizers import Tokenizer
     from transformers import LlamaTokenizer
@@ -201,7 +202,8 @@ def write_sentencepiece_json(out, sentencepiece, texts, corpus_lines, fixtures):
     cases = {"llama_class": (document, dict(config, legacy=False)),
              "llama_class_legacy": (document, dict(config, legacy=True)),
              "llama2_file": (llama2, dict(config, tokenizer_class="PreTrainedTokenizerFast")),
-             "metaspace_file": (metaspace, dict(config, tokenizer_class="PreTrainedTokenizerFast"))}
+             "metaspace_file": (metaspace, dict(config, tokenizer_class="PreTrainedTokenizerFast")),
+             "no_decoder_file": (dict(metaspace, decoder=None), dict(config, tokenizer_class="PreTrainedTokenizerFast"))}
     for name, (tokenizer_json, tokenizer_config) in cases.items():
         folder = out / "spm_json" / name
         folder.mkdir(parents=True, exist_ok=True)

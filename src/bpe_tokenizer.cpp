@@ -425,6 +425,7 @@ class BpeTokenizer : public Tokenizer {
   std::unordered_map<uint64_t, Merge> merges_;
   std::optional<int64_t> unk_id_;
   bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false, clean_up_spaces_ = false;
+  bool byte_level_decoder_ = false;
   std::vector<int64_t> prefix_ids_, suffix_ids_;  // the post-processor template around the text
   // The decoder of a sentencepiece-style file, step by step over the tokens' texts (tokenizers' decode_chain).
   struct DecodeStep {
@@ -536,7 +537,8 @@ void BpeTokenizer::read_added_tokens(const json& list) {
 
 void BpeTokenizer::read_decoder(const json& decoder) {
   std::string type = decoder.is_object() ? decoder.value("type", "") : "null";
-  if (type == "ByteLevel") return;  // decode()'s own byte-level path
+  byte_level_decoder_ = type == "ByteLevel";
+  if (byte_level_decoder_) return;  // decode()'s own byte-level path
   if (type == "Sequence") {
     for (const auto& step : decoder.value("decoders", json::array())) add_decode_step(step);
   } else if (decoder.is_object()) {
@@ -576,7 +578,7 @@ void BpeTokenizer::add_decode_step(const json& step) {
 // its decoder; transformers' LlamaTokenizer replaces the latter's pipeline with its own.
 void BpeTokenizer::check_kind(const TokenizerConfig& config) {
   if (pre_tokenizer_.byte_level()) {
-    if (!decode_steps_.empty())
+    if (!byte_level_decoder_)
       throw Error(file_ + ": a byte-level pre_tokenizer with a decoder other than ByteLevel is not supported");
     return;
   }

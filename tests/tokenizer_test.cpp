@@ -213,6 +213,16 @@ TEST(Tokenizer, BadFoldersAreErrorsNamingTheFile) {
     testing::write_text(d.file("tokenizer.json"), document.dump());
   }, "normalizer type \"Lowercase\"");
   expect_load_error([&](auto& d) {
+    json document = json::parse(bpe_json);
+    document["decoder"] = nullptr;
+    testing::write_text(d.file("tokenizer.json"), document.dump());
+  }, "a byte-level pre_tokenizer with a decoder other than ByteLevel");
+  expect_load_error([&](auto& d) {
+    json document = json::parse(bpe_json);
+    document["pre_tokenizer"] = nullptr;  // not byte-level, and no byte_fallback either
+    testing::write_text(d.file("tokenizer.json"), document.dump());
+  }, "neither byte-level BPE");
+  expect_load_error([&](auto& d) {
     testing::write_text(d.file("tokenizer.json"), bpe_json);
     testing::write_text(d.file("tokenizer_config.json"), "{\"eos_token\": ");
   }, "tokenizer_config.json: not valid JSON");

@@ -619,29 +619,9 @@ std::string BpeTokenizer::decode_chain(const std::vector<int64_t>& ids, bool ski
       case DecodeStep::Kind::kReplace:
         for (std::string& token : tokens) next.push_back(replace_all(token, step.pattern, step.content));
         break;
-      case DecodeStep::Kind::kByteFallback: {  // a run of <0xXX> tokens: its UTF-8, or one U+FFFD a token
-        std::string bytes;
-        size_t count = 0;
-        auto flush = [&] {
-          if (count == 0) return;
-          if (utf8_lossy(bytes) == bytes) next.push_back(bytes);
-          else for (size_t k = 0; k < count; ++k) next.push_back("\xEF\xBF\xBD");
-          bytes.clear();
-          count = 0;
-        };
-        for (std::string& token : tokens) {
-          if (token.size() == 6 && token.compare(0, 3, "<0x") == 0 && token[5] == '>' &&
-              std::isxdigit(static_cast<unsigned char>(token[3])) && std::isxdigit(static_cast<unsigned char>(token[4]))) {
-            bytes += static_cast<char>(std::stoi(token.substr(3, 2), nullptr, 16));
-            ++count;
-            continue;
-          }
-          flush();
-          next.push_back(std::move(token));
-        }
-        flush();
+      case DecodeStep::Kind::kByteFallback:  // a run of <0xXX> tokens: its UTF-8, or one U+FFFD a token
+        next = byte_fallback(std::move(tokens));
         break;
-      }
       case DecodeStep::Kind::kFuse: {
         std::string all;
         for (const std::string& token : tokens) all += token;

@@ -226,9 +226,7 @@ Vocabulary llama_hf_vocabulary(const json& document, const std::string& path,
   for (const auto& [token, id] : ids) {
     if (id >= int64_t(vocab.tokens.size())) vocab.tokens.resize(id + 1), vocab.types.resize(id + 1, kUnused);
     vocab.tokens[id] = token;
-    const bool byte = token.size() == 6 && token.compare(0, 3, "<0x") == 0 && token[5] == '>' &&
-                      std::isxdigit(static_cast<unsigned char>(token[3])) &&
-                      std::isxdigit(static_cast<unsigned char>(token[4]));
+    const bool byte = tokenization::byte_token_value(token).has_value();
     vocab.types[id] = byte ? kByte : special.count(id) ? kControl : id >= base ? kUserDefined : kNormal;
   }
   for (size_t i = 0; i < vocab.tokens.size(); ++i) {

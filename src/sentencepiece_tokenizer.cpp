@@ -62,37 +62,19 @@ class SentencePieceTokenizer : public Tokenizer {
   }
 
   std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const override {
-    std::string text, pending_bytes;
-    size_t pending_count = 0;
-    auto flush_bytes = [&] {
-      // ByteFallback: a run of <0xXX> pieces is its UTF-8 text, or one U+FFFD per piece when invalid.
-      if (pending_count == 0) return;
-      if (is_utf8(pending_bytes)) text += pending_bytes;
-      else for (size_t k = 0; k < pending_count; ++k) text += "\xEF\xBF\xBD";
-      pending_bytes.clear();
-      pending_count = 0;
-    };
+    std::vector<std::string> tokens;
     for (int64_t id : ids) {
-      std::string token;
       if (const AddedToken* added = added_.find(id)) {
         if (skip_special_tokens && added->special) continue;
-        token = added->content;
+        tokens.push_back(replace_all(added->content, "\xE2\x96\x81", " "));
       } else if (id >= 0 && id < processor_.GetPieceSize()) {
-        token = processor_.IdToPiece(static_cast<int>(id));
+        tokens.push_back(replace_all(processor_.IdToPiece(static_cast<int>(id)), "\xE2\x96\x81", " "));
       } else {
         throw Error("tokenizer: id " + std::to_string(id) + " is not in the vocabulary of " + file_);
       }
-      token = replace_all(token, "\xE2\x96\x81", " ");
-      if (token.size() == 6 && token.compare(0, 3, "<0x") == 0 && token[5] == '>' && is_hex(token[3]) &&
-          is_hex(token[4])) {
-        pending_bytes += static_cast<char>(std::stoi(token.substr(3, 2), nullptr, 16));
-        ++pending_count;
-        continue;
-      }
-      flush_bytes();
-      text += token;
     }
-    flush_bytes();
+    std::string text;
+    for (const std::string& token : byte_fallback(std::move(tokens))) text += token;
     if (strip_leading_space_ && !text.empty() && text[0] == ' ') text.erase(0, 1);
     return clean_up_spaces_ ? clean_up_tokenization(text) : text;
   }
@@ -116,9 +98,6 @@ class SentencePieceTokenizer : public Tokenizer {
   Prepend prepend_ = Prepend::kFirst;
   bool strip_leading_space_ = true, clean_up_spaces_ = false, add_bos_ = false, add_eos_ = false;
   int64_t vocab_size_ = 0;
-
-  static bool is_hex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
-  static bool is_utf8(const std::string& bytes) { return utf8_lossy(bytes) == bytes; }
 
   // HF Metaspace: "▁" in front unless the piece already starts with one after spaces became "▁" (so a
   // leading space or a literal "▁" suppresses it); then sentencepiece.

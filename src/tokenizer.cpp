@@ -1,6 +1,7 @@
 // Tokenizer::load, tokenizer_config.json and the UTF-8 helpers both implementations use.
 #include "autotrain/tokenizer.h"
 
+#include <cctype>
 #include <filesystem>
 
 #include <unicode/utf8.h>
@@ -150,6 +151,37 @@ std::string clean_up_tokenization(std::string text) {
       {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   for (const auto& [from, to] : kReplacements) text = replace_all(text, from, to);  // as Python's chained replace
   return text;
+}
+
+std::optional<uint8_t> byte_token_value(std::string_view token) {
+  auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  if (token.size() != 6 || token.compare(0, 3, "<0x") != 0 || token[5] != '>' || !hex(token[3]) || !hex(token[4]))
+    return std::nullopt;
+  return static_cast<uint8_t>(std::stoi(std::string(token.substr(3, 2)), nullptr, 16));
+}
+
+std::vector<std::string> byte_fallback(std::vector<std::string> tokens) {
+  std::vector<std::string> out;
+  std::string bytes;
+  size_t count = 0;
+  auto flush = [&] {
+    if (count == 0) return;
+    if (utf8_lossy(bytes) == bytes) out.push_back(bytes);
+    else for (size_t k = 0; k < count; ++k) out.push_back("\xEF\xBF\xBD");
+    bytes.clear();
+    count = 0;
+  };
+  for (std::string& token : tokens) {
+    if (const auto byte = byte_token_value(token)) {
+      bytes += static_cast<char>(*byte);
+      ++count;
+      continue;
+    }
+    flush();
+    out.push_back(std::move(token));
+  }
+  flush();
+  return out;
 }
 
 std::string utf8_lossy(std::string_view bytes) {

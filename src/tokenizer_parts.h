@@ -84,6 +84,11 @@ std::string replace_all(std::string_view text, std::string_view from, std::strin
 // transformers' clean_up_tokenization (" ." -> ".", " n't" -> "n't", ...), applied by decode() when
 // tokenizer_config.json sets clean_up_tokenization_spaces.
 std::string clean_up_tokenization(std::string text);
+// The byte of a byte-fallback token "<0xXX>" (sentencepiece's and tokenizers' spelling); none for another token.
+std::optional<uint8_t> byte_token_value(std::string_view token);
+// tokenizers' ByteFallback decoder: each run of byte tokens becomes its UTF-8 text, or one U+FFFD per token when
+// the run is not valid UTF-8; other tokens pass unchanged.
+std::vector<std::string> byte_fallback(std::vector<std::string> tokens);
 // Appends code point `c` as UTF-8.
 void append_utf8(std::string& out, uint32_t c);
 

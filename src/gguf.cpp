@@ -606,13 +606,18 @@ std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchi
                        seed);
 }
 
-// The type and llama-quantize's overrides of `options`, the rest of the mixture for model_tensors to fill in.
-GgufMixture mixture_seed(const GgufOptions& options) {
+// llama-quantize's overrides need one of its presets, as it takes them.
+void check_overrides(const GgufOptions& options) {
   const bool overrides = options.output_type || options.token_embedding_type || options.pure;
   if (overrides && !is_llama_quantize_preset(options.type))
     throw config_error("--output-tensor-type, --token-embedding-type and --pure go with a llama-quantize preset "
                        "(q4_0 ... q6_K), as llama-quantize takes them; --type " + gguf_type_name(options.type) +
                        " is the converter's");
+}
+
+// The type and llama-quantize's overrides of `options`, the rest of the mixture for model_tensors to fill in.
+GgufMixture mixture_seed(const GgufOptions& options) {
+  check_overrides(options);
   GgufMixture seed;
   seed.type = options.type;
   seed.output_type = options.output_type;
@@ -655,7 +660,7 @@ std::function<at::Tensor(const std::string&, const at::Tensor&)> gguf_round_trip
 
 GgufSummary export_gguf(const GgufOptions& options) {
   if (!options.adapter_dir.empty() && !options.merge_adapter) {
-    mixture_seed(options);  // refuses llama-quantize's overrides with an adapter's converter types
+    check_overrides(options);  // an adapter's converter types take none of them
     return export_gguf_adapter(options);
   }
   const ModelConfig config = load_model_config(options.model_dir);

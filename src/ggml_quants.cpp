@@ -1,6 +1,6 @@
 // llama.cpp's block quantizers, re-implemented from the algorithms of ggml-quants.c's reference functions
-// (quantize_row_*_ref: what llama-quantize runs without an importance matrix) so that each block's bytes are
-// llama.cpp's. That needs the same float operations in the same order: this file is compiled with
+// (quantize_row_*_ref: what llama-quantize runs without an importance matrix) and of its quantize_row_*_impl (what
+// it runs with one, the "weighted" paths below) so that each block's bytes are llama.cpp's. That needs the same float operations in the same order: this file is compiled with
 // -ffp-contract=off (no fused multiply-adds), and rounding goes through nearest_int below, ggml's own trick.
 #include "autotrain/ggml_quants.h"
 
@@ -208,30 +208,134 @@ void scale_and_min_of(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   }
 }
 
-// q4_K and q5_K: eight sub-blocks of 32 with a scale and a min each, stored as 6-bit multiples of the block's
-// fp16 d and dmin; L gets each value's code 0..nmax.
-template <int nmax>
-void quantize_k_scales(const float* x, uint8_t* header, uint8_t* L) {
-  const float rmin = nmax == 15 ? -1.0f : -0.5f;
-  const int nstep = nmax == 15 ? 20 : 15;
-  float scales[8], mins[8], weights[32];
-  float max_scale = 0, max_min = 0;
-  for (int j = 0; j < 8; ++j) {
-    const float* sub = x + 32 * j;
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += sub[l] * sub[l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(sub[l]);
-    scales[j] = fit_scale_and_min<32, nmax>(sub, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
+// ggml's make_qp_quants (with an importance matrix: the block scales of q2_K, q4_K, q5_K): codes 0..nmax for n
+// non-negative values (scales or mins), the scale of least squared error weighted by qw among 9 trial scales, then
+// each code in turn moved to where it most raises the fit (up to five sweeps); returns the least-squares scale.
+// The codes are uint8_t as ggml's, so that a negative value wraps as it does there.
+template <int n, int nmax>
+float fit_positive_scale(const float* x, uint8_t* L, const float* qw) {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];
+  if (max < 1e-15f) {  // GROUP_MAX_EPS: all zero
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
   }
-  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  float iscale = float(nmax) / max;
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(nearest_int(iscale * x[i]));
+  const float scale = 1 / iscale;
+  float best_mse = 0;
+  for (int i = 0; i < n; ++i) {
+    const float diff = x[i] - scale * float(L[i]);
+    best_mse += qw[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    const float iscale_is = (0.1f * float(is) + float(nmax)) / max;
+    const float scale_is = 1 / iscale_is;
+    float mse = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const float diff = x[i] - scale_is * float(l);
+      mse += qw[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = uint8_t(l);
+    sumlx += qw[i] * x[i] * float(l);
+    suml2 += qw[i] * float(l) * float(l);
+  }
+  for (int sweep = 0; sweep < 5; ++sweep) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = qw[i];
+      float slx = sumlx - w * x[i] * float(L[i]);
+      float sl2 = suml2 - w * float(L[i]) * float(L[i]);
+      if (!(slx > 0 && sl2 > 0)) continue;
+      const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+      if (new_l == int(L[i])) continue;
+      slx += w * x[i] * float(new_l);
+      sl2 += w * float(new_l) * float(new_l);
+      if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+        L[i] = uint8_t(new_l);
+        sumlx = slx;
+        suml2 = sl2;
+        ++changed;
+      }
+    }
+    if (changed == 0) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// The importance of each of n values for the weighted fits: qw * sqrt(sigma2 + x^2), sigma2 a mean square of the
+// row or block (ggml's quantize_row_*_impl); returns their sum.
+template <int n>
+float importance_weights(const float* x, const float* qw, float sigma2, float* weights) {
+  float sum = 0;
+  for (int l = 0; l < n; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[l] * x[l]);
+  for (int l = 0; l < n; ++l) sum += weights[l];
+  return sum;
+}
+
+float sum_of_squares(const float* x, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i] * x[i];
+  return sum;
+}
+
+// q4_K and q5_K: eight sub-blocks of 32 with a scale and a min each, stored as 6-bit multiples of the block's
+// fp16 d and dmin; L gets each value's code 0..nmax. With importance weights qw (256 of them) each sub-block is
+// fitted to least squared error weighted by qw * sqrt(sigma2 + x^2) and the 6-bit scales by make_qp_quants.
+template <int nmax>
+void quantize_k_scales(const float* x, uint8_t* header, uint8_t* L, const float* qw) {
+  float scales[8], mins[8], weights[32];
+  uint8_t Ls[8], Lm[8];
+  float d, dmin;
+  if (qw == nullptr) {
+    const float rmin = nmax == 15 ? -1.0f : -0.5f;
+    const int nstep = nmax == 15 ? 20 : 15;
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+      const float* sub = x + 32 * j;
+      const float av_x = std::sqrt(sum_of_squares(sub, 32) / 32);
+      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(sub[l]);
+      scales[j] = fit_scale_and_min<32, nmax>(sub, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
+      if (scales[j] > max_scale) max_scale = scales[j];
+      if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    for (int j = 0; j < 8; ++j) {
+      Ls[j] = std::min<uint8_t>(63, uint8_t(nearest_int(inv_scale * scales[j])));
+      Lm[j] = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
+    }
+    d = max_scale / 63.f;
+    dmin = max_min / 63.f;
+  } else {
+    const float sigma2 = 2 * sum_of_squares(x, kSuperBlock) / kSuperBlock;
+    float sw[8];
+    for (int j = 0; j < 8; ++j) {
+      sw[j] = importance_weights<32>(x + 32 * j, qw + 32 * j, sigma2, weights);
+      scales[j] = fit_scale_and_min<32, nmax>(x + 32 * j, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36);
+    }
+    d = fit_positive_scale<8, 63>(scales, Ls, sw);
+    dmin = fit_positive_scale<8, 63>(mins, Lm, sw);
+    if (nmax == 31) {  // q5_K clamps them (q4_K's weighted path does not)
+      for (int j = 0; j < 8; ++j) {
+        Ls[j] = std::min<uint8_t>(63, Ls[j]);
+        Lm[j] = std::min<uint8_t>(63, Lm[j]);
+      }
+    }
+  }
   uint8_t* q = header + 4;
   for (int j = 0; j < 8; ++j) {
-    const uint8_t ls = std::min<uint8_t>(63, uint8_t(nearest_int(inv_scale * scales[j])));
-    const uint8_t lm = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
+    const uint8_t ls = Ls[j], lm = Lm[j];
     if (j < 4) {
       q[j] = ls;
       q[j + 4] = lm;
@@ -241,31 +345,31 @@ void quantize_k_scales(const float* x, uint8_t* header, uint8_t* L) {
       q[j] |= uint8_t((lm >> 4) << 6);
     }
   }
-  put_half(header, max_scale / 63.f);
-  put_half(header + 2, max_min / 63.f);
+  put_half(header, d);
+  put_half(header + 2, dmin);
   for (int j = 0; j < 8; ++j) {  // the codes again, against the scales as stored
     uint8_t sc, m;
     scale_and_min_of(j, q, &sc, &m);
-    const float d = from_half(header) * float(sc);
-    if (d == 0.0f) continue;
+    const float dj = from_half(header) * float(sc);
+    if (dj == 0.0f) continue;
     const float dm = from_half(header + 2) * float(m);
     for (int i = 0; i < 32; ++i)
-      L[32 * j + i] = uint8_t(clamp_int(nearest_int((x[32 * j + i] + dm) / d), 0, nmax));
+      L[32 * j + i] = uint8_t(clamp_int(nearest_int((x[32 * j + i] + dm) / dj), 0, nmax));
   }
 }
 
-void quantize_q4_K_block(const float* x, uint8_t* block) {
+void quantize_q4_K_block(const float* x, uint8_t* block, const float* qw) {
   uint8_t L[kSuperBlock];
-  quantize_k_scales<15>(x, block, L);
+  quantize_k_scales<15>(x, block, L, qw);
   uint8_t* q = block + 16;
   for (int j = 0; j < kSuperBlock; j += 64, q += 32) {
     for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
   }
 }
 
-void quantize_q5_K_block(const float* x, uint8_t* block) {
+void quantize_q5_K_block(const float* x, uint8_t* block, const float* qw) {
   uint8_t L[kSuperBlock];
-  quantize_k_scales<31>(x, block, L);
+  quantize_k_scales<31>(x, block, L, qw);
   uint8_t* qh = block + 16;
   uint8_t* ql = block + 48;
   std::memset(qh, 0, 32);
@@ -296,35 +400,50 @@ void pack_2bit_codes(const uint8_t* L, uint8_t* qs) {
 }
 
 // q2_K: sixteen sub-blocks of 16, each with a scale and a min fitted to least absolute error weighted by |x|,
-// stored as 4-bit multiples of the block's fp16 d and dmin (scale in the low nibble, min in the high).
-void quantize_q2_K_block(const float* x, uint8_t* block) {
+// stored as 4-bit multiples of the block's fp16 d and dmin (scale in the low nibble, min in the high). With
+// importance weights qw: fitted to least squared error weighted by qw * sqrt(sigma2 + x^2), the 4-bit scales and
+// mins by make_qp_quants.
+void quantize_q2_K_block(const float* x, uint8_t* block, const float* qw) {
   uint8_t L[kSuperBlock];
   float scales[16], mins[16], weights[16];
-  float max_scale = 0, max_min = 0;
-  for (int j = 0; j < 16; ++j) {
-    for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-    scales[j] = fit_scale_and_min<16, 3, true>(x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15);
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
-  }
   uint8_t* sc = block;
   uint8_t* d_bytes = block + 80;
   uint8_t* dmin_bytes = block + 82;
-  constexpr float kLevels = 15.f;
-  if (max_scale > 0) {
-    const float iscale = kLevels / max_scale;
-    for (int j = 0; j < 16; ++j) sc[j] = uint8_t(nearest_int(iscale * scales[j]));
-    put_half(d_bytes, max_scale / kLevels);
+  if (qw == nullptr) {
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 16; ++j) {
+      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+      scales[j] = fit_scale_and_min<16, 3, true>(x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15);
+      if (scales[j] > max_scale) max_scale = scales[j];
+      if (mins[j] > max_min) max_min = mins[j];
+    }
+    constexpr float kLevels = 15.f;
+    if (max_scale > 0) {
+      const float iscale = kLevels / max_scale;
+      for (int j = 0; j < 16; ++j) sc[j] = uint8_t(nearest_int(iscale * scales[j]));
+      put_half(d_bytes, max_scale / kLevels);
+    } else {
+      std::memset(sc, 0, 16);
+      put_half(d_bytes, 0.f);
+    }
+    if (max_min > 0) {
+      const float iscale = kLevels / max_min;
+      for (int j = 0; j < 16; ++j) sc[j] |= uint8_t(nearest_int(iscale * mins[j]) << 4);
+      put_half(dmin_bytes, max_min / kLevels);
+    } else {
+      put_half(dmin_bytes, 0.f);
+    }
   } else {
-    std::memset(sc, 0, 16);
-    put_half(d_bytes, 0.f);
-  }
-  if (max_min > 0) {
-    const float iscale = kLevels / max_min;
-    for (int j = 0; j < 16; ++j) sc[j] |= uint8_t(nearest_int(iscale * mins[j]) << 4);
-    put_half(dmin_bytes, max_min / kLevels);
-  } else {
-    put_half(dmin_bytes, 0.f);
+    const float sigma2 = sum_of_squares(x, kSuperBlock) / kSuperBlock;
+    float sw[16];
+    for (int j = 0; j < 16; ++j) {
+      sw[j] = importance_weights<16>(x + 16 * j, qw + 16 * j, sigma2, weights);
+      scales[j] = fit_scale_and_min<16, 3>(x + 16 * j, weights, L + 16 * j, &mins[j], -0.9f, 0.05f, 36);
+    }
+    uint8_t Ls[16], Lm[16];
+    put_half(d_bytes, fit_positive_scale<16, 15>(scales, Ls, sw));
+    put_half(dmin_bytes, fit_positive_scale<16, 15>(mins, Lm, sw));
+    for (int j = 0; j < 16; ++j) sc[j] = uint8_t(Ls[j] | (Lm[j] << 4));
   }
   for (int j = 0; j < 16; ++j) {  // the codes again, against the scales as stored
     const float d = from_half(d_bytes) * float(sc[j] & 0xF);
@@ -380,13 +499,14 @@ float fit_q3_scale(const float* x, int8_t* L) {
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-// Each of a super-block's sixteen 16-value sub-blocks fitted by `fit` (codes into L, scales into `scales`); returns
-// the scale of largest magnitude, with its sign (the first such), which the block's d is made from.
+// Each of a super-block's sixteen 16-value sub-blocks fitted by `fit(j)` (its codes into L, its scale returned, kept
+// in `scales`); returns the scale of largest magnitude, with its sign (the first such), which the block's d is made
+// from.
 template <typename Fit>
-float fit_sub_blocks(const float* x, int8_t* L, float* scales, Fit fit) {
+float fit_sub_blocks(float* scales, Fit fit) {
   float max_scale = 0, max_abs_scale = 0;
   for (int j = 0; j < 16; ++j) {
-    scales[j] = fit(x + 16 * j, L + 16 * j);
+    scales[j] = fit(j);
     if (std::fabs(scales[j]) > max_abs_scale) {
       max_abs_scale = std::fabs(scales[j]);
       max_scale = scales[j];
@@ -402,33 +522,25 @@ int q3_K_scale(const uint8_t* scales, int j) {
   return (low | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
 }
 
-// q3_K: sixteen sub-blocks of 16 with a signed scale each, stored as 6-bit multiples of the block's fp16 d;
-// codes -4..3, their high bit in a 32-byte mask (bit k of byte m for value 32 k + m).
-void quantize_q3_K_block(const float* x, uint8_t* block) {
-  int8_t L[kSuperBlock];
-  float scales[16];
-  const float max_scale = fit_sub_blocks(x, L, scales, fit_q3_scale<16, 4>);
-  uint8_t* hmask = block;
-  uint8_t* sc = block + 96;
-  uint8_t* d_bytes = block + 108;
-  std::memset(sc, 0, 12);
-  if (max_scale != 0.0f) {
-    const float iscale = -32.f / max_scale;
-    for (int j = 0; j < 16; ++j) {
-      const int l = clamp_int(int(int8_t(nearest_int(iscale * scales[j]))), -32, 31) + 32;
-      if (j < 8) {
-        sc[j] = uint8_t(l & 0xF);
-      } else {
-        sc[j - 8] |= uint8_t((l & 0xF) << 4);
-      }
-      sc[j % 4 + 8] |= uint8_t((l >> 4) << (2 * (j / 4)));
-    }
-    put_half(d_bytes, 1 / iscale);
+// Puts sub-block j's stored scale l (0..63, the signed scale + 32) into q3_K's 12 scale bytes (zeroed before).
+void put_q3_K_scale(uint8_t* sc, int j, int l) {
+  if (j < 8) {
+    sc[j] = uint8_t(l & 0xF);
   } else {
-    put_half(d_bytes, 0.f);
+    sc[j - 8] |= uint8_t((l & 0xF) << 4);
   }
-  for (int j = 0; j < 16; ++j) {  // the codes again, against the scales as stored
-    const float d = from_half(d_bytes) * float(q3_K_scale(sc, j));
+  sc[j % 4 + 8] |= uint8_t((l >> 4) << (2 * (j / 4)));
+}
+
+// q3_K's last pass, with the scales and d stored: the codes -4..3 again against them (L keeps the fit's code where
+// a sub-block's scale is 0), their high bit into the 32-byte mask (bit k of byte m for value 32 k + m), the low two
+// bits packed.
+void finish_q3_K_block(const float* x, int8_t* L, uint8_t* block) {
+  uint8_t* hmask = block;
+  const uint8_t* sc = block + 96;
+  const float d_block = from_half(block + 108);
+  for (int j = 0; j < 16; ++j) {
+    const float d = d_block * float(q3_K_scale(sc, j));
     if (d == 0.0f) continue;
     for (int i = 0; i < 16; ++i)
       L[16 * j + i] = int8_t(clamp_int(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
@@ -443,22 +555,42 @@ void quantize_q3_K_block(const float* x, uint8_t* block) {
   pack_2bit_codes(low, block + 32);
 }
 
-// ggml's make_qx_quants with rmse_type 1 (q6_K): symmetric codes -nmax..nmax-1 (stored + nmax) for n values
-// and the scale of least error weighted by x^2 among 19 trial scales, each refined by least squares.
-template <int n, int nmax>
-float fit_symmetric_scale(const float* x, int8_t* L) {
+// q3_K: sixteen sub-blocks of 16 with a signed scale each, stored as 6-bit multiples of the block's fp16 d.
+void quantize_q3_K_block(const float* x, uint8_t* block) {
+  int8_t L[kSuperBlock];
+  float scales[16];
+  const float max_scale = fit_sub_blocks(scales, [&](int j) { return fit_q3_scale<16, 4>(x + 16 * j, L + 16 * j); });
+  uint8_t* sc = block + 96;
+  std::memset(sc, 0, 12);
+  if (max_scale != 0.0f) {
+    const float iscale = -32.f / max_scale;
+    for (int j = 0; j < 16; ++j)
+      put_q3_K_scale(sc, j, clamp_int(int(int8_t(nearest_int(iscale * scales[j]))), -32, 31) + 32);
+    put_half(block + 108, 1 / iscale);
+  } else {
+    put_half(block + 108, 0.f);
+  }
+  finish_q3_K_block(x, L, block);
+}
+
+// ggml's make_qx_quants with rmse_type 1: symmetric codes -nmax..nmax-1 (stored + nmax) for n values and the
+// scale of least weighted squared error among 19 trial scales, each refined by least squares. The weights are x^2
+// (q6_K), or qw (with an importance matrix: q4_0, q5_0, q3_K, q6_K and q3_K's scales).
+template <int n, int nmax, bool weighted = false>
+float fit_symmetric_scale(const float* x, int8_t* L, const float* qw = nullptr) {
   const float max = signed_absmax(x, n);
   if (std::fabs(max) < 1e-15f) {  // ggml's GROUP_MAX_EPS: all zero
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.0f;
   }
   auto code = [](float iscale, float v) { return clamp_int(nearest_int(iscale * v), -nmax, nmax - 1); };
+  auto weight = [&](int i) { return weighted ? qw[i] : x[i] * x[i]; };
   float iscale = float(-nmax) / max;
   float sumlx = 0, suml2 = 0;
   for (int i = 0; i < n; ++i) {
     const int l = code(iscale, x[i]);
     L[i] = int8_t(l + nmax);
-    const float w = x[i] * x[i];
+    const float w = weight(i);
     sumlx += w * x[i] * float(l);
     suml2 += w * float(l) * float(l);
   }
@@ -472,7 +604,7 @@ float fit_symmetric_scale(const float* x, int8_t* L) {
 #pragma GCC unroll 1
     for (int i = 0; i < n; ++i) {
       const float l = float(code(iscale, x[i]));
-      const float w = x[i] * x[i];
+      const float w = weight(i);
       sumlx += w * x[i] * l;
       suml2 += w * l * l;
     }
@@ -485,10 +617,34 @@ float fit_symmetric_scale(const float* x, int8_t* L) {
   return scale;
 }
 
-void quantize_q6_K_block(const float* x, uint8_t* block) {
+// q3_K with importance weights qw: each sub-block fitted by make_qx_quants to least squared error weighted by
+// qw * sqrt(sigma2 + x^2), the 6-bit scales by make_qx_quants again, weighted by each sub-block's total weight.
+void quantize_q3_K_weighted(const float* x, uint8_t* block, const float* qw) {
+  int8_t L[kSuperBlock];
+  float scales[16], sw[16], weights[16];
+  const float sigma2 = 2 * sum_of_squares(x, kSuperBlock) / kSuperBlock;
+  for (int j = 0; j < 16; ++j) {
+    sw[j] = importance_weights<16>(x + 16 * j, qw + 16 * j, sigma2, weights);
+    scales[j] = fit_symmetric_scale<16, 4, true>(x + 16 * j, L + 16 * j, weights);
+  }
+  uint8_t* sc = block + 96;
+  std::memset(sc, 0, 12);
+  int8_t Ls[16];
+  const float d_block = fit_symmetric_scale<16, 32, true>(scales, Ls, sw);
+  for (int j = 0; j < 16; ++j) put_q3_K_scale(sc, j, Ls[j]);
+  put_half(block + 108, d_block);
+  finish_q3_K_block(x, L, block);
+}
+
+// q6_K: sixteen sub-blocks of 16 with an int8 scale each (a multiple of the block's fp16 d); codes -32..31. With
+// importance weights qw the sub-blocks are fitted to least squared error weighted by them instead of by x^2.
+template <bool weighted = false>
+void quantize_q6_K_block(const float* x, uint8_t* block, const float* qw = nullptr) {
   int8_t L[kSuperBlock];
   float scales[16];
-  const float max_scale = fit_sub_blocks(x, L, scales, fit_symmetric_scale<16, 32>);
+  const float max_scale = fit_sub_blocks(scales, [&](int j) {
+    return fit_symmetric_scale<16, 32, weighted>(x + 16 * j, L + 16 * j, weighted ? qw + 16 * j : nullptr);
+  });
   const float max_abs_scale = std::fabs(max_scale);
   uint8_t* ql = block;
   uint8_t* qh = block + 128;
@@ -515,6 +671,49 @@ void quantize_q6_K_block(const float* x, uint8_t* block) {
       qh[l] = uint8_t((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
     }
   }
+}
+
+// q4_0 / q5_0 with importance weights qw (32) and sigma2, the row's mean square: the codes and scale of least
+// squared error weighted by qw * sqrt(sigma2 + x^2) (make_qx_quants); d is not rounded before the codes.
+template <int bits>
+void quantize_symmetric_weighted(const float* x, uint8_t* block, const float* qw, float sigma2) {
+  constexpr int offset = 1 << (bits - 1);
+  float weights[32];
+  int8_t L[32];
+  importance_weights<32>(x, qw, sigma2, weights);
+  put_half(block, fit_symmetric_scale<32, offset, true>(x, L, weights));
+  uint8_t* qs = block + (bits == 5 ? 6 : 2);
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
+    if constexpr (bits == 5) {
+      qh |= uint32_t((L[j] >> 4) & 1) << j;
+      qh |= uint32_t((L[j + 16] >> 4) & 1) << (j + 16);
+    }
+  }
+  if constexpr (bits == 5) std::memcpy(block + 2, &qh, 4);
+}
+
+// q4_1 / q5_1 with importance weights: the scale and min of least squared error weighted as above
+// (make_qkx3_quants).
+template <int bits>
+void quantize_with_min_weighted(const float* x, uint8_t* block, const float* qw, float sigma2) {
+  constexpr int top = (1 << bits) - 1;
+  float weights[32], min;
+  uint8_t L[32];
+  importance_weights<32>(x, qw, sigma2, weights);
+  put_half(block, fit_scale_and_min<32, top>(x, weights, L, &min, -0.9f, 0.05f, 36));
+  put_half(block + 2, -min);
+  uint8_t* qs = block + (bits == 5 ? 8 : 4);
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
+    if constexpr (bits == 5) {
+      qh |= uint32_t((L[j] >> 4) & 1) << j;
+      qh |= uint32_t((L[j + 16] >> 4) & 1) << (j + 16);
+    }
+  }
+  if constexpr (bits == 5) std::memcpy(block + 4, &qh, 4);
 }
 
 // ---- dequantization (ggml's dequantize_row_*) ---------------------------------------------------------------
@@ -623,18 +822,26 @@ void dequantize_block(GgmlType type, const uint8_t* b, float* y) {
   }
 }
 
-void quantize_block(GgmlType type, const float* x, uint8_t* block) {
+// One block of `type` at x. With importance weights (qw: the block's own, not null), as llama-quantize quantizes with
+// an importance matrix; sigma2 is then the row's mean square (x^2 summed over the row / its length: q4_0 ... q5_1).
+void quantize_block(GgmlType type, const float* x, uint8_t* block, const float* qw, float sigma2) {
+  const bool weighted = qw != nullptr;
   switch (type) {
-    case GgmlType::q4_0: return quantize_symmetric<4>(x, block);
-    case GgmlType::q5_0: return quantize_symmetric<5>(x, block);
-    case GgmlType::q4_1: return quantize_with_min<4>(x, block);
-    case GgmlType::q5_1: return quantize_with_min<5>(x, block);
-    case GgmlType::q8_0: return quantize_q8_0_block(x, block);
-    case GgmlType::q2_K: return quantize_q2_K_block(x, block);
-    case GgmlType::q3_K: return quantize_q3_K_block(x, block);
-    case GgmlType::q4_K: return quantize_q4_K_block(x, block);
-    case GgmlType::q5_K: return quantize_q5_K_block(x, block);
-    case GgmlType::q6_K: return quantize_q6_K_block(x, block);
+    case GgmlType::q4_0:
+      return weighted ? quantize_symmetric_weighted<4>(x, block, qw, sigma2) : quantize_symmetric<4>(x, block);
+    case GgmlType::q5_0:
+      return weighted ? quantize_symmetric_weighted<5>(x, block, qw, sigma2) : quantize_symmetric<5>(x, block);
+    case GgmlType::q4_1:
+      return weighted ? quantize_with_min_weighted<4>(x, block, qw, sigma2) : quantize_with_min<4>(x, block);
+    case GgmlType::q5_1:
+      return weighted ? quantize_with_min_weighted<5>(x, block, qw, sigma2) : quantize_with_min<5>(x, block);
+    case GgmlType::q8_0: return quantize_q8_0_block(x, block);  // ggml's quantize_q8_0 ignores the weights
+    case GgmlType::q2_K: return quantize_q2_K_block(x, block, qw);
+    case GgmlType::q3_K: return weighted ? quantize_q3_K_weighted(x, block, qw) : quantize_q3_K_block(x, block);
+    case GgmlType::q4_K: return quantize_q4_K_block(x, block, qw);
+    case GgmlType::q5_K: return quantize_q5_K_block(x, block, qw);
+    case GgmlType::q6_K:
+      return weighted ? quantize_q6_K_block<true>(x, block, qw) : quantize_q6_K_block(x, block);
     default:
       throw Error(std::string("ggml type ") + ggml_type_info(type).name + " is not a block quantization (a bug)");
   }
@@ -677,21 +884,39 @@ uint64_t ggml_bytes(GgmlType type, int64_t values) {
   return uint64_t(values / info.block_values) * uint64_t(info.block_bytes);
 }
 
-at::Tensor ggml_quantize(const at::Tensor& x, GgmlType type) {
+at::Tensor ggml_quantize(const at::Tensor& x, GgmlType type, const at::Tensor& importance) {
   if (is_float_type(type)) return x.to(float_dtype(type)).contiguous().view(at::kByte).reshape({-1});
   const GgmlTypeInfo& info = ggml_type_info(type);
-  if (x.numel() % info.block_values != 0 || (x.dim() > 0 && x.size(-1) % info.block_values != 0))
+  const int64_t row = x.dim() > 0 ? x.size(-1) : 1;
+  if (x.numel() % info.block_values != 0 || row % info.block_values != 0)
     throw Error(std::string(info.name) + " needs rows whose length is a multiple of " +
                 std::to_string(info.block_values));
   const at::Tensor values = x.to(at::kFloat).contiguous();
-  const int64_t blocks = values.numel() / info.block_values;
+  at::Tensor weights;
+  if (importance.defined()) {
+    if (importance.numel() != row)
+      throw Error("an importance matrix of " + std::to_string(importance.numel()) + " values for rows of " +
+                  std::to_string(row));
+    weights = importance.to(at::kFloat).contiguous().reshape({-1});
+  }
+  const int64_t blocks = values.numel() / info.block_values, blocks_per_row = row / info.block_values;
   at::Tensor out = at::empty({blocks * info.block_bytes}, at::kByte);
   const float* in = values.data_ptr<float>();
+  const float* qw = weights.defined() ? weights.data_ptr<float>() : nullptr;
   uint8_t* bytes = out.data_ptr<uint8_t>();
   // A K-quant block takes some microseconds (its trial scales): an 8B model's blocks want every core.
   at::parallel_for(0, blocks, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b)
-      quantize_block(type, in + b * info.block_values, bytes + b * info.block_bytes);
+    int64_t sigma_row = -1;
+    float sigma2 = 0;
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t r = b / blocks_per_row, column = (b % blocks_per_row) * info.block_values;
+      if (qw != nullptr && info.block_values == 32 && r != sigma_row) {  // the 32-value types weigh by the row's
+        sigma2 = sum_of_squares(in + r * row, row) / float(row);
+        sigma_row = r;
+      }
+      quantize_block(type, in + b * info.block_values, bytes + b * info.block_bytes,
+                     qw != nullptr ? qw + column : nullptr, sigma2);
+    }
   });
   return out;
 }

@@ -1,6 +1,6 @@
 // The GGUF block quantizers (src/ggml_quants.cpp) against llama.cpp's own: tests/data/ggml_quants/ holds the bytes
-// that ggml's quantize_row_*_ref wrote for 43 rows of 512 values, each row a hard case (its SOURCES.md says how
-// they were made). Ours must be those bytes exactly; our dequantization must give gguf-py's values for them
+// that ggml's quantize_row_*_ref wrote for 43 rows of 512 values, each row a hard case, and those its
+// importance-matrix path wrote for them with 43 rows of importance weights (its SOURCES.md says how they were made). Ours must be those bytes exactly; our dequantization must give gguf-py's values for them
 // (tests/reference/ggml_quants.py), also exactly: both compute each value with the same float32 operations.
 #include <gtest/gtest.h>
 
@@ -48,17 +48,31 @@ Fixture load_fixture() {
   return fixture;
 }
 
-TEST(GgmlQuants, EachTypeGivesGgmlsOwnBytes) {
-  const Fixture fixture = load_fixture();
+// Each type's bytes for the fixture's rows against ggml's in `file_key`'s file; with an importance matrix, row r
+// quantized with row r of importance.f32 (one of eight kinds: meta.json importance_kinds).
+void expect_ggmls_bytes(const Fixture& fixture, const std::string& file_key, bool with_importance) {
   ASSERT_EQ(fixture.meta.at("types").size(), 10u);
+  at::Tensor importance;
+  if (with_importance)
+    importance = bytes_tensor(read_file(kData + fixture.meta.at("importance").get<std::string>()))
+                     .view(at::kFloat)
+                     .reshape({fixture.rows, fixture.cols});
   for (const auto& entry : fixture.meta.at("types")) {
     const std::string name = entry.at("name");
     SCOPED_TRACE(name);
     const GgmlType type = type_named(name);
     const int64_t block_bytes = entry.at("bytes_per_block"), blocks_per_row = entry.at("blocks_per_row");
     ASSERT_EQ(block_bytes, ggml_type_info(type).block_bytes);
-    const std::string expected = read_file(kData + entry.at("file").get<std::string>());
-    const at::Tensor ours = ggml_quantize(fixture.input, type);
+    const std::string expected = read_file(kData + entry.at(file_key).get<std::string>());
+    at::Tensor ours;
+    if (with_importance) {
+      std::vector<at::Tensor> rows;
+      for (int64_t r = 0; r < fixture.rows; ++r)
+        rows.push_back(ggml_quantize(fixture.input[r].unsqueeze(0), type, importance[r]));
+      ours = at::cat(rows);
+    } else {
+      ours = ggml_quantize(fixture.input, type);
+    }
     ASSERT_EQ(uint64_t(ours.numel()), expected.size());
     const auto* got = ours.data_ptr<uint8_t>();
     int mismatched = 0;
@@ -68,10 +82,22 @@ TEST(GgmlQuants, EachTypeGivesGgmlsOwnBytes) {
       const int64_t row = block / blocks_per_row;
       if (++mismatched <= 3)
         ADD_FAILURE() << "row " << row << " (" << fixture.meta.at("row_kinds").at(row).get<std::string>()
+                      << (with_importance ? "; importance " + fixture.meta.at("importance_kinds").at(row).get<std::string>() : "")
                       << "), block " << block % blocks_per_row << " differs from ggml's";
     }
     EXPECT_EQ(mismatched, 0);
   }
+}
+
+TEST(GgmlQuants, EachTypeGivesGgmlsOwnBytes) { expect_ggmls_bytes(load_fixture(), "file", false); }
+
+// llama-quantize --imatrix: ggml's quantize_<type> with importance weights (quantize_row_<type>_impl).
+TEST(GgmlQuants, WithAnImportanceMatrixEachTypeGivesGgmlsOwnBytes) {
+  expect_ggmls_bytes(load_fixture(), "imatrix_file", true);
+}
+
+TEST(GgmlQuants, AnImportanceMatrixOfAnotherLengthIsRefused) {
+  EXPECT_THROW(ggml_quantize(at::randn({2, 512}), GgmlType::q4_K, at::ones({256})), Error);
 }
 
 TEST(GgmlQuants, DequantizationGivesGgufPysValues) {

@@ -41,9 +41,11 @@ const GgmlTypeInfo& ggml_type_info(GgmlType type);
 uint64_t ggml_bytes(GgmlType type, int64_t values);
 
 // x (any float dtype) whose last dimension is a multiple of the type's block -> its bytes (uint8, 1-D), each
-// row quantized as llama.cpp's reference quantizer does (the float types: rounded to nearest even). Throws
-// Error for rows that are not whole blocks.
-at::Tensor ggml_quantize(const at::Tensor& x, GgmlType type);
+// row quantized as llama.cpp's reference quantizer does (the float types: rounded to nearest even). With
+// `importance` (one value a column: an importance matrix's entry for this weight, the mean square of its input
+// activations), as llama-quantize quantizes with it (ggml's quantize_row_*_impl; q8_0 and the float types
+// ignore it). Throws Error for rows that are not whole blocks or an importance of another length.
+at::Tensor ggml_quantize(const at::Tensor& x, GgmlType type, const at::Tensor& importance = {});
 
 // The inverse: bytes -> float32 of `shape`, as ggml's dequantize_row_* computes them.
 at::Tensor ggml_dequantize(const at::Tensor& bytes, GgmlType type, at::IntArrayRef shape);

@@ -106,6 +106,28 @@ def main(argv):
             print(f"        (bit-identical to ggml's dequantize_row_{name}: "
                   f"{'yes' if not any(f.startswith(name + ': gguf-py deq') for f in failures) else 'NO'})")
 
+    if "importance" in meta:
+        print("\n3. with the importance matrix (quantize_<type>(..., importance row)): the error weighted by the")
+        print("   importance, sum(qw * (deq - x)^2) / sum(qw * x^2), median over the regular rows with and without it")
+        qw = np.fromfile(d / meta["importance"], dtype="<f4").reshape(rows, cols).astype(np.float64)
+        for t in meta["types"]:
+            name = t["name"]
+            errors = []
+            for key in ("file", "imatrix_file"):
+                raw = np.fromfile(d / t[key], dtype=np.uint8).reshape(rows, t["bytes_per_row"])
+                y = quants.dequantize(raw, qtype(name)).astype(np.float64)
+                if not np.isfinite(y).all():
+                    failures.append(f"{t[key]}: dequantization is not finite")
+                num = (qw * (y - x) ** 2).sum(axis=1)
+                den = (qw * x.astype(np.float64) ** 2).sum(axis=1)
+                ok = ~underflow & (den > 0)
+                errors.append(np.median(num[ok] / den[ok]))
+            plain, weighted = errors
+            # q8_0 ignores the weights; for the others the weighted fit must not be worse on the weighted error
+            if name != "q8_0" and weighted > plain:
+                failures.append(f"{name}: the importance matrix raised the weighted error ({plain:.4g} -> {weighted:.4g})")
+            print(f"  {name:5} {plain:10.4g} -> {weighted:10.4g}  ({weighted / plain:.3f}x)")
+
     print()
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures))

@@ -4,6 +4,8 @@
 """Input generator and meta.json writer for the ggml quantizer fixture (see make.sh, README.md).
 
   gen.py input OUT_DIR            writes OUT_DIR/input.f32 (ROWS x COLS little-endian float32, row-major)
+  gen.py importance OUT_DIR       writes OUT_DIR/importance.f32 (ROWS x COLS float32: row r is the importance
+                                  matrix entry, one weight a column, that row r of input.f32 is quantized with)
   gen.py meta OUT_DIR KEY=VALUE.. writes OUT_DIR/meta.json (row kinds, types, sizes, sha256 of every file)
 
 The input is deterministic (numpy Generator(PCG64) with a fixed seed, one child stream per row). Each row
@@ -175,6 +177,52 @@ ROW_KINDS = [
 assert len(ROW_KINDS) == ROWS, len(ROW_KINDS)
 
 
+def lognormal(rng, sigma):
+    return rng.lognormal(0.0, sigma, COLS)
+
+
+def outlier_columns(rng):
+    v = lognormal(rng, 3.0)
+    v[rng.choice(COLS, COLS // 100, replace=False)] *= 1e4
+    return v
+
+
+def with_zeros(rng):
+    v = rng.uniform(0, 1, COLS)
+    v[rng.random(COLS) < 0.25] = 0.0
+    return v
+
+
+def zero_blocks(rng):
+    v = lognormal(rng, 1.5)
+    v[64:96] = 0.0    # a whole 32-block (q4_0 ... q5_1; a q4_K / q5_K sub-block)
+    v[288:304] = 0.0  # a 16-value sub-block of q2_K / q3_K / q6_K
+    return v
+
+
+# Importance matrices hold the mean square of each column's input activations: positive, spread over orders of
+# magnitude, a few outlier features far above the rest, zeros where a column never fired. Row r of input.f32 is
+# quantized with kind r % 8 (its own stream, so input.f32 stays as it was).
+IMPORTANCE_KINDS = [
+    ("lognormal(0, 1.5)", lambda r: lognormal(r, 1.5)),
+    ("lognormal(0, 3) with 1% of columns x1e4", outlier_columns),
+    ("all ones", lambda r: np.ones(COLS)),
+    ("U(0,1) with 25% exact zeros", with_zeros),
+    ("lognormal(0, 1.5) with a zero 32-block and a zero 16-block", zero_blocks),
+    ("lognormal(0, 1.5) x 1e-12", lambda r: lognormal(r, 1.5) * 1e-12),
+    ("lognormal(0, 1.5) x 1e6", lambda r: lognormal(r, 1.5) * 1e6),
+    ("one lognormal(0, 2) value per 16 columns", lambda r: np.repeat(r.lognormal(0.0, 2.0, COLS // 16), 16)),
+]
+
+
+def make_importance():
+    streams = np.random.default_rng(SEED + 1).spawn(ROWS)
+    q = np.stack([np.asarray(IMPORTANCE_KINDS[i % len(IMPORTANCE_KINDS)][1](rng), dtype=np.float64)
+                  for i, rng in enumerate(streams)]).astype(np.float32)
+    assert q.shape == (ROWS, COLS) and np.isfinite(q).all() and (q >= 0).all()
+    return q
+
+
 def make_input():
     streams = np.random.default_rng(SEED).spawn(ROWS)
     x = np.stack([np.asarray(fn(rng), dtype=np.float64) for (_, fn), rng in zip(ROW_KINDS, streams)])
@@ -188,12 +236,13 @@ def sha256(path):
 
 
 def main(argv):
-    if len(argv) < 2 or argv[0] not in ("input", "meta"):
+    if len(argv) < 2 or argv[0] not in ("input", "importance", "meta"):
         sys.exit(__doc__)
     out = Path(argv[1])
-    if argv[0] == "input":
+    if argv[0] in ("input", "importance"):
         out.mkdir(parents=True, exist_ok=True)
-        make_input().astype("<f4").tofile(out / "input.f32")
+        values = make_input() if argv[0] == "input" else make_importance()
+        values.astype("<f4").tofile(out / f"{argv[0]}.f32")
         return
     extra = dict(kv.split("=", 1) for kv in argv[2:])
     meta = {
@@ -205,6 +254,8 @@ def main(argv):
         "seed": SEED,
         "numpy_version": np.__version__,
         "row_kinds": [name for name, _ in ROW_KINDS],
+        "importance": "importance.f32",
+        "importance_kinds": [IMPORTANCE_KINDS[r % len(IMPORTANCE_KINDS)][0] for r in range(ROWS)],
         "types": [
             {
                 "name": name,
@@ -214,6 +265,8 @@ def main(argv):
                 "blocks_per_row": COLS // bs,
                 "bytes_per_row": COLS // bs * bpb,
                 "function": f"quantize_row_{name}_ref",
+                "imatrix_file": f"{name}.imatrix.bin",
+                "imatrix_function": f"quantize_{name}(row, out, 1, cols, importance row)",
             }
             for name, bs, bpb in TYPES
         ],
@@ -223,6 +276,8 @@ def main(argv):
     for t in meta["types"]:
         size = (out / t["file"]).stat().st_size
         assert size == ROWS * t["bytes_per_row"], (t["file"], size)
+        size = (out / t["imatrix_file"]).stat().st_size
+        assert size == ROWS * t["bytes_per_row"], (t["imatrix_file"], size)
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -2,10 +2,10 @@
 // Copyright (c) 2026 The autotrain authors
 //
 // The four symbols ggml-quants.c references from the rest of ggml (ggml.c), so that the oracle can
-// link ggml-quants.c alone. None of them is reached from the quantize_row_*_ref / dequantize_row_*
-// functions the oracle calls: ggml_abort only on a failed GGML_ASSERT, the other three only from
-// quantize_chunk-style helpers (quantize_q*_K with importance weights, ggml_validate_row_data).
-// They therefore abort instead of answering.
+// link ggml-quants.c alone. ggml_row_size answers for the ten types the oracle quantizes (quantize_<type>, the
+// importance-matrix path, asks it for the row stride), as ggml.c does: bytes per block times blocks per row.
+// The others are not reached from the functions the oracle calls (ggml_abort only on a failed GGML_ASSERT,
+// the rest from ggml_validate_row_data) and abort instead of answering.
 
 #include "ggml.h"
 
@@ -36,9 +36,22 @@ size_t ggml_type_size(enum ggml_type type) {
 }
 
 size_t ggml_row_size(enum ggml_type type, int64_t ne) {
-    (void) type; (void) ne;
-    unexpected("ggml_row_size");
-    return 0;
+    size_t block = 0, bytes = 0;
+    switch (type) {
+        case GGML_TYPE_Q4_0: block = 32;  bytes = 18;  break;
+        case GGML_TYPE_Q4_1: block = 32;  bytes = 20;  break;
+        case GGML_TYPE_Q5_0: block = 32;  bytes = 22;  break;
+        case GGML_TYPE_Q5_1: block = 32;  bytes = 24;  break;
+        case GGML_TYPE_Q8_0: block = 32;  bytes = 34;  break;
+        case GGML_TYPE_Q2_K: block = 256; bytes = 84;  break;
+        case GGML_TYPE_Q3_K: block = 256; bytes = 110; break;
+        case GGML_TYPE_Q4_K: block = 256; bytes = 144; break;
+        case GGML_TYPE_Q5_K: block = 256; bytes = 176; break;
+        case GGML_TYPE_Q6_K: block = 256; bytes = 210; break;
+        default: unexpected("ggml_row_size (another type)");
+    }
+    if (ne % (int64_t) block != 0) unexpected("ggml_row_size (a partial block)");
+    return bytes * (size_t) (ne / (int64_t) block);
 }
 
 const char * ggml_type_name(enum ggml_type type) {

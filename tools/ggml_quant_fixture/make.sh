@@ -9,7 +9,8 @@
 # GGML_SRC_DIR: a ggml source tree (github.com/ggml-org/ggml, or llama.cpp's ggml/ folder) holding
 #   src/ggml-quants.c and include/ggml.h. Its commit goes into meta.json: set GGML_COMMIT, or it is read
 #   with git when GGML_SRC_DIR is a git checkout.
-# OUT_DIR: gets input.f32, q4_0.bin ... q6_K.bin and meta.json.
+# OUT_DIR: gets input.f32, importance.f32, q4_0.bin ... q6_K.bin, q4_0.imatrix.bin ... q6_K.imatrix.bin and
+#   meta.json.
 #
 # The oracle is built with gcc into a temporary folder under /tmp, from our oracle.c + ggml_stubs.c and
 # ggml's own src/ggml-quants.c, with -O2 -ffp-contract=off and no -march (so no FMA contraction and no
@@ -49,16 +50,17 @@ INC=(-I"$GGML/include" -I"$GGML/src")
 "$CC" "$BUILD/oracle.o" "$BUILD/ggml_stubs.o" "$BUILD/ggml-quants.o" -lm -o "$BUILD/oracle"
 
 mkdir -p "$OUT"
-rm -f "$OUT"/input.f32 "$OUT"/*.bin "$OUT"/meta.json
+rm -f "$OUT"/input.f32 "$OUT"/importance.f32 "$OUT"/*.bin "$OUT"/meta.json
 "$PYTHON" "$HERE/gen.py" input "$OUT"
+"$PYTHON" "$HERE/gen.py" importance "$OUT"
 read -r ROWS COLS < <("$PYTHON" -c "import sys; sys.path.insert(0, '$HERE'); import gen; print(gen.ROWS, gen.COLS)")
-"$BUILD/oracle" "$OUT/input.f32" "$ROWS" "$COLS" "$OUT"
+"$BUILD/oracle" "$OUT/input.f32" "$ROWS" "$COLS" "$OUT" --imatrix "$OUT/importance.f32"
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 "$PYTHON" "$HERE/gen.py" meta "$OUT" \
     "ggml_repository=https://github.com/ggml-org/ggml" \
     "ggml_commit=$GGML_COMMIT" \
-    "ggml_source=src/ggml-quants.c (quantize_row_<type>_ref), fp16 via ggml_compute_fp32_to_fp16 in src/ggml-impl.h" \
+    "ggml_source=src/ggml-quants.c (quantize_row_<type>_ref; quantize_<type> with importance weights), fp16 via ggml_compute_fp32_to_fp16 in src/ggml-impl.h" \
     "ggml_quants_c_sha256=$(sha "$GGML/src/ggml-quants.c")" \
     "ggml_impl_h_sha256=$(sha "$GGML/src/ggml-impl.h")" \
     "ggml_common_h_sha256=$(sha "$GGML/src/ggml-common.h")" \

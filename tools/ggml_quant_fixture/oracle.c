@@ -6,12 +6,15 @@
 // generation time (tools/ggml_quant_fixture/make.sh), against a ggml checkout given there; no ggml
 // code lives in this repository. The output is the test oracle in tests/data/ggml_quants/.
 //
-//   oracle INPUT.f32 ROWS COLS OUTDIR [--dequant]
+//   oracle INPUT.f32 ROWS COLS OUTDIR [--dequant] [--imatrix IMPORTANCE.f32]
 //
 // INPUT.f32 holds ROWS*COLS little-endian float32 values, row-major. For each type T in
 // q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K it writes OUTDIR/T.bin: the rows quantized one at a time
 // (quantize_row_T_ref(row, out, COLS)), concatenated, i.e. ROWS * (COLS/block) * bytes_per_block bytes.
 // With --dequant it also writes OUTDIR/T.deq.f32: ggml's dequantize_row_T of those bytes.
+// With --imatrix it also writes OUTDIR/T.imatrix.bin: each row quantized by quantize_T(row, out, 1, COLS, qw)
+// with qw the same row of IMPORTANCE.f32 (ROWS*COLS float32): ggml's importance-matrix path
+// (quantize_row_T_impl; q8_0 ignores the weights), what llama-quantize --imatrix runs.
 // It prints one line per type: bytes written and the largest per-row relative RMSE of ggml's own
 // dequantization (a sanity check only).
 //
@@ -29,6 +32,8 @@
 
 typedef void (*quantize_fn)(const float * x, void * y, int64_t k);
 typedef void (*dequantize_fn)(const void * x, float * y, int64_t k);
+typedef size_t (*quantize_weighted_fn)(const float * src, void * dst, int64_t nrow, int64_t n_per_row,
+                                       const float * quant_weights);
 
 struct qtype {
     const char *  name;
@@ -37,6 +42,7 @@ struct qtype {
     size_t        expected_bytes;  // the size the GGUF format fixes; checked against sizeof
     quantize_fn   quantize;
     dequantize_fn dequantize;
+    quantize_weighted_fn quantize_weighted;
 };
 
 // Wrappers with one signature, so the table below needs no function-pointer casts.
@@ -49,7 +55,7 @@ struct qtype {
     }
 WRAP(q4_0) WRAP(q4_1) WRAP(q5_0) WRAP(q5_1) WRAP(q8_0) WRAP(q2_K) WRAP(q3_K) WRAP(q4_K) WRAP(q5_K) WRAP(q6_K)
 
-#define QT(name, qk, expect) { #name, (qk), sizeof(block_##name), (expect), q_##name, dq_##name }
+#define QT(name, qk, expect) { #name, (qk), sizeof(block_##name), (expect), q_##name, dq_##name, quantize_##name }
 
 static const struct qtype QTYPES[] = {
     QT(q4_0, QK4_0,  18),
@@ -71,6 +77,20 @@ static void die(const char * fmt, const char * arg) {
     exit(1);
 }
 
+static float * read_floats(const char * path, size_t n) {
+    float * x = malloc(n * sizeof(float));
+    if (!x) die("%s", "out of memory");
+    FILE * f = fopen(path, "rb");
+    if (!f) die("cannot open %s", path);
+    if (fread(x, sizeof(float), n, f) != n) die("%s is shorter than ROWS*COLS float32 values", path);
+    if (fgetc(f) != EOF) die("%s is longer than ROWS*COLS float32 values", path);
+    fclose(f);
+    for (size_t i = 0; i < n; ++i) {
+        if (!isfinite(x[i])) die("%s holds a non-finite value", path);
+    }
+    return x;
+}
+
 static long parse_positive(const char * s) {
     char * end = NULL;
     errno = 0;
@@ -88,8 +108,20 @@ static void write_file(const char * dir, const char * name, const char * suffix,
 }
 
 int main(int argc, char ** argv) {
-    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "--dequant") == 0)) {
-        fprintf(stderr, "usage: %s INPUT.f32 ROWS COLS OUTDIR [--dequant]\n", argv[0]);
+    const char * importance_path = NULL;
+    int dequant = 0;
+    int bad_args = argc < 5;
+    for (int i = 5; i < argc && !bad_args; ++i) {
+        if (strcmp(argv[i], "--dequant") == 0) {
+            dequant = 1;
+        } else if (strcmp(argv[i], "--imatrix") == 0 && i + 1 < argc) {
+            importance_path = argv[++i];
+        } else {
+            bad_args = 1;
+        }
+    }
+    if (bad_args) {
+        fprintf(stderr, "usage: %s INPUT.f32 ROWS COLS OUTDIR [--dequant] [--imatrix IMPORTANCE.f32]\n", argv[0]);
         return 2;
     }
     const uint32_t probe = 1;
@@ -99,19 +131,10 @@ int main(int argc, char ** argv) {
     const long   rows   = parse_positive(argv[2]);
     const long   cols   = parse_positive(argv[3]);
     const char * outdir = argv[4];
-    const int    dequant = argc == 6;
 
     const size_t n = (size_t) rows * (size_t) cols;
-    float * x = malloc(n * sizeof(float));
-    if (!x) die("%s", "out of memory");
-    FILE * f = fopen(input, "rb");
-    if (!f) die("cannot open %s", input);
-    if (fread(x, sizeof(float), n, f) != n) die("%s is shorter than ROWS*COLS float32 values", input);
-    if (fgetc(f) != EOF) die("%s is longer than ROWS*COLS float32 values", input);
-    fclose(f);
-    for (size_t i = 0; i < n; ++i) {
-        if (!isfinite(x[i])) die("%s holds a non-finite value", input);
-    }
+    float * x = read_floats(input, n);
+    float * importance = importance_path ? read_floats(importance_path, n) : NULL;
 
     float * y = malloc((size_t) cols * sizeof(float));
     float * deq = dequant ? malloc(n * sizeof(float)) : NULL;
@@ -148,6 +171,15 @@ int main(int argc, char ** argv) {
         }
 
         write_file(outdir, q->name, ".bin", out, (size_t) rows * row_bytes);
+        if (importance) {
+            memset(out, 0, (size_t) rows * row_bytes);
+            for (long r = 0; r < rows; ++r) {
+                const size_t written = q->quantize_weighted(x + (size_t) r * cols, out + (size_t) r * row_bytes, 1, cols,
+                                                            importance + (size_t) r * cols);
+                if (written != row_bytes) die("quantize_%s wrote an unexpected size", q->name);
+            }
+            write_file(outdir, q->name, ".imatrix.bin", out, (size_t) rows * row_bytes);
+        }
         if (dequant) write_file(outdir, q->name, ".deq.f32", deq, n * sizeof(float));
         printf("%-5s block %3d  %3zu bytes/block  %7zu bytes  worst row rel. RMSE (ggml dequant) %.6g (row %ld)\n",
                q->name, q->block_size, q->bytes_per_block, (size_t) rows * row_bytes, worst_rel_rmse, worst_row);
@@ -156,6 +188,7 @@ int main(int argc, char ** argv) {
 
     free(deq);
     free(y);
+    free(importance);
     free(x);
     return 0;
 }

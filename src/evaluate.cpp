@@ -49,7 +49,7 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
     log::info("the base's weights as GGUF " + result.gguf_type + " stores them (export-gguf's types; quantization " +
               "none)");
     model_options.quantization = BaseQuantization::none;
-    model_options.weight_transform = gguf_round_trip(params.model, *options.gguf_type);
+    model_options.weight_transform = gguf_round_trip(params.model, *options.gguf_type, options.imatrix_file);
   }
   if (adapter) {
     model_options.lora_target_modules = adapter->target_modules;

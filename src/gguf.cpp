@@ -18,6 +18,7 @@
 #include "autotrain/chat_template.h"
 #include "autotrain/error.h"
 #include "autotrain/fileio.h"
+#include "autotrain/imatrix.h"
 #include "autotrain/logging.h"
 #include "autotrain/merge.h"
 #include "autotrain/model_config.h"
@@ -396,6 +397,7 @@ struct GgufTensor {
   std::vector<int64_t> shape;  // torch order (outermost first)
   GgmlType type = GgmlType::f32;
   uint64_t bytes = 0, offset = 0;
+  const std::vector<float>* importance = nullptr;  // its importance-matrix entry, one value a column, if any
 };
 
 uint64_t padded(uint64_t size) { return (size + kAlignment - 1) / kAlignment * kAlignment; }
@@ -469,7 +471,11 @@ GgufSummary write_gguf(const std::string& out_file, const std::string& architect
   for (const GgufTensor& tensor : tensors) {
     at::Tensor data = values(tensor).to(at::kFloat);
     if (tensor.permute_heads) data = permute_for_llama_rope(data, *tensor.permute_heads);
-    const at::Tensor bytes = ggml_quantize(data, tensor.type);
+    at::Tensor importance;
+    if (tensor.importance)
+      importance = at::from_blob(const_cast<float*>(tensor.importance->data()), {int64_t(tensor.importance->size())},
+                                 at::kFloat);
+    const at::Tensor bytes = ggml_quantize(data, tensor.type, importance);
     if (uint64_t(bytes.numel()) != tensor.bytes) throw Error(tensor.name + ": unexpected byte count (a bug)");
     out.write(bytes.data_ptr(), tensor.bytes);
     out.write(zeros.data(), padded(tensor.bytes) - tensor.bytes);
@@ -606,13 +612,19 @@ std::vector<GgufTensor> model_tensors(const ModelConfig& config, const GgufArchi
                        seed);
 }
 
-// llama-quantize's overrides need one of its presets, as it takes them.
+// llama-quantize's overrides and importance matrix need one of its presets, as it takes them; q2_K_S needs the matrix.
 void check_overrides(const GgufOptions& options) {
   const bool overrides = options.output_type || options.token_embedding_type || options.pure;
   if (overrides && !is_llama_quantize_preset(options.type))
     throw config_error("--output-tensor-type, --token-embedding-type and --pure go with a llama-quantize preset "
                        "(q4_0 ... q6_K), as llama-quantize takes them; --type " + gguf_type_name(options.type) +
                        " is the converter's");
+  if (!options.imatrix_file.empty() && !is_llama_quantize_preset(options.type))
+    throw config_error("--imatrix goes with a llama-quantize preset (q4_0 ... q6_K), as llama-quantize takes it; "
+                       "--type " + gguf_type_name(options.type) + " is the converter's, which has no use for one");
+  if (options.type == GgufType::q2_K_S && options.imatrix_file.empty())
+    throw config_error("--type q2_K_S needs an importance matrix (--imatrix FILE, from llama-imatrix or autotrain "
+                       "imatrix), as llama-quantize does: without one its 2-bit weights are garbage");
 }
 
 // The type and llama-quantize's overrides of `options`, the rest of the mixture for model_tensors to fill in.
@@ -623,7 +635,44 @@ GgufMixture mixture_seed(const GgufOptions& options) {
   seed.output_type = options.output_type;
   seed.token_embedding_type = options.token_embedding_type;
   seed.pure = options.pure;
+  seed.has_imatrix = !options.imatrix_file.empty();
   return seed;
+}
+
+// Gives each weight that is quantized to a block type its entry of the importance matrix, as llama-quantize looks
+// them up: by GGUF name; an entry of another length is an error (token_embd's is ignored, as llama-quantize does:
+// llama-imatrix never sees it multiplied); a weight without one is quantized without (q2_K_S's q2_K weights, which
+// need one, are an error).
+void attach_importance(std::vector<GgufTensor>& tensors, const ImportanceMatrix& imatrix, GgufType preset) {
+  int64_t without = 0;
+  for (GgufTensor& tensor : tensors) {
+    if (tensor.shape.size() < 2 || ggml_type_info(tensor.type).block_values == 1) continue;  // not quantized
+    const auto found = imatrix.values.find(tensor.name);
+    const int64_t columns = tensor.shape.back();
+    if (found != imatrix.values.end() && int64_t(found->second.size()) == columns) {
+      tensor.importance = &found->second;
+      continue;
+    }
+    if (found != imatrix.values.end() && tensor.name != "token_embd.weight")
+      throw Error(imatrix.path + ": the importance of " + tensor.name + " has " + std::to_string(found->second.size()) +
+                  " values, the weight " + std::to_string(columns) + " columns: was it computed for another model?");
+    const bool needed = preset == GgufType::q2_K_S && tensor.type == GgmlType::q2_K &&
+                        tensor.name != "token_embd.weight" && tensor.name != "output.weight";
+    if (needed)
+      throw Error(imatrix.path + ": no importance for " + tensor.name + ", which q2_K_S quantizes to q2_K and needs "
+                  "one for (llama-quantize refuses it too); compute the matrix on text that runs every layer");
+    ++without;
+    log::info("no importance for " + tensor.name + " in " + imatrix.path + ": quantized without one");
+  }
+  if (without > 0) log::warn(std::to_string(without) + " quantized weights have no importance in " + imatrix.path);
+}
+
+// llama-quantize's record of the matrix (its --override-kv entries, after the rest): strings cut at 127 bytes.
+void add_imatrix_metadata(GgufMetadata& metadata, const std::string& file, const ImportanceMatrix& imatrix) {
+  metadata.string("quantize.imatrix.file", file.substr(0, 127));
+  if (!imatrix.datasets.empty()) metadata.string("quantize.imatrix.dataset", imatrix.datasets.front().substr(0, 127));
+  metadata.u32("quantize.imatrix.entries_count", imatrix.values.size());
+  if (imatrix.chunk_count > 0) metadata.u32("quantize.imatrix.chunks_count", uint64_t(imatrix.chunk_count));
 }
 
 }  // namespace
@@ -641,20 +690,39 @@ std::map<std::string, GgmlType> gguf_weight_types(const std::string& model_dir, 
 }
 
 std::function<at::Tensor(const std::string&, const at::Tensor&)> gguf_round_trip(const std::string& model_dir,
-                                                                                  GgufType type) {
+                                                                                  GgufType type,
+                                                                                  const std::string& imatrix_file) {
   const ModelConfig config = load_model_config(model_dir);
   const Checkpoint checkpoint = Checkpoint::open(model_dir);
-  std::map<std::string, GgmlType> types;  // checkpoint name -> its 2-D weight's type
-  GgufMixture seed;
-  seed.type = type;
-  for (const GgufTensor& tensor : model_tensors(config, gguf_architecture(config, model_dir), checkpoint, seed)) {
-    if (tensor.shape.size() >= 2) types[tensor.source] = tensor.type;
+  GgufOptions options;
+  options.type = type;
+  options.imatrix_file = imatrix_file;
+  std::vector<GgufTensor> tensors =
+      model_tensors(config, gguf_architecture(config, model_dir), checkpoint, mixture_seed(options));
+  auto imatrix = std::make_shared<ImportanceMatrix>();
+  if (!imatrix_file.empty()) {
+    *imatrix = load_imatrix(imatrix_file);
+    attach_importance(tensors, *imatrix, type);
   }
-  return [types](const std::string& name, const at::Tensor& tensor) {
-    const auto found = types.find(name);
-    if (found == types.end()) return tensor;
+  struct Stored {
+    GgmlType type;
+    at::Tensor importance;
+  };
+  std::map<std::string, Stored> stored;  // checkpoint name -> its 2-D weight's type and importance
+  for (const GgufTensor& tensor : tensors) {
+    if (tensor.shape.size() < 2) continue;
+    at::Tensor importance;
+    if (tensor.importance)
+      importance = at::from_blob(const_cast<float*>(tensor.importance->data()), {int64_t(tensor.importance->size())},
+                                 at::kFloat);
+    stored[tensor.source] = {tensor.type, importance};
+  }
+  return [stored, imatrix](const std::string& name, const at::Tensor& tensor) {  // imatrix: keeps the values alive
+    const auto found = stored.find(name);
+    if (found == stored.end()) return tensor;
     const at::Tensor values = tensor.to(at::kFloat);
-    return ggml_dequantize(ggml_quantize(values, found->second), found->second, values.sizes());
+    const GgmlType type = found->second.type;
+    return ggml_dequantize(ggml_quantize(values, type, found->second.importance), type, values.sizes());
   };
 }
 
@@ -671,6 +739,11 @@ GgufSummary export_gguf(const GgufOptions& options) {
               " architecture ignores: outputs agree up to the window length only");
   const Checkpoint checkpoint = Checkpoint::open(options.model_dir);
   std::vector<GgufTensor> tensors = model_tensors(config, *arch, checkpoint, mixture_seed(options));
+  ImportanceMatrix imatrix;
+  if (!options.imatrix_file.empty()) {
+    imatrix = load_imatrix(options.imatrix_file);
+    attach_importance(tensors, imatrix, options.type);
+  }
   // --merge: each adapted weight is merge-adapter's W + scaling B A in the base's dtype, so that the file is the
   // one export-gguf writes from merge-adapter's output, without that folder on disk.
   std::optional<AdapterPlan> adapter;
@@ -680,6 +753,7 @@ GgufSummary export_gguf(const GgufOptions& options) {
   const std::string name = general_name(options, adapter ? options.adapter_dir : options.model_dir);
   add_model_metadata(metadata, arch->name, name, config, options.type);
   add_tokenizer_metadata(metadata, options.model_dir, config);
+  if (!options.imatrix_file.empty()) add_imatrix_metadata(metadata, options.imatrix_file, imatrix);
   return write_gguf(
       options.out_file, arch->name, metadata, tensors,
       [&](const GgufTensor& tensor) {

@@ -24,7 +24,8 @@ const GgufTypeRow kGgufTypes[] = {
     {GgufType::bf16, "bf16", 32, GgmlType::bf16, false},    {GgufType::q8_0, "q8_0", 7, GgmlType::q8_0, false},
     {GgufType::q4_0, "q4_0", 2, GgmlType::q4_0, true},      {GgufType::q4_1, "q4_1", 3, GgmlType::q4_1, true},
     {GgufType::q5_0, "q5_0", 8, GgmlType::q5_0, true},      {GgufType::q5_1, "q5_1", 9, GgmlType::q5_1, true},
-    {GgufType::q2_K, "q2_K", 10, GgmlType::q2_K, true},     {GgufType::q3_K_S, "q3_K_S", 11, GgmlType::q3_K, true},
+    {GgufType::q2_K, "q2_K", 10, GgmlType::q2_K, true},     {GgufType::q2_K_S, "q2_K_S", 21, GgmlType::q2_K, true},
+    {GgufType::q3_K_S, "q3_K_S", 11, GgmlType::q3_K, true},
     {GgufType::q3_K_M, "q3_K_M", 12, GgmlType::q3_K, true}, {GgufType::q3_K_L, "q3_K_L", 13, GgmlType::q3_K, true},
     {GgufType::q4_K_S, "q4_K_S", 14, GgmlType::q4_K, true}, {GgufType::q4_K_M, "q4_K_M", 15, GgmlType::q4_K, true},
     {GgufType::q5_K_S, "q5_K_S", 16, GgmlType::q5_K, true}, {GgufType::q5_K_M, "q5_K_M", 17, GgmlType::q5_K, true},
@@ -67,6 +68,8 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
     GgmlType type = base;
     if (preset == GgufType::q2_K) {  // 4+ query heads a kv head: attn_v is that much smaller than attn_q
       type = mixture.gqa >= 4 ? GgmlType::q4_K : GgmlType::q3_K;
+    } else if (preset == GgufType::q2_K_S && mixture.gqa >= 4) {
+      type = GgmlType::q4_K;
     } else if (preset == GgufType::q3_K_M) {
       type = i < 2 ? GgmlType::q5_K : GgmlType::q4_K;
     } else if (preset == GgufType::q3_K_L) {
@@ -83,10 +86,15 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
   if (name.find("ffn_down") != std::string::npos) {
     const int64_t i = rank_among(mixture.names, name, "ffn_down").first, n = mixture.layers;
     if (preset == GgufType::q2_K) return GgmlType::q3_K;
+    if (preset == GgufType::q2_K_S) return i < n / 8 ? GgmlType::q4_K : base;
     if (preset == GgufType::q3_K_M) return i < n / 16 ? GgmlType::q5_K : GgmlType::q4_K;
     if (preset == GgufType::q3_K_L) return GgmlType::q5_K;
     if (k_m && more_bits(i, n)) return GgmlType::q6_K;
     if (preset == GgufType::q4_K_S && i < n / 8) return GgmlType::q5_K;
+    // With an importance matrix only (so that the file without one stays as it was): the first ffn_down of q4_0 /
+    // q5_0 can still go astray, q4_1 / q5_1 do not.
+    if (mixture.has_imatrix && i < n / 8 && (preset == GgufType::q4_0 || preset == GgufType::q5_0))
+      return preset == GgufType::q4_0 ? GgmlType::q4_1 : GgmlType::q5_1;
   }
   if (name.find("attn_output.weight") != std::string::npos) {
     if (preset == GgufType::q2_K) return GgmlType::q3_K;

@@ -16,6 +16,7 @@
 #include "autotrain/fileio.h"
 #include "autotrain/ggml_quants.h"
 #include "autotrain/gguf.h"
+#include "autotrain/safetensors.h"
 #include "autotrain/text_util.h"
 #include "test_util.h"
 
@@ -102,7 +103,8 @@ TEST(GgufExport, EveryTypeGivesLlamaCppsMixtureAtRealModelShapes) {
   // Llama-3-8B / 70B, LLaMA-65B's shape, Llama-2-7B, Mistral-7B, Qwen2.5-0.5B / 72B and Qwen3-8B (configs and
   // checkpoint shapes from transformers, no weights; tests/reference/gguf_check.py make_mixture_cases), every type:
   // each 2-D weight's type as export-gguf derives it against llama.cpp's rules re-implemented in the oracle. This
-  // reaches what the small fixtures cannot: the 70B rule, 4+ query heads a kv head, q3_K_M's first sixteenth.
+  // reaches what the small fixtures cannot: the 70B rule, 4+ query heads a kv head, q3_K_M's first sixteenth, an
+  // importance matrix's rules (q4_0 / q5_0's first ffn_down, q2_K_S).
   int cases = 0;
   for (const auto& entry : fs::directory_iterator(kFixtures + "/reference/gguf/mixtures")) {
     const std::string dir = entry.path().string();
@@ -111,10 +113,15 @@ TEST(GgufExport, EveryTypeGivesLlamaCppsMixtureAtRealModelShapes) {
     for (const auto& item : parse_json_file(dir + "/tensors.json", "remake the fixtures"))
       shapes.emplace_back(item.at(0).get<std::string>(), item.at(1).get<std::vector<int64_t>>());
     const nlohmann::json expected = parse_json_file(dir + "/expected.json", "remake the fixtures");
-    ASSERT_EQ(expected.size(), gguf_type_names().size());
-    for (const auto& [preset, types] : expected.items()) {
+    size_t variants = 0;  // every type; the presets also with an importance matrix ("q4_0+imatrix"); q2_K_S only so
+    for (const std::string& name : gguf_type_names())
+      variants += is_llama_quantize_preset(parse_gguf_type(name)) ? (name == "q2_K_S" ? 1 : 2) : 1;
+    ASSERT_EQ(expected.size(), variants);
+    for (const auto& [key, types] : expected.items()) {
+      const std::string preset = key.substr(0, key.find('+'));
       GgufOptions options;
       options.type = parse_gguf_type(preset);
+      if (key != preset) options.imatrix_file = "given.imatrix";  // the mixture needs only to know that there is one
       const std::map<std::string, GgmlType> ours = gguf_weight_types(dir, shapes, options);
       EXPECT_EQ(ours.size(), types.size()) << preset;
       int differing = 0;
@@ -161,6 +168,93 @@ TEST(GgufExport, LlamaQuantizesOverridesGiveItsTypes) {
     EXPECT_NE(result.output.find(message), std::string::npos) << result.output;
     EXPECT_FALSE(fs::exists(dir.file("refused.gguf")));
   }
+}
+
+// An importance matrix from tests/reference/imatrix_files.py for `model` (extra: its options).
+void write_imatrix(const std::string& model, const std::string& out, const std::string& extra = "") {
+  const auto result = testing::run_command(
+      quote(AUTOTRAIN_PYTHON) + " " + quote(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/reference/imatrix_files.py") +
+      " --model " + quote(model) + " --out " + quote(out) + " " + extra + " 2>&1");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+}
+
+TEST(GgufExport, AnImportanceMatrixQuantizesAsLlamaQuantizeDoesWithIt) {
+  // llama-quantize --imatrix: each weight's blocks fitted with its entry (the oracle: its weighted error well below
+  // gguf-py's plain quantization for q4_0 ... q5_1; ggml's bytes themselves are GgmlQuants.WithAnImportance*), the
+  // mixture's imatrix rule (q4_0 / q5_0: the first eighth of ffn_down in q4_1 / q5_1), q2_K_S, and the
+  // quantize.imatrix.* record; both file formats.
+  TempDir dir;
+  const std::string wide = kFixtures + "/reference/gguf/";
+  const std::string llama_imatrix = dir.file("llama.imatrix.gguf"), qwen2_imatrix = dir.file("qwen2.imatrix.dat");
+  write_imatrix(wide + "llama_wide", llama_imatrix);
+  write_imatrix(wide + "qwen2_wide", qwen2_imatrix, "--format dat --seed 2");
+  std::vector<GgufCheck> files;
+  for (const auto& [model, type, imatrix] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"llama_wide", "q4_0", llama_imatrix}, {"llama_wide", "q5_1", llama_imatrix},
+           {"llama_wide", "q2_K_S", llama_imatrix}, {"llama_wide", "q3_K_M", llama_imatrix},
+           {"qwen2_wide", "q5_0", qwen2_imatrix}, {"qwen2_wide", "q2_K_S", qwen2_imatrix},
+           {"qwen2_wide", "q4_K_M", qwen2_imatrix}}) {
+    SCOPED_TRACE(model + " " + type);
+    const std::string out = dir.file(std::to_string(files.size()) + ".gguf");
+    auto result = testing::run_autotrain("export-gguf --model " + quote(wide + model) + " --out " + quote(out) +
+                                         " --type " + type + " --imatrix " + quote(imatrix));
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    files.push_back({out, wide + model, type + "+imatrix=" + imatrix});
+  }
+  EXPECT_EQ(run_gguf_check(files), 0);
+}
+
+// eval / generate --gguf-type TYPE --imatrix FILE: the weights llama.cpp would run from export-gguf --imatrix's file,
+// each equal to gguf-py's dequantization of it.
+TEST(GgufExport, TheRoundTripWithAnImportanceMatrixGivesTheExportsWeights) {
+  TempDir dir;
+  const std::string model = kFixtures + "/reference/gguf/llama_wide";
+  const std::string imatrix = dir.file("m.imatrix.gguf"), out = dir.file("m.gguf"), weights = dir.file("w.safetensors");
+  write_imatrix(model, imatrix);
+  auto result = testing::run_autotrain("export-gguf --model " + quote(model) + " --out " + quote(out) +
+                                       " --type q3_K_M --imatrix " + quote(imatrix));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto transform = gguf_round_trip(model, GgufType::q3_K_M, imatrix);
+  const Checkpoint checkpoint = Checkpoint::open(model);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const std::string& name : checkpoint.names()) {
+    const at::Tensor weight = checkpoint.tensor(name);
+    if (weight.dim() != 2) continue;
+    const at::Tensor seen = transform(name, weight);
+    EXPECT_FALSE(at::equal(seen, weight.to(at::kFloat))) << name << " went through unquantized";
+    tensors.emplace_back(name, seen.contiguous());
+  }
+  write_safetensors(weights, tensors);
+  const std::string command = quote(AUTOTRAIN_PYTHON) + " " +
+                              quote(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/reference/gguf_check.py") +
+                              " --fixtures " + quote(kFixtures) + " --round-trip " + quote(out + ":" + weights + ":" + model);
+  EXPECT_EQ(std::system((command + " 2>&1").c_str()), 0);
+}
+
+TEST(GgufExport, AnImportanceMatrixIsRefusedWhereLlamaQuantizeRefusesIt) {
+  TempDir dir;
+  const std::string model = kFixtures + "/reference/gguf/llama_wide";
+  const std::string wrong_size = dir.file("wrong_size.gguf"), partial = dir.file("partial.dat");
+  write_imatrix(model, wrong_size, "--wrong-size blk.2.attn_q.weight");
+  write_imatrix(model, partial, "--format dat --skip blk.1.ffn_up.weight");
+  const std::string out = dir.file("refused.gguf");
+  for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--type q2_K_S", "--type q2_K_S needs an importance matrix"},
+           {"--type f16 --imatrix " + quote(partial), "--imatrix goes with a llama-quantize preset"},
+           {"--type q4_K_M --imatrix " + quote(wrong_size),
+            "the importance of blk.2.attn_q.weight has 257 values, the weight 256 columns"},
+           {"--type q2_K_S --imatrix " + quote(partial), "no importance for blk.1.ffn_up.weight, which q2_K_S"}}) {
+    SCOPED_TRACE(flags);
+    auto result = testing::run_autotrain("export-gguf --model " + quote(model) + " --out " + quote(out) + " " + flags);
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_NE(result.output.find(message), std::string::npos) << result.output;
+    EXPECT_FALSE(fs::exists(out));
+  }
+  // Another preset quantizes the weight without an entry without one, as llama-quantize does, and says so.
+  auto result = testing::run_autotrain("export-gguf --model " + quote(model) + " --out " + quote(out) +
+                                       " --type q3_K_S --imatrix " + quote(partial));
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("no importance for blk.1.ffn_up.weight"), std::string::npos) << result.output;
 }
 
 // The base folder an adapter of tests/reference/merge_peft.py records (its fixture model).
@@ -287,7 +381,7 @@ TEST(GgufExport, ByteLevelPreTokenizersWithoutASplitAreNamed) {
 TEST(GgufExport, AnUnknownTypeNamesTheAcceptedOnes) {
   TempDir dir;
   auto result = testing::run_autotrain("export-gguf --model " + quote(kModels + "llama") + " --out " +
-                                       quote(dir.file("x.gguf")) + " --type q2_K_S");
+                                       quote(dir.file("x.gguf")) + " --type iq2_xxs");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_NE(result.output.find("q4_K_M"), std::string::npos) << result.output;
   EXPECT_FALSE(fs::exists(dir.file("x.gguf")));

@@ -23,6 +23,7 @@ struct EvaluateOptions {
   // Score the base's weights as a GGUF file of this type stores them (export-gguf's types; `quantization` is then
   // none: the GGUF's quantization replaces it), the adapter as a LoRA GGUF adds it: what llama.cpp runs.
   std::optional<GgufType> gguf_type;
+  std::string imatrix_file;  // with gguf_type: the importance matrix export-gguf --imatrix quantizes with
 };
 
 struct EvaluationResult {

@@ -26,8 +26,11 @@ namespace autotrain {
 // an f32 GGUF: its per-tensor mixture (output.weight q6_K; the *_K_M presets q6_K for some layers' attn_v and
 // ffn_down; q2_K and q3_K_* more bits for attn_v, attn_output and ffn_down) and its fallbacks for rows that are not
 // whole blocks.
+// q2_K_S is llama-quantize's q2_K without its extra bits for attn_output and most of ffn_down, which wants an importance
+// matrix (GgufOptions::imatrix_file), as llama-quantize does.
 enum class GgufType {
-  f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K
+  f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q2_K_S, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M,
+  q6_K
 };
 
 struct GgufOptions {
@@ -41,6 +44,10 @@ struct GgufOptions {
   // 2-D weight in the preset's own type without the mixture.
   std::optional<GgmlType> output_type, token_embedding_type;
   bool pure = false;
+  // llama-quantize's --imatrix: an importance matrix (include/autotrain/imatrix.h, either file format) that each
+  // quantized weight's blocks are fitted with, as llama-quantize does; with a preset only. Its presence also changes
+  // the mixture as llama-quantize's does (q4_0 / q5_0: the first eighth of ffn_down in q4_1 / q5_1).
+  std::string imatrix_file;
 };
 
 struct GgufSummary {
@@ -76,6 +83,7 @@ struct GgufMixture {
   int64_t gqa = 1;                 // query heads per kv head (llama.cpp's n_gqa: q2_K's attn_v gets q4_K from 4)
   std::optional<GgmlType> output_type, token_embedding_type;  // GgufOptions's
   bool pure = false;
+  bool has_imatrix = false;        // an importance matrix is given (llama-quantize's qs.has_imatrix)
   std::vector<std::string> names;  // every 2-D weight's GGUF name
 };
 GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, int64_t columns);
@@ -90,9 +98,10 @@ std::map<std::string, GgmlType> gguf_weight_types(const std::string& model_dir, 
 // The weights of a model folder as a GGUF file of `type` stores them (export-gguf's per-tensor types, each 2-D weight
 // quantized and dequantized by ggml_quants, as llama.cpp dequantizes it; 1-D tensors unchanged), as a
 // ModelOptions::weight_transform: eval --gguf-type scores what llama.cpp would run. The q/k row order of llama is
-// left as HF's: blocks run along rows, so the permutation does not change a row's values.
+// left as HF's: blocks run along rows, so the permutation does not change a row's values. With imatrix_file, each
+// weight quantized with its importance as export-gguf --imatrix does.
 std::function<at::Tensor(const std::string& name, const at::Tensor& tensor)> gguf_round_trip(
-    const std::string& model_dir, GgufType type);
+    const std::string& model_dir, GgufType type, const std::string& imatrix_file = "");
 
 // The row order llama.cpp wants for q_proj / k_proj of Llama (convert_hf_to_gguf.py LlamaModel.permute):
 // within each head, rows move from HF's rotate-half layout (first halves, then second halves) to

@@ -92,6 +92,10 @@ Command add_eval_command(CLI::App& parent) {
                   "Score the base's weights as export-gguf's TYPE stores them (f16, q8_0, q4_K_M, ...; llama.cpp's "
                   "dequantized values; the adapter unmerged, as a LoRA GGUF): the quality the GGUF keeps")
       ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case));
+  app->add_option("--imatrix", o->evaluate.imatrix_file,
+                  "With --gguf-type: the importance matrix export-gguf --imatrix would quantize with")
+      ->check(CLI::ExistingFile)
+      ->needs("--gguf-type");
   add_device_option(*app, o->evaluate.device);
   add_cache_dir_option(*app, o->evaluate.cache_dir);
   app->add_flag("--json", o->json, "Print the result as one JSON object instead of a line of text");

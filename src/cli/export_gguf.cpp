@@ -1,5 +1,5 @@
 // autotrain export-gguf --model DIR [--adapter DIR] --out FILE.gguf [--type f16|q8_0|q4_K_M|...]
-//                      [--output-tensor-type T] [--token-embedding-type T] [--pure]
+//                      [--output-tensor-type T] [--token-embedding-type T] [--pure] [--imatrix FILE]
 #include "autotrain/error.h"
 #include "autotrain/gguf.h"
 #include "autotrain/hub_cache.h"
@@ -11,7 +11,7 @@ namespace autotrain::cli {
 
 namespace {
 struct GgufArguments {
-  std::string model, adapter, out, type = "f16", output_type, token_embedding_type;
+  std::string model, adapter, out, type = "f16", output_type, token_embedding_type, imatrix;
   bool merge = false, pure = false;
 };
 }  // namespace
@@ -33,7 +33,7 @@ Command add_export_gguf_command(CLI::App& parent) {
   app->add_option("--out", arguments->out, "GGUF file to write")->required();
   app->add_option("--type", arguments->type,
                   "f32, f16, bf16 or q8_0 (the 2-D weights, as convert_hf_to_gguf.py's --outtype), or a "
-                  "llama-quantize preset: q4_0, q4_1, q5_0, q5_1, q2_K, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, "
+                  "llama-quantize preset: q4_0, q4_1, q5_0, q5_1, q2_K, q2_K_S (needs --imatrix), q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, "
                   "q5_K_S, q5_K_M, q6_K (norms and biases stay f32)")
       ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case))
       ->capture_default_str();
@@ -44,12 +44,17 @@ Command add_export_gguf_command(CLI::App& parent) {
                   "With a preset: token_embd.weight in this ggml type, as llama-quantize's --token-embedding-type");
   app->add_flag("--pure", arguments->pure,
                 "With a preset: every 2-D weight in its type, without llama-quantize's per-tensor mixture (its --pure)");
+  app->add_option("--imatrix", arguments->imatrix,
+                  "With a preset: an importance matrix (llama-imatrix's .gguf or .dat, or autotrain imatrix's) that "
+                  "the blocks are fitted with, as llama-quantize's --imatrix; most useful for q2_K ... q3_K_*")
+      ->check(CLI::ExistingFile);
   app->footer("Example:\n  autotrain merge-adapter --base BASE --adapter my-llm --out my-llm-merged\n"
               "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_M.gguf --type q4_K_M\n"
               "  autotrain export-gguf --model BASE --adapter my-llm --out my-llm.lora.gguf\n"
               "  autotrain export-gguf --model BASE --adapter my-llm --merge --out my-llm.Q4_K_M.gguf --type q4_K_M\n"
               "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_L.gguf --type q4_K_M "
-              "--output-tensor-type q8_0 --token-embedding-type q8_0");
+              "--output-tensor-type q8_0 --token-embedding-type q8_0\n"
+              "  autotrain export-gguf --model my-llm-merged --out my-llm.Q3_K_M.gguf --type q3_K_M --imatrix my-llm.imatrix.gguf");
   auto run = [arguments] {
     GgufOptions options;
     options.model_dir = resolve_model_folder(arguments->model);
@@ -63,6 +68,7 @@ Command add_export_gguf_command(CLI::App& parent) {
     if (!arguments->token_embedding_type.empty())
       options.token_embedding_type = parse_ggml_type(arguments->token_embedding_type);
     options.pure = arguments->pure;
+    options.imatrix_file = arguments->imatrix;
     const GgufSummary summary = export_gguf(options);
     std::string types;
     for (const auto& [type, count] : summary.tensor_types)

@@ -25,7 +25,7 @@ namespace autotrain::cli {
 namespace {
 struct GenerateOptions {
   std::string model_dir, adapter_dir, prompt, system, chat_template_kwargs, dtype = "auto", device = "auto",
-      quantization = "none", gguf_type;
+      quantization = "none", gguf_type, imatrix;
   int64_t max_new_tokens = 64;
   double temperature = 0, top_p = 1.0;
   uint64_t seed = 42;
@@ -90,6 +90,10 @@ Command add_generate_command(CLI::App& parent) {
                   "The weights as export-gguf's TYPE stores them (q4_K_M, q8_0, ...: llama.cpp's dequantized values, "
                   "in place of --quantization): hear what the GGUF will say before exporting it")
       ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case));
+  app->add_option("--imatrix", o->imatrix,
+                  "With --gguf-type: the importance matrix export-gguf --imatrix would quantize with")
+      ->check(CLI::ExistingFile)
+      ->needs("--gguf-type");
   app->add_flag("--no-special-tokens", o->no_special_tokens, "Do not add the tokenizer's bos token to the prompt");
   app->add_flag("--chat", o->chat,
                 "Send the prompt as a user message through the model's chat template (tokenizer_config.json's "
@@ -119,7 +123,7 @@ Command add_generate_command(CLI::App& parent) {
       if (options.quantization != BaseQuantization::none)
         throw Error("generate: --gguf-type and --quantization " + o->quantization + " together; the GGUF type is the "
                     "quantization: give one", kExitUsage);
-      options.weight_transform = gguf_round_trip(o->model_dir, parse_gguf_type(o->gguf_type));
+      options.weight_transform = gguf_round_trip(o->model_dir, parse_gguf_type(o->gguf_type), o->imatrix);
     }
     options.gemv_tiles = gemv_tiles();  // unless AUTOTRAIN_GEMV_TILES=0 (src/cuda_ops.h)
     // Said only for a GPU: the CPU is what generate always did, and its stderr stays as it was.

@@ -126,6 +126,7 @@ def gguf_names(config, arch):
 
 CONVERTER_TYPES = {"f32": ("F32", 0), "f16": ("F16", 1), "bf16": ("BF16", 32), "q8_0": ("Q8_0", 7)}
 PRESETS = {"q4_0": ("Q4_0", 2), "q4_1": ("Q4_1", 3), "q5_0": ("Q5_0", 8), "q5_1": ("Q5_1", 9), "q2_k": ("Q2_K", 10),
+           "q2_k_s": ("Q2_K", 21),
            "q3_k_s": ("Q3_K", 11), "q3_k_m": ("Q3_K", 12), "q3_k_l": ("Q3_K", 13), "q4_k_s": ("Q4_K", 14),
            "q4_k_m": ("Q4_K", 15), "q5_k_s": ("Q5_K", 16), "q5_k_m": ("Q5_K", 17), "q6_k": ("Q6_K", 18)}
 BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q2_K": 256,
@@ -133,12 +134,15 @@ BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_
 FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 
 
-def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type=None, embd_type=None, pure=False):
+def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type=None, embd_type=None, pure=False,
+                   has_imatrix=False):
     """weights: {gguf name: columns} of the 2-D weights -> {name: ggml type name}, as llama-quantize (llama-quant.cpp
     llama_tensor_get_type_impl, read at llama.cpp 007dbbf3) chooses them for a dense model: a walk in its tensor order
     (a std::map's, by name) with its attn_v / ffn_down counters. n_gqa: query heads per kv head. output_type /
     embd_type / pure: llama-quantize's --output-tensor-type / --token-embedding-type / --pure (llama_tensor_get_type:
-    the two types are taken as given, before the mixture and without its fallbacks; --pure skips the mixture)."""
+    the two types are taken as given, before the mixture and without its fallbacks; --pure skips the mixture).
+    has_imatrix: llama-quantize was given an importance matrix (qs.has_imatrix), which moves q4_0 / q5_0's first
+    eighth of ffn_down to q4_1 / q5_1."""
     if preset in CONVERTER_TYPES:
         kind = CONVERTER_TYPES[preset][0]
         return {name: kind if columns % BLOCK[kind] == 0 else "F16" for name, columns in weights.items()}
@@ -167,6 +171,8 @@ def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type
         elif "attn_v.weight" in name:
             if preset == "q2_k":
                 new = "Q4_K" if n_gqa >= 4 else "Q3_K"
+            elif preset == "q2_k_s" and n_gqa >= 4:
+                new = "Q4_K"
             elif preset == "q3_k_m":
                 new = "Q5_K" if i_attention_wv < 2 else "Q4_K"
             elif preset == "q3_k_l":
@@ -181,6 +187,9 @@ def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type
         elif "ffn_down" in name:
             if preset == "q2_k":
                 new = "Q3_K"
+            elif preset == "q2_k_s":
+                if i_ffn_down < n_layer // 8:
+                    new = "Q4_K"
             elif preset == "q3_k_m":
                 new = "Q5_K" if i_ffn_down < n_layer // 16 else "Q4_K"  # (Falcon alone keeps some Q3_K)
             elif preset == "q3_k_l":
@@ -189,6 +198,8 @@ def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type
                 new = "Q6_K"
             elif preset == "q4_k_s" and i_ffn_down < n_layer // 8:
                 new = "Q5_K"
+            elif preset in ("q4_0", "q5_0") and has_imatrix and i_ffn_down < n_layer // 8:
+                new = "Q4_1" if preset == "q4_0" else "Q5_1"
             i_ffn_down += 1
         elif "attn_output.weight" in name:
             new = {"q2_k": "Q3_K", "q3_k_m": "Q4_K", "q3_k_l": "Q5_K"}.get(preset, new)
@@ -226,8 +237,15 @@ def gguf_roundtrip(model, preset):
 K_QUANT_RMS = {"Q2_K": 0.375, "Q3_K": 0.19, "Q4_K": 0.09, "Q5_K": 0.045, "Q6_K": 0.023}
 
 
-def check_values(gguf, tensor, kind, want, errors):
-    """The stored values of one tensor against the float32 source `want` (already permuted)."""
+def weighted_error(got, want, importance):
+    """sum(qw (got - want)^2) / sum(qw want^2), qw one weight a column: the error an importance matrix minimises."""
+    qw = torch.as_tensor(importance, dtype=torch.float64)
+    return ((got.double() - want.double()).pow(2) * qw).sum().item() / (want.double().pow(2) * qw).sum().item()
+
+
+def check_values(gguf, tensor, kind, want, errors, importance=None):
+    """The stored values of one tensor against the float32 source `want` (already permuted). importance: its
+    importance-matrix entry, if it was quantized with one (q8_0 ignores it, as ggml's quantize_q8_0 does)."""
     shape = tuple(want.shape)
     if kind == "F32":
         got = torch.from_numpy(np.array(tensor.data, dtype=np.float32)).reshape(shape)
@@ -238,6 +256,17 @@ def check_values(gguf, tensor, kind, want, errors):
         raw = torch.from_numpy(np.array(tensor.data).view(np.int16))  # the 16-bit patterns, reinterpreted below
         if not torch.equal(raw.view(dtype).reshape(shape), want.to(dtype)):
             errors.append(f"{tensor.name}: {kind} differs from torch's cast")
+    elif kind in ("Q4_0", "Q4_1", "Q5_0", "Q5_1") and importance is not None:
+        # gguf-py has no importance-weighted quantizer (ggml's bytes are held by tests/data/ggml_quants): the weighted
+        # error must fall well below that of gguf-py's plain quantization of the same tensor.
+        qtype = getattr(gguf.GGMLQuantizationType, kind)
+        raw = np.array(tensor.data, dtype=np.uint8).reshape(-1)
+        got = torch.from_numpy(gguf.quants.dequantize(raw, qtype)).reshape(shape)
+        plain_raw = gguf.quants.quantize(want.numpy().astype(np.float32), qtype)
+        plain = torch.from_numpy(gguf.quants.dequantize(plain_raw, qtype)).reshape(shape)
+        ours, theirs = weighted_error(got, want, importance), weighted_error(plain, want, importance)
+        if not ours < 0.9 * theirs:
+            errors.append(f"{tensor.name}: {kind} with its importance: weighted error {ours:.4g}, plain {theirs:.4g}")
     elif kind in ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"):
         qtype = getattr(gguf.GGMLQuantizationType, kind)
         raw = np.array(tensor.data, dtype=np.uint8).reshape(-1)
@@ -254,15 +283,17 @@ def check_values(gguf, tensor, kind, want, errors):
         raw = np.array(tensor.data, dtype=np.uint8).reshape(-1)
         got = torch.from_numpy(gguf.quants.dequantize(raw, getattr(gguf.GGMLQuantizationType, kind))).reshape(shape)
         rms = ((got - want).pow(2).mean() / want.pow(2).mean()).sqrt().item()
-        if not rms <= K_QUANT_RMS[kind]:
-            errors.append(f"{tensor.name}: {kind} relative RMS error {rms:.4f} > {K_QUANT_RMS[kind]}")
+        bound = K_QUANT_RMS[kind] * (1.25 if importance is not None else 1.0)  # fitted to the weighted error instead
+        if not rms <= bound:
+            errors.append(f"{tensor.name}: {kind} relative RMS error {rms:.4f} > {bound}")
         # A sub-block's step: its range over the codes (3, 7, 15, 31 or 63 of them).
         sub = 16 if kind in ("Q2_K", "Q3_K", "Q6_K") else 32
         levels = {"Q2_K": 3, "Q3_K": 7, "Q4_K": 15, "Q5_K": 31, "Q6_K": 63}[kind]
         blocks = want.reshape(-1, sub)
         step = (blocks.amax(1, keepdim=True) - blocks.amin(1, keepdim=True)).clamp_min(1e-12) / levels
         worst = ((got.reshape(-1, sub) - blocks).abs() / step).max().item()
-        if worst > 4:
+        # (With an importance matrix a column that matters little may be given up for one that matters much.)
+        if worst > 4 and importance is None:
             errors.append(f"{tensor.name}: {kind} value off by {worst:.2f} of its sub-block's step")
     else:
         errors.append(f"{tensor.name}: unexpected type {kind}")
@@ -286,7 +317,21 @@ def check(args):
     expect("general.alignment", field("general.alignment"), 32)
     # TYPE[+output=T][+embd=T][+pure]: the --type and llama-quantize's overrides given to export-gguf
     preset, *extras = args.type.lower().split("+")
-    overrides = dict(extra.split("=") if "=" in extra else (extra, True) for extra in extras)
+    overrides = dict(extra.split("=", 1) if "=" in extra else (extra, True) for extra in extras)
+    imatrix = {}
+    if overrides.get("imatrix"):  # export-gguf --imatrix FILE: llama-quantize's record of it, after the rest
+        from imatrix_files import read_values
+        imatrix, datasets, chunks = read_values(overrides["imatrix"])
+        keys = list(reader.fields)
+        want_keys = ["quantize.imatrix.file"] + (["quantize.imatrix.dataset"] if datasets else []) + \
+            ["quantize.imatrix.entries_count"] + (["quantize.imatrix.chunks_count"] if chunks > 0 else [])
+        expect("the quantize.imatrix keys, last", keys[-len(want_keys):], want_keys)
+        expect("quantize.imatrix.file", field("quantize.imatrix.file"), overrides["imatrix"][:127])
+        if datasets:
+            expect("quantize.imatrix.dataset", field("quantize.imatrix.dataset"), datasets[0][:127])
+        expect("quantize.imatrix.entries_count", field("quantize.imatrix.entries_count"), len(imatrix))
+        if chunks > 0:
+            expect("quantize.imatrix.chunks_count", field("quantize.imatrix.chunks_count"), chunks)
     expect("general.file_type", field("general.file_type"), {**CONVERTER_TYPES, **PRESETS}[preset][1])
     heads = config["num_attention_heads"]
     kv_heads = config.get("num_key_value_heads", heads)
@@ -384,13 +429,16 @@ def check(args):
             errors.append(f"{tensor.name}: 1-D tensor stored as {kind}, not F32")
         if want.dim() >= 2:
             stored[tensor.name] = kind
-        check_values(gguf, tensor, kind, want, errors)
+        entry = imatrix.get(tensor.name)
+        weighted = want.dim() >= 2 and BLOCK.get(kind, 1) > 1 and entry is not None and entry.size == shape[-1]
+        check_values(gguf, tensor, kind, want, errors, entry if weighted else None)
     weights = {names[hf]: source[hf].shape[-1] for hf in seen if source[hf].dim() >= 2}
     seventy_b = config["num_hidden_layers"] == 80 and (arch == "qwen2" or (arch == "llama" and kv_heads != heads))
     tied = "output.weight" not in weights
     for name, kind in expected_types(weights, preset, config["num_hidden_layers"], tied, seventy_b, heads // kv_heads,
                                      (overrides.get("output") or "").upper() or None,
-                                     (overrides.get("embd") or "").upper() or None, bool(overrides.get("pure"))).items():
+                                     (overrides.get("embd") or "").upper() or None, bool(overrides.get("pure")),
+                                     bool(imatrix)).items():
         if stored.get(name) != kind:
             errors.append(f"{name}: stored as {stored.get(name)}, llama.cpp's choice is {kind}")
     missing = [name for name in source if name not in seen and not (name == "lm_head.weight" and config.get("tie_word_embeddings"))]
@@ -554,7 +602,8 @@ MIXTURE_CASES = {
 
 def make_mixture_cases(fixtures):
     """reference/gguf/mixtures/<case>/: config.json, tensors.json (the HF checkpoint's names and shapes, from a model
-    built on the meta device) and expected.json (every --type: each 2-D weight's type by llama.cpp's rules)."""
+    built on the meta device) and expected.json (every --type, the presets also with an importance matrix: each 2-D
+    weight's type by llama.cpp's rules)."""
     import transformers
     for case, (model_type, values) in MIXTURE_CASES.items():
         config = transformers.AutoConfig.for_model(model_type, **values)
@@ -574,9 +623,46 @@ def make_mixture_cases(fixtures):
                    if len(shape) == 2 and n in names and not (tied and n == "lm_head.weight")}
         heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
         seventy_b = cfg["num_hidden_layers"] == 80 and (arch == "qwen2" or (arch == "llama" and kv_heads != heads))
-        expected = {preset: expected_types(weights, preset, cfg["num_hidden_layers"], tied, seventy_b, heads // kv_heads)
-                    for preset in {**CONVERTER_TYPES, **PRESETS}}
+        # Every --type, and each preset also with an importance matrix ("q4_0+imatrix"); q2_K_S only with one.
+        expected = {}
+        for preset in {**CONVERTER_TYPES, **PRESETS}:
+            for has_imatrix in (False, True) if preset in PRESETS else (False,):
+                if preset == "q2_k_s" and not has_imatrix:
+                    continue
+                expected[preset + ("+imatrix" if has_imatrix else "")] = expected_types(
+                    weights, preset, cfg["num_hidden_layers"], tied, seventy_b, heads // kv_heads,
+                    has_imatrix=has_imatrix)
         (folder / "expected.json").write_text(json.dumps(expected, indent=0, sort_keys=True))
+
+
+def check_round_trip(gguf_file, weights_file, model_dir):
+    """eval / generate --gguf-type's weights (a safetensors file of them, by HF name, HF row order) against the same
+    export's GGUF, dequantized by gguf-py: each 2-D weight equal, after llama's q/k row permutation."""
+    import gguf
+    from safetensors.torch import load_file
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    arch = config["model_type"] if config["model_type"] in ("qwen2", "qwen3") else "llama"
+    names = gguf_names(config, arch)
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads", heads)
+    stored = {t.name: t for t in gguf.GGUFReader(gguf_file).tensors}
+    errors = []
+    weights = load_file(weights_file)
+    for hf, got in weights.items():
+        tensor = stored[names[hf]]
+        shape = tuple(reversed([int(d) for d in tensor.shape]))
+        want = torch.from_numpy(np.asarray(gguf.quants.dequantize(np.array(tensor.data), tensor.tensor_type),
+                                           dtype=np.float32)).reshape(shape)
+        if arch == "llama" and ".q_proj." in hf:
+            got = permute(got, heads, heads)
+        if arch == "llama" and ".k_proj." in hf:
+            got = permute(got, heads, kv_heads)
+        if not torch.equal(got.float(), want):
+            errors.append(f"{hf}: differs from {names[hf]} ({tensor.tensor_type.name}) by {(got - want).abs().max():.3g}")
+    for error in errors:
+        print("MISMATCH", error)
+    print(f"{weights_file}: {len(weights)} weights against {gguf_file}, {len(errors)} mismatches")
+    return 1 if errors or not weights else 0
 
 
 def main():
@@ -587,8 +673,11 @@ def main():
     parser.add_argument("--type", action="append", default=[])
     parser.add_argument("--lora", action="append", default=[],
                         help="FILE:CASE:TYPE, a LoRA GGUF of merge_peft's adapter CASE written as TYPE")
+    parser.add_argument("--round-trip", help="GGUF:WEIGHTS:MODEL, --gguf-type's weights against that export")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    if args.round_trip:
+        return check_round_trip(*args.round_trip.split(":"))
     if args.lora:
         failed = 0
         for item in args.lora:

@@ -88,6 +88,7 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
 // x (B,T,C) -> (B,T,C). q (B,H,T,D), k/v (B,KV,L,D) with L = cached + T.
 at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& inputs, KVCache* cache) const {
   const int64_t B = x.size(0), T = x.size(1), D = config_.head_dim;
+  observe(inputs, "attn_qkv", x);
   at::Tensor q, k, v;
   std::tie(q, k, v) = project_qkv(x);
   q = q.view({B, T, -1, D});
@@ -119,6 +120,7 @@ at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& input
                                                       /*is_causal=*/false, scale);
     // reshape, not view: SDPA's CUDA kernels may return the (B, KV, groups T, D) output with another stride order.
     out = out.reshape({B, KV * groups, T, D}).transpose(1, 2).reshape({B, T, -1});
+    observe(inputs, "attn_output", out);
     return projection("o_proj").forward(out);
   }
   k = repeat_kv(k, groups);
@@ -129,6 +131,7 @@ at::Tensor DecoderLayer::attention(const at::Tensor& x, const LayerInputs& input
                                                                               : std::nullopt,
                                                     /*dropout_p=*/0.0, /*is_causal=*/!mask.defined() && T > 1, scale);
   out = out.transpose(1, 2).reshape({B, T, -1});
+  observe(inputs, "attn_output", out);
   return projection("o_proj").forward(out);
 }
 
@@ -150,22 +153,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> DecoderLayer::project_qkv(const a
 }
 
 // x (B,T,C) -> (B,T,C) through (B,T,intermediate).
-at::Tensor DecoderLayer::mlp(const at::Tensor& x) const {
+at::Tensor DecoderLayer::mlp(const at::Tensor& x, const LayerInputs& inputs) const {
   const Projection& gate = projection("gate_proj");
   const Projection& up = projection("up_proj");
+  observe(inputs, "ffn_gate_up", x);
+  at::Tensor activated;
   if (!gate.lora && !up.lora) {
     std::vector<at::Tensor> out = FrozenLinear::forward_all({gate.base.get(), up.base.get()}, x);
-    return projection("down_proj").forward(swiglu(out[0], out[1]));
+    activated = swiglu(out[0], out[1]);
+  } else {
+    // gate before up, as transformers: with LoRA dropout the two draw their masks in that order
+    at::Tensor gate_out = gate.forward(x);
+    at::Tensor up_out = up.forward(x);
+    activated = swiglu(gate_out, up_out);
   }
-  // gate before up, as transformers: with LoRA dropout the two draw their masks in that order
-  at::Tensor gate_out = gate.forward(x);
-  at::Tensor up_out = up.forward(x);
-  return projection("down_proj").forward(swiglu(gate_out, up_out));
+  observe(inputs, "ffn_down", activated);
+  return projection("down_proj").forward(activated);
 }
 
 at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const LayerInputs& inputs, KVCache* cache) const {
   at::Tensor h = hidden + attention(rms_norm(hidden, input_layernorm, config_.rms_norm_eps), inputs, cache);
-  return h + mlp(rms_norm(h, post_attention_layernorm, config_.rms_norm_eps));
+  return h + mlp(rms_norm(h, post_attention_layernorm, config_.rms_norm_eps), inputs);
 }
 
 namespace {
@@ -203,8 +211,11 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     ctx->save_for_backward({hidden});
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
     ctx->saved_data["rng"] = rng_state(hidden.device());
-    // The caller's LayerInputs are gone by the backward: keep a copy (its tensors are shared, not copied).
-    ctx->saved_data["inputs"] = c10::IValue::make_capsule(c10::make_intrusive<SavedInputs>(*inputs));
+    // The caller's LayerInputs are gone by the backward: keep a copy (its tensors are shared, not copied), without
+    // the observer (the recomputation is not another forward to see).
+    LayerInputs kept = *inputs;
+    kept.observer = nullptr;
+    ctx->saved_data["inputs"] = c10::IValue::make_capsule(c10::make_intrusive<SavedInputs>(std::move(kept)));
     return layer->forward(hidden, *inputs, nullptr);
   }
 

@@ -33,6 +33,7 @@ struct LayerInputs {
   // Undefined: plain causal attention with SDPA's is_causal (no cache, no padding, window >= T), or for one new
   // position (T = 1) every key (a decoding step without padding, window >= L).
   std::map<int64_t, at::Tensor> masks;
+  ActivationObserver* observer = nullptr;  // CausalLM::set_activation_observer's
 };
 
 class DecoderLayer {
@@ -54,10 +55,14 @@ class DecoderLayer {
 
  private:
   at::Tensor attention(const at::Tensor& x, const LayerInputs& inputs, KVCache* cache) const;
-  at::Tensor mlp(const at::Tensor& x) const;
+  at::Tensor mlp(const at::Tensor& x, const LayerInputs& inputs) const;
   // q_proj(x), k_proj(x), v_proj(x), (B,T,out) each; fused LoRA when all three carry it (src/lora.h).
   std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const at::Tensor& x) const;
   const Projection& projection(const char* name) const { return projections.at(name); }
+  // Shows x, the input of `site`'s projections, to the forward's observer, if any.
+  void observe(const LayerInputs& inputs, const char* site, const at::Tensor& x) const {
+    if (inputs.observer) inputs.observer->observe(index_, site, x.detach());
+  }
 
   int64_t index_;
   ModelConfig config_;  // a copy: the layer outlives moves of its CausalLM

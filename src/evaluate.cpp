@@ -12,6 +12,7 @@
 #include "autotrain/error.h"
 #include "autotrain/finetune.h"
 #include "autotrain/hub_cache.h"
+#include "autotrain/imatrix.h"
 #include "autotrain/logging.h"
 #include "autotrain/model.h"
 #include "autotrain/progress.h"
@@ -24,9 +25,19 @@ namespace autotrain {
 EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptions& options) {
   TrainingParams params = given;
   params.model = resolve_model_folder(given.model);  // a Hub id: its snapshot in the local Hugging Face cache
-  const std::string split = !options.split.empty() ? options.split : params.valid_split.value_or("");
+  const bool imatrix = !options.imatrix_out.empty();
+  const char* command = imatrix ? "imatrix" : "eval";
+  // The importance matrix of a run's model is taken on the data it was trained on, unless told otherwise.
+  const std::string split =
+      !options.split.empty() ? options.split : imatrix ? params.train_split : params.valid_split.value_or("");
   if (split.empty())
     throw config_error("eval: no split to score: give --split (e.g. --split train), or valid_split in the config");
+  if (imatrix && trains_on_pairs(params.trainer))
+    throw config_error("imatrix: trainer " + params.trainer + " scores preference pairs; the importance matrix is "
+                       "taken over texts: give --trainer default (or sft) and a text column");
+  if (imatrix && options.gguf_type)
+    throw config_error("imatrix: --gguf-type: the importance matrix is taken on the unquantized weights that "
+                       "export-gguf quantizes");
   EvaluationResult result;
   result.model = given.model;
   result.adapter_dir = options.adapter_dir;
@@ -45,6 +56,11 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   model_options.device = device;
   model_options.gradient_checkpointing = false;  // no backward
   model_options.lora_target_modules.clear();
+  if (imatrix && model_options.quantization != BaseQuantization::none) {
+    log::info(std::string("imatrix: the base's weights unquantized (the config's quantization is for training), as "
+                          "export-gguf reads them"));
+    model_options.quantization = BaseQuantization::none;
+  }
   if (options.gguf_type) {  // llama.cpp's weights: the GGUF type's quantization, not the config's
     log::info("the base's weights as GGUF " + result.gguf_type + " stores them (export-gguf's types; quantization " +
               "none)");
@@ -95,8 +111,9 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
     return result;
   }
 
-  const TokenizedText text =
+  TokenizedText text =
       tokenize_split(params, *tokenizer, split, options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
+  if (options.max_blocks > 0) text = text.first(options.max_blocks * result.block_size);
   result.tokens = text.size();
   result.blocks = text.num_blocks(result.block_size);
   if (result.blocks == 0) {
@@ -107,10 +124,12 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
 
   CausalLM model = load_model();
   TrainableModel scorer = trainable_model(model, adapter.value_or(AdapterConfig{}));
+  ImatrixCollector collector(model.config().tie_word_embeddings);
+  if (imatrix) model.set_activation_observer(&collector);
 
-  log::info(log::cat("scoring ", result.blocks, " blocks of ", result.block_size, " tokens of ", result.data_file,
+  log::info(log::cat(imatrix ? "imatrix: " : "", "scoring ", result.blocks, " blocks of ", result.block_size, " tokens of ", result.data_file,
                      " (", result.tokens - result.blocks * result.block_size, " tokens past the last block dropped)"));
-  ProgressBar progress("eval", result.blocks * result.block_size, "tok");
+  ProgressBar progress(command, result.blocks * result.block_size, "tok");
   int64_t scored_blocks = 0;
   const auto start = std::chrono::steady_clock::now();
   result.loss = evaluate(scorer, text, result.block_size, batch_size, nullptr, [&](int64_t blocks, double loss_sum) {
@@ -124,6 +143,11 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   progress.finish();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.perplexity = std::exp(result.loss);
+  if (imatrix) {
+    model.set_activation_observer(nullptr);
+    collector.save(options.imatrix_out, result.data_file, result.blocks, result.block_size);
+    result.imatrix_entries = int64_t(collector.sums().size());
+  }
   return result;
 }
 

@@ -439,7 +439,8 @@ const GgufArchitecture& gguf_architecture(const ModelConfig& config, const std::
 // torch order, before the permutation), converted to its type one at a time; `written` (if any) is told after each.
 GgufSummary write_gguf(const std::string& out_file, const std::string& architecture, const GgufMetadata& metadata,
                        std::vector<GgufTensor>& tensors, const std::function<at::Tensor(const GgufTensor&)>& values,
-                       const std::function<void(const GgufTensor&)>& written = nullptr) {
+                       const std::function<void(const GgufTensor&)>& written = nullptr,
+                       const char* progress_label = "export-gguf") {
   std::string header("GGUF", 4);
   auto raw = [&header](auto value) { header.append(reinterpret_cast<const char*>(&value), sizeof value); };
   raw(uint32_t(3));
@@ -467,7 +468,7 @@ GgufSummary write_gguf(const std::string& out_file, const std::string& architect
   AtomicFileWriter out(out_file);
   out.write(header);
   const std::string zeros(kAlignment, '\0');
-  ProgressBar progress("export-gguf", int64_t(tensors.size()), "tensor");
+  ProgressBar progress(progress_label, int64_t(tensors.size()), "tensor");
   for (const GgufTensor& tensor : tensors) {
     at::Tensor data = values(tensor).to(at::kFloat);
     if (tensor.permute_heads) data = permute_for_llama_rope(data, *tensor.permute_heads);
@@ -661,6 +662,7 @@ void attach_importance(std::vector<GgufTensor>& tensors, const ImportanceMatrix&
     if (needed)
       throw Error(imatrix.path + ": no importance for " + tensor.name + ", which q2_K_S quantizes to q2_K and needs "
                   "one for (llama-quantize refuses it too); compute the matrix on text that runs every layer");
+    if (tensor.name == "token_embd.weight") continue;  // looked up, not multiplied: llama-imatrix never has it
     ++without;
     log::info("no importance for " + tensor.name + " in " + imatrix.path + ": quantized without one");
   }
@@ -724,6 +726,26 @@ std::function<at::Tensor(const std::string&, const at::Tensor&)> gguf_round_trip
     const GgmlType type = found->second.type;
     return ggml_dequantize(ggml_quantize(values, type, found->second.importance), type, values.sizes());
   };
+}
+
+void write_gguf_f32(const std::string& path, const std::vector<GgufKeyValue>& metadata,
+                    const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  GgufMetadata kv;
+  for (const GgufKeyValue& entry : metadata) {
+    if (const auto* number = std::get_if<uint32_t>(&entry.value)) kv.u32(entry.key, *number);
+    if (const auto* text = std::get_if<std::string>(&entry.value)) kv.string(entry.key, *text);
+    if (const auto* texts = std::get_if<std::vector<std::string>>(&entry.value)) kv.strings(entry.key, *texts);
+  }
+  std::vector<GgufTensor> infos;  // (general.alignment left out, as llama-imatrix does: its default, 32, is ours)
+  std::map<std::string, at::Tensor> by_name;
+  for (const auto& [name, tensor] : tensors) {
+    GgufTensor info;
+    info.name = name;
+    info.shape = tensor.sizes().vec();
+    infos.push_back(info);
+    by_name[name] = tensor;
+  }
+  write_gguf(path, "", kv, infos, [&](const GgufTensor& t) { return by_name.at(t.name); }, nullptr, "write");
 }
 
 GgufSummary export_gguf(const GgufOptions& options) {

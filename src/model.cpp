@@ -290,6 +290,7 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& input_ids_anywhere, const a
   inputs.sin = angles.sin().to(options_.dtype);
   for (int64_t window : config_.layer_sliding_window)
     if (!inputs.masks.count(window)) inputs.masks[window] = build_attention_mask(past, T, window, key_mask, device);
+  inputs.observer = observer_;
 
   at::Tensor hidden = at::embedding(embed_tokens_, input_ids);
   const bool checkpoint = options_.gradient_checkpointing && !cache && at::GradMode::is_enabled();
@@ -298,7 +299,9 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& input_ids_anywhere, const a
   for (const auto& layer : layers_)
     hidden = checkpoint ? layer->forward_checkpointed(hidden, inputs) : layer->forward(hidden, inputs, cache);
   if (cache) cache->length_ += T;
-  return rms_norm(hidden, final_norm_, config_.rms_norm_eps);
+  at::Tensor normed = rms_norm(hidden, final_norm_, config_.rms_norm_eps);
+  if (observer_) observer_->observe(-1, "lm_head", normed.detach());
+  return normed;
 }
 
 // logits (B,T,V), labels (B,T) int64 -> scalar. As transformers: labels padded on the right with -100 and

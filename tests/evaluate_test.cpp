@@ -21,6 +21,7 @@
 #include "autotrain/fileio.h"
 #include "autotrain/gguf.h"
 #include "autotrain/finetune.h"
+#include "autotrain/imatrix.h"
 #include "autotrain/metrics.h"
 #include "autotrain/tokenizer.h"
 #include "test_util.h"
@@ -264,6 +265,89 @@ TEST(EvaluateCli, GivesTheTrainingLoopsEvalLoss) {
   EXPECT_NEAR(line["loss"].get<double>(), logged, 1e-9);  // the same weights, blocks and batches: the same sums
   // Training moved the loss: the adapter that eval loaded is the trained one, not an initial (B = 0) one.
   EXPECT_LT(logged, expected_loss("int4", "base") - 0.05);
+}
+
+// autotrain imatrix: each 2-D weight's input statistics over the split's blocks against transformers' (forward
+// pre-hooks on its projections and LM head, float64 sums: tests/reference/evaluation.py input_squares), as the
+// values llama-quantize derives from the file (sum / tokens). Tolerance 1e-5 relative to the entry's largest value:
+// both forwards are fp32 on the CPU, their activations agree to ~1e-6 and a sum of squares keeps that (measured
+// 7e-8); the adapter moves them by far more (checked), so the entries cannot come from the wrong model.
+void expect_oracle_statistics(const std::string& file, const std::string& which, int64_t blocks) {
+  SCOPED_TRACE(file);
+  const ImportanceMatrix imatrix = load_imatrix(file);
+  const json& oracle = expected()["imatrix"][which];
+  ASSERT_EQ(imatrix.values.size(), oracle.size());  // 2 layers x 7 projections and output.weight
+  EXPECT_EQ(imatrix.chunk_count, blocks);
+  ASSERT_EQ(imatrix.datasets.size(), 1u);
+  EXPECT_NE(imatrix.datasets[0].find("valid.jsonl"), std::string::npos);
+  for (const auto& [name, entry] : oracle.items()) {
+    ASSERT_TRUE(imatrix.values.count(name)) << name;
+    const std::vector<float>& got = imatrix.values.at(name);
+    const auto sums = entry.at("sums").get<std::vector<double>>();
+    const double tokens = entry.at("tokens").get<double>();
+    ASSERT_EQ(got.size(), sums.size()) << name;
+    double largest = 0, worst = 0;
+    for (size_t i = 0; i < sums.size(); ++i) largest = std::max(largest, sums[i] / tokens);
+    for (size_t i = 0; i < sums.size(); ++i) worst = std::max(worst, std::abs(got[i] - sums[i] / tokens));
+    EXPECT_LE(worst, 1e-5 * largest) << name;
+  }
+}
+
+TEST(Imatrix, InputStatisticsEqualTransformersOnTheSplitsBlocks) {
+  testing::TempDir dir;
+  const int64_t blocks = int64_t(expected()["blocks"].size());
+  for (const auto& [which, file] : std::vector<std::pair<std::string, std::string>>{
+           {"base", dir.file("base.imatrix.gguf")}, {"adapter", dir.file("adapter.imatrix.dat")}}) {
+    EvaluateOptions options;
+    options.cache_dir = dir.file("cache");
+    options.device = "cpu";
+    options.imatrix_out = file;
+    if (which == "adapter") options.adapter_dir = kOracle + "/adapter";
+    TrainingParams params = eval_params("int4");  // the config's NF4 is for training: the statistics are fp32's
+    params.train_split = "valid";
+    const EvaluationResult result = run_evaluation(params, options);
+    EXPECT_EQ(result.imatrix_entries, 15);
+    EXPECT_NEAR(result.loss, expected_loss("none", which), kLossTolerance);
+    expect_oracle_statistics(file, which, blocks);
+  }
+  // The adapter's entries differ from the base's beyond the tolerance (blk.1's inputs follow its LoRA layers).
+  const auto& oracle = expected()["imatrix"];
+  const double base = oracle["base"]["blk.1.ffn_down.weight"]["sums"][0], tuned = oracle["adapter"]["blk.1.ffn_down.weight"]["sums"][0];
+  EXPECT_GT(std::abs(base - tuned), 1e-3 * std::abs(base));
+}
+
+TEST(ImatrixCli, WritesTheConfigsRunsMatrixForExportGguf) {
+  testing::TempDir dir;
+  fs::copy(kOracle + "/adapter", dir.file("run-1"), fs::copy_options::recursive);
+  json config = eval_config("int4");
+  config["project_name"] = "run-1";
+  config["train_split"] = "valid";
+  testing::write_text(dir.file("params.json"), config.dump());
+  const std::string base = "imatrix --device cpu --cache-dir " + testing::quote(dir.file("cache")) + " --config params.json";
+  auto result = testing::run_autotrain(base + " --out run.imatrix.gguf", dir.path().string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("imatrix: wrote run.imatrix.gguf: 15 weights from"), std::string::npos) << result.output;
+  expect_oracle_statistics(dir.file("run.imatrix.gguf"), "adapter", int64_t(expected()["blocks"].size()));
+  // --chunks: the first blocks only.
+  result = testing::run_autotrain(base + " --no-adapter --chunks 10 --out ten.imatrix.gguf", dir.path().string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(load_imatrix(dir.file("ten.imatrix.gguf")).chunk_count, 10);
+  // Refused: preference pairs (no texts), a GGUF type (the matrix is of the weights export-gguf quantizes), no --out.
+  for (const std::string& flags : {std::string("--trainer dpo --out x.gguf"), std::string("")}) {
+    auto refused = testing::run_autotrain(base + " " + flags, dir.path().string());
+    EXPECT_EQ(refused.exit_code, 2) << flags << refused.output;
+  }
+  EvaluateOptions options;
+  options.imatrix_out = dir.file("refused.gguf");
+  options.gguf_type = GgufType::q4_0;
+  EXPECT_NE(testing::error_message_of([&] { run_evaluation(eval_params("none"), options); }).find("--gguf-type"),
+            std::string::npos);
+  TrainingParams pairs = eval_params("none");
+  pairs.trainer = "dpo";
+  options.gguf_type.reset();
+  EXPECT_NE(testing::error_message_of([&] { run_evaluation(pairs, options); }).find("preference pairs"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(dir.file("refused.gguf")));
 }
 
 }  // namespace

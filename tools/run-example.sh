@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main-job command: installs what is missing, builds, writes the demo model, then trains a
-# LoRA adapter on the bundled example data (configs/example), scores the data with and without it, and generates
-# text with it; then the same for the chat example (configs/example-chat: conversations, trainer sft, the tiny
+# LoRA adapter on the bundled example data (configs/example), scores the data with and without it, generates
+# text with it, and writes it for llama.cpp (its importance matrix, then a q4_0 GGUF with the adapter merged); then the same for the chat example (configs/example-chat: conversations, trainer sft, the tiny
 # Qwen2 fixture with ChatML), a DPO run on preference pairs (configs/example-dpo: trainer dpo), and a reward model on
 # the same pairs (configs/example-reward: trainer reward), merged into a *ForSequenceClassification folder.
 #
@@ -22,6 +22,10 @@ build/autotrain eval --config configs/example/training_params.json --split train
 echo "== greedy continuation with the adapter:"
 build/autotrain generate --model build/fixtures/models/llama --adapter example-run \
   --prompt "Question: Where does the red fox go in the morning? Answer:" --max-new-tokens 24
+echo "== for llama.cpp: the importance matrix of the tuned model on its data, then one GGUF with the adapter merged:"
+build/autotrain imatrix --config configs/example/training_params.json --out example-run/imatrix.gguf
+build/autotrain export-gguf --model build/fixtures/models/llama --adapter example-run --merge --type q4_0 \
+  --imatrix example-run/imatrix.gguf --out example-run/example-run.Q4_0.gguf
 echo
 echo "== the chat example (configs/example-chat): conversations through the model's chat template, trainer sft"
 build/autotrain train --config configs/example-chat/training_params.json --no-resume

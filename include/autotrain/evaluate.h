@@ -24,6 +24,11 @@ struct EvaluateOptions {
   // none: the GGUF's quantization replaces it), the adapter as a LoRA GGUF adds it: what llama.cpp runs.
   std::optional<GgufType> gguf_type;
   std::string imatrix_file;  // with gguf_type: the importance matrix export-gguf --imatrix quantizes with
+  // autotrain imatrix: also collect each projection's input statistics over the scored blocks (the base's weights
+  // unquantized, the adapter's LoRA applied: the model export-gguf --merge writes) and write them here, in
+  // llama-imatrix's format (GGUF, or its legacy one for a .dat path); max_blocks > 0: only the first so many blocks.
+  std::string imatrix_out;
+  int64_t max_blocks = 0;
 };
 
 struct EvaluationResult {
@@ -41,6 +46,7 @@ struct EvaluationResult {
   bool preference = false;
   int64_t pairs = 0;
   double reward_accuracy = 0, reward_margin = 0;
+  int64_t imatrix_entries = 0;  // EvaluateOptions::imatrix_out: the weights it holds an entry for
 };
 
 // Scores params.model (its dtype from mixed_precision, its base quantized as `quantization` says, as `train`

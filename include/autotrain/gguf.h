@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "autotrain/ggml_quants.h"
@@ -102,6 +103,15 @@ std::map<std::string, GgmlType> gguf_weight_types(const std::string& model_dir, 
 // weight quantized with its importance as export-gguf --imatrix does.
 std::function<at::Tensor(const std::string& name, const at::Tensor& tensor)> gguf_round_trip(
     const std::string& model_dir, GgufType type, const std::string& imatrix_file = "");
+
+// A GGUF file of float32 tensors (name, tensor in torch order: outermost dimension first) and string, string-list and
+// u32 metadata in the order given, written through a temporary name (autotrain imatrix's file).
+struct GgufKeyValue {
+  std::string key;
+  std::variant<uint32_t, std::string, std::vector<std::string>> value;
+};
+void write_gguf_f32(const std::string& path, const std::vector<GgufKeyValue>& metadata,
+                    const std::vector<std::pair<std::string, at::Tensor>>& tensors);
 
 // The row order llama.cpp wants for q_proj / k_proj of Llama (convert_hf_to_gguf.py LlamaModel.permute):
 // within each head, rows move from HF's rotate-half layout (first halves, then second halves) to

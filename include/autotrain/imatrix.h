@@ -13,10 +13,14 @@
 //     then optionally int32 chunk count, int32 length and the dataset's name.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "autotrain/model.h"
 
 namespace autotrain {
 
@@ -30,5 +34,25 @@ struct ImportanceMatrix {
 // Reads either format (GGUF first, as llama.cpp does); throws Error naming the file for a truncated or malformed
 // one, an entry without sums or counts, or a value that is not finite (llama-quantize refuses those too).
 ImportanceMatrix load_imatrix(const std::string& path);
+
+// llama-imatrix's collector as a CausalLM's ActivationObserver: for each weight the sums over every token of the
+// squares of its input columns (in float64 on the model's device), and the tokens summed; q/k/v share their input,
+// gate/up theirs. The LM head's input is output.weight's (token_embd.weight's when tied), as llama-imatrix
+// --process-output records it.
+class ImatrixCollector : public ActivationObserver {
+ public:
+  explicit ImatrixCollector(bool tied_embeddings) : tied_embeddings_(tied_embeddings) {}
+  void observe(int64_t layer, const char* site, const at::Tensor& x) override;
+
+  // Sums of squares (float64, CPU) and tokens, by GGUF weight name.
+  std::map<std::string, std::pair<at::Tensor, int64_t>> sums() const;
+  // Writes the matrix as llama-imatrix does, through a temporary name: its GGUF format, or the legacy one for a path
+  // ending in .dat. dataset: what it was computed on; chunks of chunk_size tokens.
+  void save(const std::string& path, const std::string& dataset, int64_t chunks, int64_t chunk_size) const;
+
+ private:
+  bool tied_embeddings_;
+  std::map<std::pair<int64_t, std::string>, std::pair<at::Tensor, int64_t>> sites_;  // (layer, site) -> sums, tokens
+};
 
 }  // namespace autotrain

@@ -69,6 +69,16 @@ class KVCache {
 
 class DecoderLayer;  // src/decoder_layer.h
 
+// Sees what each layer's projections take in as a forward computes it (autotrain imatrix's statistics): `site` is
+// "attn_qkv" (the input of q_proj, k_proj and v_proj), "attn_output" (o_proj's), "ffn_gate_up" (gate_proj's and
+// up_proj's) or "ffn_down" (down_proj's) of layer `layer`, or "lm_head" (layer -1: the final norm's output). x is
+// (B, T, in) in the compute dtype, without a graph.
+class ActivationObserver {
+ public:
+  virtual ~ActivationObserver() = default;
+  virtual void observe(int64_t layer, const char* site, const at::Tensor& x) = 0;
+};
+
 class CausalLM {
  public:
   // Reads model_dir/config.json and its safetensors (one file or shards), layer by layer, converting or
@@ -109,6 +119,8 @@ class CausalLM {
   // the LoRA parameters stay as they are.
   void set_adapters_enabled(bool enabled);
   bool adapters_enabled() const { return adapters_enabled_; }
+  // Every forward from now on shows `observer` (null: none) its projections' inputs; the observer must outlive that.
+  void set_activation_observer(ActivationObserver* observer) { observer_ = observer; }
 
  private:
   ModelConfig config_;
@@ -120,6 +132,7 @@ class CausalLM {
   std::vector<std::unique_ptr<DecoderLayer>> layers_;
   bool training_ = false;
   bool adapters_enabled_ = true;
+  ActivationObserver* observer_ = nullptr;
 };
 
 // Causal-LM loss as transformers (ForCausalLMLoss): logits (B,T,V) at t predict labels at t+1; labels -100

@@ -7,6 +7,7 @@
 // in a trailer so the ids can be streamed out; the file is written under a temporary name and renamed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,6 +34,12 @@ class TokenizedText {
   int64_t num_blocks(int64_t block_size) const { return size_ / block_size; }
   // Block `index` as int64 ids (block_size,), a copy.
   at::Tensor block(int64_t index, int64_t block_size) const;
+  // The first `tokens` tokens (all of them when there are fewer), sharing the mapping.
+  TokenizedText first(int64_t tokens) const {
+    TokenizedText out = *this;
+    out.size_ = std::min(size_, std::max<int64_t>(tokens, 0));
+    return out;
+  }
 
  private:
   std::shared_ptr<void> mapping_;

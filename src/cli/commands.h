@@ -19,6 +19,7 @@ Command add_estimate_cost_command(CLI::App& parent);
 Command add_generate_command(CLI::App& parent);
 Command add_export_gguf_command(CLI::App& parent);
 Command add_eval_command(CLI::App& parent);
+Command add_imatrix_command(CLI::App& parent);
 
 // The options that several subcommands share, worded once.
 // --device auto|cpu|cuda (select_device in autotrain/device.h).

@@ -34,6 +34,7 @@ int run(int argc, char** argv) {
       autotrain::cli::add_generate_command(app),
       autotrain::cli::add_export_gguf_command(app),
       autotrain::cli::add_eval_command(app),
+      autotrain::cli::add_imatrix_command(app),
   };
   app.require_subcommand(0, 1);
   app.footer(

@@ -10,7 +10,10 @@ dropped; labels = input_ids). Writes reference/evaluation/:
                      base alone and with the adapter, its 7 projections in fp32 ("none") or NF4 round-tripped by
                      bitsandbytes ("int4": quantize_4bit nf4, blocksize 64, then dequantized), or every 2-D weight as a
                      GGUF of q4_0 / q8_0 stores it ("gguf_q4_0", "gguf_q8_0": gguf-py's quantize and dequantize, the
-                     types by llama.cpp's rules), the model in fp32."""
+                     types by llama.cpp's rules), the model in fp32; and for `autotrain imatrix`, over the same
+                     blocks, each 2-D weight's input statistics (by GGUF name: the sums over every token of the
+                     squares of its input columns, float64, and the tokens; forward pre-hooks on transformers'
+                     projections and LM head, llama-imatrix's collector) for the base alone and with the adapter."""
 import argparse
 import json
 import os
@@ -56,6 +59,37 @@ def mean_loss(model, blocks):
     return total / (blocks.shape[0] * (BLOCK_SIZE - 1))
 
 
+@torch.no_grad()
+def input_squares(model, blocks):
+    """{GGUF name: (sums of x^2 per input column, tokens)} of every projection and the LM head over the blocks."""
+    import re
+    from gguf_check import gguf_names
+    config = json.loads(model.config.to_json_string())
+    arch = config["model_type"] if config["model_type"] in ("qwen2", "qwen3") else "llama"
+    names = gguf_names(config, arch)
+    tied = bool(config.get("tie_word_embeddings"))
+    sums, hooks = {}, []
+    for name, module in model.named_modules():
+        hf = re.sub(r"^base_model\.model\.", "", name)
+        if hf == "lm_head":
+            key = "token_embd.weight" if tied else names["lm_head.weight"]
+        elif hf.split(".")[-1] in PROJECTIONS and hf.startswith("model.layers."):
+            key = names[hf + ".weight"]
+        else:
+            continue
+
+        def hook(module, args, key=key):
+            x = args[0].double().reshape(-1, args[0].shape[-1])
+            total, tokens = sums.get(key, (0.0, 0))
+            sums[key] = (total + x.square().sum(0), tokens + x.shape[0])
+        hooks.append(module.register_forward_pre_hook(hook))
+    for batch in blocks.split(3):
+        model(input_ids=batch)
+    for handle in hooks:
+        handle.remove()
+    return {key: {"sums": total.tolist(), "tokens": tokens} for key, (total, tokens) in sums.items()}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixtures", required=True)
@@ -99,7 +133,10 @@ def main():
             "base": mean_loss(load(quantization), blocks),
             "adapter": mean_loss(PeftModel.from_pretrained(load(quantization), str(out / "adapter")).eval(), blocks),
         }
-    expected = {"block_size": BLOCK_SIZE, "tokens": tokens, "blocks": blocks.tolist(), "loss": losses}
+    imatrix = {"base": input_squares(load("none"), blocks),
+               "adapter": input_squares(PeftModel.from_pretrained(load("none"), str(out / "adapter")).eval(), blocks)}
+    expected = {"block_size": BLOCK_SIZE, "tokens": tokens, "blocks": blocks.tolist(), "loss": losses,
+                "imatrix": imatrix}
     (out / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
 
 

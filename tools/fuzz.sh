@@ -3,8 +3,8 @@
 # UndefinedBehaviorSanitizer:
 #
 #   tools/fuzz.sh SECONDS [TARGET ...]     (default targets: safetensors_header training_params
-#                                           tokenizer_json dataset chat_template dataset_card; SECONDS per
-#                                           target)
+#                                           tokenizer_json dataset chat_template dataset_card imatrix;
+#                                           SECONDS per target)
 #
 # Builds build-fuzz/ with clang++, runs each target for SECONDS on a working corpus seeded from
 # tests/fuzz/corpus/<target>/ (kept in build-fuzz/corpus between runs), and prints executions and
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:?usage: tools/fuzz.sh SECONDS [TARGET ...]}"
 shift
 targets=("$@")
-((${#targets[@]})) || targets=(safetensors_header training_params tokenizer_json dataset chat_template dataset_card)
+((${#targets[@]})) || targets=(safetensors_header training_params tokenizer_json dataset chat_template dataset_card imatrix)
 
 tools/setup.sh
 command -v clang++ >/dev/null || { echo "fuzz: clang++ not found (apt-get install clang)"; exit 2; }

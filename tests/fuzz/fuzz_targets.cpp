@@ -13,6 +13,7 @@
 #include "autotrain/config.h"
 #include "autotrain/data.h"
 #include "autotrain/error.h"
+#include "autotrain/imatrix.h"
 #include "autotrain/parquet.h"
 #include "autotrain/safetensors.h"
 #include "autotrain/tokenizer.h"
@@ -62,6 +63,11 @@ int safetensors_header(const uint8_t* data, size_t size) {
       if (tensor.numel() > 0) (void)tensor.reshape({-1})[tensor.numel() - 1].item<double>();
     }
   });
+}
+
+int imatrix(const uint8_t* data, size_t size) {
+  const std::string path = write_bytes("model.imatrix", data, size);
+  return expect_at_most_error([&] { (void)load_imatrix(path); });
 }
 
 int training_params(const uint8_t* data, size_t size) {
@@ -144,7 +150,8 @@ const std::vector<Target>& targets() {
                                           {"tokenizer_json", tokenizer_json},
                                           {"dataset", dataset},
                                           {"chat_template", chat_template},
-                                          {"dataset_card", dataset_card}};
+                                          {"dataset_card", dataset_card},
+                                          {"imatrix", imatrix}};
   return all;
 }
 

@@ -20,6 +20,7 @@ int chat_template(const uint8_t* data, size_t size);       // a Jinja chat templ
                                                            // conversation cell (Python / JSON list literal)
 int dataset_card(const uint8_t* data, size_t size);        // a README.md dataset card, then after a NUL byte
                                                            // the split ("train", "CONFIG:SPLIT"), resolved
+int imatrix(const uint8_t* data, size_t size);             // an importance matrix (GGUF or legacy .dat)
 
 struct Target {
   std::string name;

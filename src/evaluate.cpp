@@ -56,11 +56,9 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   model_options.device = device;
   model_options.gradient_checkpointing = false;  // no backward
   model_options.lora_target_modules.clear();
-  if (imatrix && model_options.quantization != BaseQuantization::none) {
-    log::info(std::string("imatrix: the base's weights unquantized (the config's quantization is for training), as "
-                          "export-gguf reads them"));
-    model_options.quantization = BaseQuantization::none;
-  }
+  if (imatrix && model_options.quantization != BaseQuantization::none)
+    log::info("imatrix: the statistics of the base quantized to " + params.quantization.value_or("none") +
+              " (--quantization), close to those of the unquantized weights export-gguf reads");
   if (options.gguf_type) {  // llama.cpp's weights: the GGUF type's quantization, not the config's
     log::info("the base's weights as GGUF " + result.gguf_type + " stores them (export-gguf's types; quantization " +
               "none)");

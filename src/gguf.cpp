@@ -400,6 +400,12 @@ struct GgufTensor {
   const std::vector<float>* importance = nullptr;  // its importance-matrix entry, one value a column, if any
 };
 
+// The tensor's importance-matrix entry as a float32 tensor over its values (undefined without one).
+at::Tensor importance_of(const GgufTensor& tensor) {
+  if (!tensor.importance) return {};
+  return at::from_blob(const_cast<float*>(tensor.importance->data()), {int64_t(tensor.importance->size())}, at::kFloat);
+}
+
 uint64_t padded(uint64_t size) { return (size + kAlignment - 1) / kAlignment * kAlignment; }
 
 std::string gguf_name_of(const std::string& source, const ModelConfig& config, std::optional<int64_t>* permute_heads,
@@ -472,11 +478,7 @@ GgufSummary write_gguf(const std::string& out_file, const std::string& architect
   for (const GgufTensor& tensor : tensors) {
     at::Tensor data = values(tensor).to(at::kFloat);
     if (tensor.permute_heads) data = permute_for_llama_rope(data, *tensor.permute_heads);
-    at::Tensor importance;
-    if (tensor.importance)
-      importance = at::from_blob(const_cast<float*>(tensor.importance->data()), {int64_t(tensor.importance->size())},
-                                 at::kFloat);
-    const at::Tensor bytes = ggml_quantize(data, tensor.type, importance);
+    const at::Tensor bytes = ggml_quantize(data, tensor.type, importance_of(tensor));
     if (uint64_t(bytes.numel()) != tensor.bytes) throw Error(tensor.name + ": unexpected byte count (a bug)");
     out.write(bytes.data_ptr(), tensor.bytes);
     out.write(zeros.data(), padded(tensor.bytes) - tensor.bytes);
@@ -712,12 +714,7 @@ std::function<at::Tensor(const std::string&, const at::Tensor&)> gguf_round_trip
   };
   std::map<std::string, Stored> stored;  // checkpoint name -> its 2-D weight's type and importance
   for (const GgufTensor& tensor : tensors) {
-    if (tensor.shape.size() < 2) continue;
-    at::Tensor importance;
-    if (tensor.importance)
-      importance = at::from_blob(const_cast<float*>(tensor.importance->data()), {int64_t(tensor.importance->size())},
-                                 at::kFloat);
-    stored[tensor.source] = {tensor.type, importance};
+    if (tensor.shape.size() >= 2) stored[tensor.source] = {tensor.type, importance_of(tensor)};
   }
   return [stored, imatrix](const std::string& name, const at::Tensor& tensor) {  // imatrix: keeps the values alive
     const auto found = stored.find(name);

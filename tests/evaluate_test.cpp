@@ -303,7 +303,7 @@ TEST(Imatrix, InputStatisticsEqualTransformersOnTheSplitsBlocks) {
     options.device = "cpu";
     options.imatrix_out = file;
     if (which == "adapter") options.adapter_dir = kOracle + "/adapter";
-    TrainingParams params = eval_params("int4");  // the config's NF4 is for training: the statistics are fp32's
+    TrainingParams params = eval_params("none");
     params.train_split = "valid";
     const EvaluationResult result = run_evaluation(params, options);
     EXPECT_EQ(result.imatrix_entries, 15);
@@ -319,7 +319,7 @@ TEST(Imatrix, InputStatisticsEqualTransformersOnTheSplitsBlocks) {
 TEST(ImatrixCli, WritesTheConfigsRunsMatrixForExportGguf) {
   testing::TempDir dir;
   fs::copy(kOracle + "/adapter", dir.file("run-1"), fs::copy_options::recursive);
-  json config = eval_config("int4");
+  json config = eval_config("int4");  // a QLoRA run's: the command takes the statistics of the unquantized base
   config["project_name"] = "run-1";
   config["train_split"] = "valid";
   testing::write_text(dir.file("params.json"), config.dump());

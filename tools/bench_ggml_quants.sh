@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: our GGUF block quantizers (src/ggml_quants.cpp) against ggml's own reference quantizers, the ones
-# llama-quantize runs without an importance matrix, on the same float32 matrix (a Llama-3-8B MLP weight's shape,
+# llama-quantize runs without an importance matrix, and its importance-weighted ones (quantize_<type> with an
+# entry of lognormal(0, 1.5) values, "+imatrix"), on the same float32 matrix (a Llama-3-8B MLP weight's shape,
 # 14336 x 4096, N(0, 0.02)), one thread each, best of 3:
 #
 #   tools/bench_ggml_quants.sh GGML_SRC_DIR [BUILD_DIR]     (a ggml source tree, as for ggml_quant_fixture/make.sh)
@@ -18,14 +19,15 @@ trap 'rm -rf "$WORK"' EXIT
 ROWS=14336 COLS=4096
 
 "$PYTHON" -c "import numpy as np; np.random.default_rng(0).normal(0, 0.02, ($ROWS, $COLS)).astype('<f4').tofile('$WORK/x.f32')"
+"$PYTHON" -c "import numpy as np; np.random.default_rng(1).lognormal(0, 1.5, $COLS).astype('<f4').tofile('$WORK/qw.f32')"
 FLAGS=(-std=gnu11 -O3 -DNDEBUG -ffp-contract=off -I"$GGML/include" -I"$GGML/src")
 gcc "${FLAGS[@]}" -w -c "$GGML/src/ggml-quants.c" -o "$WORK/ggml-quants.o"
 gcc "${FLAGS[@]}" -c "$ROOT/tools/ggml_quant_fixture/time.c" -o "$WORK/time.o"
 gcc "${FLAGS[@]}" -c "$ROOT/tools/ggml_quant_fixture/ggml_stubs.c" -o "$WORK/stubs.o"
 gcc "$WORK/time.o" "$WORK/stubs.o" "$WORK/ggml-quants.o" -lm -o "$WORK/time"
 
-"$WORK/time" "$WORK/x.f32" $ROWS $COLS | tee "$WORK/ggml.txt"
-OMP_WAIT_POLICY=PASSIVE "$BUILD/bench_quantize" --ggml "$WORK/x.f32" $ROWS $COLS 1 | tee "$WORK/ours.txt"
+"$WORK/time" "$WORK/x.f32" $ROWS $COLS "$WORK/qw.f32" | tee "$WORK/ggml.txt"
+OMP_WAIT_POLICY=PASSIVE "$BUILD/bench_quantize" --ggml "$WORK/x.f32" $ROWS $COLS "$WORK/qw.f32" 1 | tee "$WORK/ours.txt"
 "$PYTHON" - "$WORK/ggml.txt" "$WORK/ours.txt" <<'PY'
 import sys
 def seconds(path):

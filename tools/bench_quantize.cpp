@@ -4,9 +4,10 @@
 //  - quantize_4bit on the CPU, for each thread count (default: 1 and 2);
 //  - with --cuda (a build with CUDA and a GPU): quantize_4bit_torch on the first GPU, the weight already
 //    there, and again with its upload from host memory (what a model load on a GPU does per weight);
-//  - bench_quantize --ggml INPUT.f32 ROWS COLS [THREADS...]: instead, the GGUF block quantizers (ggml_quantize:
-//    q4_0, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K) over that float32 matrix, seconds per type, best of 3
-//    (tools/bench_ggml_quants.sh runs it beside ggml's own quantize_row_*_ref);
+//  - bench_quantize --ggml INPUT.f32 ROWS COLS IMPORTANCE.f32|- [THREADS...]: instead, the GGUF block quantizers
+//    (ggml_quantize: q4_0, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K) over that float32 matrix, seconds per type, best of 3,
+//    and with an importance-matrix entry of COLS float32 unless "-" (tools/bench_ggml_quants.sh runs it beside
+//    ggml's own quantize_row_*_ref and quantize_<type>);
 //  - a fingerprint (FNV-1a) of the bytes quantize_4bit returns for fixed inputs over NF4/FP4, double
 //    quantization on/off, blocksizes 64/256, fp32/fp16/bf16 and odd sizes: run it before and after a change
 //    to the quantizer, and the fingerprints must be equal.
@@ -107,7 +108,9 @@ uint64_t fingerprint() {
 }
 
 // The GGUF block quantizers over a float32 matrix from a file (the one tools/bench_ggml_quants.sh gives ggml too).
-int bench_ggml(const std::string& path, int64_t rows, int64_t cols, const std::vector<int>& threads) {
+// With importance_path (COLS float32, not "-"): also each type with that importance-matrix entry, as "<type>+imatrix".
+int bench_ggml(const std::string& path, int64_t rows, int64_t cols, const std::string& importance_path,
+               const std::vector<int>& threads) {
   const std::string bytes = read_file(path);
   if (int64_t(bytes.size()) != rows * cols * 4) {
     std::fprintf(stderr, "--ggml: %s holds %zu bytes, not %ld x %ld float32\n", path.c_str(), bytes.size(),
@@ -116,18 +119,32 @@ int bench_ggml(const std::string& path, int64_t rows, int64_t cols, const std::v
   }
   at::Tensor x = at::empty({rows, cols}, at::kFloat);
   std::memcpy(x.data_ptr(), bytes.data(), bytes.size());
+  at::Tensor importance;
+  if (importance_path != "-") {
+    const std::string raw = read_file(importance_path);
+    if (int64_t(raw.size()) != cols * 4) {
+      std::fprintf(stderr, "--ggml: %s holds %zu bytes, not %ld float32\n", importance_path.c_str(), raw.size(),
+                   static_cast<long>(cols));
+      return 1;
+    }
+    importance = at::empty({cols}, at::kFloat);
+    std::memcpy(importance.data_ptr(), raw.data(), raw.size());
+  }
   for (GgmlType type : {GgmlType::q4_0, GgmlType::q8_0, GgmlType::q2_K, GgmlType::q3_K, GgmlType::q4_K, GgmlType::q5_K,
                         GgmlType::q6_K})
     for (int n : threads) {
       at::set_num_threads(n);
-      double best = 1e30;
-      for (int i = 0; i < 3; ++i) {
-        const auto start = std::chrono::steady_clock::now();
-        ggml_quantize(x, type);
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      for (bool weighted : {false, true}) {
+        if (weighted && (!importance.defined() || type == GgmlType::q8_0)) continue;  // q8_0 ignores the weights
+        double best = 1e30;
+        for (int i = 0; i < 3; ++i) {
+          const auto start = std::chrono::steady_clock::now();
+          ggml_quantize(x, type, weighted ? importance : at::Tensor());
+          best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
+        std::printf("ours %s%s threads %d: %.4f s, %.1f M values/s\n", ggml_type_info(type).name,
+                    weighted ? "+imatrix" : "", n, best, double(x.numel()) / best / 1e6);
       }
-      std::printf("ours %s threads %d: %.4f s, %.1f M values/s\n", ggml_type_info(type).name, n, best,
-                  double(x.numel()) / best / 1e6);
     }
   return 0;
 }
@@ -135,11 +152,11 @@ int bench_ggml(const std::string& path, int64_t rows, int64_t cols, const std::v
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 5 && std::string(argv[1]) == "--ggml") {
+  if (argc >= 6 && std::string(argv[1]) == "--ggml") {
     std::vector<int> threads;
-    for (int i = 5; i < argc; ++i) threads.push_back(std::atoi(argv[i]));
+    for (int i = 6; i < argc; ++i) threads.push_back(std::atoi(argv[i]));
     if (threads.empty()) threads = {1};
-    return bench_ggml(argv[2], std::atoll(argv[3]), std::atoll(argv[4]), threads);
+    return bench_ggml(argv[2], std::atoll(argv[3]), std::atoll(argv[4]), argv[5], threads);
   }
   bool cuda = false;
   std::vector<int> threads;

@@ -24,9 +24,10 @@ struct EvaluateOptions {
   // none: the GGUF's quantization replaces it), the adapter as a LoRA GGUF adds it: what llama.cpp runs.
   std::optional<GgufType> gguf_type;
   std::string imatrix_file;  // with gguf_type: the importance matrix export-gguf --imatrix quantizes with
-  // autotrain imatrix: also collect each projection's input statistics over the scored blocks (the base's weights
-  // unquantized, the adapter's LoRA applied: the model export-gguf --merge writes) and write them here, in
-  // llama-imatrix's format (GGUF, or its legacy one for a .dat path); max_blocks > 0: only the first so many blocks.
+  // autotrain imatrix: also collect each projection's input statistics over the scored blocks (the base as
+  // params.quantization has it, which the command sets to none unless told: the weights export-gguf reads; the
+  // adapter's LoRA applied: the model export-gguf --merge writes) and write them here, in llama-imatrix's format
+  // (GGUF, or its legacy one for a .dat path); max_blocks > 0: only the first so many blocks.
   std::string imatrix_out;
   int64_t max_blocks = 0;
 };

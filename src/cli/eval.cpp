@@ -74,10 +74,11 @@ void add_scoring_options(CLI::App* app, EvalCommandOptions* o, bool imatrix) {
                             "ones");
   o->block_size_option =
       app->add_option("--block-size", o->block_size, "Tokens per block (block_size; -1: min(model_max_length, 1024))");
-  if (!imatrix) {
-    app->add_option("--quantization", o->quantization, "The base's 7 projections: int4 (NF4), int8 or none")
-        ->check(CLI::IsMember({"int4", "int8", "none"}));
-  }
+  app->add_option("--quantization", o->quantization,
+                  imatrix ? "The base's 7 projections: none (the default, whatever the config says: the weights "
+                            "export-gguf quantizes), or int4 / int8 to fit a model that does not fit unquantized"
+                          : "The base's 7 projections: int4 (NF4), int8 or none")
+      ->check(CLI::IsMember({"int4", "int8", "none"}));
   app->add_option("--mixed-precision", o->mixed_precision, "Compute dtype: fp16, bf16 or none (fp32)")
       ->check(CLI::IsMember({"fp16", "bf16", "none"}));
   app->add_option("--chat-template", o->chat_template,
@@ -171,6 +172,7 @@ Command add_imatrix_command(CLI::App& parent) {
       "imatrix", "Importance matrix of a model (with its LoRA adapter) over a split of a dataset, for export-gguf "
                  "--imatrix: llama.cpp's llama-imatrix");
   add_scoring_options(app, o.get(), true);
+  o->quantization = "none";  // unless --quantization says otherwise: a QLoRA config's int4 is for training
   app->add_option("-o,--out", o->evaluate.imatrix_out,
                   "The file to write: llama-imatrix's GGUF format (FILE.imatrix.gguf), or its legacy one for a .dat "
                   "name; llama-quantize --imatrix reads both")

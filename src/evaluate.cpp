@@ -125,8 +125,9 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   ImatrixCollector collector(model.config().tie_word_embeddings);
   if (imatrix) model.set_activation_observer(&collector);
 
-  log::info(log::cat(imatrix ? "imatrix: " : "", "scoring ", result.blocks, " blocks of ", result.block_size, " tokens of ", result.data_file,
-                     " (", result.tokens - result.blocks * result.block_size, " tokens past the last block dropped)"));
+  log::info(log::cat(imatrix ? "imatrix: " : "", "scoring ", result.blocks, " blocks of ", result.block_size,
+                     " tokens of ", result.data_file, " (", result.tokens - result.blocks * result.block_size,
+                     " tokens past the last block dropped)"));
   ProgressBar progress(command, result.blocks * result.block_size, "tok");
   int64_t scored_blocks = 0;
   const auto start = std::chrono::steady_clock::now();

@@ -1,7 +1,8 @@
 // llama.cpp's block quantizers, re-implemented from the algorithms of ggml-quants.c's reference functions
 // (quantize_row_*_ref: what llama-quantize runs without an importance matrix) and of its quantize_row_*_impl (what
-// it runs with one, the "weighted" paths below) so that each block's bytes are llama.cpp's. That needs the same float operations in the same order: this file is compiled with
-// -ffp-contract=off (no fused multiply-adds), and rounding goes through nearest_int below, ggml's own trick.
+// it runs with one, the "weighted" paths below) so that each block's bytes are llama.cpp's. That needs the same
+// float operations in the same order: this file is compiled with -ffp-contract=off (no fused multiply-adds), and
+// rounding goes through nearest_int below, ggml's own trick.
 #include "autotrain/ggml_quants.h"
 
 #include <ATen/ATen.h>

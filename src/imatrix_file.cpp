@@ -88,7 +88,8 @@ void read_gguf(Reader& in, ImportanceMatrix& out) {
       out.chunk_count = in.value<uint32_t>("imatrix.chunk_count");
     } else if (key == "general.alignment" && type == kU32) {
       alignment = in.value<uint32_t>("general.alignment");
-      if (alignment == 0 || (alignment & (alignment - 1)) != 0) throw in.broken("general.alignment is not a power of 2");
+      if (alignment == 0 || (alignment & (alignment - 1)) != 0)
+        throw in.broken("general.alignment is not a power of 2");
     } else if (type == kString) {
       string("a metadata value");
     } else if (type == kArray) {

@@ -312,7 +312,8 @@ TEST(Imatrix, InputStatisticsEqualTransformersOnTheSplitsBlocks) {
   }
   // The adapter's entries differ from the base's beyond the tolerance (blk.1's inputs follow its LoRA layers).
   const auto& oracle = expected()["imatrix"];
-  const double base = oracle["base"]["blk.1.ffn_down.weight"]["sums"][0], tuned = oracle["adapter"]["blk.1.ffn_down.weight"]["sums"][0];
+  const double base = oracle["base"]["blk.1.ffn_down.weight"]["sums"][0];
+  const double tuned = oracle["adapter"]["blk.1.ffn_down.weight"]["sums"][0];
   EXPECT_GT(std::abs(base - tuned), 1e-3 * std::abs(base));
 }
 
@@ -323,7 +324,8 @@ TEST(ImatrixCli, WritesTheConfigsRunsMatrixForExportGguf) {
   config["project_name"] = "run-1";
   config["train_split"] = "valid";
   testing::write_text(dir.file("params.json"), config.dump());
-  const std::string base = "imatrix --device cpu --cache-dir " + testing::quote(dir.file("cache")) + " --config params.json";
+  const std::string base =
+      "imatrix --device cpu --cache-dir " + testing::quote(dir.file("cache")) + " --config params.json";
   auto result = testing::run_autotrain(base + " --out run.imatrix.gguf", dir.path().string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find("imatrix: wrote run.imatrix.gguf: 15 weights from"), std::string::npos) << result.output;

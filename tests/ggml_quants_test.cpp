@@ -1,6 +1,7 @@
 // The GGUF block quantizers (src/ggml_quants.cpp) against llama.cpp's own: tests/data/ggml_quants/ holds the bytes
 // that ggml's quantize_row_*_ref wrote for 43 rows of 512 values, each row a hard case, and those its
-// importance-matrix path wrote for them with 43 rows of importance weights (its SOURCES.md says how they were made). Ours must be those bytes exactly; our dequantization must give gguf-py's values for them
+// importance-matrix path wrote for them with 43 rows of importance weights (its SOURCES.md says how they were
+// made). Ours must be those bytes exactly; our dequantization must give gguf-py's values for them
 // (tests/reference/ggml_quants.py), also exactly: both compute each value with the same float32 operations.
 #include <gtest/gtest.h>
 
@@ -82,7 +83,9 @@ void expect_ggmls_bytes(const Fixture& fixture, const std::string& file_key, boo
       const int64_t row = block / blocks_per_row;
       if (++mismatched <= 3)
         ADD_FAILURE() << "row " << row << " (" << fixture.meta.at("row_kinds").at(row).get<std::string>()
-                      << (with_importance ? "; importance " + fixture.meta.at("importance_kinds").at(row).get<std::string>() : "")
+                      << (with_importance
+                              ? "; importance " + fixture.meta.at("importance_kinds").at(row).get<std::string>()
+                              : "")
                       << "), block " << block % blocks_per_row << " differs from ggml's";
     }
     EXPECT_EQ(mismatched, 0);

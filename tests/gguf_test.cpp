@@ -227,7 +227,8 @@ TEST(GgufExport, TheRoundTripWithAnImportanceMatrixGivesTheExportsWeights) {
   write_safetensors(weights, tensors);
   const std::string command = quote(AUTOTRAIN_PYTHON) + " " +
                               quote(std::string(AUTOTRAIN_SOURCE_DIR) + "/tests/reference/gguf_check.py") +
-                              " --fixtures " + quote(kFixtures) + " --round-trip " + quote(out + ":" + weights + ":" + model);
+                              " --fixtures " + quote(kFixtures) + " --round-trip " +
+                              quote(out + ":" + weights + ":" + model);
   EXPECT_EQ(std::system((command + " 2>&1").c_str()), 0);
 }
 

@@ -27,8 +27,8 @@ namespace autotrain {
 // an f32 GGUF: its per-tensor mixture (output.weight q6_K; the *_K_M presets q6_K for some layers' attn_v and
 // ffn_down; q2_K and q3_K_* more bits for attn_v, attn_output and ffn_down) and its fallbacks for rows that are not
 // whole blocks.
-// q2_K_S is llama-quantize's q2_K without its extra bits for attn_output and most of ffn_down, which wants an importance
-// matrix (GgufOptions::imatrix_file), as llama-quantize does.
+// q2_K_S is llama-quantize's q2_K without its extra bits for attn_output and most of ffn_down, which wants an
+// importance matrix (GgufOptions::imatrix_file), as llama-quantize does.
 enum class GgufType {
   f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q2_K_S, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M,
   q6_K

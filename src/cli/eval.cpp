@@ -52,8 +52,9 @@ TrainingParams eval_params(const EvalCommandOptions& o) {
 void add_scoring_options(CLI::App* app, EvalCommandOptions* o, bool imatrix) {
   const std::string split_key = imatrix ? "train_split" : "valid_split";
   app->add_option("-c,--config", o->config_path,
-                  "The training_params.json of a run: its model, data_path, " + split_key + ", text_column, block_size, "
-                  "add_eos_token, chat_template, trainer, " + (imatrix ? "" : "quantization, ") +
+                  "The training_params.json of a run: its model, data_path, " + split_key +
+                      ", text_column, block_size, add_eos_token, chat_template, trainer, " +
+                      (imatrix ? "" : "quantization, ") +
                   "mixed_precision and batch_size, and project_name's adapter")
       ->check(CLI::ExistingFile);
   app->add_option("-m,--model", o->model_dir,

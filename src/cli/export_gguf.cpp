@@ -33,8 +33,8 @@ Command add_export_gguf_command(CLI::App& parent) {
   app->add_option("--out", arguments->out, "GGUF file to write")->required();
   app->add_option("--type", arguments->type,
                   "f32, f16, bf16 or q8_0 (the 2-D weights, as convert_hf_to_gguf.py's --outtype), or a "
-                  "llama-quantize preset: q4_0, q4_1, q5_0, q5_1, q2_K, q2_K_S (needs --imatrix), q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, "
-                  "q5_K_S, q5_K_M, q6_K (norms and biases stay f32)")
+                  "llama-quantize preset: q4_0, q4_1, q5_0, q5_1, q2_K, q2_K_S (needs --imatrix), q3_K_S, "
+                  "q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K (norms and biases stay f32)")
       ->check(CLI::IsMember(gguf_type_names(), CLI::ignore_case))
       ->capture_default_str();
   app->add_option("--output-tensor-type", arguments->output_type,
@@ -54,7 +54,8 @@ Command add_export_gguf_command(CLI::App& parent) {
               "  autotrain export-gguf --model BASE --adapter my-llm --merge --out my-llm.Q4_K_M.gguf --type q4_K_M\n"
               "  autotrain export-gguf --model my-llm-merged --out my-llm.Q4_K_L.gguf --type q4_K_M "
               "--output-tensor-type q8_0 --token-embedding-type q8_0\n"
-              "  autotrain export-gguf --model my-llm-merged --out my-llm.Q3_K_M.gguf --type q3_K_M --imatrix my-llm.imatrix.gguf");
+              "  autotrain export-gguf --model my-llm-merged --out my-llm.Q3_K_M.gguf --type q3_K_M "
+              "--imatrix my-llm.imatrix.gguf");
   auto run = [arguments] {
     GgufOptions options;
     options.model_dir = resolve_model_folder(arguments->model);

@@ -174,8 +174,8 @@ int main(int argc, char ** argv) {
         if (importance) {
             memset(out, 0, (size_t) rows * row_bytes);
             for (long r = 0; r < rows; ++r) {
-                const size_t written = q->quantize_weighted(x + (size_t) r * cols, out + (size_t) r * row_bytes, 1, cols,
-                                                            importance + (size_t) r * cols);
+                const size_t written = q->quantize_weighted(x + (size_t) r * cols, out + (size_t) r * row_bytes, 1,
+                                                            cols, importance + (size_t) r * cols);
                 if (written != row_bytes) die("quantize_%s wrote an unexpected size", q->name);
             }
             write_file(outdir, q->name, ".imatrix.bin", out, (size_t) rows * row_bytes);

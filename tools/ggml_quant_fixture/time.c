@@ -31,8 +31,10 @@ static const struct {
     weighted_fn weighted;
 } TYPES[] = {
     {"q4_0", QK4_0, sizeof(block_q4_0), q_q4_0, quantize_q4_0}, {"q8_0", QK8_0, sizeof(block_q8_0), q_q8_0, NULL},
-    {"q2_K", QK_K, sizeof(block_q2_K), q_q2_K, quantize_q2_K},  {"q3_K", QK_K, sizeof(block_q3_K), q_q3_K, quantize_q3_K},
-    {"q4_K", QK_K, sizeof(block_q4_K), q_q4_K, quantize_q4_K},  {"q5_K", QK_K, sizeof(block_q5_K), q_q5_K, quantize_q5_K},
+    {"q2_K", QK_K, sizeof(block_q2_K), q_q2_K, quantize_q2_K},
+    {"q3_K", QK_K, sizeof(block_q3_K), q_q3_K, quantize_q3_K},
+    {"q4_K", QK_K, sizeof(block_q4_K), q_q4_K, quantize_q4_K},
+    {"q5_K", QK_K, sizeof(block_q5_K), q_q5_K, quantize_q5_K},
     {"q6_K", QK_K, sizeof(block_q6_K), q_q6_K, quantize_q6_K},
 };
 
@@ -86,7 +88,8 @@ int main(int argc, char ** argv) {
                 const double seconds = now() - start;
                 if (seconds < best) best = seconds;
             }
-            printf("ggml %s+imatrix threads 1: %.4f s, %.1f M values/s\n", TYPES[t].name, best, (double) n / best / 1e6);
+            printf("ggml %s+imatrix threads 1: %.4f s, %.1f M values/s\n", TYPES[t].name, best,
+                   (double) n / best / 1e6);
         }
         free(out);
     }

@@ -717,6 +717,118 @@ void quantize_with_min_weighted(const float* x, uint8_t* block, const float* qw,
   if constexpr (bits == 5) std::memcpy(block + 4, &qh, 4);
 }
 
+// ---- iq4_nl / iq4_xs: 4-bit indices into a non-linear table ---------------------------------------------------
+
+// ggml's kvalues_iq4nl: the 16 values an index stands for, times the block's (or sub-block's) scale.
+constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// ggml's best_index_int8: the index of the table value nearest x (the upper one of a tie).
+int nearest_iq4(float x) {
+  if (x <= float(kIq4Values[0])) return 0;
+  if (x >= float(kIq4Values[15])) return 15;
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (x < float(kIq4Values[mid])) {
+      hi = mid;
+    } else {
+      lo = mid;
+    }
+  }
+  return x - float(kIq4Values[hi - 1]) < float(kIq4Values[hi]) - x ? hi - 1 : hi;
+}
+
+// ggml's quantize_row_iq4_nl_impl with ntry 7, as quantize_iq4_nl / quantize_iq4_xs call it (what llama-quantize
+// runs, with or without an importance matrix): each 32-value sub-block's scale of least squared error weighted by
+// x^2 (or qw * sqrt(sigma2 + x^2)) among 15 trial scales; iq4_xs then stores them as 6-bit multiples of an fp16 d
+// and fits the indices again against those. `values` 32 (iq4_nl) or 256 (iq4_xs).
+template <int values>
+void quantize_iq4_block(const float* x, uint8_t* block, const float* qw) {
+  constexpr int sub_blocks = values / 32, ntry = 7;
+  const float sigma2 = sum_of_squares(x, values) * (2.f / float(values));
+  uint8_t L[values];
+  float scales[sub_blocks], weights[32];
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < sub_blocks; ++ib) {
+    const float* xb = x + 32 * ib;
+    uint8_t* Lb = L + 32 * ib;
+    for (int j = 0; j < 32; ++j)
+      weights[j] = qw ? qw[32 * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; ++j) {
+      if (std::fabs(xb[j]) > amax) {
+        amax = std::fabs(xb[j]);
+        max = xb[j];
+      }
+    }
+    if (amax < 1e-15f) {  // GROUP_MAX_EPS
+      scales[ib] = 0;
+      continue;
+    }
+    float d = -max / float(kIq4Values[0]);
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int l = nearest_iq4(id * xb[j]);
+      Lb[j] = uint8_t(l);
+      const float q = float(kIq4Values[l]), w = weights[j];
+      sumqx += w * q * xb[j];
+      sumq2 += w * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+      id = float(itry + kIq4Values[0]) / max;
+      sumqx = sumq2 = 0;
+      for (int j = 0; j < 32; ++j) {
+        const float q = float(kIq4Values[nearest_iq4(id * xb[j])]), w = weights[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+      }
+      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+        d = sumqx / sumq2;
+        best = d * sumqx;
+      }
+    }
+    scales[ib] = d;
+    if (std::fabs(d) > amax_scale) {
+      amax_scale = std::fabs(d);
+      max_scale = d;
+    }
+  }
+  uint8_t* q4;
+  if constexpr (sub_blocks > 1) {  // iq4_xs: fp16 d, scales_h (u16), scales_l[4], qs[128]
+    uint16_t scales_h = 0;
+    uint8_t* scales_l = block + 4;
+    const float d = -max_scale / 32;
+    put_half(block, d);
+    const float id = d != 0.0f ? 1 / d : 0.f;
+    for (int ib = 0; ib < sub_blocks; ++ib) {
+      int l = clamp_int(nearest_int(id * scales[ib]), -32, 31);
+      const float dl = d * float(l);
+      const float idl = dl != 0.0f ? 1 / dl : 0.f;
+      for (int j = 0; j < 32; ++j) L[32 * ib + j] = uint8_t(nearest_iq4(idl * x[32 * ib + j]));
+      l += 32;
+      if (ib % 2 == 0) {
+        scales_l[ib / 2] = uint8_t(l & 0xf);
+      } else {
+        scales_l[ib / 2] |= uint8_t((l & 0xf) << 4);
+      }
+      scales_h |= uint16_t((l >> 4) << (2 * (ib % 8)));
+    }
+    std::memcpy(block + 2, &scales_h, 2);
+    q4 = block + 8;
+  } else {  // iq4_nl: fp16 d, qs[16]; the indices again against the chosen scale
+    put_half(block, scales[0]);
+    const float id = scales[0] != 0.0f ? 1 / scales[0] : 0;
+    for (int j = 0; j < 32; ++j) L[j] = uint8_t(nearest_iq4(id * x[j]));
+    q4 = block + 2;
+  }
+  for (int i = 0; i < sub_blocks; ++i) {
+    for (int j = 0; j < 16; ++j) q4[16 * i + j] = uint8_t(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+  }
+}
+
 // ---- dequantization (ggml's dequantize_row_*) ---------------------------------------------------------------
 
 void dequantize_block(GgmlType type, const uint8_t* b, float* y) {
@@ -798,6 +910,29 @@ void dequantize_block(GgmlType type, const uint8_t* b, float* y) {
       }
       return;
     }
+    case GgmlType::iq4_nl: {
+      const float d = from_half(b);
+      for (int j = 0; j < 16; ++j) {
+        y[j] = d * float(kIq4Values[b[2 + j] & 0xf]);
+        y[j + 16] = d * float(kIq4Values[b[2 + j] >> 4]);
+      }
+      return;
+    }
+    case GgmlType::iq4_xs: {
+      const float d = from_half(b);
+      uint16_t scales_h;
+      std::memcpy(&scales_h, b + 2, 2);
+      const uint8_t* qs = b + 8;
+      for (int ib = 0; ib < 8; ++ib, qs += 16, y += 32) {
+        const int ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xf) | (((scales_h >> (2 * ib)) & 3) << 4);
+        const float dl = d * float(ls - 32);
+        for (int j = 0; j < 16; ++j) {
+          y[j] = dl * float(kIq4Values[qs[j] & 0xf]);
+          y[j + 16] = dl * float(kIq4Values[qs[j] >> 4]);
+        }
+      }
+      return;
+    }
     case GgmlType::q6_K: {
       const float d = from_half(b + 208);
       const uint8_t* ql = b;
@@ -843,6 +978,8 @@ void quantize_block(GgmlType type, const float* x, uint8_t* block, const float* 
     case GgmlType::q5_K: return quantize_q5_K_block(x, block, qw);
     case GgmlType::q6_K:
       return weighted ? quantize_q6_K_block<true>(x, block, qw) : quantize_q6_K_block(x, block);
+    case GgmlType::iq4_nl: return quantize_iq4_block<32>(x, block, qw);
+    case GgmlType::iq4_xs: return quantize_iq4_block<256>(x, block, qw);
     default:
       throw Error(std::string("ggml type ") + ggml_type_info(type).name + " is not a block quantization (a bug)");
   }
@@ -859,7 +996,8 @@ const GgmlTypeInfo& ggml_type_info(GgmlType type) {
   static const GgmlTypeInfo kF32{"f32", 1, 4}, kF16{"f16", 1, 2}, kBf16{"bf16", 1, 2}, kQ4_0{"q4_0", 32, 18},
       kQ4_1{"q4_1", 32, 20}, kQ5_0{"q5_0", 32, 22}, kQ5_1{"q5_1", 32, 24}, kQ8_0{"q8_0", 32, 34},
       kQ2_K{"q2_K", kSuperBlock, 84}, kQ3_K{"q3_K", kSuperBlock, 110}, kQ4_K{"q4_K", kSuperBlock, 144},
-      kQ5_K{"q5_K", kSuperBlock, 176}, kQ6_K{"q6_K", kSuperBlock, 210};
+      kQ5_K{"q5_K", kSuperBlock, 176}, kQ6_K{"q6_K", kSuperBlock, 210}, kIq4Nl{"iq4_nl", 32, 18},
+      kIq4Xs{"iq4_xs", kSuperBlock, 136};
   switch (type) {
     case GgmlType::f32: return kF32;
     case GgmlType::f16: return kF16;
@@ -874,6 +1012,8 @@ const GgmlTypeInfo& ggml_type_info(GgmlType type) {
     case GgmlType::q4_K: return kQ4_K;
     case GgmlType::q5_K: return kQ5_K;
     case GgmlType::q6_K: return kQ6_K;
+    case GgmlType::iq4_nl: return kIq4Nl;
+    case GgmlType::iq4_xs: return kIq4Xs;
   }
   throw Error("unknown ggml type " + std::to_string(uint32_t(type)) + " (a bug)");
 }
@@ -905,13 +1045,15 @@ at::Tensor ggml_quantize(const at::Tensor& x, GgmlType type, const at::Tensor& i
   const float* in = values.data_ptr<float>();
   const float* qw = weights.defined() ? weights.data_ptr<float>() : nullptr;
   uint8_t* bytes = out.data_ptr<uint8_t>();
+  const bool row_weighted =
+      type == GgmlType::q4_0 || type == GgmlType::q4_1 || type == GgmlType::q5_0 || type == GgmlType::q5_1;
   // A K-quant block takes some microseconds (its trial scales): an 8B model's blocks want every core.
   at::parallel_for(0, blocks, 64, [&](int64_t begin, int64_t end) {
     int64_t sigma_row = -1;
     float sigma2 = 0;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t r = b / blocks_per_row, column = (b % blocks_per_row) * info.block_values;
-      if (qw != nullptr && info.block_values == 32 && r != sigma_row) {  // the 32-value types weigh by the row's
+      if (qw != nullptr && row_weighted && r != sigma_row) {  // q4_0 ... q5_1 weigh by the row's mean square
         sigma2 = sum_of_squares(in + r * row, row) / float(row);
         sigma_row = r;
       }

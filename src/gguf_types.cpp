@@ -29,7 +29,8 @@ const GgufTypeRow kGgufTypes[] = {
     {GgufType::q3_K_M, "q3_K_M", 12, GgmlType::q3_K, true}, {GgufType::q3_K_L, "q3_K_L", 13, GgmlType::q3_K, true},
     {GgufType::q4_K_S, "q4_K_S", 14, GgmlType::q4_K, true}, {GgufType::q4_K_M, "q4_K_M", 15, GgmlType::q4_K, true},
     {GgufType::q5_K_S, "q5_K_S", 16, GgmlType::q5_K, true}, {GgufType::q5_K_M, "q5_K_M", 17, GgmlType::q5_K, true},
-    {GgufType::q6_K, "q6_K", 18, GgmlType::q6_K, true}};
+    {GgufType::q6_K, "q6_K", 18, GgmlType::q6_K, true},     {GgufType::iq4_nl, "iq4_nl", 25, GgmlType::iq4_nl, true},
+    {GgufType::iq4_xs, "iq4_xs", 30, GgmlType::iq4_xs, true}};
 
 const GgufTypeRow& type_row(GgufType type) {
   for (const GgufTypeRow& row : kGgufTypes) {
@@ -63,6 +64,7 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
   if (name == "token_embd.weight") return base;
   auto more_bits = [](int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
   const bool k_m = preset == GgufType::q4_K_M || preset == GgufType::q5_K_M;
+  const bool iq4 = preset == GgufType::iq4_nl || preset == GgufType::iq4_xs;
   if (name.find("attn_v.weight") != std::string::npos) {
     const auto [i, n] = rank_among(mixture.names, name, "attn_v.weight");
     GgmlType type = base;
@@ -78,6 +80,8 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
       type = GgmlType::q6_K;
     } else if (preset == GgufType::q4_K_S && i < 4) {
       type = GgmlType::q5_K;
+    } else if (iq4 && mixture.gqa >= 4) {
+      type = GgmlType::q5_K;
     }
     // A 70B's attn_v is 8x smaller than its attn_q (8 heads share it): more bits cost little there.
     if (mixture.seventy_b && (type == GgmlType::q3_K || type == GgmlType::q4_K)) type = GgmlType::q5_K;
@@ -90,6 +94,7 @@ GgmlType llama_quantize_choice(const GgufMixture& mixture, const std::string& na
     if (preset == GgufType::q3_K_M) return i < n / 16 ? GgmlType::q5_K : GgmlType::q4_K;
     if (preset == GgufType::q3_K_L) return GgmlType::q5_K;
     if (k_m && more_bits(i, n)) return GgmlType::q6_K;
+    if (iq4 && i < n / 8 && !mixture.has_imatrix) return GgmlType::q5_K;
     if (preset == GgufType::q4_K_S && i < n / 8) return GgmlType::q5_K;
     // With an importance matrix only (so that the file without one stays as it was): the first ffn_down of q4_0 /
     // q5_0 can still go astray, q4_1 / q5_1 do not.
@@ -121,7 +126,7 @@ GgmlType parse_ggml_type(const std::string& text) {
   std::string names;
   for (GgmlType type : {GgmlType::f32, GgmlType::f16, GgmlType::bf16, GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1,
                         GgmlType::q5_0, GgmlType::q5_1, GgmlType::q2_K, GgmlType::q3_K, GgmlType::q4_K, GgmlType::q5_K,
-                        GgmlType::q6_K}) {
+                        GgmlType::q6_K, GgmlType::iq4_nl, GgmlType::iq4_xs}) {
     if (ascii_lower(text) == ascii_lower(ggml_type_info(type).name)) return type;
     names += (names.empty() ? "" : ", ") + std::string(ggml_type_info(type).name);
   }
@@ -154,7 +159,7 @@ GgmlType gguf_weight_type(const GgufMixture& mixture, const std::string& name, i
   if (!whole_blocks(type)) {  // llama-quant.cpp tensor_type_fallback; where it has none (q4_0 ...), f16
     type = type == GgmlType::q2_K || type == GgmlType::q3_K ? GgmlType::q4_0
            : type == GgmlType::q4_K ? GgmlType::q5_0 : type == GgmlType::q5_K ? GgmlType::q5_1
-           : type == GgmlType::q6_K ? GgmlType::q8_0 : GgmlType::f16;
+           : type == GgmlType::q6_K ? GgmlType::q8_0 : type == GgmlType::iq4_xs ? GgmlType::iq4_nl : GgmlType::f16;
     if (!whole_blocks(type)) type = GgmlType::f16;
   }
   return type;

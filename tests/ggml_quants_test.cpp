@@ -22,7 +22,8 @@ const std::string kReference = std::string(AUTOTRAIN_FIXTURES_DIR) + "/reference
 
 GgmlType type_named(const std::string& name) {
   for (GgmlType type : {GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q5_1, GgmlType::q8_0,
-                        GgmlType::q2_K, GgmlType::q3_K, GgmlType::q4_K, GgmlType::q5_K, GgmlType::q6_K}) {
+                        GgmlType::q2_K, GgmlType::q3_K, GgmlType::q4_K, GgmlType::q5_K, GgmlType::q6_K,
+                        GgmlType::iq4_nl, GgmlType::iq4_xs}) {
     if (name == ggml_type_info(type).name) return type;
   }
   throw Error("no ggml type " + name);
@@ -52,7 +53,7 @@ Fixture load_fixture() {
 // Each type's bytes for the fixture's rows against ggml's in `file_key`'s file; with an importance matrix, row r
 // quantized with row r of importance.f32 (one of eight kinds: meta.json importance_kinds).
 void expect_ggmls_bytes(const Fixture& fixture, const std::string& file_key, bool with_importance) {
-  ASSERT_EQ(fixture.meta.at("types").size(), 10u);
+  ASSERT_EQ(fixture.meta.at("types").size(), 12u);
   at::Tensor importance;
   if (with_importance)
     importance = bytes_tensor(read_file(kData + fixture.meta.at("importance").get<std::string>()))

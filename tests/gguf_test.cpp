@@ -75,13 +75,15 @@ TEST(GgufExport, EveryArchitectureReadsBackByGgufPy) {
 TEST(GgufExport, LlamaQuantizePresetsGiveLlamaCppsMixture) {
   // 12 layers of 256-value rows (tests/reference/gguf_check.py makes them): every preset's K-quants, the
   // *_K_M layers that get q6_K in llama-quantize's name order, a tied embedding (qwen2) taking the output's type,
-  // and q2_K's attn_v by query heads per kv head (2 in llama_wide: q3_K; 4 in qwen2_wide: q4_K).
+  // and q2_K's and iq4_*'s attn_v by query heads per kv head (2 in llama_wide: q3_K / iq4; 4 in qwen2_wide: q4_K /
+  // q5_K).
   TempDir dir;
   std::vector<GgufCheck> files = export_each(dir, kFixtures + "/reference/gguf/llama_wide",
                                              {"f32", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K_S", "q3_K_M",
-                                              "q3_K_L", "q4_K_S", "Q4_K_M", "q5_K_S", "q5_K_M", "q6_K"});
-  for (const GgufCheck& file :
-       export_each(dir, kFixtures + "/reference/gguf/qwen2_wide", {"q4_K_M", "q4_0", "q2_K", "q3_K_M"}))
+                                              "q3_K_L", "q4_K_S", "Q4_K_M", "q5_K_S", "q5_K_M", "q6_K", "iq4_nl",
+                                              "iq4_xs"});
+  for (const GgufCheck& file : export_each(dir, kFixtures + "/reference/gguf/qwen2_wide",
+                                           {"q4_K_M", "q4_0", "q2_K", "q3_K_M", "IQ4_XS"}))
     files.push_back(file);
   EXPECT_EQ(run_gguf_check(files), 0);
 }

@@ -1,6 +1,6 @@
 // llama.cpp's tensor storage types for GGUF files: the float types and the block quantizations that
 // llama-quantize writes (ggml-common.h for the block layouts, ggml-quants.c quantize_row_*_ref for the
-// quantizers). Our quantizers give llama.cpp's reference bytes for the same float32 input: the oracle is
+// quantizers, quantize_iq4_nl / quantize_iq4_xs for those two, as llama-quantize calls them). Our quantizers give llama.cpp's reference bytes for the same float32 input: the oracle is
 // tests/data/ggml_quants/, the output of ggml's own functions (its SOURCES.md says how it was made).
 //
 //   type  values/block  bytes/block  stored per block
@@ -15,6 +15,8 @@
 //   q4_K      256          144       fp16 d, dmin; 8 sub-blocks of 32 with 6-bit scale and min; 4-bit codes
 //   q5_K      256          176       as q4_K with 5-bit codes
 //   q6_K      256          210       16 sub-blocks of 16 with int8 scales, fp16 d last; 6-bit codes
+//   iq4_nl     32           18       fp16 d; 4-bit indices into a 16-value non-linear table, value = d * table[q]
+//   iq4_xs    256          136       fp16 d, 8 sub-blocks of 32 with 6-bit signed scales; iq4_nl's table
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -27,7 +29,7 @@ namespace autotrain {
 // ggml's type ids (ggml.h enum ggml_type), as written in a GGUF tensor info.
 enum class GgmlType : uint32_t {
   f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13,
-  q6_K = 14, bf16 = 30
+  q6_K = 14, iq4_nl = 20, iq4_xs = 23, bf16 = 30
 };
 
 struct GgmlTypeInfo {

@@ -31,7 +31,7 @@ namespace autotrain {
 // importance matrix (GgufOptions::imatrix_file), as llama-quantize does.
 enum class GgufType {
   f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q2_K_S, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M,
-  q6_K
+  q6_K, iq4_nl, iq4_xs
 };
 
 struct GgufOptions {

@@ -128,10 +128,11 @@ CONVERTER_TYPES = {"f32": ("F32", 0), "f16": ("F16", 1), "bf16": ("BF16", 32), "
 PRESETS = {"q4_0": ("Q4_0", 2), "q4_1": ("Q4_1", 3), "q5_0": ("Q5_0", 8), "q5_1": ("Q5_1", 9), "q2_k": ("Q2_K", 10),
            "q2_k_s": ("Q2_K", 21),
            "q3_k_s": ("Q3_K", 11), "q3_k_m": ("Q3_K", 12), "q3_k_l": ("Q3_K", 13), "q4_k_s": ("Q4_K", 14),
-           "q4_k_m": ("Q4_K", 15), "q5_k_s": ("Q5_K", 16), "q5_k_m": ("Q5_K", 17), "q6_k": ("Q6_K", 18)}
+           "q4_k_m": ("Q4_K", 15), "q5_k_s": ("Q5_K", 16), "q5_k_m": ("Q5_K", 17), "q6_k": ("Q6_K", 18),
+           "iq4_nl": ("IQ4_NL", 25), "iq4_xs": ("IQ4_XS", 30)}
 BLOCK = {"F32": 1, "F16": 1, "BF16": 1, "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "Q2_K": 256,
-         "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256}
-FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+         "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256, "IQ4_NL": 32, "IQ4_XS": 256}
+FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0", "IQ4_XS": "IQ4_NL"}
 
 
 def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type=None, embd_type=None, pure=False,
@@ -181,6 +182,8 @@ def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type
                 new = "Q6_K"
             elif preset == "q4_k_s" and i_attention_wv < 4:
                 new = "Q5_K"
+            elif preset in ("iq4_nl", "iq4_xs") and n_gqa >= 4:
+                new = "Q5_K"
             if seventy_b and new in ("Q3_K", "Q4_K"):
                 new = "Q5_K"
             i_attention_wv += 1
@@ -196,6 +199,8 @@ def expected_types(weights, preset, n_layer, tied, seventy_b, n_gqa, output_type
                 new = "Q5_K"
             elif preset in ("q4_k_m", "q5_k_m") and use_more_bits(i_ffn_down, n_layer):
                 new = "Q6_K"
+            elif i_ffn_down < n_layer // 8 and preset in ("iq4_nl", "iq4_xs") and not has_imatrix:
+                new = "Q5_K"
             elif preset == "q4_k_s" and i_ffn_down < n_layer // 8:
                 new = "Q5_K"
             elif preset in ("q4_0", "q5_0") and has_imatrix and i_ffn_down < n_layer // 8:
@@ -234,7 +239,8 @@ def gguf_roundtrip(model, preset):
     return model
 
 
-K_QUANT_RMS = {"Q2_K": 0.375, "Q3_K": 0.19, "Q4_K": 0.09, "Q5_K": 0.045, "Q6_K": 0.023}
+K_QUANT_RMS = {"Q2_K": 0.375, "Q3_K": 0.19, "Q4_K": 0.09, "Q5_K": 0.045, "Q6_K": 0.023, "IQ4_NL": 0.1,
+               "IQ4_XS": 0.1}
 
 
 def weighted_error(got, want, importance):
@@ -286,6 +292,8 @@ def check_values(gguf, tensor, kind, want, errors, importance=None):
         bound = K_QUANT_RMS[kind] * (1.25 if importance is not None else 1.0)  # fitted to the weighted error instead
         if not rms <= bound:
             errors.append(f"{tensor.name}: {kind} relative RMS error {rms:.4f} > {bound}")
+        if kind.startswith("IQ"):  # a non-linear table: no even step to hold the values to
+            return
         # A sub-block's step: its range over the codes (3, 7, 15, 31 or 63 of them).
         sub = 16 if kind in ("Q2_K", "Q3_K", "Q6_K") else 32
         levels = {"Q2_K": 3, "Q3_K": 7, "Q4_K": 15, "Q5_K": 31, "Q6_K": 63}[kind]

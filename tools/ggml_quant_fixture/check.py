@@ -7,7 +7,7 @@
 
 1. q4_0 q4_1 q5_0 q5_1 q8_0: gguf.quants.quantize(input, type) must give ggml's bytes exactly
    (gguf-py has no quantizer for the K-quants).
-2. All 10 types: gguf.quants.dequantize(ggml's bytes) must be finite; prints the relative RMSE
+2. All 12 types: gguf.quants.dequantize(ggml's bytes) must be finite; prints the relative RMSE
    ||deq - x|| / ||x|| per type: the worst over the rows whose fp16 scales are representable, and
    separately the rows built to underflow fp16 (tiny/small rows), where large errors are expected.
    If DIR holds <type>.deq.f32 (oracle --dequant), gguf's dequantization must equal ggml's bit for bit.
@@ -30,7 +30,8 @@ QUANTIZE_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]
 # rows whose quantization scales fall below fp16's normal range by construction (see gen.py)
 UNDERFLOW_MARK = ("tiny ", "small ")
 # loose sanity bounds on the worst relative RMSE of the other rows (a broken fixture is far off these)
-BOUND = {"q4_0": 0.5, "q4_1": 0.5, "q5_0": 0.5, "q5_1": 0.5, "q8_0": 0.1, "q2_K": 0.8, "q3_K": 0.6, "q4_K": 0.5, "q5_K": 0.5, "q6_K": 0.5}
+BOUND = {"q4_0": 0.5, "q4_1": 0.5, "q5_0": 0.5, "q5_1": 0.5, "q8_0": 0.1, "q2_K": 0.8, "q3_K": 0.6, "q4_K": 0.5, "q5_K": 0.5, "q6_K": 0.5,
+         "iq4_nl": 0.5, "iq4_xs": 0.5}
 
 
 def qtype(name):

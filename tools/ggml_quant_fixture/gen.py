@@ -25,7 +25,9 @@ SEED = 20260821
 TYPES = [  # name, weights per block, bytes per block (GGUF format, checked against sizeof(block_*) by the oracle)
     ("q4_0", 32, 18), ("q4_1", 32, 20), ("q5_0", 32, 22), ("q5_1", 32, 24), ("q8_0", 32, 34),
     ("q2_K", 256, 84), ("q3_K", 256, 110), ("q4_K", 256, 144), ("q5_K", 256, 176), ("q6_K", 256, 210),
+    ("iq4_nl", 32, 18), ("iq4_xs", 256, 136),
 ]
+IQ_TYPES = ("iq4_nl", "iq4_xs")  # quantized by quantize_<type>(row, out, 1, cols, NULL), as llama-quantize does
 
 
 def blocks_of(n):
@@ -264,7 +266,8 @@ def main(argv):
                 "bytes_per_block": bpb,
                 "blocks_per_row": COLS // bs,
                 "bytes_per_row": COLS // bs * bpb,
-                "function": f"quantize_row_{name}_ref",
+                "function": (f"quantize_{name}(row, out, 1, cols, NULL)" if name in IQ_TYPES
+                             else f"quantize_row_{name}_ref"),
                 "imatrix_file": f"{name}.imatrix.bin",
                 "imatrix_function": f"quantize_{name}(row, out, 1, cols, importance row)",
             }

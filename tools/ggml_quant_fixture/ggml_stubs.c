@@ -2,7 +2,7 @@
 // Copyright (c) 2026 The autotrain authors
 //
 // The four symbols ggml-quants.c references from the rest of ggml (ggml.c), so that the oracle can
-// link ggml-quants.c alone. ggml_row_size answers for the ten types the oracle quantizes (quantize_<type>, the
+// link ggml-quants.c alone. ggml_row_size answers for the twelve types the oracle quantizes (quantize_<type>, the
 // importance-matrix path, asks it for the row stride), as ggml.c does: bytes per block times blocks per row.
 // The others are not reached from the functions the oracle calls (ggml_abort only on a failed GGML_ASSERT,
 // the rest from ggml_validate_row_data) and abort instead of answering.
@@ -48,6 +48,8 @@ size_t ggml_row_size(enum ggml_type type, int64_t ne) {
         case GGML_TYPE_Q4_K: block = 256; bytes = 144; break;
         case GGML_TYPE_Q5_K: block = 256; bytes = 176; break;
         case GGML_TYPE_Q6_K: block = 256; bytes = 210; break;
+        case GGML_TYPE_IQ4_NL: block = 32; bytes = 18; break;
+        case GGML_TYPE_IQ4_XS: block = 256; bytes = 136; break;
         default: unexpected("ggml_row_size (another type)");
     }
     if (ne % (int64_t) block != 0) unexpected("ggml_row_size (a partial block)");

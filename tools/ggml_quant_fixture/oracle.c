@@ -10,7 +10,8 @@
 //
 // INPUT.f32 holds ROWS*COLS little-endian float32 values, row-major. For each type T in
 // q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K it writes OUTDIR/T.bin: the rows quantized one at a time
-// (quantize_row_T_ref(row, out, COLS)), concatenated, i.e. ROWS * (COLS/block) * bytes_per_block bytes.
+// (quantize_row_T_ref(row, out, COLS)), concatenated, i.e. ROWS * (COLS/block) * bytes_per_block bytes; for iq4_nl
+// and iq4_xs quantize_T(row, out, 1, COLS, NULL), what llama-quantize runs for them.
 // With --dequant it also writes OUTDIR/T.deq.f32: ggml's dequantize_row_T of those bytes.
 // With --imatrix it also writes OUTDIR/T.imatrix.bin: each row quantized by quantize_T(row, out, 1, COLS, qw)
 // with qw the same row of IMPORTANCE.f32 (ROWS*COLS float32): ggml's importance-matrix path
@@ -55,6 +56,17 @@ struct qtype {
     }
 WRAP(q4_0) WRAP(q4_1) WRAP(q5_0) WRAP(q5_1) WRAP(q8_0) WRAP(q2_K) WRAP(q3_K) WRAP(q4_K) WRAP(q5_K) WRAP(q6_K)
 
+// iq4_nl / iq4_xs: llama-quantize runs quantize_<type> (ntry 7) with or without an importance matrix, never
+// quantize_row_iq4_nl_ref (ntry -1): the .bin files are quantize_<type> without one.
+#define WRAP_IQ(name)                                                               \
+    static void q_##name(const float * x, void * y, int64_t k) {                    \
+        quantize_##name(x, y, 1, k, NULL);                                          \
+    }                                                                               \
+    static void dq_##name(const void * x, float * y, int64_t k) {                   \
+        dequantize_row_##name((const block_##name *) x, y, k);                      \
+    }
+WRAP_IQ(iq4_nl) WRAP_IQ(iq4_xs)
+
 #define QT(name, qk, expect) { #name, (qk), sizeof(block_##name), (expect), q_##name, dq_##name, quantize_##name }
 
 static const struct qtype QTYPES[] = {
@@ -68,6 +80,8 @@ static const struct qtype QTYPES[] = {
     QT(q4_K, QK_K,  144),
     QT(q5_K, QK_K,  176),
     QT(q6_K, QK_K,  210),
+    QT(iq4_nl, QK4_NL, 18),
+    QT(iq4_xs, QK_K, 136),
 };
 
 static void die(const char * fmt, const char * arg) {

@@ -5,7 +5,7 @@
 //  - with --cuda (a build with CUDA and a GPU): quantize_4bit_torch on the first GPU, the weight already
 //    there, and again with its upload from host memory (what a model load on a GPU does per weight);
 //  - bench_quantize --ggml INPUT.f32 ROWS COLS IMPORTANCE.f32|- [THREADS...]: instead, the GGUF block quantizers
-//    (ggml_quantize: q4_0, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K) over that float32 matrix, seconds per type, best of 3,
+//    (ggml_quantize: q4_0, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs) over that float32 matrix, seconds per type, best of 3,
 //    and with an importance-matrix entry of COLS float32 unless "-" (tools/bench_ggml_quants.sh runs it beside
 //    ggml's own quantize_row_*_ref and quantize_<type>);
 //  - a fingerprint (FNV-1a) of the bytes quantize_4bit returns for fixed inputs over NF4/FP4, double
@@ -131,7 +131,7 @@ int bench_ggml(const std::string& path, int64_t rows, int64_t cols, const std::s
     std::memcpy(importance.data_ptr(), raw.data(), raw.size());
   }
   for (GgmlType type : {GgmlType::q4_0, GgmlType::q8_0, GgmlType::q2_K, GgmlType::q3_K, GgmlType::q4_K, GgmlType::q5_K,
-                        GgmlType::q6_K})
+                        GgmlType::q6_K, GgmlType::iq4_nl, GgmlType::iq4_xs})
     for (int n : threads) {
       at::set_num_threads(n);
       for (bool weighted : {false, true}) {

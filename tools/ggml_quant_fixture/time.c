@@ -22,6 +22,10 @@ typedef size_t (*weighted_fn)(const float * src, void * dst, int64_t nrow, int64
 #define WRAP(name) \
     static void q_##name(const float * x, void * y, int64_t k) { quantize_row_##name##_ref(x, (block_##name *) y, k); }
 WRAP(q4_0) WRAP(q8_0) WRAP(q2_K) WRAP(q3_K) WRAP(q4_K) WRAP(q5_K) WRAP(q6_K)
+// iq4_nl / iq4_xs: quantize_<type> without weights, what llama-quantize runs for them
+#define WRAP_IQ(name) \
+    static void q_##name(const float * x, void * y, int64_t k) { quantize_##name(x, y, 1, k, NULL); }
+WRAP_IQ(iq4_nl) WRAP_IQ(iq4_xs)
 
 static const struct {
     const char * name;
@@ -36,6 +40,8 @@ static const struct {
     {"q4_K", QK_K, sizeof(block_q4_K), q_q4_K, quantize_q4_K},
     {"q5_K", QK_K, sizeof(block_q5_K), q_q5_K, quantize_q5_K},
     {"q6_K", QK_K, sizeof(block_q6_K), q_q6_K, quantize_q6_K},
+    {"iq4_nl", QK4_NL, sizeof(block_iq4_nl), q_iq4_nl, quantize_iq4_nl},
+    {"iq4_xs", QK_K, sizeof(block_iq4_xs), q_iq4_xs, quantize_iq4_xs},
 };
 
 static double now(void) {

@@ -674,6 +674,21 @@ void quantize_q6_K_block(const float* x, uint8_t* block, const float* qw = nullp
   }
 }
 
+// 32 codes of `bits` bits as q4_0 ... q5_1 store them: the low nibbles of values j and j + 16 in byte j of qs, and
+// for 5 bits the fifth bits in the 32-bit qh (bit j for value j).
+template <int bits, typename Code>
+void pack_32_codes(const Code* L, uint8_t* qs, uint8_t* qh_bytes) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
+    if constexpr (bits == 5) {
+      qh |= uint32_t((L[j] >> 4) & 1) << j;
+      qh |= uint32_t((L[j + 16] >> 4) & 1) << (j + 16);
+    }
+  }
+  if constexpr (bits == 5) std::memcpy(qh_bytes, &qh, 4);
+}
+
 // q4_0 / q5_0 with importance weights qw (32) and sigma2, the row's mean square: the codes and scale of least
 // squared error weighted by qw * sqrt(sigma2 + x^2) (make_qx_quants); d is not rounded before the codes.
 template <int bits>
@@ -683,16 +698,7 @@ void quantize_symmetric_weighted(const float* x, uint8_t* block, const float* qw
   int8_t L[32];
   importance_weights<32>(x, qw, sigma2, weights);
   put_half(block, fit_symmetric_scale<32, offset, true>(x, L, weights));
-  uint8_t* qs = block + (bits == 5 ? 6 : 2);
-  uint32_t qh = 0;
-  for (int j = 0; j < 16; ++j) {
-    qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
-    if constexpr (bits == 5) {
-      qh |= uint32_t((L[j] >> 4) & 1) << j;
-      qh |= uint32_t((L[j + 16] >> 4) & 1) << (j + 16);
-    }
-  }
-  if constexpr (bits == 5) std::memcpy(block + 2, &qh, 4);
+  pack_32_codes<bits>(L, block + (bits == 5 ? 6 : 2), block + 2);
 }
 
 // q4_1 / q5_1 with importance weights: the scale and min of least squared error weighted as above
@@ -705,16 +711,7 @@ void quantize_with_min_weighted(const float* x, uint8_t* block, const float* qw,
   importance_weights<32>(x, qw, sigma2, weights);
   put_half(block, fit_scale_and_min<32, top>(x, weights, L, &min, -0.9f, 0.05f, 36));
   put_half(block + 2, -min);
-  uint8_t* qs = block + (bits == 5 ? 8 : 4);
-  uint32_t qh = 0;
-  for (int j = 0; j < 16; ++j) {
-    qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
-    if constexpr (bits == 5) {
-      qh |= uint32_t((L[j] >> 4) & 1) << j;
-      qh |= uint32_t((L[j + 16] >> 4) & 1) << (j + 16);
-    }
-  }
-  if constexpr (bits == 5) std::memcpy(block + 4, &qh, 4);
+  pack_32_codes<bits>(L, block + (bits == 5 ? 8 : 4), block + 4);
 }
 
 // ---- iq4_nl / iq4_xs: 4-bit indices into a non-linear table ---------------------------------------------------

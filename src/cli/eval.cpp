@@ -47,7 +47,6 @@ TrainingParams eval_params(const EvalCommandOptions& o) {
   return load_training_params(o.config_path, overrides);
 }
 
-
 // The options eval and imatrix share: the run's config or its keys, the adapter, the split, the device.
 void add_scoring_options(CLI::App* app, EvalCommandOptions* o, bool imatrix) {
   const std::string split_key = imatrix ? "train_split" : "valid_split";

@@ -317,6 +317,22 @@ TEST(Imatrix, InputStatisticsEqualTransformersOnTheSplitsBlocks) {
   EXPECT_GT(std::abs(base - tuned), 1e-3 * std::abs(base));
 }
 
+// On a GPU (fp32 there too): the same statistics as transformers', within the CPU's bound (CUDA's other summation
+// order moves them by ~1e-6 of an entry). Written for the next GPU session; skips without a device.
+TEST(ImatrixCuda, InputStatisticsEqualTransformers) {
+  REQUIRE_CUDA_DEVICE();
+  testing::TempDir dir;
+  EvaluateOptions options;
+  options.cache_dir = dir.file("cache");
+  options.device = "cuda";
+  options.imatrix_out = dir.file("cuda.imatrix.gguf");
+  options.adapter_dir = kOracle + "/adapter";
+  TrainingParams params = eval_params("none");
+  params.train_split = "valid";
+  run_evaluation(params, options);
+  expect_oracle_statistics(options.imatrix_out, "adapter", int64_t(expected()["blocks"].size()));
+}
+
 TEST(ImatrixCli, WritesTheConfigsRunsMatrixForExportGguf) {
   testing::TempDir dir;
   fs::copy(kOracle + "/adapter", dir.file("run-1"), fs::copy_options::recursive);

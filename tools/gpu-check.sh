@@ -126,7 +126,7 @@ training() {
   stage "GPU training and generation tests"
   if [[ -d "$BUILD/fixtures/models" ]]; then
     timeout "$(at_most 150)" "$BUILD/tests/autotrain_tests" \
-      --gtest_filter="${GPU_CHECK_TRAINING_FILTER:-CudaFrozenLinear.*:CudaTraining.*:*CudaTrainingMatchesCpu*:CudaGenerate.*:EvaluateCuda.*:DpoCuda.*:RewardCuda.*:OptimizerCuda.*}" \
+      --gtest_filter="${GPU_CHECK_TRAINING_FILTER:-CudaFrozenLinear.*:CudaTraining.*:*CudaTrainingMatchesCpu*:CudaGenerate.*:EvaluateCuda.*:ImatrixCuda.*:DpoCuda.*:RewardCuda.*:OptimizerCuda.*}" \
       > "$OUT/training-tests.log" 2>&1
   else
     (cd "$BUILD" && timeout "$(at_most 250)" ctest -R 'Cuda|GpuTraining|Device' --output-on-failure) > "$OUT/training-tests.log" 2>&1

@@ -144,8 +144,7 @@ EvaluationResult run_evaluation(const TrainingParams& given, const EvaluateOptio
   result.perplexity = std::exp(result.loss);
   if (imatrix) {
     model.set_activation_observer(nullptr);
-    collector.save(options.imatrix_out, result.data_file, result.blocks, result.block_size);
-    result.imatrix_entries = int64_t(collector.sums().size());
+    result.imatrix_entries = collector.save(options.imatrix_out, result.data_file, result.blocks, result.block_size);
   }
   return result;
 }

@@ -749,8 +749,11 @@ void quantize_iq4_block(const float* x, uint8_t* block, const float* qw) {
   for (int ib = 0; ib < sub_blocks; ++ib) {
     const float* xb = x + 32 * ib;
     uint8_t* Lb = L + 32 * ib;
-    for (int j = 0; j < 32; ++j)
-      weights[j] = qw ? qw[32 * ib + j] * std::sqrt(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
+    if (qw) {
+      importance_weights<32>(xb, qw + 32 * ib, sigma2, weights);
+    } else {
+      for (int j = 0; j < 32; ++j) weights[j] = xb[j] * xb[j];
+    }
     float amax = 0, max = 0;
     for (int j = 0; j < 32; ++j) {
       if (std::fabs(xb[j]) > amax) {

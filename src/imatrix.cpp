@@ -36,8 +36,8 @@ std::map<std::string, std::pair<at::Tensor, int64_t>> ImatrixCollector::sums() c
   return out;
 }
 
-void ImatrixCollector::save(const std::string& path, const std::string& dataset, int64_t chunks,
-                            int64_t chunk_size) const {
+int64_t ImatrixCollector::save(const std::string& path, const std::string& dataset, int64_t chunks,
+                               int64_t chunk_size) const {
   const auto entries = sums();
   if (entries.empty()) throw Error(path + ": no activations were seen; nothing to write (a bug)");
   const bool legacy = path.size() >= 4 && path.compare(path.size() - 4, 4, ".dat") == 0;
@@ -53,7 +53,7 @@ void ImatrixCollector::save(const std::string& path, const std::string& dataset,
                     {"imatrix.chunk_count", uint32_t(chunks)},
                     {"imatrix.chunk_size", uint32_t(chunk_size)}},
                    tensors);
-    return;
+    return int64_t(entries.size());
   }
   // save_imatrix_legacy: per entry the mean square times ncall, the calls rounded up from tokens / chunk_size.
   std::string bytes;
@@ -74,6 +74,7 @@ void ImatrixCollector::save(const std::string& path, const std::string& dataset,
   raw(int32_t(dataset.size()));
   bytes += dataset;
   write_file_atomic(path, bytes);
+  return int64_t(entries.size());
 }
 
 }  // namespace autotrain

@@ -47,8 +47,8 @@ class ImatrixCollector : public ActivationObserver {
   // Sums of squares (float64, CPU) and tokens, by GGUF weight name.
   std::map<std::string, std::pair<at::Tensor, int64_t>> sums() const;
   // Writes the matrix as llama-imatrix does, through a temporary name: its GGUF format, or the legacy one for a path
-  // ending in .dat. dataset: what it was computed on; chunks of chunk_size tokens.
-  void save(const std::string& path, const std::string& dataset, int64_t chunks, int64_t chunk_size) const;
+  // ending in .dat. dataset: what it was computed on; chunks of chunk_size tokens. Returns the weights written.
+  int64_t save(const std::string& path, const std::string& dataset, int64_t chunks, int64_t chunk_size) const;
 
  private:
   bool tied_embeddings_;
